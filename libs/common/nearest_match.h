@@ -1,0 +1,27 @@
+#ifndef GYRE_LIBS_COMMON_NEAREST_MATCH_H_
+#define GYRE_LIBS_COMMON_NEAREST_MATCH_H_
+
+#include <optional>
+#include <string>
+#include "absl/strings/string_view.h"
+#include <vector>
+
+namespace gyre {
+
+// Levenshtein distance between two strings (insertions, deletions and
+// substitutions each cost 1).
+size_t EditDistance(absl::string_view a, absl::string_view b);
+
+// Returns the candidate closest to `word` when it is plausibly a typo of it
+// (distance at most a third of the word's length, minimum 1, maximum 3), so
+// errors can say `did you mean "extract"?`. Returns nullopt otherwise.
+std::optional<std::string> NearestMatch(absl::string_view word,
+                                        const std::vector<std::string>& candidates);
+
+// Formats ` (did you mean "x"?)` or an empty string when nothing is close.
+std::string DidYouMean(absl::string_view word,
+                       const std::vector<std::string>& candidates);
+
+}  // namespace gyre
+
+#endif  // GYRE_LIBS_COMMON_NEAREST_MATCH_H_

@@ -1,0 +1,147 @@
+#include "libs/config/config_loader.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/nearest_match.h"
+
+namespace gyre::config {
+namespace {
+
+std::string Where(const std::string& path, const YAML::Mark& mark) {
+  if (mark.is_null()) return path;
+  return absl::StrCat(path, ":", mark.line + 1, ":", mark.column + 1);
+}
+
+absl::Status WithContext(const absl::Status& status, absl::string_view where,
+                         absl::string_view key) {
+  return absl::Status(status.code(), absl::StrCat(where, ": ", key, ": ", status.message()));
+}
+
+// Expands ${VAR} in every scalar of `node`, in place.
+absl::Status ExpandScalars(YAML::Node node, const VariableLookup& lookup) {
+  if (node.IsScalar()) {
+    absl::StatusOr<std::string> expanded = ExpandVariables(node.Scalar(), lookup);
+    if (!expanded.ok()) return expanded.status();
+    node = *expanded;
+    return absl::OkStatus();
+  }
+  if (node.IsSequence()) {
+    for (YAML::Node item : node) {
+      if (absl::Status status = ExpandScalars(item, lookup); !status.ok()) return status;
+    }
+  } else if (node.IsMap()) {
+    for (auto entry : node) {
+      if (absl::Status status = ExpandScalars(entry.second, lookup); !status.ok()) {
+        return status;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<YAML::Node> ReadYamlFile(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) {
+    const int error = errno;
+    const std::string reason = std::strerror(error);
+    const std::string message = absl::StrCat("config file \"", path, "\": ", reason);
+    if (error == EACCES) return absl::PermissionDeniedError(message);
+    return absl::NotFoundError(message);
+  }
+  std::stringstream contents;
+  contents << file.rdbuf();
+  try {
+    return YAML::Load(contents.str());
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(path, e.mark), ": invalid YAML: ", e.msg));
+  }
+}
+
+absl::Status Decode(const ConfigSchema::Field& field, const YAML::Node& value) {
+  try {
+    return field.decode(value);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(e.msg);
+  }
+}
+
+absl::Status ApplyFile(const ConfigSchema& schema, const ConfigSources& sources) {
+  const std::string& path = sources.file_path;
+  absl::StatusOr<YAML::Node> root = ReadYamlFile(path);
+  if (!root.ok()) return root.status();
+  if (root->IsNull()) return absl::OkStatus();  // an empty file sets nothing
+  if (!root->IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Where(path, root->Mark()), ": expected a map of settings at the top level"));
+  }
+  for (auto entry : *root) {
+    const std::string key = entry.first.Scalar();
+    const std::string where = Where(path, entry.first.Mark());
+    const ConfigSchema::Field* field = schema.Find(key);
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": unknown key \"", key, "\"", DidYouMean(key, schema.Keys())));
+    }
+    YAML::Node value = YAML::Clone(entry.second);
+    const std::string value_where = Where(path, entry.second.Mark());
+    if (absl::Status status = ExpandScalars(value, sources.environment); !status.ok()) {
+      return WithContext(status, value_where, key);
+    }
+    if (absl::Status status = Decode(*field, value); !status.ok()) {
+      return WithContext(status, value_where, key);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ApplyString(const ConfigSchema::Field& field, const std::string& text,
+                         absl::string_view origin) {
+  YAML::Node value;
+  if (field.structured) {
+    try {
+      value = YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(origin, ": ", field.key, ": invalid YAML value: ", e.msg));
+    }
+  } else {
+    value = YAML::Node(text);
+  }
+  if (absl::Status status = Decode(field, value); !status.ok()) {
+    return WithContext(status, origin, field.key);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources) {
+  if (!sources.file_path.empty()) {
+    if (absl::Status status = ApplyFile(schema, sources); !status.ok()) return status;
+  }
+  for (const ConfigSchema::Field& field : schema.fields()) {
+    const std::string name = ConfigSchema::EnvironmentName(field.key);
+    std::optional<std::string> value = sources.environment(name);
+    if (!value) continue;
+    const std::string origin = absl::StrCat("environment variable ", name);
+    if (absl::Status status = ApplyString(field, *value, origin); !status.ok()) return status;
+  }
+  for (const ConfigOverride& flag : sources.flags) {
+    const ConfigSchema::Field* field = schema.Find(flag.key);
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag.origin, ": unknown key \"", flag.key, "\"", DidYouMean(flag.key, schema.Keys())));
+    }
+    if (absl::Status status = ApplyString(*field, flag.value, flag.origin); !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gyre::config

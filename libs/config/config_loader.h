@@ -1,0 +1,41 @@
+#ifndef GYRE_LIBS_CONFIG_CONFIG_LOADER_H_
+#define GYRE_LIBS_CONFIG_CONFIG_LOADER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "libs/common/variable_expansion.h"
+#include "libs/config/config_schema.h"
+
+namespace gyre::config {
+
+// One value given on the command line, already split into key and value.
+struct ConfigOverride {
+  std::string key;
+  std::string value;
+  std::string origin;  // how to name it in errors, e.g. "flag --grpc_address"
+};
+
+// Where configuration comes from. Later sources override earlier ones:
+// schema defaults < YAML file < GYRE_* environment variables < flags.
+struct ConfigSources {
+  // YAML file with a top-level map of keys; empty means no file. String
+  // values in the file may reference environment variables as ${VAR}
+  // ($${ escapes a literal ${).
+  std::string file_path;
+  // Resolves both GYRE_<KEY> overrides and ${VAR} references.
+  VariableLookup environment = EnvironmentLookup();
+  std::vector<ConfigOverride> flags;
+};
+
+// Applies every source to the schema's targets. Stops at the first problem
+// and returns InvalidArgument with a one-line message saying where (file and
+// line:column, environment variable, or flag), which key, and why, e.g.
+//   gyre.yaml:3:1: unknown key "grpc_adress" (did you mean "grpc_address"?)
+// A missing or unreadable file is NotFound / PermissionDenied naming it.
+absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources);
+
+}  // namespace gyre::config
+
+#endif  // GYRE_LIBS_CONFIG_CONFIG_LOADER_H_

@@ -1,0 +1,171 @@
+#include "libs/config/config_loader.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+#include "gtest/gtest.h"
+
+namespace gyre::config {
+namespace {
+
+// The typed config a small service would declare.
+struct ExampleConfig {
+  std::string grpc_address = "0.0.0.0:50051";
+  int64_t slots = 4;
+  absl::Duration shutdown_grace = absl::Seconds(10);
+  std::string log_level = "info";
+  std::vector<std::string> queues = {"default"};
+  bool fsync = true;
+};
+
+class ConfigLoaderTest : public ::testing::Test {
+ protected:
+  ConfigLoaderTest() {
+    schema_.AddAddress("grpc_address", &config_.grpc_address, "gRPC listen address");
+    schema_.AddInt("slots", &config_.slots, 1, 1024, "concurrent tasks");
+    schema_.AddDuration("shutdown_grace", &config_.shutdown_grace, "drain time");
+    schema_.AddChoice("log_level", &config_.log_level, {"debug", "info", "warn", "error"},
+                      "minimum log level");
+    schema_.AddStringList("queues", &config_.queues, "queues served");
+    schema_.AddBool("fsync", &config_.fsync, "fsync the log");
+  }
+
+  ~ConfigLoaderTest() override {
+    if (!path_.empty()) std::remove(path_.c_str());
+  }
+
+  std::string WriteFile(const std::string& contents) {
+    char name[] = "/tmp/gyre_config_test_XXXXXX.yaml";
+    const int fd = mkstemps(name, 5);
+    EXPECT_GE(fd, 0);
+    close(fd);
+    path_ = name;
+    std::ofstream(path_) << contents;
+    return path_;
+  }
+
+  absl::Status Load(const std::string& file, std::map<std::string, std::string> env = {},
+                    std::vector<ConfigOverride> flags = {}) {
+    ConfigSources sources;
+    sources.file_path = file;
+    sources.environment = [env](absl::string_view name) -> std::optional<std::string> {
+      auto it = env.find(std::string(name));
+      if (it == env.end()) return std::nullopt;
+      return it->second;
+    };
+    sources.flags = std::move(flags);
+    return LoadConfig(schema_, sources);
+  }
+
+  ExampleConfig config_;
+  ConfigSchema schema_;
+  std::string path_;
+};
+
+TEST_F(ConfigLoaderTest, DefaultsHoldWithoutSources) {
+  ASSERT_TRUE(Load("").ok());
+  EXPECT_EQ(config_.slots, 4);
+  EXPECT_EQ(config_.queues, std::vector<std::string>{"default"});
+}
+
+TEST_F(ConfigLoaderTest, FileSetsTypedValues) {
+  const absl::Status status = Load(WriteFile(
+      "grpc_address: 127.0.0.1:7000\nslots: 16\nshutdown_grace: 1500ms\n"
+      "log_level: DEBUG\nqueues: [cpu, gpu]\nfsync: off\n"));
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(config_.grpc_address, "127.0.0.1:7000");
+  EXPECT_EQ(config_.slots, 16);
+  EXPECT_EQ(config_.shutdown_grace, absl::Milliseconds(1500));
+  EXPECT_EQ(config_.log_level, "debug");
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"cpu", "gpu"}));
+  EXPECT_FALSE(config_.fsync);
+}
+
+TEST_F(ConfigLoaderTest, EnvironmentOverridesFileAndFlagsOverrideEnvironment) {
+  const std::string file = WriteFile("slots: 2\nlog_level: warn\n");
+  const absl::Status status =
+      Load(file, {{"GYRE_SLOTS", "8"}, {"GYRE_LOG_LEVEL", "error"}},
+           {{"log_level", "debug", "flag --log_level"}});
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(config_.slots, 8);
+  EXPECT_EQ(config_.log_level, "debug");
+}
+
+TEST_F(ConfigLoaderTest, StructuredEnvironmentValueIsParsedAsYaml) {
+  ASSERT_TRUE(Load("", {{"GYRE_QUEUES", "[a, b]"}}).ok());
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(ConfigLoaderTest, VariablesInFileExpandFromEnvironment) {
+  const absl::Status status =
+      Load(WriteFile("grpc_address: ${HOST}:${PORT}\n"), {{"HOST", "10.0.0.1"}, {"PORT", "81"}});
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(config_.grpc_address, "10.0.0.1:81");
+}
+
+TEST_F(ConfigLoaderTest, UnknownKeyNamesFileLineAndSuggestion) {
+  const std::string file = WriteFile("slots: 2\ngrpc_adress: x:1\n");
+  const absl::Status status = Load(file);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            file + ":2:1: unknown key \"grpc_adress\" (did you mean \"grpc_address\"?)");
+}
+
+TEST_F(ConfigLoaderTest, BadDurationNamesKeyAndPosition) {
+  const std::string file = WriteFile("shutdown_grace: ten\n");
+  const absl::Status status = Load(file);
+  EXPECT_EQ(status.message(),
+            file + ":1:17: shutdown_grace: invalid duration \"ten\" "
+                   "(expected e.g. \"10s\", \"250ms\", \"1h30m\")");
+}
+
+TEST_F(ConfigLoaderTest, OutOfRangeIntegerIsRejected) {
+  const absl::Status status = Load(WriteFile("slots: 0\n"));
+  EXPECT_NE(status.message().find("slots: value 0 is out of range [1, 1024]"), std::string::npos)
+      << status;
+}
+
+TEST_F(ConfigLoaderTest, BadEnvironmentValueNamesTheVariable) {
+  const absl::Status status = Load("", {{"GYRE_SLOTS", "many"}});
+  EXPECT_EQ(status.message(), "environment variable GYRE_SLOTS: slots: invalid integer \"many\"");
+}
+
+TEST_F(ConfigLoaderTest, BadAddressFlagIsRejected) {
+  const absl::Status status = Load("", {}, {{"grpc_address", "nope", "flag --grpc_address"}});
+  EXPECT_EQ(status.message(),
+            "flag --grpc_address: grpc_address: invalid address \"nope\" "
+            "(expected host:port, e.g. 0.0.0.0:8080)");
+}
+
+TEST_F(ConfigLoaderTest, MissingFileIsNamed) {
+  const absl::Status status = Load("/nonexistent/gyre.yaml");
+  EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(status.message(), "config file \"/nonexistent/gyre.yaml\": No such file or directory");
+}
+
+TEST_F(ConfigLoaderTest, InvalidYamlNamesPosition) {
+  const std::string file = WriteFile("slots: [1, 2\n");
+  const absl::Status status = Load(file);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message().rfind(file + ":", 0), 0u) << status;
+  EXPECT_NE(status.message().find("invalid YAML"), std::string::npos) << status;
+}
+
+TEST_F(ConfigLoaderTest, UndefinedVariableIsAnError) {
+  const std::string file = WriteFile("grpc_address: ${NOPE}:1\n");
+  const absl::Status status = Load(file);
+  EXPECT_EQ(status.message(),
+            file + ":1:15: grpc_address: undefined variable \"NOPE\" in \"${NOPE}\"");
+}
+
+TEST_F(ConfigLoaderTest, FailedLoadKeepsEarlierValuesTyped) {
+  // A rejected value never leaves a half-parsed value behind.
+  ASSERT_FALSE(Load(WriteFile("slots: 9x\n")).ok());
+  EXPECT_EQ(config_.slots, 4);
+}
+
+}  // namespace
+}  // namespace gyre::config

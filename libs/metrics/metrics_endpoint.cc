@@ -1,0 +1,40 @@
+#include "libs/metrics/metrics_endpoint.h"
+
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/version.h"
+#include "libs/metrics/process_collector.h"
+#include "prometheus/gauge.h"
+
+namespace gyre::metrics {
+
+MetricsEndpoint::MetricsEndpoint(std::string service)
+    : service_(std::move(service)), registry_(std::make_shared<prometheus::Registry>()) {
+  prometheus::BuildGauge()
+      .Name("gyre_build_info")
+      .Help("Always 1; labels carry the service name and the Gyre version.")
+      .Register(*registry_)
+      .Add({{"service", service_}, {"version", kGyreVersion}})
+      .Set(1);
+}
+
+MetricsEndpoint::~MetricsEndpoint() = default;
+
+absl::Status MetricsEndpoint::Start(const std::string& address) {
+  try {
+    // civetweb reports bind failures by throwing; keep that inside this class.
+    exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/1);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics endpoint cannot listen on ", address, ": ", e.what()));
+  }
+  exposer_->RegisterCollectable(registry_);
+  process_collector_ = std::make_shared<ProcessCollector>();
+  exposer_->RegisterCollectable(process_collector_);
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  port_ = ports.empty() ? 0 : ports.front();
+  return absl::OkStatus();
+}
+
+}  // namespace gyre::metrics

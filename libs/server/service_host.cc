@@ -1,0 +1,78 @@
+#include "libs/server/service_host.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/logging/logger.h"
+#include "libs/server/rpc_metrics_interceptor.h"
+
+namespace gyre::server {
+
+ServiceHost::ServiceHost(std::string process_name, ServerConfig config)
+    : process_name_(std::move(process_name)), config_(std::move(config)),
+      metrics_(process_name_) {}
+
+ServiceHost::~ServiceHost() {
+  if (server_ != nullptr) Shutdown();
+}
+
+void ServiceHost::AddService(grpc::Service* service, std::string health_name) {
+  services_.push_back(service);
+  if (!health_name.empty()) health_names_.push_back(std::move(health_name));
+}
+
+void ServiceHost::AddHealthName(std::string health_name) {
+  health_names_.push_back(std::move(health_name));
+}
+
+absl::Status ServiceHost::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  for (grpc::Service* service : services_) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(metrics_.registry()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    server_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("gRPC server cannot listen on ", config_.grpc_address,
+                     " (address in use or not available)"));
+  }
+  if (absl::Status status = metrics_.Start(config_.metrics_address); !status.ok()) {
+    server_->Shutdown();
+    server_.reset();
+    return status;
+  }
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  for (const std::string& name : health_names_) health->SetServingStatus(name, true);
+  health->SetServingStatus("", true);
+  logging::Info("serving", {{"grpc_port", grpc_port_},
+                            {"metrics_port", metrics_.port()},
+                            {"grpc_address", config_.grpc_address}});
+  return absl::OkStatus();
+}
+
+void ServiceHost::Shutdown() {
+  if (server_ == nullptr) return;
+  logging::Info("shutting down", {{"grace_seconds", absl::ToDoubleSeconds(config_.shutdown_grace)}});
+  // Health goes first, so load balancers stop routing here while RPCs drain.
+  server_->GetHealthCheckService()->Shutdown();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + config_.shutdown_grace));
+  server_->Wait();
+  server_.reset();
+  logging::Info("stopped");
+}
+
+std::shared_ptr<grpc::Channel> ServiceHost::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
+}  // namespace gyre::server

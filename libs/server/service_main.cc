@@ -1,0 +1,119 @@
+#include "libs/server/service_main.h"
+
+#include <signal.h>
+
+#include <cstdio>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/nearest_match.h"
+#include "libs/logging/logger.h"
+#include "libs/server/termination_signals.h"
+
+ABSL_FLAG(std::string, config, "", "YAML config file; GYRE_* environment variables and flags override it");
+ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address (host:port)");
+ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address (host:port)");
+ABSL_FLAG(std::string, log_level, "", "minimum log level: debug, info, warn, error");
+ABSL_FLAG(std::string, shutdown_grace, "", "time in-flight RPCs get after SIGTERM, e.g. 10s");
+
+namespace gyre::server {
+namespace {
+
+std::vector<std::string> AllFlagNames() {
+  std::vector<std::string> names;
+  for (const auto& [name, flag] : absl::GetAllFlags()) names.push_back(absl::StrCat("--", name));
+  return names;
+}
+
+int ConfigError(const ServiceMainInfo& info, const absl::Status& status) {
+  std::fprintf(stderr, "%s: %s\n", info.binary_name.c_str(), std::string(status.message()).c_str());
+  return kExitConfigError;
+}
+
+}  // namespace
+
+void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,
+                        const absl::Flag<std::string>& flag) {
+  std::string value = absl::GetFlag(flag);
+  if (value.empty()) return;
+  overrides->push_back(
+      {std::string(key), std::move(value), absl::StrCat("flag --", key)});
+}
+
+absl::Status CheckFlagsAreKnown(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::StartsWith(arg, "-") || arg == "-") continue;
+    arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
+    const absl::string_view name = arg.substr(0, arg.find('='));
+    if (absl::FindCommandLineFlag(name) != nullptr) continue;
+    if (absl::StartsWith(name, "no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) {
+      continue;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown flag --", name, DidYouMean(absl::StrCat("--", name), AllFlagNames()),
+        "; see --help"));
+  }
+  return absl::OkStatus();
+}
+
+int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module) {
+  BlockTerminationSignals();
+  signal(SIGPIPE, SIG_IGN);  // a closed peer is an error on the socket, not a crash
+
+  if (absl::Status status = CheckFlagsAreKnown(argc, argv); !status.ok()) {
+    return ConfigError(info, status);
+  }
+  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() > 1) {
+    return ConfigError(info, absl::InvalidArgumentError(absl::StrCat(
+                                 "unexpected argument \"", positional[1],
+                                 "\" (settings are flags such as --config=FILE)")));
+  }
+
+  ServerConfig server_config;
+  server_config.grpc_address = info.default_grpc_address;
+  server_config.metrics_address = info.default_metrics_address;
+  config::ConfigSchema schema;
+  server_config.Register(&schema);
+  module->RegisterConfig(&schema);
+
+  config::ConfigSources sources;
+  sources.file_path = absl::GetFlag(FLAGS_config);
+  AppendFlagOverride(&sources.flags, "grpc_address", FLAGS_grpc_address);
+  AppendFlagOverride(&sources.flags, "metrics_address", FLAGS_metrics_address);
+  AppendFlagOverride(&sources.flags, "log_level", FLAGS_log_level);
+  AppendFlagOverride(&sources.flags, "shutdown_grace", FLAGS_shutdown_grace);
+  for (config::ConfigOverride& flag : module->FlagOverrides()) {
+    sources.flags.push_back(std::move(flag));
+  }
+  if (absl::Status status = config::LoadConfig(schema, sources); !status.ok()) {
+    return ConfigError(info, status);
+  }
+  if (absl::Status status = module->ValidateConfig(); !status.ok()) {
+    return ConfigError(info, status);
+  }
+
+  logging::Init(info.service_name, *logging::ParseLevel(server_config.log_level));
+  logging::CaptureGrpcLogs();
+
+  ServiceHost host(info.service_name, server_config);
+  absl::Status status = module->AddServices(&host);
+  if (status.ok()) status = host.Start();
+  if (status.ok()) status = module->OnServing(&host);
+  if (!status.ok()) {
+    logging::Error("cannot start", {{"error", std::string(status.message())}});
+    return kExitRuntimeError;
+  }
+
+  const int signal_number = WaitForTerminationSignal();
+  logging::Info("termination signal received", {{"signal", strsignal(signal_number)}});
+  module->OnShutdown(server_config.shutdown_grace);
+  host.Shutdown();
+  return kExitOk;
+}
+
+}  // namespace gyre::server

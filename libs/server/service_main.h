@@ -1,0 +1,74 @@
+#ifndef GYRE_LIBS_SERVER_SERVICE_MAIN_H_
+#define GYRE_LIBS_SERVER_SERVICE_MAIN_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "libs/config/config_loader.h"
+#include "libs/config/config_schema.h"
+#include "libs/server/service_host.h"
+
+namespace gyre::server {
+
+// What one service binary contributes to the shared main(). The shared part
+// parses flags, loads and validates config, sets up logging, hosts the gRPC
+// server with health/reflection/metrics, and handles SIGTERM/SIGINT.
+class ServiceModule {
+ public:
+  virtual ~ServiceModule() = default;
+
+  // Declares the service's own config keys, beyond ServerConfig's.
+  virtual void RegisterConfig(config::ConfigSchema* schema) = 0;
+
+  // Values of the service's own command-line flags, as config overrides
+  // (see AppendFlagOverride).
+  virtual std::vector<config::ConfigOverride> FlagOverrides() { return {}; }
+
+  // Cross-field validation after all sources are loaded.
+  virtual absl::Status ValidateConfig() { return absl::OkStatus(); }
+
+  // Creates the service objects and registers them on `host`, before it
+  // starts serving.
+  virtual absl::Status AddServices(ServiceHost* host) = 0;
+
+  // Starts background work once the host is serving.
+  virtual absl::Status OnServing(ServiceHost* /*host*/) { return absl::OkStatus(); }
+
+  // Called on SIGTERM/SIGINT before the gRPC server drains: stop taking new
+  // work and finish or hand back what is in flight within `grace`.
+  virtual void OnShutdown(absl::Duration /*grace*/) {}
+};
+
+// Static facts about one service binary.
+struct ServiceMainInfo {
+  std::string binary_name;   // "gyre-orchestrator", prefixes config errors
+  std::string service_name;  // "orchestrator", the service field of logs
+  std::string default_grpc_address;
+  std::string default_metrics_address;
+};
+
+// Exit codes of every Gyre binary.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRuntimeError = 1;
+inline constexpr int kExitConfigError = 2;
+
+// The whole main() of a service binary. Returns the process exit code:
+// 0 after a clean shutdown, 2 for bad flags or config (one line on stderr
+// naming the flag, key or file), 1 when the service cannot start.
+int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module);
+
+// Appends {key, value of --flag} to `overrides` when the string flag was set.
+void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,
+                        const absl::Flag<std::string>& flag);
+
+// Rejects flags no part of the binary defines, with a suggestion, before
+// Abseil parses them (Abseil would exit 1 on its own). Exposed for `gyre`.
+absl::Status CheckFlagsAreKnown(int argc, char** argv);
+
+}  // namespace gyre::server
+
+#endif  // GYRE_LIBS_SERVER_SERVICE_MAIN_H_

@@ -1,0 +1,182 @@
+#include "services/gateway/http_server.h"
+
+#include <optional>
+
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/common/json_escape.h"
+#include "libs/logging/logger.h"
+
+namespace gyre::gateway {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+// One client connection: read a request, answer it, repeat while keep-alive.
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(tcp::socket socket, const HttpServer::Options& options, const HttpHandler& handler)
+      : stream_(std::move(socket)), options_(options), handler_(handler) {}
+
+  void Start() { Read(); }
+
+ private:
+  void Read() {
+    parser_.emplace();
+    parser_->body_limit(options_.max_body_bytes);
+    parser_->header_limit(64 * 1024);
+    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       self->OnRead(error);
+                     });
+  }
+
+  void OnRead(beast::error_code error) {
+    if (error == http::error::end_of_stream || error == beast::error::timeout ||
+        error == asio::error::operation_aborted) {
+      Close();
+      return;
+    }
+    if (error == http::error::body_limit) {
+      Reply(JsonError(413, absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("request body exceeds the limit of ",
+                                   options_.max_body_bytes, " bytes")),
+            /*keep_alive=*/false);
+      return;
+    }
+    if (error) {
+      Close();
+      return;
+    }
+    http::request<http::string_body> request = parser_->release();
+    HttpRequest incoming{std::string(request.method_string()), std::string(request.target()),
+                         std::move(request.body())};
+    Reply(handler_(incoming), request.keep_alive());
+  }
+
+  void Reply(HttpReply reply, bool keep_alive) {
+    auto response = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(reply.status), 11);
+    response->set(http::field::server, "gyre-gateway");
+    response->set(http::field::content_type, reply.content_type);
+    response->keep_alive(keep_alive);
+    response->body() = std::move(reply.body);
+    response->prepare_payload();
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response, keep_alive](beast::error_code error,
+                                                                        size_t) {
+                        if (error || !keep_alive) {
+                          self->Close();
+                        } else {
+                          self->Read();
+                        }
+                      });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  const HttpServer::Options& options_;
+  const HttpHandler& handler_;
+};
+
+const char* StatusName(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
+    case absl::StatusCode::kNotFound: return "NOT_FOUND";
+    case absl::StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
+    case absl::StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
+    case absl::StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
+    case absl::StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
+    case absl::StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case absl::StatusCode::kUnimplemented: return "UNIMPLEMENTED";
+    case absl::StatusCode::kUnavailable: return "UNAVAILABLE";
+    case absl::StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
+    default: return "INTERNAL";
+  }
+}
+
+}  // namespace
+
+HttpReply JsonError(int http_status, absl::StatusCode code, absl::string_view message) {
+  std::string body = absl::StrCat("{\"error\":{\"code\":", http_status, ",\"status\":\"",
+                                  StatusName(code), "\",\"message\":");
+  AppendJsonString(message, &body);
+  body.append("}}");
+  return HttpReply{http_status, "application/json", std::move(body)};
+}
+
+HttpServer::HttpServer(Options options, HttpHandler handler)
+    : options_(std::move(options)), handler_(std::move(handler)) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+absl::Status HttpServer::Start() {
+  const size_t colon = options_.address.rfind(':');
+  uint32_t port = 0;
+  if (colon == std::string::npos ||
+      !absl::SimpleAtoi(absl::string_view(options_.address).substr(colon + 1), &port) ||
+      port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid HTTP address \"", options_.address, "\" (expected host:port)"));
+  }
+  beast::error_code error;
+  const asio::ip::address host = asio::ip::make_address(options_.address.substr(0, colon), error);
+  if (error) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid HTTP address \"", options_.address, "\": ", error.message()));
+  }
+  const tcp::endpoint endpoint(host, static_cast<uint16_t>(port));
+  acceptor_ = std::make_unique<tcp::acceptor>(asio::make_strand(io_));
+  acceptor_->open(endpoint.protocol(), error);
+  if (!error) acceptor_->set_option(asio::socket_base::reuse_address(true), error);
+  if (!error) acceptor_->bind(endpoint, error);
+  if (!error) acceptor_->listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    acceptor_.reset();
+    return absl::UnavailableError(
+        absl::StrCat("HTTP server cannot listen on ", options_.address, ": ", error.message()));
+  }
+  port_ = acceptor_->local_endpoint().port();
+  Accept();
+  for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { io_.run(); });
+  return absl::OkStatus();
+}
+
+void HttpServer::Accept() {
+  acceptor_->async_accept(asio::make_strand(io_), [this](beast::error_code error,
+                                                         tcp::socket socket) {
+    if (error == asio::error::operation_aborted) return;
+    if (!error) std::make_shared<HttpSession>(std::move(socket), options_, handler_)->Start();
+    Accept();
+  });
+}
+
+void HttpServer::Stop() {
+  if (acceptor_ != nullptr) {
+    asio::post(acceptor_->get_executor(), [this] {
+      beast::error_code ignored;
+      acceptor_->close(ignored);
+    });
+  }
+  io_.stop();
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+  acceptor_.reset();
+}
+
+}  // namespace gyre::gateway
