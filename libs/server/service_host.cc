@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "libs/logging/logger.h"
 #include "libs/server/rpc_metrics_interceptor.h"
+#include "libs/server/unimplemented_message_interceptor.h"
 
 namespace gyre::server {
 
@@ -37,6 +38,7 @@ absl::Status ServiceHost::Start() {
   builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<UnimplementedMessageInterceptorFactory>());
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(metrics_.registry()));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();

@@ -87,8 +87,8 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   AppendFlagOverride(&sources.flags, "metrics_address", FLAGS_metrics_address);
   AppendFlagOverride(&sources.flags, "log_level", FLAGS_log_level);
   AppendFlagOverride(&sources.flags, "shutdown_grace", FLAGS_shutdown_grace);
-  for (config::ConfigOverride& flag : module->FlagOverrides()) {
-    sources.flags.push_back(std::move(flag));
+  for (const FlagBinding& binding : info.flags) {
+    AppendFlagOverride(&sources.flags, binding.key, *binding.flag);
   }
   if (absl::Status status = config::LoadConfig(schema, sources); !status.ok()) {
     return ConfigError(info, status);

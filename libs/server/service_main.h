@@ -24,10 +24,6 @@ class ServiceModule {
   // Declares the service's own config keys, beyond ServerConfig's.
   virtual void RegisterConfig(config::ConfigSchema* schema) = 0;
 
-  // Values of the service's own command-line flags, as config overrides
-  // (see AppendFlagOverride).
-  virtual std::vector<config::ConfigOverride> FlagOverrides() { return {}; }
-
   // Cross-field validation after all sources are loaded.
   virtual absl::Status ValidateConfig() { return absl::OkStatus(); }
 
@@ -43,12 +39,21 @@ class ServiceModule {
   virtual void OnShutdown(absl::Duration /*grace*/) {}
 };
 
+// A string flag that overrides the config key of the same meaning. Flags are
+// defined in each binary's main.cc (not in libraries), so that `gyre dev`
+// can link every service without two definitions of one flag.
+struct FlagBinding {
+  std::string key;
+  const absl::Flag<std::string>* flag;
+};
+
 // Static facts about one service binary.
 struct ServiceMainInfo {
   std::string binary_name;   // "gyre-orchestrator", prefixes config errors
   std::string service_name;  // "orchestrator", the service field of logs
   std::string default_grpc_address;
   std::string default_metrics_address;
+  std::vector<FlagBinding> flags;  // the binary's own flags beyond the common ones
 };
 
 // Exit codes of every Gyre binary.

@@ -1,10 +1,9 @@
 #include "services/gateway/gateway_module.h"
 
 #include "libs/logging/logger.h"
+#include "libs/server/api_service_module.h"
 #include "services/gateway/gateway_routes.h"
 
-ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (host:port)");
-ABSL_FLAG(std::string, orchestrator_address, "", "orchestrator gRPC address (host:port)");
 
 namespace gyre::gateway {
 
@@ -17,15 +16,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                  "largest accepted request body in bytes");
 }
 
-std::vector<config::ConfigOverride> GatewayModule::FlagOverrides() {
-  std::vector<config::ConfigOverride> overrides;
-  server::AppendFlagOverride(&overrides, "http_address", FLAGS_http_address);
-  server::AppendFlagOverride(&overrides, "orchestrator_address", FLAGS_orchestrator_address);
-  return overrides;
-}
-
 absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
-  host->AddHealthName("gyre.gateway");
+  host->AddHealthName(server::ComponentHealthName("gateway"));
   return absl::OkStatus();
 }
 

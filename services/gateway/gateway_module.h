@@ -22,7 +22,6 @@ struct GatewayConfig {
 class GatewayModule : public server::ServiceModule {
  public:
   void RegisterConfig(config::ConfigSchema* schema) override;
-  std::vector<config::ConfigOverride> FlagOverrides() override;
   absl::Status AddServices(server::ServiceHost* host) override;
   absl::Status OnServing(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;

@@ -1,0 +1,42 @@
+#ifndef GYRE_SERVICES_AGENT_AGENT_CONFIG_H_
+#define GYRE_SERVICES_AGENT_AGENT_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "libs/config/config_schema.h"
+
+namespace gyre::agent {
+
+// Settings of an agent (worker) beyond the common server ones.
+struct AgentConfig {
+  // Orchestrator gRPC address the agent connects to.
+  std::string orchestrator_address = "127.0.0.1:50051";
+  // Name reported at registration; empty means the host name.
+  std::string name;
+  // Tasks run at once.
+  int64_t slots = 4;
+  // Queues (worker types) served.
+  std::vector<std::string> queues = {"default"};
+  // Labels matched against task requirements, e.g. {gpu: a100}.
+  std::map<std::string, std::string> labels;
+  // Resources offered; 0 means detect from the machine.
+  double cpu = 0;
+  int64_t memory_bytes = 0;
+  int64_t gpus = 0;
+  // Root of per-task working directories.
+  std::string work_dir = "/tmp/gyre-agent";
+  // Largest stdout/stderr kept per task and stream.
+  int64_t max_output_bytes = 1 << 20;
+  // Time a task gets between SIGTERM and SIGKILL on timeout or cancel.
+  absl::Duration kill_grace = absl::Seconds(10);
+
+  void Register(config::ConfigSchema* schema);
+};
+
+}  // namespace gyre::agent
+
+#endif  // GYRE_SERVICES_AGENT_AGENT_CONFIG_H_

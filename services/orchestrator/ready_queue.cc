@@ -1,0 +1,62 @@
+#include "services/orchestrator/ready_queue.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace gyre::orchestrator {
+
+void ReadyQueue::Push(const ReadyTask& task) {
+  const int level = std::min<int>(task.priority, kPriorityLevels - 1);
+  levels_[level].push_back(task);
+  non_empty_[level / 64] |= uint64_t{1} << (level % 64);
+  ++size_;
+}
+
+int ReadyQueue::HighestNonEmpty(int below) const {
+  // Highest level < `below` with entries, or -1.
+  for (int word = (below - 1) / 64; word >= 0 && below > 0; --word) {
+    uint64_t bits = non_empty_[word];
+    const int top_in_word = std::min(63, below - 1 - word * 64);
+    if (top_in_word < 63) bits &= (uint64_t{1} << (top_in_word + 1)) - 1;
+    if (bits != 0) return word * 64 + 63 - std::countl_zero(bits);
+  }
+  return -1;
+}
+
+void ReadyQueue::MarkEmptyIfDrained(int level) {
+  if (levels_[level].empty()) non_empty_[level / 64] &= ~(uint64_t{1} << (level % 64));
+}
+
+size_t ReadyQueue::PopMatching(size_t max, size_t scan_limit,
+                               absl::FunctionRef<ReadyVerdict(const ReadyTask&)> verdict,
+                               std::vector<ReadyTask>* out) {
+  size_t taken = 0;
+  size_t scanned = 0;
+  for (int level = HighestNonEmpty(kPriorityLevels); level >= 0 && taken < max;
+       level = HighestNonEmpty(level)) {
+    std::deque<ReadyTask>& fifo = levels_[level];
+    size_t index = 0;
+    while (index < fifo.size() && taken < max && scanned < scan_limit) {
+      ++scanned;
+      switch (verdict(fifo[index])) {
+        case ReadyVerdict::kTake:
+          out->push_back(fifo[index]);
+          ++taken;
+          [[fallthrough]];
+        case ReadyVerdict::kDrop:
+          // Erasing the front, the common case, is O(1).
+          fifo.erase(fifo.begin() + static_cast<std::ptrdiff_t>(index));
+          --size_;
+          break;
+        case ReadyVerdict::kSkip:
+          ++index;
+          break;
+      }
+    }
+    MarkEmptyIfDrained(level);
+    if (scanned >= scan_limit) break;
+  }
+  return taken;
+}
+
+}  // namespace gyre::orchestrator
