@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
@@ -31,6 +32,8 @@ struct ServiceBinary {
   std::string api_name;            // proto service checked by health, or empty
   std::vector<std::string> extra;  // flags the binary needs for an isolated run
 };
+
+void PrintTo(const ServiceBinary& binary, std::ostream* os) { *os << binary.component; }
 
 std::string BinaryPath(const std::string& relative) {
   const char* root = std::getenv("GYRE_BIN_DIR");
@@ -125,6 +128,27 @@ TEST_P(ServiceProcessTest, ServesHealthAndMetricsThenExitsCleanlyOnSigterm) {
   EXPECT_TRUE(absl::StrContains((*process)->Output(), "\"msg\":\"stopped\""));
 }
 
+TEST(UnbuiltApiTest, AnswersUnimplementedNamingTheMethod) {
+  auto process = ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+                                      "--grpc_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0"});
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto serving = (*process)->WaitForLine(IsServingLine, absl::Seconds(20));
+  ASSERT_TRUE(serving.ok()) << serving.status();
+  auto stub = gyre::v1::OptimizerService::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port")),
+      grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  gyre::v1::AnalyzeWorkflowRequest request;
+  request.set_workflow("workflows/etl");
+  gyre::v1::AnalyzeWorkflowResponse response;
+  const grpc::Status status = stub->AnalyzeWorkflow(&context, request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_EQ(status.error_message(),
+            "/gyre.v1.OptimizerService/AnalyzeWorkflow is not implemented yet in this version "
+            "of Gyre");
+}
+
 INSTANTIATE_TEST_SUITE_P(AllServices, ServiceProcessTest, ::testing::ValuesIn(AllServices()),
                          [](const auto& info) { return info.param.component; });
 
@@ -136,6 +160,8 @@ struct BadConfigCase {
   std::vector<std::string> env;
   std::string expected;  // the whole stderr line; $FILE stands for the temp file
 };
+
+void PrintTo(const BadConfigCase& bad, std::ostream* os) { *os << bad.name; }
 
 std::vector<BadConfigCase> BadConfigCases() {
   return {
@@ -193,7 +219,7 @@ TEST_P(BadConfigTest, ExitsTwoWithOneLineNamingTheProblem) {
   }
   const std::string binary_name = binary.path.substr(binary.path.rfind('/') + 1);
   // Output() is complete once the pipe closes at exit; wait for that.
-  (*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(2));
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(2));
   EXPECT_EQ((*process)->Output(), absl::StrCat(binary_name, ": ", expected));
 }
 

@@ -26,7 +26,7 @@ class GatewayModule : public server::ServiceModule {
   absl::Status OnServing(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;
 
-  const GatewayConfig& config() const { return config_; }
+  GatewayConfig& mutable_config() { return config_; }
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
  private:

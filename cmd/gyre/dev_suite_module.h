@@ -1,0 +1,51 @@
+#ifndef GYRE_CMD_GYRE_DEV_SUITE_MODULE_H_
+#define GYRE_CMD_GYRE_DEV_SUITE_MODULE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "libs/server/service_main.h"
+
+namespace gyre::cli {
+
+// Settings of `gyre dev` beyond the common server ones.
+struct DevConfig {
+  // Directory of the embedded durable store.
+  std::string data_dir = ".gyre-dev";
+  // REST/WebSocket address of the embedded gateway.
+  std::string http_address = "127.0.0.1:8080";
+  // Task slots of the embedded agent; 0 means one per CPU core.
+  int64_t agent_slots = 0;
+};
+
+// `gyre dev`: the whole suite in one process. Every service module
+// (orchestrator, agent, scheduler, optimizer, predictor, gateway) registers
+// on one gRPC server; components that call each other do so over in-process
+// channels, with no network hop. Once up, it checks all six health names
+// over gRPC and prints one summary line.
+class DevSuiteModule : public server::ServiceModule {
+ public:
+  DevSuiteModule();
+  ~DevSuiteModule() override;
+
+  void RegisterConfig(config::ConfigSchema* schema) override;
+  absl::Status ValidateConfig() override;
+  absl::Status AddServices(server::ServiceHost* host) override;
+  absl::Status OnServing(server::ServiceHost* host) override;
+  void OnShutdown(absl::Duration grace) override;
+
+ private:
+  absl::Status ReportHealth(server::ServiceHost* host);
+
+  DevConfig config_;
+  class Components;
+  std::unique_ptr<Components> components_;
+};
+
+// The six component names, in start order.
+const std::vector<std::string>& DevComponents();
+
+}  // namespace gyre::cli
+
+#endif  // GYRE_CMD_GYRE_DEV_SUITE_MODULE_H_

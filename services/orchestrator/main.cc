@@ -1,0 +1,18 @@
+// gyre-orchestrator: workflow state, queues, leases and the autoscaling signal.
+#include "libs/server/service_main.h"
+#include "services/orchestrator/orchestrator_module.h"
+
+ABSL_FLAG(std::string, data_dir, "", "directory of the embedded store");
+ABSL_FLAG(std::string, store, "", "state store backend: embedded or postgres");
+
+int main(int argc, char** argv) {
+  gyre::orchestrator::OrchestratorModule module;
+  return gyre::server::RunServiceMain(
+      argc, argv,
+      {"gyre-orchestrator",
+       "orchestrator",
+       "0.0.0.0:50051",
+       "0.0.0.0:9101",
+       {{"data_dir", &FLAGS_data_dir}, {"store", &FLAGS_store}}},
+      &module);
+}

@@ -1,0 +1,39 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_CONFIG_H_
+#define GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_CONFIG_H_
+
+#include <map>
+#include <string>
+
+#include "absl/time/time.h"
+#include "libs/config/config_schema.h"
+#include "services/orchestrator/desired_workers.h"
+
+namespace gyre::orchestrator {
+
+// Settings of the orchestrator beyond the common server ones.
+struct OrchestratorConfig {
+  // Storage backend: "embedded" (event log + snapshots in data_dir) or
+  // "postgres" (a later milestone).
+  std::string store = "embedded";
+  // Directory of the embedded store.
+  std::string data_dir = "/var/lib/gyre";
+  // fdatasync each group commit; turning it off trades durability for speed.
+  bool fsync = true;
+  // An agent silent this long is declared dead and its tasks re-queued.
+  absl::Duration lease_timeout = absl::Seconds(30);
+  // How often agents send heartbeats; well below lease_timeout.
+  absl::Duration heartbeat_interval = absl::Seconds(5);
+  // Directory of task-library YAML files loaded at start; empty for none.
+  std::string task_library_dir;
+  // Autoscaling policy per worker type; types not listed get the default.
+  std::map<std::string, WorkerPoolPolicy> worker_pools;
+  WorkerPoolPolicy default_worker_pool;
+
+  void Register(config::ConfigSchema* schema);
+  // Cross-field checks (heartbeat below lease timeout, pool bounds).
+  absl::Status Validate() const;
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_CONFIG_H_

@@ -1,0 +1,35 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_MODULE_H_
+#define GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_MODULE_H_
+
+#include <memory>
+
+#include "libs/server/service_main.h"
+#include "services/orchestrator/orchestrator_config.h"
+
+namespace gyre::orchestrator {
+
+class OrchestratorServiceImpl;
+class AgentServiceImpl;
+
+// The orchestrator process: hosts gyre.v1.OrchestratorService (the public
+// API) and gyre.v1.AgentService (the agents' stream) over one engine.
+class OrchestratorModule : public server::ServiceModule {
+ public:
+  OrchestratorModule();
+  ~OrchestratorModule() override;
+
+  void RegisterConfig(config::ConfigSchema* schema) override { config_.Register(schema); }
+  absl::Status ValidateConfig() override;
+  absl::Status AddServices(server::ServiceHost* host) override;
+
+  OrchestratorConfig& mutable_config() { return config_; }
+
+ private:
+  OrchestratorConfig config_;
+  std::unique_ptr<OrchestratorServiceImpl> api_service_;
+  std::unique_ptr<AgentServiceImpl> agent_service_;
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_MODULE_H_

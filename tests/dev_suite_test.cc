@@ -1,0 +1,74 @@
+// `gyre dev` runs the whole suite in one process: all six components report
+// SERVING over real gRPC, and Ctrl-C (SIGINT) stops it with exit code 0.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "libs/testing/child_process.h"
+#include "libs/testing/http_get.h"
+
+namespace gyre {
+namespace {
+
+using testing::ChildProcess;
+
+std::string GyreBinary() {
+  const char* root = std::getenv("GYRE_BIN_DIR");
+  return root != nullptr ? absl::StrCat(root, "/cmd/gyre/gyre") : "cmd/gyre/gyre";
+}
+
+TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
+  char data_dir[] = "/tmp/gyre_dev_test_XXXXXX";
+  ASSERT_NE(mkdtemp(data_dir), nullptr);
+  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0",
+                                      "--http_address=127.0.0.1:0",
+                                      absl::StrCat("--data_dir=", data_dir)});
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto up = (*process)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
+      absl::Seconds(20));
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(testing::JsonIntField(*up, "healthy"), 6) << *up;
+
+  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+      absl::StrCat("127.0.0.1:", *testing::JsonIntField(*up, "grpc_port")),
+      grpc::InsecureChannelCredentials()));
+  for (const char* component :
+       {"orchestrator", "agent", "scheduler", "optimizer", "predictor", "gateway"}) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(absl::StrCat("gyre.", component));
+    grpc::health::v1::HealthCheckResponse response;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok()) << component;
+    EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING) << component;
+  }
+  auto metrics =
+      testing::HttpGet("127.0.0.1", *testing::JsonIntField(*up, "metrics_port"), "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_TRUE(absl::StrContains(metrics->body, "gyre_build_info{service=\"dev\""));
+
+  (*process)->Signal(SIGINT);
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(15));
+  ASSERT_TRUE(status.has_value()) << (*process)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << (*process)->Output();
+}
+
+TEST(DevSuiteTest, UnknownCommandExitsTwo) {
+  auto process = ChildProcess::Start({GyreBinary(), "serve"});
+  ASSERT_TRUE(process.ok());
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(2));
+  EXPECT_TRUE(absl::StrContains((*process)->Output(), "gyre: unknown command \"serve\""));
+}
+
+}  // namespace
+}  // namespace gyre
