@@ -27,8 +27,7 @@ TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
   char data_dir[] = "/tmp/gyre_dev_test_XXXXXX";
   ASSERT_NE(mkdtemp(data_dir), nullptr);
   auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
-                                      "--metrics_address=127.0.0.1:0",
-                                      "--http_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
                                       absl::StrCat("--data_dir=", data_dir)});
   ASSERT_TRUE(process.ok()) << process.status();
   auto up = (*process)->WaitForLine(
@@ -37,9 +36,9 @@ TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
   ASSERT_TRUE(up.ok()) << up.status();
   EXPECT_EQ(testing::JsonIntField(*up, "healthy"), 6) << *up;
 
-  auto health = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", *testing::JsonIntField(*up, "grpc_port")),
-      grpc::InsecureChannelCredentials()));
+  auto health = grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", *testing::JsonIntField(*up, "grpc_port")),
+                          grpc::InsecureChannelCredentials()));
   for (const char* component :
        {"orchestrator", "agent", "scheduler", "optimizer", "predictor", "gateway"}) {
     grpc::ClientContext context;

@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
 
@@ -42,7 +42,9 @@ std::string BinaryPath(const std::string& relative) {
 
 std::vector<ServiceBinary> AllServices() {
   return {
-      {"orchestrator", "services/orchestrator/gyre-orchestrator", "gyre.v1.OrchestratorService",
+      {"orchestrator",
+       "services/orchestrator/gyre-orchestrator",
+       "gyre.v1.OrchestratorService",
        {}},
       {"agent", "services/agent/gyre-agent", "", {"--work_dir=/tmp/gyre-agent-test"}},
       {"scheduler", "services/scheduler/gyre-scheduler", "gyre.v1.SchedulerService", {}},
@@ -89,8 +91,7 @@ TEST_P(ServiceProcessTest, ServesHealthAndMetricsThenExitsCleanlyOnSigterm) {
   grpc::StatusCode code;
   EXPECT_EQ(CheckHealth(*health, "", &code), HealthCheckResponse::SERVING);
   EXPECT_EQ(code, grpc::StatusCode::OK);
-  EXPECT_EQ(CheckHealth(*health, "gyre." + binary.component, &code),
-            HealthCheckResponse::SERVING);
+  EXPECT_EQ(CheckHealth(*health, "gyre." + binary.component, &code), HealthCheckResponse::SERVING);
   EXPECT_EQ(code, grpc::StatusCode::OK);
   if (!binary.api_name.empty()) {
     EXPECT_EQ(CheckHealth(*health, binary.api_name, &code), HealthCheckResponse::SERVING);
@@ -102,8 +103,8 @@ TEST_P(ServiceProcessTest, ServesHealthAndMetricsThenExitsCleanlyOnSigterm) {
   auto metrics = testing::HttpGet("127.0.0.1", *metrics_port, "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_EQ(metrics->status, 200);
-  EXPECT_TRUE(absl::StrContains(
-      metrics->body, absl::StrCat("gyre_build_info{service=\"", binary.component, "\"")))
+  EXPECT_TRUE(absl::StrContains(metrics->body,
+                                absl::StrCat("gyre_build_info{service=\"", binary.component, "\"")))
       << metrics->body;
   EXPECT_TRUE(absl::StrContains(metrics->body, "process_resident_memory_bytes "));
   EXPECT_TRUE(absl::StrContains(metrics->body, "gyre_grpc_server_handled_total{"))
@@ -129,15 +130,15 @@ TEST_P(ServiceProcessTest, ServesHealthAndMetricsThenExitsCleanlyOnSigterm) {
 }
 
 TEST(UnbuiltApiTest, AnswersUnimplementedNamingTheMethod) {
-  auto process = ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
-                                      "--grpc_address=127.0.0.1:0",
-                                      "--metrics_address=127.0.0.1:0"});
+  auto process =
+      ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+                           "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0"});
   ASSERT_TRUE(process.ok()) << process.status();
   auto serving = (*process)->WaitForLine(IsServingLine, absl::Seconds(20));
   ASSERT_TRUE(serving.ok()) << serving.status();
-  auto stub = gyre::v1::OptimizerService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port")),
-      grpc::InsecureChannelCredentials()));
+  auto stub = gyre::v1::OptimizerService::NewStub(
+      grpc::CreateChannel(absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port")),
+                          grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
   gyre::v1::AnalyzeWorkflowRequest request;
   request.set_workflow("workflows/etl");
@@ -165,31 +166,54 @@ void PrintTo(const BadConfigCase& bad, std::ostream* os) { *os << bad.name; }
 
 std::vector<BadConfigCase> BadConfigCases() {
   return {
-      {"UnknownFlag", {"--grpc_adress=x:1"}, "", {},
+      {"UnknownFlag",
+       {"--grpc_adress=x:1"},
+       "",
+       {},
        "unknown flag --grpc_adress (did you mean \"--grpc_address\"?); see --help"},
-      {"BadDurationFlag", {"--shutdown_grace=ten"}, "", {},
+      {"BadDurationFlag",
+       {"--shutdown_grace=ten"},
+       "",
+       {},
        "flag --shutdown_grace: shutdown_grace: invalid duration \"ten\" "
        "(expected e.g. \"10s\", \"250ms\", \"1h30m\")"},
-      {"MissingFile", {"--config=/nonexistent/gyre.yaml"}, "", {},
+      {"MissingFile",
+       {"--config=/nonexistent/gyre.yaml"},
+       "",
+       {},
        "config file \"/nonexistent/gyre.yaml\": No such file or directory"},
-      {"UnknownKeyInFile", {}, "log_level: info\nshutdown_grase: 5s\n", {},
+      {"UnknownKeyInFile",
+       {},
+       "log_level: info\nshutdown_grase: 5s\n",
+       {},
        "$FILE:2:1: unknown key \"shutdown_grase\" (did you mean \"shutdown_grace\"?)"},
-      {"BadValueInFile", {}, "log_level: loud\n", {},
+      {"BadValueInFile",
+       {},
+       "log_level: loud\n",
+       {},
        "$FILE:1:12: log_level: invalid value \"loud\" (expected one of: debug, info, warn, "
        "error)"},
-      {"UndefinedVariableInFile", {}, "grpc_address: ${GYRE_TEST_UNSET_HOST}:1\n", {},
+      {"UndefinedVariableInFile",
+       {},
+       "grpc_address: ${GYRE_TEST_UNSET_HOST}:1\n",
+       {},
        "$FILE:1:15: grpc_address: undefined variable \"GYRE_TEST_UNSET_HOST\" in "
        "\"${GYRE_TEST_UNSET_HOST}\""},
-      {"BadEnvironmentValue", {}, "", {"GYRE_METRICS_ADDRESS=nowhere"},
+      {"BadEnvironmentValue",
+       {},
+       "",
+       {"GYRE_METRICS_ADDRESS=nowhere"},
        "environment variable GYRE_METRICS_ADDRESS: metrics_address: invalid address "
        "\"nowhere\" (expected host:port, e.g. 0.0.0.0:8080)"},
-      {"StrayArgument", {"serve"}, "", {},
+      {"StrayArgument",
+       {"serve"},
+       "",
+       {},
        "unexpected argument \"serve\" (settings are flags such as --config=FILE)"},
   };
 }
 
-class BadConfigTest
-    : public ::testing::TestWithParam<std::tuple<ServiceBinary, BadConfigCase>> {};
+class BadConfigTest : public ::testing::TestWithParam<std::tuple<ServiceBinary, BadConfigCase>> {};
 
 TEST_P(BadConfigTest, ExitsTwoWithOneLineNamingTheProblem) {
   const auto& [binary, bad] = GetParam();
@@ -223,12 +247,13 @@ TEST_P(BadConfigTest, ExitsTwoWithOneLineNamingTheProblem) {
   EXPECT_EQ((*process)->Output(), absl::StrCat(binary_name, ": ", expected));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllServices, BadConfigTest,
-    ::testing::Combine(::testing::ValuesIn(AllServices()), ::testing::ValuesIn(BadConfigCases())),
-    [](const auto& info) {
-      return absl::StrCat(std::get<0>(info.param).component, "_", std::get<1>(info.param).name);
-    });
+INSTANTIATE_TEST_SUITE_P(AllServices, BadConfigTest,
+                         ::testing::Combine(::testing::ValuesIn(AllServices()),
+                                            ::testing::ValuesIn(BadConfigCases())),
+                         [](const auto& info) {
+                           return absl::StrCat(std::get<0>(info.param).component, "_",
+                                               std::get<1>(info.param).name);
+                         });
 
 }  // namespace
 }  // namespace gyre

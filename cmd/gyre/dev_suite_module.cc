@@ -58,9 +58,8 @@ absl::Status DevSuiteModule::ValidateConfig() {
   components_->orchestrator.mutable_config().data_dir = config_.data_dir;
   agent::AgentConfig& agent = components_->agent.mutable_config();
   agent.work_dir = absl::StrCat(config_.data_dir, "/work");
-  agent.slots = config_.agent_slots > 0
-                    ? config_.agent_slots
-                    : std::max<int64_t>(1, std::thread::hardware_concurrency());
+  agent.slots = config_.agent_slots > 0 ? config_.agent_slots
+                                        : std::max<int64_t>(1, std::thread::hardware_concurrency());
   components_->gateway.mutable_config().http_address = config_.http_address;
   return absl::OkStatus();
 }
@@ -95,13 +94,12 @@ absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {
     }
     serving.push_back(component);
   }
-  logging::Info("gyre dev is up",
-                {{"serving", absl::StrJoin(serving, ",")},
-                 {"healthy", static_cast<int>(serving.size())},
-                 {"grpc_port", host->grpc_port()},
-                 {"http", absl::StrCat("http://", config_.http_address)},
-                 {"metrics_port", host->metrics_port()},
-                 {"data_dir", config_.data_dir}});
+  logging::Info("gyre dev is up", {{"serving", absl::StrJoin(serving, ",")},
+                                   {"healthy", static_cast<int>(serving.size())},
+                                   {"grpc_port", host->grpc_port()},
+                                   {"http", absl::StrCat("http://", config_.http_address)},
+                                   {"metrics_port", host->metrics_port()},
+                                   {"data_dir", config_.data_dir}});
   return absl::OkStatus();
 }
 

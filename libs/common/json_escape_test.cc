@@ -21,12 +21,12 @@ TEST(JsonEscapeTest, ControlCharactersBecomeUnicodeEscapes) {
   EXPECT_EQ(Escaped("a\nb\tc\x01"), R"("a\nb\tc\u0001")");
 }
 
-TEST(JsonEscapeTest, ValidUtf8PassesThrough) {
-  EXPECT_EQ(Escaped("größe ✓"), "\"größe ✓\"");
-}
+TEST(JsonEscapeTest, ValidUtf8PassesThrough) { EXPECT_EQ(Escaped("größe ✓"), "\"größe ✓\""); }
 
 TEST(JsonEscapeTest, InvalidUtf8BytesAreReplaced) {
-  EXPECT_EQ(Escaped("a\xff" "b\xc3"), R"("a\ufffdb\ufffd")");
+  EXPECT_EQ(Escaped("a\xff"
+                    "b\xc3"),
+            R"("a\ufffdb\ufffd")");
 }
 
 }  // namespace

@@ -38,8 +38,7 @@ std::optional<std::string> NearestMatch(absl::string_view word,
   return best;
 }
 
-std::string DidYouMean(absl::string_view word,
-                       const std::vector<std::string>& candidates) {
+std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates) {
   std::optional<std::string> match = NearestMatch(word, candidates);
   if (!match) return "";
   return absl::StrCat(" (did you mean \"", *match, "\"?)");

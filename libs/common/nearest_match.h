@@ -3,8 +3,8 @@
 
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
+#include "absl/strings/string_view.h"
 
 namespace gyre {
 
@@ -19,8 +19,7 @@ std::optional<std::string> NearestMatch(absl::string_view word,
                                         const std::vector<std::string>& candidates);
 
 // Formats ` (did you mean "x"?)` or an empty string when nothing is close.
-std::string DidYouMean(absl::string_view word,
-                       const std::vector<std::string>& candidates);
+std::string DidYouMean(absl::string_view word, const std::vector<std::string>& candidates);
 
 }  // namespace gyre
 

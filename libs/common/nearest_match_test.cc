@@ -12,8 +12,7 @@ TEST(NearestMatchTest, EditDistanceCountsSingleCharacterEdits) {
 }
 
 TEST(NearestMatchTest, SuggestsCloseCandidate) {
-  EXPECT_EQ(DidYouMean("extrct", {"load", "extract", "transform"}),
-            " (did you mean \"extract\"?)");
+  EXPECT_EQ(DidYouMean("extrct", {"load", "extract", "transform"}), " (did you mean \"extract\"?)");
 }
 
 TEST(NearestMatchTest, NoSuggestionWhenNothingIsClose) {

@@ -19,8 +19,7 @@ bool IsValidName(absl::string_view name) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ExpandVariables(absl::string_view text,
-                                            const VariableLookup& lookup) {
+absl::StatusOr<std::string> ExpandVariables(absl::string_view text, const VariableLookup& lookup) {
   std::string out;
   out.reserve(text.size());
   size_t i = 0;
@@ -43,9 +42,9 @@ absl::StatusOr<std::string> ExpandVariables(absl::string_view text,
     }
     const size_t close = text.find('}', dollar + 2);
     if (close == absl::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unterminated variable reference \"", text.substr(dollar, 20),
-          "\" (missing \"}\"; write \"$${\" for a literal \"${\")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unterminated variable reference \"", text.substr(dollar, 20),
+                       "\" (missing \"}\"; write \"$${\" for a literal \"${\")"));
     }
     const absl::string_view name = text.substr(dollar + 2, close - dollar - 2);
     if (!IsValidName(name)) {

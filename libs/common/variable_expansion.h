@@ -17,8 +17,7 @@ using VariableLookup = std::function<std::optional<std::string>(absl::string_vie
 // for a literal `${`. A lone `$` not followed by `{` is kept as is.
 // Errors (InvalidArgument) name the variable: undefined variable, empty or
 // malformed name, unterminated reference. Names are [A-Za-z_][A-Za-z0-9_.-]*.
-absl::StatusOr<std::string> ExpandVariables(absl::string_view text,
-                                            const VariableLookup& lookup);
+absl::StatusOr<std::string> ExpandVariables(absl::string_view text, const VariableLookup& lookup);
 
 // A lookup over the process environment (getenv).
 VariableLookup EnvironmentLookup();

@@ -57,8 +57,7 @@ absl::StatusOr<YAML::Node> ReadYamlFile(const std::string& path) {
   try {
     return YAML::Load(contents.str());
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(path, e.mark), ": invalid YAML: ", e.msg));
+    return absl::InvalidArgumentError(absl::StrCat(Where(path, e.mark), ": invalid YAML: ", e.msg));
   }
 }
 
@@ -84,8 +83,8 @@ absl::Status ApplyFile(const ConfigSchema& schema, const ConfigSources& sources)
     const std::string where = Where(path, entry.first.Mark());
     const ConfigSchema::Field* field = schema.Find(key);
     if (field == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": unknown key \"", key, "\"", DidYouMean(key, schema.Keys())));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": unknown key \"", key, "\"", DidYouMean(key, schema.Keys())));
     }
     YAML::Node value = YAML::Clone(entry.second);
     const std::string value_where = Where(path, entry.second.Mark());
@@ -134,8 +133,8 @@ absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources
   for (const ConfigOverride& flag : sources.flags) {
     const ConfigSchema::Field* field = schema.Find(flag.key);
     if (field == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          flag.origin, ": unknown key \"", flag.key, "\"", DidYouMean(flag.key, schema.Keys())));
+      return absl::InvalidArgumentError(absl::StrCat(flag.origin, ": unknown key \"", flag.key,
+                                                     "\"", DidYouMean(flag.key, schema.Keys())));
     }
     if (absl::Status status = ApplyString(*field, flag.value, flag.origin); !status.ok()) {
       return status;

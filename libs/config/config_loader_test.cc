@@ -72,9 +72,9 @@ TEST_F(ConfigLoaderTest, DefaultsHoldWithoutSources) {
 }
 
 TEST_F(ConfigLoaderTest, FileSetsTypedValues) {
-  const absl::Status status = Load(WriteFile(
-      "grpc_address: 127.0.0.1:7000\nslots: 16\nshutdown_grace: 1500ms\n"
-      "log_level: DEBUG\nqueues: [cpu, gpu]\nfsync: off\n"));
+  const absl::Status status =
+      Load(WriteFile("grpc_address: 127.0.0.1:7000\nslots: 16\nshutdown_grace: 1500ms\n"
+                     "log_level: DEBUG\nqueues: [cpu, gpu]\nfsync: off\n"));
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(config_.grpc_address, "127.0.0.1:7000");
   EXPECT_EQ(config_.slots, 16);
@@ -86,9 +86,8 @@ TEST_F(ConfigLoaderTest, FileSetsTypedValues) {
 
 TEST_F(ConfigLoaderTest, EnvironmentOverridesFileAndFlagsOverrideEnvironment) {
   const std::string file = WriteFile("slots: 2\nlog_level: warn\n");
-  const absl::Status status =
-      Load(file, {{"GYRE_SLOTS", "8"}, {"GYRE_LOG_LEVEL", "error"}},
-           {{"log_level", "debug", "flag --log_level"}});
+  const absl::Status status = Load(file, {{"GYRE_SLOTS", "8"}, {"GYRE_LOG_LEVEL", "error"}},
+                                   {{"log_level", "debug", "flag --log_level"}});
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_EQ(config_.slots, 8);
   EXPECT_EQ(config_.log_level, "debug");
@@ -117,9 +116,9 @@ TEST_F(ConfigLoaderTest, UnknownKeyNamesFileLineAndSuggestion) {
 TEST_F(ConfigLoaderTest, BadDurationNamesKeyAndPosition) {
   const std::string file = WriteFile("shutdown_grace: ten\n");
   const absl::Status status = Load(file);
-  EXPECT_EQ(status.message(),
-            file + ":1:17: shutdown_grace: invalid duration \"ten\" "
-                   "(expected e.g. \"10s\", \"250ms\", \"1h30m\")");
+  EXPECT_EQ(status.message(), file +
+                                  ":1:17: shutdown_grace: invalid duration \"ten\" "
+                                  "(expected e.g. \"10s\", \"250ms\", \"1h30m\")");
 }
 
 TEST_F(ConfigLoaderTest, OutOfRangeIntegerIsRejected) {

@@ -21,117 +21,137 @@ absl::StatusOr<std::string> ScalarText(const YAML::Node& value) {
 }  // namespace
 
 void ConfigSchema::AddString(std::string key, std::string* target, std::string help) {
-  AddCustom(std::move(key), [target](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    *target = *std::move(text);
-    return absl::OkStatus();
-  }, false, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        *target = *std::move(text);
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
 void ConfigSchema::AddAddress(std::string key, std::string* target, std::string help) {
-  AddCustom(std::move(key), [target](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    const size_t colon = text->rfind(':');
-    uint32_t port = 0;
-    if (colon == std::string::npos || colon == 0 ||
-        !absl::SimpleAtoi(absl::string_view(*text).substr(colon + 1), &port) || port > 65535) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid address \"", *text, "\" (expected host:port, e.g. 0.0.0.0:8080)"));
-    }
-    *target = *std::move(text);
-    return absl::OkStatus();
-  }, false, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        const size_t colon = text->rfind(':');
+        uint32_t port = 0;
+        if (colon == std::string::npos || colon == 0 ||
+            !absl::SimpleAtoi(absl::string_view(*text).substr(colon + 1), &port) || port > 65535) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "invalid address \"", *text, "\" (expected host:port, e.g. 0.0.0.0:8080)"));
+        }
+        *target = *std::move(text);
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
 void ConfigSchema::AddInt(std::string key, int64_t* target, int64_t min, int64_t max,
                           std::string help) {
-  AddCustom(std::move(key), [target, min, max](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    int64_t parsed = 0;
-    if (!absl::SimpleAtoi(*text, &parsed)) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid integer \"", *text, "\""));
-    }
-    if (parsed < min || parsed > max) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("value ", parsed, " is out of range [", min, ", ", max, "]"));
-    }
-    *target = parsed;
-    return absl::OkStatus();
-  }, false, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target, min, max](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        int64_t parsed = 0;
+        if (!absl::SimpleAtoi(*text, &parsed)) {
+          return absl::InvalidArgumentError(absl::StrCat("invalid integer \"", *text, "\""));
+        }
+        if (parsed < min || parsed > max) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("value ", parsed, " is out of range [", min, ", ", max, "]"));
+        }
+        *target = parsed;
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
 void ConfigSchema::AddBool(std::string key, bool* target, std::string help) {
-  AddCustom(std::move(key), [target](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    const std::string lower = absl::AsciiStrToLower(*text);
-    if (lower == "true" || lower == "yes" || lower == "on" || lower == "1") {
-      *target = true;
-    } else if (lower == "false" || lower == "no" || lower == "off" || lower == "0") {
-      *target = false;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid boolean \"", *text, "\" (expected true or false)"));
-    }
-    return absl::OkStatus();
-  }, false, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        const std::string lower = absl::AsciiStrToLower(*text);
+        if (lower == "true" || lower == "yes" || lower == "on" || lower == "1") {
+          *target = true;
+        } else if (lower == "false" || lower == "no" || lower == "off" || lower == "0") {
+          *target = false;
+        } else {
+          return absl::InvalidArgumentError(
+              absl::StrCat("invalid boolean \"", *text, "\" (expected true or false)"));
+        }
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
 void ConfigSchema::AddDuration(std::string key, absl::Duration* target, std::string help) {
-  AddCustom(std::move(key), [target](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    absl::Duration parsed;
-    if (!absl::ParseDuration(*text, &parsed) || parsed < absl::ZeroDuration() ||
-        parsed == absl::InfiniteDuration()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid duration \"", *text, "\" (expected e.g. \"10s\", \"250ms\", \"1h30m\")"));
-    }
-    *target = parsed;
-    return absl::OkStatus();
-  }, false, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        absl::Duration parsed;
+        if (!absl::ParseDuration(*text, &parsed) || parsed < absl::ZeroDuration() ||
+            parsed == absl::InfiniteDuration()) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "invalid duration \"", *text, "\" (expected e.g. \"10s\", \"250ms\", \"1h30m\")"));
+        }
+        *target = parsed;
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
-void ConfigSchema::AddChoice(std::string key, std::string* target,
-                             std::vector<std::string> choices, std::string help) {
-  AddCustom(std::move(key),
-            [target, choices = std::move(choices)](const YAML::Node& value) -> absl::Status {
-    absl::StatusOr<std::string> text = ScalarText(value);
-    if (!text.ok()) return text.status();
-    const std::string lower = absl::AsciiStrToLower(*text);
-    if (std::find(choices.begin(), choices.end(), lower) == choices.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "invalid value \"", *text, "\" (expected one of: ", absl::StrJoin(choices, ", "), ")"));
-    }
-    *target = lower;
-    return absl::OkStatus();
-  }, false, std::move(help));
+void ConfigSchema::AddChoice(std::string key, std::string* target, std::vector<std::string> choices,
+                             std::string help) {
+  AddCustom(
+      std::move(key),
+      [target, choices = std::move(choices)](const YAML::Node& value) -> absl::Status {
+        absl::StatusOr<std::string> text = ScalarText(value);
+        if (!text.ok()) return text.status();
+        const std::string lower = absl::AsciiStrToLower(*text);
+        if (std::find(choices.begin(), choices.end(), lower) == choices.end()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("invalid value \"", *text,
+                           "\" (expected one of: ", absl::StrJoin(choices, ", "), ")"));
+        }
+        *target = lower;
+        return absl::OkStatus();
+      },
+      false, std::move(help));
 }
 
 void ConfigSchema::AddStringList(std::string key, std::vector<std::string>* target,
                                  std::string help) {
-  AddCustom(std::move(key), [target](const YAML::Node& value) -> absl::Status {
-    std::vector<std::string> items;
-    if (value.IsScalar()) {
-      items.push_back(value.Scalar());  // a single item is a list of one
-    } else if (value.IsSequence()) {
-      for (const YAML::Node& item : value) {
-        if (!item.IsScalar()) return absl::InvalidArgumentError("list items must be strings");
-        items.push_back(item.Scalar());
-      }
-    } else if (!value.IsNull()) {
-      return absl::InvalidArgumentError("expected a list of strings");
-    }
-    *target = std::move(items);
-    return absl::OkStatus();
-  }, true, std::move(help));
+  AddCustom(
+      std::move(key),
+      [target](const YAML::Node& value) -> absl::Status {
+        std::vector<std::string> items;
+        if (value.IsScalar()) {
+          items.push_back(value.Scalar());  // a single item is a list of one
+        } else if (value.IsSequence()) {
+          for (const YAML::Node& item : value) {
+            if (!item.IsScalar()) return absl::InvalidArgumentError("list items must be strings");
+            items.push_back(item.Scalar());
+          }
+        } else if (!value.IsNull()) {
+          return absl::InvalidArgumentError("expected a list of strings");
+        }
+        *target = std::move(items);
+        return absl::OkStatus();
+      },
+      true, std::move(help));
 }
 
-void ConfigSchema::AddCustom(std::string key, Decoder decoder, bool structured,
-                             std::string help) {
+void ConfigSchema::AddCustom(std::string key, Decoder decoder, bool structured, std::string help) {
   fields_.push_back(Field{std::move(key), std::move(help), std::move(decoder), structured});
 }
 

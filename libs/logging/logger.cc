@@ -47,32 +47,32 @@ absl::StatusOr<Level> ParseLevel(absl::string_view name) {
   if (lower == "info") return Level::kInfo;
   if (lower == "warn" || lower == "warning") return Level::kWarn;
   if (lower == "error") return Level::kError;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid log level \"", name, "\" (expected debug, info, warn or error)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid log level \"", name, "\" (expected debug, info, warn or error)"));
 }
 
 absl::string_view LevelName(Level level) {
   switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warn";
+    case Level::kError:
+      return "error";
   }
   return "info";
 }
 
 Field::Field(absl::string_view key, absl::string_view value)
     : key_(key), json_value_(JsonString(value)) {}
-Field::Field(absl::string_view key, const char* value)
-    : Field(key, absl::string_view(value)) {}
+Field::Field(absl::string_view key, const char* value) : Field(key, absl::string_view(value)) {}
 Field::Field(absl::string_view key, const std::string& value)
     : Field(key, absl::string_view(value)) {}
-Field::Field(absl::string_view key, int64_t value)
-    : key_(key), json_value_(absl::StrCat(value)) {}
-Field::Field(absl::string_view key, int value)
-    : key_(key), json_value_(absl::StrCat(value)) {}
-Field::Field(absl::string_view key, uint64_t value)
-    : key_(key), json_value_(absl::StrCat(value)) {}
+Field::Field(absl::string_view key, int64_t value) : key_(key), json_value_(absl::StrCat(value)) {}
+Field::Field(absl::string_view key, int value) : key_(key), json_value_(absl::StrCat(value)) {}
+Field::Field(absl::string_view key, uint64_t value) : key_(key), json_value_(absl::StrCat(value)) {}
 Field::Field(absl::string_view key, double value)
     : key_(key), json_value_(std::isfinite(value) ? absl::StrCat(value) : "null") {}
 Field::Field(absl::string_view key, bool value)
@@ -92,11 +92,9 @@ bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load()
 
 void SetOutputFd(int fd) { g_output_fd.store(fd); }
 
-std::string FormatLine(Level level, absl::string_view msg,
-                       std::initializer_list<Field> fields) {
+std::string FormatLine(Level level, absl::string_view msg, std::initializer_list<Field> fields) {
   std::string line = absl::StrCat(
-      "{\"time\":\"",
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+      "{\"time\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
       "\",\"level\":\"", LevelName(level), "\",\"service\":");
   {
     absl::MutexLock lock(&g_service_mutex);
@@ -126,8 +124,7 @@ void CaptureGrpcLogs() {
     Level level = Level::kInfo;
     if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = Level::kDebug;
     if (args->severity == GPR_LOG_SEVERITY_ERROR) level = Level::kError;
-    Log(level, args->message,
-        {{"component", "grpc"}, {"file", args->file}, {"line", args->line}});
+    Log(level, args->message, {{"component", "grpc"}, {"file", args->file}, {"line", args->line}});
   });
 }
 

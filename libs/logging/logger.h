@@ -53,8 +53,7 @@ bool Enabled(Level level);
 void SetOutputFd(int fd);
 
 // Renders one log line (without the trailing newline); exposed for tests.
-std::string FormatLine(Level level, absl::string_view msg,
-                       std::initializer_list<Field> fields);
+std::string FormatLine(Level level, absl::string_view msg, std::initializer_list<Field> fields);
 
 void Log(Level level, absl::string_view msg, std::initializer_list<Field> fields = {});
 inline void Debug(absl::string_view msg, std::initializer_list<Field> fields = {}) {

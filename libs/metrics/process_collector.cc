@@ -11,8 +11,8 @@
 namespace gyre::metrics {
 namespace {
 
-prometheus::MetricFamily Family(std::string name, std::string help,
-                                prometheus::MetricType type, double value) {
+prometheus::MetricFamily Family(std::string name, std::string help, prometheus::MetricType type,
+                                double value) {
   prometheus::ClientMetric metric;
   if (type == prometheus::MetricType::Counter) {
     metric.counter.value = value;
@@ -74,8 +74,8 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   return {
       Family("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
              MetricType::Counter, cpu_seconds),
-      Family("process_resident_memory_bytes", "Resident memory size in bytes.",
-             MetricType::Gauge, resident_bytes),
+      Family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+             resident_bytes),
       Family("process_virtual_memory_bytes", "Virtual memory size in bytes.", MetricType::Gauge,
              virtual_bytes),
       Family("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
@@ -84,8 +84,7 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
              OpenFileDescriptors()),
       Family("process_max_fds", "Maximum number of open file descriptors.", MetricType::Gauge,
              static_cast<double>(limit.rlim_cur)),
-      Family("process_threads", "Number of OS threads in the process.", MetricType::Gauge,
-             threads),
+      Family("process_threads", "Number of OS threads in the process.", MetricType::Gauge, threads),
   };
 }
 

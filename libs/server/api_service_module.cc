@@ -6,7 +6,8 @@ namespace gyre::server {
 
 ApiServiceModule::ApiServiceModule(std::unique_ptr<grpc::Service> service, std::string api_name,
                                    std::string component)
-    : service_(std::move(service)), api_name_(std::move(api_name)),
+    : service_(std::move(service)),
+      api_name_(std::move(api_name)),
       component_(std::move(component)) {}
 
 absl::Status ApiServiceModule::AddServices(ServiceHost* host) {

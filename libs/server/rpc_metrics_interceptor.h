@@ -15,8 +15,7 @@ namespace gyre::server {
 //   gyre_grpc_server_handling_seconds{grpc_method}   (histogram)
 // Label values are bounded: method names come from the registered services
 // and codes from the 17 canonical ones. Thread-safe.
-class RpcMetricsInterceptorFactory
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
+class RpcMetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit RpcMetricsInterceptorFactory(prometheus::Registry& registry);
 

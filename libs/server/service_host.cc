@@ -14,8 +14,7 @@
 namespace gyre::server {
 
 ServiceHost::ServiceHost(std::string process_name, ServerConfig config)
-    : process_name_(std::move(process_name)), config_(std::move(config)),
-      metrics_(process_name_) {}
+    : process_name_(std::move(process_name)), config_(std::move(config)), metrics_(process_name_) {}
 
 ServiceHost::~ServiceHost() {
   if (server_ != nullptr) Shutdown();
@@ -44,9 +43,9 @@ absl::Status ServiceHost::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(
-        absl::StrCat("gRPC server cannot listen on ", config_.grpc_address,
-                     " (address in use or not available)"));
+    return absl::UnavailableError(absl::StrCat("gRPC server cannot listen on ",
+                                               config_.grpc_address,
+                                               " (address in use or not available)"));
   }
   if (absl::Status status = metrics_.Start(config_.metrics_address); !status.ok()) {
     server_->Shutdown();
@@ -64,7 +63,8 @@ absl::Status ServiceHost::Start() {
 
 void ServiceHost::Shutdown() {
   if (server_ == nullptr) return;
-  logging::Info("shutting down", {{"grace_seconds", absl::ToDoubleSeconds(config_.shutdown_grace)}});
+  logging::Info("shutting down",
+                {{"grace_seconds", absl::ToDoubleSeconds(config_.shutdown_grace)}});
   // Health goes first, so load balancers stop routing here while RPCs drain.
   server_->GetHealthCheckService()->Shutdown();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + config_.shutdown_grace));

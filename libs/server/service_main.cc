@@ -12,7 +12,8 @@
 #include "libs/logging/logger.h"
 #include "libs/server/termination_signals.h"
 
-ABSL_FLAG(std::string, config, "", "YAML config file; GYRE_* environment variables and flags override it");
+ABSL_FLAG(std::string, config, "",
+          "YAML config file; GYRE_* environment variables and flags override it");
 ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address (host:port)");
 ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address (host:port)");
 ABSL_FLAG(std::string, log_level, "", "minimum log level: debug, info, warn, error");
@@ -38,8 +39,7 @@ void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::st
                         const absl::Flag<std::string>& flag) {
   std::string value = absl::GetFlag(flag);
   if (value.empty()) return;
-  overrides->push_back(
-      {std::string(key), std::move(value), absl::StrCat("flag --", key)});
+  overrides->push_back({std::string(key), std::move(value), absl::StrCat("flag --", key)});
 }
 
 absl::Status CheckFlagsAreKnown(int argc, char** argv) {
@@ -53,9 +53,9 @@ absl::Status CheckFlagsAreKnown(int argc, char** argv) {
     if (absl::StartsWith(name, "no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) {
       continue;
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "unknown flag --", name, DidYouMean(absl::StrCat("--", name), AllFlagNames()),
-        "; see --help"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown flag --", name, DidYouMean(absl::StrCat("--", name), AllFlagNames()),
+                     "; see --help"));
   }
   return absl::OkStatus();
 }
@@ -69,9 +69,9 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   }
   const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() > 1) {
-    return ConfigError(info, absl::InvalidArgumentError(absl::StrCat(
-                                 "unexpected argument \"", positional[1],
-                                 "\" (settings are flags such as --config=FILE)")));
+    return ConfigError(info, absl::InvalidArgumentError(
+                                 absl::StrCat("unexpected argument \"", positional[1],
+                                              "\" (settings are flags such as --config=FILE)")));
   }
 
   ServerConfig server_config;

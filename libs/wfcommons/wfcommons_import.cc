@@ -125,7 +125,8 @@ absl::StatusOr<std::string> ConvertWfCommonsTrace(absl::string_view trace_json,
     return absl::InvalidArgumentError(absl::StrCat("invalid JSON: ", parsed.message().as_string()));
   }
   const Struct* workflow = ObjectField(trace, "workflow");
-  const Struct* specification = workflow != nullptr ? ObjectField(*workflow, "specification") : nullptr;
+  const Struct* specification =
+      workflow != nullptr ? ObjectField(*workflow, "specification") : nullptr;
   const ListValue* tasks = specification != nullptr ? ListField(*specification, "tasks") : nullptr;
   if (tasks == nullptr) {
     return absl::InvalidArgumentError(
@@ -146,8 +147,8 @@ absl::StatusOr<std::string> ConvertWfCommonsTrace(absl::string_view trace_json,
       << (options.workflow_name.empty() ? WorkflowName(StringField(trace, "name"))
                                         : options.workflow_name);
   out << YAML::Key << "description" << YAML::Value
-      << absl::StrCat("Imported from the WfCommons trace \"", StringField(trace, "name"),
-                      "\" (", StringField(trace, "description"),
+      << absl::StrCat("Imported from the WfCommons trace \"", StringField(trace, "name"), "\" (",
+                      StringField(trace, "description"),
                       "). Tasks sleep for their recorded runtime x ", options.time_scale, ".");
   out << YAML::Key << "default_queue" << YAML::Value << options.queue;
   out << YAML::Key << "tasks" << YAML::Value << YAML::BeginSeq;
@@ -195,7 +196,8 @@ absl::StatusOr<std::string> ConvertWfCommonsTrace(absl::string_view trace_json,
       if (run.memory_bytes > 0) out << YAML::Key << "memory" << YAML::Value << run.memory_bytes;
       out << YAML::EndMap;
     }
-    const std::string program = StringField(task, "name").substr(0, StringField(task, "name").find("_ID"));
+    const std::string program =
+        StringField(task, "name").substr(0, StringField(task, "name").find("_ID"));
     if (!program.empty()) {
       out << YAML::Key << "labels" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
           << "program" << YAML::Value << program << YAML::EndMap;

@@ -56,7 +56,8 @@ TEST(WfCommonsImportTest, ConvertsTasksDependenciesAndScaledRuntime) {
 
 TEST(WfCommonsImportTest, UnknownParentIsNamed) {
   std::string trace = kSmallTrace;
-  trace.replace(trace.find("\"parents\": [\"mProject_ID01\"]"), 28, "\"parents\": [\"mGhost_ID9\"]  ");
+  trace.replace(trace.find("\"parents\": [\"mProject_ID01\"]"), 28,
+                "\"parents\": [\"mGhost_ID9\"]  ");
   auto yaml = ConvertWfCommonsTrace(trace, {});
   ASSERT_FALSE(yaml.ok());
   EXPECT_EQ(yaml.status().message(), "task \"mAdd_ID02\": parent \"mGhost_ID9\" is not a task");

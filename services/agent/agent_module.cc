@@ -2,7 +2,6 @@
 
 #include "libs/server/api_service_module.h"
 
-
 namespace gyre::agent {
 
 absl::Status AgentModule::AddServices(server::ServiceHost* host) {

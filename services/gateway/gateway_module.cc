@@ -4,7 +4,6 @@
 #include "libs/server/api_service_module.h"
 #include "services/gateway/gateway_routes.h"
 
-
 namespace gyre::gateway {
 
 void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {

@@ -6,7 +6,8 @@
 namespace gyre::gateway {
 
 HttpReply RouteGatewayRequest(const HttpRequest& request) {
-  const absl::string_view path = absl::string_view(request.target).substr(0, request.target.find('?'));
+  const absl::string_view path =
+      absl::string_view(request.target).substr(0, request.target.find('?'));
   if (path == "/healthz" || path == "/readyz") {
     if (request.method != "GET" && request.method != "HEAD") {
       return JsonError(405, absl::StatusCode::kInvalidArgument,
@@ -15,9 +16,9 @@ HttpReply RouteGatewayRequest(const HttpRequest& request) {
     return HttpReply{200, "application/json", "{\"status\":\"ok\"}"};
   }
   if (absl::StartsWith(path, "/v1/")) {
-    return JsonError(501, absl::StatusCode::kUnimplemented,
-                     absl::StrCat(request.method, " ", path,
-                                  " is not implemented yet in this version of Gyre"));
+    return JsonError(
+        501, absl::StatusCode::kUnimplemented,
+        absl::StrCat(request.method, " ", path, " is not implemented yet in this version of Gyre"));
   }
   return JsonError(404, absl::StatusCode::kNotFound, absl::StrCat("no route for ", path));
 }

@@ -34,10 +34,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(64 * 1024);
     stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, size_t) {
-                       self->OnRead(error);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code error, size_t) { self->OnRead(error); });
   }
 
   void OnRead(beast::error_code error) {
@@ -48,8 +47,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     }
     if (error == http::error::body_limit) {
       Reply(JsonError(413, absl::StatusCode::kResourceExhausted,
-                      absl::StrCat("request body exceeds the limit of ",
-                                   options_.max_body_bytes, " bytes")),
+                      absl::StrCat("request body exceeds the limit of ", options_.max_body_bytes,
+                                   " bytes")),
             /*keep_alive=*/false);
       return;
     }
@@ -71,15 +70,15 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     response->keep_alive(keep_alive);
     response->body() = std::move(reply.body);
     response->prepare_payload();
-    http::async_write(stream_, *response,
-                      [self = shared_from_this(), response, keep_alive](beast::error_code error,
-                                                                        size_t) {
-                        if (error || !keep_alive) {
-                          self->Close();
-                        } else {
-                          self->Read();
-                        }
-                      });
+    http::async_write(
+        stream_, *response,
+        [self = shared_from_this(), response, keep_alive](beast::error_code error, size_t) {
+          if (error || !keep_alive) {
+            self->Close();
+          } else {
+            self->Read();
+          }
+        });
   }
 
   void Close() {
@@ -96,17 +95,28 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 const char* StatusName(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case absl::StatusCode::kNotFound: return "NOT_FOUND";
-    case absl::StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
-    case absl::StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
-    case absl::StatusCode::kUnauthenticated: return "UNAUTHENTICATED";
-    case absl::StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case absl::StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case absl::StatusCode::kUnimplemented: return "UNIMPLEMENTED";
-    case absl::StatusCode::kUnavailable: return "UNAVAILABLE";
-    case absl::StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    default: return "INTERNAL";
+    case absl::StatusCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case absl::StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case absl::StatusCode::kAlreadyExists:
+      return "ALREADY_EXISTS";
+    case absl::StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case absl::StatusCode::kUnauthenticated:
+      return "UNAUTHENTICATED";
+    case absl::StatusCode::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case absl::StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case absl::StatusCode::kUnimplemented:
+      return "UNIMPLEMENTED";
+    case absl::StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case absl::StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    default:
+      return "INTERNAL";
   }
 }
 
@@ -158,12 +168,12 @@ absl::Status HttpServer::Start() {
 }
 
 void HttpServer::Accept() {
-  acceptor_->async_accept(asio::make_strand(io_), [this](beast::error_code error,
-                                                         tcp::socket socket) {
-    if (error == asio::error::operation_aborted) return;
-    if (!error) std::make_shared<HttpSession>(std::move(socket), options_, handler_)->Start();
-    Accept();
-  });
+  acceptor_->async_accept(
+      asio::make_strand(io_), [this](beast::error_code error, tcp::socket socket) {
+        if (error == asio::error::operation_aborted) return;
+        if (!error) std::make_shared<HttpSession>(std::move(socket), options_, handler_)->Start();
+        Accept();
+      });
 }
 
 void HttpServer::Stop() {

@@ -6,6 +6,5 @@ int main(int argc, char** argv) {
   gyre::server::ApiServiceModule module(std::make_unique<gyre::optimizer::OptimizerServiceImpl>(),
                                         "gyre.v1.OptimizerService", "optimizer");
   return gyre::server::RunServiceMain(
-      argc, argv, {"gyre-optimizer", "optimizer", "0.0.0.0:50054", "0.0.0.0:9104", {}},
-      &module);
+      argc, argv, {"gyre-optimizer", "optimizer", "0.0.0.0:50054", "0.0.0.0:9104", {}}, &module);
 }

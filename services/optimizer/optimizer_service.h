@@ -5,8 +5,8 @@
 
 namespace gyre::optimizer {
 
-// gRPC handlers of gyre.v1.OptimizerService (DAG analysis: critical path, bottlenecks, recommendations).
-// The API is designed; its implementation is a later milestone, so every RPC
+// gRPC handlers of gyre.v1.OptimizerService (DAG analysis: critical path, bottlenecks,
+// recommendations). The API is designed; its implementation is a later milestone, so every RPC
 // answers UNIMPLEMENTED naming the method (see UnimplementedMessageInterceptor).
 class OptimizerServiceImpl final : public gyre::v1::OptimizerService::Service {};
 

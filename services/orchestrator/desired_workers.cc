@@ -11,8 +11,8 @@ absl::Status WorkerPoolPolicy::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("min_workers ", min_workers, " is negative"));
   }
   if (max_workers < min_workers) {
-    return absl::InvalidArgumentError(absl::StrCat("max_workers ", max_workers,
-                                                   " is below min_workers ", min_workers));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_workers ", max_workers, " is below min_workers ", min_workers));
   }
   if (tasks_per_worker < 1) {
     return absl::InvalidArgumentError(

@@ -7,12 +7,11 @@ ABSL_FLAG(std::string, store, "", "state store backend: embedded or postgres");
 
 int main(int argc, char** argv) {
   gyre::orchestrator::OrchestratorModule module;
-  return gyre::server::RunServiceMain(
-      argc, argv,
-      {"gyre-orchestrator",
-       "orchestrator",
-       "0.0.0.0:50051",
-       "0.0.0.0:9101",
-       {{"data_dir", &FLAGS_data_dir}, {"store", &FLAGS_store}}},
-      &module);
+  return gyre::server::RunServiceMain(argc, argv,
+                                      {"gyre-orchestrator",
+                                       "orchestrator",
+                                       "0.0.0.0:50051",
+                                       "0.0.0.0:9101",
+                                       {{"data_dir", &FLAGS_data_dir}, {"store", &FLAGS_store}}},
+                                      &module);
 }

@@ -44,8 +44,7 @@ void OrchestratorConfig::Register(config::ConfigSchema* schema) {
       "worker_pools",
       [this](const YAML::Node& value) -> absl::Status {
         if (!value.IsMap()) {
-          return absl::InvalidArgumentError(
-              "expected a map of worker type to {min, max, factor}");
+          return absl::InvalidArgumentError("expected a map of worker type to {min, max, factor}");
         }
         std::map<std::string, WorkerPoolPolicy> pools;
         for (const auto& entry : value) {

@@ -40,11 +40,12 @@ TEST(ReadyQueueTest, SkippedTasksStayQueuedInOrder) {
   for (uint32_t i = 0; i < 6; ++i) queue.Push({0, i, 50});
   std::vector<ReadyTask> out;
   // An agent that only fits even tasks.
-  queue.PopMatching(10, 100,
-                    [](const ReadyTask& t) {
-                      return t.task % 2 == 0 ? ReadyVerdict::kTake : ReadyVerdict::kSkip;
-                    },
-                    &out);
+  queue.PopMatching(
+      10, 100,
+      [](const ReadyTask& t) {
+        return t.task % 2 == 0 ? ReadyVerdict::kTake : ReadyVerdict::kSkip;
+      },
+      &out);
   EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{0, 2, 4}));
   out.clear();
   queue.PopMatching(10, 100, TakeAll, &out);
@@ -56,11 +57,12 @@ TEST(ReadyQueueTest, StaleEntriesAreDroppedNotReturned) {
   queue.Push({0, 1, 50, /*generation=*/1});
   queue.Push({0, 2, 50, /*generation=*/0});
   std::vector<ReadyTask> out;
-  queue.PopMatching(10, 100,
-                    [](const ReadyTask& t) {
-                      return t.generation == 1 ? ReadyVerdict::kDrop : ReadyVerdict::kTake;
-                    },
-                    &out);
+  queue.PopMatching(
+      10, 100,
+      [](const ReadyTask& t) {
+        return t.generation == 1 ? ReadyVerdict::kDrop : ReadyVerdict::kTake;
+      },
+      &out);
   EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{2}));
   EXPECT_TRUE(queue.empty());
 }
@@ -70,12 +72,13 @@ TEST(ReadyQueueTest, ScanLimitBoundsWorkForAnAgentThatFitsNothing) {
   for (uint32_t i = 0; i < 1000; ++i) queue.Push({0, i, 50});
   int looked_at = 0;
   std::vector<ReadyTask> out;
-  queue.PopMatching(10, 64,
-                    [&](const ReadyTask&) {
-                      ++looked_at;
-                      return ReadyVerdict::kSkip;
-                    },
-                    &out);
+  queue.PopMatching(
+      10, 64,
+      [&](const ReadyTask&) {
+        ++looked_at;
+        return ReadyVerdict::kSkip;
+      },
+      &out);
   EXPECT_EQ(looked_at, 64);
   EXPECT_EQ(queue.size(), 1000u);
 }

@@ -6,6 +6,5 @@ int main(int argc, char** argv) {
   gyre::server::ApiServiceModule module(std::make_unique<gyre::predictor::PredictorServiceImpl>(),
                                         "gyre.v1.PredictorService", "predictor");
   return gyre::server::RunServiceMain(
-      argc, argv, {"gyre-predictor", "predictor", "0.0.0.0:50055", "0.0.0.0:9105", {}},
-      &module);
+      argc, argv, {"gyre-predictor", "predictor", "0.0.0.0:50055", "0.0.0.0:9105", {}}, &module);
 }

@@ -1,0 +1,8 @@
+"""Compiler options shared by every Gyre target (mirrors the CMake flags)."""
+
+GYRE_COPTS = [
+    "-std=c++20",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+]
