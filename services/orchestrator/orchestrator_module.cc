@@ -3,6 +3,7 @@
 #include "libs/server/api_service_module.h"
 #include "services/orchestrator/agent_service.h"
 #include "services/orchestrator/orchestrator_service.h"
+#include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
 
@@ -18,12 +19,25 @@ absl::Status OrchestratorModule::ValidateConfig() {
 }
 
 absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
-  api_service_ = std::make_unique<OrchestratorServiceImpl>();
-  agent_service_ = std::make_unique<AgentServiceImpl>();
+  WorkflowEngine::Options options;
+  options.lease_timeout = config_.lease_timeout;
+  options.heartbeat_interval = config_.heartbeat_interval;
+  options.worker_pools = config_.worker_pools;
+  options.default_worker_pool = config_.default_worker_pool;
+  options.metrics = &host->metrics_registry();
+  engine_ = std::make_unique<WorkflowEngine>(std::move(options));
+  api_service_ = std::make_unique<OrchestratorServiceImpl>(engine_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get());
   host->AddService(api_service_.get(), "gyre.v1.OrchestratorService");
   host->AddService(agent_service_.get(), "gyre.v1.AgentService");
   host->AddHealthName(server::ComponentHealthName("orchestrator"));
   return absl::OkStatus();
+}
+
+void OrchestratorModule::OnShutdown(absl::Duration /*grace*/) {
+  // Streams never end on their own; close them so the server can drain.
+  if (api_service_ != nullptr) api_service_->Stop();
+  if (agent_service_ != nullptr) agent_service_->CloseStreams();
 }
 
 }  // namespace gyre::orchestrator

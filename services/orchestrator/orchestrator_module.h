@@ -10,6 +10,7 @@ namespace gyre::orchestrator {
 
 class OrchestratorServiceImpl;
 class AgentServiceImpl;
+class WorkflowEngine;
 
 // The orchestrator process: hosts gyre.v1.OrchestratorService (the public
 // API) and gyre.v1.AgentService (the agents' stream) over one engine.
@@ -21,11 +22,13 @@ class OrchestratorModule : public server::ServiceModule {
   void RegisterConfig(config::ConfigSchema* schema) override { config_.Register(schema); }
   absl::Status ValidateConfig() override;
   absl::Status AddServices(server::ServiceHost* host) override;
+  void OnShutdown(absl::Duration grace) override;
 
   OrchestratorConfig& mutable_config() { return config_; }
 
  private:
   OrchestratorConfig config_;
+  std::unique_ptr<WorkflowEngine> engine_;
   std::unique_ptr<OrchestratorServiceImpl> api_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
 };

@@ -1,14 +1,60 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
 #define GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
 
+#include <atomic>
+
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
 
 // gRPC handlers of gyre.v1.OrchestratorService. Thin: each validates the
-// request, calls the engine and maps its status. RPCs not overridden here
-// answer UNIMPLEMENTED naming the method (see UnimplementedMessageInterceptor).
-class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Service {};
+// request shape, calls the engine and maps its status once. RPCs not
+// overridden here answer UNIMPLEMENTED naming the method. Thread-safe.
+class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Service {
+ public:
+  explicit OrchestratorServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
+
+  grpc::Status CreateWorkflow(grpc::ServerContext*, const gyre::v1::CreateWorkflowRequest*,
+                              gyre::v1::WorkflowDefinition*) override;
+  grpc::Status GetWorkflow(grpc::ServerContext*, const gyre::v1::GetWorkflowRequest*,
+                           gyre::v1::WorkflowDefinition*) override;
+  grpc::Status ListWorkflows(grpc::ServerContext*, const gyre::v1::ListWorkflowsRequest*,
+                             gyre::v1::ListWorkflowsResponse*) override;
+  grpc::Status UpdateWorkflow(grpc::ServerContext*, const gyre::v1::UpdateWorkflowRequest*,
+                              gyre::v1::WorkflowDefinition*) override;
+  grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,
+                              gyre::v1::Execution*) override;
+  grpc::Status GetExecution(grpc::ServerContext*, const gyre::v1::GetExecutionRequest*,
+                            gyre::v1::Execution*) override;
+  grpc::Status ListExecutions(grpc::ServerContext*, const gyre::v1::ListExecutionsRequest*,
+                              gyre::v1::ListExecutionsResponse*) override;
+  grpc::Status CancelExecution(grpc::ServerContext*, const gyre::v1::CancelExecutionRequest*,
+                               gyre::v1::Execution*) override;
+  grpc::Status PauseExecution(grpc::ServerContext*, const gyre::v1::PauseExecutionRequest*,
+                              gyre::v1::Execution*) override;
+  grpc::Status ResumeExecution(grpc::ServerContext*, const gyre::v1::ResumeExecutionRequest*,
+                               gyre::v1::Execution*) override;
+  grpc::Status GetTaskRun(grpc::ServerContext*, const gyre::v1::GetTaskRunRequest*,
+                          gyre::v1::TaskRun*) override;
+  grpc::Status ListTaskRuns(grpc::ServerContext*, const gyre::v1::ListTaskRunsRequest*,
+                            gyre::v1::ListTaskRunsResponse*) override;
+  grpc::Status GetTaskLogs(grpc::ServerContext*, const gyre::v1::GetTaskLogsRequest*,
+                           gyre::v1::GetTaskLogsResponse*) override;
+  grpc::Status Watch(grpc::ServerContext*, const gyre::v1::WatchRequest*,
+                     grpc::ServerWriter<gyre::v1::Event>*) override;
+  grpc::Status ListQueues(grpc::ServerContext*, const gyre::v1::ListQueuesRequest*,
+                          gyre::v1::ListQueuesResponse*) override;
+  grpc::Status ListAgents(grpc::ServerContext*, const gyre::v1::ListAgentsRequest*,
+                          gyre::v1::ListAgentsResponse*) override;
+
+  // Ends open Watch streams promptly on shutdown.
+  void Stop() { stopping_ = true; }
+
+ private:
+  WorkflowEngine* engine_;
+  std::atomic<bool> stopping_{false};
+};
 
 }  // namespace gyre::orchestrator
 

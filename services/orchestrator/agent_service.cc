@@ -1,0 +1,105 @@
+#include "services/orchestrator/agent_service.h"
+
+#include <deque>
+#include <thread>
+
+#include "libs/common/status_mapping.h"
+#include "libs/logging/logger.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+namespace v1 = ::gyre::v1;
+using Stream = grpc::ServerReaderWriter<v1::OrchestratorMessage, v1::AgentMessage>;
+
+// Queues messages for one stream and writes them on its own thread.
+class StreamChannel : public AgentChannel {
+ public:
+  explicit StreamChannel(Stream* stream) : stream_(stream), writer_([this] { Run(); }) {}
+
+  ~StreamChannel() override {
+    {
+      absl::MutexLock lock(&mutex_);
+      closed_ = true;
+    }
+    writer_.join();
+  }
+
+  void Send(v1::OrchestratorMessage message) override {
+    absl::MutexLock lock(&mutex_);
+    if (!closed_) pending_.push_back(std::move(message));
+  }
+
+ private:
+  void Run() {
+    while (true) {
+      std::deque<v1::OrchestratorMessage> batch;
+      {
+        absl::MutexLock lock(&mutex_);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+          return closed_ || !pending_.empty();
+        };
+        mutex_.Await(absl::Condition(&ready));
+        if (closed_) return;
+        batch.swap(pending_);
+      }
+      for (v1::OrchestratorMessage& message : batch) {
+        if (!stream_->Write(message)) return;  // the agent is gone; reads notice too
+      }
+    }
+  }
+
+  Stream* stream_;
+  absl::Mutex mutex_;
+  std::deque<v1::OrchestratorMessage> pending_ ABSL_GUARDED_BY(mutex_);
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  std::thread writer_;
+};
+
+}  // namespace
+
+grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* stream) {
+  v1::AgentMessage first;
+  if (!stream->Read(&first)) return grpc::Status::OK;
+  if (!first.has_register_()) {
+    return ToGrpcStatus(
+        absl::FailedPreconditionError("the first message on an agent stream must be register"));
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    open_.insert(context);
+  }
+  auto channel = std::make_shared<StreamChannel>(stream);
+  const std::string agent_id = first.register_().agent_id();
+  absl::Status status;
+  absl::StatusOr<v1::Registered> registered = engine_->RegisterAgent(first.register_(), channel);
+  if (!registered.ok()) {
+    status = registered.status();
+  } else {
+    v1::OrchestratorMessage reply;
+    *reply.mutable_registered() = *registered;
+    channel->Send(std::move(reply));
+    v1::AgentMessage message;
+    while (stream->Read(&message)) {
+      status = engine_->HandleAgentMessage(agent_id, message);
+      if (!status.ok()) break;
+    }
+    engine_->DisconnectAgent(agent_id, channel.get());
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    open_.erase(context);
+  }
+  if (!status.ok()) {
+    logging::Warn("agent stream closed with an error",
+                  {{"agent", agent_id}, {"error", std::string(status.message())}});
+  }
+  return ToGrpcStatus(status);
+}
+
+void AgentServiceImpl::CloseStreams() {
+  absl::MutexLock lock(&mutex_);
+  for (grpc::ServerContext* context : open_) context->TryCancel();
+}
+
+}  // namespace gyre::orchestrator

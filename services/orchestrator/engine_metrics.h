@@ -1,0 +1,60 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_ENGINE_METRICS_H_
+#define GYRE_SERVICES_ORCHESTRATOR_ENGINE_METRICS_H_
+
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace gyre::orchestrator {
+
+// The orchestrator's Prometheus metrics. Label values are bounded: worker
+// types are configured or created by workflows (queues), outcomes and states
+// are enums. Without a registry every method is a no-op (unit tests).
+// Thread-safe.
+class EngineMetrics {
+ public:
+  explicit EngineMetrics(prometheus::Registry* registry);
+
+  // Per worker type: the autoscaling signal and its inputs.
+  void SetQueue(const std::string& worker_type, int64_t queued, int64_t running,
+                int64_t desired_workers);
+  void SetAgents(int64_t connected, int64_t free_slots);
+  // A task attempt ended: outcome is "succeeded", "failed", "timed_out",
+  // "cancelled" or "lost".
+  void CountOutcome(const std::string& outcome);
+  void SetExecutions(const std::string& state, int64_t count);
+  void ObserveSubmitToStart(double seconds);
+  void ObserveRunDuration(double seconds);
+  void ObserveLeaseLatency(double seconds);
+
+ private:
+  struct QueueGauges {
+    prometheus::Gauge* desired = nullptr;
+    prometheus::Gauge* depth = nullptr;
+    prometheus::Gauge* running = nullptr;
+  };
+
+  prometheus::Family<prometheus::Gauge>* desired_workers_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* queue_depth_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* running_tasks_ = nullptr;
+  prometheus::Gauge* agents_connected_ = nullptr;
+  prometheus::Gauge* free_slots_ = nullptr;
+  prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* executions_ = nullptr;
+  prometheus::Histogram* submit_to_start_ = nullptr;
+  prometheus::Histogram* run_duration_ = nullptr;
+  prometheus::Histogram* lease_latency_ = nullptr;
+
+  absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, QueueGauges> queues_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_ENGINE_METRICS_H_

@@ -1,0 +1,84 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
+#define GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "gyre/v1/execution.pb.h"
+#include "gyre/v1/workflow.pb.h"
+#include "services/orchestrator/task_environment.h"
+
+namespace gyre::orchestrator {
+
+// Runtime state of one task of an execution. Kept small: an execution of a
+// million tasks holds a million of these; the spec is shared.
+struct TaskSlot {
+  const gyre::v1::TaskSpec* spec = nullptr;  // owned by ExecutionState::definition
+  gyre::v1::TaskState state = gyre::v1::TASK_PENDING;
+  uint32_t unmet_dependencies = 0;
+  std::vector<uint32_t> dependants;
+  std::vector<uint32_t> parents;
+  uint32_t queue = 0;  // index into the engine's queue table
+  uint8_t priority = 50;
+  uint16_t generation = 0;  // bumped whenever a queued entry must go stale
+  int64_t attempt = 0;      // current attempt number: the fencing token
+  int32_t retries_used = 0;
+  std::string agent;  // holder of the current lease
+  absl::Time ready_time;
+  absl::Time lease_time;
+  std::vector<gyre::v1::TaskAttempt> attempts;
+  // Keys the task wrote to $GYRE_OUTPUT.
+  std::map<std::string, std::string> outputs;
+  // Context added by ancestors' outputs, passed along edges.
+  std::map<std::string, std::string> inherited;
+  std::string reason;
+  std::string stdout_tail;
+  std::string stderr_tail;
+  bool logs_truncated = false;
+};
+
+// One execution: its definition, context, task states and event history.
+// Owned and guarded by the WorkflowEngine.
+struct ExecutionState {
+  std::string id;     // the {execution} of "executions/{execution}"
+  uint32_t slot = 0;  // the engine's index, used in ReadyTask entries
+  std::shared_ptr<const gyre::v1::WorkflowDefinition> definition;
+  gyre::v1::ExecutionState state = gyre::v1::EXECUTION_PENDING;
+  std::map<std::string, std::string> context;
+  std::string parent;
+  std::vector<std::string> targets;
+  int32_t priority = 50;
+  std::string request_id;
+  std::string reason;
+  absl::Time create_time;
+  absl::Time start_time = absl::InfinitePast();
+  absl::Time end_time = absl::InfinitePast();
+  ExecutionBuiltins builtins;
+
+  std::vector<TaskSlot> tasks;
+  absl::flat_hash_map<std::string, uint32_t> task_index;
+  // Tasks popped while paused, re-queued on resume.
+  std::vector<uint32_t> parked;
+
+  // Counts by state, kept current on every transition.
+  int32_t pending = 0, ready = 0, running = 0, succeeded = 0, failed = 0, skipped = 0,
+          cancelled = 0;
+  // Tasks not selected by `targets` are not part of the run at all.
+  int32_t total = 0;
+
+  std::vector<gyre::v1::Event> events;  // sequence i+1 at index i
+
+  std::string name() const { return "executions/" + id; }
+  bool final() const {
+    return state == gyre::v1::EXECUTION_SUCCEEDED || state == gyre::v1::EXECUTION_FAILED ||
+           state == gyre::v1::EXECUTION_CANCELLED;
+  }
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_

@@ -1,0 +1,142 @@
+#include "services/orchestrator/orchestrator_service.h"
+
+#include "libs/common/status_mapping.h"
+
+namespace gyre::orchestrator {
+
+namespace v1 = ::gyre::v1;
+
+namespace {
+
+// Copies a StatusOr's value into `out` and maps its status.
+template <typename T>
+grpc::Status Reply(absl::StatusOr<T> result, T* out) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *out = *std::move(result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext*,
+                                                     const v1::CreateWorkflowRequest* request,
+                                                     v1::WorkflowDefinition* response) {
+  return Reply(engine_->CreateWorkflow(request->workflow()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext*,
+                                                  const v1::GetWorkflowRequest* request,
+                                                  v1::WorkflowDefinition* response) {
+  return Reply(engine_->GetWorkflow(request->name()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext*,
+                                                    const v1::ListWorkflowsRequest*,
+                                                    v1::ListWorkflowsResponse* response) {
+  for (v1::WorkflowDefinition& def : engine_->ListWorkflows()) {
+    *response->add_workflows() = std::move(def);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,
+                                                     const v1::UpdateWorkflowRequest* request,
+                                                     v1::WorkflowDefinition* response) {
+  return Reply(engine_->UpdateWorkflow(request->workflow()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
+                                                     const v1::StartExecutionRequest* request,
+                                                     v1::Execution* response) {
+  if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
+    return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
+  }
+  return Reply(engine_->StartExecution(*request), response);
+}
+
+grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext*,
+                                                   const v1::GetExecutionRequest* request,
+                                                   v1::Execution* response) {
+  return Reply(engine_->GetExecution(request->name()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext*,
+                                                     const v1::ListExecutionsRequest* request,
+                                                     v1::ListExecutionsResponse* response) {
+  for (v1::Execution& execution : engine_->ListExecutions(*request)) {
+    *response->add_executions() = std::move(execution);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext*,
+                                                      const v1::CancelExecutionRequest* request,
+                                                      v1::Execution* response) {
+  return Reply(engine_->CancelExecution(request->name(), request->reason()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext*,
+                                                     const v1::PauseExecutionRequest* request,
+                                                     v1::Execution* response) {
+  return Reply(engine_->PauseExecution(request->name()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext*,
+                                                      const v1::ResumeExecutionRequest* request,
+                                                      v1::Execution* response) {
+  return Reply(engine_->ResumeExecution(request->name()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext*,
+                                                 const v1::GetTaskRunRequest* request,
+                                                 v1::TaskRun* response) {
+  return Reply(engine_->GetTaskRun(request->name()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext*,
+                                                   const v1::ListTaskRunsRequest* request,
+                                                   v1::ListTaskRunsResponse* response) {
+  absl::StatusOr<std::vector<v1::TaskRun>> runs = engine_->ListTaskRuns(request->parent());
+  if (!runs.ok()) return ToGrpcStatus(runs.status());
+  for (v1::TaskRun& run : *runs) *response->add_task_runs() = std::move(run);
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
+                                                  const v1::GetTaskLogsRequest* request,
+                                                  v1::GetTaskLogsResponse* response) {
+  return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
+}
+
+grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
+                                            const v1::WatchRequest* request,
+                                            grpc::ServerWriter<v1::Event>* writer) {
+  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
+      engine_->Watch(request->execution(), request->from_sequence());
+  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
+  while (!context->IsCancelled() && !stopping_) {
+    for (const v1::Event& event : (*subscription)->Next(absl::Milliseconds(200))) {
+      if (!writer->Write(event)) {
+        engine_->Unwatch(*subscription);
+        return grpc::Status::OK;
+      }
+    }
+    if ((*subscription)->closed()) break;
+  }
+  engine_->Unwatch(*subscription);
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest*,
+                                                 v1::ListQueuesResponse* response) {
+  for (v1::QueueInfo& queue : engine_->ListQueues()) *response->add_queues() = std::move(queue);
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::ListAgents(grpc::ServerContext*, const v1::ListAgentsRequest*,
+                                                 v1::ListAgentsResponse* response) {
+  for (v1::AgentInfo& agent : engine_->ListAgents()) *response->add_agents() = std::move(agent);
+  return grpc::Status::OK;
+}
+
+}  // namespace gyre::orchestrator

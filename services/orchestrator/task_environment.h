@@ -1,0 +1,39 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_TASK_ENVIRONMENT_H_
+#define GYRE_SERVICES_ORCHESTRATOR_TASK_ENVIRONMENT_H_
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gyre/v1/agent_service.pb.h"
+#include "gyre/v1/workflow.pb.h"
+
+namespace gyre::orchestrator {
+
+// Values fixed once when an execution is scheduled, so every task of the
+// execution sees the same DATE even across midnight.
+struct ExecutionBuiltins {
+  std::string execution_id;  // "executions/..." id part
+  std::string workflow;      // workflow short name
+  std::string date;          // YYYY-MM-DD (UTC)
+  std::string datetime;      // YYYY-MM-DDTHH:MM:SSZ (UTC)
+};
+
+// Fills the command and environment of `assignment` for one attempt:
+//  - argv elements expand ${VAR} (context values and the built-ins DATE,
+//    DATETIME, EXECUTION_ID, WORKFLOW, ATTEMPT); $${ is a literal ${;
+//  - shell scripts are passed through unexpanded: the shell reads values
+//    from the environment, so a context value can never inject code;
+//  - the environment is the context, then the task's env (expanded), then
+//    GYRE_EXECUTION_ID, GYRE_WORKFLOW, GYRE_TASK_ID, GYRE_ATTEMPT, GYRE_DATE,
+//    GYRE_DATETIME.
+// An undefined variable is InvalidArgument naming the task and variable; the
+// task then fails without running.
+absl::Status BuildTaskEnvironment(const gyre::v1::TaskSpec& spec,
+                                  const std::map<std::string, std::string>& context,
+                                  const ExecutionBuiltins& builtins, int64_t attempt,
+                                  gyre::v1::TaskAssignment* assignment);
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_TASK_ENVIRONMENT_H_

@@ -1,0 +1,63 @@
+#include "services/orchestrator/task_environment.h"
+
+#include "gtest/gtest.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+const ExecutionBuiltins kBuiltins{"ex1", "etl", "2026-11-22", "2026-11-22T10:00:00Z"};
+
+TEST(TaskEnvironmentTest, ArgvExpandsContextAndBuiltinsPerElement) {
+  gyre::v1::TaskSpec spec;
+  spec.set_id("load");
+  spec.add_command("load.py");
+  spec.add_command("--region=${REGION}");
+  spec.add_command("${DATE}/${ATTEMPT}");
+  gyre::v1::TaskAssignment assignment;
+  ASSERT_TRUE(
+      BuildTaskEnvironment(spec, {{"REGION", "eu west; rm -rf /"}}, kBuiltins, 2, &assignment)
+          .ok());
+  ASSERT_EQ(assignment.command_size(), 3);
+  // One argv element, spaces and shell syntax included: nothing is re-split.
+  EXPECT_EQ(assignment.command(1), "--region=eu west; rm -rf /");
+  EXPECT_EQ(assignment.command(2), "2026-11-22/2");
+}
+
+TEST(TaskEnvironmentTest, ShellScriptsAreNeverExpandedValuesArriveAsEnvironment) {
+  gyre::v1::TaskSpec spec;
+  spec.set_id("greet");
+  spec.set_shell(true);
+  spec.add_command("echo \"${NAME}\"");
+  gyre::v1::TaskAssignment assignment;
+  ASSERT_TRUE(BuildTaskEnvironment(spec, {{"NAME", "$(reboot)"}}, kBuiltins, 1, &assignment).ok());
+  EXPECT_EQ(assignment.command(0), "echo \"${NAME}\"");
+  EXPECT_EQ(assignment.env().at("NAME"), "$(reboot)");
+  EXPECT_TRUE(assignment.shell());
+}
+
+TEST(TaskEnvironmentTest, EnvironmentCarriesContextTaskEnvAndGyreVariables) {
+  gyre::v1::TaskSpec spec;
+  spec.set_id("t");
+  (*spec.mutable_env())["OUT"] = "/data/${EXECUTION_ID}";
+  (*spec.mutable_env())["REGION"] = "override";
+  gyre::v1::TaskAssignment assignment;
+  ASSERT_TRUE(BuildTaskEnvironment(spec, {{"REGION", "eu"}}, kBuiltins, 3, &assignment).ok());
+  EXPECT_EQ(assignment.env().at("OUT"), "/data/ex1");
+  EXPECT_EQ(assignment.env().at("REGION"), "override");
+  EXPECT_EQ(assignment.env().at("GYRE_TASK_ID"), "t");
+  EXPECT_EQ(assignment.env().at("GYRE_ATTEMPT"), "3");
+  EXPECT_EQ(assignment.env().at("GYRE_WORKFLOW"), "etl");
+}
+
+TEST(TaskEnvironmentTest, UndefinedVariableNamesTaskAndVariable) {
+  gyre::v1::TaskSpec spec;
+  spec.set_id("load");
+  spec.add_command("${MISSING}");
+  gyre::v1::TaskAssignment assignment;
+  const absl::Status status = BuildTaskEnvironment(spec, {}, kBuiltins, 1, &assignment);
+  EXPECT_EQ(status.message(),
+            "task \"load\": command: undefined variable \"MISSING\" in \"${MISSING}\"");
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator

@@ -1,0 +1,1374 @@
+#include "services/orchestrator/workflow_engine.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "libs/common/nearest_match.h"
+#include "libs/logging/logger.h"
+#include "services/orchestrator/retry_backoff.h"
+#include "services/orchestrator/workflow_graph.h"
+
+namespace gyre::orchestrator {
+
+namespace v1 = ::gyre::v1;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+constexpr size_t kMaxContextEntries = 256;
+constexpr size_t kMaxContextValueBytes = 64 * 1024;
+constexpr size_t kDispatchScanLimit = 256;
+
+google::protobuf::Timestamp ToProto(absl::Time time) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
+}
+
+google::protobuf::Duration ToProto(absl::Duration duration) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(duration));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& duration) {
+  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(duration));
+}
+
+std::string ShortWorkflowName(absl::string_view name) {
+  absl::ConsumePrefix(&name, "workflows/");
+  return std::string(name.substr(0, name.find('/')));
+}
+
+absl::Status ValidateContext(const google::protobuf::Map<std::string, std::string>& context) {
+  if (context.size() > kMaxContextEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("context has ", context.size(), " entries; at most ", kMaxContextEntries));
+  }
+  for (const auto& [key, value] : context) {
+    const bool valid_key = !key.empty() && key.size() <= 128 &&
+                           (absl::ascii_isalpha(key[0]) || key[0] == '_') &&
+                           std::all_of(key.begin(), key.end(),
+                                       [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
+    if (!valid_key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("context key \"", key,
+                       "\" is not a valid environment variable name "
+                       "([A-Za-z_][A-Za-z0-9_]*, up to 128 characters)"));
+    }
+    if (value.size() > kMaxContextValueBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("context value of \"", key, "\" is ",
+                                                     value.size(), " bytes; at most ",
+                                                     kMaxContextValueBytes));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string OutcomeName(v1::AttemptOutcome outcome) {
+  switch (outcome) {
+    case v1::ATTEMPT_SUCCEEDED:
+      return "succeeded";
+    case v1::ATTEMPT_FAILED:
+      return "failed";
+    case v1::ATTEMPT_TIMED_OUT:
+      return "timed_out";
+    case v1::ATTEMPT_CANCELLED:
+      return "cancelled";
+    case v1::ATTEMPT_LOST:
+      return "lost";
+    default:
+      return "unknown";
+  }
+}
+
+bool IsTerminal(v1::TaskState state) {
+  return state == v1::TASK_SUCCEEDED || state == v1::TASK_FAILED || state == v1::TASK_SKIPPED ||
+         state == v1::TASK_CANCELLED || state == v1::TASK_TIMED_OUT;
+}
+
+// Flattens a JSON object written to $GYRE_OUTPUT into context values:
+// strings as they are, anything else as its JSON text.
+absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::string& json) {
+  std::map<std::string, std::string> outputs;
+  if (json.empty()) return outputs;
+  google::protobuf::Struct object;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &object);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("$GYRE_OUTPUT is not a JSON object: ", status.message().as_string()));
+  }
+  for (const auto& [key, value] : object.fields()) {
+    if (value.has_string_value()) {
+      outputs[key] = value.string_value();
+    } else {
+      std::string text;
+      (void)google::protobuf::util::MessageToJsonString(value, &text);
+      outputs[key] = text;
+    }
+  }
+  return outputs;
+}
+
+}  // namespace
+
+// --- EventSubscription ---
+
+std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout) {
+  absl::MutexLock lock(&mutex_);
+  auto ready = [this]()
+                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return !pending_.empty() || closed_; };
+  mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  std::vector<v1::Event> events(std::make_move_iterator(pending_.begin()),
+                                std::make_move_iterator(pending_.end()));
+  pending_.clear();
+  return events;
+}
+
+void EventSubscription::Push(const v1::Event& event) {
+  absl::MutexLock lock(&mutex_);
+  if (!closed_) pending_.push_back(event);
+}
+
+void EventSubscription::Close() {
+  absl::MutexLock lock(&mutex_);
+  closed_ = true;
+}
+
+bool EventSubscription::closed() {
+  absl::MutexLock lock(&mutex_);
+  return closed_ && pending_.empty();
+}
+
+// --- Engine internals ---
+
+struct WorkflowEngine::Agent {
+  std::string id;
+  v1::Register registration;
+  std::shared_ptr<AgentChannel> channel;
+  int64_t credit = 0;
+  double free_cpu = 0;
+  int64_t free_memory = 0;
+  int32_t free_gpus = 0;
+  absl::Time last_seen;
+  bool draining = false;
+  std::vector<uint32_t> queues;
+  // (execution slot, task index) of every lease held.
+  absl::flat_hash_set<std::pair<uint32_t, uint32_t>> leases;
+
+  int32_t free_slots() const {
+    return std::max<int32_t>(0, registration.slots() - static_cast<int32_t>(leases.size()));
+  }
+};
+
+struct WorkflowEngine::Queue {
+  std::string name;
+  ReadyQueue ready;
+  int64_t queued = 0;   // tasks in READY (exact; the ReadyQueue may hold stale entries)
+  int64_t running = 0;  // tasks LEASED or RUNNING
+};
+
+struct WorkflowEngine::Outbox {
+  std::vector<std::pair<std::shared_ptr<AgentChannel>, v1::OrchestratorMessage>> messages;
+  std::vector<std::pair<std::shared_ptr<EventSubscription>, v1::Event>> events;
+  std::vector<std::shared_ptr<EventSubscription>> to_close;
+  std::vector<v1::StartExecutionRequest> child_starts;
+};
+
+WorkflowEngine::WorkflowEngine(Options options)
+    : options_(std::move(options)), metrics_(options_.metrics) {
+  TickLeases();
+}
+
+WorkflowEngine::~WorkflowEngine() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+}
+
+void WorkflowEngine::TickLeases() {
+  const absl::Duration period =
+      std::clamp(options_.lease_timeout / 4, absl::Milliseconds(50), absl::Seconds(5));
+  timers_.ScheduleAfter(period, [this] {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    ExpireLeases(absl::Now());
+    TickLeases();
+  });
+}
+
+// --- Workflow definitions ---
+
+absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::WorkflowDefinition def) {
+  if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+  if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  auto& versions = workflows_[def.name()];
+  if (!versions.empty()) {
+    return absl::AlreadyExistsError(absl::StrCat(def.name(), " already exists (version ",
+                                                 versions.back()->version(),
+                                                 "); use UpdateWorkflow for a new version"));
+  }
+  def.set_version(1);
+  *def.mutable_create_time() = ToProto(absl::Now());
+  versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+  return def;
+}
+
+absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::WorkflowDefinition def) {
+  if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+  if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  auto it = workflows_.find(def.name());
+  if (it == workflows_.end() || it->second.empty()) {
+    return absl::NotFoundError(absl::StrCat(def.name(), " not found"));
+  }
+  def.set_version(it->second.back()->version() + 1);
+  *def.mutable_create_time() = ToProto(absl::Now());
+  it->second.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+  return def;
+}
+
+absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  v1::StartExecutionRequest request;
+  request.set_workflow(std::string(name));
+  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
+      ResolveDefinitionLocked(request);
+  if (!def.ok()) return def.status();
+  return **def;
+}
+
+std::vector<v1::WorkflowDefinition> WorkflowEngine::ListWorkflows() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::WorkflowDefinition> result;
+  for (const auto& [name, versions] : workflows_) {
+    if (!versions.empty()) result.push_back(*versions.back());
+  }
+  return result;
+}
+
+absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>>
+WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
+  if (req.has_definition()) {
+    v1::WorkflowDefinition def = req.definition();
+    if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+    if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+    return std::make_shared<const v1::WorkflowDefinition>(std::move(def));
+  }
+  std::vector<std::string> parts = absl::StrSplit(req.workflow(), '/');
+  if (parts.size() == 1) parts.insert(parts.begin(), "workflows");
+  if ((parts.size() != 2 && parts.size() != 4) || parts[0] != "workflows" ||
+      (parts.size() == 4 && parts[2] != "versions")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid workflow name \"", req.workflow(),
+        "\" (expected workflows/{workflow} or workflows/{workflow}/versions/{version})"));
+  }
+  const std::string name = "workflows/" + parts[1];
+  auto it = workflows_.find(name);
+  if (it == workflows_.end() || it->second.empty()) {
+    std::vector<std::string> known;
+    for (const auto& [known_name, versions] : workflows_) known.push_back(known_name);
+    return absl::NotFoundError(absl::StrCat(name, " not found", DidYouMean(name, known)));
+  }
+  if (parts.size() == 2) return it->second.back();
+  int64_t version = 0;
+  if (!absl::SimpleAtoi(parts[3], &version) || version < 1 ||
+      version > static_cast<int64_t>(it->second.size())) {
+    return absl::NotFoundError(absl::StrCat(name, " has no version \"", parts[3], "\" (latest is ",
+                                            it->second.size(), ")"));
+  }
+  return it->second[static_cast<size_t>(version - 1)];
+}
+
+uint32_t WorkflowEngine::QueueIndexLocked(const std::string& name) {
+  auto [it, inserted] = queue_by_name_.try_emplace(name, static_cast<uint32_t>(queues_.size()));
+  if (inserted) {
+    auto queue = std::make_unique<Queue>();
+    queue->name = name;
+    queues_.push_back(std::move(queue));
+  }
+  return it->second;
+}
+
+// --- Executions ---
+
+absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExecutionRequest& req) {
+  if (absl::Status status = ValidateContext(req.context()); !status.ok()) return status;
+  if (req.priority() < 0 || req.priority() > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priority ", req.priority(), " is out of range [0, 100]"));
+  }
+  if (req.request_id().size() > 128) {
+    return absl::InvalidArgumentError("request_id is longer than 128 characters");
+  }
+  Outbox out;
+  v1::Execution result;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!req.request_id().empty()) {
+      auto existing = execution_by_request_.find(req.request_id());
+      if (existing != execution_by_request_.end()) {
+        return ExecutionProtoLocked(*executions_[existing->second]);
+      }
+    }
+    absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
+        ResolveDefinitionLocked(req);
+    if (!def.ok()) return def.status();
+    std::vector<std::string> targets(req.targets().begin(), req.targets().end());
+    absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected =
+        SelectTargets(*def, targets);
+    if (!selected.ok()) return selected.status();
+
+    auto exec = std::make_unique<ExecutionState>();
+    exec->slot = static_cast<uint32_t>(executions_.size());
+    exec->id = absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_);
+    exec->definition = *selected;
+    exec->targets = targets;
+    exec->priority = req.priority() == 0 ? 50 : req.priority();
+    exec->request_id = req.request_id();
+    exec->create_time = absl::Now();
+    for (const auto& [key, value] : exec->definition->default_context()) {
+      exec->context[key] = value;
+    }
+    if (!req.parent().empty()) {
+      ExecutionState* parent = FindExecutionLocked(req.parent());
+      if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
+      exec->parent = parent->name();
+      for (const auto& [key, value] : parent->context) exec->context[key] = value;
+    }
+    for (const auto& [key, value] : req.context()) exec->context[key] = value;
+    exec->builtins = ExecutionBuiltins{
+        exec->id, ShortWorkflowName(exec->definition->name()),
+        absl::FormatTime("%Y-%m-%d", exec->create_time, absl::UTCTimeZone()),
+        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exec->create_time, absl::UTCTimeZone())};
+
+    const v1::WorkflowDefinition& definition = *exec->definition;
+    const std::string default_queue =
+        definition.default_queue().empty() ? "default" : definition.default_queue();
+    exec->tasks.resize(static_cast<size_t>(definition.tasks_size()));
+    for (int i = 0; i < definition.tasks_size(); ++i) {
+      exec->task_index[definition.tasks(i).id()] = static_cast<uint32_t>(i);
+    }
+    for (int i = 0; i < definition.tasks_size(); ++i) {
+      const v1::TaskSpec& spec = definition.tasks(i);
+      TaskSlot& task = exec->tasks[static_cast<size_t>(i)];
+      task.spec = &spec;
+      task.queue = QueueIndexLocked(spec.queue().empty() ? default_queue : spec.queue());
+      task.priority = static_cast<uint8_t>(spec.priority() > 0 ? spec.priority() : exec->priority);
+      for (const std::string& dependency : spec.depends_on()) {
+        const uint32_t parent = exec->task_index.at(dependency);
+        task.parents.push_back(parent);
+        exec->tasks[parent].dependants.push_back(static_cast<uint32_t>(i));
+      }
+      task.unmet_dependencies = static_cast<uint32_t>(task.parents.size());
+    }
+    exec->total = definition.tasks_size();
+    exec->pending = exec->total;
+
+    ExecutionState& state = *exec;
+    execution_by_id_[exec->id] = exec->slot;
+    if (!req.request_id().empty()) execution_by_request_[req.request_id()] = exec->slot;
+    executions_.push_back(std::move(exec));
+
+    v1::Event created;
+    created.set_type(v1::Event::EXECUTION_CREATED);
+    EmitLocked(state, std::move(created), out);
+    for (uint32_t i = 0; i < state.tasks.size(); ++i) {
+      if (state.tasks[i].unmet_dependencies == 0) MakeReadyLocked(state, i, out);
+    }
+    UpdateExecutionStateLocked(state, out);
+    DispatchLocked(out);
+    result = ExecutionProtoLocked(state);
+  }
+  Deliver(out);
+  logging::Info("execution started", {{"execution", result.name()},
+                                      {"workflow", result.workflow()},
+                                      {"tasks", result.task_counts().total()}});
+  return result;
+}
+
+ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
+  absl::string_view id = name;
+  absl::ConsumePrefix(&id, "executions/");
+  id = id.substr(0, id.find('/'));
+  auto it = execution_by_id_.find(id);
+  return it == execution_by_id_.end() ? nullptr : executions_[it->second].get();
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  ExecutionState* exec = FindExecutionLocked(name);
+  if (exec == nullptr)
+    return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+  return ExecutionProtoLocked(*exec);
+}
+
+std::vector<v1::Execution> WorkflowEngine::ListExecutions(const v1::ListExecutionsRequest& req) {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Execution> result;
+  const size_t limit = req.page_size() > 0 ? static_cast<size_t>(req.page_size()) : 100;
+  for (auto it = executions_.rbegin(); it != executions_.rend() && result.size() < limit; ++it) {
+    const ExecutionState& exec = **it;
+    if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
+    if (!req.states().empty() &&
+        std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
+      continue;
+    }
+    result.push_back(ExecutionProtoLocked(exec));
+  }
+  return result;
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::CancelExecution(absl::string_view name,
+                                                              absl::string_view reason) {
+  Outbox out;
+  v1::Execution result;
+  {
+    absl::MutexLock lock(&mu_);
+    ExecutionState* exec = FindExecutionLocked(name);
+    if (exec == nullptr)
+      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    if (exec->final()) {
+      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " already ended (",
+                                                        v1::ExecutionState_Name(exec->state), ")"));
+    }
+    exec->reason = reason.empty() ? "cancelled by a client" : std::string(reason);
+    for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
+      TaskSlot& task = exec->tasks[i];
+      if (IsTerminal(task.state)) continue;
+      if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
+        auto agent = agents_.find(task.agent);
+        if (agent != agents_.end() && agent->second->channel != nullptr) {
+          v1::OrchestratorMessage cancel;
+          v1::AttemptRef* ref = cancel.mutable_cancel()->mutable_ref();
+          ref->set_execution(exec->name());
+          ref->set_task_id(task.spec->id());
+          ref->set_attempt(task.attempt);
+          *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
+          out.messages.emplace_back(agent->second->channel, std::move(cancel));
+        }
+      }
+      task.generation++;
+      task.reason = "execution cancelled";
+      SetTaskStateLocked(*exec, i, v1::TASK_CANCELLED, out);
+    }
+    SetExecutionStateLocked(*exec, v1::EXECUTION_CANCELLED, out);
+    result = ExecutionProtoLocked(*exec);
+  }
+  Deliver(out);
+  return result;
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::PauseExecution(absl::string_view name) {
+  Outbox out;
+  v1::Execution result;
+  {
+    absl::MutexLock lock(&mu_);
+    ExecutionState* exec = FindExecutionLocked(name);
+    if (exec == nullptr)
+      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    if (exec->state != v1::EXECUTION_PENDING && exec->state != v1::EXECUTION_RUNNING) {
+      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " cannot be paused in state ",
+                                                        v1::ExecutionState_Name(exec->state)));
+    }
+    SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
+    result = ExecutionProtoLocked(*exec);
+  }
+  Deliver(out);
+  return result;
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::ResumeExecution(absl::string_view name) {
+  Outbox out;
+  v1::Execution result;
+  {
+    absl::MutexLock lock(&mu_);
+    ExecutionState* exec = FindExecutionLocked(name);
+    if (exec == nullptr)
+      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    if (exec->state != v1::EXECUTION_PAUSED) {
+      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " is not paused (",
+                                                        v1::ExecutionState_Name(exec->state), ")"));
+    }
+    SetExecutionStateLocked(*exec, v1::EXECUTION_RUNNING, out);
+    for (uint32_t task : exec->parked) {
+      TaskSlot& slot = exec->tasks[task];
+      if (slot.state != v1::TASK_READY) continue;
+      queues_[slot.queue]->ready.Push({exec->slot, task, slot.priority, slot.generation});
+    }
+    exec->parked.clear();
+    UpdateExecutionStateLocked(*exec, out);
+    DispatchLocked(out);
+    result = ExecutionProtoLocked(*exec);
+  }
+  Deliver(out);
+  return result;
+}
+
+absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
+  absl::MutexLock lock(&mu_);
+  ExecutionState* exec = FindExecutionLocked(name);
+  const size_t tasks_at = name.find("/tasks/");
+  if (exec == nullptr || tasks_at == absl::string_view::npos) {
+    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+  }
+  auto it = exec->task_index.find(name.substr(tasks_at + 7));
+  if (it == exec->task_index.end()) {
+    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+  }
+  return TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
+}
+
+absl::StatusOr<std::vector<v1::TaskRun>> WorkflowEngine::ListTaskRuns(absl::string_view execution) {
+  absl::MutexLock lock(&mu_);
+  ExecutionState* exec = FindExecutionLocked(execution);
+  if (exec == nullptr) {
+    return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
+  }
+  std::vector<v1::TaskRun> runs;
+  for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
+    runs.push_back(TaskRunProtoLocked(*exec, i, /*with_history=*/true));
+  }
+  return runs;
+}
+
+absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string_view name,
+                                                                    int64_t attempt) {
+  absl::MutexLock lock(&mu_);
+  ExecutionState* exec = FindExecutionLocked(name);
+  const size_t tasks_at = name.find("/tasks/");
+  if (exec == nullptr || tasks_at == absl::string_view::npos) {
+    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+  }
+  auto it = exec->task_index.find(name.substr(tasks_at + 7));
+  if (it == exec->task_index.end()) {
+    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+  }
+  const TaskSlot& task = exec->tasks[it->second];
+  if (attempt != 0 && attempt != task.attempt) {
+    return absl::NotFoundError(absl::StrCat("logs are kept for the latest attempt only (",
+                                            task.attempt, "), not attempt ", attempt));
+  }
+  v1::GetTaskLogsResponse response;
+  response.set_attempt(task.attempt);
+  response.set_stdout(task.stdout_tail);
+  response.set_stderr(task.stderr_tail);
+  response.set_truncated(task.logs_truncated);
+  return response;
+}
+
+absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
+    absl::string_view execution, int64_t from_sequence) {
+  auto subscription = std::make_shared<EventSubscription>();
+  absl::MutexLock lock(&mu_);
+  if (execution.empty()) {
+    watchers_.emplace_back("", subscription);
+    return subscription;
+  }
+  ExecutionState* exec = FindExecutionLocked(execution);
+  if (exec == nullptr) {
+    return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
+  }
+  const size_t first = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
+  for (size_t i = first; i < exec->events.size(); ++i) subscription->Push(exec->events[i]);
+  if (exec->final()) {
+    subscription->Close();
+  } else {
+    watchers_.emplace_back(exec->name(), subscription);
+  }
+  return subscription;
+}
+
+void WorkflowEngine::Unwatch(const std::shared_ptr<EventSubscription>& subscription) {
+  absl::MutexLock lock(&mu_);
+  std::erase_if(watchers_, [&](const auto& entry) { return entry.second == subscription; });
+}
+
+std::vector<v1::QueueInfo> WorkflowEngine::ListQueues() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::QueueInfo> result;
+  for (const auto& queue : queues_) {
+    v1::QueueInfo info;
+    info.set_name("queues/" + queue->name);
+    info.set_depth(queue->queued);
+    info.set_running(queue->running);
+    const uint32_t index = queue_by_name_.at(queue->name);
+    for (const auto& [id, agent] : agents_) {
+      if (agent->channel == nullptr ||
+          std::find(agent->queues.begin(), agent->queues.end(), index) == agent->queues.end()) {
+        continue;
+      }
+      info.set_agents(info.agents() + 1);
+      info.set_free_slots(info.free_slots() + agent->free_slots());
+    }
+    auto pool = options_.worker_pools.find(queue->name);
+    info.set_desired_workers(DesiredWorkers(
+        queue->queued, queue->running,
+        pool != options_.worker_pools.end() ? pool->second : options_.default_worker_pool));
+    result.push_back(std::move(info));
+  }
+  return result;
+}
+
+std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::AgentInfo> result;
+  for (const auto& [id, agent] : agents_) {
+    v1::AgentInfo info;
+    info.set_name("agents/" + id);
+    info.set_display_name(agent->registration.display_name());
+    *info.mutable_queues() = agent->registration.queues();
+    *info.mutable_labels() = agent->registration.labels();
+    *info.mutable_resources() = agent->registration.resources();
+    info.set_slots(agent->registration.slots());
+    info.set_free_slots(agent->free_slots());
+    info.set_state(agent->draining ? v1::AgentInfo::DRAINING : v1::AgentInfo::CONNECTED);
+    *info.mutable_last_heartbeat_time() = ToProto(agent->last_seen);
+    info.set_version(agent->registration.version());
+    result.push_back(std::move(info));
+  }
+  return result;
+}
+
+// --- The agent protocol ---
+
+absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
+    const v1::Register& registration, std::shared_ptr<AgentChannel> channel) {
+  const std::string& id = registration.agent_id();
+  if (id.empty() || id.size() > 63) {
+    return absl::InvalidArgumentError("register: agent_id must be 1 to 63 characters");
+  }
+  if (registration.slots() < 1 || registration.slots() > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("register: slots ", registration.slots(), " is out of range [1, 4096]"));
+  }
+  if (registration.queues().empty()) {
+    return absl::InvalidArgumentError("register: an agent must serve at least one queue");
+  }
+  Outbox out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& slot = agents_[id];
+    const bool reconnect = slot != nullptr;
+    if (!reconnect) slot = std::make_unique<Agent>();
+    Agent& agent = *slot;
+    agent.id = id;
+    agent.registration = registration;
+    agent.channel = std::move(channel);
+    agent.credit =
+        registration.initial_credit() > 0 ? registration.initial_credit() : registration.slots();
+    agent.draining = false;
+    agent.last_seen = absl::Now();
+    agent.queues.clear();
+    for (const std::string& queue : registration.queues()) {
+      agent.queues.push_back(QueueIndexLocked(queue));
+    }
+    agent.free_cpu = registration.resources().cpu() > 0 ? registration.resources().cpu() : 1e9;
+    agent.free_memory = registration.resources().memory_bytes() > 0
+                            ? registration.resources().memory_bytes()
+                            : std::numeric_limits<int64_t>::max() / 2;
+    agent.free_gpus = registration.resources().gpus();
+    if (reconnect) {
+      // Leases the agent no longer reports were lost with the old session.
+      absl::flat_hash_set<std::string> still_running;
+      for (const v1::AttemptRef& ref : registration.running()) {
+        still_running.insert(absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt()));
+      }
+      std::vector<std::pair<uint32_t, uint32_t>> lost;
+      for (const auto& lease : agent.leases) {
+        ExecutionState& exec = *executions_[lease.first];
+        const TaskSlot& task = exec.tasks[lease.second];
+        if (!still_running.contains(
+                absl::StrCat(exec.name(), "/", task.spec->id(), "#", task.attempt))) {
+          lost.push_back(lease);
+        }
+      }
+      for (const auto& [exec_slot, task] : lost) {
+        ExecutionState& exec = *executions_[exec_slot];
+        exec.tasks[task].attempts.back().set_outcome(v1::ATTEMPT_LOST);
+        ReleaseLeaseLocked(exec, task);
+        RequeueLocked(exec, task, out);
+      }
+    }
+    for (const auto& lease : agent.leases) {
+      // Resources of leases kept across the reconnect stay reserved.
+      const v1::Resources& need = executions_[lease.first]->tasks[lease.second].spec->resources();
+      agent.free_cpu -= need.cpu();
+      agent.free_memory -= need.memory_bytes();
+      agent.free_gpus -= need.gpus();
+    }
+    logging::Info(reconnect ? "agent reconnected" : "agent registered",
+                  {{"agent", id},
+                   {"slots", registration.slots()},
+                   {"queues", absl::StrJoin(registration.queues(), ",")}});
+    DispatchLocked(out);
+    RefreshQueueMetricsLocked();
+  }
+  Deliver(out);
+  v1::Registered registered;
+  registered.set_agent("agents/" + id);
+  *registered.mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
+  *registered.mutable_lease_timeout() = ToProto(options_.lease_timeout);
+  return registered;
+}
+
+absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
+                                                const v1::AgentMessage& message) {
+  Outbox out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("agent \"", agent_id, "\" is not registered (declared dead?)"));
+    }
+    Agent& agent = *it->second;
+    agent.last_seen = absl::Now();
+    switch (message.kind_case()) {
+      case v1::AgentMessage::kHeartbeat:
+        break;
+      case v1::AgentMessage::kCredit:
+        agent.credit += std::max(0, message.credit().tasks());
+        DispatchToAgentLocked(agent, out);
+        break;
+      case v1::AgentMessage::kTaskStarted: {
+        const v1::AttemptRef& ref = message.task_started().ref();
+        ExecutionState* exec = FindExecutionLocked(ref.execution());
+        if (exec == nullptr) break;
+        auto task = exec->task_index.find(ref.task_id());
+        if (task == exec->task_index.end()) break;
+        TaskSlot& slot = exec->tasks[task->second];
+        if (slot.attempt != ref.attempt() || slot.state != v1::TASK_LEASED) break;
+        *slot.attempts.back().mutable_start_time() = ToProto(absl::Now());
+        metrics_.ObserveSubmitToStart(absl::ToDoubleSeconds(absl::Now() - slot.ready_time));
+        SetTaskStateLocked(*exec, task->second, v1::TASK_RUNNING, out);
+        break;
+      }
+      case v1::AgentMessage::kTaskResult: {
+        HandleResultLocked(agent, message.task_result(), out);
+        v1::OrchestratorMessage ack;
+        *ack.mutable_result_ack()->add_refs() = message.task_result().ref();
+        if (agent.channel != nullptr) out.messages.emplace_back(agent.channel, std::move(ack));
+        DispatchLocked(out);
+        break;
+      }
+      case v1::AgentMessage::kLogChunk:
+        break;  // live log streaming to watchers arrives with the gateway
+      case v1::AgentMessage::kDraining:
+        agent.draining = true;
+        logging::Info("agent draining", {{"agent", agent_id}});
+        break;
+      case v1::AgentMessage::kRegister:
+        return absl::FailedPreconditionError("register sent twice on one stream");
+      default:
+        return absl::InvalidArgumentError("empty agent message");
+    }
+    RefreshQueueMetricsLocked();
+  }
+  Deliver(out);
+  return absl::OkStatus();
+}
+
+void WorkflowEngine::DisconnectAgent(const std::string& agent_id, const AgentChannel* channel) {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end() || it->second->channel.get() != channel) return;
+  it->second->channel = nullptr;
+  it->second->credit = 0;
+  logging::Info("agent disconnected",
+                {{"agent", agent_id}, {"leases", static_cast<int64_t>(it->second->leases.size())}});
+  RefreshQueueMetricsLocked();
+}
+
+void WorkflowEngine::ExpireLeases(absl::Time now) {
+  Outbox out;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<std::string> dead;
+    for (const auto& [id, agent] : agents_) {
+      if (now - agent->last_seen > options_.lease_timeout) dead.push_back(id);
+    }
+    for (const std::string& id : dead) {
+      DeclareAgentDeadLocked(*agents_.at(id), out);
+      agents_.erase(id);
+    }
+    if (!dead.empty()) {
+      DispatchLocked(out);
+      RefreshQueueMetricsLocked();
+    }
+  }
+  Deliver(out);
+}
+
+void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
+  logging::Warn("agent declared dead: no message within the lease timeout",
+                {{"agent", agent.id},
+                 {"lease_timeout_seconds", absl::ToDoubleSeconds(options_.lease_timeout)},
+                 {"requeued", static_cast<int64_t>(agent.leases.size())}});
+  const std::vector<std::pair<uint32_t, uint32_t>> leases(agent.leases.begin(), agent.leases.end());
+  for (const auto& [exec_slot, task] : leases) {
+    ExecutionState& exec = *executions_[exec_slot];
+    TaskSlot& slot = exec.tasks[task];
+    if (!slot.attempts.empty()) {
+      v1::TaskAttempt& attempt = slot.attempts.back();
+      attempt.set_outcome(v1::ATTEMPT_LOST);
+      attempt.set_error(absl::StrCat("agent ", agent.id, " missed heartbeats"));
+      *attempt.mutable_end_time() = ToProto(absl::Now());
+    }
+    metrics_.CountOutcome("lost");
+    ReleaseLeaseLocked(exec, task);
+    if (slot.state == v1::TASK_LEASED || slot.state == v1::TASK_RUNNING) {
+      RequeueLocked(exec, task, out);
+    }
+  }
+  if (agent.channel != nullptr) {
+    v1::OrchestratorMessage shutdown;
+    shutdown.mutable_shutdown()->set_reason("declared dead after missing heartbeats");
+    out.messages.emplace_back(agent.channel, std::move(shutdown));
+  }
+}
+
+// --- State transitions ---
+
+void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1::TaskState state,
+                                        Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  if (task.state == state) return;
+  auto counter = [&exec](v1::TaskState s) -> int32_t* {
+    switch (s) {
+      case v1::TASK_PENDING:
+        return &exec.pending;
+      case v1::TASK_READY:
+        return &exec.ready;
+      case v1::TASK_LEASED:
+      case v1::TASK_RUNNING:
+        return &exec.running;
+      case v1::TASK_SUCCEEDED:
+        return &exec.succeeded;
+      case v1::TASK_FAILED:
+      case v1::TASK_TIMED_OUT:
+        return &exec.failed;
+      case v1::TASK_SKIPPED:
+        return &exec.skipped;
+      case v1::TASK_CANCELLED:
+        return &exec.cancelled;
+      default:
+        return nullptr;
+    }
+  };
+  Queue& queue = *queues_[task.queue];
+  if (task.state == v1::TASK_READY) queue.queued--;
+  if (state == v1::TASK_READY) queue.queued++;
+  if (int32_t* from = counter(task.state)) --*from;
+  if (int32_t* to = counter(state)) ++*to;
+  task.state = state;
+
+  v1::Event event;
+  event.set_type(v1::Event::TASK_STATE_CHANGED);
+  v1::TaskRun* run = event.mutable_task_run();
+  run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
+  run->set_task_id(task.spec->id());
+  run->set_state(state);
+  if (!task.reason.empty()) run->set_reason(task.reason);
+  if (IsTerminal(state) && !task.attempts.empty()) *run->add_attempts() = task.attempts.back();
+  EmitLocked(exec, std::move(event), out);
+}
+
+void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  // Outputs flow along edges: a task sees what its ancestors wrote.
+  for (uint32_t parent : task.parents) {
+    const TaskSlot& from = exec.tasks[parent];
+    for (const auto& [key, value] : from.inherited) task.inherited[key] = value;
+    for (const auto& [key, value] : from.outputs) task.inherited[key] = value;
+  }
+  task.ready_time = absl::Now();
+  task.generation++;
+  SetTaskStateLocked(exec, index, v1::TASK_READY, out);
+  if (exec.state == v1::EXECUTION_PAUSED) {
+    exec.parked.push_back(index);
+  } else {
+    queues_[task.queue]->ready.Push({exec.slot, index, task.priority, task.generation});
+  }
+}
+
+void WorkflowEngine::SkipDependantsLocked(ExecutionState& exec, uint32_t index,
+                                          absl::string_view reason, Outbox& out) {
+  std::vector<uint32_t> stack(exec.tasks[index].dependants);
+  while (!stack.empty()) {
+    const uint32_t next = stack.back();
+    stack.pop_back();
+    TaskSlot& task = exec.tasks[next];
+    if (task.state != v1::TASK_PENDING) continue;
+    task.reason = std::string(reason);
+    task.generation++;
+    SetTaskStateLocked(exec, next, v1::TASK_SKIPPED, out);
+    stack.insert(stack.end(), task.dependants.begin(), task.dependants.end());
+  }
+}
+
+void WorkflowEngine::CompleteTaskLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+  SetTaskStateLocked(exec, index, v1::TASK_SUCCEEDED, out);
+  for (uint32_t dependant : exec.tasks[index].dependants) {
+    TaskSlot& next = exec.tasks[dependant];
+    if (next.unmet_dependencies > 0) next.unmet_dependencies--;
+    if (next.unmet_dependencies == 0 && next.state == v1::TASK_PENDING &&
+        exec.state != v1::EXECUTION_CANCELLED) {
+      MakeReadyLocked(exec, dependant, out);
+    }
+  }
+}
+
+void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
+                                       v1::TaskState final_state, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  const v1::RetryPolicy& retry = task.spec->retry();
+  if (task.retries_used < retry.max_retries() && exec.state != v1::EXECUTION_CANCELLED) {
+    task.retries_used++;
+    RetryBackoffPolicy policy;
+    if (retry.has_initial_backoff()) policy.initial = FromProto(retry.initial_backoff());
+    if (retry.has_max_backoff()) policy.max = FromProto(retry.max_backoff());
+    if (retry.multiplier() >= 1) policy.multiplier = retry.multiplier();
+    if (retry.jitter() > 0) policy.jitter = retry.jitter();
+    const absl::Duration delay = RetryDelay(policy, task.attempt + 1, random_);
+    task.reason = absl::StrCat("retry ", task.retries_used, " of ", retry.max_retries(), " in ",
+                               absl::FormatDuration(delay));
+    task.generation++;
+    SetTaskStateLocked(exec, index, v1::TASK_PENDING, out);
+    ScheduleRetryLocked(exec, index, delay);
+    return;
+  }
+  task.reason = task.attempts.empty() || task.attempts.back().error().empty()
+                    ? "failed"
+                    : task.attempts.back().error();
+  SetTaskStateLocked(exec, index, final_state, out);
+  SkipDependantsLocked(exec, index, absl::StrCat("dependency \"", task.spec->id(), "\" failed"),
+                       out);
+}
+
+void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
+                                         absl::Duration delay) {
+  const uint32_t exec_slot = exec.slot;
+  const uint16_t generation = exec.tasks[index].generation;
+  timers_.ScheduleAfter(delay, [this, exec_slot, index, generation] {
+    Outbox out;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      ExecutionState& exec = *executions_[exec_slot];
+      TaskSlot& task = exec.tasks[index];
+      if (task.generation != generation || task.state != v1::TASK_PENDING) return;
+      task.reason.clear();
+      MakeReadyLocked(exec, index, out);
+      DispatchLocked(out);
+    }
+    Deliver(out);
+  });
+}
+
+void WorkflowEngine::RequeueLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+  if (exec.final()) return;
+  exec.tasks[index].reason = "re-queued: its agent was lost";
+  MakeReadyLocked(exec, index, out);
+}
+
+void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out) {
+  if (exec.final()) return;
+  if (exec.pending + exec.ready + exec.running == 0) {
+    exec.end_time = absl::Now();
+    if (exec.failed > 0) {
+      exec.reason = absl::StrCat(exec.failed, " task(s) failed");
+      SetExecutionStateLocked(exec, v1::EXECUTION_FAILED, out);
+    } else {
+      SetExecutionStateLocked(exec, v1::EXECUTION_SUCCEEDED, out);
+    }
+    return;
+  }
+  if (exec.state == v1::EXECUTION_PENDING && exec.running > 0) {
+    exec.start_time = absl::Now();
+    SetExecutionStateLocked(exec, v1::EXECUTION_RUNNING, out);
+  }
+}
+
+void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::ExecutionState state,
+                                             Outbox& out) {
+  if (exec.state == state) return;
+  exec.state = state;
+  if (exec.final() && exec.end_time == absl::InfinitePast()) exec.end_time = absl::Now();
+  v1::Event event;
+  event.set_type(v1::Event::EXECUTION_STATE_CHANGED);
+  EmitLocked(exec, std::move(event), out);
+  if (exec.final()) {
+    logging::Info("execution ended", {{"execution", exec.name()},
+                                      {"state", v1::ExecutionState_Name(state)},
+                                      {"succeeded", exec.succeeded},
+                                      {"failed", exec.failed},
+                                      {"skipped", exec.skipped}});
+  }
+}
+
+void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& out) {
+  event.set_execution(exec.name());
+  event.set_sequence(static_cast<int64_t>(exec.events.size()) + 1);
+  *event.mutable_time() = ToProto(absl::Now());
+  if (event.type() != v1::Event::TASK_STATE_CHANGED) {
+    *event.mutable_execution_snapshot() = ExecutionProtoLocked(exec);
+  }
+  exec.events.push_back(event);
+  const bool closing = exec.final() && event.type() == v1::Event::EXECUTION_STATE_CHANGED;
+  for (const auto& [scope, subscription] : watchers_) {
+    if (scope.empty() || scope == exec.name()) {
+      out.events.emplace_back(subscription, exec.events.back());
+      if (closing && !scope.empty()) out.to_close.push_back(subscription);
+    }
+  }
+  if (closing) {
+    std::erase_if(watchers_, [&](const auto& entry) { return entry.first == exec.name(); });
+  }
+}
+
+// --- Dispatch and leases ---
+
+void WorkflowEngine::DispatchLocked(Outbox& out) {
+  for (auto& [id, agent] : agents_) {
+    if (agent->channel != nullptr && agent->credit > 0 && !agent->draining) {
+      DispatchToAgentLocked(*agent, out);
+    }
+  }
+}
+
+void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
+  if (agent.channel == nullptr || agent.draining) return;
+  v1::OrchestratorMessage message;
+  v1::Assignment* assignment = message.mutable_assignment();
+  std::vector<ReadyTask> taken;
+  for (uint32_t queue_index : agent.queues) {
+    const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
+    if (room <= 0) break;
+    taken.clear();
+    queues_[queue_index]->ready.PopMatching(
+        static_cast<size_t>(room), kDispatchScanLimit,
+        [&](const ReadyTask& entry) {
+          if (entry.execution >= executions_.size()) return ReadyVerdict::kDrop;
+          ExecutionState& exec = *executions_[entry.execution];
+          TaskSlot& task = exec.tasks[entry.task];
+          if (task.generation != entry.generation || task.state != v1::TASK_READY) {
+            return ReadyVerdict::kDrop;
+          }
+          if (exec.state == v1::EXECUTION_PAUSED) {
+            exec.parked.push_back(entry.task);
+            return ReadyVerdict::kDrop;
+          }
+          const v1::TaskSpec& spec = *task.spec;
+          for (const auto& [key, value] : spec.agent_selector()) {
+            auto label = agent.registration.labels().find(key);
+            if (label == agent.registration.labels().end() || label->second != value) {
+              return ReadyVerdict::kSkip;
+            }
+          }
+          if (spec.resources().cpu() > agent.free_cpu + 1e-9 ||
+              spec.resources().memory_bytes() > agent.free_memory ||
+              spec.resources().gpus() > agent.free_gpus) {
+            return ReadyVerdict::kSkip;
+          }
+          // Reserve now so the next candidate sees what is left.
+          agent.free_cpu -= spec.resources().cpu();
+          agent.free_memory -= spec.resources().memory_bytes();
+          agent.free_gpus -= spec.resources().gpus();
+          return ReadyVerdict::kTake;
+        },
+        &taken);
+    for (const ReadyTask& entry : taken) {
+      ExecutionState& exec = *executions_[entry.execution];
+      TaskSlot& task = exec.tasks[entry.task];
+      task.attempt++;
+      task.agent = agent.id;
+      task.lease_time = absl::Now();
+      v1::TaskAttempt& attempt = task.attempts.emplace_back();
+      attempt.set_attempt(task.attempt);
+      attempt.set_agent("agents/" + agent.id);
+      *attempt.mutable_lease_time() = ToProto(task.lease_time);
+
+      v1::TaskAssignment* assigned = assignment->add_tasks();
+      assigned->mutable_ref()->set_execution(exec.name());
+      assigned->mutable_ref()->set_task_id(task.spec->id());
+      assigned->mutable_ref()->set_attempt(task.attempt);
+      std::map<std::string, std::string> context = exec.context;
+      for (const auto& [key, value] : task.inherited) context[key] = value;
+      const absl::Status built =
+          BuildTaskEnvironment(*task.spec, context, exec.builtins, task.attempt, assigned);
+      if (!built.ok()) {
+        // A definition that cannot be expanded fails without running.
+        assignment->mutable_tasks()->RemoveLast();
+        agent.free_cpu += task.spec->resources().cpu();
+        agent.free_memory += task.spec->resources().memory_bytes();
+        agent.free_gpus += task.spec->resources().gpus();
+        attempt.set_outcome(v1::ATTEMPT_FAILED);
+        attempt.set_error(std::string(built.message()));
+        task.retries_used = task.spec->retry().max_retries();
+        FailOrRetryLocked(exec, entry.task, v1::TASK_FAILED, out);
+        UpdateExecutionStateLocked(exec, out);
+        continue;
+      }
+      *assigned->mutable_builtin() = task.spec->builtin();
+      if (task.spec->has_timeout()) *assigned->mutable_timeout() = task.spec->timeout();
+      *assigned->mutable_resources() = task.spec->resources();
+      assigned->set_evaluator(task.spec->evaluator());
+      agent.credit--;
+      agent.leases.insert({entry.execution, entry.task});
+      queues_[task.queue]->running++;
+      metrics_.ObserveLeaseLatency(absl::ToDoubleSeconds(task.lease_time - task.ready_time));
+      SetTaskStateLocked(exec, entry.task, v1::TASK_LEASED, out);
+      UpdateExecutionStateLocked(exec, out);
+    }
+  }
+  if (assignment->tasks_size() > 0) out.messages.emplace_back(agent.channel, std::move(message));
+}
+
+void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
+  TaskSlot& task = exec.tasks[index];
+  auto agent = agents_.find(task.agent);
+  if (agent != agents_.end() && agent->second->leases.erase({exec.slot, index}) > 0) {
+    const v1::Resources& need = task.spec->resources();
+    agent->second->free_cpu += need.cpu();
+    agent->second->free_memory += need.memory_bytes();
+    agent->second->free_gpus += need.gpus();
+    queues_[task.queue]->running--;
+  }
+  task.agent.clear();
+}
+
+void WorkflowEngine::HandleResultLocked(Agent& agent, const v1::TaskResult& result, Outbox& out) {
+  const v1::AttemptRef& ref = result.ref();
+  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  auto index = exec != nullptr ? exec->task_index.find(ref.task_id()) : exec->task_index.end();
+  if (exec == nullptr || index == exec->task_index.end()) {
+    logging::Warn("result for an unknown task rejected",
+                  {{"agent", agent.id}, {"execution", ref.execution()}, {"task", ref.task_id()}});
+    return;
+  }
+  TaskSlot& task = exec->tasks[index->second];
+  // The attempt number is the fencing token: only the current lease holder
+  // may report, and only once.
+  const bool current = task.attempt == ref.attempt() && task.agent == agent.id;
+  if (!current || (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING &&
+                   task.state != v1::TASK_CANCELLED)) {
+    logging::Warn("stale result rejected", {{"agent", agent.id},
+                                            {"execution", ref.execution()},
+                                            {"task", ref.task_id()},
+                                            {"attempt", ref.attempt()},
+                                            {"current_attempt", task.attempt}});
+    return;
+  }
+  v1::TaskAttempt& attempt = task.attempts.back();
+  attempt.set_outcome(result.outcome());
+  attempt.set_exit_code(result.exit_code());
+  attempt.set_signal(result.signal());
+  *attempt.mutable_wall_time() = result.wall_time();
+  *attempt.mutable_cpu_time() = result.cpu_time();
+  attempt.set_peak_rss_bytes(result.peak_rss_bytes());
+  attempt.set_error(result.error());
+  attempt.set_stdout_bytes(result.stdout_bytes());
+  attempt.set_stderr_bytes(result.stderr_bytes());
+  *attempt.mutable_end_time() = ToProto(absl::Now());
+  task.stdout_tail = result.stdout_tail();
+  task.stderr_tail = result.stderr_tail();
+  task.logs_truncated = result.stdout_bytes() > static_cast<int64_t>(result.stdout_tail().size()) ||
+                        result.stderr_bytes() > static_cast<int64_t>(result.stderr_tail().size());
+  ReleaseLeaseLocked(*exec, index->second);
+  metrics_.CountOutcome(OutcomeName(result.outcome()));
+  metrics_.ObserveRunDuration(absl::ToDoubleSeconds(FromProto(result.wall_time())));
+  if (task.state == v1::TASK_CANCELLED) return;  // cancelled while running
+
+  switch (result.outcome()) {
+    case v1::ATTEMPT_SUCCEEDED: {
+      absl::StatusOr<std::map<std::string, std::string>> outputs =
+          task.spec->evaluator() ? std::map<std::string, std::string>{}
+                                 : ParseOutputs(result.output_json());
+      if (!outputs.ok()) {
+        attempt.set_outcome(v1::ATTEMPT_FAILED);
+        attempt.set_error(std::string(outputs.status().message()));
+        FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
+        break;
+      }
+      task.outputs = *std::move(outputs);
+      if (task.spec->evaluator()) {
+        ApplyEvaluatorDecisionLocked(*exec, index->second, result.output_json(), out);
+      } else {
+        CompleteTaskLocked(*exec, index->second, out);
+      }
+      break;
+    }
+    case v1::ATTEMPT_TIMED_OUT:
+      FailOrRetryLocked(*exec, index->second, v1::TASK_TIMED_OUT, out);
+      break;
+    case v1::ATTEMPT_CANCELLED:
+    case v1::ATTEMPT_FAILED:
+    default:
+      FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
+      break;
+  }
+  UpdateExecutionStateLocked(*exec, out);
+}
+
+void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,
+                                                  const std::string& output_json, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  absl::StatusOr<v1::EvaluatorDecision> decision = ParseEvaluatorDecision(output_json);
+  absl::Status status = decision.status();
+  // Tasks an evaluator may decide about: its transitive dependants.
+  absl::flat_hash_set<uint32_t> downstream;
+  std::vector<uint32_t> stack(task.dependants);
+  while (!stack.empty()) {
+    const uint32_t next = stack.back();
+    stack.pop_back();
+    if (!downstream.insert(next).second) continue;
+    stack.insert(stack.end(), exec.tasks[next].dependants.begin(),
+                 exec.tasks[next].dependants.end());
+  }
+  auto check = [&](const std::string& id) -> absl::Status {
+    auto it = exec.task_index.find(id);
+    if (it == exec.task_index.end() || !downstream.contains(it->second)) {
+      std::vector<std::string> names;
+      for (uint32_t d : downstream) names.push_back(exec.tasks[d].spec->id());
+      return absl::InvalidArgumentError(absl::StrCat("evaluator output: task \"", id,
+                                                     "\" is not downstream of evaluator \"",
+                                                     task.spec->id(), "\"", DidYouMean(id, names)));
+    }
+    return absl::OkStatus();
+  };
+  if (status.ok()) {
+    for (const std::string& id : decision->run()) {
+      if (status = check(id); !status.ok()) break;
+    }
+  }
+  if (status.ok()) {
+    for (const std::string& id : decision->skip()) {
+      if (status = check(id); !status.ok()) break;
+      if (std::find(decision->run().begin(), decision->run().end(), id) != decision->run().end()) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("evaluator output: task \"", id, "\" is both run and skipped"));
+        break;
+      }
+    }
+  }
+  if (!status.ok()) {
+    task.attempts.back().set_outcome(v1::ATTEMPT_FAILED);
+    task.attempts.back().set_error(std::string(status.message()));
+    task.retries_used = task.spec->retry().max_retries();  // a bad decision is not transient
+    FailOrRetryLocked(exec, index, v1::TASK_FAILED, out);
+    return;
+  }
+  for (const auto& [key, value] : decision->context()) task.outputs[key] = value;
+  for (const std::string& id : decision->skip()) {
+    const uint32_t skipped = exec.task_index.at(id);
+    TaskSlot& slot = exec.tasks[skipped];
+    if (slot.state != v1::TASK_PENDING) continue;
+    slot.reason = absl::StrCat("skipped by evaluator \"", task.spec->id(), "\"");
+    slot.generation++;
+    SetTaskStateLocked(exec, skipped, v1::TASK_SKIPPED, out);
+    SkipDependantsLocked(exec, skipped, slot.reason, out);
+  }
+  for (const auto& start : decision->start()) {
+    v1::StartExecutionRequest child;
+    child.set_workflow(start.workflow());
+    child.set_parent(exec.name());
+    for (const auto& [key, value] : task.outputs) (*child.mutable_context())[key] = value;
+    for (const auto& [key, value] : start.context()) (*child.mutable_context())[key] = value;
+    out.child_starts.push_back(std::move(child));
+  }
+  CompleteTaskLocked(exec, index, out);
+}
+
+void WorkflowEngine::RefreshQueueMetricsLocked() {
+  int64_t connected = 0;
+  int64_t free_slots = 0;
+  for (const auto& [id, agent] : agents_) {
+    if (agent->channel == nullptr) continue;
+    connected++;
+    free_slots += agent->free_slots();
+  }
+  metrics_.SetAgents(connected, free_slots);
+  for (const auto& queue : queues_) {
+    auto pool = options_.worker_pools.find(queue->name);
+    const WorkerPoolPolicy& policy =
+        pool != options_.worker_pools.end() ? pool->second : options_.default_worker_pool;
+    metrics_.SetQueue(queue->name, queue->queued, queue->running,
+                      DesiredWorkers(queue->queued, queue->running, policy));
+  }
+}
+
+// --- Views ---
+
+v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionState& exec) const {
+  v1::Execution proto;
+  proto.set_name(exec.name());
+  proto.set_workflow(exec.definition->name());
+  proto.set_workflow_version(exec.definition->version());
+  proto.set_state(exec.state);
+  for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;
+  proto.set_parent(exec.parent);
+  for (const std::string& target : exec.targets) proto.add_targets(target);
+  v1::TaskCounts* counts = proto.mutable_task_counts();
+  counts->set_pending(exec.pending);
+  counts->set_ready(exec.ready);
+  counts->set_running(exec.running);
+  counts->set_succeeded(exec.succeeded);
+  counts->set_failed(exec.failed);
+  counts->set_skipped(exec.skipped);
+  counts->set_cancelled(exec.cancelled);
+  counts->set_total(exec.total);
+  proto.set_priority(exec.priority);
+  *proto.mutable_create_time() = ToProto(exec.create_time);
+  if (exec.start_time != absl::InfinitePast())
+    *proto.mutable_start_time() = ToProto(exec.start_time);
+  if (exec.end_time != absl::InfinitePast()) *proto.mutable_end_time() = ToProto(exec.end_time);
+  proto.set_reason(exec.reason);
+  proto.set_last_sequence(static_cast<int64_t>(exec.events.size()));
+  return proto;
+}
+
+v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint32_t index,
+                                               bool with_history) const {
+  const TaskSlot& task = exec.tasks[index];
+  v1::TaskRun run;
+  run.set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
+  run.set_task_id(task.spec->id());
+  run.set_state(task.state);
+  run.set_priority(task.priority);
+  run.set_queue(queues_[task.queue]->name);
+  run.set_reason(task.reason);
+  if (task.ready_time != absl::Time()) *run.mutable_ready_time() = ToProto(task.ready_time);
+  for (const auto& [key, value] : task.outputs) {
+    (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);
+  }
+  if (with_history) {
+    for (const v1::TaskAttempt& attempt : task.attempts) *run.add_attempts() = attempt;
+  }
+  return run;
+}
+
+void WorkflowEngine::Deliver(Outbox& out) {
+  for (auto& [channel, message] : out.messages) channel->Send(std::move(message));
+  for (auto& [subscription, event] : out.events) subscription->Push(event);
+  for (auto& subscription : out.to_close) subscription->Close();
+  for (const v1::StartExecutionRequest& child : out.child_starts) {
+    absl::StatusOr<v1::Execution> started = StartExecution(child);
+    if (!started.ok()) {
+      logging::Error("evaluator could not start a child workflow",
+                     {{"parent", child.parent()},
+                      {"workflow", child.workflow()},
+                      {"error", std::string(started.status().message())}});
+    }
+  }
+}
+
+}  // namespace gyre::orchestrator

@@ -1,0 +1,186 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
+#define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gyre/v1/agent_service.pb.h"
+#include "gyre/v1/cluster.pb.h"
+#include "gyre/v1/orchestrator_service.pb.h"
+#include "libs/common/timer_queue.h"
+#include "services/orchestrator/desired_workers.h"
+#include "services/orchestrator/engine_metrics.h"
+#include "services/orchestrator/execution_state.h"
+#include "services/orchestrator/ready_queue.h"
+
+namespace gyre::orchestrator {
+
+// How the engine reaches one connected agent. Implemented by the agent
+// stream handler; Send only enqueues (never blocks on the network), and is
+// called without the engine lock held.
+class AgentChannel {
+ public:
+  virtual ~AgentChannel() = default;
+  virtual void Send(gyre::v1::OrchestratorMessage message) = 0;
+};
+
+// A Watch subscription: the events of one execution (or all) from a
+// sequence number on. Thread-safe; the engine pushes, the RPC pops.
+class EventSubscription {
+ public:
+  // Waits up to `timeout` for the next events; empty on timeout.
+  std::vector<gyre::v1::Event> Next(absl::Duration timeout);
+  void Push(const gyre::v1::Event& event);
+  void Close();
+  bool closed();
+
+ private:
+  absl::Mutex mutex_;
+  std::deque<gyre::v1::Event> pending_ ABSL_GUARDED_BY(mutex_);
+  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+// The orchestrator's domain logic: workflow definitions, executions, DAG
+// readiness, ready queues per worker type, agent leases with attempt
+// fencing, retries with backoff, pause/resume/cancel, the event stream and
+// the autoscaling signal. gRPC handlers translate to and from it.
+//
+// Thread-safety: all state is guarded by one mutex; every method is short
+// and does no I/O under it. Messages to agents and events to watchers are
+// collected under the lock and delivered after it is released.
+class WorkflowEngine {
+ public:
+  struct Options {
+    absl::Duration lease_timeout = absl::Seconds(30);
+    absl::Duration heartbeat_interval = absl::Seconds(5);
+    std::map<std::string, WorkerPoolPolicy> worker_pools;
+    WorkerPoolPolicy default_worker_pool;
+    prometheus::Registry* metrics = nullptr;  // optional
+  };
+
+  explicit WorkflowEngine(Options options);
+  ~WorkflowEngine();
+
+  // --- Workflow definitions ---
+  absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
+  absl::StatusOr<gyre::v1::WorkflowDefinition> UpdateWorkflow(gyre::v1::WorkflowDefinition def);
+  absl::StatusOr<gyre::v1::WorkflowDefinition> GetWorkflow(absl::string_view name);
+  std::vector<gyre::v1::WorkflowDefinition> ListWorkflows();
+
+  // --- Executions ---
+  absl::StatusOr<gyre::v1::Execution> StartExecution(const gyre::v1::StartExecutionRequest& req);
+  absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
+  std::vector<gyre::v1::Execution> ListExecutions(const gyre::v1::ListExecutionsRequest& req);
+  absl::StatusOr<gyre::v1::Execution> CancelExecution(absl::string_view name,
+                                                      absl::string_view reason);
+  absl::StatusOr<gyre::v1::Execution> PauseExecution(absl::string_view name);
+  absl::StatusOr<gyre::v1::Execution> ResumeExecution(absl::string_view name);
+  absl::StatusOr<gyre::v1::TaskRun> GetTaskRun(absl::string_view name);
+  absl::StatusOr<std::vector<gyre::v1::TaskRun>> ListTaskRuns(absl::string_view execution);
+  absl::StatusOr<gyre::v1::GetTaskLogsResponse> GetTaskLogs(absl::string_view name,
+                                                            int64_t attempt);
+
+  // Subscribes to events of `execution` ("" for all) with sequence >=
+  // from_sequence. Stored events are delivered first. The subscription is
+  // closed once a single execution reaches a final state and its last event
+  // was pushed.
+  absl::StatusOr<std::shared_ptr<EventSubscription>> Watch(absl::string_view execution,
+                                                           int64_t from_sequence);
+  void Unwatch(const std::shared_ptr<EventSubscription>& subscription);
+
+  std::vector<gyre::v1::QueueInfo> ListQueues();
+  std::vector<gyre::v1::AgentInfo> ListAgents();
+
+  // --- The agent protocol ---
+  // Registers (or re-registers) an agent; returns the Registered reply.
+  absl::StatusOr<gyre::v1::Registered> RegisterAgent(const gyre::v1::Register& registration,
+                                                     std::shared_ptr<AgentChannel> channel);
+  // Handles every message after Register. Returns an error only for a
+  // protocol violation (the stream is then closed).
+  absl::Status HandleAgentMessage(const std::string& agent_id,
+                                  const gyre::v1::AgentMessage& message);
+  // The stream closed. Leases stay until the lease timeout, so an agent
+  // that reconnects in time keeps its running tasks.
+  void DisconnectAgent(const std::string& agent_id, const AgentChannel* channel);
+
+  // Declares agents silent longer than the lease timeout dead and re-queues
+  // their tasks. Called periodically; exposed for tests.
+  void ExpireLeases(absl::Time now);
+
+ private:
+  struct Agent;
+  struct Queue;
+  struct Outbox;
+
+  ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
+      const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,
+                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MakeReadyLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SkipDependantsLocked(ExecutionState& exec, uint32_t task, absl::string_view reason,
+                            Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CompleteTaskLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FailOrRetryLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState final_state,
+                         Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RequeueLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SetExecutionStateLocked(ExecutionState& exec, gyre::v1::ExecutionState state, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EmitLocked(ExecutionState& exec, gyre::v1::Event event, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseLeaseLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void HandleResultLocked(Agent& agent, const gyre::v1::TaskResult& result, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t task,
+                                    const std::string& output_json, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ScheduleRetryLocked(ExecutionState& exec, uint32_t task, absl::Duration delay)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DeclareAgentDeadLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RefreshQueueMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  gyre::v1::Execution ExecutionProtoLocked(const ExecutionState& exec) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionState& exec, uint32_t task,
+                                       bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
+  void TickLeases();
+
+  const Options options_;
+  EngineMetrics metrics_;
+  TimerQueue timers_;
+  absl::Mutex mu_;
+  absl::BitGen random_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_execution_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>> workflows_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<ExecutionState>> executions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> execution_by_id_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> execution_by_request_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint32_t> queue_by_name_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<Agent>> agents_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_

@@ -1,0 +1,353 @@
+#include "services/orchestrator/workflow_engine.h"
+
+#include <deque>
+
+#include "gtest/gtest.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+namespace v1 = ::gyre::v1;
+
+// The engine's side of one agent stream, recorded for the test to read.
+class RecordingChannel : public AgentChannel {
+ public:
+  void Send(v1::OrchestratorMessage message) override {
+    absl::MutexLock lock(&mutex_);
+    for (const v1::TaskAssignment& task : message.assignment().tasks()) assigned_.push_back(task);
+    if (message.has_cancel()) cancels_.push_back(message.cancel());
+  }
+
+  // Waits for the next `n` assignments (in order).
+  std::vector<v1::TaskAssignment> Take(size_t n, absl::Duration timeout = absl::Seconds(10)) {
+    absl::MutexLock lock(&mutex_);
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return assigned_.size() >= n; };
+    mutex_.AwaitWithTimeout(absl::Condition(&enough), timeout);
+    std::vector<v1::TaskAssignment> out;
+    while (!assigned_.empty() && out.size() < n) {
+      out.push_back(assigned_.front());
+      assigned_.pop_front();
+    }
+    return out;
+  }
+
+  size_t pending() {
+    absl::MutexLock lock(&mutex_);
+    return assigned_.size();
+  }
+
+  std::vector<v1::Cancel> cancels() {
+    absl::MutexLock lock(&mutex_);
+    return cancels_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
+  std::vector<v1::Cancel> cancels_ ABSL_GUARDED_BY(mutex_);
+};
+
+v1::TaskSpec Task(const std::string& id, std::vector<std::string> deps = {}) {
+  v1::TaskSpec task;
+  task.set_id(id);
+  task.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  for (const std::string& dep : deps) task.add_depends_on(dep);
+  return task;
+}
+
+v1::WorkflowDefinition Workflow(std::vector<v1::TaskSpec> tasks) {
+  v1::WorkflowDefinition def;
+  def.set_name("workflows/test");
+  for (v1::TaskSpec& task : tasks) *def.add_tasks() = std::move(task);
+  return def;
+}
+
+class WorkflowEngineTest : public ::testing::Test {
+ protected:
+  WorkflowEngineTest() : engine_(Options()) {}
+
+  static WorkflowEngine::Options Options() {
+    WorkflowEngine::Options options;
+    options.lease_timeout = absl::Seconds(30);
+    return options;
+  }
+
+  std::shared_ptr<RecordingChannel> Connect(const std::string& id, int slots = 8) {
+    auto channel = std::make_shared<RecordingChannel>();
+    v1::Register registration;
+    registration.set_agent_id(id);
+    registration.set_slots(slots);
+    registration.add_queues("default");
+    EXPECT_TRUE(engine_.RegisterAgent(registration, channel).ok());
+    return channel;
+  }
+
+  std::string Start(v1::WorkflowDefinition def, std::map<std::string, std::string> context = {}) {
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = std::move(def);
+    for (const auto& [key, value] : context) (*request.mutable_context())[key] = value;
+    absl::StatusOr<v1::Execution> execution = engine_.StartExecution(request);
+    EXPECT_TRUE(execution.ok()) << execution.status();
+    return execution.ok() ? execution->name() : "";
+  }
+
+  void Report(const std::string& agent, const v1::TaskAssignment& task,
+              v1::AttemptOutcome outcome = v1::ATTEMPT_SUCCEEDED, std::string output = "") {
+    v1::AgentMessage message;
+    v1::TaskResult* result = message.mutable_task_result();
+    *result->mutable_ref() = task.ref();
+    result->set_outcome(outcome);
+    result->set_output_json(std::move(output));
+    ASSERT_TRUE(engine_.HandleAgentMessage(agent, message).ok());
+    v1::AgentMessage credit;
+    credit.mutable_credit()->set_tasks(1);
+    ASSERT_TRUE(engine_.HandleAgentMessage(agent, credit).ok());
+  }
+
+  v1::TaskState StateOf(const std::string& execution, const std::string& task) {
+    return engine_.GetTaskRun(execution + "/tasks/" + task)->state();
+  }
+
+  WorkflowEngine engine_;
+};
+
+TEST_F(WorkflowEngineTest, DiamondRunsInDependencyOrder) {
+  auto agent = Connect("a1");
+  const std::string exec =
+      Start(Workflow({Task("a"), Task("b", {"a"}), Task("c", {"a"}), Task("d", {"b", "c"})}));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].ref().task_id(), "a");
+  EXPECT_EQ(agent->pending(), 0u) << "b and c must wait for a";
+  Report("a1", first[0]);
+  auto middle = agent->Take(2);
+  ASSERT_EQ(middle.size(), 2u);
+  EXPECT_EQ(agent->pending(), 0u) << "d must wait for b and c";
+  Report("a1", middle[0]);
+  EXPECT_EQ(agent->pending(), 0u);
+  Report("a1", middle[1]);
+  auto last = agent->Take(1);
+  ASSERT_EQ(last.size(), 1u);
+  EXPECT_EQ(last[0].ref().task_id(), "d");
+  Report("a1", last[0]);
+  const v1::Execution done = *engine_.GetExecution(exec);
+  EXPECT_EQ(done.state(), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(done.task_counts().succeeded(), 4);
+}
+
+TEST_F(WorkflowEngineTest, FailedTaskSkipsDependantsAndFailsExecution) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a"), Task("b", {"a"}), Task("c")}));
+  auto tasks = agent->Take(2);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (const auto& task : tasks) {
+    Report("a1", task, task.ref().task_id() == "a" ? v1::ATTEMPT_FAILED : v1::ATTEMPT_SUCCEEDED);
+  }
+  EXPECT_EQ(StateOf(exec, "a"), v1::TASK_FAILED);
+  EXPECT_EQ(StateOf(exec, "b"), v1::TASK_SKIPPED);
+  EXPECT_EQ(StateOf(exec, "c"), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_FAILED);
+}
+
+TEST_F(WorkflowEngineTest, RetryRunsANewAttemptAfterBackoff) {
+  auto agent = Connect("a1");
+  v1::TaskSpec flaky = Task("flaky");
+  flaky.mutable_retry()->set_max_retries(2);
+  flaky.mutable_retry()->mutable_initial_backoff()->set_nanos(20'000'000);
+  const std::string exec = Start(Workflow({flaky}));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].ref().attempt(), 1);
+  Report("a1", first[0], v1::ATTEMPT_FAILED);
+  EXPECT_EQ(StateOf(exec, "flaky"), v1::TASK_PENDING) << "waiting out the backoff";
+  auto second = agent->Take(1);
+  ASSERT_EQ(second.size(), 1u) << "the retry was never dispatched";
+  EXPECT_EQ(second[0].ref().attempt(), 2);
+  EXPECT_EQ(second[0].env().at("GYRE_ATTEMPT"), "2");
+  Report("a1", second[0]);
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/flaky");
+  EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED);
+  ASSERT_EQ(run.attempts_size(), 2);
+  EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_FAILED);
+  EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
+}
+
+TEST_F(WorkflowEngineTest, OutputsReachDownstreamTasksAsEnvironment) {
+  auto agent = Connect("a1");
+  const std::string exec =
+      Start(Workflow({Task("extract"), Task("load", {"extract"})}), {{"REGION", "eu"}});
+  auto extract = agent->Take(1);
+  ASSERT_EQ(extract.size(), 1u);
+  EXPECT_EQ(extract[0].env().at("REGION"), "eu");
+  Report("a1", extract[0], v1::ATTEMPT_SUCCEEDED, R"({"ROWS": "42", "STATS": {"n": 1}})");
+  auto load = agent->Take(1);
+  ASSERT_EQ(load.size(), 1u);
+  EXPECT_EQ(load[0].env().at("ROWS"), "42");
+  EXPECT_EQ(load[0].env().at("STATS"), "{\"n\":1}");
+  EXPECT_EQ(load[0].env().at("REGION"), "eu");
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/extract");
+  EXPECT_EQ(run.outputs().fields().at("ROWS").string_value(), "42");
+}
+
+TEST_F(WorkflowEngineTest, OutputThatIsNotAJsonObjectFailsTheTask) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto task = agent->Take(1);
+  ASSERT_EQ(task.size(), 1u);
+  Report("a1", task[0], v1::ATTEMPT_SUCCEEDED, "[1, 2]");
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/a");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_NE(run.attempts(0).error().find("$GYRE_OUTPUT is not a JSON object"), std::string::npos)
+      << run.attempts(0).error();
+}
+
+TEST_F(WorkflowEngineTest, EvaluatorDecisionSkipsABranch) {
+  auto agent = Connect("a1");
+  v1::TaskSpec judge = Task("judge");
+  judge.set_evaluator(true);
+  const std::string exec =
+      Start(Workflow({judge, Task("deploy", {"judge"}), Task("rollback", {"judge"}),
+                      Task("notify", {"rollback"})}));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  Report("a1", first[0], v1::ATTEMPT_SUCCEEDED,
+         R"({"run": ["deploy"], "skip": ["rollback"], "context": {"VERDICT": "good"}})");
+  auto next = agent->Take(1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].ref().task_id(), "deploy");
+  EXPECT_EQ(next[0].env().at("VERDICT"), "good");
+  Report("a1", next[0]);
+  EXPECT_EQ(StateOf(exec, "rollback"), v1::TASK_SKIPPED);
+  EXPECT_EQ(StateOf(exec, "notify"), v1::TASK_SKIPPED);
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(WorkflowEngineTest, MalformedEvaluatorDecisionFailsWithClearMessage) {
+  auto agent = Connect("a1");
+  v1::TaskSpec judge = Task("judge");
+  judge.set_evaluator(true);
+  const std::string exec = Start(Workflow({judge, Task("deploy", {"judge"})}));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  Report("a1", first[0], v1::ATTEMPT_SUCCEEDED, R"({"run": ["deplyo"]})");
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/judge");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_EQ(run.attempts(0).error(),
+            "evaluator output: task \"deplyo\" is not downstream of evaluator \"judge\" (did you "
+            "mean \"deploy\"?)");
+}
+
+TEST_F(WorkflowEngineTest, StaleAttemptResultIsRejectedAfterRelease) {
+  auto dead = Connect("dead", 1);
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto lost = dead->Take(1);
+  ASSERT_EQ(lost.size(), 1u);
+  engine_.ExpireLeases(absl::Now() + absl::Minutes(1));  // "dead" missed every heartbeat
+  auto alive = Connect("alive", 1);
+  auto retry = alive->Take(1);
+  ASSERT_EQ(retry.size(), 1u);
+  EXPECT_EQ(retry[0].ref().attempt(), 2);
+  // The old attempt's result arrives late from a reconnected "dead": rejected.
+  Connect("dead", 1);
+  Report("dead", lost[0], v1::ATTEMPT_FAILED);
+  EXPECT_EQ(StateOf(exec, "a"), v1::TASK_LEASED);
+  Report("alive", retry[0]);
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/a");
+  EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED);
+  ASSERT_EQ(run.attempts_size(), 2);
+  EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);
+}
+
+TEST_F(WorkflowEngineTest, PauseHoldsNewLeasesAndResumeReleasesThem) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_TRUE(engine_.PauseExecution(exec).ok());
+  Report("a1", a[0]);  // running tasks finish while paused
+  EXPECT_EQ(StateOf(exec, "a"), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(agent->pending(), 0u) << "no lease while paused";
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_PAUSED);
+  ASSERT_TRUE(engine_.ResumeExecution(exec).ok());
+  auto b = agent->Take(1);
+  ASSERT_EQ(b.size(), 1u);
+  Report("a1", b[0]);
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(WorkflowEngineTest, CancelStopsRunningTasksAndSkipsTheRest) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  ASSERT_EQ(agent->Take(1).size(), 1u);
+  ASSERT_TRUE(engine_.CancelExecution(exec, "operator request").ok());
+  ASSERT_EQ(agent->cancels().size(), 1u);
+  EXPECT_EQ(agent->cancels()[0].ref().task_id(), "a");
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_CANCELLED);
+  EXPECT_EQ(StateOf(exec, "b"), v1::TASK_CANCELLED);
+  EXPECT_EQ(engine_.CancelExecution(exec, "").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(WorkflowEngineTest, WatchReplaysFromASequenceNumberAndEndsWhenFinal) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  Report("a1", a[0]);
+  auto all = *engine_.Watch(exec, 0);
+  std::vector<v1::Event> events = all->Next(absl::Seconds(1));
+  ASSERT_GE(events.size(), 4u);
+  for (size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].sequence(), int64_t(i + 1));
+  EXPECT_TRUE(all->closed());
+  auto tail = *engine_.Watch(exec, 3);
+  EXPECT_EQ(tail->Next(absl::Seconds(1)).front().sequence(), 3);
+}
+
+TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
+  auto agent = Connect("a1");
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() =
+      Workflow({Task("a"), Task("b", {"a"}), Task("unrelated"), Task("c", {"b"})});
+  request.add_targets("b");
+  const v1::Execution exec = *engine_.StartExecution(request);
+  EXPECT_EQ(exec.task_counts().total(), 2);
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].ref().task_id(), "a");
+}
+
+TEST_F(WorkflowEngineTest, AgentOnlyGetsTasksOfItsQueuesThatFitItsResources) {
+  auto agent = Connect("small", 4);
+  v1::TaskSpec gpu = Task("train");
+  gpu.set_queue("gpu");
+  v1::TaskSpec big = Task("big");
+  big.mutable_resources()->set_gpus(1);
+  Start(Workflow({gpu, big, Task("small")}));
+  auto tasks = agent->Take(1);
+  ASSERT_EQ(tasks.size(), 1u);
+  EXPECT_EQ(tasks[0].ref().task_id(), "small");
+  EXPECT_EQ(agent->pending(), 0u);
+}
+
+TEST_F(WorkflowEngineTest, BadRequestsAreRejectedWithNothingStored) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a", {"ghost"})});
+  EXPECT_EQ(engine_.StartExecution(request).status().message(),
+            "task \"a\": unknown dependency \"ghost\"");
+  *request.mutable_definition() = Workflow({Task("a")});
+  (*request.mutable_context())["BAD KEY"] = "x";
+  EXPECT_EQ(engine_.StartExecution(request).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(engine_.ListExecutions({}).empty());
+}
+
+TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  request.set_request_id("once");
+  const std::string first = engine_.StartExecution(request)->name();
+  EXPECT_EQ(engine_.StartExecution(request)->name(), first);
+  EXPECT_EQ(engine_.ListExecutions({}).size(), 1u);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator

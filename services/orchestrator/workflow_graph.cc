@@ -1,0 +1,184 @@
+#include "services/orchestrator/workflow_graph.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "libs/common/nearest_match.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+bool ValidTaskId(const std::string& id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
+  });
+}
+
+bool ValidWorkflowName(absl::string_view name) {
+  return !name.empty() && name.size() <= 63 && absl::ascii_isalnum(name[0]) &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+         });
+}
+
+absl::Status TaskError(const gyre::v1::TaskSpec& task, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat("task \"", task.id(), "\": ", problem));
+}
+
+absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
+  if (!ValidTaskId(task.id())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid task id \"", task.id(), "\" (letters, digits, '_', '-', '.'; 1 to 128)"));
+  }
+  const bool has_builtin = task.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED;
+  if (has_builtin == !task.command().empty()) {
+    return TaskError(task, "needs exactly one of command or builtin");
+  }
+  if (task.shell() && task.command_size() != 1) {
+    return TaskError(task, "a shell command is one script string");
+  }
+  if (task.priority() < 0 || task.priority() > 100) {
+    return TaskError(task, absl::StrCat("priority ", task.priority(), " is out of range [0, 100]"));
+  }
+  if (task.retry().max_retries() < 0 || task.retry().max_retries() > 100) {
+    return TaskError(
+        task, absl::StrCat("retries ", task.retry().max_retries(), " is out of range [0, 100]"));
+  }
+  if (task.resources().cpu() < 0 || task.resources().memory_bytes() < 0 ||
+      task.resources().gpus() < 0) {
+    return TaskError(task, "resources must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+// Depth-first search for a cycle; returns its path (first node repeated).
+std::vector<std::string> FindCycle(const gyre::v1::WorkflowDefinition& definition,
+                                   const absl::flat_hash_map<std::string, int>& index) {
+  const int n = definition.tasks_size();
+  std::vector<int> color(static_cast<size_t>(n), 0);  // 0 new, 1 on stack, 2 done
+  std::vector<int> stack;
+  std::vector<std::string> cycle;
+  std::function<bool(int)> visit = [&](int node) {
+    color[static_cast<size_t>(node)] = 1;
+    stack.push_back(node);
+    for (const std::string& dependency : definition.tasks(node).depends_on()) {
+      const int next = index.at(dependency);
+      if (color[static_cast<size_t>(next)] == 1) {
+        auto from = std::find(stack.begin(), stack.end(), next);
+        for (auto it = from; it != stack.end(); ++it) cycle.push_back(definition.tasks(*it).id());
+        cycle.push_back(definition.tasks(next).id());
+        return true;
+      }
+      if (color[static_cast<size_t>(next)] == 0 && visit(next)) return true;
+    }
+    stack.pop_back();
+    color[static_cast<size_t>(node)] = 2;
+    return false;
+  };
+  for (int i = 0; i < n && cycle.empty(); ++i) {
+    if (color[static_cast<size_t>(i)] == 0) visit(i);
+  }
+  // Dependencies point backwards ("a depends on b"); print in run order.
+  std::reverse(cycle.begin(), cycle.end());
+  return cycle;
+}
+
+}  // namespace
+
+absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition) {
+  absl::string_view name = definition.name();
+  absl::ConsumePrefix(&name, "workflows/");
+  if (!ValidWorkflowName(name)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid workflow name \"", name, "\" (lower-case letters, digits and '-'; 1 to 63)"));
+  }
+  if (definition.tasks().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" has no tasks"));
+  }
+  absl::flat_hash_map<std::string, int> index;
+  std::vector<std::string> ids;
+  for (int i = 0; i < definition.tasks_size(); ++i) {
+    const gyre::v1::TaskSpec& task = definition.tasks(i);
+    if (absl::Status status = CheckTask(task); !status.ok()) return status;
+    if (!index.emplace(task.id(), i).second) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate task id \"", task.id(), "\""));
+    }
+    ids.push_back(task.id());
+  }
+  for (const gyre::v1::TaskSpec& task : definition.tasks()) {
+    for (const std::string& dependency : task.depends_on()) {
+      if (!index.contains(dependency)) {
+        return TaskError(task, absl::StrCat("unknown dependency \"", dependency, "\"",
+                                            DidYouMean(dependency, ids)));
+      }
+    }
+  }
+  const std::vector<std::string> cycle = FindCycle(definition, index);
+  if (!cycle.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dependency cycle: ", absl::StrJoin(cycle, " -> ")));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTargets(
+    std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
+    const std::vector<std::string>& targets) {
+  if (targets.empty()) return definition;
+  absl::flat_hash_map<std::string, int> index;
+  std::vector<std::string> ids;
+  for (int i = 0; i < definition->tasks_size(); ++i) {
+    index[definition->tasks(i).id()] = i;
+    ids.push_back(definition->tasks(i).id());
+  }
+  absl::flat_hash_set<int> selected;
+  std::vector<int> stack;
+  for (const std::string& target : targets) {
+    auto it = index.find(target);
+    if (it == index.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown target task \"", target, "\"", DidYouMean(target, ids)));
+    }
+    stack.push_back(it->second);
+  }
+  while (!stack.empty()) {
+    const int next = stack.back();
+    stack.pop_back();
+    if (!selected.insert(next).second) continue;
+    for (const std::string& dependency : definition->tasks(next).depends_on()) {
+      stack.push_back(index.at(dependency));
+    }
+  }
+  auto subset = std::make_shared<gyre::v1::WorkflowDefinition>(*definition);
+  subset->clear_tasks();
+  for (int i = 0; i < definition->tasks_size(); ++i) {
+    if (selected.contains(i)) *subset->add_tasks() = definition->tasks(i);
+  }
+  return subset;
+}
+
+absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json) {
+  gyre::v1::EvaluatorDecision decision;
+  if (json.empty()) {
+    return absl::InvalidArgumentError(
+        "evaluator output: empty (print a JSON decision or write it to $GYRE_OUTPUT)");
+  }
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &decision);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "evaluator output is not a valid decision (expected {\"run\": [...], \"skip\": [...], "
+        "\"start\": [{\"workflow\": ..., \"context\": {...}}], \"context\": {...}}): ",
+        status.message().as_string()));
+  }
+  return decision;
+}
+
+}  // namespace gyre::orchestrator

@@ -1,0 +1,34 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_
+#define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "gyre/v1/execution.pb.h"
+#include "gyre/v1/workflow.pb.h"
+
+namespace gyre::orchestrator {
+
+// Checks what the engine relies on before accepting a definition from the
+// API: a valid name, unique task ids, one of command/builtin per task, every
+// dependency known, no cycle (the message prints the cycle path), values in
+// range. Errors are InvalidArgument naming the task and the problem, e.g.
+//   task "load": unknown dependency "extrct" (did you mean "extract"?)
+absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition);
+
+// Outcome scheduling within one definition: returns a definition holding
+// only `targets` and their transitive dependencies (all tasks when targets
+// is empty), in the original order. InvalidArgument names unknown targets.
+absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTargets(
+    std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
+    const std::vector<std::string>& targets);
+
+// Parses an evaluator's JSON output into a decision (see EvaluatorDecision
+// in execution.proto). InvalidArgument says what is malformed.
+absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json);
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_

@@ -1,0 +1,74 @@
+#include "services/orchestrator/workflow_graph.h"
+
+#include "gtest/gtest.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+gyre::v1::WorkflowDefinition Definition(
+    std::vector<std::pair<std::string, std::vector<std::string>>> tasks) {
+  gyre::v1::WorkflowDefinition def;
+  def.set_name("workflows/etl");
+  for (const auto& [id, deps] : tasks) {
+    gyre::v1::TaskSpec* task = def.add_tasks();
+    task->set_id(id);
+    task->add_command("true");
+    for (const std::string& dep : deps) task->add_depends_on(dep);
+  }
+  return def;
+}
+
+TEST(WorkflowGraphTest, AcceptsADag) {
+  EXPECT_TRUE(ValidateWorkflowGraph(Definition({{"a", {}}, {"b", {"a"}}, {"c", {"a", "b"}}})).ok());
+}
+
+TEST(WorkflowGraphTest, UnknownDependencySuggestsTheNearestTask) {
+  EXPECT_EQ(ValidateWorkflowGraph(Definition({{"extract", {}}, {"load", {"extrct"}}})).message(),
+            "task \"load\": unknown dependency \"extrct\" (did you mean \"extract\"?)");
+}
+
+TEST(WorkflowGraphTest, CycleIsPrintedAsAPath) {
+  EXPECT_EQ(ValidateWorkflowGraph(Definition({{"a", {"c"}}, {"b", {"a"}}, {"c", {"b"}}})).message(),
+            "dependency cycle: a -> b -> c -> a");
+}
+
+TEST(WorkflowGraphTest, DuplicateIdIsRejected) {
+  EXPECT_EQ(ValidateWorkflowGraph(Definition({{"a", {}}, {"a", {}}})).message(),
+            "duplicate task id \"a\"");
+}
+
+TEST(WorkflowGraphTest, TaskNeedsExactlyOneOfCommandOrBuiltin) {
+  auto def = Definition({{"a", {}}});
+  def.mutable_tasks(0)->mutable_builtin()->set_kind(gyre::v1::BuiltinExecutor::NOOP);
+  EXPECT_EQ(ValidateWorkflowGraph(def).message(),
+            "task \"a\": needs exactly one of command or builtin");
+}
+
+TEST(WorkflowGraphTest, PriorityOutOfRangeIsRejected) {
+  auto def = Definition({{"a", {}}});
+  def.mutable_tasks(0)->set_priority(101);
+  EXPECT_EQ(ValidateWorkflowGraph(def).message(),
+            "task \"a\": priority 101 is out of range [0, 100]");
+}
+
+TEST(WorkflowGraphTest, SelectTargetsKeepsTransitiveDependenciesInOrder) {
+  auto def = std::make_shared<const gyre::v1::WorkflowDefinition>(
+      Definition({{"a", {}}, {"x", {}}, {"b", {"a"}}, {"c", {"b"}}}));
+  auto selected = SelectTargets(def, {"c"});
+  ASSERT_TRUE(selected.ok());
+  ASSERT_EQ((*selected)->tasks_size(), 3);
+  EXPECT_EQ((*selected)->tasks(0).id(), "a");
+  EXPECT_EQ((*selected)->tasks(2).id(), "c");
+  EXPECT_EQ(SelectTargets(def, {"cc"}).status().message(),
+            "unknown target task \"cc\" (did you mean \"c\"?)");
+}
+
+TEST(WorkflowGraphTest, EvaluatorDecisionRejectsUnknownKeys) {
+  EXPECT_TRUE(ParseEvaluatorDecision(R"({"run": ["a"], "skip": []})").ok());
+  EXPECT_FALSE(ParseEvaluatorDecision(R"({"rnu": ["a"]})").ok());
+  EXPECT_FALSE(ParseEvaluatorDecision("not json").ok());
+  EXPECT_FALSE(ParseEvaluatorDecision("").ok());
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
