@@ -4,8 +4,11 @@
 
 #include <thread>
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cmd/gyre/run_command.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
@@ -44,13 +47,16 @@ const std::vector<std::string>& DevComponents() {
 }
 
 DevSuiteModule::DevSuiteModule() : components_(std::make_unique<Components>()) {}
-DevSuiteModule::~DevSuiteModule() = default;
+DevSuiteModule::~DevSuiteModule() {
+  if (run_thread_.joinable()) run_thread_.join();
+}
 
 void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddString("data_dir", &config_.data_dir, "directory of the embedded durable store");
   schema->AddAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddInt("agent_slots", &config_.agent_slots, 0, 4096,
                  "task slots of the embedded agent (0: one per CPU core)");
+  schema->AddString("run", &config_.run, "workflow file to run once the suite is up");
 }
 
 absl::Status DevSuiteModule::ValidateConfig() {
@@ -72,10 +78,25 @@ absl::Status DevSuiteModule::AddServices(server::ServiceHost* host) {
 }
 
 absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
+  // The embedded agent reaches the orchestrator without a network hop.
+  components_->agent.set_orchestrator_channel(host->InProcessChannel());
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }
-  return ReportHealth(host);
+  if (absl::Status status = ReportHealth(host); !status.ok()) return status;
+  if (!config_.run.empty()) {
+    RunOptions options;
+    options.workflow_file = config_.run;
+    options.interactive = isatty(STDOUT_FILENO) != 0;
+    run_thread_ = std::thread([options, channel = host->InProcessChannel()] {
+      const int code = RunWorkflow(channel, options);
+      logging::Info(code == kRunSucceeded
+                        ? "example workflow succeeded; still serving (Ctrl-C stops)"
+                        : "example workflow did not succeed; still serving",
+                    {{"workflow_file", options.workflow_file}, {"exit_code", code}});
+    });
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "libs/server/service_main.h"
@@ -17,6 +18,8 @@ struct DevConfig {
   std::string http_address = "127.0.0.1:8080";
   // Task slots of the embedded agent; 0 means one per CPU core.
   int64_t agent_slots = 0;
+  // A workflow file to run once the suite is up (the suite keeps serving).
+  std::string run;
 };
 
 // `gyre dev`: the whole suite in one process. Every service module
@@ -39,6 +42,7 @@ class DevSuiteModule : public server::ServiceModule {
   absl::Status ReportHealth(server::ServiceHost* host);
 
   DevConfig config_;
+  std::thread run_thread_;
   class Components;
   std::unique_ptr<Components> components_;
 };

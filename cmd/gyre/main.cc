@@ -1,25 +1,63 @@
 // gyre: the command-line entry point.
-//   gyre dev [flags]   run the whole suite in one process
-//   gyre version       print the version
+//   gyre dev [flags]                      run the whole suite in one process
+//   gyre run FILE.yaml [--set k=v]...     submit a workflow and follow it
+//   gyre validate FILE.yaml               check a workflow without running it
+//   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
+//   gyre version
+#include <grpcpp/create_channel.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "cmd/gyre/dev_suite_module.h"
+#include "cmd/gyre/run_command.h"
 #include "libs/common/version.h"
 #include "libs/server/service_main.h"
+#include "libs/wfcommons/wfcommons_import.h"
+#include "libs/workflow/workflow_parser.h"
 
 ABSL_FLAG(std::string, data_dir, "", "directory of the embedded durable store (gyre dev)");
 ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (gyre dev)");
 ABSL_FLAG(std::string, agent_slots, "", "task slots of the embedded agent (gyre dev)");
+ABSL_FLAG(std::string, run, "", "workflow file to run once the suite is up (gyre dev)");
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: gyre <command> [flags]\n"
+    "usage: gyre <command> [arguments]\n"
     "commands:\n"
-    "  dev       run the whole suite (all six services) in one process\n"
-    "  version   print the version\n"
-    "Run 'gyre dev --help' for the flags of dev.\n";
+    "  dev [--run=FILE.yaml] [flags]       run the whole suite (six services) in one process\n"
+    "  run FILE.yaml [--set key=value]...  submit a workflow and follow it to the end\n"
+    "      [--orchestrator=host:port]      (default 127.0.0.1:50051)\n"
+    "  validate FILE.yaml                  check a workflow without running it\n"
+    "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
+    "                                      convert a WfCommons trace into a workflow\n"
+    "  version                             print the version\n";
+
+int Usage(const char* problem) {
+  std::fprintf(stderr, "gyre: %s\n%s", problem, kUsage);
+  return gyre::server::kExitConfigError;
+}
+
+// Splits "--name=value" / "--name value" arguments of a subcommand.
+bool TakeOption(int argc, char** argv, int* i, const char* name, std::string* value) {
+  const std::string prefix = std::string("--") + name;
+  const char* arg = argv[*i];
+  if (std::strcmp(arg, prefix.c_str()) == 0 && *i + 1 < argc) {
+    *value = argv[++*i];
+    return true;
+  }
+  if (absl::StartsWith(arg, prefix + "=")) {
+    *value = arg + prefix.size() + 1;
+    return true;
+  }
+  return false;
+}
 
 int RunDev(int argc, char** argv) {
   gyre::cli::DevSuiteModule module;
@@ -30,30 +68,110 @@ int RunDev(int argc, char** argv) {
                                        "127.0.0.1:9100",
                                        {{"data_dir", &FLAGS_data_dir},
                                         {"http_address", &FLAGS_http_address},
-                                        {"agent_slots", &FLAGS_agent_slots}}},
+                                        {"agent_slots", &FLAGS_agent_slots},
+                                        {"run", &FLAGS_run}}},
                                       &module);
+}
+
+int RunCommand(int argc, char** argv) {
+  gyre::cli::RunOptions options;
+  std::string orchestrator = "127.0.0.1:50051";
+  for (int i = 2; i < argc; ++i) {
+    std::string value;
+    if (TakeOption(argc, argv, &i, "set", &value)) {
+      if (!gyre::cli::ParseSetFlag(value, &options.context)) return gyre::cli::kRunBadInput;
+    } else if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
+      orchestrator = value;
+    } else if (argv[i][0] == '-' || !options.workflow_file.empty()) {
+      return Usage((std::string("run: unexpected argument ") + argv[i]).c_str());
+    } else {
+      options.workflow_file = argv[i];
+    }
+  }
+  if (options.workflow_file.empty()) return Usage("run: which workflow file?");
+  options.interactive = isatty(STDOUT_FILENO) != 0;
+  return gyre::cli::RunWorkflow(
+      grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()), options);
+}
+
+int ValidateCommand(int argc, char** argv) {
+  if (argc != 3) return Usage("validate: give one workflow file");
+  absl::StatusOr<gyre::v1::WorkflowDefinition> def = gyre::workflow::LoadWorkflowFile(argv[2]);
+  if (!def.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(def.status().message()).c_str());
+    return gyre::server::kExitConfigError;
+  }
+  std::printf("%s: ok, workflow %s with %d tasks\n", argv[2], def->name().c_str() + 10,
+              def->tasks_size());
+  return 0;
+}
+
+int ImportCommand(int argc, char** argv) {
+  gyre::wfcommons::ImportOptions options;
+  std::string trace_path;
+  std::string output_path;
+  for (int i = 2; i < argc; ++i) {
+    std::string value;
+    if (TakeOption(argc, argv, &i, "scale", &value)) {
+      if (!absl::SimpleAtod(value, &options.time_scale)) {
+        return Usage(("import-wfcommons: invalid --scale \"" + value + "\"").c_str());
+      }
+    } else if (TakeOption(argc, argv, &i, "queue", &value)) {
+      options.queue = value;
+    } else if (TakeOption(argc, argv, &i, "output", &value)) {
+      output_path = value;
+    } else if (TakeOption(argc, argv, &i, "name", &value)) {
+      options.workflow_name = value;
+    } else if (argv[i][0] == '-' || !trace_path.empty()) {
+      return Usage((std::string("import-wfcommons: unexpected argument ") + argv[i]).c_str());
+    } else {
+      trace_path = argv[i];
+    }
+  }
+  if (trace_path.empty()) return Usage("import-wfcommons: which trace file?");
+  std::ifstream file(trace_path);
+  if (!file) {
+    std::fprintf(stderr, "gyre import-wfcommons: cannot read \"%s\": %s\n", trace_path.c_str(),
+                 std::strerror(errno));
+    return gyre::server::kExitConfigError;
+  }
+  std::stringstream json;
+  json << file.rdbuf();
+  gyre::wfcommons::ImportSummary summary;
+  absl::StatusOr<std::string> yaml =
+      gyre::wfcommons::ConvertWfCommonsTrace(json.str(), options, &summary);
+  if (!yaml.ok()) {
+    std::fprintf(stderr, "gyre import-wfcommons: %s: %s\n", trace_path.c_str(),
+                 std::string(yaml.status().message()).c_str());
+    return gyre::server::kExitConfigError;
+  }
+  if (output_path.empty()) {
+    std::fputs(yaml->c_str(), stdout);
+  } else {
+    std::ofstream(output_path) << *yaml;
+  }
+  std::fprintf(stderr, "imported %d tasks, %d edges, %.1f s of recorded runtime (x %g)\n",
+               summary.tasks, summary.edges, summary.recorded_runtime_seconds, options.time_scale);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fputs(kUsage, stderr);
-    return gyre::server::kExitConfigError;
-  }
-  const char* command = argv[1];
-  if (std::strcmp(command, "dev") == 0) {
-    // The subcommand becomes argv[0] so flag parsing sees only its flags.
-    return RunDev(argc - 1, argv + 1);
-  }
-  if (std::strcmp(command, "version") == 0) {
+  if (argc < 2) return Usage("which command?");
+  const std::string command = argv[1];
+  // The subcommand becomes argv[0] so flag parsing sees only its flags.
+  if (command == "dev") return RunDev(argc - 1, argv + 1);
+  if (command == "run") return RunCommand(argc, argv);
+  if (command == "validate") return ValidateCommand(argc, argv);
+  if (command == "import-wfcommons") return ImportCommand(argc, argv);
+  if (command == "version") {
     std::printf("gyre %s\n", gyre::kGyreVersion);
     return 0;
   }
-  if (std::strcmp(command, "help") == 0 || std::strcmp(command, "--help") == 0) {
+  if (command == "help" || command == "--help") {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  std::fprintf(stderr, "gyre: unknown command \"%s\"\n%s", command, kUsage);
-  return gyre::server::kExitConfigError;
+  return Usage(("unknown command \"" + command + "\"").c_str());
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace gyre {
@@ -33,6 +34,13 @@ std::optional<std::string> NearestMatch(absl::string_view word,
     if (distance < best_distance) {
       best_distance = distance;
       best = candidate;
+    }
+  }
+  if (best || word.size() < 2) return best;
+  // A clipped word ("mem" for "memory") is far by edits but plain to a reader.
+  for (const std::string& candidate : candidates) {
+    if (candidate.size() > word.size() && absl::StartsWith(candidate, word)) {
+      return candidate;
     }
   }
   return best;

@@ -13,8 +13,9 @@ namespace gyre {
 size_t EditDistance(absl::string_view a, absl::string_view b);
 
 // Returns the candidate closest to `word` when it is plausibly a typo of it
-// (distance at most a third of the word's length, minimum 1, maximum 3), so
-// errors can say `did you mean "extract"?`. Returns nullopt otherwise.
+// (distance at most a third of the word's length, minimum 1, maximum 3) or
+// when the word is a prefix of it ("mem" -> "memory"), so errors can say
+// `did you mean "extract"?`. Returns nullopt otherwise.
 std::optional<std::string> NearestMatch(absl::string_view word,
                                         const std::vector<std::string>& candidates);
 

@@ -1,5 +1,7 @@
 #include "services/agent/agent_module.h"
 
+#include <grpcpp/create_channel.h>
+
 #include "libs/server/api_service_module.h"
 
 namespace gyre::agent {
@@ -7,6 +9,21 @@ namespace gyre::agent {
 absl::Status AgentModule::AddServices(server::ServiceHost* host) {
   host->AddHealthName(server::ComponentHealthName("agent"));
   return absl::OkStatus();
+}
+
+absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
+  if (channel_ == nullptr) {
+    channel_ =
+        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials());
+  }
+  client_ = std::make_unique<AgentClient>(config_, channel_);
+  client_->Start();
+  return absl::OkStatus();
+}
+
+void AgentModule::OnShutdown(absl::Duration grace) {
+  if (client_ != nullptr) client_->Drain(grace);
+  client_.reset();
 }
 
 }  // namespace gyre::agent

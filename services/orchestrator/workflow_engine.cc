@@ -15,8 +15,8 @@
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
+#include "libs/workflow/workflow_graph.h"
 #include "services/orchestrator/retry_backoff.h"
-#include "services/orchestrator/workflow_graph.h"
 
 namespace gyre::orchestrator {
 
@@ -208,7 +208,7 @@ void WorkflowEngine::TickLeases() {
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::WorkflowDefinition def) {
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
-  if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+  if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
   absl::MutexLock lock(&mu_);
   auto& versions = workflows_[def.name()];
   if (!versions.empty()) {
@@ -224,7 +224,7 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::Workfl
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::WorkflowDefinition def) {
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
-  if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+  if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
   absl::MutexLock lock(&mu_);
   auto it = workflows_.find(def.name());
   if (it == workflows_.end() || it->second.empty()) {
@@ -260,7 +260,7 @@ WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
   if (req.has_definition()) {
     v1::WorkflowDefinition def = req.definition();
     if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
-    if (absl::Status status = ValidateWorkflowGraph(def); !status.ok()) return status;
+    if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
     return std::make_shared<const v1::WorkflowDefinition>(std::move(def));
   }
   std::vector<std::string> parts = absl::StrSplit(req.workflow(), '/');
@@ -324,7 +324,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
     if (!def.ok()) return def.status();
     std::vector<std::string> targets(req.targets().begin(), req.targets().end());
     absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected =
-        SelectTargets(*def, targets);
+        workflow::SelectTargets(*def, targets);
     if (!selected.ok()) return selected.status();
 
     auto exec = std::make_unique<ExecutionState>();
@@ -940,7 +940,7 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
     if (retry.jitter() > 0) policy.jitter = retry.jitter();
     const absl::Duration delay = RetryDelay(policy, task.attempt + 1, random_);
     task.reason = absl::StrCat("retry ", task.retries_used, " of ", retry.max_retries(), " in ",
-                               absl::FormatDuration(delay));
+                               absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))));
     task.generation++;
     SetTaskStateLocked(exec, index, v1::TASK_PENDING, out);
     ScheduleRetryLocked(exec, index, delay);
@@ -1222,7 +1222,7 @@ void WorkflowEngine::HandleResultLocked(Agent& agent, const v1::TaskResult& resu
 void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,
                                                   const std::string& output_json, Outbox& out) {
   TaskSlot& task = exec.tasks[index];
-  absl::StatusOr<v1::EvaluatorDecision> decision = ParseEvaluatorDecision(output_json);
+  absl::StatusOr<v1::EvaluatorDecision> decision = workflow::ParseEvaluatorDecision(output_json);
   absl::Status status = decision.status();
   // Tasks an evaluator may decide about: its transitive dependants.
   absl::flat_hash_set<uint32_t> downstream;

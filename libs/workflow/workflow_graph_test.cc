@@ -1,8 +1,8 @@
-#include "services/orchestrator/workflow_graph.h"
+#include "libs/workflow/workflow_graph.h"
 
 #include "gtest/gtest.h"
 
-namespace gyre::orchestrator {
+namespace gyre::workflow {
 namespace {
 
 gyre::v1::WorkflowDefinition Definition(
@@ -71,4 +71,4 @@ TEST(WorkflowGraphTest, EvaluatorDecisionRejectsUnknownKeys) {
 }
 
 }  // namespace
-}  // namespace gyre::orchestrator
+}  // namespace gyre::workflow

@@ -1,5 +1,5 @@
-#ifndef GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_
-#define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_
+#ifndef GYRE_LIBS_WORKFLOW_WORKFLOW_GRAPH_H_
+#define GYRE_LIBS_WORKFLOW_WORKFLOW_GRAPH_H_
 
 #include <memory>
 #include <string>
@@ -9,7 +9,7 @@
 #include "gyre/v1/execution.pb.h"
 #include "gyre/v1/workflow.pb.h"
 
-namespace gyre::orchestrator {
+namespace gyre::workflow {
 
 // Checks what the engine relies on before accepting a definition from the
 // API: a valid name, unique task ids, one of command/builtin per task, every
@@ -29,6 +29,6 @@ absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTarget
 // in execution.proto). InvalidArgument says what is malformed.
 absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json);
 
-}  // namespace gyre::orchestrator
+}  // namespace gyre::workflow
 
-#endif  // GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_GRAPH_H_
+#endif  // GYRE_LIBS_WORKFLOW_WORKFLOW_GRAPH_H_

@@ -1,4 +1,4 @@
-#include "services/orchestrator/workflow_graph.h"
+#include "libs/workflow/workflow_graph.h"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -13,7 +13,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
 
-namespace gyre::orchestrator {
+namespace gyre::workflow {
 namespace {
 
 bool ValidTaskId(const std::string& id) {
@@ -181,4 +181,4 @@ absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::st
   return decision;
 }
 
-}  // namespace gyre::orchestrator
+}  // namespace gyre::workflow

@@ -1,0 +1,39 @@
+#ifndef GYRE_CMD_GYRE_RUN_COMMAND_H_
+#define GYRE_CMD_GYRE_RUN_COMMAND_H_
+
+#include <grpcpp/channel.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace gyre::cli {
+
+// What `gyre run` submits and how it reports.
+struct RunOptions {
+  std::string workflow_file;
+  std::map<std::string, std::string> context;  // from --set key=value
+  // A progress bar redrawn in place (terminal) or one line per task change.
+  bool interactive = false;
+  std::FILE* out = stdout;
+};
+
+// Exit codes of `gyre run`.
+inline constexpr int kRunSucceeded = 0;
+inline constexpr int kRunFailed = 1;       // the execution failed or was cancelled
+inline constexpr int kRunBadInput = 2;     // bad file, flag or definition
+inline constexpr int kRunUnavailable = 3;  // the orchestrator could not be reached
+
+// Parses and submits the workflow, follows its events to the end and prints
+// progress and a summary (with the errors and stderr of failed tasks).
+// Returns one of the exit codes above.
+int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options);
+
+// Parses "key=value" into `context`; false (with a message on stderr) when
+// malformed.
+bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context);
+
+}  // namespace gyre::cli
+
+#endif  // GYRE_CMD_GYRE_RUN_COMMAND_H_

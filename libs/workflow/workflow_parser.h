@@ -1,0 +1,48 @@
+#ifndef GYRE_LIBS_WORKFLOW_WORKFLOW_PARSER_H_
+#define GYRE_LIBS_WORKFLOW_WORKFLOW_PARSER_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "gyre/v1/workflow.pb.h"
+
+namespace gyre::workflow {
+
+// Parses a workflow written in YAML:
+//
+//   name: etl                      # required: [a-z0-9][a-z0-9-]*, up to 63
+//   description: Nightly ETL       # optional
+//   context: {REGION: eu}          # default context (values are strings)
+//   default_queue: default         # queue of tasks that name none
+//   tasks:
+//     - id: extract                # required, unique: [A-Za-z0-9_.-]{1,128}
+//       description: ...           # rich text, for humans and LLM evaluators
+//       command: [python3, extract.py, "--region=${REGION}"]  # argv, no shell
+//       # or: command: "echo $REGION" with shell: true (values via environment)
+//       # or: builtin: noop | sleep (with duration: 2s)
+//       env: {KEY: value}
+//       depends_on: [a, b]         # or one id
+//       queue: gpu                 # worker type
+//       labels: {department: ai-research}
+//       agent_selector: {gpu: a100}
+//       resources: {cpu: 2, memory: 4Gi, gpu: 1}  # memory: bytes, Ki/Mi/Gi/Ti, K/M/G/T
+//       timeout: 10m
+//       retries: 3                 # or {count, initial_backoff, max_backoff, multiplier, jitter}
+//       priority: 50               # 0..100
+//       global: false
+//       evaluator: false
+//
+// A bad definition is rejected whole, with one line saying where and why:
+//   etl.yaml:14:7: task "load": unknown dependency "extrct" (did you mean "extract"?)
+//   etl.yaml:3:5: unknown key "depnds_on" (did you mean "depends_on"?)
+// `source` names the text in messages (usually the file name).
+absl::StatusOr<gyre::v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
+                                                               absl::string_view source);
+
+// Reads and parses a workflow file; NotFound names an unreadable file.
+absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path);
+
+}  // namespace gyre::workflow
+
+#endif  // GYRE_LIBS_WORKFLOW_WORKFLOW_PARSER_H_

@@ -1,0 +1,140 @@
+#include "libs/workflow/workflow_parser.h"
+
+#include "gtest/gtest.h"
+
+namespace gyre::workflow {
+namespace {
+
+namespace v1 = ::gyre::v1;
+
+std::string Error(const std::string& yaml) {
+  auto parsed = ParseWorkflowYaml(yaml, "etl.yaml");
+  EXPECT_FALSE(parsed.ok()) << "expected an error for:\n" << yaml;
+  return parsed.ok() ? "" : std::string(parsed.status().message());
+}
+
+TEST(WorkflowParserTest, ParsesEveryField) {
+  auto parsed = ParseWorkflowYaml(R"(
+name: etl
+description: Nightly ETL
+context: {REGION: eu, BATCH: 100}
+default_queue: cpu
+tasks:
+  - id: extract
+    description: Pull rows
+    command: [python3, extract.py, "--region=${REGION}"]
+    env: {MODE: fast}
+    labels: {department: ai-research}
+    agent_selector: {zone: a}
+    resources: {cpu: 1.5, memory: 512Mi, gpu: 1}
+    timeout: 10m
+    retries: {count: 3, initial_backoff: 2s, max_backoff: 1m, multiplier: 3, jitter: 0.5}
+    priority: 80
+  - id: load
+    command: "echo $REGION"
+    shell: true
+    depends_on: extract
+    queue: gpu
+    global: true
+  - id: judge
+    builtin: sleep
+    duration: 1.5s
+    depends_on: [extract, load]
+    evaluator: true
+    retries: 2
+)",
+                                  "etl.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const v1::WorkflowDefinition& def = *parsed;
+  EXPECT_EQ(def.name(), "workflows/etl");
+  EXPECT_EQ(def.default_context().at("BATCH"), "100");
+  EXPECT_EQ(def.default_queue(), "cpu");
+  ASSERT_EQ(def.tasks_size(), 3);
+  const v1::TaskSpec& extract = def.tasks(0);
+  EXPECT_EQ(extract.command_size(), 3);
+  EXPECT_EQ(extract.command(2), "--region=${REGION}");
+  EXPECT_EQ(extract.resources().memory_bytes(), 512 * 1024 * 1024);
+  EXPECT_DOUBLE_EQ(extract.resources().cpu(), 1.5);
+  EXPECT_EQ(extract.timeout().seconds(), 600);
+  EXPECT_EQ(extract.retry().max_retries(), 3);
+  EXPECT_EQ(extract.retry().max_backoff().seconds(), 60);
+  EXPECT_EQ(extract.priority(), 80);
+  EXPECT_EQ(extract.labels().at("department"), "ai-research");
+  const v1::TaskSpec& load = def.tasks(1);
+  EXPECT_TRUE(load.shell());
+  EXPECT_EQ(load.command(0), "echo $REGION");
+  EXPECT_EQ(load.depends_on(0), "extract");
+  EXPECT_TRUE(load.global());
+  const v1::TaskSpec& judge = def.tasks(2);
+  EXPECT_EQ(judge.builtin().kind(), v1::BuiltinExecutor::SLEEP);
+  EXPECT_EQ(judge.builtin().duration().nanos(), 500000000);
+  EXPECT_TRUE(judge.evaluator());
+  EXPECT_EQ(judge.retry().max_retries(), 2);
+}
+
+TEST(WorkflowParserTest, UnknownDependencyPointsAtItWithSuggestion) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: extract\n    builtin: noop\n"
+                  "  - id: load\n    builtin: noop\n    depends_on: [extrct]\n"),
+            "etl.yaml:7:18: task \"load\": unknown dependency \"extrct\" (did you mean "
+            "\"extract\"?)");
+}
+
+TEST(WorkflowParserTest, UnknownTaskKeySuggestsTheNearest) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\n    depnds_on: [b]\n"),
+            "etl.yaml:5:5: task \"a\": unknown key \"depnds_on\" (did you mean \"depends_on\"?)");
+}
+
+TEST(WorkflowParserTest, UnknownTopLevelAndNestedKeys) {
+  EXPECT_EQ(Error("name: etl\ntask:\n  - id: a\n"),
+            "etl.yaml:2:1: unknown key \"task\" (did you mean \"tasks\"?)");
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\n    resources: {mem: 1}\n"),
+            "etl.yaml:5:17: task \"a\": resources: unknown key \"mem\" (did you mean "
+            "\"memory\"?)");
+}
+
+TEST(WorkflowParserTest, CyclePrintsItsPath) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n"
+                  "  - {id: a, builtin: noop, depends_on: [c]}\n"
+                  "  - {id: b, builtin: noop, depends_on: [a]}\n"
+                  "  - {id: c, builtin: noop, depends_on: [b]}\n"),
+            "etl.yaml:3:10: dependency cycle: a -> b -> c -> a");
+}
+
+TEST(WorkflowParserTest, DuplicateIdNamesBothPlaces) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a, builtin: noop}\n  - {id: a, builtin: noop}\n"),
+            "etl.yaml:4:10: duplicate task id \"a\" (first defined at etl.yaml:3:10)");
+}
+
+TEST(WorkflowParserTest, BadDurationAndOutOfRangeValues) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a, builtin: noop, timeout: soon}\n"),
+            "etl.yaml:3:37: task \"a\": timeout: invalid duration \"soon\" (expected e.g. "
+            "\"30s\", \"10m\", \"1h30m\")");
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a, builtin: noop, priority: 101}\n"),
+            "etl.yaml:3:38: task \"a\": priority: value 101 is out of range [0, 100]");
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a, builtin: noop, retries: 1000}\n"),
+            "etl.yaml:3:37: task \"a\": retries: value 1000 is out of range [0, 100]");
+}
+
+TEST(WorkflowParserTest, CommandStringWithoutShellIsRefused) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a, command: \"rm -rf $X\"}\n"),
+            "etl.yaml:3:22: task \"a\": command: a string runs in a shell only with shell: "
+            "true; otherwise give an argv list");
+}
+
+TEST(WorkflowParserTest, InvalidYamlAndMissingPiecesAreNamed) {
+  EXPECT_NE(Error("name: etl\ntasks: [\n").find("etl.yaml:"), std::string::npos);
+  EXPECT_EQ(Error("tasks:\n  - {id: a, builtin: noop}\n"),
+            "etl.yaml:1:1: the workflow needs a name");
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - {id: a}\n"),
+            "etl.yaml:3:5: task \"a\": needs a command (or builtin: noop | sleep)");
+  EXPECT_EQ(Error("name: ETL\ntasks:\n  - {id: a, builtin: noop}\n"),
+            "etl.yaml:1:1: invalid workflow name \"ETL\" (lower-case letters, digits and '-'; 1 "
+            "to 63)");
+}
+
+TEST(WorkflowParserTest, MissingFileIsNotFound) {
+  EXPECT_EQ(LoadWorkflowFile("/nonexistent/etl.yaml").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace gyre::workflow

@@ -1,0 +1,320 @@
+#include "services/agent/agent_client.h"
+
+#include <unistd.h>
+
+#include <google/protobuf/util/time_util.h>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "libs/common/version.h"
+#include "libs/logging/logger.h"
+
+namespace gyre::agent {
+
+namespace v1 = ::gyre::v1;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+std::string Key(const v1::AttemptRef& ref) {
+  return absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt());
+}
+
+std::string DefaultAgentId(const AgentConfig& config) {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::string base = config.name.empty() ? host : config.name;
+  std::string id;
+  for (char c : base) id.push_back(absl::ascii_isalnum(c) ? absl::ascii_tolower(c) : '-');
+  absl::BitGen random;
+  return absl::StrFormat("%s-%06x", id.substr(0, 48), absl::Uniform<uint32_t>(random, 0, 1 << 24));
+}
+
+google::protobuf::Duration ToProto(absl::Duration duration) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(duration));
+}
+
+}  // namespace
+
+AgentClient::AgentClient(AgentConfig config, std::shared_ptr<grpc::Channel> channel)
+    : config_(std::move(config)),
+      agent_id_(DefaultAgentId(config_)),
+      stub_(v1::AgentService::NewStub(channel)) {}
+
+AgentClient::~AgentClient() {
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  if (session_thread_.joinable()) session_thread_.join();
+  if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
+}
+
+void AgentClient::Start() {
+  session_thread_ = std::thread([this] { RunSessions(); });
+  heartbeat_thread_ = std::thread([this] { HeartbeatLoop(); });
+}
+
+v1::Register AgentClient::Registration() {
+  v1::Register registration;
+  registration.set_agent_id(agent_id_);
+  registration.set_display_name(config_.name.empty() ? agent_id_ : config_.name);
+  registration.set_slots(static_cast<int32_t>(config_.slots));
+  for (const std::string& queue : config_.queues) registration.add_queues(queue);
+  for (const auto& [key, value] : config_.labels) (*registration.mutable_labels())[key] = value;
+  registration.mutable_resources()->set_cpu(config_.cpu);
+  registration.mutable_resources()->set_memory_bytes(config_.memory_bytes);
+  registration.mutable_resources()->set_gpus(static_cast<int32_t>(config_.gpus));
+  registration.set_version(kGyreVersion);
+  absl::MutexLock lock(&mutex_);
+  for (const auto& [key, entry] : running_) *registration.add_running() = entry.first;
+  registration.set_initial_credit(std::max<int32_t>(
+      0, static_cast<int32_t>(config_.slots) - static_cast<int32_t>(running_.size())));
+  return registration;
+}
+
+void AgentClient::RunSessions() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stopping_) return;
+    }
+    const absl::Time started = absl::Now();
+    RunSession();
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stopping_ || draining_) return;
+    }
+    if (absl::Now() - started > absl::Seconds(10)) backoff = absl::Milliseconds(100);
+    logging::Warn("orchestrator stream closed; reconnecting",
+                  {{"agent", agent_id_}, {"backoff_ms", absl::ToInt64Milliseconds(backoff)}});
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+void AgentClient::RunSession() {
+  grpc::ClientContext context;
+  std::unique_ptr<Stream> stream = stub_->Connect(&context);
+  {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_) return;
+    context_ = &context;
+    stream_ = stream.get();
+  }
+  v1::AgentMessage hello;
+  *hello.mutable_register_() = Registration();
+  bool ok = Send(hello);
+  if (ok) {
+    // Results of the previous session that were never acknowledged.
+    std::vector<v1::AgentMessage> resend;
+    {
+      absl::MutexLock lock(&mutex_);
+      for (const auto& [key, message] : unacked_) resend.push_back(message);
+    }
+    for (const v1::AgentMessage& message : resend) ok = ok && Send(message);
+  }
+  v1::OrchestratorMessage message;
+  while (ok && stream->Read(&message)) {
+    switch (message.kind_case()) {
+      case v1::OrchestratorMessage::kRegistered: {
+        absl::MutexLock lock(&mutex_);
+        heartbeat_interval_ = absl::Nanoseconds(
+            TimeUtil::DurationToNanoseconds(message.registered().heartbeat_interval()));
+        logging::Info("registered with the orchestrator",
+                      {{"agent", agent_id_}, {"slots", config_.slots}});
+        break;
+      }
+      case v1::OrchestratorMessage::kAssignment:
+        for (const v1::TaskAssignment& task : message.assignment().tasks()) HandleAssignment(task);
+        break;
+      case v1::OrchestratorMessage::kCancel: {
+        absl::MutexLock lock(&mutex_);
+        auto it = running_.find(Key(message.cancel().ref()));
+        if (it != running_.end()) {
+          runner_.Cancel(
+              it->second.second,
+              absl::Nanoseconds(TimeUtil::DurationToNanoseconds(message.cancel().grace())));
+        }
+        break;
+      }
+      case v1::OrchestratorMessage::kResultAck: {
+        absl::MutexLock lock(&mutex_);
+        for (const v1::AttemptRef& ref : message.result_ack().refs()) unacked_.erase(Key(ref));
+        break;
+      }
+      case v1::OrchestratorMessage::kShutdown:
+        logging::Warn("orchestrator asked the agent to reconnect",
+                      {{"reason", message.shutdown().reason()}});
+        context.TryCancel();
+        break;
+      default:
+        break;
+    }
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    context_ = nullptr;
+    stream_ = nullptr;
+  }
+  absl::MutexLock write_lock(&write_mutex_);
+  stream->WritesDone();
+  const grpc::Status status = stream->Finish();
+  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    logging::Warn("orchestrator stream ended", {{"code", static_cast<int>(status.error_code())},
+                                                {"error", status.error_message()}});
+  }
+}
+
+bool AgentClient::Send(const v1::AgentMessage& message) {
+  absl::MutexLock write_lock(&write_mutex_);
+  Stream* stream;
+  {
+    absl::MutexLock lock(&mutex_);
+    stream = stream_;
+  }
+  return stream != nullptr && stream->Write(message);
+}
+
+void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
+  TaskLaunch launch;
+  launch.argv.assign(task.command().begin(), task.command().end());
+  launch.shell = task.shell();
+  for (const auto& [key, value] : task.env()) launch.env[key] = value;
+  launch.work_dir = absl::StrCat(config_.work_dir, "/", task.ref().execution().substr(11), "/",
+                                 task.ref().task_id(), "/", task.ref().attempt());
+  if (task.has_timeout()) {
+    launch.timeout = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.timeout()));
+  }
+  launch.kill_grace = config_.kill_grace;
+  launch.max_output_bytes = static_cast<size_t>(config_.max_output_bytes);
+  if (task.builtin().kind() == v1::BuiltinExecutor::NOOP) {
+    launch.builtin = TaskLaunch::Builtin::kNoop;
+  } else if (task.builtin().kind() == v1::BuiltinExecutor::SLEEP) {
+    launch.builtin = TaskLaunch::Builtin::kSleep;
+    launch.sleep = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.builtin().duration()));
+  }
+  const v1::AttemptRef ref = task.ref();
+  const bool evaluator = task.evaluator();
+  {
+    absl::MutexLock lock(&mutex_);
+    running_[Key(ref)] = {ref, 0};
+  }
+  if (launch.builtin == TaskLaunch::Builtin::kNone) {
+    v1::AgentMessage started;
+    *started.mutable_task_started()->mutable_ref() = ref;
+    Send(started);
+  }
+  const TaskRunner::Handle handle =
+      runner_.Start(std::move(launch), [this, ref, evaluator](TaskOutcome outcome) {
+        OnTaskDone(ref, evaluator, std::move(outcome));
+      });
+  absl::MutexLock lock(&mutex_);
+  auto it = running_.find(Key(ref));
+  if (it != running_.end()) it->second.second = handle;
+}
+
+void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome) {
+  v1::AgentMessage message;
+  v1::TaskResult* result = message.mutable_task_result();
+  *result->mutable_ref() = ref;
+  switch (outcome.kind) {
+    case TaskOutcome::Kind::kSucceeded:
+      result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+      break;
+    case TaskOutcome::Kind::kFailed:
+      result->set_outcome(v1::ATTEMPT_FAILED);
+      break;
+    case TaskOutcome::Kind::kTimedOut:
+      result->set_outcome(v1::ATTEMPT_TIMED_OUT);
+      break;
+    case TaskOutcome::Kind::kCancelled:
+      result->set_outcome(v1::ATTEMPT_CANCELLED);
+      break;
+  }
+  result->set_exit_code(outcome.exit_code);
+  result->set_signal(outcome.signal);
+  // An evaluator may print its decision instead of writing $GYRE_OUTPUT.
+  result->set_output_json(evaluator && outcome.output_json.empty() ? outcome.stdout_tail
+                                                                   : outcome.output_json);
+  *result->mutable_wall_time() = ToProto(outcome.wall_time);
+  *result->mutable_cpu_time() = ToProto(outcome.cpu_time);
+  result->set_peak_rss_bytes(outcome.peak_rss_bytes);
+  result->set_error(outcome.error);
+  result->set_stdout_bytes(outcome.stdout_bytes);
+  result->set_stderr_bytes(outcome.stderr_bytes);
+  result->set_stdout_tail(std::move(outcome.stdout_tail));
+  result->set_stderr_tail(std::move(outcome.stderr_tail));
+  bool draining;
+  {
+    absl::MutexLock lock(&mutex_);
+    running_.erase(Key(ref));
+    unacked_[Key(ref)] = message;
+    draining = draining_;
+  }
+  Send(message);
+  if (!draining) {
+    v1::AgentMessage credit;
+    credit.mutable_credit()->set_tasks(1);
+    Send(credit);
+  }
+}
+
+void AgentClient::HeartbeatLoop() {
+  while (true) {
+    absl::Duration interval;
+    {
+      absl::MutexLock lock(&mutex_);
+      interval = heartbeat_interval_;
+      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stopping_; };
+      if (mutex_.AwaitWithTimeout(absl::Condition(&stop), interval)) return;
+    }
+    v1::AgentMessage heartbeat;
+    {
+      absl::MutexLock lock(&mutex_);
+      for (const auto& [key, entry] : running_)
+        *heartbeat.mutable_heartbeat()->add_running() = entry.first;
+    }
+    heartbeat.mutable_heartbeat();
+    Send(heartbeat);
+  }
+}
+
+void AgentClient::Drain(absl::Duration grace) {
+  {
+    absl::MutexLock lock(&mutex_);
+    draining_ = true;
+  }
+  v1::AgentMessage draining;
+  *draining.mutable_draining()->mutable_grace() = ToProto(grace);
+  Send(draining);
+  logging::Info("draining: running tasks get the grace period",
+                {{"running", runner_.running()}, {"grace_seconds", absl::ToDoubleSeconds(grace)}});
+  const absl::Time deadline = absl::Now() + grace;
+  while (runner_.running() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  {
+    absl::MutexLock lock(&mutex_);
+    for (const auto& [key, entry] : running_) runner_.Cancel(entry.second, absl::Seconds(1));
+  }
+  while (runner_.running() > 0 && absl::Now() < deadline + absl::Seconds(3)) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  // Give the orchestrator a moment to acknowledge the last results.
+  const absl::Time ack_deadline = absl::Now() + absl::Seconds(2);
+  while (absl::Now() < ack_deadline) {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (unacked_.empty()) break;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  absl::MutexLock lock(&mutex_);
+  stopping_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+}  // namespace gyre::agent

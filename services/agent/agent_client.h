@@ -1,0 +1,70 @@
+#ifndef GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
+#define GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "gyre/v1/agent_service.grpc.pb.h"
+#include "services/agent/agent_config.h"
+#include "services/agent/task_runner.h"
+
+namespace gyre::agent {
+
+// The agent's session with the orchestrator: one bidirectional stream over
+// which it registers, receives assignments (as it grants credit), and sends
+// heartbeats, results and credit back. Reconnects with backoff when the
+// stream breaks, re-registering with the attempts it still runs; results the
+// orchestrator has not acknowledged are sent again (the orchestrator records
+// each attempt once). Thread-safe.
+class AgentClient {
+ public:
+  AgentClient(AgentConfig config, std::shared_ptr<grpc::Channel> channel);
+  ~AgentClient();
+
+  void Start();
+  // Stops taking work, lets running tasks finish for up to `grace`, cancels
+  // the rest, reports everything and closes the stream.
+  void Drain(absl::Duration grace);
+
+  const std::string& agent_id() const { return agent_id_; }
+
+ private:
+  using Stream = grpc::ClientReaderWriter<gyre::v1::AgentMessage, gyre::v1::OrchestratorMessage>;
+
+  void RunSessions();
+  void RunSession();
+  void HandleAssignment(const gyre::v1::TaskAssignment& task);
+  void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome);
+  bool Send(const gyre::v1::AgentMessage& message);
+  void HeartbeatLoop();
+  gyre::v1::Register Registration();
+
+  const AgentConfig config_;
+  const std::string agent_id_;
+  std::unique_ptr<gyre::v1::AgentService::Stub> stub_;
+  TaskRunner runner_;
+
+  absl::Mutex mutex_;
+  grpc::ClientContext* context_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  Stream* stream_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
+  // Attempts running: "execution/task#attempt" -> (ref, runner handle).
+  absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
+      ABSL_GUARDED_BY(mutex_);
+  // Results sent but not acknowledged, re-sent after a reconnect.
+  absl::flat_hash_map<std::string, gyre::v1::AgentMessage> unacked_ ABSL_GUARDED_BY(mutex_);
+  bool draining_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Mutex write_mutex_;  // serializes stream writes (one writer at a time)
+  std::thread session_thread_;
+  std::thread heartbeat_thread_;
+};
+
+}  // namespace gyre::agent
+
+#endif  // GYRE_SERVICES_AGENT_AGENT_CLIENT_H_

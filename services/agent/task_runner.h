@@ -1,0 +1,90 @@
+#ifndef GYRE_SERVICES_AGENT_TASK_RUNNER_H_
+#define GYRE_SERVICES_AGENT_TASK_RUNNER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/common/timer_queue.h"
+
+namespace gyre::agent {
+
+// What to run for one task attempt.
+struct TaskLaunch {
+  enum class Builtin { kNone, kNoop, kSleep };
+  std::vector<std::string> argv;  // with shell, one element: the script
+  bool shell = false;
+  // The complete environment of the task; nothing of the agent's own
+  // environment leaks in except PATH, HOME and LANG when the task sets none.
+  std::map<std::string, std::string> env;
+  std::string work_dir;  // created if missing; GYRE_OUTPUT points inside it
+  absl::Duration timeout = absl::InfiniteDuration();
+  absl::Duration kill_grace = absl::Seconds(10);
+  size_t max_output_bytes = 1 << 20;
+  Builtin builtin = Builtin::kNone;
+  absl::Duration sleep = absl::ZeroDuration();
+};
+
+// How one attempt ended.
+struct TaskOutcome {
+  enum class Kind { kSucceeded, kFailed, kTimedOut, kCancelled };
+  Kind kind = Kind::kFailed;
+  int exit_code = 0;
+  int signal = 0;
+  std::string error;  // spawn failure and the like
+  absl::Duration wall_time;
+  absl::Duration cpu_time;
+  int64_t peak_rss_bytes = 0;
+  std::string stdout_tail;  // the first max_output_bytes of stdout
+  std::string stderr_tail;
+  int64_t stdout_bytes = 0;  // total written, including what was not kept
+  int64_t stderr_bytes = 0;
+  std::string output_json;  // contents of $GYRE_OUTPUT (up to 1 MiB), if written
+};
+
+// Runs task attempts as subprocesses (posix_spawn, own process group, per
+// task working directory, explicit environment, no shell unless asked) or as
+// built-in no-op / sleep executors. Each subprocess is supervised by its own
+// thread that multiplexes its pipes and a pidfd with poll(); timeouts and
+// cancellation send SIGTERM to the group, then SIGKILL after the grace.
+// Completion callbacks run on the supervising thread (or the timer thread
+// for built-ins) and must not block for long. Thread-safe.
+class TaskRunner {
+ public:
+  using Handle = uint64_t;
+  using Callback = std::function<void(TaskOutcome)>;
+
+  TaskRunner();
+  // Kills whatever still runs and joins every supervisor.
+  ~TaskRunner();
+
+  Handle Start(TaskLaunch launch, Callback done);
+  // Terminates the attempt (SIGTERM, SIGKILL after `grace`); its outcome is
+  // kCancelled. Unknown or finished handles are ignored.
+  void Cancel(Handle handle, absl::Duration grace);
+  // Tasks started and not yet finished.
+  int running();
+
+ private:
+  struct Process;
+  void Supervise(std::shared_ptr<Process> process, TaskLaunch launch, Callback done);
+
+  TimerQueue timers_;
+  absl::Mutex mutex_;
+  Handle next_handle_ ABSL_GUARDED_BY(mutex_) = 1;
+  absl::flat_hash_map<Handle, std::shared_ptr<Process>> processes_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<Handle, TimerQueue::TimerId> sleeps_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<Handle, Callback> sleep_callbacks_ ABSL_GUARDED_BY(mutex_);
+  int running_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+}  // namespace gyre::agent
+
+#endif  // GYRE_SERVICES_AGENT_TASK_RUNNER_H_

@@ -1,0 +1,152 @@
+#include "services/agent/task_runner.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+
+namespace gyre::agent {
+namespace {
+
+class TaskRunnerTest : public ::testing::Test {
+ protected:
+  TaskRunnerTest() {
+    char dir[] = "/tmp/gyre_runner_test_XXXXXX";
+    root_ = mkdtemp(dir);
+  }
+  ~TaskRunnerTest() override { std::filesystem::remove_all(root_); }
+
+  TaskLaunch Launch(std::vector<std::string> argv, bool shell = false) {
+    TaskLaunch launch;
+    launch.argv = std::move(argv);
+    launch.shell = shell;
+    launch.work_dir = root_ + "/task" + std::to_string(++count_);
+    launch.kill_grace = absl::Milliseconds(300);
+    return launch;
+  }
+
+  TaskOutcome Run(TaskLaunch launch) {
+    absl::Notification done;
+    TaskOutcome result;
+    runner_.Start(std::move(launch), [&](TaskOutcome outcome) {
+      result = std::move(outcome);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    return result;
+  }
+
+  std::string root_;
+  int count_ = 0;
+  TaskRunner runner_;
+};
+
+TEST_F(TaskRunnerTest, ExitCodeAndOutputAreReported) {
+  const TaskOutcome outcome = Run(Launch({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.exit_code, 3);
+  EXPECT_EQ(outcome.stdout_tail, "out\n");
+  EXPECT_EQ(outcome.stderr_tail, "err\n");
+  EXPECT_EQ(outcome.error, "exit code 3");
+}
+
+TEST_F(TaskRunnerTest, ArgvIsPassedLiterallyWithoutAShell) {
+  const TaskOutcome outcome = Run(Launch({"/bin/echo", "a b", "$(whoami)", "; rm -rf /"}));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded);
+  EXPECT_EQ(outcome.stdout_tail, "a b $(whoami) ; rm -rf /\n");
+}
+
+TEST_F(TaskRunnerTest, EnvironmentIsExplicitAndContextArrivesAsVariables) {
+  setenv("GYRE_AGENT_SECRET", "hunter2", 1);
+  TaskLaunch launch = Launch({"echo \"$NAME|${GYRE_AGENT_SECRET:-unset}\""}, /*shell=*/true);
+  launch.env["NAME"] = "$(reboot)";
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(outcome.stdout_tail, "$(reboot)|unset\n");
+}
+
+TEST_F(TaskRunnerTest, RunsInItsOwnWorkingDirectoryAndReadsGyreOutput) {
+  TaskLaunch launch = Launch({"pwd; echo '{\"ROWS\": \"7\"}' > \"$GYRE_OUTPUT\""}, true);
+  const std::string dir = launch.work_dir;
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(outcome.stdout_tail, dir + "\n");
+  EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
+}
+
+TEST_F(TaskRunnerTest, OutputIsCappedButCounted) {
+  TaskLaunch launch = Launch({"head -c 100000 /dev/zero"}, true);
+  launch.max_output_bytes = 1000;
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(outcome.stdout_tail.size(), 1000u);
+  EXPECT_EQ(outcome.stdout_bytes, 100000);
+}
+
+TEST_F(TaskRunnerTest, TimeoutKillsTheProcessTreeEvenIfItIgnoresSigterm) {
+  TaskLaunch launch = Launch({"trap '' TERM; sleep 100 & sleep 100; wait"}, true);
+  launch.timeout = absl::Milliseconds(200);
+  const absl::Time start = absl::Now();
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kTimedOut);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(outcome.error, "timed out after 200ms");
+}
+
+TEST_F(TaskRunnerTest, CancelStopsARunningTask) {
+  absl::Notification done;
+  TaskOutcome result;
+  const TaskRunner::Handle handle =
+      runner_.Start(Launch({"sleep", "100"}), [&](TaskOutcome outcome) {
+        result = std::move(outcome);
+        done.Notify();
+      });
+  absl::SleepFor(absl::Milliseconds(100));
+  runner_.Cancel(handle, absl::Milliseconds(100));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
+  EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
+  EXPECT_EQ(result.signal, SIGTERM);
+}
+
+TEST_F(TaskRunnerTest, MissingCommandIsAClearError) {
+  const TaskOutcome outcome = Run(Launch({"gyre-no-such-command"}));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error, "cannot run \"gyre-no-such-command\": No such file or directory");
+}
+
+TEST_F(TaskRunnerTest, ReportsCpuTimeAndPeakMemory) {
+  const TaskOutcome outcome =
+      Run(Launch({"python3", "-c", "b = bytearray(60 * 1024 * 1024)\nsum(range(3000000))"}));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_tail;
+  EXPECT_GE(outcome.peak_rss_bytes, 60 * 1024 * 1024);
+  EXPECT_GT(outcome.cpu_time, absl::ZeroDuration());
+}
+
+TEST_F(TaskRunnerTest, BuiltinsNoopAndSleep) {
+  TaskLaunch noop;
+  noop.builtin = TaskLaunch::Builtin::kNoop;
+  EXPECT_EQ(Run(noop).kind, TaskOutcome::Kind::kSucceeded);
+  TaskLaunch sleep;
+  sleep.builtin = TaskLaunch::Builtin::kSleep;
+  sleep.sleep = absl::Milliseconds(50);
+  const TaskOutcome slept = Run(sleep);
+  EXPECT_EQ(slept.kind, TaskOutcome::Kind::kSucceeded);
+  EXPECT_GE(slept.wall_time, absl::Milliseconds(50));
+}
+
+TEST_F(TaskRunnerTest, ManyConcurrentTasksAllComplete) {
+  absl::Mutex mutex;
+  int completed = 0;
+  for (int i = 0; i < 100; ++i) {
+    runner_.Start(Launch({"/bin/true"}), [&](TaskOutcome outcome) {
+      EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded);
+      absl::MutexLock lock(&mutex);
+      completed++;
+    });
+  }
+  absl::MutexLock lock(&mutex);
+  auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex) { return completed == 100; };
+  EXPECT_TRUE(mutex.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(60)));
+}
+
+}  // namespace
+}  // namespace gyre::agent
