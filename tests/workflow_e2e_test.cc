@@ -1,0 +1,328 @@
+// End-to-end: gyre-orchestrator and gyre-agent run as separate processes and
+// talk real gRPC over loopback; workflows are submitted and watched as a
+// client would.
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "libs/testing/child_process.h"
+#include "libs/workflow/workflow_parser.h"
+
+namespace gyre {
+namespace {
+
+namespace v1 = ::gyre::v1;
+using testing::ChildProcess;
+
+std::string Binary(const std::string& relative) {
+  const char* root = std::getenv("GYRE_BIN_DIR");
+  return root != nullptr ? absl::StrCat(root, "/", relative) : relative;
+}
+
+bool IsServing(const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); }
+
+// One orchestrator and any number of agents, each a real process.
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir[] = "/tmp/gyre_e2e_XXXXXX";
+    root_ = mkdtemp(dir);
+    auto orchestrator = ChildProcess::Start(
+        {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
+         "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
+        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms"});
+    ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
+    orchestrator_ = *std::move(orchestrator);
+    auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
+    ASSERT_TRUE(serving.ok()) << serving.status();
+    address_ = absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port"));
+    stub_ = v1::OrchestratorService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    agents_.clear();
+    orchestrator_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  ChildProcess* StartAgent(const std::string& name, int slots = 4) {
+    auto agent =
+        ChildProcess::Start({Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
+                             "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
+                             absl::StrCat("--slots=", slots), "--work_dir=" + root_ + "/" + name,
+                             "--shutdown_grace=2s"},
+                            {"GYRE_NAME=" + name});
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    ChildProcess* process = agent->get();
+    agents_.push_back(*std::move(agent));
+    EXPECT_TRUE(process
+                    ->WaitForLine(
+                        [](const std::string& line) {
+                          return absl::StrContains(line, "registered with the orchestrator");
+                        },
+                        absl::Seconds(20))
+                    .ok());
+    return process;
+  }
+
+  std::string Start(const std::string& yaml, std::map<std::string, std::string> context = {}) {
+    absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(yaml, "test.yaml");
+    EXPECT_TRUE(def.ok()) << def.status();
+    if (!def.ok()) return "";
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = *def;
+    for (const auto& [key, value] : context) (*request.mutable_context())[key] = value;
+    grpc::ClientContext call;
+    v1::Execution execution;
+    const grpc::Status status = stub_->StartExecution(&call, request, &execution);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return execution.name();
+  }
+
+  // Follows the event stream to the end; returns the final state.
+  v1::ExecutionState Wait(const std::string& execution,
+                          absl::Duration timeout = absl::Seconds(60)) {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    v1::WatchRequest request;
+    request.set_execution(execution);
+    auto reader = stub_->Watch(&call, request);
+    v1::Event event;
+    v1::ExecutionState state = v1::EXECUTION_STATE_UNSPECIFIED;
+    int64_t expected_sequence = 1;
+    while (reader->Read(&event)) {
+      EXPECT_EQ(event.sequence(), expected_sequence++) << "events must arrive without gaps";
+      if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+    }
+    reader->Finish();
+    return state;
+  }
+
+  v1::TaskRun Task(const std::string& execution, const std::string& task) {
+    grpc::ClientContext call;
+    v1::GetTaskRunRequest request;
+    request.set_name(execution + "/tasks/" + task);
+    v1::TaskRun run;
+    EXPECT_TRUE(stub_->GetTaskRun(&call, request, &run).ok());
+    return run;
+  }
+
+  std::string Logs(const std::string& execution, const std::string& task) {
+    grpc::ClientContext call;
+    v1::GetTaskLogsRequest request;
+    request.set_name(execution + "/tasks/" + task);
+    v1::GetTaskLogsResponse logs;
+    EXPECT_TRUE(stub_->GetTaskLogs(&call, request, &logs).ok());
+    return logs.stdout();
+  }
+
+  // Polls until the task reaches `state`.
+  bool AwaitTaskState(const std::string& execution, const std::string& task, v1::TaskState state) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      if (Task(execution, task).state() == state) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  std::string root_;
+  std::string address_;
+  std::unique_ptr<ChildProcess> orchestrator_;
+  std::vector<std::unique_ptr<ChildProcess>> agents_;
+  std::unique_ptr<v1::OrchestratorService::Stub> stub_;
+};
+
+TEST_F(Cluster, DiamondDagPassesContextAlongEdges) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: diamond
+context: {GREETING: hello}
+tasks:
+  - {id: top, shell: true, command: 'echo "{\"FROM_TOP\": \"$GREETING-top\"}" > "$GYRE_OUTPUT"'}
+  - {id: left, shell: true, depends_on: [top], command: 'echo "{\"LEFT\": \"l\"}" > "$GYRE_OUTPUT"'}
+  - {id: right, shell: true, depends_on: [top], command: 'echo "{\"RIGHT\": \"r\"}" > "$GYRE_OUTPUT"'}
+  - {id: bottom, shell: true, depends_on: [left, right], command: 'echo "$FROM_TOP $LEFT $RIGHT $GREETING"'}
+)");
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Logs(exec, "bottom"), "hello-top l r hello\n");
+  const v1::TaskRun bottom = Task(exec, "bottom");
+  ASSERT_EQ(bottom.attempts_size(), 1);
+  EXPECT_EQ(bottom.attempts(0).exit_code(), 0);
+  EXPECT_GT(bottom.attempts(0).peak_rss_bytes(), 0);
+}
+
+TEST_F(Cluster, FailedTaskIsRetriedWithBackoffThenSucceeds) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: retry
+tasks:
+  - id: flaky
+    shell: true
+    command: '[ "$GYRE_ATTEMPT" -ge 3 ] || exit 7'
+    retries: {count: 3, initial_backoff: 50ms}
+)");
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  const v1::TaskRun run = Task(exec, "flaky");
+  ASSERT_EQ(run.attempts_size(), 3);
+  EXPECT_EQ(run.attempts(0).exit_code(), 7);
+  EXPECT_EQ(run.attempts(0).error(), "exit code 7");
+  EXPECT_EQ(run.attempts(2).outcome(), v1::ATTEMPT_SUCCEEDED);
+}
+
+TEST_F(Cluster, TimeoutKillsTheTask) {
+  StartAgent("a1");
+  const absl::Time start = absl::Now();
+  const std::string exec = Start(R"(
+name: timeout
+tasks:
+  - {id: slow, command: [sleep, "60"], timeout: 300ms}
+  - {id: after, builtin: noop, depends_on: [slow]}
+)");
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_FAILED);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(30));
+  const v1::TaskRun slow = Task(exec, "slow");
+  EXPECT_EQ(slow.state(), v1::TASK_TIMED_OUT);
+  EXPECT_EQ(slow.attempts(0).signal(), SIGTERM);
+  EXPECT_EQ(Task(exec, "after").state(), v1::TASK_SKIPPED);
+}
+
+TEST_F(Cluster, EvaluatorChoosesTheBranch) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: branch
+tasks:
+  - id: judge
+    evaluator: true
+    shell: true
+    command: |
+      echo '{"run": ["good"], "skip": ["bad"]}'
+  - {id: good, builtin: noop, depends_on: [judge]}
+  - {id: bad, builtin: noop, depends_on: [judge]}
+)");
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Task(exec, "good").state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(Task(exec, "bad").state(), v1::TASK_SKIPPED);
+}
+
+TEST_F(Cluster, TargetsPullInOnlyTheirDependencies) {
+  StartAgent("a1");
+  absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(R"(
+name: outcome
+tasks:
+  - {id: raw, builtin: noop}
+  - {id: clean, builtin: noop, depends_on: [raw]}
+  - {id: report, builtin: noop, depends_on: [clean]}
+  - {id: unrelated, command: ["false"]}
+)",
+                                                                           "outcome.yaml");
+  ASSERT_TRUE(def.ok());
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = *def;
+  request.add_targets("report");
+  grpc::ClientContext call;
+  v1::Execution execution;
+  ASSERT_TRUE(stub_->StartExecution(&call, request, &execution).ok());
+  EXPECT_EQ(execution.task_counts().total(), 3);
+  EXPECT_EQ(Wait(execution.name()), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(Cluster, CancelTerminatesRunningTasks) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: cancel
+tasks:
+  - {id: long, command: [sleep, "60"]}
+  - {id: never, builtin: noop, depends_on: [long]}
+)");
+  ASSERT_TRUE(AwaitTaskState(exec, "long", v1::TASK_RUNNING));
+  grpc::ClientContext call;
+  v1::CancelExecutionRequest request;
+  request.set_name(exec);
+  v1::Execution cancelled;
+  ASSERT_TRUE(stub_->CancelExecution(&call, request, &cancelled).ok());
+  EXPECT_EQ(cancelled.state(), v1::EXECUTION_CANCELLED);
+  EXPECT_EQ(Task(exec, "never").state(), v1::TASK_CANCELLED);
+  // The agent reports the terminated attempt.
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < deadline &&
+         Task(exec, "long").attempts(0).outcome() != v1::ATTEMPT_CANCELLED) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(Task(exec, "long").attempts(0).outcome(), v1::ATTEMPT_CANCELLED);
+}
+
+TEST_F(Cluster, PauseHoldsNewWorkUntilResumed) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: pause
+tasks:
+  - {id: first, command: [sleep, "0.5"]}
+  - {id: second, builtin: noop, depends_on: [first]}
+)");
+  ASSERT_TRUE(AwaitTaskState(exec, "first", v1::TASK_RUNNING));
+  {
+    grpc::ClientContext call;
+    v1::PauseExecutionRequest request;
+    request.set_name(exec);
+    v1::Execution paused;
+    ASSERT_TRUE(stub_->PauseExecution(&call, request, &paused).ok());
+  }
+  ASSERT_TRUE(AwaitTaskState(exec, "first", v1::TASK_SUCCEEDED));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Task(exec, "second").state(), v1::TASK_READY) << "no lease while paused";
+  grpc::ClientContext call;
+  v1::ResumeExecutionRequest request;
+  request.set_name(exec);
+  v1::Execution resumed;
+  ASSERT_TRUE(stub_->ResumeExecution(&call, request, &resumed).ok());
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(Cluster, TaskOfAKilledAgentRunsAgainElsewhere) {
+  ChildProcess* doomed = StartAgent("doomed", 1);
+  const std::string exec = Start(R"(
+name: failover
+tasks:
+  - {id: work, command: [sh, -c, "sleep 1; echo done"]}
+)");
+  ASSERT_TRUE(AwaitTaskState(exec, "work", v1::TASK_RUNNING));
+  doomed->Signal(SIGKILL);
+  ASSERT_TRUE(doomed->WaitForExit(absl::Seconds(10)).has_value());
+  StartAgent("survivor", 1);
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  const v1::TaskRun run = Task(exec, "work");
+  ASSERT_EQ(run.attempts_size(), 2);
+  EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);
+  EXPECT_TRUE(absl::StartsWith(run.attempts(0).agent(), "agents/doomed"));
+  EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
+  EXPECT_TRUE(absl::StartsWith(run.attempts(1).agent(), "agents/survivor"));
+  EXPECT_EQ(Logs(exec, "work"), "done\n");
+}
+
+TEST_F(Cluster, AgentDrainsRunningTasksOnSigterm) {
+  ChildProcess* agent = StartAgent("draining", 1);
+  const std::string exec = Start(R"(
+name: drain
+tasks:
+  - {id: work, command: [sh, -c, "sleep 0.5; echo finished"]}
+)");
+  ASSERT_TRUE(AwaitTaskState(exec, "work", v1::TASK_RUNNING));
+  agent->Signal(SIGTERM);
+  const std::optional<int> status = agent->WaitForExit(absl::Seconds(15));
+  ASSERT_TRUE(status.has_value());
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << agent->Output();
+  EXPECT_EQ(Wait(exec, absl::Seconds(10)), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Logs(exec, "work"), "finished\n");
+}
+
+}  // namespace
+}  // namespace gyre
