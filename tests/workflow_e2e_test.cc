@@ -47,6 +47,21 @@ class Cluster : public ::testing::Test {
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
+  // SIGKILLs the orchestrator and starts it again on the same port and data
+  // directory; agents reconnect on their own.
+  void RestartOrchestrator() {
+    orchestrator_->Signal(SIGKILL);
+    ASSERT_TRUE(orchestrator_->WaitForExit(absl::Seconds(10)).has_value());
+    auto orchestrator = ChildProcess::Start(
+        {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=" + address_,
+         "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
+        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms"});
+    ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
+    orchestrator_ = *std::move(orchestrator);
+    auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
+    ASSERT_TRUE(serving.ok()) << serving.status();
+  }
+
   void TearDown() override {
     agents_.clear();
     orchestrator_.reset();
@@ -87,22 +102,36 @@ class Cluster : public ::testing::Test {
     return execution.name();
   }
 
-  // Follows the event stream to the end; returns the final state.
+  // Follows the event stream to the end, resuming from the last sequence
+  // number if the stream breaks (as any client must across an orchestrator
+  // restart); returns the final state.
   v1::ExecutionState Wait(const std::string& execution,
                           absl::Duration timeout = absl::Seconds(60)) {
-    grpc::ClientContext call;
-    call.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    v1::WatchRequest request;
-    request.set_execution(execution);
-    auto reader = stub_->Watch(&call, request);
-    v1::Event event;
+    const absl::Time deadline = absl::Now() + timeout;
+    int64_t next_sequence = 1;
     v1::ExecutionState state = v1::EXECUTION_STATE_UNSPECIFIED;
-    int64_t expected_sequence = 1;
-    while (reader->Read(&event)) {
-      EXPECT_EQ(event.sequence(), expected_sequence++) << "events must arrive without gaps";
-      if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+    while (absl::Now() < deadline) {
+      grpc::ClientContext call;
+      call.set_deadline(absl::ToChronoTime(deadline));
+      call.set_wait_for_ready(true);
+      v1::WatchRequest request;
+      request.set_execution(execution);
+      request.set_from_sequence(next_sequence);
+      auto reader = stub_->Watch(&call, request);
+      v1::Event event;
+      while (reader->Read(&event)) {
+        EXPECT_EQ(event.sequence(), next_sequence) << "events must arrive without gaps";
+        next_sequence = event.sequence() + 1;
+        if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+      }
+      const grpc::Status status = reader->Finish();
+      if (status.ok()) return state;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
+        ADD_FAILURE() << "watch ended: " << status.error_message();
+        return state;
+      }
+      absl::SleepFor(absl::Milliseconds(50));
     }
-    reader->Finish();
     return state;
   }
 
@@ -322,6 +351,42 @@ tasks:
   EXPECT_EQ(WEXITSTATUS(*status), 0) << agent->Output();
   EXPECT_EQ(Wait(exec, absl::Seconds(10)), v1::EXECUTION_SUCCEEDED);
   EXPECT_EQ(Logs(exec, "work"), "finished\n");
+}
+
+TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
+  StartAgent("a1", 4);
+  std::string yaml = "name: crash\ntasks:\n";
+  for (int layer = 0; layer < 3; ++layer) {
+    for (int i = 0; i < 4; ++i) {
+      absl::StrAppend(&yaml, "  - {id: t", layer, "-", i, ", command: [sleep, \"0.3\"]",
+                      layer == 0 ? "" : absl::StrCat(", depends_on: [t", layer - 1, "-", i, "]"),
+                      "}\n");
+    }
+  }
+  const std::string exec = Start(yaml);
+  ASSERT_TRUE(AwaitTaskState(exec, "t1-0", v1::TASK_RUNNING));
+  RestartOrchestrator();
+  ASSERT_EQ(Wait(exec, absl::Seconds(60)), v1::EXECUTION_SUCCEEDED)
+      << "orchestrator:\n"
+      << orchestrator_->Output() << "\nagent:\n"
+      << agents_[0]->Output();
+  grpc::ClientContext call;
+  call.set_wait_for_ready(true);
+  v1::ListTaskRunsRequest request;
+  request.set_parent(exec);
+  v1::ListTaskRunsResponse runs;
+  ASSERT_TRUE(stub_->ListTaskRuns(&call, request, &runs).ok());
+  ASSERT_EQ(runs.task_runs_size(), 12);
+  for (const v1::TaskRun& run : runs.task_runs()) {
+    EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED) << run.task_id();
+    int succeeded = 0;
+    for (const v1::TaskAttempt& attempt : run.attempts()) {
+      succeeded += attempt.outcome() == v1::ATTEMPT_SUCCEEDED ? 1 : 0;
+    }
+    EXPECT_EQ(succeeded, 1) << run.task_id() << " must be recorded exactly once";
+  }
+  // Layer 0 finished before the crash and was not run again.
+  EXPECT_EQ(Task(exec, "t0-0").attempts_size(), 1);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/workflow/workflow_parser.h"
 
@@ -137,32 +138,43 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   std::map<std::string, v1::TaskState> states;
   v1::ExecutionState final_state = v1::EXECUTION_STATE_UNSPECIFIED;
   std::string reason;
-  grpc::ClientContext watch_context;
-  v1::WatchRequest watch;
-  watch.set_execution(execution.name());
-  auto reader = stub->Watch(&watch_context, watch);
-  v1::Event event;
-  while (reader->Read(&event)) {
-    if (event.type() == v1::Event::TASK_STATE_CHANGED) {
-      const v1::TaskRun& run = event.task_run();
-      auto [it, inserted] = states.try_emplace(run.task_id(), v1::TASK_PENDING);
-      TallyTask(it->second, run.state(), &counts);
-      it->second = run.state();
-      if (options.interactive) {
-        PrintBar(options.out, counts);
-      } else if (run.state() != v1::TASK_READY && run.state() != v1::TASK_LEASED) {
-        std::fprintf(options.out, "  %-24s %s%s\n", run.task_id().c_str(),
-                     StateName(run.state()).c_str(),
-                     run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
-        std::fflush(options.out);
+  // Resumes from the last sequence number when the stream breaks (an
+  // orchestrator restart), so no event is missed or shown twice.
+  int64_t next_sequence = 1;
+  grpc::Status watch_status;
+  for (int reconnects = 0; reconnects < 100; ++reconnects) {
+    grpc::ClientContext watch_context;
+    watch_context.set_wait_for_ready(true);
+    v1::WatchRequest watch;
+    watch.set_execution(execution.name());
+    watch.set_from_sequence(next_sequence);
+    auto reader = stub->Watch(&watch_context, watch);
+    v1::Event event;
+    while (reader->Read(&event)) {
+      next_sequence = event.sequence() + 1;
+      if (event.type() == v1::Event::TASK_STATE_CHANGED) {
+        const v1::TaskRun& run = event.task_run();
+        auto [it, inserted] = states.try_emplace(run.task_id(), v1::TASK_PENDING);
+        TallyTask(it->second, run.state(), &counts);
+        it->second = run.state();
+        if (options.interactive) {
+          PrintBar(options.out, counts);
+        } else if (run.state() != v1::TASK_READY && run.state() != v1::TASK_LEASED) {
+          std::fprintf(options.out, "  %-24s %s%s\n", run.task_id().c_str(),
+                       StateName(run.state()).c_str(),
+                       run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
+          std::fflush(options.out);
+        }
+      } else if (event.has_execution_snapshot()) {
+        final_state = event.execution_snapshot().state();
+        reason = event.execution_snapshot().reason();
+        counts = event.execution_snapshot().task_counts();
       }
-    } else if (event.has_execution_snapshot()) {
-      final_state = event.execution_snapshot().state();
-      reason = event.execution_snapshot().reason();
-      counts = event.execution_snapshot().task_counts();
     }
+    watch_status = reader->Finish();
+    if (watch_status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(200));
   }
-  const grpc::Status watch_status = reader->Finish();
   if (options.interactive) {
     PrintBar(options.out, counts);
     std::fputc('\n', options.out);

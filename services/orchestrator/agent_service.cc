@@ -17,12 +17,17 @@ class StreamChannel : public AgentChannel {
  public:
   explicit StreamChannel(Stream* stream) : stream_(stream), writer_([this] { Run(); }) {}
 
-  ~StreamChannel() override {
+  ~StreamChannel() override { Close(); }
+
+  // Stops writing; the stream may not be touched after its RPC returns, and
+  // durability callbacks can hold this channel longer than that.
+  void Close() {
     {
       absl::MutexLock lock(&mutex_);
+      if (closed_ && !writer_.joinable()) return;
       closed_ = true;
     }
-    writer_.join();
+    if (writer_.joinable()) writer_.join();
   }
 
   void Send(v1::OrchestratorMessage message) override {
@@ -86,6 +91,7 @@ grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* str
     }
     engine_->DisconnectAgent(agent_id, channel.get());
   }
+  channel->Close();
   {
     absl::MutexLock lock(&mutex_);
     open_.erase(context);

@@ -3,6 +3,7 @@
 #include "libs/server/api_service_module.h"
 #include "services/orchestrator/agent_service.h"
 #include "services/orchestrator/orchestrator_service.h"
+#include "services/orchestrator/state_store.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -25,7 +26,11 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   options.worker_pools = config_.worker_pools;
   options.default_worker_pool = config_.default_worker_pool;
   options.metrics = &host->metrics_registry();
+  store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
+  options.store = store_.get();
   engine_ = std::make_unique<WorkflowEngine>(std::move(options));
+  // Everything acknowledged before the last stop is back before serving.
+  if (absl::Status status = engine_->Recover(); !status.ok()) return status;
   api_service_ = std::make_unique<OrchestratorServiceImpl>(engine_.get());
   agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get());
   host->AddService(api_service_.get(), "gyre.v1.OrchestratorService");

@@ -11,6 +11,7 @@ namespace gyre::orchestrator {
 class OrchestratorServiceImpl;
 class AgentServiceImpl;
 class WorkflowEngine;
+class StateStore;
 
 // The orchestrator process: hosts gyre.v1.OrchestratorService (the public
 // API) and gyre.v1.AgentService (the agents' stream) over one engine.
@@ -28,6 +29,7 @@ class OrchestratorModule : public server::ServiceModule {
 
  private:
   OrchestratorConfig config_;
+  std::unique_ptr<StateStore> store_;
   std::unique_ptr<WorkflowEngine> engine_;
   std::unique_ptr<OrchestratorServiceImpl> api_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;

@@ -204,6 +204,124 @@ void WorkflowEngine::TickLeases() {
   });
 }
 
+// --- Durability ---
+
+StateStore::Completion DurableWait::Callback() {
+  return [this](absl::Status status) {
+    absl::MutexLock lock(&mutex_);
+    status_ = std::move(status);
+    done_ = true;
+  };
+}
+
+absl::Status DurableWait::Wait() {
+  absl::MutexLock lock(&mutex_);
+  mutex_.Await(absl::Condition(&done_));
+  return status_;
+}
+
+void WorkflowEngine::PersistLocked(v1::StateRecord record, StateStore::Completion done) {
+  if (options_.store == nullptr || replaying_) {
+    if (done) done(absl::OkStatus());
+    return;
+  }
+  std::vector<v1::StateRecord> records;
+  records.push_back(std::move(record));
+  // Enqueued under the engine lock so the log's order is the order of the
+  // changes; the append itself never blocks on I/O.
+  options_.store->Append(
+      std::move(records), done ? std::move(done) : [](absl::Status status) {
+        if (!status.ok()) {
+          logging::Error("state record not persisted", {{"error", std::string(status.message())}});
+        }
+      });
+}
+
+absl::Status WorkflowEngine::Recover() {
+  if (options_.store == nullptr) return absl::OkStatus();
+  const absl::Time start = absl::Now();
+  int64_t records = 0;
+  int64_t requeued = 0;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    replaying_ = true;
+    status = options_.store->Load([&](const v1::StateRecord& record) {
+      Outbox discarded;  // nothing is sent while history is replayed
+      records++;
+      return ApplyRecordLocked(record, discarded);
+    });
+    replaying_ = false;
+    if (status.ok()) {
+      Outbox out;
+      for (auto& exec : executions_) {
+        if (exec->final()) continue;
+        for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
+          TaskSlot& task = exec->tasks[i];
+          if (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING) continue;
+          if (!task.attempts.empty()) {
+            task.attempts.back().set_outcome(v1::ATTEMPT_LOST);
+            task.attempts.back().set_error("the orchestrator restarted during the attempt");
+          }
+          task.agent.clear();
+          MakeReadyLocked(*exec, i, out);
+          requeued++;
+        }
+      }
+      RefreshQueueMetricsLocked();
+    }
+  }
+  if (!status.ok()) return status;
+  logging::Info("engine recovered", {{"records", records},
+                                     {"executions", static_cast<int64_t>(executions_.size())},
+                                     {"requeued_attempts", requeued},
+                                     {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
+  return absl::OkStatus();
+}
+
+absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Outbox& out) {
+  switch (record.kind_case()) {
+    case v1::StateRecord::kWorkflowStored: {
+      const v1::WorkflowDefinition& def = record.workflow_stored().definition();
+      workflows_[def.name()].push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kExecutionStarted: {
+      ExecutionState& exec = CreateExecutionLocked(record.execution_started(), out);
+      UpdateExecutionStateLocked(exec, out);
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kTaskLeased: {
+      const v1::TaskLeased& leased = record.task_leased();
+      ExecutionState* exec = FindExecutionLocked(leased.execution_id());
+      if (exec == nullptr) return absl::DataLossError("lease of an unknown execution");
+      auto task = exec->task_index.find(leased.task_id());
+      if (task == exec->task_index.end()) return absl::DataLossError("lease of an unknown task");
+      LeaseLocked(*exec, task->second, leased.agent_id(), leased.attempt());
+      SetTaskStateLocked(*exec, task->second, v1::TASK_LEASED, out);
+      UpdateExecutionStateLocked(*exec, out);
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kTaskResult:
+      HandleResultLocked(record.task_result().agent_id(), record.task_result().result(), out);
+      return absl::OkStatus();
+    case v1::StateRecord::kExecutionControl: {
+      const v1::ExecutionControl& control = record.execution_control();
+      ExecutionState* exec = FindExecutionLocked(control.execution_id());
+      if (exec == nullptr) return absl::DataLossError("control of an unknown execution");
+      if (control.action() == v1::ExecutionControl::CANCEL)
+        CancelLocked(*exec, control.reason(), out);
+      if (control.action() == v1::ExecutionControl::PAUSE) {
+        SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
+      }
+      if (control.action() == v1::ExecutionControl::RESUME) ResumeLocked(*exec, out);
+      return absl::OkStatus();
+    }
+    default:
+      return absl::DataLossError("state record of an unknown kind (written by a newer Gyre?)");
+  }
+}
+
 // --- Workflow definitions ---
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::WorkflowDefinition def) {
@@ -219,6 +337,14 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::Workfl
   def.set_version(1);
   *def.mutable_create_time() = ToProto(absl::Now());
   versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+  auto durable = std::make_shared<DurableWait>();
+  v1::StateRecord record;
+  *record.mutable_workflow_stored()->mutable_definition() = def;
+  PersistLocked(std::move(record), [durable](absl::Status status) { durable->Callback()(status); });
+  mu_.Unlock();
+  const absl::Status status = durable->Wait();
+  mu_.Lock();
+  if (!status.ok()) return status;
   return def;
 }
 
@@ -233,6 +359,14 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::Workfl
   def.set_version(it->second.back()->version() + 1);
   *def.mutable_create_time() = ToProto(absl::Now());
   it->second.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+  auto durable = std::make_shared<DurableWait>();
+  v1::StateRecord record;
+  *record.mutable_workflow_stored()->mutable_definition() = def;
+  PersistLocked(std::move(record), [durable](absl::Status status) { durable->Callback()(status); });
+  mu_.Unlock();
+  const absl::Status status = durable->Wait();
+  mu_.Lock();
+  if (!status.ok()) return status;
   return def;
 }
 
@@ -311,6 +445,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
   }
   Outbox out;
   v1::Execution result;
+  auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
     if (!req.request_id().empty()) {
@@ -327,72 +462,94 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
         workflow::SelectTargets(*def, targets);
     if (!selected.ok()) return selected.status();
 
-    auto exec = std::make_unique<ExecutionState>();
-    exec->slot = static_cast<uint32_t>(executions_.size());
-    exec->id = absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_);
-    exec->definition = *selected;
-    exec->targets = targets;
-    exec->priority = req.priority() == 0 ? 50 : req.priority();
-    exec->request_id = req.request_id();
-    exec->create_time = absl::Now();
-    for (const auto& [key, value] : exec->definition->default_context()) {
-      exec->context[key] = value;
+    v1::StateRecord record;
+    v1::ExecutionStarted& started = *record.mutable_execution_started();
+    started.set_execution_id(
+        absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_));
+    *started.mutable_definition() = **selected;
+    for (const auto& [key, value] : (*selected)->default_context()) {
+      (*started.mutable_context())[key] = value;
     }
     if (!req.parent().empty()) {
       ExecutionState* parent = FindExecutionLocked(req.parent());
       if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
-      exec->parent = parent->name();
-      for (const auto& [key, value] : parent->context) exec->context[key] = value;
+      started.set_parent(parent->name());
+      for (const auto& [key, value] : parent->context) (*started.mutable_context())[key] = value;
     }
-    for (const auto& [key, value] : req.context()) exec->context[key] = value;
-    exec->builtins = ExecutionBuiltins{
-        exec->id, ShortWorkflowName(exec->definition->name()),
-        absl::FormatTime("%Y-%m-%d", exec->create_time, absl::UTCTimeZone()),
-        absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exec->create_time, absl::UTCTimeZone())};
+    for (const auto& [key, value] : req.context()) (*started.mutable_context())[key] = value;
+    for (const std::string& target : targets) started.add_targets(target);
+    started.set_priority(req.priority() == 0 ? 50 : req.priority());
+    started.set_request_id(req.request_id());
+    *started.mutable_create_time() = ToProto(absl::Now());
 
-    const v1::WorkflowDefinition& definition = *exec->definition;
-    const std::string default_queue =
-        definition.default_queue().empty() ? "default" : definition.default_queue();
-    exec->tasks.resize(static_cast<size_t>(definition.tasks_size()));
-    for (int i = 0; i < definition.tasks_size(); ++i) {
-      exec->task_index[definition.tasks(i).id()] = static_cast<uint32_t>(i);
-    }
-    for (int i = 0; i < definition.tasks_size(); ++i) {
-      const v1::TaskSpec& spec = definition.tasks(i);
-      TaskSlot& task = exec->tasks[static_cast<size_t>(i)];
-      task.spec = &spec;
-      task.queue = QueueIndexLocked(spec.queue().empty() ? default_queue : spec.queue());
-      task.priority = static_cast<uint8_t>(spec.priority() > 0 ? spec.priority() : exec->priority);
-      for (const std::string& dependency : spec.depends_on()) {
-        const uint32_t parent = exec->task_index.at(dependency);
-        task.parents.push_back(parent);
-        exec->tasks[parent].dependants.push_back(static_cast<uint32_t>(i));
-      }
-      task.unmet_dependencies = static_cast<uint32_t>(task.parents.size());
-    }
-    exec->total = definition.tasks_size();
-    exec->pending = exec->total;
-
-    ExecutionState& state = *exec;
-    execution_by_id_[exec->id] = exec->slot;
-    if (!req.request_id().empty()) execution_by_request_[req.request_id()] = exec->slot;
-    executions_.push_back(std::move(exec));
-
-    v1::Event created;
-    created.set_type(v1::Event::EXECUTION_CREATED);
-    EmitLocked(state, std::move(created), out);
-    for (uint32_t i = 0; i < state.tasks.size(); ++i) {
-      if (state.tasks[i].unmet_dependencies == 0) MakeReadyLocked(state, i, out);
-    }
+    ExecutionState& state = CreateExecutionLocked(started, out);
+    PersistLocked(std::move(record),
+                  [durable](absl::Status status) { durable->Callback()(status); });
     UpdateExecutionStateLocked(state, out);
     DispatchLocked(out);
     result = ExecutionProtoLocked(state);
   }
   Deliver(out);
+  // Acknowledged only once durable: a crash after this reply loses nothing.
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
   logging::Info("execution started", {{"execution", result.name()},
                                       {"workflow", result.workflow()},
                                       {"tasks", result.task_counts().total()}});
   return result;
+}
+
+ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted& record,
+                                                      Outbox& out) {
+  auto exec = std::make_unique<ExecutionState>();
+  exec->slot = static_cast<uint32_t>(executions_.size());
+  exec->id = record.execution_id();
+  exec->definition = std::make_shared<const v1::WorkflowDefinition>(record.definition());
+  exec->targets.assign(record.targets().begin(), record.targets().end());
+  exec->priority = record.priority();
+  exec->request_id = record.request_id();
+  exec->parent = record.parent();
+  exec->create_time = absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(record.create_time()));
+  for (const auto& [key, value] : record.context()) exec->context[key] = value;
+  exec->builtins = ExecutionBuiltins{
+      exec->id, ShortWorkflowName(exec->definition->name()),
+      absl::FormatTime("%Y-%m-%d", exec->create_time, absl::UTCTimeZone()),
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exec->create_time, absl::UTCTimeZone())};
+
+  const v1::WorkflowDefinition& definition = *exec->definition;
+  const std::string default_queue =
+      definition.default_queue().empty() ? "default" : definition.default_queue();
+  exec->tasks.resize(static_cast<size_t>(definition.tasks_size()));
+  for (int i = 0; i < definition.tasks_size(); ++i) {
+    exec->task_index[definition.tasks(i).id()] = static_cast<uint32_t>(i);
+  }
+  for (int i = 0; i < definition.tasks_size(); ++i) {
+    const v1::TaskSpec& spec = definition.tasks(i);
+    TaskSlot& task = exec->tasks[static_cast<size_t>(i)];
+    task.spec = &spec;
+    task.queue = QueueIndexLocked(spec.queue().empty() ? default_queue : spec.queue());
+    task.priority = static_cast<uint8_t>(spec.priority() > 0 ? spec.priority() : exec->priority);
+    for (const std::string& dependency : spec.depends_on()) {
+      const uint32_t parent = exec->task_index.at(dependency);
+      task.parents.push_back(parent);
+      exec->tasks[parent].dependants.push_back(static_cast<uint32_t>(i));
+    }
+    task.unmet_dependencies = static_cast<uint32_t>(task.parents.size());
+  }
+  exec->total = definition.tasks_size();
+  exec->pending = exec->total;
+
+  ExecutionState& state = *exec;
+  execution_by_id_[exec->id] = exec->slot;
+  if (!exec->request_id.empty()) execution_by_request_[exec->request_id] = exec->slot;
+  executions_.push_back(std::move(exec));
+
+  v1::Event created;
+  created.set_type(v1::Event::EXECUTION_CREATED);
+  EmitLocked(state, std::move(created), out);
+  for (uint32_t i = 0; i < state.tasks.size(); ++i) {
+    if (state.tasks[i].unmet_dependencies == 0) MakeReadyLocked(state, i, out);
+  }
+  return state;
 }
 
 ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
@@ -427,89 +584,122 @@ std::vector<v1::Execution> WorkflowEngine::ListExecutions(const v1::ListExecutio
   return result;
 }
 
+void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out) {
+  exec.reason = reason.empty() ? "cancelled by a client" : std::string(reason);
+  for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
+    TaskSlot& task = exec.tasks[i];
+    if (IsTerminal(task.state)) continue;
+    if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
+      auto agent = agents_.find(task.agent);
+      if (agent != agents_.end() && agent->second->channel != nullptr) {
+        v1::OrchestratorMessage cancel;
+        v1::AttemptRef* ref = cancel.mutable_cancel()->mutable_ref();
+        ref->set_execution(exec.name());
+        ref->set_task_id(task.spec->id());
+        ref->set_attempt(task.attempt);
+        *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
+        out.messages.emplace_back(agent->second->channel, std::move(cancel));
+      }
+    }
+    task.generation++;
+    task.reason = "execution cancelled";
+    SetTaskStateLocked(exec, i, v1::TASK_CANCELLED, out);
+  }
+  SetExecutionStateLocked(exec, v1::EXECUTION_CANCELLED, out);
+}
+
+void WorkflowEngine::ResumeLocked(ExecutionState& exec, Outbox& out) {
+  SetExecutionStateLocked(exec, v1::EXECUTION_RUNNING, out);
+  for (uint32_t task : exec.parked) {
+    TaskSlot& slot = exec.tasks[task];
+    if (slot.state != v1::TASK_READY) continue;
+    queues_[slot.queue]->ready.Push({exec.slot, task, slot.priority, slot.generation});
+  }
+  exec.parked.clear();
+  UpdateExecutionStateLocked(exec, out);
+}
+
 absl::StatusOr<v1::Execution> WorkflowEngine::CancelExecution(absl::string_view name,
                                                               absl::string_view reason) {
   Outbox out;
   v1::Execution result;
+  auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
     ExecutionState* exec = FindExecutionLocked(name);
-    if (exec == nullptr)
+    if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    }
     if (exec->final()) {
       return absl::FailedPreconditionError(absl::StrCat(exec->name(), " already ended (",
                                                         v1::ExecutionState_Name(exec->state), ")"));
     }
-    exec->reason = reason.empty() ? "cancelled by a client" : std::string(reason);
-    for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
-      TaskSlot& task = exec->tasks[i];
-      if (IsTerminal(task.state)) continue;
-      if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
-        auto agent = agents_.find(task.agent);
-        if (agent != agents_.end() && agent->second->channel != nullptr) {
-          v1::OrchestratorMessage cancel;
-          v1::AttemptRef* ref = cancel.mutable_cancel()->mutable_ref();
-          ref->set_execution(exec->name());
-          ref->set_task_id(task.spec->id());
-          ref->set_attempt(task.attempt);
-          *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
-          out.messages.emplace_back(agent->second->channel, std::move(cancel));
-        }
-      }
-      task.generation++;
-      task.reason = "execution cancelled";
-      SetTaskStateLocked(*exec, i, v1::TASK_CANCELLED, out);
-    }
-    SetExecutionStateLocked(*exec, v1::EXECUTION_CANCELLED, out);
+    CancelLocked(*exec, reason, out);
+    v1::StateRecord record;
+    record.mutable_execution_control()->set_execution_id(exec->id);
+    record.mutable_execution_control()->set_action(v1::ExecutionControl::CANCEL);
+    record.mutable_execution_control()->set_reason(exec->reason);
+    PersistLocked(std::move(record),
+                  [durable](absl::Status status) { durable->Callback()(status); });
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return result;
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::PauseExecution(absl::string_view name) {
   Outbox out;
   v1::Execution result;
+  auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
     ExecutionState* exec = FindExecutionLocked(name);
-    if (exec == nullptr)
+    if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    }
     if (exec->state != v1::EXECUTION_PENDING && exec->state != v1::EXECUTION_RUNNING) {
       return absl::FailedPreconditionError(absl::StrCat(exec->name(), " cannot be paused in state ",
                                                         v1::ExecutionState_Name(exec->state)));
     }
     SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
+    v1::StateRecord record;
+    record.mutable_execution_control()->set_execution_id(exec->id);
+    record.mutable_execution_control()->set_action(v1::ExecutionControl::PAUSE);
+    PersistLocked(std::move(record),
+                  [durable](absl::Status status) { durable->Callback()(status); });
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return result;
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::ResumeExecution(absl::string_view name) {
   Outbox out;
   v1::Execution result;
+  auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
     ExecutionState* exec = FindExecutionLocked(name);
-    if (exec == nullptr)
+    if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    }
     if (exec->state != v1::EXECUTION_PAUSED) {
       return absl::FailedPreconditionError(absl::StrCat(exec->name(), " is not paused (",
                                                         v1::ExecutionState_Name(exec->state), ")"));
     }
-    SetExecutionStateLocked(*exec, v1::EXECUTION_RUNNING, out);
-    for (uint32_t task : exec->parked) {
-      TaskSlot& slot = exec->tasks[task];
-      if (slot.state != v1::TASK_READY) continue;
-      queues_[slot.queue]->ready.Push({exec->slot, task, slot.priority, slot.generation});
-    }
-    exec->parked.clear();
-    UpdateExecutionStateLocked(*exec, out);
+    ResumeLocked(*exec, out);
+    v1::StateRecord record;
+    record.mutable_execution_control()->set_execution_id(exec->id);
+    record.mutable_execution_control()->set_action(v1::ExecutionControl::RESUME);
+    PersistLocked(std::move(record),
+                  [durable](absl::Status status) { durable->Callback()(status); });
     DispatchLocked(out);
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return result;
 }
 
@@ -753,10 +943,19 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         break;
       }
       case v1::AgentMessage::kTaskResult: {
-        HandleResultLocked(agent, message.task_result(), out);
         v1::OrchestratorMessage ack;
         *ack.mutable_result_ack()->add_refs() = message.task_result().ref();
-        if (agent.channel != nullptr) out.messages.emplace_back(agent.channel, std::move(ack));
+        if (HandleResultLocked(agent_id, message.task_result(), out)) {
+          // Acknowledged once durable: the agent keeps re-sending until then.
+          v1::StateRecord record;
+          record.mutable_task_result()->set_agent_id(agent_id);
+          *record.mutable_task_result()->mutable_result() = message.task_result();
+          PersistLocked(std::move(record), [channel = agent.channel, ack](absl::Status status) {
+            if (status.ok() && channel != nullptr) channel->Send(ack);
+          });
+        } else if (agent.channel != nullptr) {
+          out.messages.emplace_back(agent.channel, std::move(ack));  // stale: forget it
+        }
         DispatchLocked(out);
         break;
       }
@@ -1089,13 +1288,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
     for (const ReadyTask& entry : taken) {
       ExecutionState& exec = *executions_[entry.execution];
       TaskSlot& task = exec.tasks[entry.task];
-      task.attempt++;
-      task.agent = agent.id;
-      task.lease_time = absl::Now();
-      v1::TaskAttempt& attempt = task.attempts.emplace_back();
-      attempt.set_attempt(task.attempt);
-      attempt.set_agent("agents/" + agent.id);
-      *attempt.mutable_lease_time() = ToProto(task.lease_time);
+      LeaseLocked(exec, entry.task, agent.id, task.attempt + 1);
+      v1::TaskAttempt& attempt = task.attempts.back();
 
       v1::TaskAssignment* assigned = assignment->add_tasks();
       assigned->mutable_ref()->set_execution(exec.name());
@@ -1125,12 +1319,33 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       agent.credit--;
       agent.leases.insert({entry.execution, entry.task});
       queues_[task.queue]->running++;
+      v1::StateRecord record;
+      v1::TaskLeased& leased = *record.mutable_task_leased();
+      leased.set_execution_id(exec.id);
+      leased.set_task_id(task.spec->id());
+      leased.set_attempt(task.attempt);
+      leased.set_agent_id(agent.id);
+      PersistLocked(std::move(record));
       metrics_.ObserveLeaseLatency(absl::ToDoubleSeconds(task.lease_time - task.ready_time));
       SetTaskStateLocked(exec, entry.task, v1::TASK_LEASED, out);
       UpdateExecutionStateLocked(exec, out);
     }
   }
   if (assignment->tasks_size() > 0) out.messages.emplace_back(agent.channel, std::move(message));
+}
+
+void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std::string& agent_id,
+                                 int64_t attempt) {
+  TaskSlot& task = exec.tasks[index];
+  // Queued entries and pending retry timers of this task go stale.
+  task.generation++;
+  task.attempt = attempt;
+  task.agent = agent_id;
+  task.lease_time = absl::Now();
+  v1::TaskAttempt& record = task.attempts.emplace_back();
+  record.set_attempt(attempt);
+  record.set_agent("agents/" + agent_id);
+  *record.mutable_lease_time() = ToProto(task.lease_time);
 }
 
 void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
@@ -1146,27 +1361,28 @@ void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
   task.agent.clear();
 }
 
-void WorkflowEngine::HandleResultLocked(Agent& agent, const v1::TaskResult& result, Outbox& out) {
+bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::TaskResult& result,
+                                        Outbox& out) {
   const v1::AttemptRef& ref = result.ref();
   ExecutionState* exec = FindExecutionLocked(ref.execution());
   auto index = exec != nullptr ? exec->task_index.find(ref.task_id()) : exec->task_index.end();
   if (exec == nullptr || index == exec->task_index.end()) {
     logging::Warn("result for an unknown task rejected",
-                  {{"agent", agent.id}, {"execution", ref.execution()}, {"task", ref.task_id()}});
-    return;
+                  {{"agent", agent_id}, {"execution", ref.execution()}, {"task", ref.task_id()}});
+    return false;
   }
   TaskSlot& task = exec->tasks[index->second];
   // The attempt number is the fencing token: only the current lease holder
   // may report, and only once.
-  const bool current = task.attempt == ref.attempt() && task.agent == agent.id;
+  const bool current = task.attempt == ref.attempt() && task.agent == agent_id;
   if (!current || (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING &&
                    task.state != v1::TASK_CANCELLED)) {
-    logging::Warn("stale result rejected", {{"agent", agent.id},
+    logging::Warn("stale result rejected", {{"agent", agent_id},
                                             {"execution", ref.execution()},
                                             {"task", ref.task_id()},
                                             {"attempt", ref.attempt()},
                                             {"current_attempt", task.attempt}});
-    return;
+    return false;
   }
   v1::TaskAttempt& attempt = task.attempts.back();
   attempt.set_outcome(result.outcome());
@@ -1186,7 +1402,7 @@ void WorkflowEngine::HandleResultLocked(Agent& agent, const v1::TaskResult& resu
   ReleaseLeaseLocked(*exec, index->second);
   metrics_.CountOutcome(OutcomeName(result.outcome()));
   metrics_.ObserveRunDuration(absl::ToDoubleSeconds(FromProto(result.wall_time())));
-  if (task.state == v1::TASK_CANCELLED) return;  // cancelled while running
+  if (task.state == v1::TASK_CANCELLED) return true;  // cancelled while running
 
   switch (result.outcome()) {
     case v1::ATTEMPT_SUCCEEDED: {
@@ -1217,6 +1433,7 @@ void WorkflowEngine::HandleResultLocked(Agent& agent, const v1::TaskResult& resu
       break;
   }
   UpdateExecutionStateLocked(*exec, out);
+  return true;
 }
 
 void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,

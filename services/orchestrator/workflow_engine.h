@@ -19,6 +19,7 @@
 #include "services/orchestrator/engine_metrics.h"
 #include "services/orchestrator/execution_state.h"
 #include "services/orchestrator/ready_queue.h"
+#include "services/orchestrator/state_store.h"
 
 namespace gyre::orchestrator {
 
@@ -63,10 +64,18 @@ class WorkflowEngine {
     std::map<std::string, WorkerPoolPolicy> worker_pools;
     WorkerPoolPolicy default_worker_pool;
     prometheus::Registry* metrics = nullptr;  // optional
+    // Where acknowledged changes are made durable; null keeps state in
+    // memory only (unit tests). Not owned.
+    StateStore* store = nullptr;
   };
 
   explicit WorkflowEngine(Options options);
   ~WorkflowEngine();
+
+  // Rebuilds state from the store (call once, before serving). Tasks that
+  // were leased when the previous process stopped run again as new attempts
+  // (at-least-once execution); every recorded result is kept exactly once.
+  absl::Status Recover();
 
   // --- Workflow definitions ---
   absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
@@ -120,6 +129,18 @@ class WorkflowEngine {
   struct Outbox;
 
   ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues `record` for durability (never blocks); `done` runs once durable.
+  void PersistLocked(gyre::v1::StateRecord record, StateStore::Completion done = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
+                   int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
       const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -145,8 +166,9 @@ class WorkflowEngine {
   void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeaseLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void HandleResultLocked(Agent& agent, const gyre::v1::TaskResult& result, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns whether the result was accepted (current lease) or rejected.
+  bool HandleResultLocked(const std::string& agent_id, const gyre::v1::TaskResult& result,
+                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t task,
                                     const std::string& output_json, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,6 +201,19 @@ class WorkflowEngine {
   std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
       ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool replaying_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Waits for a durability completion; used outside the engine lock.
+class DurableWait {
+ public:
+  StateStore::Completion Callback();
+  absl::Status Wait();
+
+ private:
+  absl::Mutex mutex_;
+  bool done_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Status status_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace gyre::orchestrator

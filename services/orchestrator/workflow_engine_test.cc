@@ -351,3 +351,67 @@ TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
 
 }  // namespace
 }  // namespace gyre::orchestrator
+
+namespace gyre::orchestrator {
+namespace {
+
+TEST(WorkflowEngineRecoveryTest, RestartKeepsResultsAndRerunsInFlightAttempts) {
+  auto data = NewMemoryStateStoreData();
+  std::string exec;
+  v1::TaskAssignment in_flight;
+  {
+    auto store = NewMemoryStateStore(data);
+    WorkflowEngine::Options options;
+    options.store = store.get();
+    WorkflowEngine engine(options);
+    ASSERT_TRUE(engine.Recover().ok());
+    auto channel = std::make_shared<RecordingChannel>();
+    v1::Register registration;
+    registration.set_agent_id("a1");
+    registration.set_slots(4);
+    registration.add_queues("default");
+    ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = Workflow({Task("a"), Task("b", {"a"}), Task("c", {"b"})});
+    exec = engine.StartExecution(request)->name();
+    auto a = channel->Take(1);
+    ASSERT_EQ(a.size(), 1u);
+    v1::AgentMessage result;
+    *result.mutable_task_result()->mutable_ref() = a[0].ref();
+    result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+    result.mutable_task_result()->set_output_json(R"({"K": "v"})");
+    ASSERT_TRUE(engine.HandleAgentMessage("a1", result).ok());
+    auto b = channel->Take(1);
+    ASSERT_EQ(b.size(), 1u);
+    in_flight = b[0];  // the orchestrator "dies" while b runs
+  }
+  auto store = NewMemoryStateStore(data);
+  WorkflowEngine::Options options;
+  options.store = store.get();
+  WorkflowEngine engine(options);
+  ASSERT_TRUE(engine.Recover().ok());
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/a")->state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/a")->outputs().fields().at("K").string_value(), "v");
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/b")->state(), v1::TASK_READY);
+
+  auto channel = std::make_shared<RecordingChannel>();
+  v1::Register registration;
+  registration.set_agent_id("a1");
+  registration.set_slots(4);
+  registration.add_queues("default");
+  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+  // The old attempt's late result is fenced off.
+  v1::AgentMessage stale;
+  *stale.mutable_task_result()->mutable_ref() = in_flight.ref();
+  stale.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  ASSERT_TRUE(engine.HandleAgentMessage("a1", stale).ok());
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/b")->state(), v1::TASK_LEASED);
+  auto rerun = channel->Take(1);
+  ASSERT_EQ(rerun.size(), 1u);
+  EXPECT_EQ(rerun[0].ref().task_id(), "b");
+  EXPECT_EQ(rerun[0].ref().attempt(), 2);
+  EXPECT_EQ(rerun[0].env().at("K"), "v") << "outputs survive the restart";
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator

@@ -1,0 +1,153 @@
+// One suite every StateStore backend must pass (the PostgreSQL backend will
+// be added to the list below).
+#include <unistd.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "services/orchestrator/state_store.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+namespace v1 = ::gyre::v1;
+
+// Opens a store at one location, again and again.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::unique_ptr<StateStore> Open() = 0;
+};
+
+class MemoryBackend : public Backend {
+ public:
+  std::unique_ptr<StateStore> Open() override { return NewMemoryStateStore(data_); }
+
+ private:
+  std::shared_ptr<MemoryStateStoreData> data_ = NewMemoryStateStoreData();
+};
+
+class EmbeddedBackend : public Backend {
+ public:
+  EmbeddedBackend() {
+    char dir[] = "/tmp/gyre_store_XXXXXX";
+    dir_ = mkdtemp(dir);
+  }
+  ~EmbeddedBackend() override { std::filesystem::remove_all(dir_); }
+  std::unique_ptr<StateStore> Open() override { return NewEmbeddedStateStore(dir_, true); }
+
+ private:
+  std::string dir_;
+};
+
+v1::StateRecord Leased(const std::string& task, int64_t attempt) {
+  v1::StateRecord record;
+  record.mutable_task_leased()->set_execution_id("e1");
+  record.mutable_task_leased()->set_task_id(task);
+  record.mutable_task_leased()->set_attempt(attempt);
+  return record;
+}
+
+std::vector<v1::StateRecord> LoadAll(StateStore& store) {
+  std::vector<v1::StateRecord> records;
+  EXPECT_TRUE(store
+                  .Load([&](const v1::StateRecord& record) {
+                    records.push_back(record);
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  return records;
+}
+
+absl::Status AppendAndWait(StateStore& store, std::vector<v1::StateRecord> records) {
+  absl::Notification done;
+  absl::Status result;
+  store.Append(std::move(records), [&](absl::Status status) {
+    result = status;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+class StateStoreConformanceTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") backend_ = std::make_unique<MemoryBackend>();
+    if (GetParam() == "embedded") backend_ = std::make_unique<EmbeddedBackend>();
+  }
+  std::unique_ptr<Backend> backend_;
+};
+
+TEST_P(StateStoreConformanceTest, NewStoreLoadsNothing) {
+  auto store = backend_->Open();
+  EXPECT_TRUE(LoadAll(*store).empty());
+}
+
+TEST_P(StateStoreConformanceTest, AcknowledgedRecordsReplayInOrderAfterReopen) {
+  {
+    auto store = backend_->Open();
+    LoadAll(*store);
+    ASSERT_TRUE(AppendAndWait(*store, {Leased("a", 1), Leased("b", 1)}).ok());
+    ASSERT_TRUE(AppendAndWait(*store, {Leased("a", 2)}).ok());
+  }
+  auto store = backend_->Open();
+  const std::vector<v1::StateRecord> records = LoadAll(*store);
+  ASSERT_EQ(records.size(), 3u);
+  EXPECT_EQ(records[0].task_leased().task_id(), "a");
+  EXPECT_EQ(records[1].task_leased().task_id(), "b");
+  EXPECT_EQ(records[2].task_leased().attempt(), 2);
+}
+
+TEST_P(StateStoreConformanceTest, ConcurrentAppendsAreAllKept) {
+  {
+    auto store = backend_->Open();
+    LoadAll(*store);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int i = 0; i < 50; ++i) {
+          ASSERT_TRUE(AppendAndWait(*store, {Leased(std::to_string(t), i)}).ok());
+        }
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  auto store = backend_->Open();
+  const std::vector<v1::StateRecord> records = LoadAll(*store);
+  ASSERT_EQ(records.size(), 200u);
+  // Per appender, order is preserved.
+  std::map<std::string, int64_t> last;
+  for (const v1::StateRecord& record : records) {
+    const auto& leased = record.task_leased();
+    auto it = last.find(leased.task_id());
+    if (it != last.end()) {
+      EXPECT_GT(leased.attempt(), it->second);
+    }
+    last[leased.task_id()] = leased.attempt();
+  }
+}
+
+TEST_P(StateStoreConformanceTest, ApplyErrorStopsTheLoad) {
+  {
+    auto store = backend_->Open();
+    LoadAll(*store);
+    ASSERT_TRUE(AppendAndWait(*store, {Leased("a", 1), Leased("b", 1)}).ok());
+  }
+  auto store = backend_->Open();
+  int applied = 0;
+  const absl::Status status = store->Load([&](const v1::StateRecord&) {
+    return ++applied == 1 ? absl::OkStatus() : absl::DataLossError("bad record");
+  });
+  EXPECT_FALSE(status.ok());
+  EXPECT_EQ(applied, 2);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StateStoreConformanceTest,
+                         ::testing::Values("memory", "embedded"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace gyre::orchestrator
