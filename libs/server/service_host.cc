@@ -36,6 +36,8 @@ absl::Status ServiceHost::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
+  // Large workflows (a million tasks) arrive as one definition.
+  builder.SetMaxReceiveMessageSize(256 << 20);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<UnimplementedMessageInterceptorFactory>());
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(metrics_.registry()));

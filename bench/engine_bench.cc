@@ -1,0 +1,294 @@
+// Engine benchmarks: real gyre-orchestrator / gyre-agent / gyre processes on
+// loopback, driven over gRPC like any client. Prints each figure beside its
+// target; figures are medians over several runs (this machine is shared and
+// noisy, so nothing here is an assertion).
+//
+//   engine_bench [--bin_dir=build] [--runs=3] [--quick]
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "libs/testing/child_process.h"
+
+namespace gyre::bench {
+namespace {
+
+namespace v1 = ::gyre::v1;
+using testing::ChildProcess;
+
+std::string g_bin_dir = "build";
+int g_runs = 3;
+bool g_quick = false;
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values.empty() ? 0 : values[values.size() / 2];
+}
+
+double Percentile(std::vector<double> values, double p) {
+  std::sort(values.begin(), values.end());
+  if (values.empty()) return 0;
+  return values[std::min(values.size() - 1, static_cast<size_t>(p * values.size()))];
+}
+
+int64_t RssBytes(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string key;
+  while (status >> key) {
+    if (key == "VmRSS:") {
+      int64_t kb = 0;
+      status >> kb;
+      return kb * 1024;
+    }
+    status.ignore(1 << 16, '\n');
+  }
+  return 0;
+}
+
+bool IsServing(const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); }
+
+// An orchestrator (or `gyre dev`) plus agents, on fresh ports and data.
+class Suite {
+ public:
+  // dev: one `gyre dev` process with an embedded agent of `slots` slots;
+  // otherwise one orchestrator and `agents` agent processes.
+  Suite(bool dev, int agents, int slots) {
+    char dir[] = "/tmp/gyre_bench_XXXXXX";
+    root_ = mkdtemp(dir);
+    std::vector<std::string> argv;
+    if (dev) {
+      argv = {g_bin_dir + "/cmd/gyre/gyre", "dev", "--http_address=127.0.0.1:0",
+              absl::StrCat("--agent_slots=", slots)};
+    } else {
+      argv = {g_bin_dir + "/services/orchestrator/gyre-orchestrator"};
+    }
+    argv.push_back("--grpc_address=127.0.0.1:0");
+    argv.push_back("--metrics_address=127.0.0.1:0");
+    argv.push_back("--data_dir=" + root_ + "/data");
+    server_ = *ChildProcess::Start(argv);
+    auto serving = server_->WaitForLine(IsServing, absl::Seconds(30));
+    if (!serving.ok()) {
+      std::fprintf(stderr, "server did not start: %s\n", serving.status().ToString().c_str());
+      std::exit(1);
+    }
+    address_ = absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port"));
+    for (int i = 0; !dev && i < agents; ++i) {
+      agents_.push_back(*ChildProcess::Start(
+          {g_bin_dir + "/services/agent/gyre-agent", "--grpc_address=127.0.0.1:0",
+           "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
+           absl::StrCat("--slots=", slots), "--work_dir=" + root_ + "/agent" + std::to_string(i)}));
+      (void)agents_.back()->WaitForLine(
+          [](const std::string& line) { return absl::StrContains(line, "registered"); },
+          absl::Seconds(30));
+    }
+    stub_ = v1::OrchestratorService::NewStub(
+        grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  ~Suite() {
+    agents_.clear();
+    server_.reset();
+    std::filesystem::remove_all(root_);
+  }
+
+  // Starts the definition; returns the RPC latency and the execution name.
+  std::pair<absl::Duration, std::string> Start(const v1::WorkflowDefinition& def) {
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = def;
+    grpc::ClientContext context;
+    v1::Execution execution;
+    const absl::Time start = absl::Now();
+    const grpc::Status status = stub_->StartExecution(&context, request, &execution);
+    const absl::Duration latency = absl::Now() - start;
+    if (!status.ok()) {
+      std::fprintf(stderr, "start failed: %s\n", status.error_message().c_str());
+      std::exit(1);
+    }
+    return {latency, execution.name()};
+  }
+
+  // Waits for the execution to end; returns whether it succeeded.
+  bool Wait(const std::string& execution) {
+    grpc::ClientContext context;
+    v1::WatchRequest request;
+    request.set_execution(execution);
+    auto reader = stub_->Watch(&context, request);
+    v1::Event event;
+    v1::ExecutionState state = v1::EXECUTION_STATE_UNSPECIFIED;
+    while (reader->Read(&event)) {
+      if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+    }
+    reader->Finish();
+    return state == v1::EXECUTION_SUCCEEDED;
+  }
+
+  pid_t server_pid() const { return server_->pid(); }
+
+ private:
+  std::string root_;
+  std::string address_;
+  std::unique_ptr<ChildProcess> server_;
+  std::vector<std::unique_ptr<ChildProcess>> agents_;
+  std::unique_ptr<v1::OrchestratorService::Stub> stub_;
+};
+
+v1::WorkflowDefinition Independent(int tasks, bool subprocess) {
+  v1::WorkflowDefinition def;
+  def.set_name("workflows/bench");
+  for (int i = 0; i < tasks; ++i) {
+    v1::TaskSpec* task = def.add_tasks();
+    task->set_id(absl::StrCat("t", i));
+    if (subprocess) {
+      task->add_command("/bin/true");
+    } else {
+      task->mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+    }
+  }
+  return def;
+}
+
+v1::WorkflowDefinition Layered(int layers, int width, int parents, uint32_t seed) {
+  std::mt19937 random(seed);
+  v1::WorkflowDefinition def;
+  def.set_name("workflows/layered");
+  for (int layer = 0; layer < layers; ++layer) {
+    for (int i = 0; i < width; ++i) {
+      v1::TaskSpec* task = def.add_tasks();
+      task->set_id(absl::StrCat("l", layer, "-", i));
+      task->mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+      if (layer == 0) continue;
+      std::vector<int> above(static_cast<size_t>(width));
+      for (int k = 0; k < width; ++k) above[static_cast<size_t>(k)] = k;
+      std::shuffle(above.begin(), above.end(), random);
+      for (int k = 0; k < parents; ++k) {
+        task->add_depends_on(absl::StrCat("l", layer - 1, "-", above[static_cast<size_t>(k)]));
+      }
+    }
+  }
+  return def;
+}
+
+// Tasks per second for running `def` to completion on a fresh suite.
+double Throughput(bool dev, int agents, int slots, const v1::WorkflowDefinition& def) {
+  std::vector<double> rates;
+  for (int run = 0; run < g_runs; ++run) {
+    Suite suite(dev, agents, slots);
+    const absl::Time start = absl::Now();
+    auto [latency, execution] = suite.Start(def);
+    if (!suite.Wait(execution)) std::fprintf(stderr, "warning: execution did not succeed\n");
+    rates.push_back(def.tasks_size() / absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  return Median(rates);
+}
+
+struct Row {
+  std::string figure;
+  std::string measured;
+  std::string target;
+  bool met;
+};
+
+void Print(const std::vector<Row>& rows) {
+  std::printf("\n| Figure | Measured (median of %d) | Target | Met |\n|---|---|---|---|\n", g_runs);
+  for (const Row& row : rows) {
+    std::printf("| %s | %s | %s | %s |\n", row.figure.c_str(), row.measured.c_str(),
+                row.target.c_str(), row.met ? "yes" : "**no**");
+  }
+}
+
+int Main() {
+  const int noop_tasks = g_quick ? 2000 : 20000;
+  const int true_tasks = g_quick ? 500 : 3000;
+  std::vector<Row> rows;
+
+  const double grpc_noop = Throughput(false, 2, 512, Independent(noop_tasks, false));
+  rows.push_back({absl::StrFormat("independent no-op tasks, 2 agent processes, fsync on (%d tasks)",
+                                  noop_tasks),
+                  absl::StrFormat("%.0f tasks/s", grpc_noop), ">= 30,000 tasks/s",
+                  grpc_noop >= 30000});
+  const double dev_noop = Throughput(true, 0, 1024, Independent(noop_tasks, false));
+  rows.push_back({absl::StrFormat("independent no-op tasks, gyre dev one process (%d tasks)",
+                                  noop_tasks),
+                  absl::StrFormat("%.0f tasks/s", dev_noop), ">= 100,000 tasks/s",
+                  dev_noop >= 100000});
+  const double true_rate = Throughput(false, 2, 64, Independent(true_tasks, true));
+  rows.push_back({absl::StrFormat("/bin/true subprocess tasks, 2 agents x 64 slots (%d tasks)",
+                                  true_tasks),
+                  absl::StrFormat("%.0f tasks/s", true_rate), ">= 3,000 tasks/s",
+                  true_rate >= 3000});
+
+  {
+    const v1::WorkflowDefinition dag = Layered(100, 100, 3, 7);
+    std::vector<double> submit_ms;
+    std::vector<double> rates;
+    for (int run = 0; run < g_runs; ++run) {
+      Suite suite(false, 2, 512);
+      const absl::Time start = absl::Now();
+      auto [latency, execution] = suite.Start(dag);
+      submit_ms.push_back(absl::ToDoubleMilliseconds(latency));
+      suite.Wait(execution);
+      rates.push_back(dag.tasks_size() / absl::ToDoubleSeconds(absl::Now() - start));
+    }
+    rows.push_back({"100x100 layered DAG (3 parents): submit validated + first layer leased",
+                    absl::StrFormat("%.1f ms", Median(submit_ms)), "< 50 ms",
+                    Median(submit_ms) < 50});
+    rows.push_back({"100x100 layered DAG: whole run, no-op executor",
+                    absl::StrFormat("%.0f tasks/s", Median(rates)), ">= 20,000 tasks/s",
+                    Median(rates) >= 20000});
+  }
+
+  {
+    Suite suite(false, 1, 8);
+    std::vector<double> latencies;
+    const v1::WorkflowDefinition one = Independent(1, false);
+    for (int i = 0; i < (g_quick ? 50 : 300); ++i) {
+      const absl::Time start = absl::Now();
+      auto [latency, execution] = suite.Start(one);
+      suite.Wait(execution);
+      latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - start));
+    }
+    rows.push_back({"single task submit -> result over gRPC, p50",
+                    absl::StrFormat("%.2f ms", Percentile(latencies, 0.5)), "< 1 ms",
+                    Percentile(latencies, 0.5) < 1});
+    rows.push_back({"single task submit -> result over gRPC, p99",
+                    absl::StrFormat("%.2f ms", Percentile(latencies, 0.99)), "< 5 ms",
+                    Percentile(latencies, 0.99) < 5});
+  }
+
+  {
+    const int pending = g_quick ? 100000 : 1000000;
+    Suite suite(false, 0, 1);
+    const int64_t before = RssBytes(suite.server_pid());
+    suite.Start(Independent(pending, false));
+    absl::SleepFor(absl::Seconds(1));
+    const double per_task = static_cast<double>(RssBytes(suite.server_pid()) - before) / pending;
+    rows.push_back({absl::StrFormat("orchestrator memory per pending task (%d pending)", pending),
+                    absl::StrFormat("%.0f bytes", per_task), "< 2,048 bytes", per_task < 2048});
+  }
+  Print(rows);
+  return 0;
+}
+
+}  // namespace
+}  // namespace gyre::bench
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (absl::StartsWith(arg, "--bin_dir=")) gyre::bench::g_bin_dir = arg.substr(10);
+    if (absl::StartsWith(arg, "--runs=")) (void)absl::SimpleAtoi(arg.substr(7), &gyre::bench::g_runs);
+    if (arg == "--quick") gyre::bench::g_quick = true;
+  }
+  return gyre::bench::Main();
+}
