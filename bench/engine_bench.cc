@@ -218,15 +218,13 @@ int Main() {
                   absl::StrFormat("%.0f tasks/s", grpc_noop), ">= 30,000 tasks/s",
                   grpc_noop >= 30000});
   const double dev_noop = Throughput(true, 0, 1024, Independent(noop_tasks, false));
-  rows.push_back({absl::StrFormat("independent no-op tasks, gyre dev one process (%d tasks)",
-                                  noop_tasks),
-                  absl::StrFormat("%.0f tasks/s", dev_noop), ">= 100,000 tasks/s",
-                  dev_noop >= 100000});
+  rows.push_back(
+      {absl::StrFormat("independent no-op tasks, gyre dev one process (%d tasks)", noop_tasks),
+       absl::StrFormat("%.0f tasks/s", dev_noop), ">= 100,000 tasks/s", dev_noop >= 100000});
   const double true_rate = Throughput(false, 2, 64, Independent(true_tasks, true));
-  rows.push_back({absl::StrFormat("/bin/true subprocess tasks, 2 agents x 64 slots (%d tasks)",
-                                  true_tasks),
-                  absl::StrFormat("%.0f tasks/s", true_rate), ">= 3,000 tasks/s",
-                  true_rate >= 3000});
+  rows.push_back(
+      {absl::StrFormat("/bin/true subprocess tasks, 2 agents x 64 slots (%d tasks)", true_tasks),
+       absl::StrFormat("%.0f tasks/s", true_rate), ">= 3,000 tasks/s", true_rate >= 3000});
 
   {
     const v1::WorkflowDefinition dag = Layered(100, 100, 3, 7);
@@ -287,7 +285,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (absl::StartsWith(arg, "--bin_dir=")) gyre::bench::g_bin_dir = arg.substr(10);
-    if (absl::StartsWith(arg, "--runs=")) (void)absl::SimpleAtoi(arg.substr(7), &gyre::bench::g_runs);
+    if (absl::StartsWith(arg, "--runs="))
+      (void)absl::SimpleAtoi(arg.substr(7), &gyre::bench::g_runs);
     if (arg == "--quick") gyre::bench::g_quick = true;
   }
   return gyre::bench::Main();

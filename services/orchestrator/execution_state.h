@@ -36,6 +36,10 @@ struct TaskSlot {
   // Context added by ancestors' outputs, passed along edges.
   std::map<std::string, std::string> inherited;
   std::string reason;
+  // Content hash of spec + context; set for global tasks when they become ready.
+  std::string identity;
+  // For a global task satisfied by another execution's run: that task run.
+  std::string satisfied_by;
   std::string stdout_tail;
   std::string stderr_tail;
   bool logs_truncated = false;

@@ -17,6 +17,7 @@
 #include "libs/logging/logger.h"
 #include "libs/workflow/workflow_graph.h"
 #include "services/orchestrator/retry_backoff.h"
+#include "services/orchestrator/task_identity.h"
 
 namespace gyre::orchestrator {
 
@@ -604,6 +605,7 @@ void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason
     task.generation++;
     task.reason = "execution cancelled";
     SetTaskStateLocked(exec, i, v1::TASK_CANCELLED, out);
+    if (task.spec->global()) SettleGlobalLocked(exec, i, /*succeeded=*/false, out);
   }
   SetExecutionStateLocked(exec, v1::EXECUTION_CANCELLED, out);
 }
@@ -1089,6 +1091,7 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
     for (const auto& [key, value] : from.inherited) task.inherited[key] = value;
     for (const auto& [key, value] : from.outputs) task.inherited[key] = value;
   }
+  if (task.spec->global() && ResolveGlobalLocked(exec, index, out)) return;
   task.ready_time = absl::Now();
   task.generation++;
   SetTaskStateLocked(exec, index, v1::TASK_READY, out);
@@ -1096,6 +1099,55 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
     exec.parked.push_back(index);
   } else {
     queues_[task.queue]->ready.Push({exec.slot, index, task.priority, task.generation});
+  }
+}
+
+bool WorkflowEngine::ResolveGlobalLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  std::map<std::string, std::string> context = exec.context;
+  for (const auto& [key, value] : task.inherited) context[key] = value;
+  task.identity = TaskIdentity(*task.spec, context);
+  const std::string name = absl::StrCat(exec.name(), "/tasks/", task.spec->id());
+  auto [it, inserted] = globals_.try_emplace(task.identity);
+  GlobalTask& global = it->second;
+  if (inserted || global.owner == name) {
+    global.owner = name;
+    return false;  // this execution runs it
+  }
+  if (global.succeeded) {
+    task.outputs = global.outputs;
+    task.satisfied_by = global.owner;
+    task.reason = absl::StrCat("satisfied by global task ", global.owner);
+    CompleteTaskLocked(exec, index, out);
+    UpdateExecutionStateLocked(exec, out);
+    return true;
+  }
+  global.waiters.emplace_back(exec.slot, index);
+  task.reason = absl::StrCat("waiting for global task ", global.owner);
+  return true;
+}
+
+void WorkflowEngine::SettleGlobalLocked(ExecutionState& exec, uint32_t index, bool succeeded,
+                                        Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  auto it = globals_.find(task.identity);
+  if (it == globals_.end() ||
+      it->second.owner != absl::StrCat(exec.name(), "/tasks/", task.spec->id())) {
+    return;
+  }
+  std::vector<std::pair<uint32_t, uint32_t>> waiters = std::move(it->second.waiters);
+  it->second.waiters.clear();
+  if (succeeded) {
+    it->second.succeeded = true;
+    it->second.outputs = task.outputs;
+  } else {
+    globals_.erase(it);  // the next waiter to become ready runs it
+  }
+  for (const auto& [exec_slot, waiter] : waiters) {
+    ExecutionState& other = *executions_[exec_slot];
+    if (other.final() || other.tasks[waiter].state != v1::TASK_PENDING) continue;
+    MakeReadyLocked(other, waiter, out);
+    UpdateExecutionStateLocked(other, out);
   }
 }
 
@@ -1116,6 +1168,7 @@ void WorkflowEngine::SkipDependantsLocked(ExecutionState& exec, uint32_t index,
 
 void WorkflowEngine::CompleteTaskLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
   SetTaskStateLocked(exec, index, v1::TASK_SUCCEEDED, out);
+  if (exec.tasks[index].spec->global()) SettleGlobalLocked(exec, index, /*succeeded=*/true, out);
   for (uint32_t dependant : exec.tasks[index].dependants) {
     TaskSlot& next = exec.tasks[dependant];
     if (next.unmet_dependencies > 0) next.unmet_dependencies--;
@@ -1149,6 +1202,7 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
                     ? "failed"
                     : task.attempts.back().error();
   SetTaskStateLocked(exec, index, final_state, out);
+  if (task.spec->global()) SettleGlobalLocked(exec, index, /*succeeded=*/false, out);
   SkipDependantsLocked(exec, index, absl::StrCat("dependency \"", task.spec->id(), "\" failed"),
                        out);
 }
@@ -1563,6 +1617,8 @@ v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint3
   run.set_priority(task.priority);
   run.set_queue(queues_[task.queue]->name);
   run.set_reason(task.reason);
+  run.set_identity(task.identity);
+  run.set_satisfied_by(task.satisfied_by);
   if (task.ready_time != absl::Time()) *run.mutable_ready_time() = ToProto(task.ready_time);
   for (const auto& [key, value] : task.outputs) {
     (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);

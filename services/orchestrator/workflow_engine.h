@@ -127,6 +127,14 @@ class WorkflowEngine {
   struct Agent;
   struct Queue;
   struct Outbox;
+  // A global task's shared run, by identity: one execution runs it; the
+  // others wait for and reuse its result.
+  struct GlobalTask {
+    std::string owner;  // task run name of the run that counts
+    bool succeeded = false;
+    std::map<std::string, std::string> outputs;
+    std::vector<std::pair<uint32_t, uint32_t>> waiters;  // (execution slot, task)
+  };
 
   ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record, Outbox& out)
@@ -166,6 +174,14 @@ class WorkflowEngine {
   void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseLeaseLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns true when the task was settled or parked by its global identity
+  // (already produced, or being produced by another execution).
+  bool ResolveGlobalLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The owner of a global identity ended: share its result, or hand the
+  // identity to a waiter when it did not succeed.
+  void SettleGlobalLocked(ExecutionState& exec, uint32_t task, bool succeeded, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns whether the result was accepted (current lease) or rejected.
   bool HandleResultLocked(const std::string& agent_id, const gyre::v1::TaskResult& result,
                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -198,6 +214,7 @@ class WorkflowEngine {
   std::vector<std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> queue_by_name_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Agent>> agents_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, GlobalTask> globals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
       ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;

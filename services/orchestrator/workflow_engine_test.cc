@@ -415,3 +415,80 @@ TEST(WorkflowEngineRecoveryTest, RestartKeepsResultsAndRerunsInFlightAttempts) {
 
 }  // namespace
 }  // namespace gyre::orchestrator
+
+namespace gyre::orchestrator {
+namespace {
+
+TEST_F(WorkflowEngineTest, GlobalTaskRunsOnceForTwoGraphs) {
+  auto agent = Connect("a1");
+  v1::TaskSpec shared = Task("load-reference-data");
+  shared.set_global(true);
+  const std::string first =
+      Start(Workflow({shared, Task("report-a", {"load-reference-data"})}), {{"DAY", "monday"}});
+  const std::string second =
+      Start(Workflow({shared, Task("report-b", {"load-reference-data"})}), {{"DAY", "monday"}});
+  auto runs = agent->Take(1);
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].ref().execution(), first);
+  EXPECT_EQ(agent->pending(), 0u) << "the second graph must wait, not run it again";
+  EXPECT_EQ(StateOf(second, "load-reference-data"), v1::TASK_PENDING);
+  Report("a1", runs[0], v1::ATTEMPT_SUCCEEDED, R"({"TABLE": "ref_v7"})");
+  auto reports = agent->Take(2);
+  ASSERT_EQ(reports.size(), 2u);
+  for (const auto& report : reports) {
+    EXPECT_EQ(report.env().at("TABLE"), "ref_v7");
+    Report("a1", report);
+  }
+  const v1::TaskRun reused = *engine_.GetTaskRun(second + "/tasks/load-reference-data");
+  EXPECT_EQ(reused.state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(reused.satisfied_by(), first + "/tasks/load-reference-data");
+  EXPECT_EQ(reused.attempts_size(), 0);
+  EXPECT_EQ(engine_.GetExecution(first)->state(), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(engine_.GetExecution(second)->state(), v1::EXECUTION_SUCCEEDED);
+
+  // A third graph later is satisfied at once; a different context runs anew.
+  const std::string third = Start(Workflow({shared}), {{"DAY", "monday"}});
+  EXPECT_EQ(engine_.GetExecution(third)->state(), v1::EXECUTION_SUCCEEDED);
+  Start(Workflow({shared}), {{"DAY", "tuesday"}});
+  EXPECT_EQ(agent->Take(1).size(), 1u);
+}
+
+TEST_F(WorkflowEngineTest, GlobalTaskFailureHandsTheWorkToAWaiter) {
+  auto agent = Connect("a1");
+  v1::TaskSpec shared = Task("g");
+  shared.set_global(true);
+  const std::string first = Start(Workflow({shared}));
+  const std::string second = Start(Workflow({shared}));
+  auto run = agent->Take(1);
+  ASSERT_EQ(run.size(), 1u);
+  Report("a1", run[0], v1::ATTEMPT_FAILED);
+  EXPECT_EQ(engine_.GetExecution(first)->state(), v1::EXECUTION_FAILED);
+  auto rerun = agent->Take(1);
+  ASSERT_EQ(rerun.size(), 1u);
+  EXPECT_EQ(rerun[0].ref().execution(), second);
+}
+
+TEST_F(WorkflowEngineTest, EvaluatorStartsAChildThatInheritsTheContext) {
+  auto agent = Connect("a1");
+  v1::WorkflowDefinition child = Workflow({Task("child-task")});
+  child.set_name("report");
+  ASSERT_TRUE(engine_.CreateWorkflow(child).ok());
+  v1::TaskSpec judge = Task("judge");
+  judge.set_evaluator(true);
+  const std::string parent = Start(Workflow({judge}), {{"REGION", "eu"}, {"OWNER", "ops"}});
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  Report("a1", first[0], v1::ATTEMPT_SUCCEEDED,
+         R"({"start": [{"workflow": "report", "context": {"OWNER": "data"}}]})");
+  auto child_task = agent->Take(1);
+  ASSERT_EQ(child_task.size(), 1u);
+  EXPECT_EQ(child_task[0].ref().task_id(), "child-task");
+  EXPECT_EQ(child_task[0].env().at("REGION"), "eu") << "inherited from the parent";
+  EXPECT_EQ(child_task[0].env().at("OWNER"), "data") << "the decision's context wins";
+  const v1::Execution started = *engine_.GetExecution(child_task[0].ref().execution());
+  EXPECT_EQ(started.parent(), parent);
+  EXPECT_EQ(started.workflow(), "workflows/report");
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator

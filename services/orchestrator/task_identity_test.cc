@@ -1,0 +1,36 @@
+#include "services/orchestrator/task_identity.h"
+
+#include "gtest/gtest.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+gyre::v1::TaskSpec Spec() {
+  gyre::v1::TaskSpec spec;
+  spec.set_id("load");
+  spec.add_command("load.py");
+  (*spec.mutable_env())["B"] = "2";
+  (*spec.mutable_env())["A"] = "1";
+  return spec;
+}
+
+TEST(TaskIdentityTest, SameSpecAndContextGiveTheSameIdentity) {
+  EXPECT_EQ(TaskIdentity(Spec(), {{"REGION", "eu"}}), TaskIdentity(Spec(), {{"REGION", "eu"}}));
+  EXPECT_EQ(TaskIdentity(Spec(), {}).size(), 32u);
+}
+
+TEST(TaskIdentityTest, AnyChangeGivesADifferentIdentity) {
+  const std::string base = TaskIdentity(Spec(), {{"REGION", "eu"}});
+  EXPECT_NE(TaskIdentity(Spec(), {{"REGION", "us"}}), base);
+  EXPECT_NE(TaskIdentity(Spec(), {{"REGION", "eu"}, {"X", ""}}), base);
+  gyre::v1::TaskSpec changed = Spec();
+  changed.add_command("--fast");
+  EXPECT_NE(TaskIdentity(changed, {{"REGION", "eu"}}), base);
+}
+
+TEST(TaskIdentityTest, ContextBoundariesMatter) {
+  EXPECT_NE(TaskIdentity(Spec(), {{"ab", "c"}}), TaskIdentity(Spec(), {{"a", "bc"}}));
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
