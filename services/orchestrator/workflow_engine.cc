@@ -175,10 +175,10 @@ struct WorkflowEngine::Queue {
   int64_t running = 0;  // tasks LEASED or RUNNING
 };
 
+// Work that must happen after the engine lock is released. Messages to
+// agents and events to watchers are handed over under the lock instead (they
+// only enqueue), so their order always matches the order of the changes.
 struct WorkflowEngine::Outbox {
-  std::vector<std::pair<std::shared_ptr<AgentChannel>, v1::OrchestratorMessage>> messages;
-  std::vector<std::pair<std::shared_ptr<EventSubscription>, v1::Event>> events;
-  std::vector<std::shared_ptr<EventSubscription>> to_close;
   std::vector<v1::StartExecutionRequest> child_starts;
 };
 
@@ -599,7 +599,7 @@ void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason
         ref->set_task_id(task.spec->id());
         ref->set_attempt(task.attempt);
         *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
-        out.messages.emplace_back(agent->second->channel, std::move(cancel));
+        agent->second->channel->Send(std::move(cancel));
       }
     }
     task.generation++;
@@ -956,7 +956,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
             if (status.ok() && channel != nullptr) channel->Send(ack);
           });
         } else if (agent.channel != nullptr) {
-          out.messages.emplace_back(agent.channel, std::move(ack));  // stale: forget it
+          agent.channel->Send(std::move(ack));  // stale: forget it
         }
         DispatchLocked(out);
         break;
@@ -1033,7 +1033,7 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
   if (agent.channel != nullptr) {
     v1::OrchestratorMessage shutdown;
     shutdown.mutable_shutdown()->set_reason("declared dead after missing heartbeats");
-    out.messages.emplace_back(agent.channel, std::move(shutdown));
+    agent.channel->Send(std::move(shutdown));
   }
 }
 
@@ -1268,7 +1268,7 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
   }
 }
 
-void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& out) {
+void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& /*out*/) {
   event.set_execution(exec.name());
   event.set_sequence(static_cast<int64_t>(exec.events.size()) + 1);
   *event.mutable_time() = ToProto(absl::Now());
@@ -1279,8 +1279,8 @@ void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& o
   const bool closing = exec.final() && event.type() == v1::Event::EXECUTION_STATE_CHANGED;
   for (const auto& [scope, subscription] : watchers_) {
     if (scope.empty() || scope == exec.name()) {
-      out.events.emplace_back(subscription, exec.events.back());
-      if (closing && !scope.empty()) out.to_close.push_back(subscription);
+      subscription->Push(exec.events.back());
+      if (closing && !scope.empty()) subscription->Close();
     }
   }
   if (closing) {
@@ -1385,7 +1385,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       UpdateExecutionStateLocked(exec, out);
     }
   }
-  if (assignment->tasks_size() > 0) out.messages.emplace_back(agent.channel, std::move(message));
+  if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }
 
 void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std::string& agent_id,
@@ -1630,9 +1630,6 @@ v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint3
 }
 
 void WorkflowEngine::Deliver(Outbox& out) {
-  for (auto& [channel, message] : out.messages) channel->Send(std::move(message));
-  for (auto& [subscription, event] : out.events) subscription->Push(event);
-  for (auto& subscription : out.to_close) subscription->Close();
   for (const v1::StartExecutionRequest& child : out.child_starts) {
     absl::StatusOr<v1::Execution> started = StartExecution(child);
     if (!started.ok()) {

@@ -24,8 +24,8 @@
 namespace gyre::orchestrator {
 
 // How the engine reaches one connected agent. Implemented by the agent
-// stream handler; Send only enqueues (never blocks on the network), and is
-// called without the engine lock held.
+// stream handler. Send only enqueues (it never blocks on the network); the
+// engine calls it under its lock so messages keep the order of the changes.
 class AgentChannel {
  public:
   virtual ~AgentChannel() = default;
@@ -55,7 +55,8 @@ class EventSubscription {
 //
 // Thread-safety: all state is guarded by one mutex; every method is short
 // and does no I/O under it. Messages to agents and events to watchers are
-// collected under the lock and delivered after it is released.
+// handed to per-stream queues under the lock (order preserved) and written to
+// the network by the streams' own threads.
 class WorkflowEngine {
  public:
   struct Options {
