@@ -1,7 +1,6 @@
 #include "libs/common/nearest_match.h"
 
 #include <algorithm>
-#include <numeric>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -9,19 +8,24 @@
 namespace gyre {
 
 size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  std::iota(row.begin(), row.end(), 0);
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      const size_t substitution = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
-      row[j] = std::min({above + 1, row[j - 1] + 1, substitution});
-      diagonal = above;
+  // Optimal string alignment: insertions, deletions, substitutions and
+  // swaps of adjacent characters ("rwa" -> "raw") each cost 1.
+  const size_t rows = a.size() + 1;
+  const size_t cols = b.size() + 1;
+  std::vector<size_t> d(rows * cols);
+  auto at = [&](size_t i, size_t j) -> size_t& { return d[i * cols + j]; };
+  for (size_t i = 0; i < rows; ++i) at(i, 0) = i;
+  for (size_t j = 0; j < cols; ++j) at(0, j) = j;
+  for (size_t i = 1; i < rows; ++i) {
+    for (size_t j = 1; j < cols; ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
+      }
     }
   }
-  return row[b.size()];
+  return at(rows - 1, cols - 1);
 }
 
 std::optional<std::string> NearestMatch(absl::string_view word,

@@ -8,8 +8,8 @@
 
 namespace gyre {
 
-// Levenshtein distance between two strings (insertions, deletions and
-// substitutions each cost 1).
+// Edit distance between two strings: insertions, deletions, substitutions
+// and swaps of two adjacent characters each cost 1 (optimal string alignment).
 size_t EditDistance(absl::string_view a, absl::string_view b);
 
 // Returns the candidate closest to `word` when it is plausibly a typo of it

@@ -9,6 +9,7 @@ TEST(NearestMatchTest, EditDistanceCountsSingleCharacterEdits) {
   EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
   EXPECT_EQ(EditDistance("", "abc"), 3u);
   EXPECT_EQ(EditDistance("same", "same"), 0u);
+  EXPECT_EQ(EditDistance("rwa", "raw"), 1u) << "a swap is one typo";
 }
 
 TEST(NearestMatchTest, SuggestsCloseCandidate) {

@@ -116,8 +116,13 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   for (const gyre::v1::TaskSpec& task : definition.tasks()) {
     for (const std::string& dependency : task.depends_on()) {
       if (!index.contains(dependency)) {
+        // A task cannot depend on itself, so it is no suggestion.
+        std::vector<std::string> others;
+        for (const std::string& id : ids) {
+          if (id != task.id()) others.push_back(id);
+        }
         return TaskError(task, absl::StrCat("unknown dependency \"", dependency, "\"",
-                                            DidYouMean(dependency, ids)));
+                                            DidYouMean(dependency, others)));
       }
     }
   }

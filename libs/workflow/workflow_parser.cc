@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -483,6 +484,62 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(report.Where(e.mark), ": ", e.msg));
   }
+}
+
+absl::StatusOr<v1::WorkflowDefinition> LoadTaskLibrary(const std::string& dir) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string extension = entry.path().extension().string();
+    if (entry.is_regular_file() && (extension == ".yaml" || extension == ".yml")) {
+      files.push_back(entry.path());
+    }
+  }
+  if (error) {
+    return absl::NotFoundError(
+        absl::StrCat("task library directory \"", dir, "\": ", error.message()));
+  }
+  std::sort(files.begin(), files.end());
+  v1::WorkflowDefinition library;
+  library.set_name("workflows/task-library");
+  library.set_description(absl::StrCat("Task library loaded from ", dir));
+  absl::flat_hash_map<std::string, std::string> defined_in;
+  for (const std::filesystem::path& file : files) {
+    std::ifstream stream(file);
+    std::stringstream text;
+    text << stream.rdbuf();
+    const Reporter report(file.string());
+    YAML::Node root;
+    try {
+      root = YAML::Load(text.str());
+      if (!root.IsMap() || !root["tasks"] || !root["tasks"].IsSequence()) {
+        return report.Error(root, "a task library file is a map with a list of tasks");
+      }
+      if (absl::Status status = CheckKeys(root, {"tasks"}, "", report); !status.ok()) {
+        return status;
+      }
+      for (const YAML::Node& node : root["tasks"]) {
+        v1::TaskSpec* task = library.add_tasks();
+        if (absl::Status status = ParseTask(node, report, task); !status.ok()) return status;
+        auto [it, inserted] = defined_in.emplace(task->id(), report.Where(node["id"].Mark()));
+        if (!inserted) {
+          return report.Error(node["id"], absl::StrCat("duplicate task id \"", task->id(),
+                                                       "\" (first defined at ", it->second, ")"));
+        }
+      }
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(report.Where(e.mark), ": invalid YAML: ", e.msg));
+    }
+  }
+  if (library.tasks().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("task library directory \"", dir, "\" holds no tasks (*.yaml files)"));
+  }
+  if (absl::Status status = ValidateWorkflowGraph(library); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("task library ", dir, ": ", status.message()));
+  }
+  return library;
 }
 
 absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path) {

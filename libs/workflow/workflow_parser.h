@@ -43,6 +43,15 @@ absl::StatusOr<gyre::v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view
 // Reads and parses a workflow file; NotFound names an unreadable file.
 absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path);
 
+// Loads a task library: every *.yaml / *.yml file in `dir` holds
+//   tasks:
+//     - id: ...        # the task format above
+// Dependencies may name tasks of any file. The library is returned as one
+// definition named "workflows/task-library", validated as a whole (unique
+// ids across files, known dependencies, no cycle). Outcome scheduling picks
+// targets from it and pulls in their dependencies.
+absl::StatusOr<gyre::v1::WorkflowDefinition> LoadTaskLibrary(const std::string& dir);
+
 }  // namespace gyre::workflow
 
 #endif  // GYRE_LIBS_WORKFLOW_WORKFLOW_PARSER_H_

@@ -1,5 +1,10 @@
 #include "libs/workflow/workflow_parser.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "gtest/gtest.h"
 
 namespace gyre::workflow {
@@ -134,6 +139,53 @@ TEST(WorkflowParserTest, InvalidYamlAndMissingPiecesAreNamed) {
 
 TEST(WorkflowParserTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadWorkflowFile("/nonexistent/etl.yaml").status().code(), absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace gyre::workflow
+
+namespace gyre::workflow {
+namespace {
+
+class TaskLibraryTest : public ::testing::Test {
+ protected:
+  TaskLibraryTest() {
+    char dir[] = "/tmp/gyre_library_XXXXXX";
+    dir_ = mkdtemp(dir);
+  }
+  ~TaskLibraryTest() override { std::filesystem::remove_all(dir_); }
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/" + name) << text;
+  }
+  std::string dir_;
+};
+
+TEST_F(TaskLibraryTest, LoadsTasksAcrossFilesWithCrossFileDependencies) {
+  Write("ingest.yaml", "tasks:\n  - {id: raw, builtin: noop}\n");
+  Write("reports.yml", "tasks:\n  - {id: daily-report, builtin: noop, depends_on: [raw]}\n");
+  Write("notes.txt", "not yaml, ignored");
+  auto library = LoadTaskLibrary(dir_);
+  ASSERT_TRUE(library.ok()) << library.status();
+  EXPECT_EQ(library->name(), "workflows/task-library");
+  ASSERT_EQ(library->tasks_size(), 2);
+  EXPECT_EQ(library->tasks(1).depends_on(0), "raw");
+}
+
+TEST_F(TaskLibraryTest, DuplicateAcrossFilesAndUnknownDependencyAreNamed) {
+  Write("a.yaml", "tasks:\n  - {id: raw, builtin: noop}\n");
+  Write("b.yaml", "tasks:\n  - {id: raw, builtin: noop}\n");
+  EXPECT_EQ(
+      LoadTaskLibrary(dir_).status().message(),
+      dir_ + "/b.yaml:2:10: duplicate task id \"raw\" (first defined at " + dir_ + "/a.yaml:2:10)");
+  std::filesystem::remove(dir_ + "/b.yaml");
+  Write("b.yaml", "tasks:\n  - {id: report, builtin: noop, depends_on: [rwa]}\n");
+  EXPECT_EQ(std::string(LoadTaskLibrary(dir_).status().message()),
+            "task library " + dir_ +
+                ": task \"report\": unknown dependency \"rwa\" (did you mean \"raw\"?)");
+}
+
+TEST_F(TaskLibraryTest, MissingDirectoryIsNotFound) {
+  EXPECT_EQ(LoadTaskLibrary("/nonexistent/library").status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

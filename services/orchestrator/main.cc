@@ -4,6 +4,7 @@
 
 ABSL_FLAG(std::string, data_dir, "", "directory of the embedded store");
 ABSL_FLAG(std::string, store, "", "state store backend: embedded or postgres");
+ABSL_FLAG(std::string, task_library_dir, "", "directory of task-library YAML files");
 
 int main(int argc, char** argv) {
   gyre::orchestrator::OrchestratorModule module;
@@ -12,6 +13,8 @@ int main(int argc, char** argv) {
                                        "orchestrator",
                                        "0.0.0.0:50051",
                                        "0.0.0.0:9101",
-                                       {{"data_dir", &FLAGS_data_dir}, {"store", &FLAGS_store}}},
+                                       {{"data_dir", &FLAGS_data_dir},
+                                        {"store", &FLAGS_store},
+                                        {"task_library_dir", &FLAGS_task_library_dir}}},
                                       &module);
 }

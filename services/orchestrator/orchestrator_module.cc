@@ -1,6 +1,7 @@
 #include "services/orchestrator/orchestrator_module.h"
 
 #include "libs/server/api_service_module.h"
+#include "libs/workflow/workflow_parser.h"
 #include "services/orchestrator/agent_service.h"
 #include "services/orchestrator/orchestrator_service.h"
 #include "services/orchestrator/state_store.h"
@@ -16,7 +17,14 @@ absl::Status OrchestratorModule::ValidateConfig() {
     return absl::UnimplementedError(
         "store: \"postgres\" is not implemented yet in this version of Gyre (use \"embedded\")");
   }
-  return config_.Validate();
+  if (absl::Status status = config_.Validate(); !status.ok()) return status;
+  if (!config_.task_library_dir.empty()) {
+    absl::StatusOr<gyre::v1::WorkflowDefinition> library =
+        workflow::LoadTaskLibrary(config_.task_library_dir);
+    if (!library.ok()) return library.status();
+    task_library_ = std::make_shared<const gyre::v1::WorkflowDefinition>(*std::move(library));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
@@ -25,6 +33,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   options.heartbeat_interval = config_.heartbeat_interval;
   options.worker_pools = config_.worker_pools;
   options.default_worker_pool = config_.default_worker_pool;
+  options.task_library = task_library_;
   options.metrics = &host->metrics_registry();
   store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
   options.store = store_.get();

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "gyre/v1/workflow.pb.h"
 #include "libs/server/service_main.h"
 #include "services/orchestrator/orchestrator_config.h"
 
@@ -29,6 +30,7 @@ class OrchestratorModule : public server::ServiceModule {
 
  private:
   OrchestratorConfig config_;
+  std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library_;
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<WorkflowEngine> engine_;
   std::unique_ptr<OrchestratorServiceImpl> api_service_;

@@ -54,6 +54,12 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
   return Reply(engine_->StartExecution(*request), response);
 }
 
+grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext*,
+                                                      const v1::ScheduleOutcomeRequest* request,
+                                                      v1::Execution* response) {
+  return Reply(engine_->ScheduleOutcome(*request), response);
+}
+
 grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext*,
                                                    const v1::GetExecutionRequest* request,
                                                    v1::Execution* response) {

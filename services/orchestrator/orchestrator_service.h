@@ -25,6 +25,8 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                               gyre::v1::WorkflowDefinition*) override;
   grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,
                               gyre::v1::Execution*) override;
+  grpc::Status ScheduleOutcome(grpc::ServerContext*, const gyre::v1::ScheduleOutcomeRequest*,
+                               gyre::v1::Execution*) override;
   grpc::Status GetExecution(grpc::ServerContext*, const gyre::v1::GetExecutionRequest*,
                             gyre::v1::Execution*) override;
   grpc::Status ListExecutions(grpc::ServerContext*, const gyre::v1::ListExecutionsRequest*,

@@ -499,6 +499,24 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
   return result;
 }
 
+absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
+    const v1::ScheduleOutcomeRequest& req) {
+  if (options_.task_library == nullptr) {
+    return absl::FailedPreconditionError(
+        "no task library is loaded: set task_library_dir in the orchestrator's config");
+  }
+  if (req.targets().empty()) {
+    return absl::InvalidArgumentError("schedule outcome: name at least one target task");
+  }
+  v1::StartExecutionRequest start;
+  *start.mutable_definition() = *options_.task_library;
+  *start.mutable_targets() = req.targets();
+  *start.mutable_context() = req.context();
+  start.set_priority(req.priority());
+  start.set_request_id(req.request_id());
+  return StartExecution(start);
+}
+
 ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted& record,
                                                       Outbox& out) {
   auto exec = std::make_unique<ExecutionState>();

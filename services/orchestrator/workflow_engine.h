@@ -65,6 +65,9 @@ class WorkflowEngine {
     std::map<std::string, WorkerPoolPolicy> worker_pools;
     WorkerPoolPolicy default_worker_pool;
     prometheus::Registry* metrics = nullptr;  // optional
+    // Tasks that outcome scheduling picks targets from (task_library_dir);
+    // null when none was configured.
+    std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library;
     // Where acknowledged changes are made durable; null keeps state in
     // memory only (unit tests). Not owned.
     StateStore* store = nullptr;
@@ -86,6 +89,9 @@ class WorkflowEngine {
 
   // --- Executions ---
   absl::StatusOr<gyre::v1::Execution> StartExecution(const gyre::v1::StartExecutionRequest& req);
+  // Self-assembling graphs: runs the targets from the task library with
+  // their transitive dependencies, pulled in at scheduling time.
+  absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
   std::vector<gyre::v1::Execution> ListExecutions(const gyre::v1::ListExecutionsRequest& req);
   absl::StatusOr<gyre::v1::Execution> CancelExecution(absl::string_view name,

@@ -492,3 +492,44 @@ TEST_F(WorkflowEngineTest, EvaluatorStartsAChildThatInheritsTheContext) {
 
 }  // namespace
 }  // namespace gyre::orchestrator
+
+namespace gyre::orchestrator {
+namespace {
+
+TEST(WorkflowEngineOutcomeTest, ScheduleOutcomePullsInDependenciesFromTheLibrary) {
+  WorkflowEngine::Options options;
+  v1::WorkflowDefinition library =
+      Workflow({Task("raw"), Task("clean", {"raw"}), Task("report", {"clean"}), Task("other")});
+  library.set_name("workflows/task-library");
+  options.task_library = std::make_shared<const v1::WorkflowDefinition>(library);
+  WorkflowEngine engine(options);
+  auto channel = std::make_shared<RecordingChannel>();
+  v1::Register registration;
+  registration.set_agent_id("a1");
+  registration.set_slots(4);
+  registration.add_queues("default");
+  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+  v1::ScheduleOutcomeRequest request;
+  request.add_targets("report");
+  (*request.mutable_context())["DAY"] = "monday";
+  absl::StatusOr<v1::Execution> execution = engine.ScheduleOutcome(request);
+  ASSERT_TRUE(execution.ok()) << execution.status();
+  EXPECT_EQ(execution->task_counts().total(), 3);
+  auto first = channel->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].ref().task_id(), "raw");
+  EXPECT_EQ(first[0].env().at("DAY"), "monday");
+  request.set_targets(0, "reprot");
+  EXPECT_EQ(engine.ScheduleOutcome(request).status().message(),
+            "unknown target task \"reprot\" (did you mean \"report\"?)");
+}
+
+TEST(WorkflowEngineOutcomeTest, WithoutALibraryScheduleOutcomeSaysSo) {
+  WorkflowEngine engine(WorkflowEngine::Options{});
+  v1::ScheduleOutcomeRequest request;
+  request.add_targets("report");
+  EXPECT_EQ(engine.ScheduleOutcome(request).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
