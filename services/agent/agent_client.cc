@@ -104,11 +104,17 @@ void AgentClient::RunSession() {
     absl::MutexLock lock(&mutex_);
     if (stopping_) return;
     context_ = &context;
-    stream_ = stream.get();
   }
   v1::AgentMessage hello;
   *hello.mutable_register_() = Registration();
-  bool ok = Send(hello);
+  bool ok = stream->Write(hello);
+  {
+    absl::MutexLock lock(&out_mutex_);
+    outgoing_.clear();  // the new registration carries the credit
+    pending_credit_ = 0;
+    writer_stop_ = false;
+  }
+  std::thread writer([this, stream = stream.get()] { WriterLoop(stream); });
   if (ok) {
     // Results of the previous session that were never acknowledged.
     std::vector<v1::AgentMessage> resend;
@@ -116,7 +122,7 @@ void AgentClient::RunSession() {
       absl::MutexLock lock(&mutex_);
       for (const auto& [key, message] : unacked_) resend.push_back(message);
     }
-    for (const v1::AgentMessage& message : resend) ok = ok && Send(message);
+    for (const v1::AgentMessage& message : resend) Send(message);
   }
   v1::OrchestratorMessage message;
   while (ok && stream->Read(&message)) {
@@ -159,9 +165,12 @@ void AgentClient::RunSession() {
   {
     absl::MutexLock lock(&mutex_);
     context_ = nullptr;
-    stream_ = nullptr;
   }
-  absl::MutexLock write_lock(&write_mutex_);
+  {
+    absl::MutexLock lock(&out_mutex_);
+    writer_stop_ = true;
+  }
+  writer.join();
   stream->WritesDone();
   const grpc::Status status = stream->Finish();
   if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
@@ -170,14 +179,39 @@ void AgentClient::RunSession() {
   }
 }
 
-bool AgentClient::Send(const v1::AgentMessage& message) {
-  absl::MutexLock write_lock(&write_mutex_);
-  Stream* stream;
-  {
-    absl::MutexLock lock(&mutex_);
-    stream = stream_;
+void AgentClient::Send(const v1::AgentMessage& message) {
+  absl::MutexLock lock(&out_mutex_);
+  if (message.has_credit()) {
+    pending_credit_ += message.credit().tasks();
+  } else {
+    outgoing_.push_back(message);
   }
-  return stream != nullptr && stream->Write(message);
+}
+
+void AgentClient::WriterLoop(Stream* stream) {
+  while (true) {
+    std::deque<v1::AgentMessage> batch;
+    int32_t credit = 0;
+    {
+      absl::MutexLock lock(&out_mutex_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(out_mutex_) {
+        return writer_stop_ || !outgoing_.empty() || pending_credit_ > 0;
+      };
+      out_mutex_.Await(absl::Condition(&ready));
+      if (writer_stop_) return;
+      batch.swap(outgoing_);
+      std::swap(credit, pending_credit_);
+    }
+    for (const v1::AgentMessage& message : batch) {
+      if (!stream->Write(message)) return;  // the reader sees the break too
+    }
+    if (credit > 0) {
+      // Results first, then the credit they free: one message for the batch.
+      v1::AgentMessage grant;
+      grant.mutable_credit()->set_tasks(credit);
+      if (!stream->Write(grant)) return;
+    }
+  }
 }
 
 void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {

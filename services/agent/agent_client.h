@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -40,7 +41,10 @@ class AgentClient {
   void RunSession();
   void HandleAssignment(const gyre::v1::TaskAssignment& task);
   void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome);
-  bool Send(const gyre::v1::AgentMessage& message);
+  // Queues a message for the session's writer thread; credits are summed so
+  // a busy agent grants them in batches (and gets assignments in batches).
+  void Send(const gyre::v1::AgentMessage& message);
+  void WriterLoop(Stream* stream);
   void HeartbeatLoop();
   gyre::v1::Register Registration();
 
@@ -51,7 +55,6 @@ class AgentClient {
 
   absl::Mutex mutex_;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mutex_) = nullptr;
-  Stream* stream_ ABSL_GUARDED_BY(mutex_) = nullptr;
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
   // Attempts running: "execution/task#attempt" -> (ref, runner handle).
   absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
@@ -60,7 +63,11 @@ class AgentClient {
   absl::flat_hash_map<std::string, gyre::v1::AgentMessage> unacked_ ABSL_GUARDED_BY(mutex_);
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  absl::Mutex write_mutex_;  // serializes stream writes (one writer at a time)
+  // Outgoing messages of the current session, written by its writer thread.
+  absl::Mutex out_mutex_;
+  std::deque<gyre::v1::AgentMessage> outgoing_ ABSL_GUARDED_BY(out_mutex_);
+  int32_t pending_credit_ ABSL_GUARDED_BY(out_mutex_) = 0;
+  bool writer_stop_ ABSL_GUARDED_BY(out_mutex_) = false;
   std::thread session_thread_;
   std::thread heartbeat_thread_;
 };
