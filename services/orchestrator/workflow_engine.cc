@@ -641,61 +641,20 @@ void WorkflowEngine::ResumeLocked(ExecutionState& exec, Outbox& out) {
 
 absl::StatusOr<v1::Execution> WorkflowEngine::CancelExecution(absl::string_view name,
                                                               absl::string_view reason) {
-  Outbox out;
-  v1::Execution result;
-  auto durable = std::make_shared<DurableWait>();
-  {
-    absl::MutexLock lock(&mu_);
-    ExecutionState* exec = FindExecutionLocked(name);
-    if (exec == nullptr) {
-      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
-    }
-    if (exec->final()) {
-      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " already ended (",
-                                                        v1::ExecutionState_Name(exec->state), ")"));
-    }
-    CancelLocked(*exec, reason, out);
-    v1::StateRecord record;
-    record.mutable_execution_control()->set_execution_id(exec->id);
-    record.mutable_execution_control()->set_action(v1::ExecutionControl::CANCEL);
-    record.mutable_execution_control()->set_reason(exec->reason);
-    PersistLocked(std::move(record),
-                  [durable](absl::Status status) { durable->Callback()(status); });
-    result = ExecutionProtoLocked(*exec);
-  }
-  Deliver(out);
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
-  return result;
+  return ControlExecution(name, v1::ExecutionControl::CANCEL, reason);
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::PauseExecution(absl::string_view name) {
-  Outbox out;
-  v1::Execution result;
-  auto durable = std::make_shared<DurableWait>();
-  {
-    absl::MutexLock lock(&mu_);
-    ExecutionState* exec = FindExecutionLocked(name);
-    if (exec == nullptr) {
-      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
-    }
-    if (exec->state != v1::EXECUTION_PENDING && exec->state != v1::EXECUTION_RUNNING) {
-      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " cannot be paused in state ",
-                                                        v1::ExecutionState_Name(exec->state)));
-    }
-    SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
-    v1::StateRecord record;
-    record.mutable_execution_control()->set_execution_id(exec->id);
-    record.mutable_execution_control()->set_action(v1::ExecutionControl::PAUSE);
-    PersistLocked(std::move(record),
-                  [durable](absl::Status status) { durable->Callback()(status); });
-    result = ExecutionProtoLocked(*exec);
-  }
-  Deliver(out);
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
-  return result;
+  return ControlExecution(name, v1::ExecutionControl::PAUSE, "");
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::ResumeExecution(absl::string_view name) {
+  return ControlExecution(name, v1::ExecutionControl::RESUME, "");
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view name,
+                                                               v1::ExecutionControl::Action action,
+                                                               absl::string_view reason) {
   Outbox out;
   v1::Execution result;
   auto durable = std::make_shared<DurableWait>();
@@ -705,17 +664,40 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ResumeExecution(absl::string_view 
     if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
     }
-    if (exec->state != v1::EXECUTION_PAUSED) {
-      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " is not paused (",
-                                                        v1::ExecutionState_Name(exec->state), ")"));
+    const std::string state = v1::ExecutionState_Name(exec->state);
+    switch (action) {
+      case v1::ExecutionControl::CANCEL:
+        if (exec->final()) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(exec->name(), " already ended (", state, ")"));
+        }
+        CancelLocked(*exec, reason, out);
+        break;
+      case v1::ExecutionControl::PAUSE:
+        if (exec->state != v1::EXECUTION_PENDING && exec->state != v1::EXECUTION_RUNNING) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(exec->name(), " cannot be paused in state ", state));
+        }
+        SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
+        break;
+      case v1::ExecutionControl::RESUME:
+        if (exec->state != v1::EXECUTION_PAUSED) {
+          return absl::FailedPreconditionError(
+              absl::StrCat(exec->name(), " is not paused (", state, ")"));
+        }
+        ResumeLocked(*exec, out);
+        DispatchLocked(out);
+        break;
+      default:
+        return absl::InvalidArgumentError("unknown execution control");
     }
-    ResumeLocked(*exec, out);
     v1::StateRecord record;
-    record.mutable_execution_control()->set_execution_id(exec->id);
-    record.mutable_execution_control()->set_action(v1::ExecutionControl::RESUME);
+    v1::ExecutionControl& control = *record.mutable_execution_control();
+    control.set_execution_id(exec->id);
+    control.set_action(action);
+    control.set_reason(exec->reason);
     PersistLocked(std::move(record),
                   [durable](absl::Status status) { durable->Callback()(status); });
-    DispatchLocked(out);
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);

@@ -144,6 +144,11 @@ class WorkflowEngine {
   };
 
   ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Cancel, pause or resume: checks the execution's state allows it,
+  // applies it, records it durably and returns once durable.
+  absl::StatusOr<gyre::v1::Execution> ControlExecution(absl::string_view name,
+                                                       gyre::v1::ExecutionControl::Action action,
+                                                       absl::string_view reason);
   ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
