@@ -9,10 +9,12 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/http_get.h"
 #include "libs/workflow/workflow_parser.h"
 
 namespace gyre {
@@ -37,12 +39,14 @@ class Cluster : public ::testing::Test {
     auto orchestrator = ChildProcess::Start(
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
-        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms"});
+        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
+         "GYRE_WORKER_POOLS={default: {min: 0, max: 4, factor: 6}}"});
     ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
     orchestrator_ = *std::move(orchestrator);
     auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
     ASSERT_TRUE(serving.ok()) << serving.status();
     address_ = absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port"));
+    metrics_port_ = *testing::JsonIntField(*serving, "metrics_port");
     stub_ = v1::OrchestratorService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
@@ -163,8 +167,26 @@ class Cluster : public ::testing::Test {
     return false;
   }
 
+  // The value of one sample in the orchestrator's /metrics, or -1.
+  double Metric(const std::string& sample) {
+    auto response = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+    if (!response.ok()) return -1;
+    // Samples start a line; "# HELP name ..." lines must not match.
+    const std::string prefix = "\n" + sample + " ";
+    const size_t at = response->body.find(prefix);
+    if (at == std::string::npos) return -1;
+    const size_t start = at + prefix.size();
+    double value = -1;
+    if (!absl::SimpleAtod(response->body.substr(start, response->body.find('\n', start) - start),
+                          &value)) {
+      return -1;
+    }
+    return value;
+  }
+
   std::string root_;
   std::string address_;
+  int metrics_port_ = 0;
   std::unique_ptr<ChildProcess> orchestrator_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
   std::unique_ptr<v1::OrchestratorService::Stub> stub_;
@@ -387,6 +409,20 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
   }
   // Layer 0 finished before the crash and was not run again.
   EXPECT_EQ(Task(exec, "t0-0").attempts_size(), 1);
+}
+
+TEST_F(Cluster, DesiredWorkersFollowsTheBacklogOnMetrics) {
+  // No agent yet: 18 tasks queue on "default" (pool: min 0, max 4, factor 6).
+  std::string yaml = "name: backlog\ntasks:\n";
+  for (int i = 0; i < 18; ++i) absl::StrAppend(&yaml, "  - {id: t", i, ", builtin: noop}\n");
+  const std::string exec = Start(yaml);
+  EXPECT_EQ(Metric("orchestrator_desired_workers{worker_type=\"default\"}"), 3);
+  EXPECT_EQ(Metric("gyre_queue_depth{worker_type=\"default\"}"), 18);
+  StartAgent("a1", 8);
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Metric("orchestrator_desired_workers{worker_type=\"default\"}"), 0);
+  EXPECT_EQ(Metric("gyre_task_outcomes_total{outcome=\"succeeded\"}"), 18);
+  EXPECT_EQ(Metric("gyre_agents_connected"), 1);
 }
 
 }  // namespace

@@ -1296,6 +1296,9 @@ void WorkflowEngine::DispatchLocked(Outbox& out) {
       DispatchToAgentLocked(*agent, out);
     }
   }
+  // Every change that can move a backlog ends in a dispatch pass, so the
+  // autoscaling signal is refreshed here (a few gauges per queue).
+  RefreshQueueMetricsLocked();
 }
 
 void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
