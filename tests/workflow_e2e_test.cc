@@ -411,6 +411,38 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
   EXPECT_EQ(Task(exec, "t0-0").attempts_size(), 1);
 }
 
+TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {
+  StartAgent("a1");
+  const std::string exec = Start(R"(
+name: logs
+tasks:
+  - {id: chatty, shell: true, command: 'echo first line; sleep 1; echo second line >&2'}
+)");
+  grpc::ClientContext call;
+  call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::WatchRequest request;
+  request.set_execution(exec);
+  request.set_include_logs(true);
+  auto reader = stub_->Watch(&call, request);
+  v1::Event event;
+  std::string stdout_seen;
+  std::string stderr_seen;
+  bool first_line_before_success = false;
+  while (reader->Read(&event)) {
+    if (event.type() == v1::Event::TASK_LOG) {
+      EXPECT_EQ(event.sequence(), 0) << "log events are not part of the sequence";
+      const v1::LogChunk& chunk = event.log().chunk();
+      (chunk.stream() == v1::LogChunk::STDOUT ? stdout_seen : stderr_seen) += chunk.data();
+    } else if (event.has_task_run() && event.task_run().state() == v1::TASK_SUCCEEDED) {
+      first_line_before_success = stdout_seen == "first line\n";
+    }
+  }
+  reader->Finish();
+  EXPECT_TRUE(first_line_before_success) << "output must arrive while the task runs";
+  EXPECT_EQ(stdout_seen, "first line\n");
+  EXPECT_EQ(stderr_seen, "second line\n");
+}
+
 TEST_F(Cluster, DesiredWorkersFollowsTheBacklogOnMetrics) {
   // No agent yet: 18 tasks queue on "default" (pool: min 0, max 4, factor 6).
   std::string yaml = "name: backlog\ntasks:\n";

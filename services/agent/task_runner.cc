@@ -36,10 +36,17 @@ std::string ReadCapped(const std::string& path, size_t cap) {
   return data;
 }
 
-// Appends what fits under the cap, counting everything.
-void Capture(const char* data, size_t size, size_t cap, std::string* kept, int64_t* total) {
+// Appends what fits under the cap, counting everything; passes the kept
+// bytes on to `on_output` (stream 1 or 2) when set.
+void Capture(const char* data, size_t size, const TaskLaunch& launch, int stream, std::string* kept,
+             int64_t* total) {
   *total += static_cast<int64_t>(size);
-  if (kept->size() < cap) kept->append(data, std::min(size, cap - kept->size()));
+  const size_t cap = launch.max_output_bytes;
+  if (kept->size() >= cap) return;
+  const size_t keep = std::min(size, cap - kept->size());
+  const int64_t offset = static_cast<int64_t>(kept->size());
+  kept->append(data, keep);
+  if (launch.on_output) launch.on_output(stream, offset, absl::string_view(data, keep));
 }
 
 std::vector<std::string> BuildEnvironment(const TaskLaunch& launch, const std::string& output) {
@@ -264,10 +271,10 @@ void TaskRunner::Supervise(std::shared_ptr<Process> process, TaskLaunch launch, 
         const ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
         if (n > 0) {
           if (i == 0) {
-            Capture(buffer, static_cast<size_t>(n), launch.max_output_bytes, &outcome.stdout_tail,
+            Capture(buffer, static_cast<size_t>(n), launch, 1, &outcome.stdout_tail,
                     &outcome.stdout_bytes);
           } else {
-            Capture(buffer, static_cast<size_t>(n), launch.max_output_bytes, &outcome.stderr_tail,
+            Capture(buffer, static_cast<size_t>(n), launch, 2, &outcome.stderr_tail,
                     &outcome.stderr_bytes);
           }
         } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {

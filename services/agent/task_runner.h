@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/timer_queue.h"
@@ -30,6 +31,10 @@ struct TaskLaunch {
   size_t max_output_bytes = 1 << 20;
   Builtin builtin = Builtin::kNone;
   absl::Duration sleep = absl::ZeroDuration();
+  // Called on the supervising thread with output as it arrives (only the
+  // bytes kept under max_output_bytes): stream 1 is stdout, 2 is stderr;
+  // offset is the position of `data` within that stream. Optional.
+  std::function<void(int stream, int64_t offset, absl::string_view data)> on_output;
 };
 
 // How one attempt ended.

@@ -118,7 +118,7 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
                                             const v1::WatchRequest* request,
                                             grpc::ServerWriter<v1::Event>* writer) {
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request->execution(), request->from_sequence());
+      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
   while (!context->IsCancelled() && !stopping_) {
     for (const v1::Event& event : (*subscription)->Next(absl::Milliseconds(200))) {

@@ -758,8 +758,8 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
 }
 
 absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
-    absl::string_view execution, int64_t from_sequence) {
-  auto subscription = std::make_shared<EventSubscription>();
+    absl::string_view execution, int64_t from_sequence, bool include_logs) {
+  auto subscription = std::make_shared<EventSubscription>(include_logs);
   absl::MutexLock lock(&mu_);
   if (execution.empty()) {
     watchers_.emplace_back("", subscription);
@@ -961,8 +961,26 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         DispatchLocked(out);
         break;
       }
-      case v1::AgentMessage::kLogChunk:
-        break;  // live log streaming to watchers arrives with the gateway
+      case v1::AgentMessage::kLogChunk: {
+        // Live output goes to watchers that asked for it; the complete
+        // (capped) output is stored with the result.
+        const v1::AttemptRef& ref = message.log_chunk().ref();
+        ExecutionState* exec = FindExecutionLocked(ref.execution());
+        if (exec == nullptr) break;
+        v1::Event event;
+        event.set_type(v1::Event::TASK_LOG);
+        event.set_execution(exec->name());
+        *event.mutable_time() = ToProto(absl::Now());
+        event.mutable_log()->set_task_id(ref.task_id());
+        event.mutable_log()->set_attempt(ref.attempt());
+        *event.mutable_log()->mutable_chunk() = message.log_chunk().chunk();
+        for (const auto& [scope, subscription] : watchers_) {
+          if (subscription->include_logs() && (scope.empty() || scope == exec->name())) {
+            subscription->Push(event);
+          }
+        }
+        break;
+      }
       case v1::AgentMessage::kDraining:
         agent.draining = true;
         logging::Info("agent draining", {{"agent", agent_id}});

@@ -36,6 +36,9 @@ class AgentChannel {
 // sequence number on. Thread-safe; the engine pushes, the RPC pops.
 class EventSubscription {
  public:
+  explicit EventSubscription(bool include_logs = false) : include_logs_(include_logs) {}
+  // Whether live TASK_LOG events are wanted too.
+  bool include_logs() const { return include_logs_; }
   // Waits up to `timeout` for the next events; empty on timeout.
   std::vector<gyre::v1::Event> Next(absl::Duration timeout);
   void Push(const gyre::v1::Event& event);
@@ -43,6 +46,7 @@ class EventSubscription {
   bool closed();
 
  private:
+  const bool include_logs_;
   absl::Mutex mutex_;
   std::deque<gyre::v1::Event> pending_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
@@ -106,9 +110,11 @@ class WorkflowEngine {
   // Subscribes to events of `execution` ("" for all) with sequence >=
   // from_sequence. Stored events are delivered first. The subscription is
   // closed once a single execution reaches a final state and its last event
-  // was pushed.
+  // was pushed. With include_logs, task output arrives too as live TASK_LOG
+  // events (not part of the sequence: sequence 0, not replayed).
   absl::StatusOr<std::shared_ptr<EventSubscription>> Watch(absl::string_view execution,
-                                                           int64_t from_sequence);
+                                                           int64_t from_sequence,
+                                                           bool include_logs = false);
   void Unwatch(const std::shared_ptr<EventSubscription>& subscription);
 
   std::vector<gyre::v1::QueueInfo> ListQueues();
