@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -413,11 +414,19 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
 
 TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {
   StartAgent("a1");
+  // The task writes only once the test's watch is known to be live (log
+  // events are not replayed): the test creates $GO when it sees it running.
+  const std::string go = root_ + "/go";
   const std::string exec = Start(R"(
 name: logs
 tasks:
-  - {id: chatty, shell: true, command: 'echo first line; sleep 1; echo second line >&2'}
-)");
+  - id: chatty
+    shell: true
+    command: |
+      while [ ! -f "$GO" ]; do sleep 0.02; done
+      echo first line; sleep 1; echo second line >&2
+)",
+                                 {{"GO", go}});
   grpc::ClientContext call;
   call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
   v1::WatchRequest request;
@@ -433,6 +442,8 @@ tasks:
       EXPECT_EQ(event.sequence(), 0) << "log events are not part of the sequence";
       const v1::LogChunk& chunk = event.log().chunk();
       (chunk.stream() == v1::LogChunk::STDOUT ? stdout_seen : stderr_seen) += chunk.data();
+    } else if (event.has_task_run() && event.task_run().state() == v1::TASK_RUNNING) {
+      std::ofstream(go) << "go";
     } else if (event.has_task_run() && event.task_run().state() == v1::TASK_SUCCEEDED) {
       first_line_before_success = stdout_seen == "first line\n";
     }
