@@ -65,8 +65,13 @@ v1::Register AgentClient::Registration() {
   registration.set_slots(static_cast<int32_t>(config_.slots));
   for (const std::string& queue : config_.queues) registration.add_queues(queue);
   for (const auto& [key, value] : config_.labels) (*registration.mutable_labels())[key] = value;
-  registration.mutable_resources()->set_cpu(config_.cpu);
-  registration.mutable_resources()->set_memory_bytes(config_.memory_bytes);
+  // 0 means "what this machine has".
+  registration.mutable_resources()->set_cpu(
+      config_.cpu > 0 ? config_.cpu : static_cast<double>(std::thread::hardware_concurrency()));
+  registration.mutable_resources()->set_memory_bytes(
+      config_.memory_bytes > 0 ? config_.memory_bytes
+                               : static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) *
+                                     static_cast<int64_t>(sysconf(_SC_PAGESIZE)));
   registration.mutable_resources()->set_gpus(static_cast<int32_t>(config_.gpus));
   registration.set_version(kGyreVersion);
   absl::MutexLock lock(&mutex_);
