@@ -93,7 +93,8 @@ class Cluster : public ::testing::Test {
     return process;
   }
 
-  std::string Start(const std::string& yaml, std::map<std::string, std::string> context = {}) {
+  std::string Start(const std::string& yaml,
+                    const std::map<std::string, std::string>& context = {}) {
     absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(yaml, "test.yaml");
     EXPECT_TRUE(def.ok()) << def.status();
     if (!def.ok()) return "";

@@ -15,7 +15,6 @@ namespace gyre::cli {
 namespace {
 
 namespace v1 = ::gyre::v1;
-using google::protobuf::util::TimeUtil;
 
 std::string StateName(v1::TaskState state) {
   std::string name = v1::TaskState_Name(state);

@@ -47,7 +47,7 @@ class ConfigLoaderTest : public ::testing::Test {
     return path_;
   }
 
-  absl::Status Load(const std::string& file, std::map<std::string, std::string> env = {},
+  absl::Status Load(const std::string& file, const std::map<std::string, std::string>& env = {},
                     std::vector<ConfigOverride> flags = {}) {
     ConfigSources sources;
     sources.file_path = file;

@@ -60,6 +60,7 @@ TEST_F(EventLogTest, ConcurrentAppendersShareSyncs) {
   auto log = EventLog::Open(path_, {}, [](absl::string_view) { return absl::OkStatus(); });
   ASSERT_TRUE(log.ok());
   std::vector<std::thread> threads;
+  threads.reserve(8);
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) ASSERT_TRUE((*log)->Append({absl::StrCat(t, ":", i)}).ok());

@@ -33,12 +33,14 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
 
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (std::string& arg : argv) args.push_back(arg.data());
   args.push_back(nullptr);
   std::vector<std::string> env_storage;
   for (char** entry = environ; *entry != nullptr; ++entry) env_storage.emplace_back(*entry);
   for (std::string& entry : extra_env) env_storage.push_back(std::move(entry));
   std::vector<char*> env;
+  env.reserve(env_storage.size() + 1);
   for (std::string& entry : env_storage) env.push_back(entry.data());
   env.push_back(nullptr);
 

@@ -6,7 +6,7 @@ namespace gyre::workflow {
 namespace {
 
 gyre::v1::WorkflowDefinition Definition(
-    std::vector<std::pair<std::string, std::vector<std::string>>> tasks) {
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& tasks) {
   gyre::v1::WorkflowDefinition def;
   def.set_name("workflows/etl");
   for (const auto& [id, deps] : tasks) {

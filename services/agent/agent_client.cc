@@ -38,7 +38,7 @@ google::protobuf::Duration ToProto(absl::Duration duration) {
 
 }  // namespace
 
-AgentClient::AgentClient(AgentConfig config, std::shared_ptr<grpc::Channel> channel)
+AgentClient::AgentClient(AgentConfig config, const std::shared_ptr<grpc::Channel>& channel)
     : config_(std::move(config)),
       agent_id_(DefaultAgentId(config_)),
       stub_(v1::AgentService::NewStub(channel)) {}
@@ -237,7 +237,7 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
     launch.builtin = TaskLaunch::Builtin::kSleep;
     launch.sleep = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.builtin().duration()));
   }
-  const v1::AttemptRef ref = task.ref();
+  const v1::AttemptRef& ref = task.ref();
   const bool evaluator = task.evaluator();
   // Output streams to the orchestrator while the task runs.
   launch.on_output = [this, ref](int stream, int64_t offset, absl::string_view data) {

@@ -24,7 +24,7 @@ namespace gyre::agent {
 // each attempt once). Thread-safe.
 class AgentClient {
  public:
-  AgentClient(AgentConfig config, std::shared_ptr<grpc::Channel> channel);
+  AgentClient(AgentConfig config, const std::shared_ptr<grpc::Channel>& channel);
   ~AgentClient();
 
   void Start();

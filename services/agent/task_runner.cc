@@ -139,7 +139,7 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
     processes_[handle] = process;
   }
   std::thread([this, process, launch = std::move(launch), done = std::move(done)]() mutable {
-    Supervise(process, std::move(launch), std::move(done));
+    Supervise(process, std::move(launch), done);
   }).detach();
   return handle;
 }
@@ -170,7 +170,8 @@ void TaskRunner::Cancel(Handle handle, absl::Duration grace) {
   sleeper(std::move(outcome));
 }
 
-void TaskRunner::Supervise(std::shared_ptr<Process> process, TaskLaunch launch, Callback done) {
+void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch,
+                           const Callback& done) {
   TaskOutcome outcome;
   const absl::Time started = absl::Now();
   std::error_code mkdir_error;
@@ -189,9 +190,11 @@ void TaskRunner::Supervise(std::shared_ptr<Process> process, TaskLaunch launch, 
           : launch.argv;
   std::vector<std::string> env_storage = BuildEnvironment(launch, output_path);
   std::vector<char*> argv;
+  argv.reserve(argv_storage.size() + 1);
   for (std::string& arg : argv_storage) argv.push_back(arg.data());
   argv.push_back(nullptr);
   std::vector<char*> envp;
+  envp.reserve(env_storage.size() + 1);
   for (std::string& entry : env_storage) envp.push_back(entry.data());
   envp.push_back(nullptr);
 

@@ -79,7 +79,7 @@ class TaskRunner {
 
  private:
   struct Process;
-  void Supervise(std::shared_ptr<Process> process, TaskLaunch launch, Callback done);
+  void Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch, const Callback& done);
 
   TimerQueue timers_;
   absl::Mutex mutex_;

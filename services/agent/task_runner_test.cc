@@ -137,7 +137,7 @@ TEST_F(TaskRunnerTest, ManyConcurrentTasksAllComplete) {
   absl::Mutex mutex;
   int completed = 0;
   for (int i = 0; i < 100; ++i) {
-    runner_.Start(Launch({"/bin/true"}), [&](TaskOutcome outcome) {
+    runner_.Start(Launch({"/bin/true"}), [&](const TaskOutcome& outcome) {
       EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded);
       absl::MutexLock lock(&mutex);
       completed++;

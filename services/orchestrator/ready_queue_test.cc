@@ -9,6 +9,7 @@ ReadyVerdict TakeAll(const ReadyTask&) { return ReadyVerdict::kTake; }
 
 std::vector<uint32_t> TaskIds(const std::vector<ReadyTask>& tasks) {
   std::vector<uint32_t> ids;
+  ids.reserve(tasks.size());
   for (const ReadyTask& task : tasks) ids.push_back(task.task);
   return ids;
 }

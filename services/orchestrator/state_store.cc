@@ -49,7 +49,7 @@ class MemoryStateStore : public StateStore {
 
 class EmbeddedStateStore : public StateStore {
  public:
-  EmbeddedStateStore(std::string data_dir, bool fsync)
+  EmbeddedStateStore(const std::string& data_dir, bool fsync)
       : path_(data_dir + "/events.log"), fsync_(fsync) {}
 
   absl::Status Load(
@@ -100,8 +100,8 @@ std::unique_ptr<StateStore> NewMemoryStateStore(std::shared_ptr<MemoryStateStore
   return std::make_unique<MemoryStateStore>(std::move(data));
 }
 
-std::unique_ptr<StateStore> NewEmbeddedStateStore(std::string data_dir, bool fsync) {
-  return std::make_unique<EmbeddedStateStore>(std::move(data_dir), fsync);
+std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync) {
+  return std::make_unique<EmbeddedStateStore>(data_dir, fsync);
 }
 
 }  // namespace gyre::orchestrator

@@ -41,7 +41,7 @@ std::unique_ptr<StateStore> NewMemoryStateStore(std::shared_ptr<MemoryStateStore
 
 // The embedded durable backend: an append-only event log with group commit
 // (one fdatasync per batch) in `data_dir`/events.log.
-std::unique_ptr<StateStore> NewEmbeddedStateStore(std::string data_dir, bool fsync);
+std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync);
 
 }  // namespace gyre::orchestrator
 

@@ -65,7 +65,7 @@ absl::Status AppendAndWait(StateStore& store, std::vector<v1::StateRecord> recor
   absl::Notification done;
   absl::Status result;
   store.Append(std::move(records), [&](absl::Status status) {
-    result = status;
+    result = std::move(status);
     done.Notify();
   });
   done.WaitForNotification();
@@ -106,6 +106,7 @@ TEST_P(StateStoreConformanceTest, ConcurrentAppendsAreAllKept) {
     auto store = backend_->Open();
     LoadAll(*store);
     std::vector<std::thread> threads;
+    threads.reserve(4);
     for (int t = 0; t < 4; ++t) {
       threads.emplace_back([&, t] {
         for (int i = 0; i < 50; ++i) {

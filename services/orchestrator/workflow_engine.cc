@@ -27,7 +27,7 @@ using google::protobuf::util::TimeUtil;
 namespace {
 
 constexpr size_t kMaxContextEntries = 256;
-constexpr size_t kMaxContextValueBytes = 64 * 1024;
+constexpr size_t kMaxContextValueBytes = size_t{64} * 1024;
 constexpr size_t kDispatchScanLimit = 256;
 
 google::protobuf::Timestamp ToProto(absl::Time time) {
@@ -231,7 +231,7 @@ void WorkflowEngine::PersistLocked(v1::StateRecord record, StateStore::Completio
   // Enqueued under the engine lock so the log's order is the order of the
   // changes; the append itself never blocks on I/O.
   options_.store->Append(
-      std::move(records), done ? std::move(done) : [](absl::Status status) {
+      std::move(records), done ? std::move(done) : [](const absl::Status& status) {
         if (!status.ok()) {
           logging::Error("state record not persisted", {{"error", std::string(status.message())}});
         }
@@ -341,7 +341,8 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::Workfl
   auto durable = std::make_shared<DurableWait>();
   v1::StateRecord record;
   *record.mutable_workflow_stored()->mutable_definition() = def;
-  PersistLocked(std::move(record), [durable](absl::Status status) { durable->Callback()(status); });
+  PersistLocked(std::move(record),
+                [durable](const absl::Status& status) { durable->Callback()(status); });
   mu_.Unlock();
   const absl::Status status = durable->Wait();
   mu_.Lock();
@@ -363,7 +364,8 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::Workfl
   auto durable = std::make_shared<DurableWait>();
   v1::StateRecord record;
   *record.mutable_workflow_stored()->mutable_definition() = def;
-  PersistLocked(std::move(record), [durable](absl::Status status) { durable->Callback()(status); });
+  PersistLocked(std::move(record),
+                [durable](const absl::Status& status) { durable->Callback()(status); });
   mu_.Unlock();
   const absl::Status status = durable->Wait();
   mu_.Lock();
@@ -485,7 +487,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
 
     ExecutionState& state = CreateExecutionLocked(started, out);
     PersistLocked(std::move(record),
-                  [durable](absl::Status status) { durable->Callback()(status); });
+                  [durable](const absl::Status& status) { durable->Callback()(status); });
     UpdateExecutionStateLocked(state, out);
     DispatchLocked(out);
     result = ExecutionProtoLocked(state);
@@ -697,7 +699,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     control.set_action(action);
     control.set_reason(exec->reason);
     PersistLocked(std::move(record),
-                  [durable](absl::Status status) { durable->Callback()(status); });
+                  [durable](const absl::Status& status) { durable->Callback()(status); });
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
@@ -952,9 +954,10 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
           v1::StateRecord record;
           record.mutable_task_result()->set_agent_id(agent_id);
           *record.mutable_task_result()->mutable_result() = message.task_result();
-          PersistLocked(std::move(record), [channel = agent.channel, ack](absl::Status status) {
-            if (status.ok() && channel != nullptr) channel->Send(ack);
-          });
+          PersistLocked(std::move(record),
+                        [channel = agent.channel, ack](const absl::Status& status) {
+                          if (status.ok() && channel != nullptr) channel->Send(ack);
+                        });
         } else if (agent.channel != nullptr) {
           agent.channel->Send(std::move(ack));  // stale: forget it
         }

@@ -47,7 +47,7 @@ class RecordingChannel : public AgentChannel {
   std::vector<v1::Cancel> cancels_ ABSL_GUARDED_BY(mutex_);
 };
 
-v1::TaskSpec Task(const std::string& id, std::vector<std::string> deps = {}) {
+v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
   v1::TaskSpec task;
   task.set_id(id);
   task.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
@@ -82,7 +82,8 @@ class WorkflowEngineTest : public ::testing::Test {
     return channel;
   }
 
-  std::string Start(v1::WorkflowDefinition def, std::map<std::string, std::string> context = {}) {
+  std::string Start(v1::WorkflowDefinition def,
+                    const std::map<std::string, std::string>& context = {}) {
     v1::StartExecutionRequest request;
     *request.mutable_definition() = std::move(def);
     for (const auto& [key, value] : context) (*request.mutable_context())[key] = value;
