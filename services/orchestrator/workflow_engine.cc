@@ -326,50 +326,38 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
 // --- Workflow definitions ---
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::WorkflowDefinition def) {
-  if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
-  if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
-  absl::MutexLock lock(&mu_);
-  auto& versions = workflows_[def.name()];
-  if (!versions.empty()) {
-    return absl::AlreadyExistsError(absl::StrCat(def.name(), " already exists (version ",
-                                                 versions.back()->version(),
-                                                 "); use UpdateWorkflow for a new version"));
-  }
-  def.set_version(1);
-  *def.mutable_create_time() = ToProto(absl::Now());
-  versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
-  auto durable = std::make_shared<DurableWait>();
-  v1::StateRecord record;
-  *record.mutable_workflow_stored()->mutable_definition() = def;
-  PersistLocked(std::move(record),
-                [durable](const absl::Status& status) { durable->Callback()(status); });
-  mu_.Unlock();
-  const absl::Status status = durable->Wait();
-  mu_.Lock();
-  if (!status.ok()) return status;
-  return def;
+  return StoreWorkflowVersion(std::move(def), /*create=*/true);
 }
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::WorkflowDefinition def) {
+  return StoreWorkflowVersion(std::move(def), /*create=*/false);
+}
+
+absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
+    v1::WorkflowDefinition def, bool create) {
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
   if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
-  absl::MutexLock lock(&mu_);
-  auto it = workflows_.find(def.name());
-  if (it == workflows_.end() || it->second.empty()) {
-    return absl::NotFoundError(absl::StrCat(def.name(), " not found"));
-  }
-  def.set_version(it->second.back()->version() + 1);
-  *def.mutable_create_time() = ToProto(absl::Now());
-  it->second.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
   auto durable = std::make_shared<DurableWait>();
-  v1::StateRecord record;
-  *record.mutable_workflow_stored()->mutable_definition() = def;
-  PersistLocked(std::move(record),
-                [durable](const absl::Status& status) { durable->Callback()(status); });
-  mu_.Unlock();
-  const absl::Status status = durable->Wait();
-  mu_.Lock();
-  if (!status.ok()) return status;
+  {
+    absl::MutexLock lock(&mu_);
+    auto existing = workflows_.find(def.name());
+    const bool exists = existing != workflows_.end() && !existing->second.empty();
+    if (create && exists) {
+      return absl::AlreadyExistsError(absl::StrCat(def.name(), " already exists (version ",
+                                                   existing->second.back()->version(),
+                                                   "); use UpdateWorkflow for a new version"));
+    }
+    if (!create && !exists) return absl::NotFoundError(absl::StrCat(def.name(), " not found"));
+    auto& versions = workflows_[def.name()];
+    def.set_version(versions.empty() ? 1 : versions.back()->version() + 1);
+    *def.mutable_create_time() = ToProto(absl::Now());
+    versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+    v1::StateRecord record;
+    *record.mutable_workflow_stored()->mutable_definition() = def;
+    PersistLocked(std::move(record),
+                  [durable](const absl::Status& status) { durable->Callback()(status); });
+  }
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return def;
 }
 

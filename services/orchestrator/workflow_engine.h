@@ -150,6 +150,10 @@ class WorkflowEngine {
   };
 
   ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Stores `def` as version 1 (create) or as the next version of an
+  // existing workflow; returns once durable.
+  absl::StatusOr<gyre::v1::WorkflowDefinition> StoreWorkflowVersion(
+      gyre::v1::WorkflowDefinition def, bool create);
   // Cancel, pause or resume: checks the execution's state allows it,
   // applies it, records it durably and returns once durable.
   absl::StatusOr<gyre::v1::Execution> ControlExecution(absl::string_view name,

@@ -534,3 +534,37 @@ TEST(WorkflowEngineOutcomeTest, WithoutALibraryScheduleOutcomeSaysSo) {
 
 }  // namespace
 }  // namespace gyre::orchestrator
+
+namespace gyre::orchestrator {
+namespace {
+
+TEST(WorkflowEngineDefinitionsTest, VersionsAreAssignedAndRetrievable) {
+  WorkflowEngine engine(WorkflowEngine::Options{});
+  v1::WorkflowDefinition def = Workflow({Task("a")});
+  def.set_name("etl");
+  auto first = engine.CreateWorkflow(def);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->name(), "workflows/etl");
+  EXPECT_EQ(first->version(), 1);
+  EXPECT_EQ(engine.CreateWorkflow(def).status().code(), absl::StatusCode::kAlreadyExists);
+  *def.add_tasks() = Task("b", {"a"});
+  auto second = engine.UpdateWorkflow(def);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->version(), 2);
+  EXPECT_EQ(engine.GetWorkflow("workflows/etl")->tasks_size(), 2);
+  EXPECT_EQ(engine.GetWorkflow("workflows/etl/versions/1")->tasks_size(), 1);
+  EXPECT_EQ(engine.GetWorkflow("workflows/etl/versions/3").status().code(),
+            absl::StatusCode::kNotFound);
+  v1::WorkflowDefinition unknown = def;
+  unknown.set_name("nope");
+  EXPECT_EQ(engine.UpdateWorkflow(unknown).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+  // A bad definition stores nothing.
+  v1::WorkflowDefinition bad = Workflow({Task("x", {"ghost"})});
+  bad.set_name("bad");
+  EXPECT_EQ(engine.CreateWorkflow(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
