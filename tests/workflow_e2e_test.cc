@@ -41,6 +41,7 @@ class Cluster : public ::testing::Test {
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
         {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
+         "GYRE_SNAPSHOT_EVERY_RECORDS=10",
          "GYRE_WORKER_POOLS={default: {min: 0, max: 4, factor: 6}}"});
     ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
     orchestrator_ = *std::move(orchestrator);
@@ -52,19 +53,35 @@ class Cluster : public ::testing::Test {
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
   }
 
-  // SIGKILLs the orchestrator and starts it again on the same port and data
-  // directory; agents reconnect on their own.
-  void RestartOrchestrator() {
-    orchestrator_->Signal(SIGKILL);
-    ASSERT_TRUE(orchestrator_->WaitForExit(absl::Seconds(10)).has_value());
+  // Stops the orchestrator with `signal` (SIGKILL: a crash) and starts it
+  // again on the same port and data directory; agents reconnect on their
+  // own. With `last_words`, the old process must log a line containing it
+  // before it exits. Returns the new process's "engine recovered" log line.
+  std::string RestartOrchestrator(int signal = SIGKILL, const std::string& last_words = "") {
+    orchestrator_->Signal(signal);
+    if (!last_words.empty()) {
+      auto said = orchestrator_->WaitForLine(
+          [&](const std::string& line) { return absl::StrContains(line, last_words); },
+          absl::Seconds(10));
+      EXPECT_TRUE(said.ok()) << "the stopping orchestrator never logged " << last_words << ":\n"
+                             << orchestrator_->Output();
+    }
+    EXPECT_TRUE(orchestrator_->WaitForExit(absl::Seconds(10)).has_value());
     auto orchestrator = ChildProcess::Start(
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=" + address_,
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
-        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms"});
-    ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
+        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
+         "GYRE_SNAPSHOT_EVERY_RECORDS=10"});
+    EXPECT_TRUE(orchestrator.ok()) << orchestrator.status();
+    if (!orchestrator.ok()) return "";
     orchestrator_ = *std::move(orchestrator);
+    auto recovered = orchestrator_->WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "engine recovered"); },
+        absl::Seconds(20));
+    EXPECT_TRUE(recovered.ok()) << recovered.status();
     auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
-    ASSERT_TRUE(serving.ok()) << serving.status();
+    EXPECT_TRUE(serving.ok()) << serving.status();
+    return recovered.ok() ? *recovered : "";
   }
 
   void TearDown() override {
@@ -389,7 +406,16 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
   }
   const std::string exec = Start(yaml);
   ASSERT_TRUE(AwaitTaskState(exec, "t1-0", v1::TASK_RUNNING));
-  RestartOrchestrator();
+  // Layer 0's 9 records and t1's leases pass snapshot_every_records (10):
+  // the crash then recovers from a snapshot plus the log after it.
+  ASSERT_TRUE(
+      orchestrator_
+          ->WaitForLine(
+              [](const std::string& line) { return absl::StrContains(line, "snapshot written"); },
+              absl::Seconds(10))
+          .ok());
+  const std::string recovered = RestartOrchestrator();
+  EXPECT_TRUE(absl::StrContains(recovered, "\"from_snapshot\":true")) << recovered;
   ASSERT_EQ(Wait(exec, absl::Seconds(60)), v1::EXECUTION_SUCCEEDED)
       << "orchestrator:\n"
       << orchestrator_->Output() << "\nagent:\n"
@@ -411,6 +437,26 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
   }
   // Layer 0 finished before the crash and was not run again.
   EXPECT_EQ(Task(exec, "t0-0").attempts_size(), 1);
+}
+
+TEST_F(Cluster, CleanShutdownSnapshotsAndTheNextStartLoadsIt) {
+  StartAgent("a1", 4);
+  const std::string first = Start(R"(
+name: before-restart
+tasks:
+  - {id: a, builtin: noop}
+  - {id: b, builtin: noop, depends_on: [a]}
+  - {id: c, command: [sh, -c, 'echo "{\"K\": \"v\"}" > "$GYRE_OUTPUT"'], depends_on: [a]}
+)");
+  ASSERT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
+  const std::string recovered = RestartOrchestrator(SIGTERM, "\"msg\":\"snapshot written\"");
+  EXPECT_TRUE(absl::StrContains(recovered, "\"from_snapshot\":true")) << recovered;
+  EXPECT_TRUE(absl::StrContains(recovered, "\"records\":0")) << "nothing to replay: " << recovered;
+  // Everything from before is still there, and work goes on.
+  EXPECT_EQ(Task(first, "c").outputs().fields().at("K").string_value(), "v");
+  EXPECT_EQ(Task(first, "b").attempts_size(), 1);
+  const std::string second = Start("name: after-restart\ntasks:\n  - {id: a, builtin: noop}\n");
+  EXPECT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
 }
 
 TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {

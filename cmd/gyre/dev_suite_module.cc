@@ -129,4 +129,9 @@ void DevSuiteModule::OnShutdown(absl::Duration grace) {
   for (auto it = modules.rbegin(); it != modules.rend(); ++it) (*it)->OnShutdown(grace);
 }
 
+void DevSuiteModule::OnStopped() {
+  std::vector<server::ServiceModule*> modules = components_->InStartOrder();
+  for (auto it = modules.rbegin(); it != modules.rend(); ++it) (*it)->OnStopped();
+}
+
 }  // namespace gyre::cli

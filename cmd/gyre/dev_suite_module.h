@@ -37,6 +37,7 @@ class DevSuiteModule : public server::ServiceModule {
   absl::Status AddServices(server::ServiceHost* host) override;
   absl::Status OnServing(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;
+  void OnStopped() override;
 
  private:
   absl::Status ReportHealth(server::ServiceHost* host);

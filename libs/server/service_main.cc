@@ -113,6 +113,7 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   logging::Info("termination signal received", {{"signal", strsignal(signal_number)}});
   module->OnShutdown(server_config.shutdown_grace);
   host.Shutdown();
+  module->OnStopped();
   return kExitOk;
 }
 

@@ -37,6 +37,10 @@ class ServiceModule {
   // Called on SIGTERM/SIGINT before the gRPC server drains: stop taking new
   // work and finish or hand back what is in flight within `grace`.
   virtual void OnShutdown(absl::Duration /*grace*/) {}
+
+  // Called once the server has drained and no RPC runs any more: the last
+  // chance to leave state tidy (e.g. a snapshot for a fast next start).
+  virtual void OnStopped() {}
 };
 
 // A string flag that overrides the config key of the same meaning. Flags are

@@ -35,6 +35,8 @@ void OrchestratorConfig::Register(config::ConfigSchema* schema) {
   schema->AddChoice("store", &store, {"embedded", "postgres"}, "state store backend");
   schema->AddString("data_dir", &data_dir, "directory of the embedded store");
   schema->AddBool("fsync", &fsync, "fdatasync every group commit");
+  schema->AddInt("snapshot_every_records", &snapshot_every_records, 0, int64_t{1} << 40,
+                 "records between snapshots of the whole state (0: never)");
   schema->AddDuration("lease_timeout", &lease_timeout,
                       "silence after which an agent is declared dead");
   schema->AddDuration("heartbeat_interval", &heartbeat_interval, "agent heartbeat period");

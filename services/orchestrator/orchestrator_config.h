@@ -19,6 +19,9 @@ struct OrchestratorConfig {
   std::string data_dir = "/var/lib/gyre";
   // fdatasync each group commit; turning it off trades durability for speed.
   bool fsync = true;
+  // Records between periodic snapshots of the whole state (a restart then
+  // replays at most about this many); 0 disables them.
+  int64_t snapshot_every_records = 200000;
   // An agent silent this long is declared dead and its tasks re-queued.
   absl::Duration lease_timeout = absl::Seconds(30);
   // How often agents send heartbeats; well below lease_timeout.

@@ -37,6 +37,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   options.metrics = &host->metrics_registry();
   store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
   options.store = store_.get();
+  options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
   engine_ = std::make_unique<WorkflowEngine>(std::move(options));
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;
@@ -52,6 +53,11 @@ void OrchestratorModule::OnShutdown(absl::Duration /*grace*/) {
   // Streams never end on their own; close them so the server can drain.
   if (api_service_ != nullptr) api_service_->Stop();
   if (agent_service_ != nullptr) agent_service_->CloseStreams();
+}
+
+void OrchestratorModule::OnStopped() {
+  // The next start then loads this instead of replaying the log.
+  if (engine_ != nullptr) engine_->WriteSnapshot().IgnoreError();  // logged by the engine
 }
 
 }  // namespace gyre::orchestrator

@@ -25,6 +25,7 @@ class OrchestratorModule : public server::ServiceModule {
   absl::Status ValidateConfig() override;
   absl::Status AddServices(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;
+  void OnStopped() override;
 
   OrchestratorConfig& mutable_config() { return config_; }
 

@@ -1,5 +1,7 @@
 #include "services/orchestrator/state_store.h"
 
+#include <optional>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/durable_log/event_log.h"
@@ -7,40 +9,85 @@
 
 namespace gyre::orchestrator {
 
+namespace v1 = ::gyre::v1;
+
 struct MemoryStateStoreData {
   absl::Mutex mutex;
+  // Records after the snapshot; the first one has position first_position.
   std::vector<std::string> records ABSL_GUARDED_BY(mutex);
+  uint64_t first_position ABSL_GUARDED_BY(mutex) = 1;
+  std::optional<std::string> snapshot ABSL_GUARDED_BY(mutex);
 };
 
 namespace {
+
+absl::Status ParseInto(absl::string_view bytes, google::protobuf::MessageLite& message,
+                       absl::string_view what) {
+  if (!message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(absl::StrCat("undecodable ", what));
+  }
+  return absl::OkStatus();
+}
 
 class MemoryStateStore : public StateStore {
  public:
   explicit MemoryStateStore(std::shared_ptr<MemoryStateStoreData> data) : data_(std::move(data)) {}
 
-  absl::Status Load(
-      const std::function<absl::Status(const gyre::v1::StateRecord&)>& apply) override {
+  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
     std::vector<std::string> records;
+    std::optional<std::string> snapshot;
     {
       absl::MutexLock lock(&data_->mutex);
       records = data_->records;
+      snapshot = data_->snapshot;
+    }
+    if (snapshot) {
+      v1::EngineSnapshot state;
+      if (absl::Status status = ParseInto(*snapshot, state, "snapshot"); !status.ok()) {
+        return status;
+      }
+      if (absl::Status status = restore(state); !status.ok()) return status;
     }
     for (const std::string& bytes : records) {
-      gyre::v1::StateRecord record;
-      if (!record.ParseFromString(bytes)) return absl::DataLossError("undecodable record");
+      v1::StateRecord record;
+      if (absl::Status status = ParseInto(bytes, record, "state record"); !status.ok()) {
+        return status;
+      }
       if (absl::Status status = apply(record); !status.ok()) return status;
     }
     return absl::OkStatus();
   }
 
-  void Append(std::vector<gyre::v1::StateRecord> records, Completion done) override {
+  void Append(std::vector<v1::StateRecord> records, Completion done) override {
     {
       absl::MutexLock lock(&data_->mutex);
-      for (const gyre::v1::StateRecord& record : records) {
+      for (const v1::StateRecord& record : records) {
         data_->records.push_back(record.SerializeAsString());
       }
     }
     done(absl::OkStatus());
+  }
+
+  uint64_t last_position() override {
+    absl::MutexLock lock(&data_->mutex);
+    return data_->first_position + data_->records.size() - 1;
+  }
+
+  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
+    std::string bytes = snapshot.SerializeAsString();
+    absl::MutexLock lock(&data_->mutex);
+    const uint64_t last = data_->first_position + data_->records.size() - 1;
+    if (position < data_->first_position || position > last) {
+      return absl::OutOfRangeError(absl::StrCat("cannot snapshot at position ", position,
+                                                ": records ", data_->first_position, "..", last,
+                                                " are the ones not yet covered"));
+    }
+    const uint64_t covered = position - data_->first_position + 1;
+    data_->records.erase(data_->records.begin(),
+                         data_->records.begin() + static_cast<std::ptrdiff_t>(covered));
+    data_->first_position = position + 1;
+    data_->snapshot = std::move(bytes);
+    return absl::OkStatus();
   }
 
  private:
@@ -50,42 +97,76 @@ class MemoryStateStore : public StateStore {
 class EmbeddedStateStore : public StateStore {
  public:
   EmbeddedStateStore(const std::string& data_dir, bool fsync)
-      : path_(data_dir + "/events.log"), fsync_(fsync) {}
+      : dir_(data_dir + "/log"), fsync_(fsync) {}
 
-  absl::Status Load(
-      const std::function<absl::Status(const gyre::v1::StateRecord&)>& apply) override {
+  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
+    durable_log::EventLog::Options options;
+    options.fsync = fsync_;
     durable_log::EventLog::RecoveryInfo info;
-    auto log = durable_log::EventLog::Open(
-        path_, {fsync_},
-        [&](absl::string_view bytes) -> absl::Status {
-          gyre::v1::StateRecord record;
-          if (!record.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-            return absl::DataLossError("undecodable state record");
-          }
-          return apply(record);
-        },
-        &info);
+    absl::StatusOr<std::unique_ptr<durable_log::EventLog>> log =
+        durable_log::EventLog::Open(dir_, options, &info);
     if (!log.ok()) return log.status();
+    for (const std::string& warning : info.warnings) {
+      logging::Warn("state store repaired", {{"dir", dir_}, {"repair", warning}});
+    }
+    if (info.snapshot) {
+      v1::EngineSnapshot state;
+      if (absl::Status status =
+              ParseInto(info.snapshot->state, state,
+                        absl::StrCat("snapshot at record ", info.snapshot->index, " in ", dir_));
+          !status.ok()) {
+        return status;
+      }
+      if (absl::Status status = restore(state); !status.ok()) return status;
+    }
+    absl::Status replayed = (*log)->Replay(
+        info.replay_from, [&](uint64_t index, absl::string_view bytes) -> absl::Status {
+          v1::StateRecord record;
+          absl::Status status = ParseInto(bytes, record, "state record");
+          if (status.ok()) status = apply(record);
+          if (status.ok()) return status;
+          return absl::Status(status.code(),
+                              absl::StrCat(dir_, ": record ", index, ": ", status.message()));
+        });
+    if (!replayed.ok()) return replayed;
     log_ = *std::move(log);
-    logging::Info(
-        "state recovered",
-        {{"path", path_}, {"records", info.records}, {"torn_tail_bytes", info.truncated_bytes}});
+    logging::Info("state recovered",
+                  {{"dir", dir_},
+                   {"snapshot_record",
+                    info.snapshot ? static_cast<int64_t>(info.snapshot->index) : int64_t{0}},
+                   {"records_replayed", static_cast<int64_t>(info.records)},
+                   {"torn_tail_bytes", static_cast<int64_t>(info.truncated_bytes)}});
     return absl::OkStatus();
   }
 
-  void Append(std::vector<gyre::v1::StateRecord> records, Completion done) override {
+  void Append(std::vector<v1::StateRecord> records, Completion done) override {
     if (log_ == nullptr) {
       done(absl::FailedPreconditionError("state store appended to before Load"));
       return;
     }
+    if (records.empty()) {
+      done(absl::OkStatus());
+      return;
+    }
     std::vector<std::string> bytes;
     bytes.reserve(records.size());
-    for (const gyre::v1::StateRecord& record : records) bytes.push_back(record.SerializeAsString());
-    log_->AppendAsync(std::move(bytes), std::move(done));
+    for (const v1::StateRecord& record : records) bytes.push_back(record.SerializeAsString());
+    log_->AppendAsync(std::move(bytes),
+                      [done = std::move(done)](absl::StatusOr<uint64_t> first_index) {
+                        done(first_index.status());
+                      });
+  }
+
+  uint64_t last_position() override { return log_ == nullptr ? 0 : log_->next_index() - 1; }
+
+  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
+    if (log_ == nullptr) return absl::FailedPreconditionError("state store snapshot before Load");
+    if (absl::Status status = log_->AwaitDurable(position); !status.ok()) return status;
+    return log_->WriteSnapshot(position, snapshot.SerializeAsString());
   }
 
  private:
-  const std::string path_;
+  const std::string dir_;
   const bool fsync_;
   std::unique_ptr<durable_log::EventLog> log_;
 };

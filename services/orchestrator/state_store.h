@@ -1,6 +1,7 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_STATE_STORE_H_
 #define GYRE_SERVICES_ORCHESTRATOR_STATE_STORE_H_
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -12,35 +13,51 @@
 namespace gyre::orchestrator {
 
 // Where the orchestrator's acknowledged changes are kept. The engine appends
-// a StateRecord for every change it acknowledges and, at start, rebuilds its
-// whole state by replaying them in order (event sourcing).
+// a StateRecord for every change it acknowledges and now and then stores a
+// snapshot of its whole state; at start it loads the newest snapshot and
+// replays the records appended after it (event sourcing).
+//
+// Records have positions 1, 2, 3... in append order, kept across reopen.
 //
 // Contract (checked by state_store_conformance_test for every backend):
-//  - Load() replays every record whose Append completed OK, in append order,
-//    and is called once, before the first Append;
+//  - Load() is called once, before the first Append: it hands the newest
+//    snapshot to `restore` (if there is one), then every record after the
+//    snapshot's position whose Append completed OK to `apply`, in order;
 //  - Append() never blocks on I/O; `done` runs once the records are durable
 //    (or with the error that prevented it); records appended earlier are
 //    durable no later than records appended after them;
-//  - after an error, later appends fail too (no holes).
+//  - after an error, later appends fail too (no holes);
+//  - last_position() is the position of the last record appended (durable
+//    or not); callers that serialize their Appends can read it in the same
+//    critical section to learn the position their state corresponds to;
+//  - WriteSnapshot(position, snapshot) waits until the records up to
+//    `position` are durable, then stores the snapshot durably; it may then
+//    drop the records it covers. It does I/O on the calling thread: never
+//    call it under a lock the hot path needs.
 // Implementations are thread-safe.
 class StateStore {
  public:
   using Completion = std::function<void(absl::Status)>;
+  using RestoreFn = std::function<absl::Status(const gyre::v1::EngineSnapshot&)>;
+  using ApplyFn = std::function<absl::Status(const gyre::v1::StateRecord&)>;
 
   virtual ~StateStore() = default;
-  virtual absl::Status Load(
-      const std::function<absl::Status(const gyre::v1::StateRecord&)>& apply) = 0;
+  virtual absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) = 0;
   virtual void Append(std::vector<gyre::v1::StateRecord> records, Completion done) = 0;
+  virtual uint64_t last_position() = 0;
+  virtual absl::Status WriteSnapshot(uint64_t position,
+                                     const gyre::v1::EngineSnapshot& snapshot) = 0;
 };
 
 // Records kept in memory only: for unit tests and for nothing else. The
-// backing vector is shared, so a store "reopened" from it sees the records.
+// backing data is shared, so a store "reopened" from it sees the records.
 struct MemoryStateStoreData;
 std::shared_ptr<MemoryStateStoreData> NewMemoryStateStoreData();
 std::unique_ptr<StateStore> NewMemoryStateStore(std::shared_ptr<MemoryStateStoreData> data);
 
 // The embedded durable backend: an append-only event log with group commit
-// (one fdatasync per batch) in `data_dir`/events.log.
+// (one fdatasync per batch) and snapshots in `data_dir`/log (see
+// libs/durable_log/event_log.h).
 std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync);
 
 }  // namespace gyre::orchestrator

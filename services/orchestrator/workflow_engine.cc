@@ -16,31 +16,19 @@
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
 #include "libs/workflow/workflow_graph.h"
+#include "services/orchestrator/proto_time.h"
 #include "services/orchestrator/retry_backoff.h"
 #include "services/orchestrator/task_identity.h"
 
 namespace gyre::orchestrator {
 
 namespace v1 = ::gyre::v1;
-using google::protobuf::util::TimeUtil;
 
 namespace {
 
 constexpr size_t kMaxContextEntries = 256;
 constexpr size_t kMaxContextValueBytes = size_t{64} * 1024;
 constexpr size_t kDispatchScanLimit = 256;
-
-google::protobuf::Timestamp ToProto(absl::Time time) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(time));
-}
-
-google::protobuf::Duration ToProto(absl::Duration duration) {
-  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(duration));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& duration) {
-  return absl::Nanoseconds(TimeUtil::DurationToNanoseconds(duration));
-}
 
 std::string ShortWorkflowName(absl::string_view name) {
   absl::ConsumePrefix(&name, "workflows/");
@@ -185,11 +173,17 @@ struct WorkflowEngine::Outbox {
 WorkflowEngine::WorkflowEngine(Options options)
     : options_(std::move(options)), metrics_(options_.metrics) {
   TickLeases();
+  if (options_.store != nullptr && options_.snapshot_every_records > 0) {
+    snapshotter_ = std::thread([this] { SnapshotLoop(); });
+  }
 }
 
 WorkflowEngine::~WorkflowEngine() {
-  absl::MutexLock lock(&mu_);
-  stopping_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (snapshotter_.joinable()) snapshotter_.join();
 }
 
 void WorkflowEngine::TickLeases() {
@@ -236,6 +230,10 @@ void WorkflowEngine::PersistLocked(v1::StateRecord record, StateStore::Completio
           logging::Error("state record not persisted", {{"error", std::string(status.message())}});
         }
       });
+  if (options_.snapshot_every_records > 0 &&
+      ++records_since_snapshot_ >= options_.snapshot_every_records) {
+    snapshot_requested_ = true;
+  }
 }
 
 absl::Status WorkflowEngine::Recover() {
@@ -243,18 +241,28 @@ absl::Status WorkflowEngine::Recover() {
   const absl::Time start = absl::Now();
   int64_t records = 0;
   int64_t requeued = 0;
+  bool from_snapshot = false;
   absl::Status status;
+  Outbox out;
   {
+    absl::MutexLock one_at_a_time(&snapshot_mu_);
     absl::MutexLock lock(&mu_);
     replaying_ = true;
-    status = options_.store->Load([&](const v1::StateRecord& record) {
-      Outbox discarded;  // nothing is sent while history is replayed
-      records++;
-      return ApplyRecordLocked(record, discarded);
-    });
+    status = options_.store->Load(
+        [&](const v1::EngineSnapshot& snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, snapshot_mu_) {
+          from_snapshot = true;
+          last_snapshot_position_ = snapshot.position();
+          return RestoreLocked(snapshot);
+        },
+        [&](const v1::StateRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          Outbox discarded;  // nothing is sent while history is replayed
+          records++;
+          return ApplyRecordLocked(record, discarded);
+        });
     replaying_ = false;
     if (status.ok()) {
-      Outbox out;
+      // Children an evaluator started whose start never reached the log.
+      for (const auto& [request_id, child] : pending_children_) out.child_starts.push_back(child);
       for (auto& exec : executions_) {
         if (exec->final()) continue;
         for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
@@ -273,7 +281,9 @@ absl::Status WorkflowEngine::Recover() {
     }
   }
   if (!status.ok()) return status;
-  logging::Info("engine recovered", {{"records", records},
+  Deliver(out);
+  logging::Info("engine recovered", {{"from_snapshot", from_snapshot},
+                                     {"records", records},
                                      {"executions", static_cast<int64_t>(executions_.size())},
                                      {"requeued_attempts", requeued},
                                      {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
@@ -455,8 +465,13 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
 
     v1::StateRecord record;
     v1::ExecutionStarted& started = *record.mutable_execution_started();
-    started.set_execution_id(
-        absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_));
+    // Time-ordered ids; the counter restarts with the process, so an id
+    // taken within the same millisecond before a restart is skipped.
+    std::string id;
+    do {
+      id = absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_);
+    } while (execution_by_id_.contains(id));
+    started.set_execution_id(std::move(id));
     *started.mutable_definition() = **selected;
     for (const auto& [key, value] : (*selected)->default_context()) {
       (*started.mutable_context())[key] = value;
@@ -509,6 +524,18 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
 
 ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted& record,
                                                       Outbox& out) {
+  ExecutionState& state = BuildExecutionLocked(record);
+  pending_children_.erase(record.request_id());
+  v1::Event created;
+  created.set_type(v1::Event::EXECUTION_CREATED);
+  EmitLocked(state, std::move(created), out);
+  for (uint32_t i = 0; i < state.tasks.size(); ++i) {
+    if (state.tasks[i].unmet_dependencies == 0) MakeReadyLocked(state, i, out);
+  }
+  return state;
+}
+
+ExecutionState& WorkflowEngine::BuildExecutionLocked(const v1::ExecutionStarted& record) {
   auto exec = std::make_unique<ExecutionState>();
   exec->slot = static_cast<uint32_t>(executions_.size());
   exec->id = record.execution_id();
@@ -517,7 +544,7 @@ ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted
   exec->priority = record.priority();
   exec->request_id = record.request_id();
   exec->parent = record.parent();
-  exec->create_time = absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(record.create_time()));
+  exec->create_time = FromProto(record.create_time());
   for (const auto& [key, value] : record.context()) exec->context[key] = value;
   exec->builtins = ExecutionBuiltins{
       exec->id, ShortWorkflowName(exec->definition->name()),
@@ -551,13 +578,6 @@ ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted
   execution_by_id_[exec->id] = exec->slot;
   if (!exec->request_id.empty()) execution_by_request_[exec->request_id] = exec->slot;
   executions_.push_back(std::move(exec));
-
-  v1::Event created;
-  created.set_type(v1::Event::EXECUTION_CREATED);
-  EmitLocked(state, std::move(created), out);
-  for (uint32_t i = 0; i < state.tasks.size(); ++i) {
-    if (state.tasks[i].unmet_dependencies == 0) MakeReadyLocked(state, i, out);
-  }
   return state;
 }
 
@@ -1052,6 +1072,22 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
                                         Outbox& out) {
   TaskSlot& task = exec.tasks[index];
   if (task.state == state) return;
+  CountTaskStateLocked(exec, index, state);
+
+  v1::Event event;
+  event.set_type(v1::Event::TASK_STATE_CHANGED);
+  v1::TaskRun* run = event.mutable_task_run();
+  run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
+  run->set_task_id(task.spec->id());
+  run->set_state(state);
+  if (!task.reason.empty()) run->set_reason(task.reason);
+  if (IsTerminal(state) && !task.attempts.empty()) *run->add_attempts() = task.attempts.back();
+  EmitLocked(exec, std::move(event), out);
+}
+
+void WorkflowEngine::CountTaskStateLocked(ExecutionState& exec, uint32_t index,
+                                          v1::TaskState state) {
+  TaskSlot& task = exec.tasks[index];
   auto counter = [&exec](v1::TaskState s) -> int32_t* {
     switch (s) {
       case v1::TASK_PENDING:
@@ -1080,16 +1116,6 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
   if (int32_t* from = counter(task.state)) --*from;
   if (int32_t* to = counter(state)) ++*to;
   task.state = state;
-
-  v1::Event event;
-  event.set_type(v1::Event::TASK_STATE_CHANGED);
-  v1::TaskRun* run = event.mutable_task_run();
-  run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
-  run->set_task_id(task.spec->id());
-  run->set_state(state);
-  if (!task.reason.empty()) run->set_reason(task.reason);
-  if (IsTerminal(state) && !task.attempts.empty()) *run->add_attempts() = task.attempts.back();
-  EmitLocked(exec, std::move(event), out);
 }
 
 void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
@@ -1104,6 +1130,11 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
   task.ready_time = absl::Now();
   task.generation++;
   SetTaskStateLocked(exec, index, v1::TASK_READY, out);
+  QueueReadyLocked(exec, index);
+}
+
+void WorkflowEngine::QueueReadyLocked(ExecutionState& exec, uint32_t index) {
+  const TaskSlot& task = exec.tasks[index];
   if (exec.state == v1::EXECUTION_PAUSED) {
     exec.parked.push_back(index);
   } else {
@@ -1220,6 +1251,9 @@ void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
                                          absl::Duration delay) {
   const uint32_t exec_slot = exec.slot;
   const uint16_t generation = exec.tasks[index].generation;
+  // Until it is ready again, ready_time is when the retry is due (kept in
+  // snapshots, so that a restart keeps the backoff).
+  exec.tasks[index].ready_time = absl::Now() + delay;
   timers_.ScheduleAfter(delay, [this, exec_slot, index, generation] {
     Outbox out;
     {
@@ -1431,12 +1465,12 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
                                         Outbox& out) {
   const v1::AttemptRef& ref = result.ref();
   ExecutionState* exec = FindExecutionLocked(ref.execution());
-  auto index = exec != nullptr ? exec->task_index.find(ref.task_id()) : exec->task_index.end();
-  if (exec == nullptr || index == exec->task_index.end()) {
+  if (exec == nullptr || !exec->task_index.contains(ref.task_id())) {
     logging::Warn("result for an unknown task rejected",
                   {{"agent", agent_id}, {"execution", ref.execution()}, {"task", ref.task_id()}});
     return false;
   }
+  const auto index = exec->task_index.find(ref.task_id());
   TaskSlot& task = exec->tasks[index->second];
   // The attempt number is the fencing token: only the current lease holder
   // may report, and only once.
@@ -1560,12 +1594,18 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     SetTaskStateLocked(exec, skipped, v1::TASK_SKIPPED, out);
     SkipDependantsLocked(exec, skipped, slot.reason, out);
   }
-  for (const auto& start : decision->start()) {
+  for (int i = 0; i < decision->start_size(); ++i) {
+    const auto& start = decision->start(i);
     v1::StartExecutionRequest child;
     child.set_workflow(start.workflow());
     child.set_parent(exec.name());
     for (const auto& [key, value] : task.outputs) (*child.mutable_context())[key] = value;
     for (const auto& [key, value] : start.context()) (*child.mutable_context())[key] = value;
+    // Deterministic, so that starting it again after a crash is a no-op
+    // when the first start was recorded.
+    // Task ids may be long; the task's index keeps this under 128 bytes.
+    child.set_request_id(absl::StrCat("child/", exec.id, "/", index, "/", task.attempt, "/", i));
+    pending_children_[child.request_id()] = child;
     out.child_starts.push_back(std::move(child));
   }
   CompleteTaskLocked(exec, index, out);
@@ -1645,6 +1685,8 @@ void WorkflowEngine::Deliver(Outbox& out) {
   for (const v1::StartExecutionRequest& child : out.child_starts) {
     absl::StatusOr<v1::Execution> started = StartExecution(child);
     if (!started.ok()) {
+      absl::MutexLock lock(&mu_);
+      pending_children_.erase(child.request_id());  // not transient: do not retry at restart
       logging::Error("evaluator could not start a child workflow",
                      {{"parent", child.parent()},
                       {"workflow", child.workflow()},

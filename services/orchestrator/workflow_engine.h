@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -14,6 +15,7 @@
 #include "gyre/v1/agent_service.pb.h"
 #include "gyre/v1/cluster.pb.h"
 #include "gyre/v1/orchestrator_service.pb.h"
+#include "gyre/v1/state_record.pb.h"
 #include "libs/common/timer_queue.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/engine_metrics.h"
@@ -75,6 +77,10 @@ class WorkflowEngine {
     // Where acknowledged changes are made durable; null keeps state in
     // memory only (unit tests). Not owned.
     StateStore* store = nullptr;
+    // A snapshot of the whole state is written (on a background thread)
+    // after this many records, so a restart replays at most about this many;
+    // 0 disables periodic snapshots.
+    uint64_t snapshot_every_records = 200000;
   };
 
   explicit WorkflowEngine(Options options);
@@ -84,6 +90,12 @@ class WorkflowEngine {
   // were leased when the previous process stopped run again as new attempts
   // (at-least-once execution); every recorded result is kept exactly once.
   absl::Status Recover();
+
+  // Stores a snapshot of the whole state in the store now (a no-op when
+  // nothing changed since the last one) and returns once it is durable. The
+  // engine lock is held only to copy the state; the I/O runs without it.
+  // Called periodically (Options::snapshot_every_records) and at shutdown.
+  absl::Status WriteSnapshot() ABSL_LOCKS_EXCLUDED(mu_, snapshot_mu_);
 
   // --- Workflow definitions ---
   absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
@@ -161,6 +173,15 @@ class WorkflowEngine {
                                                        absl::string_view reason);
   ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The execution's structure (tasks, edges, queues) with every task
+  // pending, registered but with no event emitted and nothing made ready.
+  ExecutionState& BuildExecutionLocked(const gyre::v1::ExecutionStarted& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
+  gyre::v1::EngineSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RestoreLocked(const gyre::v1::EngineSnapshot& snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `record` for durability (never blocks); `done` runs once durable.
@@ -177,8 +198,14 @@ class WorkflowEngine {
 
   void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,
                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bookkeeping of a state change (counts by state, queue depth)
+  // without its event.
+  void CountTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MakeReadyLocked(ExecutionState& exec, uint32_t task, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts a READY task in its queue, or parks it while the execution is paused.
+  void QueueReadyLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SkipDependantsLocked(ExecutionState& exec, uint32_t task, absl::string_view reason,
                             Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompleteTaskLocked(ExecutionState& exec, uint32_t task, Outbox& out)
@@ -239,8 +266,19 @@ class WorkflowEngine {
   absl::flat_hash_map<std::string, GlobalTask> globals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
       ABSL_GUARDED_BY(mu_);
+  // Children evaluators decided to start, by request_id, until their own
+  // ExecutionStarted is recorded: a crash in between must not lose them.
+  std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Periodic snapshots: PersistLocked counts records and wakes the
+  // snapshot thread; snapshot_mu_ lets one snapshot run at a time.
+  uint64_t records_since_snapshot_ ABSL_GUARDED_BY(mu_) = 0;
+  bool snapshot_requested_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  uint64_t last_snapshot_position_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
+  std::thread snapshotter_;
 };
 
 // Waits for a durability completion; used outside the engine lock.

@@ -1,0 +1,224 @@
+// WorkflowEngine's snapshots: its whole state to and from an EngineSnapshot,
+// and the background thread that writes one every snapshot_every_records.
+#include <algorithm>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "libs/logging/logger.h"
+#include "services/orchestrator/proto_time.h"
+#include "services/orchestrator/workflow_engine.h"
+
+namespace gyre::orchestrator {
+
+namespace v1 = ::gyre::v1;
+
+namespace {
+
+void SetTimeIfSet(absl::Time time, absl::Time unset, google::protobuf::Timestamp* out) {
+  if (time != unset) *out = ToProto(time);
+}
+
+absl::Time TimeOr(const google::protobuf::Timestamp& time, bool present, absl::Time unset) {
+  return present ? FromProto(time) : unset;
+}
+
+v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
+  v1::TaskSlotSnapshot out;
+  out.set_state(task.state);
+  out.set_unmet_dependencies(task.unmet_dependencies);
+  out.set_attempt(task.attempt);
+  out.set_retries_used(task.retries_used);
+  out.set_agent(task.agent);
+  SetTimeIfSet(task.ready_time, absl::Time(), out.mutable_ready_time());
+  SetTimeIfSet(task.lease_time, absl::Time(), out.mutable_lease_time());
+  out.mutable_attempts()->Add(task.attempts.begin(), task.attempts.end());
+  out.mutable_outputs()->insert(task.outputs.begin(), task.outputs.end());
+  out.mutable_inherited()->insert(task.inherited.begin(), task.inherited.end());
+  out.set_reason(task.reason);
+  out.set_identity(task.identity);
+  out.set_satisfied_by(task.satisfied_by);
+  out.set_stdout_tail(task.stdout_tail);
+  out.set_stderr_tail(task.stderr_tail);
+  out.set_logs_truncated(task.logs_truncated);
+  out.set_priority(task.priority);
+  return out;
+}
+
+void RestoreTask(const v1::TaskSlotSnapshot& from, TaskSlot& task) {
+  task.unmet_dependencies = from.unmet_dependencies();
+  task.attempt = from.attempt();
+  task.retries_used = from.retries_used();
+  task.agent = from.agent();
+  task.ready_time = TimeOr(from.ready_time(), from.has_ready_time(), absl::Time());
+  task.lease_time = TimeOr(from.lease_time(), from.has_lease_time(), absl::Time());
+  task.attempts.assign(from.attempts().begin(), from.attempts().end());
+  task.outputs.insert(from.outputs().begin(), from.outputs().end());
+  task.inherited.insert(from.inherited().begin(), from.inherited().end());
+  task.reason = from.reason();
+  task.identity = from.identity();
+  task.satisfied_by = from.satisfied_by();
+  task.stdout_tail = from.stdout_tail();
+  task.stderr_tail = from.stderr_tail();
+  task.logs_truncated = from.logs_truncated();
+  task.priority = static_cast<uint8_t>(std::clamp(from.priority(), 0, 100));
+}
+
+}  // namespace
+
+v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
+  v1::EngineSnapshot snapshot;
+  // Each workflow's versions in the order stored.
+  for (const auto& [name, versions] : workflows_) {
+    for (const auto& definition : versions) *snapshot.add_workflows() = *definition;
+  }
+  snapshot.set_executions_started(next_execution_);
+  for (const auto& exec : executions_) {
+    v1::ExecutionSnapshot& out = *snapshot.add_executions();
+    v1::ExecutionStarted& started = *out.mutable_started();
+    started.set_execution_id(exec->id);
+    *started.mutable_definition() = *exec->definition;
+    started.mutable_context()->insert(exec->context.begin(), exec->context.end());
+    started.set_parent(exec->parent);
+    for (const std::string& target : exec->targets) started.add_targets(target);
+    started.set_priority(exec->priority);
+    started.set_request_id(exec->request_id);
+    *started.mutable_create_time() = ToProto(exec->create_time);
+    out.set_state(exec->state);
+    out.set_reason(exec->reason);
+    SetTimeIfSet(exec->start_time, absl::InfinitePast(), out.mutable_start_time());
+    SetTimeIfSet(exec->end_time, absl::InfinitePast(), out.mutable_end_time());
+    out.mutable_tasks()->Reserve(static_cast<int>(exec->tasks.size()));
+    for (const TaskSlot& task : exec->tasks) *out.add_tasks() = SnapshotOf(task);
+    out.mutable_events()->Add(exec->events.begin(), exec->events.end());
+  }
+  for (const auto& [identity, global] : globals_) {
+    v1::GlobalTaskSnapshot& out = *snapshot.add_global_tasks();
+    out.set_identity(identity);
+    out.set_owner(global.owner);
+    out.set_succeeded(global.succeeded);
+    out.mutable_outputs()->insert(global.outputs.begin(), global.outputs.end());
+    for (const auto& [exec_slot, task] : global.waiters) {
+      v1::GlobalTaskWaiter& waiter = *out.add_waiters();
+      waiter.set_execution_slot(exec_slot);
+      waiter.set_task_index(task);
+    }
+  }
+  for (const auto& [request_id, child] : pending_children_) {
+    *snapshot.add_pending_child_starts() = child;
+  }
+  return snapshot;
+}
+
+absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
+  if (!executions_.empty() || !workflows_.empty()) {
+    return absl::FailedPreconditionError("a snapshot can only be restored into an empty engine");
+  }
+  for (const v1::WorkflowDefinition& definition : snapshot.workflows()) {
+    workflows_[definition.name()].push_back(
+        std::make_shared<const v1::WorkflowDefinition>(definition));
+  }
+  next_execution_ = snapshot.executions_started();
+
+  // Global waiters are pending with no unmet dependency, like retries
+  // waiting out their backoff; told apart by this set.
+  absl::flat_hash_set<std::pair<uint32_t, uint32_t>> global_waiters;
+  for (const v1::GlobalTaskSnapshot& saved : snapshot.global_tasks()) {
+    GlobalTask& global = globals_[saved.identity()];
+    global.owner = saved.owner();
+    global.succeeded = saved.succeeded();
+    global.outputs.insert(saved.outputs().begin(), saved.outputs().end());
+    for (const v1::GlobalTaskWaiter& waiter : saved.waiters()) {
+      if (waiter.execution_slot() >= static_cast<uint32_t>(snapshot.executions_size())) {
+        return absl::DataLossError(absl::StrCat("snapshot: global task ", saved.identity(),
+                                                " waits in execution slot ",
+                                                waiter.execution_slot(), ", which does not exist"));
+      }
+      global.waiters.emplace_back(waiter.execution_slot(), waiter.task_index());
+      global_waiters.emplace(waiter.execution_slot(), waiter.task_index());
+    }
+  }
+
+  const absl::Time now = absl::Now();
+  for (const v1::ExecutionSnapshot& saved : snapshot.executions()) {
+    if (saved.tasks_size() != saved.started().definition().tasks_size()) {
+      return absl::DataLossError(absl::StrCat(
+          "snapshot: execution ", saved.started().execution_id(), " has ", saved.tasks_size(),
+          " task states for ", saved.started().definition().tasks_size(), " tasks"));
+    }
+    ExecutionState& exec = BuildExecutionLocked(saved.started());
+    exec.state = saved.state();
+    exec.reason = saved.reason();
+    exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());
+    exec.end_time = TimeOr(saved.end_time(), saved.has_end_time(), absl::InfinitePast());
+    exec.events.assign(saved.events().begin(), saved.events().end());
+    for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
+      const v1::TaskSlotSnapshot& from = saved.tasks(static_cast<int>(i));
+      RestoreTask(from, exec.tasks[i]);
+      CountTaskStateLocked(exec, i, from.state());
+    }
+    if (exec.final()) continue;
+    for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
+      TaskSlot& task = exec.tasks[i];
+      if (task.state == v1::TASK_READY) {
+        QueueReadyLocked(exec, i);
+      } else if (task.state == v1::TASK_PENDING && task.unmet_dependencies == 0 &&
+                 !global_waiters.contains({exec.slot, i})) {
+        // A retry waiting out its backoff: ready_time is when it is due.
+        ScheduleRetryLocked(exec, i, std::max(absl::ZeroDuration(), task.ready_time - now));
+      }
+    }
+  }
+  for (const v1::StartExecutionRequest& child : snapshot.pending_child_starts()) {
+    pending_children_[child.request_id()] = child;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WorkflowEngine::WriteSnapshot() {
+  if (options_.store == nullptr) {
+    return absl::FailedPreconditionError("the engine has no state store to snapshot into");
+  }
+  absl::MutexLock one_at_a_time(&snapshot_mu_);
+  const absl::Time start = absl::Now();
+  v1::EngineSnapshot snapshot;
+  {
+    absl::MutexLock lock(&mu_);
+    snapshot_requested_ = false;
+    records_since_snapshot_ = 0;
+    // Every record up to here is applied to the state copied below, and no
+    // change past it is (changes and their records go together under mu_).
+    const uint64_t position = options_.store->last_position();
+    if (position == last_snapshot_position_) return absl::OkStatus();
+    snapshot = SnapshotLocked();
+    snapshot.set_position(position);
+  }
+  const absl::Duration copied = absl::Now() - start;
+  if (absl::Status status = options_.store->WriteSnapshot(snapshot.position(), snapshot);
+      !status.ok()) {
+    logging::Error("snapshot not written", {{"record", static_cast<int64_t>(snapshot.position())},
+                                            {"error", std::string(status.message())}});
+    return status;
+  }
+  last_snapshot_position_ = snapshot.position();
+  logging::Info("snapshot written", {{"record", static_cast<int64_t>(snapshot.position())},
+                                     {"executions", snapshot.executions_size()},
+                                     {"locked_seconds", absl::ToDoubleSeconds(copied)},
+                                     {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
+  return absl::OkStatus();
+}
+
+void WorkflowEngine::SnapshotLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return snapshot_requested_ || stopping_;
+      };
+      mu_.Await(absl::Condition(&wake));
+      if (stopping_) return;
+    }
+    WriteSnapshot().IgnoreError();  // logged; retried after the next interval
+  }
+}
+
+}  // namespace gyre::orchestrator
