@@ -22,6 +22,34 @@ absl::Time TimeOr(const google::protobuf::Timestamp& time, bool present, absl::T
   return present ? FromProto(time) : unset;
 }
 
+void EncodeEventHistory(const std::vector<StoredEvent>& events, v1::ExecutionSnapshot* out) {
+  out->mutable_event_unix_nanos()->Reserve(static_cast<int>(events.size()));
+  out->mutable_event_entries()->Reserve(static_cast<int>(events.size()));
+  for (const StoredEvent& event : events) {
+    out->add_event_unix_nanos(event.unix_nanos);
+    out->add_event_entries(uint64_t{event.task} << 32 | uint64_t{event.attempts} << 8 |
+                           event.state);
+  }
+}
+
+absl::Status DecodeEventHistory(const v1::ExecutionSnapshot& saved,
+                                std::vector<StoredEvent>* events) {
+  if (saved.event_unix_nanos_size() != saved.event_entries_size()) {
+    return absl::DataLossError(absl::StrCat("event history has ", saved.event_unix_nanos_size(),
+                                            " times for ", saved.event_entries_size(), " entries"));
+  }
+  events->resize(static_cast<size_t>(saved.event_entries_size()));
+  for (int i = 0; i < saved.event_entries_size(); ++i) {
+    const uint64_t entry = saved.event_entries(i);
+    StoredEvent& event = (*events)[static_cast<size_t>(i)];
+    event.unix_nanos = saved.event_unix_nanos(i);
+    event.task = static_cast<uint32_t>(entry >> 32);
+    event.attempts = static_cast<uint16_t>(entry >> 8);
+    event.state = static_cast<uint8_t>(entry);
+  }
+  return absl::OkStatus();
+}
+
 v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
   v1::TaskSlotSnapshot out;
   out.set_state(task.state);
@@ -89,7 +117,9 @@ v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
     SetTimeIfSet(exec->end_time, absl::InfinitePast(), out.mutable_end_time());
     out.mutable_tasks()->Reserve(static_cast<int>(exec->tasks.size()));
     for (const TaskSlot& task : exec->tasks) *out.add_tasks() = SnapshotOf(task);
-    out.mutable_events()->Add(exec->events.begin(), exec->events.end());
+    EncodeEventHistory(exec->events, &out);
+    out.mutable_event_reasons()->insert(exec->event_reasons.begin(), exec->event_reasons.end());
+    out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
   }
   for (const auto& [identity, global] : globals_) {
     v1::GlobalTaskSnapshot& out = *snapshot.add_global_tasks();
@@ -150,7 +180,25 @@ absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
     exec.reason = saved.reason();
     exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());
     exec.end_time = TimeOr(saved.end_time(), saved.has_end_time(), absl::InfinitePast());
-    exec.events.assign(saved.events().begin(), saved.events().end());
+    if (absl::Status status = DecodeEventHistory(saved, &exec.events); !status.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("snapshot: execution ", exec.id, ": ", status.message()));
+    }
+    exec.event_reasons.insert(saved.event_reasons().begin(), saved.event_reasons().end());
+    exec.whole_events.insert(saved.whole_events().begin(), saved.whole_events().end());
+    for (const StoredEvent& event : exec.events) {
+      if (event.task != StoredEvent::kExecutionLevel && event.task >= exec.tasks.size()) {
+        return absl::DataLossError(absl::StrCat("snapshot: execution ", exec.id,
+                                                " has an event of task ", event.task, " of ",
+                                                exec.tasks.size()));
+      }
+    }
+    for (uint32_t i = 0; i < exec.events.size(); ++i) {
+      if (exec.events[i].task == StoredEvent::kExecutionLevel && !exec.whole_events.contains(i)) {
+        return absl::DataLossError(
+            absl::StrCat("snapshot: execution ", exec.id, " lacks event ", i + 1));
+      }
+    }
     for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
       const v1::TaskSlotSnapshot& from = saved.tasks(static_cast<int>(i));
       RestoreTask(from, exec.tasks[i]);

@@ -1,6 +1,7 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
 #define GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -45,6 +46,22 @@ struct TaskSlot {
   bool logs_truncated = false;
 };
 
+// One entry of an execution's event history, kept small (16 bytes): a
+// million-task execution has several million. A task state change is turned
+// into a gyre::v1::Event only when a watcher reads it; the few
+// execution-level events are kept whole beside (ExecutionState::whole_events).
+struct StoredEvent {
+  static constexpr uint32_t kExecutionLevel = UINT32_MAX;
+
+  int64_t unix_nanos = 0;
+  uint32_t task = kExecutionLevel;  // task index, or kExecutionLevel
+  uint8_t state = 0;                // the task's new gyre::v1::TaskState
+  uint8_t reserved = 0;
+  // The task's attempts at the time; a final state's event carries the last.
+  uint16_t attempts = 0;
+};
+static_assert(sizeof(StoredEvent) == 16);
+
 // One execution: its definition, context, task states and event history.
 // Owned and guarded by the WorkflowEngine.
 struct ExecutionState {
@@ -74,7 +91,11 @@ struct ExecutionState {
   // Tasks not selected by `targets` are not part of the run at all.
   int32_t total = 0;
 
-  std::vector<gyre::v1::Event> events;  // sequence i+1 at index i
+  // The event history: sequence i+1 at index i. The task's reason at the
+  // time, when it had one, is in event_reasons (by index).
+  std::vector<StoredEvent> events;
+  absl::flat_hash_map<uint32_t, std::string> event_reasons;
+  absl::flat_hash_map<uint32_t, gyre::v1::Event> whole_events;
 
   std::string name() const { return "executions/" + id; }
   bool final() const {

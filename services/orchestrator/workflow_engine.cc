@@ -780,7 +780,9 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
     return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
   }
   const size_t first = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
-  for (size_t i = first; i < exec->events.size(); ++i) subscription->Push(exec->events[i]);
+  for (size_t i = first; i < exec->events.size(); ++i) {
+    subscription->Push(EventAtLocked(*exec, static_cast<uint32_t>(i)));
+  }
   if (exec->final()) {
     subscription->Close();
   } else {
@@ -1069,20 +1071,53 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
 // --- State transitions ---
 
 void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1::TaskState state,
-                                        Outbox& out) {
+                                        Outbox& /*out*/) {
   TaskSlot& task = exec.tasks[index];
   if (task.state == state) return;
   CountTaskStateLocked(exec, index, state);
 
+  const auto index_in_history = static_cast<uint32_t>(exec.events.size());
+  exec.events.push_back(
+      StoredEvent{absl::ToUnixNanos(absl::Now()), index, static_cast<uint8_t>(state), 0,
+                  static_cast<uint16_t>(std::min<size_t>(task.attempts.size(), UINT16_MAX))});
+  if (!task.reason.empty()) exec.event_reasons[index_in_history] = task.reason;
+  PublishLocked(exec, index_in_history, /*closing=*/false);
+}
+
+v1::Event WorkflowEngine::EventAtLocked(const ExecutionState& exec, uint32_t index) const {
+  const StoredEvent& stored = exec.events[index];
+  if (stored.task == StoredEvent::kExecutionLevel) return exec.whole_events.at(index);
   v1::Event event;
+  event.set_execution(exec.name());
+  event.set_sequence(static_cast<int64_t>(index) + 1);
+  *event.mutable_time() = ToProto(absl::FromUnixNanos(stored.unix_nanos));
   event.set_type(v1::Event::TASK_STATE_CHANGED);
+  const TaskSlot& task = exec.tasks[stored.task];
+  const auto state = static_cast<v1::TaskState>(stored.state);
   v1::TaskRun* run = event.mutable_task_run();
   run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
   run->set_task_id(task.spec->id());
   run->set_state(state);
-  if (!task.reason.empty()) run->set_reason(task.reason);
-  if (IsTerminal(state) && !task.attempts.empty()) *run->add_attempts() = task.attempts.back();
-  EmitLocked(exec, std::move(event), out);
+  if (auto reason = exec.event_reasons.find(index); reason != exec.event_reasons.end()) {
+    run->set_reason(reason->second);
+  }
+  if (IsTerminal(state) && stored.attempts > 0 && stored.attempts <= task.attempts.size()) {
+    *run->add_attempts() = task.attempts[stored.attempts - 1];
+  }
+  return event;
+}
+
+void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, bool closing) {
+  const std::string name = exec.name();
+  std::optional<v1::Event> event;  // built only if somebody watches
+  for (const auto& [scope, subscription] : watchers_) {
+    if (scope.empty() || scope == name) {
+      if (!event) event = EventAtLocked(exec, index);
+      subscription->Push(*event);
+      if (closing && !scope.empty()) subscription->Close();
+    }
+  }
+  if (closing) std::erase_if(watchers_, [&](const auto& entry) { return entry.first == name; });
 }
 
 void WorkflowEngine::CountTaskStateLocked(ExecutionState& exec, uint32_t index,
@@ -1312,23 +1347,16 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
 }
 
 void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& /*out*/) {
+  const auto index = static_cast<uint32_t>(exec.events.size());
+  const absl::Time now = absl::Now();
   event.set_execution(exec.name());
-  event.set_sequence(static_cast<int64_t>(exec.events.size()) + 1);
-  *event.mutable_time() = ToProto(absl::Now());
-  if (event.type() != v1::Event::TASK_STATE_CHANGED) {
-    *event.mutable_execution_snapshot() = ExecutionProtoLocked(exec);
-  }
-  exec.events.push_back(event);
+  event.set_sequence(static_cast<int64_t>(index) + 1);
+  *event.mutable_time() = ToProto(now);
+  *event.mutable_execution_snapshot() = ExecutionProtoLocked(exec);
   const bool closing = exec.final() && event.type() == v1::Event::EXECUTION_STATE_CHANGED;
-  for (const auto& [scope, subscription] : watchers_) {
-    if (scope.empty() || scope == exec.name()) {
-      subscription->Push(exec.events.back());
-      if (closing && !scope.empty()) subscription->Close();
-    }
-  }
-  if (closing) {
-    std::erase_if(watchers_, [&](const auto& entry) { return entry.first == exec.name(); });
-  }
+  exec.events.push_back(StoredEvent{absl::ToUnixNanos(now)});
+  exec.whole_events.emplace(index, std::move(event));
+  PublishLocked(exec, index, closing);
 }
 
 // --- Dispatch and leases ---

@@ -218,7 +218,15 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetExecutionStateLocked(ExecutionState& exec, gyre::v1::ExecutionState state, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records an execution-level event (kept whole) and publishes it.
   void EmitLocked(ExecutionState& exec, gyre::v1::Event event, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The stored event at `index` of the history, as watchers see it.
+  gyre::v1::Event EventAtLocked(const ExecutionState& exec, uint32_t index) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pushes the event at `index` to the execution's watchers; `closing`
+  // (the execution's final event) ends their subscriptions.
+  void PublishLocked(const ExecutionState& exec, uint32_t index, bool closing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
