@@ -171,6 +171,14 @@ class Suite {
           return absl::StrContains(line, "\"msg\":\"state recovered\"");
         },
         absl::Seconds(1));
+    auto engine = server_->WaitForLine(
+        [](const std::string& line) {
+          return absl::StrContains(line, "\"msg\":\"engine recovered\"");
+        },
+        absl::Seconds(1));
+    // For the reader of the run: where the restart spent its time.
+    std::fprintf(stderr, "%s\n%s\n", recovered.ok() ? recovered->c_str() : "",
+                 engine.ok() ? engine->c_str() : "");
     if (recovered.ok()) {
       restart.snapshot = testing::JsonIntField(*recovered, "snapshot_record").value_or(0);
       restart.replayed = testing::JsonIntField(*recovered, "records_replayed").value_or(0);

@@ -72,21 +72,25 @@ v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
   return out;
 }
 
-void RestoreTask(const v1::TaskSlotSnapshot& from, TaskSlot& task) {
+// Moves `from`'s contents into `task`.
+void RestoreTask(v1::TaskSlotSnapshot& from, TaskSlot& task) {
   task.unmet_dependencies = from.unmet_dependencies();
   task.attempt = from.attempt();
   task.retries_used = from.retries_used();
-  task.agent = from.agent();
+  task.agent = std::move(*from.mutable_agent());
   task.ready_time = TimeOr(from.ready_time(), from.has_ready_time(), absl::Time());
   task.lease_time = TimeOr(from.lease_time(), from.has_lease_time(), absl::Time());
-  task.attempts.assign(from.attempts().begin(), from.attempts().end());
+  task.attempts.reserve(static_cast<size_t>(from.attempts_size()));
+  for (v1::TaskAttempt& attempt : *from.mutable_attempts()) {
+    task.attempts.push_back(std::move(attempt));
+  }
   task.outputs.insert(from.outputs().begin(), from.outputs().end());
   task.inherited.insert(from.inherited().begin(), from.inherited().end());
-  task.reason = from.reason();
-  task.identity = from.identity();
-  task.satisfied_by = from.satisfied_by();
-  task.stdout_tail = from.stdout_tail();
-  task.stderr_tail = from.stderr_tail();
+  task.reason = std::move(*from.mutable_reason());
+  task.identity = std::move(*from.mutable_identity());
+  task.satisfied_by = std::move(*from.mutable_satisfied_by());
+  task.stdout_tail = std::move(*from.mutable_stdout_tail());
+  task.stderr_tail = std::move(*from.mutable_stderr_tail());
   task.logs_truncated = from.logs_truncated();
   task.priority = static_cast<uint8_t>(std::clamp(from.priority(), 0, 100));
 }
@@ -139,13 +143,14 @@ v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
   return snapshot;
 }
 
-absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
+absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
   if (!executions_.empty() || !workflows_.empty()) {
     return absl::FailedPreconditionError("a snapshot can only be restored into an empty engine");
   }
-  for (const v1::WorkflowDefinition& definition : snapshot.workflows()) {
-    workflows_[definition.name()].push_back(
-        std::make_shared<const v1::WorkflowDefinition>(definition));
+  for (v1::WorkflowDefinition& definition : *snapshot.mutable_workflows()) {
+    const std::string name = definition.name();
+    workflows_[name].push_back(
+        std::make_shared<const v1::WorkflowDefinition>(std::move(definition)));
   }
   next_execution_ = snapshot.executions_started();
 
@@ -169,13 +174,15 @@ absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
   }
 
   const absl::Time now = absl::Now();
-  for (const v1::ExecutionSnapshot& saved : snapshot.executions()) {
+  for (v1::ExecutionSnapshot& saved : *snapshot.mutable_executions()) {
     if (saved.tasks_size() != saved.started().definition().tasks_size()) {
       return absl::DataLossError(absl::StrCat(
           "snapshot: execution ", saved.started().execution_id(), " has ", saved.tasks_size(),
           " task states for ", saved.started().definition().tasks_size(), " tasks"));
     }
-    ExecutionState& exec = BuildExecutionLocked(saved.started());
+    auto definition = std::make_shared<const v1::WorkflowDefinition>(
+        std::move(*saved.mutable_started()->mutable_definition()));
+    ExecutionState& exec = BuildExecutionLocked(saved.started(), std::move(definition));
     exec.state = saved.state();
     exec.reason = saved.reason();
     exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());
@@ -185,7 +192,9 @@ absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
           absl::StrCat("snapshot: execution ", exec.id, ": ", status.message()));
     }
     exec.event_reasons.insert(saved.event_reasons().begin(), saved.event_reasons().end());
-    exec.whole_events.insert(saved.whole_events().begin(), saved.whole_events().end());
+    for (auto& [index, event] : *saved.mutable_whole_events()) {
+      exec.whole_events.emplace(index, std::move(event));
+    }
     for (const StoredEvent& event : exec.events) {
       if (event.task != StoredEvent::kExecutionLevel && event.task >= exec.tasks.size()) {
         return absl::DataLossError(absl::StrCat("snapshot: execution ", exec.id,
@@ -200,7 +209,7 @@ absl::Status WorkflowEngine::RestoreLocked(const v1::EngineSnapshot& snapshot) {
       }
     }
     for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
-      const v1::TaskSlotSnapshot& from = saved.tasks(static_cast<int>(i));
+      v1::TaskSlotSnapshot& from = *saved.mutable_tasks(static_cast<int>(i));
       RestoreTask(from, exec.tasks[i]);
       CountTaskStateLocked(exec, i, from.state());
     }

@@ -160,7 +160,7 @@ LoadShape ShapeOf(const std::shared_ptr<MemoryStateStoreData>& data) {
   auto store = NewMemoryStateStore(data);
   EXPECT_TRUE(store
                   ->Load(
-                      [&](const v1::EngineSnapshot&) {
+                      [&](v1::EngineSnapshot) {
                         shape.snapshot = true;
                         return absl::OkStatus();
                       },

@@ -46,7 +46,7 @@ class MemoryStateStore : public StateStore {
       if (absl::Status status = ParseInto(*snapshot, state, "snapshot"); !status.ok()) {
         return status;
       }
-      if (absl::Status status = restore(state); !status.ok()) return status;
+      if (absl::Status status = restore(std::move(state)); !status.ok()) return status;
     }
     for (const std::string& bytes : records) {
       v1::StateRecord record;
@@ -117,7 +117,7 @@ class EmbeddedStateStore : public StateStore {
           !status.ok()) {
         return status;
       }
-      if (absl::Status status = restore(state); !status.ok()) return status;
+      if (absl::Status status = restore(std::move(state)); !status.ok()) return status;
     }
     absl::Status replayed = (*log)->Replay(
         info.replay_from, [&](uint64_t index, absl::string_view bytes) -> absl::Status {

@@ -38,7 +38,9 @@ namespace gyre::orchestrator {
 class StateStore {
  public:
   using Completion = std::function<void(absl::Status)>;
-  using RestoreFn = std::function<absl::Status(const gyre::v1::EngineSnapshot&)>;
+  // Gets the snapshot to keep (moved in: restoring a large state must not
+  // copy it).
+  using RestoreFn = std::function<absl::Status(gyre::v1::EngineSnapshot)>;
   using ApplyFn = std::function<absl::Status(const gyre::v1::StateRecord&)>;
 
   virtual ~StateStore() = default;

@@ -53,9 +53,9 @@ v1::StateRecord Leased(const std::string& task, int64_t attempt) {
 std::vector<v1::StateRecord> LoadAll(StateStore& store, v1::EngineSnapshot* snapshot = nullptr) {
   std::vector<v1::StateRecord> records;
   const absl::Status status = store.Load(
-      [&](const v1::EngineSnapshot& loaded) {
+      [&](v1::EngineSnapshot loaded) {
         EXPECT_NE(snapshot, nullptr) << "a snapshot was restored where none was expected";
-        if (snapshot != nullptr) *snapshot = loaded;
+        if (snapshot != nullptr) *snapshot = std::move(loaded);
         return absl::OkStatus();
       },
       [&](const v1::StateRecord& record) {
@@ -152,7 +152,7 @@ TEST_P(StateStoreConformanceTest, ApplyErrorStopsTheLoad) {
   auto store = backend_->Open();
   int applied = 0;
   const absl::Status status =
-      store->Load([](const v1::EngineSnapshot&) { return absl::OkStatus(); },
+      store->Load([](v1::EngineSnapshot) { return absl::OkStatus(); },
                   [&](const v1::StateRecord&) {
                     return ++applied == 1 ? absl::OkStatus() : absl::DataLossError("bad record");
                   });

@@ -242,6 +242,7 @@ absl::Status WorkflowEngine::Recover() {
   int64_t records = 0;
   int64_t requeued = 0;
   bool from_snapshot = false;
+  absl::Duration restore_time;
   absl::Status status;
   Outbox out;
   {
@@ -249,10 +250,13 @@ absl::Status WorkflowEngine::Recover() {
     absl::MutexLock lock(&mu_);
     replaying_ = true;
     status = options_.store->Load(
-        [&](const v1::EngineSnapshot& snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, snapshot_mu_) {
+        [&](v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, snapshot_mu_) {
           from_snapshot = true;
           last_snapshot_position_ = snapshot.position();
-          return RestoreLocked(snapshot);
+          const absl::Time restore_start = absl::Now();
+          absl::Status restored = RestoreLocked(std::move(snapshot));
+          restore_time = absl::Now() - restore_start;
+          return restored;
         },
         [&](const v1::StateRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           Outbox discarded;  // nothing is sent while history is replayed
@@ -283,6 +287,7 @@ absl::Status WorkflowEngine::Recover() {
   if (!status.ok()) return status;
   Deliver(out);
   logging::Info("engine recovered", {{"from_snapshot", from_snapshot},
+                                     {"restore_seconds", absl::ToDoubleSeconds(restore_time)},
                                      {"records", records},
                                      {"executions", static_cast<int64_t>(executions_.size())},
                                      {"requeued_attempts", requeued},
@@ -524,7 +529,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
 
 ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted& record,
                                                       Outbox& out) {
-  ExecutionState& state = BuildExecutionLocked(record);
+  ExecutionState& state = BuildExecutionLocked(
+      record, std::make_shared<const v1::WorkflowDefinition>(record.definition()));
   pending_children_.erase(record.request_id());
   v1::Event created;
   created.set_type(v1::Event::EXECUTION_CREATED);
@@ -535,11 +541,13 @@ ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted
   return state;
 }
 
-ExecutionState& WorkflowEngine::BuildExecutionLocked(const v1::ExecutionStarted& record) {
+ExecutionState& WorkflowEngine::BuildExecutionLocked(
+    const v1::ExecutionStarted& record,
+    std::shared_ptr<const v1::WorkflowDefinition> shared_definition) {
   auto exec = std::make_unique<ExecutionState>();
   exec->slot = static_cast<uint32_t>(executions_.size());
   exec->id = record.execution_id();
-  exec->definition = std::make_shared<const v1::WorkflowDefinition>(record.definition());
+  exec->definition = std::move(shared_definition);
   exec->targets.assign(record.targets().begin(), record.targets().end());
   exec->priority = record.priority();
   exec->request_id = record.request_id();

@@ -175,11 +175,14 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The execution's structure (tasks, edges, queues) with every task
   // pending, registered but with no event emitted and nothing made ready.
-  ExecutionState& BuildExecutionLocked(const gyre::v1::ExecutionStarted& record)
+  // `definition` is the one in `record` (passed apart so it can be moved).
+  ExecutionState& BuildExecutionLocked(
+      const gyre::v1::ExecutionStarted& record,
+      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
   gyre::v1::EngineSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RestoreLocked(const gyre::v1::EngineSnapshot& snapshot)
+  absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
