@@ -112,7 +112,8 @@ class Suite {
   ~Suite() {
     agents_.clear();
     server_.reset();
-    std::filesystem::remove_all(root_);
+    // GYRE_BENCH_KEEP_DATA=1 leaves the data directory for profiling.
+    if (getenv("GYRE_BENCH_KEEP_DATA") == nullptr) std::filesystem::remove_all(root_);
   }
 
   // Starts the definition; returns the RPC latency and the execution name.

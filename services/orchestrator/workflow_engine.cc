@@ -303,7 +303,10 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
       return absl::OkStatus();
     }
     case v1::StateRecord::kExecutionStarted: {
-      ExecutionState& exec = CreateExecutionLocked(record.execution_started(), out);
+      ExecutionState& exec = CreateExecutionLocked(
+          record.execution_started(),
+          std::make_shared<const v1::WorkflowDefinition>(record.execution_started().definition()),
+          out);
       UpdateExecutionStateLocked(exec, out);
       return absl::OkStatus();
     }
@@ -395,14 +398,18 @@ std::vector<v1::WorkflowDefinition> WorkflowEngine::ListWorkflows() {
   return result;
 }
 
+absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> WorkflowEngine::InlineDefinition(
+    const v1::StartExecutionRequest& req) {
+  v1::WorkflowDefinition def = req.definition();
+  if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+  if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
+  std::vector<std::string> targets(req.targets().begin(), req.targets().end());
+  return workflow::SelectTargets(std::make_shared<const v1::WorkflowDefinition>(std::move(def)),
+                                 targets);
+}
+
 absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>>
 WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
-  if (req.has_definition()) {
-    v1::WorkflowDefinition def = req.definition();
-    if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
-    if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
-    return std::make_shared<const v1::WorkflowDefinition>(std::move(def));
-  }
   std::vector<std::string> parts = absl::StrSplit(req.workflow(), '/');
   if (parts.size() == 1) parts.insert(parts.begin(), "workflows");
   if ((parts.size() != 2 && parts.size() != 4) || parts[0] != "workflows" ||
@@ -449,6 +456,13 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
   if (req.request_id().size() > 128) {
     return absl::InvalidArgumentError("request_id is longer than 128 characters");
   }
+  // An inline definition is validated before taking the lock: a large one
+  // must not stall dispatch.
+  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected;
+  if (req.has_definition()) {
+    selected = InlineDefinition(req);
+    if (!selected.ok()) return selected.status();
+  }
   Outbox out;
   v1::Execution result;
   auto durable = std::make_shared<DurableWait>();
@@ -460,13 +474,14 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
         return ExecutionProtoLocked(*executions_[existing->second]);
       }
     }
-    absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
-        ResolveDefinitionLocked(req);
-    if (!def.ok()) return def.status();
-    std::vector<std::string> targets(req.targets().begin(), req.targets().end());
-    absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected =
-        workflow::SelectTargets(*def, targets);
-    if (!selected.ok()) return selected.status();
+    if (!req.has_definition()) {
+      absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
+          ResolveDefinitionLocked(req);
+      if (!def.ok()) return def.status();
+      std::vector<std::string> targets(req.targets().begin(), req.targets().end());
+      selected = workflow::SelectTargets(*def, targets);
+      if (!selected.ok()) return selected.status();
+    }
 
     v1::StateRecord record;
     v1::ExecutionStarted& started = *record.mutable_execution_started();
@@ -488,12 +503,12 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
       for (const auto& [key, value] : parent->context) (*started.mutable_context())[key] = value;
     }
     for (const auto& [key, value] : req.context()) (*started.mutable_context())[key] = value;
-    for (const std::string& target : targets) started.add_targets(target);
+    for (const std::string& target : req.targets()) started.add_targets(target);
     started.set_priority(req.priority() == 0 ? 50 : req.priority());
     started.set_request_id(req.request_id());
     *started.mutable_create_time() = ToProto(absl::Now());
 
-    ExecutionState& state = CreateExecutionLocked(started, out);
+    ExecutionState& state = CreateExecutionLocked(started, *selected, out);
     PersistLocked(std::move(record),
                   [durable](const absl::Status& status) { durable->Callback()(status); });
     UpdateExecutionStateLocked(state, out);
@@ -527,10 +542,10 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
   return StartExecution(start);
 }
 
-ExecutionState& WorkflowEngine::CreateExecutionLocked(const v1::ExecutionStarted& record,
-                                                      Outbox& out) {
-  ExecutionState& state = BuildExecutionLocked(
-      record, std::make_shared<const v1::WorkflowDefinition>(record.definition()));
+ExecutionState& WorkflowEngine::CreateExecutionLocked(
+    const v1::ExecutionStarted& record,
+    std::shared_ptr<const v1::WorkflowDefinition> definition, Outbox& out) {
+  ExecutionState& state = BuildExecutionLocked(record, std::move(definition));
   pending_children_.erase(record.request_id());
   v1::Event created;
   created.set_type(v1::Event::EXECUTION_CREATED);

@@ -171,8 +171,10 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> ControlExecution(absl::string_view name,
                                                        gyre::v1::ExecutionControl::Action action,
                                                        absl::string_view reason);
-  ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `definition` is the one in `record`, shared rather than copied again.
+  ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record,
+                                        std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
+                                        Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The execution's structure (tasks, edges, queues) with every task
   // pending, registered but with no event emitted and nothing made ready.
   // `definition` is the one in `record` (passed apart so it can be moved).
@@ -195,6 +197,10 @@ class WorkflowEngine {
   void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
                    int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A request's inline definition, validated, with its targets applied.
+  static absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
+      const gyre::v1::StartExecutionRequest& req);
+  // A stored workflow (latest or given version) named by the request.
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
       const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
