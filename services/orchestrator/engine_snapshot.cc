@@ -60,14 +60,19 @@ v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
   SetTimeIfSet(task.ready_time, absl::Time(), out.mutable_ready_time());
   SetTimeIfSet(task.lease_time, absl::Time(), out.mutable_lease_time());
   out.mutable_attempts()->Add(task.attempts.begin(), task.attempts.end());
-  out.mutable_outputs()->insert(task.outputs.begin(), task.outputs.end());
-  out.mutable_inherited()->insert(task.inherited.begin(), task.inherited.end());
+  const TaskDetails& details = task.details_or_empty();
+  out.mutable_outputs()->insert(details.outputs.begin(), details.outputs.end());
+  out.mutable_inherited()->insert(details.inherited.begin(), details.inherited.end());
   out.set_reason(task.reason);
-  out.set_identity(task.identity);
-  out.set_satisfied_by(task.satisfied_by);
-  out.set_stdout_tail(task.stdout_tail);
-  out.set_stderr_tail(task.stderr_tail);
-  out.set_logs_truncated(task.logs_truncated);
+  out.set_identity(details.identity);
+  out.set_satisfied_by(details.satisfied_by);
+  for (const auto& [attempt, logs] : details.logs) {
+    v1::AttemptLogsSnapshot& saved = *out.add_logs();
+    saved.set_attempt(attempt);
+    saved.set_stdout_tail(logs.stdout_tail);
+    saved.set_stderr_tail(logs.stderr_tail);
+    saved.set_truncated(logs.truncated);
+  }
   out.set_priority(task.priority);
   return out;
 }
@@ -84,15 +89,23 @@ void RestoreTask(v1::TaskSlotSnapshot& from, TaskSlot& task) {
   for (v1::TaskAttempt& attempt : *from.mutable_attempts()) {
     task.attempts.push_back(std::move(attempt));
   }
-  task.outputs.insert(from.outputs().begin(), from.outputs().end());
-  task.inherited.insert(from.inherited().begin(), from.inherited().end());
   task.reason = std::move(*from.mutable_reason());
-  task.identity = std::move(*from.mutable_identity());
-  task.satisfied_by = std::move(*from.mutable_satisfied_by());
-  task.stdout_tail = std::move(*from.mutable_stdout_tail());
-  task.stderr_tail = std::move(*from.mutable_stderr_tail());
-  task.logs_truncated = from.logs_truncated();
   task.priority = static_cast<uint8_t>(std::clamp(from.priority(), 0, 100));
+  if (from.outputs().empty() && from.inherited().empty() && from.identity().empty() &&
+      from.satisfied_by().empty() && from.logs().empty()) {
+    return;  // nothing that needs TaskDetails
+  }
+  TaskDetails& details = task.mutable_details();
+  details.outputs.insert(from.outputs().begin(), from.outputs().end());
+  details.inherited.insert(from.inherited().begin(), from.inherited().end());
+  details.identity = std::move(*from.mutable_identity());
+  details.satisfied_by = std::move(*from.mutable_satisfied_by());
+  for (v1::AttemptLogsSnapshot& saved : *from.mutable_logs()) {
+    AttemptLogs& logs = details.logs[saved.attempt()];
+    logs.stdout_tail = std::move(*saved.mutable_stdout_tail());
+    logs.stderr_tail = std::move(*saved.mutable_stderr_tail());
+    logs.truncated = saved.truncated();
+  }
 }
 
 }  // namespace

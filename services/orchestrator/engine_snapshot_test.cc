@@ -1,4 +1,5 @@
 // Snapshots of the engine's state and recovery from snapshot + log tail.
+#include <cstring>
 #include <deque>
 
 #include "absl/strings/match.h"
@@ -266,6 +267,47 @@ TEST(EngineSnapshotTest, ARetryWaitingOutItsBackoffRunsAfterARestart) {
   EXPECT_EQ(retry[0].ref().attempt(), 2);
   orchestrator.Report("a1", retry[0]);
   EXPECT_EQ(orchestrator.engine().GetExecution(exec)->state(), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST(EngineSnapshotTest, EveryAttemptKeepsItsLogsAcrossARestart) {
+  auto data = NewMemoryStateStoreData();
+  std::string exec;
+  {
+    Orchestrator orchestrator(data);
+    auto agent = orchestrator.Connect("a1");
+    v1::TaskSpec flaky = Task("flaky");
+    flaky.mutable_retry()->set_max_retries(1);
+    flaky.mutable_retry()->mutable_initial_backoff()->set_nanos(1'000'000);
+    exec = orchestrator.Start(Workflow("logs", {flaky}));
+    for (const char* output : {"first try\n", "second try\n"}) {
+      auto task = agent->Take(1);
+      ASSERT_EQ(task.size(), 1u);
+      v1::AgentMessage message;
+      v1::TaskResult* result = message.mutable_task_result();
+      *result->mutable_ref() = task[0].ref();
+      result->set_outcome(task[0].ref().attempt() == 1 ? v1::ATTEMPT_FAILED
+                                                       : v1::ATTEMPT_SUCCEEDED);
+      result->set_stdout_tail(output);
+      result->set_stdout_bytes(static_cast<int64_t>(strlen(output)));
+      result->set_stderr_tail("warn\n");
+      result->set_stderr_bytes(100);  // more than was kept
+      ASSERT_TRUE(orchestrator.engine().HandleAgentMessage("a1", message).ok());
+    }
+    ASSERT_TRUE(orchestrator.engine().WriteSnapshot().ok());
+  }
+  Orchestrator orchestrator(data);
+  const std::string run = exec + "/tasks/flaky";
+  absl::StatusOr<v1::GetTaskLogsResponse> first = orchestrator.engine().GetTaskLogs(run, 1);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->stdout(), "first try\n");
+  EXPECT_TRUE(first->truncated());
+  absl::StatusOr<v1::GetTaskLogsResponse> latest = orchestrator.engine().GetTaskLogs(run, 0);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->attempt(), 2);
+  EXPECT_EQ(latest->stdout(), "second try\n");
+  EXPECT_EQ(latest->stderr(), "warn\n");
+  EXPECT_EQ(orchestrator.engine().GetTaskLogs(run, 3).status().message(),
+            "task run \"" + run + "\" has no attempt 3 (attempts: 2)");
 }
 
 TEST(EngineSnapshotTest, APausedExecutionStaysPausedUntilResumed) {

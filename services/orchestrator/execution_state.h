@@ -15,6 +15,28 @@
 
 namespace gyre::orchestrator {
 
+// Output captured from one attempt (tails capped by the agent).
+struct AttemptLogs {
+  std::string stdout_tail;
+  std::string stderr_tail;
+  bool truncated = false;  // the attempt wrote more than was kept
+};
+
+// The parts of a task's state that many tasks never need: allocated on
+// first use, so that a pending task costs only its TaskSlot.
+struct TaskDetails {
+  // Keys the task wrote to $GYRE_OUTPUT.
+  std::map<std::string, std::string> outputs;
+  // Context added by ancestors' outputs, passed along edges.
+  std::map<std::string, std::string> inherited;
+  // Content hash of spec + context; set for global tasks when they become ready.
+  std::string identity;
+  // For a global task satisfied by another execution's run: that task run.
+  std::string satisfied_by;
+  // Logs of every attempt that reported, by attempt number.
+  std::map<int64_t, AttemptLogs> logs;
+};
+
 // Runtime state of one task of an execution. Kept small: an execution of a
 // million tasks holds a million of these; the spec is shared.
 struct TaskSlot {
@@ -32,18 +54,19 @@ struct TaskSlot {
   absl::Time ready_time;
   absl::Time lease_time;
   std::vector<gyre::v1::TaskAttempt> attempts;
-  // Keys the task wrote to $GYRE_OUTPUT.
-  std::map<std::string, std::string> outputs;
-  // Context added by ancestors' outputs, passed along edges.
-  std::map<std::string, std::string> inherited;
   std::string reason;
-  // Content hash of spec + context; set for global tasks when they become ready.
-  std::string identity;
-  // For a global task satisfied by another execution's run: that task run.
-  std::string satisfied_by;
-  std::string stdout_tail;
-  std::string stderr_tail;
-  bool logs_truncated = false;
+  std::unique_ptr<TaskDetails> details;  // null until needed
+
+  // The details, allocated if they were not yet.
+  TaskDetails& mutable_details() {
+    if (details == nullptr) details = std::make_unique<TaskDetails>();
+    return *details;
+  }
+  // The details, or empty ones when none were allocated.
+  const TaskDetails& details_or_empty() const {
+    static const TaskDetails kNone;
+    return details != nullptr ? *details : kNone;
+  }
 };
 
 // One entry of an execution's event history, kept small (16 bytes): a

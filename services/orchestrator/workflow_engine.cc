@@ -543,8 +543,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
 }
 
 ExecutionState& WorkflowEngine::CreateExecutionLocked(
-    const v1::ExecutionStarted& record,
-    std::shared_ptr<const v1::WorkflowDefinition> definition, Outbox& out) {
+    const v1::ExecutionStarted& record, std::shared_ptr<const v1::WorkflowDefinition> definition,
+    Outbox& out) {
   ExecutionState& state = BuildExecutionLocked(record, std::move(definition));
   pending_children_.erase(record.request_id());
   v1::Event created;
@@ -778,15 +778,23 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
     return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
   }
   const TaskSlot& task = exec->tasks[it->second];
-  if (attempt != 0 && attempt != task.attempt) {
-    return absl::NotFoundError(absl::StrCat("logs are kept for the latest attempt only (",
-                                            task.attempt, "), not attempt ", attempt));
+  const int64_t wanted = attempt != 0 ? attempt : task.attempt;
+  const std::map<int64_t, AttemptLogs>& logs = task.details_or_empty().logs;
+  auto found = logs.find(wanted);
+  if (found == logs.end()) {
+    if (wanted < 1 || wanted > task.attempt) {
+      return absl::NotFoundError(absl::StrCat("task run \"", name, "\" has no attempt ", wanted,
+                                              " (attempts: ", task.attempt, ")"));
+    }
+    // The attempt exists but reported no output (yet).
   }
   v1::GetTaskLogsResponse response;
-  response.set_attempt(task.attempt);
-  response.set_stdout(task.stdout_tail);
-  response.set_stderr(task.stderr_tail);
-  response.set_truncated(task.logs_truncated);
+  response.set_attempt(wanted);
+  if (found != logs.end()) {
+    response.set_stdout(found->second.stdout_tail);
+    response.set_stderr(found->second.stderr_tail);
+    response.set_truncated(found->second.truncated);
+  }
   return response;
 }
 
@@ -1181,8 +1189,11 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
   // Outputs flow along edges: a task sees what its ancestors wrote.
   for (uint32_t parent : task.parents) {
     const TaskSlot& from = exec.tasks[parent];
-    for (const auto& [key, value] : from.inherited) task.inherited[key] = value;
-    for (const auto& [key, value] : from.outputs) task.inherited[key] = value;
+    const TaskDetails& passed = from.details_or_empty();
+    if (passed.inherited.empty() && passed.outputs.empty()) continue;
+    std::map<std::string, std::string>& inherited = task.mutable_details().inherited;
+    for (const auto& [key, value] : passed.inherited) inherited[key] = value;
+    for (const auto& [key, value] : passed.outputs) inherited[key] = value;
   }
   if (task.spec->global() && ResolveGlobalLocked(exec, index, out)) return;
   task.ready_time = absl::Now();
@@ -1203,18 +1214,19 @@ void WorkflowEngine::QueueReadyLocked(ExecutionState& exec, uint32_t index) {
 bool WorkflowEngine::ResolveGlobalLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
   TaskSlot& task = exec.tasks[index];
   std::map<std::string, std::string> context = exec.context;
-  for (const auto& [key, value] : task.inherited) context[key] = value;
-  task.identity = TaskIdentity(*task.spec, context);
+  TaskDetails& details = task.mutable_details();
+  for (const auto& [key, value] : details.inherited) context[key] = value;
+  details.identity = TaskIdentity(*task.spec, context);
   const std::string name = absl::StrCat(exec.name(), "/tasks/", task.spec->id());
-  auto [it, inserted] = globals_.try_emplace(task.identity);
+  auto [it, inserted] = globals_.try_emplace(details.identity);
   GlobalTask& global = it->second;
   if (inserted || global.owner == name) {
     global.owner = name;
     return false;  // this execution runs it
   }
   if (global.succeeded) {
-    task.outputs = global.outputs;
-    task.satisfied_by = global.owner;
+    details.outputs = global.outputs;
+    details.satisfied_by = global.owner;
     task.reason = absl::StrCat("satisfied by global task ", global.owner);
     CompleteTaskLocked(exec, index, out);
     UpdateExecutionStateLocked(exec, out);
@@ -1228,7 +1240,7 @@ bool WorkflowEngine::ResolveGlobalLocked(ExecutionState& exec, uint32_t index, O
 void WorkflowEngine::SettleGlobalLocked(ExecutionState& exec, uint32_t index, bool succeeded,
                                         Outbox& out) {
   TaskSlot& task = exec.tasks[index];
-  auto it = globals_.find(task.identity);
+  auto it = globals_.find(task.details_or_empty().identity);
   if (it == globals_.end() ||
       it->second.owner != absl::StrCat(exec.name(), "/tasks/", task.spec->id())) {
     return;
@@ -1237,7 +1249,7 @@ void WorkflowEngine::SettleGlobalLocked(ExecutionState& exec, uint32_t index, bo
   it->second.waiters.clear();
   if (succeeded) {
     it->second.succeeded = true;
-    it->second.outputs = task.outputs;
+    it->second.outputs = task.details_or_empty().outputs;
   } else {
     globals_.erase(it);  // the next waiter to become ready runs it
   }
@@ -1447,7 +1459,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       assigned->mutable_ref()->set_task_id(task.spec->id());
       assigned->mutable_ref()->set_attempt(task.attempt);
       std::map<std::string, std::string> context = exec.context;
-      for (const auto& [key, value] : task.inherited) context[key] = value;
+      for (const auto& [key, value] : task.details_or_empty().inherited) context[key] = value;
       const absl::Status built =
           BuildTaskEnvironment(*task.spec, context, exec.builtins, task.attempt, assigned);
       if (!built.ok()) {
@@ -1546,10 +1558,13 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
   attempt.set_stdout_bytes(result.stdout_bytes());
   attempt.set_stderr_bytes(result.stderr_bytes());
   *attempt.mutable_end_time() = ToProto(absl::Now());
-  task.stdout_tail = result.stdout_tail();
-  task.stderr_tail = result.stderr_tail();
-  task.logs_truncated = result.stdout_bytes() > static_cast<int64_t>(result.stdout_tail().size()) ||
-                        result.stderr_bytes() > static_cast<int64_t>(result.stderr_tail().size());
+  if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {
+    AttemptLogs& logs = task.mutable_details().logs[task.attempt];
+    logs.stdout_tail = result.stdout_tail();
+    logs.stderr_tail = result.stderr_tail();
+    logs.truncated = result.stdout_bytes() > static_cast<int64_t>(result.stdout_tail().size()) ||
+                     result.stderr_bytes() > static_cast<int64_t>(result.stderr_tail().size());
+  }
   ReleaseLeaseLocked(*exec, index->second);
   metrics_.CountOutcome(OutcomeName(result.outcome()));
   metrics_.ObserveRunDuration(absl::ToDoubleSeconds(FromProto(result.wall_time())));
@@ -1566,7 +1581,7 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
         FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
         break;
       }
-      task.outputs = *std::move(outputs);
+      if (!outputs->empty()) task.mutable_details().outputs = *std::move(outputs);
       if (task.spec->evaluator()) {
         ApplyEvaluatorDecisionLocked(*exec, index->second, result.output_json(), out);
       } else {
@@ -1635,7 +1650,7 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     FailOrRetryLocked(exec, index, v1::TASK_FAILED, out);
     return;
   }
-  for (const auto& [key, value] : decision->context()) task.outputs[key] = value;
+  for (const auto& [key, value] : decision->context()) task.mutable_details().outputs[key] = value;
   for (const std::string& id : decision->skip()) {
     const uint32_t skipped = exec.task_index.at(id);
     TaskSlot& slot = exec.tasks[skipped];
@@ -1650,7 +1665,9 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     v1::StartExecutionRequest child;
     child.set_workflow(start.workflow());
     child.set_parent(exec.name());
-    for (const auto& [key, value] : task.outputs) (*child.mutable_context())[key] = value;
+    for (const auto& [key, value] : task.details_or_empty().outputs) {
+      (*child.mutable_context())[key] = value;
+    }
     for (const auto& [key, value] : start.context()) (*child.mutable_context())[key] = value;
     // Deterministic, so that starting it again after a crash is a no-op
     // when the first start was recorded.
@@ -1720,10 +1737,11 @@ v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint3
   run.set_priority(task.priority);
   run.set_queue(queues_[task.queue]->name);
   run.set_reason(task.reason);
-  run.set_identity(task.identity);
-  run.set_satisfied_by(task.satisfied_by);
+  const TaskDetails& details = task.details_or_empty();
+  run.set_identity(details.identity);
+  run.set_satisfied_by(details.satisfied_by);
   if (task.ready_time != absl::Time()) *run.mutable_ready_time() = ToProto(task.ready_time);
-  for (const auto& [key, value] : task.outputs) {
+  for (const auto& [key, value] : details.outputs) {
     (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);
   }
   if (with_history) {

@@ -172,9 +172,10 @@ class WorkflowEngine {
                                                        gyre::v1::ExecutionControl::Action action,
                                                        absl::string_view reason);
   // `definition` is the one in `record`, shared rather than copied again.
-  ExecutionState& CreateExecutionLocked(const gyre::v1::ExecutionStarted& record,
-                                        std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
-                                        Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ExecutionState& CreateExecutionLocked(
+      const gyre::v1::ExecutionStarted& record,
+      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The execution's structure (tasks, edges, queues) with every task
   // pending, registered but with no event emitted and nothing made ready.
   // `definition` is the one in `record` (passed apart so it can be moved).
@@ -184,8 +185,7 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
   gyre::v1::EngineSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
