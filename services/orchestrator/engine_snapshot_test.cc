@@ -62,12 +62,11 @@ class DropChildStarts : public StateStore {
   absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
     return inner_->Load(restore, apply);
   }
-  void Append(std::vector<v1::StateRecord> records, Completion done) override {
+  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
     for (const v1::StateRecord& record : records) {
       crashed_ = crashed_ || absl::StartsWith(record.execution_started().request_id(), "child/");
     }
-    if (crashed_) records.clear();
-    inner_->Append(std::move(records), std::move(done));
+    inner_->Append(crashed_ ? absl::Span<const v1::StateRecord>() : records, std::move(done));
   }
   uint64_t last_position() override { return inner_->last_position(); }
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {

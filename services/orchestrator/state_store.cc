@@ -58,7 +58,7 @@ class MemoryStateStore : public StateStore {
     return absl::OkStatus();
   }
 
-  void Append(std::vector<v1::StateRecord> records, Completion done) override {
+  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
     {
       absl::MutexLock lock(&data_->mutex);
       for (const v1::StateRecord& record : records) {
@@ -139,7 +139,7 @@ class EmbeddedStateStore : public StateStore {
     return absl::OkStatus();
   }
 
-  void Append(std::vector<v1::StateRecord> records, Completion done) override {
+  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
     if (log_ == nullptr) {
       done(absl::FailedPreconditionError("state store appended to before Load"));
       return;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "gyre/v1/state_record.pb.h"
 
 namespace gyre::orchestrator {
@@ -23,7 +24,8 @@ namespace gyre::orchestrator {
 //  - Load() is called once, before the first Append: it hands the newest
 //    snapshot to `restore` (if there is one), then every record after the
 //    snapshot's position whose Append completed OK to `apply`, in order;
-//  - Append() never blocks on I/O; `done` runs once the records are durable
+//  - Append() never blocks on I/O and is done with `records` when it
+//    returns (the caller keeps them); `done` runs once the records are durable
 //    (or with the error that prevented it); records appended earlier are
 //    durable no later than records appended after them;
 //  - after an error, later appends fail too (no holes);
@@ -45,7 +47,7 @@ class StateStore {
 
   virtual ~StateStore() = default;
   virtual absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) = 0;
-  virtual void Append(std::vector<gyre::v1::StateRecord> records, Completion done) = 0;
+  virtual void Append(absl::Span<const gyre::v1::StateRecord> records, Completion done) = 0;
   virtual uint64_t last_position() = 0;
   virtual absl::Status WriteSnapshot(uint64_t position,
                                      const gyre::v1::EngineSnapshot& snapshot) = 0;

@@ -76,7 +76,7 @@ v1::EngineSnapshot SnapshotNamed(const std::string& workflow) {
 absl::Status AppendAndWait(StateStore& store, std::vector<v1::StateRecord> records) {
   absl::Notification done;
   absl::Status result;
-  store.Append(std::move(records), [&](absl::Status status) {
+  store.Append(records, [&](absl::Status status) {
     result = std::move(status);
     done.Notify();
   });
@@ -212,7 +212,10 @@ TEST_P(StateStoreConformanceTest, ASnapshotWaitsForTheRecordsItCovers) {
   auto store = backend_->Open();
   LoadAll(*store);
   // Not awaited: WriteSnapshot itself must wait for durability.
-  for (int i = 1; i <= 100; ++i) store->Append({Leased("a", i)}, [](const absl::Status&) {});
+  for (int i = 1; i <= 100; ++i) {
+    const v1::StateRecord record = Leased("a", i);
+    store->Append({&record, 1}, [](const absl::Status&) {});
+  }
   ASSERT_TRUE(store->WriteSnapshot(store->last_position(), SnapshotNamed("workflows/x")).ok());
   EXPECT_FALSE(store->WriteSnapshot(101, SnapshotNamed("workflows/y")).ok())
       << "a snapshot past the last record must be refused";

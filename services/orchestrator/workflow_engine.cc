@@ -215,17 +215,15 @@ absl::Status DurableWait::Wait() {
   return status_;
 }
 
-void WorkflowEngine::PersistLocked(v1::StateRecord record, StateStore::Completion done) {
+void WorkflowEngine::PersistLocked(const v1::StateRecord& record, StateStore::Completion done) {
   if (options_.store == nullptr || replaying_) {
     if (done) done(absl::OkStatus());
     return;
   }
-  std::vector<v1::StateRecord> records;
-  records.push_back(std::move(record));
   // Enqueued under the engine lock so the log's order is the order of the
   // changes; the append itself never blocks on I/O.
   options_.store->Append(
-      std::move(records), done ? std::move(done) : [](const absl::Status& status) {
+      {&record, 1}, done ? std::move(done) : [](const absl::Status& status) {
         if (!status.ok()) {
           logging::Error("state record not persisted", {{"error", std::string(status.message())}});
         }
@@ -372,7 +370,7 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
     v1::StateRecord record;
     *record.mutable_workflow_stored()->mutable_definition() = def;
-    PersistLocked(std::move(record),
+    PersistLocked(record,
                   [durable](const absl::Status& status) { durable->Callback()(status); });
   }
   if (absl::Status status = durable->Wait(); !status.ok()) return status;
@@ -492,7 +490,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
       id = absl::StrFormat("%x-%04x", absl::ToUnixMillis(absl::Now()), ++next_execution_);
     } while (execution_by_id_.contains(id));
     started.set_execution_id(std::move(id));
-    *started.mutable_definition() = **selected;
+
     for (const auto& [key, value] : (*selected)->default_context()) {
       (*started.mutable_context())[key] = value;
     }
@@ -509,8 +507,13 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
     *started.mutable_create_time() = ToProto(absl::Now());
 
     ExecutionState& state = CreateExecutionLocked(started, *selected, out);
-    PersistLocked(std::move(record),
-                  [durable](const absl::Status& status) { durable->Callback()(status); });
+    // The record lends the shared definition instead of copying it (a large
+    // one is most of a submission's memory); the store is done with the
+    // record when Append returns.
+    started.unsafe_arena_set_allocated_definition(
+        const_cast<v1::WorkflowDefinition*>(selected->get()));
+    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
+    started.unsafe_arena_release_definition();
     UpdateExecutionStateLocked(state, out);
     DispatchLocked(out);
     result = ExecutionProtoLocked(state);
@@ -729,7 +732,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     control.set_execution_id(exec->id);
     control.set_action(action);
     control.set_reason(exec->reason);
-    PersistLocked(std::move(record),
+    PersistLocked(record,
                   [durable](const absl::Status& status) { durable->Callback()(status); });
     result = ExecutionProtoLocked(*exec);
   }
@@ -995,7 +998,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
           v1::StateRecord record;
           record.mutable_task_result()->set_agent_id(agent_id);
           *record.mutable_task_result()->mutable_result() = message.task_result();
-          PersistLocked(std::move(record),
+          PersistLocked(record,
                         [channel = agent.channel, ack](const absl::Status& status) {
                           if (status.ok() && channel != nullptr) channel->Send(ack);
                         });
@@ -1488,7 +1491,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       leased.set_task_id(task.spec->id());
       leased.set_attempt(task.attempt);
       leased.set_agent_id(agent.id);
-      PersistLocked(std::move(record));
+      PersistLocked(record);
       metrics_.ObserveLeaseLatency(absl::ToDoubleSeconds(task.lease_time - task.ready_time));
       SetTaskStateLocked(exec, entry.task, v1::TASK_LEASED, out);
       UpdateExecutionStateLocked(exec, out);

@@ -190,7 +190,7 @@ class WorkflowEngine {
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `record` for durability (never blocks); `done` runs once durable.
-  void PersistLocked(gyre::v1::StateRecord record, StateStore::Completion done = nullptr)
+  void PersistLocked(const gyre::v1::StateRecord& record, StateStore::Completion done = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
