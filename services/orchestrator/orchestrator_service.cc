@@ -51,7 +51,11 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
   }
-  return Reply(engine_->StartExecution(*request), response);
+  // The request is gRPC's, alive and ours alone until this returns: its
+  // definition (possibly tens of thousands of tasks) is moved, not copied.
+  return Reply(engine_->StartExecution(
+                   std::move(*const_cast<v1::StartExecutionRequest*>(request))),
+               response);
 }
 
 grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext*,

@@ -397,8 +397,8 @@ std::vector<v1::WorkflowDefinition> WorkflowEngine::ListWorkflows() {
 }
 
 absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> WorkflowEngine::InlineDefinition(
-    const v1::StartExecutionRequest& req) {
-  v1::WorkflowDefinition def = req.definition();
+    v1::StartExecutionRequest& req) {
+  v1::WorkflowDefinition def = std::move(*req.mutable_definition());
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
   if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
   std::vector<std::string> targets(req.targets().begin(), req.targets().end());
@@ -445,7 +445,7 @@ uint32_t WorkflowEngine::QueueIndexLocked(const std::string& name) {
 
 // --- Executions ---
 
-absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExecutionRequest& req) {
+absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(v1::StartExecutionRequest req) {
   if (absl::Status status = ValidateContext(req.context()); !status.ok()) return status;
   if (req.priority() < 0 || req.priority() > 100) {
     return absl::InvalidArgumentError(
@@ -457,7 +457,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
   // An inline definition is validated before taking the lock: a large one
   // must not stall dispatch.
   absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected;
-  if (req.has_definition()) {
+  const bool inline_definition = req.has_definition();
+  if (inline_definition) {
     selected = InlineDefinition(req);
     if (!selected.ok()) return selected.status();
   }
@@ -472,7 +473,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(const v1::StartExec
         return ExecutionProtoLocked(*executions_[existing->second]);
       }
     }
-    if (!req.has_definition()) {
+    if (!inline_definition) {
       absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
           ResolveDefinitionLocked(req);
       if (!def.ok()) return def.status();
@@ -542,7 +543,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
   *start.mutable_context() = req.context();
   start.set_priority(req.priority());
   start.set_request_id(req.request_id());
-  return StartExecution(start);
+  return StartExecution(std::move(start));
 }
 
 ExecutionState& WorkflowEngine::CreateExecutionLocked(

@@ -104,7 +104,8 @@ class WorkflowEngine {
   std::vector<gyre::v1::WorkflowDefinition> ListWorkflows();
 
   // --- Executions ---
-  absl::StatusOr<gyre::v1::Execution> StartExecution(const gyre::v1::StartExecutionRequest& req);
+  // Takes the request by value: an inline definition is moved, not copied.
+  absl::StatusOr<gyre::v1::Execution> StartExecution(gyre::v1::StartExecutionRequest req);
   // Self-assembling graphs: runs the targets from the task library with
   // their transitive dependencies, pulled in at scheduling time.
   absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
@@ -198,8 +199,9 @@ class WorkflowEngine {
   void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
                    int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A request's inline definition, validated, with its targets applied.
+  // Takes the definition out of `req`.
   static absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
-      const gyre::v1::StartExecutionRequest& req);
+      gyre::v1::StartExecutionRequest& req);
   // A stored workflow (latest or given version) named by the request.
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
       const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
