@@ -60,31 +60,40 @@ absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
 }
 
 // Depth-first search for a cycle; returns its path (first node repeated).
+// Iterative: a chain of a million tasks must not overflow the stack.
 std::vector<std::string> FindCycle(const gyre::v1::WorkflowDefinition& definition,
-                                   const absl::flat_hash_map<std::string, int>& index) {
+                                   const absl::flat_hash_map<absl::string_view, int>& index) {
   const int n = definition.tasks_size();
-  std::vector<int> color(static_cast<size_t>(n), 0);  // 0 new, 1 on stack, 2 done
-  std::vector<int> stack;
+  enum : uint8_t { kNew, kOnStack, kDone };
+  std::vector<uint8_t> color(static_cast<size_t>(n), kNew);
+  // (node, next dependency to look at) for every node on the current path.
+  std::vector<std::pair<int, int>> stack;
   std::vector<std::string> cycle;
-  std::function<bool(int)> visit = [&](int node) {
-    color[static_cast<size_t>(node)] = 1;
-    stack.push_back(node);
-    for (const std::string& dependency : definition.tasks(node).depends_on()) {
-      const int next = index.at(dependency);
-      if (color[static_cast<size_t>(next)] == 1) {
-        auto from = std::find(stack.begin(), stack.end(), next);
-        for (auto it = from; it != stack.end(); ++it) cycle.push_back(definition.tasks(*it).id());
-        cycle.push_back(definition.tasks(next).id());
-        return true;
+  for (int root = 0; root < n && cycle.empty(); ++root) {
+    if (color[static_cast<size_t>(root)] != kNew) continue;
+    color[static_cast<size_t>(root)] = kOnStack;
+    stack.emplace_back(root, 0);
+    while (!stack.empty() && cycle.empty()) {
+      auto& [node, next_dependency] = stack.back();
+      const gyre::v1::TaskSpec& task = definition.tasks(node);
+      if (next_dependency == task.depends_on_size()) {
+        color[static_cast<size_t>(node)] = kDone;
+        stack.pop_back();
+        continue;
       }
-      if (color[static_cast<size_t>(next)] == 0 && visit(next)) return true;
+      const int next = index.at(task.depends_on(next_dependency++));
+      if (color[static_cast<size_t>(next)] == kOnStack) {
+        auto from = std::find_if(stack.begin(), stack.end(),
+                                 [next](const auto& entry) { return entry.first == next; });
+        for (auto it = from; it != stack.end(); ++it) {
+          cycle.push_back(definition.tasks(it->first).id());
+        }
+        cycle.push_back(definition.tasks(next).id());
+      } else if (color[static_cast<size_t>(next)] == kNew) {
+        color[static_cast<size_t>(next)] = kOnStack;
+        stack.emplace_back(next, 0);
+      }
     }
-    stack.pop_back();
-    color[static_cast<size_t>(node)] = 2;
-    return false;
-  };
-  for (int i = 0; i < n && cycle.empty(); ++i) {
-    if (color[static_cast<size_t>(i)] == 0) visit(i);
   }
   // Dependencies point backwards ("a depends on b"); print in run order.
   std::reverse(cycle.begin(), cycle.end());
@@ -103,23 +112,23 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   if (definition.tasks().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" has no tasks"));
   }
-  absl::flat_hash_map<std::string, int> index;
-  std::vector<std::string> ids;
+  // Views into `definition`, which outlives the index.
+  absl::flat_hash_map<absl::string_view, int> index;
+  index.reserve(static_cast<size_t>(definition.tasks_size()));
   for (int i = 0; i < definition.tasks_size(); ++i) {
     const gyre::v1::TaskSpec& task = definition.tasks(i);
     if (absl::Status status = CheckTask(task); !status.ok()) return status;
     if (!index.emplace(task.id(), i).second) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate task id \"", task.id(), "\""));
     }
-    ids.push_back(task.id());
   }
   for (const gyre::v1::TaskSpec& task : definition.tasks()) {
     for (const std::string& dependency : task.depends_on()) {
       if (!index.contains(dependency)) {
         // A task cannot depend on itself, so it is no suggestion.
         std::vector<std::string> others;
-        for (const std::string& id : ids) {
-          if (id != task.id()) others.push_back(id);
+        for (const gyre::v1::TaskSpec& other : definition.tasks()) {
+          if (other.id() != task.id()) others.push_back(other.id());
         }
         return TaskError(task, absl::StrCat("unknown dependency \"", dependency, "\"",
                                             DidYouMean(dependency, others)));
@@ -128,8 +137,16 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   }
   const std::vector<std::string> cycle = FindCycle(definition, index);
   if (!cycle.empty()) {
+    // Bounded: a cycle through a million tasks must not make an 8 MB error.
+    constexpr size_t kShown = 10;
+    if (cycle.size() <= 2 * kShown) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("dependency cycle: ", absl::StrJoin(cycle, " -> ")));
+    }
     return absl::InvalidArgumentError(
-        absl::StrCat("dependency cycle: ", absl::StrJoin(cycle, " -> ")));
+        absl::StrCat("dependency cycle of ", cycle.size() - 1,
+                     " tasks: ", absl::StrJoin(cycle.begin(), cycle.begin() + kShown, " -> "),
+                     " -> ... -> ", absl::StrJoin(cycle.end() - kShown, cycle.end(), " -> ")));
   }
   return absl::OkStatus();
 }

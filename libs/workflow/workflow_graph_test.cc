@@ -1,5 +1,6 @@
 #include "libs/workflow/workflow_graph.h"
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
 namespace gyre::workflow {
@@ -30,6 +31,31 @@ TEST(WorkflowGraphTest, UnknownDependencySuggestsTheNearestTask) {
 TEST(WorkflowGraphTest, CycleIsPrintedAsAPath) {
   EXPECT_EQ(ValidateWorkflowGraph(Definition({{"a", {"c"}}, {"b", {"a"}}, {"c", {"b"}}})).message(),
             "dependency cycle: a -> b -> c -> a");
+}
+
+TEST(WorkflowGraphTest, ALongChainValidatesWithoutExhaustingTheStack) {
+  gyre::v1::WorkflowDefinition def;
+  def.set_name("workflows/chain");
+  // Deep enough that a recursive search would overflow an 8 MiB stack.
+  constexpr int kTasks = 200'000;
+  for (int i = 0; i < kTasks; ++i) {
+    gyre::v1::TaskSpec* task = def.add_tasks();
+    task->set_id("t" + std::to_string(i));
+    task->add_command("true");
+    // Each depends on the next: the search from t0 runs the whole chain deep.
+    if (i + 1 < kTasks) task->add_depends_on("t" + std::to_string(i + 1));
+  }
+  EXPECT_TRUE(ValidateWorkflowGraph(def).ok());
+  def.mutable_tasks(kTasks - 1)->add_depends_on("t0");
+  const absl::Status cycle = ValidateWorkflowGraph(def);
+  EXPECT_TRUE(absl::StartsWith(cycle.message(),
+                               "dependency cycle of 200000 tasks: t0 -> t199999 -> t199998 -> "))
+      << cycle.message().substr(0, 100);
+  EXPECT_TRUE(absl::EndsWith(cycle.message(),
+                             " -> ... -> t9 -> t8 -> t7 -> t6 -> t5 -> t4 -> t3 -> "
+                             "t2 -> t1 -> t0"))
+      << cycle.message();
+  EXPECT_LT(cycle.message().size(), 400u);
 }
 
 TEST(WorkflowGraphTest, DuplicateIdIsRejected) {

@@ -53,8 +53,7 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
   }
   // The request is gRPC's, alive and ours alone until this returns: its
   // definition (possibly tens of thousands of tasks) is moved, not copied.
-  return Reply(engine_->StartExecution(
-                   std::move(*const_cast<v1::StartExecutionRequest*>(request))),
+  return Reply(engine_->StartExecution(std::move(*const_cast<v1::StartExecutionRequest*>(request))),
                response);
 }
 

@@ -370,8 +370,7 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
     v1::StateRecord record;
     *record.mutable_workflow_stored()->mutable_definition() = def;
-    PersistLocked(record,
-                  [durable](const absl::Status& status) { durable->Callback()(status); });
+    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
   }
   if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return def;
@@ -582,6 +581,7 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   const std::string default_queue =
       definition.default_queue().empty() ? "default" : definition.default_queue();
   exec->tasks.resize(static_cast<size_t>(definition.tasks_size()));
+  exec->task_index.reserve(static_cast<size_t>(definition.tasks_size()));
   for (int i = 0; i < definition.tasks_size(); ++i) {
     exec->task_index[definition.tasks(i).id()] = static_cast<uint32_t>(i);
   }
@@ -733,8 +733,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     control.set_execution_id(exec->id);
     control.set_action(action);
     control.set_reason(exec->reason);
-    PersistLocked(record,
-                  [durable](const absl::Status& status) { durable->Callback()(status); });
+    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
@@ -999,10 +998,9 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
           v1::StateRecord record;
           record.mutable_task_result()->set_agent_id(agent_id);
           *record.mutable_task_result()->mutable_result() = message.task_result();
-          PersistLocked(record,
-                        [channel = agent.channel, ack](const absl::Status& status) {
-                          if (status.ok() && channel != nullptr) channel->Send(ack);
-                        });
+          PersistLocked(record, [channel = agent.channel, ack](const absl::Status& status) {
+            if (status.ok() && channel != nullptr) channel->Send(ack);
+          });
         } else if (agent.channel != nullptr) {
           agent.channel->Send(std::move(ack));  // stale: forget it
         }
