@@ -328,10 +328,10 @@ int Main() {
       suite.Wait(execution);
       rates.push_back(dag.tasks_size() / absl::ToDoubleSeconds(absl::Now() - start));
     }
-    rows.push_back({"100x100 layered DAG (3 parents): submit validated, durable, first layer "
-                    "leased (a running orchestrator)",
-                    absl::StrFormat("%.1f ms", Median(submit_ms)), "< 50 ms",
-                    Median(submit_ms) < 50});
+    rows.push_back(
+        {"100x100 layered DAG (3 parents): submit validated, durable, first layer "
+         "leased (a running orchestrator)",
+         absl::StrFormat("%.1f ms", Median(submit_ms)), "< 50 ms", Median(submit_ms) < 50});
     rows.push_back({"  the same, first submission to a freshly started orchestrator (reference)",
                     absl::StrFormat("%.1f ms", Median(cold_submit_ms)), "(reference)", true});
     rows.push_back({"100x100 layered DAG: whole run, no-op executor",

@@ -59,7 +59,7 @@ v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
   out.set_agent(task.agent);
   SetTimeIfSet(task.ready_time, absl::Time(), out.mutable_ready_time());
   SetTimeIfSet(task.lease_time, absl::Time(), out.mutable_lease_time());
-  out.mutable_attempts()->Add(task.attempts.begin(), task.attempts.end());
+  for (const AttemptRecord& attempt : task.attempts) *out.add_attempts() = ToProto(attempt);
   const TaskDetails& details = task.details_or_empty();
   out.mutable_outputs()->insert(details.outputs.begin(), details.outputs.end());
   out.mutable_inherited()->insert(details.inherited.begin(), details.inherited.end());
@@ -86,9 +86,8 @@ void RestoreTask(v1::TaskSlotSnapshot& from, TaskSlot& task) {
   task.ready_time = TimeOr(from.ready_time(), from.has_ready_time(), absl::Time());
   task.lease_time = TimeOr(from.lease_time(), from.has_lease_time(), absl::Time());
   task.attempts.reserve(static_cast<size_t>(from.attempts_size()));
-  for (v1::TaskAttempt& attempt : *from.mutable_attempts()) {
-    task.attempts.push_back(std::move(attempt));
-  }
+  for (const v1::TaskAttempt& attempt : from.attempts())
+    task.attempts.push_back(FromProto(attempt));
   task.reason = std::move(*from.mutable_reason());
   task.priority = static_cast<uint8_t>(std::clamp(from.priority(), 0, 100));
   if (from.outputs().empty() && from.inherited().empty() && from.identity().empty() &&

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gyre/v1/execution.pb.h"
 #include "gyre/v1/workflow.pb.h"
+#include "services/orchestrator/attempt_record.h"
 #include "services/orchestrator/task_environment.h"
 
 namespace gyre::orchestrator {
@@ -53,7 +54,7 @@ struct TaskSlot {
   std::string agent;  // holder of the current lease
   absl::Time ready_time;
   absl::Time lease_time;
-  std::vector<gyre::v1::TaskAttempt> attempts;
+  std::vector<AttemptRecord> attempts;
   std::string reason;
   std::unique_ptr<TaskDetails> details;  // null until needed
 

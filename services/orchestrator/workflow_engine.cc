@@ -271,8 +271,8 @@ absl::Status WorkflowEngine::Recover() {
           TaskSlot& task = exec->tasks[i];
           if (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING) continue;
           if (!task.attempts.empty()) {
-            task.attempts.back().set_outcome(v1::ATTEMPT_LOST);
-            task.attempts.back().set_error("the orchestrator restarted during the attempt");
+            task.attempts.back().outcome = v1::ATTEMPT_LOST;
+            task.attempts.back().error = "the orchestrator restarted during the attempt";
           }
           task.agent.clear();
           MakeReadyLocked(*exec, i, out);
@@ -931,7 +931,7 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       }
       for (const auto& [exec_slot, task] : lost) {
         ExecutionState& exec = *executions_[exec_slot];
-        exec.tasks[task].attempts.back().set_outcome(v1::ATTEMPT_LOST);
+        exec.tasks[task].attempts.back().outcome = v1::ATTEMPT_LOST;
         ReleaseLeaseLocked(exec, task);
         RequeueLocked(exec, task, out);
       }
@@ -985,7 +985,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         if (task == exec->task_index.end()) break;
         TaskSlot& slot = exec->tasks[task->second];
         if (slot.attempt != ref.attempt() || slot.state != v1::TASK_LEASED) break;
-        *slot.attempts.back().mutable_start_time() = ToProto(absl::Now());
+        slot.attempts.back().start_time = absl::ToUnixNanos(absl::Now());
         metrics_.ObserveSubmitToStart(absl::ToDoubleSeconds(absl::Now() - slot.ready_time));
         SetTaskStateLocked(*exec, task->second, v1::TASK_RUNNING, out);
         break;
@@ -1083,10 +1083,10 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
     ExecutionState& exec = *executions_[exec_slot];
     TaskSlot& slot = exec.tasks[task];
     if (!slot.attempts.empty()) {
-      v1::TaskAttempt& attempt = slot.attempts.back();
-      attempt.set_outcome(v1::ATTEMPT_LOST);
-      attempt.set_error(absl::StrCat("agent ", agent.id, " missed heartbeats"));
-      *attempt.mutable_end_time() = ToProto(absl::Now());
+      AttemptRecord& attempt = slot.attempts.back();
+      attempt.outcome = v1::ATTEMPT_LOST;
+      attempt.error = absl::StrCat("agent ", agent.id, " missed heartbeats");
+      attempt.end_time = absl::ToUnixNanos(absl::Now());
     }
     metrics_.CountOutcome("lost");
     ReleaseLeaseLocked(exec, task);
@@ -1135,7 +1135,7 @@ v1::Event WorkflowEngine::EventAtLocked(const ExecutionState& exec, uint32_t ind
     run->set_reason(reason->second);
   }
   if (IsTerminal(state) && stored.attempts > 0 && stored.attempts <= task.attempts.size()) {
-    *run->add_attempts() = task.attempts[stored.attempts - 1];
+    *run->add_attempts() = ToProto(task.attempts[stored.attempts - 1]);
   }
   return event;
 }
@@ -1310,9 +1310,9 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
     ScheduleRetryLocked(exec, index, delay);
     return;
   }
-  task.reason = task.attempts.empty() || task.attempts.back().error().empty()
+  task.reason = task.attempts.empty() || task.attempts.back().error.empty()
                     ? "failed"
-                    : task.attempts.back().error();
+                    : task.attempts.back().error;
   SetTaskStateLocked(exec, index, final_state, out);
   if (task.spec->global()) SettleGlobalLocked(exec, index, /*succeeded=*/false, out);
   SkipDependantsLocked(exec, index, absl::StrCat("dependency \"", task.spec->id(), "\" failed"),
@@ -1454,7 +1454,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       ExecutionState& exec = *executions_[entry.execution];
       TaskSlot& task = exec.tasks[entry.task];
       LeaseLocked(exec, entry.task, agent.id, task.attempt + 1);
-      v1::TaskAttempt& attempt = task.attempts.back();
+      AttemptRecord& attempt = task.attempts.back();
 
       v1::TaskAssignment* assigned = assignment->add_tasks();
       assigned->mutable_ref()->set_execution(exec.name());
@@ -1470,8 +1470,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         agent.free_cpu += task.spec->resources().cpu();
         agent.free_memory += task.spec->resources().memory_bytes();
         agent.free_gpus += task.spec->resources().gpus();
-        attempt.set_outcome(v1::ATTEMPT_FAILED);
-        attempt.set_error(std::string(built.message()));
+        attempt.outcome = v1::ATTEMPT_FAILED;
+        attempt.error = std::string(built.message());
         task.retries_used = task.spec->retry().max_retries();
         FailOrRetryLocked(exec, entry.task, v1::TASK_FAILED, out);
         UpdateExecutionStateLocked(exec, out);
@@ -1507,10 +1507,10 @@ void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std
   task.attempt = attempt;
   task.agent = agent_id;
   task.lease_time = absl::Now();
-  v1::TaskAttempt& record = task.attempts.emplace_back();
-  record.set_attempt(attempt);
-  record.set_agent("agents/" + agent_id);
-  *record.mutable_lease_time() = ToProto(task.lease_time);
+  AttemptRecord& record = task.attempts.emplace_back();
+  record.attempt = attempt;
+  record.agent = agent_id;
+  record.lease_time = absl::ToUnixNanos(task.lease_time);
 }
 
 void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
@@ -1549,17 +1549,17 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
                                             {"current_attempt", task.attempt}});
     return false;
   }
-  v1::TaskAttempt& attempt = task.attempts.back();
-  attempt.set_outcome(result.outcome());
-  attempt.set_exit_code(result.exit_code());
-  attempt.set_signal(result.signal());
-  *attempt.mutable_wall_time() = result.wall_time();
-  *attempt.mutable_cpu_time() = result.cpu_time();
-  attempt.set_peak_rss_bytes(result.peak_rss_bytes());
-  attempt.set_error(result.error());
-  attempt.set_stdout_bytes(result.stdout_bytes());
-  attempt.set_stderr_bytes(result.stderr_bytes());
-  *attempt.mutable_end_time() = ToProto(absl::Now());
+  AttemptRecord& attempt = task.attempts.back();
+  attempt.outcome = result.outcome();
+  attempt.exit_code = result.exit_code();
+  attempt.signal = result.signal();
+  attempt.wall_time = absl::ToInt64Nanoseconds(FromProto(result.wall_time()));
+  attempt.cpu_time = absl::ToInt64Nanoseconds(FromProto(result.cpu_time()));
+  attempt.peak_rss_bytes = result.peak_rss_bytes();
+  attempt.error = result.error();
+  attempt.stdout_bytes = result.stdout_bytes();
+  attempt.stderr_bytes = result.stderr_bytes();
+  attempt.end_time = absl::ToUnixNanos(absl::Now());
   if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {
     AttemptLogs& logs = task.mutable_details().logs[task.attempt];
     logs.stdout_tail = result.stdout_tail();
@@ -1578,8 +1578,8 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
           task.spec->evaluator() ? std::map<std::string, std::string>{}
                                  : ParseOutputs(result.output_json());
       if (!outputs.ok()) {
-        attempt.set_outcome(v1::ATTEMPT_FAILED);
-        attempt.set_error(std::string(outputs.status().message()));
+        attempt.outcome = v1::ATTEMPT_FAILED;
+        attempt.error = std::string(outputs.status().message());
         FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
         break;
       }
@@ -1646,8 +1646,8 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     }
   }
   if (!status.ok()) {
-    task.attempts.back().set_outcome(v1::ATTEMPT_FAILED);
-    task.attempts.back().set_error(std::string(status.message()));
+    task.attempts.back().outcome = v1::ATTEMPT_FAILED;
+    task.attempts.back().error = std::string(status.message());
     task.retries_used = task.spec->retry().max_retries();  // a bad decision is not transient
     FailOrRetryLocked(exec, index, v1::TASK_FAILED, out);
     return;
@@ -1747,7 +1747,7 @@ v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint3
     (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);
   }
   if (with_history) {
-    for (const v1::TaskAttempt& attempt : task.attempts) *run.add_attempts() = attempt;
+    for (const AttemptRecord& attempt : task.attempts) *run.add_attempts() = ToProto(attempt);
   }
   return run;
 }
