@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cmd/gyre/in_process_agent_link.h"
 #include "cmd/gyre/run_command.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/logging/logger.h"
@@ -78,8 +79,10 @@ absl::Status DevSuiteModule::AddServices(server::ServiceHost* host) {
 }
 
 absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
-  // The embedded agent reaches the orchestrator without a network hop.
-  components_->agent.set_orchestrator_channel(host->InProcessChannel());
+  // The embedded agent talks to the engine directly: no network hop, no
+  // serialization.
+  components_->agent.set_orchestrator_link(
+      NewInProcessAgentLink(components_->orchestrator.engine()));
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }

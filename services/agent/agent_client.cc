@@ -38,16 +38,14 @@ google::protobuf::Duration ToProto(absl::Duration duration) {
 
 }  // namespace
 
-AgentClient::AgentClient(AgentConfig config, const std::shared_ptr<grpc::Channel>& channel)
-    : config_(std::move(config)),
-      agent_id_(DefaultAgentId(config_)),
-      stub_(v1::AgentService::NewStub(channel)) {}
+AgentClient::AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link)
+    : config_(std::move(config)), agent_id_(DefaultAgentId(config_)), link_(std::move(link)) {}
 
 AgentClient::~AgentClient() {
   {
     absl::MutexLock lock(&mutex_);
     stopping_ = true;
-    if (context_ != nullptr) context_->TryCancel();
+    if (session_ != nullptr) session_->Cancel();
   }
   if (session_thread_.joinable()) session_thread_.join();
   if (heartbeat_thread_.joinable()) heartbeat_thread_.join();
@@ -103,23 +101,22 @@ void AgentClient::RunSessions() {
 }
 
 void AgentClient::RunSession() {
-  grpc::ClientContext context;
-  std::unique_ptr<Stream> stream = stub_->Connect(&context);
+  std::unique_ptr<OrchestratorSession> session = link_->Open();
   {
     absl::MutexLock lock(&mutex_);
     if (stopping_) return;
-    context_ = &context;
+    session_ = session.get();
   }
   v1::AgentMessage hello;
   *hello.mutable_register_() = Registration();
-  bool ok = stream->Write(hello);
+  bool ok = session->Write(hello);
   {
     absl::MutexLock lock(&out_mutex_);
     outgoing_.clear();  // the new registration carries the credit
     pending_credit_ = 0;
     writer_stop_ = false;
   }
-  std::thread writer([this, stream = stream.get()] { WriterLoop(stream); });
+  std::thread writer([this, session = session.get()] { WriterLoop(session); });
   if (ok) {
     // Results of the previous session that were never acknowledged.
     std::vector<v1::AgentMessage> resend;
@@ -130,7 +127,7 @@ void AgentClient::RunSession() {
     for (const v1::AgentMessage& message : resend) Send(message);
   }
   v1::OrchestratorMessage message;
-  while (ok && stream->Read(&message)) {
+  while (ok && session->Read(&message)) {
     switch (message.kind_case()) {
       case v1::OrchestratorMessage::kRegistered: {
         absl::MutexLock lock(&mutex_);
@@ -161,7 +158,7 @@ void AgentClient::RunSession() {
       case v1::OrchestratorMessage::kShutdown:
         logging::Warn("orchestrator asked the agent to reconnect",
                       {{"reason", message.shutdown().reason()}});
-        context.TryCancel();
+        session->Cancel();
         break;
       default:
         break;
@@ -169,18 +166,17 @@ void AgentClient::RunSession() {
   }
   {
     absl::MutexLock lock(&mutex_);
-    context_ = nullptr;
+    session_ = nullptr;
   }
   {
     absl::MutexLock lock(&out_mutex_);
     writer_stop_ = true;
   }
   writer.join();
-  stream->WritesDone();
-  const grpc::Status status = stream->Finish();
-  if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-    logging::Warn("orchestrator stream ended", {{"code", static_cast<int>(status.error_code())},
-                                                {"error", status.error_message()}});
+  const absl::Status status = session->Finish();
+  if (!status.ok() && !absl::IsCancelled(status)) {
+    logging::Warn("orchestrator stream ended", {{"code", static_cast<int>(status.code())},
+                                                {"error", std::string(status.message())}});
   }
 }
 
@@ -193,7 +189,7 @@ void AgentClient::Send(const v1::AgentMessage& message) {
   }
 }
 
-void AgentClient::WriterLoop(Stream* stream) {
+void AgentClient::WriterLoop(OrchestratorSession* session) {
   while (true) {
     std::deque<v1::AgentMessage> batch;
     int32_t credit = 0;
@@ -208,13 +204,13 @@ void AgentClient::WriterLoop(Stream* stream) {
       std::swap(credit, pending_credit_);
     }
     for (const v1::AgentMessage& message : batch) {
-      if (!stream->Write(message)) return;  // the reader sees the break too
+      if (!session->Write(message)) return;  // the reader sees the break too
     }
     if (credit > 0) {
       // Results first, then the credit they free: one message for the batch.
       v1::AgentMessage grant;
       grant.mutable_credit()->set_tasks(credit);
-      if (!stream->Write(grant)) return;
+      if (!session->Write(grant)) return;
     }
   }
 }
@@ -363,7 +359,7 @@ void AgentClient::Drain(absl::Duration grace) {
   }
   absl::MutexLock lock(&mutex_);
   stopping_ = true;
-  if (context_ != nullptr) context_->TryCancel();
+  if (session_ != nullptr) session_->Cancel();
 }
 
 }  // namespace gyre::agent

@@ -1,8 +1,6 @@
 #ifndef GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
 #define GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
 
-#include <grpcpp/grpcpp.h>
-
 #include <deque>
 #include <memory>
 #include <string>
@@ -10,8 +8,9 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
-#include "gyre/v1/agent_service.grpc.pb.h"
+#include "gyre/v1/agent_service.pb.h"
 #include "services/agent/agent_config.h"
+#include "services/agent/orchestrator_link.h"
 #include "services/agent/task_runner.h"
 
 namespace gyre::agent {
@@ -24,7 +23,7 @@ namespace gyre::agent {
 // each attempt once). Thread-safe.
 class AgentClient {
  public:
-  AgentClient(AgentConfig config, const std::shared_ptr<grpc::Channel>& channel);
+  AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link);
   ~AgentClient();
 
   void Start();
@@ -35,8 +34,6 @@ class AgentClient {
   const std::string& agent_id() const { return agent_id_; }
 
  private:
-  using Stream = grpc::ClientReaderWriter<gyre::v1::AgentMessage, gyre::v1::OrchestratorMessage>;
-
   void RunSessions();
   void RunSession();
   void HandleAssignment(const gyre::v1::TaskAssignment& task);
@@ -44,17 +41,17 @@ class AgentClient {
   // Queues a message for the session's writer thread; credits are summed so
   // a busy agent grants them in batches (and gets assignments in batches).
   void Send(const gyre::v1::AgentMessage& message);
-  void WriterLoop(Stream* stream);
+  void WriterLoop(OrchestratorSession* session);
   void HeartbeatLoop();
   gyre::v1::Register Registration();
 
   const AgentConfig config_;
   const std::string agent_id_;
-  std::unique_ptr<gyre::v1::AgentService::Stub> stub_;
+  const std::shared_ptr<OrchestratorLink> link_;
   TaskRunner runner_;
 
   absl::Mutex mutex_;
-  grpc::ClientContext* context_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  OrchestratorSession* session_ ABSL_GUARDED_BY(mutex_) = nullptr;  // the open one
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
   // Attempts running: "execution/task#attempt" -> (ref, runner handle).
   absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_

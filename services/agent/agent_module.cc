@@ -12,11 +12,11 @@ absl::Status AgentModule::AddServices(server::ServiceHost* host) {
 }
 
 absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
-  if (channel_ == nullptr) {
-    channel_ =
-        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials());
+  if (link_ == nullptr) {
+    link_ = NewGrpcOrchestratorLink(
+        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials()));
   }
-  client_ = std::make_unique<AgentClient>(config_, channel_);
+  client_ = std::make_unique<AgentClient>(config_, link_);
   client_->Start();
   return absl::OkStatus();
 }

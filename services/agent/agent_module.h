@@ -1,13 +1,12 @@
 #ifndef GYRE_SERVICES_AGENT_AGENT_MODULE_H_
 #define GYRE_SERVICES_AGENT_AGENT_MODULE_H_
 
-#include <grpcpp/channel.h>
-
 #include <memory>
 
 #include "libs/server/service_main.h"
 #include "services/agent/agent_client.h"
 #include "services/agent/agent_config.h"
+#include "services/agent/orchestrator_link.h"
 
 namespace gyre::agent {
 
@@ -23,14 +22,13 @@ class AgentModule : public server::ServiceModule {
   void OnShutdown(absl::Duration grace) override;
 
   AgentConfig& mutable_config() { return config_; }
-  // Overrides the channel to the orchestrator (gyre dev: in-process).
-  void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel) {
-    channel_ = std::move(channel);
-  }
+  // Overrides how the orchestrator is reached (gyre dev: in the same
+  // process); by default over gRPC at orchestrator_address.
+  void set_orchestrator_link(std::shared_ptr<OrchestratorLink> link) { link_ = std::move(link); }
 
  private:
   AgentConfig config_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<OrchestratorLink> link_;
   std::unique_ptr<AgentClient> client_;
 };
 

@@ -28,6 +28,9 @@ class OrchestratorModule : public server::ServiceModule {
   void OnStopped() override;
 
   OrchestratorConfig& mutable_config() { return config_; }
+  // The engine, once AddServices created it (for the agent embedded in
+  // gyre dev); null before.
+  WorkflowEngine* engine() { return engine_.get(); }
 
  private:
   OrchestratorConfig config_;

@@ -1,0 +1,48 @@
+#include <grpcpp/grpcpp.h>
+
+#include "gyre/v1/agent_service.grpc.pb.h"
+#include "libs/common/status_mapping.h"
+#include "services/agent/orchestrator_link.h"
+
+namespace gyre::agent {
+namespace {
+
+namespace v1 = ::gyre::v1;
+
+class GrpcSession : public OrchestratorSession {
+ public:
+  explicit GrpcSession(v1::AgentService::Stub& stub) : stream_(stub.Connect(&context_)) {}
+
+  bool Write(const v1::AgentMessage& message) override { return stream_->Write(message); }
+  bool Read(v1::OrchestratorMessage* message) override { return stream_->Read(message); }
+  void Cancel() override { context_.TryCancel(); }
+  absl::Status Finish() override {
+    stream_->WritesDone();
+    return FromGrpcStatus(stream_->Finish());
+  }
+
+ private:
+  grpc::ClientContext context_;  // outlives stream_ (declared first)
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::OrchestratorMessage>> stream_;
+};
+
+class GrpcLink : public OrchestratorLink {
+ public:
+  explicit GrpcLink(const std::shared_ptr<grpc::Channel>& channel)
+      : stub_(v1::AgentService::NewStub(channel)) {}
+
+  std::unique_ptr<OrchestratorSession> Open() override {
+    return std::make_unique<GrpcSession>(*stub_);
+  }
+
+ private:
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+};
+
+}  // namespace
+
+std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(std::shared_ptr<grpc::Channel> channel) {
+  return std::make_unique<GrpcLink>(channel);
+}
+
+}  // namespace gyre::agent
