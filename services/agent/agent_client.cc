@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "libs/common/version.h"
 #include "libs/logging/logger.h"
+#include "services/agent/result_batching.h"
 
 namespace gyre::agent {
 
@@ -203,7 +204,8 @@ void AgentClient::WriterLoop(OrchestratorSession* session) {
       batch.swap(outgoing_);
       std::swap(credit, pending_credit_);
     }
-    for (const v1::AgentMessage& message : batch) {
+    // Results finished together travel together.
+    for (const v1::AgentMessage& message : BatchResults(std::move(batch))) {
       if (!session->Write(message)) return;  // the reader sees the break too
     }
     if (credit > 0) {

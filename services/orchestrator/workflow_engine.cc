@@ -215,7 +215,38 @@ absl::Status DurableWait::Wait() {
   return status_;
 }
 
+void WorkflowEngine::RecordResultsLocked(Agent& agent,
+                                         absl::Span<const v1::TaskResult* const> results,
+                                         Outbox& out) {
+  v1::OrchestratorMessage ack;
+  std::vector<v1::StateRecord> records;
+  records.reserve(results.size());
+  for (const v1::TaskResult* result : results) {
+    *ack.mutable_result_ack()->add_refs() = result->ref();
+    // A stale result is acknowledged too, so the agent forgets it.
+    if (!HandleResultLocked(agent.id, *result, out)) continue;
+    v1::TaskResultRecorded* record = records.emplace_back().mutable_task_result();
+    record->set_agent_id(agent.id);
+    *record->mutable_result() = *result;
+  }
+  // Acknowledged once durable: the agent keeps re-sending until then.
+  auto send_ack = [channel = agent.channel, ack = std::move(ack)](const absl::Status& status) {
+    if (status.ok() && channel != nullptr) channel->Send(ack);
+  };
+  if (records.empty()) {
+    send_ack(absl::OkStatus());
+  } else {
+    PersistLocked(records, std::move(send_ack));
+  }
+  DispatchLocked(out);
+}
+
 void WorkflowEngine::PersistLocked(const v1::StateRecord& record, StateStore::Completion done) {
+  PersistLocked(absl::MakeConstSpan(&record, 1), std::move(done));
+}
+
+void WorkflowEngine::PersistLocked(absl::Span<const v1::StateRecord> records,
+                                   StateStore::Completion done) {
   if (options_.store == nullptr || replaying_) {
     if (done) done(absl::OkStatus());
     return;
@@ -223,13 +254,13 @@ void WorkflowEngine::PersistLocked(const v1::StateRecord& record, StateStore::Co
   // Enqueued under the engine lock so the log's order is the order of the
   // changes; the append itself never blocks on I/O.
   options_.store->Append(
-      {&record, 1}, done ? std::move(done) : [](const absl::Status& status) {
+      records, done ? std::move(done) : [](const absl::Status& status) {
         if (!status.ok()) {
           logging::Error("state record not persisted", {{"error", std::string(status.message())}});
         }
       });
   if (options_.snapshot_every_records > 0 &&
-      ++records_since_snapshot_ >= options_.snapshot_every_records) {
+      (records_since_snapshot_ += records.size()) >= options_.snapshot_every_records) {
     snapshot_requested_ = true;
   }
 }
@@ -991,20 +1022,20 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         break;
       }
       case v1::AgentMessage::kTaskResult: {
-        v1::OrchestratorMessage ack;
-        *ack.mutable_result_ack()->add_refs() = message.task_result().ref();
-        if (HandleResultLocked(agent_id, message.task_result(), out)) {
-          // Acknowledged once durable: the agent keeps re-sending until then.
-          v1::StateRecord record;
-          record.mutable_task_result()->set_agent_id(agent_id);
-          *record.mutable_task_result()->mutable_result() = message.task_result();
-          PersistLocked(record, [channel = agent.channel, ack](const absl::Status& status) {
-            if (status.ok() && channel != nullptr) channel->Send(ack);
-          });
-        } else if (agent.channel != nullptr) {
-          agent.channel->Send(std::move(ack));  // stale: forget it
+        const v1::TaskResult* result = &message.task_result();
+        RecordResultsLocked(agent, {&result, 1}, out);
+        break;
+      }
+      case v1::AgentMessage::kTaskResults: {
+        const auto& results = message.task_results().results();
+        if (results.size() > kMaxResultsPerMessage) {
+          return absl::InvalidArgumentError(absl::StrCat("task_results: ", results.size(),
+                                                         " results in one message; at most ",
+                                                         kMaxResultsPerMessage));
         }
-        DispatchLocked(out);
+        const std::vector<const v1::TaskResult*> batch(results.pointer_begin(),
+                                                       results.pointer_end());
+        RecordResultsLocked(agent, batch, out);
         break;
       }
       case v1::AgentMessage::kLogChunk: {

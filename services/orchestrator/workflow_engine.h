@@ -65,6 +65,9 @@ class EventSubscription {
 // the network by the streams' own threads.
 class WorkflowEngine {
  public:
+  // The most results one agent message may carry (task_results).
+  static constexpr int kMaxResultsPerMessage = 4096;
+
   struct Options {
     absl::Duration lease_timeout = absl::Seconds(30);
     absl::Duration heartbeat_interval = absl::Seconds(5);
@@ -193,6 +196,13 @@ class WorkflowEngine {
   // Queues `record` for durability (never blocks); `done` runs once durable.
   void PersistLocked(const gyre::v1::StateRecord& record, StateStore::Completion done = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PersistLocked(absl::Span<const gyre::v1::StateRecord> records, StateStore::Completion done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the results of one agent message in order, persists the
+  // accepted ones in one append and acknowledges all of them in one message
+  // once durable (stale ones too, so the agent forgets them).
+  void RecordResultsLocked(Agent& agent, absl::Span<const gyre::v1::TaskResult* const> results,
+                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -16,6 +16,14 @@ class RecordingChannel : public AgentChannel {
     absl::MutexLock lock(&mutex_);
     for (const v1::TaskAssignment& task : message.assignment().tasks()) assigned_.push_back(task);
     if (message.has_cancel()) cancels_.push_back(message.cancel());
+    for (const v1::AttemptRef& ref : message.result_ack().refs()) acked_.push_back(ref.task_id());
+    if (message.has_result_ack()) ++ack_messages_;
+  }
+
+  // Task ids of acknowledged results, and in how many messages they came.
+  std::pair<std::vector<std::string>, int> acks() {
+    absl::MutexLock lock(&mutex_);
+    return {acked_, ack_messages_};
   }
 
   // Waits for the next `n` assignments (in order).
@@ -45,6 +53,8 @@ class RecordingChannel : public AgentChannel {
   absl::Mutex mutex_;
   std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
   std::vector<v1::Cancel> cancels_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::string> acked_ ABSL_GUARDED_BY(mutex_);
+  int ack_messages_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
@@ -111,6 +121,44 @@ class WorkflowEngineTest : public ::testing::Test {
 
   WorkflowEngine engine_;
 };
+
+TEST_F(WorkflowEngineTest, ResultsInOneMessageAreAppliedInOrderAndAcknowledgedTogether) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a"), Task("b"), Task("c", {"a"})}));
+  auto first = agent->Take(2);
+  ASSERT_EQ(first.size(), 2u);
+  v1::AgentMessage message;
+  for (const v1::TaskAssignment& task : first) {
+    v1::TaskResult* result = message.mutable_task_results()->add_results();
+    *result->mutable_ref() = task.ref();
+    result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  }
+  // A stale attempt in the same batch is acknowledged (to be forgotten), not applied.
+  v1::TaskResult* stale = message.mutable_task_results()->add_results();
+  *stale->mutable_ref() = first[0].ref();
+  stale->mutable_ref()->set_attempt(first[0].ref().attempt() + 7);
+  stale->set_outcome(v1::ATTEMPT_FAILED);
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", message).ok());
+
+  EXPECT_EQ(StateOf(exec, "a"), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(StateOf(exec, "b"), v1::TASK_SUCCEEDED);
+  const auto [acked, messages] = agent->acks();
+  EXPECT_EQ(acked, (std::vector<std::string>{first[0].ref().task_id(), first[1].ref().task_id(),
+                                             first[0].ref().task_id()}));
+  EXPECT_EQ(messages, 1);
+  ASSERT_EQ(agent->Take(1).size(), 1u) << "c became ready once a succeeded";
+}
+
+TEST_F(WorkflowEngineTest, TooManyResultsInOneMessageAreAProtocolError) {
+  Connect("a1");
+  v1::AgentMessage message;
+  for (int i = 0; i <= WorkflowEngine::kMaxResultsPerMessage; ++i) {
+    message.mutable_task_results()->add_results();
+  }
+  const absl::Status status = engine_.HandleAgentMessage("a1", message);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "task_results: 4097 results in one message; at most 4096");
+}
 
 TEST_F(WorkflowEngineTest, DiamondRunsInDependencyOrder) {
   auto agent = Connect("a1");
