@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -130,6 +131,49 @@ TEST_P(ServiceProcessTest, ServesHealthAndMetricsThenExitsCleanlyOnSigterm) {
   EXPECT_TRUE(WIFEXITED(*status)) << (*process)->Output();
   EXPECT_EQ(WEXITSTATUS(*status), 0) << (*process)->Output();
   EXPECT_TRUE(absl::StrContains((*process)->Output(), "\"msg\":\"stopped\""));
+}
+
+// GLIBC_TUNABLES as the running process sees it ("" when unset).
+std::string TunablesOf(pid_t pid) {
+  std::ifstream file(absl::StrCat("/proc/", pid, "/environ"));
+  std::string entry;
+  while (std::getline(file, entry, '\0')) {
+    if (absl::StartsWith(entry, "GLIBC_TUNABLES=")) return entry.substr(15);
+  }
+  return "";
+}
+
+TEST(HugePageHeapTest, TheOrchestratorBacksItsHeapWithHugePagesUnlessTheOperatorChose) {
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string line;
+  if (!std::getline(mode, line) || absl::StrContains(line, "[never]")) {
+    GTEST_SKIP() << "transparent huge pages are off on this machine";
+  }
+  // Its own data directory: other tests start orchestrators in parallel.
+  char data_dir[] = "/tmp/gyre_huge_page_test_XXXXXX";
+  ASSERT_NE(mkdtemp(data_dir), nullptr);
+  const std::vector<std::string> argv = {
+      BinaryPath("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
+      "--metrics_address=127.0.0.1:0", absl::StrCat("--data_dir=", data_dir)};
+  struct Case {
+    std::vector<std::string> env;
+    std::string expected;
+  };
+  for (const Case& c :
+       std::vector<Case>{// (Only single tunables: glibc cuts the string it parsed at ':'
+                         // in place, so /proc/PID/environ cannot show a list.)
+                         {{"GLIBC_TUNABLES="}, "glibc.malloc.hugetlb=1"},
+                         {{"GLIBC_TUNABLES=glibc.malloc.hugetlb=0"}, "glibc.malloc.hugetlb=0"}}) {
+    auto process = ChildProcess::Start(argv, c.env);
+    ASSERT_TRUE(process.ok()) << process.status();
+    ASSERT_TRUE((*process)->WaitForLine(IsServingLine, absl::Seconds(20)).ok())
+        << (*process)->Output();
+    // Same pid after the re-exec: supervisors and signals are unaffected.
+    EXPECT_EQ(TunablesOf((*process)->pid()), c.expected) << c.env[0];
+    (*process)->Signal(SIGTERM);
+    EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(10)).has_value());
+  }
+  std::filesystem::remove_all(data_dir);
 }
 
 TEST(UnbuiltApiTest, AnswersUnimplementedNamingTheMethod) {

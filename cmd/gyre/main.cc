@@ -17,6 +17,7 @@
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/run_command.h"
 #include "libs/common/version.h"
+#include "libs/server/huge_page_heap.h"
 #include "libs/server/service_main.h"
 #include "libs/wfcommons/wfcommons_import.h"
 #include "libs/workflow/workflow_parser.h"
@@ -161,7 +162,11 @@ int main(int argc, char** argv) {
   if (argc < 2) return Usage("which command?");
   const std::string command = argv[1];
   // The subcommand becomes argv[0] so flag parsing sees only its flags.
-  if (command == "dev") return RunDev(argc - 1, argv + 1);
+  if (command == "dev") {
+    // gyre dev hosts the engine too: see huge_page_heap.h.
+    gyre::server::ReexecWithHugePageHeap(argv);
+    return RunDev(argc - 1, argv + 1);
+  }
   if (command == "run") return RunCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);

@@ -1,4 +1,5 @@
 // gyre-orchestrator: workflow state, queues, leases and the autoscaling signal.
+#include "libs/server/huge_page_heap.h"
 #include "libs/server/service_main.h"
 #include "services/orchestrator/orchestrator_module.h"
 
@@ -7,6 +8,8 @@ ABSL_FLAG(std::string, store, "", "state store backend: embedded or postgres");
 ABSL_FLAG(std::string, task_library_dir, "", "directory of task-library YAML files");
 
 int main(int argc, char** argv) {
+  // The engine's state is millions of small objects: see huge_page_heap.h.
+  gyre::server::ReexecWithHugePageHeap(argv);
   gyre::orchestrator::OrchestratorModule module;
   return gyre::server::RunServiceMain(argc, argv,
                                       {"gyre-orchestrator",
