@@ -56,8 +56,9 @@ class InProcessSession : public agent::OrchestratorSession {
     if (agent_id_.empty()) return Register(message);
     // Like the gRPC handler: a protocol error ends the session.
     absl::Status status = engine_->HandleAgentMessage(agent_id_, message);
-    if (!status.ok()) End(std::move(status));
-    return status.ok();
+    if (status.ok()) return true;
+    End(std::move(status));
+    return false;
   }
 
   bool Read(v1::OrchestratorMessage* message) override { return inbox_->Pop(message); }

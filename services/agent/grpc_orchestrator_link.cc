@@ -41,7 +41,8 @@ class GrpcLink : public OrchestratorLink {
 
 }  // namespace
 
-std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(std::shared_ptr<grpc::Channel> channel) {
+std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
+    const std::shared_ptr<grpc::Channel>& channel) {
   return std::make_unique<GrpcLink>(channel);
 }
 

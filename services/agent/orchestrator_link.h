@@ -40,7 +40,8 @@ class OrchestratorLink {
 };
 
 // Sessions as gyre.v1.AgentService.Connect streams over `channel`.
-std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(std::shared_ptr<grpc::Channel> channel);
+std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
+    const std::shared_ptr<grpc::Channel>& channel);
 
 }  // namespace gyre::agent
 
