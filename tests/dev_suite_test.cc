@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
+#include "libs/testing/scratch_dir.h"
 
 namespace gyre {
 namespace {
@@ -24,11 +25,11 @@ std::string GyreBinary() {
 }
 
 TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
-  char data_dir[] = "/tmp/gyre_dev_test_XXXXXX";
-  ASSERT_NE(mkdtemp(data_dir), nullptr);
+  const testing::ScratchDir data_dir("gyre_dev_test");
+  ASSERT_FALSE(data_dir.path().empty());
   auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
                                       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
-                                      absl::StrCat("--data_dir=", data_dir)});
+                                      absl::StrCat("--data_dir=", data_dir.path())});
   ASSERT_TRUE(process.ok()) << process.status();
   auto up = (*process)->WaitForLine(
       [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -18,6 +17,7 @@
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
+#include "libs/testing/scratch_dir.h"
 
 namespace gyre {
 namespace {
@@ -150,11 +150,11 @@ TEST(HugePageHeapTest, TheOrchestratorBacksItsHeapWithHugePagesUnlessTheOperator
     GTEST_SKIP() << "transparent huge pages are off on this machine";
   }
   // Its own data directory: other tests start orchestrators in parallel.
-  char data_dir[] = "/tmp/gyre_huge_page_test_XXXXXX";
-  ASSERT_NE(mkdtemp(data_dir), nullptr);
+  const testing::ScratchDir data_dir("gyre_huge_page_test");
+  ASSERT_FALSE(data_dir.path().empty());
   const std::vector<std::string> argv = {
       BinaryPath("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
-      "--metrics_address=127.0.0.1:0", absl::StrCat("--data_dir=", data_dir)};
+      "--metrics_address=127.0.0.1:0", absl::StrCat("--data_dir=", data_dir.path())};
   struct Case {
     std::vector<std::string> env;
     std::string expected;
@@ -173,7 +173,6 @@ TEST(HugePageHeapTest, TheOrchestratorBacksItsHeapWithHugePagesUnlessTheOperator
     (*process)->Signal(SIGTERM);
     EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(10)).has_value());
   }
-  std::filesystem::remove_all(data_dir);
 }
 
 TEST(UnbuiltApiTest, AnswersUnimplementedNamingTheMethod) {
