@@ -42,18 +42,25 @@ absl::Status ValidateOptions(const EventLog::Options& options) {
 
 // The segment to append to after recovery: the last one, or a new one when
 // there is none or the log ends before the snapshot does.
+// No step larger than a segment: a small-segment log stays small.
+uint64_t PreallocateStep(const EventLog::Options& options) {
+  return std::min(options.preallocate_bytes, options.segment_bytes);
+}
+
 absl::StatusOr<ActiveSegment> OpenActiveSegment(const std::string& dir, const RecoveredLog& log,
-                                                bool sync, std::vector<SegmentInfo>* segments,
+                                                const EventLog::Options& options,
+                                                std::vector<SegmentInfo>* segments,
                                                 std::vector<std::string>* warnings) {
   if (!segments->empty() && segments->back().end_index() == log.next_index) {
-    return ActiveSegment::Reopen(segments->back());
+    return ActiveSegment::Reopen(segments->back(), PreallocateStep(options));
   }
   if (!segments->empty()) {
     warnings->push_back(absl::StrCat("the log ended at record ", segments->back().end_index() - 1,
                                      ", before snapshot ", log.next_index - 1,
                                      "; appends continue in a new segment"));
   }
-  absl::StatusOr<ActiveSegment> active = ActiveSegment::Create(dir, log.next_index, sync);
+  absl::StatusOr<ActiveSegment> active =
+      ActiveSegment::Create(dir, log.next_index, options.fsync, PreallocateStep(options));
   if (active.ok()) segments->push_back(SegmentInfo{log.next_index, 0, 0, active->path()});
   return active;
 }
@@ -79,7 +86,7 @@ absl::StatusOr<std::unique_ptr<EventLog>> EventLog::Open(const std::string& dir,
   RecoveryInfo info;
   info.warnings = std::move(recovered->warnings);
   absl::StatusOr<ActiveSegment> active =
-      OpenActiveSegment(dir, *recovered, options.fsync, &segments, &info.warnings);
+      OpenActiveSegment(dir, *recovered, options, &segments, &info.warnings);
   if (!active.ok()) return active.status();
 
   const uint64_t snapshot_index = recovered->snapshot ? recovered->snapshot->index : 0;
@@ -122,7 +129,12 @@ absl::Status EventLog::Close() {
     absl::MutexLock lock(&mutex_);
     closing_ = true;
   }
-  if (writer_.joinable()) writer_.join();
+  if (writer_.joinable()) {
+    writer_.join();
+    // A cleanly closed log leaves no preallocated zeros behind. Best
+    // effort: recovery drops them anyway.
+    active_.Seal(options_.fsync).IgnoreError();
+  }
   absl::MutexLock lock(&mutex_);
   return failure_;
 }
@@ -303,9 +315,12 @@ absl::Status EventLog::RotateIfFull(uint64_t group_bytes, uint64_t first_index) 
   if (active_.bytes() == 0 || active_.bytes() + group_bytes <= options_.segment_bytes) {
     return absl::OkStatus();
   }
-  // The current segment is already durable: every group is synced before
-  // the next one is taken.
-  absl::StatusOr<ActiveSegment> next = ActiveSegment::Create(dir_, first_index, options_.fsync);
+  // The current segment's records are already durable: every group is
+  // synced before the next one is taken. Its preallocated tail is cut
+  // first, so only the last segment can ever end in zeros.
+  if (absl::Status status = active_.Seal(options_.fsync); !status.ok()) return status;
+  absl::StatusOr<ActiveSegment> next =
+      ActiveSegment::Create(dir_, first_index, options_.fsync, PreallocateStep(options_));
   if (!next.ok()) return next.status();
   active_ = *std::move(next);
   absl::MutexLock lock(&mutex_);

@@ -60,6 +60,10 @@ class EventLog {
     bool fsync = true;
     // A segment is sealed and a new one started once it holds this much.
     uint64_t segment_bytes = 64ull << 20;
+    // The active segment grows ahead of its records in steps of this size,
+    // so that a group commit's fdatasync rarely has to journal a new file
+    // size (see ActiveSegment). 0: grow with every write.
+    uint64_t preallocate_bytes = 4ull << 20;
     // The most one group commit writes (an append larger than this is
     // written alone). Also how close to the end of the last segment a bad
     // record must be for recovery to treat it as a torn write.

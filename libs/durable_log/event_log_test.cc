@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -218,6 +220,103 @@ TEST(EventLogTest, CorruptionBeforeTheTailIsDataLossNamingFileAndOffset) {
   EXPECT_NE(status.message().find(segments.back() + " at offset 0"), std::string::npos) << status;
   // Nothing was repaired: the file is as it was.
   EXPECT_EQ(SegmentPaths(dir.log_dir()), segments);
+}
+
+// What a crash leaves behind: the files of a log still open.
+std::string CrashImage(const TestLogDir& dir, const std::string& name) {
+  std::string copy = dir.path() + "/" + name;
+  std::filesystem::copy(dir.log_dir(), copy);
+  std::filesystem::remove(copy + "/LOCK");
+  return copy;
+}
+
+TEST(EventLogTest, PreallocatedZerosAfterACrashAreDroppedSilently) {
+  TestLogDir dir;
+  std::string image;
+  uint64_t written = 0;
+  {
+    std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), TestOptions());
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->AppendBatch({"one", "two"}).ok());
+    ASSERT_TRUE(log->Append("three").ok());
+    image = CrashImage(dir, "crashed");
+  }
+  // Closed cleanly, the original ends at its last record; the crash image
+  // still has the space reserved ahead of it.
+  const std::string original = SegmentPaths(dir.log_dir()).back();
+  written = FileSizeOf(original);
+  const std::string crashed = SegmentPaths(image).back();
+  ASSERT_GT(FileSizeOf(crashed), written);
+
+  EventLog::RecoveryInfo info;
+  std::unique_ptr<EventLog> log = OpenOrDie(image, TestOptions(), &info);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(info.truncated_bytes, 0u);
+  EXPECT_TRUE(info.warnings.empty()) << info.warnings[0];
+  EXPECT_EQ(FileSizeOf(crashed), written);  // the zeros are gone
+  EXPECT_EQ(*log->Append("four"), 4u);
+  log.reset();
+  log = OpenOrDie(image, TestOptions());
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(ReplayAll(*log, 1), (Records{{1, "one"}, {2, "two"}, {3, "three"}, {4, "four"}}));
+}
+
+TEST(EventLogTest, ATornWriteBeforePreallocatedZerosIsCutAndReported) {
+  TestLogDir dir;
+  std::string image;
+  {
+    std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), TestOptions());
+    ASSERT_NE(log, nullptr);
+    ASSERT_TRUE(log->AppendBatch({"kept-1", "kept-2"}).ok());
+    image = CrashImage(dir, "crashed");
+  }
+  const uint64_t written = FileSizeOf(SegmentPaths(dir.log_dir()).back());
+  const std::string crashed = SegmentPaths(image).back();
+  // Half a frame landed in the reserved space before the crash.
+  testing::WriteBytesAt(crashed, written, std::string("\x40\x00\x00\x00garbage", 11));
+  EventLog::RecoveryInfo info;
+  std::unique_ptr<EventLog> log = OpenOrDie(image, TestOptions(), &info);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(info.truncated_bytes, 11u);
+  ASSERT_EQ(info.warnings.size(), 1u);
+  EXPECT_NE(info.warnings[0].find("cut a torn tail of 11 bytes"), std::string::npos)
+      << info.warnings[0];
+  EXPECT_EQ(FileSizeOf(crashed), written);
+  EXPECT_EQ(ReplayAll(*log, 1), (Records{{1, "kept-1"}, {2, "kept-2"}}));
+}
+
+TEST(EventLogTest, CorruptionFarBeforePreallocatedZerosIsStillDataLoss) {
+  TestLogDir dir;
+  EventLog::Options options = TestOptions();
+  options.max_batch_bytes = 4096;  // the torn-tail window
+  std::string image;
+  {
+    std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), options);
+    ASSERT_NE(log, nullptr);
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(log->Append(std::string(1000, 'r')).ok());
+    image = CrashImage(dir, "crashed");
+  }
+  const std::string crashed = SegmentPaths(image).back();
+  FlipByte(crashed, 20);
+  absl::Status status = EventLog::Open(image, options).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(status.message().find("bytes before the end of its records"), std::string::npos)
+      << status;
+}
+
+TEST(EventLogTest, SealedSegmentsEndAtTheirLastRecord) {
+  TestLogDir dir;
+  std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), TestOptions());
+  ASSERT_NE(log, nullptr);
+  // 64 KiB segments: about six of them.
+  for (int i = 0; i < 400; ++i) ASSERT_TRUE(log->Append(std::string(1000, 's')).ok());
+  const std::vector<std::string> segments = SegmentPaths(dir.log_dir());
+  ASSERT_GT(segments.size(), 2u);
+  for (size_t i = 0; i + 1 < segments.size(); ++i) {
+    std::ifstream file(segments[i], std::ios::binary);
+    file.seekg(-1, std::ios::end);
+    EXPECT_EQ(file.get(), 's') << segments[i] << " ends in preallocated space";
+  }
 }
 
 TEST(EventLogTest, AcknowledgedRecordsSurviveSigkill) {

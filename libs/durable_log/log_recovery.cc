@@ -19,22 +19,28 @@ namespace {
 struct ScannedSegment {
   SegmentInfo info;  // records and bytes up to the first bad frame
   uint64_t file_bytes = 0;
-  uint64_t torn_bytes = 0;    // bytes after the last whole batch (last segment only)
-  uint64_t torn_records = 0;  // whole records among them, of an incomplete batch
+  // Written bytes after the last whole batch (last segment only), not
+  // counting the zeros after them.
+  uint64_t torn_bytes = 0;
+  uint64_t torn_records = 0;                   // whole records among them, of an incomplete batch
   FrameState torn_state = FrameState::kValid;  // the bad frame, if any
 };
 
-bool AllZero(absl::string_view data) {
-  return std::all_of(data.begin(), data.end(), [](char c) { return c == 0; });
+// Where the written bytes of a segment end: the writer preallocates zeros
+// ahead of its records, so the file usually ends in a run of them.
+size_t WrittenEnd(absl::string_view data) {
+  return data.find_last_not_of('\0') + 1;  // npos + 1 == 0: all zeros
 }
 
 // Whether the bad frame where `reader` stopped can be the last write, cut
-// short by a crash before it was synced (and so never acknowledged).
+// short by a crash before it was synced (and so never acknowledged). The
+// writer preallocates zeros ahead of its records, so "the end" is where the
+// written bytes end, before any run of zeros.
 bool IsTornTail(const SegmentReader& reader, absl::string_view data, uint64_t window) {
-  const uint64_t remaining = data.size() - reader.offset();
+  const size_t written = WrittenEnd(data);
   return reader.state() == FrameState::kIncomplete ||
-         reader.offset() + reader.bad_frame_bytes() == data.size() || remaining <= window ||
-         AllZero(data.substr(reader.offset()));
+         reader.offset() + reader.bad_frame_bytes() >= written ||
+         written <= reader.offset() + window;
 }
 
 absl::StatusOr<ScannedSegment> ScanSegment(const std::string& path, uint64_t first_index, bool last,
@@ -78,14 +84,16 @@ absl::StatusOr<ScannedSegment> ScanSegment(const std::string& path, uint64_t fir
     }
     if (!IsTornTail(reader, mapped->data(), torn_tail_window)) {
       return absl::DataLossError(absl::StrCat(
-          "corrupt record in the last segment ", where, ", ", *size - reader.offset(),
-          " bytes before its end: farther back than one group-commit write (", torn_tail_window,
+          "corrupt record in the last segment ", where, ", ",
+          WrittenEnd(mapped->data()) - reader.offset(),
+          " bytes before the end of its records: farther back than one group-commit write (",
+          torn_tail_window,
           " bytes), so it is not a torn tail and the records after it were acknowledged; "
           "refusing to open"));
     }
     scan.torn_state = reader.state();
   }
-  scan.torn_bytes = *size - scan.info.bytes;
+  scan.torn_bytes = std::max(WrittenEnd(mapped->data()), scan.info.bytes) - scan.info.bytes;
   scan.torn_records = records_read - scan.info.records;
   return scan;
 }
@@ -203,9 +211,15 @@ absl::StatusOr<RecoveredLog> RecoverLog(const std::string& dir, const SnapshotSt
   log.next_index = std::max(log_end, log.replay_from);
 
   // Everything checks out: now repair.
+  // Zeros alone are the space the writer preallocated (or a last write none
+  // of which reached the disk): cut, but nothing was lost, nothing to report.
+  if (!scanned.empty() && scanned.back().file_bytes > scanned.back().info.bytes) {
+    if (absl::Status status = CutTornTail(scanned.back(), policy.sync); !status.ok()) {
+      return status;
+    }
+  }
   if (!scanned.empty() && scanned.back().torn_bytes > 0) {
     const ScannedSegment& last = scanned.back();
-    if (absl::Status status = CutTornTail(last, policy.sync); !status.ok()) return status;
     log.truncated_bytes = last.torn_bytes;
     log.warnings.push_back(absl::StrCat(
         "cut a torn tail of ", last.torn_bytes, " bytes from ", last.info.path, " at offset ",

@@ -79,6 +79,13 @@ void AppendBytes(const std::string& path, const std::string& bytes) {
   file << bytes;
 }
 
+void WriteBytesAt(const std::string& path, uint64_t offset, const std::string& bytes) {
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(file.is_open()) << path;
+  file.seekp(static_cast<std::streamoff>(offset));
+  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 EventLog::Options TestOptions(bool fsync) {
   EventLog::Options options;
   options.fsync = fsync;

@@ -41,6 +41,8 @@ uint64_t FileSizeOf(const std::string& path);
 void FlipByte(const std::string& path, uint64_t offset);
 void TruncateFile(const std::string& path, uint64_t size);
 void AppendBytes(const std::string& path, const std::string& bytes);
+// Overwrites bytes at `offset` (inside the file).
+void WriteBytesAt(const std::string& path, uint64_t offset, const std::string& bytes);
 
 // Options for a fast test log: fsync off unless asked, small segments.
 EventLog::Options TestOptions(bool fsync = false);
