@@ -124,13 +124,19 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
   while (!context->IsCancelled() && !stopping_) {
-    for (const v1::Event& event : (*subscription)->Next(absl::Milliseconds(200))) {
-      if (!writer->Write(event)) {
+    bool last = false;
+    const std::vector<v1::Event> events = (*subscription)->Next(absl::Milliseconds(200), &last);
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (last && i + 1 == events.size()) {
+        // The final event goes out with the status in one write: the sync
+        // API sends it at Finish instead of waiting for it here.
+        writer->WriteLast(events[i], grpc::WriteOptions());
+      } else if (!writer->Write(events[i])) {
         engine_->Unwatch(*subscription);
         return grpc::Status::OK;
       }
     }
-    if ((*subscription)->closed()) break;
+    if (last) break;
   }
   engine_->Unwatch(*subscription);
   return grpc::Status::OK;

@@ -109,7 +109,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::strin
 
 // --- EventSubscription ---
 
-std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout) {
+std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout, bool* last) {
   absl::MutexLock lock(&mutex_);
   auto ready = [this]()
                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return !pending_.empty() || closed_; };
@@ -117,6 +117,7 @@ std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout) {
   std::vector<v1::Event> events(std::make_move_iterator(pending_.begin()),
                                 std::make_move_iterator(pending_.end()));
   pending_.clear();
+  if (last != nullptr) *last = closed_;
   return events;
 }
 

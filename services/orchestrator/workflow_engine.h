@@ -41,8 +41,10 @@ class EventSubscription {
   explicit EventSubscription(bool include_logs = false) : include_logs_(include_logs) {}
   // Whether live TASK_LOG events are wanted too.
   bool include_logs() const { return include_logs_; }
-  // Waits up to `timeout` for the next events; empty on timeout.
-  std::vector<gyre::v1::Event> Next(absl::Duration timeout);
+  // Waits up to `timeout` for the next events; empty on timeout. Sets
+  // `*last`, when given, to whether these are the last ones (the
+  // subscription is closed and nothing is left).
+  std::vector<gyre::v1::Event> Next(absl::Duration timeout, bool* last = nullptr);
   void Push(const gyre::v1::Event& event);
   void Close();
   bool closed();
