@@ -364,10 +364,12 @@ absl::Status EventLog::ReplaySegment(const SegmentInfo& segment, uint64_t from_i
   if (!fd.ok()) return fd.status();
   absl::StatusOr<MappedFile> mapped = MappedFile::Map(fd->get(), segment.bytes, segment.path);
   if (!mapped.ok()) return mapped.status();
-  SegmentReader reader(mapped->data());
+  // Records before `from_index` are only skipped: no checksum to compute.
+  SegmentReader reader(mapped->data(), /*verify_checksum=*/segment.first_index >= from_index);
   const uint64_t stop = std::min(segment.end_index(), end_index);
   absl::string_view payload;
   for (uint64_t index = segment.first_index; index < stop; ++index) {
+    if (index == from_index) reader.set_verify_checksum(true);
     if (!reader.Next(&payload)) {
       return absl::DataLossError(absl::StrCat("record ", index, " in ", segment.path, " at offset ",
                                               reader.offset(), " no longer reads back (",

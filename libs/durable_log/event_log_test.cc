@@ -19,6 +19,7 @@ namespace gyre::durable_log {
 namespace {
 
 using ::gyre::durable_log::testing::AppendBytes;
+using ::gyre::durable_log::testing::CrashImage;
 using ::gyre::durable_log::testing::FileSizeOf;
 using ::gyre::durable_log::testing::FlipByte;
 using ::gyre::durable_log::testing::ReplayAll;
@@ -220,14 +221,6 @@ TEST(EventLogTest, CorruptionBeforeTheTailIsDataLossNamingFileAndOffset) {
   EXPECT_NE(status.message().find(segments.back() + " at offset 0"), std::string::npos) << status;
   // Nothing was repaired: the file is as it was.
   EXPECT_EQ(SegmentPaths(dir.log_dir()), segments);
-}
-
-// What a crash leaves behind: the files of a log still open.
-std::string CrashImage(const TestLogDir& dir, const std::string& name) {
-  std::string copy = dir.path() + "/" + name;
-  std::filesystem::copy(dir.log_dir(), copy);
-  std::filesystem::remove(copy + "/LOCK");
-  return copy;
 }
 
 TEST(EventLogTest, PreallocatedZerosAfterACrashAreDroppedSilently) {

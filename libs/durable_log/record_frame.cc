@@ -63,6 +63,13 @@ DecodedFrame DecodeRecordFrame(absl::string_view data, bool verify_checksum) {
   }
   frame.frame_bytes = kRecordHeaderBytes + length;
   if (data.size() < frame.frame_bytes) return frame;  // kIncomplete
+  // Eight zero bytes are never a frame (an empty record's checksum is not
+  // zero) but the space the writer preallocates: caught even when
+  // checksums are not verified.
+  if (word == 0 && GetU32(data.data() + 4) == 0) {
+    frame.state = FrameState::kChecksumMismatch;
+    return frame;
+  }
   const absl::string_view payload = data.substr(kRecordHeaderBytes, length);
   if (verify_checksum && FrameChecksum(data.data(), payload) != GetU32(data.data() + 4)) {
     frame.state = FrameState::kChecksumMismatch;

@@ -20,6 +20,9 @@ class SegmentReader {
   explicit SegmentReader(absl::string_view data, bool verify_checksum = true)
       : data_(data), verify_checksum_(verify_checksum) {}
 
+  // From the next record on, verify checksums or only delimit frames.
+  void set_verify_checksum(bool verify) { verify_checksum_ = verify; }
+
   // Sets `*payload` to the next record and returns true, or returns false at
   // the end of the data or at a bad frame (see state()).
   bool Next(absl::string_view* payload);

@@ -86,6 +86,13 @@ void WriteBytesAt(const std::string& path, uint64_t offset, const std::string& b
   file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+std::string CrashImage(const TestLogDir& dir, const std::string& name) {
+  std::string copy = dir.path() + "/" + name;
+  std::filesystem::copy(dir.log_dir(), copy);
+  std::filesystem::remove(copy + "/LOCK");
+  return copy;
+}
+
 EventLog::Options TestOptions(bool fsync) {
   EventLog::Options options;
   options.fsync = fsync;

@@ -44,6 +44,10 @@ void AppendBytes(const std::string& path, const std::string& bytes);
 // Overwrites bytes at `offset` (inside the file).
 void WriteBytesAt(const std::string& path, uint64_t offset, const std::string& bytes);
 
+// Copies the log directory of `dir` (without its lock) to `dir`/`name`:
+// what a crash leaves behind when taken while the log is open.
+std::string CrashImage(const TestLogDir& dir, const std::string& name);
+
 // Options for a fast test log: fsync off unless asked, small segments.
 EventLog::Options TestOptions(bool fsync = false);
 
