@@ -67,7 +67,9 @@ TEST(EventLogSnapshotTest, PreallocatedZerosBeforeTheSnapshotIndexAreNotRecords)
   // Records before the snapshot index are not checksummed, and the zeros
   // must still not read as records.
   const std::string segment = SegmentPaths(image).front();
-  testing::WriteBytesAt(segment, 5 * 1008, std::string(FileSizeOf(segment) - 5 * 1008, '\0'));
+  constexpr uint64_t kFiveRecords = 5 * 1008;
+  testing::WriteBytesAt(segment, kFiveRecords,
+                        std::string(FileSizeOf(segment) - kFiveRecords, '\0'));
   EventLog::RecoveryInfo info;
   auto log = EventLog::Open(image, TestOptions(), &info);
   ASSERT_TRUE(log.ok()) << log.status();
