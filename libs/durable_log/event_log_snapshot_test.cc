@@ -67,7 +67,7 @@ TEST(EventLogSnapshotTest, PreallocatedZerosBeforeTheSnapshotIndexAreNotRecords)
   // Records before the snapshot index are not checksummed, and the zeros
   // must still not read as records.
   const std::string segment = SegmentPaths(image).front();
-  constexpr uint64_t kFiveRecords = 5 * 1008;
+  constexpr uint64_t kFiveRecords = uint64_t{5} * 1008;
   testing::WriteBytesAt(segment, kFiveRecords,
                         std::string(FileSizeOf(segment) - kFiveRecords, '\0'));
   EventLog::RecoveryInfo info;
