@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
   if (command == "dev") {
     // gyre dev hosts the engine too: see huge_page_heap.h.
     gyre::server::ReexecWithHugePageHeap(argv);
+    gyre::server::RetainFreedHeapMemory();
     return RunDev(argc - 1, argv + 1);
   }
   if (command == "run") return RunCommand(argc, argv);

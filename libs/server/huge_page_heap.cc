@@ -1,5 +1,6 @@
 #include "libs/server/huge_page_heap.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -36,6 +37,22 @@ void ReexecWithHugePageHeap(char** argv) {
   } else {
     unsetenv("GLIBC_TUNABLES");
   }
+}
+
+void RetainFreedHeapMemory() {
+  const char* current = std::getenv("GLIBC_TUNABLES");
+  const std::string tunables = current != nullptr ? current : "";
+  // An operator's own setting of a tunable wins (mallopt would override it).
+  auto set = [&tunables](const char* tunable, int option, int bytes) {
+    if (tunables.find(tunable) == std::string::npos) mallopt(option, bytes);
+  };
+  // Freed memory stays in the heap up to this much...
+  set("glibc.malloc.trim_threshold", M_TRIM_THRESHOLD, 256 << 20);
+  // ...the heap grows in steps of at least this much...
+  set("glibc.malloc.top_pad", M_TOP_PAD, 64 << 20);
+  // ...and blocks up to this size come from the heap, not from a fresh
+  // mapping per allocation that is unmapped again when freed.
+  set("glibc.malloc.mmap_threshold", M_MMAP_THRESHOLD, 32 << 20);
 }
 
 }  // namespace gyre::server

@@ -10,6 +10,7 @@ ABSL_FLAG(std::string, task_library_dir, "", "directory of task-library YAML fil
 int main(int argc, char** argv) {
   // The engine's state is millions of small objects: see huge_page_heap.h.
   gyre::server::ReexecWithHugePageHeap(argv);
+  gyre::server::RetainFreedHeapMemory();
   gyre::orchestrator::OrchestratorModule module;
   return gyre::server::RunServiceMain(argc, argv,
                                       {"gyre-orchestrator",
