@@ -137,11 +137,14 @@ class Suite {
     grpc::ClientContext context;
     v1::WatchRequest request;
     request.set_execution(execution);
-    auto reader = stub_->Watch(&context, request);
-    v1::Event event;
+    // As gyre run follows an execution.
+    auto reader = stub_->WatchBatches(&context, request);
+    v1::EventBatch batch;
     v1::ExecutionState state = v1::EXECUTION_STATE_UNSPECIFIED;
-    while (reader->Read(&event)) {
-      if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+    while (reader->Read(&batch)) {
+      for (const v1::Event& event : batch.events()) {
+        if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+      }
     }
     reader->Finish();
     return state == v1::EXECUTION_SUCCEEDED;

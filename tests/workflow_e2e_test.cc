@@ -140,12 +140,15 @@ class Cluster : public ::testing::Test {
       v1::WatchRequest request;
       request.set_execution(execution);
       request.set_from_sequence(next_sequence);
-      auto reader = stub_->Watch(&call, request);
-      v1::Event event;
-      while (reader->Read(&event)) {
-        EXPECT_EQ(event.sequence(), next_sequence) << "events must arrive without gaps";
-        next_sequence = event.sequence() + 1;
-        if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+      auto reader = stub_->WatchBatches(&call, request);
+      v1::EventBatch batch;
+      while (reader->Read(&batch)) {
+        EXPECT_GT(batch.events_size(), 0) << "a batch is never empty";
+        for (const v1::Event& event : batch.events()) {
+          EXPECT_EQ(event.sequence(), next_sequence) << "events must arrive without gaps";
+          next_sequence = event.sequence() + 1;
+          if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
+        }
       }
       const grpc::Status status = reader->Finish();
       if (status.ok()) return state;
@@ -174,6 +177,21 @@ class Cluster : public ::testing::Test {
     v1::GetTaskLogsResponse logs;
     EXPECT_TRUE(stub_->GetTaskLogs(&call, request, &logs).ok());
     return logs.stdout();
+  }
+
+  // Every event of a finished execution as Watch streams them, from
+  // `from_sequence` on.
+  std::vector<v1::Event> WatchAll(const std::string& execution, int64_t from_sequence = 1) {
+    grpc::ClientContext call;
+    v1::WatchRequest request;
+    request.set_execution(execution);
+    request.set_from_sequence(from_sequence);
+    auto reader = stub_->Watch(&call, request);
+    std::vector<v1::Event> events;
+    for (v1::Event event; reader->Read(&event);) events.push_back(event);
+    const grpc::Status status = reader->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return events;
   }
 
   // Polls until the task reaches `state`.
@@ -457,6 +475,64 @@ tasks:
   EXPECT_EQ(Task(first, "b").attempts_size(), 1);
   const std::string second = Start("name: after-restart\ntasks:\n  - {id: a, builtin: noop}\n");
   EXPECT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(Cluster, WatchBatchesCarriesTheSameEventsAsWatchInBoundedBatches) {
+  StartAgent("agent-1");
+  // Three events per task: more than one batch's worth.
+  std::string yaml = "name: wide\ntasks:\n";
+  for (int i = 0; i < 1500; ++i) absl::StrAppend(&yaml, "  - {id: t", i, ", builtin: noop}\n");
+  const std::string execution = Start(yaml);
+
+  grpc::ClientContext call;
+  v1::WatchRequest request;
+  request.set_execution(execution);
+  auto reader = stub_->WatchBatches(&call, request);
+  std::vector<int64_t> batched;
+  int batches = 0;
+  for (v1::EventBatch batch; reader->Read(&batch);) {
+    ++batches;
+    EXPECT_GT(batch.events_size(), 0);
+    // The limits EventBatch documents: 4,096 events, about 1 MiB.
+    EXPECT_LE(batch.events_size(), 4096);
+    EXPECT_LE(batch.ByteSizeLong(), (size_t{1} << 20) + 1024);
+    for (const v1::Event& event : batch.events()) batched.push_back(event.sequence());
+  }
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  const std::vector<v1::Event> one_by_one = WatchAll(execution);
+  ASSERT_GT(one_by_one.size(), 4096u);  // more than one batch can hold
+  ASSERT_EQ(batched.size(), one_by_one.size());
+  for (size_t i = 0; i < batched.size(); ++i) {
+    ASSERT_EQ(batched[i], static_cast<int64_t>(i) + 1);
+    ASSERT_EQ(one_by_one[i].sequence(), batched[i]);
+  }
+  EXPECT_GT(batches, 1);
+  EXPECT_LT(batches, static_cast<int>(batched.size()) / 2) << "events were not batched";
+  EXPECT_TRUE(one_by_one.back().has_execution_snapshot());
+  EXPECT_EQ(one_by_one.back().execution_snapshot().state(), v1::EXECUTION_SUCCEEDED);
+
+  // Replayed whole, the history is all pending at once: cut at the limit.
+  grpc::ClientContext replay_call;
+  auto replay = stub_->WatchBatches(&replay_call, request);
+  std::vector<int> sizes;
+  for (v1::EventBatch batch; replay->Read(&batch);) sizes.push_back(batch.events_size());
+  EXPECT_TRUE(replay->Finish().ok());
+  ASSERT_EQ(sizes.size(), 2u);
+  EXPECT_EQ(sizes[0], 4096);
+  EXPECT_EQ(sizes[0] + sizes[1], static_cast<int>(batched.size()));
+
+  // Resuming a batched watch part way sends exactly the rest.
+  grpc::ClientContext resume_call;
+  request.set_from_sequence(4000);
+  auto resumed = stub_->WatchBatches(&resume_call, request);
+  int64_t expected = 4000;
+  for (v1::EventBatch batch; resumed->Read(&batch);) {
+    for (const v1::Event& event : batch.events()) EXPECT_EQ(event.sequence(), expected++);
+  }
+  EXPECT_TRUE(resumed->Finish().ok());
+  EXPECT_EQ(expected, static_cast<int64_t>(batched.size()) + 1);
 }
 
 TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {

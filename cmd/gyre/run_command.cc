@@ -147,28 +147,32 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
     v1::WatchRequest watch;
     watch.set_execution(execution.name());
     watch.set_from_sequence(next_sequence);
-    auto reader = stub->Watch(&watch_context, watch);
-    v1::Event event;
-    while (reader->Read(&event)) {
-      next_sequence = event.sequence() + 1;
-      if (event.type() == v1::Event::TASK_STATE_CHANGED) {
-        const v1::TaskRun& run = event.task_run();
-        auto [it, inserted] = states.try_emplace(run.task_id(), v1::TASK_PENDING);
-        TallyTask(it->second, run.state(), &counts);
-        it->second = run.state();
-        if (options.interactive) {
-          PrintBar(options.out, counts);
-        } else if (run.state() != v1::TASK_READY && run.state() != v1::TASK_LEASED) {
-          std::fprintf(options.out, "  %-24s %s%s\n", run.task_id().c_str(),
-                       StateName(run.state()).c_str(),
-                       run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
-          std::fflush(options.out);
+    // Batches: a large execution's events as one message each would cost
+    // the orchestrator more than running its tasks.
+    auto reader = stub->WatchBatches(&watch_context, watch);
+    v1::EventBatch batch;
+    while (reader->Read(&batch)) {
+      for (const v1::Event& event : batch.events()) {
+        next_sequence = event.sequence() + 1;
+        if (event.type() == v1::Event::TASK_STATE_CHANGED) {
+          const v1::TaskRun& run = event.task_run();
+          auto [it, inserted] = states.try_emplace(run.task_id(), v1::TASK_PENDING);
+          TallyTask(it->second, run.state(), &counts);
+          it->second = run.state();
+          if (!options.interactive && run.state() != v1::TASK_READY &&
+              run.state() != v1::TASK_LEASED) {
+            std::fprintf(options.out, "  %-24s %s%s\n", run.task_id().c_str(),
+                         StateName(run.state()).c_str(),
+                         run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
+            std::fflush(options.out);
+          }
+        } else if (event.has_execution_snapshot()) {
+          final_state = event.execution_snapshot().state();
+          reason = event.execution_snapshot().reason();
+          counts = event.execution_snapshot().task_counts();
         }
-      } else if (event.has_execution_snapshot()) {
-        final_state = event.execution_snapshot().state();
-        reason = event.execution_snapshot().reason();
-        counts = event.execution_snapshot().task_counts();
       }
+      if (options.interactive) PrintBar(options.out, counts);  // once per batch
     }
     watch_status = reader->Finish();
     if (watch_status.error_code() != grpc::StatusCode::UNAVAILABLE) break;

@@ -117,29 +117,61 @@ grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
   return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
-                                            const v1::WatchRequest* request,
-                                            grpc::ServerWriter<v1::Event>* writer) {
+template <typename Send>
+grpc::Status OrchestratorServiceImpl::StreamEvents(grpc::ServerContext* context,
+                                                   const v1::WatchRequest& request, Send send) {
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
+      engine_->Watch(request.execution(), request.from_sequence(), request.include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
   while (!context->IsCancelled() && !stopping_) {
     bool last = false;
-    const std::vector<v1::Event> events = (*subscription)->Next(absl::Milliseconds(200), &last);
+    std::vector<v1::Event> events = (*subscription)->Next(absl::Milliseconds(200), &last);
+    if ((!events.empty() && !send(events, last)) || last) break;
+  }
+  engine_->Unwatch(*subscription);
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
+                                            const v1::WatchRequest* request,
+                                            grpc::ServerWriter<v1::Event>* writer) {
+  return StreamEvents(context, *request, [writer](std::vector<v1::Event>& events, bool last) {
     for (size_t i = 0; i < events.size(); ++i) {
       if (last && i + 1 == events.size()) {
         // The final event goes out with the status in one write: the sync
         // API sends it at Finish instead of waiting for it here.
         writer->WriteLast(events[i], grpc::WriteOptions());
       } else if (!writer->Write(events[i])) {
-        engine_->Unwatch(*subscription);
-        return grpc::Status::OK;
+        return false;
       }
     }
-    if (last) break;
-  }
-  engine_->Unwatch(*subscription);
-  return grpc::Status::OK;
+    return true;
+  });
+}
+
+grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
+                                                   const v1::WatchRequest* request,
+                                                   grpc::ServerWriter<v1::EventBatch>* writer) {
+  return StreamEvents(context, *request, [writer](std::vector<v1::Event>& events, bool last) {
+    v1::EventBatch batch;
+    size_t bytes = 0;
+    for (size_t i = 0; i < events.size(); ++i) {
+      const size_t size = events[i].ByteSizeLong();
+      if (batch.events_size() > 0 &&
+          (batch.events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
+        if (!writer->Write(batch)) return false;
+        batch.clear_events();
+        bytes = 0;
+      }
+      *batch.add_events() = std::move(events[i]);
+      bytes += size;
+    }
+    if (last) {
+      writer->WriteLast(batch, grpc::WriteOptions());  // with the status, as in Watch
+      return true;
+    }
+    return writer->Write(batch);
+  });
 }
 
 grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest*,

@@ -45,6 +45,8 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                            gyre::v1::GetTaskLogsResponse*) override;
   grpc::Status Watch(grpc::ServerContext*, const gyre::v1::WatchRequest*,
                      grpc::ServerWriter<gyre::v1::Event>*) override;
+  grpc::Status WatchBatches(grpc::ServerContext*, const gyre::v1::WatchRequest*,
+                            grpc::ServerWriter<gyre::v1::EventBatch>*) override;
   grpc::Status ListQueues(grpc::ServerContext*, const gyre::v1::ListQueuesRequest*,
                           gyre::v1::ListQueuesResponse*) override;
   grpc::Status ListAgents(grpc::ServerContext*, const gyre::v1::ListAgentsRequest*,
@@ -53,7 +55,18 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
   // Ends open Watch streams promptly on shutdown.
   void Stop() { stopping_ = true; }
 
+  // EventBatch limits (documented in the proto).
+  static constexpr int kMaxEventsPerBatch = 4096;
+  static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
+
  private:
+  // Runs a watch: hands every batch of pending events to `send(events,
+  // last)` (`last`: nothing follows them), which returns false once the
+  // client is gone.
+  template <typename Send>
+  grpc::Status StreamEvents(grpc::ServerContext* context, const gyre::v1::WatchRequest& request,
+                            Send send);
+
   WorkflowEngine* engine_;
   std::atomic<bool> stopping_{false};
 };
