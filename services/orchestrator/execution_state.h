@@ -89,8 +89,9 @@ static_assert(sizeof(StoredEvent) == 16);
 // One execution: its definition, context, task states and event history.
 // Owned and guarded by the WorkflowEngine.
 struct ExecutionState {
-  std::string id;     // the {execution} of "executions/{execution}"
-  uint32_t slot = 0;  // the engine's index, used in ReadyTask entries
+  std::string id;         // the {execution} of "executions/{execution}"
+  std::string full_name;  // "executions/{id}": every event and assignment names it
+  uint32_t slot = 0;      // the engine's index, used in ReadyTask entries
   std::shared_ptr<const gyre::v1::WorkflowDefinition> definition;
   gyre::v1::ExecutionState state = gyre::v1::EXECUTION_PENDING;
   std::map<std::string, std::string> context;
@@ -121,7 +122,7 @@ struct ExecutionState {
   absl::flat_hash_map<uint32_t, std::string> event_reasons;
   absl::flat_hash_map<uint32_t, gyre::v1::Event> whole_events;
 
-  std::string name() const { return "executions/" + id; }
+  const std::string& name() const { return full_name; }
   bool final() const {
     return state == gyre::v1::EXECUTION_SUCCEEDED || state == gyre::v1::EXECUTION_FAILED ||
            state == gyre::v1::EXECUTION_CANCELLED;

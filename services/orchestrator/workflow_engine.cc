@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -121,9 +122,9 @@ std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout, bool* las
   return events;
 }
 
-void EventSubscription::Push(const v1::Event& event) {
+void EventSubscription::Push(v1::Event event) {
   absl::MutexLock lock(&mutex_);
-  if (!closed_) pending_.push_back(event);
+  if (!closed_) pending_.push_back(std::move(event));
 }
 
 void EventSubscription::Close() {
@@ -597,6 +598,7 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   auto exec = std::make_unique<ExecutionState>();
   exec->slot = static_cast<uint32_t>(executions_.size());
   exec->id = record.execution_id();
+  exec->full_name = "executions/" + exec->id;
   exec->definition = std::move(shared_definition);
   exec->targets.assign(record.targets().begin(), record.targets().end());
   exec->priority = record.priority();
@@ -1173,13 +1175,20 @@ v1::Event WorkflowEngine::EventAtLocked(const ExecutionState& exec, uint32_t ind
 }
 
 void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, bool closing) {
-  const std::string name = exec.name();
-  std::optional<v1::Event> event;  // built only if somebody watches
+  const std::string& name = exec.name();
+  absl::InlinedVector<EventSubscription*, 4> audience;
   for (const auto& [scope, subscription] : watchers_) {
-    if (scope.empty() || scope == name) {
-      if (!event) event = EventAtLocked(exec, index);
-      subscription->Push(*event);
-      if (closing && !scope.empty()) subscription->Close();
+    if (scope.empty() || scope == name) audience.push_back(subscription.get());
+  }
+  if (!audience.empty()) {
+    // Built only if somebody watches; copied for all but the last watcher.
+    v1::Event event = EventAtLocked(exec, index);
+    for (size_t i = 0; i + 1 < audience.size(); ++i) audience[i]->Push(event);
+    audience.back()->Push(std::move(event));
+  }
+  if (closing) {
+    for (const auto& [scope, subscription] : watchers_) {
+      if (scope == name) subscription->Close();
     }
   }
   if (closing) std::erase_if(watchers_, [&](const auto& entry) { return entry.first == name; });
@@ -1492,10 +1501,17 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       assigned->mutable_ref()->set_execution(exec.name());
       assigned->mutable_ref()->set_task_id(task.spec->id());
       assigned->mutable_ref()->set_attempt(task.attempt);
-      std::map<std::string, std::string> context = exec.context;
-      for (const auto& [key, value] : task.details_or_empty().inherited) context[key] = value;
+      // The execution's context, with what ancestors passed along edges on
+      // top (copied only when there is such a thing).
+      const std::map<std::string, std::string>& inherited = task.details_or_empty().inherited;
+      std::map<std::string, std::string> merged;
+      if (!inherited.empty()) {
+        merged = exec.context;
+        for (const auto& [key, value] : inherited) merged[key] = value;
+      }
       const absl::Status built =
-          BuildTaskEnvironment(*task.spec, context, exec.builtins, task.attempt, assigned);
+          BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged, exec.builtins,
+                               task.attempt, assigned);
       if (!built.ok()) {
         // A definition that cannot be expanded fails without running.
         assignment->mutable_tasks()->RemoveLast();

@@ -45,7 +45,7 @@ class EventSubscription {
   // `*last`, when given, to whether these are the last ones (the
   // subscription is closed and nothing is left).
   std::vector<gyre::v1::Event> Next(absl::Duration timeout, bool* last = nullptr);
-  void Push(const gyre::v1::Event& event);
+  void Push(gyre::v1::Event event);
   void Close();
   bool closed();
 
