@@ -125,7 +125,7 @@ void AgentClient::RunSession() {
       absl::MutexLock lock(&mutex_);
       for (const auto& [key, message] : unacked_) resend.push_back(message);
     }
-    for (const v1::AgentMessage& message : resend) Send(message);
+    for (v1::AgentMessage& message : resend) Send(std::move(message));
   }
   v1::OrchestratorMessage message;
   while (ok && session->Read(&message)) {
@@ -181,12 +181,12 @@ void AgentClient::RunSession() {
   }
 }
 
-void AgentClient::Send(const v1::AgentMessage& message) {
+void AgentClient::Send(v1::AgentMessage message) {
   absl::MutexLock lock(&out_mutex_);
   if (message.has_credit()) {
     pending_credit_ += message.credit().tasks();
   } else {
-    outgoing_.push_back(message);
+    outgoing_.push_back(std::move(message));
   }
 }
 
@@ -245,7 +245,7 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
     log->mutable_chunk()->set_stream(stream == 1 ? v1::LogChunk::STDOUT : v1::LogChunk::STDERR);
     log->mutable_chunk()->set_offset(offset);
     log->mutable_chunk()->set_data(std::string(data));
-    Send(message);
+    Send(std::move(message));
   };
   {
     absl::MutexLock lock(&mutex_);
@@ -254,7 +254,7 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   if (launch.builtin == TaskLaunch::Builtin::kNone) {
     v1::AgentMessage started;
     *started.mutable_task_started()->mutable_ref() = ref;
-    Send(started);
+    Send(std::move(started));
   }
   const TaskRunner::Handle handle =
       runner_.Start(std::move(launch), [this, ref, evaluator](TaskOutcome outcome) {
@@ -303,11 +303,11 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutc
     unacked_[Key(ref)] = message;
     draining = draining_;
   }
-  Send(message);
+  Send(std::move(message));
   if (!draining) {
     v1::AgentMessage credit;
     credit.mutable_credit()->set_tasks(1);
-    Send(credit);
+    Send(std::move(credit));
   }
 }
 
@@ -327,7 +327,7 @@ void AgentClient::HeartbeatLoop() {
         *heartbeat.mutable_heartbeat()->add_running() = entry.first;
     }
     heartbeat.mutable_heartbeat();
-    Send(heartbeat);
+    Send(std::move(heartbeat));
   }
 }
 
@@ -338,7 +338,7 @@ void AgentClient::Drain(absl::Duration grace) {
   }
   v1::AgentMessage draining;
   *draining.mutable_draining()->mutable_grace() = ToProto(grace);
-  Send(draining);
+  Send(std::move(draining));
   logging::Info("draining: running tasks get the grace period",
                 {{"running", runner_.running()}, {"grace_seconds", absl::ToDoubleSeconds(grace)}});
   const absl::Time deadline = absl::Now() + grace;

@@ -40,7 +40,7 @@ class AgentClient {
   void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome);
   // Queues a message for the session's writer thread; credits are summed so
   // a busy agent grants them in batches (and gets assignments in batches).
-  void Send(const gyre::v1::AgentMessage& message);
+  void Send(gyre::v1::AgentMessage message);
   void WriterLoop(OrchestratorSession* session);
   void HeartbeatLoop();
   gyre::v1::Register Registration();
