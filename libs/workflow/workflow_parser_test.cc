@@ -1,11 +1,10 @@
 #include "libs/workflow/workflow_parser.h"
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <fstream>
 
 #include "gtest/gtest.h"
+#include "libs/testing/scratch_dir.h"
 
 namespace gyre::workflow {
 namespace {
@@ -149,15 +148,11 @@ namespace {
 
 class TaskLibraryTest : public ::testing::Test {
  protected:
-  TaskLibraryTest() {
-    char dir[] = "/tmp/gyre_library_XXXXXX";
-    dir_ = mkdtemp(dir);
-  }
-  ~TaskLibraryTest() override { std::filesystem::remove_all(dir_); }
   void Write(const std::string& name, const std::string& text) {
     std::ofstream(dir_ + "/" + name) << text;
   }
-  std::string dir_;
+  gyre::testing::ScratchDir scratch_{"gyre_library"};
+  std::string dir_ = scratch_.path();
 };
 
 TEST_F(TaskLibraryTest, LoadsTasksAcrossFilesWithCrossFileDependencies) {

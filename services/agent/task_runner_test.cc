@@ -1,23 +1,14 @@
 #include "services/agent/task_runner.h"
 
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/testing/scratch_dir.h"
 
 namespace gyre::agent {
 namespace {
 
 class TaskRunnerTest : public ::testing::Test {
  protected:
-  TaskRunnerTest() {
-    char dir[] = "/tmp/gyre_runner_test_XXXXXX";
-    root_ = mkdtemp(dir);
-  }
-  ~TaskRunnerTest() override { std::filesystem::remove_all(root_); }
-
   TaskLaunch Launch(std::vector<std::string> argv, bool shell = false) {
     TaskLaunch launch;
     launch.argv = std::move(argv);
@@ -38,7 +29,8 @@ class TaskRunnerTest : public ::testing::Test {
     return result;
   }
 
-  std::string root_;
+  gyre::testing::ScratchDir scratch_{"gyre_runner_test"};
+  std::string root_ = scratch_.path();
   int count_ = 0;
   TaskRunner runner_;
 };

@@ -1,12 +1,11 @@
 // One suite every StateStore backend must pass (the PostgreSQL backend will
 // be added to the list below).
-#include <unistd.h>
 
-#include <filesystem>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/testing/scratch_dir.h"
 #include "services/orchestrator/state_store.h"
 
 namespace gyre::orchestrator {
@@ -31,15 +30,12 @@ class MemoryBackend : public Backend {
 
 class EmbeddedBackend : public Backend {
  public:
-  EmbeddedBackend() {
-    char dir[] = "/tmp/gyre_store_XXXXXX";
-    dir_ = mkdtemp(dir);
+  std::unique_ptr<StateStore> Open() override {
+    return NewEmbeddedStateStore(scratch_.path(), true);
   }
-  ~EmbeddedBackend() override { std::filesystem::remove_all(dir_); }
-  std::unique_ptr<StateStore> Open() override { return NewEmbeddedStateStore(dir_, true); }
 
  private:
-  std::string dir_;
+  gyre::testing::ScratchDir scratch_{"gyre_store"};
 };
 
 v1::StateRecord Leased(const std::string& task, int64_t attempt) {
@@ -73,7 +69,7 @@ v1::EngineSnapshot SnapshotNamed(const std::string& workflow) {
   return snapshot;
 }
 
-absl::Status AppendAndWait(StateStore& store, std::vector<v1::StateRecord> records) {
+absl::Status AppendAndWait(StateStore& store, const std::vector<v1::StateRecord>& records) {
   absl::Notification done;
   absl::Status result;
   store.Append(records, [&](absl::Status status) {
@@ -152,7 +148,7 @@ TEST_P(StateStoreConformanceTest, ApplyErrorStopsTheLoad) {
   auto store = backend_->Open();
   int applied = 0;
   const absl::Status status =
-      store->Load([](v1::EngineSnapshot) { return absl::OkStatus(); },
+      store->Load([](const v1::EngineSnapshot&) { return absl::OkStatus(); },
                   [&](const v1::StateRecord&) {
                     return ++applied == 1 ? absl::OkStatus() : absl::DataLossError("bad record");
                   });
