@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -16,6 +15,7 @@
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
+#include "libs/testing/scratch_dir.h"
 #include "libs/workflow/workflow_parser.h"
 
 namespace gyre {
@@ -35,8 +35,6 @@ bool IsServing(const std::string& line) { return absl::StrContains(line, "\"msg\
 class Cluster : public ::testing::Test {
  protected:
   void SetUp() override {
-    char dir[] = "/tmp/gyre_e2e_XXXXXX";
-    root_ = mkdtemp(dir);
     auto orchestrator = ChildProcess::Start(
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
@@ -87,7 +85,6 @@ class Cluster : public ::testing::Test {
   void TearDown() override {
     agents_.clear();
     orchestrator_.reset();
-    std::filesystem::remove_all(root_);
   }
 
   ChildProcess* StartAgent(const std::string& name, int slots = 4) {
@@ -221,7 +218,8 @@ class Cluster : public ::testing::Test {
     return value;
   }
 
-  std::string root_;
+  gyre::testing::ScratchDir scratch_{"gyre_e2e"};  // removed after TearDown stopped everything
+  std::string root_ = scratch_.path();
   std::string address_;
   int metrics_port_ = 0;
   std::unique_ptr<ChildProcess> orchestrator_;
