@@ -219,11 +219,6 @@ void AgentClient::WriterLoop(OrchestratorSession* session) {
 
 void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   TaskLaunch launch;
-  launch.argv.assign(task.command().begin(), task.command().end());
-  launch.shell = task.shell();
-  for (const auto& [key, value] : task.env()) launch.env[key] = value;
-  launch.work_dir = absl::StrCat(config_.work_dir, "/", task.ref().execution().substr(11), "/",
-                                 task.ref().task_id(), "/", task.ref().attempt());
   if (task.has_timeout()) {
     launch.timeout = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.timeout()));
   }
@@ -234,6 +229,13 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   } else if (task.builtin().kind() == v1::BuiltinExecutor::SLEEP) {
     launch.builtin = TaskLaunch::Builtin::kSleep;
     launch.sleep = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.builtin().duration()));
+  } else {
+    // Only a process needs a command line, an environment and a directory.
+    launch.argv.assign(task.command().begin(), task.command().end());
+    launch.shell = task.shell();
+    for (const auto& [key, value] : task.env()) launch.env[key] = value;
+    launch.work_dir = absl::StrCat(config_.work_dir, "/", task.ref().execution().substr(11), "/",
+                                   task.ref().task_id(), "/", task.ref().attempt());
   }
   const v1::AttemptRef& ref = task.ref();
   const bool evaluator = task.evaluator();
