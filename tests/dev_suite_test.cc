@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -58,6 +60,41 @@ TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
   const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(15));
   ASSERT_TRUE(status.has_value()) << (*process)->Output();
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << (*process)->Output();
+}
+
+TEST(DevSuiteTest, RunsAWorkflowToSuccessWithARelativeDataDirectory) {
+  // As the README's command starts it (--data_dir=.gyre-dev): task working
+  // directories are then relative to gyre dev's, while each task starts
+  // inside its own; the output file must still be found.
+  const testing::ScratchDir scratch("gyre_dev_relative");
+  ASSERT_FALSE(scratch.path().empty());
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: relative\n"
+                             "tasks:\n"
+                             "  - id: produce\n"
+                             "    command: >-\n"
+                             "      echo '{\"ROWS\": \"7\"}' > \"$GYRE_OUTPUT\"\n"
+                             "    shell: true\n"
+                             "  - id: consume\n"
+                             "    command: test \"$ROWS\" = 7\n"
+                             "    shell: true\n"
+                             "    depends_on: [produce]\n";
+  char* previous = getcwd(nullptr, 0);
+  ASSERT_NE(previous, nullptr);
+  ASSERT_EQ(chdir(scratch.path().c_str()), 0);  // the child starts here
+  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                                      "--data_dir=relative-data", "--run=" + workflow});
+  EXPECT_EQ(chdir(previous), 0);
+  free(previous);
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto ran = (*process)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"example workflow"); },
+      absl::Seconds(30));
+  ASSERT_TRUE(ran.ok()) << ran.status() << "\n" << (*process)->Output();
+  EXPECT_TRUE(absl::StrContains(*ran, "example workflow succeeded")) << (*process)->Output();
+  (*process)->Signal(SIGINT);
+  EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
 }
 
 TEST(DevSuiteTest, UnknownCommandExitsTwo) {

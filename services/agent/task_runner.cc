@@ -175,6 +175,11 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
   TaskOutcome outcome;
   const absl::Time started = absl::Now();
   std::error_code mkdir_error;
+  // The child starts inside the directory, so every path it is given
+  // ($GYRE_OUTPUT) must not be relative to where the agent was started.
+  if (!launch.work_dir.empty()) {
+    launch.work_dir = std::filesystem::absolute(launch.work_dir, mkdir_error).string();
+  }
   std::filesystem::create_directories(launch.work_dir, mkdir_error);
   const std::string output_path = launch.work_dir + "/gyre_output.json";
   std::filesystem::remove(output_path, mkdir_error);

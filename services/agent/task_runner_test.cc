@@ -1,5 +1,9 @@
 #include "services/agent/task_runner.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
+
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/testing/scratch_dir.h"
@@ -63,6 +67,22 @@ TEST_F(TaskRunnerTest, RunsInItsOwnWorkingDirectoryAndReadsGyreOutput) {
   const std::string dir = launch.work_dir;
   const TaskOutcome outcome = Run(launch);
   EXPECT_EQ(outcome.stdout_tail, dir + "\n");
+  EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
+}
+
+TEST_F(TaskRunnerTest, ARelativeWorkingDirectoryStillGetsItsOutput) {
+  // As gyre dev gives it (--data_dir=.gyre-dev): relative to the agent's
+  // directory, while the task itself starts inside it.
+  char* previous = getcwd(nullptr, 0);
+  ASSERT_NE(previous, nullptr);
+  ASSERT_EQ(chdir(root_.c_str()), 0);
+  TaskLaunch launch = Launch({"pwd; echo '{\"ROWS\": \"7\"}' > \"$GYRE_OUTPUT\""}, true);
+  launch.work_dir = "relative/task";
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(chdir(previous), 0);
+  free(previous);
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.stdout_tail, root_ + "/relative/task\n");
   EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
 }
 
