@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/match.h"
@@ -79,10 +80,12 @@ TEST(DevSuiteTest, RunsAWorkflowToSuccessWithARelativeDataDirectory) {
                              "    command: test \"$ROWS\" = 7\n"
                              "    shell: true\n"
                              "    depends_on: [produce]\n";
+  // Resolved before leaving this directory: under Bazel it is relative.
+  const std::string binary = std::filesystem::absolute(GyreBinary()).string();
   char* previous = getcwd(nullptr, 0);
   ASSERT_NE(previous, nullptr);
   ASSERT_EQ(chdir(scratch.path().c_str()), 0);  // the child starts here
-  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
+  auto process = ChildProcess::Start({binary, "dev", "--grpc_address=127.0.0.1:0",
                                       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
                                       "--data_dir=relative-data", "--run=" + workflow});
   EXPECT_EQ(chdir(previous), 0);
