@@ -288,8 +288,10 @@ struct Row {
 void Print(const std::vector<Row>& rows) {
   std::printf("\n| Figure | Measured (median of %d) | Target | Met |\n|---|---|---|---|\n", g_runs);
   for (const Row& row : rows) {
+    // A reference figure has no target, so it is neither met nor missed.
+    const char* met = row.target == "(reference)" ? "—" : row.met ? "yes" : "**no**";
     std::printf("| %s | %s | %s | %s |\n", row.figure.c_str(), row.measured.c_str(),
-                row.target.c_str(), row.met ? "yes" : "**no**");
+                row.target.c_str(), met);
   }
 }
 

@@ -40,12 +40,13 @@ absl::Status ValidateOptions(const EventLog::Options& options) {
   return absl::OkStatus();
 }
 
-// The segment to append to after recovery: the last one, or a new one when
-// there is none or the log ends before the snapshot does.
 // No step larger than a segment: a small-segment log stays small.
 uint64_t PreallocateStep(const EventLog::Options& options) {
   return std::min(options.preallocate_bytes, options.segment_bytes);
 }
+
+// The segment to append to after recovery: the last one, or a new one when
+// there is none or the log ends before the snapshot does.
 
 absl::StatusOr<ActiveSegment> OpenActiveSegment(const std::string& dir, const RecoveredLog& log,
                                                 const EventLog::Options& options,

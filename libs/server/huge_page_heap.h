@@ -1,6 +1,9 @@
 #ifndef GYRE_LIBS_SERVER_HUGE_PAGE_HEAP_H_
 #define GYRE_LIBS_SERVER_HUGE_PAGE_HEAP_H_
 
+// How the orchestrator (and gyre dev) set up their malloc heap at start:
+// huge pages, and freed memory kept for reuse. Both are about page faults,
+// which dominate large restarts and submissions on virtual machines.
 namespace gyre::server {
 
 // Backs the process's malloc heap with transparent huge pages, for
