@@ -533,6 +533,97 @@ TEST_F(Cluster, WatchBatchesCarriesTheSameEventsAsWatchInBoundedBatches) {
   EXPECT_EQ(expected, static_cast<int64_t>(batched.size()) + 1);
 }
 
+TEST_F(Cluster, RunExecutionStartsAndFollowsTheExecutionToItsEnd) {
+  StartAgent("agent-1");
+  // Three events per task: more than one message's worth.
+  std::string yaml = "name: run-and-follow\ntasks:\n";
+  for (int i = 0; i < 1500; ++i) absl::StrAppend(&yaml, "  - {id: t", i, ", builtin: noop}\n");
+  absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(yaml, "test.yaml");
+  ASSERT_TRUE(def.ok()) << def.status();
+  v1::RunExecutionRequest request;
+  *request.mutable_start()->mutable_definition() = *def;
+  request.mutable_start()->set_request_id("run-and-follow-1");
+
+  // The execution (first message only) and every event, in order.
+  struct Followed {
+    std::string name;
+    int32_t total_tasks = 0;
+    std::vector<v1::Event> events;
+  };
+  auto follow = [&]() {
+    Followed followed;
+    grpc::ClientContext call;
+    auto stream = stub_->RunExecution(&call, request);
+    v1::RunExecutionResponse message;
+    for (int i = 0; stream->Read(&message); ++i) {
+      EXPECT_EQ(message.has_execution(), i == 0) << "message " << i;
+      if (i == 0) {
+        followed.name = message.execution().name();
+        followed.total_tasks = message.execution().task_counts().total();
+      }
+      EXPECT_LE(message.events_size(), 4096);
+      EXPECT_LE(message.ByteSizeLong(), (size_t{1} << 20) + 4096);
+      for (v1::Event& event : *message.mutable_events()) {
+        followed.events.push_back(std::move(event));
+      }
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return followed;
+  };
+
+  const Followed first = follow();
+  ASSERT_FALSE(first.name.empty());
+  EXPECT_EQ(first.total_tasks, 1500);
+  ASSERT_GT(first.events.size(), 4096u);
+  for (size_t i = 0; i < first.events.size(); ++i) {
+    ASSERT_EQ(first.events[i].sequence(), static_cast<int64_t>(i) + 1) << "no gap, no repeat";
+  }
+  ASSERT_TRUE(first.events.back().has_execution_snapshot());
+  EXPECT_EQ(first.events.back().execution_snapshot().state(), v1::EXECUTION_SUCCEEDED);
+  // The same history a watcher gets.
+  const std::vector<v1::Event> watched = WatchAll(first.name);
+  ASSERT_EQ(watched.size(), first.events.size());
+  for (size_t i = 0; i < watched.size(); ++i) {
+    ASSERT_EQ(watched[i].type(), first.events[i].type()) << i;
+    ASSERT_EQ(watched[i].task_run().state(), first.events[i].task_run().state()) << i;
+  }
+
+  // The same request again starts nothing: it follows the first execution.
+  const Followed again = follow();
+  EXPECT_EQ(again.name, first.name);
+  EXPECT_EQ(again.events.size(), first.events.size());
+}
+
+TEST_F(Cluster, RunExecutionRejectsABadStartAndStoresNothing) {
+  auto executions = [&] {
+    grpc::ClientContext call;
+    v1::ListExecutionsResponse list;
+    EXPECT_TRUE(stub_->ListExecutions(&call, v1::ListExecutionsRequest(), &list).ok());
+    return list.executions_size();
+  };
+  const int before = executions();
+  auto run = [&](const v1::RunExecutionRequest& request) {
+    grpc::ClientContext call;
+    auto stream = stub_->RunExecution(&call, request);
+    v1::RunExecutionResponse message;
+    EXPECT_FALSE(stream->Read(&message)) << "no message for a rejected start";
+    return stream->Finish();
+  };
+  v1::RunExecutionRequest empty;
+  grpc::Status status = run(empty);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "run execution: set start.workflow or start.definition");
+
+  v1::RunExecutionRequest unknown;
+  unknown.mutable_start()->set_workflow("workflows/no-such-workflow");
+  status = run(unknown);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "no-such-workflow"))
+      << status.error_message();
+  EXPECT_EQ(executions(), before);
+}
+
 TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {
   StartAgent("a1");
   // The task writes only once the test's watch is known to be live (log

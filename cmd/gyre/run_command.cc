@@ -2,8 +2,13 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+#include <map>
+#include <string>
+
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -102,6 +107,62 @@ bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::stri
   return true;
 }
 
+namespace {
+
+// What gyre run knows of the execution it follows, from its events.
+class Progress {
+ public:
+  Progress(const RunOptions& options, int total_tasks) : options_(options) {
+    counts_.set_total(total_tasks);
+    counts_.set_pending(total_tasks);
+  }
+
+  void Take(const v1::Event& event) {
+    next_sequence_ = event.sequence() + 1;
+    if (event.type() == v1::Event::TASK_STATE_CHANGED) {
+      const v1::TaskRun& run = event.task_run();
+      auto [it, inserted] = states_.try_emplace(run.task_id(), v1::TASK_PENDING);
+      TallyTask(it->second, run.state(), &counts_);
+      it->second = run.state();
+      if (!options_.interactive && run.state() != v1::TASK_READY &&
+          run.state() != v1::TASK_LEASED) {
+        std::fprintf(options_.out, "  %-24s %s%s\n", run.task_id().c_str(),
+                     StateName(run.state()).c_str(),
+                     run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
+        std::fflush(options_.out);
+      }
+    } else if (event.has_execution_snapshot()) {
+      final_state_ = event.execution_snapshot().state();
+      reason_ = event.execution_snapshot().reason();
+      counts_ = event.execution_snapshot().task_counts();
+    }
+  }
+
+  // Once per message: a large execution sends thousands of events in one.
+  void Redraw() {
+    if (options_.interactive) PrintBar(options_.out, counts_);
+  }
+
+  bool ended() const {
+    return final_state_ == v1::EXECUTION_SUCCEEDED || final_state_ == v1::EXECUTION_FAILED ||
+           final_state_ == v1::EXECUTION_CANCELLED;
+  }
+  int64_t next_sequence() const { return next_sequence_; }
+  v1::ExecutionState final_state() const { return final_state_; }
+  const std::string& reason() const { return reason_; }
+  const v1::TaskCounts& counts() const { return counts_; }
+
+ private:
+  const RunOptions& options_;
+  v1::TaskCounts counts_;
+  std::map<std::string, v1::TaskState> states_;
+  v1::ExecutionState final_state_ = v1::EXECUTION_STATE_UNSPECIFIED;
+  std::string reason_;
+  int64_t next_sequence_ = 1;
+};
+
+}  // namespace
+
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options) {
   absl::StatusOr<v1::WorkflowDefinition> definition =
       workflow::LoadWorkflowFile(options.workflow_file);
@@ -110,90 +171,83 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
     return kRunBadInput;
   }
   auto stub = v1::OrchestratorService::NewStub(channel);
-  v1::StartExecutionRequest request;
-  *request.mutable_definition() = *definition;
-  for (const auto& [key, value] : options.context) (*request.mutable_context())[key] = value;
-  v1::Execution execution;
-  {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    context.set_wait_for_ready(true);
-    const grpc::Status status = stub->StartExecution(&context, request, &execution);
-    if (!status.ok()) {
-      std::fprintf(stderr, "gyre run: %s\n", status.error_message().c_str());
-      return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
-                     status.error_code() == grpc::StatusCode::NOT_FOUND
-                 ? kRunBadInput
-                 : kRunUnavailable;
-    }
+  v1::RunExecutionRequest request;
+  *request.mutable_start()->mutable_definition() = *std::move(definition);
+  for (const auto& [key, value] : options.context) {
+    (*request.mutable_start()->mutable_context())[key] = value;
   }
-  std::fprintf(options.out, "%s: %d tasks, execution %s\n", definition->name().c_str() + 10,
-               execution.task_counts().total(), execution.name().c_str());
+  // Makes a retried start idempotent: the orchestrator may have got it.
+  absl::BitGen random;
+  request.mutable_start()->set_request_id(absl::StrFormat(
+      "gyre-run-%016x%016x", absl::Uniform<uint64_t>(random), absl::Uniform<uint64_t>(random)));
+  // One call starts the execution and follows it: no round trip between
+  // the two, and no event can be missed. The stream has no deadline (an
+  // execution takes as long as it takes), so reaching the orchestrator is
+  // retried for 30 s instead.
+  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  std::unique_ptr<grpc::ClientContext> run_context;
+  std::unique_ptr<grpc::ClientReader<v1::RunExecutionResponse>> run;
+  v1::RunExecutionResponse message;
+  for (;;) {
+    run_context = std::make_unique<grpc::ClientContext>();
+    run = stub->RunExecution(run_context.get(), request);
+    if (run->Read(&message)) break;
+    const grpc::Status status = run->Finish();
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(200));
+      continue;
+    }
+    std::fprintf(stderr, "gyre run: %s\n", status.error_message().c_str());
+    return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+                   status.error_code() == grpc::StatusCode::NOT_FOUND
+               ? kRunBadInput
+               : kRunUnavailable;
+  }
+  const v1::Execution execution = message.execution();
+  std::fprintf(options.out, "%s: %d tasks, execution %s\n",
+               request.start().definition().name().c_str() + 10, execution.task_counts().total(),
+               execution.name().c_str());
   std::fflush(options.out);
 
-  v1::TaskCounts counts;
-  counts.set_total(execution.task_counts().total());
-  counts.set_pending(counts.total());
-  std::map<std::string, v1::TaskState> states;
-  v1::ExecutionState final_state = v1::EXECUTION_STATE_UNSPECIFIED;
-  std::string reason;
-  // Resumes from the last sequence number when the stream breaks (an
-  // orchestrator restart), so no event is missed or shown twice.
-  int64_t next_sequence = 1;
-  grpc::Status watch_status;
-  for (int reconnects = 0; reconnects < 100; ++reconnects) {
+  Progress progress(options, execution.task_counts().total());
+  do {
+    for (const v1::Event& event : message.events()) progress.Take(event);
+    progress.Redraw();
+  } while (run->Read(&message));
+  grpc::Status status = run->Finish();
+  // A broken stream (an orchestrator restart) resumes from the next
+  // sequence number, so no event is missed or shown twice.
+  for (int reconnects = 0; !progress.ended() && reconnects < 100; ++reconnects) {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(200));
     grpc::ClientContext watch_context;
     watch_context.set_wait_for_ready(true);
     v1::WatchRequest watch;
     watch.set_execution(execution.name());
-    watch.set_from_sequence(next_sequence);
-    // Batches: a large execution's events as one message each would cost
-    // the orchestrator more than running its tasks.
+    watch.set_from_sequence(progress.next_sequence());
     auto reader = stub->WatchBatches(&watch_context, watch);
     v1::EventBatch batch;
     while (reader->Read(&batch)) {
-      for (const v1::Event& event : batch.events()) {
-        next_sequence = event.sequence() + 1;
-        if (event.type() == v1::Event::TASK_STATE_CHANGED) {
-          const v1::TaskRun& run = event.task_run();
-          auto [it, inserted] = states.try_emplace(run.task_id(), v1::TASK_PENDING);
-          TallyTask(it->second, run.state(), &counts);
-          it->second = run.state();
-          if (!options.interactive && run.state() != v1::TASK_READY &&
-              run.state() != v1::TASK_LEASED) {
-            std::fprintf(options.out, "  %-24s %s%s\n", run.task_id().c_str(),
-                         StateName(run.state()).c_str(),
-                         run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
-            std::fflush(options.out);
-          }
-        } else if (event.has_execution_snapshot()) {
-          final_state = event.execution_snapshot().state();
-          reason = event.execution_snapshot().reason();
-          counts = event.execution_snapshot().task_counts();
-        }
-      }
-      if (options.interactive) PrintBar(options.out, counts);  // once per batch
+      for (const v1::Event& event : batch.events()) progress.Take(event);
+      progress.Redraw();
     }
-    watch_status = reader->Finish();
-    if (watch_status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-    absl::SleepFor(absl::Milliseconds(200));
+    status = reader->Finish();
   }
   if (options.interactive) {
-    PrintBar(options.out, counts);
+    PrintBar(options.out, progress.counts());
     std::fputc('\n', options.out);
   }
-  if (final_state != v1::EXECUTION_SUCCEEDED && final_state != v1::EXECUTION_FAILED &&
-      final_state != v1::EXECUTION_CANCELLED) {
-    std::fprintf(stderr, "gyre run: lost the event stream (%s)\n",
-                 watch_status.error_message().c_str());
+  if (!progress.ended()) {
+    std::fprintf(stderr, "gyre run: lost the event stream (%s)\n", status.error_message().c_str());
     return kRunUnavailable;
   }
-  std::fprintf(options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n",
-               execution.name().c_str(),
-               absl::AsciiStrToLower(v1::ExecutionState_Name(final_state).substr(10)).c_str(),
-               counts.succeeded(), counts.failed(), counts.skipped(),
-               reason.empty() ? "" : absl::StrCat(" (", reason, ")").c_str());
-  if (final_state != v1::EXECUTION_SUCCEEDED) {
+  const v1::TaskCounts& counts = progress.counts();
+  std::fprintf(
+      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n", execution.name().c_str(),
+      absl::AsciiStrToLower(v1::ExecutionState_Name(progress.final_state()).substr(10)).c_str(),
+      counts.succeeded(), counts.failed(), counts.skipped(),
+      progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
+  if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
     PrintFailures(*stub, execution.name(), options.out);
     std::fflush(options.out);
     return kRunFailed;

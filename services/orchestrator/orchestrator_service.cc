@@ -118,60 +118,100 @@ grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
 }
 
 template <typename Send>
-grpc::Status OrchestratorServiceImpl::StreamEvents(grpc::ServerContext* context,
-                                                   const v1::WatchRequest& request, Send send) {
-  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request.execution(), request.from_sequence(), request.include_logs());
-  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
+void OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
+                                     const std::shared_ptr<EventSubscription>& subscription,
+                                     Send send) {
   while (!context->IsCancelled() && !stopping_) {
     bool last = false;
-    std::vector<v1::Event> events = (*subscription)->Next(absl::Milliseconds(200), &last);
+    std::vector<v1::Event> events = subscription->Next(absl::Milliseconds(200), &last);
     if ((!events.empty() && !send(events, last)) || last) break;
   }
-  engine_->Unwatch(*subscription);
-  return grpc::Status::OK;
+  engine_->Unwatch(subscription);
+}
+
+template <typename Batch>
+bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Batch& batch,
+                                           std::vector<v1::Event>& events, bool last) {
+  size_t bytes = batch.ByteSizeLong();
+  for (size_t i = 0; i < events.size(); ++i) {
+    const size_t size = events[i].ByteSizeLong();
+    if (batch.events_size() > 0 &&
+        (batch.events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
+      if (!writer->Write(batch)) return false;
+      batch.Clear();
+      bytes = 0;
+    }
+    *batch.add_events() = std::move(events[i]);
+    bytes += size;
+  }
+  if (last) {
+    // The final message goes out with the status in one write: the sync API
+    // sends it at Finish instead of waiting for it here.
+    writer->WriteLast(batch, grpc::WriteOptions());
+    return true;
+  }
+  return writer->Write(batch);
 }
 
 grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
                                             const v1::WatchRequest* request,
                                             grpc::ServerWriter<v1::Event>* writer) {
-  return StreamEvents(context, *request, [writer](std::vector<v1::Event>& events, bool last) {
+  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
+      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
+  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
+  Follow(context, *subscription, [writer](std::vector<v1::Event>& events, bool last) {
     for (size_t i = 0; i < events.size(); ++i) {
       if (last && i + 1 == events.size()) {
-        // The final event goes out with the status in one write: the sync
-        // API sends it at Finish instead of waiting for it here.
-        writer->WriteLast(events[i], grpc::WriteOptions());
+        writer->WriteLast(events[i], grpc::WriteOptions());  // as in WriteBatches
       } else if (!writer->Write(events[i])) {
         return false;
       }
     }
     return true;
   });
+  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
                                                    const v1::WatchRequest* request,
                                                    grpc::ServerWriter<v1::EventBatch>* writer) {
-  return StreamEvents(context, *request, [writer](std::vector<v1::Event>& events, bool last) {
+  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
+      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
+  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
+  Follow(context, *subscription, [writer](std::vector<v1::Event>& events, bool last) {
     v1::EventBatch batch;
-    size_t bytes = 0;
-    for (size_t i = 0; i < events.size(); ++i) {
-      const size_t size = events[i].ByteSizeLong();
-      if (batch.events_size() > 0 &&
-          (batch.events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
-        if (!writer->Write(batch)) return false;
-        batch.clear_events();
-        bytes = 0;
-      }
-      *batch.add_events() = std::move(events[i]);
-      bytes += size;
-    }
-    if (last) {
-      writer->WriteLast(batch, grpc::WriteOptions());  // with the status, as in Watch
-      return true;
-    }
-    return writer->Write(batch);
+    return WriteBatches(writer, batch, events, last);
   });
+  return grpc::Status::OK;
+}
+
+grpc::Status OrchestratorServiceImpl::RunExecution(
+    grpc::ServerContext* context, const v1::RunExecutionRequest* request,
+    grpc::ServerWriter<v1::RunExecutionResponse>* writer) {
+  if (request->start().source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
+    return ToGrpcStatus(
+        absl::InvalidArgumentError("run execution: set start.workflow or start.definition"));
+  }
+  // Moved, not copied, as in StartExecution.
+  absl::StatusOr<WorkflowEngine::StartedExecution> started = engine_->StartAndWatch(
+      std::move(*const_cast<v1::RunExecutionRequest*>(request)->mutable_start()),
+      request->include_logs());
+  if (!started.ok()) return ToGrpcStatus(started.status());
+  // The first message goes out now, with the events already there (often
+  // all of them: a short execution may end before its start is durable).
+  v1::RunExecutionResponse first;
+  *first.mutable_execution() = std::move(started->execution);
+  bool last = false;
+  std::vector<v1::Event> events = started->events->Next(absl::ZeroDuration(), &last);
+  if (!WriteBatches(writer, first, events, last) || last) {
+    engine_->Unwatch(started->events);
+    return grpc::Status::OK;
+  }
+  Follow(context, started->events, [writer](std::vector<v1::Event>& events, bool last) {
+    v1::RunExecutionResponse batch;
+    return WriteBatches(writer, batch, events, last);
+  });
+  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest*,

@@ -2,6 +2,8 @@
 #define GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
 
 #include <atomic>
+#include <memory>
+#include <vector>
 
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "services/orchestrator/workflow_engine.h"
@@ -25,6 +27,8 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                               gyre::v1::WorkflowDefinition*) override;
   grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,
                               gyre::v1::Execution*) override;
+  grpc::Status RunExecution(grpc::ServerContext*, const gyre::v1::RunExecutionRequest*,
+                            grpc::ServerWriter<gyre::v1::RunExecutionResponse>*) override;
   grpc::Status ScheduleOutcome(grpc::ServerContext*, const gyre::v1::ScheduleOutcomeRequest*,
                                gyre::v1::Execution*) override;
   grpc::Status GetExecution(grpc::ServerContext*, const gyre::v1::GetExecutionRequest*,
@@ -60,12 +64,20 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
   static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 
  private:
-  // Runs a watch: hands every batch of pending events to `send(events,
-  // last)` (`last`: nothing follows them), which returns false once the
-  // client is gone.
+  // Follows a subscription until it ends, the client goes or the server
+  // stops: hands every batch of pending events to `send(events, last)`
+  // (`last`: nothing follows them), which returns false once the client is
+  // gone. Unwatches at the end.
   template <typename Send>
-  grpc::Status StreamEvents(grpc::ServerContext* context, const gyre::v1::WatchRequest& request,
-                            Send send);
+  void Follow(grpc::ServerContext* context, const std::shared_ptr<EventSubscription>& subscription,
+              Send send);
+  // Writes `batch` (which may hold fields of its own, such as
+  // RunExecution's execution) with `events` appended, split into messages
+  // within EventBatch's limits; the final one with the status if `last`.
+  // False once the client is gone.
+  template <typename Batch>
+  static bool WriteBatches(grpc::ServerWriter<Batch>* writer, Batch& batch,
+                           std::vector<gyre::v1::Event>& events, bool last);
 
   WorkflowEngine* engine_;
   std::atomic<bool> stopping_{false};

@@ -478,6 +478,22 @@ uint32_t WorkflowEngine::QueueIndexLocked(const std::string& name) {
 // --- Executions ---
 
 absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(v1::StartExecutionRequest req) {
+  return StartExecution(std::move(req), nullptr);
+}
+
+absl::StatusOr<WorkflowEngine::StartedExecution> WorkflowEngine::StartAndWatch(
+    v1::StartExecutionRequest req, bool include_logs) {
+  auto events = std::make_shared<EventSubscription>(include_logs);
+  absl::StatusOr<v1::Execution> execution = StartExecution(std::move(req), events);
+  if (!execution.ok()) {
+    Unwatch(events);
+    return execution.status();
+  }
+  return StartedExecution{*std::move(execution), std::move(events)};
+}
+
+absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
+    v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch) {
   if (absl::Status status = ValidateContext(req.context()); !status.ok()) return status;
   if (req.priority() < 0 || req.priority() > 100) {
     return absl::InvalidArgumentError(
@@ -502,7 +518,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(v1::StartExecutionR
     if (!req.request_id().empty()) {
       auto existing = execution_by_request_.find(req.request_id());
       if (existing != execution_by_request_.end()) {
-        return ExecutionProtoLocked(*executions_[existing->second]);
+        const ExecutionState& exec = *executions_[existing->second];
+        if (watch != nullptr) SubscribeLocked(exec, 1, watch);
+        return ExecutionProtoLocked(exec);
       }
     }
     if (!inline_definition) {
@@ -549,6 +567,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(v1::StartExecutionR
     started.unsafe_arena_release_definition();
     UpdateExecutionStateLocked(state, out);
     DispatchLocked(out);
+    // Its events wait in the subscription until the caller has the reply.
+    if (watch != nullptr) SubscribeLocked(state, 1, watch);
     result = ExecutionProtoLocked(state);
   }
   Deliver(out);
@@ -847,16 +867,21 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
   if (exec == nullptr) {
     return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
   }
+  SubscribeLocked(*exec, from_sequence, subscription);
+  return subscription;
+}
+
+void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
+                                     const std::shared_ptr<EventSubscription>& subscription) {
   const size_t first = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
-  for (size_t i = first; i < exec->events.size(); ++i) {
-    subscription->Push(EventAtLocked(*exec, static_cast<uint32_t>(i)));
+  for (size_t i = first; i < exec.events.size(); ++i) {
+    subscription->Push(EventAtLocked(exec, static_cast<uint32_t>(i)));
   }
-  if (exec->final()) {
+  if (exec.final()) {
     subscription->Close();
   } else {
-    watchers_.emplace_back(exec->name(), subscription);
+    watchers_.emplace_back(exec.name(), subscription);
   }
-  return subscription;
 }
 
 void WorkflowEngine::Unwatch(const std::shared_ptr<EventSubscription>& subscription) {

@@ -111,6 +111,15 @@ class WorkflowEngine {
   // --- Executions ---
   // Takes the request by value: an inline definition is moved, not copied.
   absl::StatusOr<gyre::v1::Execution> StartExecution(gyre::v1::StartExecutionRequest req);
+  // StartExecution and a subscription to the execution's events from the
+  // first (Watch from sequence 1), taken together so that none is missed.
+  // Returns once the execution is durable, as StartExecution does.
+  struct StartedExecution {
+    gyre::v1::Execution execution;
+    std::shared_ptr<EventSubscription> events;
+  };
+  absl::StatusOr<StartedExecution> StartAndWatch(gyre::v1::StartExecutionRequest req,
+                                                 bool include_logs = false);
   // Self-assembling graphs: runs the targets from the task library with
   // their transitive dependencies, pulled in at scheduling time.
   absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
@@ -210,6 +219,14 @@ class WorkflowEngine {
   void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
                    int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // StartExecution; subscribes `watch`, when given, to the execution.
+  absl::StatusOr<gyre::v1::Execution> StartExecution(
+      gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch);
+  // Pushes the stored events from `from_sequence` on to `subscription` and
+  // keeps it for live ones unless the execution is final (then it is closed).
+  void SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
+                       const std::shared_ptr<EventSubscription>& subscription)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A request's inline definition, validated, with its targets applied.
   // Takes the definition out of `req`.
   static absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
