@@ -239,16 +239,19 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   }
   const v1::AttemptRef& ref = task.ref();
   const bool evaluator = task.evaluator();
-  // Output streams to the orchestrator while the task runs.
-  launch.on_output = [this, ref](int stream, int64_t offset, absl::string_view data) {
-    v1::AgentMessage message;
-    v1::TaskLogChunk* log = message.mutable_log_chunk();
-    *log->mutable_ref() = ref;
-    log->mutable_chunk()->set_stream(stream == 1 ? v1::LogChunk::STDOUT : v1::LogChunk::STDERR);
-    log->mutable_chunk()->set_offset(offset);
-    log->mutable_chunk()->set_data(std::string(data));
-    Send(std::move(message));
-  };
+  // Output streams to the orchestrator while the task runs (a builtin
+  // writes none).
+  if (launch.builtin == TaskLaunch::Builtin::kNone) {
+    launch.on_output = [this, ref](int stream, int64_t offset, absl::string_view data) {
+      v1::AgentMessage message;
+      v1::TaskLogChunk* log = message.mutable_log_chunk();
+      *log->mutable_ref() = ref;
+      log->mutable_chunk()->set_stream(stream == 1 ? v1::LogChunk::STDOUT : v1::LogChunk::STDERR);
+      log->mutable_chunk()->set_offset(offset);
+      log->mutable_chunk()->set_data(std::string(data));
+      Send(std::move(message));
+    };
+  }
   {
     absl::MutexLock lock(&mutex_);
     running_[Key(ref)] = {ref, 0};

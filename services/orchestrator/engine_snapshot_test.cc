@@ -40,7 +40,9 @@ class AssignmentQueue : public AgentChannel {
 v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
   v1::TaskSpec task;
   task.set_id(id);
-  task.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  // A command, not a builtin: the test agents check the environment, which
+  // only a process gets. They run nothing either way.
+  task.add_command("true");
   for (const std::string& dep : deps) task.add_depends_on(dep);
   return task;
 }

@@ -1527,16 +1527,20 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       assigned->mutable_ref()->set_task_id(task.spec->id());
       assigned->mutable_ref()->set_attempt(task.attempt);
       // The execution's context, with what ancestors passed along edges on
-      // top (copied only when there is such a thing).
-      const std::map<std::string, std::string>& inherited = task.details_or_empty().inherited;
-      std::map<std::string, std::string> merged;
-      if (!inherited.empty()) {
-        merged = exec.context;
-        for (const auto& [key, value] : inherited) merged[key] = value;
+      // top (copied only when there is such a thing). A builtin task runs
+      // no process: it gets neither command line nor environment.
+      const bool builtin = task.spec->builtin().kind() != v1::BuiltinExecutor::KIND_UNSPECIFIED;
+      absl::Status built;
+      if (!builtin) {
+        const std::map<std::string, std::string>& inherited = task.details_or_empty().inherited;
+        std::map<std::string, std::string> merged;
+        if (!inherited.empty()) {
+          merged = exec.context;
+          for (const auto& [key, value] : inherited) merged[key] = value;
+        }
+        built = BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged,
+                                     exec.builtins, task.attempt, assigned);
       }
-      const absl::Status built =
-          BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged, exec.builtins,
-                               task.attempt, assigned);
       if (!built.ok()) {
         // A definition that cannot be expanded fails without running.
         assignment->mutable_tasks()->RemoveLast();
@@ -1550,7 +1554,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         UpdateExecutionStateLocked(exec, out);
         continue;
       }
-      *assigned->mutable_builtin() = task.spec->builtin();
+      if (builtin) *assigned->mutable_builtin() = task.spec->builtin();
       if (task.spec->has_timeout()) *assigned->mutable_timeout() = task.spec->timeout();
       *assigned->mutable_resources() = task.spec->resources();
       assigned->set_evaluator(task.spec->evaluator());

@@ -60,7 +60,9 @@ class RecordingChannel : public AgentChannel {
 v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
   v1::TaskSpec task;
   task.set_id(id);
-  task.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  // A command, not a builtin: the test agents check the environment, which
+  // only a process gets. They run nothing either way.
+  task.add_command("true");
   for (const std::string& dep : deps) task.add_depends_on(dep);
   return task;
 }
@@ -236,6 +238,30 @@ TEST_F(WorkflowEngineTest, OutputsReachDownstreamTasksAsEnvironment) {
   EXPECT_EQ(load[0].env().at("REGION"), "eu");
   const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/extract");
   EXPECT_EQ(run.outputs().fields().at("ROWS").string_value(), "42");
+}
+
+TEST_F(WorkflowEngineTest, ABuiltinTaskGetsNeitherCommandNorEnvironment) {
+  auto agent = Connect("a1");
+  v1::TaskSpec noop = Task("noop");
+  noop.clear_command();
+  noop.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  (*noop.mutable_env())["LEVEL"] = "${REGION}";
+  Start(Workflow({noop, Task("process")}), {{"REGION", "eu"}});
+  auto tasks = agent->Take(2);
+  ASSERT_EQ(tasks.size(), 2u);
+  for (const v1::TaskAssignment& task : tasks) {
+    if (task.ref().task_id() == "noop") {
+      // It runs no process: nothing to build, copy or send.
+      EXPECT_EQ(task.builtin().kind(), v1::BuiltinExecutor::NOOP);
+      EXPECT_TRUE(task.env().empty());
+      EXPECT_TRUE(task.command().empty());
+    } else {
+      EXPECT_FALSE(task.has_builtin());
+      EXPECT_EQ(task.env().at("REGION"), "eu");
+      EXPECT_EQ(task.env().at("GYRE_TASK_ID"), "process");
+      EXPECT_EQ(task.command(0), "true");
+    }
+  }
 }
 
 TEST_F(WorkflowEngineTest, OutputThatIsNotAJsonObjectFailsTheTask) {
