@@ -317,7 +317,8 @@ v1::WorkflowDefinition Layered(int layers, int width, int parents, uint32_t seed
 struct Throughput {
   double tasks_per_second = 0;
   // CPU of the Gyre processes (orchestrator or gyre dev, agents) per task:
-  // what the rate costs, steadier than the rate on a shared machine.
+  // what the rate costs. It moves with the machine too (up to 2x on this
+  // VM between quiet and busy hours), so compare builds side by side.
   double cpu_us_per_task = 0;
 };
 

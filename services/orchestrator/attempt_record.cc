@@ -12,8 +12,8 @@ using google::protobuf::util::TimeUtil;
 
 }  // namespace
 
-gyre::v1::TaskAttempt ToProto(const AttemptRecord& record) {
-  gyre::v1::TaskAttempt attempt;
+void FillProto(const AttemptRecord& record, gyre::v1::TaskAttempt* out) {
+  gyre::v1::TaskAttempt& attempt = *out;
   attempt.set_attempt(record.attempt);
   if (!record.agent.empty()) attempt.set_agent(absl::StrCat("agents/", record.agent));
   if (record.lease_time != 0) {
@@ -38,6 +38,11 @@ gyre::v1::TaskAttempt ToProto(const AttemptRecord& record) {
   attempt.set_error(record.error);
   attempt.set_stdout_bytes(record.stdout_bytes);
   attempt.set_stderr_bytes(record.stderr_bytes);
+}
+
+gyre::v1::TaskAttempt ToProto(const AttemptRecord& record) {
+  gyre::v1::TaskAttempt attempt;
+  FillProto(record, &attempt);
   return attempt;
 }
 

@@ -31,6 +31,8 @@ struct AttemptRecord {
 };
 
 gyre::v1::TaskAttempt ToProto(const AttemptRecord& record);
+// The same, written into `out` (which may live on an arena).
+void FillProto(const AttemptRecord& record, gyre::v1::TaskAttempt* out);
 AttemptRecord FromProto(const gyre::v1::TaskAttempt& attempt);
 
 }  // namespace gyre::orchestrator

@@ -136,9 +136,9 @@ class Orchestrator {
     EXPECT_TRUE(subscription.ok()) << subscription.status();
     std::vector<v1::Event> events;
     if (!subscription.ok()) return events;
-    for (std::vector<v1::Event> batch;
-         !(batch = (*subscription)->Next(absl::Milliseconds(50))).empty();) {
-      events.insert(events.end(), batch.begin(), batch.end());
+    for (EventChunk chunk;
+         !(chunk = (*subscription)->Next(absl::Milliseconds(50))).events.empty();) {
+      for (const v1::Event* event : chunk.events) events.push_back(*event);
     }
     engine_->Unwatch(*subscription);
     return events;

@@ -123,34 +123,37 @@ void OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
                                      Send send) {
   while (!context->IsCancelled() && !stopping_) {
     bool last = false;
-    std::vector<v1::Event> events = subscription->Next(absl::Milliseconds(200), &last);
-    if ((!events.empty() && !send(events, last)) || last) break;
+    EventChunk chunk = subscription->Next(absl::Milliseconds(200), &last);
+    if ((!chunk.events.empty() && !send(chunk, last)) || last) break;
   }
   engine_->Unwatch(subscription);
 }
 
 template <typename Batch>
-bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Batch& batch,
-                                           std::vector<v1::Event>& events, bool last) {
-  size_t bytes = batch.ByteSizeLong();
-  for (size_t i = 0; i < events.size(); ++i) {
-    const size_t size = events[i].ByteSizeLong();
-    if (batch.events_size() > 0 &&
-        (batch.events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
-      if (!writer->Write(batch)) return false;
-      batch.Clear();
+bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Batch* batch,
+                                           EventChunk& chunk, bool last) {
+  // The messages live on the chunk's arena with its events: moving an event
+  // into one is a pointer, and everything goes when the chunk does.
+  size_t bytes = batch->ByteSizeLong();
+  for (v1::Event* event : chunk.events) {
+    const size_t size = event->ByteSizeLong();
+    if (batch->events_size() > 0 &&
+        (batch->events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
+      if (!writer->Write(*batch)) return false;
+      batch = google::protobuf::Arena::CreateMessage<Batch>(chunk.arena.get());
       bytes = 0;
     }
-    *batch.add_events() = std::move(events[i]);
+    batch->mutable_events()->AddAllocated(event);
     bytes += size;
   }
+  chunk.events.clear();  // owned by the messages now (all on the arena)
   if (last) {
     // The final message goes out with the status in one write: the sync API
     // sends it at Finish instead of waiting for it here.
-    writer->WriteLast(batch, grpc::WriteOptions());
+    writer->WriteLast(*batch, grpc::WriteOptions());
     return true;
   }
-  return writer->Write(batch);
+  return writer->Write(*batch);
 }
 
 grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
@@ -159,11 +162,11 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  Follow(context, *subscription, [writer](std::vector<v1::Event>& events, bool last) {
-    for (size_t i = 0; i < events.size(); ++i) {
-      if (last && i + 1 == events.size()) {
-        writer->WriteLast(events[i], grpc::WriteOptions());  // as in WriteBatches
-      } else if (!writer->Write(events[i])) {
+  Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
+    for (size_t i = 0; i < chunk.events.size(); ++i) {
+      if (last && i + 1 == chunk.events.size()) {
+        writer->WriteLast(*chunk.events[i], grpc::WriteOptions());  // as in WriteBatches
+      } else if (!writer->Write(*chunk.events[i])) {
         return false;
       }
     }
@@ -178,9 +181,10 @@ grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  Follow(context, *subscription, [writer](std::vector<v1::Event>& events, bool last) {
-    v1::EventBatch batch;
-    return WriteBatches(writer, batch, events, last);
+  Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
+    return WriteBatches(writer,
+                        google::protobuf::Arena::CreateMessage<v1::EventBatch>(chunk.arena.get()),
+                        chunk, last);
   });
   return grpc::Status::OK;
 }
@@ -199,17 +203,18 @@ grpc::Status OrchestratorServiceImpl::RunExecution(
   if (!started.ok()) return ToGrpcStatus(started.status());
   // The first message goes out now, with the events already there (often
   // all of them: a short execution may end before its start is durable).
-  v1::RunExecutionResponse first;
-  *first.mutable_execution() = std::move(started->execution);
   bool last = false;
-  std::vector<v1::Event> events = started->events->Next(absl::ZeroDuration(), &last);
-  if (!WriteBatches(writer, first, events, last) || last) {
+  EventChunk chunk = started->events->Next(absl::ZeroDuration(), &last);
+  auto* first = google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get());
+  *first->mutable_execution() = std::move(started->execution);
+  if (!WriteBatches(writer, first, chunk, last) || last) {
     engine_->Unwatch(started->events);
     return grpc::Status::OK;
   }
-  Follow(context, started->events, [writer](std::vector<v1::Event>& events, bool last) {
-    v1::RunExecutionResponse batch;
-    return WriteBatches(writer, batch, events, last);
+  Follow(context, started->events, [writer](EventChunk& chunk, bool last) {
+    return WriteBatches(
+        writer, google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
+        chunk, last);
   });
   return grpc::Status::OK;
 }

@@ -71,13 +71,13 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
   template <typename Send>
   void Follow(grpc::ServerContext* context, const std::shared_ptr<EventSubscription>& subscription,
               Send send);
-  // Writes `batch` (which may hold fields of its own, such as
-  // RunExecution's execution) with `events` appended, split into messages
-  // within EventBatch's limits; the final one with the status if `last`.
-  // False once the client is gone.
+  // Writes `batch`, on the chunk's arena (it may hold fields of its own,
+  // such as RunExecution's execution), with the chunk's events appended,
+  // split into messages within EventBatch's limits; the final one with the
+  // status if `last`. False once the client is gone.
   template <typename Batch>
-  static bool WriteBatches(grpc::ServerWriter<Batch>* writer, Batch& batch,
-                           std::vector<gyre::v1::Event>& events, bool last);
+  static bool WriteBatches(grpc::ServerWriter<Batch>* writer, Batch* batch, EventChunk& chunk,
+                           bool last);
 
   WorkflowEngine* engine_;
   std::atomic<bool> stopping_{false};

@@ -110,21 +110,41 @@ absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::strin
 
 // --- EventSubscription ---
 
-std::vector<v1::Event> EventSubscription::Next(absl::Duration timeout, bool* last) {
+namespace {
+
+// Arena blocks for events: a few KiB first, up to 256 KiB when busy.
+std::unique_ptr<google::protobuf::Arena> NewEventArena() {
+  google::protobuf::ArenaOptions options;
+  options.start_block_size = 4096;
+  options.max_block_size = 256 << 10;
+  return std::make_unique<google::protobuf::Arena>(options);
+}
+
+}  // namespace
+
+EventChunk EventSubscription::Next(absl::Duration timeout, bool* last) {
   absl::MutexLock lock(&mutex_);
   auto ready = [this]()
                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return !pending_.empty() || closed_; };
   mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
-  std::vector<v1::Event> events(std::make_move_iterator(pending_.begin()),
-                                std::make_move_iterator(pending_.end()));
-  pending_.clear();
+  EventChunk chunk;
+  chunk.events.swap(pending_);
+  chunk.arena = arena_ != nullptr ? std::move(arena_) : NewEventArena();
   if (last != nullptr) *last = closed_;
-  return events;
+  return chunk;
 }
 
-void EventSubscription::Push(v1::Event event) {
+void EventSubscription::Emplace(absl::FunctionRef<void(v1::Event*)> build) {
   absl::MutexLock lock(&mutex_);
-  if (!closed_) pending_.push_back(std::move(event));
+  if (closed_) return;
+  if (arena_ == nullptr) arena_ = NewEventArena();
+  v1::Event* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena_.get());
+  build(event);
+  pending_.push_back(event);
+}
+
+void EventSubscription::Push(const v1::Event& event) {
+  Emplace([&event](v1::Event* copy) { copy->CopyFrom(event); });
 }
 
 void EventSubscription::Close() {
@@ -875,7 +895,8 @@ void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_se
                                      const std::shared_ptr<EventSubscription>& subscription) {
   const size_t first = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
   for (size_t i = first; i < exec.events.size(); ++i) {
-    subscription->Push(EventAtLocked(exec, static_cast<uint32_t>(i)));
+    subscription->Emplace(
+        [&](v1::Event* event) { FillEventLocked(exec, static_cast<uint32_t>(i), event); });
   }
   if (exec.final()) {
     subscription->Close();
@@ -1176,17 +1197,20 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
   PublishLocked(exec, index_in_history, /*closing=*/false);
 }
 
-v1::Event WorkflowEngine::EventAtLocked(const ExecutionState& exec, uint32_t index) const {
+void WorkflowEngine::FillEventLocked(const ExecutionState& exec, uint32_t index,
+                                     v1::Event* event) const {
   const StoredEvent& stored = exec.events[index];
-  if (stored.task == StoredEvent::kExecutionLevel) return exec.whole_events.at(index);
-  v1::Event event;
-  event.set_execution(exec.name());
-  event.set_sequence(static_cast<int64_t>(index) + 1);
-  *event.mutable_time() = ToProto(absl::FromUnixNanos(stored.unix_nanos));
-  event.set_type(v1::Event::TASK_STATE_CHANGED);
+  if (stored.task == StoredEvent::kExecutionLevel) {
+    event->CopyFrom(exec.whole_events.at(index));
+    return;
+  }
+  event->set_execution(exec.name());
+  event->set_sequence(static_cast<int64_t>(index) + 1);
+  *event->mutable_time() = ToProto(absl::FromUnixNanos(stored.unix_nanos));
+  event->set_type(v1::Event::TASK_STATE_CHANGED);
   const TaskSlot& task = exec.tasks[stored.task];
   const auto state = static_cast<v1::TaskState>(stored.state);
-  v1::TaskRun* run = event.mutable_task_run();
+  v1::TaskRun* run = event->mutable_task_run();
   run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
   run->set_task_id(task.spec->id());
   run->set_state(state);
@@ -1194,9 +1218,8 @@ v1::Event WorkflowEngine::EventAtLocked(const ExecutionState& exec, uint32_t ind
     run->set_reason(reason->second);
   }
   if (IsTerminal(state) && stored.attempts > 0 && stored.attempts <= task.attempts.size()) {
-    *run->add_attempts() = ToProto(task.attempts[stored.attempts - 1]);
+    FillProto(task.attempts[stored.attempts - 1], run->add_attempts());
   }
-  return event;
 }
 
 void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, bool closing) {
@@ -1205,11 +1228,9 @@ void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, b
   for (const auto& [scope, subscription] : watchers_) {
     if (scope.empty() || scope == name) audience.push_back(subscription.get());
   }
-  if (!audience.empty()) {
-    // Built only if somebody watches; copied for all but the last watcher.
-    v1::Event event = EventAtLocked(exec, index);
-    for (size_t i = 0; i + 1 < audience.size(); ++i) audience[i]->Push(event);
-    audience.back()->Push(std::move(event));
+  // Built only if somebody watches, on each watcher's arena.
+  for (EventSubscription* subscription : audience) {
+    subscription->Emplace([&](v1::Event* event) { FillEventLocked(exec, index, event); });
   }
   if (closing) {
     for (const auto& [scope, subscription] : watchers_) {
