@@ -112,6 +112,9 @@ absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::strin
 
 namespace {
 
+// Stored events a backlog builds per Next: one EventBatch's worth.
+constexpr uint32_t kReplayBatch = 4096;
+
 // Arena blocks for events: a few KiB first, up to 256 KiB when busy.
 std::unique_ptr<google::protobuf::Arena> NewEventArena() {
   google::protobuf::ArenaOptions options;
@@ -123,15 +126,42 @@ std::unique_ptr<google::protobuf::Arena> NewEventArena() {
 }  // namespace
 
 EventChunk EventSubscription::Next(absl::Duration timeout, bool* last) {
-  absl::MutexLock lock(&mutex_);
-  auto ready = [this]()
-                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return !pending_.empty() || closed_; };
-  mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   EventChunk chunk;
-  chunk.events.swap(pending_);
-  chunk.arena = arena_ != nullptr ? std::move(arena_) : NewEventArena();
-  if (last != nullptr) *last = closed_;
+  uint32_t from = 0;
+  uint32_t to = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (backlog_next_ < backlog_end_) {
+      // Claimed here, built below without this lock: one reader calls Next.
+      from = backlog_next_;
+      to = std::min(backlog_end_, from + kReplayBatch);
+      backlog_next_ = to;
+    } else {
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+        return !pending_.empty() || closed_;
+      };
+      mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+      chunk.events.swap(pending_);
+      chunk.arena = arena_ != nullptr ? std::move(arena_) : NewEventArena();
+      if (last != nullptr) *last = closed_;
+      return chunk;
+    }
+  }
+  chunk.arena = NewEventArena();
+  replay_(from, to, chunk.arena.get(), &chunk.events);
+  if (last != nullptr) {
+    // Live events that came meanwhile wait for the next call.
+    absl::MutexLock lock(&mutex_);
+    *last = backlog_next_ == backlog_end_ && closed_ && pending_.empty();
+  }
   return chunk;
+}
+
+void EventSubscription::SetBacklog(uint32_t from, uint32_t to, Replayer replay) {
+  absl::MutexLock lock(&mutex_);
+  backlog_next_ = from;
+  backlog_end_ = to;
+  replay_ = std::move(replay);
 }
 
 void EventSubscription::Emplace(absl::FunctionRef<void(v1::Event*)> build) {
@@ -154,7 +184,7 @@ void EventSubscription::Close() {
 
 bool EventSubscription::closed() {
   absl::MutexLock lock(&mutex_);
-  return closed_ && pending_.empty();
+  return closed_ && pending_.empty() && backlog_next_ == backlog_end_;
 }
 
 // --- Engine internals ---
@@ -893,10 +923,16 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
 
 void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
                                      const std::shared_ptr<EventSubscription>& subscription) {
-  const size_t first = static_cast<size_t>(std::max<int64_t>(1, from_sequence) - 1);
-  for (size_t i = first; i < exec.events.size(); ++i) {
-    subscription->Emplace(
-        [&](v1::Event* event) { FillEventLocked(exec, static_cast<uint32_t>(i), event); });
+  const auto first = static_cast<uint32_t>(
+      std::min<int64_t>(std::max<int64_t>(1, from_sequence) - 1, exec.events.size()));
+  const auto end = static_cast<uint32_t>(exec.events.size());
+  if (first < end) {
+    subscription->SetBacklog(
+        first, end,
+        [this, slot = exec.slot](uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+                                 std::vector<v1::Event*>* events) {
+          ReplayEvents(slot, from, to, arena, events);
+        });
   }
   if (exec.final()) {
     subscription->Close();
@@ -1195,6 +1231,17 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
                   static_cast<uint16_t>(std::min<size_t>(task.attempts.size(), UINT16_MAX))});
   if (!task.reason.empty()) exec.event_reasons[index_in_history] = task.reason;
   PublishLocked(exec, index_in_history, /*closing=*/false);
+}
+
+void WorkflowEngine::ReplayEvents(uint32_t slot, uint32_t from, uint32_t to,
+                                  google::protobuf::Arena* arena, std::vector<v1::Event*>* events) {
+  absl::MutexLock lock(&mu_);
+  const ExecutionState& exec = *executions_[slot];
+  for (uint32_t index = from; index < to; ++index) {
+    v1::Event* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
+    FillEventLocked(exec, index, event);
+    events->push_back(event);
+  }
 }
 
 void WorkflowEngine::FillEventLocked(const ExecutionState& exec, uint32_t index,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/status/statusor.h"
@@ -63,9 +64,23 @@ class EventSubscription {
   void Close();
   bool closed();
 
+  // Builds the stored events [from, to) on `arena`, appending them to
+  // `events`.
+  using Replayer =
+      absl::AnyInvocable<void(uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+                              std::vector<gyre::v1::Event*>* events)>;
+  // Stored events [from, to) come first, built by `replay` a batch at a
+  // time as Next asks for them: a long history built at once (under the
+  // engine lock) would stall the engine and take its whole size in memory.
+  // Set before anything is pushed.
+  void SetBacklog(uint32_t from, uint32_t to, Replayer replay);
+
  private:
   const bool include_logs_;
   absl::Mutex mutex_;
+  uint32_t backlog_next_ ABSL_GUARDED_BY(mutex_) = 0;
+  uint32_t backlog_end_ ABSL_GUARDED_BY(mutex_) = 0;
+  Replayer replay_;  // set before the subscription is shared
   std::unique_ptr<google::protobuf::Arena> arena_ ABSL_GUARDED_BY(mutex_);
   std::vector<gyre::v1::Event*> pending_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
@@ -242,6 +257,10 @@ class WorkflowEngine {
   void SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
                        const std::shared_ptr<EventSubscription>& subscription)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A subscription's backlog: builds stored events [from, to) of the
+  // execution in `slot` on `arena`.
+  void ReplayEvents(uint32_t slot, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+                    std::vector<gyre::v1::Event*>* events) ABSL_LOCKS_EXCLUDED(mu_);
   // A request's inline definition, validated, with its targets applied.
   // Takes the definition out of `req`.
   static absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(

@@ -382,6 +382,37 @@ TEST_F(WorkflowEngineTest, WatchReplaysFromASequenceNumberAndEndsWhenFinal) {
   EXPECT_EQ(from_third.events.front()->sequence(), 3);
 }
 
+TEST_F(WorkflowEngineTest, ALongHistoryIsReplayedABatchAtATime) {
+  std::vector<v1::TaskSpec> tasks;
+  for (int i = 0; i < 5000; ++i) tasks.push_back(Task(absl::StrCat("t", i)));
+  const std::string exec = Start(Workflow(std::move(tasks)));  // one READY event each
+  auto watch = *engine_.Watch(exec, 2);
+  // Built as they are asked for, never the whole history at once.
+  const EventChunk first = watch->Next(absl::Seconds(1));
+  ASSERT_EQ(first.events.size(), 4096u);
+  const EventChunk second = watch->Next(absl::Seconds(1));
+  ASSERT_FALSE(second.events.empty());
+  int64_t expected = 2;
+  for (const EventChunk* chunk : {&first, &second}) {
+    for (const v1::Event* event : chunk->events) ASSERT_EQ(event->sequence(), expected++);
+  }
+  EXPECT_GE(expected, 5001);
+  // Live events follow the backlog, in order.
+  auto agent = Connect("a1", 1);
+  auto leased = agent->Take(1);
+  ASSERT_EQ(leased.size(), 1u);
+  bool found_lease = false;
+  for (EventChunk live; !(live = watch->Next(absl::Seconds(1))).events.empty();) {
+    for (const v1::Event* event : live.events) {
+      ASSERT_EQ(event->sequence(), expected++);
+      found_lease |= event->task_run().state() == v1::TASK_LEASED;
+    }
+    if (found_lease) break;
+  }
+  EXPECT_TRUE(found_lease);
+  engine_.Unwatch(watch);
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
