@@ -1548,6 +1548,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   v1::OrchestratorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
   std::vector<ReadyTask> taken;
+  std::vector<v1::StateRecord> lease_records;
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -1629,18 +1630,19 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       agent.credit--;
       agent.leases.insert({entry.execution, entry.task});
       queues_[task.queue]->running++;
-      v1::StateRecord record;
-      v1::TaskLeased& leased = *record.mutable_task_leased();
+      v1::TaskLeased& leased = *lease_records.emplace_back().mutable_task_leased();
       leased.set_execution_id(exec.id);
       leased.set_task_id(task.spec->id());
       leased.set_attempt(task.attempt);
       leased.set_agent_id(agent.id);
-      PersistLocked(record);
       metrics_.ObserveLeaseLatency(absl::ToDoubleSeconds(task.lease_time - task.ready_time));
       SetTaskStateLocked(exec, entry.task, v1::TASK_LEASED, out);
       UpdateExecutionStateLocked(exec, out);
     }
   }
+  // One append for the batch: the leases are the only records of this
+  // dispatch, so their order among the engine's records is unchanged.
+  if (!lease_records.empty()) PersistLocked(lease_records, nullptr);
   if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }
 
