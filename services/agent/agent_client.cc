@@ -181,13 +181,14 @@ void AgentClient::RunSession() {
   }
 }
 
-void AgentClient::Send(v1::AgentMessage message) {
+void AgentClient::Send(v1::AgentMessage message, int32_t credit) {
   absl::MutexLock lock(&out_mutex_);
   if (message.has_credit()) {
     pending_credit_ += message.credit().tasks();
   } else {
     outgoing_.push_back(std::move(message));
   }
+  pending_credit_ += credit;
 }
 
 void AgentClient::WriterLoop(OrchestratorSession* session) {
@@ -252,9 +253,10 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
       Send(std::move(message));
     };
   }
+  const std::string key = Key(ref);
   {
     absl::MutexLock lock(&mutex_);
-    running_[Key(ref)] = {ref, 0};
+    running_[key] = {ref, 0};
   }
   if (launch.builtin == TaskLaunch::Builtin::kNone) {
     v1::AgentMessage started;
@@ -266,7 +268,7 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
         OnTaskDone(ref, evaluator, std::move(outcome));
       });
   absl::MutexLock lock(&mutex_);
-  auto it = running_.find(Key(ref));
+  auto it = running_.find(key);
   if (it != running_.end()) it->second.second = handle;
 }
 
@@ -291,29 +293,28 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutc
   result->set_exit_code(outcome.exit_code);
   result->set_signal(outcome.signal);
   // An evaluator may print its decision instead of writing $GYRE_OUTPUT.
-  result->set_output_json(evaluator && outcome.output_json.empty() ? outcome.stdout_tail
-                                                                   : outcome.output_json);
+  // Empty strings are left unset: setting one still allocates.
+  const std::string& output_json =
+      evaluator && outcome.output_json.empty() ? outcome.stdout_tail : outcome.output_json;
+  if (!output_json.empty()) result->set_output_json(output_json);
   *result->mutable_wall_time() = ToProto(outcome.wall_time);
   *result->mutable_cpu_time() = ToProto(outcome.cpu_time);
   result->set_peak_rss_bytes(outcome.peak_rss_bytes);
-  result->set_error(outcome.error);
+  if (!outcome.error.empty()) result->set_error(outcome.error);
   result->set_stdout_bytes(outcome.stdout_bytes);
   result->set_stderr_bytes(outcome.stderr_bytes);
-  result->set_stdout_tail(std::move(outcome.stdout_tail));
-  result->set_stderr_tail(std::move(outcome.stderr_tail));
+  if (!outcome.stdout_tail.empty()) result->set_stdout_tail(std::move(outcome.stdout_tail));
+  if (!outcome.stderr_tail.empty()) result->set_stderr_tail(std::move(outcome.stderr_tail));
   bool draining;
   {
+    std::string key = Key(ref);
     absl::MutexLock lock(&mutex_);
-    running_.erase(Key(ref));
-    unacked_[Key(ref)] = message;
+    running_.erase(key);
+    unacked_.insert_or_assign(std::move(key), message);
     draining = draining_;
   }
-  Send(std::move(message));
-  if (!draining) {
-    v1::AgentMessage credit;
-    credit.mutable_credit()->set_tasks(1);
-    Send(std::move(credit));
-  }
+  // The slot it frees goes with it.
+  Send(std::move(message), draining ? 0 : 1);
 }
 
 void AgentClient::HeartbeatLoop() {

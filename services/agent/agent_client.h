@@ -38,9 +38,11 @@ class AgentClient {
   void RunSession();
   void HandleAssignment(const gyre::v1::TaskAssignment& task);
   void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome);
-  // Queues a message for the session's writer thread; credits are summed so
-  // a busy agent grants them in batches (and gets assignments in batches).
-  void Send(gyre::v1::AgentMessage message);
+  // Queues a message for the session's writer thread, with `credit` more
+  // free slots to grant. Credits are summed so a busy agent grants them in
+  // batches (and gets assignments in batches), after the results queued
+  // with them.
+  void Send(gyre::v1::AgentMessage message, int32_t credit = 0);
   void WriterLoop(OrchestratorSession* session);
   void HeartbeatLoop();
   gyre::v1::Register Registration();
