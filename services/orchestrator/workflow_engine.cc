@@ -279,7 +279,9 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
     if (!HandleResultLocked(agent.id, *result, out)) continue;
     v1::TaskResultRecorded* record = records.emplace_back().mutable_task_result();
     record->set_agent_id(agent.id);
-    *record->mutable_result() = *result;
+    // Lent, not copied: the store is done with the records when Append
+    // returns, and they give the results back below.
+    record->unsafe_arena_set_allocated_result(const_cast<v1::TaskResult*>(result));
   }
   // Acknowledged once durable: the agent keeps re-sending until then.
   auto send_ack = [channel = agent.channel, ack = std::move(ack)](const absl::Status& status) {
@@ -289,6 +291,9 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
     send_ack(absl::OkStatus());
   } else {
     PersistLocked(records, std::move(send_ack));
+    for (v1::StateRecord& record : records) {
+      record.mutable_task_result()->unsafe_arena_release_result();
+    }
   }
   DispatchLocked(out);
 }
@@ -1547,8 +1552,12 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   if (agent.channel == nullptr || agent.draining) return;
   v1::OrchestratorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
-  std::vector<ReadyTask> taken;
+  // Reused across dispatches: growing a fresh one each time made glibc
+  // consolidate its free lists on every larger allocation.
+  std::vector<ReadyTask> taken = std::move(dispatch_scratch_);
   std::vector<v1::StateRecord> lease_records;
+  lease_records.reserve(static_cast<size_t>(
+      std::max<int64_t>(0, std::min<int64_t>(agent.credit, agent.free_slots()))));
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -1643,6 +1652,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   // One append for the batch: the leases are the only records of this
   // dispatch, so their order among the engine's records is unchanged.
   if (!lease_records.empty()) PersistLocked(lease_records, nullptr);
+  taken.clear();
+  dispatch_scratch_ = std::move(taken);
   if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }
 

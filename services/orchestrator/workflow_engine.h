@@ -352,6 +352,8 @@ class WorkflowEngine {
   // Children evaluators decided to start, by request_id, until their own
   // ExecutionStarted is recorded: a crash in between must not lose them.
   std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);
+  // DispatchToAgentLocked's list of tasks taken, kept for its capacity.
+  std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;
 
