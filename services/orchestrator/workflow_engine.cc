@@ -1552,12 +1552,10 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   if (agent.channel == nullptr || agent.draining) return;
   v1::OrchestratorMessage message;
   v1::Assignment* assignment = message.mutable_assignment();
-  // Reused across dispatches: growing a fresh one each time made glibc
+  // Both reused across dispatches: growing fresh ones each time made glibc
   // consolidate its free lists on every larger allocation.
   std::vector<ReadyTask> taken = std::move(dispatch_scratch_);
-  std::vector<v1::StateRecord> lease_records;
-  lease_records.reserve(static_cast<size_t>(
-      std::max<int64_t>(0, std::min<int64_t>(agent.credit, agent.free_slots()))));
+  std::vector<v1::StateRecord> lease_records = std::move(lease_scratch_);
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -1654,6 +1652,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   if (!lease_records.empty()) PersistLocked(lease_records, nullptr);
   taken.clear();
   dispatch_scratch_ = std::move(taken);
+  lease_records.clear();
+  lease_scratch_ = std::move(lease_records);
   if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }
 

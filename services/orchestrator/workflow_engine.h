@@ -352,8 +352,10 @@ class WorkflowEngine {
   // Children evaluators decided to start, by request_id, until their own
   // ExecutionStarted is recorded: a crash in between must not lose them.
   std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);
-  // DispatchToAgentLocked's list of tasks taken, kept for its capacity.
+  // DispatchToAgentLocked's lists of tasks taken and of their lease
+  // records, kept for their capacity.
   std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
+  std::vector<gyre::v1::StateRecord> lease_scratch_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;
 
