@@ -1,6 +1,27 @@
 #include "services/orchestrator/engine_metrics.h"
 
 namespace gyre::orchestrator {
+
+namespace {
+
+std::string OutcomeLabel(gyre::v1::AttemptOutcome outcome) {
+  switch (outcome) {
+    case gyre::v1::ATTEMPT_SUCCEEDED:
+      return "succeeded";
+    case gyre::v1::ATTEMPT_FAILED:
+      return "failed";
+    case gyre::v1::ATTEMPT_TIMED_OUT:
+      return "timed_out";
+    case gyre::v1::ATTEMPT_CANCELLED:
+      return "cancelled";
+    case gyre::v1::ATTEMPT_LOST:
+      return "lost";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
 namespace {
 
 prometheus::Histogram::BucketBoundaries LatencyBuckets() {
@@ -43,6 +64,10 @@ EngineMetrics::EngineMetrics(prometheus::Registry* registry) {
                    .Name("gyre_task_outcomes_total")
                    .Help("Task attempts ended, by outcome.")
                    .Register(*registry);
+  for (int outcome = 0; outcome < gyre::v1::AttemptOutcome_ARRAYSIZE; ++outcome) {
+    outcome_counters_[outcome] = &outcomes_->Add(
+        {{"outcome", OutcomeLabel(static_cast<gyre::v1::AttemptOutcome>(outcome))}});
+  }
   executions_ = &prometheus::BuildGauge()
                      .Name("gyre_executions")
                      .Help("Executions known to the orchestrator, by state.")
@@ -89,8 +114,10 @@ void EngineMetrics::SetAgents(int64_t connected, int64_t free_slots) {
   free_slots_->Set(static_cast<double>(free_slots));
 }
 
-void EngineMetrics::CountOutcome(const std::string& outcome) {
-  if (outcomes_ != nullptr) outcomes_->Add({{"outcome", outcome}}).Increment();
+void EngineMetrics::CountOutcome(gyre::v1::AttemptOutcome outcome) {
+  if (outcomes_ == nullptr) return;
+  const int index = outcome >= 0 && outcome < gyre::v1::AttemptOutcome_ARRAYSIZE ? outcome : 0;
+  outcome_counters_[index]->Increment();
 }
 
 void EngineMetrics::SetExecutions(const std::string& state, int64_t count) {

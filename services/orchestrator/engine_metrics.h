@@ -1,10 +1,12 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_ENGINE_METRICS_H_
 #define GYRE_SERVICES_ORCHESTRATOR_ENGINE_METRICS_H_
 
+#include <array>
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
+#include "gyre/v1/execution.pb.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -25,9 +27,9 @@ class EngineMetrics {
   void SetQueue(const std::string& worker_type, int64_t queued, int64_t running,
                 int64_t desired_workers);
   void SetAgents(int64_t connected, int64_t free_slots);
-  // A task attempt ended: outcome is "succeeded", "failed", "timed_out",
-  // "cancelled" or "lost".
-  void CountOutcome(const std::string& outcome);
+  // A task attempt ended; counted by outcome as "succeeded", "failed",
+  // "timed_out", "cancelled", "lost" or "unknown".
+  void CountOutcome(gyre::v1::AttemptOutcome outcome);
   void SetExecutions(const std::string& state, int64_t count);
   void ObserveSubmitToStart(double seconds);
   void ObserveRunDuration(double seconds);
@@ -46,6 +48,9 @@ class EngineMetrics {
   prometheus::Gauge* agents_connected_ = nullptr;
   prometheus::Gauge* free_slots_ = nullptr;
   prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
+  // One series per outcome, made up front (so each is exported from zero)
+  // and indexed by the enum: a label lookup per result was measurable.
+  std::array<prometheus::Counter*, gyre::v1::AttemptOutcome_ARRAYSIZE> outcome_counters_{};
   prometheus::Family<prometheus::Gauge>* executions_ = nullptr;
   prometheus::Histogram* submit_to_start_ = nullptr;
   prometheus::Histogram* run_duration_ = nullptr;

@@ -61,23 +61,6 @@ absl::Status ValidateContext(const google::protobuf::Map<std::string, std::strin
   return absl::OkStatus();
 }
 
-std::string OutcomeName(v1::AttemptOutcome outcome) {
-  switch (outcome) {
-    case v1::ATTEMPT_SUCCEEDED:
-      return "succeeded";
-    case v1::ATTEMPT_FAILED:
-      return "failed";
-    case v1::ATTEMPT_TIMED_OUT:
-      return "timed_out";
-    case v1::ATTEMPT_CANCELLED:
-      return "cancelled";
-    case v1::ATTEMPT_LOST:
-      return "lost";
-    default:
-      return "unknown";
-  }
-}
-
 bool IsTerminal(v1::TaskState state) {
   return state == v1::TASK_SUCCEEDED || state == v1::TASK_FAILED || state == v1::TASK_SKIPPED ||
          state == v1::TASK_CANCELLED || state == v1::TASK_TIMED_OUT;
@@ -1209,7 +1192,7 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
       attempt.error = absl::StrCat("agent ", agent.id, " missed heartbeats");
       attempt.end_time = absl::ToUnixNanos(absl::Now());
     }
-    metrics_.CountOutcome("lost");
+    metrics_.CountOutcome(v1::ATTEMPT_LOST);
     ReleaseLeaseLocked(exec, task);
     if (slot.state == v1::TASK_LEASED || slot.state == v1::TASK_RUNNING) {
       RequeueLocked(exec, task, out);
@@ -1726,7 +1709,7 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
                      result.stderr_bytes() > static_cast<int64_t>(result.stderr_tail().size());
   }
   ReleaseLeaseLocked(*exec, index->second);
-  metrics_.CountOutcome(OutcomeName(result.outcome()));
+  metrics_.CountOutcome(result.outcome());
   metrics_.ObserveRunDuration(absl::ToDoubleSeconds(FromProto(result.wall_time())));
   if (task.state == v1::TASK_CANCELLED) return true;  // cancelled while running
 
