@@ -240,6 +240,13 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   }
   const v1::AttemptRef& ref = task.ref();
   const bool evaluator = task.evaluator();
+  if (launch.builtin == TaskLaunch::Builtin::kNoop) {
+    // Done before it could be seen running: no entry, runner or callback.
+    TaskOutcome outcome;
+    outcome.kind = TaskOutcome::Kind::kSucceeded;
+    OnTaskDone(ref, evaluator, std::move(outcome));
+    return;
+  }
   // Output streams to the orchestrator while the task runs (a builtin
   // writes none).
   if (launch.builtin == TaskLaunch::Builtin::kNone) {
