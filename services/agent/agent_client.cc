@@ -120,12 +120,12 @@ void AgentClient::RunSession() {
   std::thread writer([this, session = session.get()] { WriterLoop(session); });
   if (ok) {
     // Results of the previous session that were never acknowledged.
-    std::vector<v1::AgentMessage> resend;
+    std::vector<QueuedMessage> resend;
     {
       absl::MutexLock lock(&mutex_);
       for (const auto& [key, message] : unacked_) resend.push_back(message);
     }
-    for (v1::AgentMessage& message : resend) Send(std::move(message));
+    for (QueuedMessage& message : resend) Send(std::move(message));
   }
   v1::OrchestratorMessage message;
   while (ok && session->Read(&message)) {
@@ -182,18 +182,23 @@ void AgentClient::RunSession() {
 }
 
 void AgentClient::Send(v1::AgentMessage message, int32_t credit) {
-  absl::MutexLock lock(&out_mutex_);
   if (message.has_credit()) {
-    pending_credit_ += message.credit().tasks();
-  } else {
-    outgoing_.push_back(std::move(message));
+    absl::MutexLock lock(&out_mutex_);
+    pending_credit_ += message.credit().tasks() + credit;
+    return;
   }
+  Send(std::make_shared<const v1::AgentMessage>(std::move(message)), credit);
+}
+
+void AgentClient::Send(QueuedMessage message, int32_t credit) {
+  absl::MutexLock lock(&out_mutex_);
+  outgoing_.push_back(std::move(message));
   pending_credit_ += credit;
 }
 
 void AgentClient::WriterLoop(OrchestratorSession* session) {
   while (true) {
-    std::deque<v1::AgentMessage> batch;
+    std::deque<QueuedMessage> batch;
     int32_t credit = 0;
     {
       absl::MutexLock lock(&out_mutex_);
@@ -206,8 +211,9 @@ void AgentClient::WriterLoop(OrchestratorSession* session) {
       std::swap(credit, pending_credit_);
     }
     // Results finished together travel together.
-    for (const v1::AgentMessage& message : BatchResults(std::move(batch))) {
-      if (!session->Write(message)) return;  // the reader sees the break too
+    const ResultBatches batches(std::move(batch));
+    for (const v1::AgentMessage* message : batches.messages()) {
+      if (!session->Write(*message)) return;  // the reader sees the break too
     }
     if (credit > 0) {
       // Results first, then the credit they free: one message for the batch.
@@ -312,16 +318,18 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutc
   result->set_stderr_bytes(outcome.stderr_bytes);
   if (!outcome.stdout_tail.empty()) result->set_stdout_tail(std::move(outcome.stdout_tail));
   if (!outcome.stderr_tail.empty()) result->set_stderr_tail(std::move(outcome.stderr_tail));
+  std::string key = Key(ref);
   bool draining;
+  // Kept until acknowledged, and sent: the same message.
+  auto queued = std::make_shared<const v1::AgentMessage>(std::move(message));
   {
-    std::string key = Key(ref);
     absl::MutexLock lock(&mutex_);
     running_.erase(key);
-    unacked_.insert_or_assign(std::move(key), message);
+    unacked_.insert_or_assign(std::move(key), queued);
     draining = draining_;
   }
   // The slot it frees goes with it.
-  Send(std::move(message), draining ? 0 : 1);
+  Send(std::move(queued), draining ? 0 : 1);
 }
 
 void AgentClient::HeartbeatLoop() {

@@ -11,6 +11,7 @@
 #include "gyre/v1/agent_service.pb.h"
 #include "services/agent/agent_config.h"
 #include "services/agent/orchestrator_link.h"
+#include "services/agent/result_batching.h"
 #include "services/agent/task_runner.h"
 
 namespace gyre::agent {
@@ -43,6 +44,7 @@ class AgentClient {
   // batches (and gets assignments in batches), after the results queued
   // with them.
   void Send(gyre::v1::AgentMessage message, int32_t credit = 0);
+  void Send(QueuedMessage message, int32_t credit = 0);
   void WriterLoop(OrchestratorSession* session);
   void HeartbeatLoop();
   gyre::v1::Register Registration();
@@ -59,12 +61,12 @@ class AgentClient {
   absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
       ABSL_GUARDED_BY(mutex_);
   // Results sent but not acknowledged, re-sent after a reconnect.
-  absl::flat_hash_map<std::string, gyre::v1::AgentMessage> unacked_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, QueuedMessage> unacked_ ABSL_GUARDED_BY(mutex_);
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   // Outgoing messages of the current session, written by its writer thread.
   absl::Mutex out_mutex_;
-  std::deque<gyre::v1::AgentMessage> outgoing_ ABSL_GUARDED_BY(out_mutex_);
+  std::deque<QueuedMessage> outgoing_ ABSL_GUARDED_BY(out_mutex_);
   int32_t pending_credit_ ABSL_GUARDED_BY(out_mutex_) = 0;
   bool writer_stop_ ABSL_GUARDED_BY(out_mutex_) = false;
   std::thread session_thread_;

@@ -15,39 +15,48 @@ size_t EstimatedBytes(const v1::TaskResult& result) {
 
 }  // namespace
 
-std::vector<v1::AgentMessage> BatchResults(std::deque<v1::AgentMessage> messages,
-                                           ResultBatchLimits limits) {
-  std::vector<v1::AgentMessage> out;
-  out.reserve(messages.size());
-  std::vector<v1::TaskResult*> run;  // the current run of results, in `messages`
+ResultBatches::ResultBatches(std::deque<QueuedMessage> queued, ResultBatchLimits limits)
+    : queued_(std::move(queued)) {
+  messages_.reserve(queued_.size());
+  std::vector<const v1::AgentMessage*> run;  // the current run of results
   size_t run_bytes = 0;
   auto flush = [&] {
     if (run.size() == 1) {
-      out.emplace_back().mutable_task_result()->Swap(run.front());
+      messages_.push_back(run.front());
     } else if (!run.empty()) {
-      v1::TaskResults* batch = out.emplace_back().mutable_task_results();
-      batch->mutable_results()->Reserve(static_cast<int>(run.size()));
-      for (v1::TaskResult* result : run) batch->add_results()->Swap(result);
+      auto* results = batches_.emplace_back().mutable_task_results()->mutable_results();
+      results->Reserve(static_cast<int>(run.size()));
+      for (const v1::AgentMessage* message : run) {
+        // Only read (serialized), and taken back in the destructor.
+        results->UnsafeArenaAddAllocated(const_cast<v1::TaskResult*>(&message->task_result()));
+      }
+      messages_.push_back(&batches_.back());
     }
     run.clear();
     run_bytes = 0;
   };
-  for (v1::AgentMessage& message : messages) {
-    if (!message.has_task_result()) {
+  for (const QueuedMessage& message : queued_) {
+    if (!message->has_task_result()) {
       flush();
-      out.push_back(std::move(message));
+      messages_.push_back(message.get());
       continue;
     }
-    const size_t bytes = EstimatedBytes(message.task_result());
+    const size_t bytes = EstimatedBytes(message->task_result());
     if (!run.empty() &&
         (run.size() >= limits.max_results || run_bytes + bytes > limits.max_bytes)) {
       flush();
     }
-    run.push_back(message.mutable_task_result());
+    run.push_back(message.get());
     run_bytes += bytes;
   }
   flush();
-  return out;
+}
+
+ResultBatches::~ResultBatches() {
+  for (v1::AgentMessage& batch : batches_) {
+    auto* results = batch.mutable_task_results()->mutable_results();
+    results->UnsafeArenaExtractSubrange(0, results->size(), nullptr);
+  }
 }
 
 }  // namespace gyre::agent
