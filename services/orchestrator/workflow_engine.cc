@@ -1615,7 +1615,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       }
       if (builtin) *assigned->mutable_builtin() = task.spec->builtin();
       if (task.spec->has_timeout()) *assigned->mutable_timeout() = task.spec->timeout();
-      *assigned->mutable_resources() = task.spec->resources();
+      if (task.spec->has_resources()) *assigned->mutable_resources() = task.spec->resources();
       assigned->set_evaluator(task.spec->evaluator());
       agent.credit--;
       agent.leases.insert({entry.execution, entry.task});
