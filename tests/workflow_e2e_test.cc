@@ -11,6 +11,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
@@ -453,6 +455,44 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
   }
   // Layer 0 finished before the crash and was not run again.
   EXPECT_EQ(Task(exec, "t0-0").attempts_size(), 1);
+}
+
+TEST_F(Cluster, GyreRunFollowsItsExecutionAcrossAnOrchestratorRestart) {
+  StartAgent("a1", 2);
+  const std::string workflow = root_ + "/follow.yaml";
+  std::ofstream(workflow) << "name: follow\n"
+                             "tasks:\n"
+                             "  - {id: first, command: [sleep, \"0.2\"]}\n"
+                             "  - {id: middle, command: [sleep, \"1\"], depends_on: [first]}\n"
+                             "  - {id: last, command: [sleep, \"0.2\"], depends_on: [middle]}\n";
+  auto run =
+      ChildProcess::Start({Binary("cmd/gyre/gyre"), "run", workflow, "--orchestrator=" + address_});
+  ASSERT_TRUE(run.ok()) << run.status();
+  // "follow: 3 tasks, execution executions/..." once the start is durable.
+  auto header = (*run)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "3 tasks, execution "); },
+      absl::Seconds(20));
+  ASSERT_TRUE(header.ok()) << header.status() << "\n" << (*run)->Output();
+  const std::string exec = header->substr(header->find("executions/"));
+  ASSERT_TRUE(AwaitTaskState(exec, "middle", v1::TASK_RUNNING));
+  // The stream breaks under gyre run; it resumes from where it was.
+  RestartOrchestrator();
+  const std::optional<int> status = (*run)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << (*run)->Output();
+  const std::string output = (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, exec + " succeeded: 3 succeeded, 0 failed")) << output;
+  // Every task's success shown once: nothing missed, nothing repeated.
+  for (const char* task : {"first", "middle", "last"}) {
+    int shown = 0;
+    for (absl::string_view line : absl::StrSplit(output, '\n')) {
+      shown += absl::StartsWith(line, absl::StrCat("  ", task, " ")) &&
+                       absl::EndsWith(line, " succeeded")
+                   ? 1
+                   : 0;
+    }
+    EXPECT_EQ(shown, 1) << task << " in:\n" << output;
+  }
 }
 
 TEST_F(Cluster, CleanShutdownSnapshotsAndTheNextStartLoadsIt) {
