@@ -81,6 +81,7 @@ class Cluster : public ::testing::Test {
     EXPECT_TRUE(recovered.ok()) << recovered.status();
     auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
     EXPECT_TRUE(serving.ok()) << serving.status();
+    if (serving.ok()) metrics_port_ = testing::JsonIntField(*serving, "metrics_port").value_or(0);
     return recovered.ok() ? *recovered : "";
   }
 
@@ -713,11 +714,20 @@ TEST_F(Cluster, DesiredWorkersFollowsTheBacklogOnMetrics) {
   const std::string exec = Start(yaml);
   EXPECT_EQ(Metric("orchestrator_desired_workers{worker_type=\"default\"}"), 3);
   EXPECT_EQ(Metric("gyre_queue_depth{worker_type=\"default\"}"), 18);
+  EXPECT_EQ(Metric("gyre_executions{state=\"pending\"}"), 1);
+  EXPECT_EQ(Metric("gyre_executions{state=\"succeeded\"}"), 0);
   StartAgent("a1", 8);
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
   EXPECT_EQ(Metric("orchestrator_desired_workers{worker_type=\"default\"}"), 0);
   EXPECT_EQ(Metric("gyre_task_outcomes_total{outcome=\"succeeded\"}"), 18);
+  EXPECT_EQ(Metric("gyre_task_outcomes_total{outcome=\"failed\"}"), 0) << "exported from zero";
   EXPECT_EQ(Metric("gyre_agents_connected"), 1);
+  EXPECT_EQ(Metric("gyre_executions{state=\"pending\"}"), 0);
+  EXPECT_EQ(Metric("gyre_executions{state=\"succeeded\"}"), 1);
+  // Rebuilt from the log after a crash, not counted from zero.
+  RestartOrchestrator();
+  EXPECT_EQ(Metric("gyre_executions{state=\"succeeded\"}"), 1);
+  EXPECT_EQ(Metric("gyre_executions{state=\"running\"}"), 0);
 }
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "services/orchestrator/engine_metrics.h"
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+
 namespace gyre::orchestrator {
 
 namespace {
@@ -72,6 +75,13 @@ EngineMetrics::EngineMetrics(prometheus::Registry* registry) {
                      .Name("gyre_executions")
                      .Help("Executions known to the orchestrator, by state.")
                      .Register(*registry);
+  for (int state = 1; state < gyre::v1::ExecutionState_ARRAYSIZE; ++state) {
+    const std::string name = absl::AsciiStrToLower(
+        gyre::v1::ExecutionState_Name(static_cast<gyre::v1::ExecutionState>(state)));
+    absl::string_view label = name;
+    absl::ConsumePrefix(&label, "execution_");
+    execution_gauges_[state] = &executions_->Add({{"state", std::string(label)}});
+  }
   submit_to_start_ = &prometheus::BuildHistogram()
                           .Name("gyre_task_submit_to_start_seconds")
                           .Help("Time from a task becoming ready to its process starting.")
@@ -120,8 +130,9 @@ void EngineMetrics::CountOutcome(gyre::v1::AttemptOutcome outcome) {
   outcome_counters_[index]->Increment();
 }
 
-void EngineMetrics::SetExecutions(const std::string& state, int64_t count) {
-  if (executions_ != nullptr) executions_->Add({{"state", state}}).Set(static_cast<double>(count));
+void EngineMetrics::SetExecutions(gyre::v1::ExecutionState state, int64_t count) {
+  if (executions_ == nullptr || state <= 0 || state >= gyre::v1::ExecutionState_ARRAYSIZE) return;
+  execution_gauges_[state]->Set(static_cast<double>(count));
 }
 
 void EngineMetrics::ObserveSubmitToStart(double seconds) {

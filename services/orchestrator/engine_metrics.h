@@ -30,7 +30,9 @@ class EngineMetrics {
   // A task attempt ended; counted by outcome as "succeeded", "failed",
   // "timed_out", "cancelled", "lost" or "unknown".
   void CountOutcome(gyre::v1::AttemptOutcome outcome);
-  void SetExecutions(const std::string& state, int64_t count);
+  // Executions currently in `state` ("pending", "running", "paused",
+  // "succeeded", "failed", "cancelled").
+  void SetExecutions(gyre::v1::ExecutionState state, int64_t count);
   void ObserveSubmitToStart(double seconds);
   void ObserveRunDuration(double seconds);
   void ObserveLeaseLatency(double seconds);
@@ -52,6 +54,8 @@ class EngineMetrics {
   // and indexed by the enum: a label lookup per result was measurable.
   std::array<prometheus::Counter*, gyre::v1::AttemptOutcome_ARRAYSIZE> outcome_counters_{};
   prometheus::Family<prometheus::Gauge>* executions_ = nullptr;
+  // One series per state, made up front like the outcome counters.
+  std::array<prometheus::Gauge*, gyre::v1::ExecutionState_ARRAYSIZE> execution_gauges_{};
   prometheus::Histogram* submit_to_start_ = nullptr;
   prometheus::Histogram* run_duration_ = nullptr;
   prometheus::Histogram* lease_latency_ = nullptr;

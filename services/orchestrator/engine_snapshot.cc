@@ -195,6 +195,7 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     auto definition = std::make_shared<const v1::WorkflowDefinition>(
         std::move(*saved.mutable_started()->mutable_definition()));
     ExecutionState& exec = BuildExecutionLocked(saved.started(), std::move(definition));
+    CountExecutionLocked(exec.state, saved.state());
     exec.state = saved.state();
     exec.reason = saved.reason();
     exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());

@@ -697,7 +697,15 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   execution_by_id_[exec->id] = exec->slot;
   if (!exec->request_id.empty()) execution_by_request_[exec->request_id] = exec->slot;
   executions_.push_back(std::move(exec));
+  CountExecutionLocked(v1::EXECUTION_STATE_UNSPECIFIED, state.state);
   return state;
+}
+
+void WorkflowEngine::CountExecutionLocked(v1::ExecutionState from, v1::ExecutionState to) {
+  for (const auto& [state, delta] : {std::pair{from, -1}, std::pair{to, +1}}) {
+    if (state == v1::EXECUTION_STATE_UNSPECIFIED) continue;
+    metrics_.SetExecutions(state, executions_by_state_[state] += delta);
+  }
 }
 
 ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
@@ -1491,6 +1499,7 @@ void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& ou
 void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::ExecutionState state,
                                              Outbox& out) {
   if (exec.state == state) return;
+  CountExecutionLocked(exec.state, state);
   exec.state = state;
   if (exec.final() && exec.end_time == absl::InfinitePast()) exec.end_time = absl::Now();
   v1::Event event;

@@ -1,6 +1,7 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
 #define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
 
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
@@ -290,6 +291,10 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves one execution from state `from` to `to` in the executions gauge
+  // (UNSPECIFIED: none, for a new or a restored execution).
+  void CountExecutionLocked(gyre::v1::ExecutionState from, gyre::v1::ExecutionState to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetExecutionStateLocked(ExecutionState& exec, gyre::v1::ExecutionState state, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an execution-level event (kept whole) and publishes it.
@@ -352,6 +357,9 @@ class WorkflowEngine {
   // Children evaluators decided to start, by request_id, until their own
   // ExecutionStarted is recorded: a crash in between must not lose them.
   std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);
+  // Executions per state, for the gyre_executions gauge.
+  std::array<int64_t, gyre::v1::ExecutionState_ARRAYSIZE> executions_by_state_
+      ABSL_GUARDED_BY(mu_){};
   // DispatchToAgentLocked's lists of tasks taken and of their lease
   // records, kept for their capacity.
   std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
