@@ -7,12 +7,14 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
@@ -728,6 +730,27 @@ TEST_F(Cluster, DesiredWorkersFollowsTheBacklogOnMetrics) {
   RestartOrchestrator();
   EXPECT_EQ(Metric("gyre_executions{state=\"succeeded\"}"), 1);
   EXPECT_EQ(Metric("gyre_executions{state=\"running\"}"), 0);
+}
+
+TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
+  StartAgent("a1", 2);
+  ASSERT_EQ(Wait(Start("name: one\ntasks:\n  - {id: a, builtin: noop}\n")),
+            v1::EXECUTION_SUCCEEDED);
+  auto metrics = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  std::ifstream file(Binary("docs/metrics.md"));  // beside the binaries (copied by the build)
+  ASSERT_TRUE(file.good()) << "docs/metrics.md not found";
+  const std::string docs((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  int families = 0;
+  for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+    // "# TYPE <name> <type>"
+    if (!absl::ConsumePrefix(&line, "# TYPE ")) continue;
+    const std::string name(line.substr(0, line.find(' ')));
+    ++families;
+    EXPECT_TRUE(absl::StrContains(docs, absl::StrCat("`", name, "`")))
+        << name << " is exported but not described in docs/metrics.md";
+  }
+  EXPECT_GE(families, 10);
 }
 
 }  // namespace
