@@ -437,6 +437,8 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
           .ok());
   const std::string recovered = RestartOrchestrator();
   EXPECT_TRUE(absl::StrContains(recovered, "\"from_snapshot\":true")) << recovered;
+  // The attempts in flight at the crash were lost and are run again.
+  EXPECT_GE(Metric("gyre_task_outcomes_total{outcome=\"lost\"}"), 1);
   ASSERT_EQ(Wait(exec, absl::Seconds(60)), v1::EXECUTION_SUCCEEDED)
       << "orchestrator:\n"
       << orchestrator_->Output() << "\nagent:\n"

@@ -344,6 +344,7 @@ absl::Status WorkflowEngine::Recover() {
           if (!task.attempts.empty()) {
             task.attempts.back().outcome = v1::ATTEMPT_LOST;
             task.attempts.back().error = "the orchestrator restarted during the attempt";
+            metrics_.CountOutcome(v1::ATTEMPT_LOST);
           }
           task.agent.clear();
           MakeReadyLocked(*exec, i, out);
