@@ -17,36 +17,41 @@ size_t EstimatedBytes(const v1::TaskResult& result) {
 
 ResultBatches::ResultBatches(std::deque<QueuedMessage> queued, ResultBatchLimits limits)
     : queued_(std::move(queued)) {
-  messages_.reserve(queued_.size());
-  std::vector<const v1::AgentMessage*> run;  // the current run of results
+  // The current run of results is queued_[run_begin, run_end): no list of
+  // its own (a list of a thousand pointers is an allocation large enough to
+  // make glibc consolidate its free lists, once per batch).
+  size_t run_begin = 0;
+  size_t run_end = 0;
   size_t run_bytes = 0;
   auto flush = [&] {
-    if (run.size() == 1) {
-      messages_.push_back(run.front());
-    } else if (!run.empty()) {
+    if (run_end - run_begin == 1) {
+      messages_.push_back(queued_[run_begin].get());
+    } else if (run_end > run_begin) {
       auto* results = batches_.emplace_back().mutable_task_results()->mutable_results();
-      results->Reserve(static_cast<int>(run.size()));
-      for (const v1::AgentMessage* message : run) {
+      results->Reserve(static_cast<int>(run_end - run_begin));
+      for (size_t i = run_begin; i < run_end; ++i) {
         // Only read (serialized), and taken back in the destructor.
-        results->UnsafeArenaAddAllocated(const_cast<v1::TaskResult*>(&message->task_result()));
+        results->UnsafeArenaAddAllocated(const_cast<v1::TaskResult*>(&queued_[i]->task_result()));
       }
       messages_.push_back(&batches_.back());
     }
-    run.clear();
+    run_begin = run_end;
     run_bytes = 0;
   };
-  for (const QueuedMessage& message : queued_) {
-    if (!message->has_task_result()) {
+  for (size_t i = 0; i < queued_.size(); ++i) {
+    const v1::AgentMessage& message = *queued_[i];
+    if (!message.has_task_result()) {
       flush();
-      messages_.push_back(message.get());
+      messages_.push_back(&message);
+      run_begin = run_end = i + 1;
       continue;
     }
-    const size_t bytes = EstimatedBytes(message->task_result());
-    if (!run.empty() &&
-        (run.size() >= limits.max_results || run_bytes + bytes > limits.max_bytes)) {
+    const size_t bytes = EstimatedBytes(message.task_result());
+    const size_t run_size = run_end - run_begin;
+    if (run_size > 0 && (run_size >= limits.max_results || run_bytes + bytes > limits.max_bytes)) {
       flush();
     }
-    run.push_back(message.get());
+    run_end = i + 1;
     run_bytes += bytes;
   }
   flush();

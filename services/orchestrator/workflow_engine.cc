@@ -254,30 +254,35 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
                                          absl::Span<const v1::TaskResult* const> results,
                                          Outbox& out) {
   v1::OrchestratorMessage ack;
-  std::vector<v1::StateRecord> records;
-  records.reserve(results.size());
+  // Reused whole, like the lease records: filling one in allocates nothing.
+  std::vector<v1::StateRecord> records = std::move(result_scratch_);
+  size_t recorded = 0;
   for (const v1::TaskResult* result : results) {
     *ack.mutable_result_ack()->add_refs() = result->ref();
     // A stale result is acknowledged too, so the agent forgets it.
     if (!HandleResultLocked(agent.id, *result, out)) continue;
-    v1::TaskResultRecorded* record = records.emplace_back().mutable_task_result();
+    if (recorded == records.size()) records.emplace_back();
+    v1::TaskResultRecorded* record = records[recorded++].mutable_task_result();
     record->set_agent_id(agent.id);
     // Lent, not copied: the store is done with the records when Append
     // returns, and they give the results back below.
     record->unsafe_arena_set_allocated_result(const_cast<v1::TaskResult*>(result));
   }
   // Acknowledged once durable: the agent keeps re-sending until then.
-  auto send_ack = [channel = agent.channel, ack = std::move(ack)](const absl::Status& status) {
-    if (status.ok() && channel != nullptr) channel->Send(ack);
+  auto send_ack = [channel = agent.channel,
+                   ack = std::move(ack)](const absl::Status& status) mutable {
+    // Moved, not copied: a completion runs once.
+    if (status.ok() && channel != nullptr) channel->Send(std::move(ack));
   };
-  if (records.empty()) {
+  if (recorded == 0) {
     send_ack(absl::OkStatus());
   } else {
-    PersistLocked(records, std::move(send_ack));
-    for (v1::StateRecord& record : records) {
-      record.mutable_task_result()->unsafe_arena_release_result();
+    PersistLocked(absl::MakeConstSpan(records.data(), recorded), std::move(send_ack));
+    for (size_t i = 0; i < recorded; ++i) {
+      records[i].mutable_task_result()->unsafe_arena_release_result();
     }
   }
+  result_scratch_ = std::move(records);
   DispatchLocked(out);
 }
 
@@ -1548,7 +1553,10 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   // Both reused across dispatches: growing fresh ones each time made glibc
   // consolidate its free lists on every larger allocation.
   std::vector<ReadyTask> taken = std::move(dispatch_scratch_);
+  // Records are reused whole: their strings keep their buffers, so filling
+  // one in allocates nothing.
   std::vector<v1::StateRecord> lease_records = std::move(lease_scratch_);
+  size_t leases = 0;
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -1630,7 +1638,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       agent.credit--;
       agent.leases.insert({entry.execution, entry.task});
       queues_[task.queue]->running++;
-      v1::TaskLeased& leased = *lease_records.emplace_back().mutable_task_leased();
+      if (leases == lease_records.size()) lease_records.emplace_back();
+      v1::TaskLeased& leased = *lease_records[leases++].mutable_task_leased();
       leased.set_execution_id(exec.id);
       leased.set_task_id(task.spec->id());
       leased.set_attempt(task.attempt);
@@ -1642,10 +1651,9 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   }
   // One append for the batch: the leases are the only records of this
   // dispatch, so their order among the engine's records is unchanged.
-  if (!lease_records.empty()) PersistLocked(lease_records, nullptr);
+  if (leases > 0) PersistLocked(absl::MakeConstSpan(lease_records.data(), leases), nullptr);
   taken.clear();
   dispatch_scratch_ = std::move(taken);
-  lease_records.clear();
   lease_scratch_ = std::move(lease_records);
   if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }

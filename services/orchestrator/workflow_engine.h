@@ -361,9 +361,11 @@ class WorkflowEngine {
   std::array<int64_t, gyre::v1::ExecutionState_ARRAYSIZE> executions_by_state_
       ABSL_GUARDED_BY(mu_){};
   // DispatchToAgentLocked's lists of tasks taken and of their lease
-  // records, kept for their capacity.
+  // records, and RecordResultsLocked's records, kept for their capacity
+  // (the records' strings keep theirs too).
   std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
   std::vector<gyre::v1::StateRecord> lease_scratch_ ABSL_GUARDED_BY(mu_);
+  std::vector<gyre::v1::StateRecord> result_scratch_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;
 
