@@ -53,10 +53,10 @@ TEST_F(InProcessAgentLinkTest, RunsATaskWithTheAgentProtocol) {
   v1::AgentMessage result;
   *result.mutable_task_result()->mutable_ref() = ref;
   result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  result.mutable_task_result()->set_sequence(1);
   ASSERT_TRUE(session->Write(result));
   ASSERT_TRUE(session->Read(&message));
-  ASSERT_EQ(message.result_ack().refs_size(), 1);
-  EXPECT_EQ(message.result_ack().refs(0).attempt(), ref.attempt());
+  EXPECT_EQ(message.result_ack().through_sequence(), 1u);
   EXPECT_EQ(engine_.GetExecution(execution)->state(), v1::EXECUTION_SUCCEEDED);
   EXPECT_EQ(engine_.ListAgents().size(), 1u);
 

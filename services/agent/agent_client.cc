@@ -112,21 +112,17 @@ void AgentClient::RunSession() {
   *hello.mutable_register_() = Registration();
   bool ok = session->Write(hello);
   {
-    absl::MutexLock lock(&out_mutex_);
+    // Both locks: no result is numbered and queued in between, so results
+    // go out in the order of their numbers (acknowledged cumulatively).
+    absl::MutexLock lock(&mutex_);
+    absl::MutexLock out_lock(&out_mutex_);
     outgoing_.clear();  // the new registration carries the credit
     pending_credit_ = 0;
     writer_stop_ = false;
+    // Results of the previous session that were never acknowledged.
+    if (ok) outgoing_.insert(outgoing_.end(), unacked_.begin(), unacked_.end());
   }
   std::thread writer([this, session = session.get()] { WriterLoop(session); });
-  if (ok) {
-    // Results of the previous session that were never acknowledged.
-    std::vector<QueuedMessage> resend;
-    {
-      absl::MutexLock lock(&mutex_);
-      for (const auto& [key, message] : unacked_) resend.push_back(message);
-    }
-    for (QueuedMessage& message : resend) Send(std::move(message));
-  }
   v1::OrchestratorMessage message;
   while (ok && session->Read(&message)) {
     switch (message.kind_case()) {
@@ -153,7 +149,10 @@ void AgentClient::RunSession() {
       }
       case v1::OrchestratorMessage::kResultAck: {
         absl::MutexLock lock(&mutex_);
-        for (const v1::AttemptRef& ref : message.result_ack().refs()) unacked_.erase(Key(ref));
+        const uint64_t through = message.result_ack().through_sequence();
+        while (!unacked_.empty() && unacked_.front()->task_result().sequence() <= through) {
+          unacked_.pop_front();
+        }
         break;
       }
       case v1::OrchestratorMessage::kShutdown:
@@ -250,7 +249,7 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
     // Done before it could be seen running: no entry, runner or callback.
     TaskOutcome outcome;
     outcome.kind = TaskOutcome::Kind::kSucceeded;
-    OnTaskDone(ref, evaluator, std::move(outcome));
+    OnTaskDone(ref, evaluator, /*tracked=*/false, std::move(outcome));
     return;
   }
   // Output streams to the orchestrator while the task runs (a builtin
@@ -278,14 +277,15 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
   }
   const TaskRunner::Handle handle =
       runner_.Start(std::move(launch), [this, ref, evaluator](TaskOutcome outcome) {
-        OnTaskDone(ref, evaluator, std::move(outcome));
+        OnTaskDone(ref, evaluator, /*tracked=*/true, std::move(outcome));
       });
   absl::MutexLock lock(&mutex_);
   auto it = running_.find(key);
   if (it != running_.end()) it->second.second = handle;
 }
 
-void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome) {
+void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tracked,
+                             TaskOutcome outcome) {
   v1::AgentMessage message;
   v1::TaskResult* result = message.mutable_task_result();
   *result->mutable_ref() = ref;
@@ -318,18 +318,15 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, TaskOutc
   result->set_stderr_bytes(outcome.stderr_bytes);
   if (!outcome.stdout_tail.empty()) result->set_stdout_tail(std::move(outcome.stdout_tail));
   if (!outcome.stderr_tail.empty()) result->set_stderr_tail(std::move(outcome.stderr_tail));
-  std::string key = Key(ref);
-  bool draining;
   // Kept until acknowledged, and sent: the same message.
-  auto queued = std::make_shared<const v1::AgentMessage>(std::move(message));
-  {
-    absl::MutexLock lock(&mutex_);
-    running_.erase(key);
-    unacked_.insert_or_assign(std::move(key), queued);
-    draining = draining_;
-  }
-  // The slot it frees goes with it.
-  Send(std::move(queued), draining ? 0 : 1);
+  auto queued = std::make_shared<v1::AgentMessage>(std::move(message));
+  absl::MutexLock lock(&mutex_);
+  if (tracked) running_.erase(Key(ref));
+  queued->mutable_task_result()->set_sequence(++last_result_sequence_);
+  unacked_.push_back(queued);
+  // Queued under mutex_ too, so results go out in the order of their
+  // numbers; the slot it frees goes with it.
+  Send(QueuedMessage(std::move(queued)), draining_ ? 0 : 1);
 }
 
 void AgentClient::HeartbeatLoop() {

@@ -38,7 +38,9 @@ class AgentClient {
   void RunSessions();
   void RunSession();
   void HandleAssignment(const gyre::v1::TaskAssignment& task);
-  void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, TaskOutcome outcome);
+  // `tracked`: the attempt has an entry in running_.
+  void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, bool tracked,
+                  TaskOutcome outcome);
   // Queues a message for the session's writer thread, with `credit` more
   // free slots to grant. Credits are summed so a busy agent grants them in
   // batches (and gets assignments in batches), after the results queued
@@ -54,14 +56,17 @@ class AgentClient {
   const std::shared_ptr<OrchestratorLink> link_;
   TaskRunner runner_;
 
+  // Lock order: mutex_, then out_mutex_.
   absl::Mutex mutex_;
   OrchestratorSession* session_ ABSL_GUARDED_BY(mutex_) = nullptr;  // the open one
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
   // Attempts running: "execution/task#attempt" -> (ref, runner handle).
   absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
       ABSL_GUARDED_BY(mutex_);
-  // Results sent but not acknowledged, re-sent after a reconnect.
-  absl::flat_hash_map<std::string, QueuedMessage> unacked_ ABSL_GUARDED_BY(mutex_);
+  // Results sent but not acknowledged, in the order of their numbers
+  // (TaskResult.sequence), re-sent after a reconnect.
+  std::deque<QueuedMessage> unacked_ ABSL_GUARDED_BY(mutex_);
+  uint64_t last_result_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   // Outgoing messages of the current session, written by its writer thread.

@@ -35,7 +35,7 @@ void FillProto(const AttemptRecord& record, gyre::v1::TaskAttempt* out) {
     *attempt.mutable_cpu_time() = TimeUtil::NanosecondsToDuration(record.cpu_time);
   }
   attempt.set_peak_rss_bytes(record.peak_rss_bytes);
-  attempt.set_error(record.error);
+  if (!record.error.empty()) attempt.set_error(record.error);  // even "" takes a string
   attempt.set_stdout_bytes(record.stdout_bytes);
   attempt.set_stderr_bytes(record.stderr_bytes);
 }

@@ -123,6 +123,7 @@ class Orchestrator {
     *result->mutable_ref() = task.ref();
     result->set_outcome(outcome);
     result->set_output_json(std::move(output));
+    result->set_sequence(++next_sequence_);
     ASSERT_TRUE(engine_->HandleAgentMessage(agent, message).ok());
   }
 
@@ -148,6 +149,7 @@ class Orchestrator {
   std::unique_ptr<StateStore> store_;
   std::unique_ptr<DropChildStarts> dropping_;
   std::unique_ptr<WorkflowEngine> engine_;
+  uint64_t next_sequence_ = 0;  // results are numbered, as an agent does
 };
 
 // What a fresh Load of the store hands over: whether a snapshot, and how
@@ -292,6 +294,7 @@ TEST(EngineSnapshotTest, EveryAttemptKeepsItsLogsAcrossARestart) {
       result->set_stdout_bytes(static_cast<int64_t>(strlen(output)));
       result->set_stderr_tail("warn\n");
       result->set_stderr_bytes(100);  // more than was kept
+      result->set_sequence(task[0].ref().attempt());
       ASSERT_TRUE(orchestrator.engine().HandleAgentMessage("a1", message).ok());
     }
     ASSERT_TRUE(orchestrator.engine().WriteSnapshot().ok());

@@ -98,6 +98,12 @@ namespace {
 // Stored events a backlog builds per Next: one EventBatch's worth.
 constexpr uint32_t kReplayBatch = 4096;
 
+// Results are acknowledged by their numbers: an unnumbered one could never be.
+absl::Status UnnumberedResult() {
+  return absl::InvalidArgumentError(
+      "task_result: sequence must be set (the agent numbers its results 1, 2, 3...)");
+}
+
 // Arena blocks for events: a few KiB first, up to 256 KiB when busy.
 std::unique_ptr<google::protobuf::Arena> NewEventArena() {
   google::protobuf::ArenaOptions options;
@@ -176,6 +182,7 @@ struct WorkflowEngine::Agent {
   std::string id;
   v1::Register registration;
   std::shared_ptr<AgentChannel> channel;
+  std::shared_ptr<ResultAcks> acks;  // this session's
   int64_t credit = 0;
   double free_cpu = 0;
   int64_t free_memory = 0;
@@ -253,12 +260,12 @@ absl::Status DurableWait::Wait() {
 void WorkflowEngine::RecordResultsLocked(Agent& agent,
                                          absl::Span<const v1::TaskResult* const> results,
                                          Outbox& out) {
-  v1::OrchestratorMessage ack;
   // Reused whole, like the lease records: filling one in allocates nothing.
   std::vector<v1::StateRecord> records = std::move(result_scratch_);
   size_t recorded = 0;
+  uint64_t through = 0;
   for (const v1::TaskResult* result : results) {
-    *ack.mutable_result_ack()->add_refs() = result->ref();
+    through = std::max(through, result->sequence());
     // A stale result is acknowledged too, so the agent forgets it.
     if (!HandleResultLocked(agent.id, *result, out)) continue;
     if (recorded == records.size()) records.emplace_back();
@@ -269,15 +276,14 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
     record->unsafe_arena_set_allocated_result(const_cast<v1::TaskResult*>(result));
   }
   // Acknowledged once durable: the agent keeps re-sending until then.
-  auto send_ack = [channel = agent.channel,
-                   ack = std::move(ack)](const absl::Status& status) mutable {
-    // Moved, not copied: a completion runs once.
-    if (status.ok() && channel != nullptr) channel->Send(std::move(ack));
-  };
   if (recorded == 0) {
-    send_ack(absl::OkStatus());
+    agent.acks->NothingToRecord(through);
   } else {
-    PersistLocked(absl::MakeConstSpan(records.data(), recorded), std::move(send_ack));
+    agent.acks->Appended();
+    PersistLocked(absl::MakeConstSpan(records.data(), recorded),
+                  [acks = agent.acks, through](const absl::Status& status) {
+                    acks->Durable(through, status);
+                  });
     for (size_t i = 0; i < recorded; ++i) {
       records[i].mutable_task_result()->unsafe_arena_release_result();
     }
@@ -1019,6 +1025,7 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
     agent.id = id;
     agent.registration = registration;
     agent.channel = std::move(channel);
+    agent.acks = std::make_shared<ResultAcks>(agent.channel);
     agent.credit =
         registration.initial_credit() > 0 ? registration.initial_credit() : registration.slots();
     agent.draining = false;
@@ -1110,6 +1117,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
       }
       case v1::AgentMessage::kTaskResult: {
         const v1::TaskResult* result = &message.task_result();
+        if (result->sequence() == 0) return UnnumberedResult();
         RecordResultsLocked(agent, {&result, 1}, out);
         break;
       }
@@ -1120,9 +1128,10 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
                                                          " results in one message; at most ",
                                                          kMaxResultsPerMessage));
         }
-        const std::vector<const v1::TaskResult*> batch(results.pointer_begin(),
-                                                       results.pointer_end());
-        RecordResultsLocked(agent, batch, out);
+        for (const v1::TaskResult& result : results) {
+          if (result.sequence() == 0) return UnnumberedResult();
+        }
+        RecordResultsLocked(agent, absl::MakeConstSpan(results.data(), results.size()), out);
         break;
       }
       case v1::AgentMessage::kLogChunk: {

@@ -21,22 +21,15 @@
 #include "gyre/v1/orchestrator_service.pb.h"
 #include "gyre/v1/state_record.pb.h"
 #include "libs/common/timer_queue.h"
+#include "services/orchestrator/agent_channel.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/engine_metrics.h"
 #include "services/orchestrator/execution_state.h"
 #include "services/orchestrator/ready_queue.h"
+#include "services/orchestrator/result_acks.h"
 #include "services/orchestrator/state_store.h"
 
 namespace gyre::orchestrator {
-
-// How the engine reaches one connected agent. Implemented by the agent
-// stream handler. Send only enqueues (it never blocks on the network); the
-// engine calls it under its lock so messages keep the order of the changes.
-class AgentChannel {
- public:
-  virtual ~AgentChannel() = default;
-  virtual void Send(gyre::v1::OrchestratorMessage message) = 0;
-};
 
 // Events handed out together by EventSubscription::Next. They live on one
 // arena, so building thousands of them costs a pointer bump per field and

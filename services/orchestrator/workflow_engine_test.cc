@@ -16,14 +16,13 @@ class RecordingChannel : public AgentChannel {
     absl::MutexLock lock(&mutex_);
     for (const v1::TaskAssignment& task : message.assignment().tasks()) assigned_.push_back(task);
     if (message.has_cancel()) cancels_.push_back(message.cancel());
-    for (const v1::AttemptRef& ref : message.result_ack().refs()) acked_.push_back(ref.task_id());
-    if (message.has_result_ack()) ++ack_messages_;
+    if (message.has_result_ack()) acked_.push_back(message.result_ack().through_sequence());
   }
 
-  // Task ids of acknowledged results, and in how many messages they came.
-  std::pair<std::vector<std::string>, int> acks() {
+  // The through_sequence of each acknowledgement, in order.
+  std::vector<uint64_t> acks() {
     absl::MutexLock lock(&mutex_);
-    return {acked_, ack_messages_};
+    return acked_;
   }
 
   // Waits for the next `n` assignments (in order).
@@ -53,8 +52,7 @@ class RecordingChannel : public AgentChannel {
   absl::Mutex mutex_;
   std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
   std::vector<v1::Cancel> cancels_ ABSL_GUARDED_BY(mutex_);
-  std::vector<std::string> acked_ ABSL_GUARDED_BY(mutex_);
-  int ack_messages_ ABSL_GUARDED_BY(mutex_) = 0;
+  std::vector<uint64_t> acked_ ABSL_GUARDED_BY(mutex_);
 };
 
 v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
@@ -111,6 +109,7 @@ class WorkflowEngineTest : public ::testing::Test {
     *result->mutable_ref() = task.ref();
     result->set_outcome(outcome);
     result->set_output_json(std::move(output));
+    result->set_sequence(++next_sequence_);
     ASSERT_TRUE(engine_.HandleAgentMessage(agent, message).ok());
     v1::AgentMessage credit;
     credit.mutable_credit()->set_tasks(1);
@@ -122,6 +121,7 @@ class WorkflowEngineTest : public ::testing::Test {
   }
 
   WorkflowEngine engine_;
+  uint64_t next_sequence_ = 0;  // results are numbered, as an agent does
 };
 
 TEST_F(WorkflowEngineTest, ResultsInOneMessageAreAppliedInOrderAndAcknowledgedTogether) {
@@ -130,25 +130,55 @@ TEST_F(WorkflowEngineTest, ResultsInOneMessageAreAppliedInOrderAndAcknowledgedTo
   auto first = agent->Take(2);
   ASSERT_EQ(first.size(), 2u);
   v1::AgentMessage message;
+  uint64_t sequence = 0;
   for (const v1::TaskAssignment& task : first) {
     v1::TaskResult* result = message.mutable_task_results()->add_results();
     *result->mutable_ref() = task.ref();
     result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+    result->set_sequence(++sequence);
   }
   // A stale attempt in the same batch is acknowledged (to be forgotten), not applied.
   v1::TaskResult* stale = message.mutable_task_results()->add_results();
   *stale->mutable_ref() = first[0].ref();
   stale->mutable_ref()->set_attempt(first[0].ref().attempt() + 7);
   stale->set_outcome(v1::ATTEMPT_FAILED);
+  stale->set_sequence(++sequence);
   ASSERT_TRUE(engine_.HandleAgentMessage("a1", message).ok());
 
   EXPECT_EQ(StateOf(exec, "a"), v1::TASK_SUCCEEDED);
   EXPECT_EQ(StateOf(exec, "b"), v1::TASK_SUCCEEDED);
-  const auto [acked, messages] = agent->acks();
-  EXPECT_EQ(acked, (std::vector<std::string>{first[0].ref().task_id(), first[1].ref().task_id(),
-                                             first[0].ref().task_id()}));
-  EXPECT_EQ(messages, 1);
+  EXPECT_EQ(agent->acks(), (std::vector<uint64_t>{3})) << "one acknowledgement through the last";
   ASSERT_EQ(agent->Take(1).size(), 1u) << "c became ready once a succeeded";
+
+  // Alone, a stale result is acknowledged at once (nothing is pending).
+  v1::AgentMessage late;
+  *late.mutable_task_result() = *stale;
+  late.mutable_task_result()->set_sequence(++sequence);
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", late).ok());
+  EXPECT_EQ(agent->acks(), (std::vector<uint64_t>{3, 4}));
+}
+
+TEST_F(WorkflowEngineTest, AnUnnumberedResultIsAProtocolError) {
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto task = agent->Take(1);
+  ASSERT_EQ(task.size(), 1u);
+  v1::AgentMessage message;
+  *message.mutable_task_result()->mutable_ref() = task[0].ref();
+  message.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  absl::Status status = engine_.HandleAgentMessage("a1", message);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "task_result: sequence must be set (the agent numbers its results 1, 2, 3...)");
+
+  v1::AgentMessage batch;
+  *batch.mutable_task_results()->add_results() = message.task_result();
+  batch.mutable_task_results()->mutable_results(0)->set_sequence(1);
+  *batch.mutable_task_results()->add_results() = message.task_result();  // unnumbered
+  status = engine_.HandleAgentMessage("a1", batch);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(StateOf(exec, "a"), v1::TASK_LEASED) << "nothing of the message was applied";
+  EXPECT_TRUE(agent->acks().empty());
 }
 
 TEST_F(WorkflowEngineTest, TooManyResultsInOneMessageAreAProtocolError) {
@@ -490,6 +520,7 @@ TEST(WorkflowEngineRecoveryTest, RestartKeepsResultsAndRerunsInFlightAttempts) {
     *result.mutable_task_result()->mutable_ref() = a[0].ref();
     result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
     result.mutable_task_result()->set_output_json(R"({"K": "v"})");
+    result.mutable_task_result()->set_sequence(1);
     ASSERT_TRUE(engine.HandleAgentMessage("a1", result).ok());
     auto b = channel->Take(1);
     ASSERT_EQ(b.size(), 1u);
@@ -514,6 +545,7 @@ TEST(WorkflowEngineRecoveryTest, RestartKeepsResultsAndRerunsInFlightAttempts) {
   v1::AgentMessage stale;
   *stale.mutable_task_result()->mutable_ref() = in_flight.ref();
   stale.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  stale.mutable_task_result()->set_sequence(2);
   ASSERT_TRUE(engine.HandleAgentMessage("a1", stale).ok());
   EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/b")->state(), v1::TASK_LEASED);
   auto rerun = channel->Take(1);
