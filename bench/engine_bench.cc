@@ -160,13 +160,21 @@ class Suite {
     auto reader = stub_->WatchBatches(&context, request);
     v1::EventBatch batch;
     v1::ExecutionState state = v1::EXECUTION_STATE_UNSPECIFIED;
+    // A run counts only if the watcher saw every event, in order.
+    int64_t last_sequence = 0;
+    bool gapless = true;
     while (reader->Read(&batch)) {
       for (const v1::Event& event : batch.events()) {
+        if (event.sequence() > 0) {
+          gapless = gapless && event.sequence() == last_sequence + 1;
+          last_sequence = event.sequence();
+        }
         if (event.has_execution_snapshot()) state = event.execution_snapshot().state();
       }
     }
     reader->Finish();
-    return state == v1::EXECUTION_SUCCEEDED;
+    if (!gapless) std::fprintf(stderr, "warning: the event stream had gaps\n");
+    return gapless && state == v1::EXECUTION_SUCCEEDED;
   }
 
   // Starts the definition and follows it to its end in one RunExecution
