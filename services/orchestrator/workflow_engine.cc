@@ -120,16 +120,16 @@ EventChunk EventSubscription::Next(absl::Duration timeout, bool* last) {
   uint32_t to = 0;
   {
     absl::MutexLock lock(&mutex_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return backlog_next_ < backlog_end_ || !pending_.empty() || closed_;
+    };
+    mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
     if (backlog_next_ < backlog_end_) {
       // Claimed here, built below without this lock: one reader calls Next.
       from = backlog_next_;
       to = std::min(backlog_end_, from + kReplayBatch);
       backlog_next_ = to;
     } else {
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-        return !pending_.empty() || closed_;
-      };
-      mutex_.AwaitWithTimeout(absl::Condition(&ready), timeout);
       chunk.events.swap(pending_);
       chunk.arena = arena_ != nullptr ? std::move(arena_) : NewEventArena();
       if (last != nullptr) *last = closed_;
@@ -151,19 +151,27 @@ void EventSubscription::SetBacklog(uint32_t from, uint32_t to, Replayer replay) 
   backlog_next_ = from;
   backlog_end_ = to;
   replay_ = std::move(replay);
+  follows_one_execution_ = true;
 }
 
-void EventSubscription::Emplace(absl::FunctionRef<void(v1::Event*)> build) {
+void EventSubscription::Extend(uint32_t to) {
+  absl::MutexLock lock(&mutex_);
+  if (!closed_) backlog_end_ = std::max(backlog_end_, to);
+}
+
+void EventSubscription::Emplace(absl::FunctionRef<v1::Event*(google::protobuf::Arena*)> build) {
   absl::MutexLock lock(&mutex_);
   if (closed_) return;
   if (arena_ == nullptr) arena_ = NewEventArena();
-  v1::Event* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena_.get());
-  build(event);
-  pending_.push_back(event);
+  pending_.push_back(build(arena_.get()));
 }
 
 void EventSubscription::Push(const v1::Event& event) {
-  Emplace([&event](v1::Event* copy) { copy->CopyFrom(event); });
+  Emplace([&event](google::protobuf::Arena* arena) {
+    auto* copy = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
+    copy->CopyFrom(event);
+    return copy;
+  });
 }
 
 void EventSubscription::Close() {
@@ -934,14 +942,13 @@ void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_se
   const auto first = static_cast<uint32_t>(
       std::min<int64_t>(std::max<int64_t>(1, from_sequence) - 1, exec.events.size()));
   const auto end = static_cast<uint32_t>(exec.events.size());
-  if (first < end) {
-    subscription->SetBacklog(
-        first, end,
-        [this, slot = exec.slot](uint32_t from, uint32_t to, google::protobuf::Arena* arena,
-                                 std::vector<v1::Event*>* events) {
-          ReplayEvents(slot, from, to, arena, events);
-        });
-  }
+  // Live events extend the backlog: the subscription builds them all.
+  subscription->SetBacklog(
+      first, end,
+      [this, slot = exec.slot](uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+                               std::vector<v1::Event*>* events) {
+        ReplayEvents(slot, from, to, arena, events);
+      });
   if (exec.final()) {
     subscription->Close();
   } else {
@@ -1244,40 +1251,97 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
   PublishLocked(exec, index_in_history, /*closing=*/false);
 }
 
-void WorkflowEngine::ReplayEvents(uint32_t slot, uint32_t from, uint32_t to,
-                                  google::protobuf::Arena* arena, std::vector<v1::Event*>* events) {
-  absl::MutexLock lock(&mu_);
-  const ExecutionState& exec = *executions_[slot];
-  for (uint32_t index = from; index < to; ++index) {
-    v1::Event* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
-    FillEventLocked(exec, index, event);
-    events->push_back(event);
+namespace {
+
+// What a stored event needs to become a gyre::v1::Event, copied under the
+// engine lock so that the event itself is built without it (on the
+// watcher's thread, not the engine's).
+struct EventSource {
+  uint32_t index = 0;
+  StoredEvent stored;
+  const v1::TaskSpec* spec = nullptr;  // immutable while the engine lives
+  v1::Event* whole = nullptr;          // an execution-level event, copied whole
+  bool has_reason = false;
+  std::string reason;
+  bool has_attempt = false;
+  AttemptRecord attempt;  // a final state's last attempt
+};
+
+// Under the engine lock. Assigns into `source`, whose strings keep their
+// buffers from one use to the next.
+void CollectEvent(const ExecutionState& exec, uint32_t index, google::protobuf::Arena* arena,
+                  EventSource* source) {
+  const StoredEvent& stored = exec.events[index];
+  source->index = index;
+  source->stored = stored;
+  source->whole = nullptr;
+  source->has_reason = false;
+  source->has_attempt = false;
+  if (stored.task == StoredEvent::kExecutionLevel) {
+    // A few per execution: built here, whole.
+    source->whole = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
+    source->whole->CopyFrom(exec.whole_events.at(index));
+    return;
+  }
+  const TaskSlot& task = exec.tasks[stored.task];
+  source->spec = task.spec;
+  if (auto reason = exec.event_reasons.find(index); reason != exec.event_reasons.end()) {
+    source->has_reason = true;
+    source->reason = reason->second;
+  }
+  if (IsTerminal(static_cast<v1::TaskState>(stored.state)) && stored.attempts > 0 &&
+      stored.attempts <= task.attempts.size()) {
+    source->has_attempt = true;
+    source->attempt = task.attempts[stored.attempts - 1];
   }
 }
 
-void WorkflowEngine::FillEventLocked(const ExecutionState& exec, uint32_t index,
-                                     v1::Event* event) const {
-  const StoredEvent& stored = exec.events[index];
-  if (stored.task == StoredEvent::kExecutionLevel) {
-    event->CopyFrom(exec.whole_events.at(index));
-    return;
-  }
+// Needs no lock: reads only what never changes and the copies in `source`.
+v1::Event* BuildEvent(const ExecutionState& exec, const EventSource& source,
+                      google::protobuf::Arena* arena) {
+  if (source.whole != nullptr) return source.whole;
+  auto* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
   event->set_execution(exec.name());
-  event->set_sequence(static_cast<int64_t>(index) + 1);
-  *event->mutable_time() = ToProto(absl::FromUnixNanos(stored.unix_nanos));
+  event->set_sequence(static_cast<int64_t>(source.index) + 1);
+  *event->mutable_time() = ToProto(absl::FromUnixNanos(source.stored.unix_nanos));
   event->set_type(v1::Event::TASK_STATE_CHANGED);
-  const TaskSlot& task = exec.tasks[stored.task];
-  const auto state = static_cast<v1::TaskState>(stored.state);
   v1::TaskRun* run = event->mutable_task_run();
-  run->set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
-  run->set_task_id(task.spec->id());
-  run->set_state(state);
-  if (auto reason = exec.event_reasons.find(index); reason != exec.event_reasons.end()) {
-    run->set_reason(reason->second);
+  run->set_name(absl::StrCat(exec.name(), "/tasks/", source.spec->id()));
+  run->set_task_id(source.spec->id());
+  run->set_state(static_cast<v1::TaskState>(source.stored.state));
+  if (source.has_reason) run->set_reason(source.reason);
+  if (source.has_attempt) FillProto(source.attempt, run->add_attempts());
+  return event;
+}
+
+}  // namespace
+
+void WorkflowEngine::ReplayEvents(uint32_t slot, uint32_t from, uint32_t to,
+                                  google::protobuf::Arena* arena, std::vector<v1::Event*>* events) {
+  // Kept per thread: the watcher threads that call this reuse the sources'
+  // buffers batch after batch.
+  thread_local std::vector<EventSource> sources;
+  const size_t count = to - from;
+  if (sources.size() < count) sources.resize(count);
+  const ExecutionState* exec = nullptr;
+  {
+    // Only copies under the lock: the engine's thread waits for no
+    // event being built.
+    absl::MutexLock lock(&mu_);
+    exec = executions_[slot].get();
+    for (size_t i = 0; i < count; ++i) {
+      CollectEvent(*exec, from + static_cast<uint32_t>(i), arena, &sources[i]);
+    }
   }
-  if (IsTerminal(state) && stored.attempts > 0 && stored.attempts <= task.attempts.size()) {
-    FillProto(task.attempts[stored.attempts - 1], run->add_attempts());
-  }
+  events->reserve(events->size() + count);
+  for (size_t i = 0; i < count; ++i) events->push_back(BuildEvent(*exec, sources[i], arena));
+}
+
+v1::Event* WorkflowEngine::BuildEventLocked(const ExecutionState& exec, uint32_t index,
+                                            google::protobuf::Arena* arena) const {
+  EventSource source;
+  CollectEvent(exec, index, arena, &source);
+  return BuildEvent(exec, source, arena);
 }
 
 void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, bool closing) {
@@ -1286,9 +1350,15 @@ void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, b
   for (const auto& [scope, subscription] : watchers_) {
     if (scope.empty() || scope == name) audience.push_back(subscription.get());
   }
-  // Built only if somebody watches, on each watcher's arena.
   for (EventSubscription* subscription : audience) {
-    subscription->Emplace([&](v1::Event* event) { FillEventLocked(exec, index, event); });
+    if (subscription->follows_one_execution()) {
+      // Its own thread builds the event, as it does the history.
+      subscription->Extend(index + 1);
+    } else {
+      // Built only if somebody watches, on each watcher's arena.
+      subscription->Emplace(
+          [&](google::protobuf::Arena* arena) { return BuildEventLocked(exec, index, arena); });
+    }
   }
   if (closing) {
     for (const auto& [scope, subscription] : watchers_) {

@@ -51,8 +51,8 @@ class EventSubscription {
   // subscription is closed and nothing is left). The chunk always has an
   // arena, for whatever the caller builds around its events.
   EventChunk Next(absl::Duration timeout, bool* last = nullptr);
-  // Adds an event built in place by `build` (on this subscription's arena).
-  void Emplace(absl::FunctionRef<void(gyre::v1::Event*)> build);
+  // Adds the event `build` makes on this subscription's arena.
+  void Emplace(absl::FunctionRef<gyre::v1::Event*(google::protobuf::Arena*)> build);
   // Adds a copy of `event`.
   void Push(const gyre::v1::Event& event);
   void Close();
@@ -66,8 +66,14 @@ class EventSubscription {
   // Stored events [from, to) come first, built by `replay` a batch at a
   // time as Next asks for them: a long history built at once (under the
   // engine lock) would stall the engine and take its whole size in memory.
-  // Set before anything is pushed.
+  // Set before anything is pushed; the subscription then follows one
+  // execution, whose new events Extend the backlog (built the same way, on
+  // the reader's thread, rather than on the engine's).
   void SetBacklog(uint32_t from, uint32_t to, Replayer replay);
+  // Stored events up to `to` (exclusive) are to be delivered too.
+  void Extend(uint32_t to);
+  // Whether SetBacklog was called (read under the engine lock, as it was set).
+  bool follows_one_execution() const { return follows_one_execution_; }
 
  private:
   const bool include_logs_;
@@ -75,6 +81,7 @@ class EventSubscription {
   uint32_t backlog_next_ ABSL_GUARDED_BY(mutex_) = 0;
   uint32_t backlog_end_ ABSL_GUARDED_BY(mutex_) = 0;
   Replayer replay_;  // set before the subscription is shared
+  bool follows_one_execution_ = false;
   std::unique_ptr<google::protobuf::Arena> arena_ ABSL_GUARDED_BY(mutex_);
   std::vector<gyre::v1::Event*> pending_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
@@ -246,8 +253,9 @@ class WorkflowEngine {
   // StartExecution; subscribes `watch`, when given, to the execution.
   absl::StatusOr<gyre::v1::Execution> StartExecution(
       gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch);
-  // Pushes the stored events from `from_sequence` on to `subscription` and
-  // keeps it for live ones unless the execution is final (then it is closed).
+  // Gives `subscription` the stored events from `from_sequence` on as its
+  // backlog and keeps it for live ones unless the execution is final (then
+  // it is closed).
   void SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
                        const std::shared_ptr<EventSubscription>& subscription)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -293,9 +301,10 @@ class WorkflowEngine {
   // Records an execution-level event (kept whole) and publishes it.
   void EmitLocked(ExecutionState& exec, gyre::v1::Event event, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Writes the stored event at `index` of the history, as watchers see it,
-  // into `event` (which may live on an arena).
-  void FillEventLocked(const ExecutionState& exec, uint32_t index, gyre::v1::Event* event) const
+  // The stored event at `index` of the history, as watchers see it, built
+  // on `arena`.
+  gyre::v1::Event* BuildEventLocked(const ExecutionState& exec, uint32_t index,
+                                    google::protobuf::Arena* arena) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pushes the event at `index` to the execution's watchers; `closing`
   // (the execution's final event) ends their subscriptions.

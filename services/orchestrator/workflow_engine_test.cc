@@ -443,6 +443,49 @@ TEST_F(WorkflowEngineTest, ALongHistoryIsReplayedABatchAtATime) {
   engine_.Unwatch(watch);
 }
 
+TEST_F(WorkflowEngineTest, LiveEventsBuiltLaterShowEachChangeAsItWas) {
+  auto agent = Connect("a1");
+  v1::TaskSpec flaky = Task("a");
+  flaky.mutable_retry()->set_max_retries(1);
+  flaky.mutable_retry()->mutable_initial_backoff()->set_nanos(1'000'000);
+  const std::string exec = Start(Workflow({flaky}));
+  auto watch = *engine_.Watch(exec, 0);
+  // The whole run happens before the watcher reads anything: its events are
+  // built from the history afterwards, on the watcher's thread.
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  Report("a1", first[0], v1::ATTEMPT_FAILED);
+  auto second = agent->Take(1);
+  ASSERT_EQ(second.size(), 1u);
+  Report("a1", second[0], v1::ATTEMPT_SUCCEEDED);
+
+  std::vector<std::pair<v1::TaskState, int>> changes;  // state, attempts shown
+  int64_t expected = 1;
+  bool last = false;
+  while (!last) {
+    const EventChunk chunk = watch->Next(absl::Seconds(5), &last);
+    ASSERT_TRUE(last || !chunk.events.empty()) << "timed out";
+    for (const v1::Event* event : chunk.events) {
+      EXPECT_EQ(event->sequence(), expected++);
+      EXPECT_EQ(event->execution(), exec);
+      if (!event->has_task_run()) continue;
+      EXPECT_EQ(event->task_run().name(), exec + "/tasks/a");
+      changes.emplace_back(event->task_run().state(), event->task_run().attempts_size());
+      if (event->task_run().attempts_size() > 0) {
+        EXPECT_EQ(event->task_run().attempts(0).outcome(), v1::ATTEMPT_SUCCEEDED);
+        EXPECT_EQ(event->task_run().attempts(0).attempt(), 2);
+      }
+    }
+  }
+  // Not the task's final state six times over: each change as it happened.
+  EXPECT_EQ(changes, (std::vector<std::pair<v1::TaskState, int>>{{v1::TASK_READY, 0},
+                                                                 {v1::TASK_LEASED, 0},
+                                                                 {v1::TASK_PENDING, 0},  // backoff
+                                                                 {v1::TASK_READY, 0},
+                                                                 {v1::TASK_LEASED, 0},
+                                                                 {v1::TASK_SUCCEEDED, 1}}));
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
