@@ -16,7 +16,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 
@@ -138,9 +137,9 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
     absl::MutexLock lock(&mutex_);
     processes_[handle] = process;
   }
-  std::thread([this, process, launch = std::move(launch), done = std::move(done)]() mutable {
+  supervisors_.Run([this, process, launch = std::move(launch), done = std::move(done)]() mutable {
     Supervise(process, std::move(launch), done);
-  }).detach();
+  });
   return handle;
 }
 

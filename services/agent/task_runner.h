@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/common/timer_queue.h"
+#include "services/agent/supervisor_threads.h"
 
 namespace gyre::agent {
 
@@ -56,8 +57,9 @@ struct TaskOutcome {
 
 // Runs task attempts as subprocesses (posix_spawn, own process group, per
 // task working directory, explicit environment, no shell unless asked) or as
-// built-in no-op / sleep executors. Each subprocess is supervised by its own
-// thread that multiplexes its pipes and a pidfd with poll(); timeouts and
+// built-in no-op / sleep executors. Each subprocess is supervised by a
+// thread of its own while it runs (taken from a pool, reused), which
+// multiplexes its pipes and a pidfd with poll(); timeouts and
 // cancellation send SIGTERM to the group, then SIGKILL after the grace.
 // Completion callbacks run on the supervising thread (or the timer thread
 // for built-ins) and must not block for long. Thread-safe.
@@ -88,6 +90,8 @@ class TaskRunner {
   absl::flat_hash_map<Handle, TimerQueue::TimerId> sleeps_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<Handle, Callback> sleep_callbacks_ ABSL_GUARDED_BY(mutex_);
   int running_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Last: destroyed first, it waits for supervisors still using the above.
+  SupervisorThreads supervisors_;
 };
 
 }  // namespace gyre::agent
