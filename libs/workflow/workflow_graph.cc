@@ -16,10 +16,14 @@
 namespace gyre::workflow {
 namespace {
 
+// Not starting with '.' or '-': an id names a task in resource names and
+// URLs and in an agent's working directory, where "." and ".." would mean
+// something else, and is passed around as an argument.
 bool ValidTaskId(const std::string& id) {
-  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
-  });
+  return !id.empty() && id.size() <= 128 && (absl::ascii_isalnum(id[0]) || id[0] == '_') &&
+         std::all_of(id.begin(), id.end(), [](char c) {
+           return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
+         });
 }
 
 bool ValidWorkflowName(absl::string_view name) {
@@ -36,7 +40,8 @@ absl::Status TaskError(const gyre::v1::TaskSpec& task, absl::string_view problem
 absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
   if (!ValidTaskId(task.id())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid task id \"", task.id(), "\" (letters, digits, '_', '-', '.'; 1 to 128)"));
+        "invalid task id \"", task.id(),
+        "\" (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to 128)"));
   }
   const bool has_builtin = task.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED;
   if (has_builtin == !task.command().empty()) {

@@ -63,6 +63,20 @@ TEST(WorkflowGraphTest, DuplicateIdIsRejected) {
             "duplicate task id \"a\"");
 }
 
+TEST(WorkflowGraphTest, TaskIdsAreNamesNotPaths) {
+  for (const std::string id : {"extract", "load_2", "v1.2-final", "_private", "7z"}) {
+    EXPECT_TRUE(ValidateWorkflowGraph(Definition({{id, {}}})).ok()) << id;
+  }
+  for (const std::string& id : std::vector<std::string>{"..", ".", ".hidden", "-rf", "a/b", "a b",
+                                                        "", std::string(129, 'a')}) {
+    EXPECT_EQ(ValidateWorkflowGraph(Definition({{id, {}}})).message(),
+              "invalid task id \"" + id +
+                  "\" (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to "
+                  "128)")
+        << id;
+  }
+}
+
 TEST(WorkflowGraphTest, TaskNeedsExactlyOneOfCommandOrBuiltin) {
   auto def = Definition({{"a", {}}});
   def.mutable_tasks(0)->mutable_builtin()->set_kind(gyre::v1::BuiltinExecutor::NOOP);
