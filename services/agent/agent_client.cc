@@ -240,8 +240,11 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
     launch.argv.assign(task.command().begin(), task.command().end());
     launch.shell = task.shell();
     for (const auto& [key, value] : task.env()) launch.env[key] = value;
-    launch.work_dir = absl::StrCat(config_.work_dir, "/", task.ref().execution().substr(11), "/",
-                                   task.ref().task_id(), "/", task.ref().attempt());
+    // One directory per attempt, directly under the root, so that removing
+    // it leaves nothing behind: {execution}.{task}.{attempt}.
+    launch.work_dir = absl::StrCat(config_.work_dir, "/", task.ref().execution().substr(11), ".",
+                                   task.ref().task_id(), ".", task.ref().attempt());
+    launch.remove_work_dir = !config_.keep_work_dirs;
   }
   const v1::AttemptRef& ref = task.ref();
   const bool evaluator = task.evaluator();

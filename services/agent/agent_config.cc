@@ -46,6 +46,8 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
                  "memory offered in bytes (0: detect)");
   schema->AddInt("gpus", &gpus, 0, 1024, "GPUs offered");
   schema->AddString("work_dir", &work_dir, "root of per-task working directories");
+  schema->AddBool("keep_work_dirs", &keep_work_dirs,
+                  "keep each attempt's working directory after it ends");
   schema->AddInt("max_output_bytes", &max_output_bytes, 0, int64_t{1} << 30,
                  "stdout/stderr kept per task and stream, in bytes");
   schema->AddDuration("kill_grace", &kill_grace, "time between SIGTERM and SIGKILL");

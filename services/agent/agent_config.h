@@ -29,6 +29,10 @@ struct AgentConfig {
   int64_t gpus = 0;
   // Root of per-task working directories.
   std::string work_dir = "/tmp/gyre-agent";
+  // Keep each attempt's working directory after it ends (for debugging);
+  // by default it is removed once the result is captured, so a long-lived
+  // agent does not fill its disk with them.
+  bool keep_work_dirs = false;
   // Largest stdout/stderr kept per task and stream.
   int64_t max_output_bytes = 1 << 20;
   // Time a task gets between SIGTERM and SIGKILL on timeout or cancel.

@@ -18,6 +18,7 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::agent {
 namespace {
@@ -318,6 +319,13 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
       outcome.error = absl::StrCat("timed out after ", absl::FormatDuration(launch.timeout));
     }
     outcome.output_json = ReadCapped(output_path, kMaxOutputJsonBytes);
+  }
+  if (launch.remove_work_dir && !launch.work_dir.empty()) {
+    std::filesystem::remove_all(launch.work_dir, mkdir_error);
+    if (mkdir_error) {
+      logging::Warn("task working directory not removed",
+                    {{"dir", launch.work_dir}, {"error", mkdir_error.message()}});
+    }
   }
   for (int fd : {out_pipe[0], err_pipe[0], process->wake_fd}) {
     if (fd >= 0) close(fd);

@@ -27,6 +27,9 @@ struct TaskLaunch {
   // environment leaks in except PATH, HOME and LANG when the task sets none.
   std::map<std::string, std::string> env;
   std::string work_dir;  // created if missing; GYRE_OUTPUT points inside it
+  // Remove work_dir and everything in it once the attempt has ended and its
+  // output is read (what the task wrote there is not kept).
+  bool remove_work_dir = false;
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration kill_grace = absl::Seconds(10);
   size_t max_output_bytes = 1 << 20;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
@@ -68,6 +69,24 @@ TEST_F(TaskRunnerTest, RunsInItsOwnWorkingDirectoryAndReadsGyreOutput) {
   const TaskOutcome outcome = Run(launch);
   EXPECT_EQ(outcome.stdout_tail, dir + "\n");
   EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
+}
+
+TEST_F(TaskRunnerTest, AWorkingDirectoryAskedToGoIsRemovedAfterItsOutputIsRead) {
+  TaskLaunch launch =
+      Launch({"mkdir -p deep/er && echo x > deep/er/file && echo '{\"K\": \"v\"}' > "
+              "\"$GYRE_OUTPUT\""},
+             true);
+  launch.remove_work_dir = true;
+  const std::string dir = launch.work_dir;
+  const TaskOutcome outcome = Run(launch);
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.output_json, "{\"K\": \"v\"}\n") << "read before the directory went";
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "removed with everything in it";
+
+  TaskLaunch kept = Launch({"echo x > file"}, true);  // remove_work_dir is off by default
+  const std::string kept_dir = kept.work_dir;
+  EXPECT_EQ(Run(kept).exit_code, 0);
+  EXPECT_TRUE(std::filesystem::exists(kept_dir + "/file"));
 }
 
 TEST_F(TaskRunnerTest, ARelativeWorkingDirectoryStillGetsItsOutput) {
