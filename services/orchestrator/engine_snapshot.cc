@@ -50,31 +50,32 @@ absl::Status DecodeEventHistory(const v1::ExecutionSnapshot& saved,
   return absl::OkStatus();
 }
 
-v1::TaskSlotSnapshot SnapshotOf(const TaskSlot& task) {
-  v1::TaskSlotSnapshot out;
-  out.set_state(task.state);
-  out.set_unmet_dependencies(task.unmet_dependencies);
-  out.set_attempt(task.attempt);
-  out.set_retries_used(task.retries_used);
-  out.set_agent(task.agent);
-  SetTimeIfSet(task.ready_time, absl::Time(), out.mutable_ready_time());
-  SetTimeIfSet(task.lease_time, absl::Time(), out.mutable_lease_time());
-  for (const AttemptRecord& attempt : task.attempts) *out.add_attempts() = ToProto(attempt);
-  const TaskDetails& details = task.details_or_empty();
-  out.mutable_outputs()->insert(details.outputs.begin(), details.outputs.end());
-  out.mutable_inherited()->insert(details.inherited.begin(), details.inherited.end());
-  out.set_reason(task.reason);
-  out.set_identity(details.identity);
-  out.set_satisfied_by(details.satisfied_by);
+// Written in place (the snapshot lives on an arena). Empty strings are left
+// unset: setting even "" takes a string, and there are millions of tasks.
+void FillSnapshot(const TaskSlot& task, v1::TaskSlotSnapshot* out) {
+  out->set_state(task.state);
+  out->set_unmet_dependencies(task.unmet_dependencies);
+  out->set_attempt(task.attempt);
+  out->set_retries_used(task.retries_used);
+  if (!task.agent.empty()) out->set_agent(task.agent);
+  SetTimeIfSet(task.ready_time, absl::Time(), out->mutable_ready_time());
+  SetTimeIfSet(task.lease_time, absl::Time(), out->mutable_lease_time());
+  for (const AttemptRecord& attempt : task.attempts) FillProto(attempt, out->add_attempts());
+  if (!task.reason.empty()) out->set_reason(task.reason);
+  out->set_priority(task.priority);
+  if (task.details == nullptr) return;
+  const TaskDetails& details = *task.details;
+  out->mutable_outputs()->insert(details.outputs.begin(), details.outputs.end());
+  out->mutable_inherited()->insert(details.inherited.begin(), details.inherited.end());
+  if (!details.identity.empty()) out->set_identity(details.identity);
+  if (!details.satisfied_by.empty()) out->set_satisfied_by(details.satisfied_by);
   for (const auto& [attempt, logs] : details.logs) {
-    v1::AttemptLogsSnapshot& saved = *out.add_logs();
+    v1::AttemptLogsSnapshot& saved = *out->add_logs();
     saved.set_attempt(attempt);
     saved.set_stdout_tail(logs.stdout_tail);
     saved.set_stderr_tail(logs.stderr_tail);
     saved.set_truncated(logs.truncated);
   }
-  out.set_priority(task.priority);
-  return out;
 }
 
 // Moves `from`'s contents into `task`.
@@ -109,18 +110,27 @@ void RestoreTask(v1::TaskSlotSnapshot& from, TaskSlot& task) {
 
 }  // namespace
 
-v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
-  v1::EngineSnapshot snapshot;
+void WorkflowEngine::SnapshotLocked(
+    v1::EngineSnapshot& snapshot,
+    std::vector<std::shared_ptr<const v1::WorkflowDefinition>>* lent) const {
+  // Definitions never change once stored: they are lent to the snapshot,
+  // not copied (a million-task execution's definition is most of it).
+  auto lend = [lent](const std::shared_ptr<const v1::WorkflowDefinition>& definition) {
+    lent->push_back(definition);
+    return const_cast<v1::WorkflowDefinition*>(definition.get());
+  };
   // Each workflow's versions in the order stored.
   for (const auto& [name, versions] : workflows_) {
-    for (const auto& definition : versions) *snapshot.add_workflows() = *definition;
+    for (const auto& definition : versions) {
+      snapshot.mutable_workflows()->UnsafeArenaAddAllocated(lend(definition));
+    }
   }
   snapshot.set_executions_started(next_execution_);
   for (const auto& exec : executions_) {
     v1::ExecutionSnapshot& out = *snapshot.add_executions();
     v1::ExecutionStarted& started = *out.mutable_started();
     started.set_execution_id(exec->id);
-    *started.mutable_definition() = *exec->definition;
+    started.unsafe_arena_set_allocated_definition(lend(exec->definition));
     started.mutable_context()->insert(exec->context.begin(), exec->context.end());
     started.set_parent(exec->parent);
     for (const std::string& target : exec->targets) started.add_targets(target);
@@ -132,7 +142,7 @@ v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
     SetTimeIfSet(exec->start_time, absl::InfinitePast(), out.mutable_start_time());
     SetTimeIfSet(exec->end_time, absl::InfinitePast(), out.mutable_end_time());
     out.mutable_tasks()->Reserve(static_cast<int>(exec->tasks.size()));
-    for (const TaskSlot& task : exec->tasks) *out.add_tasks() = SnapshotOf(task);
+    for (const TaskSlot& task : exec->tasks) FillSnapshot(task, out.add_tasks());
     EncodeEventHistory(exec->events, &out);
     out.mutable_event_reasons()->insert(exec->event_reasons.begin(), exec->event_reasons.end());
     out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
@@ -152,7 +162,6 @@ v1::EngineSnapshot WorkflowEngine::SnapshotLocked() const {
   for (const auto& [request_id, child] : pending_children_) {
     *snapshot.add_pending_child_starts() = child;
   }
-  return snapshot;
 }
 
 absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
@@ -250,7 +259,14 @@ absl::Status WorkflowEngine::WriteSnapshot() {
   }
   absl::MutexLock one_at_a_time(&snapshot_mu_);
   const absl::Time start = absl::Now();
-  v1::EngineSnapshot snapshot;
+  // Built on an arena, with the definitions lent (kept alive here): the
+  // engine is stopped while the state is copied, so the copy must be cheap.
+  google::protobuf::ArenaOptions arena_options;
+  arena_options.start_block_size = 64 << 10;
+  arena_options.max_block_size = 8 << 20;
+  google::protobuf::Arena arena(arena_options);
+  auto* snapshot = google::protobuf::Arena::CreateMessage<v1::EngineSnapshot>(&arena);
+  std::vector<std::shared_ptr<const v1::WorkflowDefinition>> lent;
   {
     absl::MutexLock lock(&mu_);
     snapshot_requested_ = false;
@@ -259,19 +275,19 @@ absl::Status WorkflowEngine::WriteSnapshot() {
     // change past it is (changes and their records go together under mu_).
     const uint64_t position = options_.store->last_position();
     if (position == last_snapshot_position_) return absl::OkStatus();
-    snapshot = SnapshotLocked();
-    snapshot.set_position(position);
+    SnapshotLocked(*snapshot, &lent);
+    snapshot->set_position(position);
   }
   const absl::Duration copied = absl::Now() - start;
-  if (absl::Status status = options_.store->WriteSnapshot(snapshot.position(), snapshot);
+  if (absl::Status status = options_.store->WriteSnapshot(snapshot->position(), *snapshot);
       !status.ok()) {
-    logging::Error("snapshot not written", {{"record", static_cast<int64_t>(snapshot.position())},
+    logging::Error("snapshot not written", {{"record", static_cast<int64_t>(snapshot->position())},
                                             {"error", std::string(status.message())}});
     return status;
   }
-  last_snapshot_position_ = snapshot.position();
-  logging::Info("snapshot written", {{"record", static_cast<int64_t>(snapshot.position())},
-                                     {"executions", snapshot.executions_size()},
+  last_snapshot_position_ = snapshot->position();
+  logging::Info("snapshot written", {{"record", static_cast<int64_t>(snapshot->position())},
+                                     {"executions", snapshot->executions_size()},
                                      {"locked_seconds", absl::ToDoubleSeconds(copied)},
                                      {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
   return absl::OkStatus();

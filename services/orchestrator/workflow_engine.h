@@ -230,7 +230,11 @@ class WorkflowEngine {
       std::shared_ptr<const gyre::v1::WorkflowDefinition> definition)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
-  gyre::v1::EngineSnapshot SnapshotLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills `snapshot` (on an arena) with the whole state. Definitions are
+  // lent, not copied: `lent` keeps them alive as long as the snapshot.
+  void SnapshotLocked(gyre::v1::EngineSnapshot& snapshot,
+                      std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>* lent) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
