@@ -218,6 +218,14 @@ struct WorkflowEngine::Queue {
 // only enqueue), so their order always matches the order of the changes.
 struct WorkflowEngine::Outbox {
   std::vector<v1::StartExecutionRequest> child_starts;
+  // Logged after the lock is released: a log line is a write(2), and the
+  // engine waits for none.
+  struct Ended {
+    std::string execution;
+    v1::ExecutionState state;
+    int32_t succeeded, failed, skipped;
+  };
+  std::vector<Ended> ended;
 };
 
 WorkflowEngine::WorkflowEngine(Options options)
@@ -1591,11 +1599,7 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
   event.set_type(v1::Event::EXECUTION_STATE_CHANGED);
   EmitLocked(exec, std::move(event), out);
   if (exec.final()) {
-    logging::Info("execution ended", {{"execution", exec.name()},
-                                      {"state", v1::ExecutionState_Name(state)},
-                                      {"succeeded", exec.succeeded},
-                                      {"failed", exec.failed},
-                                      {"skipped", exec.skipped}});
+    out.ended.push_back({exec.name(), state, exec.succeeded, exec.failed, exec.skipped});
   }
 }
 
@@ -1991,6 +1995,13 @@ v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint3
 }
 
 void WorkflowEngine::Deliver(Outbox& out) {
+  for (const Outbox::Ended& ended : out.ended) {
+    logging::Info("execution ended", {{"execution", ended.execution},
+                                      {"state", v1::ExecutionState_Name(ended.state)},
+                                      {"succeeded", ended.succeeded},
+                                      {"failed", ended.failed},
+                                      {"skipped", ended.skipped}});
+  }
   for (const v1::StartExecutionRequest& child : out.child_starts) {
     absl::StatusOr<v1::Execution> started = StartExecution(child);
     if (!started.ok()) {
