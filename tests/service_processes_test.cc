@@ -170,6 +170,11 @@ TEST(HugePageHeapTest, TheOrchestratorBacksItsHeapWithHugePagesUnlessTheOperator
         << (*process)->Output();
     // Same pid after the re-exec: supervisors and signals are unaffected.
     EXPECT_EQ(TunablesOf((*process)->pid()), c.expected) << c.env[0];
+    // And the same name (not "exe", as /proc/self/exe would make it).
+    std::ifstream comm(absl::StrCat("/proc/", (*process)->pid(), "/comm"));
+    std::string name;
+    std::getline(comm, name);
+    EXPECT_EQ(name, "gyre-orchestrat") << c.env[0];
     (*process)->Signal(SIGTERM);
     EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(10)).has_value());
   }

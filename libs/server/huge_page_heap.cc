@@ -1,9 +1,11 @@
 #include "libs/server/huge_page_heap.h"
 
 #include <malloc.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -25,7 +27,15 @@ bool TransparentHugePagesAvailable() {
 void ReexecWithHugePageHeap(char** argv) {
   const char* current = std::getenv("GLIBC_TUNABLES");
   std::string tunables = current != nullptr ? current : "";
-  if (tunables.find(kTunable) != std::string::npos) return;  // set, by us or the operator
+  if (tunables.find(kTunable) != std::string::npos) {
+    // Set, by us or the operator. Executed as /proc/self/exe, the process
+    // would be called "exe" in ps, top and per-process metrics: give it
+    // its program's name again (the kernel keeps 15 characters).
+    if (argv[0] != nullptr) {
+      prctl(PR_SET_NAME, std::filesystem::path(argv[0]).filename().string().substr(0, 15).c_str());
+    }
+    return;
+  }
   if (!TransparentHugePagesAvailable()) return;
   if (!tunables.empty()) tunables += ':';
   tunables += std::string(kTunable) + "=1";
