@@ -310,8 +310,10 @@ class WorkflowEngine {
   gyre::v1::Event* BuildEventLocked(const ExecutionState& exec, uint32_t index,
                                     google::protobuf::Arena* arena) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Pushes the event at `index` to the execution's watchers; `closing`
-  // (the execution's final event) ends their subscriptions.
+  // Gives the event at `index` to the execution's watchers (a watcher of
+  // this execution builds it on its own thread; a watcher of all gets it
+  // built here); `closing` (the execution's final event) ends their
+  // subscriptions.
   void PublishLocked(const ExecutionState& exec, uint32_t index, bool closing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
