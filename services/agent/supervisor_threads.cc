@@ -1,5 +1,6 @@
 #include "services/agent/supervisor_threads.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace gyre::agent {
@@ -19,6 +20,7 @@ SupervisorThreads::~SupervisorThreads() {
 
 void SupervisorThreads::Run(Job job) {
   absl::MutexLock lock(&mutex_);
+  ReapLocked();
   jobs_.push_back(std::move(job));
   // Each idle thread takes one queued job.
   if (idle_ < jobs_.size()) threads_.emplace_back([this] { Loop(); });
@@ -26,7 +28,18 @@ void SupervisorThreads::Run(Job job) {
 
 size_t SupervisorThreads::threads() {
   absl::MutexLock lock(&mutex_);
-  return threads_.size();
+  return threads_.size() - ended_.size();
+}
+
+void SupervisorThreads::ReapLocked() {
+  for (const std::thread::id& id : ended_) {
+    auto thread = std::find_if(threads_.begin(), threads_.end(),
+                               [&](const std::thread& t) { return t.get_id() == id; });
+    // It has released the lock and is returning: the join is immediate.
+    thread->join();
+    threads_.erase(thread);
+  }
+  ended_.clear();
 }
 
 size_t SupervisorThreads::idle() {
@@ -40,9 +53,13 @@ void SupervisorThreads::Loop() {
     idle_++;
     auto work = [this]()
                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stopping_ || !jobs_.empty(); };
-    mutex_.Await(absl::Condition(&work));
+    mutex_.AwaitWithTimeout(absl::Condition(&work), idle_timeout_);
     idle_--;
-    if (jobs_.empty()) break;  // stopping, and nothing left to run
+    if (jobs_.empty()) {
+      // Stopping (the destructor joins it), or idle too long.
+      if (!stopping_) ended_.push_back(std::this_thread::get_id());
+      break;
+    }
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
     mutex_.Unlock();

@@ -7,6 +7,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace gyre::agent {
 
@@ -14,9 +15,9 @@ namespace gyre::agent {
 // next. A thread made for each task and ended after it cost the agent more
 // CPU than anything else it does for a short task on a virtual machine:
 // its stack mapped, then handed back at exit, each a page-table change that
-// the other cores must be told of. The pool grows to the most jobs ever
-// running at once (an agent's slots bound that) and keeps its threads until
-// it is destroyed.
+// the other cores must be told of. The pool grows to the most jobs running
+// at once (an agent's slots bound that); a thread idle for `idle_timeout`
+// ends, so a burst of tasks does not leave its threads' stacks behind.
 //
 // Thread-safe. The destructor runs the jobs still queued, waits for every
 // job, and joins the threads.
@@ -24,7 +25,8 @@ class SupervisorThreads {
  public:
   using Job = absl::AnyInvocable<void() &&>;
 
-  SupervisorThreads() = default;
+  explicit SupervisorThreads(absl::Duration idle_timeout = absl::Minutes(1))
+      : idle_timeout_(idle_timeout) {}
   ~SupervisorThreads();
 
   SupervisorThreads(const SupervisorThreads&) = delete;
@@ -33,18 +35,22 @@ class SupervisorThreads {
   // Runs `job` on an idle thread, or on a new one if none is idle.
   void Run(Job job);
 
-  // Threads made so far, and those waiting for a job (for tests).
+  // Threads running, and those waiting for a job (for tests).
   size_t threads();
   size_t idle();
 
  private:
   void Loop();
+  // Joins the threads that ended idle.
+  void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
+  const absl::Duration idle_timeout_;
   absl::Mutex mutex_;
   std::deque<Job> jobs_ ABSL_GUARDED_BY(mutex_);
   size_t idle_ ABSL_GUARDED_BY(mutex_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::thread::id> ended_ ABSL_GUARDED_BY(mutex_);  // idle too long
 };
 
 }  // namespace gyre::agent

@@ -41,6 +41,19 @@ TEST(SupervisorThreadsTest, JobsRunningAtOnceEachGetAThread) {
   release.Notify();
 }
 
+TEST(SupervisorThreadsTest, AThreadIdleTooLongEnds) {
+  SupervisorThreads pool(absl::Milliseconds(20));
+  for (int round = 0; round < 2; ++round) {
+    absl::Notification done;
+    pool.Run([&done] { done.Notify(); });
+    done.WaitForNotification();
+    for (int wait = 0; wait < 5000 && pool.threads() > 0; ++wait) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    EXPECT_EQ(pool.threads(), 0u) << "round " << round;  // and a new one serves the next job
+  }
+}
+
 TEST(SupervisorThreadsTest, DestructionWaitsForEveryJob) {
   std::atomic<int> finished{0};
   {
