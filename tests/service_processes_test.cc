@@ -264,6 +264,24 @@ std::vector<BadConfigCase> BadConfigCases() {
   };
 }
 
+// "see --help", says every configuration error: it must work.
+TEST_P(ServiceProcessTest, HelpListsTheFlagsAndExitsZero) {
+  const ServiceBinary& binary = GetParam();
+  auto process = ChildProcess::Start({BinaryPath(binary.path), "--help"});
+  ASSERT_TRUE(process.ok()) << process.status();
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value());
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  const std::string output = (*process)->Output();
+  ASSERT_TRUE(WIFEXITED(*status)) << output;
+  EXPECT_EQ(WEXITSTATUS(*status), 0) << output;
+  const std::string binary_name = binary.path.substr(binary.path.rfind('/') + 1);
+  EXPECT_TRUE(absl::StartsWith(output, absl::StrCat("usage: ", binary_name, " "))) << output;
+  for (const char* flag : {"--config", "--grpc_address", "--metrics_address", "--log_level"}) {
+    EXPECT_TRUE(absl::StrContains(output, flag)) << flag << " missing from:\n" << output;
+  }
+}
+
 class BadConfigTest : public ::testing::TestWithParam<std::tuple<ServiceBinary, BadConfigCase>> {};
 
 TEST_P(BadConfigTest, ExitsTwoWithOneLineNamingTheProblem) {

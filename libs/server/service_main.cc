@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
@@ -26,6 +27,37 @@ std::vector<std::string> AllFlagNames() {
   std::vector<std::string> names;
   for (const auto& [name, flag] : absl::GetAllFlags()) names.push_back(absl::StrCat("--", name));
   return names;
+}
+
+bool AsksForHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull") return true;
+  }
+  return false;
+}
+
+// The flags a service binary takes, with their help and defaults, on stdout.
+void PrintUsage(const ServiceMainInfo& info) {
+  std::vector<std::pair<std::string, std::string>> flags = {
+      {"config", ""},
+      {"grpc_address", info.default_grpc_address},
+      {"metrics_address", info.default_metrics_address},
+      {"log_level", "info"},
+      {"shutdown_grace", ""}};
+  for (const FlagBinding& binding : info.flags) flags.emplace_back(binding.key, "");
+  std::string usage = absl::StrCat(
+      "usage: ", info.binary_name, " [--flag=value]...\n",
+      "Settings come from a YAML file (--config), then GYRE_* environment variables (e.g.\n"
+      "GYRE_LOG_LEVEL), then flags; docs/configuration.md lists every key. Flags:\n");
+  for (const auto& [name, fallback] : flags) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;
+    absl::StrAppend(&usage, "  --", name, "\n      ", flag->Help(),
+                    fallback.empty() ? "" : absl::StrCat(" (default ", fallback, ")"), "\n");
+  }
+  std::fputs(usage.c_str(), stdout);
 }
 
 int ConfigError(const ServiceMainInfo& info, const absl::Status& status) {
@@ -61,6 +93,10 @@ absl::Status CheckFlagsAreKnown(int argc, char** argv) {
 }
 
 int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module) {
+  if (AsksForHelp(argc, argv)) {
+    PrintUsage(info);
+    return kExitOk;
+  }
   BlockTerminationSignals();
   signal(SIGPIPE, SIG_IGN);  // a closed peer is an error on the socket, not a crash
 
