@@ -880,7 +880,39 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   if (it == exec->task_index.end()) {
     return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
   }
-  return TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
+  v1::TaskRun run = TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
+  if (run.reason().empty()) run.set_reason(WaitingReasonLocked(exec->tasks[it->second]));
+  return run;
+}
+
+std::string WorkflowEngine::WaitingReasonLocked(const TaskSlot& task) const {
+  if (task.state != v1::TASK_READY) return "";
+  const std::string& queue = queues_[task.queue]->name;
+  const v1::TaskSpec& spec = *task.spec;
+  bool served = false;
+  for (const auto& [id, agent] : agents_) {
+    if (agent->channel == nullptr || agent->draining ||
+        std::find(agent->queues.begin(), agent->queues.end(), task.queue) == agent->queues.end()) {
+      continue;
+    }
+    served = true;
+    // An agent's whole offer (0: as much as asked), not what is free now.
+    const v1::Resources& offer = agent->registration.resources();
+    bool fits =
+        (offer.cpu() <= 0 || spec.resources().cpu() <= offer.cpu() + 1e-9) &&
+        (offer.memory_bytes() <= 0 || spec.resources().memory_bytes() <= offer.memory_bytes()) &&
+        spec.resources().gpus() <= offer.gpus();
+    for (const auto& [key, value] : spec.agent_selector()) {
+      auto label = agent->registration.labels().find(key);
+      fits = fits && label != agent->registration.labels().end() && label->second == value;
+    }
+    if (fits) return "";  // it waits its turn, or for a slot
+  }
+  if (!served) return absl::StrCat("waiting for an agent serving queue \"", queue, "\"");
+  return absl::StrCat("no agent serving queue \"", queue,
+                      "\" offers the labels and resources it needs (cpu ", spec.resources().cpu(),
+                      ", memory ", spec.resources().memory_bytes(), " bytes, gpus ",
+                      spec.resources().gpus(), ")");
 }
 
 absl::StatusOr<std::vector<v1::TaskRun>> WorkflowEngine::ListTaskRuns(absl::string_view execution) {

@@ -342,6 +342,9 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionState& exec, uint32_t task,
                                        bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a ready task cannot be leased by any agent connected now (no agent
+  // serves its queue, or none could ever fit it); empty if one could.
+  std::string WaitingReasonLocked(const TaskSlot& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
 

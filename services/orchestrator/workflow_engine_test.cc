@@ -486,6 +486,29 @@ TEST_F(WorkflowEngineTest, LiveEventsBuiltLaterShowEachChangeAsItWas) {
                                                                  {v1::TASK_SUCCEEDED, 1}}));
 }
 
+TEST_F(WorkflowEngineTest, AReadyTaskNoAgentCanTakeSaysWhy) {
+  auto channel = std::make_shared<RecordingChannel>();
+  v1::Register small;
+  small.set_agent_id("small");
+  small.set_slots(4);
+  small.add_queues("default");
+  small.mutable_resources()->set_cpu(2);
+  ASSERT_TRUE(engine_.RegisterAgent(small, channel).ok());
+  v1::TaskSpec big = Task("big");
+  big.mutable_resources()->set_cpu(4);
+  v1::TaskSpec gpu = Task("gpu");
+  gpu.set_queue("gpu");
+  const std::string exec = Start(Workflow({big, gpu, Task("fits")}));
+  ASSERT_EQ(channel->Take(1).size(), 1u) << "the task that fits runs";
+
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/big")->reason(),
+            "no agent serving queue \"default\" offers the labels and resources it needs (cpu 4, "
+            "memory 0 bytes, gpus 0)");
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/gpu")->reason(),
+            "waiting for an agent serving queue \"gpu\"");
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/fits")->reason(), "") << "leased: nothing to explain";
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
