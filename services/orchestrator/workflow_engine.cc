@@ -881,12 +881,14 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
     return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
   }
   v1::TaskRun run = TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
-  if (run.reason().empty()) run.set_reason(WaitingReasonLocked(exec->tasks[it->second]));
+  if (run.reason().empty()) run.set_reason(WaitingReasonLocked(*exec, exec->tasks[it->second]));
   return run;
 }
 
-std::string WorkflowEngine::WaitingReasonLocked(const TaskSlot& task) const {
-  if (task.state != v1::TASK_READY) return "";
+std::string WorkflowEngine::WaitingReasonLocked(const ExecutionState& exec,
+                                                const TaskSlot& task) const {
+  // A paused execution's state says why its tasks wait.
+  if (task.state != v1::TASK_READY || exec.state == v1::EXECUTION_PAUSED) return "";
   const std::string& queue = queues_[task.queue]->name;
   const v1::TaskSpec& spec = *task.spec;
   bool served = false;

@@ -344,7 +344,8 @@ class WorkflowEngine {
                                        bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why a ready task cannot be leased by any agent connected now (no agent
   // serves its queue, or none could ever fit it); empty if one could.
-  std::string WaitingReasonLocked(const TaskSlot& task) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string WaitingReasonLocked(const ExecutionState& exec, const TaskSlot& task) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
 
