@@ -128,8 +128,10 @@ void AgentClient::RunSession() {
     switch (message.kind_case()) {
       case v1::OrchestratorMessage::kRegistered: {
         absl::MutexLock lock(&mutex_);
-        heartbeat_interval_ = absl::Nanoseconds(
+        const absl::Duration interval = absl::Nanoseconds(
             TimeUtil::DurationToNanoseconds(message.registered().heartbeat_interval()));
+        // An orchestrator that names none leaves the default.
+        if (interval > absl::ZeroDuration()) heartbeat_interval_ = interval;
         logging::Info("registered with the orchestrator",
                       {{"agent", agent_id_}, {"slots", config_.slots}});
         break;
@@ -333,22 +335,32 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
 }
 
 void AgentClient::HeartbeatLoop() {
+  absl::Time last_sent = absl::Now();
   while (true) {
-    absl::Duration interval;
-    {
-      absl::MutexLock lock(&mutex_);
-      interval = heartbeat_interval_;
-      auto stop = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stopping_; };
-      if (mutex_.AwaitWithTimeout(absl::Condition(&stop), interval)) return;
-    }
     v1::AgentMessage heartbeat;
     {
       absl::MutexLock lock(&mutex_);
-      for (const auto& [key, entry] : running_)
+      // The orchestrator sets the interval at registration. A wait begun
+      // with the default (5 s) must not outlast a shorter interval it asks
+      // for: with a lease timeout below 5 s the agent would be declared dead
+      // before its first heartbeat.
+      for (absl::Duration interval = heartbeat_interval_;; interval = heartbeat_interval_) {
+        auto stop_or_new_interval = [this, interval]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+          return stopping_ || heartbeat_interval_ != interval;
+        };
+        if (!mutex_.AwaitWithDeadline(absl::Condition(&stop_or_new_interval),
+                                      last_sent + interval)) {
+          break;  // due
+        }
+        if (stopping_) return;
+      }
+      heartbeat.mutable_heartbeat();
+      for (const auto& [key, entry] : running_) {
         *heartbeat.mutable_heartbeat()->add_running() = entry.first;
+      }
     }
-    heartbeat.mutable_heartbeat();
     Send(std::move(heartbeat));
+    last_sent = absl::Now();
   }
 }
 

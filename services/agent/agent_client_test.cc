@@ -73,6 +73,22 @@ class ScriptedLink : public OrchestratorLink {
   }
   // The results session `index` has received once there are `count` (or
   // after `wait`).
+  // How many heartbeats session `index` has received once there are
+  // `count` (or after `wait`).
+  size_t Heartbeats(size_t index, size_t count, absl::Duration wait) {
+    absl::MutexLock lock(&mutex_);
+    WaitForSession(index);
+    size_t heartbeats = 0;
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      heartbeats = 0;
+      for (const v1::AgentMessage& message : sessions_[index]->written_) {
+        heartbeats += message.has_heartbeat() ? 1 : 0;
+      }
+      return heartbeats >= count;
+    };
+    mutex_.AwaitWithTimeout(absl::Condition(&enough), wait);
+    return heartbeats;
+  }
   std::vector<v1::TaskResult> Results(size_t index, size_t count,
                                       absl::Duration wait = absl::Seconds(10)) {
     absl::MutexLock lock(&mutex_);
@@ -156,6 +172,21 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   link->End(1);
   EXPECT_TRUE(link->Results(2, 1, absl::Seconds(1)).empty())
       << "everything acknowledged: nothing sent again";
+}
+
+TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  auto link = std::make_shared<ScriptedLink>();
+  AgentClient agent(config, link);
+  agent.Start();
+  // Registered asks for a heartbeat every 50 ms; the agent starts out with
+  // 5 s. Within 3 s, the old wait alone would have sent none.
+  v1::OrchestratorMessage registered;
+  registered.mutable_registered()->mutable_heartbeat_interval()->set_nanos(50'000'000);
+  link->Deliver(0, registered);
+  EXPECT_GE(link->Heartbeats(0, 5, absl::Seconds(3)), 5u);
 }
 
 }  // namespace
