@@ -92,13 +92,17 @@ class Cluster : public ::testing::Test {
     orchestrator_.reset();
   }
 
-  ChildProcess* StartAgent(const std::string& name, int slots = 4) {
-    auto agent =
-        ChildProcess::Start({Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
-                             "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
-                             absl::StrCat("--slots=", slots), "--work_dir=" + root_ + "/" + name,
-                             "--shutdown_grace=2s"},
-                            {"GYRE_NAME=" + name});
+  ChildProcess* StartAgent(const std::string& name, int slots = 4,
+                           const std::vector<std::string>& flags = {}) {
+    std::vector<std::string> argv = {Binary("services/agent/gyre-agent"),
+                                     "--grpc_address=127.0.0.1:0",
+                                     "--metrics_address=127.0.0.1:0",
+                                     "--orchestrator_address=" + address_,
+                                     absl::StrCat("--slots=", slots),
+                                     "--work_dir=" + root_ + "/" + name,
+                                     "--shutdown_grace=2s"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto agent = ChildProcess::Start(argv, {"GYRE_NAME=" + name});
     EXPECT_TRUE(agent.ok()) << agent.status();
     ChildProcess* process = agent->get();
     agents_.push_back(*std::move(agent));
@@ -498,6 +502,42 @@ TEST_F(Cluster, GyreRunFollowsItsExecutionAcrossAnOrchestratorRestart) {
     }
     EXPECT_EQ(shown, 1) << task << " in:\n" << output;
   }
+}
+
+TEST_F(Cluster, GyreRunSaysWhyAReadyTaskIsNotTaken) {
+  StartAgent("a1", 1);
+  const std::string workflow = root_ + "/stuck.yaml";
+  // One slot for "hold" and "queued": one of them waits for it, which is no
+  // reason to speak up. "train" waits for an agent serving "gpu".
+  std::ofstream(workflow) << "name: stuck\n"
+                             "tasks:\n"
+                             "  - {id: hold, command: [sleep, \"3\"]}\n"
+                             "  - {id: queued, command: [sleep, \"3\"]}\n"
+                             "  - {id: train, queue: gpu, builtin: noop}\n";
+  auto run =
+      ChildProcess::Start({Binary("cmd/gyre/gyre"), "run", workflow, "--orchestrator=" + address_});
+  ASSERT_TRUE(run.ok()) << run.status();
+  auto said = (*run)->WaitForLine(
+      [](const std::string& line) {
+        return absl::StartsWith(line, "  train ") &&
+               absl::EndsWith(line, "ready (waiting for an agent serving queue \"gpu\")");
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(said.ok()) << said.status() << "\n" << (*run)->Output();
+  StartAgent("gpu1", 1, {"--queues=gpu"});
+  const std::optional<int> status = (*run)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << (*run)->Output();
+  const std::string output = (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, "succeeded: 3 succeeded, 0 failed")) << output;
+  // Said once (the reason did not change), and nothing about the task that
+  // only waited for the slot.
+  const std::vector<absl::string_view> around_notices = absl::StrSplit(output, "ready (");
+  EXPECT_EQ(around_notices.size(), 2u) << output;
+  // The 3 s tasks outlive the 1.5 s lease timeout: heartbeats keep their
+  // agent alive (the interval the orchestrator set, not the agent's default).
+  EXPECT_FALSE(absl::StrContains(orchestrator_->Output(), "agent declared dead"))
+      << orchestrator_->Output();
 }
 
 TEST_F(Cluster, CleanShutdownSnapshotsAndTheNextStartLoadsIt) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <google/protobuf/util/time_util.h>
@@ -13,6 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "cmd/gyre/run_console.h"
+#include "cmd/gyre/waiting_reporter.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/workflow/workflow_parser.h"
 
@@ -26,16 +29,16 @@ std::string StateName(v1::TaskState state) {
   return absl::AsciiStrToLower(name.substr(5));  // drop "TASK_"
 }
 
-void PrintBar(std::FILE* out, const v1::TaskCounts& counts) {
+std::string BarText(const v1::TaskCounts& counts) {
   const int total = std::max(1, counts.total());
   const int done = counts.succeeded() + counts.failed() + counts.skipped() + counts.cancelled();
   const int width = 30;
   const int filled = done * width / total;
-  std::fprintf(out, "\r[%s%s] %d/%d  running %d  succeeded %d  failed %d  skipped %d ",
-               std::string(static_cast<size_t>(filled), '#').c_str(),
-               std::string(static_cast<size_t>(width - filled), '-').c_str(), done, counts.total(),
-               counts.running(), counts.succeeded(), counts.failed(), counts.skipped());
-  std::fflush(out);
+  return absl::StrFormat("[%s%s] %d/%d  running %d  succeeded %d  failed %d  skipped %d ",
+                         std::string(static_cast<size_t>(filled), '#'),
+                         std::string(static_cast<size_t>(width - filled), '-'), done,
+                         counts.total(), counts.running(), counts.succeeded(), counts.failed(),
+                         counts.skipped());
 }
 
 void TallyTask(v1::TaskState from, v1::TaskState to, v1::TaskCounts* counts) {
@@ -112,7 +115,8 @@ namespace {
 // What gyre run knows of the execution it follows, from its events.
 class Progress {
  public:
-  Progress(const RunOptions& options, int total_tasks) : options_(options) {
+  Progress(RunConsole* console, WaitingReporter* waiting, int total_tasks)
+      : console_(console), waiting_(waiting) {
     counts_.set_total(total_tasks);
     counts_.set_pending(total_tasks);
   }
@@ -124,12 +128,12 @@ class Progress {
       auto [it, inserted] = states_.try_emplace(run.task_id(), v1::TASK_PENDING);
       TallyTask(it->second, run.state(), &counts_);
       it->second = run.state();
-      if (!options_.interactive && run.state() != v1::TASK_READY &&
+      waiting_->Update(run.task_id(), run.state());
+      if (!console_->interactive() && run.state() != v1::TASK_READY &&
           run.state() != v1::TASK_LEASED) {
-        std::fprintf(options_.out, "  %-24s %s%s\n", run.task_id().c_str(),
-                     StateName(run.state()).c_str(),
-                     run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")").c_str());
-        std::fflush(options_.out);
+        console_->Line(
+            absl::StrFormat("  %-24s %s%s", run.task_id(), StateName(run.state()),
+                            run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")")));
       }
     } else if (event.has_execution_snapshot()) {
       final_state_ = event.execution_snapshot().state();
@@ -139,9 +143,7 @@ class Progress {
   }
 
   // Once per message: a large execution sends thousands of events in one.
-  void Redraw() {
-    if (options_.interactive) PrintBar(options_.out, counts_);
-  }
+  void Redraw() { console_->Bar(BarText(counts_)); }
 
   bool ended() const {
     return final_state_ == v1::EXECUTION_SUCCEEDED || final_state_ == v1::EXECUTION_FAILED ||
@@ -153,7 +155,8 @@ class Progress {
   const v1::TaskCounts& counts() const { return counts_; }
 
  private:
-  const RunOptions& options_;
+  RunConsole* const console_;
+  WaitingReporter* const waiting_;
   v1::TaskCounts counts_;
   std::map<std::string, v1::TaskState> states_;
   v1::ExecutionState final_state_ = v1::EXECUTION_STATE_UNSPECIFIED;
@@ -209,7 +212,10 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
                execution.name().c_str());
   std::fflush(options.out);
 
-  Progress progress(options, execution.task_counts().total());
+  RunConsole console(options.out, options.interactive);
+  std::optional<WaitingReporter> waiting;
+  waiting.emplace(stub.get(), execution.name(), request.start().definition(), &console);
+  Progress progress(&console, &*waiting, execution.task_counts().total());
   do {
     for (const v1::Event& event : message.events()) progress.Take(event);
     progress.Redraw();
@@ -233,10 +239,9 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
     }
     status = reader->Finish();
   }
-  if (options.interactive) {
-    PrintBar(options.out, progress.counts());
-    std::fputc('\n', options.out);
-  }
+  waiting.reset();  // stop asking: the execution ended or its stream is lost
+  progress.Redraw();
+  console.EndBar();
   if (!progress.ended()) {
     std::fprintf(stderr, "gyre run: lost the event stream (%s)\n", status.error_message().c_str());
     return kRunUnavailable;

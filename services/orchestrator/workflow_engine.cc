@@ -881,7 +881,7 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
     return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
   }
   v1::TaskRun run = TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
-  if (run.reason().empty()) run.set_reason(WaitingReasonLocked(*exec, exec->tasks[it->second]));
+  run.set_waiting_reason(WaitingReasonLocked(*exec, exec->tasks[it->second]));
   return run;
 }
 

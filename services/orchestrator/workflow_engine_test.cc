@@ -501,12 +501,22 @@ TEST_F(WorkflowEngineTest, AReadyTaskNoAgentCanTakeSaysWhy) {
   const std::string exec = Start(Workflow({big, gpu, Task("fits")}));
   ASSERT_EQ(channel->Take(1).size(), 1u) << "the task that fits runs";
 
-  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/big")->reason(),
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/big")->waiting_reason(),
             "no agent serving queue \"default\" offers the labels and resources it needs (cpu 4, "
             "memory 0 bytes, gpus 0)");
-  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/gpu")->reason(),
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/gpu")->waiting_reason(),
             "waiting for an agent serving queue \"gpu\"");
-  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/fits")->reason(), "") << "leased: nothing to explain";
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/fits")->waiting_reason(), "")
+      << "leased: nothing to explain";
+
+  // Its agent lost, the task is ready again: why it is (its reason) and why
+  // it still waits are two different things, and both are told.
+  engine_.DisconnectAgent("small", channel.get());
+  engine_.ExpireLeases(absl::Now() + absl::Minutes(1));
+  const v1::TaskRun requeued = *engine_.GetTaskRun(exec + "/tasks/fits");
+  EXPECT_EQ(requeued.state(), v1::TASK_READY);
+  EXPECT_EQ(requeued.reason(), "re-queued: its agent was lost");
+  EXPECT_EQ(requeued.waiting_reason(), "waiting for an agent serving queue \"default\"");
 }
 
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
