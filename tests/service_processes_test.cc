@@ -324,5 +324,18 @@ INSTANTIATE_TEST_SUITE_P(AllServices, BadConfigTest,
                                                std::get<1>(info.param).name);
                          });
 
+TEST(AgentConfigTest, RejectsAnIdTheOrchestratorCouldNotUse) {
+  auto process = ChildProcess::Start({BinaryPath("services/agent/gyre-agent")}, {"GYRE_ID=Bad_Id"});
+  ASSERT_TRUE(process.ok()) << process.status();
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(status.has_value()) << "still running with a bad id";
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(2));
+  ASSERT_TRUE(WIFEXITED(*status)) << (*process)->Output();
+  EXPECT_EQ(WEXITSTATUS(*status), 2);
+  EXPECT_EQ((*process)->Output(),
+            "gyre-agent: environment variable GYRE_ID: id: invalid agent id \"Bad_Id\" (expected 1 "
+            "to 63 lowercase letters, digits and '-', starting with a letter or digit)");
+}
+
 }  // namespace
 }  // namespace gyre

@@ -65,6 +65,10 @@ absl::Status DevSuiteModule::ValidateConfig() {
   components_->orchestrator.mutable_config().data_dir = config_.data_dir;
   agent::AgentConfig& agent = components_->agent.mutable_config();
   agent.work_dir = absl::StrCat(config_.data_dir, "/work");
+  // The same id at every start: tasks the last run left in flight are
+  // re-queued as soon as the new embedded agent (which runs none of them)
+  // registers, not after the lease timeout.
+  agent.id = "embedded";
   agent.slots = config_.agent_slots > 0 ? config_.agent_slots
                                         : std::max<int64_t>(1, std::thread::hardware_concurrency());
   components_->gateway.mutable_config().http_address = config_.http_address;

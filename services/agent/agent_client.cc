@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <google/protobuf/util/time_util.h>
 
 #include "absl/random/random.h"
@@ -23,7 +25,8 @@ std::string Key(const v1::AttemptRef& ref) {
   return absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt());
 }
 
-std::string DefaultAgentId(const AgentConfig& config) {
+std::string AgentId(const AgentConfig& config) {
+  if (!config.id.empty()) return config.id;
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   std::string base = config.name.empty() ? host : config.name;
@@ -40,7 +43,7 @@ google::protobuf::Duration ToProto(absl::Duration duration) {
 }  // namespace
 
 AgentClient::AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link)
-    : config_(std::move(config)), agent_id_(DefaultAgentId(config_)), link_(std::move(link)) {}
+    : config_(std::move(config)), agent_id_(AgentId(config_)), link_(std::move(link)) {}
 
 AgentClient::~AgentClient() {
   {
@@ -75,6 +78,11 @@ v1::Register AgentClient::Registration() {
   registration.set_version(kGyreVersion);
   absl::MutexLock lock(&mutex_);
   for (const auto& [key, entry] : running_) *registration.add_running() = entry.first;
+  // Finished, but the result is not durable yet: the lease must be kept
+  // for the result sent again right after.
+  for (const QueuedMessage& result : unacked_) {
+    *registration.add_running() = result->task_result().ref();
+  }
   registration.set_initial_credit(std::max<int32_t>(
       0, static_cast<int32_t>(config_.slots) - static_cast<int32_t>(running_.size())));
   return registration;
@@ -97,7 +105,14 @@ void AgentClient::RunSessions() {
     logging::Warn("orchestrator stream closed; reconnecting",
                   {{"agent", agent_id_}, {"backoff_ms", absl::ToInt64Milliseconds(backoff)}});
     absl::SleepFor(backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(5));
+    absl::Duration cap = absl::Seconds(5);
+    {
+      // Several tries within a lease timeout: after an orchestrator
+      // restart the agent must be back before its leases are given up.
+      absl::MutexLock lock(&mutex_);
+      cap = std::clamp(lease_timeout_ / 4, absl::Milliseconds(100), cap);
+    }
+    backoff = std::min(backoff * 2, cap);
   }
 }
 
@@ -132,6 +147,9 @@ void AgentClient::RunSession() {
             TimeUtil::DurationToNanoseconds(message.registered().heartbeat_interval()));
         // An orchestrator that names none leaves the default.
         if (interval > absl::ZeroDuration()) heartbeat_interval_ = interval;
+        const absl::Duration lease_timeout = absl::Nanoseconds(
+            TimeUtil::DurationToNanoseconds(message.registered().lease_timeout()));
+        if (lease_timeout > absl::ZeroDuration()) lease_timeout_ = lease_timeout;
         logging::Info("registered with the orchestrator",
                       {{"agent", agent_id_}, {"slots", config_.slots}});
         break;

@@ -60,6 +60,8 @@ class AgentClient {
   absl::Mutex mutex_;
   OrchestratorSession* session_ ABSL_GUARDED_BY(mutex_) = nullptr;  // the open one
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
+  // The orchestrator's (from Registered): bounds the reconnect backoff.
+  absl::Duration lease_timeout_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(30);
   // Attempts running: "execution/task#attempt" -> (ref, runner handle).
   absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
       ABSL_GUARDED_BY(mutex_);

@@ -73,6 +73,17 @@ class ScriptedLink : public OrchestratorLink {
   }
   // The results session `index` has received once there are `count` (or
   // after `wait`).
+  // The registration that opened session `index`.
+  v1::Register Registration(size_t index) {
+    absl::MutexLock lock(&mutex_);
+    WaitForSession(index);
+    auto sent = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return !sessions_[index]->written_.empty();
+    };
+    mutex_.AwaitWithTimeout(absl::Condition(&sent), absl::Seconds(10));
+    return sessions_[index]->written_.empty() ? v1::Register()
+                                              : sessions_[index]->written_.front().register_();
+  }
   // How many heartbeats session `index` has received once there are
   // `count` (or after `wait`).
   size_t Heartbeats(size_t index, size_t count, absl::Duration wait) {
@@ -161,6 +172,11 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   ASSERT_EQ(resent.size(), 1u) << "only the unacknowledged result goes again";
   EXPECT_EQ(resent[0].ref().task_id(), first[2].ref().task_id());
   EXPECT_EQ(resent[0].sequence(), 3u) << "with its number";
+  // The registration listed it as held, so the orchestrator keeps its lease
+  // (even one that restarted meanwhile) for the result that follows.
+  const v1::Register again = link->Registration(1);
+  ASSERT_EQ(again.running_size(), 1);
+  EXPECT_EQ(again.running(0).task_id(), first[2].ref().task_id());
 
   // New results follow with new numbers.
   link->Deliver(1, Assign({"d"}));

@@ -1,5 +1,8 @@
 #include "services/agent/agent_config.h"
 
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
@@ -9,6 +12,25 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
   schema->AddAddress("orchestrator_address", &orchestrator_address,
                      "orchestrator gRPC address to connect to");
   schema->AddString("name", &name, "agent name (default: host name)");
+  schema->AddCustom(
+      "id",
+      [this](const YAML::Node& value) -> absl::Status {
+        const std::string parsed = value.IsScalar() ? value.Scalar() : "";
+        const bool valid = !parsed.empty() && parsed.size() <= 63 &&
+                           absl::ascii_isalnum(parsed[0]) &&
+                           std::all_of(parsed.begin(), parsed.end(), [](char c) {
+                             return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+                           });
+        if (!valid) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "invalid agent id \"", parsed,
+              "\" (expected 1 to 63 lowercase letters, digits and '-', starting with a letter "
+              "or digit)"));
+        }
+        id = parsed;
+        return absl::OkStatus();
+      },
+      /*structured=*/false, "agent id, stable across restarts (default: name + random suffix)");
   schema->AddInt("slots", &slots, 1, 4096, "tasks run at once");
   schema->AddStringList("queues", &queues, "queues (worker types) served");
   schema->AddCustom(

@@ -17,6 +17,13 @@ struct AgentConfig {
   std::string orchestrator_address = "127.0.0.1:50051";
   // Name reported at registration; empty means the host name.
   std::string name;
+  // The agent's id at the orchestrator. Empty: the name plus a random
+  // suffix, new at every start. A stable id (a StatefulSet pod's name, the
+  // embedded agent of `gyre dev`) lets the orchestrator re-queue the tasks
+  // a restarted agent no longer runs as soon as it registers again, rather
+  // than after the lease timeout. Two agents running at once must never
+  // share one.
+  std::string id;
   // Tasks run at once.
   int64_t slots = 4;
   // Queues (worker types) served.

@@ -217,11 +217,12 @@ TEST(EngineSnapshotTest, RestartFromSnapshotPlusTailRestoresStateAndHistoryExact
     EXPECT_EQ(runs[i].SerializeAsString(), failed_runs[i].SerializeAsString());
   }
 
-  // The diamond goes on: the unfinished middle task runs again, then d,
-  // which still sees a's output.
+  // The diamond goes on: the unfinished middle task, kept for a1 until it
+  // comes back, runs again as a1 comes back without it; then d, which
+  // still sees a's output.
   const v1::Execution running = *orchestrator.engine().GetExecution(diamond);
   EXPECT_EQ(running.task_counts().succeeded(), 2);
-  EXPECT_EQ(running.task_counts().ready(), 1);
+  EXPECT_EQ(running.task_counts().running(), 1);
   EXPECT_EQ(running.task_counts().pending(), 1);
   auto agent = orchestrator.Connect("a1");
   auto rerun = agent->Take(1);

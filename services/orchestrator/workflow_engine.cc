@@ -337,6 +337,7 @@ absl::Status WorkflowEngine::Recover() {
   const absl::Time start = absl::Now();
   int64_t records = 0;
   int64_t requeued = 0;
+  int64_t kept = 0;
   bool from_snapshot = false;
   absl::Duration restore_time;
   absl::Status status;
@@ -368,12 +369,16 @@ absl::Status WorkflowEngine::Recover() {
         for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
           TaskSlot& task = exec->tasks[i];
           if (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING) continue;
+          if (!task.agent.empty()) {
+            KeepRecoveredLeaseLocked(*exec, i);
+            kept++;
+            continue;
+          }
           if (!task.attempts.empty()) {
             task.attempts.back().outcome = v1::ATTEMPT_LOST;
             task.attempts.back().error = "the orchestrator restarted during the attempt";
             metrics_.CountOutcome(v1::ATTEMPT_LOST);
           }
-          task.agent.clear();
           MakeReadyLocked(*exec, i, out);
           requeued++;
         }
@@ -387,9 +392,24 @@ absl::Status WorkflowEngine::Recover() {
                                      {"restore_seconds", absl::ToDoubleSeconds(restore_time)},
                                      {"records", records},
                                      {"executions", static_cast<int64_t>(executions_.size())},
+                                     {"leases_kept_for_their_agents", kept},
                                      {"requeued_attempts", requeued},
                                      {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
   return absl::OkStatus();
+}
+
+void WorkflowEngine::KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index) {
+  TaskSlot& task = exec.tasks[index];
+  std::unique_ptr<Agent>& agent = agents_[task.agent];
+  if (agent == nullptr) {
+    // Known only by its leases until it registers again: no channel, so
+    // nothing is dispatched to it, and the lease timeout counts from now.
+    agent = std::make_unique<Agent>();
+    agent->id = task.agent;
+    agent->last_seen = absl::Now();
+  }
+  agent->leases.insert({exec.slot, index});
+  queues_[task.queue]->running++;
 }
 
 absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Outbox& out) {
@@ -768,6 +788,18 @@ std::vector<v1::Execution> WorkflowEngine::ListExecutions(const v1::ListExecutio
   return result;
 }
 
+namespace {
+
+// Tells an agent to stop an attempt: SIGTERM, then SIGKILL after a grace.
+v1::OrchestratorMessage CancelMessage(v1::AttemptRef ref) {
+  v1::OrchestratorMessage cancel;
+  *cancel.mutable_cancel()->mutable_ref() = std::move(ref);
+  *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
+  return cancel;
+}
+
+}  // namespace
+
 void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out) {
   exec.reason = reason.empty() ? "cancelled by a client" : std::string(reason);
   for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
@@ -776,13 +808,11 @@ void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason
     if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
       auto agent = agents_.find(task.agent);
       if (agent != agents_.end() && agent->second->channel != nullptr) {
-        v1::OrchestratorMessage cancel;
-        v1::AttemptRef* ref = cancel.mutable_cancel()->mutable_ref();
-        ref->set_execution(exec.name());
-        ref->set_task_id(task.spec->id());
-        ref->set_attempt(task.attempt);
-        *cancel.mutable_cancel()->mutable_grace() = ToProto(absl::Seconds(10));
-        agent->second->channel->Send(std::move(cancel));
+        v1::AttemptRef ref;
+        ref.set_execution(exec.name());
+        ref.set_task_id(task.spec->id());
+        ref.set_attempt(task.attempt);
+        agent->second->channel->Send(CancelMessage(std::move(ref)));
       }
     }
     task.generation++;
@@ -1041,7 +1071,9 @@ std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {
     *info.mutable_resources() = agent->registration.resources();
     info.set_slots(agent->registration.slots());
     info.set_free_slots(agent->free_slots());
-    info.set_state(agent->draining ? v1::AgentInfo::DRAINING : v1::AgentInfo::CONNECTED);
+    info.set_state(agent->channel == nullptr ? v1::AgentInfo::DISCONNECTED
+                   : agent->draining         ? v1::AgentInfo::DRAINING
+                                             : v1::AgentInfo::CONNECTED);
     *info.mutable_last_heartbeat_time() = ToProto(agent->last_seen);
     info.set_version(agent->registration.version());
     result.push_back(std::move(info));
@@ -1105,10 +1137,22 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       }
       for (const auto& [exec_slot, task] : lost) {
         ExecutionState& exec = *executions_[exec_slot];
-        exec.tasks[task].attempts.back().outcome = v1::ATTEMPT_LOST;
+        AttemptRecord& attempt = exec.tasks[task].attempts.back();
+        attempt.outcome = v1::ATTEMPT_LOST;
+        attempt.error = absl::StrCat("agent ", id, " came back without it");
+        attempt.end_time = absl::ToUnixNanos(absl::Now());
+        metrics_.CountOutcome(v1::ATTEMPT_LOST);
         ReleaseLeaseLocked(exec, task);
         RequeueLocked(exec, task, out);
       }
+    }
+    // Attempts it reports that are not its leases (any more): re-queued
+    // while it was away, cancelled, or never known (it was declared dead).
+    // Another attempt may be running elsewhere; this one must stop.
+    for (const v1::AttemptRef& ref : registration.running()) {
+      if (HoldsLeaseLocked(agent, ref)) continue;
+      agent.channel->Send(CancelMessage(ref));
+      SkipUnrecordedAttemptLocked(agent.id, ref);
     }
     for (const auto& lease : agent.leases) {
       // Resources of leases kept across the reconnect stay reserved.
@@ -1216,6 +1260,41 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
   }
   Deliver(out);
   return absl::OkStatus();
+}
+
+bool WorkflowEngine::HoldsLeaseLocked(const Agent& agent, const v1::AttemptRef& ref) {
+  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  if (exec == nullptr) return false;
+  auto task = exec->task_index.find(ref.task_id());
+  return task != exec->task_index.end() && agent.leases.contains({exec->slot, task->second}) &&
+         exec->tasks[task->second].attempt == ref.attempt();
+}
+
+void WorkflowEngine::SkipUnrecordedAttemptLocked(const std::string& agent_id,
+                                                 const v1::AttemptRef& ref) {
+  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  if (exec == nullptr) return;
+  auto index = exec->task_index.find(ref.task_id());
+  if (index == exec->task_index.end()) return;
+  TaskSlot& task = exec->tasks[index->second];
+  // An attempt newer than any recorded was leased just before a crash, its
+  // lease not yet durable. Its number must not be handed out again: the
+  // same agent would get a second attempt it cannot tell from the first
+  // (one key, one working directory) while the first is still stopping.
+  if (ref.attempt() <= task.attempt || task.state == v1::TASK_LEASED ||
+      task.state == v1::TASK_RUNNING) {
+    return;
+  }
+  task.attempt = ref.attempt();
+  AttemptRecord& record = task.attempts.emplace_back();
+  record.attempt = ref.attempt();
+  record.agent = agent_id;
+  record.outcome = v1::ATTEMPT_LOST;
+  record.error =
+      "leased just before the orchestrator restarted, the lease not yet recorded; "
+      "stopped when its agent reported it";
+  record.end_time = absl::ToUnixNanos(absl::Now());
+  metrics_.CountOutcome(v1::ATTEMPT_LOST);
 }
 
 void WorkflowEngine::DisconnectAgent(const std::string& agent_id, const AgentChannel* channel) {
@@ -1783,6 +1862,8 @@ void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std
   task.attempt = attempt;
   task.agent = agent_id;
   task.lease_time = absl::Now();
+  // Why it waited ("re-queued: ...") no longer applies; its event keeps it.
+  task.reason.clear();
   AttemptRecord& record = task.attempts.emplace_back();
   record.attempt = attempt;
   record.agent = agent_id;

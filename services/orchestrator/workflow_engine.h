@@ -236,6 +236,21 @@ class WorkflowEngine {
                       std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>* lent) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a restart, a lease that was in flight stays with its agent, which
+  // may still be running the attempt (or hold its result, not yet durable
+  // at the crash): as for an agent whose stream broke, it has the lease
+  // timeout to register again and keep what it reports; what it does not
+  // report, or all of it if it never comes back, goes back to the queue.
+  // Whether `ref` is the current attempt of a task leased to `agent`.
+  bool HoldsLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `ref`, reported running by an agent that holds no lease for it, is
+  // being cancelled; if no attempt that new was ever recorded, its number is
+  // taken so that it is never leased a second time.
+  void SkipUnrecordedAttemptLocked(const std::string& agent_id, const gyre::v1::AttemptRef& ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -519,6 +519,15 @@ TEST_F(WorkflowEngineTest, AReadyTaskNoAgentCanTakeSaysWhy) {
   EXPECT_EQ(requeued.waiting_reason(), "waiting for an agent serving queue \"default\"");
 }
 
+TEST_F(WorkflowEngineTest, AnAgentWhoseStreamClosedIsListedDisconnected) {
+  auto channel = Connect("a1");
+  ASSERT_EQ(engine_.ListAgents().size(), 1u);
+  EXPECT_EQ(engine_.ListAgents()[0].state(), v1::AgentInfo::CONNECTED);
+  engine_.DisconnectAgent("a1", channel.get());
+  ASSERT_EQ(engine_.ListAgents().size(), 1u) << "kept until the lease timeout";
+  EXPECT_EQ(engine_.ListAgents()[0].state(), v1::AgentInfo::DISCONNECTED);
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
@@ -571,64 +580,160 @@ TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
 namespace gyre::orchestrator {
 namespace {
 
-TEST(WorkflowEngineRecoveryTest, RestartKeepsResultsAndRerunsInFlightAttempts) {
-  auto data = NewMemoryStateStoreData();
-  std::string exec;
-  v1::TaskAssignment in_flight;
-  {
-    auto store = NewMemoryStateStore(data);
+// An engine over one in-memory store that can be "killed" and started
+// again: an orchestrator restart with agent "a1" (4 slots) connected at
+// first.
+class WorkflowEngineRecoveryTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Restart(); }
+
+  // Drops the engine (a crash: nothing is flushed that was not already)
+  // and recovers a new one from the store.
+  void Restart() {
+    engine_.reset();
+    store_ = NewMemoryStateStore(data_);
     WorkflowEngine::Options options;
-    options.store = store.get();
-    WorkflowEngine engine(options);
-    ASSERT_TRUE(engine.Recover().ok());
+    options.store = store_.get();
+    options.lease_timeout = absl::Seconds(30);
+    engine_ = std::make_unique<WorkflowEngine>(options);
+    ASSERT_TRUE(engine_->Recover().ok());
+  }
+
+  std::shared_ptr<RecordingChannel> Register(const std::string& id,
+                                             const std::vector<v1::AttemptRef>& running = {}) {
     auto channel = std::make_shared<RecordingChannel>();
     v1::Register registration;
-    registration.set_agent_id("a1");
+    registration.set_agent_id(id);
     registration.set_slots(4);
     registration.add_queues("default");
-    ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+    for (const v1::AttemptRef& ref : running) *registration.add_running() = ref;
+    EXPECT_TRUE(engine_->RegisterAgent(registration, channel).ok());
+    return channel;
+  }
+
+  void Report(const std::string& agent, const v1::AttemptRef& ref, uint64_t sequence,
+              const std::string& output = "") {
+    v1::AgentMessage result;
+    *result.mutable_task_result()->mutable_ref() = ref;
+    result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
+    result.mutable_task_result()->set_output_json(output);
+    result.mutable_task_result()->set_sequence(sequence);
+    ASSERT_TRUE(engine_->HandleAgentMessage(agent, result).ok());
+  }
+
+  // a -> b -> c; a succeeds (output K=v) and b is leased to a1 when the
+  // orchestrator dies. Returns b's assignment.
+  v1::TaskAssignment RunUntilBIsInFlight() {
+    auto channel = Register("a1");
     v1::StartExecutionRequest request;
     *request.mutable_definition() = Workflow({Task("a"), Task("b", {"a"}), Task("c", {"b"})});
-    exec = engine.StartExecution(request)->name();
+    exec_ = engine_->StartExecution(request)->name();
     auto a = channel->Take(1);
-    ASSERT_EQ(a.size(), 1u);
-    v1::AgentMessage result;
-    *result.mutable_task_result()->mutable_ref() = a[0].ref();
-    result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
-    result.mutable_task_result()->set_output_json(R"({"K": "v"})");
-    result.mutable_task_result()->set_sequence(1);
-    ASSERT_TRUE(engine.HandleAgentMessage("a1", result).ok());
+    EXPECT_EQ(a.size(), 1u);
+    if (a.empty()) return {};
+    Report("a1", a[0].ref(), 1, R"({"K": "v"})");
     auto b = channel->Take(1);
-    ASSERT_EQ(b.size(), 1u);
-    in_flight = b[0];  // the orchestrator "dies" while b runs
+    EXPECT_EQ(b.size(), 1u);
+    return b.empty() ? v1::TaskAssignment() : b[0];
   }
-  auto store = NewMemoryStateStore(data);
-  WorkflowEngine::Options options;
-  options.store = store.get();
-  WorkflowEngine engine(options);
-  ASSERT_TRUE(engine.Recover().ok());
-  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/a")->state(), v1::TASK_SUCCEEDED);
-  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/a")->outputs().fields().at("K").string_value(), "v");
-  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/b")->state(), v1::TASK_READY);
 
-  auto channel = std::make_shared<RecordingChannel>();
-  v1::Register registration;
-  registration.set_agent_id("a1");
-  registration.set_slots(4);
-  registration.add_queues("default");
-  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
-  // The old attempt's late result is fenced off.
-  v1::AgentMessage stale;
-  *stale.mutable_task_result()->mutable_ref() = in_flight.ref();
-  stale.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
-  stale.mutable_task_result()->set_sequence(2);
-  ASSERT_TRUE(engine.HandleAgentMessage("a1", stale).ok());
-  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/b")->state(), v1::TASK_LEASED);
+  v1::TaskRun Run(const std::string& task) {
+    return *engine_->GetTaskRun(exec_ + "/tasks/" + task);
+  }
+
+  std::shared_ptr<MemoryStateStoreData> data_ = NewMemoryStateStoreData();
+  std::unique_ptr<StateStore> store_;
+  std::unique_ptr<WorkflowEngine> engine_;
+  std::string exec_;
+};
+
+TEST_F(WorkflowEngineRecoveryTest, AnAttemptThatRanOnThroughARestartIsRecordedOnce) {
+  const v1::TaskAssignment b = RunUntilBIsInFlight();
+  Restart();
+  EXPECT_EQ(Run("a").state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(Run("a").outputs().fields().at("K").string_value(), "v");
+  EXPECT_EQ(Run("b").state(), v1::TASK_LEASED) << "kept for its agent, not run again at once";
+
+  // a1 comes back still holding b (running, or finished with the result
+  // unacknowledged) and reports it: its result counts, no second attempt.
+  auto channel = Register("a1", {b.ref()});
+  EXPECT_EQ(channel->pending(), 0u) << "b is not handed out again";
+  EXPECT_TRUE(channel->cancels().empty());
+  Report("a1", b.ref(), 1);
+  EXPECT_EQ(Run("b").state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(Run("b").attempts_size(), 1);
+  auto c = channel->Take(1);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].ref().task_id(), "c");
+  EXPECT_EQ(c[0].env().at("K"), "v") << "outputs survive the restart";
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnAttemptItsAgentNoLongerHasRunsAgain) {
+  const v1::TaskAssignment b = RunUntilBIsInFlight();
+  Restart();
+  // a1 comes back without b (it was restarted too, say).
+  auto channel = Register("a1");
   auto rerun = channel->Take(1);
   ASSERT_EQ(rerun.size(), 1u);
   EXPECT_EQ(rerun[0].ref().task_id(), "b");
   EXPECT_EQ(rerun[0].ref().attempt(), 2);
   EXPECT_EQ(rerun[0].env().at("K"), "v") << "outputs survive the restart";
+  EXPECT_EQ(Run("b").attempts(0).outcome(), v1::ATTEMPT_LOST);
+  EXPECT_EQ(Run("b").attempts(0).error(), "agent a1 came back without it");
+  EXPECT_EQ(Run("b").reason(), "") << "re-queued, then leased: the reason went with the wait";
+  // The old attempt's late result is fenced off.
+  Report("a1", b.ref(), 1);
+  EXPECT_EQ(Run("b").state(), v1::TASK_LEASED);
+  EXPECT_EQ(Run("b").attempts_size(), 2);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnAgentThatNeverComesBackLosesItsLeasesAfterTheTimeout) {
+  RunUntilBIsInFlight();
+  Restart();
+  engine_->ExpireLeases(absl::Now() + absl::Seconds(10));
+  EXPECT_EQ(Run("b").state(), v1::TASK_LEASED) << "b waits for a1 within the lease timeout";
+  engine_->ExpireLeases(absl::Now() + absl::Minutes(1));
+  EXPECT_EQ(Run("b").state(), v1::TASK_READY);
+  auto other = Register("a2");
+  auto rerun = other->Take(1);
+  ASSERT_EQ(rerun.size(), 1u);
+  EXPECT_EQ(rerun[0].ref().task_id(), "b");
+  EXPECT_EQ(rerun[0].ref().attempt(), 2);
+  // a1 turns up after all, still running attempt 1: it is told to stop.
+  v1::AttemptRef old_b = rerun[0].ref();
+  old_b.set_attempt(1);
+  auto late = Register("a1", {old_b});
+  ASSERT_EQ(late->cancels().size(), 1u);
+  EXPECT_EQ(late->cancels()[0].ref().task_id(), "b");
+  EXPECT_EQ(late->cancels()[0].ref().attempt(), 1);
+  EXPECT_EQ(late->pending(), 0u);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnAttemptLeasedJustBeforeACrashIsNeverLeasedTwice) {
+  // No agent yet: "a" is ready, no attempt recorded.
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  exec_ = engine_->StartExecution(request)->name();
+  Restart();
+  // a1 reports attempt 1 of "a": leased to it just before the crash, the
+  // lease record lost with it.
+  v1::AttemptRef unrecorded;
+  unrecorded.set_execution(exec_);
+  unrecorded.set_task_id("a");
+  unrecorded.set_attempt(1);
+  auto channel = Register("a1", {unrecorded});
+  ASSERT_EQ(channel->cancels().size(), 1u) << "the unrecorded attempt is stopped";
+  EXPECT_EQ(channel->cancels()[0].ref().attempt(), 1);
+  auto lease = channel->Take(1);
+  ASSERT_EQ(lease.size(), 1u);
+  EXPECT_EQ(lease[0].ref().attempt(), 2) << "attempt 1 exists on the agent: never again";
+  // The stopped attempt's result, when it comes, is fenced off.
+  Report("a1", unrecorded, 1);
+  EXPECT_EQ(Run("a").state(), v1::TASK_LEASED);
+  ASSERT_EQ(Run("a").attempts_size(), 2);
+  EXPECT_EQ(Run("a").attempts(0).outcome(), v1::ATTEMPT_LOST);
+  Report("a1", lease[0].ref(), 2);
+  EXPECT_EQ(Run("a").state(), v1::TASK_SUCCEEDED);
 }
 
 }  // namespace
