@@ -1899,6 +1899,22 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
   const bool current = task.attempt == ref.attempt() && task.agent == agent_id;
   if (!current || (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING &&
                    task.state != v1::TASK_CANCELLED)) {
+    // Sent again after a reconnect because its acknowledgement was lost:
+    // nothing is wrong, and nothing changes.
+    const bool recorded =
+        std::any_of(task.attempts.begin(), task.attempts.end(), [&](const AttemptRecord& attempt) {
+          return attempt.attempt == ref.attempt() && attempt.agent == agent_id &&
+                 attempt.outcome != v1::ATTEMPT_OUTCOME_UNSPECIFIED &&
+                 attempt.outcome != v1::ATTEMPT_LOST;
+        });
+    if (recorded) {
+      logging::Debug("result already recorded; the copy is ignored",
+                     {{"agent", agent_id},
+                      {"execution", ref.execution()},
+                      {"task", ref.task_id()},
+                      {"attempt", ref.attempt()}});
+      return false;
+    }
     logging::Warn("stale result rejected", {{"agent", agent_id},
                                             {"execution", ref.execution()},
                                             {"task", ref.task_id()},

@@ -1,8 +1,14 @@
 #include "services/orchestrator/workflow_engine.h"
 
+#include <stdio.h>
+#include <unistd.h>
+
 #include <deque>
+#include <fstream>
+#include <sstream>
 
 #include "gtest/gtest.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::orchestrator {
 namespace {
@@ -526,6 +532,34 @@ TEST_F(WorkflowEngineTest, AnAgentWhoseStreamClosedIsListedDisconnected) {
   engine_.DisconnectAgent("a1", channel.get());
   ASSERT_EQ(engine_.ListAgents().size(), 1u) << "kept until the lease timeout";
   EXPECT_EQ(engine_.ListAgents()[0].state(), v1::AgentInfo::DISCONNECTED);
+}
+
+TEST_F(WorkflowEngineTest, AResultSentAgainIsIgnoredQuietlyAndAStaleOneIsWarnedAbout) {
+  char path[] = "/tmp/gyre_engine_log_XXXXXX";
+  const int log_fd = mkstemp(path);
+  ASSERT_GE(log_fd, 0);
+  logging::SetOutputFd(log_fd);
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  Report("a1", a[0]);
+  // Its acknowledgement lost, a1 sends the same result again (a new
+  // session, a new number): recorded once, and not called stale.
+  Report("a1", a[0]);
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/a")->attempts_size(), 1);
+  // A result for an attempt a1 never held is stale.
+  v1::TaskAssignment other = a[0];
+  other.mutable_ref()->set_attempt(7);
+  Report("a1", other);
+  logging::SetOutputFd(STDERR_FILENO);
+  close(log_fd);
+  std::stringstream log;
+  log << std::ifstream(path).rdbuf();
+  std::remove(path);
+  EXPECT_EQ(log.str().find("\"attempt\":1,"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("stale result rejected"), std::string::npos) << log.str();
+  EXPECT_NE(log.str().find("\"attempt\":7,"), std::string::npos) << log.str();
 }
 
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
