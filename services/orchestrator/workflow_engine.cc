@@ -1146,11 +1146,12 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
         RequeueLocked(exec, task, out);
       }
     }
-    // Attempts it reports that are not its leases (any more): re-queued
-    // while it was away, cancelled, or never known (it was declared dead).
-    // Another attempt may be running elsewhere; this one must stop.
+    // Attempts it reports that are not its live leases (any more):
+    // re-queued while it was away, never known (it was declared dead), or
+    // cancelled while no cancel could reach it. Another attempt may be
+    // running elsewhere; this one must stop.
     for (const v1::AttemptRef& ref : registration.running()) {
-      if (HoldsLeaseLocked(agent, ref)) continue;
+      if (HoldsLiveLeaseLocked(agent, ref)) continue;
       agent.channel->Send(CancelMessage(ref));
       SkipUnrecordedAttemptLocked(agent.id, ref);
     }
@@ -1262,12 +1263,16 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
   return absl::OkStatus();
 }
 
-bool WorkflowEngine::HoldsLeaseLocked(const Agent& agent, const v1::AttemptRef& ref) {
+bool WorkflowEngine::HoldsLiveLeaseLocked(const Agent& agent, const v1::AttemptRef& ref) {
   ExecutionState* exec = FindExecutionLocked(ref.execution());
   if (exec == nullptr) return false;
-  auto task = exec->task_index.find(ref.task_id());
-  return task != exec->task_index.end() && agent.leases.contains({exec->slot, task->second}) &&
-         exec->tasks[task->second].attempt == ref.attempt();
+  auto index = exec->task_index.find(ref.task_id());
+  if (index == exec->task_index.end() || !agent.leases.contains({exec->slot, index->second})) {
+    return false;
+  }
+  const TaskSlot& task = exec->tasks[index->second];
+  return task.attempt == ref.attempt() &&
+         (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING);
 }
 
 void WorkflowEngine::SkipUnrecordedAttemptLocked(const std::string& agent_id,

@@ -241,8 +241,9 @@ class WorkflowEngine {
   // at the crash): as for an agent whose stream broke, it has the lease
   // timeout to register again and keep what it reports; what it does not
   // report, or all of it if it never comes back, goes back to the queue.
-  // Whether `ref` is the current attempt of a task leased to `agent`.
-  bool HoldsLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
+  // Whether `ref` is the current attempt of a task leased to `agent` that
+  // is still to run (not cancelled meanwhile).
+  bool HoldsLiveLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `ref`, reported running by an agent that holds no lease for it, is
   // being cancelled; if no attempt that new was ever recorded, its number is

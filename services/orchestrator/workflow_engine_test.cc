@@ -562,6 +562,26 @@ TEST_F(WorkflowEngineTest, AResultSentAgainIsIgnoredQuietlyAndAStaleOneIsWarnedA
   EXPECT_NE(log.str().find("\"attempt\":7,"), std::string::npos) << log.str();
 }
 
+TEST_F(WorkflowEngineTest, AnAgentAwayWhenItsExecutionWasCancelledIsToldToStopOnReturn) {
+  auto channel = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto a = channel->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  engine_.DisconnectAgent("a1", channel.get());
+  ASSERT_TRUE(engine_.CancelExecution(exec, "").ok());
+  EXPECT_TRUE(channel->cancels().empty()) << "no stream to send it on";
+  auto back = std::make_shared<RecordingChannel>();
+  v1::Register registration;
+  registration.set_agent_id("a1");
+  registration.set_slots(8);
+  registration.add_queues("default");
+  *registration.add_running() = a[0].ref();
+  ASSERT_TRUE(engine_.RegisterAgent(registration, back).ok());
+  ASSERT_EQ(back->cancels().size(), 1u);
+  EXPECT_EQ(back->cancels()[0].ref().task_id(), "a");
+  EXPECT_EQ(back->pending(), 0u);
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
