@@ -8,6 +8,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -22,9 +26,26 @@ namespace {
 
 using testing::ChildProcess;
 
-std::string GyreBinary() {
+// A file of the build (binaries, and the examples copied beside them).
+std::string BuildFile(const std::string& relative) {
   const char* root = std::getenv("GYRE_BIN_DIR");
-  return root != nullptr ? absl::StrCat(root, "/cmd/gyre/gyre") : "cmd/gyre/gyre";
+  return root != nullptr ? absl::StrCat(root, "/", relative) : relative;
+}
+
+std::string GyreBinary() { return BuildFile("cmd/gyre/gyre"); }
+
+// Runs `gyre` with `args` to its end; returns its exit code (-1 if it did
+// not exit) and its output.
+std::pair<int, std::string> RunGyre(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {GyreBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto process = ChildProcess::Start(argv);
+  if (!process.ok()) return {-1, std::string(process.status().message())};
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(60));
+  // The output is complete once the pipe closes at exit.
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  const int code = status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
+  return {code, (*process)->Output()};
 }
 
 TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
@@ -96,6 +117,42 @@ TEST(DevSuiteTest, RunsAWorkflowToSuccessWithARelativeDataDirectory) {
       absl::Seconds(30));
   ASSERT_TRUE(ran.ok()) << ran.status() << "\n" << (*process)->Output();
   EXPECT_TRUE(absl::StrContains(*ran, "example workflow succeeded")) << (*process)->Output();
+  (*process)->Signal(SIGINT);
+  EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
+}
+
+TEST(DevSuiteTest, EveryShippedExampleWorkflowIsValid) {
+  for (const char* example :
+       {"examples/etl.yaml", "examples/evaluator-branch.yaml", "examples/ml-training.yaml"}) {
+    const auto [code, output] = RunGyre({"validate", BuildFile(example)});
+    EXPECT_EQ(code, 0) << example << ":\n" << output;
+  }
+}
+
+TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
+  const testing::ScratchDir data_dir("gyre_dev_schedule");
+  ASSERT_FALSE(data_dir.path().empty());
+  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                                      absl::StrCat("--data_dir=", data_dir.path()),
+                                      "--task_library_dir=" + BuildFile("examples/task-library")});
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto up = (*process)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
+      absl::Seconds(20));
+  ASSERT_TRUE(up.ok()) << up.status() << "\n" << (*process)->Output();
+  const std::string orchestrator =
+      absl::StrCat("--orchestrator=127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"));
+  // daily-report pulls in clean and fetch-raw, and nothing else.
+  const auto [code, output] =
+      RunGyre({"schedule", "daily-report", "--set", "REGION=eu", orchestrator});
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, "outcome daily-report: 3 tasks, execution ")) << output;
+  EXPECT_TRUE(absl::StrContains(output, "succeeded: 3 succeeded, 0 failed")) << output;
+  const auto [unknown_code, unknown_output] = RunGyre({"schedule", "no-such-task", orchestrator});
+  EXPECT_EQ(unknown_code, 2) << unknown_output;
+  EXPECT_TRUE(absl::StrContains(unknown_output, "unknown target task \"no-such-task\""))
+      << unknown_output;
   (*process)->Signal(SIGINT);
   EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
 }

@@ -58,11 +58,19 @@ void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddInt("agent_slots", &config_.agent_slots, 0, 4096,
                  "task slots of the embedded agent (0: one per CPU core)");
   schema->AddString("run", &config_.run, "workflow file to run once the suite is up");
+  schema->AddString("task_library_dir", &config_.task_library_dir,
+                    "directory of task-library YAML files (for gyre schedule)");
 }
 
 absl::Status DevSuiteModule::ValidateConfig() {
   if (config_.data_dir.empty()) return absl::InvalidArgumentError("data_dir: must not be empty");
   components_->orchestrator.mutable_config().data_dir = config_.data_dir;
+  components_->orchestrator.mutable_config().task_library_dir = config_.task_library_dir;
+  // Loads the task library: a bad one stops the start, as it does the
+  // orchestrator's.
+  if (absl::Status status = components_->orchestrator.ValidateConfig(); !status.ok()) {
+    return status;
+  }
   agent::AgentConfig& agent = components_->agent.mutable_config();
   agent.work_dir = absl::StrCat(config_.data_dir, "/work");
   // The same id at every start: tasks the last run left in flight are

@@ -20,6 +20,9 @@ struct DevConfig {
   int64_t agent_slots = 0;
   // A workflow file to run once the suite is up (the suite keeps serving).
   std::string run;
+  // Directory of task-library YAML files for ScheduleOutcome (`gyre
+  // schedule`); empty: none.
+  std::string task_library_dir;
 };
 
 // `gyre dev`: the whole suite in one process. Every service module

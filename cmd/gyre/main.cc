@@ -26,6 +26,8 @@ ABSL_FLAG(std::string, data_dir, "", "directory of the embedded durable store (g
 ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (gyre dev)");
 ABSL_FLAG(std::string, agent_slots, "", "task slots of the embedded agent (gyre dev)");
 ABSL_FLAG(std::string, run, "", "workflow file to run once the suite is up (gyre dev)");
+ABSL_FLAG(std::string, task_library_dir, "",
+          "directory of task-library YAML files, for gyre schedule (gyre dev)");
 
 namespace {
 
@@ -35,6 +37,9 @@ constexpr char kUsage[] =
     "  dev [--run=FILE.yaml] [flags]       run the whole suite (six services) in one process\n"
     "  run FILE.yaml [--set key=value]...  submit a workflow and follow it to the end\n"
     "      [--orchestrator=host:port]      (default 127.0.0.1:50051)\n"
+    "  schedule TASK... [--set key=value]... [--orchestrator=host:port]\n"
+    "                                      schedule an outcome: the task library's TASKs and\n"
+    "                                      what they depend on; follow it like run\n"
     "  validate FILE.yaml                  check a workflow without running it\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
@@ -70,7 +75,8 @@ int RunDev(int argc, char** argv) {
                                        {{"data_dir", &FLAGS_data_dir},
                                         {"http_address", &FLAGS_http_address},
                                         {"agent_slots", &FLAGS_agent_slots},
-                                        {"run", &FLAGS_run}}},
+                                        {"run", &FLAGS_run},
+                                        {"task_library_dir", &FLAGS_task_library_dir}}},
                                       &module);
 }
 
@@ -93,6 +99,28 @@ int RunCommand(int argc, char** argv) {
   options.interactive = isatty(STDOUT_FILENO) != 0;
   return gyre::cli::RunWorkflow(
       grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()), options);
+}
+
+int ScheduleCommand(int argc, char** argv) {
+  gyre::cli::RunOptions options;
+  std::vector<std::string> targets;
+  std::string orchestrator = "127.0.0.1:50051";
+  for (int i = 2; i < argc; ++i) {
+    std::string value;
+    if (TakeOption(argc, argv, &i, "set", &value)) {
+      if (!gyre::cli::ParseSetFlag(value, &options.context)) return gyre::cli::kRunBadInput;
+    } else if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
+      orchestrator = value;
+    } else if (argv[i][0] == '-') {
+      return Usage((std::string("schedule: unexpected argument ") + argv[i]).c_str());
+    } else {
+      targets.emplace_back(argv[i]);
+    }
+  }
+  if (targets.empty()) return Usage("schedule: which task(s) of the task library?");
+  options.interactive = isatty(STDOUT_FILENO) != 0;
+  return gyre::cli::ScheduleOutcome(
+      grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()), targets, options);
 }
 
 int ValidateCommand(int argc, char** argv) {
@@ -169,6 +197,7 @@ int main(int argc, char** argv) {
     return RunDev(argc - 1, argv + 1);
   }
   if (command == "run") return RunCommand(argc, argv);
+  if (command == "schedule") return ScheduleCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
   if (command == "version") {

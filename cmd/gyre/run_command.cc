@@ -9,10 +9,13 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "cmd/gyre/run_console.h"
 #include "cmd/gyre/waiting_reporter.h"
@@ -166,6 +169,99 @@ class Progress {
 
 }  // namespace
 
+namespace {
+
+// Exit code for a start the orchestrator refused or could not take.
+int StartFailed(const char* command, const grpc::Status& status) {
+  std::fprintf(stderr, "gyre %s: %s\n", command, status.error_message().c_str());
+  switch (status.error_code()) {
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return kRunBadInput;
+    default:
+      return kRunUnavailable;
+  }
+}
+
+// A random request id: a start retried after a lost connection runs once.
+std::string NewRequestId(absl::string_view command) {
+  absl::BitGen random;
+  return absl::StrFormat("gyre-%s-%016x%016x", command, absl::Uniform<uint64_t>(random),
+                         absl::Uniform<uint64_t>(random));
+}
+
+// Follows WatchBatches of `execution` from the next sequence `progress`
+// expects until the stream ends; returns how it ended.
+grpc::Status WatchFromWhereItWas(v1::OrchestratorService::Stub& stub, const std::string& execution,
+                                 Progress& progress) {
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  v1::WatchRequest watch;
+  watch.set_execution(execution);
+  watch.set_from_sequence(progress.next_sequence());
+  auto reader = stub.WatchBatches(&context, watch);
+  v1::EventBatch batch;
+  while (reader->Read(&batch)) {
+    for (const v1::Event& event : batch.events()) progress.Take(event);
+    progress.Redraw();
+  }
+  return reader->Finish();
+}
+
+// Prints the header, follows `execution` to its end (its first events come
+// from `follow_first`, then from WatchBatches wherever a stream breaks),
+// prints the summary and returns the exit code. `definition` (may be
+// empty) groups ready tasks for the waiting reporter.
+int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title,
+                    const v1::Execution& execution, const v1::WorkflowDefinition& definition,
+                    const RunOptions& options,
+                    absl::FunctionRef<grpc::Status(Progress&)> follow_first) {
+  std::fprintf(options.out, "%s: %d tasks, execution %s\n", std::string(title).c_str(),
+               execution.task_counts().total(), execution.name().c_str());
+  std::fflush(options.out);
+
+  RunConsole console(options.out, options.interactive);
+  std::optional<WaitingReporter> waiting;
+  waiting.emplace(&stub, execution.name(), definition, &console);
+  Progress progress(&console, &*waiting, execution.task_counts().total());
+  grpc::Status status = follow_first(progress);
+  // A broken stream (an orchestrator restart) resumes from the next
+  // sequence number, so no event is missed or shown twice.
+  for (int reconnects = 0; !progress.ended() && reconnects < 100; ++reconnects) {
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
+    absl::SleepFor(absl::Milliseconds(200));
+    status = WatchFromWhereItWas(stub, execution.name(), progress);
+  }
+  waiting.reset();  // stop asking: the execution ended or its stream is lost
+  progress.Redraw();
+  console.EndBar();
+  if (!progress.ended()) {
+    std::fprintf(stderr, "gyre: lost the event stream of %s (%s)\n", execution.name().c_str(),
+                 status.error_message().c_str());
+    return kRunUnavailable;
+  }
+  const v1::TaskCounts& counts = progress.counts();
+  std::fprintf(
+      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n", execution.name().c_str(),
+      absl::AsciiStrToLower(v1::ExecutionState_Name(progress.final_state()).substr(10)).c_str(),
+      counts.succeeded(), counts.failed(), counts.skipped(),
+      progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
+  if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
+    PrintFailures(stub, execution.name(), options.out);
+    std::fflush(options.out);
+    return kRunFailed;
+  }
+  std::fflush(options.out);
+  return kRunSucceeded;
+}
+
+// Reaching the orchestrator is retried this long: the follow streams have
+// no deadline (an execution takes as long as it takes).
+constexpr absl::Duration kReachRetry = absl::Seconds(30);
+
+}  // namespace
+
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options) {
   absl::StatusOr<v1::WorkflowDefinition> definition =
       workflow::LoadWorkflowFile(options.workflow_file);
@@ -179,15 +275,10 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   for (const auto& [key, value] : options.context) {
     (*request.mutable_start()->mutable_context())[key] = value;
   }
-  // Makes a retried start idempotent: the orchestrator may have got it.
-  absl::BitGen random;
-  request.mutable_start()->set_request_id(absl::StrFormat(
-      "gyre-run-%016x%016x", absl::Uniform<uint64_t>(random), absl::Uniform<uint64_t>(random)));
+  request.mutable_start()->set_request_id(NewRequestId("run"));
   // One call starts the execution and follows it: no round trip between
-  // the two, and no event can be missed. The stream has no deadline (an
-  // execution takes as long as it takes), so reaching the orchestrator is
-  // retried for 30 s instead.
-  const absl::Time give_up = absl::Now() + absl::Seconds(30);
+  // the two, and no event can be missed.
+  const absl::Time give_up = absl::Now() + kReachRetry;
   std::unique_ptr<grpc::ClientContext> run_context;
   std::unique_ptr<grpc::ClientReader<v1::RunExecutionResponse>> run;
   v1::RunExecutionResponse message;
@@ -200,65 +291,45 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
       absl::SleepFor(absl::Milliseconds(200));
       continue;
     }
-    std::fprintf(stderr, "gyre run: %s\n", status.error_message().c_str());
-    return status.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
-                   status.error_code() == grpc::StatusCode::NOT_FOUND
-               ? kRunBadInput
-               : kRunUnavailable;
+    return StartFailed("run", status);
   }
+  const v1::WorkflowDefinition& def = request.start().definition();
+  // A copy: reading the stream on reuses `message`.
   const v1::Execution execution = message.execution();
-  std::fprintf(options.out, "%s: %d tasks, execution %s\n",
-               request.start().definition().name().c_str() + 10, execution.task_counts().total(),
-               execution.name().c_str());
-  std::fflush(options.out);
+  return FollowExecution(*stub, absl::StripPrefix(def.name(), "workflows/"), execution, def,
+                         options, [&](Progress& progress) {
+                           do {
+                             for (const v1::Event& event : message.events()) progress.Take(event);
+                             progress.Redraw();
+                           } while (run->Read(&message));
+                           return run->Finish();
+                         });
+}
 
-  RunConsole console(options.out, options.interactive);
-  std::optional<WaitingReporter> waiting;
-  waiting.emplace(stub.get(), execution.name(), request.start().definition(), &console);
-  Progress progress(&console, &*waiting, execution.task_counts().total());
-  do {
-    for (const v1::Event& event : message.events()) progress.Take(event);
-    progress.Redraw();
-  } while (run->Read(&message));
-  grpc::Status status = run->Finish();
-  // A broken stream (an orchestrator restart) resumes from the next
-  // sequence number, so no event is missed or shown twice.
-  for (int reconnects = 0; !progress.ended() && reconnects < 100; ++reconnects) {
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-    absl::SleepFor(absl::Milliseconds(200));
-    grpc::ClientContext watch_context;
-    watch_context.set_wait_for_ready(true);
-    v1::WatchRequest watch;
-    watch.set_execution(execution.name());
-    watch.set_from_sequence(progress.next_sequence());
-    auto reader = stub->WatchBatches(&watch_context, watch);
-    v1::EventBatch batch;
-    while (reader->Read(&batch)) {
-      for (const v1::Event& event : batch.events()) progress.Take(event);
-      progress.Redraw();
+int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
+                    const std::vector<std::string>& targets, const RunOptions& options) {
+  auto stub = v1::OrchestratorService::NewStub(channel);
+  v1::ScheduleOutcomeRequest request;
+  for (const std::string& target : targets) request.add_targets(target);
+  for (const auto& [key, value] : options.context) (*request.mutable_context())[key] = value;
+  request.set_request_id(NewRequestId("schedule"));
+  const absl::Time give_up = absl::Now() + kReachRetry;
+  v1::Execution execution;
+  for (;;) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    const grpc::Status status = stub->ScheduleOutcome(&context, request, &execution);
+    if (status.ok()) break;
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE && absl::Now() < give_up) {
+      absl::SleepFor(absl::Milliseconds(200));
+      continue;
     }
-    status = reader->Finish();
+    return StartFailed("schedule", status);
   }
-  waiting.reset();  // stop asking: the execution ended or its stream is lost
-  progress.Redraw();
-  console.EndBar();
-  if (!progress.ended()) {
-    std::fprintf(stderr, "gyre run: lost the event stream (%s)\n", status.error_message().c_str());
-    return kRunUnavailable;
-  }
-  const v1::TaskCounts& counts = progress.counts();
-  std::fprintf(
-      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n", execution.name().c_str(),
-      absl::AsciiStrToLower(v1::ExecutionState_Name(progress.final_state()).substr(10)).c_str(),
-      counts.succeeded(), counts.failed(), counts.skipped(),
-      progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
-  if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
-    PrintFailures(*stub, execution.name(), options.out);
-    std::fflush(options.out);
-    return kRunFailed;
-  }
-  std::fflush(options.out);
-  return kRunSucceeded;
+  return FollowExecution(*stub, absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution,
+                         v1::WorkflowDefinition(), options, [&](Progress& progress) {
+                           return WatchFromWhereItWas(*stub, execution.name(), progress);
+                         });
 }
 
 }  // namespace gyre::cli

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace gyre::cli {
 
@@ -29,6 +30,13 @@ inline constexpr int kRunUnavailable = 3;  // the orchestrator could not be reac
 // progress and a summary (with the errors and stderr of failed tasks).
 // Returns one of the exit codes above.
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options);
+
+// `gyre schedule`: asks for an outcome (ScheduleOutcome: the task
+// library's `targets` and everything they depend on, with
+// `options.context`), then follows and reports it as RunWorkflow does
+// (`options.workflow_file` is not used). Same exit codes.
+int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
+                    const std::vector<std::string>& targets, const RunOptions& options);
 
 // Parses "key=value" into `context`; false (with a message on stderr) when
 // malformed.
