@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -58,16 +59,26 @@ void WaitingReporter::Update(const std::string& task_id, v1::TaskState state) {
 }
 
 std::vector<WaitingReporter::Question> WaitingReporter::DueQuestions(absl::Time now) {
-  std::vector<Question> questions;
+  // (asked before, ready since): groups never asked go first, so none is
+  // starved by ones whose answer is known and merely checked again.
+  std::vector<std::pair<std::pair<bool, absl::Time>, Question>> due;
   for (const auto& [key, group] : groups_) {
     const std::pair<const std::string, absl::Time>* longest = nullptr;
     for (const auto& entry : group.ready_since) {
       if (longest == nullptr || entry.second < longest->second) longest = &entry;
     }
     if (longest != nullptr && now - longest->second >= patience_) {
-      questions.push_back({key, longest->first});
+      due.push_back({{group.asked, longest->second}, {key, longest->first}});
     }
   }
+  // Without the definition (gyre schedule) every task is its own group:
+  // a few are asked a round.
+  constexpr size_t kMostQuestionsPerRound = 8;
+  const size_t asked = std::min(due.size(), kMostQuestionsPerRound);
+  std::partial_sort(due.begin(), due.begin() + static_cast<std::ptrdiff_t>(asked), due.end(),
+                    [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Question> questions;
+  for (size_t i = 0; i < asked; ++i) questions.push_back(std::move(due[i].second));
   return questions;
 }
 
@@ -97,10 +108,11 @@ void WaitingReporter::Answer(const Question& question, const v1::TaskRun& run) {
     auto it = groups_.find(question.group);
     // Taken meanwhile: the answer is about a task no longer waiting.
     if (run.state() != v1::TASK_READY || it == groups_.end() ||
-        !it->second.ready_since.contains(question.task_id) ||
-        run.waiting_reason() == it->second.shown_reason) {
+        !it->second.ready_since.contains(question.task_id)) {
       return;
     }
+    it->second.asked = true;
+    if (run.waiting_reason() == it->second.shown_reason) return;
     Group& group = it->second;
     group.shown_reason = run.waiting_reason();
     if (group.shown_reason.empty()) return;  // it waits its turn, or for a slot

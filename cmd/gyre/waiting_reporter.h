@@ -24,7 +24,9 @@ namespace gyre::cli {
 //
 // Tasks with the same queue, resources and agent selector wait for the
 // same reason, so one of them (the longest ready) is asked for all: a
-// thousand stuck tasks cost one call a second, not a thousand.
+// thousand stuck tasks cost one call a second, not a thousand. At most
+// eight groups are asked a round (the longest waiting first): without the
+// definition (`gyre schedule`) every task is a group of its own.
 //
 // Thread-safety: Update() from the event loop; the questions are asked on
 // the reporter's own thread, with no lock held across the call.
@@ -47,6 +49,7 @@ class WaitingReporter {
   struct Group {
     absl::flat_hash_map<std::string, absl::Time> ready_since;  // by task id
     std::string shown_reason;                                  // the last reason printed ("" none)
+    bool asked = false;                                        // answered at least once
   };
   // A group's longest-ready task, when it has waited long enough.
   struct Question {
