@@ -1191,6 +1191,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
     agent.last_seen = absl::Now();
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
+        ReconcileLeasesLocked(agent, message.heartbeat(), out);
         break;
       case v1::AgentMessage::kCredit:
         agent.credit += std::max(0, message.credit().tasks());
@@ -1261,6 +1262,41 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
   }
   Deliver(out);
   return absl::OkStatus();
+}
+
+void WorkflowEngine::ReconcileLeasesLocked(Agent& agent, const v1::Heartbeat& heartbeat,
+                                           Outbox& out) {
+  if (agent.leases.empty()) return;
+  absl::flat_hash_set<std::pair<uint32_t, uint32_t>> reported;
+  for (const v1::AttemptRef& ref : heartbeat.running()) {
+    ExecutionState* exec = FindExecutionLocked(ref.execution());
+    if (exec == nullptr) continue;
+    auto index = exec->task_index.find(ref.task_id());
+    if (index != exec->task_index.end() && exec->tasks[index->second].attempt == ref.attempt()) {
+      reported.insert({exec->slot, index->second});
+    }
+  }
+  // A lease younger than this may be on its way to the agent still.
+  const absl::Time settled = absl::Now() - 2 * options_.heartbeat_interval;
+  std::vector<std::pair<uint32_t, uint32_t>> gone;
+  for (const auto& lease : agent.leases) {
+    const TaskSlot& task = executions_[lease.first]->tasks[lease.second];
+    if (!reported.contains(lease) && task.lease_time < settled) gone.push_back(lease);
+  }
+  if (gone.empty()) return;
+  logging::Warn("leases the agent no longer reports running were re-queued",
+                {{"agent", agent.id}, {"requeued", static_cast<int64_t>(gone.size())}});
+  for (const auto& [exec_slot, index] : gone) {
+    ExecutionState& exec = *executions_[exec_slot];
+    AttemptRecord& attempt = exec.tasks[index].attempts.back();
+    attempt.outcome = v1::ATTEMPT_LOST;
+    attempt.error = absl::StrCat("agent ", agent.id, " no longer reports it running");
+    attempt.end_time = absl::ToUnixNanos(absl::Now());
+    metrics_.CountOutcome(v1::ATTEMPT_LOST);
+    ReleaseLeaseLocked(exec, index);
+    RequeueLocked(exec, index, out);
+  }
+  DispatchLocked(out);
 }
 
 bool WorkflowEngine::HoldsLiveLeaseLocked(const Agent& agent, const v1::AttemptRef& ref) {

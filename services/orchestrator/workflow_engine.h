@@ -241,6 +241,12 @@ class WorkflowEngine {
   // at the crash): as for an agent whose stream broke, it has the lease
   // timeout to register again and keep what it reports; what it does not
   // report, or all of it if it never comes back, goes back to the queue.
+  // Level-triggered: what a heartbeat says the agent runs is the truth. A
+  // lease it has held for two heartbeat intervals yet does not report (lost
+  // on its side) would otherwise wait, for as long as the agent lives, for a
+  // result that never comes: it is re-queued as a new attempt.
+  void ReconcileLeasesLocked(Agent& agent, const gyre::v1::Heartbeat& heartbeat, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether `ref` is the current attempt of a task leased to `agent` that
   // is still to run (not cancelled meanwhile).
   bool HoldsLiveLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)

@@ -582,6 +582,47 @@ TEST_F(WorkflowEngineTest, AnAgentAwayWhenItsExecutionWasCancelledIsToldToStopOn
   EXPECT_EQ(back->pending(), 0u);
 }
 
+TEST(WorkflowEngineHeartbeatTest, ALeaseTheAgentStoppedReportingIsRequeued) {
+  WorkflowEngine::Options options;
+  options.heartbeat_interval = absl::Milliseconds(20);
+  WorkflowEngine engine(options);
+  auto channel = std::make_shared<RecordingChannel>();
+  v1::Register registration;
+  registration.set_agent_id("a1");
+  registration.set_slots(2);
+  registration.add_queues("default");
+  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a"), Task("b")});
+  const std::string exec = engine.StartExecution(request)->name();
+  auto leased = channel->Take(2);
+  ASSERT_EQ(leased.size(), 2u);
+  const v1::AttemptRef& kept = leased[0].ref();
+  const v1::AttemptRef& dropped = leased[1].ref();
+  v1::AgentMessage heartbeat;
+  *heartbeat.mutable_heartbeat()->add_running() = kept;
+  // Too young to judge: the assignment may not have reached the agent.
+  ASSERT_TRUE(engine.HandleAgentMessage("a1", heartbeat).ok());
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/" + dropped.task_id())->attempts_size(), 1);
+
+  absl::SleepFor(absl::Milliseconds(60));  // three heartbeat intervals
+  ASSERT_TRUE(engine.HandleAgentMessage("a1", heartbeat).ok());
+  const v1::TaskRun lost = *engine.GetTaskRun(exec + "/tasks/" + dropped.task_id());
+  EXPECT_EQ(lost.state(), v1::TASK_READY) << "re-queued";
+  ASSERT_EQ(lost.attempts_size(), 1);
+  EXPECT_EQ(lost.attempts(0).outcome(), v1::ATTEMPT_LOST);
+  EXPECT_EQ(lost.attempts(0).error(), "agent a1 no longer reports it running");
+  v1::AgentMessage credit;  // the slot it held is free again
+  credit.mutable_credit()->set_tasks(1);
+  ASSERT_TRUE(engine.HandleAgentMessage("a1", credit).ok());
+  auto again = channel->Take(1);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0].ref().task_id(), dropped.task_id());
+  EXPECT_EQ(again[0].ref().attempt(), 2);
+  EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/" + kept.task_id())->attempts_size(), 1)
+      << "the reported one is untouched";
+}
+
 TEST_F(WorkflowEngineTest, TargetsPullInOnlyTheirDependencies) {
   auto agent = Connect("a1");
   v1::StartExecutionRequest request;
