@@ -122,6 +122,14 @@ class Cluster : public ::testing::Test {
     return process;
   }
 
+  // `gyre run` of the workflow `yaml` against this cluster.
+  absl::StatusOr<std::unique_ptr<ChildProcess>> StartGyreRun(const std::string& yaml) {
+    const std::string workflow = absl::StrCat(root_, "/workflow", ++workflow_files_, ".yaml");
+    std::ofstream(workflow) << yaml;
+    return ChildProcess::Start(
+        {Binary("cmd/gyre/gyre"), "run", workflow, "--orchestrator=" + address_});
+  }
+
   std::string Start(const std::string& yaml,
                     const std::map<std::string, std::string>& context = {}) {
     absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(yaml, "test.yaml");
@@ -239,6 +247,7 @@ class Cluster : public ::testing::Test {
   int metrics_port_ = 0;
   std::unique_ptr<ChildProcess> orchestrator_;
   bool agent_killed_ = false;  // set by a test that kills an agent
+  int workflow_files_ = 0;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
   std::unique_ptr<v1::OrchestratorService::Stub> stub_;
 };
@@ -488,14 +497,12 @@ TEST_F(Cluster, OrchestratorKilledMidRunRecoversAndRecordsEveryTaskOnce) {
 
 TEST_F(Cluster, GyreRunFollowsItsExecutionAcrossAnOrchestratorRestart) {
   StartAgent("a1", 2);
-  const std::string workflow = root_ + "/follow.yaml";
-  std::ofstream(workflow) << "name: follow\n"
-                             "tasks:\n"
-                             "  - {id: first, command: [sleep, \"0.2\"]}\n"
-                             "  - {id: middle, command: [sleep, \"1\"], depends_on: [first]}\n"
-                             "  - {id: last, command: [sleep, \"0.2\"], depends_on: [middle]}\n";
-  auto run =
-      ChildProcess::Start({Binary("cmd/gyre/gyre"), "run", workflow, "--orchestrator=" + address_});
+  auto run = StartGyreRun(
+      "name: follow\n"
+      "tasks:\n"
+      "  - {id: first, command: [sleep, \"0.2\"]}\n"
+      "  - {id: middle, command: [sleep, \"1\"], depends_on: [first]}\n"
+      "  - {id: last, command: [sleep, \"0.2\"], depends_on: [middle]}\n");
   ASSERT_TRUE(run.ok()) << run.status();
   // "follow: 3 tasks, execution executions/..." once the start is durable.
   auto header = (*run)->WaitForLine(
@@ -526,18 +533,16 @@ TEST_F(Cluster, GyreRunFollowsItsExecutionAcrossAnOrchestratorRestart) {
 
 TEST_F(Cluster, GyreRunSaysWhyAReadyTaskIsNotTaken) {
   StartAgent("a1", 1);
-  const std::string workflow = root_ + "/stuck.yaml";
   // One slot for "hold" and "queued": one of them waits for it, which is no
   // reason to speak up. "train" waits for an agent serving "gpu". (The 3 s
   // tasks outlive the 1.5 s lease timeout: TearDown checks that heartbeats
   // kept their agent alive.)
-  std::ofstream(workflow) << "name: stuck\n"
-                             "tasks:\n"
-                             "  - {id: hold, command: [sleep, \"3\"]}\n"
-                             "  - {id: queued, command: [sleep, \"3\"]}\n"
-                             "  - {id: train, queue: gpu, builtin: noop}\n";
-  auto run =
-      ChildProcess::Start({Binary("cmd/gyre/gyre"), "run", workflow, "--orchestrator=" + address_});
+  auto run = StartGyreRun(
+      "name: stuck\n"
+      "tasks:\n"
+      "  - {id: hold, command: [sleep, \"3\"]}\n"
+      "  - {id: queued, command: [sleep, \"3\"]}\n"
+      "  - {id: train, queue: gpu, builtin: noop}\n");
   ASSERT_TRUE(run.ok()) << run.status();
   auto said = (*run)->WaitForLine(
       [](const std::string& line) {

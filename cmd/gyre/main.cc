@@ -10,10 +10,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/run_command.h"
 #include "libs/common/version.h"
@@ -80,47 +83,57 @@ int RunDev(int argc, char** argv) {
                                       &module);
 }
 
-int RunCommand(int argc, char** argv) {
+// What gyre run and gyre schedule take: --set key=value (repeated),
+// --orchestrator=host:port, and their positional arguments.
+struct FollowArguments {
   gyre::cli::RunOptions options;
   std::string orchestrator = "127.0.0.1:50051";
+  std::vector<std::string> positional;
+};
+
+// Parses argv[2...] of `command`; an exit code when they are bad.
+std::optional<int> ParseFollowArguments(const char* command, int argc, char** argv,
+                                        FollowArguments* parsed) {
   for (int i = 2; i < argc; ++i) {
     std::string value;
     if (TakeOption(argc, argv, &i, "set", &value)) {
-      if (!gyre::cli::ParseSetFlag(value, &options.context)) return gyre::cli::kRunBadInput;
+      if (!gyre::cli::ParseSetFlag(value, &parsed->options.context)) {
+        return gyre::cli::kRunBadInput;
+      }
     } else if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
-      orchestrator = value;
-    } else if (argv[i][0] == '-' || !options.workflow_file.empty()) {
-      return Usage((std::string("run: unexpected argument ") + argv[i]).c_str());
+      parsed->orchestrator = value;
+    } else if (argv[i][0] == '-') {
+      return Usage(absl::StrCat(command, ": unexpected argument ", argv[i]).c_str());
     } else {
-      options.workflow_file = argv[i];
+      parsed->positional.emplace_back(argv[i]);
     }
   }
-  if (options.workflow_file.empty()) return Usage("run: which workflow file?");
-  options.interactive = isatty(STDOUT_FILENO) != 0;
+  parsed->options.interactive = isatty(STDOUT_FILENO) != 0;
+  return std::nullopt;
+}
+
+int RunCommand(int argc, char** argv) {
+  FollowArguments arguments;
+  if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments)) return *bad;
+  if (arguments.positional.empty()) return Usage("run: which workflow file?");
+  if (arguments.positional.size() > 1) {
+    return Usage(absl::StrCat("run: unexpected argument ", arguments.positional[1]).c_str());
+  }
+  arguments.options.workflow_file = arguments.positional[0];
   return gyre::cli::RunWorkflow(
-      grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()), options);
+      grpc::CreateChannel(arguments.orchestrator, grpc::InsecureChannelCredentials()),
+      arguments.options);
 }
 
 int ScheduleCommand(int argc, char** argv) {
-  gyre::cli::RunOptions options;
-  std::vector<std::string> targets;
-  std::string orchestrator = "127.0.0.1:50051";
-  for (int i = 2; i < argc; ++i) {
-    std::string value;
-    if (TakeOption(argc, argv, &i, "set", &value)) {
-      if (!gyre::cli::ParseSetFlag(value, &options.context)) return gyre::cli::kRunBadInput;
-    } else if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
-      orchestrator = value;
-    } else if (argv[i][0] == '-') {
-      return Usage((std::string("schedule: unexpected argument ") + argv[i]).c_str());
-    } else {
-      targets.emplace_back(argv[i]);
-    }
+  FollowArguments arguments;
+  if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments)) {
+    return *bad;
   }
-  if (targets.empty()) return Usage("schedule: which task(s) of the task library?");
-  options.interactive = isatty(STDOUT_FILENO) != 0;
+  if (arguments.positional.empty()) return Usage("schedule: which task(s) of the task library?");
   return gyre::cli::ScheduleOutcome(
-      grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()), targets, options);
+      grpc::CreateChannel(arguments.orchestrator, grpc::InsecureChannelCredentials()),
+      arguments.positional, arguments.options);
 }
 
 int ValidateCommand(int argc, char** argv) {

@@ -106,7 +106,7 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
 bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context) {
   const size_t equals = assignment.find('=');
   if (equals == std::string::npos || equals == 0) {
-    std::fprintf(stderr, "gyre run: --set \"%s\": expected key=value\n", assignment.c_str());
+    std::fprintf(stderr, "gyre: --set \"%s\": expected key=value\n", assignment.c_str());
     return false;
   }
   (*context)[assignment.substr(0, equals)] = assignment.substr(equals + 1);

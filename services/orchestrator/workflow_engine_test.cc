@@ -71,6 +71,17 @@ v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = 
   return task;
 }
 
+// What an agent serving "default" sends first, listing what it still runs.
+v1::Register Registration(const std::string& id, int slots,
+                          const std::vector<v1::AttemptRef>& running = {}) {
+  v1::Register registration;
+  registration.set_agent_id(id);
+  registration.set_slots(slots);
+  registration.add_queues("default");
+  for (const v1::AttemptRef& ref : running) *registration.add_running() = ref;
+  return registration;
+}
+
 v1::WorkflowDefinition Workflow(std::vector<v1::TaskSpec> tasks) {
   v1::WorkflowDefinition def;
   def.set_name("workflows/test");
@@ -90,11 +101,7 @@ class WorkflowEngineTest : public ::testing::Test {
 
   std::shared_ptr<RecordingChannel> Connect(const std::string& id, int slots = 8) {
     auto channel = std::make_shared<RecordingChannel>();
-    v1::Register registration;
-    registration.set_agent_id(id);
-    registration.set_slots(slots);
-    registration.add_queues("default");
-    EXPECT_TRUE(engine_.RegisterAgent(registration, channel).ok());
+    EXPECT_TRUE(engine_.RegisterAgent(Registration(id, slots), channel).ok());
     return channel;
   }
 
@@ -571,12 +578,7 @@ TEST_F(WorkflowEngineTest, AnAgentAwayWhenItsExecutionWasCancelledIsToldToStopOn
   ASSERT_TRUE(engine_.CancelExecution(exec, "").ok());
   EXPECT_TRUE(channel->cancels().empty()) << "no stream to send it on";
   auto back = std::make_shared<RecordingChannel>();
-  v1::Register registration;
-  registration.set_agent_id("a1");
-  registration.set_slots(8);
-  registration.add_queues("default");
-  *registration.add_running() = a[0].ref();
-  ASSERT_TRUE(engine_.RegisterAgent(registration, back).ok());
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 8, {a[0].ref()}), back).ok());
   ASSERT_EQ(back->cancels().size(), 1u);
   EXPECT_EQ(back->cancels()[0].ref().task_id(), "a");
   EXPECT_EQ(back->pending(), 0u);
@@ -587,11 +589,7 @@ TEST(WorkflowEngineHeartbeatTest, ALeaseTheAgentStoppedReportingIsRequeued) {
   options.heartbeat_interval = absl::Milliseconds(20);
   WorkflowEngine engine(options);
   auto channel = std::make_shared<RecordingChannel>();
-  v1::Register registration;
-  registration.set_agent_id("a1");
-  registration.set_slots(2);
-  registration.add_queues("default");
-  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+  ASSERT_TRUE(engine.RegisterAgent(Registration("a1", 2), channel).ok());
   v1::StartExecutionRequest request;
   *request.mutable_definition() = Workflow({Task("a"), Task("b")});
   const std::string exec = engine.StartExecution(request)->name();
@@ -697,12 +695,7 @@ class WorkflowEngineRecoveryTest : public ::testing::Test {
   std::shared_ptr<RecordingChannel> Register(const std::string& id,
                                              const std::vector<v1::AttemptRef>& running = {}) {
     auto channel = std::make_shared<RecordingChannel>();
-    v1::Register registration;
-    registration.set_agent_id(id);
-    registration.set_slots(4);
-    registration.add_queues("default");
-    for (const v1::AttemptRef& ref : running) *registration.add_running() = ref;
-    EXPECT_TRUE(engine_->RegisterAgent(registration, channel).ok());
+    EXPECT_TRUE(engine_->RegisterAgent(Registration(id, 4, running), channel).ok());
     return channel;
   }
 
