@@ -129,6 +129,35 @@ TEST(DevSuiteTest, EveryShippedExampleWorkflowIsValid) {
   }
 }
 
+TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {
+  // etl.yaml as the README's command runs it (scripts/dev: gyre dev --run),
+  // then evaluator-branch.yaml with gyre run against the same suite.
+  // ml-training.yaml needs an agent serving "gpu": validated above only.
+  const testing::ScratchDir data_dir("gyre_dev_examples");
+  ASSERT_FALSE(data_dir.path().empty());
+  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
+                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                                      absl::StrCat("--data_dir=", data_dir.path()),
+                                      "--run=" + BuildFile("examples/etl.yaml")});
+  ASSERT_TRUE(process.ok()) << process.status();
+  auto up = (*process)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
+      absl::Seconds(20));
+  ASSERT_TRUE(up.ok()) << up.status() << "\n" << (*process)->Output();
+  auto ran = (*process)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"example workflow"); },
+      absl::Seconds(60));
+  ASSERT_TRUE(ran.ok()) << ran.status() << "\n" << (*process)->Output();
+  EXPECT_TRUE(absl::StrContains(*ran, "example workflow succeeded")) << (*process)->Output();
+  const auto [code, output] = RunGyre(
+      {"run", BuildFile("examples/evaluator-branch.yaml"),
+       absl::StrCat("--orchestrator=127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"))});
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, " succeeded: ")) << output;
+  (*process)->Signal(SIGINT);
+  EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
+}
+
 TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
   const testing::ScratchDir data_dir("gyre_dev_schedule");
   ASSERT_FALSE(data_dir.path().empty());
