@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -47,6 +48,53 @@ std::pair<int, std::string> RunGyre(const std::vector<std::string>& args) {
   const int code = status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
   return {code, (*process)->Output()};
 }
+
+// A `gyre dev` on free ports and a scratch data directory, with `flags`
+// added; up once it has said so, stopped with Ctrl-C at the end.
+class RunningDev {
+ public:
+  explicit RunningDev(const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {GyreBinary(),
+                                     "dev",
+                                     "--grpc_address=127.0.0.1:0",
+                                     "--metrics_address=127.0.0.1:0",
+                                     "--http_address=127.0.0.1:0",
+                                     absl::StrCat("--data_dir=", data_dir_.path())};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto process = ChildProcess::Start(argv);
+    if (!process.ok()) {
+      ADD_FAILURE() << process.status();
+      return;
+    }
+    process_ = *std::move(process);
+    auto up = process_->WaitForLine(
+        [](const std::string& line) {
+          return absl::StrContains(line, "\"msg\":\"gyre dev is up\"");
+        },
+        absl::Seconds(20));
+    if (!up.ok()) {
+      ADD_FAILURE() << up.status() << "\n" << process_->Output();
+      return;
+    }
+    orchestrator_flag_ =
+        absl::StrCat("--orchestrator=127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"));
+  }
+  ~RunningDev() {
+    if (process_ == nullptr) return;
+    process_->Signal(SIGINT);
+    EXPECT_TRUE(process_->WaitForExit(absl::Seconds(15)).has_value());
+  }
+
+  bool up() const { return !orchestrator_flag_.empty(); }
+  // "--orchestrator=127.0.0.1:PORT", for gyre run and gyre schedule.
+  const std::string& orchestrator_flag() const { return orchestrator_flag_; }
+  ChildProcess& process() { return *process_; }
+
+ private:
+  const testing::ScratchDir data_dir_{"gyre_dev_test"};
+  std::unique_ptr<ChildProcess> process_;
+  std::string orchestrator_flag_;
+};
 
 TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
   const testing::ScratchDir data_dir("gyre_dev_test");
@@ -133,57 +181,33 @@ TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {
   // etl.yaml as the README's command runs it (scripts/dev: gyre dev --run),
   // then evaluator-branch.yaml with gyre run against the same suite.
   // ml-training.yaml needs an agent serving "gpu": validated above only.
-  const testing::ScratchDir data_dir("gyre_dev_examples");
-  ASSERT_FALSE(data_dir.path().empty());
-  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
-                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
-                                      absl::StrCat("--data_dir=", data_dir.path()),
-                                      "--run=" + BuildFile("examples/etl.yaml")});
-  ASSERT_TRUE(process.ok()) << process.status();
-  auto up = (*process)->WaitForLine(
-      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
-      absl::Seconds(20));
-  ASSERT_TRUE(up.ok()) << up.status() << "\n" << (*process)->Output();
-  auto ran = (*process)->WaitForLine(
+  RunningDev dev({"--run=" + BuildFile("examples/etl.yaml")});
+  ASSERT_TRUE(dev.up());
+  auto ran = dev.process().WaitForLine(
       [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"example workflow"); },
       absl::Seconds(60));
-  ASSERT_TRUE(ran.ok()) << ran.status() << "\n" << (*process)->Output();
-  EXPECT_TRUE(absl::StrContains(*ran, "example workflow succeeded")) << (*process)->Output();
-  const auto [code, output] = RunGyre(
-      {"run", BuildFile("examples/evaluator-branch.yaml"),
-       absl::StrCat("--orchestrator=127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"))});
+  ASSERT_TRUE(ran.ok()) << ran.status() << "\n" << dev.process().Output();
+  EXPECT_TRUE(absl::StrContains(*ran, "example workflow succeeded")) << dev.process().Output();
+  const auto [code, output] =
+      RunGyre({"run", BuildFile("examples/evaluator-branch.yaml"), dev.orchestrator_flag()});
   EXPECT_EQ(code, 0) << output;
   EXPECT_TRUE(absl::StrContains(output, " succeeded: ")) << output;
-  (*process)->Signal(SIGINT);
-  EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
 }
 
 TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
-  const testing::ScratchDir data_dir("gyre_dev_schedule");
-  ASSERT_FALSE(data_dir.path().empty());
-  auto process = ChildProcess::Start({GyreBinary(), "dev", "--grpc_address=127.0.0.1:0",
-                                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
-                                      absl::StrCat("--data_dir=", data_dir.path()),
-                                      "--task_library_dir=" + BuildFile("examples/task-library")});
-  ASSERT_TRUE(process.ok()) << process.status();
-  auto up = (*process)->WaitForLine(
-      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
-      absl::Seconds(20));
-  ASSERT_TRUE(up.ok()) << up.status() << "\n" << (*process)->Output();
-  const std::string orchestrator =
-      absl::StrCat("--orchestrator=127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"));
+  RunningDev dev({"--task_library_dir=" + BuildFile("examples/task-library")});
+  ASSERT_TRUE(dev.up());
   // daily-report pulls in clean and fetch-raw, and nothing else.
   const auto [code, output] =
-      RunGyre({"schedule", "daily-report", "--set", "REGION=eu", orchestrator});
+      RunGyre({"schedule", "daily-report", "--set", "REGION=eu", dev.orchestrator_flag()});
   EXPECT_EQ(code, 0) << output;
   EXPECT_TRUE(absl::StrContains(output, "outcome daily-report: 3 tasks, execution ")) << output;
   EXPECT_TRUE(absl::StrContains(output, "succeeded: 3 succeeded, 0 failed")) << output;
-  const auto [unknown_code, unknown_output] = RunGyre({"schedule", "no-such-task", orchestrator});
+  const auto [unknown_code, unknown_output] =
+      RunGyre({"schedule", "no-such-task", dev.orchestrator_flag()});
   EXPECT_EQ(unknown_code, 2) << unknown_output;
   EXPECT_TRUE(absl::StrContains(unknown_output, "unknown target task \"no-such-task\""))
       << unknown_output;
-  (*process)->Signal(SIGINT);
-  EXPECT_TRUE((*process)->WaitForExit(absl::Seconds(15)).has_value());
 }
 
 TEST(DevSuiteTest, UnknownCommandExitsTwo) {

@@ -253,7 +253,9 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `ref`, reported running by an agent that holds no lease for it, is
   // being cancelled; if no attempt that new was ever recorded, its number is
-  // taken so that it is never leased a second time.
+  // taken so that it is never leased a second time. The taking is in memory
+  // (and in the next snapshot), not logged: lost in another crash, it is
+  // taken again when the agent, still stopping that attempt, reports it.
   void SkipUnrecordedAttemptLocked(const std::string& agent_id, const gyre::v1::AttemptRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index)
