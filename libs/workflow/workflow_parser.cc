@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
+#include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
 #include "yaml-cpp/yaml.h"
 
@@ -392,8 +393,10 @@ absl::Status ParseTask(const YAML::Node& node, const Reporter& report, v1::TaskS
 }
 
 // Checks ids and dependencies with positions, before the graph validator
-// (which has none) looks for cycles.
-absl::Status CheckReferences(const YAML::Node& tasks, const Reporter& report) {
+// (which has none) looks for cycles. A dependency may name a task of the
+// library, when there is one.
+absl::Status CheckReferences(const YAML::Node& tasks, const v1::WorkflowDefinition* library,
+                             const Reporter& report) {
   absl::flat_hash_map<std::string, YAML::Mark> defined;
   std::vector<std::string> ids;
   for (const YAML::Node& task : tasks) {
@@ -405,6 +408,11 @@ absl::Status CheckReferences(const YAML::Node& tasks, const Reporter& report) {
                                        report.Where(it->second), ")"));
     }
     ids.push_back(id);
+  }
+  if (library != nullptr) {
+    for (const v1::TaskSpec& task : library->tasks()) {
+      if (defined.emplace(task.id(), YAML::Mark()).second) ids.push_back(task.id());
+    }
   }
   for (const YAML::Node& task : tasks) {
     const YAML::Node deps = task["depends_on"];
@@ -418,18 +426,37 @@ absl::Status CheckReferences(const YAML::Node& tasks, const Reporter& report) {
     }
     for (const YAML::Node& item : items) {
       if (!defined.contains(item.Scalar())) {
-        return report.Error(item, absl::StrCat(prefix, "unknown dependency \"", item.Scalar(), "\"",
-                                               DidYouMean(item.Scalar(), ids)));
+        return report.Error(
+            item, absl::StrCat(prefix, "unknown dependency \"", item.Scalar(), "\"",
+                               library != nullptr
+                                   ? ": no task of this workflow or of the task library has that id"
+                                   : "",
+                               DidYouMean(item.Scalar(), ids)));
       }
     }
   }
   return absl::OkStatus();
 }
 
+// A graph error (which has no position) placed at the first task its
+// message names, or at the workflow when it names none.
+absl::Status PointAtTask(const YAML::Node& tasks, const YAML::Node& root, absl::string_view message,
+                         const Reporter& report) {
+  for (const YAML::Node& task : tasks) {
+    const std::string id = task["id"].Scalar();
+    if (absl::StrContains(message, absl::StrCat("\"", id, "\"")) ||
+        absl::StrContains(message, absl::StrCat(": ", id, " ->"))) {
+      return report.Error(task["id"], message);
+    }
+  }
+  return report.Error(root, message);
+}
+
 }  // namespace
 
 absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
-                                                         absl::string_view source) {
+                                                         absl::string_view source,
+                                                         const v1::WorkflowDefinition* library) {
   const Reporter report(source);
   YAML::Node root;
   try {
@@ -467,18 +494,16 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
         return status;
       }
     }
-    if (absl::Status status = CheckReferences(tasks, report); !status.ok()) return status;
-    if (absl::Status status = ValidateWorkflowGraph(definition); !status.ok()) {
-      // Point at the first task the message names, when there is one.
-      const absl::string_view message = status.message();
-      for (const YAML::Node& task : tasks) {
-        const std::string id = task["id"].Scalar();
-        if (absl::StrContains(message, absl::StrCat("\"", id, "\"")) ||
-            absl::StrContains(message, absl::StrCat(": ", id, " ->"))) {
-          return report.Error(task["id"], message);
-        }
+    if (absl::Status status = CheckReferences(tasks, library, report); !status.ok()) {
+      return status;
+    }
+    if (library != nullptr) {
+      if (absl::Status status = IncludeLibraryTasks(*library, &definition); !status.ok()) {
+        return PointAtTask(tasks, root, status.message(), report);
       }
-      return report.Error(root, message);
+    }
+    if (absl::Status status = ValidateWorkflowGraph(definition); !status.ok()) {
+      return PointAtTask(tasks, root, status.message(), report);
     }
     return definition;
   } catch (const YAML::Exception& e) {
@@ -542,7 +567,8 @@ absl::StatusOr<v1::WorkflowDefinition> LoadTaskLibrary(const std::string& dir) {
   return library;
 }
 
-absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path) {
+absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path,
+                                                        const v1::WorkflowDefinition* library) {
   std::ifstream file(path);
   if (!file) {
     return absl::NotFoundError(
@@ -550,7 +576,7 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path)
   }
   std::stringstream text;
   text << file.rdbuf();
-  return ParseWorkflowYaml(text.str(), path);
+  return ParseWorkflowYaml(text.str(), path, library);
 }
 
 }  // namespace gyre::workflow

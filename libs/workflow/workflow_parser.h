@@ -22,7 +22,7 @@ namespace gyre::workflow {
 //       # or: command: "echo $REGION" with shell: true (values via environment)
 //       # or: builtin: noop | sleep (with duration: 2s)
 //       env: {KEY: value}
-//       depends_on: [a, b]         # or one id
+//       depends_on: [a, b]         # or one id; may name a task-library task
 //       queue: gpu                 # worker type
 //       labels: {department: ai-research}
 //       agent_selector: {gpu: a100}
@@ -37,11 +37,18 @@ namespace gyre::workflow {
 //   etl.yaml:14:7: task "load": unknown dependency "extrct" (did you mean "extract"?)
 //   etl.yaml:3:5: unknown key "depnds_on" (did you mean "depends_on"?)
 // `source` names the text in messages (usually the file name).
-absl::StatusOr<gyre::v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
-                                                               absl::string_view source);
+//
+// With a `library` (the orchestrator's task library, see LoadTaskLibrary), a
+// dependency may name a library task: it is pulled in with what it depends
+// on (IncludeLibraryTasks in task_library.h), as the orchestrator does.
+// Without one, such a dependency is unknown.
+absl::StatusOr<gyre::v1::WorkflowDefinition> ParseWorkflowYaml(
+    absl::string_view yaml, absl::string_view source,
+    const gyre::v1::WorkflowDefinition* library = nullptr);
 
 // Reads and parses a workflow file; NotFound names an unreadable file.
-absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path);
+absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(
+    const std::string& path, const gyre::v1::WorkflowDefinition* library = nullptr);
 
 // Loads a task library: every *.yaml / *.yml file in `dir` holds
 //   tasks:

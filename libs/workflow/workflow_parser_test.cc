@@ -83,6 +83,51 @@ TEST(WorkflowParserTest, UnknownDependencyPointsAtItWithSuggestion) {
             "\"extract\"?)");
 }
 
+// The library: raw <- clean.
+v1::WorkflowDefinition Library() {
+  absl::StatusOr<v1::WorkflowDefinition> library = ParseWorkflowYaml(
+      "name: task-library\ntasks:\n  - {id: raw, builtin: noop}\n"
+      "  - {id: clean, builtin: noop, depends_on: [raw]}\n",
+      "library");
+  EXPECT_TRUE(library.ok()) << library.status();
+  return *library;
+}
+
+TEST(WorkflowParserTest, ADependencyOnALibraryTaskPullsItInWithItsDependencies) {
+  const v1::WorkflowDefinition library = Library();
+  absl::StatusOr<v1::WorkflowDefinition> def = ParseWorkflowYaml(
+      "name: etl\ntasks:\n  - id: report\n    builtin: noop\n    depends_on: [clean]\n", "etl.yaml",
+      &library);
+  ASSERT_TRUE(def.ok()) << def.status();
+  ASSERT_EQ(def->tasks_size(), 3);
+  EXPECT_EQ(def->tasks(1).id(), "raw");
+  EXPECT_EQ(def->tasks(2).id(), "clean");
+  // Without the library the same dependency is unknown, as before.
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: report\n    builtin: noop\n"
+                  "    depends_on: [clean]\n"),
+            "etl.yaml:5:18: task \"report\": unknown dependency \"clean\"");
+}
+
+TEST(WorkflowParserTest, UnknownDependencyWithALibrarySuggestsFromBoth) {
+  const v1::WorkflowDefinition library = Library();
+  EXPECT_EQ(std::string(ParseWorkflowYaml("name: etl\ntasks:\n  - id: report\n    builtin: noop\n"
+                                          "    depends_on: [clan]\n",
+                                          "etl.yaml", &library)
+                            .status()
+                            .message()),
+            "etl.yaml:5:18: task \"report\": unknown dependency \"clan\": no task of this "
+            "workflow or of the task library has that id (did you mean \"clean\"?)");
+  // A task of the workflow that a pulled-in library task would depend on.
+  EXPECT_EQ(std::string(ParseWorkflowYaml("name: etl\ntasks:\n  - id: raw\n    command: [curl, x]\n"
+                                          "  - id: report\n    builtin: noop\n"
+                                          "    depends_on: [clean]\n",
+                                          "etl.yaml", &library)
+                            .status()
+                            .message()),
+            "etl.yaml:3:9: task \"raw\": the task library's task of that id (which \"clean\" "
+            "depends on) is not the same as this workflow's; rename the workflow's task");
+}
+
 TEST(WorkflowParserTest, UnknownTaskKeySuggestsTheNearest) {
   EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\n    depnds_on: [b]\n"),
             "etl.yaml:5:5: task \"a\": unknown key \"depnds_on\" (did you mean \"depends_on\"?)");

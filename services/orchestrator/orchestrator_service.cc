@@ -57,6 +57,12 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
                response);
 }
 
+grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext*,
+                                                     const v1::GetTaskLibraryRequest*,
+                                                     v1::WorkflowDefinition* response) {
+  return Reply(engine_->GetTaskLibrary(), response);
+}
+
 grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext*,
                                                       const v1::ScheduleOutcomeRequest* request,
                                                       v1::Execution* response) {

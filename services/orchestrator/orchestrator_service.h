@@ -29,6 +29,8 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                               gyre::v1::Execution*) override;
   grpc::Status RunExecution(grpc::ServerContext*, const gyre::v1::RunExecutionRequest*,
                             grpc::ServerWriter<gyre::v1::RunExecutionResponse>*) override;
+  grpc::Status GetTaskLibrary(grpc::ServerContext*, const gyre::v1::GetTaskLibraryRequest*,
+                              gyre::v1::WorkflowDefinition*) override;
   grpc::Status ScheduleOutcome(grpc::ServerContext*, const gyre::v1::ScheduleOutcomeRequest*,
                                gyre::v1::Execution*) override;
   grpc::Status GetExecution(grpc::ServerContext*, const gyre::v1::GetExecutionRequest*,

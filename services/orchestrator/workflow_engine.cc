@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
+#include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
 #include "services/orchestrator/proto_time.h"
 #include "services/orchestrator/retry_backoff.h"
@@ -471,6 +472,7 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::Workfl
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     v1::WorkflowDefinition def, bool create) {
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+  if (absl::Status status = IncludeLibraryTasks(def); !status.ok()) return status;
   if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
   auto durable = std::make_shared<DurableWait>();
   {
@@ -514,10 +516,19 @@ std::vector<v1::WorkflowDefinition> WorkflowEngine::ListWorkflows() {
   return result;
 }
 
+absl::Status WorkflowEngine::IncludeLibraryTasks(v1::WorkflowDefinition& def) const {
+  // Resolved once, when the definition is stored or started: the execution
+  // keeps the tasks it started with, and a replay does not depend on the
+  // library loaded by a later process.
+  if (options_.task_library == nullptr) return absl::OkStatus();
+  return workflow::IncludeLibraryTasks(*options_.task_library, &def);
+}
+
 absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> WorkflowEngine::InlineDefinition(
-    v1::StartExecutionRequest& req) {
+    v1::StartExecutionRequest& req) const {
   v1::WorkflowDefinition def = std::move(*req.mutable_definition());
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
+  if (absl::Status status = IncludeLibraryTasks(def); !status.ok()) return status;
   if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
   std::vector<std::string> targets(req.targets().begin(), req.targets().end());
   return workflow::SelectTargets(std::make_shared<const v1::WorkflowDefinition>(std::move(def)),
@@ -664,6 +675,14 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
                                       {"workflow", result.workflow()},
                                       {"tasks", result.task_counts().total()}});
   return result;
+}
+
+absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetTaskLibrary() const {
+  if (options_.task_library == nullptr) {
+    return absl::NotFoundError(
+        "no task library is loaded: set task_library_dir in the orchestrator's config");
+  }
+  return *options_.task_library;
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(

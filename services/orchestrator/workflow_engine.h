@@ -107,8 +107,8 @@ class WorkflowEngine {
     std::map<std::string, WorkerPoolPolicy> worker_pools;
     WorkerPoolPolicy default_worker_pool;
     prometheus::Registry* metrics = nullptr;  // optional
-    // Tasks that outcome scheduling picks targets from (task_library_dir);
-    // null when none was configured.
+    // Tasks that outcome scheduling picks targets from and that workflows
+    // may depend on (task_library_dir); null when none was configured.
     std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library;
     // Where acknowledged changes are made durable; null keeps state in
     // memory only (unit tests). Not owned.
@@ -154,6 +154,8 @@ class WorkflowEngine {
   // Self-assembling graphs: runs the targets from the task library with
   // their transitive dependencies, pulled in at scheduling time.
   absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
+  // The task library; NotFound when none is loaded.
+  absl::StatusOr<gyre::v1::WorkflowDefinition> GetTaskLibrary() const;
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
   std::vector<gyre::v1::Execution> ListExecutions(const gyre::v1::ListExecutionsRequest& req);
   absl::StatusOr<gyre::v1::Execution> CancelExecution(absl::string_view name,
@@ -291,10 +293,13 @@ class WorkflowEngine {
   // execution in `slot` on `arena`.
   void ReplayEvents(uint32_t slot, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
                     std::vector<gyre::v1::Event*>* events) ABSL_LOCKS_EXCLUDED(mu_);
-  // A request's inline definition, validated, with its targets applied.
-  // Takes the definition out of `req`.
-  static absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
-      gyre::v1::StartExecutionRequest& req);
+  // A request's inline definition, validated, with the library tasks it
+  // depends on and its targets applied. Takes the definition out of `req`.
+  absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
+      gyre::v1::StartExecutionRequest& req) const;
+  // Pulls the task-library tasks `def` depends on into it (see
+  // workflow::IncludeLibraryTasks); nothing without a library.
+  absl::Status IncludeLibraryTasks(gyre::v1::WorkflowDefinition& def) const;
   // A stored workflow (latest or given version) named by the request.
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
       const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -935,11 +935,53 @@ TEST(WorkflowEngineOutcomeTest, ScheduleOutcomePullsInDependenciesFromTheLibrary
             "unknown target task \"reprot\" (did you mean \"report\"?)");
 }
 
+TEST(WorkflowEngineOutcomeTest, AWorkflowDependingOnLibraryTasksRunsThemFirst) {
+  WorkflowEngine::Options options;
+  v1::WorkflowDefinition library = Workflow({Task("raw"), Task("clean", {"raw"}), Task("other")});
+  library.set_name("workflows/task-library");
+  options.task_library = std::make_shared<const v1::WorkflowDefinition>(library);
+  WorkflowEngine engine(options);
+  absl::StatusOr<v1::WorkflowDefinition> served = engine.GetTaskLibrary();
+  ASSERT_TRUE(served.ok()) << served.status();
+  EXPECT_EQ(served->tasks_size(), 3);
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine.RegisterAgent(Registration("a1", 4), channel).ok());
+
+  // Inline: the execution holds the workflow's task and the two it needs.
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("summary", {"clean"})});
+  absl::StatusOr<v1::Execution> execution = engine.StartExecution(request);
+  ASSERT_TRUE(execution.ok()) << execution.status();
+  EXPECT_EQ(execution->task_counts().total(), 3);
+  auto first = channel->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].ref().task_id(), "raw");
+
+  // Stored: the version holds them too, so every execution of it does.
+  v1::WorkflowDefinition stored = Workflow({Task("summary", {"clean"})});
+  stored.set_name("workflows/stored");
+  absl::StatusOr<v1::WorkflowDefinition> created = engine.CreateWorkflow(stored);
+  ASSERT_TRUE(created.ok()) << created.status();
+  absl::StatusOr<v1::WorkflowDefinition> fetched = engine.GetWorkflow("workflows/stored");
+  ASSERT_TRUE(fetched.ok()) << fetched.status();
+  std::vector<std::string> ids;
+  for (const v1::TaskSpec& task : fetched->tasks()) ids.push_back(task.id());
+  EXPECT_EQ(ids, (std::vector<std::string>{"summary", "raw", "clean"}));
+
+  // A dependency in neither is refused whole, naming both places.
+  *request.mutable_definition() = Workflow({Task("summary", {"claen"})});
+  EXPECT_EQ(engine.StartExecution(request).status().message(),
+            "task \"summary\": unknown dependency \"claen\": no task of this workflow or of "
+            "the task library has that id (did you mean \"clean\"?)");
+  EXPECT_EQ(engine.ListExecutions(v1::ListExecutionsRequest()).size(), 1u);
+}
+
 TEST(WorkflowEngineOutcomeTest, WithoutALibraryScheduleOutcomeSaysSo) {
   WorkflowEngine engine(WorkflowEngine::Options{});
   v1::ScheduleOutcomeRequest request;
   request.add_targets("report");
   EXPECT_EQ(engine.ScheduleOutcome(request).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine.GetTaskLibrary().status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace
