@@ -208,6 +208,26 @@ TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
   EXPECT_EQ(unknown_code, 2) << unknown_output;
   EXPECT_TRUE(absl::StrContains(unknown_output, "unknown target task \"no-such-task\""))
       << unknown_output;
+  // A workflow file that depends on a library task: gyre run checks it with
+  // the orchestrator's library, which pulls in clean and fetch-raw.
+  const auto [run_code, run_output] =
+      RunGyre({"run", BuildFile("examples/regional-summary.yaml"), dev.orchestrator_flag()});
+  EXPECT_EQ(run_code, 0) << run_output;
+  EXPECT_TRUE(absl::StrContains(run_output, "regional-summary: 3 tasks, execution ")) << run_output;
+  EXPECT_TRUE(absl::StrContains(run_output, "succeeded: 3 succeeded, 0 failed")) << run_output;
+}
+
+TEST(DevSuiteTest, AWorkflowNamingALibraryTaskNeedsALibrary) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const auto [code, output] =
+      RunGyre({"run", BuildFile("examples/regional-summary.yaml"), dev.orchestrator_flag()});
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_TRUE(absl::StrContains(output,
+                                "regional-summary.yaml:15:18: task \"summary\": unknown "
+                                "dependency \"clean\" (and the orchestrator has no task library "
+                                "to take it from)"))
+      << output;
 }
 
 TEST(DevSuiteTest, UnknownCommandExitsTwo) {

@@ -11,7 +11,9 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -260,16 +262,40 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
 // no deadline (an execution takes as long as it takes).
 constexpr absl::Duration kReachRetry = absl::Seconds(30);
 
+// Parses the workflow file; when it does not parse alone, parses it again
+// with the orchestrator's task library, which its dependencies may name
+// (asked for only then: most workflows stand alone).
+absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService::Stub& stub,
+                                                        const std::string& file) {
+  absl::StatusOr<v1::WorkflowDefinition> alone = workflow::LoadWorkflowFile(file);
+  if (alone.ok() || absl::IsNotFound(alone.status())) return alone;
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);  // as the submission would wait, a little
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  v1::WorkflowDefinition library;
+  const grpc::Status status = stub.GetTaskLibrary(&context, v1::GetTaskLibraryRequest(), &library);
+  if (status.ok()) return workflow::LoadWorkflowFile(file, &library);
+  if (!absl::StrContains(alone.status().message(), "unknown dependency")) return alone;
+  if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        alone.status().message(), " (and the orchestrator has no task library to take it from)"));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat(alone.status().message(),
+                   " (the orchestrator's task library, which may hold it, could not be read: ",
+                   status.error_message(), ")"));
+}
+
 }  // namespace
 
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options) {
+  auto stub = v1::OrchestratorService::NewStub(channel);
   absl::StatusOr<v1::WorkflowDefinition> definition =
-      workflow::LoadWorkflowFile(options.workflow_file);
+      LoadWorkflowFile(*stub, options.workflow_file);
   if (!definition.ok()) {
     std::fprintf(stderr, "gyre run: %s\n", std::string(definition.status().message()).c_str());
     return kRunBadInput;
   }
-  auto stub = v1::OrchestratorService::NewStub(channel);
   v1::RunExecutionRequest request;
   *request.mutable_start()->mutable_definition() = *std::move(definition);
   for (const auto& [key, value] : options.context) {
