@@ -1699,7 +1699,11 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
     if (retry.multiplier() >= 1) policy.multiplier = retry.multiplier();
     if (retry.jitter() > 0) policy.jitter = retry.jitter();
     const absl::Duration delay = RetryDelay(policy, task.attempt + 1, random_);
-    task.reason = absl::StrCat("retry ", task.retries_used, " of ", retry.max_retries(), " in ",
+    // Why the attempt failed comes first: the retry's reason is what a
+    // watcher sees of the failure.
+    const std::string& error = task.attempts.empty() ? "" : task.attempts.back().error;
+    task.reason = absl::StrCat(error, error.empty() ? "" : "; ", "retry ", task.retries_used,
+                               " of ", retry.max_retries(), " in ",
                                absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))));
     task.generation++;
     SetTaskStateLocked(exec, index, v1::TASK_PENDING, out);

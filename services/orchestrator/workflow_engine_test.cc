@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "libs/logging/logger.h"
 
@@ -116,12 +117,14 @@ class WorkflowEngineTest : public ::testing::Test {
   }
 
   void Report(const std::string& agent, const v1::TaskAssignment& task,
-              v1::AttemptOutcome outcome = v1::ATTEMPT_SUCCEEDED, std::string output = "") {
+              v1::AttemptOutcome outcome = v1::ATTEMPT_SUCCEEDED, std::string output = "",
+              std::string error = "") {
     v1::AgentMessage message;
     v1::TaskResult* result = message.mutable_task_result();
     *result->mutable_ref() = task.ref();
     result->set_outcome(outcome);
     result->set_output_json(std::move(output));
+    result->set_error(std::move(error));
     result->set_sequence(++next_sequence_);
     ASSERT_TRUE(engine_.HandleAgentMessage(agent, message).ok());
     v1::AgentMessage credit;
@@ -252,8 +255,11 @@ TEST_F(WorkflowEngineTest, RetryRunsANewAttemptAfterBackoff) {
   auto first = agent->Take(1);
   ASSERT_EQ(first.size(), 1u);
   EXPECT_EQ(first[0].ref().attempt(), 1);
-  Report("a1", first[0], v1::ATTEMPT_FAILED);
-  EXPECT_EQ(StateOf(exec, "flaky"), v1::TASK_PENDING) << "waiting out the backoff";
+  Report("a1", first[0], v1::ATTEMPT_FAILED, "", "exit code 7");
+  const v1::TaskRun waiting = *engine_.GetTaskRun(exec + "/tasks/flaky");
+  EXPECT_EQ(waiting.state(), v1::TASK_PENDING) << "waiting out the backoff";
+  EXPECT_TRUE(absl::StartsWith(waiting.reason(), "exit code 7; retry 1 of 2 in "))
+      << waiting.reason();
   auto second = agent->Take(1);
   ASSERT_EQ(second.size(), 1u) << "the retry was never dispatched";
   EXPECT_EQ(second[0].ref().attempt(), 2);
