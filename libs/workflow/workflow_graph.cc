@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
+#include "libs/workflow/context_keys.h"
 
 namespace gyre::workflow {
 namespace {
@@ -117,6 +118,9 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   if (definition.tasks().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" has no tasks"));
   }
+  if (absl::Status status = ValidateContextMap(definition.default_context()); !status.ok()) {
+    return status;
+  }
   // Views into `definition`, which outlives the index.
   absl::flat_hash_map<absl::string_view, int> index;
   index.reserve(static_cast<size_t>(definition.tasks_size()));
@@ -206,6 +210,15 @@ absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::st
         status.message().as_string()));
   }
   return decision;
+}
+
+absl::Status ValidateDecisionContexts(const gyre::v1::EvaluatorDecision& decision) {
+  absl::Status status = ValidateContextMap(decision.context());
+  for (int i = 0; status.ok() && i < decision.start_size(); ++i) {
+    status = ValidateContextMap(decision.start(i).context());
+  }
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat("evaluator output: ", status.message()));
 }
 
 }  // namespace gyre::workflow

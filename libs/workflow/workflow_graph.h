@@ -29,6 +29,11 @@ absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTarget
 // in execution.proto). InvalidArgument says what is malformed.
 absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json);
 
+// Checks the context a decision adds and gives the workflows it starts, as
+// any context is checked (context_keys.h): an evaluator's output may come
+// from a language model. InvalidArgument starts "evaluator output: ".
+absl::Status ValidateDecisionContexts(const gyre::v1::EvaluatorDecision& decision);
+
 }  // namespace gyre::workflow
 
 #endif  // GYRE_LIBS_WORKFLOW_WORKFLOW_GRAPH_H_

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
+#include "libs/workflow/context_keys.h"
 #include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
 #include "yaml-cpp/yaml.h"
@@ -483,6 +484,12 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
               StringMap(root["context"], "context", report, definition.mutable_default_context());
           !status.ok()) {
         return status;
+      }
+      for (const auto& entry : root["context"]) {  // here, with positions
+        if (absl::Status status = ValidateContextEntry(entry.first.Scalar(), entry.second.Scalar());
+            !status.ok()) {
+          return report.Error(entry.first, status.message());
+        }
       }
     }
     const YAML::Node tasks = root["tasks"];

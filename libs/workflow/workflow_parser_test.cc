@@ -128,6 +128,18 @@ TEST(WorkflowParserTest, UnknownDependencyWithALibrarySuggestsFromBoth) {
             "depends on) is not the same as this workflow's; rename the workflow's task");
 }
 
+TEST(WorkflowParserTest, AContextKeyThatChangesWhatRunsIsRefusedWhereItIs) {
+  EXPECT_EQ(Error("name: etl\ncontext:\n  REGION: eu\n  LD_PRELOAD: /tmp/x.so\ntasks:\n"
+                  "  - {id: a, builtin: noop}\n"),
+            "etl.yaml:4:3: context key \"LD_PRELOAD\" is refused: it changes what code programs "
+            "load or run; set it in a task's env if the workflow needs it");
+  // A task's env is the author's: it may set them.
+  EXPECT_TRUE(ParseWorkflowYaml("name: etl\ntasks:\n  - id: a\n    command: [python3, a.py]\n"
+                                "    env: {PYTHONPATH: /opt/lib}\n",
+                                "etl.yaml")
+                  .ok());
+}
+
 TEST(WorkflowParserTest, UnknownTaskKeySuggestsTheNearest) {
   EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\n    depnds_on: [b]\n"),
             "etl.yaml:5:5: task \"a\": unknown key \"depnds_on\" (did you mean \"depends_on\"?)");

@@ -16,6 +16,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
+#include "libs/workflow/context_keys.h"
 #include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
 #include "services/orchestrator/proto_time.h"
@@ -28,38 +29,11 @@ namespace v1 = ::gyre::v1;
 
 namespace {
 
-constexpr size_t kMaxContextEntries = 256;
-constexpr size_t kMaxContextValueBytes = size_t{64} * 1024;
 constexpr size_t kDispatchScanLimit = 256;
 
 std::string ShortWorkflowName(absl::string_view name) {
   absl::ConsumePrefix(&name, "workflows/");
   return std::string(name.substr(0, name.find('/')));
-}
-
-absl::Status ValidateContext(const google::protobuf::Map<std::string, std::string>& context) {
-  if (context.size() > kMaxContextEntries) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("context has ", context.size(), " entries; at most ", kMaxContextEntries));
-  }
-  for (const auto& [key, value] : context) {
-    const bool valid_key = !key.empty() && key.size() <= 128 &&
-                           (absl::ascii_isalpha(key[0]) || key[0] == '_') &&
-                           std::all_of(key.begin(), key.end(),
-                                       [](char c) { return absl::ascii_isalnum(c) || c == '_'; });
-    if (!valid_key) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("context key \"", key,
-                       "\" is not a valid environment variable name "
-                       "([A-Za-z_][A-Za-z0-9_]*, up to 128 characters)"));
-    }
-    if (value.size() > kMaxContextValueBytes) {
-      return absl::InvalidArgumentError(absl::StrCat("context value of \"", key, "\" is ",
-                                                     value.size(), " bytes; at most ",
-                                                     kMaxContextValueBytes));
-    }
-  }
-  return absl::OkStatus();
 }
 
 bool IsTerminal(v1::TaskState state) {
@@ -68,8 +42,12 @@ bool IsTerminal(v1::TaskState state) {
 }
 
 // Flattens a JSON object written to $GYRE_OUTPUT into context values:
-// strings as they are, anything else as its JSON text.
-absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::string& json) {
+// strings as they are, anything else as its JSON text. They join the
+// context of the tasks downstream, so they are checked as a context is,
+// unless `check_keys` is false: replaying a result recorded when the rules
+// were looser must rebuild the state it made then.
+absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::string& json,
+                                                                bool check_keys) {
   std::map<std::string, std::string> outputs;
   if (json.empty()) return outputs;
   google::protobuf::Struct object;
@@ -86,6 +64,10 @@ absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::strin
       (void)google::protobuf::util::MessageToJsonString(value, &text);
       outputs[key] = text;
     }
+  }
+  if (!check_keys) return outputs;
+  if (absl::Status status = workflow::ValidateContextMap(outputs); !status.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("$GYRE_OUTPUT: ", status.message()));
   }
   return outputs;
 }
@@ -591,7 +573,9 @@ absl::StatusOr<WorkflowEngine::StartedExecution> WorkflowEngine::StartAndWatch(
 
 absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch) {
-  if (absl::Status status = ValidateContext(req.context()); !status.ok()) return status;
+  if (absl::Status status = workflow::ValidateContextMap(req.context()); !status.ok()) {
+    return status;
+  }
   if (req.priority() < 0 || req.priority() > 100) {
     return absl::InvalidArgumentError(
         absl::StrCat("priority ", req.priority(), " is out of range [0, 100]"));
@@ -2013,7 +1997,7 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
     case v1::ATTEMPT_SUCCEEDED: {
       absl::StatusOr<std::map<std::string, std::string>> outputs =
           task.spec->evaluator() ? std::map<std::string, std::string>{}
-                                 : ParseOutputs(result.output_json());
+                                 : ParseOutputs(result.output_json(), !replaying_);
       if (!outputs.ok()) {
         attempt.outcome = v1::ATTEMPT_FAILED;
         attempt.error = std::string(outputs.status().message());
@@ -2046,6 +2030,8 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
   TaskSlot& task = exec.tasks[index];
   absl::StatusOr<v1::EvaluatorDecision> decision = workflow::ParseEvaluatorDecision(output_json);
   absl::Status status = decision.status();
+  // As for outputs (ParseOutputs), a replay keeps what was accepted then.
+  if (status.ok() && !replaying_) status = workflow::ValidateDecisionContexts(*decision);
   // Tasks an evaluator may decide about: its transitive dependants.
   absl::flat_hash_set<uint32_t> downstream;
   std::vector<uint32_t> stack(task.dependants);

@@ -361,6 +361,42 @@ TEST_F(WorkflowEngineTest, MalformedEvaluatorDecisionFailsWithClearMessage) {
             "mean \"deploy\"?)");
 }
 
+// Outputs and decisions become the environment of the tasks downstream:
+// they cannot set what makes those tasks run other code.
+TEST_F(WorkflowEngineTest, ContextThatWouldChangeWhatTasksRunIsRefusedFromEverySource) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  (*request.mutable_context())["LD_PRELOAD"] = "/tmp/evil.so";
+  EXPECT_EQ(engine_.StartExecution(request).status().message(),
+            "context key \"LD_PRELOAD\" is refused: it changes what code programs load or run; "
+            "set it in a task's env if the workflow needs it");
+
+  auto agent = Connect("a1");
+  const std::string exec = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  Report("a1", a[0], v1::ATTEMPT_SUCCEEDED, R"({"ROWS": "7", "PATH": "/tmp/evil"})");
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/a");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_EQ(run.attempts(0).error(),
+            "$GYRE_OUTPUT: context key \"PATH\" is refused: it changes what code programs load "
+            "or run; set it in a task's env if the workflow needs it");
+  EXPECT_EQ(StateOf(exec, "b"), v1::TASK_SKIPPED);
+
+  v1::TaskSpec judge = Task("judge");
+  judge.set_evaluator(true);
+  const std::string judged = Start(Workflow({judge, Task("deploy", {"judge"})}));
+  auto decision = agent->Take(1);
+  ASSERT_EQ(decision.size(), 1u);
+  Report("a1", decision[0], v1::ATTEMPT_SUCCEEDED,
+         R"({"run": ["deploy"], "start": [{"workflow": "x", "context": {"GYRE_TASK_ID": "y"}}]})");
+  const v1::TaskRun judge_run = *engine_.GetTaskRun(judged + "/tasks/judge");
+  EXPECT_EQ(judge_run.state(), v1::TASK_FAILED);
+  EXPECT_EQ(judge_run.attempts(0).error(),
+            "evaluator output: context key \"GYRE_TASK_ID\" is reserved: Gyre sets GYRE_* "
+            "variables itself");
+}
+
 TEST_F(WorkflowEngineTest, StaleAttemptResultIsRejectedAfterRelease) {
   auto dead = Connect("dead", 1);
   const std::string exec = Start(Workflow({Task("a")}));
