@@ -71,6 +71,7 @@ class DropChildStarts : public StateStore {
     inner_->Append(crashed_ ? absl::Span<const v1::StateRecord>() : records, std::move(done));
   }
   uint64_t last_position() override { return inner_->last_position(); }
+  absl::Status AwaitDurable(uint64_t position) override { return inner_->AwaitDurable(position); }
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
     return inner_->WriteSnapshot(position, snapshot);
   }

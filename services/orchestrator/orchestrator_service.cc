@@ -124,15 +124,24 @@ grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
 }
 
 template <typename Send>
-void OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
-                                     const std::shared_ptr<EventSubscription>& subscription,
-                                     Send send) {
+grpc::Status OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
+                                             const std::shared_ptr<EventSubscription>& subscription,
+                                             Send send) {
+  grpc::Status status;
   while (!context->IsCancelled() && !stopping_) {
     bool last = false;
     EventChunk chunk = subscription->Next(absl::Milliseconds(200), &last);
-    if ((!chunk.events.empty() && !send(chunk, last)) || last) break;
+    if (!chunk.events.empty()) {
+      if (absl::Status durable = engine_->AwaitDurable(); !durable.ok()) {
+        status = ToGrpcStatus(durable);
+        break;
+      }
+      if (!send(chunk, last)) break;
+    }
+    if (last) break;
   }
   engine_->Unwatch(subscription);
+  return status;
 }
 
 template <typename Batch>
@@ -168,7 +177,7 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
+  return Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
     for (size_t i = 0; i < chunk.events.size(); ++i) {
       if (last && i + 1 == chunk.events.size()) {
         writer->WriteLast(*chunk.events[i], grpc::WriteOptions());  // as in WriteBatches
@@ -178,7 +187,6 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
     }
     return true;
   });
-  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
@@ -187,12 +195,11 @@ grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
+  return Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
     return WriteBatches(writer,
                         google::protobuf::Arena::CreateMessage<v1::EventBatch>(chunk.arena.get()),
                         chunk, last);
   });
-  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::RunExecution(
@@ -211,18 +218,22 @@ grpc::Status OrchestratorServiceImpl::RunExecution(
   // all of them: a short execution may end before its start is durable).
   bool last = false;
   EventChunk chunk = started->events->Next(absl::ZeroDuration(), &last);
+  // The start is durable; the events that came with it may not be yet.
+  if (absl::Status durable = engine_->AwaitDurable(); !durable.ok()) {
+    engine_->Unwatch(started->events);
+    return ToGrpcStatus(durable);
+  }
   auto* first = google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get());
   *first->mutable_execution() = std::move(started->execution);
   if (!WriteBatches(writer, first, chunk, last) || last) {
     engine_->Unwatch(started->events);
     return grpc::Status::OK;
   }
-  Follow(context, started->events, [writer](EventChunk& chunk, bool last) {
+  return Follow(context, started->events, [writer](EventChunk& chunk, bool last) {
     return WriteBatches(
         writer, google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
         chunk, last);
   });
-  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest*,

@@ -69,10 +69,11 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
   // Follows a subscription until it ends, the client goes or the server
   // stops: hands every batch of pending events to `send(events, last)`
   // (`last`: nothing follows them), which returns false once the client is
-  // gone. Unwatches at the end.
+  // gone. A batch goes out only once durable (WorkflowEngine::AwaitDurable);
+  // the store's error, if it fails, ends the stream. Unwatches at the end.
   template <typename Send>
-  void Follow(grpc::ServerContext* context, const std::shared_ptr<EventSubscription>& subscription,
-              Send send);
+  grpc::Status Follow(grpc::ServerContext* context,
+                      const std::shared_ptr<EventSubscription>& subscription, Send send);
   // Writes `batch`, on the chunk's arena (it may hold fields of its own,
   // such as RunExecution's execution), with the chunk's events appended,
   // split into messages within EventBatch's limits; the final one with the

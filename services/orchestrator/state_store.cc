@@ -73,6 +73,9 @@ class MemoryStateStore : public StateStore {
     return data_->first_position + data_->records.size() - 1;
   }
 
+  // Appends complete at once here.
+  absl::Status AwaitDurable(uint64_t /*position*/) override { return absl::OkStatus(); }
+
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
     std::string bytes = snapshot.SerializeAsString();
     absl::MutexLock lock(&data_->mutex);
@@ -158,6 +161,12 @@ class EmbeddedStateStore : public StateStore {
   }
 
   uint64_t last_position() override { return log_ == nullptr ? 0 : log_->next_index() - 1; }
+
+  absl::Status AwaitDurable(uint64_t position) override {
+    if (position == 0) return absl::OkStatus();
+    if (log_ == nullptr) return absl::FailedPreconditionError("state store awaited before Load");
+    return log_->AwaitDurable(position);
+  }
 
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
     if (log_ == nullptr) return absl::FailedPreconditionError("state store snapshot before Load");

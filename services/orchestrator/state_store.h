@@ -32,6 +32,9 @@ namespace gyre::orchestrator {
 //  - last_position() is the position of the last record appended (durable
 //    or not); callers that serialize their Appends can read it in the same
 //    critical section to learn the position their state corresponds to;
+//  - AwaitDurable(position) returns once the records up to `position` (at
+//    most last_position()) are durable, or with the error that keeps them
+//    from being so; it may block on I/O;
 //  - WriteSnapshot(position, snapshot) waits until the records up to
 //    `position` are durable, then stores the snapshot durably; it may then
 //    drop the records it covers. It does I/O on the calling thread: never
@@ -49,6 +52,7 @@ class StateStore {
   virtual absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) = 0;
   virtual void Append(absl::Span<const gyre::v1::StateRecord> records, Completion done) = 0;
   virtual uint64_t last_position() = 0;
+  virtual absl::Status AwaitDurable(uint64_t position) = 0;
   virtual absl::Status WriteSnapshot(uint64_t position,
                                      const gyre::v1::EngineSnapshot& snapshot) = 0;
 };

@@ -1,6 +1,7 @@
 // One suite every StateStore backend must pass (the PostgreSQL backend will
 // be added to the list below).
 
+#include <atomic>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -215,6 +216,25 @@ TEST_P(StateStoreConformanceTest, ASnapshotWaitsForTheRecordsItCovers) {
   ASSERT_TRUE(store->WriteSnapshot(store->last_position(), SnapshotNamed("workflows/x")).ok());
   EXPECT_FALSE(store->WriteSnapshot(101, SnapshotNamed("workflows/y")).ok())
       << "a snapshot past the last record must be refused";
+}
+
+TEST_P(StateStoreConformanceTest, AwaitDurableReturnsOnceTheRecordsAreDurable) {
+  auto store = backend_->Open();
+  LoadAll(*store);
+  EXPECT_TRUE(store->AwaitDurable(0).ok()) << "nothing appended: nothing to wait for";
+  std::atomic<int> failed{0};
+  for (int i = 1; i <= 100; ++i) {
+    const v1::StateRecord record = Leased("a", i);
+    store->Append({&record, 1}, [&failed](const absl::Status& status) {
+      if (!status.ok()) failed++;
+    });
+  }
+  ASSERT_EQ(store->last_position(), 100u);
+  EXPECT_TRUE(store->AwaitDurable(50).ok());
+  EXPECT_TRUE(store->AwaitDurable(100).ok());
+  // A snapshot at the position waits for nothing more and keeps everything.
+  ASSERT_TRUE(store->WriteSnapshot(100, SnapshotNamed("workflows/x")).ok());
+  EXPECT_EQ(failed.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StateStoreConformanceTest,

@@ -661,6 +661,19 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   return result;
 }
 
+absl::Status WorkflowEngine::AwaitDurable() {
+  if (options_.store == nullptr) return absl::OkStatus();
+  uint64_t position = 0;
+  {
+    // Under the lock: an event is published inside the critical section of
+    // its change, perhaps before that change's records are appended; once
+    // the lock is ours, every such section has appended them.
+    absl::MutexLock lock(&mu_);
+    position = options_.store->last_position();
+  }
+  return options_.store->AwaitDurable(position);
+}
+
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetTaskLibrary() const {
   if (options_.task_library == nullptr) {
     return absl::NotFoundError(

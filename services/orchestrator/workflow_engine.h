@@ -154,6 +154,12 @@ class WorkflowEngine {
   // Self-assembling graphs: runs the targets from the task library with
   // their transitive dependencies, pulled in at scheduling time.
   absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
+  // Returns once every change made so far is durable (or the store's error).
+  // Events reach subscriptions as the changes happen, before the records of
+  // those changes are durable; a stream waits for this before showing them,
+  // so that no client sees a state a crash could take back, or an event
+  // sequence number that a restart would give to another event.
+  absl::Status AwaitDurable() ABSL_LOCKS_EXCLUDED(mu_);
   // The task library; NotFound when none is loaded.
   absl::StatusOr<gyre::v1::WorkflowDefinition> GetTaskLibrary() const;
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
