@@ -27,11 +27,6 @@ namespace {
 
 namespace v1 = ::gyre::v1;
 
-std::string StateName(v1::TaskState state) {
-  std::string name = v1::TaskState_Name(state);
-  return absl::AsciiStrToLower(name.substr(5));  // drop "TASK_"
-}
-
 std::string BarText(const v1::TaskCounts& counts) {
   const int total = std::max(1, counts.total());
   const int done = counts.succeeded() + counts.failed() + counts.skipped() + counts.cancelled();
@@ -87,8 +82,8 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
   if (!stub.ListTaskRuns(&context, request, &response).ok()) return;
   for (const v1::TaskRun& run : response.task_runs()) {
     if (run.state() != v1::TASK_FAILED && run.state() != v1::TASK_TIMED_OUT) continue;
-    std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(), StateName(run.state()).c_str(),
-                 run.reason().c_str());
+    std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(),
+                 TaskStateWord(run.state()).c_str(), run.reason().c_str());
     grpc::ClientContext logs_context;
     v1::GetTaskLogsRequest logs_request;
     logs_request.set_name(run.name());
@@ -103,14 +98,15 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
 
 }  // namespace
 
-bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context) {
+absl::Status ParseSetFlag(const std::string& assignment,
+                          std::map<std::string, std::string>* context) {
   const size_t equals = assignment.find('=');
   if (equals == std::string::npos || equals == 0) {
-    std::fprintf(stderr, "gyre: --set \"%s\": expected key=value\n", assignment.c_str());
-    return false;
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set \"", assignment, "\": expected key=value"));
   }
   (*context)[assignment.substr(0, equals)] = assignment.substr(equals + 1);
-  return true;
+  return absl::OkStatus();
 }
 
 namespace {
@@ -134,9 +130,10 @@ class Progress {
       waiting_->Update(run.task_id(), run.state());
       if (!console_->interactive() && run.state() != v1::TASK_READY &&
           run.state() != v1::TASK_LEASED) {
-        console_->Line(
-            absl::StrFormat("  %-24s %s%s", run.task_id(), StateName(run.state()),
-                            run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")")));
+        console_->Line(TaskLine(
+            run.task_id(),
+            absl::StrCat(TaskStateWord(run.state()),
+                         run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")"))));
       }
     } else if (event.has_execution_snapshot()) {
       final_state_ = event.execution_snapshot().state();
@@ -242,11 +239,10 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
     return kRunUnavailable;
   }
   const v1::TaskCounts& counts = progress.counts();
-  std::fprintf(
-      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n", execution.name().c_str(),
-      absl::AsciiStrToLower(v1::ExecutionState_Name(progress.final_state()).substr(10)).c_str(),
-      counts.succeeded(), counts.failed(), counts.skipped(),
-      progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
+  std::fprintf(options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n",
+               execution.name().c_str(), ExecutionStateWord(progress.final_state()).c_str(),
+               counts.succeeded(), counts.failed(), counts.skipped(),
+               progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
   if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
     PrintFailures(stub, execution.name(), options.out);
     std::fflush(options.out);

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace gyre::cli {
 
 // What `gyre run` submits and how it reports.
@@ -38,9 +40,9 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
 int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
                     const std::vector<std::string>& targets, const RunOptions& options);
 
-// Parses "key=value" into `context`; false (with a message on stderr) when
-// malformed.
-bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context);
+// Parses "key=value" into `context`; InvalidArgument when malformed.
+absl::Status ParseSetFlag(const std::string& assignment,
+                          std::map<std::string, std::string>* context);
 
 }  // namespace gyre::cli
 
