@@ -346,6 +346,74 @@ TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   EXPECT_EQ(none.err, "no executions match\n");
 }
 
+TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_control");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: long-nap\n"
+                             "tasks:\n"
+                             "  - id: nap\n"
+                             "    command: [sleep, \"300\"]\n";
+  auto run = ChildProcess::Start({GyreBinary(), "run", workflow, dev.orchestrator_flag()});
+  ASSERT_TRUE(run.ok()) << run.status();
+  auto running = (*run)->WaitForLine(
+      [](const std::string& line) {
+        return absl::StartsWith(line, "  nap ") && absl::StrContains(line, " running");
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(running.ok()) << running.status();
+  const std::string execution = ExecutionOf((*run)->Output());
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << (*run)->Output();
+
+  (*run)->Signal(SIGINT);
+  const std::optional<int> run_status = (*run)->WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(run_status.has_value()) << (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*run_status) && WEXITSTATUS(*run_status) == 130) << (*run)->Output();
+  (void)(*run)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains(
+      (*run)->Output(), absl::StrCat("stopped following ", execution,
+                                     "; it keeps running (gyre cancel ", execution, " stops it)")))
+      << (*run)->Output();
+
+  const GyreOutput still = RunGyreApart({"status", execution, dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(still.out, "state      running\n")) << still;
+  EXPECT_TRUE(absl::StrContains(still.out, "  nap                      running   attempt 1\n"))
+      << still;
+  const GyreOutput early_logs = RunGyreApart({"logs", execution, "nap", dev.orchestrator_flag()});
+  EXPECT_EQ(early_logs.code, 1) << early_logs;
+  EXPECT_EQ(early_logs.err, absl::StrCat("gyre logs: ", execution,
+                                         "/tasks/nap attempt 1 has not ended; its output is "
+                                         "stored when it does\n"));
+
+  const GyreOutput pause = RunGyreApart({"pause", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(pause.code, 0) << pause;
+  EXPECT_EQ(pause.out, absl::StrCat(execution, " paused\n"));
+  const GyreOutput pause_again = RunGyreApart({"pause", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(pause_again.code, 1) << pause_again;
+  EXPECT_TRUE(
+      absl::StartsWith(pause_again.err, absl::StrCat("gyre pause: pausing ", execution, ": ")))
+      << pause_again;
+  const GyreOutput paused_list =
+      RunGyreApart({"list", "--state=paused", "--workflow=long-nap", dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(paused_list.out, absl::StrCat(execution, "  long-nap  paused ")))
+      << paused_list;
+
+  const GyreOutput resume = RunGyreApart({"resume", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(resume.code, 0) << resume;
+  EXPECT_EQ(resume.out, absl::StrCat(execution, " running\n"));
+
+  const GyreOutput cancel =
+      RunGyreApart({"cancel", execution, "--reason=test is done", dev.orchestrator_flag()});
+  EXPECT_EQ(cancel.code, 0) << cancel;
+  EXPECT_EQ(cancel.out, absl::StrCat(execution, " cancelled (test is done)\n"));
+  const GyreOutput ended = RunGyreApart({"status", execution, dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(ended.out, "state      cancelled (test is done)\n")) << ended;
+  EXPECT_TRUE(absl::StrContains(ended.out, "  nap                      cancelled")) << ended;
+  const GyreOutput cancel_again = RunGyreApart({"cancel", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(cancel_again.code, 1) << cancel_again;
+}
+
 TEST(DevSuiteTest, ExecutionCommandsSayWhatIsWrongWithTheirArguments) {
   const GyreOutput no_execution = RunGyreApart({"status"});
   EXPECT_EQ(no_execution.code, 2) << no_execution;
