@@ -1,5 +1,6 @@
 // `gyre dev` runs the whole suite in one process: all six components report
 // SERVING over real gRPC, and Ctrl-C (SIGINT) stops it with exit code 0.
+// The gyre CLI's commands run against it as a developer runs them.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -8,8 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -47,6 +50,54 @@ std::pair<int, std::string> RunGyre(const std::vector<std::string>& args) {
   (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
   const int code = status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1;
   return {code, (*process)->Output()};
+}
+
+// What a finished `gyre` wrote, stdout and stderr apart.
+struct GyreOutput {
+  int code = -1;  // -1 if it did not exit
+  std::string out;
+  std::string err;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+}
+
+// Runs `gyre` with `args` to its end, its stdout and stderr into files of
+// their own (ChildProcess merges them).
+GyreOutput RunGyreApart(const std::vector<std::string>& args) {
+  const testing::ScratchDir dir("gyre_cli_output");
+  std::vector<std::string> argv = {
+      "/bin/sh", "-c", "exec \"$0\" \"$@\" >\"$GYRE_TEST_OUT\" 2>\"$GYRE_TEST_ERR\"", GyreBinary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto process = ChildProcess::Start(
+      argv, {"GYRE_TEST_OUT=" + dir.path() + "/out", "GYRE_TEST_ERR=" + dir.path() + "/err"});
+  GyreOutput result;
+  if (!process.ok()) {
+    result.err = std::string(process.status().message());
+    return result;
+  }
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(60));
+  if (status.has_value() && WIFEXITED(*status)) result.code = WEXITSTATUS(*status);
+  result.out = ReadFile(dir.path() + "/out");
+  result.err = ReadFile(dir.path() + "/err");
+  return result;
+}
+
+// For failure messages.
+std::ostream& operator<<(std::ostream& os, const GyreOutput& output) {
+  return os << "exit " << output.code << "\nstdout:\n" << output.out << "\nstderr:\n" << output.err;
+}
+
+// "executions/ID" from gyre run's first line ("NAME: N tasks, execution
+// executions/ID"); empty if there is none.
+std::string ExecutionOf(const std::string& run_output) {
+  const std::string marker = ", execution ";
+  const size_t at = run_output.find(marker);
+  if (at == std::string::npos) return "";
+  const size_t start = at + marker.size();
+  return run_output.substr(start, run_output.find('\n', start) - start);
 }
 
 // A `gyre dev` on free ports and a scratch data directory, with `flags`
@@ -228,6 +279,187 @@ TEST(DevSuiteTest, AWorkflowNamingALibraryTaskNeedsALibrary) {
                                 "dependency \"clean\" (and the orchestrator has no task library "
                                 "to take it from)"))
       << output;
+}
+
+TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_status");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: cli-demo\n"
+                             "tasks:\n"
+                             "  - id: greet\n"
+                             "    shell: true\n"
+                             "    command: >-\n"
+                             "      printf 'hello stdout\\nline two\\n';\n"
+                             "      printf 'to stderr\\n' >&2;\n"
+                             "      echo '{\"GREETING\": \"hi\"}' > \"$GYRE_OUTPUT\"\n"
+                             "  - id: check\n"
+                             "    shell: true\n"
+                             "    command: test \"$GREETING\" = hi\n"
+                             "    depends_on: [greet]\n"
+                             "  - id: chatty\n"  // past the agent's 1 MiB cap
+                             "    shell: true\n"
+                             "    command: head -c 1100000 /dev/zero | tr '\\0' a\n";
+  const auto [run_code, run_output] = RunGyre({"run", workflow, dev.orchestrator_flag()});
+  ASSERT_EQ(run_code, 0) << run_output;
+  const std::string execution = ExecutionOf(run_output);
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << run_output;
+  const std::string id = execution.substr(std::string("executions/").size());
+
+  const GyreOutput status = RunGyreApart({"status", id, dev.orchestrator_flag()});
+  EXPECT_EQ(status.code, 0) << status;
+  EXPECT_TRUE(absl::StartsWith(status.out, absl::StrCat("execution  ", execution,
+                                                        "\n"
+                                                        "state      succeeded\n"
+                                                        "workflow   cli-demo\n")))
+      << status;
+  EXPECT_TRUE(absl::StrContains(status.out, "tasks      3: 3 succeeded\n")) << status;
+  EXPECT_TRUE(absl::StrContains(
+      status.out,
+      "  greet                    succeeded attempt 1  exit 0  outputs {\"GREETING\":\"hi\"}\n"))
+      << status;
+  EXPECT_TRUE(
+      absl::StrContains(status.out, "  check                    succeeded attempt 1  exit 0\n"))
+      << status;
+  EXPECT_EQ(RunGyreApart({"status", execution, dev.orchestrator_flag()}).out, status.out);
+
+  const GyreOutput logs = RunGyreApart({"logs", execution, "greet", dev.orchestrator_flag()});
+  EXPECT_EQ(logs.code, 0) << logs;
+  EXPECT_EQ(logs.out, "hello stdout\nline two\n");
+  EXPECT_EQ(logs.err, "to stderr\n");
+
+  const GyreOutput chatty = RunGyreApart({"logs", execution, "chatty", dev.orchestrator_flag()});
+  EXPECT_EQ(chatty.code, 0) << chatty.err;
+  EXPECT_EQ(chatty.out.size(), 1u << 20);
+  EXPECT_EQ(chatty.out.find_first_not_of('a'), std::string::npos);
+  EXPECT_EQ(chatty.err, absl::StrCat("gyre logs: ", execution,
+                                     "/tasks/chatty attempt 1: output truncated at the agent's "
+                                     "max_output_bytes; shown: the first 1048576 of 1100000 "
+                                     "bytes of stdout\n"));
+
+  const GyreOutput unknown_task = RunGyreApart({"logs", id, "gret", dev.orchestrator_flag()});
+  EXPECT_EQ(unknown_task.code, 2) << unknown_task;
+  EXPECT_EQ(unknown_task.out, "");
+  EXPECT_EQ(unknown_task.err,
+            absl::StrCat("gyre logs: logs of ", execution, "/tasks/gret: task run \"", execution,
+                         "/tasks/gret\" not found\n"));
+  const GyreOutput no_attempt =
+      RunGyreApart({"logs", id, "greet", "--attempt=2", dev.orchestrator_flag()});
+  EXPECT_EQ(no_attempt.code, 2) << no_attempt;
+  EXPECT_TRUE(absl::StrContains(no_attempt.err, "has no attempt 2 (attempts: 1)")) << no_attempt;
+
+  const GyreOutput unknown = RunGyreApart({"status", "no-such-id", dev.orchestrator_flag()});
+  EXPECT_EQ(unknown.code, 2) << unknown;
+  EXPECT_EQ(unknown.err,
+            "gyre status: executions/no-such-id: execution "
+            "\"executions/no-such-id\" not found\n");
+
+  const GyreOutput list = RunGyreApart({"list", dev.orchestrator_flag()});
+  EXPECT_EQ(list.code, 0) << list;
+  EXPECT_TRUE(absl::StartsWith(list.out, "EXECUTION ")) << list;
+  EXPECT_TRUE(absl::StrContains(list.out, absl::StrCat(execution, "  cli-demo  succeeded  ")))
+      << list;
+  const GyreOutput none = RunGyreApart({"list", "--state=failed", dev.orchestrator_flag()});
+  EXPECT_EQ(none.code, 0) << none;
+  EXPECT_EQ(none.out, "");
+  EXPECT_EQ(none.err, "no executions match\n");
+}
+
+TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_control");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: long-nap\n"
+                             "tasks:\n"
+                             "  - id: nap\n"
+                             "    command: [sleep, \"300\"]\n";
+  auto run = ChildProcess::Start({GyreBinary(), "run", workflow, dev.orchestrator_flag()});
+  ASSERT_TRUE(run.ok()) << run.status();
+  auto running = (*run)->WaitForLine(
+      [](const std::string& line) {
+        return absl::StartsWith(line, "  nap ") && absl::StrContains(line, " running");
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(running.ok()) << running.status();
+  const std::string execution = ExecutionOf((*run)->Output());
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << (*run)->Output();
+
+  (*run)->Signal(SIGINT);
+  const std::optional<int> run_status = (*run)->WaitForExit(absl::Seconds(10));
+  ASSERT_TRUE(run_status.has_value()) << (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*run_status) && WEXITSTATUS(*run_status) == 130) << (*run)->Output();
+  (void)(*run)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains(
+      (*run)->Output(), absl::StrCat("stopped following ", execution,
+                                     "; it keeps running (gyre cancel ", execution, " stops it)")))
+      << (*run)->Output();
+
+  const GyreOutput still = RunGyreApart({"status", execution, dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(still.out, "state      running\n")) << still;
+  EXPECT_TRUE(absl::StrContains(still.out, "  nap                      running   attempt 1\n"))
+      << still;
+  const GyreOutput early_logs = RunGyreApart({"logs", execution, "nap", dev.orchestrator_flag()});
+  EXPECT_EQ(early_logs.code, 1) << early_logs;
+  EXPECT_EQ(early_logs.err, absl::StrCat("gyre logs: ", execution,
+                                         "/tasks/nap attempt 1 has not ended; its output is "
+                                         "stored when it does\n"));
+
+  const GyreOutput pause = RunGyreApart({"pause", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(pause.code, 0) << pause;
+  EXPECT_EQ(pause.out, absl::StrCat(execution, " paused\n"));
+  const GyreOutput pause_again = RunGyreApart({"pause", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(pause_again.code, 1) << pause_again;
+  EXPECT_TRUE(
+      absl::StartsWith(pause_again.err, absl::StrCat("gyre pause: pausing ", execution, ": ")))
+      << pause_again;
+  const GyreOutput paused_list =
+      RunGyreApart({"list", "--state=paused", "--workflow=long-nap", dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(paused_list.out, absl::StrCat(execution, "  long-nap  paused ")))
+      << paused_list;
+
+  const GyreOutput resume = RunGyreApart({"resume", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(resume.code, 0) << resume;
+  EXPECT_EQ(resume.out, absl::StrCat(execution, " running\n"));
+
+  const GyreOutput cancel =
+      RunGyreApart({"cancel", execution, "--reason=test is done", dev.orchestrator_flag()});
+  EXPECT_EQ(cancel.code, 0) << cancel;
+  EXPECT_EQ(cancel.out, absl::StrCat(execution, " cancelled (test is done)\n"));
+  const GyreOutput ended = RunGyreApart({"status", execution, dev.orchestrator_flag()});
+  EXPECT_TRUE(absl::StrContains(ended.out, "state      cancelled (test is done)\n")) << ended;
+  EXPECT_TRUE(absl::StrContains(ended.out, "  nap                      cancelled")) << ended;
+  const GyreOutput cancel_again = RunGyreApart({"cancel", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(cancel_again.code, 1) << cancel_again;
+}
+
+TEST(DevSuiteTest, ExecutionCommandsSayWhatIsWrongWithTheirArguments) {
+  const GyreOutput no_execution = RunGyreApart({"status"});
+  EXPECT_EQ(no_execution.code, 2) << no_execution;
+  EXPECT_TRUE(absl::StartsWith(no_execution.err,
+                               "gyre status: which execution?\n"
+                               "usage: gyre status EXECUTION"))
+      << no_execution;
+  const GyreOutput no_task = RunGyreApart({"logs", "abc"});
+  EXPECT_EQ(no_task.code, 2) << no_task;
+  EXPECT_TRUE(absl::StartsWith(no_task.err, "gyre logs: which task?\n")) << no_task;
+  const GyreOutput bad_limit = RunGyreApart({"list", "--limit=0"});
+  EXPECT_EQ(bad_limit.code, 2) << bad_limit;
+  EXPECT_TRUE(absl::StartsWith(bad_limit.err, "gyre list: --limit \"0\": expected 1..1000\n"))
+      << bad_limit;
+  const GyreOutput bad_state = RunGyreApart({"list", "--state=done"});
+  EXPECT_EQ(bad_state.code, 2) << bad_state;
+  EXPECT_TRUE(absl::StartsWith(bad_state.err, "gyre list: --state: unknown state \"done\""))
+      << bad_state;
+  const GyreOutput not_an_execution = RunGyreApart({"pause", "executions/a/tasks/b"});
+  EXPECT_EQ(not_an_execution.code, 2) << not_an_execution;
+  // Nothing listens on port 1.
+  const GyreOutput unreachable = RunGyreApart({"status", "abc", "--orchestrator=127.0.0.1:1"});
+  EXPECT_EQ(unreachable.code, 3) << unreachable;
+  EXPECT_TRUE(absl::StartsWith(unreachable.err,
+                               "gyre status: cannot reach the orchestrator at 127.0.0.1:1: "))
+      << unreachable;
 }
 
 TEST(DevSuiteTest, UnknownCommandExitsTwo) {

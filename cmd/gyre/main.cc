@@ -1,6 +1,10 @@
 // gyre: the command-line entry point.
 //   gyre dev [flags]                      run the whole suite in one process
 //   gyre run FILE.yaml [--set k=v]...     submit a workflow and follow it
+//   gyre schedule TASK... [--set k=v]...  schedule a task library outcome and follow it
+//   gyre status|list|logs|cancel|pause|resume ...
+//                                         look at and control executions
+//                                         (execution_commands.h)
 //   gyre validate FILE.yaml               check a workflow without running it
 //   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
 //   gyre version
@@ -14,10 +18,11 @@
 #include <sstream>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cmd/gyre/command_line.h"
 #include "cmd/gyre/dev_suite_module.h"
+#include "cmd/gyre/execution_commands.h"
 #include "cmd/gyre/run_command.h"
 #include "libs/common/version.h"
 #include "libs/server/huge_page_heap.h"
@@ -43,6 +48,15 @@ constexpr char kUsage[] =
     "  schedule TASK... [--set key=value]... [--orchestrator=host:port]\n"
     "                                      schedule an outcome: the task library's TASKs and\n"
     "                                      what they depend on; follow it like run\n"
+    "  status EXECUTION                    an execution's state and one line per task\n"
+    "  list [--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...]\n"
+    "                                      recent executions, newest first (default 20)\n"
+    "  logs EXECUTION TASK [--attempt=N]   a task attempt's stored stdout and stderr\n"
+    "                                      (default: the latest attempt)\n"
+    "  cancel EXECUTION [--reason=TEXT]    cancel an execution (running tasks are stopped)\n"
+    "  pause EXECUTION                     pause: no new tasks start; running ones finish\n"
+    "  resume EXECUTION                    resume a paused execution\n"
+    "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
     "  validate FILE.yaml                  check a workflow without running it\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
@@ -51,21 +65,6 @@ constexpr char kUsage[] =
 int Usage(const char* problem) {
   std::fprintf(stderr, "gyre: %s\n%s", problem, kUsage);
   return gyre::server::kExitConfigError;
-}
-
-// Splits "--name=value" / "--name value" arguments of a subcommand.
-bool TakeOption(int argc, char** argv, int* i, const char* name, std::string* value) {
-  const std::string prefix = std::string("--") + name;
-  const char* arg = argv[*i];
-  if (std::strcmp(arg, prefix.c_str()) == 0 && *i + 1 < argc) {
-    *value = argv[++*i];
-    return true;
-  }
-  if (absl::StartsWith(arg, prefix + "=")) {
-    *value = arg + prefix.size() + 1;
-    return true;
-  }
-  return false;
 }
 
 int RunDev(int argc, char** argv) {
@@ -87,41 +86,34 @@ int RunDev(int argc, char** argv) {
 // --orchestrator=host:port, and their positional arguments.
 struct FollowArguments {
   gyre::cli::RunOptions options;
-  std::string orchestrator = "127.0.0.1:50051";
-  std::vector<std::string> positional;
+  gyre::cli::CommandLine line;
 };
 
 // Parses argv[2...] of `command`; an exit code when they are bad.
 std::optional<int> ParseFollowArguments(const char* command, int argc, char** argv,
                                         FollowArguments* parsed) {
-  for (int i = 2; i < argc; ++i) {
-    std::string value;
-    if (TakeOption(argc, argv, &i, "set", &value)) {
-      if (!gyre::cli::ParseSetFlag(value, &parsed->options.context)) {
-        return gyre::cli::kRunBadInput;
-      }
-    } else if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
-      parsed->orchestrator = value;
-    } else if (argv[i][0] == '-') {
-      return Usage(absl::StrCat(command, ": unexpected argument ", argv[i]).c_str());
-    } else {
-      parsed->positional.emplace_back(argv[i]);
-    }
-  }
-  parsed->options.interactive = isatty(STDOUT_FILENO) != 0;
+  gyre::cli::RunOptions& options = parsed->options;
+  const gyre::cli::CommandOption set = {"set", [&options](const std::string& value) {
+                                          return gyre::cli::ParseSetFlag(value, &options.context);
+                                        }};
+  absl::StatusOr<gyre::cli::CommandLine> line = gyre::cli::ParseCommandLine(argc, argv, {set});
+  if (!line.ok()) return Usage(absl::StrCat(command, ": ", line.status().message()).c_str());
+  parsed->line = *std::move(line);
+  options.interactive = isatty(STDOUT_FILENO) != 0;
   return std::nullopt;
 }
 
 int RunCommand(int argc, char** argv) {
   FollowArguments arguments;
   if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments)) return *bad;
-  if (arguments.positional.empty()) return Usage("run: which workflow file?");
-  if (arguments.positional.size() > 1) {
-    return Usage(absl::StrCat("run: unexpected argument ", arguments.positional[1]).c_str());
+  const std::vector<std::string>& positional = arguments.line.positional;
+  if (positional.empty()) return Usage("run: which workflow file?");
+  if (positional.size() > 1) {
+    return Usage(absl::StrCat("run: unexpected argument ", positional[1]).c_str());
   }
-  arguments.options.workflow_file = arguments.positional[0];
+  arguments.options.workflow_file = positional[0];
   return gyre::cli::RunWorkflow(
-      grpc::CreateChannel(arguments.orchestrator, grpc::InsecureChannelCredentials()),
+      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
       arguments.options);
 }
 
@@ -130,10 +122,12 @@ int ScheduleCommand(int argc, char** argv) {
   if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments)) {
     return *bad;
   }
-  if (arguments.positional.empty()) return Usage("schedule: which task(s) of the task library?");
+  if (arguments.line.positional.empty()) {
+    return Usage("schedule: which task(s) of the task library?");
+  }
   return gyre::cli::ScheduleOutcome(
-      grpc::CreateChannel(arguments.orchestrator, grpc::InsecureChannelCredentials()),
-      arguments.positional, arguments.options);
+      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
+      arguments.line.positional, arguments.options);
 }
 
 int ValidateCommand(int argc, char** argv) {
@@ -154,15 +148,15 @@ int ImportCommand(int argc, char** argv) {
   std::string output_path;
   for (int i = 2; i < argc; ++i) {
     std::string value;
-    if (TakeOption(argc, argv, &i, "scale", &value)) {
+    if (gyre::cli::TakeOption(argc, argv, &i, "scale", &value)) {
       if (!absl::SimpleAtod(value, &options.time_scale)) {
         return Usage(("import-wfcommons: invalid --scale \"" + value + "\"").c_str());
       }
-    } else if (TakeOption(argc, argv, &i, "queue", &value)) {
+    } else if (gyre::cli::TakeOption(argc, argv, &i, "queue", &value)) {
       options.queue = value;
-    } else if (TakeOption(argc, argv, &i, "output", &value)) {
+    } else if (gyre::cli::TakeOption(argc, argv, &i, "output", &value)) {
       output_path = value;
-    } else if (TakeOption(argc, argv, &i, "name", &value)) {
+    } else if (gyre::cli::TakeOption(argc, argv, &i, "name", &value)) {
       options.workflow_name = value;
     } else if (argv[i][0] == '-' || !trace_path.empty()) {
       return Usage((std::string("import-wfcommons: unexpected argument ") + argv[i]).c_str());
@@ -211,6 +205,7 @@ int main(int argc, char** argv) {
   }
   if (command == "run") return RunCommand(argc, argv);
   if (command == "schedule") return ScheduleCommand(argc, argv);
+  if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
   if (command == "version") {

@@ -9,6 +9,7 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
@@ -19,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "cmd/gyre/interrupt_canceller.h"
 #include "cmd/gyre/run_console.h"
 #include "cmd/gyre/waiting_reporter.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
@@ -28,11 +30,6 @@ namespace gyre::cli {
 namespace {
 
 namespace v1 = ::gyre::v1;
-
-std::string StateName(v1::TaskState state) {
-  std::string name = v1::TaskState_Name(state);
-  return absl::AsciiStrToLower(name.substr(5));  // drop "TASK_"
-}
 
 std::string BarText(const v1::TaskCounts& counts) {
   const int total = std::max(1, counts.total());
@@ -89,8 +86,8 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
   if (!stub.ListTaskRuns(&context, request, &response).ok()) return;
   for (const v1::TaskRun& run : response.task_runs()) {
     if (run.state() != v1::TASK_FAILED && run.state() != v1::TASK_TIMED_OUT) continue;
-    std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(), StateName(run.state()).c_str(),
-                 run.reason().c_str());
+    std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(),
+                 TaskStateWord(run.state()).c_str(), run.reason().c_str());
     grpc::ClientContext logs_context;
     v1::GetTaskLogsRequest logs_request;
     logs_request.set_name(run.name());
@@ -105,14 +102,15 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
 
 }  // namespace
 
-bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context) {
+absl::Status ParseSetFlag(const std::string& assignment,
+                          std::map<std::string, std::string>* context) {
   const size_t equals = assignment.find('=');
   if (equals == std::string::npos || equals == 0) {
-    std::fprintf(stderr, "gyre: --set \"%s\": expected key=value\n", assignment.c_str());
-    return false;
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set \"", assignment, "\": expected key=value"));
   }
   (*context)[assignment.substr(0, equals)] = assignment.substr(equals + 1);
-  return true;
+  return absl::OkStatus();
 }
 
 namespace {
@@ -136,9 +134,10 @@ class Progress {
       waiting_->Update(run.task_id(), run.state());
       if (!console_->interactive() && run.state() != v1::TASK_READY &&
           run.state() != v1::TASK_LEASED) {
-        console_->Line(
-            absl::StrFormat("  %-24s %s%s", run.task_id(), StateName(run.state()),
-                            run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")")));
+        console_->Line(TaskLine(
+            run.task_id(),
+            absl::StrCat(TaskStateWord(run.state()),
+                         run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")"))));
       }
     } else if (event.has_execution_snapshot()) {
       final_state_ = event.execution_snapshot().state();
@@ -194,11 +193,13 @@ std::string NewRequestId(absl::string_view command) {
 }
 
 // Follows WatchBatches of `execution` from the next sequence `progress`
-// expects until the stream ends; returns how it ended.
+// expects until the stream ends or Ctrl-C cancels it; returns how it ended.
 grpc::Status WatchFromWhereItWas(v1::OrchestratorService::Stub& stub, const std::string& execution,
-                                 Progress& progress) {
+                                 Progress& progress, InterruptCanceller& canceller) {
   grpc::ClientContext context;
   context.set_wait_for_ready(true);
+  canceller.Attach(&context);
+  const absl::Cleanup detach = [&canceller] { canceller.Detach(); };
   v1::WatchRequest watch;
   watch.set_execution(execution);
   watch.set_from_sequence(progress.next_sequence());
@@ -214,11 +215,13 @@ grpc::Status WatchFromWhereItWas(v1::OrchestratorService::Stub& stub, const std:
 // Prints the header, follows `execution` to its end (its first events come
 // from `follow_first`, then from WatchBatches wherever a stream breaks),
 // prints the summary and returns the exit code. `definition` (may be
-// empty) groups ready tasks for the waiting reporter.
+// empty) groups ready tasks for the waiting reporter. Ctrl-C stops
+// following, not the execution: `follow_first` attaches its call to the
+// canceller it is given.
 int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title,
                     const v1::Execution& execution, const v1::WorkflowDefinition& definition,
                     const RunOptions& options,
-                    absl::FunctionRef<grpc::Status(Progress&)> follow_first) {
+                    absl::FunctionRef<grpc::Status(Progress&, InterruptCanceller&)> follow_first) {
   std::fprintf(options.out, "%s: %d tasks, execution %s\n", std::string(title).c_str(),
                execution.task_counts().total(), execution.name().c_str());
   std::fflush(options.out);
@@ -227,28 +230,41 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   std::optional<WaitingReporter> waiting;
   waiting.emplace(&stub, execution.name(), definition, &console);
   Progress progress(&console, &*waiting, execution.task_counts().total());
-  grpc::Status status = follow_first(progress);
-  // A broken stream (an orchestrator restart) resumes from the next
-  // sequence number, so no event is missed or shown twice.
-  for (int reconnects = 0; !progress.ended() && reconnects < 100; ++reconnects) {
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) break;
-    absl::SleepFor(absl::Milliseconds(200));
-    status = WatchFromWhereItWas(stub, execution.name(), progress);
+  grpc::Status status;
+  bool interrupted = false;
+  {
+    // Only while following: a Ctrl-C during the summary has nothing to stop.
+    InterruptCanceller canceller;
+    status = follow_first(progress, canceller);
+    // A broken stream (an orchestrator restart) resumes from the next
+    // sequence number, so no event is missed or shown twice.
+    for (int reconnects = 0; !progress.ended() && reconnects < 100; ++reconnects) {
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE || canceller.interrupted()) break;
+      absl::SleepFor(absl::Milliseconds(200));
+      status = WatchFromWhereItWas(stub, execution.name(), progress, canceller);
+    }
+    interrupted = canceller.interrupted();
   }
-  waiting.reset();  // stop asking: the execution ended or its stream is lost
+  waiting.reset();  // stop asking: the execution ended, its stream is lost or Ctrl-C
   progress.Redraw();
   console.EndBar();
+  // Had the execution ended before Ctrl-C took effect, its result is known
+  // and reported as usual.
+  if (interrupted && !progress.ended()) {
+    std::fprintf(stderr, "stopped following %s; it keeps running (gyre cancel %s stops it)\n",
+                 execution.name().c_str(), execution.name().c_str());
+    return kRunInterrupted;
+  }
   if (!progress.ended()) {
     std::fprintf(stderr, "gyre: lost the event stream of %s (%s)\n", execution.name().c_str(),
                  status.error_message().c_str());
     return kRunUnavailable;
   }
   const v1::TaskCounts& counts = progress.counts();
-  std::fprintf(
-      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n", execution.name().c_str(),
-      absl::AsciiStrToLower(v1::ExecutionState_Name(progress.final_state()).substr(10)).c_str(),
-      counts.succeeded(), counts.failed(), counts.skipped(),
-      progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
+  std::fprintf(options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n",
+               execution.name().c_str(), ExecutionStateWord(progress.final_state()).c_str(),
+               counts.succeeded(), counts.failed(), counts.skipped(),
+               progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
   if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
     PrintFailures(stub, execution.name(), options.out);
     std::fflush(options.out);
@@ -323,7 +339,9 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   // A copy: reading the stream on reuses `message`.
   const v1::Execution execution = message.execution();
   return FollowExecution(*stub, absl::StripPrefix(def.name(), "workflows/"), execution, def,
-                         options, [&](Progress& progress) {
+                         options, [&](Progress& progress, InterruptCanceller& canceller) {
+                           canceller.Attach(run_context.get());
+                           const absl::Cleanup detach = [&canceller] { canceller.Detach(); };
                            do {
                              for (const v1::Event& event : message.events()) progress.Take(event);
                              progress.Redraw();
@@ -353,8 +371,9 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
     return StartFailed("schedule", status);
   }
   return FollowExecution(*stub, absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution,
-                         v1::WorkflowDefinition(), options, [&](Progress& progress) {
-                           return WatchFromWhereItWas(*stub, execution.name(), progress);
+                         v1::WorkflowDefinition(), options,
+                         [&](Progress& progress, InterruptCanceller& canceller) {
+                           return WatchFromWhereItWas(*stub, execution.name(), progress, canceller);
                          });
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace gyre::cli {
 
 // What `gyre run` submits and how it reports.
@@ -25,10 +27,14 @@ inline constexpr int kRunSucceeded = 0;
 inline constexpr int kRunFailed = 1;       // the execution failed or was cancelled
 inline constexpr int kRunBadInput = 2;     // bad file, flag or definition
 inline constexpr int kRunUnavailable = 3;  // the orchestrator could not be reached
+// Ctrl-C while following (128 + SIGINT, as a shell reports it): the
+// execution goes on.
+inline constexpr int kRunInterrupted = 130;
 
 // Parses and submits the workflow, follows its events to the end and prints
 // progress and a summary (with the errors and stderr of failed tasks).
-// Returns one of the exit codes above.
+// Ctrl-C while following stops following and names the execution, which
+// keeps running. Returns one of the exit codes above.
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options);
 
 // `gyre schedule`: asks for an outcome (ScheduleOutcome: the task
@@ -38,9 +44,9 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
 int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
                     const std::vector<std::string>& targets, const RunOptions& options);
 
-// Parses "key=value" into `context`; false (with a message on stderr) when
-// malformed.
-bool ParseSetFlag(const std::string& assignment, std::map<std::string, std::string>* context);
+// Parses "key=value" into `context`; InvalidArgument when malformed.
+absl::Status ParseSetFlag(const std::string& assignment,
+                          std::map<std::string, std::string>* context);
 
 }  // namespace gyre::cli
 

@@ -1,5 +1,9 @@
 #include "cmd/gyre/run_console.h"
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+
 namespace gyre::cli {
 
 void RunConsole::Line(absl::string_view text) {
@@ -27,6 +31,18 @@ void RunConsole::EndBar() {
   std::fputc('\n', out_);
   std::fflush(out_);
   bar_.clear();
+}
+
+std::string TaskStateWord(v1::TaskState state) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::TaskState_Name(state), "TASK_"));
+}
+
+std::string ExecutionStateWord(v1::ExecutionState state) {
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::ExecutionState_Name(state), "EXECUTION_"));
+}
+
+std::string TaskLine(absl::string_view task_id, absl::string_view text) {
+  return absl::StrFormat("  %-24s %s", task_id, text);
 }
 
 }  // namespace gyre::cli

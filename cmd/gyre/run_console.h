@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "gyre/v1/execution.pb.h"
 
 namespace gyre::cli {
 
@@ -36,6 +37,14 @@ class RunConsole {
   const bool interactive_;
   std::string bar_ ABSL_GUARDED_BY(mutex_);
 };
+
+// How gyre's commands word states: "running", "timed_out".
+std::string TaskStateWord(v1::TaskState state);
+std::string ExecutionStateWord(v1::ExecutionState state);
+
+// A line about one task, its id in a column of its own so that the lines of
+// `gyre run` and `gyre status` align: "  load                     failed".
+std::string TaskLine(absl::string_view task_id, absl::string_view text);
 
 }  // namespace gyre::cli
 

@@ -1,0 +1,47 @@
+#include "cmd/gyre/command_line.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace gyre::cli {
+
+bool TakeOption(int argc, char** argv, int* i, absl::string_view name, std::string* value) {
+  const std::string prefix = absl::StrCat("--", name);
+  const absl::string_view arg = argv[*i];
+  if (arg == prefix && *i + 1 < argc) {
+    *value = argv[++*i];
+    return true;
+  }
+  if (absl::StartsWith(arg, prefix + "=")) {
+    *value = std::string(arg.substr(prefix.size() + 1));
+    return true;
+  }
+  return false;
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
+                                             absl::Span<const CommandOption> options) {
+  CommandLine parsed;
+  for (int i = 2; i < argc; ++i) {
+    std::string value;
+    if (TakeOption(argc, argv, &i, "orchestrator", &value)) {
+      parsed.orchestrator = value;
+      continue;
+    }
+    bool taken = false;
+    for (const CommandOption& option : options) {
+      if (!TakeOption(argc, argv, &i, option.name, &value)) continue;
+      if (absl::Status status = option.take(value); !status.ok()) return status;
+      taken = true;
+      break;
+    }
+    if (taken) continue;
+    if (argv[i][0] == '-') {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", argv[i]));
+    }
+    parsed.positional.emplace_back(argv[i]);
+  }
+  return parsed;
+}
+
+}  // namespace gyre::cli

@@ -1,0 +1,44 @@
+#ifndef GYRE_CMD_GYRE_COMMAND_LINE_H_
+#define GYRE_CMD_GYRE_COMMAND_LINE_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace gyre::cli {
+
+// Where the subcommands that talk to the orchestrator find it by default:
+// where `gyre dev` serves.
+inline constexpr absl::string_view kDefaultOrchestrator = "127.0.0.1:50051";
+
+// Takes argv[*i] (and argv[*i + 1] for the spaced form) when it is
+// "--name=value" or "--name value", advancing *i past what it took.
+bool TakeOption(int argc, char** argv, int* i, absl::string_view name, std::string* value);
+
+// An option of a subcommand besides --orchestrator.
+struct CommandOption {
+  absl::string_view name;
+  // Checks and keeps one occurrence's value; an error says why it is bad.
+  std::function<absl::Status(const std::string& value)> take;
+};
+
+// What a subcommand that talks to the orchestrator was given.
+struct CommandLine {
+  std::string orchestrator = std::string(kDefaultOrchestrator);
+  std::vector<std::string> positional;
+};
+
+// Parses argv[2...] (argv[1] is the subcommand): --orchestrator=host:port,
+// `options` and positional arguments, in any order. InvalidArgument naming
+// the argument when one is not expected or its value is bad.
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
+                                             absl::Span<const CommandOption> options);
+
+}  // namespace gyre::cli
+
+#endif  // GYRE_CMD_GYRE_COMMAND_LINE_H_

@@ -1,0 +1,487 @@
+#include "cmd/gyre/execution_commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cmd/gyre/command_line.h"
+#include "cmd/gyre/run_command.h"
+#include "cmd/gyre/run_console.h"
+#include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "libs/common/status_mapping.h"
+
+namespace gyre::cli {
+namespace {
+
+namespace v1 = ::gyre::v1;
+using Stub = v1::OrchestratorService::Stub;
+
+// Long enough for a busy orchestrator; a missing one fails at once
+// (UNAVAILABLE), not after the deadline.
+constexpr absl::Duration kCallDeadline = absl::Seconds(10);
+
+// A screenful; the orchestrator's own default (100) scrolls away.
+constexpr int kDefaultListLimit = 20;
+constexpr int kMaxListLimit = 1000;  // what ListExecutionsRequest allows
+
+// One of the commands, as `gyre help` spells it.
+struct Command {
+  absl::string_view name;
+  absl::string_view synopsis;  // what follows "gyre NAME"
+  int (*run)(const Command& command, int argc, char** argv);
+};
+
+int BadUsage(const Command& command, absl::string_view problem) {
+  std::fprintf(stderr, "gyre %s: %s\nusage: gyre %s %s\n", std::string(command.name).c_str(),
+               std::string(problem).c_str(), std::string(command.name).c_str(),
+               std::string(command.synopsis).c_str());
+  return kRunBadInput;
+}
+
+// Prints "gyre <command>: <what>: <why>" and returns the exit code for
+// `error`, an orchestrator's answer.
+int Failed(const Command& command, const CommandLine& line, absl::string_view what,
+           const absl::Status& error) {
+  int code = kRunFailed;
+  std::string context(what);
+  switch (error.code()) {
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      code = kRunUnavailable;
+      context = absl::StrCat("cannot reach the orchestrator at ", line.orchestrator);
+      break;
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kInvalidArgument:
+      code = kRunBadInput;
+      break;
+    default:
+      break;
+  }
+  std::fprintf(stderr, "gyre %s: %s: %s\n", std::string(command.name).c_str(), context.c_str(),
+               std::string(error.message()).c_str());
+  return code;
+}
+
+// One unary call with the deadline; its error as an absl::Status.
+template <typename Request, typename Response>
+absl::StatusOr<Response> Call(Stub& stub,
+                              grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                           Response*),
+                              const Request& request) {
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+  Response response;
+  const grpc::Status status = (stub.*method)(&context, request, &response);
+  if (!status.ok()) return FromGrpcStatus(status);
+  return response;
+}
+
+std::unique_ptr<Stub> Connect(const CommandLine& line) {
+  return v1::OrchestratorService::NewStub(
+      grpc::CreateChannel(line.orchestrator, grpc::InsecureChannelCredentials()));
+}
+
+// "executions/ID" from "executions/ID" or "ID".
+absl::StatusOr<std::string> ExecutionName(absl::string_view argument) {
+  absl::string_view id = argument;
+  absl::ConsumePrefix(&id, "executions/");
+  if (id.empty() || absl::StrContains(id, '/')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", argument, "\" is not an execution (executions/ID or ID)"));
+  }
+  return absl::StrCat("executions/", id);
+}
+
+// The arguments of a command about one execution: its options, EXECUTION
+// and then the positional arguments named in `more`.
+struct ExecutionArguments {
+  CommandLine line;
+  std::string execution;
+  std::vector<std::string> more;
+};
+
+absl::StatusOr<ExecutionArguments> ParseExecutionArguments(
+    int argc, char** argv, absl::Span<const CommandOption> options,
+    absl::Span<const absl::string_view> more = {}) {
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, options);
+  if (!line.ok()) return line.status();
+  std::vector<std::string>& positional = line->positional;
+  if (positional.empty()) return absl::InvalidArgumentError("which execution?");
+  if (positional.size() < 1 + more.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("which ", more[positional.size() - 1], "?"));
+  }
+  if (positional.size() > 1 + more.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unexpected argument ", positional[1 + more.size()]));
+  }
+  absl::StatusOr<std::string> execution = ExecutionName(positional[0]);
+  if (!execution.ok()) return execution.status();
+  ExecutionArguments parsed;
+  parsed.execution = *std::move(execution);
+  parsed.more.assign(positional.begin() + 1, positional.end());
+  parsed.line = *std::move(line);
+  return parsed;
+}
+
+std::string TimeText(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return "-";
+  return absl::FormatTime(
+      "%Y-%m-%d %H:%M:%S",
+      absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(time)),
+      absl::LocalTimeZone());
+}
+
+// "3: 1 succeeded, 2 running": the states some task is in.
+std::string CountsText(const v1::TaskCounts& counts) {
+  std::vector<std::string> parts;
+  auto add = [&parts](int count, const char* state) {
+    if (count > 0) parts.push_back(absl::StrCat(count, " ", state));
+  };
+  add(counts.pending(), "pending");
+  add(counts.ready(), "ready");
+  add(counts.running(), "running");
+  add(counts.succeeded(), "succeeded");
+  add(counts.failed(), "failed");
+  add(counts.skipped(), "skipped");
+  add(counts.cancelled(), "cancelled");
+  return absl::StrCat(counts.total(), parts.empty() ? "" : ": ", absl::StrJoin(parts, ", "));
+}
+
+// "succeeded attempt 1  exit 0  outputs {"ROWS":"7"}": state, how the
+// latest attempt ended, why, and what the task passed on.
+std::string TaskRunText(const v1::TaskRun& run) {
+  std::vector<std::string> parts;
+  std::string why = run.reason();
+  if (!run.attempts().empty()) {
+    const v1::TaskAttempt& last = *run.attempts().rbegin();
+    parts.push_back(absl::StrCat("attempt ", last.attempt()));
+    std::string ended;
+    if (last.signal() != 0) {
+      ended = absl::StrCat("signal ", last.signal());
+      parts.push_back(ended);
+    } else if (last.outcome() == v1::ATTEMPT_SUCCEEDED || last.outcome() == v1::ATTEMPT_FAILED) {
+      ended = absl::StrCat("exit ", last.exit_code());
+      parts.push_back(ended);
+    }
+    if (why.empty()) why = last.error();
+    // The agent words a plain exit or kill as the reason too: said once.
+    if (!ended.empty() && (why == absl::StrCat("exit code ", last.exit_code()) ||
+                           absl::StartsWith(why, absl::StrCat("killed by ", ended, " ")))) {
+      why.clear();
+    }
+  }
+  if (!run.satisfied_by().empty()) parts.push_back(absl::StrCat("by ", run.satisfied_by()));
+  if (!why.empty()) parts.push_back(absl::StrCat("(", why, ")"));
+  if (run.outputs().fields_size() > 0) {
+    std::string json;
+    if (google::protobuf::util::MessageToJsonString(run.outputs(), &json).ok()) {
+      parts.push_back(absl::StrCat("outputs ", json));
+    }
+  }
+  // The state in a column of its own too ("timed_out" is the longest).
+  return std::string(absl::StripTrailingAsciiWhitespace(
+      absl::StrFormat("%-9s %s", TaskStateWord(run.state()), absl::StrJoin(parts, "  "))));
+}
+
+// `gyre status`: the execution, then one line per task.
+int StatusCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
+  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  const std::string& name = arguments->execution;
+  std::unique_ptr<Stub> stub = Connect(arguments->line);
+  v1::GetExecutionRequest get;
+  get.set_name(name);
+  absl::StatusOr<v1::Execution> execution = Call(*stub, &Stub::GetExecution, get);
+  if (!execution.ok()) return Failed(command, arguments->line, name, execution.status());
+  std::vector<v1::TaskRun> runs;
+  v1::ListTaskRunsRequest list;
+  list.set_parent(name);
+  do {
+    absl::StatusOr<v1::ListTaskRunsResponse> page = Call(*stub, &Stub::ListTaskRuns, list);
+    if (!page.ok()) {
+      return Failed(command, arguments->line, absl::StrCat("tasks of ", name), page.status());
+    }
+    runs.insert(runs.end(), page->task_runs().begin(), page->task_runs().end());
+    list.set_page_token(page->next_page_token());
+  } while (!list.page_token().empty());
+
+  std::printf("execution  %s\n", execution->name().c_str());
+  std::printf(
+      "state      %s%s\n", ExecutionStateWord(execution->state()).c_str(),
+      execution->reason().empty() ? "" : absl::StrCat(" (", execution->reason(), ")").c_str());
+  // An inline definition (gyre run's) is not stored, so has no version.
+  std::printf("workflow   %s%s\n",
+              std::string(absl::StripPrefix(execution->workflow(), "workflows/")).c_str(),
+              execution->workflow_version() > 0
+                  ? absl::StrCat(" (version ", execution->workflow_version(), ")").c_str()
+                  : "");
+  std::printf("started    %s\n", TimeText(execution->start_time()).c_str());
+  std::string ended = TimeText(execution->end_time());
+  if (execution->has_start_time() && execution->has_end_time()) {
+    const absl::Duration took = absl::Nanoseconds(
+        google::protobuf::util::TimeUtil::TimestampToNanoseconds(execution->end_time()) -
+        google::protobuf::util::TimeUtil::TimestampToNanoseconds(execution->start_time()));
+    absl::StrAppend(&ended, " (took ",
+                    absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(10))), ")");
+  }
+  std::printf("ended      %s\n", ended.c_str());
+  std::printf("tasks      %s\n", CountsText(execution->task_counts()).c_str());
+  for (const v1::TaskRun& run : runs) {
+    std::printf("%s\n", TaskLine(run.task_id(), TaskRunText(run)).c_str());
+  }
+  return kRunSucceeded;
+}
+
+// "running,failed" -> the states; InvalidArgument naming an unknown one.
+absl::Status ParseStates(const std::string& value, google::protobuf::RepeatedField<int>* states) {
+  for (absl::string_view word : absl::StrSplit(value, ',', absl::SkipEmpty())) {
+    v1::ExecutionState state;
+    if (!v1::ExecutionState_Parse(absl::StrCat("EXECUTION_", absl::AsciiStrToUpper(word)),
+                                  &state) ||
+        state == v1::EXECUTION_STATE_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--state: unknown state \"", word,
+                       "\" (pending, running, paused, succeeded, failed, cancelled)"));
+    }
+    states->Add(state);
+  }
+  return absl::OkStatus();
+}
+
+// `gyre list`: recent executions, newest first, one line each.
+int ListCommand(const Command& command, int argc, char** argv) {
+  v1::ListExecutionsRequest request;
+  request.set_page_size(kDefaultListLimit);
+  const CommandOption options[] = {
+      {"limit",
+       [&request](const std::string& value) {
+         int limit = 0;
+         if (!absl::SimpleAtoi(value, &limit) || limit < 1 || limit > kMaxListLimit) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--limit \"", value, "\": expected 1..", kMaxListLimit));
+         }
+         request.set_page_size(limit);
+         return absl::OkStatus();
+       }},
+      {"workflow",
+       [&request](const std::string& value) {
+         request.set_workflow(absl::StrCat("workflows/", absl::StripPrefix(value, "workflows/")));
+         return absl::OkStatus();
+       }},
+      {"state",
+       [&request](const std::string& value) {
+         return ParseStates(value, request.mutable_states());
+       }},
+  };
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, options);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  if (!line->positional.empty()) {
+    return BadUsage(command, absl::StrCat("unexpected argument ", line->positional[0]));
+  }
+  std::unique_ptr<Stub> stub = Connect(*line);
+  absl::StatusOr<v1::ListExecutionsResponse> response = Call(*stub, &Stub::ListExecutions, request);
+  if (!response.ok()) return Failed(command, *line, "listing executions", response.status());
+  if (response->executions().empty()) {
+    std::fprintf(stderr, "no executions%s\n",
+                 request.workflow().empty() && request.states().empty() ? "" : " match");
+    return kRunSucceeded;
+  }
+  // Columns as wide as their longest value, so the lines align.
+  size_t name_width = absl::string_view("EXECUTION").size();
+  size_t workflow_width = absl::string_view("WORKFLOW").size();
+  for (const v1::Execution& execution : response->executions()) {
+    name_width = std::max(name_width, execution.name().size());
+    workflow_width =
+        std::max(workflow_width, absl::StripPrefix(execution.workflow(), "workflows/").size());
+  }
+  const auto print = [&](absl::string_view name, absl::string_view workflow,
+                         absl::string_view state, absl::string_view started) {
+    std::printf("%s\n", absl::StrFormat("%-*s  %-*s  %-9s  %s", static_cast<int>(name_width), name,
+                                        static_cast<int>(workflow_width), workflow, state, started)
+                            .c_str());
+  };
+  print("EXECUTION", "WORKFLOW", "STATE", "STARTED");
+  for (const v1::Execution& execution : response->executions()) {
+    print(execution.name(), absl::StripPrefix(execution.workflow(), "workflows/"),
+          ExecutionStateWord(execution.state()), TimeText(execution.start_time()));
+  }
+  if (response->executions_size() == request.page_size()) {
+    std::fprintf(stderr, "(the %d most recent; --limit=N shows more)\n", request.page_size());
+  }
+  return kRunSucceeded;
+}
+
+// One attempt of a task run, as GetTaskRun has it (the logs do not say
+// whether it ended, nor how much it wrote).
+absl::StatusOr<v1::TaskAttempt> GetAttempt(Stub& stub, const std::string& task_run,
+                                           int64_t number) {
+  v1::GetTaskRunRequest request;
+  request.set_name(task_run);
+  absl::StatusOr<v1::TaskRun> run = Call(stub, &Stub::GetTaskRun, request);
+  if (!run.ok()) return run.status();
+  for (const v1::TaskAttempt& attempt : run->attempts()) {
+    if (attempt.attempt() == number) return attempt;
+  }
+  return absl::NotFoundError(absl::StrCat(task_run, " has no attempt ", number));
+}
+
+// Says on stderr which streams were cut at the agent's cap, which keeps
+// the beginning of each, and how much the task wrote.
+void ReportTruncation(const std::string& task_run, const v1::GetTaskLogsResponse& logs,
+                      const absl::StatusOr<v1::TaskAttempt>& attempt) {
+  std::vector<std::string> cut;
+  const auto add = [&cut](absl::string_view stream, size_t kept, int64_t written) {
+    if (written > static_cast<int64_t>(kept)) {
+      cut.push_back(absl::StrCat("the first ", kept, " of ", written, " bytes of ", stream));
+    }
+  };
+  if (attempt.ok()) {
+    add("stdout", logs.stdout().size(), attempt->stdout_bytes());
+    add("stderr", logs.stderr().size(), attempt->stderr_bytes());
+  }
+  std::fprintf(stderr,
+               "gyre logs: %s attempt %lld: output truncated at the agent's max_output_bytes; "
+               "shown: %s\n",
+               task_run.c_str(), static_cast<long long>(logs.attempt()),
+               cut.empty() ? "the beginning of each stream" : absl::StrJoin(cut, ", ").c_str());
+}
+
+// `gyre logs`: the stored output of a task's attempt, stdout to stdout and
+// stderr to stderr, byte for byte.
+int LogsCommand(const Command& command, int argc, char** argv) {
+  v1::GetTaskLogsRequest request;
+  const CommandOption attempt = {"attempt", [&request](const std::string& value) {
+                                   int64_t number = 0;
+                                   if (!absl::SimpleAtoi(value, &number) || number < 1) {
+                                     return absl::InvalidArgumentError(absl::StrCat(
+                                         "--attempt \"", value, "\": expected 1, 2, ..."));
+                                   }
+                                   request.set_attempt(number);
+                                   return absl::OkStatus();
+                                 }};
+  const absl::string_view more[] = {"task"};
+  absl::StatusOr<ExecutionArguments> arguments =
+      ParseExecutionArguments(argc, argv, {attempt}, more);
+  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  const std::string& task = arguments->more[0];
+  if (task.empty() || absl::StrContains(task, '/')) {
+    return BadUsage(command, absl::StrCat("\"", task, "\" is not a task id"));
+  }
+  request.set_name(absl::StrCat(arguments->execution, "/tasks/", task));
+  std::unique_ptr<Stub> stub = Connect(arguments->line);
+  absl::StatusOr<v1::GetTaskLogsResponse> logs = Call(*stub, &Stub::GetTaskLogs, request);
+  if (!logs.ok()) {
+    return Failed(
+        command, arguments->line,
+        absl::StrCat("logs of ", request.name(),
+                     request.attempt() != 0 ? absl::StrCat(" attempt ", request.attempt()) : ""),
+        logs.status());
+  }
+  std::fwrite(logs->stdout().data(), 1, logs->stdout().size(), stdout);
+  std::fflush(stdout);
+  std::fwrite(logs->stderr().data(), 1, logs->stderr().size(), stderr);
+  if (logs->truncated()) {
+    ReportTruncation(request.name(), *logs, GetAttempt(*stub, request.name(), logs->attempt()));
+  } else if (logs->stdout().empty() && logs->stderr().empty()) {
+    // Output is stored when an attempt ends: nothing yet is not "no output".
+    absl::StatusOr<v1::TaskAttempt> ran = GetAttempt(*stub, request.name(), logs->attempt());
+    if (ran.ok() && !ran->has_end_time()) {
+      std::fprintf(stderr,
+                   "gyre logs: %s attempt %lld has not ended; its output is stored when it "
+                   "does\n",
+                   request.name().c_str(), static_cast<long long>(logs->attempt()));
+      return kRunFailed;
+    }
+  }
+  return kRunSucceeded;
+}
+
+// The end of `gyre cancel`, `pause` and `resume`: the state the call left
+// the execution in, or why it failed.
+int ReportControl(const Command& command, const ExecutionArguments& arguments,
+                  absl::string_view doing, const absl::StatusOr<v1::Execution>& execution) {
+  if (!execution.ok()) {
+    return Failed(command, arguments.line, absl::StrCat(doing, " ", arguments.execution),
+                  execution.status());
+  }
+  std::printf(
+      "%s %s%s\n", execution->name().c_str(), ExecutionStateWord(execution->state()).c_str(),
+      execution->reason().empty() ? "" : absl::StrCat(" (", execution->reason(), ")").c_str());
+  return kRunSucceeded;
+}
+
+int CancelCommand(const Command& command, int argc, char** argv) {
+  v1::CancelExecutionRequest request;
+  const CommandOption reason = {"reason", [&request](const std::string& value) {
+                                  request.set_reason(value);
+                                  return absl::OkStatus();
+                                }};
+  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {reason});
+  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  request.set_name(arguments->execution);
+  return ReportControl(command, *arguments, "cancelling",
+                       Call(*Connect(arguments->line), &Stub::CancelExecution, request));
+}
+
+int PauseCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
+  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  v1::PauseExecutionRequest request;
+  request.set_name(arguments->execution);
+  return ReportControl(command, *arguments, "pausing",
+                       Call(*Connect(arguments->line), &Stub::PauseExecution, request));
+}
+
+int ResumeCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
+  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  v1::ResumeExecutionRequest request;
+  request.set_name(arguments->execution);
+  return ReportControl(command, *arguments, "resuming",
+                       Call(*Connect(arguments->line), &Stub::ResumeExecution, request));
+}
+
+constexpr Command kCommands[] = {
+    {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
+    {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
+     ListCommand},
+    {"logs", "EXECUTION TASK [--attempt=N] [--orchestrator=host:port]", LogsCommand},
+    {"cancel", "EXECUTION [--reason=TEXT] [--orchestrator=host:port]", CancelCommand},
+    {"pause", "EXECUTION [--orchestrator=host:port]", PauseCommand},
+    {"resume", "EXECUTION [--orchestrator=host:port]", ResumeCommand},
+};
+
+const Command* FindCommand(absl::string_view name) {
+  for (const Command& command : kCommands) {
+    if (command.name == name) return &command;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+bool IsExecutionCommand(absl::string_view command) { return FindCommand(command) != nullptr; }
+
+int RunExecutionCommand(int argc, char** argv) {
+  const Command* command = FindCommand(argv[1]);
+  return command->run(*command, argc, argv);
+}
+
+}  // namespace gyre::cli
