@@ -281,6 +281,25 @@ TEST(DevSuiteTest, AWorkflowNamingALibraryTaskNeedsALibrary) {
       << output;
 }
 
+TEST(DevSuiteTest, GyreRunPrintsTheFirstTwentyFailuresAndCountsTheRest) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_failures");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::string yaml = "name: many-failures\ntasks:\n";
+  for (int i = 0; i < 23; ++i) absl::StrAppend(&yaml, "  - {id: t", i, ", command: [false]}\n");
+  std::ofstream(workflow) << yaml;
+  const auto [code, output] = RunGyre({"run", workflow, dev.orchestrator_flag()});
+  EXPECT_EQ(code, 1) << output;
+  size_t printed = 0;
+  for (size_t at = output.find("failed: exit code 1"); at != std::string::npos;
+       at = output.find("failed: exit code 1", at + 1)) {
+    ++printed;
+  }
+  EXPECT_EQ(printed, 20u) << output;
+  EXPECT_TRUE(absl::StrContains(output, "  ... and 3 more (gyre status executions/")) << output;
+}
+
 TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   RunningDev dev({});
   ASSERT_TRUE(dev.up());

@@ -77,26 +77,40 @@ void TallyTask(v1::TaskState from, v1::TaskState to, v1::TaskCounts* counts) {
   adjust(to, +1);
 }
 
+// A long list of failures would bury the summary; `gyre status` has them all.
+constexpr int kMaxFailuresPrinted = 20;
+
 void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execution,
                    std::FILE* out) {
-  grpc::ClientContext context;
   v1::ListTaskRunsRequest request;
   request.set_parent(execution);
-  v1::ListTaskRunsResponse response;
-  if (!stub.ListTaskRuns(&context, request, &response).ok()) return;
-  for (const v1::TaskRun& run : response.task_runs()) {
-    if (run.state() != v1::TASK_FAILED && run.state() != v1::TASK_TIMED_OUT) continue;
-    std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(),
-                 TaskStateWord(run.state()).c_str(), run.reason().c_str());
-    grpc::ClientContext logs_context;
-    v1::GetTaskLogsRequest logs_request;
-    logs_request.set_name(run.name());
-    v1::GetTaskLogsResponse logs;
-    if (stub.GetTaskLogs(&logs_context, logs_request, &logs).ok() && !logs.stderr().empty()) {
-      std::string tail =
-          logs.stderr().substr(logs.stderr().size() > 2000 ? logs.stderr().size() - 2000 : 0);
-      std::fprintf(out, "    stderr: %s\n", tail.c_str());
+  int failures = 0;
+  do {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::ListTaskRunsResponse page;
+    if (!stub.ListTaskRuns(&context, request, &page).ok()) return;
+    for (const v1::TaskRun& run : page.task_runs()) {
+      if (run.state() != v1::TASK_FAILED && run.state() != v1::TASK_TIMED_OUT) continue;
+      if (++failures > kMaxFailuresPrinted) continue;  // counted for the line below
+      std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(),
+                   TaskStateWord(run.state()).c_str(), run.reason().c_str());
+      grpc::ClientContext logs_context;
+      logs_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+      v1::GetTaskLogsRequest logs_request;
+      logs_request.set_name(run.name());
+      v1::GetTaskLogsResponse logs;
+      if (stub.GetTaskLogs(&logs_context, logs_request, &logs).ok() && !logs.stderr().empty()) {
+        std::string tail =
+            logs.stderr().substr(logs.stderr().size() > 2000 ? logs.stderr().size() - 2000 : 0);
+        std::fprintf(out, "    stderr: %s\n", tail.c_str());
+      }
     }
+    request.set_page_token(page.next_page_token());
+  } while (!request.page_token().empty());
+  if (failures > kMaxFailuresPrinted) {
+    std::fprintf(out, "  ... and %d more (gyre status %s lists every task)\n",
+                 failures - kMaxFailuresPrinted, execution.c_str());
   }
 }
 

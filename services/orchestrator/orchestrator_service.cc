@@ -78,10 +78,7 @@ grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext*,
 grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext*,
                                                      const v1::ListExecutionsRequest* request,
                                                      v1::ListExecutionsResponse* response) {
-  for (v1::Execution& execution : engine_->ListExecutions(*request)) {
-    *response->add_executions() = std::move(execution);
-  }
-  return grpc::Status::OK;
+  return Reply(engine_->ListExecutions(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext*,
@@ -111,10 +108,7 @@ grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext*,
 grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext*,
                                                    const v1::ListTaskRunsRequest* request,
                                                    v1::ListTaskRunsResponse* response) {
-  absl::StatusOr<std::vector<v1::TaskRun>> runs = engine_->ListTaskRuns(request->parent());
-  if (!runs.ok()) return ToGrpcStatus(runs.status());
-  for (v1::TaskRun& run : *runs) *response->add_task_runs() = std::move(run);
-  return grpc::Status::OK;
+  return Reply(engine_->ListTaskRuns(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,

@@ -788,20 +788,74 @@ absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view nam
   return ExecutionProtoLocked(*exec);
 }
 
-std::vector<v1::Execution> WorkflowEngine::ListExecutions(const v1::ListExecutionsRequest& req) {
+namespace {
+
+// A list's page size: `requested` in [1, max], 0 for the default.
+absl::StatusOr<size_t> PageSize(int32_t requested, int32_t fallback, int32_t max) {
+  if (requested < 0 || requested > max) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size ", requested, " is out of range [1, ",
+                                                   max, "] (0: ", fallback, ")"));
+  }
+  return static_cast<size_t>(requested == 0 ? fallback : requested);
+}
+
+// Page tokens are where the next page starts ("p" and a position), opaque
+// to clients; `end` bounds what this engine could have handed out.
+absl::StatusOr<uint32_t> PagePosition(absl::string_view token, uint32_t first, uint32_t end) {
+  if (token.empty()) return first;
+  uint32_t position = 0;
+  if (!absl::ConsumePrefix(&token, "p") || !absl::SimpleAtoi(token, &position) || position > end) {
+    return absl::InvalidArgumentError("invalid page_token (pass the next_page_token of a page)");
+  }
+  return position;
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
+    const v1::ListExecutionsRequest& req) {
+  absl::StatusOr<size_t> limit = PageSize(req.page_size(), 100, 1000);
+  if (!limit.ok()) return limit.status();
   absl::MutexLock lock(&mu_);
-  std::vector<v1::Execution> result;
-  const size_t limit = req.page_size() > 0 ? static_cast<size_t>(req.page_size()) : 100;
-  for (auto it = executions_.rbegin(); it != executions_.rend() && result.size() < limit; ++it) {
-    const ExecutionState& exec = **it;
+  // Newest first: slots are in start order, so a page starts below a slot.
+  absl::StatusOr<uint32_t> below =
+      PagePosition(req.page_token(), static_cast<uint32_t>(executions_.size()),
+                   static_cast<uint32_t>(executions_.size()));
+  if (!below.ok()) return below.status();
+  v1::ListExecutionsResponse response;
+  uint32_t slot = *below;
+  for (; slot > 0 && static_cast<size_t>(response.executions_size()) < *limit; --slot) {
+    const ExecutionState& exec = *executions_[slot - 1];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
     if (!req.states().empty() &&
         std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
       continue;
     }
-    result.push_back(ExecutionProtoLocked(exec));
+    *response.add_executions() = ExecutionProtoLocked(exec);
   }
-  return result;
+  if (slot > 0) response.set_next_page_token(absl::StrCat("p", slot));
+  return response;
+}
+
+absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
+    const v1::ListTaskRunsRequest& req) {
+  absl::StatusOr<size_t> limit = PageSize(req.page_size(), 1000, 10000);
+  if (!limit.ok()) return limit.status();
+  absl::MutexLock lock(&mu_);
+  ExecutionState* exec = FindExecutionLocked(req.parent());
+  if (exec == nullptr) {
+    return absl::NotFoundError(absl::StrCat("execution \"", req.parent(), "\" not found"));
+  }
+  const auto tasks = static_cast<uint32_t>(exec->tasks.size());
+  absl::StatusOr<uint32_t> from = PagePosition(req.page_token(), 0, tasks);
+  if (!from.ok()) return from.status();
+  v1::ListTaskRunsResponse response;
+  uint32_t index = *from;
+  for (; index < tasks && static_cast<size_t>(response.task_runs_size()) < *limit; ++index) {
+    *response.add_task_runs() = TaskRunProtoLocked(*exec, index, /*with_history=*/true);
+  }
+  if (index < tasks) response.set_next_page_token(absl::StrCat("p", index));
+  return response;
 }
 
 namespace {
@@ -961,19 +1015,6 @@ std::string WorkflowEngine::WaitingReasonLocked(const ExecutionState& exec,
                       "\" offers the labels and resources it needs (cpu ", spec.resources().cpu(),
                       ", memory ", spec.resources().memory_bytes(), " bytes, gpus ",
                       spec.resources().gpus(), ")");
-}
-
-absl::StatusOr<std::vector<v1::TaskRun>> WorkflowEngine::ListTaskRuns(absl::string_view execution) {
-  absl::MutexLock lock(&mu_);
-  ExecutionState* exec = FindExecutionLocked(execution);
-  if (exec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
-  }
-  std::vector<v1::TaskRun> runs;
-  for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
-    runs.push_back(TaskRunProtoLocked(*exec, i, /*with_history=*/true));
-  }
-  return runs;
 }
 
 absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string_view name,

@@ -163,13 +163,18 @@ class WorkflowEngine {
   // The task library; NotFound when none is loaded.
   absl::StatusOr<gyre::v1::WorkflowDefinition> GetTaskLibrary() const;
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
-  std::vector<gyre::v1::Execution> ListExecutions(const gyre::v1::ListExecutionsRequest& req);
+  // A page of executions, newest first; InvalidArgument for a page size out
+  // of range or a page token this engine did not hand out.
+  absl::StatusOr<gyre::v1::ListExecutionsResponse> ListExecutions(
+      const gyre::v1::ListExecutionsRequest& req);
   absl::StatusOr<gyre::v1::Execution> CancelExecution(absl::string_view name,
                                                       absl::string_view reason);
   absl::StatusOr<gyre::v1::Execution> PauseExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::Execution> ResumeExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::TaskRun> GetTaskRun(absl::string_view name);
-  absl::StatusOr<std::vector<gyre::v1::TaskRun>> ListTaskRuns(absl::string_view execution);
+  // A page of an execution's task runs, in workflow order; errors as above.
+  absl::StatusOr<gyre::v1::ListTaskRunsResponse> ListTaskRuns(
+      const gyre::v1::ListTaskRunsRequest& req);
   absl::StatusOr<gyre::v1::GetTaskLogsResponse> GetTaskLogs(absl::string_view name,
                                                             int64_t attempt);
 

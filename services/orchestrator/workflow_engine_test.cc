@@ -697,7 +697,47 @@ TEST_F(WorkflowEngineTest, BadRequestsAreRejectedWithNothingStored) {
   *request.mutable_definition() = Workflow({Task("a")});
   (*request.mutable_context())["BAD KEY"] = "x";
   EXPECT_EQ(engine_.StartExecution(request).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(engine_.ListExecutions({}).empty());
+  EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 0);
+}
+
+TEST_F(WorkflowEngineTest, ListsArePagedWithTokens) {
+  std::vector<std::string> started;
+  for (int i = 0; i < 5; ++i) started.push_back(Start(Workflow({Task("a"), Task("b"), Task("c")})));
+  // Executions, newest first, two at a time.
+  v1::ListExecutionsRequest list;
+  list.set_page_size(2);
+  std::vector<std::string> seen;
+  do {
+    absl::StatusOr<v1::ListExecutionsResponse> page = engine_.ListExecutions(list);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_LE(page->executions_size(), 2);
+    for (const v1::Execution& execution : page->executions()) seen.push_back(execution.name());
+    list.set_page_token(page->next_page_token());
+  } while (!list.page_token().empty() && seen.size() < 10);
+  EXPECT_EQ(seen,
+            (std::vector<std::string>{started[4], started[3], started[2], started[1], started[0]}));
+  // Task runs, in workflow order.
+  v1::ListTaskRunsRequest runs;
+  runs.set_parent(started[0]);
+  runs.set_page_size(2);
+  absl::StatusOr<v1::ListTaskRunsResponse> first = engine_.ListTaskRuns(runs);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->task_runs_size(), 2);
+  EXPECT_EQ(first->task_runs(1).task_id(), "b");
+  runs.set_page_token(first->next_page_token());
+  absl::StatusOr<v1::ListTaskRunsResponse> second = engine_.ListTaskRuns(runs);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->task_runs_size(), 1);
+  EXPECT_EQ(second->task_runs(0).task_id(), "c");
+  EXPECT_EQ(second->next_page_token(), "");
+  // What the engine never handed out is refused, as is a size out of range.
+  runs.set_page_token("p99");
+  EXPECT_EQ(engine_.ListTaskRuns(runs).status().message(),
+            "invalid page_token (pass the next_page_token of a page)");
+  list.set_page_token("");
+  list.set_page_size(1001);
+  EXPECT_EQ(engine_.ListExecutions(list).status().message(),
+            "page_size 1001 is out of range [1, 1000] (0: 100)");
 }
 
 TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
@@ -706,7 +746,7 @@ TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
   request.set_request_id("once");
   const std::string first = engine_.StartExecution(request)->name();
   EXPECT_EQ(engine_.StartExecution(request)->name(), first);
-  EXPECT_EQ(engine_.ListExecutions({}).size(), 1u);
+  EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 1);
 }
 
 }  // namespace
@@ -1015,7 +1055,7 @@ TEST(WorkflowEngineOutcomeTest, AWorkflowDependingOnLibraryTasksRunsThemFirst) {
   EXPECT_EQ(engine.StartExecution(request).status().message(),
             "task \"summary\": unknown dependency \"claen\": no task of this workflow or of "
             "the task library has that id (did you mean \"clean\"?)");
-  EXPECT_EQ(engine.ListExecutions(v1::ListExecutionsRequest()).size(), 1u);
+  EXPECT_EQ(engine.ListExecutions(v1::ListExecutionsRequest())->executions_size(), 1);
 }
 
 TEST(WorkflowEngineOutcomeTest, WithoutALibraryScheduleOutcomeSaysSo) {
