@@ -226,6 +226,16 @@ TEST(DevSuiteTest, EveryShippedExampleWorkflowIsValid) {
     const auto [code, output] = RunGyre({"validate", BuildFile(example)});
     EXPECT_EQ(code, 0) << example << ":\n" << output;
   }
+  // One builds on the task library: valid with it, an unknown dependency
+  // without it.
+  const auto [code, output] = RunGyre({"validate", BuildFile("examples/regional-summary.yaml"),
+                                       "--task_library_dir=" + BuildFile("examples/task-library")});
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, "ok, workflow regional-summary with 3 tasks")) << output;
+  const auto [alone_code, alone_output] =
+      RunGyre({"validate", BuildFile("examples/regional-summary.yaml")});
+  EXPECT_EQ(alone_code, 2) << alone_output;
+  EXPECT_TRUE(absl::StrContains(alone_output, "unknown dependency \"clean\"")) << alone_output;
 }
 
 TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {

@@ -5,7 +5,7 @@
 //   gyre status|list|logs|cancel|pause|resume ...
 //                                         look at and control executions
 //                                         (execution_commands.h)
-//   gyre validate FILE.yaml               check a workflow without running it
+//   gyre validate FILE.yaml [--task_library_dir=DIR]   check a workflow offline
 //   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
 //   gyre version
 #include <grpcpp/create_channel.h>
@@ -57,7 +57,9 @@ constexpr char kUsage[] =
     "  pause EXECUTION                     pause: no new tasks start; running ones finish\n"
     "  resume EXECUTION                    resume a paused execution\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
-    "  validate FILE.yaml                  check a workflow without running it\n"
+    "  validate FILE.yaml [--task_library_dir=DIR]\n"
+    "                                      check a workflow without running it (against the\n"
+    "                                      task library it depends on, if any)\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
     "  version                             print the version\n";
@@ -131,13 +133,35 @@ int ScheduleCommand(int argc, char** argv) {
 }
 
 int ValidateCommand(int argc, char** argv) {
-  if (argc != 3) return Usage("validate: give one workflow file");
-  absl::StatusOr<gyre::v1::WorkflowDefinition> def = gyre::workflow::LoadWorkflowFile(argv[2]);
+  std::string file;
+  std::string library_dir;
+  for (int i = 2; i < argc; ++i) {
+    if (gyre::cli::TakeOption(argc, argv, &i, "task_library_dir", &library_dir)) continue;
+    if (argv[i][0] == '-' || !file.empty()) {
+      return Usage(absl::StrCat("validate: unexpected argument ", argv[i]).c_str());
+    }
+    file = argv[i];
+  }
+  if (file.empty()) return Usage("validate: give one workflow file");
+  // Offline: the library the orchestrator would load, when the workflow
+  // depends on its tasks.
+  std::optional<gyre::v1::WorkflowDefinition> library;
+  if (!library_dir.empty()) {
+    absl::StatusOr<gyre::v1::WorkflowDefinition> loaded =
+        gyre::workflow::LoadTaskLibrary(library_dir);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(loaded.status().message()).c_str());
+      return gyre::server::kExitConfigError;
+    }
+    library = *std::move(loaded);
+  }
+  absl::StatusOr<gyre::v1::WorkflowDefinition> def =
+      gyre::workflow::LoadWorkflowFile(file, library ? &*library : nullptr);
   if (!def.ok()) {
     std::fprintf(stderr, "%s\n", std::string(def.status().message()).c_str());
     return gyre::server::kExitConfigError;
   }
-  std::printf("%s: ok, workflow %s with %d tasks\n", argv[2], def->name().c_str() + 10,
+  std::printf("%s: ok, workflow %s with %d tasks\n", file.c_str(), def->name().c_str() + 10,
               def->tasks_size());
   return 0;
 }
