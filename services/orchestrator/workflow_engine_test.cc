@@ -989,19 +989,20 @@ TEST_F(WorkflowEngineTest, EvaluatorStartsAChildThatInheritsTheContext) {
 namespace gyre::orchestrator {
 namespace {
 
-TEST(WorkflowEngineOutcomeTest, ScheduleOutcomePullsInDependenciesFromTheLibrary) {
+// Options of an engine whose task library holds `tasks`.
+WorkflowEngine::Options WithLibrary(std::vector<v1::TaskSpec> tasks) {
   WorkflowEngine::Options options;
-  v1::WorkflowDefinition library =
-      Workflow({Task("raw"), Task("clean", {"raw"}), Task("report", {"clean"}), Task("other")});
+  v1::WorkflowDefinition library = Workflow(std::move(tasks));
   library.set_name("workflows/task-library");
-  options.task_library = std::make_shared<const v1::WorkflowDefinition>(library);
-  WorkflowEngine engine(options);
+  options.task_library = std::make_shared<const v1::WorkflowDefinition>(std::move(library));
+  return options;
+}
+
+TEST(WorkflowEngineOutcomeTest, ScheduleOutcomePullsInDependenciesFromTheLibrary) {
+  WorkflowEngine engine(
+      WithLibrary({Task("raw"), Task("clean", {"raw"}), Task("report", {"clean"}), Task("other")}));
   auto channel = std::make_shared<RecordingChannel>();
-  v1::Register registration;
-  registration.set_agent_id("a1");
-  registration.set_slots(4);
-  registration.add_queues("default");
-  ASSERT_TRUE(engine.RegisterAgent(registration, channel).ok());
+  ASSERT_TRUE(engine.RegisterAgent(Registration("a1", 4), channel).ok());
   v1::ScheduleOutcomeRequest request;
   request.add_targets("report");
   (*request.mutable_context())["DAY"] = "monday";
@@ -1018,11 +1019,7 @@ TEST(WorkflowEngineOutcomeTest, ScheduleOutcomePullsInDependenciesFromTheLibrary
 }
 
 TEST(WorkflowEngineOutcomeTest, AWorkflowDependingOnLibraryTasksRunsThemFirst) {
-  WorkflowEngine::Options options;
-  v1::WorkflowDefinition library = Workflow({Task("raw"), Task("clean", {"raw"}), Task("other")});
-  library.set_name("workflows/task-library");
-  options.task_library = std::make_shared<const v1::WorkflowDefinition>(library);
-  WorkflowEngine engine(options);
+  WorkflowEngine engine(WithLibrary({Task("raw"), Task("clean", {"raw"}), Task("other")}));
   absl::StatusOr<v1::WorkflowDefinition> served = engine.GetTaskLibrary();
   ASSERT_TRUE(served.ok()) << served.status();
   EXPECT_EQ(served->tasks_size(), 3);
