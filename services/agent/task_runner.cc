@@ -318,7 +318,17 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
     } else if (outcome.kind == TaskOutcome::Kind::kTimedOut) {
       outcome.error = absl::StrCat("timed out after ", absl::FormatDuration(launch.timeout));
     }
-    outcome.output_json = ReadCapped(output_path, kMaxOutputJsonBytes);
+    // One byte more than may pass tells a file cut at the cap from one that
+    // fits: a cut one would reach the orchestrator as broken JSON.
+    outcome.output_json = ReadCapped(output_path, kMaxOutputJsonBytes + 1);
+    if (outcome.output_json.size() > kMaxOutputJsonBytes) {
+      outcome.output_json.clear();
+      if (outcome.kind == TaskOutcome::Kind::kSucceeded) {
+        outcome.kind = TaskOutcome::Kind::kFailed;
+        outcome.error = absl::StrCat("$GYRE_OUTPUT holds more than ", kMaxOutputJsonBytes,
+                                     " bytes, the most a task may pass downstream");
+      }
+    }
   }
   if (launch.remove_work_dir && !launch.work_dir.empty()) {
     std::filesystem::remove_all(launch.work_dir, mkdir_error);

@@ -71,6 +71,21 @@ TEST_F(TaskRunnerTest, RunsInItsOwnWorkingDirectoryAndReadsGyreOutput) {
   EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
 }
 
+TEST_F(TaskRunnerTest, AGyreOutputOverTheCapFailsTheTaskInsteadOfArrivingCut) {
+  // 1 MiB exactly passes; one byte more fails, with nothing passed on.
+  TaskLaunch fits = Launch({"head -c 1048576 /dev/zero | tr '\\0' a > \"$GYRE_OUTPUT\""}, true);
+  const TaskOutcome passed = Run(fits);
+  EXPECT_EQ(passed.kind, TaskOutcome::Kind::kSucceeded) << passed.error;
+  EXPECT_EQ(passed.output_json.size(), 1048576u);
+  TaskLaunch over = Launch({"head -c 1048577 /dev/zero | tr '\\0' a > \"$GYRE_OUTPUT\""}, true);
+  const TaskOutcome failed = Run(over);
+  EXPECT_EQ(failed.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(failed.exit_code, 0);
+  EXPECT_EQ(failed.error,
+            "$GYRE_OUTPUT holds more than 1048576 bytes, the most a task may pass downstream");
+  EXPECT_EQ(failed.output_json, "");
+}
+
 TEST_F(TaskRunnerTest, AWorkingDirectoryAskedToGoIsRemovedAfterItsOutputIsRead) {
   TaskLaunch launch =
       Launch({"mkdir -p deep/er && echo x > deep/er/file && echo '{\"K\": \"v\"}' > "

@@ -53,8 +53,10 @@ absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::strin
   google::protobuf::Struct object;
   const auto status = google::protobuf::util::JsonStringToMessage(json, &object);
   if (!status.ok()) {
+    // The parser's message goes on to draw the spot over further lines.
+    const std::string message = status.message().as_string();
     return absl::InvalidArgumentError(
-        absl::StrCat("$GYRE_OUTPUT is not a JSON object: ", status.message().as_string()));
+        absl::StrCat("$GYRE_OUTPUT is not a JSON object: ", message.substr(0, message.find('\n'))));
   }
   for (const auto& [key, value] : object.fields()) {
     if (value.has_string_value()) {
