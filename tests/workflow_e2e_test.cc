@@ -214,6 +214,24 @@ class Cluster : public ::testing::Test {
     return events;
   }
 
+  // Every execution of the stored `workflow` ("workflows/{w}"), newest
+  // first, across all pages.
+  std::vector<v1::Execution> ExecutionsOf(const std::string& workflow) {
+    std::vector<v1::Execution> executions;
+    v1::ListExecutionsRequest request;
+    request.set_workflow(workflow);
+    do {
+      grpc::ClientContext call;
+      v1::ListExecutionsResponse page;
+      const grpc::Status status = stub_->ListExecutions(&call, request, &page);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      executions.insert(executions.end(), page.executions().begin(), page.executions().end());
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    return executions;
+  }
+
   // Polls until the task reaches `state`.
   bool AwaitTaskState(const std::string& execution, const std::string& task, v1::TaskState state) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
@@ -816,6 +834,54 @@ TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
         << name << " is exported but not described in docs/metrics.md";
   }
   EXPECT_GE(families, 10);
+}
+
+TEST_F(Cluster, EvaluatorStartsAChildWorkflowThatInheritsTheContext) {
+  StartAgent("a1");
+  absl::StatusOr<v1::WorkflowDefinition> child = workflow::ParseWorkflowYaml(R"(
+name: report
+tasks:
+  - {id: summary, shell: true, command: 'echo "$REGION-$OWNER"'}
+)",
+                                                                             "report.yaml");
+  ASSERT_TRUE(child.ok()) << child.status();
+  {
+    grpc::ClientContext call;
+    v1::CreateWorkflowRequest request;
+    *request.mutable_workflow() = *child;
+    v1::WorkflowDefinition stored;
+    const grpc::Status status = stub_->CreateWorkflow(&call, request, &stored);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(stored.name(), "workflows/report");
+  }
+  const std::string parent = Start(R"(
+name: judge-then-report
+tasks:
+  - id: judge
+    evaluator: true
+    shell: true
+    command: |
+      echo '{"start": [{"workflow": "report", "context": {"OWNER": "data"}}]}'
+)",
+                                   {{"REGION", "eu"}, {"OWNER", "ops"}});
+  ASSERT_EQ(Wait(parent), v1::EXECUTION_SUCCEEDED);
+  // The child is started once the decision is recorded, which may be just
+  // after the parent ended.
+  std::vector<v1::Execution> children = ExecutionsOf("workflows/report");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+       children.empty() && absl::Now() < deadline; children = ExecutionsOf("workflows/report")) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(children.size(), 1u) << "the decision starts exactly one child";
+  const v1::Execution& started = children[0];
+  EXPECT_EQ(started.parent(), parent);
+  // REGION inherited from the parent; the decision's OWNER wins over the
+  // parent's.
+  const std::map<std::string, std::string> context(started.context().begin(),
+                                                   started.context().end());
+  EXPECT_EQ(context, (std::map<std::string, std::string>{{"OWNER", "data"}, {"REGION", "eu"}}));
+  ASSERT_EQ(Wait(started.name()), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Logs(started.name(), "summary"), "eu-data\n");
 }
 
 }  // namespace
