@@ -884,5 +884,41 @@ tasks:
   EXPECT_EQ(Logs(started.name(), "summary"), "eu-data\n");
 }
 
+TEST_F(Cluster, GlobalTaskSharedByTwoGraphsRunsOnce) {
+  // Both graphs hold the same global task with the same context: one
+  // identity. It appends a line per run to `loads`.
+  const std::string loads = root_ + "/loads";
+  const std::string graph = R"(
+tasks:
+  - id: load-reference-data
+    global: true
+    shell: true
+    command: 'echo load >> "$LOADS"; echo "{\"TABLE\": \"ref_v7\"}" > "$GYRE_OUTPUT"'
+  - {id: report, shell: true, depends_on: [load-reference-data], command: 'echo "$TABLE"'}
+)";
+  // Both are started before any agent exists: neither graph can have
+  // finished (or even begun) the task when the other needs it.
+  const std::string first = Start("name: report-a" + graph, {{"LOADS", loads}});
+  const std::string second = Start("name: report-b" + graph, {{"LOADS", loads}});
+  StartAgent("a1");
+  EXPECT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
+  std::ifstream file(loads);
+  const std::string ran((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(ran, "load\n") << "the global task must run once";
+  const v1::TaskRun produced = Task(first, "load-reference-data");
+  const v1::TaskRun reused = Task(second, "load-reference-data");
+  EXPECT_EQ(produced.state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(produced.attempts_size(), 1);
+  EXPECT_EQ(produced.satisfied_by(), "");
+  EXPECT_EQ(reused.state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(reused.attempts_size(), 0);
+  EXPECT_EQ(reused.satisfied_by(), first + "/tasks/load-reference-data");
+  EXPECT_EQ(reused.identity(), produced.identity());
+  // The waiting graph gets the run's outputs.
+  EXPECT_EQ(Logs(first, "report"), "ref_v7\n");
+  EXPECT_EQ(Logs(second, "report"), "ref_v7\n");
+}
+
 }  // namespace
 }  // namespace gyre
