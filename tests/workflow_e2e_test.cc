@@ -16,6 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
+#include "gyre/v1/agent_service.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
@@ -34,6 +35,53 @@ std::string Binary(const std::string& relative) {
 }
 
 bool IsServing(const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); }
+
+// One Connect session of an agent driven by hand: it says only what the test
+// sends, so it can fall silent as a hung agent would. Registers with one
+// slot on queue "default" and that slot as credit, as gyre-agent does; the
+// session's deadline ends every read, so a bug cannot hang the test.
+class HandDrivenAgentSession {
+ public:
+  // `running`: attempts held from an earlier session (Register.running).
+  HandDrivenAgentSession(const std::string& address, const std::string& agent_id,
+                         const std::vector<v1::AttemptRef>& running = {})
+      : stub_(v1::AgentService::NewStub(
+            grpc::CreateChannel(address, grpc::InsecureChannelCredentials()))) {
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    stream_ = stub_->Connect(&context_);
+    v1::AgentMessage hello;
+    v1::Register& registration = *hello.mutable_register_();
+    registration.set_agent_id(agent_id);
+    registration.set_slots(1);
+    registration.add_queues("default");
+    registration.set_initial_credit(1);
+    for (const v1::AttemptRef& ref : running) *registration.add_running() = ref;
+    EXPECT_TRUE(stream_->Write(hello)) << agent_id << ": register not sent";
+  }
+
+  ~HandDrivenAgentSession() {
+    context_.TryCancel();
+    stream_->Finish();
+  }
+
+  HandDrivenAgentSession(const HandDrivenAgentSession&) = delete;
+  HandDrivenAgentSession& operator=(const HandDrivenAgentSession&) = delete;
+
+  bool Send(const v1::AgentMessage& message) { return stream_->Write(message); }
+
+  // The orchestrator's next message; none once the stream ended or the
+  // deadline passed.
+  std::optional<v1::OrchestratorMessage> Next() {
+    v1::OrchestratorMessage message;
+    if (!stream_->Read(&message)) return std::nullopt;
+    return message;
+  }
+
+ private:
+  std::unique_ptr<v1::AgentService::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::OrchestratorMessage>> stream_;
+};
 
 // One orchestrator and any number of agents, each a real process.
 class Cluster : public ::testing::Test {
@@ -212,6 +260,24 @@ class Cluster : public ::testing::Test {
     const grpc::Status status = reader->Finish();
     EXPECT_TRUE(status.ok()) << status.error_message();
     return events;
+  }
+
+  // Every execution of the stored `workflow` ("workflows/{w}"), newest
+  // first, across all pages.
+  std::vector<v1::Execution> ExecutionsOf(const std::string& workflow) {
+    std::vector<v1::Execution> executions;
+    v1::ListExecutionsRequest request;
+    request.set_workflow(workflow);
+    do {
+      grpc::ClientContext call;
+      v1::ListExecutionsResponse page;
+      const grpc::Status status = stub_->ListExecutions(&call, request, &page);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      executions.insert(executions.end(), page.executions().begin(), page.executions().end());
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    return executions;
   }
 
   // Polls until the task reaches `state`.
@@ -816,6 +882,175 @@ TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
         << name << " is exported but not described in docs/metrics.md";
   }
   EXPECT_GE(families, 10);
+}
+
+TEST_F(Cluster, EvaluatorStartsAChildWorkflowThatInheritsTheContext) {
+  StartAgent("a1");
+  absl::StatusOr<v1::WorkflowDefinition> child = workflow::ParseWorkflowYaml(R"(
+name: report
+tasks:
+  - {id: summary, shell: true, command: 'echo "$REGION-$OWNER"'}
+)",
+                                                                             "report.yaml");
+  ASSERT_TRUE(child.ok()) << child.status();
+  {
+    grpc::ClientContext call;
+    v1::CreateWorkflowRequest request;
+    *request.mutable_workflow() = *child;
+    v1::WorkflowDefinition stored;
+    const grpc::Status status = stub_->CreateWorkflow(&call, request, &stored);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(stored.name(), "workflows/report");
+  }
+  const std::string parent = Start(R"(
+name: judge-then-report
+tasks:
+  - id: judge
+    evaluator: true
+    shell: true
+    command: |
+      echo '{"start": [{"workflow": "report", "context": {"OWNER": "data"}}]}'
+)",
+                                   {{"REGION", "eu"}, {"OWNER", "ops"}});
+  ASSERT_EQ(Wait(parent), v1::EXECUTION_SUCCEEDED);
+  // The child is started once the decision is recorded, which may be just
+  // after the parent ended.
+  std::vector<v1::Execution> children = ExecutionsOf("workflows/report");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+       children.empty() && absl::Now() < deadline; children = ExecutionsOf("workflows/report")) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_EQ(children.size(), 1u) << "the decision starts exactly one child";
+  const v1::Execution& started = children[0];
+  EXPECT_EQ(started.parent(), parent);
+  // REGION inherited from the parent; the decision's OWNER wins over the
+  // parent's.
+  const std::map<std::string, std::string> context(started.context().begin(),
+                                                   started.context().end());
+  EXPECT_EQ(context, (std::map<std::string, std::string>{{"OWNER", "data"}, {"REGION", "eu"}}));
+  ASSERT_EQ(Wait(started.name()), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Logs(started.name(), "summary"), "eu-data\n");
+}
+
+TEST_F(Cluster, GlobalTaskSharedByTwoGraphsRunsOnce) {
+  // Both graphs hold the same global task with the same context: one
+  // identity. It appends a line per run to `loads`.
+  const std::string loads = root_ + "/loads";
+  const std::string graph = R"(
+tasks:
+  - id: load-reference-data
+    global: true
+    shell: true
+    command: 'echo load >> "$LOADS"; echo "{\"TABLE\": \"ref_v7\"}" > "$GYRE_OUTPUT"'
+  - {id: report, shell: true, depends_on: [load-reference-data], command: 'echo "$TABLE"'}
+)";
+  // Both are started before any agent exists: neither graph can have
+  // finished (or even begun) the task when the other needs it.
+  const std::string first = Start("name: report-a" + graph, {{"LOADS", loads}});
+  const std::string second = Start("name: report-b" + graph, {{"LOADS", loads}});
+  StartAgent("a1");
+  EXPECT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
+  EXPECT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
+  std::ifstream file(loads);
+  const std::string ran((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(ran, "load\n") << "the global task must run once";
+  const v1::TaskRun produced = Task(first, "load-reference-data");
+  const v1::TaskRun reused = Task(second, "load-reference-data");
+  EXPECT_EQ(produced.state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(produced.attempts_size(), 1);
+  EXPECT_EQ(produced.satisfied_by(), "");
+  EXPECT_EQ(reused.state(), v1::TASK_SUCCEEDED);
+  EXPECT_EQ(reused.attempts_size(), 0);
+  EXPECT_EQ(reused.satisfied_by(), first + "/tasks/load-reference-data");
+  EXPECT_EQ(reused.identity(), produced.identity());
+  // The waiting graph gets the run's outputs.
+  EXPECT_EQ(Logs(first, "report"), "ref_v7\n");
+  EXPECT_EQ(Logs(second, "report"), "ref_v7\n");
+}
+
+TEST_F(Cluster, ResultOfAnAttemptLostWithItsAgentIsRejected) {
+  // "silent" takes the task and then falls silent: declared dead on purpose.
+  agent_killed_ = true;
+  v1::AttemptRef lost;
+  {
+    HandDrivenAgentSession silent(address_, "silent");
+    std::optional<v1::OrchestratorMessage> message = silent.Next();
+    ASSERT_TRUE(message.has_value() && message->has_registered());
+    EXPECT_EQ(message->registered().agent(), "agents/silent");
+    const std::string exec = Start(R"(
+name: fenced
+tasks:
+  - {id: work, shell: true, command: 'echo "attempt $GYRE_ATTEMPT"'}
+)");
+    message = silent.Next();
+    ASSERT_TRUE(message.has_value() && message->has_assignment());
+    ASSERT_EQ(message->assignment().tasks_size(), 1);
+    lost = message->assignment().tasks(0).ref();
+    EXPECT_EQ(lost.execution(), exec);
+    EXPECT_EQ(lost.attempt(), 1);
+    v1::AgentMessage started;
+    *started.mutable_task_started()->mutable_ref() = lost;
+    ASSERT_TRUE(silent.Send(started));
+    ASSERT_TRUE(AwaitTaskState(exec, "work", v1::TASK_RUNNING));
+    // No heartbeat: after the lease timeout the orchestrator gives up on it.
+    message = silent.Next();
+    ASSERT_TRUE(message.has_value() && message->has_shutdown());
+    EXPECT_EQ(message->shutdown().reason(), "declared dead after missing heartbeats");
+  }
+  StartAgent("alive", 1);
+  ASSERT_EQ(Wait(lost.execution()), v1::EXECUTION_SUCCEEDED);
+
+  // "silent" comes back as an agent does, holding the result it never got
+  // acknowledged, and sends it.
+  HandDrivenAgentSession back(address_, "silent", {lost});
+  v1::AgentMessage late;
+  v1::TaskResult& result = *late.mutable_task_result();
+  *result.mutable_ref() = lost;
+  result.set_outcome(v1::ATTEMPT_SUCCEEDED);
+  result.set_output_json(R"({"FROM": "the lost attempt"})");
+  result.set_stdout_tail("attempt 1\n");
+  result.set_stdout_bytes(10);
+  result.set_sequence(1);
+  ASSERT_TRUE(back.Send(late));
+  // Told to stop the attempt it listed, and told to forget the result.
+  bool cancelled = false;
+  std::optional<v1::OrchestratorMessage> message;
+  while ((message = back.Next()).has_value() && !message->has_result_ack()) {
+    if (message->has_cancel()) {
+      EXPECT_EQ(message->cancel().ref().SerializeAsString(), lost.SerializeAsString());
+      cancelled = true;
+    }
+  }
+  ASSERT_TRUE(message.has_value()) << "the stale result was never acknowledged";
+  EXPECT_EQ(message->result_ack().through_sequence(), 1u);
+  EXPECT_TRUE(cancelled) << "a listed attempt the agent no longer holds must be cancelled";
+  auto rejected = orchestrator_->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "stale result rejected"); },
+      absl::Seconds(10));
+  ASSERT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_TRUE(absl::StrContains(*rejected, "\"agent\":\"silent\"")) << *rejected;
+  EXPECT_TRUE(absl::StrContains(*rejected, "\"attempt\":1,")) << *rejected;
+  EXPECT_TRUE(absl::StrContains(*rejected, "\"current_attempt\":2")) << *rejected;
+
+  // Nothing changed: the execution stays succeeded with attempt 2's result.
+  grpc::ClientContext call;
+  v1::GetExecutionRequest request;
+  request.set_name(lost.execution());
+  v1::Execution execution;
+  ASSERT_TRUE(stub_->GetExecution(&call, request, &execution).ok());
+  EXPECT_EQ(execution.state(), v1::EXECUTION_SUCCEEDED);
+  const v1::TaskRun run = Task(lost.execution(), "work");
+  EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED);
+  ASSERT_EQ(run.attempts_size(), 2);
+  EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);
+  EXPECT_EQ(run.attempts(0).agent(), "agents/silent");
+  EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
+  EXPECT_TRUE(absl::StartsWith(run.attempts(1).agent(), "agents/alive")) << run.attempts(1).agent();
+  EXPECT_FALSE(run.outputs().fields().contains("FROM"));
+  EXPECT_EQ(Logs(lost.execution(), "work"), "attempt 2\n");
+  // Recorded once: one success and one loss counted.
+  EXPECT_EQ(Metric("gyre_task_outcomes_total{outcome=\"succeeded\"}"), 1);
+  EXPECT_EQ(Metric("gyre_task_outcomes_total{outcome=\"lost\"}"), 1);
 }
 
 }  // namespace
