@@ -281,10 +281,13 @@ class Cluster : public ::testing::Test {
   }
 
   // Polls until the task reaches `state`.
-  bool AwaitTaskState(const std::string& execution, const std::string& task, v1::TaskState state) {
+  // Waits for the task to be in `state` (with at least `attempts` attempts).
+  bool AwaitTaskState(const std::string& execution, const std::string& task, v1::TaskState state,
+                      int attempts = 0) {
     const absl::Time deadline = absl::Now() + absl::Seconds(20);
     while (absl::Now() < deadline) {
-      if (Task(execution, task).state() == state) return true;
+      const v1::TaskRun run = Task(execution, task);
+      if (run.state() == state && run.attempts_size() >= attempts) return true;
       absl::SleepFor(absl::Milliseconds(20));
     }
     return false;
@@ -971,17 +974,23 @@ tasks:
 TEST_F(Cluster, ResultOfAnAttemptLostWithItsAgentIsRejected) {
   // "silent" takes the task and then falls silent: declared dead on purpose.
   agent_killed_ = true;
+  const std::string go = root_ + "/go";
   v1::AttemptRef lost;
   {
     HandDrivenAgentSession silent(address_, "silent");
     std::optional<v1::OrchestratorMessage> message = silent.Next();
     ASSERT_TRUE(message.has_value() && message->has_registered());
     EXPECT_EQ(message->registered().agent(), "agents/silent");
+    // An attempt runs until the test lets it finish: the late result must
+    // arrive while attempt 2 is running, fenced by its number alone.
     const std::string exec = Start(R"(
 name: fenced
 tasks:
-  - {id: work, shell: true, command: 'echo "attempt $GYRE_ATTEMPT"'}
-)");
+  - id: work
+    shell: true
+    command: 'while [ ! -e "$GO" ]; do sleep 0.02; done; echo "attempt $GYRE_ATTEMPT"'
+)",
+                                   {{"GO", go}});
     message = silent.Next();
     ASSERT_TRUE(message.has_value() && message->has_assignment());
     ASSERT_EQ(message->assignment().tasks_size(), 1);
@@ -998,10 +1007,10 @@ tasks:
     EXPECT_EQ(message->shutdown().reason(), "declared dead after missing heartbeats");
   }
   StartAgent("alive", 1);
-  ASSERT_EQ(Wait(lost.execution()), v1::EXECUTION_SUCCEEDED);
+  ASSERT_TRUE(AwaitTaskState(lost.execution(), "work", v1::TASK_RUNNING, /*attempts=*/2));
 
   // "silent" comes back as an agent does, holding the result it never got
-  // acknowledged, and sends it.
+  // acknowledged, and sends it while attempt 2 runs.
   HandDrivenAgentSession back(address_, "silent", {lost});
   v1::AgentMessage late;
   v1::TaskResult& result = *late.mutable_task_result();
@@ -1031,8 +1040,11 @@ tasks:
   EXPECT_TRUE(absl::StrContains(*rejected, "\"agent\":\"silent\"")) << *rejected;
   EXPECT_TRUE(absl::StrContains(*rejected, "\"attempt\":1,")) << *rejected;
   EXPECT_TRUE(absl::StrContains(*rejected, "\"current_attempt\":2")) << *rejected;
+  EXPECT_EQ(Task(lost.execution(), "work").state(), v1::TASK_RUNNING) << "attempt 2 runs on";
 
-  // Nothing changed: the execution stays succeeded with attempt 2's result.
+  // Attempt 2 ends; the execution succeeds with its result only.
+  std::ofstream(go) << "go";
+  ASSERT_EQ(Wait(lost.execution()), v1::EXECUTION_SUCCEEDED);
   grpc::ClientContext call;
   v1::GetExecutionRequest request;
   request.set_name(lost.execution());
