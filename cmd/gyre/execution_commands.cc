@@ -296,8 +296,21 @@ int ListCommand(const Command& command, int argc, char** argv) {
     return BadUsage(command, absl::StrCat("unexpected argument ", line->positional[0]));
   }
   std::unique_ptr<Stub> stub = Connect(*line);
-  absl::StatusOr<v1::ListExecutionsResponse> response = Call(*stub, &Stub::ListExecutions, request);
-  if (!response.ok()) return Failed(command, *line, "listing executions", response.status());
+  // A filtered page may come back short with more to follow (the server
+  // bounds what one call looks at): gather up to the limit.
+  const int limit = request.page_size();
+  absl::StatusOr<v1::ListExecutionsResponse> response;
+  v1::ListExecutionsResponse gathered;
+  do {
+    request.set_page_size(limit - gathered.executions_size());
+    response = Call(*stub, &Stub::ListExecutions, request);
+    if (!response.ok()) return Failed(command, *line, "listing executions", response.status());
+    for (v1::Execution& execution : *response->mutable_executions()) {
+      *gathered.add_executions() = std::move(execution);
+    }
+    request.set_page_token(response->next_page_token());
+  } while (!request.page_token().empty() && gathered.executions_size() < limit);
+  response = std::move(gathered);
   if (response->executions().empty()) {
     std::fprintf(stderr, "no executions%s\n",
                  request.workflow().empty() && request.states().empty() ? "" : " match");
@@ -322,8 +335,8 @@ int ListCommand(const Command& command, int argc, char** argv) {
     print(execution.name(), absl::StripPrefix(execution.workflow(), "workflows/"),
           ExecutionStateWord(execution.state()), TimeText(execution.start_time()));
   }
-  if (response->executions_size() == request.page_size()) {
-    std::fprintf(stderr, "(the %d most recent; --limit=N shows more)\n", request.page_size());
+  if (response->executions_size() == limit && !request.page_token().empty()) {
+    std::fprintf(stderr, "(the %d most recent; --limit=N shows more)\n", limit);
   }
   return kRunSucceeded;
 }

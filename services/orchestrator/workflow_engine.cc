@@ -801,6 +801,9 @@ absl::StatusOr<size_t> PageSize(int32_t requested, int32_t fallback, int32_t max
   return static_cast<size_t>(requested == 0 ? fallback : requested);
 }
 
+// The most executions one ListExecutions call looks at.
+constexpr uint32_t kMaxListScan = 10000;
+
 // Page tokens are where the next page starts ("p" and a position), opaque
 // to clients; `end` bounds what this engine could have handed out.
 absl::StatusOr<uint32_t> PagePosition(absl::string_view token, uint32_t first, uint32_t end) {
@@ -826,7 +829,10 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
   if (!below.ok()) return below.status();
   v1::ListExecutionsResponse response;
   uint32_t slot = *below;
-  for (; slot > 0 && static_cast<size_t>(response.executions_size()) < *limit; --slot) {
+  // A filter that matches little must not hold the engine lock over a long
+  // history: a page may come back short, with a token to go on from.
+  const uint32_t scan_end = slot > kMaxListScan ? slot - kMaxListScan : 0;
+  for (; slot > scan_end && static_cast<size_t>(response.executions_size()) < *limit; --slot) {
     const ExecutionState& exec = *executions_[slot - 1];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
     if (!req.states().empty() &&

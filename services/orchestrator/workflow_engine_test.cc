@@ -740,6 +740,27 @@ TEST_F(WorkflowEngineTest, ListsArePagedWithTokens) {
             "page_size 1001 is out of range [1, 1000] (0: 100)");
 }
 
+TEST_F(WorkflowEngineTest, AFilteredListLooksAtABoundedNumberOfExecutionsPerPage) {
+  v1::WorkflowDefinition rare = Workflow({Task("a")});
+  rare.set_name("workflows/rare");
+  const std::string oldest = Start(rare);
+  logging::SetLevel(logging::Level::kWarn);  // not 10,050 "execution started" lines
+  for (int i = 0; i < 10'050; ++i) Start(Workflow({Task("a")}));
+  logging::SetLevel(logging::Level::kInfo);
+  v1::ListExecutionsRequest list;
+  list.set_workflow("workflows/rare");
+  absl::StatusOr<v1::ListExecutionsResponse> first = engine_.ListExecutions(list);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->executions_size(), 0) << "10,000 looked at, none of them rare";
+  ASSERT_NE(first->next_page_token(), "");
+  list.set_page_token(first->next_page_token());
+  absl::StatusOr<v1::ListExecutionsResponse> second = engine_.ListExecutions(list);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->executions_size(), 1);
+  EXPECT_EQ(second->executions(0).name(), oldest);
+  EXPECT_EQ(second->next_page_token(), "");
+}
+
 TEST_F(WorkflowEngineTest, RequestIdMakesStartIdempotent) {
   v1::StartExecutionRequest request;
   *request.mutable_definition() = Workflow({Task("a")});
