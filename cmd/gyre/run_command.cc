@@ -292,20 +292,23 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
 // no deadline (an execution takes as long as it takes).
 constexpr absl::Duration kReachRetry = absl::Seconds(30);
 
-// Parses the workflow file; when it does not parse alone, parses it again
-// with the orchestrator's task library, which its dependencies may name
+// Parses the workflow file; when it names a dependency it does not define,
+// parses it again with the orchestrator's task library, which may hold it
 // (asked for only then: most workflows stand alone).
 absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService::Stub& stub,
                                                         const std::string& file) {
   absl::StatusOr<v1::WorkflowDefinition> alone = workflow::LoadWorkflowFile(file);
-  if (alone.ok() || absl::IsNotFound(alone.status())) return alone;
+  // Only a dependency the file does not define can be the library's; any
+  // other error is reported at once, reachable orchestrator or not.
+  if (alone.ok() || !absl::StrContains(alone.status().message(), "unknown dependency")) {
+    return alone;
+  }
   grpc::ClientContext context;
   context.set_wait_for_ready(true);  // as the submission would wait, a little
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   v1::WorkflowDefinition library;
   const grpc::Status status = stub.GetTaskLibrary(&context, v1::GetTaskLibraryRequest(), &library);
   if (status.ok()) return workflow::LoadWorkflowFile(file, &library);
-  if (!absl::StrContains(alone.status().message(), "unknown dependency")) return alone;
   if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
     return absl::InvalidArgumentError(absl::StrCat(
         alone.status().message(), " (and the orchestrator has no task library to take it from)"));
