@@ -73,8 +73,15 @@ class MemoryStateStore : public StateStore {
     return data_->first_position + data_->records.size() - 1;
   }
 
-  // Appends complete at once here.
-  absl::Status AwaitDurable(uint64_t /*position*/) override { return absl::OkStatus(); }
+  // Appends complete at once here; only a position never appended is wrong.
+  absl::Status AwaitDurable(uint64_t position) override {
+    const uint64_t last = last_position();
+    if (position > last) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "state store: record ", position, " was never appended (last is ", last, ")"));
+    }
+    return absl::OkStatus();
+  }
 
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
     std::string bytes = snapshot.SerializeAsString();

@@ -32,9 +32,9 @@ namespace gyre::orchestrator {
 //  - last_position() is the position of the last record appended (durable
 //    or not); callers that serialize their Appends can read it in the same
 //    critical section to learn the position their state corresponds to;
-//  - AwaitDurable(position) returns once the records up to `position` (at
-//    most last_position()) are durable, or with the error that keeps them
-//    from being so; it may block on I/O;
+//  - AwaitDurable(position) returns once the records up to `position` are
+//    durable, or with the error that keeps them from being so (a position
+//    past last_position() is an error); it may block on I/O;
 //  - WriteSnapshot(position, snapshot) waits until the records up to
 //    `position` are durable, then stores the snapshot durably; it may then
 //    drop the records it covers. It does I/O on the calling thread: never

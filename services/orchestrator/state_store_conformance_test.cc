@@ -232,6 +232,8 @@ TEST_P(StateStoreConformanceTest, AwaitDurableReturnsOnceTheRecordsAreDurable) {
   ASSERT_EQ(store->last_position(), 100u);
   EXPECT_TRUE(store->AwaitDurable(50).ok());
   EXPECT_TRUE(store->AwaitDurable(100).ok());
+  EXPECT_EQ(store->AwaitDurable(101).code(), absl::StatusCode::kFailedPrecondition)
+      << "a record never appended cannot become durable";
   // A snapshot at the position waits for nothing more and keeps everything.
   ASSERT_TRUE(store->WriteSnapshot(100, SnapshotNamed("workflows/x")).ok());
   EXPECT_EQ(failed.load(), 0);
