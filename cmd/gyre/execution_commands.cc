@@ -453,22 +453,25 @@ int CancelCommand(const Command& command, int argc, char** argv) {
                        Call(*Connect(arguments->line), &Stub::CancelExecution, request));
 }
 
-int PauseCommand(const Command& command, int argc, char** argv) {
+// `gyre pause` and `gyre resume`: an execution name and nothing else.
+template <typename Request>
+int SimpleControlCommand(const Command& command, int argc, char** argv, absl::string_view doing,
+                         grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                      v1::Execution*)) {
   absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
   if (!arguments.ok()) return BadUsage(command, arguments.status().message());
-  v1::PauseExecutionRequest request;
+  Request request;
   request.set_name(arguments->execution);
-  return ReportControl(command, *arguments, "pausing",
-                       Call(*Connect(arguments->line), &Stub::PauseExecution, request));
+  return ReportControl(command, *arguments, doing,
+                       Call(*Connect(arguments->line), method, request));
+}
+
+int PauseCommand(const Command& command, int argc, char** argv) {
+  return SimpleControlCommand(command, argc, argv, "pausing", &Stub::PauseExecution);
 }
 
 int ResumeCommand(const Command& command, int argc, char** argv) {
-  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
-  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
-  v1::ResumeExecutionRequest request;
-  request.set_name(arguments->execution);
-  return ReportControl(command, *arguments, "resuming",
-                       Call(*Connect(arguments->line), &Stub::ResumeExecution, request));
+  return SimpleControlCommand(command, argc, argv, "resuming", &Stub::ResumeExecution);
 }
 
 constexpr Command kCommands[] = {
