@@ -28,9 +28,7 @@ class ScriptedLink : public OrchestratorLink {
     }
     bool Read(v1::OrchestratorMessage* message) override {
       absl::MutexLock lock(&link_->mutex_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(link_->mutex_) {
-        return ended_ || !inbox_.empty();
-      };
+      auto ready = [this]() { return ended_ || !inbox_.empty(); };
       link_->mutex_.Await(absl::Condition(&ready));
       // What was queued before the end is still delivered.
       if (inbox_.empty()) return false;
@@ -47,9 +45,12 @@ class ScriptedLink : public OrchestratorLink {
    private:
     friend class ScriptedLink;
     ScriptedLink* const link_;
-    std::vector<v1::AgentMessage> written_ ABSL_GUARDED_BY(link_->mutex_);
-    std::deque<v1::OrchestratorMessage> inbox_ ABSL_GUARDED_BY(link_->mutex_);
-    bool ended_ ABSL_GUARDED_BY(link_->mutex_) = false;
+    // Guarded by link_->mutex_. Not annotated: the link reaches them as
+    // sessions_[i]->..., and Clang cannot see that sessions_[i]->link_ is
+    // the link itself.
+    std::vector<v1::AgentMessage> written_;
+    std::deque<v1::OrchestratorMessage> inbox_;
+    bool ended_ = false;
   };
 
   std::unique_ptr<OrchestratorSession> Open() override {

@@ -323,6 +323,7 @@ absl::Status WorkflowEngine::Recover() {
   int64_t records = 0;
   int64_t requeued = 0;
   int64_t kept = 0;
+  int64_t executions = 0;
   bool from_snapshot = false;
   absl::Duration restore_time;
   absl::Status status;
@@ -370,13 +371,14 @@ absl::Status WorkflowEngine::Recover() {
       }
       RefreshQueueMetricsLocked();
     }
+    executions = static_cast<int64_t>(executions_.size());
   }
   if (!status.ok()) return status;
   Deliver(out);
   logging::Info("engine recovered", {{"from_snapshot", from_snapshot},
                                      {"restore_seconds", absl::ToDoubleSeconds(restore_time)},
                                      {"records", records},
-                                     {"executions", static_cast<int64_t>(executions_.size())},
+                                     {"executions", executions},
                                      {"leases_kept_for_their_agents", kept},
                                      {"requeued_attempts", requeued},
                                      {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
@@ -1583,8 +1585,9 @@ void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, b
       subscription->Extend(index + 1);
     } else {
       // Built only if somebody watches, on each watcher's arena.
-      subscription->Emplace(
-          [&](google::protobuf::Arena* arena) { return BuildEventLocked(exec, index, arena); });
+      subscription->Emplace([&](google::protobuf::Arena* arena) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return BuildEventLocked(exec, index, arena);
+      });
     }
   }
   if (closing) {
@@ -1869,7 +1872,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
     taken.clear();
     queues_[queue_index]->ready.PopMatching(
         static_cast<size_t>(room), kDispatchScanLimit,
-        [&](const ReadyTask& entry) {
+        [&](const ReadyTask& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           if (entry.execution >= executions_.size()) return ReadyVerdict::kDrop;
           ExecutionState& exec = *executions_[entry.execution];
           TaskSlot& task = exec.tasks[entry.task];
