@@ -462,11 +462,20 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
 }
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
   v1::StartExecutionRequest request;
   request.set_workflow(std::string(name));
-  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
-      ResolveDefinitionLocked(request);
+  Suggestion suggestion;
+  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def;
+  {
+    absl::MutexLock lock(&mu_);
+    def = ResolveDefinitionLocked(request, &suggestion);
+  }
+  // The suggestion and the copy of the definition (it may be large) are
+  // made without the lock.
+  if (!def.ok() && !suggestion.word.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat(def.status().message(), DidYouMean(suggestion.word, suggestion.candidates)));
+  }
   if (!def.ok()) return def.status();
   return **def;
 }
@@ -500,7 +509,8 @@ absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> WorkflowEngine::In
 }
 
 absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>>
-WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
+WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req,
+                                        Suggestion* suggestion) {
   std::vector<std::string> parts = absl::StrSplit(req.workflow(), '/');
   if (parts.size() == 1) parts.insert(parts.begin(), "workflows");
   if ((parts.size() != 2 && parts.size() != 4) || parts[0] != "workflows" ||
@@ -514,6 +524,11 @@ WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
   if (it == workflows_.end() || it->second.empty()) {
     std::vector<std::string> known;
     for (const auto& [known_name, versions] : workflows_) known.push_back(known_name);
+    if (suggestion != nullptr) {
+      suggestion->word = name;
+      suggestion->candidates = std::move(known);
+      return absl::NotFoundError(absl::StrCat(QuoteClientText(name), " not found"));
+    }
     return absl::NotFoundError(
         absl::StrCat(QuoteClientText(name), " not found", DidYouMean(name, known)));
   }

@@ -321,9 +321,17 @@ class WorkflowEngine {
   // Pulls the task-library tasks `def` depends on into it (see
   // workflow::IncludeLibraryTasks); nothing without a library.
   absl::Status IncludeLibraryTasks(gyre::v1::WorkflowDefinition& def) const;
-  // A stored workflow (latest or given version) named by the request.
+  // What a "did you mean" compares, to be made after the lock is released.
+  struct Suggestion {
+    std::string word;
+    std::vector<std::string> candidates;
+  };
+  // A stored workflow (latest or given version) named by the request. When
+  // it is not found and `suggestion` is not null, the message has no "did
+  // you mean" and `suggestion` gets what the caller needs to add one.
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
-      const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      const gyre::v1::StartExecutionRequest& req, Suggestion* suggestion = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,

@@ -1046,6 +1046,23 @@ TEST_F(WorkflowEngineTest, ChildStartsAreLimitedPerExecutionAndMustNameAStoredWo
             "\"workflows/leaf\"?)");
 }
 
+TEST_F(WorkflowEngineTest, UnknownNamesAreQuotedCutAndSuggestedCheaply) {
+  v1::WorkflowDefinition report = Workflow({Task("t")});
+  report.set_name("report");
+  ASSERT_TRUE(engine_.CreateWorkflow(report).ok());
+  EXPECT_EQ(engine_.GetWorkflow("workflows/reprot").status().message(),
+            "\"workflows/reprot\" not found (did you mean \"workflows/report\"?)");
+  // A huge name: cut in the message, and no suggestion work.
+  const absl::Status huge = engine_.GetWorkflow("workflows/" + std::string(1 << 20, 'z')).status();
+  EXPECT_EQ(huge.code(), absl::StatusCode::kNotFound);
+  EXPECT_LT(huge.message().size(), 200u) << huge.message();
+  EXPECT_TRUE(absl::StrContains(huge.message(), "(1048586 bytes)")) << huge.message();
+  const absl::Status execution =
+      engine_.GetExecution("executions/\x1b]0;owned\x07" + std::string(500, 'x')).status();
+  EXPECT_TRUE(absl::StartsWith(execution.message(), "execution \"executions/\\x1b]0;owned\\x07xx"))
+      << execution.message();
+}
+
 TEST_F(WorkflowEngineTest, ADecisionOfAnotherShapeFailsTheEvaluator) {
   auto agent = Connect("a1");
   v1::TaskSpec judge = Task("judge");
