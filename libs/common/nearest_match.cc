@@ -30,10 +30,20 @@ size_t EditDistance(absl::string_view a, absl::string_view b) {
 
 std::optional<std::string> NearestMatch(absl::string_view word,
                                         const std::vector<std::string>& candidates) {
+  // The words may be a client's: a suggestion costs at most
+  // kMaxSuggestedWordBytes^2 steps per candidate, for kMaxComparedCandidates
+  // candidates, whatever the client sent (it runs under the engine's lock).
+  if (word.size() > kMaxSuggestedWordBytes) return std::nullopt;
   const size_t limit = std::clamp<size_t>(word.size() / 3, 1, 3);
   std::optional<std::string> best;
   size_t best_distance = limit + 1;
+  size_t compared = 0;
   for (const std::string& candidate : candidates) {
+    // Lengths further apart than the limit are further apart by edits too.
+    const size_t gap = candidate.size() > word.size() ? candidate.size() - word.size()
+                                                      : word.size() - candidate.size();
+    if (gap > limit) continue;
+    if (++compared > kMaxComparedCandidates) break;
     const size_t distance = EditDistance(word, candidate);
     if (distance < best_distance) {
       best_distance = distance;

@@ -21,5 +21,14 @@ TEST(NearestMatchTest, NoSuggestionWhenNothingIsClose) {
   EXPECT_FALSE(NearestMatch("x", {}).has_value());
 }
 
+TEST(NearestMatchTest, ClientSizedWordsCostNothing) {
+  // A 1 MB word against long candidates used to fill a 10^6 x 10^6 matrix.
+  const std::string huge(1 << 20, 'z');
+  EXPECT_FALSE(NearestMatch(huge, {huge.substr(1), "load"}).has_value());
+  // Candidates whose length is further than the limit are not compared.
+  EXPECT_FALSE(NearestMatch("load", {std::string(100000, 'l')}).has_value());
+  EXPECT_EQ(NearestMatch("laod", {std::string(100000, 'l'), "load"}), "load");
+}
+
 }  // namespace
 }  // namespace gyre

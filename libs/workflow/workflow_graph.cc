@@ -1,5 +1,6 @@
 #include "libs/workflow/workflow_graph.h"
 
+#include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
@@ -11,6 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "libs/common/client_text.h"
+#include "libs/common/json_bounds.h"
 #include "libs/common/nearest_match.h"
 #include "libs/workflow/context_keys.h"
 
@@ -41,8 +44,8 @@ absl::Status TaskError(const gyre::v1::TaskSpec& task, absl::string_view problem
 absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
   if (!ValidTaskId(task.id())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid task id \"", task.id(),
-        "\" (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to 128)"));
+        "invalid task id ", QuoteClientText(task.id()),
+        " (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to 128)"));
   }
   const bool has_builtin = task.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED;
   if (has_builtin == !task.command().empty()) {
@@ -112,8 +115,9 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   absl::string_view name = definition.name();
   absl::ConsumePrefix(&name, "workflows/");
   if (!ValidWorkflowName(name)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid workflow name \"", name, "\" (lower-case letters, digits and '-'; 1 to 63)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid workflow name ", QuoteClientText(name),
+                     " (lower-case letters, digits and '-'; 1 to 63)"));
   }
   if (definition.tasks().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" has no tasks"));
@@ -139,7 +143,7 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
         for (const gyre::v1::TaskSpec& other : definition.tasks()) {
           if (other.id() != task.id()) others.push_back(other.id());
         }
-        return TaskError(task, absl::StrCat("unknown dependency \"", dependency, "\"",
+        return TaskError(task, absl::StrCat("unknown dependency ", QuoteClientText(dependency),
                                             DidYouMean(dependency, others)));
       }
     }
@@ -176,7 +180,7 @@ absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTarget
     auto it = index.find(target);
     if (it == index.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("unknown target task \"", target, "\"", DidYouMean(target, ids)));
+          absl::StrCat("unknown target task ", QuoteClientText(target), DidYouMean(target, ids)));
     }
     stack.push_back(it->second);
   }
@@ -196,20 +200,157 @@ absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> SelectTarget
   return subset;
 }
 
-absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json) {
+namespace {
+
+constexpr absl::string_view kDecisionShape =
+    "a decision is {\"run\": [task ids], \"skip\": [task ids], \"start\": [{\"workflow\": name, "
+    "\"context\": {KEY: \"value\"}}], \"context\": {KEY: \"value\"}}, every key optional";
+
+absl::Status DecisionError(absl::string_view problem) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("evaluator output: ", problem, " (", kDecisionShape, ")"));
+}
+
+// The JSON type of a value, for messages.
+absl::string_view TypeName(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNullValue:
+      return "null";
+    case google::protobuf::Value::kNumberValue:
+      return "a number";
+    case google::protobuf::Value::kStringValue:
+      return "a string";
+    case google::protobuf::Value::kBoolValue:
+      return "a boolean";
+    case google::protobuf::Value::kStructValue:
+      return "an object";
+    case google::protobuf::Value::kListValue:
+      return "a list";
+    default:
+      return "nothing";
+  }
+}
+
+// A list of names (task ids, or workflow names), each a string of 1 to
+// kMaxDecisionNameBytes bytes, at most `max_items` of them.
+absl::Status ReadNames(const google::protobuf::Value& value, absl::string_view field,
+                       size_t max_items, google::protobuf::RepeatedPtrField<std::string>* out) {
+  if (!value.has_list_value()) {
+    return DecisionError(absl::StrCat("\"", field, "\" is ", TypeName(value), ", not a list"));
+  }
+  const auto& items = value.list_value().values();
+  if (static_cast<size_t>(items.size()) > max_items) {
+    return DecisionError(
+        absl::StrCat("\"", field, "\" has ", items.size(), " entries; at most ", max_items));
+  }
+  for (int i = 0; i < items.size(); ++i) {
+    if (!items[i].has_string_value()) {
+      return DecisionError(absl::StrCat("\"", field, "\" entry ", i, " is ", TypeName(items[i]),
+                                        ", not a task id string"));
+    }
+    const std::string& name = items[i].string_value();
+    if (name.empty() || name.size() > kMaxDecisionNameBytes) {
+      return DecisionError(absl::StrCat("\"", field, "\" entry ", i, " ", QuoteClientText(name),
+                                        " is not 1 to ", kMaxDecisionNameBytes, " bytes long"));
+    }
+    out->Add(std::string(name));
+  }
+  return absl::OkStatus();
+}
+
+// An object of string values.
+absl::Status ReadContext(const google::protobuf::Value& value, absl::string_view field,
+                         google::protobuf::Map<std::string, std::string>* out) {
+  if (!value.has_struct_value()) {
+    return DecisionError(absl::StrCat("\"", field, "\" is ", TypeName(value), ", not an object"));
+  }
+  for (const auto& [key, item] : value.struct_value().fields()) {
+    if (!item.has_string_value()) {
+      return DecisionError(absl::StrCat("\"", field, "\" value of ", QuoteClientText(key), " is ",
+                                        TypeName(item), ", not a string"));
+    }
+    (*out)[key] = item.string_value();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<gyre::v1::EvaluatorDecision> EvaluatorDecisionFromJson(
+    const google::protobuf::Struct& object) {
   gyre::v1::EvaluatorDecision decision;
+  for (const auto& [key, value] : object.fields()) {
+    absl::Status status;
+    if (key == "run") {
+      status = ReadNames(value, "run", kMaxDecisionTasks, decision.mutable_run());
+    } else if (key == "skip") {
+      status = ReadNames(value, "skip", kMaxDecisionTasks, decision.mutable_skip());
+    } else if (key == "context") {
+      status = ReadContext(value, "context", decision.mutable_context());
+    } else if (key == "start") {
+      if (!value.has_list_value()) {
+        return DecisionError(absl::StrCat("\"start\" is ", TypeName(value), ", not a list"));
+      }
+      const auto& starts = value.list_value().values();
+      if (static_cast<size_t>(starts.size()) > kMaxDecisionStarts) {
+        return DecisionError(absl::StrCat("\"start\" has ", starts.size(), " entries; at most ",
+                                          kMaxDecisionStarts));
+      }
+      for (int i = 0; status.ok() && i < starts.size(); ++i) {
+        const std::string field = absl::StrCat("start[", i, "]");
+        if (!starts[i].has_struct_value()) {
+          return DecisionError(
+              absl::StrCat("\"", field, "\" is ", TypeName(starts[i]), ", not an object"));
+        }
+        gyre::v1::EvaluatorDecision::StartWorkflow& start = *decision.add_start();
+        for (const auto& [start_key, start_value] : starts[i].struct_value().fields()) {
+          if (start_key == "workflow") {
+            google::protobuf::RepeatedPtrField<std::string> name;
+            google::protobuf::Value one;
+            *one.mutable_list_value()->add_values() = start_value;
+            status = ReadNames(one, field + ".workflow", 1, &name);
+            if (status.ok()) start.set_workflow(name[0]);
+          } else if (start_key == "context") {
+            status = ReadContext(start_value, field + ".context", start.mutable_context());
+          } else {
+            status = DecisionError(absl::StrCat("unknown key ", QuoteClientText(start_key),
+                                                " in \"", field, "\"",
+                                                DidYouMean(start_key, {"workflow", "context"})));
+          }
+          if (!status.ok()) break;
+        }
+        if (status.ok() && start.workflow().empty()) {
+          status = DecisionError(absl::StrCat("\"", field, "\" names no workflow"));
+        }
+      }
+    } else {
+      status = DecisionError(absl::StrCat("unknown key ", QuoteClientText(key),
+                                          DidYouMean(key, {"run", "skip", "start", "context"})));
+    }
+    if (!status.ok()) return status;
+  }
+  return decision;
+}
+
+absl::StatusOr<gyre::v1::EvaluatorDecision> ParseEvaluatorDecision(const std::string& json) {
   if (json.empty()) {
     return absl::InvalidArgumentError(
         "evaluator output: empty (print a JSON decision or write it to $GYRE_OUTPUT)");
   }
-  const auto status = google::protobuf::util::JsonStringToMessage(json, &decision);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "evaluator output is not a valid decision (expected {\"run\": [...], \"skip\": [...], "
-        "\"start\": [{\"workflow\": ..., \"context\": {...}}], \"context\": {...}}): ",
-        status.message().as_string()));
+  if (absl::Status status =
+          CheckJsonBounds(json, kMaxOutputJsonBytes, kMaxOutputJsonDepth, "evaluator output");
+      !status.ok()) {
+    return status;
   }
-  return decision;
+  google::protobuf::Struct object;
+  const auto status = google::protobuf::util::JsonStringToMessage(json, &object);
+  if (!status.ok()) {
+    // The parser's message goes on to draw the spot over further lines.
+    const std::string message = status.message().as_string();
+    return DecisionError(
+        absl::StrCat("not a JSON object: ", message.substr(0, message.find('\n'))));
+  }
+  return EvaluatorDecisionFromJson(object);
 }
 
 absl::Status ValidateDecisionContexts(const gyre::v1::EvaluatorDecision& decision) {

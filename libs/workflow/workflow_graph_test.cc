@@ -69,9 +69,12 @@ TEST(WorkflowGraphTest, TaskIdsAreNamesNotPaths) {
   }
   for (const std::string& id : std::vector<std::string>{"..", ".", ".hidden", "-rf", "a/b", "a b",
                                                         "", std::string(129, 'a')}) {
+    // An over-long id is quoted cut, with its length.
+    const std::string quoted =
+        id.size() > 128 ? "\"" + id.substr(0, 128) + "...\" (129 bytes)" : "\"" + id + "\"";
     EXPECT_EQ(ValidateWorkflowGraph(Definition({{id, {}}})).message(),
-              "invalid task id \"" + id +
-                  "\" (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to "
+              "invalid task id " + quoted +
+                  " (letters, digits, '_', '-', '.', starting with a letter, digit or '_'; 1 to "
                   "128)")
         << id;
   }
@@ -108,6 +111,55 @@ TEST(WorkflowGraphTest, EvaluatorDecisionRejectsUnknownKeys) {
   EXPECT_FALSE(ParseEvaluatorDecision(R"({"rnu": ["a"]})").ok());
   EXPECT_FALSE(ParseEvaluatorDecision("not json").ok());
   EXPECT_FALSE(ParseEvaluatorDecision("").ok());
+}
+
+TEST(EvaluatorDecisionTest, OnlyTheDocumentedShapeIsAccepted) {
+  auto full = ParseEvaluatorDecision(
+      R"({"run": ["deploy"], "skip": ["rollback"],
+          "start": [{"workflow": "report", "context": {"OWNER": "data"}}],
+          "context": {"VERDICT": "ship"}})");
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->run(0), "deploy");
+  EXPECT_EQ(full->start(0).workflow(), "report");
+  EXPECT_EQ(full->start(0).context().at("OWNER"), "data");
+  EXPECT_EQ(full->context().at("VERDICT"), "ship");
+  // protobuf's JSON parser flattened a list of lists into "run".
+  auto nested = ParseEvaluatorDecision(R"({"run": [["deploy"]]})");
+  EXPECT_EQ(nested.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(std::string(nested.status().message()),
+                                "\"run\" entry 0 is a list, not a task id string"))
+      << std::string(nested.status().message());
+  for (const char* bad :
+       {R"({"run": "deploy"})", R"({"context": {"A": 1}})", R"(["deploy"])",
+        R"({"start": [{"workflow": "r", "when": "now"}]})", R"({"start": [{"context": {}}]})",
+        R"({"start": {"workflow": "r"}})", R"({"run": [""]})", R"({"skip": [null]})"}) {
+    auto decision = ParseEvaluatorDecision(bad);
+    EXPECT_EQ(decision.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_TRUE(absl::StartsWith(decision.status().message(), "evaluator output: ")) << bad;
+  }
+  EXPECT_TRUE(
+      absl::StrContains(std::string(ParseEvaluatorDecision(R"({"rnu": []})").status().message()),
+                        "unknown key \"rnu\" (did you mean \"run\"?)"))
+      << std::string(ParseEvaluatorDecision(R"({"rnu": []})").status().message());
+}
+
+TEST(EvaluatorDecisionTest, BoundedInDepthSizeAndNames) {
+  const std::string deep =
+      R"({"run": )" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  EXPECT_TRUE(absl::StrContains(std::string(ParseEvaluatorDecision(deep).status().message()),
+                                "nested deeper than 32 levels"))
+      << std::string(ParseEvaluatorDecision(deep).status().message());
+  EXPECT_TRUE(absl::StrContains(
+      std::string(
+          ParseEvaluatorDecision(std::string(kMaxOutputJsonBytes + 1, ' ')).status().message()),
+      "at most 1048576"))
+      << std::string(
+             ParseEvaluatorDecision(std::string(kMaxOutputJsonBytes + 1, ' ')).status().message());
+  const std::string long_id = std::string(200000, 'z');
+  const auto status = ParseEvaluatorDecision(R"({"run": [")" + long_id + R"("]})").status();
+  EXPECT_TRUE(absl::StrContains(std::string(status.message()), "is not 1 to 128 bytes long"))
+      << std::string(status.message());
+  EXPECT_LT(status.message().size(), 1000u) << "the id is quoted cut";
 }
 
 }  // namespace

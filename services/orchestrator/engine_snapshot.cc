@@ -146,6 +146,7 @@ void WorkflowEngine::SnapshotLocked(
     EncodeEventHistory(exec->events, &out);
     out.mutable_event_reasons()->insert(exec->event_reasons.begin(), exec->event_reasons.end());
     out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
+    out.set_children_started(exec->children_started);
   }
   for (const auto& [identity, global] : globals_) {
     v1::GlobalTaskSnapshot& out = *snapshot.add_global_tasks();
@@ -207,6 +208,7 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     CountExecutionLocked(exec.state, saved.state());
     exec.state = saved.state();
     exec.reason = saved.reason();
+    exec.children_started = saved.children_started();
     exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());
     exec.end_time = TimeOr(saved.end_time(), saved.has_end_time(), absl::InfinitePast());
     if (absl::Status status = DecodeEventHistory(saved, &exec.events); !status.ok()) {

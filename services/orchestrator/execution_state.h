@@ -104,6 +104,9 @@ struct ExecutionState {
   absl::Time start_time = absl::InfinitePast();
   absl::Time end_time = absl::InfinitePast();
   ExecutionBuiltins builtins;
+  // Children its evaluators' decisions started (bounded per execution: an
+  // evaluator that starts its own workflow must not multiply for ever).
+  uint32_t children_started = 0;
 
   std::vector<TaskSlot> tasks;
   absl::flat_hash_map<std::string, uint32_t> task_index;

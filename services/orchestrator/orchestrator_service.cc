@@ -1,5 +1,7 @@
 #include "services/orchestrator/orchestrator_service.h"
 
+#include "absl/strings/str_cat.h"
+#include "libs/common/client_text.h"
 #include "libs/common/status_mapping.h"
 
 namespace gyre::orchestrator {
@@ -16,17 +18,55 @@ grpc::Status Reply(absl::StatusOr<T> result, T* out) {
   return grpc::Status::OK;
 }
 
+// Names, ids and targets in a request: at most this many bytes. The
+// longest a valid one can be is a task run name, "executions/{id}/tasks/"
+// and a task id of at most 128 bytes; anything longer is refused here,
+// before the engine compares it with anything under its lock (a 1 MB name
+// once cost 41 s of "did you mean" there).
+constexpr size_t kMaxNameBytes = 512;
+
+// Why `value`, the request's field `field`, is too long to look at.
+absl::Status CheckName(absl::string_view field, absl::string_view value) {
+  if (value.size() <= kMaxNameBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(field, " ", QuoteClientText(value),
+                                                 " is longer than ", kMaxNameBytes, " bytes"));
+}
+
+absl::Status CheckNames(absl::string_view field,
+                        const google::protobuf::RepeatedPtrField<std::string>& values) {
+  for (int i = 0; i < values.size(); ++i) {
+    if (absl::Status status = CheckName(absl::StrCat(field, "[", i, "]"), values[i]);
+        !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckStart(const v1::StartExecutionRequest& request) {
+  absl::Status status = CheckName("workflow", request.workflow());
+  if (status.ok()) status = CheckName("definition.name", request.definition().name());
+  if (status.ok()) status = CheckNames("targets", request.targets());
+  if (status.ok()) status = CheckName("request_id", request.request_id());
+  if (status.ok()) status = CheckName("parent", request.parent());
+  return status;
+}
+
 }  // namespace
 
 grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext*,
                                                      const v1::CreateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->CreateWorkflow(request->workflow()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext*,
                                                   const v1::GetWorkflowRequest* request,
                                                   v1::WorkflowDefinition* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->GetWorkflow(request->name()), response);
 }
 
@@ -42,12 +82,15 @@ grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext*,
 grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,
                                                      const v1::UpdateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->UpdateWorkflow(request->workflow()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
                                                      const v1::StartExecutionRequest* request,
                                                      v1::Execution* response) {
+  if (absl::Status status = CheckStart(*request); !status.ok()) return ToGrpcStatus(status);
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
   }
@@ -66,54 +109,73 @@ grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext*,
 grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext*,
                                                       const v1::ScheduleOutcomeRequest* request,
                                                       v1::Execution* response) {
+  absl::Status status = CheckNames("targets", request->targets());
+  if (status.ok()) status = CheckName("request_id", request->request_id());
+  if (!status.ok()) return ToGrpcStatus(status);
   return Reply(engine_->ScheduleOutcome(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext*,
                                                    const v1::GetExecutionRequest* request,
                                                    v1::Execution* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->GetExecution(request->name()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext*,
                                                      const v1::ListExecutionsRequest* request,
                                                      v1::ListExecutionsResponse* response) {
+  if (absl::Status status = CheckName("workflow", request->workflow()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->ListExecutions(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext*,
                                                       const v1::CancelExecutionRequest* request,
                                                       v1::Execution* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->CancelExecution(request->name(), request->reason()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext*,
                                                      const v1::PauseExecutionRequest* request,
                                                      v1::Execution* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->PauseExecution(request->name()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext*,
                                                       const v1::ResumeExecutionRequest* request,
                                                       v1::Execution* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->ResumeExecution(request->name()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext*,
                                                  const v1::GetTaskRunRequest* request,
                                                  v1::TaskRun* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->GetTaskRun(request->name()), response);
 }
 
 grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext*,
                                                    const v1::ListTaskRunsRequest* request,
                                                    v1::ListTaskRunsResponse* response) {
+  if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->ListTaskRuns(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
                                                   const v1::GetTaskLogsRequest* request,
                                                   v1::GetTaskLogsResponse* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
   return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
 }
 
@@ -168,6 +230,8 @@ bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Ba
 grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
                                             const v1::WatchRequest* request,
                                             grpc::ServerWriter<v1::Event>* writer) {
+  if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
+    return ToGrpcStatus(status);
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
@@ -186,6 +250,8 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
 grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
                                                    const v1::WatchRequest* request,
                                                    grpc::ServerWriter<v1::EventBatch>* writer) {
+  if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
+    return ToGrpcStatus(status);
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
@@ -199,6 +265,7 @@ grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
 grpc::Status OrchestratorServiceImpl::RunExecution(
     grpc::ServerContext* context, const v1::RunExecutionRequest* request,
     grpc::ServerWriter<v1::RunExecutionResponse>* writer) {
+  if (absl::Status status = CheckStart(request->start()); !status.ok()) return ToGrpcStatus(status);
   if (request->start().source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(
         absl::InvalidArgumentError("run execution: set start.workflow or start.definition"));

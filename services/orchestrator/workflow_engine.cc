@@ -1,6 +1,5 @@
 #include "services/orchestrator/workflow_engine.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/common/client_text.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
 #include "libs/workflow/context_keys.h"
@@ -39,39 +39,6 @@ std::string ShortWorkflowName(absl::string_view name) {
 bool IsTerminal(v1::TaskState state) {
   return state == v1::TASK_SUCCEEDED || state == v1::TASK_FAILED || state == v1::TASK_SKIPPED ||
          state == v1::TASK_CANCELLED || state == v1::TASK_TIMED_OUT;
-}
-
-// Flattens a JSON object written to $GYRE_OUTPUT into context values:
-// strings as they are, anything else as its JSON text. They join the
-// context of the tasks downstream, so they are checked as a context is,
-// unless `check_keys` is false: replaying a result recorded when the rules
-// were looser must rebuild the state it made then.
-absl::StatusOr<std::map<std::string, std::string>> ParseOutputs(const std::string& json,
-                                                                bool check_keys) {
-  std::map<std::string, std::string> outputs;
-  if (json.empty()) return outputs;
-  google::protobuf::Struct object;
-  const auto status = google::protobuf::util::JsonStringToMessage(json, &object);
-  if (!status.ok()) {
-    // The parser's message goes on to draw the spot over further lines.
-    const std::string message = status.message().as_string();
-    return absl::InvalidArgumentError(
-        absl::StrCat("$GYRE_OUTPUT is not a JSON object: ", message.substr(0, message.find('\n'))));
-  }
-  for (const auto& [key, value] : object.fields()) {
-    if (value.has_string_value()) {
-      outputs[key] = value.string_value();
-    } else {
-      std::string text;
-      (void)google::protobuf::util::MessageToJsonString(value, &text);
-      outputs[key] = text;
-    }
-  }
-  if (!check_keys) return outputs;
-  if (absl::Status status = workflow::ValidateContextMap(outputs); !status.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("$GYRE_OUTPUT: ", status.message()));
-  }
-  return outputs;
 }
 
 }  // namespace
@@ -260,17 +227,27 @@ absl::Status DurableWait::Wait() {
 
 void WorkflowEngine::RecordResultsLocked(Agent& agent,
                                          absl::Span<const v1::TaskResult* const> results,
-                                         Outbox& out) {
+                                         absl::Span<ParsedOutput> parsed, Outbox& out) {
   // Reused whole, like the lease records: filling one in allocates nothing.
   std::vector<v1::StateRecord> records = std::move(result_scratch_);
   size_t recorded = 0;
   uint64_t through = 0;
-  for (const v1::TaskResult* result : results) {
+  ParsedOutput nothing;  // the output of every result when `parsed` is empty
+  for (size_t i = 0; i < results.size(); ++i) {
+    const v1::TaskResult* result = results[i];
     through = std::max(through, result->sequence());
-    // A stale result is acknowledged too, so the agent forgets it.
-    if (!HandleResultLocked(agent.id, *result, out)) continue;
     if (recorded == records.size()) records.emplace_back();
-    v1::TaskResultRecorded* record = records[recorded++].mutable_task_result();
+    v1::TaskResultRecorded* record = records[recorded].mutable_task_result();
+    // What an earlier use of this scratch record said about its output.
+    record->clear_outputs();
+    record->clear_decision();
+    record->clear_output_error();
+    record->set_output_parsed(true);
+    // A stale result is acknowledged too, so the agent forgets it.
+    if (!HandleResultLocked(agent.id, *result, parsed.empty() ? nothing : parsed[i], record, out)) {
+      continue;
+    }
+    recorded++;
     record->set_agent_id(agent.id);
     // Lent, not copied: the store is done with the records when Append
     // returns, and they give the results back below.
@@ -425,9 +402,12 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
       UpdateExecutionStateLocked(*exec, out);
       return absl::OkStatus();
     }
-    case v1::StateRecord::kTaskResult:
-      HandleResultLocked(record.task_result().agent_id(), record.task_result().result(), out);
+    case v1::StateRecord::kTaskResult: {
+      ParsedOutput parsed = RecordedOutput(record.task_result());
+      HandleResultLocked(record.task_result().agent_id(), record.task_result().result(), parsed,
+                         nullptr, out);
       return absl::OkStatus();
+    }
     case v1::StateRecord::kExecutionControl: {
       const v1::ExecutionControl& control = record.execution_control();
       ExecutionState* exec = FindExecutionLocked(control.execution_id());
@@ -484,11 +464,20 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
 }
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
-  absl::MutexLock lock(&mu_);
   v1::StartExecutionRequest request;
   request.set_workflow(std::string(name));
-  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def =
-      ResolveDefinitionLocked(request);
+  Suggestion suggestion;
+  absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> def;
+  {
+    absl::MutexLock lock(&mu_);
+    def = ResolveDefinitionLocked(request, &suggestion);
+  }
+  // The suggestion and the copy of the definition (it may be large) are
+  // made without the lock.
+  if (!def.ok() && !suggestion.word.empty()) {
+    return absl::NotFoundError(
+        absl::StrCat(def.status().message(), DidYouMean(suggestion.word, suggestion.candidates)));
+  }
   if (!def.ok()) return def.status();
   return **def;
 }
@@ -522,27 +511,35 @@ absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> WorkflowEngine::In
 }
 
 absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>>
-WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req) {
+WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req,
+                                        Suggestion* suggestion) {
   std::vector<std::string> parts = absl::StrSplit(req.workflow(), '/');
   if (parts.size() == 1) parts.insert(parts.begin(), "workflows");
   if ((parts.size() != 2 && parts.size() != 4) || parts[0] != "workflows" ||
       (parts.size() == 4 && parts[2] != "versions")) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "invalid workflow name \"", req.workflow(),
-        "\" (expected workflows/{workflow} or workflows/{workflow}/versions/{version})"));
+        "invalid workflow name ", QuoteClientText(req.workflow()),
+        " (expected workflows/{workflow} or workflows/{workflow}/versions/{version})"));
   }
   const std::string name = "workflows/" + parts[1];
   auto it = workflows_.find(name);
   if (it == workflows_.end() || it->second.empty()) {
     std::vector<std::string> known;
     for (const auto& [known_name, versions] : workflows_) known.push_back(known_name);
-    return absl::NotFoundError(absl::StrCat(name, " not found", DidYouMean(name, known)));
+    if (suggestion != nullptr) {
+      suggestion->word = name;
+      suggestion->candidates = std::move(known);
+      return absl::NotFoundError(absl::StrCat(QuoteClientText(name), " not found"));
+    }
+    return absl::NotFoundError(
+        absl::StrCat(QuoteClientText(name), " not found", DidYouMean(name, known)));
   }
   if (parts.size() == 2) return it->second.back();
   int64_t version = 0;
   if (!absl::SimpleAtoi(parts[3], &version) || version < 1 ||
       version > static_cast<int64_t>(it->second.size())) {
-    return absl::NotFoundError(absl::StrCat(name, " has no version \"", parts[3], "\" (latest is ",
+    return absl::NotFoundError(absl::StrCat(QuoteClientText(name), " has no version ",
+                                            QuoteClientText(parts[3]), " (latest is ",
                                             it->second.size(), ")"));
   }
   return it->second[static_cast<size_t>(version - 1)];
@@ -788,7 +785,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view nam
   absl::MutexLock lock(&mu_);
   ExecutionState* exec = FindExecutionLocked(name);
   if (exec == nullptr)
-    return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+    return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
   return ExecutionProtoLocked(*exec);
 }
 
@@ -854,7 +851,8 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
   absl::MutexLock lock(&mu_);
   ExecutionState* exec = FindExecutionLocked(req.parent());
   if (exec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("execution \"", req.parent(), "\" not found"));
+    return absl::NotFoundError(
+        absl::StrCat("execution ", QuoteClientText(req.parent()), " not found"));
   }
   const auto tasks = static_cast<uint32_t>(exec->tasks.size());
   absl::StatusOr<uint32_t> from = PagePosition(req.page_token(), 0, tasks);
@@ -937,7 +935,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     absl::MutexLock lock(&mu_);
     ExecutionState* exec = FindExecutionLocked(name);
     if (exec == nullptr) {
-      return absl::NotFoundError(absl::StrCat("execution \"", name, "\" not found"));
+      return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
     }
     const std::string state = v1::ExecutionState_Name(exec->state);
     switch (action) {
@@ -984,11 +982,11 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   ExecutionState* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
   if (exec == nullptr || tasks_at == absl::string_view::npos) {
-    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
   }
   auto it = exec->task_index.find(name.substr(tasks_at + 7));
   if (it == exec->task_index.end()) {
-    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
   }
   v1::TaskRun run = TaskRunProtoLocked(*exec, it->second, /*with_history=*/true);
   run.set_waiting_reason(WaitingReasonLocked(*exec, exec->tasks[it->second]));
@@ -1033,11 +1031,11 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
   ExecutionState* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
   if (exec == nullptr || tasks_at == absl::string_view::npos) {
-    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
   }
   auto it = exec->task_index.find(name.substr(tasks_at + 7));
   if (it == exec->task_index.end()) {
-    return absl::NotFoundError(absl::StrCat("task run \"", name, "\" not found"));
+    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
   }
   const TaskSlot& task = exec->tasks[it->second];
   const int64_t wanted = attempt != 0 ? attempt : task.attempt;
@@ -1045,7 +1043,8 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
   auto found = logs.find(wanted);
   if (found == logs.end()) {
     if (wanted < 1 || wanted > task.attempt) {
-      return absl::NotFoundError(absl::StrCat("task run \"", name, "\" has no attempt ", wanted,
+      return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name),
+                                              " has no attempt ", wanted,
                                               " (attempts: ", task.attempt, ")"));
     }
     // The attempt exists but reported no output (yet).
@@ -1070,7 +1069,8 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
   }
   ExecutionState* exec = FindExecutionLocked(execution);
   if (exec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("execution \"", execution, "\" not found"));
+    return absl::NotFoundError(
+        absl::StrCat("execution ", QuoteClientText(execution), " not found"));
   }
   SubscribeLocked(*exec, from_sequence, subscription);
   return subscription;
@@ -1246,6 +1246,28 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
 
 absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
                                                 const v1::AgentMessage& message) {
+  // Results' outputs are a task's JSON: parsed here, on the stream's own
+  // thread, before the engine lock is taken. Most results have none, and
+  // then nothing is allocated.
+  std::vector<ParsedOutput> parsed;
+  auto parse_outputs = [&parsed](absl::Span<const v1::TaskResult* const> results) {
+    if (std::none_of(results.begin(), results.end(),
+                     [](const v1::TaskResult* r) { return !r->output_json().empty(); })) {
+      return;
+    }
+    parsed.reserve(results.size());
+    for (const v1::TaskResult* result : results) {
+      parsed.push_back(ParseTaskOutput(result->output_json()));
+    }
+  };
+  if (message.has_task_result()) {
+    const v1::TaskResult* result = &message.task_result();
+    parse_outputs({&result, 1});
+  } else if (message.has_task_results() &&
+             message.task_results().results_size() <= kMaxResultsPerMessage) {
+    const auto& results = message.task_results().results();
+    parse_outputs(absl::MakeConstSpan(results.data(), results.size()));
+  }
   Outbox out;
   {
     absl::MutexLock lock(&mu_);
@@ -1280,7 +1302,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
       case v1::AgentMessage::kTaskResult: {
         const v1::TaskResult* result = &message.task_result();
         if (result->sequence() == 0) return UnnumberedResult();
-        RecordResultsLocked(agent, {&result, 1}, out);
+        RecordResultsLocked(agent, {&result, 1}, absl::MakeSpan(parsed), out);
         break;
       }
       case v1::AgentMessage::kTaskResults: {
@@ -1293,7 +1315,8 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         for (const v1::TaskResult& result : results) {
           if (result.sequence() == 0) return UnnumberedResult();
         }
-        RecordResultsLocked(agent, absl::MakeConstSpan(results.data(), results.size()), out);
+        RecordResultsLocked(agent, absl::MakeConstSpan(results.data(), results.size()),
+                            absl::MakeSpan(parsed), out);
         break;
       }
       case v1::AgentMessage::kLogChunk: {
@@ -1997,6 +2020,7 @@ void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
 }
 
 bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::TaskResult& result,
+                                        ParsedOutput& parsed, v1::TaskResultRecorded* record,
                                         Outbox& out) {
   const v1::AttemptRef& ref = result.ref();
   ExecutionState* exec = FindExecutionLocked(ref.execution());
@@ -2060,21 +2084,32 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
 
   switch (result.outcome()) {
     case v1::ATTEMPT_SUCCEEDED: {
-      absl::StatusOr<std::map<std::string, std::string>> outputs =
-          task.spec->evaluator() ? std::map<std::string, std::string>{}
-                                 : ParseOutputs(result.output_json(), !replaying_);
-      if (!outputs.ok()) {
+      if (task.spec->evaluator()) {
+        std::string refused = ApplyEvaluatorDecisionLocked(
+            *exec, index->second, result.output_json().empty(), parsed, out);
+        if (record != nullptr) {
+          if (refused.empty()) {
+            record->mutable_decision()->Swap(&parsed.decision);  // applied; not needed here
+          } else {
+            record->set_output_error(std::move(refused));
+          }
+        }
+        break;
+      }
+      if (!parsed.outputs_error.empty()) {
         attempt.outcome = v1::ATTEMPT_FAILED;
-        attempt.error = std::string(outputs.status().message());
+        attempt.error = parsed.outputs_error;
+        if (record != nullptr) record->set_output_error(parsed.outputs_error);
         FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
         break;
       }
-      if (!outputs->empty()) task.mutable_details().outputs = *std::move(outputs);
-      if (task.spec->evaluator()) {
-        ApplyEvaluatorDecisionLocked(*exec, index->second, result.output_json(), out);
-      } else {
-        CompleteTaskLocked(*exec, index->second, out);
+      if (!parsed.outputs.empty()) {
+        if (record != nullptr) {
+          record->mutable_outputs()->insert(parsed.outputs.begin(), parsed.outputs.end());
+        }
+        task.mutable_details().outputs = std::move(parsed.outputs);
       }
+      CompleteTaskLocked(*exec, index->second, out);
       break;
     }
     case v1::ATTEMPT_TIMED_OUT:
@@ -2090,58 +2125,68 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
   return true;
 }
 
-void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,
-                                                  const std::string& output_json, Outbox& out) {
+std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,
+                                                         bool empty_output, ParsedOutput& parsed,
+                                                         Outbox& out) {
   TaskSlot& task = exec.tasks[index];
-  absl::StatusOr<v1::EvaluatorDecision> decision = workflow::ParseEvaluatorDecision(output_json);
-  absl::Status status = decision.status();
-  // As for outputs (ParseOutputs), a replay keeps what was accepted then.
-  if (status.ok() && !replaying_) status = workflow::ValidateDecisionContexts(*decision);
-  // Tasks an evaluator may decide about: its transitive dependants.
-  absl::flat_hash_set<uint32_t> downstream;
-  std::vector<uint32_t> stack(task.dependants);
-  while (!stack.empty()) {
-    const uint32_t next = stack.back();
-    stack.pop_back();
-    if (!downstream.insert(next).second) continue;
-    stack.insert(stack.end(), exec.tasks[next].dependants.begin(),
-                 exec.tasks[next].dependants.end());
+  // Parsed and checked for shape and context keys outside the lock
+  // (ParseTaskOutput), or read back from the record with its verdict then.
+  std::string refused = parsed.decision_error;
+  if (refused.empty() && empty_output && !parsed.recorded) {
+    refused = "evaluator output: empty (print a JSON decision or write it to $GYRE_OUTPUT)";
   }
-  auto check = [&](const std::string& id) -> absl::Status {
-    auto it = exec.task_index.find(id);
-    if (it == exec.task_index.end() || !downstream.contains(it->second)) {
+  const v1::EvaluatorDecision& decision = parsed.decision;
+  if (refused.empty()) {
+    // Tasks an evaluator may decide about: its transitive dependants.
+    absl::flat_hash_set<uint32_t> downstream;
+    std::vector<uint32_t> stack(task.dependants);
+    while (!stack.empty()) {
+      const uint32_t next = stack.back();
+      stack.pop_back();
+      if (!downstream.insert(next).second) continue;
+      stack.insert(stack.end(), exec.tasks[next].dependants.begin(),
+                   exec.tasks[next].dependants.end());
+    }
+    auto check = [&](const std::string& id) -> std::string {
+      auto it = exec.task_index.find(id);
+      if (it != exec.task_index.end() && downstream.contains(it->second)) return "";
       std::vector<std::string> names;
+      // DidYouMean compares few of them: ids are at most 128 bytes and
+      // only names of a close length are compared.
       for (uint32_t d : downstream) names.push_back(exec.tasks[d].spec->id());
-      return absl::InvalidArgumentError(absl::StrCat("evaluator output: task \"", id,
-                                                     "\" is not downstream of evaluator \"",
-                                                     task.spec->id(), "\"", DidYouMean(id, names)));
+      return absl::StrCat("evaluator output: task ", QuoteClientText(id),
+                          " is not downstream of evaluator \"", task.spec->id(), "\"",
+                          DidYouMean(id, names));
+    };
+    // Linear in the decision's length: a hash set, not a search of "run"
+    // for every skipped id.
+    absl::flat_hash_set<absl::string_view> run(decision.run().begin(), decision.run().end());
+    for (const std::string& id : decision.run()) {
+      if (refused = check(id); !refused.empty()) break;
     }
-    return absl::OkStatus();
-  };
-  if (status.ok()) {
-    for (const std::string& id : decision->run()) {
-      if (status = check(id); !status.ok()) break;
-    }
-  }
-  if (status.ok()) {
-    for (const std::string& id : decision->skip()) {
-      if (status = check(id); !status.ok()) break;
-      if (std::find(decision->run().begin(), decision->run().end(), id) != decision->run().end()) {
-        status = absl::InvalidArgumentError(
-            absl::StrCat("evaluator output: task \"", id, "\" is both run and skipped"));
-        break;
+    for (int i = 0; refused.empty() && i < decision.skip_size(); ++i) {
+      const std::string& id = decision.skip(i);
+      if (refused = check(id); !refused.empty()) break;
+      if (run.contains(id)) {
+        refused = absl::StrCat("evaluator output: task ", QuoteClientText(id),
+                               " is both run and skipped");
       }
     }
+    // The limits on children are today's rules; a replay keeps what was
+    // accepted then (and a refusal was recorded with the result).
+    if (refused.empty() && !replaying_ && decision.start_size() > 0) {
+      refused = CheckChildStartsLocked(exec, decision);
+    }
   }
-  if (!status.ok()) {
+  if (!refused.empty()) {
     task.attempts.back().outcome = v1::ATTEMPT_FAILED;
-    task.attempts.back().error = std::string(status.message());
+    task.attempts.back().error = refused;
     task.retries_used = task.spec->retry().max_retries();  // a bad decision is not transient
     FailOrRetryLocked(exec, index, v1::TASK_FAILED, out);
-    return;
+    return refused;
   }
-  for (const auto& [key, value] : decision->context()) task.mutable_details().outputs[key] = value;
-  for (const std::string& id : decision->skip()) {
+  for (const auto& [key, value] : decision.context()) task.mutable_details().outputs[key] = value;
+  for (const std::string& id : decision.skip()) {
     const uint32_t skipped = exec.task_index.at(id);
     TaskSlot& slot = exec.tasks[skipped];
     if (slot.state != v1::TASK_PENDING) continue;
@@ -2150,8 +2195,8 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     SetTaskStateLocked(exec, skipped, v1::TASK_SKIPPED, out);
     SkipDependantsLocked(exec, skipped, slot.reason, out);
   }
-  for (int i = 0; i < decision->start_size(); ++i) {
-    const auto& start = decision->start(i);
+  for (int i = 0; i < decision.start_size(); ++i) {
+    const auto& start = decision.start(i);
     v1::StartExecutionRequest child;
     child.set_workflow(start.workflow());
     child.set_parent(exec.name());
@@ -2166,7 +2211,43 @@ void WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t
     pending_children_[child.request_id()] = child;
     out.child_starts.push_back(std::move(child));
   }
+  exec.children_started += static_cast<uint32_t>(decision.start_size());
   CompleteTaskLocked(exec, index, out);
+  return "";
+}
+
+std::string WorkflowEngine::CheckChildStartsLocked(const ExecutionState& exec,
+                                                   const v1::EvaluatorDecision& decision) {
+  // The depth of `exec`: how many parents up to an execution without one.
+  // Walks at most kMaxChildDepth links, whatever the history holds.
+  int depth = 0;
+  for (const ExecutionState* at = &exec; !at->parent.empty() && depth <= kMaxChildDepth;) {
+    at = FindExecutionLocked(at->parent);
+    if (at == nullptr) break;
+    ++depth;
+  }
+  if (depth + 1 > kMaxChildDepth) {
+    return absl::StrCat("evaluator output: cannot start child workflows from ", exec.name(),
+                        ", which is already ", depth,
+                        " levels below a top-level execution (children of children... at most ",
+                        kMaxChildDepth, " deep)");
+  }
+  const uint32_t wanted = static_cast<uint32_t>(decision.start_size());
+  if (exec.children_started + wanted > kMaxChildrenPerExecution) {
+    return absl::StrCat("evaluator output: starting ", wanted, " more child workflows from ",
+                        exec.name(), " would make ", exec.children_started + wanted,
+                        "; one execution starts at most ", kMaxChildrenPerExecution);
+  }
+  for (int i = 0; i < decision.start_size(); ++i) {
+    v1::StartExecutionRequest probe;
+    probe.set_workflow(decision.start(i).workflow());
+    absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> found =
+        ResolveDefinitionLocked(probe);
+    if (!found.ok()) {
+      return absl::StrCat("evaluator output: start[", i, "]: ", found.status().message());
+    }
+  }
+  return "";
 }
 
 void WorkflowEngine::RefreshQueueMetricsLocked() {

@@ -28,6 +28,7 @@
 #include "services/orchestrator/ready_queue.h"
 #include "services/orchestrator/result_acks.h"
 #include "services/orchestrator/state_store.h"
+#include "services/orchestrator/task_output.h"
 
 namespace gyre::orchestrator {
 
@@ -100,6 +101,12 @@ class WorkflowEngine {
  public:
   // The most results one agent message may carry (task_results).
   static constexpr int kMaxResultsPerMessage = 4096;
+  // Evaluators' child workflows: at most this deep (a child is at depth 1,
+  // its children at 2...) and at most this many started from one execution,
+  // so an evaluator that starts its own workflow stops instead of
+  // multiplying (one that started itself twice reached 703 executions).
+  static constexpr int kMaxChildDepth = 8;
+  static constexpr uint32_t kMaxChildrenPerExecution = 100;
 
   struct Options {
     absl::Duration lease_timeout = absl::Seconds(30);
@@ -284,8 +291,11 @@ class WorkflowEngine {
   // Applies the results of one agent message in order, persists the
   // accepted ones in one append and acknowledges all of them in one message
   // once durable (stale ones too, so the agent forgets them).
+  // `parsed` holds each result's output_json as ParseTaskOutput read it
+  // (outside the lock), one per result, or is empty when every output is.
   void RecordResultsLocked(Agent& agent, absl::Span<const gyre::v1::TaskResult* const> results,
-                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                           absl::Span<ParsedOutput> parsed, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -311,9 +321,17 @@ class WorkflowEngine {
   // Pulls the task-library tasks `def` depends on into it (see
   // workflow::IncludeLibraryTasks); nothing without a library.
   absl::Status IncludeLibraryTasks(gyre::v1::WorkflowDefinition& def) const;
-  // A stored workflow (latest or given version) named by the request.
+  // What a "did you mean" compares, to be made after the lock is released.
+  struct Suggestion {
+    std::string word;
+    std::vector<std::string> candidates;
+  };
+  // A stored workflow (latest or given version) named by the request. When
+  // it is not found and `suggestion` is not null, the message has no "did
+  // you mean" and `suggestion` gets what the caller needs to add one.
   absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
-      const gyre::v1::StartExecutionRequest& req) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      const gyre::v1::StartExecutionRequest& req, Suggestion* suggestion = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,
@@ -368,10 +386,20 @@ class WorkflowEngine {
   void SettleGlobalLocked(ExecutionState& exec, uint32_t task, bool succeeded, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns whether the result was accepted (current lease) or rejected.
+  // `parsed` is its output, already parsed; `record`, when not null, gets
+  // what was made of it (outputs, decision, or why refused) so that a
+  // replay need not parse or check it again.
   bool HandleResultLocked(const std::string& agent_id, const gyre::v1::TaskResult& result,
-                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t task,
-                                    const std::string& output_json, Outbox& out)
+                          ParsedOutput& parsed, gyre::v1::TaskResultRecorded* record, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Returns why the decision fails the evaluator (empty: applied).
+  std::string ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t task, bool empty_output,
+                                           ParsedOutput& parsed, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why `decision` may not start its children from `exec` (empty: it may):
+  // the depth and count limits, and only stored workflows.
+  std::string CheckChildStartsLocked(const ExecutionState& exec,
+                                     const gyre::v1::EvaluatorDecision& decision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleRetryLocked(ExecutionState& exec, uint32_t task, absl::Duration delay)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/logging/logger.h"
 
@@ -1002,6 +1004,78 @@ TEST_F(WorkflowEngineTest, EvaluatorStartsAChildThatInheritsTheContext) {
   const v1::Execution started = *engine_.GetExecution(child_task[0].ref().execution());
   EXPECT_EQ(started.parent(), parent);
   EXPECT_EQ(started.workflow(), "workflows/report");
+}
+
+TEST_F(WorkflowEngineTest, ChildStartsAreLimitedPerExecutionAndMustNameAStoredWorkflow) {
+  auto agent = Connect("a1", 256);
+  v1::WorkflowDefinition leaf = Workflow({Task("leaf-task")});
+  leaf.set_name("leaf");
+  ASSERT_TRUE(engine_.CreateWorkflow(leaf).ok());
+  v1::TaskSpec first = Task("first");
+  first.set_evaluator(true);
+  v1::TaskSpec second = Task("second", {"first"});
+  second.set_evaluator(true);
+  const std::string exec = Start(Workflow({first, second}));
+  std::string sixty = R"({"start": [)";
+  for (int i = 0; i < 60; ++i) absl::StrAppend(&sixty, i > 0 ? "," : "", R"({"workflow": "leaf"})");
+  sixty += "]}";
+  auto judge = agent->Take(1);
+  ASSERT_EQ(judge.size(), 1u);
+  Report("a1", judge[0], v1::ATTEMPT_SUCCEEDED, sixty);
+  EXPECT_EQ(StateOf(exec, "first"), v1::TASK_SUCCEEDED);
+  // 60 children and the second evaluator.
+  auto next = agent->Take(61);
+  ASSERT_EQ(next.size(), 61u);
+  auto second_judge = std::find_if(next.begin(), next.end(), [](const v1::TaskAssignment& t) {
+    return t.ref().task_id() == "second";
+  });
+  ASSERT_NE(second_judge, next.end());
+  Report("a1", *second_judge, v1::ATTEMPT_SUCCEEDED, sixty);
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/second");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_EQ(run.attempts(0).error(),
+            absl::StrCat("evaluator output: starting 60 more child workflows from ", exec,
+                         " would make 120; one execution starts at most 100"));
+
+  const std::string unknown = Start(Workflow({first}));
+  auto unknown_judge = agent->Take(1);
+  ASSERT_EQ(unknown_judge.size(), 1u);
+  Report("a1", unknown_judge[0], v1::ATTEMPT_SUCCEEDED, R"({"start": [{"workflow": "lef"}]})");
+  EXPECT_EQ(engine_.GetTaskRun(unknown + "/tasks/first")->attempts(0).error(),
+            "evaluator output: start[0]: \"workflows/lef\" not found (did you mean "
+            "\"workflows/leaf\"?)");
+}
+
+TEST_F(WorkflowEngineTest, UnknownNamesAreQuotedCutAndSuggestedCheaply) {
+  v1::WorkflowDefinition report = Workflow({Task("t")});
+  report.set_name("report");
+  ASSERT_TRUE(engine_.CreateWorkflow(report).ok());
+  EXPECT_EQ(engine_.GetWorkflow("workflows/reprot").status().message(),
+            "\"workflows/reprot\" not found (did you mean \"workflows/report\"?)");
+  // A huge name: cut in the message, and no suggestion work.
+  const absl::Status huge = engine_.GetWorkflow("workflows/" + std::string(1 << 20, 'z')).status();
+  EXPECT_EQ(huge.code(), absl::StatusCode::kNotFound);
+  EXPECT_LT(huge.message().size(), 200u) << huge.message();
+  EXPECT_TRUE(absl::StrContains(huge.message(), "(1048586 bytes)")) << huge.message();
+  const absl::Status execution =
+      engine_.GetExecution("executions/\x1b]0;owned\x07" + std::string(500, 'x')).status();
+  EXPECT_TRUE(absl::StartsWith(execution.message(), "execution \"executions/\\x1b]0;owned\\x07xx"))
+      << execution.message();
+}
+
+TEST_F(WorkflowEngineTest, ADecisionOfAnotherShapeFailsTheEvaluator) {
+  auto agent = Connect("a1");
+  v1::TaskSpec judge = Task("judge");
+  judge.set_evaluator(true);
+  const std::string exec = Start(Workflow({judge, Task("deploy", {"judge"})}));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  Report("a1", first[0], v1::ATTEMPT_SUCCEEDED, R"({"run": [["deploy"]]})");
+  const v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/judge");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_TRUE(absl::StartsWith(run.attempts(0).error(),
+                               "evaluator output: \"run\" entry 0 is a list, not a task id string"))
+      << run.attempts(0).error();
 }
 
 }  // namespace
