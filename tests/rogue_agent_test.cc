@@ -192,9 +192,10 @@ TEST_F(RogueAgentTest, AStreamSilentPastTwoHeartbeatsIsToldAndReplaced) {
   RawAgentSession first(address_, Registration("cut-off"));
   grpc::Status status;
   ASSERT_TRUE(first.Registered(&status)) << status.error_message();
-  // No heartbeat for 3 intervals (200 ms each): a half-open connection, as
-  // after a network cut. Still within the lease timeout (1.5 s).
-  absl::SleepFor(absl::Milliseconds(700));
+  // No heartbeat for 5 intervals (200 ms each; the rule counts two, and at
+  // least 500 ms): a half-open connection, as after a network cut. Still
+  // within the lease timeout (1.5 s).
+  absl::SleepFor(absl::Milliseconds(1000));
   RawAgentSession second(address_, Registration("cut-off"));
   ASSERT_TRUE(second.Registered(&status))
       << "the real agent was locked out: " << status.error_message();

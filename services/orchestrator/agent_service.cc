@@ -117,8 +117,10 @@ grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* str
     open_.erase(context);
   }
   if (!status.ok()) {
+    // A refused registration's id can be anything the client sent: cut.
     logging::Warn("agent stream closed with an error",
-                  {{"agent", agent_id}, {"error", std::string(status.message())}});
+                  {{"agent", agent_id.substr(0, WorkflowEngine::kMaxAgentIdLength + 1)},
+                   {"error", std::string(status.message())}});
   }
   return ToGrpcStatus(status);
 }

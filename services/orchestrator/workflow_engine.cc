@@ -1378,16 +1378,20 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       // long time: once it has been silent past two heartbeat intervals
       // (the agent sends one each interval), the newcomer is taken to be
       // the agent reconnecting, and the old stream is told and closed.
+      // (At least half a second: with short intervals, a busy machine's
+      // scheduling delays alone would let an impostor in.)
       Agent& current = *existing->second;
       const absl::Duration silent = absl::Now() - current.last_seen;
-      if (silent <= 2 * options_.heartbeat_interval) {
+      const absl::Duration live_within =
+          std::max(2 * options_.heartbeat_interval, absl::Milliseconds(500));
+      if (silent <= live_within) {
         return absl::FailedPreconditionError(absl::StrCat(
             "register: agent id ", id, " is connected on another stream since ",
             absl::FormatTime(current.connected_since), " (last heard ",
             absl::ToInt64Milliseconds(silent),
             " ms ago); an agent id belongs to one live stream: use another id, or stop the "
             "other agent (a stream silent for over ",
-            absl::ToInt64Milliseconds(2 * options_.heartbeat_interval), " ms is replaced)"));
+            absl::ToInt64Milliseconds(live_within), " ms is replaced)"));
       }
       took_over = absl::StrCat("agent id ", id,
                                " registered again on another stream after this one was silent "

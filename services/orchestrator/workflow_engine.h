@@ -229,7 +229,8 @@ class WorkflowEngine {
   // Registers (or re-registers) an agent; returns the Registered reply.
   // An agent id belongs to one live stream: a registration for an id whose
   // stream is open and was heard from within two heartbeat intervals is
-  // refused (FAILED_PRECONDITION); past that, the old stream is taken to be
+  // refused (FAILED_PRECONDITION; at least 500 ms); past that, the old
+  // stream is taken to be
   // half-open (a network cut), told to go (Shutdown) and closed, and the
   // new one takes over. InvalidArgument for a malformed registration,
   // ResourceExhausted when its queue names would pass kMaxQueues.

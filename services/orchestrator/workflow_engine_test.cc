@@ -1183,8 +1183,8 @@ TEST_F(AgentStreamTest, ALiveIdIsRefusedAndASilentStreamIsToldAndReplaced) {
   EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/a")->state(), v1::TASK_LEASED) << "untouched";
   EXPECT_EQ(real->replaced(), "");
 
-  // Silent for over two heartbeat intervals: a half-open stream.
-  absl::SleepFor(absl::Milliseconds(600));
+  // Silent for over two heartbeat intervals (and 500 ms): a half-open stream.
+  absl::SleepFor(absl::Milliseconds(800));
   auto back = std::make_shared<ReplaceableChannel>();
   ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 2, {leased[0].ref()}), back).ok());
   EXPECT_TRUE(absl::StrContains(real->replaced(), "registered again")) << real->replaced();
