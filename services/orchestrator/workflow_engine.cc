@@ -140,8 +140,8 @@ absl::Status CheckRegistration(const v1::Register& registration) {
         WorkflowEngine::kMaxAgentIdLength, " characters)"));
   }
   if (registration.slots() < 1 || registration.slots() > 4096) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "register: agent ", id, ": slots ", registration.slots(), " is out of range [1, 4096]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("register: slots ", registration.slots(), " is out of range [1, 4096]"));
   }
   if (registration.queues().empty()) {
     return absl::InvalidArgumentError(
