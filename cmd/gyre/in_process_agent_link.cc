@@ -55,7 +55,7 @@ class InProcessSession : public agent::OrchestratorSession {
     }
     if (agent_id_.empty()) return Register(message);
     // Like the gRPC handler: a protocol error ends the session.
-    absl::Status status = engine_->HandleAgentMessage(agent_id_, message);
+    absl::Status status = engine_->HandleAgentMessage(agent_id_, message, inbox_.get());
     if (status.ok()) return true;
     End(std::move(status));
     return false;

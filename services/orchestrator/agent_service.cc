@@ -15,7 +15,8 @@ using Stream = grpc::ServerReaderWriter<v1::OrchestratorMessage, v1::AgentMessag
 // Queues messages for one stream and writes them on its own thread.
 class StreamChannel : public AgentChannel {
  public:
-  explicit StreamChannel(Stream* stream) : stream_(stream), writer_([this] { Run(); }) {}
+  StreamChannel(grpc::ServerContext* context, Stream* stream)
+      : context_(context), stream_(stream), writer_([this] { Run(); }) {}
 
   ~StreamChannel() override { Close(); }
 
@@ -35,8 +36,20 @@ class StreamChannel : public AgentChannel {
     if (!closed_) pending_.push_back(std::move(message));
   }
 
+  void Replace(std::string reason) override {
+    v1::OrchestratorMessage shutdown;
+    shutdown.mutable_shutdown()->set_reason(std::move(reason));
+    absl::MutexLock lock(&mutex_);
+    if (closed_) return;
+    pending_.push_back(std::move(shutdown));
+    // The writer cancels the RPC once the Shutdown is out: the handler's
+    // blocked Read then returns and the stream ends.
+    replaced_ = true;
+  }
+
  private:
   void Run() {
+    bool replaced = false;
     while (true) {
       std::deque<v1::OrchestratorMessage> batch;
       {
@@ -47,17 +60,24 @@ class StreamChannel : public AgentChannel {
         mutex_.Await(absl::Condition(&ready));
         if (closed_) return;
         batch.swap(pending_);
+        replaced = replaced_;
       }
       for (v1::OrchestratorMessage& message : batch) {
         if (!stream_->Write(message)) return;  // the agent is gone; reads notice too
       }
+      if (replaced) {
+        context_->TryCancel();
+        return;
+      }
     }
   }
 
+  grpc::ServerContext* context_;
   Stream* stream_;
   absl::Mutex mutex_;
   std::deque<v1::OrchestratorMessage> pending_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  bool replaced_ ABSL_GUARDED_BY(mutex_) = false;  // end the stream after what is pending
   std::thread writer_;
 };
 
@@ -74,7 +94,7 @@ grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* str
     absl::MutexLock lock(&mutex_);
     open_.insert(context);
   }
-  auto channel = std::make_shared<StreamChannel>(stream);
+  auto channel = std::make_shared<StreamChannel>(context, stream);
   const std::string agent_id = first.register_().agent_id();
   absl::Status status;
   absl::StatusOr<v1::Registered> registered = engine_->RegisterAgent(first.register_(), channel);
@@ -86,7 +106,7 @@ grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* str
     channel->Send(std::move(reply));
     v1::AgentMessage message;
     while (stream->Read(&message)) {
-      status = engine_->HandleAgentMessage(agent_id, message);
+      status = engine_->HandleAgentMessage(agent_id, message, channel.get());
       if (!status.ok()) break;
     }
     engine_->DisconnectAgent(agent_id, channel.get());
@@ -97,8 +117,10 @@ grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* str
     open_.erase(context);
   }
   if (!status.ok()) {
+    // A refused registration's id can be anything the client sent: cut.
     logging::Warn("agent stream closed with an error",
-                  {{"agent", agent_id}, {"error", std::string(status.message())}});
+                  {{"agent", agent_id.substr(0, WorkflowEngine::kMaxAgentIdLength + 1)},
+                   {"error", std::string(status.message())}});
   }
   return ToGrpcStatus(status);
 }

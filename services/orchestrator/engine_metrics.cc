@@ -118,6 +118,17 @@ void EngineMetrics::SetQueue(const std::string& worker_type, int64_t queued, int
   gauges->running->Set(static_cast<double>(running));
 }
 
+void EngineMetrics::RemoveQueue(const std::string& worker_type) {
+  if (desired_workers_ == nullptr) return;
+  absl::MutexLock lock(&mutex_);
+  auto it = queues_.find(worker_type);
+  if (it == queues_.end()) return;
+  desired_workers_->Remove(it->second.desired);
+  queue_depth_->Remove(it->second.depth);
+  running_tasks_->Remove(it->second.running);
+  queues_.erase(it);
+}
+
 void EngineMetrics::SetAgents(int64_t connected, int64_t free_slots) {
   if (agents_connected_ == nullptr) return;
   agents_connected_->Set(static_cast<double>(connected));

@@ -26,6 +26,9 @@ class EngineMetrics {
   // Per worker type: the autoscaling signal and its inputs.
   void SetQueue(const std::string& worker_type, int64_t queued, int64_t running,
                 int64_t desired_workers);
+  // Drops the worker type's series (nobody serves it, nothing waits in
+  // it): series of names clients made up must not accumulate.
+  void RemoveQueue(const std::string& worker_type);
   void SetAgents(int64_t connected, int64_t free_slots);
   // A task attempt ended; counted by outcome as "succeeded", "failed",
   // "timed_out", "cancelled", "lost" or "unknown".

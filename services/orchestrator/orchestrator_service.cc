@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/client_text.h"
 #include "libs/common/status_mapping.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::orchestrator {
 
@@ -51,6 +52,30 @@ absl::Status CheckStart(const v1::StartExecutionRequest& request) {
   if (status.ok()) status = CheckName("parent", request.parent());
   return status;
 }
+// Holds one of the concurrent event streams (Watch, WatchBatches,
+// RunExecution) for as long as it lives.
+class StreamSlot {
+ public:
+  explicit StreamSlot(std::atomic<int>& open) : open_(open) {
+    held_ = open_.fetch_add(1) < OrchestratorServiceImpl::kMaxEventStreams;
+  }
+  ~StreamSlot() { open_.fetch_sub(1); }
+  StreamSlot(const StreamSlot&) = delete;
+  StreamSlot& operator=(const StreamSlot&) = delete;
+
+  // Whether the stream may proceed; otherwise why not.
+  grpc::Status Check(absl::string_view method) const {
+    if (held_) return grpc::Status::OK;
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        method, ": ", OrchestratorServiceImpl::kMaxEventStreams,
+        " event streams (Watch, WatchBatches, RunExecution) are open, the most the orchestrator "
+        "serves at once; retry later")));
+  }
+
+ private:
+  std::atomic<int>& open_;
+  bool held_ = false;
+};
 
 }  // namespace
 
@@ -183,6 +208,10 @@ template <typename Send>
 grpc::Status OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
                                              const std::shared_ptr<EventSubscription>& subscription,
                                              Send send) {
+  // A client that stops reading blocks this thread in Write; once its
+  // subscription is cut off for falling behind, cancelling the call is what
+  // frees the thread (the client sees the call end).
+  subscription->OnCutOff([context] { context->TryCancel(); });
   grpc::Status status;
   while (!context->IsCancelled() && !stopping_) {
     bool last = false;
@@ -194,9 +223,20 @@ grpc::Status OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
       }
       if (!send(chunk, last)) break;
     }
-    if (last) break;
+    if (last) {
+      if (absl::Status cut_off = subscription->error(); !cut_off.ok()) {
+        status = ToGrpcStatus(cut_off);
+      }
+      break;
+    }
   }
   engine_->Unwatch(subscription);
+  subscription->OnCutOff(nullptr);  // the context goes when this returns
+  if (status.ok() && context->IsCancelled()) {
+    if (absl::Status cut_off = subscription->error(); !cut_off.ok()) {
+      logging::Warn("watch stream cut off", {{"error", std::string(cut_off.message())}});
+    }
+  }
   return status;
 }
 
@@ -232,6 +272,8 @@ grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
                                             grpc::ServerWriter<v1::Event>* writer) {
   if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
     return ToGrpcStatus(status);
+  const StreamSlot slot(open_streams_);
+  if (grpc::Status refused = slot.Check("watch"); !refused.ok()) return refused;
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
@@ -252,6 +294,8 @@ grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
                                                    grpc::ServerWriter<v1::EventBatch>* writer) {
   if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
     return ToGrpcStatus(status);
+  const StreamSlot slot(open_streams_);
+  if (grpc::Status refused = slot.Check("watch batches"); !refused.ok()) return refused;
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
   if (!subscription.ok()) return ToGrpcStatus(subscription.status());
@@ -266,6 +310,8 @@ grpc::Status OrchestratorServiceImpl::RunExecution(
     grpc::ServerContext* context, const v1::RunExecutionRequest* request,
     grpc::ServerWriter<v1::RunExecutionResponse>* writer) {
   if (absl::Status status = CheckStart(request->start()); !status.ok()) return ToGrpcStatus(status);
+  const StreamSlot slot(open_streams_);
+  if (grpc::Status refused = slot.Check("run execution"); !refused.ok()) return refused;
   if (request->start().source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(
         absl::InvalidArgumentError("run execution: set start.workflow or start.definition"));

@@ -61,6 +61,11 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
   // Ends open Watch streams promptly on shutdown.
   void Stop() { stopping_ = true; }
 
+  // Watch, WatchBatches and RunExecution streams open at once: each holds
+  // a thread and a subscription the engine feeds under its lock, so their
+  // number is bounded (RESOURCE_EXHAUSTED past it).
+  static constexpr int kMaxEventStreams = 1024;
+
   // EventBatch limits (documented in the proto).
   static constexpr int kMaxEventsPerBatch = 4096;
   static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
@@ -84,6 +89,7 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
 
   WorkflowEngine* engine_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
 };
 
 }  // namespace gyre::orchestrator

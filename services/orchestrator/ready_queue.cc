@@ -7,7 +7,9 @@ namespace gyre::orchestrator {
 
 void ReadyQueue::Push(const ReadyTask& task) {
   const int level = std::min<int>(task.priority, kPriorityLevels - 1);
-  levels_[level].push_back(task);
+  std::unique_ptr<std::deque<ReadyTask>>& fifo = levels_[level];
+  if (fifo == nullptr) fifo = std::make_unique<std::deque<ReadyTask>>();
+  fifo->push_back(task);
   non_empty_[level / 64] |= uint64_t{1} << (level % 64);
   ++size_;
 }
@@ -24,7 +26,13 @@ int ReadyQueue::HighestNonEmpty(int below) const {
 }
 
 void ReadyQueue::MarkEmptyIfDrained(int level) {
-  if (levels_[level].empty()) non_empty_[level / 64] &= ~(uint64_t{1} << (level % 64));
+  if (levels_[level]->empty()) non_empty_[level / 64] &= ~(uint64_t{1} << (level % 64));
+}
+
+void ReadyQueue::Release() {
+  for (auto& fifo : levels_) fifo.reset();
+  non_empty_ = {};
+  size_ = 0;
 }
 
 size_t ReadyQueue::PopMatching(size_t max, size_t scan_limit,
@@ -34,7 +42,7 @@ size_t ReadyQueue::PopMatching(size_t max, size_t scan_limit,
   size_t scanned = 0;
   for (int level = HighestNonEmpty(kPriorityLevels); level >= 0 && taken < max;
        level = HighestNonEmpty(level)) {
-    std::deque<ReadyTask>& fifo = levels_[level];
+    std::deque<ReadyTask>& fifo = *levels_[level];  // non-empty, so allocated
     size_t index = 0;
     while (index < fifo.size() && taken < max && scanned < scan_limit) {
       ++scanned;

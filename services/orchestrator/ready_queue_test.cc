@@ -93,5 +93,21 @@ TEST(ReadyQueueTest, PriorityAboveRangeIsClampedToHighest) {
   EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{2}));
 }
 
+TEST(ReadyQueueTest, AnEmptyQueueIsSmallAndReleaseFreesWhatWasPushed) {
+  // A queue name an agent lists costs a ReadyQueue: it must not hold 101
+  // deques (~66 KB) before anything is pushed.
+  EXPECT_LT(sizeof(ReadyQueue), 1024u);
+  ReadyQueue queue;
+  for (uint32_t i = 0; i < 100; ++i) queue.Push({0, i, static_cast<uint8_t>(i)});
+  queue.Release();
+  EXPECT_TRUE(queue.empty());
+  std::vector<ReadyTask> out;
+  EXPECT_EQ(queue.PopMatching(10, 100, TakeAll, &out), 0u);
+  // Usable again after a release.
+  queue.Push({0, 7, 3});
+  EXPECT_EQ(queue.PopMatching(10, 100, TakeAll, &out), 1u);
+  EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{7}));
+}
+
 }  // namespace
 }  // namespace gyre::orchestrator

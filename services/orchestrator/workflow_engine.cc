@@ -6,6 +6,8 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,95 @@ absl::Status UnnumberedResult() {
       "task_result: sequence must be set (the agent numbers its results 1, 2, 3...)");
 }
 
+// At most this much of a client's string is quoted back in a status
+// message: a long one would make the status itself too large to send.
+std::string Quote(absl::string_view text) {
+  constexpr size_t kQuoted = 80;
+  if (text.size() <= kQuoted) return absl::StrCat("\"", absl::CHexEscape(text), "\"");
+  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kQuoted)), "\"... (", text.size(),
+                      " bytes)");
+}
+
+// Agent ids are [a-z0-9-]: they appear in resource names ("agents/{id}"),
+// attempt records, log lines and working directories.
+bool ValidAgentId(absl::string_view id) {
+  return !id.empty() && id.size() <= WorkflowEngine::kMaxAgentIdLength &&
+         std::all_of(id.begin(), id.end(), [](char c) {
+           return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+         });
+}
+
+// An attempt an agent names: bounded, so that nothing it sends can make
+// an attempt number overflow when the next one is counted from it.
+absl::Status CheckAttemptRef(const v1::AttemptRef& ref, absl::string_view where) {
+  if (ref.attempt() < 1 || ref.attempt() > WorkflowEngine::kMaxAttempt) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": attempt ", ref.attempt(), " of ", Quote(ref.execution()), " task ",
+        Quote(ref.task_id()), " is out of range [1, ", WorkflowEngine::kMaxAttempt, "]"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAttemptRefs(const google::protobuf::RepeatedPtrField<v1::AttemptRef>& refs,
+                              absl::string_view where) {
+  if (refs.size() > WorkflowEngine::kMaxAttemptRefs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": ", refs.size(), " attempts listed; at most ", WorkflowEngine::kMaxAttemptRefs));
+  }
+  for (const v1::AttemptRef& ref : refs) {
+    if (absl::Status status = CheckAttemptRef(ref, where); !status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRegistration(const v1::Register& registration) {
+  const std::string& id = registration.agent_id();
+  if (!ValidAgentId(id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "register: invalid agent_id ", Quote(id), " (lower-case letters, digits and '-'; 1 to ",
+        WorkflowEngine::kMaxAgentIdLength, " characters)"));
+  }
+  if (registration.slots() < 1 || registration.slots() > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("register: slots ", registration.slots(), " is out of range [1, 4096]"));
+  }
+  if (registration.queues().empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("register: agent ", id, " must serve at least one queue"));
+  }
+  if (registration.queues_size() > WorkflowEngine::kMaxQueuesPerAgent) {
+    return absl::InvalidArgumentError(absl::StrCat("register: agent ", id, " lists ",
+                                                   registration.queues_size(), " queues; at most ",
+                                                   WorkflowEngine::kMaxQueuesPerAgent));
+  }
+  for (const std::string& queue : registration.queues()) {
+    if (queue.empty() || queue.size() > WorkflowEngine::kMaxQueueNameLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("register: agent ", id, ": queue name ", Quote(queue), " must be 1 to ",
+                       WorkflowEngine::kMaxQueueNameLength, " characters"));
+    }
+  }
+  if (registration.labels_size() > WorkflowEngine::kMaxAgentLabels) {
+    return absl::InvalidArgumentError(absl::StrCat("register: agent ", id, " has ",
+                                                   registration.labels_size(), " labels; at most ",
+                                                   WorkflowEngine::kMaxAgentLabels));
+  }
+  for (const auto& [key, value] : registration.labels()) {
+    if (key.empty() || key.size() > WorkflowEngine::kMaxLabelLength ||
+        value.size() > WorkflowEngine::kMaxLabelLength) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("register: agent ", id, ": label ", Quote(key), "=", Quote(value),
+                       ": keys must be 1 to ", WorkflowEngine::kMaxLabelLength,
+                       " characters, values up to ", WorkflowEngine::kMaxLabelLength));
+    }
+  }
+  if (registration.initial_credit() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("register: agent ", id, ": initial_credit ",
+                                                   registration.initial_credit(), " is negative"));
+  }
+  return CheckAttemptRefs(registration.running(), absl::StrCat("register: agent ", id));
+}
+
 // Arena blocks for events: a few KiB first, up to 256 KiB when busy.
 std::unique_ptr<google::protobuf::Arena> NewEventArena() {
   google::protobuf::ArenaOptions options;
@@ -70,6 +161,7 @@ EventChunk EventSubscription::Next(absl::Duration timeout, bool* last) {
   EventChunk chunk;
   uint32_t from = 0;
   uint32_t to = 0;
+  std::vector<std::shared_ptr<const v1::Event>> live;
   {
     absl::MutexLock lock(&mutex_);
     auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
@@ -82,13 +174,21 @@ EventChunk EventSubscription::Next(absl::Duration timeout, bool* last) {
       to = std::min(backlog_end_, from + kReplayBatch);
       backlog_next_ = to;
     } else {
-      chunk.events.swap(pending_);
-      chunk.arena = arena_ != nullptr ? std::move(arena_) : NewEventArena();
+      live.swap(pending_);
       if (last != nullptr) *last = closed_;
-      return chunk;
     }
   }
   chunk.arena = NewEventArena();
+  if (from == to) {
+    // Copied here, on the reader's thread: the engine built each once.
+    chunk.events.reserve(live.size());
+    for (const auto& event : live) {
+      auto* copy = google::protobuf::Arena::CreateMessage<v1::Event>(chunk.arena.get());
+      copy->CopyFrom(*event);
+      chunk.events.push_back(copy);
+    }
+    return chunk;
+  }
   replay_(from, to, chunk.arena.get(), &chunk.events);
   if (last != nullptr) {
     // Live events that came meanwhile wait for the next call.
@@ -111,19 +211,40 @@ void EventSubscription::Extend(uint32_t to) {
   if (!closed_) backlog_end_ = std::max(backlog_end_, to);
 }
 
-void EventSubscription::Emplace(absl::FunctionRef<v1::Event*(google::protobuf::Arena*)> build) {
+void EventSubscription::Push(std::shared_ptr<const v1::Event> event) {
   absl::MutexLock lock(&mutex_);
   if (closed_) return;
-  if (arena_ == nullptr) arena_ = NewEventArena();
-  pending_.push_back(build(arena_.get()));
+  if (pending_.size() >= kMaxPending) {
+    // The reader stopped reading (or cannot keep up): cut it off rather
+    // than hold events for it without bound. A watcher of one execution
+    // resumes from the first stored event it has not been given.
+    const std::string scope = event->execution();
+    error_ = follows_one_execution_
+                 ? absl::ResourceExhaustedError(absl::StrCat(
+                       "watcher of ", scope, " fell behind at sequence ", backlog_next_ + 1, " (",
+                       kMaxPending,
+                       " live events unread); resume with from_sequence=", backlog_next_ + 1))
+                 : absl::ResourceExhaustedError(absl::StrCat(
+                       "watcher of all executions fell behind (", kMaxPending,
+                       " events unread) and was cut off; watch again, or watch each execution "
+                       "with from_sequence to replay what was missed"));
+    pending_.clear();
+    backlog_end_ = backlog_next_;
+    closed_ = true;
+    if (on_cut_off_) on_cut_off_();
+    return;
+  }
+  pending_.push_back(std::move(event));
 }
 
-void EventSubscription::Push(const v1::Event& event) {
-  Emplace([&event](google::protobuf::Arena* arena) {
-    auto* copy = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
-    copy->CopyFrom(event);
-    return copy;
-  });
+void EventSubscription::OnCutOff(absl::AnyInvocable<void()> hook) {
+  absl::MutexLock lock(&mutex_);
+  on_cut_off_ = std::move(hook);
+}
+
+absl::Status EventSubscription::error() {
+  absl::MutexLock lock(&mutex_);
+  return error_;
 }
 
 void EventSubscription::Close() {
@@ -148,8 +269,9 @@ struct WorkflowEngine::Agent {
   int64_t free_memory = 0;
   int32_t free_gpus = 0;
   absl::Time last_seen;
+  absl::Time connected_since;  // of the current stream
   bool draining = false;
-  std::vector<uint32_t> queues;
+  std::vector<uint32_t> queues;  // distinct; each counted in its Queue::agents
   // (execution slot, task index) of every lease held.
   absl::flat_hash_set<std::pair<uint32_t, uint32_t>> leases;
 
@@ -163,6 +285,14 @@ struct WorkflowEngine::Queue {
   ReadyQueue ready;
   int64_t queued = 0;   // tasks in READY (exact; the ReadyQueue may hold stale entries)
   int64_t running = 0;  // tasks LEASED or RUNNING
+  int32_t agents = 0;   // agents known (connected or within their lease timeout) serving it
+  // Some execution's task refers to it by index (TaskSlot::queue): the name
+  // and index stay for as long as the engine does.
+  bool named_by_task = false;
+  bool exported = false;  // has metrics series
+  // Agents alone made it known; none serves it any more and nothing is
+  // queued or running in it: nobody uses it.
+  bool unused() const { return agents == 0 && !named_by_task && queued == 0 && running == 0; }
 };
 
 // Work that must happen after the engine lock is released. Messages to
@@ -324,6 +454,7 @@ absl::Status WorkflowEngine::Recover() {
           return ApplyRecordLocked(record, discarded);
         });
     replaying_ = false;
+    recovered_at_ = absl::Now();
     if (status.ok()) {
       // Children an evaluator started whose start never reached the log.
       for (const auto& [request_id, child] : pending_children_) out.child_starts.push_back(child);
@@ -546,13 +677,68 @@ WorkflowEngine::ResolveDefinitionLocked(const v1::StartExecutionRequest& req,
 }
 
 uint32_t WorkflowEngine::QueueIndexLocked(const std::string& name) {
-  auto [it, inserted] = queue_by_name_.try_emplace(name, static_cast<uint32_t>(queues_.size()));
-  if (inserted) {
-    auto queue = std::make_unique<Queue>();
-    queue->name = name;
-    queues_.push_back(std::move(queue));
+  auto it = queue_by_name_.find(name);
+  if (it != queue_by_name_.end()) return it->second;
+  uint32_t index;
+  if (!free_queues_.empty()) {
+    index = free_queues_.back();
+    free_queues_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(queues_.size());
+    queues_.emplace_back();
   }
-  return it->second;
+  queues_[index] = std::make_unique<Queue>();
+  queues_[index]->name = name;
+  queue_by_name_.emplace(name, index);
+  return index;
+}
+
+absl::Status WorkflowEngine::CheckQueueRoomLocked(absl::Span<const std::string* const> names,
+                                                  absl::string_view what) {
+  if (queue_by_name_.size() + names.size() <= kMaxQueues) return absl::OkStatus();
+  absl::flat_hash_set<absl::string_view> unknown;
+  for (const std::string* name : names) {
+    if (!queue_by_name_.contains(*name)) unknown.insert(*name);
+  }
+  if (queue_by_name_.size() + unknown.size() <= kMaxQueues) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, ": ", unknown.size(), " new queue names would pass the limit of ", kMaxQueues,
+      " queue names the orchestrator knows at once (", queue_by_name_.size(),
+      " known now: listed by agents or named by executions' tasks)"));
+}
+
+void WorkflowEngine::SetAgentQueuesLocked(
+    Agent& agent, const google::protobuf::RepeatedPtrField<std::string>* names) {
+  std::vector<uint32_t> previous;
+  previous.swap(agent.queues);
+  if (names != nullptr) {
+    for (const std::string& name : *names) {
+      const uint32_t index = QueueIndexLocked(name);
+      if (std::find(agent.queues.begin(), agent.queues.end(), index) != agent.queues.end()) {
+        continue;  // listed twice
+      }
+      agent.queues.push_back(index);
+      queues_[index]->agents++;
+    }
+  }
+  for (uint32_t index : previous) {
+    Queue& queue = *queues_[index];
+    queue.agents--;
+    if (!queue.unused()) continue;
+    // Listed only by agents, and none lists it now: forgotten, so that
+    // names agents come and go with do not pile up (its metrics series
+    // goes at the next refresh). No task refers to the index, so it can
+    // be reused.
+    if (queue.exported) metrics_.RemoveQueue(queue.name);
+    queue_by_name_.erase(queue.name);
+    queues_[index] = nullptr;
+    free_queues_.push_back(index);
+  }
+}
+
+size_t WorkflowEngine::QueueCount() {
+  absl::MutexLock lock(&mu_);
+  return queue_by_name_.size();
 }
 
 // --- Executions ---
@@ -639,6 +825,20 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     started.set_request_id(req.request_id());
     *started.mutable_create_time() = ToProto(absl::Now());
 
+    if (queue_by_name_.size() + static_cast<size_t>((*selected)->tasks_size()) > kMaxQueues) {
+      // Each queue name a task names costs the engine memory for as long
+      // as it runs: bounded like those agents list.
+      const std::string default_queue =
+          (*selected)->default_queue().empty() ? "default" : (*selected)->default_queue();
+      std::vector<const std::string*> names;
+      names.reserve(static_cast<size_t>((*selected)->tasks_size()));
+      for (const v1::TaskSpec& task : (*selected)->tasks()) {
+        names.push_back(task.queue().empty() ? &default_queue : &task.queue());
+      }
+      if (absl::Status room = CheckQueueRoomLocked(names, "start execution"); !room.ok()) {
+        return room;
+      }
+    }
     ExecutionState& state = CreateExecutionLocked(started, *selected, out);
     // The record lends the shared definition instead of copying it (a large
     // one is most of a submission's memory); the store is done with the
@@ -747,6 +947,7 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
     TaskSlot& task = exec->tasks[static_cast<size_t>(i)];
     task.spec = &spec;
     task.queue = QueueIndexLocked(spec.queue().empty() ? default_queue : spec.queue());
+    queues_[task.queue]->named_by_task = true;
     task.priority = static_cast<uint8_t>(spec.priority() > 0 ? spec.priority() : exec->priority);
     for (const std::string& dependency : spec.depends_on()) {
       const uint32_t parent = exec->task_index.at(dependency);
@@ -1104,6 +1305,7 @@ std::vector<v1::QueueInfo> WorkflowEngine::ListQueues() {
   absl::MutexLock lock(&mu_);
   std::vector<v1::QueueInfo> result;
   for (const auto& queue : queues_) {
+    if (queue == nullptr) continue;  // forgotten
     v1::QueueInfo info;
     info.set_name("queues/" + queue->name);
     info.set_depth(queue->queued);
@@ -1152,22 +1354,55 @@ std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {
 
 absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
     const v1::Register& registration, std::shared_ptr<AgentChannel> channel) {
+  if (absl::Status status = CheckRegistration(registration); !status.ok()) return status;
   const std::string& id = registration.agent_id();
-  if (id.empty() || id.size() > 63) {
-    return absl::InvalidArgumentError("register: agent_id must be 1 to 63 characters");
-  }
-  if (registration.slots() < 1 || registration.slots() > 4096) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("register: slots ", registration.slots(), " is out of range [1, 4096]"));
-  }
-  if (registration.queues().empty()) {
-    return absl::InvalidArgumentError("register: an agent must serve at least one queue");
-  }
   Outbox out;
+  std::string took_over;  // why the old stream was replaced, for the log
+  bool reconnected = false;
   {
     absl::MutexLock lock(&mu_);
+    auto existing = agents_.find(id);
+    const bool reconnect = existing != agents_.end();
+    reconnected = reconnect;
+    std::vector<const std::string*> new_names;
+    new_names.reserve(static_cast<size_t>(registration.queues_size()));
+    for (const std::string& queue : registration.queues()) new_names.push_back(&queue);
+    if (absl::Status room = CheckQueueRoomLocked(new_names, absl::StrCat("register: agent ", id));
+        !room.ok()) {
+      return room;
+    }
+    if (reconnect && existing->second->channel != nullptr) {
+      // An id belongs to one live stream. A second registration while the
+      // first stream is alive is an impostor or a misconfigured twin:
+      // merging it would hand the real agent's leases to it and leave the
+      // real agent connected, heartbeating and never given work again.
+      // But a network cut can leave the old stream half-open here for a
+      // long time: once it has been silent past two heartbeat intervals
+      // (the agent sends one each interval), the newcomer is taken to be
+      // the agent reconnecting, and the old stream is told and closed.
+      // (At least half a second: with short intervals, a busy machine's
+      // scheduling delays alone would let an impostor in.)
+      Agent& current = *existing->second;
+      const absl::Duration silent = absl::Now() - current.last_seen;
+      const absl::Duration live_within =
+          std::max(2 * options_.heartbeat_interval, absl::Milliseconds(500));
+      if (silent <= live_within) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "register: agent id ", id, " is connected on another stream since ",
+            absl::FormatTime(current.connected_since), " (last heard ",
+            absl::ToInt64Milliseconds(silent),
+            " ms ago); an agent id belongs to one live stream: use another id, or stop the "
+            "other agent (a stream silent for over ",
+            absl::ToInt64Milliseconds(live_within), " ms is replaced)"));
+      }
+      took_over = absl::StrCat("agent id ", id,
+                               " registered again on another stream after this one was silent "
+                               "for ",
+                               absl::ToInt64Milliseconds(silent), " ms");
+      current.channel->Replace(took_over);
+      current.channel = nullptr;
+    }
     auto& slot = agents_[id];
-    const bool reconnect = slot != nullptr;
     if (!reconnect) slot = std::make_unique<Agent>();
     Agent& agent = *slot;
     agent.id = id;
@@ -1178,10 +1413,8 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
         registration.initial_credit() > 0 ? registration.initial_credit() : registration.slots();
     agent.draining = false;
     agent.last_seen = absl::Now();
-    agent.queues.clear();
-    for (const std::string& queue : registration.queues()) {
-      agent.queues.push_back(QueueIndexLocked(queue));
-    }
+    agent.connected_since = agent.last_seen;
+    SetAgentQueuesLocked(agent, &registration.queues());
     agent.free_cpu = registration.resources().cpu() > 0 ? registration.resources().cpu() : 1e9;
     agent.free_memory = registration.resources().memory_bytes() > 0
                             ? registration.resources().memory_bytes()
@@ -1220,7 +1453,7 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
     for (const v1::AttemptRef& ref : registration.running()) {
       if (HoldsLiveLeaseLocked(agent, ref)) continue;
       agent.channel->Send(CancelMessage(ref));
-      SkipUnrecordedAttemptLocked(agent.id, ref);
+      SkipUnrecordedAttemptLocked(agent, ref);
     }
     for (const auto& lease : agent.leases) {
       // Resources of leases kept across the reconnect stay reserved.
@@ -1229,14 +1462,16 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       agent.free_memory -= need.memory_bytes();
       agent.free_gpus -= need.gpus();
     }
-    logging::Info(reconnect ? "agent reconnected" : "agent registered",
-                  {{"agent", id},
-                   {"slots", registration.slots()},
-                   {"queues", absl::StrJoin(registration.queues(), ",")}});
     DispatchLocked(out);
     RefreshQueueMetricsLocked();
   }
   Deliver(out);
+  if (!took_over.empty())
+    logging::Warn("agent stream replaced", {{"agent", id}, {"why", took_over}});
+  logging::Info(reconnected ? "agent reconnected" : "agent registered",
+                {{"agent", id},
+                 {"slots", registration.slots()},
+                 {"queues", absl::StrJoin(registration.queues(), ",")}});
   v1::Registered registered;
   registered.set_agent("agents/" + id);
   *registered.mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
@@ -1245,7 +1480,31 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
 }
 
 absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
-                                                const v1::AgentMessage& message) {
+                                                const v1::AgentMessage& message,
+                                                const AgentChannel* channel) {
+  // Checked before the lock: what an agent names is bounded.
+  switch (message.kind_case()) {
+    case v1::AgentMessage::kHeartbeat:
+      if (absl::Status status = CheckAttemptRefs(message.heartbeat().running(), "heartbeat");
+          !status.ok()) {
+        return status;
+      }
+      break;
+    case v1::AgentMessage::kTaskStarted:
+      if (absl::Status status = CheckAttemptRef(message.task_started().ref(), "task_started");
+          !status.ok()) {
+        return status;
+      }
+      break;
+    case v1::AgentMessage::kLogChunk:
+      if (absl::Status status = CheckAttemptRef(message.log_chunk().ref(), "log_chunk");
+          !status.ok()) {
+        return status;
+      }
+      break;
+    default:
+      break;
+  }
   // Results' outputs are a task's JSON: parsed here, on the stream's own
   // thread, before the engine lock is taken. Most results have none, and
   // then nothing is allocated.
@@ -1277,6 +1536,12 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
           absl::StrCat("agent \"", agent_id, "\" is not registered (declared dead?)"));
     }
     Agent& agent = *it->second;
+    if (channel != nullptr && agent.channel.get() != channel) {
+      // This stream fell silent and the id registered again on another:
+      // what still comes on it must not act for the new session.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "agent ", agent_id, ": this stream was replaced by a newer registration of the id"));
+    }
     agent.last_seen = absl::Now();
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
@@ -1293,7 +1558,10 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         auto task = exec->task_index.find(ref.task_id());
         if (task == exec->task_index.end()) break;
         TaskSlot& slot = exec->tasks[task->second];
-        if (slot.attempt != ref.attempt() || slot.state != v1::TASK_LEASED) break;
+        if (slot.attempt != ref.attempt() || slot.state != v1::TASK_LEASED ||
+            slot.agent != agent.id) {
+          break;
+        }
         slot.attempts.back().start_time = absl::ToUnixNanos(absl::Now());
         metrics_.ObserveSubmitToStart(absl::ToDoubleSeconds(absl::Now() - slot.ready_time));
         SetTaskStateLocked(*exec, task->second, v1::TASK_RUNNING, out);
@@ -1323,19 +1591,26 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         // Live output goes to watchers that asked for it; the complete
         // (capped) output is stored with the result.
         const v1::AttemptRef& ref = message.log_chunk().ref();
+        // Only for an attempt this agent runs now: any other would put
+        // words in another execution's output (a late chunk of an attempt
+        // just cancelled or re-leased is dropped too).
+        if (!HoldsLiveLeaseLocked(agent, ref)) break;
         ExecutionState* exec = FindExecutionLocked(ref.execution());
-        if (exec == nullptr) break;
-        v1::Event event;
-        event.set_type(v1::Event::TASK_LOG);
-        event.set_execution(exec->name());
-        *event.mutable_time() = ToProto(absl::Now());
-        event.mutable_log()->set_task_id(ref.task_id());
-        event.mutable_log()->set_attempt(ref.attempt());
-        *event.mutable_log()->mutable_chunk() = message.log_chunk().chunk();
+        std::shared_ptr<v1::Event> event;  // built once, if anybody wants it
         for (const auto& [scope, subscription] : watchers_) {
-          if (subscription->include_logs() && (scope.empty() || scope == exec->name())) {
-            subscription->Push(event);
+          if (!subscription->include_logs() || (!scope.empty() && scope != exec->name())) {
+            continue;
           }
+          if (event == nullptr) {
+            event = std::make_shared<v1::Event>();
+            event->set_type(v1::Event::TASK_LOG);
+            event->set_execution(exec->name());
+            *event->mutable_time() = ToProto(absl::Now());
+            event->mutable_log()->set_task_id(ref.task_id());
+            event->mutable_log()->set_attempt(ref.attempt());
+            *event->mutable_log()->mutable_chunk() = message.log_chunk().chunk();
+          }
+          subscription->Push(event);
         }
         break;
       }
@@ -1401,8 +1676,7 @@ bool WorkflowEngine::HoldsLiveLeaseLocked(const Agent& agent, const v1::AttemptR
          (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING);
 }
 
-void WorkflowEngine::SkipUnrecordedAttemptLocked(const std::string& agent_id,
-                                                 const v1::AttemptRef& ref) {
+void WorkflowEngine::SkipUnrecordedAttemptLocked(const Agent& agent, const v1::AttemptRef& ref) {
   ExecutionState* exec = FindExecutionLocked(ref.execution());
   if (exec == nullptr) return;
   auto index = exec->task_index.find(ref.task_id());
@@ -1412,10 +1686,17 @@ void WorkflowEngine::SkipUnrecordedAttemptLocked(const std::string& agent_id,
   // lease not yet durable. Its number must not be handed out again: the
   // same agent would get a second attempt it cannot tell from the first
   // (one key, one working directory) while the first is still stopping.
-  if (ref.attempt() <= task.attempt || task.state == v1::TASK_LEASED ||
-      task.state == v1::TASK_RUNNING) {
+  // That is the only case: the very next number, of a task waiting to run
+  // on a queue this agent serves, reported within a lease timeout of the
+  // restart. Anything else an agent claims it was never leased, and it is
+  // only told to cancel (an agent must not be able to move another's task
+  // to any attempt number it likes).
+  if (ref.attempt() != task.attempt + 1 || task.state != v1::TASK_READY ||
+      absl::Now() - recovered_at_ > options_.lease_timeout ||
+      std::find(agent.queues.begin(), agent.queues.end(), task.queue) == agent.queues.end()) {
     return;
   }
+  const std::string& agent_id = agent.id;
   task.attempt = ref.attempt();
   AttemptRecord& record = task.attempts.emplace_back();
   record.attempt = ref.attempt();
@@ -1448,7 +1729,9 @@ void WorkflowEngine::ExpireLeases(absl::Time now) {
       if (now - agent->last_seen > options_.lease_timeout) dead.push_back(id);
     }
     for (const std::string& id : dead) {
-      DeclareAgentDeadLocked(*agents_.at(id), out);
+      Agent& agent = *agents_.at(id);
+      DeclareAgentDeadLocked(agent, out);
+      SetAgentQueuesLocked(agent, nullptr);
       agents_.erase(id);
     }
     if (!dead.empty()) {
@@ -1602,15 +1885,16 @@ void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, b
   for (const auto& [scope, subscription] : watchers_) {
     if (scope.empty() || scope == name) audience.push_back(subscription.get());
   }
+  std::shared_ptr<const v1::Event> built;
   for (EventSubscription* subscription : audience) {
     if (subscription->follows_one_execution()) {
       // Its own thread builds the event, as it does the history.
       subscription->Extend(index + 1);
     } else {
-      // Built only if somebody watches, on each watcher's arena.
-      subscription->Emplace([&](google::protobuf::Arena* arena) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return BuildEventLocked(exec, index, arena);
-      });
+      // Built only if somebody watches, and once for all of them (a build
+      // per watcher, under this lock, made many watchers stall the engine).
+      if (built == nullptr) built.reset(BuildEventLocked(exec, index, nullptr));
+      subscription->Push(built);
     }
   }
   if (closing) {
@@ -2260,11 +2544,24 @@ void WorkflowEngine::RefreshQueueMetricsLocked() {
   }
   metrics_.SetAgents(connected, free_slots);
   for (const auto& queue : queues_) {
+    if (queue == nullptr) continue;
     auto pool = options_.worker_pools.find(queue->name);
+    if (queue->agents == 0 && queue->queued == 0 && queue->running == 0 &&
+        pool == options_.worker_pools.end()) {
+      // Nobody serves it and nothing waits in it: no series (absent reads
+      // as zero) and no storage, until a task or an agent comes.
+      if (queue->exported) {
+        metrics_.RemoveQueue(queue->name);
+        queue->exported = false;
+        queue->ready.Release();
+      }
+      continue;
+    }
     const WorkerPoolPolicy& policy =
         pool != options_.worker_pools.end() ? pool->second : options_.default_worker_pool;
     metrics_.SetQueue(queue->name, queue->queued, queue->running,
                       DesiredWorkers(queue->queued, queue->running, policy));
+    queue->exported = true;
   }
 }
 

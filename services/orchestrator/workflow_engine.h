@@ -44,6 +44,13 @@ struct EventChunk {
 // sequence number on. Thread-safe; the engine pushes, the RPC pops.
 class EventSubscription {
  public:
+  // Live events (and log chunks) a subscription holds unread before it is
+  // cut off: a client that stops reading must not make the orchestrator
+  // hold every event for it. A watcher of one execution holds only an index
+  // into the stored history for its state events.
+  // 4096 events of a few hundred bytes each: ~1 MB per subscription.
+  static constexpr size_t kMaxPending = 4096;
+
   explicit EventSubscription(bool include_logs = false) : include_logs_(include_logs) {}
   // Whether live TASK_LOG events are wanted too.
   bool include_logs() const { return include_logs_; }
@@ -52,10 +59,17 @@ class EventSubscription {
   // subscription is closed and nothing is left). The chunk always has an
   // arena, for whatever the caller builds around its events.
   EventChunk Next(absl::Duration timeout, bool* last = nullptr);
-  // Adds the event `build` makes on this subscription's arena.
-  void Emplace(absl::FunctionRef<gyre::v1::Event*(google::protobuf::Arena*)> build);
-  // Adds a copy of `event`.
-  void Push(const gyre::v1::Event& event);
+  // Adds `event`, built once and shared by every subscription it goes to
+  // (each reader copies it on its own thread). Past kMaxPending unread,
+  // the subscription is closed with error() set instead.
+  void Push(std::shared_ptr<const gyre::v1::Event> event);
+  // Why the subscription was cut off (OK if it was not): RESOURCE_EXHAUSTED
+  // once its reader fell kMaxPending events behind.
+  absl::Status error();
+  // Runs (once, from Push) when the subscription is cut off: the stream's
+  // thread may be blocked writing to a client that reads nothing, and only
+  // cancelling the call frees it. Must not block.
+  void OnCutOff(absl::AnyInvocable<void()> hook);
   void Close();
   bool closed();
 
@@ -83,9 +97,10 @@ class EventSubscription {
   uint32_t backlog_end_ ABSL_GUARDED_BY(mutex_) = 0;
   Replayer replay_;  // set before the subscription is shared
   bool follows_one_execution_ = false;
-  std::unique_ptr<google::protobuf::Arena> arena_ ABSL_GUARDED_BY(mutex_);
-  std::vector<gyre::v1::Event*> pending_ ABSL_GUARDED_BY(mutex_);
+  std::vector<std::shared_ptr<const gyre::v1::Event>> pending_ ABSL_GUARDED_BY(mutex_);
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Status error_ ABSL_GUARDED_BY(mutex_);
+  absl::AnyInvocable<void()> on_cut_off_ ABSL_GUARDED_BY(mutex_);
 };
 
 // The orchestrator's domain logic: workflow definitions, executions, DAG
@@ -107,6 +122,25 @@ class WorkflowEngine {
   // multiplying (one that started itself twice reached 703 executions).
   static constexpr int kMaxChildDepth = 8;
   static constexpr uint32_t kMaxChildrenPerExecution = 100;
+  // What an agent may register (docs/limits.md). Ids and label keys and
+  // values are names: short, so that they fit in status messages, log lines
+  // and metric labels.
+  static constexpr size_t kMaxAgentIdLength = 63;
+  static constexpr size_t kMaxLabelLength = 63;
+  static constexpr int kMaxAgentLabels = 64;
+  static constexpr size_t kMaxQueueNameLength = 63;
+  // Queue names one agent serves, and queue names the engine knows at once
+  // (listed by agents or named by executions' tasks): each costs memory and
+  // a metrics series, so a client must not be able to create them without
+  // bound.
+  static constexpr int kMaxQueuesPerAgent = 64;
+  static constexpr size_t kMaxQueues = 4096;
+  // Attempts one Register or Heartbeat may list (slots are at most 4096;
+  // unacknowledged results come on top).
+  static constexpr int kMaxAttemptRefs = 16384;
+  // Attempt numbers an agent may send: far above any real task's (retries
+  // are at most 100), far below where adding one overflows.
+  static constexpr int64_t kMaxAttempt = int64_t{1} << 31;
 
   struct Options {
     absl::Duration lease_timeout = absl::Seconds(30);
@@ -200,15 +234,29 @@ class WorkflowEngine {
 
   // --- The agent protocol ---
   // Registers (or re-registers) an agent; returns the Registered reply.
+  // An agent id belongs to one live stream: a registration for an id whose
+  // stream is open and was heard from within two heartbeat intervals is
+  // refused (FAILED_PRECONDITION; at least 500 ms); past that, the old
+  // stream is taken to be
+  // half-open (a network cut), told to go (Shutdown) and closed, and the
+  // new one takes over. InvalidArgument for a malformed registration,
+  // ResourceExhausted when its queue names would pass kMaxQueues.
   absl::StatusOr<gyre::v1::Registered> RegisterAgent(const gyre::v1::Register& registration,
                                                      std::shared_ptr<AgentChannel> channel);
   // Handles every message after Register. Returns an error only for a
   // protocol violation (the stream is then closed).
+  // `channel`, when given, is the stream the message came on: a stream
+  // whose agent id was taken over by a newer registration is closed (its
+  // messages must not act for the new session). The in-process agent link
+  // and unit tests pass none.
   absl::Status HandleAgentMessage(const std::string& agent_id,
-                                  const gyre::v1::AgentMessage& message);
+                                  const gyre::v1::AgentMessage& message,
+                                  const AgentChannel* channel = nullptr);
   // The stream closed. Leases stay until the lease timeout, so an agent
   // that reconnects in time keeps its running tasks.
   void DisconnectAgent(const std::string& agent_id, const AgentChannel* channel);
+  // Queue names known now (for tests: an unused one is forgotten).
+  size_t QueueCount();
 
   // Declares agents silent longer than the lease timeout dead and re-queues
   // their tasks. Called periodically; exposed for tests.
@@ -272,11 +320,12 @@ class WorkflowEngine {
   bool HoldsLiveLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // `ref`, reported running by an agent that holds no lease for it, is
-  // being cancelled; if no attempt that new was ever recorded, its number is
-  // taken so that it is never leased a second time. The taking is in memory
+  // being cancelled; if it is the next attempt of a task waiting to run,
+  // reported soon after a restart, its number is taken so that it is never
+  // leased a second time (see the definition for the exact rule). The taking is in memory
   // (and in the next snapshot), not logged: lost in another crash, it is
   // taken again when the agent, still stopping that attempt, reports it.
-  void SkipUnrecordedAttemptLocked(const std::string& agent_id, const gyre::v1::AttemptRef& ref)
+  void SkipUnrecordedAttemptLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -333,6 +382,15 @@ class WorkflowEngine {
       const gyre::v1::StartExecutionRequest& req, Suggestion* suggestion = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // ResourceExhausted if knowing `names` (with repeats) would take the
+  // engine past kMaxQueues queue names; `what` says who asks.
+  absl::Status CheckQueueRoomLocked(absl::Span<const std::string* const> names,
+                                    absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent serves `names` from now on (none: it is gone); queues left
+  // with no agent, no task and nothing queued or running are forgotten.
+  void SetAgentQueuesLocked(Agent& agent,
+                            const google::protobuf::RepeatedPtrField<std::string>* names)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,
                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -428,12 +486,19 @@ class WorkflowEngine {
   std::vector<std::unique_ptr<ExecutionState>> executions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> execution_by_id_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> execution_by_request_ ABSL_GUARDED_BY(mu_);
+  // Indexed by TaskSlot::queue and Agent::queues; a forgotten queue leaves
+  // a null entry whose index is reused (free_queues_).
   std::vector<std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_queues_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> queue_by_name_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Agent>> agents_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, GlobalTask> globals_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
       ABSL_GUARDED_BY(mu_);
+  // When Recover finished: only for a lease timeout after it may an agent
+  // report an attempt newer than any recorded (leased just before the
+  // crash, the lease not yet durable).
+  absl::Time recovered_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   // Children evaluators decided to start, by request_id, until their own
   // ExecutionStarted is recorded: a crash in between must not lose them.
   std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);

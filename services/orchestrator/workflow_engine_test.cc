@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -1190,6 +1191,229 @@ TEST(WorkflowEngineDefinitionsTest, VersionsAreAssignedAndRetrievable) {
   bad.set_name("bad");
   EXPECT_EQ(engine.CreateWorkflow(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
+
+// Agents, queues and watchers: an agent id belongs to one live stream, an
+// agent touches only what was leased to it, memory follows what is live.
+namespace gyre::orchestrator {
+namespace {
+
+// Records what the engine says when it replaces the stream.
+class ReplaceableChannel : public RecordingChannel {
+ public:
+  void Replace(std::string reason) override {
+    absl::MutexLock lock(&mutex_);
+    replaced_ = std::move(reason);
+  }
+  std::string replaced() {
+    absl::MutexLock lock(&mutex_);
+    return replaced_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::string replaced_ ABSL_GUARDED_BY(mutex_);
+};
+
+class AgentStreamTest : public ::testing::Test {
+ protected:
+  static WorkflowEngine::Options Options() {
+    WorkflowEngine::Options options;
+    options.lease_timeout = absl::Seconds(30);
+    options.heartbeat_interval = absl::Milliseconds(200);
+    return options;
+  }
+
+  std::string Start(v1::WorkflowDefinition def) {
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = std::move(def);
+    absl::StatusOr<v1::Execution> execution = engine_.StartExecution(request);
+    EXPECT_TRUE(execution.ok()) << execution.status();
+    return execution.ok() ? execution->name() : "";
+  }
+
+  WorkflowEngine engine_{Options()};
+};
+
+TEST_F(AgentStreamTest, ALiveIdIsRefusedAndASilentStreamIsToldAndReplaced) {
+  auto real = std::make_shared<ReplaceableChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 2), real).ok());
+  const std::string exec = Start(Workflow({Task("a")}));
+  auto leased = real->Take(1);
+  ASSERT_EQ(leased.size(), 1u);
+
+  // The real agent is heard from (a heartbeat), then the impostor comes.
+  v1::AgentMessage heartbeat;
+  *heartbeat.mutable_heartbeat()->add_running() = leased[0].ref();
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", heartbeat, real.get()).ok());
+  auto impostor = std::make_shared<ReplaceableChannel>();
+  absl::StatusOr<v1::Registered> refused = engine_.RegisterAgent(Registration("a1", 2), impostor);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "connected on another stream"));
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/a")->state(), v1::TASK_LEASED) << "untouched";
+  EXPECT_EQ(real->replaced(), "");
+
+  // Silent for over two heartbeat intervals (and 500 ms): a half-open stream.
+  absl::SleepFor(absl::Milliseconds(800));
+  auto back = std::make_shared<ReplaceableChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 2, {leased[0].ref()}), back).ok());
+  EXPECT_TRUE(absl::StrContains(real->replaced(), "registered again")) << real->replaced();
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/a")->attempts_size(), 1) << "the lease is kept";
+  // What still comes on the old stream is refused; the new one is heard.
+  EXPECT_TRUE(absl::IsFailedPrecondition(engine_.HandleAgentMessage("a1", heartbeat, real.get())));
+  EXPECT_TRUE(engine_.HandleAgentMessage("a1", heartbeat, back.get()).ok());
+}
+
+TEST_F(AgentStreamTest, AttemptNumbersFromAnAgentAreBounded) {
+  const std::string exec = Start(Workflow({Task("a")}));
+  v1::AttemptRef huge;
+  huge.set_execution(exec);
+  huge.set_task_id("a");
+  huge.set_attempt(std::numeric_limits<int64_t>::max());
+  auto channel = std::make_shared<RecordingChannel>();
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      engine_.RegisterAgent(Registration("a1", 1, {huge}), channel).status()));
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 1), channel).ok());
+  v1::AgentMessage heartbeat;
+  *heartbeat.mutable_heartbeat()->add_running() = huge;
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_.HandleAgentMessage("a1", heartbeat)));
+  auto leased = channel->Take(1);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].ref().attempt(), 1);
+}
+
+TEST_F(AgentStreamTest, RunningRefsOfTasksNeverLeasedToTheAgentAreOnlyCancelled) {
+  // Outside a restart, no attempt number is taken from what an agent says.
+  v1::TaskSpec elsewhere = Task("a");
+  elsewhere.set_queue("elsewhere");
+  const std::string exec = Start(Workflow({elsewhere}));
+  v1::AttemptRef next;
+  next.set_execution(exec);
+  next.set_task_id("a");
+  next.set_attempt(1);
+  auto rogue = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("rogue", 1, {next}), rogue).ok());
+  EXPECT_EQ(rogue->cancels().size(), 1u);
+  EXPECT_EQ(engine_.GetTaskRun(exec + "/tasks/a")->attempts_size(), 0);
+  v1::Register served = Registration("served", 1);
+  served.set_queues(0, "elsewhere");
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(served, channel).ok());
+  auto leased = channel->Take(1);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].ref().attempt(), 1);
+}
+
+TEST_F(AgentStreamTest, ALogChunkIsOnlyForAnAttemptLeasedToThatAgent) {
+  auto owner = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("owner", 1), owner).ok());
+  auto rogue = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("rogue", 1), rogue).ok());
+  const std::string exec = Start(Workflow({Task("a")}));
+  std::vector<v1::TaskAssignment> leased = owner->Take(1, absl::Milliseconds(100));
+  std::string holder = "owner";
+  if (leased.empty()) {
+    leased = rogue->Take(1);
+    holder = "rogue";
+  }
+  ASSERT_EQ(leased.size(), 1u);
+  const std::string other = holder == "owner" ? "rogue" : "owner";
+  auto watch = engine_.Watch(exec, 1, /*include_logs=*/true);
+  ASSERT_TRUE(watch.ok());
+  watch.value()->Next(absl::ZeroDuration());  // the history so far
+  v1::AgentMessage chunk;
+  *chunk.mutable_log_chunk()->mutable_ref() = leased[0].ref();
+  chunk.mutable_log_chunk()->mutable_chunk()->set_data("injected");
+  ASSERT_TRUE(engine_.HandleAgentMessage(other, chunk).ok());
+  EXPECT_TRUE(watch.value()->Next(absl::Milliseconds(50)).events.empty());
+  chunk.mutable_log_chunk()->mutable_chunk()->set_data("genuine");
+  ASSERT_TRUE(engine_.HandleAgentMessage(holder, chunk).ok());
+  EventChunk got = watch.value()->Next(absl::Seconds(1));
+  ASSERT_EQ(got.events.size(), 1u);
+  EXPECT_EQ(got.events[0]->log().chunk().data(), "genuine");
+  engine_.Unwatch(*watch);
+}
+
+TEST_F(AgentStreamTest, AgentIdsLabelsAndQueuesAreValidated) {
+  auto channel = std::make_shared<RecordingChannel>();
+  for (const std::string& id :
+       std::vector<std::string>{"a/b", "agents/a", "A1", "", std::string(64, 'a')}) {
+    EXPECT_TRUE(
+        absl::IsInvalidArgument(engine_.RegisterAgent(Registration(id, 1), channel).status()))
+        << id;
+  }
+  v1::Register labelled = Registration("a1", 1);
+  (*labelled.mutable_labels())["zone"] = std::string(64, 'v');
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_.RegisterAgent(labelled, channel).status()));
+  v1::Register many = Registration("a1", 1);
+  for (int i = 0; i < 65; ++i) many.add_queues(absl::StrCat("q", i));
+  EXPECT_TRUE(absl::IsInvalidArgument(engine_.RegisterAgent(many, channel).status()));
+  EXPECT_TRUE(engine_.ListAgents().empty());
+  EXPECT_EQ(engine_.QueueCount(), 0u);
+  EXPECT_TRUE(engine_.RegisterAgent(Registration(std::string(63, 'a'), 1), channel).ok());
+}
+
+TEST_F(AgentStreamTest, QueueNamesAreCappedAndForgottenWhenNobodyUsesThem) {
+  std::vector<std::shared_ptr<RecordingChannel>> channels;
+  int accepted = 0;
+  absl::Status refused;
+  for (int agent = 0; agent < 70; ++agent) {
+    v1::Register registration = Registration(absl::StrCat("a", agent), 1);
+    registration.clear_queues();
+    for (int i = 0; i < WorkflowEngine::kMaxQueuesPerAgent; ++i) {
+      registration.add_queues(absl::StrCat("a", agent, "-q", i));
+    }
+    channels.push_back(std::make_shared<RecordingChannel>());
+    absl::StatusOr<v1::Registered> registered =
+        engine_.RegisterAgent(registration, channels.back());
+    if (!registered.ok()) {
+      refused = registered.status();
+      break;
+    }
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, 64);
+  EXPECT_TRUE(absl::IsResourceExhausted(refused)) << refused;
+  EXPECT_EQ(engine_.QueueCount(), WorkflowEngine::kMaxQueues);
+  // A workflow naming a new queue is refused too, with why.
+  absl::StatusOr<v1::Execution> start = [&] {
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = Workflow({Task("a")});
+    return engine_.StartExecution(request);
+  }();
+  EXPECT_TRUE(absl::IsResourceExhausted(start.status())) << start.status();
+  // The agents go (declared dead): their names are forgotten.
+  for (int agent = 0; agent < accepted; ++agent) {
+    engine_.DisconnectAgent(absl::StrCat("a", agent), channels[agent].get());
+  }
+  engine_.ExpireLeases(absl::Now() + absl::Minutes(1));
+  EXPECT_EQ(engine_.QueueCount(), 0u);
+  EXPECT_TRUE(engine_.ListQueues().empty());
+  EXPECT_EQ(Start(Workflow({Task("a")})).empty(), false);
+  EXPECT_EQ(engine_.QueueCount(), 1u) << "\"default\", named by a task, stays";
+}
+
+TEST_F(AgentStreamTest, AWatcherOfAllExecutionsThatFallsBehindIsCutOff) {
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 4096), channel).ok());
+  auto watch = engine_.Watch("", 0);
+  ASSERT_TRUE(watch.ok());
+  bool cut = false;
+  (*watch)->OnCutOff([&cut] { cut = true; });
+  std::vector<v1::TaskSpec> tasks;
+  for (int i = 0; i < 5000; ++i) tasks.push_back(Task(absl::StrCat("t", i)));
+  Start(Workflow(tasks));  // 5000 READY events at least, none read
+  EXPECT_TRUE(cut);
+  bool last = false;
+  EventChunk chunk = (*watch)->Next(absl::ZeroDuration(), &last);
+  EXPECT_TRUE(chunk.events.empty()) << "what it held was freed";
+  EXPECT_TRUE(last);
+  EXPECT_TRUE(absl::IsResourceExhausted((*watch)->error())) << (*watch)->error();
+  EXPECT_TRUE(absl::StrContains((*watch)->error().message(), "fell behind"));
+  engine_.Unwatch(*watch);
 }
 
 }  // namespace
