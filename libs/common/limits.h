@@ -78,10 +78,11 @@ inline constexpr size_t kMaxGrpcRequestBytes = 52 * kMiB;
 inline constexpr size_t kMaxAgentReceiveBytes = 16 * kMiB;
 inline constexpr size_t kMaxAssignmentMessageBytes = 8 * kMiB;
 
-// The most a ListExecutions page with FULL view carries in contexts: a page
-// stops early (with a next_page_token) once its contexts reach this, so it
-// stays under gRPC's default 4 MiB client receive limit.
-inline constexpr size_t kMaxListContextBytes = 2 * kMiB;
+// The most one list page carries in contexts (ListExecutions, FULL view) or
+// task outputs (ListTaskRuns): a page stops early (with a next_page_token)
+// before its values pass this, so it stays under gRPC's default 4 MiB
+// client receive limit. A page always holds at least one item.
+inline constexpr size_t kMaxListPageValueBytes = 2 * kMiB;
 
 // What the engine adds to a record besides the definition and context (ids,
 // targets, times): generous, it is only used to check the sums below.
@@ -106,8 +107,9 @@ static_assert(kMaxTaskFieldBytes < kMaxExecStringBytes &&
 static_assert(kMaxTaskExecBytes + 64 * kKiB <= kMaxAssignmentMessageBytes &&
                   kMaxAssignmentMessageBytes <= kMaxAgentReceiveBytes,
               "one task's assignment always fits a message the agent accepts");
-static_assert(kMaxListContextBytes + kMiB <= 4 * kMiB,
-              "a FULL list page fits gRPC's default client receive limit");
+static_assert(kMaxListPageValueBytes + kMaxContextTotalBytes <= 4 * kMiB &&
+                  kMaxListPageValueBytes + kMaxOutputJsonBytes <= 4 * kMiB,
+              "a list page fits gRPC's default client receive limit");
 
 }  // namespace gyre::limits
 

@@ -907,7 +907,7 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
     // A FULL page is bounded by its contexts' bytes too (at least one
     // execution per page, whose context is within its own limit).
     const size_t bytes = workflow::ContextBytes(exec.context);
-    if (response.executions_size() > 0 && context_bytes + bytes > limits::kMaxListContextBytes) {
+    if (response.executions_size() > 0 && context_bytes + bytes > limits::kMaxListPageValueBytes) {
       break;
     }
     context_bytes += bytes;
@@ -932,7 +932,14 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
   if (!from.ok()) return from.status();
   v1::ListTaskRunsResponse response;
   uint32_t index = *from;
+  // Outputs may be up to 1 MiB per task: a page is bounded by their bytes too.
+  size_t output_bytes = 0;
   for (; index < tasks && static_cast<size_t>(response.task_runs_size()) < *limit; ++index) {
+    const size_t bytes = workflow::ContextBytes(exec->tasks[index].details_or_empty().outputs);
+    if (response.task_runs_size() > 0 && output_bytes + bytes > limits::kMaxListPageValueBytes) {
+      break;
+    }
+    output_bytes += bytes;
     *response.add_task_runs() = TaskRunProtoLocked(*exec, index, /*with_history=*/true);
   }
   if (index < tasks) response.set_next_page_token(absl::StrCat("p", index));

@@ -176,7 +176,7 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
   // A page of executions, newest first, without their contexts unless the
   // request asks for the FULL view (then a page also stops once its contexts
-  // reach limits::kMaxListContextBytes); InvalidArgument for a page size out
+  // reach limits::kMaxListPageValueBytes); InvalidArgument for a page size out
   // of range or a page token this engine did not hand out.
   absl::StatusOr<gyre::v1::ListExecutionsResponse> ListExecutions(
       const gyre::v1::ListExecutionsRequest& req);
@@ -185,7 +185,8 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> PauseExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::Execution> ResumeExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::TaskRun> GetTaskRun(absl::string_view name);
-  // A page of an execution's task runs, in workflow order; errors as above.
+  // A page of an execution's task runs, in workflow order (it stops early
+  // once its outputs reach limits::kMaxListPageValueBytes); errors as above.
   absl::StatusOr<gyre::v1::ListTaskRunsResponse> ListTaskRuns(
       const gyre::v1::ListTaskRunsRequest& req);
   absl::StatusOr<gyre::v1::GetTaskLogsResponse> GetTaskLogs(absl::string_view name,

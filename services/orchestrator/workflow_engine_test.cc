@@ -1213,6 +1213,35 @@ TEST_F(WorkflowEngineTest, SizesListsLeaveContextsOutUnlessAskedAndBoundAFullPag
   EXPECT_EQ(engine_.ListExecutions(bad).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+// 15 outputs of ~64 KiB (~960 KiB), as a task writes them to $GYRE_OUTPUT.
+std::string BigOutputs(const std::string& prefix) {
+  std::string json = "{";
+  for (const auto& [key, value] : BigContext(prefix, 15, limits::kMaxContextValueBytes - 16)) {
+    absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"", key, "\":\"", value, "\"");
+  }
+  return json + "}";
+}
+
+TEST_F(WorkflowEngineTest, SizesATaskRunsPageIsBoundedByItsOutputs) {
+  auto channel = Connect("a1");
+  const std::string execution =
+      Start(Workflow({Task("a"), Task("b"), Task("c"), Task("d"), Task("e")}));
+  for (const v1::TaskAssignment& task : channel->Take(5)) {
+    Report("a1", task, v1::ATTEMPT_SUCCEEDED, BigOutputs("O"));
+  }
+  v1::ListTaskRunsRequest request;
+  request.set_parent(execution);
+  std::vector<int> pages;
+  do {
+    const absl::StatusOr<v1::ListTaskRunsResponse> page = engine_.ListTaskRuns(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    pages.push_back(page->task_runs_size());
+    EXPECT_LE(page->ByteSizeLong(), 4u << 20);
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, (std::vector<int>{2, 2, 1}));
+}
+
 TEST_F(WorkflowEngineTest, SizesResultTailsAreCutOnArrivalAndTheResultIsKept) {
   auto channel = Connect("a1");
   const std::string execution = Start(Workflow({Task("a"), Task("b", {"a"})}));
@@ -1262,16 +1291,9 @@ TEST_F(WorkflowEngineTest, SizesATaskWhoseEnvironmentOutgrowsExecFailsWithAReaso
   const std::string execution =
       Start(Workflow({Task("a"), Task("b"), Task("c", {"a", "b"}), Task("d", {"c"}), Task("e")}),
             BigContext("V", 15, limits::kMaxContextValueBytes));
-  auto outputs = [](const std::string& prefix) {
-    std::string json = "{";
-    for (const auto& [key, value] : BigContext(prefix, 15, limits::kMaxContextValueBytes - 16)) {
-      absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"", key, "\":\"", value, "\"");
-    }
-    return json + "}";
-  };
   for (const v1::TaskAssignment& task : channel->Take(3)) {
     if (task.ref().task_id() == "e") continue;
-    Report("a1", task, v1::ATTEMPT_SUCCEEDED, outputs(task.ref().task_id() == "a" ? "A" : "B"));
+    Report("a1", task, v1::ATTEMPT_SUCCEEDED, BigOutputs(task.ref().task_id() == "a" ? "A" : "B"));
   }
   const v1::TaskRun c = *engine_.GetTaskRun(execution + "/tasks/c");
   EXPECT_EQ(c.state(), v1::TASK_FAILED);
