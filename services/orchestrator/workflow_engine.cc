@@ -1358,25 +1358,22 @@ void CutText(std::string* text, size_t max) {
   text->resize(end);
 }
 
+// Cuts a stdout or stderr tail to what the orchestrator keeps; returns the
+// byte count to record (what the task wrote: never less than what arrived,
+// so the logs show as truncated).
+int64_t CutTail(std::string* tail, int64_t bytes) {
+  const auto arrived = static_cast<int64_t>(tail->size());
+  if (tail->size() > limits::kMaxResultTailBytes) tail->resize(limits::kMaxResultTailBytes);
+  return std::max(bytes, arrived);
+}
+
 // Makes `result` fit what the orchestrator keeps (libs/common/limits.h), so
-// that it always fits one log record and is never refused: tails are cut
-// (the byte counts still say how much there was, so the logs show as
-// truncated), the error is cut, and an output larger than a task may pass
-// on fails the attempt instead.
+// that it always fits one log record and is never refused: tails and the
+// error are cut, and an output larger than a task may pass on fails the
+// attempt instead.
 void CapResult(v1::TaskResult& result) {
-  for (auto [tail, bytes] :
-       {std::pair{result.mutable_stdout_tail(), &v1::TaskResult::stdout_bytes},
-        std::pair{result.mutable_stderr_tail(), &v1::TaskResult::stderr_bytes}}) {
-    if (tail->size() <= limits::kMaxResultTailBytes) continue;
-    if ((result.*bytes)() < static_cast<int64_t>(tail->size())) {
-      if (bytes == &v1::TaskResult::stdout_bytes) {
-        result.set_stdout_bytes(static_cast<int64_t>(tail->size()));
-      } else {
-        result.set_stderr_bytes(static_cast<int64_t>(tail->size()));
-      }
-    }
-    tail->resize(limits::kMaxResultTailBytes);
-  }
+  result.set_stdout_bytes(CutTail(result.mutable_stdout_tail(), result.stdout_bytes()));
+  result.set_stderr_bytes(CutTail(result.mutable_stderr_tail(), result.stderr_bytes()));
   if (result.output_json().size() > limits::kMaxOutputJsonBytes) {
     if (result.outcome() == v1::ATTEMPT_SUCCEEDED) {
       result.set_outcome(v1::ATTEMPT_FAILED);
