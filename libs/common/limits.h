@@ -107,6 +107,8 @@ static_assert(kMaxTaskFieldBytes < kMaxExecStringBytes &&
 static_assert(kMaxTaskExecBytes + 64 * kKiB <= kMaxAssignmentMessageBytes &&
                   kMaxAssignmentMessageBytes <= kMaxAgentReceiveBytes,
               "one task's assignment always fits a message the agent accepts");
+static_assert(2 * kMaxResultTailBytes + kMiB <= 4 * kMiB,
+              "GetTaskLogs (stdout and stderr) fits gRPC's default client receive limit");
 static_assert(kMaxListPageValueBytes + kMaxContextTotalBytes <= 4 * kMiB &&
                   kMaxListPageValueBytes + kMaxOutputJsonBytes <= 4 * kMiB,
               "a list page fits gRPC's default client receive limit");
