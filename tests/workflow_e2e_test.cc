@@ -630,7 +630,14 @@ tasks:
     absl::SleepFor(absl::Milliseconds(20));
   }
   ASSERT_EQ(children.size(), 1u) << "the decision starts exactly one child";
-  const v1::Execution& started = children[0];
+  // Lists carry no context (ExecutionView BASIC): the whole execution.
+  v1::Execution started;
+  {
+    grpc::ClientContext call;
+    v1::GetExecutionRequest get;
+    get.set_name(children[0].name());
+    ASSERT_TRUE(stub_->GetExecution(&call, get, &started).ok());
+  }
   EXPECT_EQ(started.parent(), parent);
   // REGION inherited from the parent; the decision's OWNER wins over the
   // parent's.

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/common/limits.h"
 #include "libs/logging/logger.h"
 #include "libs/server/rpc_metrics_interceptor.h"
 #include "libs/server/unimplemented_message_interceptor.h"
@@ -36,8 +37,10 @@ absl::Status ServiceHost::Start() {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
   for (grpc::Service* service : services_) builder.RegisterService(service);
-  // Large workflows (a million tasks) arrive as one definition.
-  builder.SetMaxReceiveMessageSize(256 << 20);
+  // Large workflows (a million tasks) arrive as one definition; larger
+  // requests than Gyre can record are refused here, whole, before any
+  // handler runs (libs/common/limits.h).
+  builder.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxGrpcRequestBytes));
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<UnimplementedMessageInterceptorFactory>());
   interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(metrics_.registry()));

@@ -74,4 +74,10 @@ absl::Status TooManyContextEntries(size_t entries) {
       absl::StrCat("context has ", entries, " entries; at most ", kMaxContextEntries));
 }
 
+absl::Status ContextTooLarge(size_t bytes) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      "context has ", bytes, " bytes of keys and values; at most ", kMaxContextTotalBytes,
+      " (it reaches every task as its environment, which Linux bounds)"));
+}
+
 }  // namespace gyre::workflow

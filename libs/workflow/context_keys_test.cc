@@ -53,5 +53,18 @@ TEST(ContextKeysTest, MapsAreBoundedInEntriesAndValueSize) {
   EXPECT_TRUE(ValidateContextEntry("BIG", std::string(kMaxContextValueBytes, 'x')).ok());
 }
 
+TEST(ContextKeysTest, MapsAreBoundedInTotalBytes) {
+  // Each value within its limit; 16 of them over the total (they all reach
+  // a task's environment, which Linux bounds).
+  std::map<std::string, std::string> context;
+  for (int i = 0; i < 15; ++i) context["K" + std::to_string(i)] = std::string(65536, 'x');
+  EXPECT_TRUE(ValidateContextMap(context).ok());
+  EXPECT_EQ(ContextBytes(context), 15 * 65536 + 10 * 2 + 5 * 3);
+  context["K15"] = std::string(65536, 'x');
+  EXPECT_EQ(ValidateContextMap(context).message(),
+            "context has 1048614 bytes of keys and values; at most 1048576 (it reaches every "
+            "task as its environment, which Linux bounds)");
+}
+
 }  // namespace
 }  // namespace gyre::workflow

@@ -14,6 +14,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/client_text.h"
 #include "libs/common/json_bounds.h"
+#include "libs/common/limits.h"
 #include "libs/common/nearest_match.h"
 #include "libs/workflow/context_keys.h"
 
@@ -64,6 +65,29 @@ absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
   if (task.resources().cpu() < 0 || task.resources().memory_bytes() < 0 ||
       task.resources().gpus() < 0) {
     return TaskError(task, "resources must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+// Each string of a task that is stored with every execution and may reach
+// an exec call within its limit (libs/common/limits.h).
+absl::Status CheckTaskSizes(const gyre::v1::TaskSpec& task) {
+  auto too_long = [&](absl::string_view what, size_t size) {
+    return TaskError(
+        task, absl::StrCat(what, " is ", size, " bytes; at most ", limits::kMaxTaskFieldBytes));
+  };
+  if (task.description().size() > limits::kMaxTaskFieldBytes) {
+    return too_long("description", task.description().size());
+  }
+  for (int i = 0; i < task.command_size(); ++i) {
+    if (task.command(i).size() > limits::kMaxTaskFieldBytes) {
+      return too_long(absl::StrCat("command element ", i), task.command(i).size());
+    }
+  }
+  for (const auto& [key, value] : task.env()) {
+    if (key.size() + value.size() > limits::kMaxTaskFieldBytes) {
+      return too_long(absl::StrCat("env ", key.substr(0, 128)), key.size() + value.size());
+    }
   }
   return absl::OkStatus();
 }
@@ -122,6 +146,12 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   if (definition.tasks().empty()) {
     return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" has no tasks"));
   }
+  // Stored whole in one log record with every execution of it.
+  if (const size_t bytes = definition.ByteSizeLong(); bytes > limits::kMaxDefinitionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" is ", bytes,
+                                                   " bytes; a definition is at most ",
+                                                   limits::kMaxDefinitionBytes));
+  }
   if (absl::Status status = ValidateContextMap(definition.default_context()); !status.ok()) {
     return status;
   }
@@ -131,6 +161,7 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
   for (int i = 0; i < definition.tasks_size(); ++i) {
     const gyre::v1::TaskSpec& task = definition.tasks(i);
     if (absl::Status status = CheckTask(task); !status.ok()) return status;
+    if (absl::Status status = CheckTaskSizes(task); !status.ok()) return status;
     if (!index.emplace(task.id(), i).second) {
       return absl::InvalidArgumentError(absl::StrCat("duplicate task id \"", task.id(), "\""));
     }

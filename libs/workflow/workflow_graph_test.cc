@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "libs/common/limits.h"
 
 namespace gyre::workflow {
 namespace {
@@ -160,6 +161,31 @@ TEST(EvaluatorDecisionTest, BoundedInDepthSizeAndNames) {
   EXPECT_TRUE(absl::StrContains(std::string(status.message()), "is not 1 to 128 bytes long"))
       << std::string(status.message());
   EXPECT_LT(status.message().size(), 1000u) << "the id is quoted cut";
+}
+
+TEST(WorkflowGraphTest, SizesAreBoundedPerTaskFieldAndPerDefinition) {
+  gyre::v1::WorkflowDefinition def;
+  def.set_name("workflows/big");
+  gyre::v1::TaskSpec* task = def.add_tasks();
+  task->set_id("t0");
+  task->add_command(std::string(limits::kMaxTaskFieldBytes + 1, 'c'));
+  EXPECT_EQ(ValidateWorkflowGraph(def).message(),
+            "task \"t0\": command element 0 is 65537 bytes; at most 65536");
+  task->set_command(0, "true");
+  (*task->mutable_env())["E"] = std::string(limits::kMaxTaskFieldBytes, 'e');
+  EXPECT_EQ(ValidateWorkflowGraph(def).message(),
+            "task \"t0\": env E is 65537 bytes; at most 65536");
+  task->mutable_env()->clear();
+  // Each field within its limit, the whole over a log record's share.
+  const size_t tasks = limits::kMaxDefinitionBytes / limits::kMaxTaskFieldBytes + 1;
+  for (size_t i = 1; i < tasks; ++i) {
+    gyre::v1::TaskSpec* more = def.add_tasks();
+    more->set_id("t" + std::to_string(i));
+    more->add_command("true");
+    more->set_description(std::string(limits::kMaxTaskFieldBytes, 'd'));
+  }
+  const absl::Status status = ValidateWorkflowGraph(def);
+  EXPECT_TRUE(absl::StrContains(status.message(), "a definition is at most 50331648")) << status;
 }
 
 }  // namespace

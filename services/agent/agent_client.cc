@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "libs/common/limits.h"
 #include "libs/common/version.h"
 #include "libs/logging/logger.h"
 #include "services/agent/result_batching.h"
@@ -249,7 +250,10 @@ void AgentClient::HandleAssignment(const v1::TaskAssignment& task) {
     launch.timeout = absl::Nanoseconds(TimeUtil::DurationToNanoseconds(task.timeout()));
   }
   launch.kill_grace = config_.kill_grace;
-  launch.max_output_bytes = static_cast<size_t>(config_.max_output_bytes);
+  // No more than the orchestrator keeps (it would cut the rest on arrival,
+  // after it crossed the network).
+  launch.max_output_bytes =
+      std::min(static_cast<size_t>(config_.max_output_bytes), limits::kMaxResultTailBytes);
   if (task.builtin().kind() == v1::BuiltinExecutor::NOOP) {
     launch.builtin = TaskLaunch::Builtin::kNoop;
   } else if (task.builtin().kind() == v1::BuiltinExecutor::SLEEP) {

@@ -13,8 +13,7 @@ absl::Status AgentModule::AddServices(server::ServiceHost* host) {
 
 absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
   if (link_ == nullptr) {
-    link_ = NewGrpcOrchestratorLink(
-        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials()));
+    link_ = NewGrpcOrchestratorLink(NewOrchestratorChannel(config_.orchestrator_address));
   }
   client_ = std::make_unique<AgentClient>(config_, link_);
   client_->Start();

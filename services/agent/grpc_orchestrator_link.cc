@@ -1,6 +1,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "gyre/v1/agent_service.grpc.pb.h"
+#include "libs/common/limits.h"
 #include "libs/common/status_mapping.h"
 #include "services/agent/orchestrator_link.h"
 
@@ -40,6 +41,15 @@ class GrpcLink : public OrchestratorLink {
 };
 
 }  // namespace
+
+std::shared_ptr<grpc::Channel> NewOrchestratorChannel(const std::string& address) {
+  grpc::ChannelArguments arguments;
+  // gRPC's default 4 MB is less than one assignment may be: a task's
+  // environment alone may take 1.5 MiB, and the orchestrator batches tasks
+  // into messages of up to kMaxAssignmentMessageBytes (libs/common/limits.h).
+  arguments.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxAgentReceiveBytes));
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
+}
 
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
     const std::shared_ptr<grpc::Channel>& channel) {

@@ -4,6 +4,7 @@
 #include <grpcpp/channel.h>
 
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "gyre/v1/agent_service.pb.h"
@@ -38,6 +39,10 @@ class OrchestratorLink {
   virtual ~OrchestratorLink() = default;
   virtual std::unique_ptr<OrchestratorSession> Open() = 0;
 };
+
+// A channel to the orchestrator at `address` that accepts the largest
+// message the orchestrator sends (libs/common/limits.h).
+std::shared_ptr<grpc::Channel> NewOrchestratorChannel(const std::string& address);
 
 // Sessions as gyre.v1.AgentService.Connect streams over `channel`.
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(

@@ -18,12 +18,14 @@
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "libs/common/limits.h"
 #include "libs/logging/logger.h"
 
 namespace gyre::agent {
 namespace {
 
-constexpr size_t kMaxOutputJsonBytes = 1 << 20;
+// The most a task may pass downstream (the orchestrator keeps no more).
+constexpr size_t kMaxOutputJsonBytes = limits::kMaxOutputJsonBytes;
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 

@@ -1,5 +1,8 @@
 #include "services/orchestrator/orchestrator_module.h"
 
+#include <cstdlib>
+
+#include "absl/time/clock.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
 #include "services/orchestrator/agent_service.h"
@@ -38,6 +41,14 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
   options.store = store_.get();
   options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
+  // Fail-stop: the engine logged the error and stopped serving; the process
+  // exits so that it restarts from what is durable. The second lets the
+  // callers that were waiting for that append get its error first. No
+  // graceful shutdown: it would snapshot state that is not durable.
+  options.on_store_failure = [](const absl::Status& /*status*/) {
+    absl::SleepFor(absl::Seconds(1));
+    std::_Exit(EXIT_FAILURE);
+  };
   engine_ = std::make_unique<WorkflowEngine>(std::move(options));
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;

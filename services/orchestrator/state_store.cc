@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "libs/common/limits.h"
 #include "libs/durable_log/event_log.h"
 #include "libs/logging/logger.h"
 
@@ -112,6 +113,8 @@ class EmbeddedStateStore : public StateStore {
   absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
     durable_log::EventLog::Options options;
     options.fsync = fsync_;
+    // The engine sizes what it accepts so that every record fits this.
+    options.max_record_bytes = static_cast<uint32_t>(limits::kMaxRecordBytes);
     durable_log::EventLog::RecoveryInfo info;
     absl::StatusOr<std::unique_ptr<durable_log::EventLog>> log =
         durable_log::EventLog::Open(dir_, options, &info);

@@ -34,6 +34,15 @@ absl::Status BuildTaskEnvironment(const gyre::v1::TaskSpec& spec,
                                   const ExecutionBuiltins& builtins, int64_t attempt,
                                   gyre::v1::TaskAssignment* assignment);
 
+// Checks that `assignment`'s command line and environment can be passed to
+// execve: each string within Linux's MAX_ARG_STRLEN and all of them, with
+// their pointers, within the exec budget (libs/common/limits.h, under
+// ARG_MAX) — the context and upstream tasks' outputs can make them larger
+// than anything checked at submission. Sets `*bytes` to that total (also a
+// cheap estimate of the assignment's size on the wire). InvalidArgument
+// naming the task and sizes when over.
+absl::Status CheckExecSize(const gyre::v1::TaskAssignment& assignment, size_t* bytes);
+
 }  // namespace gyre::orchestrator
 
 #endif  // GYRE_SERVICES_ORCHESTRATOR_TASK_ENVIRONMENT_H_

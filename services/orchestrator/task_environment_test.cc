@@ -1,6 +1,7 @@
 #include "services/orchestrator/task_environment.h"
 
 #include "gtest/gtest.h"
+#include "libs/common/limits.h"
 
 namespace gyre::orchestrator {
 namespace {
@@ -57,6 +58,35 @@ TEST(TaskEnvironmentTest, UndefinedVariableNamesTaskAndVariable) {
   const absl::Status status = BuildTaskEnvironment(spec, {}, kBuiltins, 1, &assignment);
   EXPECT_EQ(status.message(),
             "task \"load\": command: undefined variable \"MISSING\" in \"${MISSING}\"");
+}
+
+TEST(TaskEnvironmentTest, ExecSizeIsCountedAsExecveDoesAndCheckedAgainstTheBudget) {
+  gyre::v1::TaskAssignment assignment;
+  assignment.mutable_ref()->set_task_id("big");
+  assignment.add_command("true");
+  (*assignment.mutable_env())["A"] = "xy";
+  size_t bytes = 0;
+  ASSERT_TRUE(CheckExecSize(assignment, &bytes).ok());
+  // "true\0" and "A=xy\0", a pointer to each, and the two null pointers.
+  EXPECT_EQ(bytes, 5 + 5 + 4 * sizeof(char*));
+
+  // One string over Linux's MAX_ARG_STRLEN (a ${VAR} expanded into a value).
+  (*assignment.mutable_env())["A"] = std::string(limits::kMaxExecStringBytes, 'x');
+  absl::Status status = CheckExecSize(assignment, &bytes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("environment variable A is"), std::string::npos) << status;
+
+  // Every string within it, the whole over the budget.
+  assignment.mutable_env()->clear();
+  for (int i = 0; i < 30; ++i) {
+    (*assignment.mutable_env())["V" + std::to_string(i)] = std::string(64 * 1024, 'v');
+  }
+  status = CheckExecSize(assignment, &bytes);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("task \"big\" cannot run: its command line and environment"),
+            std::string::npos)
+      << status;
+  EXPECT_GT(bytes, limits::kMaxTaskExecBytes);
 }
 
 }  // namespace

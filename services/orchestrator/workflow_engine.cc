@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
@@ -16,6 +17,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "libs/common/client_text.h"
+#include "libs/common/limits.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
 #include "libs/workflow/context_keys.h"
@@ -355,6 +357,39 @@ absl::Status DurableWait::Wait() {
   return status_;
 }
 
+void WorkflowEngine::FailStop(const absl::Status& status) {
+  {
+    absl::MutexLock lock(&failure_mu_);
+    failed_.store(true, std::memory_order_release);
+    if (!failure_.ok()) return;  // stopped already: told once
+    failure_ = status;
+  }
+  // Logged and reported on the timer thread: this may run under mu_, and
+  // nothing under it does I/O.
+  timers_.ScheduleAfter(absl::ZeroDuration(), [this, status] {
+    logging::Error(
+        "state store failed: the orchestrator stops serving and must restart from "
+        "what is durable",
+        {{"error", std::string(status.message())}});
+    if (options_.on_store_failure) options_.on_store_failure(status);
+  });
+}
+
+absl::Status WorkflowEngine::Stopped() {
+  if (!failed_.load(std::memory_order_acquire)) return absl::OkStatus();
+  absl::MutexLock lock(&failure_mu_);
+  return absl::UnavailableError(
+      absl::StrCat("the orchestrator stopped after its state store failed (", failure_.message(),
+                   "); it restarts from what is durable"));
+}
+
+StateStore::Completion WorkflowEngine::DurableCallback(std::shared_ptr<DurableWait> durable) {
+  return [this, durable = std::move(durable)](const absl::Status& status) {
+    if (!status.ok()) FailStop(status);
+    durable->Callback()(status);
+  };
+}
+
 void WorkflowEngine::RecordResultsLocked(Agent& agent,
                                          absl::Span<const v1::TaskResult* const> results,
                                          absl::Span<ParsedOutput> parsed, Outbox& out) {
@@ -389,7 +424,8 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
   } else {
     agent.acks->Appended();
     PersistLocked(absl::MakeConstSpan(records.data(), recorded),
-                  [acks = agent.acks, through](const absl::Status& status) {
+                  [this, acks = agent.acks, through](const absl::Status& status) {
+                    if (!status.ok()) FailStop(status);
                     acks->Durable(through, status);
                   });
     for (size_t i = 0; i < recorded; ++i) {
@@ -412,11 +448,11 @@ void WorkflowEngine::PersistLocked(absl::Span<const v1::StateRecord> records,
   }
   // Enqueued under the engine lock so the log's order is the order of the
   // changes; the append itself never blocks on I/O.
+  // Callers' completions stop the engine on an error themselves (see
+  // DurableCallback), so that wrapping them costs no allocation here.
   options_.store->Append(
-      records, done ? std::move(done) : [](const absl::Status& status) {
-        if (!status.ok()) {
-          logging::Error("state record not persisted", {{"error", std::string(status.message())}});
-        }
+      records, done ? std::move(done) : [this](const absl::Status& status) {
+        if (!status.ok()) FailStop(status);
       });
   if (options_.snapshot_every_records > 0 &&
       (records_since_snapshot_ += records.size()) >= options_.snapshot_every_records) {
@@ -568,6 +604,7 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::UpdateWorkflow(v1::Workfl
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     v1::WorkflowDefinition def, bool create) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
   if (absl::Status status = IncludeLibraryTasks(def); !status.ok()) return status;
   if (absl::Status status = workflow::ValidateWorkflowGraph(def); !status.ok()) return status;
@@ -588,13 +625,14 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     versions.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
     v1::StateRecord record;
     *record.mutable_workflow_stored()->mutable_definition() = def;
-    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
+    PersistLocked(record, DurableCallback(durable));
   }
   if (absl::Status status = durable->Wait(); !status.ok()) return status;
   return def;
 }
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   v1::StartExecutionRequest request;
   request.set_workflow(std::string(name));
   Suggestion suggestion;
@@ -760,6 +798,7 @@ absl::StatusOr<WorkflowEngine::StartedExecution> WorkflowEngine::StartAndWatch(
 
 absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   if (absl::Status status = workflow::ValidateContextMap(req.context()); !status.ok()) {
     return status;
   }
@@ -820,6 +859,18 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
       for (const auto& [key, value] : parent->context) (*started.mutable_context())[key] = value;
     }
     for (const auto& [key, value] : req.context()) (*started.mutable_context())[key] = value;
+    // Each part is within the limits; together they may not be. Checked
+    // before anything is applied (a few hundred entries at most, so cheap
+    // under the lock).
+    if (const size_t entries = static_cast<size_t>(started.context_size()),
+        bytes = workflow::ContextBytes(started.context());
+        entries > limits::kMaxContextEntries || bytes > limits::kMaxContextTotalBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the execution's context (the workflow's default context, the parent's and the "
+          "request's together) has ",
+          entries, " entries and ", bytes, " bytes; at most ", limits::kMaxContextEntries,
+          " entries and ", limits::kMaxContextTotalBytes, " bytes"));
+    }
     for (const std::string& target : req.targets()) started.add_targets(target);
     started.set_priority(req.priority() == 0 ? 50 : req.priority());
     started.set_request_id(req.request_id());
@@ -845,7 +896,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     // record when Append returns.
     started.unsafe_arena_set_allocated_definition(
         const_cast<v1::WorkflowDefinition*>(selected->get()));
-    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
+    PersistLocked(record, DurableCallback(durable));
     started.unsafe_arena_release_definition();
     UpdateExecutionStateLocked(state, out);
     DispatchLocked(out);
@@ -864,6 +915,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
 
 absl::Status WorkflowEngine::AwaitDurable() {
   if (options_.store == nullptr) return absl::OkStatus();
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   uint64_t position = 0;
   {
     // Under the lock: an event is published inside the critical section of
@@ -983,6 +1035,7 @@ ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view name) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
   ExecutionState* exec = FindExecutionLocked(name);
   if (exec == nullptr)
@@ -1019,8 +1072,13 @@ absl::StatusOr<uint32_t> PagePosition(absl::string_view token, uint32_t first, u
 
 absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
     const v1::ListExecutionsRequest& req) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::StatusOr<size_t> limit = PageSize(req.page_size(), 100, 1000);
   if (!limit.ok()) return limit.status();
+  if (!v1::ExecutionView_IsValid(req.view())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("view ", req.view(), " is not an ExecutionView (BASIC or FULL)"));
+  }
   absl::MutexLock lock(&mu_);
   // Newest first: slots are in start order, so a page starts below a slot.
   absl::StatusOr<uint32_t> below =
@@ -1032,6 +1090,9 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
   // A filter that matches little must not hold the engine lock over a long
   // history: a page may come back short, with a token to go on from.
   const uint32_t scan_end = slot > kMaxListScan ? slot - kMaxListScan : 0;
+  // Lists leave contexts out unless asked (ExecutionView).
+  const bool full = req.view() == v1::EXECUTION_VIEW_FULL;
+  size_t context_bytes = 0;
   for (; slot > scan_end && static_cast<size_t>(response.executions_size()) < *limit; --slot) {
     const ExecutionState& exec = *executions_[slot - 1];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
@@ -1039,6 +1100,17 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
         std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
       continue;
     }
+    if (!full) {
+      *response.add_executions() = ExecutionProtoLocked(exec, /*with_context=*/false);
+      continue;
+    }
+    // A FULL page is bounded by its contexts' bytes too (at least one
+    // execution per page, whose context is within its own limit).
+    const size_t bytes = workflow::ContextBytes(exec.context);
+    if (response.executions_size() > 0 && context_bytes + bytes > limits::kMaxListPageValueBytes) {
+      break;
+    }
+    context_bytes += bytes;
     *response.add_executions() = ExecutionProtoLocked(exec);
   }
   if (slot > 0) response.set_next_page_token(absl::StrCat("p", slot));
@@ -1047,6 +1119,7 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
 
 absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
     const v1::ListTaskRunsRequest& req) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::StatusOr<size_t> limit = PageSize(req.page_size(), 1000, 10000);
   if (!limit.ok()) return limit.status();
   absl::MutexLock lock(&mu_);
@@ -1060,7 +1133,14 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
   if (!from.ok()) return from.status();
   v1::ListTaskRunsResponse response;
   uint32_t index = *from;
+  // Outputs may be up to 1 MiB per task: a page is bounded by their bytes too.
+  size_t output_bytes = 0;
   for (; index < tasks && static_cast<size_t>(response.task_runs_size()) < *limit; ++index) {
+    const size_t bytes = workflow::ContextBytes(exec->tasks[index].details_or_empty().outputs);
+    if (response.task_runs_size() > 0 && output_bytes + bytes > limits::kMaxListPageValueBytes) {
+      break;
+    }
+    output_bytes += bytes;
     *response.add_task_runs() = TaskRunProtoLocked(*exec, index, /*with_history=*/true);
   }
   if (index < tasks) response.set_next_page_token(absl::StrCat("p", index));
@@ -1129,6 +1209,12 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ResumeExecution(absl::string_view 
 absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view name,
                                                                v1::ExecutionControl::Action action,
                                                                absl::string_view reason) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  // Kept with the execution and recorded: free text for people, bounded.
+  if (reason.size() > limits::kMaxMessageTextBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("reason is ", reason.size(), " bytes; at most ",
+                                                   limits::kMaxMessageTextBytes));
+  }
   Outbox out;
   v1::Execution result;
   auto durable = std::make_shared<DurableWait>();
@@ -1170,7 +1256,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     control.set_execution_id(exec->id);
     control.set_action(action);
     control.set_reason(exec->reason);
-    PersistLocked(record, [durable](const absl::Status& status) { durable->Callback()(status); });
+    PersistLocked(record, DurableCallback(durable));
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
@@ -1179,6 +1265,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
 }
 
 absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
   ExecutionState* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
@@ -1228,6 +1315,7 @@ std::string WorkflowEngine::WaitingReasonLocked(const ExecutionState& exec,
 
 absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string_view name,
                                                                     int64_t attempt) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
   ExecutionState* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
@@ -1262,6 +1350,7 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
 
 absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
     absl::string_view execution, int64_t from_sequence, bool include_logs) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   auto subscription = std::make_shared<EventSubscription>(include_logs);
   absl::MutexLock lock(&mu_);
   if (execution.empty()) {
@@ -1354,6 +1443,7 @@ std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {
 
 absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
     const v1::Register& registration, std::shared_ptr<AgentChannel> channel) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   if (absl::Status status = CheckRegistration(registration); !status.ok()) return status;
   const std::string& id = registration.agent_id();
   Outbox out;
@@ -1479,9 +1569,80 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
   return registered;
 }
 
+namespace {
+
+// Whether a result holds more than the orchestrator keeps of it.
+bool Oversized(const v1::TaskResult& result) {
+  return result.stdout_tail().size() > limits::kMaxResultTailBytes ||
+         result.stderr_tail().size() > limits::kMaxResultTailBytes ||
+         result.error().size() > limits::kMaxMessageTextBytes ||
+         result.output_json().size() > limits::kMaxOutputJsonBytes;
+}
+
+bool HasOversizedResult(const v1::AgentMessage& message) {
+  if (message.has_task_result()) return Oversized(message.task_result());
+  if (!message.has_task_results()) return false;
+  const auto& results = message.task_results().results();
+  return std::any_of(results.begin(), results.end(), Oversized);
+}
+
+// Cuts `text` to at most `max` bytes, at a UTF-8 character boundary (a
+// proto string must stay valid UTF-8).
+void CutText(std::string* text, size_t max) {
+  if (text->size() <= max) return;
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>((*text)[end]) & 0xC0) == 0x80) --end;
+  text->resize(end);
+}
+
+// Cuts a stdout or stderr tail to what the orchestrator keeps; returns the
+// byte count to record (what the task wrote: never less than what arrived,
+// so the logs show as truncated).
+int64_t CutTail(std::string* tail, int64_t bytes) {
+  const auto arrived = static_cast<int64_t>(tail->size());
+  if (tail->size() > limits::kMaxResultTailBytes) tail->resize(limits::kMaxResultTailBytes);
+  return std::max(bytes, arrived);
+}
+
+// Makes `result` fit what the orchestrator keeps (libs/common/limits.h), so
+// that it always fits one log record and is never refused: tails and the
+// error are cut, and an output larger than a task may pass on fails the
+// attempt instead.
+void CapResult(v1::TaskResult& result) {
+  result.set_stdout_bytes(CutTail(result.mutable_stdout_tail(), result.stdout_bytes()));
+  result.set_stderr_bytes(CutTail(result.mutable_stderr_tail(), result.stderr_bytes()));
+  if (result.output_json().size() > limits::kMaxOutputJsonBytes) {
+    if (result.outcome() == v1::ATTEMPT_SUCCEEDED) {
+      result.set_outcome(v1::ATTEMPT_FAILED);
+      result.set_error(absl::StrCat("$GYRE_OUTPUT holds ", result.output_json().size(),
+                                    " bytes; a task may pass on at most ",
+                                    limits::kMaxOutputJsonBytes));
+    }
+    result.clear_output_json();
+  }
+  CutText(result.mutable_error(), limits::kMaxMessageTextBytes);
+}
+
+}  // namespace
+
 absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
-                                                const v1::AgentMessage& message,
+                                                const v1::AgentMessage& received,
                                                 const AgentChannel* channel) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  // Results are cut to the documented limits on arrival, before anything is
+  // applied (a copy, only in the rare case that something is over them).
+  std::optional<v1::AgentMessage> capped;
+  if (HasOversizedResult(received)) {
+    capped.emplace(received);
+    if (capped->has_task_result()) {
+      CapResult(*capped->mutable_task_result());
+    } else {
+      for (v1::TaskResult& result : *capped->mutable_task_results()->mutable_results()) {
+        CapResult(result);
+      }
+    }
+  }
+  const v1::AgentMessage& message = capped ? *capped : received;
   // Checked before the lock: what an agent names is bounded.
   switch (message.kind_case()) {
     case v1::AgentMessage::kHeartbeat:
@@ -2162,6 +2323,12 @@ void WorkflowEngine::DispatchLocked(Outbox& out) {
   RefreshQueueMetricsLocked();
 }
 
+namespace {
+// An assignment's fields besides its command line and environment, and the
+// message framing, generously (ids are added apart).
+constexpr size_t kAssignmentOverheadBytes = 256;
+}  // namespace
+
 void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   if (agent.channel == nullptr || agent.draining) return;
   v1::OrchestratorMessage message;
@@ -2173,6 +2340,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   // one in allocates nothing.
   std::vector<v1::StateRecord> lease_records = std::move(lease_scratch_);
   size_t leases = 0;
+  size_t message_bytes = 0;  // estimated, of the assignment being filled
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -2216,6 +2384,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       AttemptRecord& attempt = task.attempts.back();
 
       v1::TaskAssignment* assigned = assignment->add_tasks();
+      size_t task_bytes = 0;  // its command line and environment
       assigned->mutable_ref()->set_execution(exec.name());
       assigned->mutable_ref()->set_task_id(task.spec->id());
       assigned->mutable_ref()->set_attempt(task.attempt);
@@ -2233,9 +2402,13 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         }
         built = BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged,
                                      exec.builtins, task.attempt, assigned);
+        // Outputs merged in at run time can take it past what exec takes.
+        if (built.ok()) built = CheckExecSize(*assigned, &task_bytes);
       }
       if (!built.ok()) {
-        // A definition that cannot be expanded fails without running.
+        // A definition that cannot be expanded, or a task that could not be
+        // exec'd, fails without running (and without retries: it would
+        // fail the same way).
         assignment->mutable_tasks()->RemoveLast();
         agent.free_cpu += task.spec->resources().cpu();
         agent.free_memory += task.spec->resources().memory_bytes();
@@ -2251,6 +2424,21 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
       if (task.spec->has_timeout()) *assigned->mutable_timeout() = task.spec->timeout();
       if (task.spec->has_resources()) *assigned->mutable_resources() = task.spec->resources();
       assigned->set_evaluator(task.spec->evaluator());
+      // One message stays under what the agent accepts: a batch whose
+      // tasks carry large environments goes out in several messages.
+      // Counted from the exec sizes above (plus room for the ids and small
+      // fields), not by serializing.
+      task_bytes += kAssignmentOverheadBytes + exec.name().size() + task.spec->id().size();
+      if (message_bytes + task_bytes > limits::kMaxAssignmentMessageBytes &&
+          assignment->tasks_size() > 1) {
+        v1::TaskAssignment* last = assignment->mutable_tasks()->ReleaseLast();
+        agent.channel->Send(std::move(message));
+        message = v1::OrchestratorMessage();
+        assignment = message.mutable_assignment();
+        assignment->mutable_tasks()->AddAllocated(last);
+        message_bytes = 0;
+      }
+      message_bytes += task_bytes;
       agent.credit--;
       agent.leases.insert({entry.execution, entry.task});
       queues_[task.queue]->running++;
@@ -2567,13 +2755,16 @@ void WorkflowEngine::RefreshQueueMetricsLocked() {
 
 // --- Views ---
 
-v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionState& exec) const {
+v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionState& exec,
+                                                   bool with_context) const {
   v1::Execution proto;
   proto.set_name(exec.name());
   proto.set_workflow(exec.definition->name());
   proto.set_workflow_version(exec.definition->version());
   proto.set_state(exec.state);
-  for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;
+  if (with_context) {
+    for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;
+  }
   proto.set_parent(exec.parent);
   for (const std::string& target : exec.targets) proto.add_targets(target);
   v1::TaskCounts* counts = proto.mutable_task_counts();

@@ -2,7 +2,9 @@
 #define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
 
 #include <array>
+#include <atomic>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -103,6 +105,8 @@ class EventSubscription {
   absl::AnyInvocable<void()> on_cut_off_ ABSL_GUARDED_BY(mutex_);
 };
 
+class DurableWait;
+
 // The orchestrator's domain logic: workflow definitions, executions, DAG
 // readiness, ready queues per worker type, agent leases with attempt
 // fencing, retries with backoff, pause/resume/cancel, the event stream and
@@ -158,6 +162,13 @@ class WorkflowEngine {
     // after this many records, so a restart replays at most about this many;
     // 0 disables periodic snapshots.
     uint64_t snapshot_every_records = 200000;
+    // A failed append (a disk error) leaves changes in memory that are not
+    // durable, and nothing may be served from them: the engine then stops
+    // (every call answers UNAVAILABLE with the store's error) and calls this
+    // once, off the engine lock, so the process can exit and restart from
+    // what is durable (as etcd does when its WAL cannot be written). Null:
+    // the engine only stops (unit tests).
+    std::function<void(const absl::Status&)> on_store_failure;
   };
 
   explicit WorkflowEngine(Options options);
@@ -204,7 +215,9 @@ class WorkflowEngine {
   // The task library; NotFound when none is loaded.
   absl::StatusOr<gyre::v1::WorkflowDefinition> GetTaskLibrary() const;
   absl::StatusOr<gyre::v1::Execution> GetExecution(absl::string_view name);
-  // A page of executions, newest first; InvalidArgument for a page size out
+  // A page of executions, newest first, without their contexts unless the
+  // request asks for the FULL view (then a page also stops once its contexts
+  // reach limits::kMaxListPageValueBytes); InvalidArgument for a page size out
   // of range or a page token this engine did not hand out.
   absl::StatusOr<gyre::v1::ListExecutionsResponse> ListExecutions(
       const gyre::v1::ListExecutionsRequest& req);
@@ -213,7 +226,8 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> PauseExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::Execution> ResumeExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::TaskRun> GetTaskRun(absl::string_view name);
-  // A page of an execution's task runs, in workflow order; errors as above.
+  // A page of an execution's task runs, in workflow order (it stops early
+  // once its outputs reach limits::kMaxListPageValueBytes); errors as above.
   absl::StatusOr<gyre::v1::ListTaskRunsResponse> ListTaskRuns(
       const gyre::v1::ListTaskRunsRequest& req);
   absl::StatusOr<gyre::v1::GetTaskLogsResponse> GetTaskLogs(absl::string_view name,
@@ -249,6 +263,8 @@ class WorkflowEngine {
   // whose agent id was taken over by a newer registration is closed (its
   // messages must not act for the new session). The in-process agent link
   // and unit tests pass none.
+  // protocol violation (the stream is then closed). A result larger than
+  // the orchestrator keeps is cut to the limits first (libs/common/limits.h).
   absl::Status HandleAgentMessage(const std::string& agent_id,
                                   const gyre::v1::AgentMessage& message,
                                   const AgentChannel* channel = nullptr);
@@ -464,7 +480,9 @@ class WorkflowEngine {
   void DeclareAgentDeadLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshQueueMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  gyre::v1::Execution ExecutionProtoLocked(const ExecutionState& exec) const
+  // Lists leave the context out (ExecutionView BASIC).
+  gyre::v1::Execution ExecutionProtoLocked(const ExecutionState& exec,
+                                           bool with_context = true) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionState& exec, uint32_t task,
                                        bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -474,6 +492,14 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
+  // The store failed to make records durable: stop for good (see
+  // Options::on_store_failure). Safe on any thread, with or without mu_
+  // (the store may call a completion inline, under it).
+  void FailStop(const absl::Status& status);
+  // UNAVAILABLE with the store's error once the engine stopped; OK before.
+  absl::Status Stopped();
+  // A completion that wakes `durable` and stops the engine on an error.
+  StateStore::Completion DurableCallback(std::shared_ptr<DurableWait> durable);
 
   const Options options_;
   EngineMetrics metrics_;
@@ -521,6 +547,12 @@ class WorkflowEngine {
   absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t last_snapshot_position_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::thread snapshotter_;
+
+  // Set once by FailStop; read at every entry point (one atomic load).
+  std::atomic<bool> failed_{false};
+  // A leaf lock for failure_ alone: FailStop may run under mu_.
+  absl::Mutex failure_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  absl::Status failure_ ABSL_GUARDED_BY(failure_mu_);
 };
 
 // Waits for a durability completion; used outside the engine lock.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <fstream>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/limits.h"
 #include "libs/logging/logger.h"
 
 namespace gyre::orchestrator {
@@ -1191,6 +1193,317 @@ TEST(WorkflowEngineDefinitionsTest, VersionsAreAssignedAndRetrievable) {
   bad.set_name("bad");
   EXPECT_EQ(engine.CreateWorkflow(bad).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+}
+
+// --- Sizes: limits checked before anything is applied (libs/common/limits.h) ---
+
+// `n` context entries of `bytes` each, named PREFIX0, PREFIX1...
+std::map<std::string, std::string> BigContext(const std::string& prefix, int n, size_t bytes) {
+  std::map<std::string, std::string> context;
+  for (int i = 0; i < n; ++i) context[prefix + std::to_string(i)] = std::string(bytes, 'v');
+  return context;
+}
+
+TEST_F(WorkflowEngineTest, SizesAContextOverItsTotalIsRefusedAndNothingStarts) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  // 70 values of 64 KiB: each within its limit, 4.4 MiB together.
+  for (const auto& [key, value] : BigContext("V", 70, limits::kMaxContextValueBytes)) {
+    (*request.mutable_context())[key] = value;
+  }
+  const absl::StatusOr<v1::Execution> started = engine_.StartExecution(request);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(started.status().message(), "at most 1048576")) << started.status();
+  EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 0);
+}
+
+TEST_F(WorkflowEngineTest, SizesTheMergedContextIsCheckedBeforeTheExecutionExists) {
+  // Default context and request each under 1 MiB; together over it.
+  v1::WorkflowDefinition def = Workflow({Task("a")});
+  for (const auto& [key, value] : BigContext("D", 10, limits::kMaxContextValueBytes)) {
+    (*def.mutable_default_context())[key] = value;
+  }
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = def;
+  for (const auto& [key, value] : BigContext("R", 10, limits::kMaxContextValueBytes)) {
+    (*request.mutable_context())[key] = value;
+  }
+  auto channel = Connect("a1");
+  const absl::StatusOr<v1::Execution> started = engine_.StartExecution(request);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(started.status().message(), "together")) << started.status();
+  EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 0);
+  EXPECT_EQ(channel->pending(), 0u) << "nothing was dispatched";
+}
+
+TEST_F(WorkflowEngineTest, SizesATaskFieldOverItsLimitIsRefused) {
+  v1::TaskSpec task = Task("a");
+  task.set_description(std::string(limits::kMaxTaskFieldBytes + 1, 'd'));
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({task});
+  const absl::StatusOr<v1::Execution> started = engine_.StartExecution(request);
+  EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(started.status().message(), "task \"a\"")) << started.status();
+  EXPECT_TRUE(absl::StrContains(started.status().message(), "description")) << started.status();
+  v1::WorkflowDefinition stored = Workflow({task});
+  EXPECT_EQ(engine_.CreateWorkflow(stored).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 0);
+  EXPECT_TRUE(engine_.ListWorkflows().empty());
+}
+
+TEST_F(WorkflowEngineTest, SizesACancelReasonIsBounded) {
+  const std::string execution = Start(Workflow({Task("a")}));
+  EXPECT_EQ(engine_.CancelExecution(execution, std::string(limits::kMaxMessageTextBytes + 1, 'r'))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(engine_.GetExecution(execution)->state(), v1::EXECUTION_CANCELLED);
+}
+
+TEST_F(WorkflowEngineTest, SizesListsLeaveContextsOutUnlessAskedAndBoundAFullPage) {
+  for (int i = 0; i < 4; ++i) {
+    Start(Workflow({Task("a")}), BigContext("V", 15, limits::kMaxContextValueBytes));
+  }
+  const absl::StatusOr<v1::ListExecutionsResponse> basic = engine_.ListExecutions({});
+  ASSERT_TRUE(basic.ok()) << basic.status();
+  ASSERT_EQ(basic->executions_size(), 4);
+  for (const v1::Execution& execution : basic->executions()) {
+    EXPECT_TRUE(execution.context().empty());
+    // GetExecution keeps the whole execution.
+    EXPECT_EQ(engine_.GetExecution(execution.name())->context_size(), 15);
+  }
+  v1::ListExecutionsRequest full;
+  full.set_view(v1::EXECUTION_VIEW_FULL);
+  const absl::StatusOr<v1::ListExecutionsResponse> page = engine_.ListExecutions(full);
+  ASSERT_TRUE(page.ok()) << page.status();
+  // 960 KiB of context each: two fit in 2 MiB, the rest follow.
+  EXPECT_EQ(page->executions_size(), 2);
+  EXPECT_EQ(page->executions(0).context_size(), 15);
+  EXPECT_FALSE(page->next_page_token().empty());
+  full.set_page_token(page->next_page_token());
+  EXPECT_EQ(engine_.ListExecutions(full)->executions_size(), 2);
+  v1::ListExecutionsRequest bad;
+  bad.set_view(static_cast<v1::ExecutionView>(7));
+  EXPECT_EQ(engine_.ListExecutions(bad).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// 15 outputs of ~64 KiB (~960 KiB), as a task writes them to $GYRE_OUTPUT.
+std::string BigOutputs(const std::string& prefix) {
+  std::string json = "{";
+  for (const auto& [key, value] : BigContext(prefix, 15, limits::kMaxContextValueBytes - 16)) {
+    absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"", key, "\":\"", value, "\"");
+  }
+  return json + "}";
+}
+
+TEST_F(WorkflowEngineTest, SizesATaskRunsPageIsBoundedByItsOutputs) {
+  auto channel = Connect("a1");
+  const std::string execution =
+      Start(Workflow({Task("a"), Task("b"), Task("c"), Task("d"), Task("e")}));
+  for (const v1::TaskAssignment& task : channel->Take(5)) {
+    Report("a1", task, v1::ATTEMPT_SUCCEEDED, BigOutputs("O"));
+  }
+  v1::ListTaskRunsRequest request;
+  request.set_parent(execution);
+  std::vector<int> pages;
+  do {
+    const absl::StatusOr<v1::ListTaskRunsResponse> page = engine_.ListTaskRuns(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    pages.push_back(page->task_runs_size());
+    EXPECT_LE(page->ByteSizeLong(), 4u << 20);
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, (std::vector<int>{2, 2, 1}));
+}
+
+TEST_F(WorkflowEngineTest, SizesResultTailsAreCutOnArrivalAndTheResultIsKept) {
+  auto channel = Connect("a1");
+  const std::string execution = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  const v1::TaskAssignment a = channel->Take(1).at(0);
+  v1::AgentMessage message;
+  v1::TaskResult* result = message.mutable_task_result();
+  *result->mutable_ref() = a.ref();
+  result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  result->set_stdout_tail(std::string(3 * limits::kMaxResultTailBytes, 'o'));
+  result->set_stdout_bytes(3 * limits::kMaxResultTailBytes);
+  // A rogue agent's error: long, and cut in the middle of a 2-byte character.
+  result->set_error(std::string(limits::kMaxMessageTextBytes - 1, 'e') + "\xc3\xa9" + "tail");
+  result->set_sequence(1);
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", message).ok());
+  EXPECT_EQ(StateOf(execution, "a"), v1::TASK_SUCCEEDED);
+  const absl::StatusOr<v1::GetTaskLogsResponse> logs =
+      engine_.GetTaskLogs(execution + "/tasks/a", 0);
+  ASSERT_TRUE(logs.ok()) << logs.status();
+  EXPECT_EQ(logs->stdout().size(), limits::kMaxResultTailBytes);
+  EXPECT_TRUE(logs->truncated());
+  const v1::TaskRun run = *engine_.GetTaskRun(execution + "/tasks/a");
+  EXPECT_EQ(run.attempts(0).error().size(), limits::kMaxMessageTextBytes - 1);
+  EXPECT_EQ(channel->Take(1).at(0).ref().task_id(), "b") << "the execution goes on";
+}
+
+TEST_F(WorkflowEngineTest, SizesAnOutputOverItsLimitFailsTheAttemptInsteadOfBeingStored) {
+  auto channel = Connect("a1");
+  const std::string execution = Start(Workflow({Task("a")}));
+  const v1::TaskAssignment a = channel->Take(1).at(0);
+  v1::AgentMessage message;
+  v1::TaskResult* result = message.mutable_task_result();
+  *result->mutable_ref() = a.ref();
+  result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  result->set_output_json("{\"K\": \"" + std::string(limits::kMaxOutputJsonBytes, 'x') + "\"}");
+  result->set_sequence(1);
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", message).ok());
+  const v1::TaskRun run = *engine_.GetTaskRun(execution + "/tasks/a");
+  EXPECT_EQ(run.state(), v1::TASK_FAILED);
+  EXPECT_TRUE(absl::StrContains(run.attempts(0).error(), "$GYRE_OUTPUT holds"))
+      << run.DebugString();
+}
+
+TEST_F(WorkflowEngineTest, SizesATaskWhoseEnvironmentOutgrowsExecFailsWithAReason) {
+  auto channel = Connect("a1");
+  // 960 KiB of context, and two upstream tasks passing on 960 KiB each:
+  // "c" would get 2.8 MiB of environment, more than exec takes.
+  const std::string execution =
+      Start(Workflow({Task("a"), Task("b"), Task("c", {"a", "b"}), Task("d", {"c"}), Task("e")}),
+            BigContext("V", 15, limits::kMaxContextValueBytes));
+  for (const v1::TaskAssignment& task : channel->Take(3)) {
+    if (task.ref().task_id() == "e") continue;
+    Report("a1", task, v1::ATTEMPT_SUCCEEDED, BigOutputs(task.ref().task_id() == "a" ? "A" : "B"));
+  }
+  const v1::TaskRun c = *engine_.GetTaskRun(execution + "/tasks/c");
+  EXPECT_EQ(c.state(), v1::TASK_FAILED);
+  ASSERT_EQ(c.attempts_size(), 1);
+  EXPECT_TRUE(absl::StrContains(c.attempts(0).error(), "command line and environment"))
+      << c.attempts(0).error();
+  EXPECT_EQ(StateOf(execution, "d"), v1::TASK_SKIPPED);
+  EXPECT_EQ(channel->pending(), 0u) << "c was never sent to the agent";
+}
+
+// Counts messages, as the agent's stream would carry them.
+class MessageSizeChannel : public AgentChannel {
+ public:
+  void Send(v1::OrchestratorMessage message) override {
+    absl::MutexLock lock(&mutex_);
+    if (!message.has_assignment()) return;
+    sizes_.push_back(message.ByteSizeLong());
+    tasks_ += message.assignment().tasks_size();
+  }
+  std::vector<size_t> sizes() {
+    absl::MutexLock lock(&mutex_);
+    return sizes_;
+  }
+  int tasks() {
+    absl::MutexLock lock(&mutex_);
+    return tasks_;
+  }
+
+ private:
+  absl::Mutex mutex_;
+  std::vector<size_t> sizes_ ABSL_GUARDED_BY(mutex_);
+  int tasks_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+TEST_F(WorkflowEngineTest, SizesAnAssignmentBatchIsSplitUnderTheAgentsReceiveLimit) {
+  std::vector<v1::TaskSpec> tasks;
+  for (int i = 0; i < 24; ++i) tasks.push_back(Task("t" + std::to_string(i)));
+  // 24 tasks with ~1 MiB of environment each: 24 MiB in one batch.
+  Start(Workflow(tasks), BigContext("V", 15, limits::kMaxContextValueBytes));
+  auto channel = std::make_shared<MessageSizeChannel>();
+  ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 32), channel).ok());
+  v1::AgentMessage credit;
+  credit.mutable_credit()->set_tasks(32);
+  ASSERT_TRUE(engine_.HandleAgentMessage("a1", credit).ok());
+  EXPECT_EQ(channel->tasks(), 24);
+  EXPECT_GE(channel->sizes().size(), 3u);
+  for (size_t size : channel->sizes()) EXPECT_LE(size, limits::kMaxAssignmentMessageBytes);
+}
+
+// A store whose appends fail once told to, as a disk error would make them
+// (and, as the StateStore contract says, every later one too).
+class FailingStore : public StateStore {
+ public:
+  explicit FailingStore(std::shared_ptr<MemoryStateStoreData> data)
+      : store_(NewMemoryStateStore(std::move(data))) {}
+  void Fail() { failing_ = true; }
+  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
+    return store_->Load(restore, apply);
+  }
+  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
+    if (failing_) {
+      done(absl::DataLossError("disk full (test)"));
+      return;
+    }
+    store_->Append(records, std::move(done));
+  }
+  uint64_t last_position() override { return store_->last_position(); }
+  absl::Status AwaitDurable(uint64_t position) override {
+    if (failing_) return absl::DataLossError("disk full (test)");
+    return store_->AwaitDurable(position);
+  }
+  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
+    if (failing_) return absl::DataLossError("disk full (test)");
+    return store_->WriteSnapshot(position, snapshot);
+  }
+
+ private:
+  std::unique_ptr<StateStore> store_;
+  std::atomic<bool> failing_{false};
+};
+
+TEST(WorkflowEngineFailStopTest, AFailedAppendStopsTheEngineAndARestartHasOnlyWhatIsDurable) {
+  auto data = NewMemoryStateStoreData();
+  std::string durable_execution;
+  {
+    FailingStore store(data);
+    absl::Mutex mutex;
+    std::vector<std::string> reported;
+    WorkflowEngine::Options options;
+    options.store = &store;
+    options.snapshot_every_records = 0;
+    options.on_store_failure = [&](const absl::Status& status) {
+      absl::MutexLock lock(&mutex);
+      reported.push_back(std::string(status.message()));
+    };
+    WorkflowEngine engine(options);
+    ASSERT_TRUE(engine.Recover().ok());
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = Workflow({Task("a")});
+    durable_execution = engine.StartExecution(request)->name();
+
+    store.Fail();
+    const absl::StatusOr<v1::Execution> lost = engine.StartExecution(request);
+    EXPECT_FALSE(lost.ok());
+    EXPECT_TRUE(absl::StrContains(lost.status().message(), "disk full")) << lost.status();
+    // Stopped: nothing more is served from memory that is not on disk.
+    for (const absl::Status& status :
+         {engine.GetExecution(durable_execution).status(), engine.ListExecutions({}).status(),
+          engine.StartExecution(request).status(),
+          engine.CreateWorkflow(Workflow({Task("x")})).status()}) {
+      EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+      EXPECT_TRUE(absl::StrContains(status.message(), "disk full")) << status;
+    }
+    EXPECT_EQ(engine.RegisterAgent(Registration("a1", 1), std::make_shared<RecordingChannel>())
+                  .status()
+                  .code(),
+              absl::StatusCode::kUnavailable);
+    // Told once, off the engine lock (on the timer thread).
+    absl::MutexLock lock(&mutex);
+    mutex.AwaitWithTimeout(absl::Condition(
+                               +[](std::vector<std::string>* r) { return !r->empty(); }, &reported),
+                           absl::Seconds(10));
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_EQ(reported.size(), 1u);
+  }
+  // The restart: what was durable, and nothing else.
+  auto store = NewMemoryStateStore(data);
+  WorkflowEngine::Options options;
+  options.store = store.get();
+  options.snapshot_every_records = 0;
+  WorkflowEngine engine(options);
+  ASSERT_TRUE(engine.Recover().ok());
+  const absl::StatusOr<v1::ListExecutionsResponse> listed = engine.ListExecutions({});
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->executions_size(), 1);
+  EXPECT_EQ(listed->executions(0).name(), durable_execution);
 }
 
 }  // namespace
