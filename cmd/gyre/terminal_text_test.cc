@@ -17,7 +17,8 @@ TEST(TerminalSafeTest, EveryControlCharacterIsShownEscaped) {
   EXPECT_EQ(TerminalSafe("c1 \xc2\x9b"
                          "31m raw \x9b"),
             "c1 \\u009b31m raw \\x9b");
-  EXPECT_EQ(TerminalSafe("a\\x1b"), "a\\\\x1b") << "a backslash the text spelled stays one";
+  EXPECT_EQ(TerminalSafe("C:\\dir \xe2\x80"), "C:\\dir \\xe2\\x80")
+      << "a cut sequence is raw bytes";
 }
 
 }  // namespace
