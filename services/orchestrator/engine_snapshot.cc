@@ -136,6 +136,8 @@ void WorkflowEngine::SnapshotLocked(
     for (const std::string& target : exec->targets) started.add_targets(target);
     started.set_priority(exec->priority);
     started.set_request_id(exec->request_id);
+    started.set_request_fingerprint(exec->request_fingerprint);
+    started.set_context_rules(exec->context_rules);
     *started.mutable_create_time() = ToProto(exec->create_time);
     out.set_state(exec->state);
     out.set_reason(exec->reason);
