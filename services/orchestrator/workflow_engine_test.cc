@@ -934,6 +934,21 @@ TEST_F(WorkflowEngineRecoveryTest, AResultRefusedForAnUndeclaredOutputIsRefusedA
   EXPECT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_FAILED);
 }
 
+TEST_F(WorkflowEngineRecoveryTest, AnExecutionPausedBeforeItStartedResumesPendingAfterARestart) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  exec_ = engine_->StartExecution(request)->name();
+  ASSERT_EQ(engine_->PauseExecution(exec_)->state(), v1::EXECUTION_PAUSED);
+  Restart();
+  EXPECT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_PAUSED);
+  EXPECT_FALSE(engine_->GetExecution(exec_)->has_start_time());
+  EXPECT_EQ(engine_->ResumeExecution(exec_)->state(), v1::EXECUTION_PENDING);
+  ASSERT_TRUE(engine_->PauseExecution(exec_).ok());
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();
+  EXPECT_EQ(engine_->ResumeExecution(exec_)->state(), v1::EXECUTION_PENDING);
+}
+
 TEST_F(WorkflowEngineRecoveryTest, AReusedRequestIdIsToldApartFromARetryAcrossARestart) {
   v1::StartExecutionRequest request;
   *request.mutable_definition() = Workflow({Task("a")});
