@@ -81,7 +81,7 @@ TEST_F(Cluster, DeeplyNestedOutputFailsItsTaskWithoutStallingTheEngine) {
   const std::string other = Start(R"(
 name: other
 tasks:
-  - {id: a, shell: true, command: 'echo "{\"K\": \"v\"}" > "$GYRE_OUTPUT"'}
+  - {id: a, shell: true, outputs: [K], command: 'echo "{\"K\": \"v\"}" > "$GYRE_OUTPUT"'}
   - {id: b, builtin: noop, depends_on: [a]}
 )");
   EXPECT_EQ(Wait(other, absl::Seconds(10)), v1::EXECUTION_SUCCEEDED);

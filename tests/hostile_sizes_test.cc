@@ -57,6 +57,8 @@ class HostileSizes : public Cluster {
 
   const std::string ok_workflow_ = R"(
 name: small
+# Its tests pass large contexts they do not declare: they are about sizes.
+context_passthrough: true
 tasks:
   - id: hello
     command: [sh, -c, "echo hello"]
@@ -199,6 +201,7 @@ TEST_F(HostileSizes, ATaskWhoseOutputsOutgrowExecFailsWithAReasonAndTheAgentGoes
   };
   const std::string execution = Start(absl::StrCat(R"(
 name: grows
+context_passthrough: true
 tasks:
 )",
                                                    producer("a", "A"), producer("b", "B"), R"(

@@ -33,9 +33,9 @@ TEST_F(Cluster, DiamondDagPassesContextAlongEdges) {
 name: diamond
 context: {GREETING: hello}
 tasks:
-  - {id: top, shell: true, command: 'echo "{\"FROM_TOP\": \"$GREETING-top\"}" > "$GYRE_OUTPUT"'}
-  - {id: left, shell: true, depends_on: [top], command: 'echo "{\"LEFT\": \"l\"}" > "$GYRE_OUTPUT"'}
-  - {id: right, shell: true, depends_on: [top], command: 'echo "{\"RIGHT\": \"r\"}" > "$GYRE_OUTPUT"'}
+  - {id: top, shell: true, command: 'echo "{\"FROM_TOP\": \"$GREETING-top\"}" > "$GYRE_OUTPUT"', outputs: [FROM_TOP]}
+  - {id: left, shell: true, depends_on: [top], command: 'echo "{\"LEFT\": \"l\"}" > "$GYRE_OUTPUT"', outputs: [LEFT]}
+  - {id: right, shell: true, depends_on: [top], command: 'echo "{\"RIGHT\": \"r\"}" > "$GYRE_OUTPUT"', outputs: [RIGHT]}
   - {id: bottom, shell: true, depends_on: [left, right], command: 'echo "$FROM_TOP $LEFT $RIGHT $GREETING"'}
 )");
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
@@ -345,7 +345,7 @@ name: before-restart
 tasks:
   - {id: a, builtin: noop}
   - {id: b, builtin: noop, depends_on: [a]}
-  - {id: c, command: [sh, -c, 'echo "{\"K\": \"v\"}" > "$GYRE_OUTPUT"'], depends_on: [a]}
+  - {id: c, command: [sh, -c, 'echo "{\"K\": \"v\"}" > "$GYRE_OUTPUT"'], depends_on: [a], outputs: [K]}
 )");
   ASSERT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
   const std::string recovered = RestartOrchestrator(SIGTERM, "\"msg\":\"snapshot written\"");
@@ -514,6 +514,7 @@ TEST_F(Cluster, OutputStreamsToWatchersWhileTheTaskRuns) {
   const std::string go = root_ + "/go";
   const std::string exec = Start(R"(
 name: logs
+context: {GO: ""}
 tasks:
   - id: chatty
     shell: true
@@ -597,6 +598,7 @@ TEST_F(Cluster, EvaluatorStartsAChildWorkflowThatInheritsTheContext) {
   StartAgent("a1");
   absl::StatusOr<v1::WorkflowDefinition> child = workflow::ParseWorkflowYaml(R"(
 name: report
+context: {REGION: "", OWNER: ""}
 tasks:
   - {id: summary, shell: true, command: 'echo "$REGION-$OWNER"'}
 )",
@@ -613,6 +615,7 @@ tasks:
   }
   const std::string parent = Start(R"(
 name: judge-then-report
+context: {REGION: "", OWNER: ""}
 tasks:
   - id: judge
     evaluator: true
@@ -653,11 +656,13 @@ TEST_F(Cluster, GlobalTaskSharedByTwoGraphsRunsOnce) {
   // identity. It appends a line per run to `loads`.
   const std::string loads = root_ + "/loads";
   const std::string graph = R"(
+context: {LOADS: ""}
 tasks:
   - id: load-reference-data
     global: true
     shell: true
     command: 'echo load >> "$LOADS"; echo "{\"TABLE\": \"ref_v7\"}" > "$GYRE_OUTPUT"'
+    outputs: [TABLE]
   - {id: report, shell: true, depends_on: [load-reference-data], command: 'echo "$TABLE"'}
 )";
   // Both are started before any agent exists: neither graph can have
@@ -698,6 +703,7 @@ TEST_F(Cluster, ResultOfAnAttemptLostWithItsAgentIsRejected) {
     // arrive while attempt 2 is running, fenced by its number alone.
     const std::string exec = Start(R"(
 name: fenced
+context: {GO: ""}
 tasks:
   - id: work
     shell: true

@@ -24,6 +24,7 @@
 #include "cmd/gyre/command_line.h"
 #include "cmd/gyre/run_command.h"
 #include "cmd/gyre/run_console.h"
+#include "cmd/gyre/terminal_text.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/common/status_mapping.h"
 
@@ -50,7 +51,7 @@ struct Command {
 
 int BadUsage(const Command& command, absl::string_view problem) {
   std::fprintf(stderr, "gyre %s: %s\nusage: gyre %s %s\n", std::string(command.name).c_str(),
-               std::string(problem).c_str(), std::string(command.name).c_str(),
+               TerminalSafe(problem).c_str(), std::string(command.name).c_str(),
                std::string(command.synopsis).c_str());
   return kRunBadInput;
 }
@@ -74,8 +75,8 @@ int Failed(const Command& command, const CommandLine& line, absl::string_view wh
     default:
       break;
   }
-  std::fprintf(stderr, "gyre %s: %s: %s\n", std::string(command.name).c_str(), context.c_str(),
-               std::string(error.message()).c_str());
+  std::fprintf(stderr, "gyre %s: %s: %s\n", std::string(command.name).c_str(),
+               TerminalSafe(context).c_str(), TerminalSafe(error.message()).c_str());
   return code;
 }
 
@@ -222,13 +223,14 @@ int StatusCommand(const Command& command, int argc, char** argv) {
     list.set_page_token(page->next_page_token());
   } while (!list.page_token().empty());
 
-  std::printf("execution  %s\n", execution->name().c_str());
-  std::printf(
-      "state      %s%s\n", ExecutionStateWord(execution->state()).c_str(),
-      execution->reason().empty() ? "" : absl::StrCat(" (", execution->reason(), ")").c_str());
+  std::printf("execution  %s\n", TerminalSafe(execution->name()).c_str());
+  std::printf("state      %s%s\n", ExecutionStateWord(execution->state()).c_str(),
+              execution->reason().empty()
+                  ? ""
+                  : absl::StrCat(" (", TerminalSafe(execution->reason()), ")").c_str());
   // An inline definition (gyre run's) is not stored, so has no version.
   std::printf("workflow   %s%s\n",
-              std::string(absl::StripPrefix(execution->workflow(), "workflows/")).c_str(),
+              TerminalSafe(absl::StripPrefix(execution->workflow(), "workflows/")).c_str(),
               execution->workflow_version() > 0
                   ? absl::StrCat(" (version ", execution->workflow_version(), ")").c_str()
                   : "");
@@ -244,7 +246,7 @@ int StatusCommand(const Command& command, int argc, char** argv) {
   std::printf("ended      %s\n", ended.c_str());
   std::printf("tasks      %s\n", CountsText(execution->task_counts()).c_str());
   for (const v1::TaskRun& run : runs) {
-    std::printf("%s\n", TaskLine(run.task_id(), TaskRunText(run)).c_str());
+    std::printf("%s\n", TerminalSafe(TaskLine(run.task_id(), TaskRunText(run))).c_str());
   }
   return kRunSucceeded;
 }
@@ -326,9 +328,11 @@ int ListCommand(const Command& command, int argc, char** argv) {
   }
   const auto print = [&](absl::string_view name, absl::string_view workflow,
                          absl::string_view state, absl::string_view started) {
-    std::printf("%s\n", absl::StrFormat("%-*s  %-*s  %-9s  %s", static_cast<int>(name_width), name,
-                                        static_cast<int>(workflow_width), workflow, state, started)
-                            .c_str());
+    std::printf(
+        "%s\n",
+        TerminalSafe(absl::StrFormat("%-*s  %-*s  %-9s  %s", static_cast<int>(name_width), name,
+                                     static_cast<int>(workflow_width), workflow, state, started))
+            .c_str());
   };
   print("EXECUTION", "WORKFLOW", "STATE", "STARTED");
   for (const v1::Execution& execution : response->executions()) {
@@ -372,7 +376,7 @@ void ReportTruncation(const std::string& task_run, const v1::GetTaskLogsResponse
   std::fprintf(stderr,
                "gyre logs: %s attempt %lld: output truncated at the agent's max_output_bytes; "
                "shown: %s\n",
-               task_run.c_str(), static_cast<long long>(logs.attempt()),
+               TerminalSafe(task_run).c_str(), static_cast<long long>(logs.attempt()),
                cut.empty() ? "the beginning of each stream" : absl::StrJoin(cut, ", ").c_str());
 }
 
@@ -419,7 +423,7 @@ int LogsCommand(const Command& command, int argc, char** argv) {
       std::fprintf(stderr,
                    "gyre logs: %s attempt %lld has not ended; its output is stored when it "
                    "does\n",
-                   request.name().c_str(), static_cast<long long>(logs->attempt()));
+                   TerminalSafe(request.name()).c_str(), static_cast<long long>(logs->attempt()));
       return kRunFailed;
     }
   }
@@ -434,9 +438,11 @@ int ReportControl(const Command& command, const ExecutionArguments& arguments,
     return Failed(command, arguments.line, absl::StrCat(doing, " ", arguments.execution),
                   execution.status());
   }
-  std::printf(
-      "%s %s%s\n", execution->name().c_str(), ExecutionStateWord(execution->state()).c_str(),
-      execution->reason().empty() ? "" : absl::StrCat(" (", execution->reason(), ")").c_str());
+  std::printf("%s %s%s\n", TerminalSafe(execution->name()).c_str(),
+              ExecutionStateWord(execution->state()).c_str(),
+              execution->reason().empty()
+                  ? ""
+                  : absl::StrCat(" (", TerminalSafe(execution->reason()), ")").c_str());
   return kRunSucceeded;
 }
 

@@ -24,6 +24,7 @@
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/execution_commands.h"
 #include "cmd/gyre/run_command.h"
+#include "cmd/gyre/terminal_text.h"
 #include "libs/common/version.h"
 #include "libs/server/huge_page_heap.h"
 #include "libs/server/service_main.h"
@@ -150,7 +151,7 @@ int ValidateCommand(int argc, char** argv) {
     absl::StatusOr<gyre::v1::WorkflowDefinition> loaded =
         gyre::workflow::LoadTaskLibrary(library_dir);
     if (!loaded.ok()) {
-      std::fprintf(stderr, "%s\n", std::string(loaded.status().message()).c_str());
+      std::fprintf(stderr, "%s\n", gyre::cli::TerminalSafe(loaded.status().message()).c_str());
       return gyre::server::kExitConfigError;
     }
     library = *std::move(loaded);
@@ -158,7 +159,7 @@ int ValidateCommand(int argc, char** argv) {
   absl::StatusOr<gyre::v1::WorkflowDefinition> def =
       gyre::workflow::LoadWorkflowFile(file, library ? &*library : nullptr);
   if (!def.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(def.status().message()).c_str());
+    std::fprintf(stderr, "%s\n", gyre::cli::TerminalSafe(def.status().message()).c_str());
     return gyre::server::kExitConfigError;
   }
   std::printf("%s: ok, workflow %s with %d tasks\n", file.c_str(), def->name().c_str() + 10,

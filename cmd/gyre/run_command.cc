@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "cmd/gyre/interrupt_canceller.h"
 #include "cmd/gyre/run_console.h"
+#include "cmd/gyre/terminal_text.h"
 #include "cmd/gyre/waiting_reporter.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/workflow/workflow_parser.h"
@@ -93,8 +94,8 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
     for (const v1::TaskRun& run : page.task_runs()) {
       if (run.state() != v1::TASK_FAILED && run.state() != v1::TASK_TIMED_OUT) continue;
       if (++failures > kMaxFailuresPrinted) continue;  // counted for the line below
-      std::fprintf(out, "  task %s %s: %s\n", run.task_id().c_str(),
-                   TaskStateWord(run.state()).c_str(), run.reason().c_str());
+      std::fprintf(out, "  task %s %s: %s\n", TerminalSafe(run.task_id()).c_str(),
+                   TaskStateWord(run.state()).c_str(), TerminalSafe(run.reason()).c_str());
       grpc::ClientContext logs_context;
       logs_context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
       v1::GetTaskLogsRequest logs_request;
@@ -103,14 +104,14 @@ void PrintFailures(v1::OrchestratorService::Stub& stub, const std::string& execu
       if (stub.GetTaskLogs(&logs_context, logs_request, &logs).ok() && !logs.stderr().empty()) {
         std::string tail =
             logs.stderr().substr(logs.stderr().size() > 2000 ? logs.stderr().size() - 2000 : 0);
-        std::fprintf(out, "    stderr: %s\n", tail.c_str());
+        std::fprintf(out, "    stderr: %s\n", TerminalSafe(tail).c_str());
       }
     }
     request.set_page_token(page.next_page_token());
   } while (!request.page_token().empty());
   if (failures > kMaxFailuresPrinted) {
     std::fprintf(out, "  ... and %d more (gyre status %s lists every task)\n",
-                 failures - kMaxFailuresPrinted, execution.c_str());
+                 failures - kMaxFailuresPrinted, TerminalSafe(execution).c_str());
   }
 }
 
@@ -188,7 +189,7 @@ namespace {
 
 // Exit code for a start the orchestrator refused or could not take.
 int StartFailed(const char* command, const grpc::Status& status) {
-  std::fprintf(stderr, "gyre %s: %s\n", command, status.error_message().c_str());
+  std::fprintf(stderr, "gyre %s: %s\n", command, TerminalSafe(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
     case grpc::StatusCode::NOT_FOUND:
@@ -236,8 +237,8 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
                     const v1::Execution& execution, const v1::WorkflowDefinition& definition,
                     const RunOptions& options,
                     absl::FunctionRef<grpc::Status(Progress&, InterruptCanceller&)> follow_first) {
-  std::fprintf(options.out, "%s: %d tasks, execution %s\n", std::string(title).c_str(),
-               execution.task_counts().total(), execution.name().c_str());
+  std::fprintf(options.out, "%s: %d tasks, execution %s\n", TerminalSafe(title).c_str(),
+               execution.task_counts().total(), TerminalSafe(execution.name()).c_str());
   std::fflush(options.out);
 
   RunConsole console(options.out, options.interactive);
@@ -265,20 +266,24 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   // Had the execution ended before Ctrl-C took effect, its result is known
   // and reported as usual.
   if (interrupted && !progress.ended()) {
+    const std::string name = TerminalSafe(execution.name());
     std::fprintf(stderr, "stopped following %s; it keeps running (gyre cancel %s stops it)\n",
-                 execution.name().c_str(), execution.name().c_str());
+                 name.c_str(), name.c_str());
     return kRunInterrupted;
   }
   if (!progress.ended()) {
-    std::fprintf(stderr, "gyre: lost the event stream of %s (%s)\n", execution.name().c_str(),
-                 status.error_message().c_str());
+    std::fprintf(stderr, "gyre: lost the event stream of %s (%s)\n",
+                 TerminalSafe(execution.name()).c_str(),
+                 TerminalSafe(status.error_message()).c_str());
     return kRunUnavailable;
   }
   const v1::TaskCounts& counts = progress.counts();
-  std::fprintf(options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n",
-               execution.name().c_str(), ExecutionStateWord(progress.final_state()).c_str(),
-               counts.succeeded(), counts.failed(), counts.skipped(),
-               progress.reason().empty() ? "" : absl::StrCat(" (", progress.reason(), ")").c_str());
+  std::fprintf(
+      options.out, "%s %s: %d succeeded, %d failed, %d skipped%s\n",
+      TerminalSafe(execution.name()).c_str(), ExecutionStateWord(progress.final_state()).c_str(),
+      counts.succeeded(), counts.failed(), counts.skipped(),
+      progress.reason().empty() ? ""
+                                : absl::StrCat(" (", TerminalSafe(progress.reason()), ")").c_str());
   if (progress.final_state() != v1::EXECUTION_SUCCEEDED) {
     PrintFailures(stub, execution.name(), options.out);
     std::fflush(options.out);
@@ -326,7 +331,7 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   absl::StatusOr<v1::WorkflowDefinition> definition =
       LoadWorkflowFile(*stub, options.workflow_file);
   if (!definition.ok()) {
-    std::fprintf(stderr, "gyre run: %s\n", std::string(definition.status().message()).c_str());
+    std::fprintf(stderr, "gyre run: %s\n", TerminalSafe(definition.status().message()).c_str());
     return kRunBadInput;
   }
   v1::RunExecutionRequest request;

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "cmd/gyre/terminal_text.h"
 
 namespace gyre::cli {
 
@@ -10,7 +11,10 @@ void RunConsole::Line(absl::string_view text) {
   absl::MutexLock lock(&mutex_);
   // "\r\033[K": back to the start of the bar's line and clear it.
   if (!bar_.empty()) std::fputs("\r\033[K", out_);
-  std::fwrite(text.data(), 1, text.size(), out_);
+  // Lines carry reasons and names others wrote: no control reaches the
+  // terminal but the bar's own.
+  const std::string safe = TerminalSafe(text);
+  std::fwrite(safe.data(), 1, safe.size(), out_);
   std::fputc('\n', out_);
   if (!bar_.empty()) std::fputs(bar_.c_str(), out_);
   std::fflush(out_);
@@ -19,7 +23,7 @@ void RunConsole::Line(absl::string_view text) {
 void RunConsole::Bar(absl::string_view text) {
   if (!interactive_) return;
   absl::MutexLock lock(&mutex_);
-  bar_ = std::string(text);
+  bar_ = TerminalSafe(text);
   std::fputs("\r", out_);
   std::fputs(bar_.c_str(), out_);
   std::fflush(out_);

@@ -5,6 +5,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 
 namespace gyre::workflow {
 namespace {
@@ -78,6 +80,37 @@ absl::Status ContextTooLarge(size_t bytes) {
   return absl::InvalidArgumentError(absl::StrCat(
       "context has ", bytes, " bytes of keys and values; at most ", kMaxContextTotalBytes,
       " (it reaches every task as its environment, which Linux bounds)"));
+}
+
+DeclaredContext::DeclaredContext(const gyre::v1::WorkflowDefinition& definition)
+    : passthrough_(definition.context_passthrough()) {
+  if (passthrough_) return;
+  for (const auto& [key, value] : definition.default_context()) names_.insert(key);
+  for (const gyre::v1::TaskSpec& task : definition.tasks()) {
+    names_.insert(task.outputs().begin(), task.outputs().end());
+  }
+}
+
+std::shared_ptr<const DeclaredContext> DeclaredContext::Open() {
+  gyre::v1::WorkflowDefinition open;
+  open.set_context_passthrough(true);
+  return std::make_shared<const DeclaredContext>(open);
+}
+
+absl::Status UndeclaredStartKey(absl::string_view key, absl::string_view workflow) {
+  absl::ConsumePrefix(&workflow, "workflows/");
+  // Bounded: the key comes from the client.
+  return absl::InvalidArgumentError(
+      absl::StrCat("context key ", key.substr(0, 128), " is not declared by workflow ", workflow,
+                   "; declare it under `context:` (or as a task's `outputs:`)"));
+}
+
+absl::Status UndeclaredOutputKey(const gyre::v1::TaskSpec& spec, absl::string_view key,
+                                 absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, ": key \"", key.substr(0, 128), "\" is not among the outputs task \"",
+                   spec.id(), "\" declares (outputs: [", absl::StrJoin(spec.outputs(), ", "),
+                   "]); list it under the task's `outputs:` to pass it on"));
 }
 
 }  // namespace gyre::workflow

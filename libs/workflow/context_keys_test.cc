@@ -66,5 +66,44 @@ TEST(ContextKeysTest, MapsAreBoundedInTotalBytes) {
             "task as its environment, which Linux bounds)");
 }
 
+TEST(DeclaredContextTest, DeclaredNamesAreTheContextDefaultsAndEveryTasksOutputs) {
+  gyre::v1::WorkflowDefinition definition;
+  definition.set_name("workflows/etl");
+  (*definition.mutable_default_context())["REGION"] = "eu";
+  gyre::v1::TaskSpec& extract = *definition.add_tasks();
+  extract.set_id("extract");
+  extract.add_outputs("ORDERS");
+  const DeclaredContext declared(definition);
+  EXPECT_TRUE(declared.Declares("REGION"));
+  EXPECT_TRUE(declared.Declares("ORDERS"));
+  for (const char* undeclared : {"HOME", "GIT_SSH_COMMAND", "PAGER", "EDITOR", "PYTHONWARNINGS",
+                                 "MALLOC_CONF", "LOCPATH", "HOSTALIASES", "FOO"}) {
+    EXPECT_FALSE(declared.Declares(undeclared)) << undeclared;
+  }
+  const std::map<std::string, std::string> start = {{"REGION", "us"}, {"HOME", "/tmp"}};
+  EXPECT_EQ(CheckStartContextDeclared(start, declared, definition.name()).message(),
+            "context key HOME is not declared by workflow etl; declare it under `context:` (or as "
+            "a task's `outputs:`)");
+  // A child may be given what its parent's workflow declares.
+  gyre::v1::WorkflowDefinition parent;
+  (*parent.mutable_default_context())["HOME"] = "/srv";
+  const DeclaredContext parent_declared(parent);
+  EXPECT_TRUE(CheckStartContextDeclared(start, declared, "etl", &parent_declared).ok());
+
+  const std::map<std::string, std::string> outputs = {{"ORDERS", "1"}, {"HOME", "/tmp"}};
+  EXPECT_EQ(CheckOutputsDeclared(extract, outputs, /*passthrough=*/false, "$GYRE_OUTPUT").message(),
+            "$GYRE_OUTPUT: key \"HOME\" is not among the outputs task \"extract\" declares "
+            "(outputs: [ORDERS]); list it under the task's `outputs:` to pass it on");
+  EXPECT_TRUE(CheckOutputsDeclared(extract, outputs, /*passthrough=*/true, "$GYRE_OUTPUT").ok());
+}
+
+TEST(DeclaredContextTest, PassthroughDeclaresEveryName) {
+  gyre::v1::WorkflowDefinition definition;
+  definition.set_context_passthrough(true);
+  const DeclaredContext declared(definition);
+  EXPECT_TRUE(declared.passthrough());
+  EXPECT_TRUE(declared.Declares("HOME"));
+}
+
 }  // namespace
 }  // namespace gyre::workflow

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -38,6 +39,18 @@ bool ValidWorkflowName(absl::string_view name) {
          });
 }
 
+// An environment entry is "KEY=value" in a NUL-terminated string: a key
+// with '=' or NUL would set another variable (or none), an empty one none.
+absl::Status CheckEnvKey(absl::string_view key) {
+  if (key.empty()) return absl::InvalidArgumentError("env: empty variable name");
+  if (key.find('=') != absl::string_view::npos || key.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(absl::StrCat("env: variable name \"",
+                                                   absl::CHexEscape(key.substr(0, 64)),
+                                                   "\" must not contain '=' or NUL"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TaskError(const gyre::v1::TaskSpec& task, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat("task \"", task.id(), "\": ", problem));
 }
@@ -65,6 +78,37 @@ absl::Status CheckTask(const gyre::v1::TaskSpec& task) {
   if (task.resources().cpu() < 0 || task.resources().memory_bytes() < 0 ||
       task.resources().gpus() < 0) {
     return TaskError(task, "resources must not be negative");
+  }
+  for (const auto& [key, value] : task.env()) {
+    if (absl::Status status = CheckEnvKey(key); !status.ok()) {
+      return TaskError(task, status.message());
+    }
+  }
+  const auto negative = [](const google::protobuf::Duration& d) {
+    return d.seconds() < 0 || d.nanos() < 0;
+  };
+  const std::pair<const char*, const google::protobuf::Duration*> durations[] = {
+      {"timeout", &task.timeout()},
+      {"retries.initial_backoff", &task.retry().initial_backoff()},
+      {"retries.max_backoff", &task.retry().max_backoff()},
+      {"duration", &task.builtin().duration()}};
+  for (const auto& [what, duration] : durations) {
+    if (negative(*duration)) return TaskError(task, absl::StrCat(what, " must not be negative"));
+  }
+  // 0 for either means the documented default (RetryPolicy).
+  const double jitter = task.retry().jitter();
+  if (!(jitter >= 0 && jitter <= 1)) {
+    return TaskError(task, absl::StrCat("retries.jitter ", jitter, " is out of range [0, 1]"));
+  }
+  const double multiplier = task.retry().multiplier();
+  if (!(multiplier == 0 || (multiplier >= 1 && multiplier <= 100))) {
+    return TaskError(task, absl::StrCat("retries.multiplier ", multiplier,
+                                        " is out of range [1, 100] (0: the default, 2)"));
+  }
+  for (const std::string& key : task.outputs()) {
+    if (absl::Status status = ValidateContextKey(key); !status.ok()) {
+      return TaskError(task, absl::StrCat("outputs: ", status.message()));
+    }
   }
   return absl::OkStatus();
 }

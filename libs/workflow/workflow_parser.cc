@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,12 +28,12 @@ namespace {
 namespace v1 = ::gyre::v1;
 using google::protobuf::util::TimeUtil;
 
-const std::vector<std::string> kWorkflowKeys = {"name", "description", "context", "default_queue",
-                                                "tasks"};
+const std::vector<std::string> kWorkflowKeys = {
+    "name", "description", "context", "context_passthrough", "default_queue", "tasks"};
 const std::vector<std::string> kTaskKeys = {
     "id",      "description", "command",  "shell",  "builtin",        "duration",
     "env",     "depends_on",  "queue",    "labels", "agent_selector", "resources",
-    "timeout", "retries",     "priority", "global", "evaluator"};
+    "timeout", "retries",     "priority", "global", "evaluator",      "outputs"};
 const std::vector<std::string> kResourceKeys = {"cpu", "memory", "gpu"};
 const std::vector<std::string> kRetryKeys = {"count", "initial_backoff", "max_backoff",
                                              "multiplier", "jitter"};
@@ -339,6 +340,27 @@ absl::Status ParseTask(const YAML::Node& node, const Reporter& report, v1::TaskS
         !status.ok()) {
       return status;
     }
+    for (const auto& entry : node["env"]) {  // here, with positions
+      const std::string& key = entry.first.Scalar();
+      if (key.empty() || key.find_first_of(std::string("=\0", 2)) != std::string::npos) {
+        return report.Error(entry.first, absl::StrCat(prefix, "env: variable name \"",
+                                                      absl::CHexEscape(key.substr(0, 64)),
+                                                      "\" must be non-empty, without '=' or NUL"));
+      }
+    }
+  }
+  if (node["outputs"]) {
+    absl::StatusOr<std::vector<std::string>> outputs =
+        StringList(node["outputs"], prefix + "outputs", report);
+    if (!outputs.ok()) return outputs.status();
+    const YAML::Node list = node["outputs"];
+    for (size_t i = 0; i < outputs->size(); ++i) {
+      if (absl::Status status = ValidateContextKey((*outputs)[i]); !status.ok()) {
+        return report.Error(list.IsSequence() ? list[i] : list,
+                            absl::StrCat(prefix, "outputs: ", status.message()));
+      }
+      spec->add_outputs((*outputs)[i]);
+    }
   }
   if (node["depends_on"]) {
     absl::StatusOr<std::vector<std::string>> deps =
@@ -389,6 +411,29 @@ absl::Status ParseTask(const YAML::Node& node, const Reporter& report, v1::TaskS
     absl::StatusOr<bool> value = Boolean(node[key], prefix + key, report);
     if (!value.ok()) return value.status();
     std::string(key) == "global" ? spec->set_global(*value) : spec->set_evaluator(*value);
+  }
+  return absl::OkStatus();
+}
+
+// `context:` defaults (whose keys the workflow declares), checked here, with
+// positions.
+absl::Status ParseContext(const YAML::Node& node, const Reporter& report,
+                          v1::WorkflowDefinition* definition) {
+  google::protobuf::Map<std::string, std::string> context;
+  if (absl::Status status = StringMap(node, "context", report, &context); !status.ok()) {
+    return status;
+  }
+  for (const auto& entry : node) {
+    if (absl::Status status = ValidateContextEntry(entry.first.Scalar(), entry.second.Scalar());
+        !status.ok()) {
+      return report.Error(entry.first, status.message());
+    }
+    auto [it, inserted] = definition->mutable_default_context()->insert(
+        {entry.first.Scalar(), entry.second.Scalar()});
+    if (!inserted && it->second != entry.second.Scalar()) {
+      return report.Error(entry.first, absl::StrCat("context \"", entry.first.Scalar(),
+                                                    "\" is declared twice with different values"));
+    }
   }
   return absl::OkStatus();
 }
@@ -480,17 +525,15 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
     if (root["description"]) definition.set_description(root["description"].Scalar());
     if (root["default_queue"]) definition.set_default_queue(root["default_queue"].Scalar());
     if (root["context"]) {
-      if (absl::Status status =
-              StringMap(root["context"], "context", report, definition.mutable_default_context());
-          !status.ok()) {
+      if (absl::Status status = ParseContext(root["context"], report, &definition); !status.ok()) {
         return status;
       }
-      for (const auto& entry : root["context"]) {  // here, with positions
-        if (absl::Status status = ValidateContextEntry(entry.first.Scalar(), entry.second.Scalar());
-            !status.ok()) {
-          return report.Error(entry.first, status.message());
-        }
-      }
+    }
+    if (root["context_passthrough"]) {
+      absl::StatusOr<bool> passthrough =
+          Boolean(root["context_passthrough"], "context_passthrough", report);
+      if (!passthrough.ok()) return passthrough.status();
+      definition.set_context_passthrough(*passthrough);
     }
     const YAML::Node tasks = root["tasks"];
     if (!tasks || !tasks.IsSequence() || tasks.size() == 0) {
@@ -547,8 +590,15 @@ absl::StatusOr<v1::WorkflowDefinition> LoadTaskLibrary(const std::string& dir) {
       if (!root.IsMap() || !root["tasks"] || !root["tasks"].IsSequence()) {
         return report.Error(root, "a task library file is a map with a list of tasks");
       }
-      if (absl::Status status = CheckKeys(root, {"tasks"}, "", report); !status.ok()) {
+      if (absl::Status status = CheckKeys(root, {"tasks", "context"}, "", report); !status.ok()) {
         return status;
+      }
+      // What outcomes scheduled from the library may be given (ScheduleOutcome
+      // context), merged across files.
+      if (root["context"]) {
+        if (absl::Status status = ParseContext(root["context"], report, &library); !status.ok()) {
+          return status;
+        }
       }
       for (const YAML::Node& node : root["tasks"]) {
         v1::TaskSpec* task = library.add_tasks();

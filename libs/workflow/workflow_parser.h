@@ -14,6 +14,7 @@ namespace gyre::workflow {
 //   name: etl                      # required: [a-z0-9][a-z0-9-]*, up to 63
 //   description: Nightly ETL       # optional
 //   context: {REGION: eu}          # default context (values are strings)
+//   context_passthrough: false     # see below; leave it off
 //   default_queue: default         # queue of tasks that name none
 //   tasks:
 //     - id: extract                # required, unique: [A-Za-z0-9_.-]{1,128}
@@ -32,6 +33,20 @@ namespace gyre::workflow {
 //       priority: 50               # 0..100
 //       global: false
 //       evaluator: false
+//       outputs: [ORDERS, CUSTOMERS]  # context keys it writes to $GYRE_OUTPUT
+//                                  # (an evaluator: its decision's context)
+//
+// Context is declared: the keys under `context:` and every task's `outputs:`
+// are the only names that may enter an execution's context (from a start
+// request or `gyre run --set`, a task's $GYRE_OUTPUT, an evaluator's
+// decision) and the only ones that reach tasks' environments. An undeclared
+// key is refused where it enters: the start fails with INVALID_ARGUMENT, the
+// task or evaluator that wrote it fails. Any context value can still be
+// expanded as ${VAR} in a task's command or env. `context_passthrough: true`
+// brings back the open rule (any plain variable name, the loader and shell
+// variables still refused) for a workflow whose every client and task is
+// trusted: any of them may then set HOME, PAGER, GIT_SSH_COMMAND... for the
+// tasks that follow. Env keys are non-empty, without '=' or NUL.
 //
 // A bad definition is rejected whole, with one line saying where and why:
 //   etl.yaml:14:7: task "load": unknown dependency "extrct" (did you mean "extract"?)
@@ -51,6 +66,7 @@ absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(
     const std::string& path, const gyre::v1::WorkflowDefinition* library = nullptr);
 
 // Loads a task library: every *.yaml / *.yml file in `dir` holds
+//   context: {REGION: eu}   # optional: what outcomes may be given (merged)
 //   tasks:
 //     - id: ...        # the task format above
 // Dependencies may name tasks of any file. The library is returned as one

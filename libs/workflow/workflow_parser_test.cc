@@ -193,6 +193,49 @@ TEST(WorkflowParserTest, InvalidYamlAndMissingPiecesAreNamed) {
             "to 63)");
 }
 
+TEST(WorkflowParserTest, OutputsAndContextPassthroughAreParsed) {
+  auto parsed = ParseWorkflowYaml(R"(
+name: etl
+context_passthrough: true
+tasks:
+  - {id: extract, builtin: noop, outputs: [ORDERS, CUSTOMERS]}
+  - {id: judge, builtin: noop, evaluator: true, outputs: VERDICT}
+)",
+                                  "etl.yaml");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_TRUE(parsed->context_passthrough());
+  ASSERT_EQ(parsed->tasks(0).outputs_size(), 2);
+  EXPECT_EQ(parsed->tasks(0).outputs(1), "CUSTOMERS");
+  ASSERT_EQ(parsed->tasks(1).outputs_size(), 1);
+  EXPECT_EQ(parsed->tasks(1).outputs(0), "VERDICT");
+}
+
+TEST(WorkflowParserTest, ContractViolationsPointAtTheirPlace) {
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    builtin: noop\n    outputs: [OK, LD_PRELOAD]\n"),
+            "etl.yaml:5:19: task \"t\": outputs: context key \"LD_PRELOAD\" is refused: it changes "
+            "what code programs load or run; set it in a task's env if the workflow needs it");
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    builtin: noop\n    outputs: [HOME-DIR]\n"),
+            "etl.yaml:5:15: task \"t\": outputs: context key \"HOME-DIR\" is not a valid "
+            "environment variable name ([A-Za-z_][A-Za-z0-9_]*, up to 128 characters)");
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    command: [env]\n    env: {\"A=B\": x}\n"),
+            "etl.yaml:5:11: task \"t\": env: variable name \"A=B\" must be non-empty, without '=' "
+            "or NUL");
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    command: [env]\n    env: {\"\": x}\n"),
+            "etl.yaml:5:11: task \"t\": env: variable name \"\" must be non-empty, without '=' "
+            "or NUL");
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    builtin: noop\n    retries: {jitter: 2}\n"),
+            "etl.yaml:5:23: task \"t\": retries.jitter: value 2 is out of range [0, 1]");
+  EXPECT_EQ(
+      Error("name: w\ntasks:\n  - id: t\n    builtin: noop\n    retries: {multiplier: 0.5}\n"),
+      "etl.yaml:5:27: task \"t\": retries.multiplier: value 0.5 is out of range [1, 100]");
+  EXPECT_EQ(Error("name: w\ntasks:\n  - id: t\n    builtin: noop\n    timeout: -5s\n"),
+            "etl.yaml:5:14: task \"t\": timeout: invalid duration \"-5s\" (expected e.g. \"30s\", "
+            "\"10m\", \"1h30m\")");
+  EXPECT_EQ(Error("name: w\ncontext_passthrough: maybe\ntasks:\n  - {id: t, builtin: noop}\n"),
+            "etl.yaml:2:22: context_passthrough: invalid boolean \"maybe\" (expected true or "
+            "false)");
+}
+
 TEST(WorkflowParserTest, MissingFileIsNotFound) {
   EXPECT_EQ(LoadWorkflowFile("/nonexistent/etl.yaml").status().code(), absl::StatusCode::kNotFound);
 }
@@ -234,6 +277,20 @@ TEST_F(TaskLibraryTest, DuplicateAcrossFilesAndUnknownDependencyAreNamed) {
   EXPECT_EQ(std::string(LoadTaskLibrary(dir_).status().message()),
             "task library " + dir_ +
                 ": task \"report\": unknown dependency \"rwa\" (did you mean \"raw\"?)");
+}
+
+TEST_F(TaskLibraryTest, LibraryFilesDeclareContextMergedAcrossFiles) {
+  Write("a.yaml", "context: {REGION: eu}\ntasks:\n  - {id: raw, builtin: noop, outputs: [ROWS]}\n");
+  Write("b.yaml", "context: {REGION: eu, DAY: mon}\ntasks:\n  - {id: report, builtin: noop}\n");
+  auto library = LoadTaskLibrary(dir_);
+  ASSERT_TRUE(library.ok()) << library.status();
+  EXPECT_EQ(library->default_context().at("REGION"), "eu");
+  EXPECT_EQ(library->default_context().at("DAY"), "mon");
+  EXPECT_EQ(library->tasks(0).outputs(0), "ROWS");
+  std::filesystem::remove(dir_ + "/b.yaml");
+  Write("b.yaml", "context: {REGION: us}\ntasks:\n  - {id: report, builtin: noop}\n");
+  EXPECT_EQ(std::string(LoadTaskLibrary(dir_).status().message()),
+            dir_ + "/b.yaml:1:11: context \"REGION\" is declared twice with different values");
 }
 
 TEST_F(TaskLibraryTest, MissingDirectoryIsNotFound) {

@@ -15,8 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
@@ -29,12 +29,41 @@ constexpr size_t kMaxOutputJsonBytes = limits::kMaxOutputJsonBytes;
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
-std::string ReadCapped(const std::string& path, size_t cap) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return "";
+// Reads what the task left at $GYRE_OUTPUT, at most `cap` bytes, from the
+// task's working directory `dir_fd` (opened before the task ran, so a task
+// that swaps its directory for a symlink cannot redirect the read). The
+// task controls that path: a FIFO there would block a plain open or read
+// for ever (holding the slot even through cancel), and a symlink would make
+// the agent read any file it can. So the open neither follows a symlink nor
+// waits for a writer, and only a regular file is read. No file: no output.
+absl::StatusOr<std::string> ReadTaskOutput(int dir_fd, const char* name, size_t cap) {
+  const int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();
+    if (errno == ELOOP) {
+      return absl::FailedPreconditionError(
+          "$GYRE_OUTPUT is a symbolic link; write the output to the file itself");
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("$GYRE_OUTPUT cannot be opened: ", std::strerror(errno)));
+  }
+  struct stat info {};
+  if (fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    close(fd);
+    return absl::FailedPreconditionError(
+        "$GYRE_OUTPUT is not a regular file (a FIFO, device or directory is never read); "
+        "write the output to the file itself");
+  }
   std::string data(cap, '\0');
-  file.read(data.data(), static_cast<std::streamsize>(cap));
-  data.resize(static_cast<size_t>(file.gcount()));
+  size_t filled = 0;
+  while (filled < cap) {
+    const ssize_t n = read(fd, data.data() + filled, cap - filled);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    filled += static_cast<size_t>(n);
+  }
+  close(fd);
+  data.resize(filled);
   return data;
 }
 
@@ -183,8 +212,12 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
     launch.work_dir = std::filesystem::absolute(launch.work_dir, mkdir_error).string();
   }
   std::filesystem::create_directories(launch.work_dir, mkdir_error);
-  const std::string output_path = launch.work_dir + "/gyre_output.json";
+  constexpr char kOutputName[] = "gyre_output.json";
+  const std::string output_path = launch.work_dir + "/" + kOutputName;
   std::filesystem::remove(output_path, mkdir_error);
+  // Held while the task runs: $GYRE_OUTPUT is read through it afterwards.
+  const int work_dir_fd = open(launch.work_dir.empty() ? "/" : launch.work_dir.c_str(),
+                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 
   int out_pipe[2] = {-1, -1};
   int err_pipe[2] = {-1, -1};
@@ -322,7 +355,18 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
     }
     // One byte more than may pass tells a file cut at the cap from one that
     // fits: a cut one would reach the orchestrator as broken JSON.
-    outcome.output_json = ReadCapped(output_path, kMaxOutputJsonBytes + 1);
+    absl::StatusOr<std::string> output =
+        work_dir_fd >= 0
+            ? ReadTaskOutput(work_dir_fd, kOutputName, kMaxOutputJsonBytes + 1)
+            : absl::FailedPreconditionError("the task's working directory cannot be opened");
+    if (!output.ok()) {
+      if (outcome.kind == TaskOutcome::Kind::kSucceeded) {
+        outcome.kind = TaskOutcome::Kind::kFailed;
+        outcome.error = std::string(output.status().message());
+      }
+    } else {
+      outcome.output_json = *std::move(output);
+    }
     if (outcome.output_json.size() > kMaxOutputJsonBytes) {
       outcome.output_json.clear();
       if (outcome.kind == TaskOutcome::Kind::kSucceeded) {
@@ -339,7 +383,7 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
                     {{"dir", launch.work_dir}, {"error", mkdir_error.message()}});
     }
   }
-  for (int fd : {out_pipe[0], err_pipe[0], process->wake_fd}) {
+  for (int fd : {out_pipe[0], err_pipe[0], process->wake_fd, work_dir_fd}) {
     if (fd >= 0) close(fd);
   }
   outcome.wall_time = absl::Now() - started;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -84,6 +85,48 @@ TEST_F(TaskRunnerTest, AGyreOutputOverTheCapFailsTheTaskInsteadOfArrivingCut) {
   EXPECT_EQ(failed.error,
             "$GYRE_OUTPUT holds more than 1048576 bytes, the most a task may pass downstream");
   EXPECT_EQ(failed.output_json, "");
+}
+
+TEST_F(TaskRunnerTest, AFifoAtGyreOutputFailsTheTaskInsteadOfBlockingTheAgent) {
+  // Nobody ever writes to the FIFO: a blocking open or read would hang here.
+  const TaskOutcome outcome =
+      Run(Launch({"rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\""}, /*shell=*/true));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.error,
+            "$GYRE_OUTPUT is not a regular file (a FIFO, device or directory is never read); "
+            "write the output to the file itself");
+  EXPECT_EQ(outcome.output_json, "");
+}
+
+TEST_F(TaskRunnerTest, ACancelledTaskWithAFifoAtGyreOutputFreesItsSlot) {
+  absl::Notification done;
+  TaskOutcome result;
+  const TaskRunner::Handle handle =
+      runner_.Start(Launch({"rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\"; sleep 60"}, true),
+                    [&](TaskOutcome outcome) {
+                      result = std::move(outcome);
+                      done.Notify();
+                    });
+  absl::SleepFor(absl::Milliseconds(200));
+  runner_.Cancel(handle, absl::Milliseconds(100));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
+}
+
+TEST_F(TaskRunnerTest, ASymlinkAtGyreOutputIsNotFollowed) {
+  const std::string secret = root_ + "/secret.json";
+  {
+    std::FILE* file = std::fopen(secret.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs("{\"SECRET\": \"agent-only\"}", file);
+    std::fclose(file);
+  }
+  const TaskOutcome outcome =
+      Run(Launch({"rm -f \"$GYRE_OUTPUT\"; ln -s " + secret + " \"$GYRE_OUTPUT\""}, true));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(outcome.error, "$GYRE_OUTPUT is a symbolic link; write the output to the file itself");
+  EXPECT_EQ(outcome.output_json, "") << "the file the link names was not read";
 }
 
 TEST_F(TaskRunnerTest, AWorkingDirectoryAskedToGoIsRemovedAfterItsOutputIsRead) {

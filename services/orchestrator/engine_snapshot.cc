@@ -14,8 +14,11 @@ namespace v1 = ::gyre::v1;
 
 namespace {
 
-void SetTimeIfSet(absl::Time time, absl::Time unset, google::protobuf::Timestamp* out) {
-  if (time != unset) *out = ToProto(time);
+// `field` is called (creating the field) only when `time` is set: an unset
+// time must stay absent, not be saved as the epoch.
+template <typename Field>
+void SetTimeIfSet(absl::Time time, absl::Time unset, Field field) {
+  if (time != unset) *field() = ToProto(time);
 }
 
 absl::Time TimeOr(const google::protobuf::Timestamp& time, bool present, absl::Time unset) {
@@ -58,8 +61,8 @@ void FillSnapshot(const TaskSlot& task, v1::TaskSlotSnapshot* out) {
   out->set_attempt(task.attempt);
   out->set_retries_used(task.retries_used);
   if (!task.agent.empty()) out->set_agent(task.agent);
-  SetTimeIfSet(task.ready_time, absl::Time(), out->mutable_ready_time());
-  SetTimeIfSet(task.lease_time, absl::Time(), out->mutable_lease_time());
+  SetTimeIfSet(task.ready_time, absl::Time(), [&] { return out->mutable_ready_time(); });
+  SetTimeIfSet(task.lease_time, absl::Time(), [&] { return out->mutable_lease_time(); });
   for (const AttemptRecord& attempt : task.attempts) FillProto(attempt, out->add_attempts());
   if (!task.reason.empty()) out->set_reason(task.reason);
   out->set_priority(task.priority);
@@ -136,11 +139,13 @@ void WorkflowEngine::SnapshotLocked(
     for (const std::string& target : exec->targets) started.add_targets(target);
     started.set_priority(exec->priority);
     started.set_request_id(exec->request_id);
+    started.set_request_fingerprint(exec->request_fingerprint);
+    started.set_context_rules(exec->context_rules);
     *started.mutable_create_time() = ToProto(exec->create_time);
     out.set_state(exec->state);
     out.set_reason(exec->reason);
-    SetTimeIfSet(exec->start_time, absl::InfinitePast(), out.mutable_start_time());
-    SetTimeIfSet(exec->end_time, absl::InfinitePast(), out.mutable_end_time());
+    SetTimeIfSet(exec->start_time, absl::InfinitePast(), [&] { return out.mutable_start_time(); });
+    SetTimeIfSet(exec->end_time, absl::InfinitePast(), [&] { return out.mutable_end_time(); });
     out.mutable_tasks()->Reserve(static_cast<int>(exec->tasks.size()));
     for (const TaskSlot& task : exec->tasks) FillSnapshot(task, out.add_tasks());
     EncodeEventHistory(exec->events, &out);

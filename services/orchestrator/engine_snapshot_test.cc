@@ -37,13 +37,16 @@ class AssignmentQueue : public AgentChannel {
   std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
 };
 
-v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
+// `outputs`: the context keys the task declares it passes on.
+v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {},
+                  const std::vector<std::string>& outputs = {}) {
   v1::TaskSpec task;
   task.set_id(id);
   // A command, not a builtin: the test agents check the environment, which
   // only a process gets. They run nothing either way.
   task.add_command("true");
   for (const std::string& dep : deps) task.add_depends_on(dep);
+  for (const std::string& key : outputs) task.add_outputs(key);
   return task;
 }
 
@@ -199,8 +202,8 @@ TEST(EngineSnapshotTest, RestartFromSnapshotPlusTailRestoresStateAndHistoryExact
     auto agent = orchestrator.Connect("a1");
     failed = orchestrator.Start(Workflow("fails", {Task("x"), Task("y", {"x"})}));
     orchestrator.Report("a1", agent->Take(1).at(0), v1::ATTEMPT_FAILED);
-    diamond = orchestrator.Start(Workflow(
-        "diamond", {Task("a"), Task("b", {"a"}), Task("c", {"a"}), Task("d", {"b", "c"})}));
+    diamond = orchestrator.Start(Workflow("diamond", {Task("a", {}, {"K"}), Task("b", {"a"}),
+                                                      Task("c", {"a"}), Task("d", {"b", "c"})}));
     orchestrator.Report("a1", agent->Take(1).at(0), v1::ATTEMPT_SUCCEEDED, R"({"K": "v"})");
     ASSERT_TRUE(orchestrator.engine().WriteSnapshot().ok());
     // After the snapshot: replayed from the log tail on restart.
@@ -354,7 +357,7 @@ TEST(EngineSnapshotTest, AGlobalTaskAndItsWaiterSurviveARestart) {
   {
     Orchestrator orchestrator(data);
     auto agent = orchestrator.Connect("a1");
-    v1::TaskSpec shared = Task("g");
+    v1::TaskSpec shared = Task("g", {}, {"TABLE"});
     shared.set_global(true);
     first = orchestrator.Start(Workflow("one", {shared}));
     second = orchestrator.Start(Workflow("two", {shared, Task("after", {"g"})}));

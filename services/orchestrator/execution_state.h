@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gyre/v1/execution.pb.h"
 #include "gyre/v1/workflow.pb.h"
+#include "libs/workflow/context_keys.h"
 #include "services/orchestrator/attempt_record.h"
 #include "services/orchestrator/task_environment.h"
 
@@ -99,6 +100,16 @@ struct ExecutionState {
   std::vector<std::string> targets;
   int32_t priority = 50;
   std::string request_id;
+  // What the start request said (RequestFingerprint), so that its request_id
+  // reused for a different request is refused; 0 when unknown (recorded by
+  // an older Gyre, or no request_id).
+  uint64_t request_fingerprint = 0;
+  // The context names its definition declares: what may enter its context
+  // and reach its tasks' environments.
+  std::shared_ptr<const workflow::DeclaredContext> declared;
+  // ExecutionStarted.context_rules: 1 when its outputs' and decisions'
+  // context keys are checked on replay too.
+  uint32_t context_rules = 0;
   std::string reason;
   absl::Time create_time;
   absl::Time start_time = absl::InfinitePast();

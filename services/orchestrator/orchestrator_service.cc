@@ -96,12 +96,9 @@ grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext*,
 }
 
 grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext*,
-                                                    const v1::ListWorkflowsRequest*,
+                                                    const v1::ListWorkflowsRequest* request,
                                                     v1::ListWorkflowsResponse* response) {
-  for (v1::WorkflowDefinition& def : engine_->ListWorkflows()) {
-    *response->add_workflows() = std::move(def);
-  }
-  return grpc::Status::OK;
+  return Reply(engine_->ListWorkflows(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,

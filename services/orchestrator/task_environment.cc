@@ -9,6 +9,7 @@ namespace gyre::orchestrator {
 absl::Status BuildTaskEnvironment(const gyre::v1::TaskSpec& spec,
                                   const std::map<std::string, std::string>& context,
                                   const ExecutionBuiltins& builtins, int64_t attempt,
+                                  const workflow::DeclaredContext* declared,
                                   gyre::v1::TaskAssignment* assignment) {
   const std::string attempt_text = absl::StrCat(attempt);
   const VariableLookup lookup = [&](absl::string_view name) -> std::optional<std::string> {
@@ -40,7 +41,9 @@ absl::Status BuildTaskEnvironment(const gyre::v1::TaskSpec& spec,
 
   auto& env = *assignment->mutable_env();
   env.clear();
-  for (const auto& [key, value] : context) env[key] = value;
+  for (const auto& [key, value] : context) {
+    if (declared == nullptr || declared->Declares(key)) env[key] = value;
+  }
   for (const auto& [key, value] : spec.env()) {
     absl::StatusOr<std::string> expanded = ExpandVariables(value, lookup);
     if (!expanded.ok()) return fail(expanded.status(), absl::StrCat("env ", key));

@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "gyre/v1/agent_service.pb.h"
 #include "gyre/v1/workflow.pb.h"
+#include "libs/workflow/context_keys.h"
 
 namespace gyre::orchestrator {
 
@@ -24,14 +25,17 @@ struct ExecutionBuiltins {
 //    DATETIME, EXECUTION_ID, WORKFLOW, ATTEMPT); $${ is a literal ${;
 //  - shell scripts are passed through unexpanded: the shell reads values
 //    from the environment, so a context value can never inject code;
-//  - the environment is the context, then the task's env (expanded), then
+//  - the environment is the context under the names `declared` declares
+//    (all of it when null), then the task's env (expanded), then
 //    GYRE_EXECUTION_ID, GYRE_WORKFLOW, GYRE_TASK_ID, GYRE_ATTEMPT, GYRE_DATE,
-//    GYRE_DATETIME.
+//    GYRE_DATETIME. Every context value expands in command and env, declared
+//    or not: there the workflow's author names it.
 // An undefined variable is InvalidArgument naming the task and variable; the
 // task then fails without running.
 absl::Status BuildTaskEnvironment(const gyre::v1::TaskSpec& spec,
                                   const std::map<std::string, std::string>& context,
                                   const ExecutionBuiltins& builtins, int64_t attempt,
+                                  const workflow::DeclaredContext* declared,
                                   gyre::v1::TaskAssignment* assignment);
 
 // Checks that `assignment`'s command line and environment can be passed to

@@ -15,9 +15,9 @@ TEST(TaskEnvironmentTest, ArgvExpandsContextAndBuiltinsPerElement) {
   spec.add_command("--region=${REGION}");
   spec.add_command("${DATE}/${ATTEMPT}");
   gyre::v1::TaskAssignment assignment;
-  ASSERT_TRUE(
-      BuildTaskEnvironment(spec, {{"REGION", "eu west; rm -rf /"}}, kBuiltins, 2, &assignment)
-          .ok());
+  ASSERT_TRUE(BuildTaskEnvironment(spec, {{"REGION", "eu west; rm -rf /"}}, kBuiltins, 2, nullptr,
+                                   &assignment)
+                  .ok());
   ASSERT_EQ(assignment.command_size(), 3);
   // One argv element, spaces and shell syntax included: nothing is re-split.
   EXPECT_EQ(assignment.command(1), "--region=eu west; rm -rf /");
@@ -30,7 +30,8 @@ TEST(TaskEnvironmentTest, ShellScriptsAreNeverExpandedValuesArriveAsEnvironment)
   spec.set_shell(true);
   spec.add_command("echo \"${NAME}\"");
   gyre::v1::TaskAssignment assignment;
-  ASSERT_TRUE(BuildTaskEnvironment(spec, {{"NAME", "$(reboot)"}}, kBuiltins, 1, &assignment).ok());
+  ASSERT_TRUE(
+      BuildTaskEnvironment(spec, {{"NAME", "$(reboot)"}}, kBuiltins, 1, nullptr, &assignment).ok());
   EXPECT_EQ(assignment.command(0), "echo \"${NAME}\"");
   EXPECT_EQ(assignment.env().at("NAME"), "$(reboot)");
   EXPECT_TRUE(assignment.shell());
@@ -42,7 +43,8 @@ TEST(TaskEnvironmentTest, EnvironmentCarriesContextTaskEnvAndGyreVariables) {
   (*spec.mutable_env())["OUT"] = "/data/${EXECUTION_ID}";
   (*spec.mutable_env())["REGION"] = "override";
   gyre::v1::TaskAssignment assignment;
-  ASSERT_TRUE(BuildTaskEnvironment(spec, {{"REGION", "eu"}}, kBuiltins, 3, &assignment).ok());
+  ASSERT_TRUE(
+      BuildTaskEnvironment(spec, {{"REGION", "eu"}}, kBuiltins, 3, nullptr, &assignment).ok());
   EXPECT_EQ(assignment.env().at("OUT"), "/data/ex1");
   EXPECT_EQ(assignment.env().at("REGION"), "override");
   EXPECT_EQ(assignment.env().at("GYRE_TASK_ID"), "t");
@@ -55,7 +57,7 @@ TEST(TaskEnvironmentTest, UndefinedVariableNamesTaskAndVariable) {
   spec.set_id("load");
   spec.add_command("${MISSING}");
   gyre::v1::TaskAssignment assignment;
-  const absl::Status status = BuildTaskEnvironment(spec, {}, kBuiltins, 1, &assignment);
+  const absl::Status status = BuildTaskEnvironment(spec, {}, kBuiltins, 1, nullptr, &assignment);
   EXPECT_EQ(status.message(),
             "task \"load\": command: undefined variable \"MISSING\" in \"${MISSING}\"");
 }
@@ -87,6 +89,34 @@ TEST(TaskEnvironmentTest, ExecSizeIsCountedAsExecveDoesAndCheckedAgainstTheBudge
             std::string::npos)
       << status;
   EXPECT_GT(bytes, limits::kMaxTaskExecBytes);
+}
+
+TEST(TaskEnvironmentTest, OnlyDeclaredContextReachesTheEnvironmentYetEveryValueExpands) {
+  gyre::v1::WorkflowDefinition definition;
+  (*definition.mutable_default_context())["REGION"] = "eu";
+  gyre::v1::TaskSpec& producer = *definition.add_tasks();
+  producer.set_id("extract");
+  producer.add_outputs("ORDERS");
+  gyre::v1::TaskSpec spec;
+  spec.set_id("load");
+  spec.add_command("echo");
+  spec.add_command("${HOME}");
+  (*spec.mutable_env())["MY_HOME"] = "${HOME}";
+  const workflow::DeclaredContext declared(definition);
+  const std::map<std::string, std::string> context = {
+      {"REGION", "eu"}, {"ORDERS", "250"}, {"HOME", "/tmp/evil"}};
+  gyre::v1::TaskAssignment assignment;
+  ASSERT_TRUE(BuildTaskEnvironment(spec, context, kBuiltins, 1, &declared, &assignment).ok());
+  EXPECT_EQ(assignment.env().at("REGION"), "eu");
+  EXPECT_EQ(assignment.env().at("ORDERS"), "250");
+  EXPECT_EQ(assignment.env().count("HOME"), 0u) << "undeclared: not in the environment";
+  EXPECT_EQ(assignment.command(1), "/tmp/evil") << "the author named it: it expands";
+  EXPECT_EQ(assignment.env().at("MY_HOME"), "/tmp/evil");
+
+  definition.set_context_passthrough(true);
+  const workflow::DeclaredContext open(definition);
+  ASSERT_TRUE(BuildTaskEnvironment(spec, context, kBuiltins, 1, &open, &assignment).ok());
+  EXPECT_EQ(assignment.env().at("HOME"), "/tmp/evil") << "the workflow opted in";
 }
 
 }  // namespace

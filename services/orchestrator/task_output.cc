@@ -82,6 +82,7 @@ ParsedOutput RecordedOutput(const v1::TaskResultRecorded& record) {
     parsed.outputs.insert(record.outputs().begin(), record.outputs().end());
     parsed.decision = record.decision();
     parsed.outputs_error = record.output_error();
+    parsed.outputs_error_final = record.output_error_final();
     parsed.decision_error = record.output_error();
     return parsed;
   }

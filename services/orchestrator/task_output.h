@@ -21,6 +21,9 @@ struct ParsedOutput {
   // output fails the task.
   std::map<std::string, std::string> outputs;
   std::string outputs_error;
+  // Whether outputs_error fails the task without its retries (decided
+  // under the engine lock, or read back from the record).
+  bool outputs_error_final = false;
   // As an evaluator's decision, or, when `decision_error` is set, why it
   // fails the evaluator.
   gyre::v1::EvaluatorDecision decision;

@@ -1,5 +1,7 @@
 #include "services/orchestrator/workflow_engine.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream.h>
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -35,6 +37,10 @@ namespace {
 
 constexpr size_t kDispatchScanLimit = 256;
 
+// ExecutionStarted.context_rules of executions started now: context is
+// declared, and checked on replay as it was live.
+constexpr uint32_t kDeclaredContextRules = 1;
+
 std::string ShortWorkflowName(absl::string_view name) {
   absl::ConsumePrefix(&name, "workflows/");
   return std::string(name.substr(0, name.find('/')));
@@ -43,6 +49,55 @@ std::string ShortWorkflowName(absl::string_view name) {
 bool IsTerminal(v1::TaskState state) {
   return state == v1::TASK_SUCCEEDED || state == v1::TASK_FAILED || state == v1::TASK_SKIPPED ||
          state == v1::TASK_CANCELLED || state == v1::TASK_TIMED_OUT;
+}
+
+// Feeds what protobuf serializes through a 64-bit FNV-1a hash, a buffer at
+// a time, so that fingerprinting a large request allocates nothing. FNV-1a
+// is stable across processes and builds, as a recorded fingerprint must be.
+class HashingOutputStream : public google::protobuf::io::ZeroCopyOutputStream {
+ public:
+  bool Next(void** data, int* size) override {
+    Absorb(handed_);
+    *data = buffer_;
+    *size = sizeof(buffer_);
+    handed_ = sizeof(buffer_);
+    return true;
+  }
+  void BackUp(int count) override { handed_ -= count; }
+  int64_t ByteCount() const override { return bytes_ + handed_; }
+  uint64_t Finish() {
+    Absorb(handed_);
+    handed_ = 0;
+    return hash_;
+  }
+
+ private:
+  void Absorb(int size) {
+    for (int i = 0; i < size; ++i) {
+      hash_ = (hash_ ^ static_cast<unsigned char>(buffer_[i])) * 0x100000001b3ULL;
+    }
+    bytes_ += size;
+  }
+
+  char buffer_[8192];
+  int handed_ = 0;
+  int64_t bytes_ = 0;
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+// What a request with a request_id said, to tell a retry of it (same
+// fingerprint) from another request reusing the id. Deterministic
+// serialization orders map entries, so equal requests hash alike. Never 0,
+// which stands for "unknown".
+uint64_t RequestFingerprint(const google::protobuf::Message& request) {
+  HashingOutputStream hashing;
+  {
+    google::protobuf::io::CodedOutputStream coded(&hashing);
+    coded.SetSerializationDeterministic(true);
+    request.SerializePartialToCodedStream(&coded);
+  }
+  const uint64_t fingerprint = hashing.Finish();
+  return fingerprint == 0 ? 1 : fingerprint;
 }
 
 }  // namespace
@@ -407,6 +462,7 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
     record->clear_outputs();
     record->clear_decision();
     record->clear_output_error();
+    record->clear_output_error_final();
     record->set_output_parsed(true);
     // A stale result is acknowledged too, so the agent forgets it.
     if (!HandleResultLocked(agent.id, *result, parsed.empty() ? nothing : parsed[i], record, out)) {
@@ -651,13 +707,78 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_
   return **def;
 }
 
-std::vector<v1::WorkflowDefinition> WorkflowEngine::ListWorkflows() {
-  absl::MutexLock lock(&mu_);
-  std::vector<v1::WorkflowDefinition> result;
-  for (const auto& [name, versions] : workflows_) {
-    if (!versions.empty()) result.push_back(*versions.back());
+namespace {
+
+// A list's page size: `requested` in [1, max], 0 for the default.
+absl::StatusOr<size_t> PageSize(int32_t requested, int32_t fallback, int32_t max) {
+  if (requested < 0 || requested > max) {
+    return absl::InvalidArgumentError(absl::StrCat("page_size ", requested, " is out of range [1, ",
+                                                   max, "] (0: ", fallback, ")"));
   }
-  return result;
+  return static_cast<size_t>(requested == 0 ? fallback : requested);
+}
+
+// A ListWorkflows page ends early once it holds this much (and at least one
+// definition): a client's default receive limit is 4 MiB.
+constexpr size_t kMaxWorkflowPageBytes = size_t{2} << 20;
+
+// ListWorkflows page tokens name the last workflow handed out ("w" and its
+// short name): workflows are listed by name, and one stored meanwhile must
+// not shift the next page. Opaque to clients.
+std::string WorkflowPageToken(absl::string_view name) {
+  absl::ConsumePrefix(&name, "workflows/");
+  return absl::StrCat("w", name);
+}
+
+absl::StatusOr<std::string> WorkflowAfterToken(absl::string_view token) {
+  if (token.empty()) return std::string();
+  if (!absl::ConsumePrefix(&token, "w") || token.empty() || token.size() > 63 ||
+      !std::all_of(token.begin(), token.end(), [](char c) {
+        return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+      })) {
+    return absl::InvalidArgumentError("invalid page_token (pass the next_page_token of a page)");
+  }
+  return absl::StrCat("workflows/", token);
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ListWorkflowsResponse> WorkflowEngine::ListWorkflows(
+    const v1::ListWorkflowsRequest& req) {
+  absl::StatusOr<size_t> limit = PageSize(req.page_size(), 100, 1000);
+  if (!limit.ok()) return limit.status();
+  absl::StatusOr<std::string> after = WorkflowAfterToken(req.page_token());
+  if (!after.ok()) return after.status();
+  // Under the lock only the page's shared definitions are taken; copying
+  // them (megabytes each, perhaps) happens after.
+  std::vector<std::shared_ptr<const v1::WorkflowDefinition>> page;
+  bool more = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = after->empty() ? workflows_.begin() : workflows_.upper_bound(*after);
+    for (; it != workflows_.end(); ++it) {
+      if (it->second.empty()) continue;
+      if (page.size() == *limit) {
+        more = true;
+        break;
+      }
+      page.push_back(it->second.back());
+    }
+  }
+  v1::ListWorkflowsResponse response;
+  size_t bytes = 0;
+  for (size_t i = 0; i < page.size(); ++i) {
+    if (i > 0 && bytes + page[i]->ByteSizeLong() > kMaxWorkflowPageBytes) {
+      more = true;
+      break;
+    }
+    bytes += page[i]->ByteSizeLong();
+    *response.add_workflows() = *page[i];
+  }
+  if (more) {
+    response.set_next_page_token(WorkflowPageToken(response.workflows().rbegin()->name()));
+  }
+  return response;
 }
 
 absl::Status WorkflowEngine::IncludeLibraryTasks(v1::WorkflowDefinition& def) const {
@@ -782,13 +903,13 @@ size_t WorkflowEngine::QueueCount() {
 // --- Executions ---
 
 absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(v1::StartExecutionRequest req) {
-  return StartExecution(std::move(req), nullptr);
+  return StartExecution(std::move(req), nullptr, 0);
 }
 
 absl::StatusOr<WorkflowEngine::StartedExecution> WorkflowEngine::StartAndWatch(
     v1::StartExecutionRequest req, bool include_logs) {
   auto events = std::make_shared<EventSubscription>(include_logs);
-  absl::StatusOr<v1::Execution> execution = StartExecution(std::move(req), events);
+  absl::StatusOr<v1::Execution> execution = StartExecution(std::move(req), events, 0);
   if (!execution.ok()) {
     Unwatch(events);
     return execution.status();
@@ -797,7 +918,8 @@ absl::StatusOr<WorkflowEngine::StartedExecution> WorkflowEngine::StartAndWatch(
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
-    v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch) {
+    v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch,
+    uint64_t fingerprint) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   if (absl::Status status = workflow::ValidateContextMap(req.context()); !status.ok()) {
     return status;
@@ -809,13 +931,17 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   if (req.request_id().size() > 128) {
     return absl::InvalidArgumentError("request_id is longer than 128 characters");
   }
+  // Before the definition is moved out of the request, and off the lock.
+  if (fingerprint == 0 && !req.request_id().empty()) fingerprint = RequestFingerprint(req);
   // An inline definition is validated before taking the lock: a large one
   // must not stall dispatch.
   absl::StatusOr<std::shared_ptr<const v1::WorkflowDefinition>> selected;
+  std::shared_ptr<const workflow::DeclaredContext> declared;
   const bool inline_definition = req.has_definition();
   if (inline_definition) {
     selected = InlineDefinition(req);
     if (!selected.ok()) return selected.status();
+    declared = std::make_shared<const workflow::DeclaredContext>(**selected);
   }
   Outbox out;
   v1::Execution result;
@@ -826,6 +952,11 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
       auto existing = execution_by_request_.find(req.request_id());
       if (existing != execution_by_request_.end()) {
         const ExecutionState& exec = *executions_[existing->second];
+        if (exec.request_fingerprint != 0 && exec.request_fingerprint != fingerprint) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("request_id ", req.request_id(), " was used for a different request (",
+                           exec.name(), "); use a new request_id for a new request"));
+        }
         if (watch != nullptr) SubscribeLocked(exec, 1, watch);
         return ExecutionProtoLocked(exec);
       }
@@ -837,6 +968,20 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
       std::vector<std::string> targets(req.targets().begin(), req.targets().end());
       selected = workflow::SelectTargets(*def, targets);
       if (!selected.ok()) return selected.status();
+      declared = std::make_shared<const workflow::DeclaredContext>(**selected);
+    }
+    // Only declared names enter the context (a child may also be given
+    // what its parent's workflow declares: its evaluator passes them on).
+    const ExecutionState* parent = nullptr;
+    if (!req.parent().empty()) {
+      parent = FindExecutionLocked(req.parent());
+      if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
+    }
+    if (absl::Status status = workflow::CheckStartContextDeclared(
+            req.context(), *declared, (*selected)->name(),
+            parent != nullptr ? parent->declared.get() : nullptr);
+        !status.ok()) {
+      return status;
     }
 
     v1::StateRecord record;
@@ -852,9 +997,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     for (const auto& [key, value] : (*selected)->default_context()) {
       (*started.mutable_context())[key] = value;
     }
-    if (!req.parent().empty()) {
-      ExecutionState* parent = FindExecutionLocked(req.parent());
-      if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
+    if (parent != nullptr) {
       started.set_parent(parent->name());
       for (const auto& [key, value] : parent->context) (*started.mutable_context())[key] = value;
     }
@@ -874,6 +1017,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     for (const std::string& target : req.targets()) started.add_targets(target);
     started.set_priority(req.priority() == 0 ? 50 : req.priority());
     started.set_request_id(req.request_id());
+    started.set_request_fingerprint(fingerprint);
+    started.set_context_rules(kDeclaredContextRules);
     *started.mutable_create_time() = ToProto(absl::Now());
 
     if (queue_by_name_.size() + static_cast<size_t>((*selected)->tasks_size()) > kMaxQueues) {
@@ -890,7 +1035,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
         return room;
       }
     }
-    ExecutionState& state = CreateExecutionLocked(started, *selected, out);
+    ExecutionState& state = CreateExecutionLocked(started, *selected, out, std::move(declared));
     // The record lends the shared definition instead of copying it (a large
     // one is most of a submission's memory); the store is done with the
     // record when Append returns.
@@ -950,13 +1095,16 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
   *start.mutable_context() = req.context();
   start.set_priority(req.priority());
   start.set_request_id(req.request_id());
-  return StartExecution(std::move(start));
+  // The client's request, not the expanded one: the library may change
+  // between a request and its retry after a restart.
+  const uint64_t fingerprint = req.request_id().empty() ? 0 : RequestFingerprint(req);
+  return StartExecution(std::move(start), nullptr, fingerprint);
 }
 
 ExecutionState& WorkflowEngine::CreateExecutionLocked(
     const v1::ExecutionStarted& record, std::shared_ptr<const v1::WorkflowDefinition> definition,
-    Outbox& out) {
-  ExecutionState& state = BuildExecutionLocked(record, std::move(definition));
+    Outbox& out, std::shared_ptr<const workflow::DeclaredContext> declared) {
+  ExecutionState& state = BuildExecutionLocked(record, std::move(definition), std::move(declared));
   pending_children_.erase(record.request_id());
   v1::Event created;
   created.set_type(v1::Event::EXECUTION_CREATED);
@@ -969,7 +1117,8 @@ ExecutionState& WorkflowEngine::CreateExecutionLocked(
 
 ExecutionState& WorkflowEngine::BuildExecutionLocked(
     const v1::ExecutionStarted& record,
-    std::shared_ptr<const v1::WorkflowDefinition> shared_definition) {
+    std::shared_ptr<const v1::WorkflowDefinition> shared_definition,
+    std::shared_ptr<const workflow::DeclaredContext> declared) {
   auto exec = std::make_unique<ExecutionState>();
   exec->slot = static_cast<uint32_t>(executions_.size());
   exec->id = record.execution_id();
@@ -978,6 +1127,15 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   exec->targets.assign(record.targets().begin(), record.targets().end());
   exec->priority = record.priority();
   exec->request_id = record.request_id();
+  exec->request_fingerprint = record.request_fingerprint();
+  exec->context_rules = record.context_rules();
+  if (declared != nullptr) {
+    exec->declared = std::move(declared);
+  } else if (exec->context_rules >= kDeclaredContextRules) {
+    exec->declared = std::make_shared<const workflow::DeclaredContext>(*exec->definition);
+  } else {
+    exec->declared = workflow::DeclaredContext::Open();  // started under the open rule
+  }
   exec->parent = record.parent();
   exec->create_time = FromProto(record.create_time());
   for (const auto& [key, value] : record.context()) exec->context[key] = value;
@@ -1044,15 +1202,6 @@ absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view nam
 }
 
 namespace {
-
-// A list's page size: `requested` in [1, max], 0 for the default.
-absl::StatusOr<size_t> PageSize(int32_t requested, int32_t fallback, int32_t max) {
-  if (requested < 0 || requested > max) {
-    return absl::InvalidArgumentError(absl::StrCat("page_size ", requested, " is out of range [1, ",
-                                                   max, "] (0: ", fallback, ")"));
-  }
-  return static_cast<size_t>(requested == 0 ? fallback : requested);
-}
 
 // The most executions one ListExecutions call looks at.
 constexpr uint32_t kMaxListScan = 10000;
@@ -1183,7 +1332,12 @@ void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason
 }
 
 void WorkflowEngine::ResumeLocked(ExecutionState& exec, Outbox& out) {
-  SetExecutionStateLocked(exec, v1::EXECUTION_RUNNING, out);
+  // Back to what its tasks say: an execution paused before any task ran is
+  // PENDING again (RUNNING would claim a start that never happened, with no
+  // start_time); UpdateExecutionStateLocked moves it on as tasks run.
+  SetExecutionStateLocked(
+      exec, exec.start_time != absl::InfinitePast() ? v1::EXECUTION_RUNNING : v1::EXECUTION_PENDING,
+      out);
   for (uint32_t task : exec.parked) {
     TaskSlot& slot = exec.tasks[task];
     if (slot.state != v1::TASK_READY) continue;
@@ -2401,7 +2555,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
           for (const auto& [key, value] : inherited) merged[key] = value;
         }
         built = BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged,
-                                     exec.builtins, task.attempt, assigned);
+                                     exec.builtins, task.attempt, exec.declared.get(), assigned);
         // Outputs merged in at run time can take it past what exec takes.
         if (built.ok()) built = CheckExecSize(*assigned, &task_bytes);
       }
@@ -2568,10 +2722,25 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
         }
         break;
       }
+      // Only what the task declares passes on (checked live; a replay
+      // takes the verdict recorded with the result).
+      if (!replaying_ && parsed.outputs_error.empty()) {
+        absl::Status declared = workflow::CheckOutputsDeclared(
+            *task.spec, parsed.outputs, exec->declared->passthrough(), "$GYRE_OUTPUT");
+        if (!declared.ok()) {
+          parsed.outputs_error = std::string(declared.message());
+          // The task's code wrote it: running it again would do the same.
+          parsed.outputs_error_final = true;
+        }
+      }
       if (!parsed.outputs_error.empty()) {
         attempt.outcome = v1::ATTEMPT_FAILED;
         attempt.error = parsed.outputs_error;
-        if (record != nullptr) record->set_output_error(parsed.outputs_error);
+        if (parsed.outputs_error_final) task.retries_used = task.spec->retry().max_retries();
+        if (record != nullptr) {
+          record->set_output_error(parsed.outputs_error);
+          record->set_output_error_final(parsed.outputs_error_final);
+        }
         FailOrRetryLocked(*exec, index->second, v1::TASK_FAILED, out);
         break;
       }
@@ -2606,6 +2775,28 @@ std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, u
   std::string refused = parsed.decision_error;
   if (refused.empty() && empty_output && !parsed.recorded) {
     refused = "evaluator output: empty (print a JSON decision or write it to $GYRE_OUTPUT)";
+  }
+  // Keys its decision passes on must be declared, and so must those a child
+  // is given (checked live; a replay takes the verdict recorded with the
+  // result). A child's are checked again when it starts; here, so that the
+  // evaluator fails rather than the child silently not starting.
+  if (refused.empty() && !replaying_) {
+    absl::Status status = workflow::CheckOutputsDeclared(
+        *task.spec, parsed.decision.context(), exec.declared->passthrough(), "evaluator output");
+    for (int i = 0; status.ok() && i < parsed.decision.start_size(); ++i) {
+      const std::string& named = parsed.decision.start(i).workflow();
+      auto child =
+          workflows_.find(absl::StartsWith(named, "workflows/") ? named : "workflows/" + named);
+      // An unknown workflow is refused with the other child checks below.
+      if (child == workflows_.end() || child->second.empty()) continue;
+      const workflow::DeclaredContext child_declared(*child->second.back());
+      status = workflow::CheckStartContextDeclared(
+          parsed.decision.start(i).context(), child_declared, child->first, exec.declared.get());
+      if (!status.ok()) {
+        status = absl::InvalidArgumentError(absl::StrCat("evaluator output: ", status.message()));
+      }
+    }
+    if (!status.ok()) refused = std::string(status.message());
   }
   const v1::EvaluatorDecision& decision = parsed.decision;
   if (refused.empty()) {

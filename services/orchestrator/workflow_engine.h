@@ -189,7 +189,11 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
   absl::StatusOr<gyre::v1::WorkflowDefinition> UpdateWorkflow(gyre::v1::WorkflowDefinition def);
   absl::StatusOr<gyre::v1::WorkflowDefinition> GetWorkflow(absl::string_view name);
-  std::vector<gyre::v1::WorkflowDefinition> ListWorkflows();
+  // A page of the latest version of each workflow, by name; InvalidArgument
+  // for a page size out of range or a page token this engine did not hand
+  // out. A page also ends early past 2 MiB of definitions.
+  absl::StatusOr<gyre::v1::ListWorkflowsResponse> ListWorkflows(
+      const gyre::v1::ListWorkflowsRequest& req);
 
   // --- Executions ---
   // Takes the request by value: an inline definition is moved, not copied.
@@ -301,17 +305,20 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> ControlExecution(absl::string_view name,
                                                        gyre::v1::ExecutionControl::Action action,
                                                        absl::string_view reason);
-  // `definition` is the one in `record`, shared rather than copied again.
+  // `definition` is the one in `record`, shared rather than copied again;
+  // `declared`, its declared context names when the caller has them.
   ExecutionState& CreateExecutionLocked(
       const gyre::v1::ExecutionStarted& record,
-      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition, Outbox& out)
+      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition, Outbox& out,
+      std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The execution's structure (tasks, edges, queues) with every task
   // pending, registered but with no event emitted and nothing made ready.
   // `definition` is the one in `record` (passed apart so it can be moved).
   ExecutionState& BuildExecutionLocked(
       const gyre::v1::ExecutionStarted& record,
-      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition)
+      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
+      std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
   // Fills `snapshot` (on an arena) with the whole state. Definitions are
@@ -367,8 +374,11 @@ class WorkflowEngine {
   void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
                    int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // StartExecution; subscribes `watch`, when given, to the execution.
+  // `fingerprint`: the client's request's (RequestFingerprint), 0 to take
+  // `req`'s when it has a request_id.
   absl::StatusOr<gyre::v1::Execution> StartExecution(
-      gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch);
+      gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch,
+      uint64_t fingerprint);
   // Gives `subscription` the stored events from `from_sequence` on as its
   // backlog and keeps it for live ones unless the execution is final (then
   // it is closed).

@@ -95,6 +95,19 @@ v1::WorkflowDefinition Workflow(std::vector<v1::TaskSpec> tasks) {
   return def;
 }
 
+// `task`, declaring that it passes `keys` downstream (outputs:).
+v1::TaskSpec Writes(v1::TaskSpec task, const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) task.add_outputs(key);
+  return task;
+}
+
+// `def`, declaring `keys` as context (with empty defaults), so that a start
+// request may set them.
+v1::WorkflowDefinition Declaring(v1::WorkflowDefinition def, const std::vector<std::string>& keys) {
+  for (const std::string& key : keys) (*def.mutable_default_context())[key] = "";
+  return def;
+}
+
 class WorkflowEngineTest : public ::testing::Test {
  protected:
   WorkflowEngineTest() : engine_(Options()) {}
@@ -279,8 +292,10 @@ TEST_F(WorkflowEngineTest, RetryRunsANewAttemptAfterBackoff) {
 
 TEST_F(WorkflowEngineTest, OutputsReachDownstreamTasksAsEnvironment) {
   auto agent = Connect("a1");
-  const std::string exec =
-      Start(Workflow({Task("extract"), Task("load", {"extract"})}), {{"REGION", "eu"}});
+  const std::string exec = Start(
+      Declaring(Workflow({Writes(Task("extract"), {"ROWS", "STATS"}), Task("load", {"extract"})}),
+                {"REGION"}),
+      {{"REGION", "eu"}});
   auto extract = agent->Take(1);
   ASSERT_EQ(extract.size(), 1u);
   EXPECT_EQ(extract[0].env().at("REGION"), "eu");
@@ -300,7 +315,7 @@ TEST_F(WorkflowEngineTest, ABuiltinTaskGetsNeitherCommandNorEnvironment) {
   noop.clear_command();
   noop.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
   (*noop.mutable_env())["LEVEL"] = "${REGION}";
-  Start(Workflow({noop, Task("process")}), {{"REGION", "eu"}});
+  Start(Declaring(Workflow({noop, Task("process")}), {"REGION"}), {{"REGION", "eu"}});
   auto tasks = agent->Take(2);
   ASSERT_EQ(tasks.size(), 2u);
   for (const v1::TaskAssignment& task : tasks) {
@@ -332,7 +347,7 @@ TEST_F(WorkflowEngineTest, OutputThatIsNotAJsonObjectFailsTheTask) {
 
 TEST_F(WorkflowEngineTest, EvaluatorDecisionSkipsABranch) {
   auto agent = Connect("a1");
-  v1::TaskSpec judge = Task("judge");
+  v1::TaskSpec judge = Writes(Task("judge"), {"VERDICT"});
   judge.set_evaluator(true);
   const std::string exec =
       Start(Workflow({judge, Task("deploy", {"judge"}), Task("rollback", {"judge"}),
@@ -822,7 +837,8 @@ class WorkflowEngineRecoveryTest : public ::testing::Test {
   v1::TaskAssignment RunUntilBIsInFlight() {
     auto channel = Register("a1");
     v1::StartExecutionRequest request;
-    *request.mutable_definition() = Workflow({Task("a"), Task("b", {"a"}), Task("c", {"b"})});
+    *request.mutable_definition() =
+        Workflow({Writes(Task("a"), {"K"}), Task("b", {"a"}), Task("c", {"b"})});
     exec_ = engine_->StartExecution(request)->name();
     auto a = channel->Take(1);
     EXPECT_EQ(a.size(), 1u);
@@ -905,6 +921,60 @@ TEST_F(WorkflowEngineRecoveryTest, AnAgentThatNeverComesBackLosesItsLeasesAfterT
   EXPECT_EQ(late->pending(), 0u);
 }
 
+TEST_F(WorkflowEngineRecoveryTest, AResultRefusedForAnUndeclaredOutputIsRefusedAgainOnReplay) {
+  auto channel = Register("a1");
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Writes(Task("a"), {"ROWS"}), Task("b", {"a"})});
+  exec_ = engine_->StartExecution(request)->name();
+  auto a = channel->Take(1);
+  ASSERT_EQ(a.size(), 1u);
+  Report("a1", a[0].ref(), 1, R"({"ROWS": "1", "HOME": "/tmp/evil"})");
+  ASSERT_EQ(Run("a").state(), v1::TASK_FAILED);
+  const std::string error = Run("a").attempts(0).error();
+  Restart();
+  EXPECT_EQ(Run("a").state(), v1::TASK_FAILED) << "the recorded result is judged as it was live";
+  EXPECT_EQ(Run("a").attempts(0).error(), error);
+  EXPECT_EQ(Run("a").outputs().fields_size(), 0);
+  EXPECT_EQ(Run("b").state(), v1::TASK_SKIPPED);
+  EXPECT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_FAILED);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnExecutionPausedBeforeItStartedResumesPendingAfterARestart) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  exec_ = engine_->StartExecution(request)->name();
+  ASSERT_EQ(engine_->PauseExecution(exec_)->state(), v1::EXECUTION_PAUSED);
+  Restart();
+  EXPECT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_PAUSED);
+  EXPECT_FALSE(engine_->GetExecution(exec_)->has_start_time());
+  EXPECT_EQ(engine_->ResumeExecution(exec_)->state(), v1::EXECUTION_PENDING);
+  ASSERT_TRUE(engine_->PauseExecution(exec_).ok());
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();
+  EXPECT_EQ(engine_->ResumeExecution(exec_)->state(), v1::EXECUTION_PENDING);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AReusedRequestIdIsToldApartFromARetryAcrossARestart) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("a")});
+  request.set_request_id("r1");
+  const std::string first = engine_->StartExecution(request)->name();
+  v1::StartExecutionRequest other = request;
+  (*other.mutable_definition()->mutable_default_context())["X"] = "1";
+  for (int restart = 0; restart < 2; ++restart) {
+    EXPECT_EQ(engine_->StartExecution(request)->name(), first) << "a retry, restart " << restart;
+    const absl::Status refused = engine_->StartExecution(other).status();
+    EXPECT_EQ(refused.code(), absl::StatusCode::kAlreadyExists);
+    EXPECT_EQ(refused.message(), absl::StrCat("request_id r1 was used for a different request (",
+                                              first, "); use a new request_id for a new request"));
+    Restart();
+  }
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();  // from the snapshot too
+  EXPECT_EQ(engine_->StartExecution(other).status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(engine_->StartExecution(request)->name(), first);
+}
+
 TEST_F(WorkflowEngineRecoveryTest, AnAttemptLeasedJustBeforeACrashIsNeverLeasedTwice) {
   // No agent yet: "a" is ready, no attempt recorded.
   v1::StartExecutionRequest request;
@@ -940,12 +1010,14 @@ namespace {
 
 TEST_F(WorkflowEngineTest, GlobalTaskRunsOnceForTwoGraphs) {
   auto agent = Connect("a1");
-  v1::TaskSpec shared = Task("load-reference-data");
+  v1::TaskSpec shared = Writes(Task("load-reference-data"), {"TABLE"});
   shared.set_global(true);
   const std::string first =
-      Start(Workflow({shared, Task("report-a", {"load-reference-data"})}), {{"DAY", "monday"}});
+      Start(Declaring(Workflow({shared, Task("report-a", {"load-reference-data"})}), {"DAY"}),
+            {{"DAY", "monday"}});
   const std::string second =
-      Start(Workflow({shared, Task("report-b", {"load-reference-data"})}), {{"DAY", "monday"}});
+      Start(Declaring(Workflow({shared, Task("report-b", {"load-reference-data"})}), {"DAY"}),
+            {{"DAY", "monday"}});
   auto runs = agent->Take(1);
   ASSERT_EQ(runs.size(), 1u);
   EXPECT_EQ(runs[0].ref().execution(), first);
@@ -966,10 +1038,65 @@ TEST_F(WorkflowEngineTest, GlobalTaskRunsOnceForTwoGraphs) {
   EXPECT_EQ(engine_.GetExecution(second)->state(), v1::EXECUTION_SUCCEEDED);
 
   // A third graph later is satisfied at once; a different context runs anew.
-  const std::string third = Start(Workflow({shared}), {{"DAY", "monday"}});
+  const std::string third = Start(Declaring(Workflow({shared}), {"DAY"}), {{"DAY", "monday"}});
   EXPECT_EQ(engine_.GetExecution(third)->state(), v1::EXECUTION_SUCCEEDED);
-  Start(Workflow({shared}), {{"DAY", "tuesday"}});
+  Start(Declaring(Workflow({shared}), {"DAY"}), {{"DAY", "tuesday"}});
   EXPECT_EQ(agent->Take(1).size(), 1u);
+}
+
+TEST_F(WorkflowEngineTest, PauseThenResumeOfAPendingExecutionLeavesItPendingAndItRuns) {
+  const std::string exec = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  ASSERT_EQ(engine_.PauseExecution(exec)->state(), v1::EXECUTION_PAUSED);
+  const v1::Execution resumed = *engine_.ResumeExecution(exec);
+  EXPECT_EQ(resumed.state(), v1::EXECUTION_PENDING) << "no task ever ran";
+  EXPECT_FALSE(resumed.has_start_time());
+  auto agent = Connect("a1");
+  auto a = agent->Take(1);
+  ASSERT_EQ(a.size(), 1u) << "the resumed execution's task dispatches";
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_RUNNING);
+  Report("a1", a[0]);
+  auto b = agent->Take(1);
+  ASSERT_EQ(b.size(), 1u);
+  // Paused and resumed once running, it is RUNNING again.
+  ASSERT_EQ(engine_.PauseExecution(exec)->state(), v1::EXECUTION_PAUSED);
+  EXPECT_EQ(engine_.ResumeExecution(exec)->state(), v1::EXECUTION_RUNNING);
+  Report("a1", b[0]);
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), v1::EXECUTION_SUCCEEDED);
+}
+
+TEST_F(WorkflowEngineTest, OnlyDeclaredContextEntersFromStartsOutputsAndDecisions) {
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Declaring(Workflow({Task("a")}), {"REGION"});
+  (*request.mutable_context())["HOME"] = "/tmp/evil";
+  EXPECT_EQ(engine_.StartExecution(request).status().message(),
+            "context key HOME is not declared by workflow test; declare it under `context:` (or "
+            "as a task's `outputs:`)");
+
+  auto agent = Connect("a1");
+  v1::TaskSpec judge = Writes(Task("judge"), {"VERDICT"});
+  judge.set_evaluator(true);
+  const std::string exec = Start(
+      Workflow({Writes(Task("a"), {"ROWS"}), Task("b", {"a"}), judge, Task("deploy", {"judge"})}));
+  auto first = agent->Take(2);
+  ASSERT_EQ(first.size(), 2u);
+  for (const auto& task : first) {
+    if (task.ref().task_id() == "a") {
+      Report("a1", task, v1::ATTEMPT_SUCCEEDED, R"({"ROWS": "1", "PAGER": "sh -c evil"})");
+    } else {
+      Report("a1", task, v1::ATTEMPT_SUCCEEDED, R"({"context": {"EDITOR": "evil"}})");
+    }
+  }
+  const v1::TaskRun a = *engine_.GetTaskRun(exec + "/tasks/a");
+  EXPECT_EQ(a.state(), v1::TASK_FAILED);
+  EXPECT_EQ(a.attempts(0).error(),
+            "$GYRE_OUTPUT: key \"PAGER\" is not among the outputs task \"a\" declares (outputs: "
+            "[ROWS]); list it under the task's `outputs:` to pass it on");
+  const v1::TaskRun decided = *engine_.GetTaskRun(exec + "/tasks/judge");
+  EXPECT_EQ(decided.state(), v1::TASK_FAILED);
+  EXPECT_EQ(decided.attempts(0).error(),
+            "evaluator output: key \"EDITOR\" is not among the outputs task \"judge\" declares "
+            "(outputs: [VERDICT]); list it under the task's `outputs:` to pass it on");
+  EXPECT_EQ(agent->pending(), 0u) << "nothing downstream ran";
 }
 
 TEST_F(WorkflowEngineTest, GlobalTaskFailureHandsTheWorkToAWaiter) {
@@ -989,12 +1116,14 @@ TEST_F(WorkflowEngineTest, GlobalTaskFailureHandsTheWorkToAWaiter) {
 
 TEST_F(WorkflowEngineTest, EvaluatorStartsAChildThatInheritsTheContext) {
   auto agent = Connect("a1");
-  v1::WorkflowDefinition child = Workflow({Task("child-task")});
+  // The child declares what its task reads; the parent what it is given.
+  v1::WorkflowDefinition child = Declaring(Workflow({Task("child-task")}), {"REGION", "OWNER"});
   child.set_name("report");
   ASSERT_TRUE(engine_.CreateWorkflow(child).ok());
   v1::TaskSpec judge = Task("judge");
   judge.set_evaluator(true);
-  const std::string parent = Start(Workflow({judge}), {{"REGION", "eu"}, {"OWNER", "ops"}});
+  const std::string parent = Start(Declaring(Workflow({judge}), {"REGION", "OWNER"}),
+                                   {{"REGION", "eu"}, {"OWNER", "ops"}});
   auto first = agent->Take(1);
   ASSERT_EQ(first.size(), 1u);
   Report("a1", first[0], v1::ATTEMPT_SUCCEEDED,
@@ -1090,7 +1219,7 @@ namespace {
 // Options of an engine whose task library holds `tasks`.
 WorkflowEngine::Options WithLibrary(std::vector<v1::TaskSpec> tasks) {
   WorkflowEngine::Options options;
-  v1::WorkflowDefinition library = Workflow(std::move(tasks));
+  v1::WorkflowDefinition library = Declaring(Workflow(std::move(tasks)), {"DAY"});
   library.set_name("workflows/task-library");
   options.task_library = std::make_shared<const v1::WorkflowDefinition>(std::move(library));
   return options;
@@ -1187,12 +1316,44 @@ TEST(WorkflowEngineDefinitionsTest, VersionsAreAssignedAndRetrievable) {
   v1::WorkflowDefinition unknown = def;
   unknown.set_name("nope");
   EXPECT_EQ(engine.UpdateWorkflow(unknown).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+  EXPECT_EQ(engine.ListWorkflows({})->workflows_size(), 1);
   // A bad definition stores nothing.
   v1::WorkflowDefinition bad = Workflow({Task("x", {"ghost"})});
   bad.set_name("bad");
   EXPECT_EQ(engine.CreateWorkflow(bad).status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine.ListWorkflows().size(), 1u);
+  EXPECT_EQ(engine.ListWorkflows({})->workflows_size(), 1);
+}
+
+TEST(WorkflowEngineListTest, ListWorkflowsPagesByNameAndRefusesBadPages) {
+  WorkflowEngine engine(WorkflowEngine::Options{});
+  for (const char* name : {"c", "a", "e", "b", "d"}) {
+    v1::WorkflowDefinition def = Workflow({Task("t")});
+    def.set_name(name);
+    ASSERT_TRUE(engine.CreateWorkflow(def).ok());
+  }
+  std::vector<std::string> seen;
+  v1::ListWorkflowsRequest request;
+  request.set_page_size(2);
+  int pages = 0;
+  do {
+    absl::StatusOr<v1::ListWorkflowsResponse> page = engine.ListWorkflows(request);
+    ASSERT_TRUE(page.ok()) << page.status();
+    EXPECT_LE(page->workflows_size(), 2);
+    for (const auto& def : page->workflows()) seen.push_back(def.name());
+    request.set_page_token(page->next_page_token());
+    ++pages;
+  } while (!request.page_token().empty());
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, (std::vector<std::string>{"workflows/a", "workflows/b", "workflows/c",
+                                            "workflows/d", "workflows/e"}));
+  request.set_page_token("");
+  for (int bad : {-5, 1001}) {
+    request.set_page_size(bad);
+    EXPECT_EQ(engine.ListWorkflows(request).status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  request.set_page_size(0);
+  request.set_page_token("not-a-token");
+  EXPECT_EQ(engine.ListWorkflows(request).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // --- Sizes: limits checked before anything is applied (libs/common/limits.h) ---
@@ -1204,9 +1365,17 @@ std::map<std::string, std::string> BigContext(const std::string& prefix, int n, 
   return context;
 }
 
+// Sizes tests pass context and outputs they do not declare: they are about
+// sizes, so their workflows take the open context rule.
+v1::WorkflowDefinition OpenContext(std::vector<v1::TaskSpec> tasks) {
+  v1::WorkflowDefinition def = Workflow(std::move(tasks));
+  def.set_context_passthrough(true);
+  return def;
+}
+
 TEST_F(WorkflowEngineTest, SizesAContextOverItsTotalIsRefusedAndNothingStarts) {
   v1::StartExecutionRequest request;
-  *request.mutable_definition() = Workflow({Task("a")});
+  *request.mutable_definition() = OpenContext({Task("a")});
   // 70 values of 64 KiB: each within its limit, 4.4 MiB together.
   for (const auto& [key, value] : BigContext("V", 70, limits::kMaxContextValueBytes)) {
     (*request.mutable_context())[key] = value;
@@ -1219,7 +1388,7 @@ TEST_F(WorkflowEngineTest, SizesAContextOverItsTotalIsRefusedAndNothingStarts) {
 
 TEST_F(WorkflowEngineTest, SizesTheMergedContextIsCheckedBeforeTheExecutionExists) {
   // Default context and request each under 1 MiB; together over it.
-  v1::WorkflowDefinition def = Workflow({Task("a")});
+  v1::WorkflowDefinition def = OpenContext({Task("a")});
   for (const auto& [key, value] : BigContext("D", 10, limits::kMaxContextValueBytes)) {
     (*def.mutable_default_context())[key] = value;
   }
@@ -1240,19 +1409,19 @@ TEST_F(WorkflowEngineTest, SizesATaskFieldOverItsLimitIsRefused) {
   v1::TaskSpec task = Task("a");
   task.set_description(std::string(limits::kMaxTaskFieldBytes + 1, 'd'));
   v1::StartExecutionRequest request;
-  *request.mutable_definition() = Workflow({task});
+  *request.mutable_definition() = OpenContext({task});
   const absl::StatusOr<v1::Execution> started = engine_.StartExecution(request);
   EXPECT_EQ(started.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(absl::StrContains(started.status().message(), "task \"a\"")) << started.status();
   EXPECT_TRUE(absl::StrContains(started.status().message(), "description")) << started.status();
-  v1::WorkflowDefinition stored = Workflow({task});
+  v1::WorkflowDefinition stored = OpenContext({task});
   EXPECT_EQ(engine_.CreateWorkflow(stored).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(engine_.ListExecutions({})->executions_size(), 0);
-  EXPECT_TRUE(engine_.ListWorkflows().empty());
+  EXPECT_EQ(engine_.ListWorkflows({})->workflows_size(), 0);
 }
 
 TEST_F(WorkflowEngineTest, SizesACancelReasonIsBounded) {
-  const std::string execution = Start(Workflow({Task("a")}));
+  const std::string execution = Start(OpenContext({Task("a")}));
   EXPECT_EQ(engine_.CancelExecution(execution, std::string(limits::kMaxMessageTextBytes + 1, 'r'))
                 .status()
                 .code(),
@@ -1262,7 +1431,7 @@ TEST_F(WorkflowEngineTest, SizesACancelReasonIsBounded) {
 
 TEST_F(WorkflowEngineTest, SizesListsLeaveContextsOutUnlessAskedAndBoundAFullPage) {
   for (int i = 0; i < 4; ++i) {
-    Start(Workflow({Task("a")}), BigContext("V", 15, limits::kMaxContextValueBytes));
+    Start(OpenContext({Task("a")}), BigContext("V", 15, limits::kMaxContextValueBytes));
   }
   const absl::StatusOr<v1::ListExecutionsResponse> basic = engine_.ListExecutions({});
   ASSERT_TRUE(basic.ok()) << basic.status();
@@ -1299,7 +1468,7 @@ std::string BigOutputs(const std::string& prefix) {
 TEST_F(WorkflowEngineTest, SizesATaskRunsPageIsBoundedByItsOutputs) {
   auto channel = Connect("a1");
   const std::string execution =
-      Start(Workflow({Task("a"), Task("b"), Task("c"), Task("d"), Task("e")}));
+      Start(OpenContext({Task("a"), Task("b"), Task("c"), Task("d"), Task("e")}));
   for (const v1::TaskAssignment& task : channel->Take(5)) {
     Report("a1", task, v1::ATTEMPT_SUCCEEDED, BigOutputs("O"));
   }
@@ -1318,7 +1487,7 @@ TEST_F(WorkflowEngineTest, SizesATaskRunsPageIsBoundedByItsOutputs) {
 
 TEST_F(WorkflowEngineTest, SizesResultTailsAreCutOnArrivalAndTheResultIsKept) {
   auto channel = Connect("a1");
-  const std::string execution = Start(Workflow({Task("a"), Task("b", {"a"})}));
+  const std::string execution = Start(OpenContext({Task("a"), Task("b", {"a"})}));
   const v1::TaskAssignment a = channel->Take(1).at(0);
   v1::AgentMessage message;
   v1::TaskResult* result = message.mutable_task_result();
@@ -1343,7 +1512,7 @@ TEST_F(WorkflowEngineTest, SizesResultTailsAreCutOnArrivalAndTheResultIsKept) {
 
 TEST_F(WorkflowEngineTest, SizesAnOutputOverItsLimitFailsTheAttemptInsteadOfBeingStored) {
   auto channel = Connect("a1");
-  const std::string execution = Start(Workflow({Task("a")}));
+  const std::string execution = Start(OpenContext({Task("a")}));
   const v1::TaskAssignment a = channel->Take(1).at(0);
   v1::AgentMessage message;
   v1::TaskResult* result = message.mutable_task_result();
@@ -1363,7 +1532,7 @@ TEST_F(WorkflowEngineTest, SizesATaskWhoseEnvironmentOutgrowsExecFailsWithAReaso
   // 960 KiB of context, and two upstream tasks passing on 960 KiB each:
   // "c" would get 2.8 MiB of environment, more than exec takes.
   const std::string execution =
-      Start(Workflow({Task("a"), Task("b"), Task("c", {"a", "b"}), Task("d", {"c"}), Task("e")}),
+      Start(OpenContext({Task("a"), Task("b"), Task("c", {"a", "b"}), Task("d", {"c"}), Task("e")}),
             BigContext("V", 15, limits::kMaxContextValueBytes));
   for (const v1::TaskAssignment& task : channel->Take(3)) {
     if (task.ref().task_id() == "e") continue;
@@ -1406,7 +1575,7 @@ TEST_F(WorkflowEngineTest, SizesAnAssignmentBatchIsSplitUnderTheAgentsReceiveLim
   std::vector<v1::TaskSpec> tasks;
   for (int i = 0; i < 24; ++i) tasks.push_back(Task("t" + std::to_string(i)));
   // 24 tasks with ~1 MiB of environment each: 24 MiB in one batch.
-  Start(Workflow(tasks), BigContext("V", 15, limits::kMaxContextValueBytes));
+  Start(OpenContext(tasks), BigContext("V", 15, limits::kMaxContextValueBytes));
   auto channel = std::make_shared<MessageSizeChannel>();
   ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 32), channel).ok());
   v1::AgentMessage credit;
