@@ -200,7 +200,8 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     }
   }
 
-  const absl::Time now = absl::Now();
+  // Recover ticked the clock: retries keep the due time they had.
+  const absl::Time now = now_;
   for (v1::ExecutionSnapshot& saved : *snapshot.mutable_executions()) {
     if (saved.tasks_size() != saved.started().definition().tasks_size()) {
       return absl::DataLossError(absl::StrCat(

@@ -45,18 +45,24 @@ size_t ReadyQueue::PopMatching(size_t max, size_t scan_limit,
     std::deque<ReadyTask>& fifo = *levels_[level];  // non-empty, so allocated
     size_t index = 0;
     while (index < fifo.size() && taken < max && scanned < scan_limit) {
-      ++scanned;
       switch (verdict(fifo[index])) {
         case ReadyVerdict::kTake:
           out->push_back(fifo[index]);
           ++taken;
+          ++scanned;
           [[fallthrough]];
         case ReadyVerdict::kDrop:
+          // A stale entry does not count against the limit: each is
+          // dropped once, so the work is paid for by its push. Counting
+          // them let a backlog of stale entries (a cancelled execution,
+          // the leases a log replay re-applied) hide live tasks from a pass
+          // with no later pass to come: dispatch stalled.
           // Erasing the front, the common case, is O(1).
           fifo.erase(fifo.begin() + static_cast<std::ptrdiff_t>(index));
           --size_;
           break;
         case ReadyVerdict::kSkip:
+          ++scanned;
           ++index;
           break;
       }

@@ -40,8 +40,10 @@ class ReadyQueue {
   void Push(const ReadyTask& task);
 
   // Moves up to `max` entries for which `verdict` says kTake into `out`,
-  // examining at most `scan_limit` entries so one agent that fits nothing
-  // cannot make a dispatch pass walk a long queue. Returns how many it took.
+  // examining at most `scan_limit` live entries (taken or skipped) so one
+  // agent that fits nothing cannot make a dispatch pass walk a long queue.
+  // Stale entries (kDrop) are removed on the way without counting: however
+  // many there are, they never hide a live entry. Returns how many it took.
   size_t PopMatching(size_t max, size_t scan_limit,
                      absl::FunctionRef<ReadyVerdict(const ReadyTask&)> verdict,
                      std::vector<ReadyTask>* out);

@@ -84,6 +84,23 @@ TEST(ReadyQueueTest, ScanLimitBoundsWorkForAnAgentThatFitsNothing) {
   EXPECT_EQ(queue.size(), 1000u);
 }
 
+TEST(ReadyQueueTest, StaleEntriesBeyondTheScanLimitNeverHideALiveOne) {
+  // What a cancelled execution or a replayed log leaves ahead of live
+  // work: every pass must reach the live entry, not only some later pass.
+  ReadyQueue queue;
+  for (uint32_t i = 0; i < 1000; ++i) queue.Push({0, i, 50, /*generation=*/1});
+  queue.Push({0, 5000, 50, /*generation=*/0});
+  std::vector<ReadyTask> out;
+  queue.PopMatching(
+      1, 64,
+      [](const ReadyTask& t) {
+        return t.generation == 1 ? ReadyVerdict::kDrop : ReadyVerdict::kTake;
+      },
+      &out);
+  EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{5000}));
+  EXPECT_TRUE(queue.empty());
+}
+
 TEST(ReadyQueueTest, PriorityAboveRangeIsClampedToHighest) {
   ReadyQueue queue;
   queue.Push({0, 1, 50});

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <random>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/container/inlined_vector.h"
@@ -98,6 +99,23 @@ uint64_t RequestFingerprint(const google::protobuf::Message& request) {
   }
   const uint64_t fingerprint = hashing.Finish();
   return fingerprint == 0 ? 1 : fingerprint;
+}
+
+// A retry's jitter seed: the attempt's identity (FNV-1a), stable across
+// processes, unlike absl::Hash.
+uint64_t RetrySeed(absl::string_view execution, absl::string_view task, int64_t attempt) {
+  uint64_t hash = 14695981039346656037ull;
+  auto mix = [&hash](absl::string_view bytes) {
+    for (const char c : bytes) {
+      hash ^= static_cast<unsigned char>(c);
+      hash *= 1099511628211ull;
+    }
+  };
+  mix(execution);
+  mix("/");
+  mix(task);
+  mix(absl::StrCat("#", attempt));
+  return hash;
 }
 
 }  // namespace
@@ -479,7 +497,7 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
     agent.acks->NothingToRecord(through);
   } else {
     agent.acks->Appended();
-    PersistLocked(absl::MakeConstSpan(records.data(), recorded),
+    PersistLocked(absl::MakeSpan(records.data(), recorded),
                   [this, acks = agent.acks, through](const absl::Status& status) {
                     if (!status.ok()) FailStop(status);
                     acks->Durable(through, status);
@@ -492,16 +510,20 @@ void WorkflowEngine::RecordResultsLocked(Agent& agent,
   DispatchLocked(out);
 }
 
-void WorkflowEngine::PersistLocked(const v1::StateRecord& record, StateStore::Completion done) {
-  PersistLocked(absl::MakeConstSpan(&record, 1), std::move(done));
+void WorkflowEngine::PersistLocked(v1::StateRecord& record, StateStore::Completion done) {
+  PersistLocked(absl::MakeSpan(&record, 1), std::move(done));
 }
 
-void WorkflowEngine::PersistLocked(absl::Span<const v1::StateRecord> records,
+void WorkflowEngine::PersistLocked(absl::Span<v1::StateRecord> records,
                                    StateStore::Completion done) {
   if (options_.store == nullptr || replaying_) {
     if (done) done(absl::OkStatus());
     return;
   }
+  // The time the change's events and attempt times carry: replay gives
+  // them this one rather than its own.
+  const int64_t unix_nanos = absl::ToUnixNanos(now_);
+  for (v1::StateRecord& record : records) record.set_unix_nanos(unix_nanos);
   // Enqueued under the engine lock so the log's order is the order of the
   // changes; the append itself never blocks on I/O.
   // Callers' completions stop the engine on an error themselves (see
@@ -530,6 +552,7 @@ absl::Status WorkflowEngine::Recover() {
   {
     absl::MutexLock one_at_a_time(&snapshot_mu_);
     absl::MutexLock lock(&mu_);
+    TickLocked();  // a snapshot's retry timers count from here
     replaying_ = true;
     status = options_.store->Load(
         [&](v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_, snapshot_mu_) {
@@ -543,10 +566,13 @@ absl::Status WorkflowEngine::Recover() {
         [&](const v1::StateRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           Outbox discarded;  // nothing is sent while history is replayed
           records++;
+          // The change is dated as it was made (older records carry no time).
+          now_ = record.unix_nanos() != 0 ? absl::FromUnixNanos(record.unix_nanos()) : absl::Now();
           return ApplyRecordLocked(record, discarded);
         });
     replaying_ = false;
     recovered_at_ = absl::Now();
+    TickLocked();
     if (status.ok()) {
       // Children an evaluator started whose start never reached the log.
       for (const auto& [request_id, child] : pending_children_) out.child_starts.push_back(child);
@@ -560,12 +586,7 @@ absl::Status WorkflowEngine::Recover() {
             kept++;
             continue;
           }
-          if (!task.attempts.empty()) {
-            task.attempts.back().outcome = v1::ATTEMPT_LOST;
-            task.attempts.back().error = "the orchestrator restarted during the attempt";
-            metrics_.CountOutcome(v1::ATTEMPT_LOST);
-          }
-          MakeReadyLocked(*exec, i, out);
+          LoseAttemptLocked(*exec, i, "the orchestrator restarted during the attempt", out);
           requeued++;
         }
       }
@@ -597,6 +618,72 @@ void WorkflowEngine::KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t ind
   }
   agent->leases.insert({exec.slot, index});
   queues_[task.queue]->running++;
+}
+
+void WorkflowEngine::TickLocked() { now_ = absl::Now(); }
+
+bool WorkflowEngine::StartAttemptLocked(ExecutionState& exec, uint32_t index, int64_t attempt,
+                                        Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  if (task.attempt != attempt || task.state != v1::TASK_LEASED || task.attempts.empty()) {
+    return false;
+  }
+  task.attempts.back().start_time = absl::ToUnixNanos(now_);
+  SetTaskStateLocked(exec, index, v1::TASK_RUNNING, out);
+  // Not waited for: the next group commit takes it along; a stream shows
+  // the RUNNING event only once it is durable (AwaitDurable).
+  v1::StateRecord record;
+  v1::AttemptStarted& started = *record.mutable_attempt_started();
+  started.set_execution_id(exec.id);
+  started.set_task_id(task.spec->id());
+  started.set_attempt(attempt);
+  PersistLocked(record);
+  return true;
+}
+
+void WorkflowEngine::LoseAttemptLocked(ExecutionState& exec, uint32_t index, std::string error,
+                                       Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  v1::StateRecord record;
+  v1::AttemptLost& lost = *record.mutable_attempt_lost();
+  lost.set_execution_id(exec.id);
+  lost.set_task_id(task.spec->id());
+  lost.set_attempt(task.attempt);
+  lost.set_error(error);
+  if (!task.attempts.empty()) {
+    AttemptRecord& attempt = task.attempts.back();
+    attempt.outcome = v1::ATTEMPT_LOST;
+    attempt.error = std::move(error);
+    attempt.end_time = absl::ToUnixNanos(now_);
+  }
+  metrics_.CountOutcome(v1::ATTEMPT_LOST);
+  ReleaseLeaseLocked(exec, index);
+  if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
+    RequeueLocked(exec, index, out);
+  }
+  // Recorded after its events, before any lease of the task again.
+  PersistLocked(record);
+}
+
+void WorkflowEngine::FailNotStartedLocked(ExecutionState& exec, uint32_t index,
+                                          const std::string& agent_id, int64_t attempt,
+                                          std::string error, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  v1::StateRecord record;
+  v1::AttemptNotStarted& failed = *record.mutable_attempt_not_started();
+  failed.set_execution_id(exec.id);
+  failed.set_task_id(task.spec->id());
+  failed.set_attempt(attempt);
+  failed.set_agent_id(agent_id);
+  failed.set_error(error);
+  AttemptRecord& last = task.attempts.back();
+  last.outcome = v1::ATTEMPT_FAILED;
+  last.error = std::move(error);
+  // Expanding it again would fail the same way: not retried.
+  task.retries_used = task.spec->retry().max_retries();
+  FailOrRetryLocked(exec, index, v1::TASK_FAILED, out);
+  UpdateExecutionStateLocked(exec, out);
+  PersistLocked(record);
 }
 
 absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Outbox& out) {
@@ -641,6 +728,52 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
         SetExecutionStateLocked(*exec, v1::EXECUTION_PAUSED, out);
       }
       if (control.action() == v1::ExecutionControl::RESUME) ResumeLocked(*exec, out);
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kAttemptStarted: {
+      const v1::AttemptStarted& started = record.attempt_started();
+      ExecutionState* exec = FindExecutionLocked(started.execution_id());
+      if (exec == nullptr) return absl::DataLossError("start of an unknown execution");
+      auto task = exec->task_index.find(started.task_id());
+      if (task == exec->task_index.end()) return absl::DataLossError("start of an unknown task");
+      StartAttemptLocked(*exec, task->second, started.attempt(), out);
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kAttemptLost: {
+      const v1::AttemptLost& lost = record.attempt_lost();
+      ExecutionState* exec = FindExecutionLocked(lost.execution_id());
+      if (exec == nullptr) return absl::DataLossError("lost attempt of an unknown execution");
+      auto task = exec->task_index.find(lost.task_id());
+      if (task == exec->task_index.end()) {
+        return absl::DataLossError("lost attempt of an unknown task");
+      }
+      const TaskSlot& slot = exec->tasks[task->second];
+      if (slot.attempt == lost.attempt() && !slot.attempts.empty()) {
+        LoseAttemptLocked(*exec, task->second, lost.error(), out);
+      }
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kTaskRetryDue: {
+      const v1::TaskRetryDue& due = record.task_retry_due();
+      ExecutionState* exec = FindExecutionLocked(due.execution_id());
+      if (exec == nullptr) return absl::DataLossError("retry of an unknown execution");
+      auto task = exec->task_index.find(due.task_id());
+      if (task == exec->task_index.end()) return absl::DataLossError("retry of an unknown task");
+      const TaskSlot& slot = exec->tasks[task->second];
+      if (slot.state == v1::TASK_PENDING && slot.attempt == due.attempt()) {
+        RetryDueLocked(*exec, task->second, out);
+      }
+      return absl::OkStatus();
+    }
+    case v1::StateRecord::kAttemptNotStarted: {
+      const v1::AttemptNotStarted& failed = record.attempt_not_started();
+      ExecutionState* exec = FindExecutionLocked(failed.execution_id());
+      if (exec == nullptr) return absl::DataLossError("attempt of an unknown execution");
+      auto task = exec->task_index.find(failed.task_id());
+      if (task == exec->task_index.end()) return absl::DataLossError("attempt of an unknown task");
+      LeaseLocked(*exec, task->second, failed.agent_id(), failed.attempt());
+      FailNotStartedLocked(*exec, task->second, failed.agent_id(), failed.attempt(), failed.error(),
+                           out);
       return absl::OkStatus();
     }
     default:
@@ -948,6 +1081,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
+    TickLocked();
     if (!req.request_id().empty()) {
       auto existing = execution_by_request_.find(req.request_id());
       if (existing != execution_by_request_.end()) {
@@ -1019,7 +1153,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     started.set_request_id(req.request_id());
     started.set_request_fingerprint(fingerprint);
     started.set_context_rules(kDeclaredContextRules);
-    *started.mutable_create_time() = ToProto(absl::Now());
+    *started.mutable_create_time() = ToProto(now_);
 
     if (queue_by_name_.size() + static_cast<size_t>((*selected)->tasks_size()) > kMaxQueues) {
       // Each queue name a task names costs the engine memory for as long
@@ -1374,6 +1508,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
   auto durable = std::make_shared<DurableWait>();
   {
     absl::MutexLock lock(&mu_);
+    TickLocked();
     ExecutionState* exec = FindExecutionLocked(name);
     if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
@@ -1400,7 +1535,6 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
               absl::StrCat(exec->name(), " is not paused (", state, ")"));
         }
         ResumeLocked(*exec, out);
-        DispatchLocked(out);
         break;
       default:
         return absl::InvalidArgumentError("unknown execution control");
@@ -1411,6 +1545,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     control.set_action(action);
     control.set_reason(exec->reason);
     PersistLocked(record, DurableCallback(durable));
+    // After the control's record: the leases it allows come after it in the
+    // log, as their events come after its event.
+    if (action == v1::ExecutionControl::RESUME) DispatchLocked(out);
     result = ExecutionProtoLocked(*exec);
   }
   Deliver(out);
@@ -1605,6 +1742,7 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
   bool reconnected = false;
   {
     absl::MutexLock lock(&mu_);
+    TickLocked();
     auto existing = agents_.find(id);
     const bool reconnect = existing != agents_.end();
     reconnected = reconnect;
@@ -1680,14 +1818,8 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
         }
       }
       for (const auto& [exec_slot, task] : lost) {
-        ExecutionState& exec = *executions_[exec_slot];
-        AttemptRecord& attempt = exec.tasks[task].attempts.back();
-        attempt.outcome = v1::ATTEMPT_LOST;
-        attempt.error = absl::StrCat("agent ", id, " came back without it");
-        attempt.end_time = absl::ToUnixNanos(absl::Now());
-        metrics_.CountOutcome(v1::ATTEMPT_LOST);
-        ReleaseLeaseLocked(exec, task);
-        RequeueLocked(exec, task, out);
+        LoseAttemptLocked(*executions_[exec_slot], task,
+                          absl::StrCat("agent ", id, " came back without it"), out);
       }
     }
     // Attempts it reports that are not its live leases (any more):
@@ -1857,7 +1989,8 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
       return absl::FailedPreconditionError(absl::StrCat(
           "agent ", agent_id, ": this stream was replaced by a newer registration of the id"));
     }
-    agent.last_seen = absl::Now();
+    TickLocked();
+    agent.last_seen = now_;
     switch (message.kind_case()) {
       case v1::AgentMessage::kHeartbeat:
         ReconcileLeasesLocked(agent, message.heartbeat(), out);
@@ -1872,14 +2005,12 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         if (exec == nullptr) break;
         auto task = exec->task_index.find(ref.task_id());
         if (task == exec->task_index.end()) break;
-        TaskSlot& slot = exec->tasks[task->second];
-        if (slot.attempt != ref.attempt() || slot.state != v1::TASK_LEASED ||
-            slot.agent != agent.id) {
-          break;
+        // Only the lease holder says when its attempt started.
+        if (exec->tasks[task->second].agent != agent_id) break;
+        if (StartAttemptLocked(*exec, task->second, ref.attempt(), out)) {
+          metrics_.ObserveSubmitToStart(
+              absl::ToDoubleSeconds(now_ - exec->tasks[task->second].ready_time));
         }
-        slot.attempts.back().start_time = absl::ToUnixNanos(absl::Now());
-        metrics_.ObserveSubmitToStart(absl::ToDoubleSeconds(absl::Now() - slot.ready_time));
-        SetTaskStateLocked(*exec, task->second, v1::TASK_RUNNING, out);
         break;
       }
       case v1::AgentMessage::kTaskResult: {
@@ -1967,14 +2098,8 @@ void WorkflowEngine::ReconcileLeasesLocked(Agent& agent, const v1::Heartbeat& he
   logging::Warn("leases the agent no longer reports running were re-queued",
                 {{"agent", agent.id}, {"requeued", static_cast<int64_t>(gone.size())}});
   for (const auto& [exec_slot, index] : gone) {
-    ExecutionState& exec = *executions_[exec_slot];
-    AttemptRecord& attempt = exec.tasks[index].attempts.back();
-    attempt.outcome = v1::ATTEMPT_LOST;
-    attempt.error = absl::StrCat("agent ", agent.id, " no longer reports it running");
-    attempt.end_time = absl::ToUnixNanos(absl::Now());
-    metrics_.CountOutcome(v1::ATTEMPT_LOST);
-    ReleaseLeaseLocked(exec, index);
-    RequeueLocked(exec, index, out);
+    LoseAttemptLocked(*executions_[exec_slot], index,
+                      absl::StrCat("agent ", agent.id, " no longer reports it running"), out);
   }
   DispatchLocked(out);
 }
@@ -2039,6 +2164,7 @@ void WorkflowEngine::ExpireLeases(absl::Time now) {
   Outbox out;
   {
     absl::MutexLock lock(&mu_);
+    TickLocked();
     std::vector<std::string> dead;
     for (const auto& [id, agent] : agents_) {
       if (now - agent->last_seen > options_.lease_timeout) dead.push_back(id);
@@ -2057,6 +2183,39 @@ void WorkflowEngine::ExpireLeases(absl::Time now) {
   Deliver(out);
 }
 
+std::string WorkflowEngine::DispatchStallForTest() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, agent] : agents_) {
+    if (agent->channel == nullptr || agent->draining || agent->credit <= 0 ||
+        agent->free_slots() <= 0) {
+      continue;
+    }
+    for (const auto& exec : executions_) {
+      if (exec->final() || exec->state == v1::EXECUTION_PAUSED || exec->ready == 0) continue;
+      for (const TaskSlot& task : exec->tasks) {
+        if (task.state != v1::TASK_READY || std::find(agent->queues.begin(), agent->queues.end(),
+                                                      task.queue) == agent->queues.end()) {
+          continue;
+        }
+        const v1::TaskSpec& spec = *task.spec;
+        bool fits = spec.resources().cpu() <= agent->free_cpu + 1e-9 &&
+                    spec.resources().memory_bytes() <= agent->free_memory &&
+                    spec.resources().gpus() <= agent->free_gpus;
+        for (const auto& [key, value] : spec.agent_selector()) {
+          auto label = agent->registration.labels().find(key);
+          fits = fits && label != agent->registration.labels().end() && label->second == value;
+        }
+        if (!fits) continue;
+        return absl::StrCat(
+            exec->name(), "/tasks/", spec.id(), " is READY in queue \"", queues_[task.queue]->name,
+            "\" while agent ", id, " has credit ", agent->credit, ", ", agent->free_slots(),
+            " free slot(s) and room for it (", agent->leases.size(), " lease(s) held)");
+      }
+    }
+  }
+  return "";
+}
+
 void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
   logging::Warn("agent declared dead: no message within the lease timeout",
                 {{"agent", agent.id},
@@ -2064,19 +2223,8 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
                  {"requeued", static_cast<int64_t>(agent.leases.size())}});
   const std::vector<std::pair<uint32_t, uint32_t>> leases(agent.leases.begin(), agent.leases.end());
   for (const auto& [exec_slot, task] : leases) {
-    ExecutionState& exec = *executions_[exec_slot];
-    TaskSlot& slot = exec.tasks[task];
-    if (!slot.attempts.empty()) {
-      AttemptRecord& attempt = slot.attempts.back();
-      attempt.outcome = v1::ATTEMPT_LOST;
-      attempt.error = absl::StrCat("agent ", agent.id, " missed heartbeats");
-      attempt.end_time = absl::ToUnixNanos(absl::Now());
-    }
-    metrics_.CountOutcome(v1::ATTEMPT_LOST);
-    ReleaseLeaseLocked(exec, task);
-    if (slot.state == v1::TASK_LEASED || slot.state == v1::TASK_RUNNING) {
-      RequeueLocked(exec, task, out);
-    }
+    LoseAttemptLocked(*executions_[exec_slot], task,
+                      absl::StrCat("agent ", agent.id, " missed heartbeats"), out);
   }
   if (agent.channel != nullptr) {
     v1::OrchestratorMessage shutdown;
@@ -2095,7 +2243,7 @@ void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1
 
   const auto index_in_history = static_cast<uint32_t>(exec.events.size());
   exec.events.push_back(
-      StoredEvent{absl::ToUnixNanos(absl::Now()), index, static_cast<uint8_t>(state), 0,
+      StoredEvent{absl::ToUnixNanos(now_), index, static_cast<uint8_t>(state), 0,
                   static_cast<uint16_t>(std::min<size_t>(task.attempts.size(), UINT16_MAX))});
   if (!task.reason.empty()) exec.event_reasons[index_in_history] = task.reason;
   PublishLocked(exec, index_in_history, /*closing=*/false);
@@ -2265,7 +2413,7 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
     for (const auto& [key, value] : passed.outputs) inherited[key] = value;
   }
   if (task.spec->global() && ResolveGlobalLocked(exec, index, out)) return;
-  task.ready_time = absl::Now();
+  task.ready_time = now_;
   task.generation++;
   SetTaskStateLocked(exec, index, v1::TASK_READY, out);
   QueueReadyLocked(exec, index);
@@ -2369,7 +2517,10 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
     if (retry.has_max_backoff()) policy.max = FromProto(retry.max_backoff());
     if (retry.multiplier() >= 1) policy.multiplier = retry.multiplier();
     if (retry.jitter() > 0) policy.jitter = retry.jitter();
-    const absl::Duration delay = RetryDelay(policy, task.attempt + 1, random_);
+    // Jitter drawn from the attempt's own seed: replay computes the same
+    // delay (and the same reason, which watchers saw).
+    std::mt19937_64 random(RetrySeed(exec.id, task.spec->id(), task.attempt));
+    const absl::Duration delay = RetryDelay(policy, task.attempt + 1, random);
     // Why the attempt failed comes first: the retry's reason is what a
     // watcher sees of the failure.
     const std::string& error = task.attempts.empty() ? "" : task.attempts.back().error;
@@ -2395,22 +2546,37 @@ void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
   const uint32_t exec_slot = exec.slot;
   const uint16_t generation = exec.tasks[index].generation;
   // Until it is ready again, ready_time is when the retry is due (kept in
-  // snapshots, so that a restart keeps the backoff).
-  exec.tasks[index].ready_time = absl::Now() + delay;
-  timers_.ScheduleAfter(delay, [this, exec_slot, index, generation] {
+  // snapshots, so that a restart keeps the backoff). In replay it counts
+  // from the failure's record, so the timer waits only what is left.
+  exec.tasks[index].ready_time = now_ + delay;
+  const absl::Duration left =
+      std::max(absl::ZeroDuration(), exec.tasks[index].ready_time - absl::Now());
+  timers_.ScheduleAfter(left, [this, exec_slot, index, generation] {
     Outbox out;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
+      TickLocked();
       ExecutionState& exec = *executions_[exec_slot];
       TaskSlot& task = exec.tasks[index];
       if (task.generation != generation || task.state != v1::TASK_PENDING) return;
-      task.reason.clear();
-      MakeReadyLocked(exec, index, out);
+      RetryDueLocked(exec, index, out);
       DispatchLocked(out);
     }
     Deliver(out);
   });
+}
+
+void WorkflowEngine::RetryDueLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+  TaskSlot& task = exec.tasks[index];
+  task.reason.clear();
+  MakeReadyLocked(exec, index, out);
+  v1::StateRecord record;
+  v1::TaskRetryDue& due = *record.mutable_task_retry_due();
+  due.set_execution_id(exec.id);
+  due.set_task_id(task.spec->id());
+  due.set_attempt(task.attempt);
+  PersistLocked(record);
 }
 
 void WorkflowEngine::RequeueLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
@@ -2422,7 +2588,7 @@ void WorkflowEngine::RequeueLocked(ExecutionState& exec, uint32_t index, Outbox&
 void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out) {
   if (exec.final()) return;
   if (exec.pending + exec.ready + exec.running == 0) {
-    exec.end_time = absl::Now();
+    exec.end_time = now_;
     if (exec.failed > 0) {
       exec.reason = absl::StrCat(exec.failed, " task(s) failed");
       SetExecutionStateLocked(exec, v1::EXECUTION_FAILED, out);
@@ -2432,7 +2598,7 @@ void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& ou
     return;
   }
   if (exec.state == v1::EXECUTION_PENDING && exec.running > 0) {
-    exec.start_time = absl::Now();
+    exec.start_time = now_;
     SetExecutionStateLocked(exec, v1::EXECUTION_RUNNING, out);
   }
 }
@@ -2442,7 +2608,7 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
   if (exec.state == state) return;
   CountExecutionLocked(exec.state, state);
   exec.state = state;
-  if (exec.final() && exec.end_time == absl::InfinitePast()) exec.end_time = absl::Now();
+  if (exec.final() && exec.end_time == absl::InfinitePast()) exec.end_time = now_;
   v1::Event event;
   event.set_type(v1::Event::EXECUTION_STATE_CHANGED);
   EmitLocked(exec, std::move(event), out);
@@ -2453,7 +2619,7 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
 
 void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& /*out*/) {
   const auto index = static_cast<uint32_t>(exec.events.size());
-  const absl::Time now = absl::Now();
+  const absl::Time now = now_;
   event.set_execution(exec.name());
   event.set_sequence(static_cast<int64_t>(index) + 1);
   *event.mutable_time() = ToProto(now);
@@ -2567,11 +2733,12 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         agent.free_cpu += task.spec->resources().cpu();
         agent.free_memory += task.spec->resources().memory_bytes();
         agent.free_gpus += task.spec->resources().gpus();
-        attempt.outcome = v1::ATTEMPT_FAILED;
-        attempt.error = std::string(built.message());
-        task.retries_used = task.spec->retry().max_retries();
-        FailOrRetryLocked(exec, entry.task, v1::TASK_FAILED, out);
-        UpdateExecutionStateLocked(exec, out);
+        // The leases taken so far go to the log first: records keep the
+        // order of the events.
+        if (leases > 0) PersistLocked(absl::MakeSpan(lease_records.data(), leases), nullptr);
+        leases = 0;
+        FailNotStartedLocked(exec, entry.task, agent.id, attempt.attempt,
+                             std::string(built.message()), out);
         continue;
       }
       if (builtin) *assigned->mutable_builtin() = task.spec->builtin();
@@ -2609,7 +2776,7 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   }
   // One append for the batch: the leases are the only records of this
   // dispatch, so their order among the engine's records is unchanged.
-  if (leases > 0) PersistLocked(absl::MakeConstSpan(lease_records.data(), leases), nullptr);
+  if (leases > 0) PersistLocked(absl::MakeSpan(lease_records.data(), leases), nullptr);
   taken.clear();
   dispatch_scratch_ = std::move(taken);
   lease_scratch_ = std::move(lease_records);
@@ -2623,7 +2790,7 @@ void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std
   task.generation++;
   task.attempt = attempt;
   task.agent = agent_id;
-  task.lease_time = absl::Now();
+  task.lease_time = now_;
   // Why it waited ("re-queued: ...") no longer applies; its event keeps it.
   task.reason.clear();
   AttemptRecord& record = task.attempts.emplace_back();
@@ -2695,7 +2862,7 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
   attempt.error = result.error();
   attempt.stdout_bytes = result.stdout_bytes();
   attempt.stderr_bytes = result.stderr_bytes();
-  attempt.end_time = absl::ToUnixNanos(absl::Now());
+  attempt.end_time = absl::ToUnixNanos(now_);
   if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {
     AttemptLogs& logs = task.mutable_details().logs[task.attempt];
     logs.stdout_tail = result.stdout_tail();

@@ -14,7 +14,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/functional/function_ref.h"
-#include "absl/random/random.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
@@ -282,6 +281,13 @@ class WorkflowEngine {
   // their tasks. Called periodically; exposed for tests.
   void ExpireLeases(absl::Time now);
 
+  // For tests: what breaks the rule that dispatch never stalls, or "" when
+  // it holds. Every dispatch pass ends with no task READY (and not parked
+  // by a pause) that a connected, non-draining agent serving its queue
+  // could take now: one with credit, a free slot, the labels and the free
+  // resources it needs. Walks every queue: not for production paths.
+  std::string DispatchStallForTest();
+
  private:
   struct Agent;
   struct Queue;
@@ -352,13 +358,36 @@ class WorkflowEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a mutating section: the time its changes, events and records
+  // carry (now_). Live, the clock; replay sets now_ from each record.
+  void TickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The agent reported attempt `attempt` of the task running: TASK_RUNNING,
+  // recorded. False (nothing changes) for an attempt not current or not
+  // leased.
+  bool StartAttemptLocked(ExecutionState& exec, uint32_t index, int64_t attempt, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The current attempt of a leased task ended without a result: marked
+  // ATTEMPT_LOST with `error`, its lease released, the task re-queued when
+  // it was still to run; recorded (AttemptLost), so that a restart shows the
+  // same outcome and never gives the task back to the lost agent.
+  void LoseAttemptLocked(ExecutionState& exec, uint32_t index, std::string error, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The retry of a PENDING task is due: READY again, recorded.
+  void RetryDueLocked(ExecutionState& exec, uint32_t index, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Attempt `attempt`, leased to `agent_id`, failed before it was sent
+  // (`error`); not retried. Recorded (AttemptNotStarted).
+  void FailNotStartedLocked(ExecutionState& exec, uint32_t index, const std::string& agent_id,
+                            int64_t attempt, std::string error, Outbox& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `record` for durability (never blocks); `done` runs once durable.
-  void PersistLocked(const gyre::v1::StateRecord& record, StateStore::Completion done = nullptr)
+  // Stamps it with the section's time (now_).
+  void PersistLocked(gyre::v1::StateRecord& record, StateStore::Completion done = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistLocked(absl::Span<const gyre::v1::StateRecord> records, StateStore::Completion done)
+  void PersistLocked(absl::Span<gyre::v1::StateRecord> records, StateStore::Completion done)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the results of one agent message in order, persists the
   // accepted ones in one append and acknowledges all of them in one message
@@ -515,7 +544,6 @@ class WorkflowEngine {
   EngineMetrics metrics_;
   TimerQueue timers_;
   absl::Mutex mu_;
-  absl::BitGen random_ ABSL_GUARDED_BY(mu_);
   uint64_t next_execution_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>> workflows_
       ABSL_GUARDED_BY(mu_);
@@ -549,6 +577,10 @@ class WorkflowEngine {
   std::vector<gyre::v1::StateRecord> result_scratch_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool replaying_ ABSL_GUARDED_BY(mu_) = false;
+  // The time of the change being made (TickLocked), or, in replay, of the
+  // record being applied: every event, attempt time and record of one
+  // change carries it, so that replay rebuilds the same history.
+  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::UnixEpoch();
 
   // Periodic snapshots: PersistLocked counts records and wakes the
   // snapshot thread; snapshot_mu_ lets one snapshot run at a time.

@@ -10,11 +10,14 @@
 #include <limits>
 #include <sstream>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
+#include "services/orchestrator/proto_time.h"
 
 namespace gyre::orchestrator {
 namespace {
@@ -468,6 +471,25 @@ TEST_F(WorkflowEngineTest, CancelStopsRunningTasksAndSkipsTheRest) {
             absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(WorkflowEngineTest, StaleQueueEntriesNeverHoldBackADispatch) {
+  // A cancelled execution leaves its READY tasks' entries in the queue,
+  // stale: many more than one dispatch pass looks at.
+  auto agent = Connect("a1", 1);
+  std::vector<v1::TaskSpec> tasks;
+  for (int i = 0; i < 2000; ++i) tasks.push_back(Task(absl::StrCat("t", i)));
+  const std::string big = Start(Workflow(std::move(tasks)));
+  auto first = agent->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(engine_.CancelExecution(big, "").ok());
+  Report("a1", first[0], v1::ATTEMPT_CANCELLED);
+  EXPECT_EQ(engine_.DispatchStallForTest(), "");
+  const std::string small = Start(Workflow({Task("only")}));
+  auto only = agent->Take(1, absl::Seconds(2));
+  ASSERT_EQ(only.size(), 1u) << "the new task waits behind stale entries";
+  EXPECT_EQ(only[0].ref().execution(), small);
+  EXPECT_EQ(engine_.DispatchStallForTest(), "");
+}
+
 TEST_F(WorkflowEngineTest, WatchReplaysFromASequenceNumberAndEndsWhenFinal) {
   auto agent = Connect("a1");
   const std::string exec = Start(Workflow({Task("a")}));
@@ -858,6 +880,137 @@ class WorkflowEngineRecoveryTest : public ::testing::Test {
   std::unique_ptr<WorkflowEngine> engine_;
   std::string exec_;
 };
+
+// Every event of `exec` from the start, as a watcher reads them (the
+// execution must be final).
+std::vector<v1::Event> History(WorkflowEngine& engine, const std::string& exec) {
+  std::vector<v1::Event> events;
+  auto watch = engine.Watch(exec, 0);
+  EXPECT_TRUE(watch.ok()) << watch.status();
+  if (!watch.ok()) return events;
+  bool last = false;
+  while (!last) {
+    EventChunk chunk = (*watch)->Next(absl::Seconds(5), &last);
+    if (chunk.events.empty() && !last) break;
+    for (const v1::Event* event : chunk.events) events.push_back(*event);
+  }
+  return events;
+}
+
+void ExpectSameHistory(const std::vector<v1::Event>& live, const std::vector<v1::Event>& replayed) {
+  ASSERT_EQ(live.size(), replayed.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    std::string diff;
+    google::protobuf::util::MessageDifferencer differencer;
+    differencer.ReportDifferencesToString(&diff);
+    EXPECT_TRUE(differencer.Compare(live[i], replayed[i]))
+        << "event " << i + 1 << ":\n"
+        << diff << live[i].DebugString() << "replayed:\n"
+        << replayed[i].DebugString();
+  }
+}
+
+TEST_F(WorkflowEngineRecoveryTest, ReplayRebuildsTheHistoryWatchersSaw) {
+  // a fails once (retried after a backoff), runs again on a1, which is
+  // then declared dead (attempt lost, re-queued), and succeeds on a2; b
+  // follows. Every kind of change, each with its RUNNING event.
+  auto a1 = Register("a1");
+  v1::TaskSpec a = Task("a");
+  a.mutable_retry()->set_max_retries(1);
+  *a.mutable_retry()->mutable_initial_backoff() = ToProto(absl::Milliseconds(1));
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({a, Task("b", {"a"})});
+  exec_ = engine_->StartExecution(request)->name();
+  auto started = [&](const std::string& agent, const v1::TaskAssignment& task) {
+    v1::AgentMessage message;
+    *message.mutable_task_started()->mutable_ref() = task.ref();
+    ASSERT_TRUE(engine_->HandleAgentMessage(agent, message).ok());
+  };
+  auto first = a1->Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  started("a1", first[0]);
+  v1::AgentMessage failed;
+  *failed.mutable_task_result()->mutable_ref() = first[0].ref();
+  failed.mutable_task_result()->set_outcome(v1::ATTEMPT_FAILED);
+  failed.mutable_task_result()->set_error("exit code 3");
+  failed.mutable_task_result()->set_sequence(1);
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", failed).ok());
+  auto second = a1->Take(1);  // after the backoff
+  ASSERT_EQ(second.size(), 1u);
+  started("a1", second[0]);
+  engine_->ExpireLeases(absl::Now() + absl::Minutes(1));  // a1 falls silent
+  auto a2 = Register("a2");
+  auto third = a2->Take(1);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].ref().attempt(), 3);
+  started("a2", third[0]);
+  Report("a2", third[0].ref(), 1);
+  auto b = a2->Take(1);
+  ASSERT_EQ(b.size(), 1u);
+  started("a2", b[0]);
+  Report("a2", b[0].ref(), 2);
+  ASSERT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_SUCCEEDED);
+  const std::vector<v1::Event> live = History(*engine_, exec_);
+  const v1::TaskRun live_a = Run("a");
+  ASSERT_EQ(live_a.attempts_size(), 3);
+  EXPECT_EQ(live_a.attempts(1).outcome(), v1::ATTEMPT_LOST);
+
+  Restart();  // from the log
+  ExpectSameHistory(live, History(*engine_, exec_));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(live_a, Run("a")))
+      << live_a.DebugString() << "after the restart:\n"
+      << Run("a").DebugString();
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();  // from the snapshot
+  ExpectSameHistory(live, History(*engine_, exec_));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(live_a, Run("a")));
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnAttemptLostBeforeARestartStaysLostAndIsNotLeasedAgain) {
+  RunUntilBIsInFlight();
+  engine_->ExpireLeases(absl::Now() + absl::Minutes(1));  // a1 is declared dead
+  ASSERT_EQ(Run("b").state(), v1::TASK_READY);
+  const v1::TaskRun before = Run("b");
+  Restart();
+  const v1::TaskRun after = Run("b");
+  EXPECT_EQ(after.state(), v1::TASK_READY) << "not leased to the dead a1 again";
+  ASSERT_EQ(after.attempts_size(), 1);
+  EXPECT_EQ(after.attempts(0).outcome(), v1::ATTEMPT_LOST);
+  EXPECT_EQ(after.attempts(0).error(), "agent a1 missed heartbeats");
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(before, after))
+      << before.DebugString() << "after the restart:\n"
+      << after.DebugString();
+}
+
+TEST_F(WorkflowEngineRecoveryTest, DispatchGoesOnAfterReplayingALongLog) {
+  // Replay queues every task it makes ready and leases most of them again:
+  // the queue holds far more stale entries than one pass looks at.
+  auto agent = Register("a1");
+  std::vector<v1::TaskSpec> tasks;
+  for (int i = 0; i < 1500; ++i) tasks.push_back(Task(absl::StrCat("t", i)));
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow(std::move(tasks));
+  exec_ = engine_->StartExecution(request)->name();
+  uint64_t sequence = 0;
+  for (int i = 0; i < 1500; ++i) {
+    auto lease = agent->Take(1);
+    ASSERT_EQ(lease.size(), 1u);
+    Report("a1", lease[0].ref(), ++sequence);
+    v1::AgentMessage credit;
+    credit.mutable_credit()->set_tasks(1);
+    ASSERT_TRUE(engine_->HandleAgentMessage("a1", credit).ok());
+  }
+  ASSERT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_SUCCEEDED);
+  Restart();
+  agent = Register("a2");
+  v1::StartExecutionRequest next;
+  *next.mutable_definition() = Workflow({Task("only")});
+  const std::string small = engine_->StartExecution(next)->name();
+  auto only = agent->Take(1, absl::Seconds(2));
+  ASSERT_EQ(only.size(), 1u) << "dispatch stalled after the restart";
+  EXPECT_EQ(only[0].ref().execution(), small);
+  EXPECT_EQ(engine_->DispatchStallForTest(), "");
+}
 
 TEST_F(WorkflowEngineRecoveryTest, AnAttemptThatRanOnThroughARestartIsRecordedOnce) {
   const v1::TaskAssignment b = RunUntilBIsInFlight();
