@@ -73,7 +73,8 @@ TEST(WfCommonsImportTest, NotATraceIsRejectedClearly) {
 
 TEST(WfCommonsImportTest, ConvertsARealMontageTrace) {
   const char* dir = std::getenv("GYRE_WFCOMMONS_DIR");
-  ASSERT_NE(dir, nullptr) << "GYRE_WFCOMMONS_DIR must name tests/data/wfcommons (the build sets it)";
+  ASSERT_NE(dir, nullptr)
+      << "GYRE_WFCOMMONS_DIR must name tests/data/wfcommons (the build sets it)";
   std::ifstream file(std::string(dir) + "/pegasus/montage/montage-chameleon-2mass-01d-001.json");
   ASSERT_TRUE(file) << "trace not found under " << dir;
   std::stringstream json;
