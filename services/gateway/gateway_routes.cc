@@ -16,11 +16,10 @@ HttpReply RouteGatewayRequest(const HttpRequest& request) {
     return HttpReply{200, "application/json", "{\"status\":\"ok\"}"};
   }
   if (absl::StartsWith(path, "/v1/")) {
-    return JsonError(
-        501, absl::StatusCode::kUnimplemented,
-        absl::StrCat(request.method, " ", path, " is not implemented yet in this version of Gyre"));
+    return JsonError(absl::UnimplementedError(absl::StrCat(
+        request.method, " ", path, " is not implemented yet in this version of Gyre")));
   }
-  return JsonError(404, absl::StatusCode::kNotFound, absl::StrCat("no route for ", path));
+  return JsonError(absl::NotFoundError(absl::StrCat("no route for ", path)));
 }
 
 }  // namespace gyre::gateway

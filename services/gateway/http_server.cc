@@ -9,6 +9,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/json_escape.h"
+#include "libs/common/status_mapping.h"
 #include "libs/logging/logger.h"
 
 namespace gyre::gateway {
@@ -93,41 +94,18 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   const HttpHandler& handler_;
 };
 
-const char* StatusName(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kInvalidArgument:
-      return "INVALID_ARGUMENT";
-    case absl::StatusCode::kNotFound:
-      return "NOT_FOUND";
-    case absl::StatusCode::kAlreadyExists:
-      return "ALREADY_EXISTS";
-    case absl::StatusCode::kPermissionDenied:
-      return "PERMISSION_DENIED";
-    case absl::StatusCode::kUnauthenticated:
-      return "UNAUTHENTICATED";
-    case absl::StatusCode::kResourceExhausted:
-      return "RESOURCE_EXHAUSTED";
-    case absl::StatusCode::kFailedPrecondition:
-      return "FAILED_PRECONDITION";
-    case absl::StatusCode::kUnimplemented:
-      return "UNIMPLEMENTED";
-    case absl::StatusCode::kUnavailable:
-      return "UNAVAILABLE";
-    case absl::StatusCode::kDeadlineExceeded:
-      return "DEADLINE_EXCEEDED";
-    default:
-      return "INTERNAL";
-  }
-}
-
 }  // namespace
 
 HttpReply JsonError(int http_status, absl::StatusCode code, absl::string_view message) {
   std::string body = absl::StrCat("{\"error\":{\"code\":", http_status, ",\"status\":\"",
-                                  StatusName(code), "\",\"message\":");
+                                  absl::StatusCodeToString(code), "\",\"message\":");
   AppendJsonString(message, &body);
   body.append("}}");
   return HttpReply{http_status, "application/json", std::move(body)};
+}
+
+HttpReply JsonError(const absl::Status& status) {
+  return JsonError(ToHttpStatusCode(status.code()), status.code(), status.message());
 }
 
 HttpServer::HttpServer(Options options, HttpHandler handler)

@@ -68,7 +68,12 @@ class HttpServer {
 
 // Renders an error body in the API's JSON error shape:
 // {"error":{"code":404,"status":"NOT_FOUND","message":"..."}}.
+// With an explicit HTTP status, for answers google.rpc.Code's mapping does
+// not give (405 for a method, 413 for a body).
 HttpReply JsonError(int http_status, absl::StatusCode code, absl::string_view message);
+// A domain error, its HTTP status from the one shared mapping
+// (libs/common/status_mapping.h: ToHttpStatusCode).
+HttpReply JsonError(const absl::Status& status);
 
 }  // namespace gyre::gateway
 
