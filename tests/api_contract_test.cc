@@ -138,13 +138,7 @@ TEST_F(ApiContract, CancellingATaskThatLeftAFifoAtGyreOutputFreesTheSlot) {
       "    shell: true\n"
       "    command: 'rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\"; sleep 60'\n");
   ASSERT_TRUE(AwaitTaskState(stuck, "fifo", v1::TASK_RUNNING));
-  {
-    grpc::ClientContext call;
-    v1::CancelExecutionRequest cancel;
-    cancel.set_name(stuck);
-    v1::Execution cancelled;
-    ASSERT_TRUE(stub_->CancelExecution(&call, cancel, &cancelled).ok());
-  }
+  ASSERT_TRUE(Cancel(stuck).ok());
   // The one slot is free again: the next execution runs on it.
   const std::string next = Start("name: next\ntasks:\n  - {id: t, command: [echo, ok]}\n");
   EXPECT_EQ(Wait(next, absl::Seconds(40)), v1::EXECUTION_SUCCEEDED);
@@ -208,20 +202,10 @@ TEST_F(ApiContract, APendingExecutionPausedAndResumedIsPendingAndRunsOnceAnAgent
       "  - {id: second, command: [echo, two], depends_on: [first]}\n");
   ASSERT_EQ(Get(exec).state(), v1::EXECUTION_PENDING);
   v1::Execution paused;
-  {
-    grpc::ClientContext call;
-    v1::PauseExecutionRequest pause;
-    pause.set_name(exec);
-    ASSERT_TRUE(stub_->PauseExecution(&call, pause, &paused).ok());
-  }
+  ASSERT_TRUE(Pause(exec, &paused).ok());
   EXPECT_EQ(paused.state(), v1::EXECUTION_PAUSED);
   v1::Execution resumed;
-  {
-    grpc::ClientContext call;
-    v1::ResumeExecutionRequest resume;
-    resume.set_name(exec);
-    ASSERT_TRUE(stub_->ResumeExecution(&call, resume, &resumed).ok());
-  }
+  ASSERT_TRUE(Resume(exec, &resumed).ok());
   EXPECT_EQ(resumed.state(), v1::EXECUTION_PENDING) << "no task ran: it is not RUNNING";
   EXPECT_FALSE(resumed.has_start_time());
   StartAgent("a1");

@@ -245,6 +245,21 @@ class Cluster : public ::testing::Test {
     return run;
   }
 
+  // CancelExecution, PauseExecution and ResumeExecution of `name`; the
+  // execution as the reply shows it goes to `execution` when given.
+  grpc::Status Cancel(const std::string& name, v1::Execution* execution = nullptr) {
+    return ControlRpc(&v1::OrchestratorService::Stub::CancelExecution, v1::CancelExecutionRequest(),
+                      name, execution);
+  }
+  grpc::Status Pause(const std::string& name, v1::Execution* execution = nullptr) {
+    return ControlRpc(&v1::OrchestratorService::Stub::PauseExecution, v1::PauseExecutionRequest(),
+                      name, execution);
+  }
+  grpc::Status Resume(const std::string& name, v1::Execution* execution = nullptr) {
+    return ControlRpc(&v1::OrchestratorService::Stub::ResumeExecution, v1::ResumeExecutionRequest(),
+                      name, execution);
+  }
+
   std::string Logs(const std::string& execution, const std::string& task) {
     grpc::ClientContext call;
     v1::GetTaskLogsRequest request;
@@ -315,6 +330,17 @@ class Cluster : public ::testing::Test {
       return -1;
     }
     return value;
+  }
+
+  template <typename Request>
+  grpc::Status ControlRpc(grpc::Status (v1::OrchestratorService::Stub::*rpc)(grpc::ClientContext*,
+                                                                             const Request&,
+                                                                             v1::Execution*),
+                          Request request, const std::string& name, v1::Execution* execution) {
+    grpc::ClientContext call;
+    request.set_name(name);
+    v1::Execution reply;
+    return (stub_.get()->*rpc)(&call, request, execution != nullptr ? execution : &reply);
   }
 
   gyre::testing::ScratchDir scratch_{"gyre_e2e"};  // removed after TearDown stopped everything

@@ -225,13 +225,7 @@ TEST_F(Cluster, StaleQueueEntriesNeverStallDispatch) {
     absl::StrAppend(&yaml, "  - {id: t", i, ", command: [sleep, '60']}\n");
   const std::string wide = Start(yaml);
   ASSERT_TRUE(AwaitTaskState(wide, "t0", v1::TASK_RUNNING));
-  {
-    grpc::ClientContext call;
-    v1::CancelExecutionRequest request;
-    request.set_name(wide);
-    v1::Execution cancelled;
-    ASSERT_TRUE(stub_->CancelExecution(&call, request, &cancelled).ok());
-  }
+  ASSERT_TRUE(Cancel(wide).ok());
   ASSERT_TRUE(AwaitTaskState(wide, "t0", v1::TASK_CANCELLED));
   const std::string next = Start(R"(
 name: next

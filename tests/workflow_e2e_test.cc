@@ -130,11 +130,8 @@ tasks:
   - {id: never, builtin: noop, depends_on: [long]}
 )");
   ASSERT_TRUE(AwaitTaskState(exec, "long", v1::TASK_RUNNING));
-  grpc::ClientContext call;
-  v1::CancelExecutionRequest request;
-  request.set_name(exec);
   v1::Execution cancelled;
-  ASSERT_TRUE(stub_->CancelExecution(&call, request, &cancelled).ok());
+  ASSERT_TRUE(Cancel(exec, &cancelled).ok());
   EXPECT_EQ(cancelled.state(), v1::EXECUTION_CANCELLED);
   EXPECT_EQ(Task(exec, "never").state(), v1::TASK_CANCELLED);
   // The agent reports the terminated attempt.
@@ -155,21 +152,11 @@ tasks:
   - {id: second, builtin: noop, depends_on: [first]}
 )");
   ASSERT_TRUE(AwaitTaskState(exec, "first", v1::TASK_RUNNING));
-  {
-    grpc::ClientContext call;
-    v1::PauseExecutionRequest request;
-    request.set_name(exec);
-    v1::Execution paused;
-    ASSERT_TRUE(stub_->PauseExecution(&call, request, &paused).ok());
-  }
+  ASSERT_TRUE(Pause(exec).ok());
   ASSERT_TRUE(AwaitTaskState(exec, "first", v1::TASK_SUCCEEDED));
   absl::SleepFor(absl::Milliseconds(300));
   EXPECT_EQ(Task(exec, "second").state(), v1::TASK_READY) << "no lease while paused";
-  grpc::ClientContext call;
-  v1::ResumeExecutionRequest request;
-  request.set_name(exec);
-  v1::Execution resumed;
-  ASSERT_TRUE(stub_->ResumeExecution(&call, request, &resumed).ok());
+  ASSERT_TRUE(Resume(exec).ok());
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
 }
 
