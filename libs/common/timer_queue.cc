@@ -2,7 +2,7 @@
 
 namespace gyre {
 
-TimerQueue::TimerQueue() : thread_([this] { Run(); }) {}
+TimerQueue::TimerQueue(Clock* clock) : clock_(clock), thread_([this] { Run(); }) {}
 
 TimerQueue::~TimerQueue() {
   {
@@ -33,9 +33,9 @@ void TimerQueue::Run() {
     auto wake = [this, next]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
       return stopping_ || (!entries_.empty() && entries_.top().when < next);
     };
-    mutex_.AwaitWithDeadline(absl::Condition(&wake), next);
+    clock_->AwaitWithDeadline(&mutex_, absl::Condition(&wake), next);
     if (stopping_) return;
-    while (!entries_.empty() && entries_.top().when <= absl::Now()) {
+    while (!entries_.empty() && entries_.top().when <= clock_->Now()) {
       Entry entry = entries_.top();
       entries_.pop();
       if (cancelled_.erase(entry.id) > 0) continue;

@@ -10,6 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/common/clock.h"
 
 namespace gyre {
 
@@ -20,7 +21,9 @@ class TimerQueue {
  public:
   using TimerId = uint64_t;
 
-  TimerQueue();
+  // Timers fall due by `clock` (the real one unless a test gives a
+  // FakeClock, whose Advance makes them due).
+  explicit TimerQueue(Clock* clock = Clock::Real());
   // Stops the thread; callbacks not yet due are dropped.
   ~TimerQueue();
 
@@ -30,7 +33,7 @@ class TimerQueue {
   // Runs `callback` at `when` (at once if it is in the past).
   TimerId Schedule(absl::Time when, std::function<void()> callback);
   TimerId ScheduleAfter(absl::Duration delay, std::function<void()> callback) {
-    return Schedule(absl::Now() + delay, std::move(callback));
+    return Schedule(clock_->Now() + delay, std::move(callback));
   }
   // Cancels a timer that has not run yet; returns whether it was pending.
   bool Cancel(TimerId id);
@@ -46,6 +49,8 @@ class TimerQueue {
   };
 
   void Run();
+
+  Clock* const clock_;
 
   absl::Mutex mutex_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<Entry>> entries_
