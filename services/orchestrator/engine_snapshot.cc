@@ -55,7 +55,7 @@ absl::Status DecodeEventHistory(const v1::ExecutionSnapshot& saved,
 
 // Written in place (the snapshot lives on an arena). Empty strings are left
 // unset: setting even "" takes a string, and there are millions of tasks.
-void FillSnapshot(const TaskSlot& task, v1::TaskSlotSnapshot* out) {
+void FillSnapshot(const TaskEntry& task, v1::TaskSlotSnapshot* out) {
   out->set_state(task.state);
   out->set_unmet_dependencies(task.unmet_dependencies);
   out->set_attempt(task.attempt);
@@ -82,7 +82,7 @@ void FillSnapshot(const TaskSlot& task, v1::TaskSlotSnapshot* out) {
 }
 
 // Moves `from`'s contents into `task`.
-void RestoreTask(v1::TaskSlotSnapshot& from, TaskSlot& task) {
+void RestoreTask(v1::TaskSlotSnapshot& from, TaskEntry& task) {
   task.unmet_dependencies = from.unmet_dependencies();
   task.attempt = from.attempt();
   task.retries_used = from.retries_used();
@@ -147,7 +147,7 @@ void WorkflowEngine::SnapshotLocked(
     SetTimeIfSet(exec->start_time, absl::InfinitePast(), [&] { return out.mutable_start_time(); });
     SetTimeIfSet(exec->end_time, absl::InfinitePast(), [&] { return out.mutable_end_time(); });
     out.mutable_tasks()->Reserve(static_cast<int>(exec->tasks.size()));
-    for (const TaskSlot& task : exec->tasks) FillSnapshot(task, out.add_tasks());
+    for (const TaskEntry& task : exec->tasks) FillSnapshot(task, out.add_tasks());
     EncodeEventHistory(exec->events, &out);
     out.mutable_event_reasons()->insert(exec->event_reasons.begin(), exec->event_reasons.end());
     out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
@@ -159,9 +159,9 @@ void WorkflowEngine::SnapshotLocked(
     out.set_owner(global.owner);
     out.set_succeeded(global.succeeded);
     out.mutable_outputs()->insert(global.outputs.begin(), global.outputs.end());
-    for (const auto& [exec_slot, task] : global.waiters) {
+    for (const auto& [exec_index, task] : global.waiters) {
       v1::GlobalTaskWaiter& waiter = *out.add_waiters();
-      waiter.set_execution_slot(exec_slot);
+      waiter.set_execution_slot(exec_index);
       waiter.set_task_index(task);
     }
   }
@@ -210,7 +210,7 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     }
     auto definition = std::make_shared<const v1::WorkflowDefinition>(
         std::move(*saved.mutable_started()->mutable_definition()));
-    ExecutionState& exec = BuildExecutionLocked(saved.started(), std::move(definition));
+    ExecutionEntry& exec = BuildExecutionLocked(saved.started(), std::move(definition));
     CountExecutionLocked(exec.state, saved.state());
     exec.state = saved.state();
     exec.reason = saved.reason();
@@ -245,11 +245,11 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     }
     if (exec.final()) continue;
     for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
-      TaskSlot& task = exec.tasks[i];
+      TaskEntry& task = exec.tasks[i];
       if (task.state == v1::TASK_READY) {
         QueueReadyLocked(exec, i);
       } else if (task.state == v1::TASK_PENDING && task.unmet_dependencies == 0 &&
-                 !global_waiters.contains({exec.slot, i})) {
+                 !global_waiters.contains({exec.index, i})) {
         // A retry waiting out its backoff: ready_time is when it is due.
         ScheduleRetryLocked(exec, i, std::max(absl::ZeroDuration(), task.ready_time - now));
       }

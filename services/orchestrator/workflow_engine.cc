@@ -347,7 +347,7 @@ struct WorkflowEngine::Agent {
   absl::Time connected_since;  // of the current stream
   bool draining = false;
   std::vector<uint32_t> queues;  // distinct; each counted in its Queue::agents
-  // (execution slot, task index) of every lease held.
+  // (execution index, task index) of every lease held.
   absl::flat_hash_set<std::pair<uint32_t, uint32_t>> leases;
 
   int32_t free_slots() const {
@@ -361,7 +361,7 @@ struct WorkflowEngine::Queue {
   int64_t queued = 0;   // tasks in READY (exact; the ReadyQueue may hold stale entries)
   int64_t running = 0;  // tasks LEASED or RUNNING
   int32_t agents = 0;   // agents known (connected or within their lease timeout) serving it
-  // Some execution's task refers to it by index (TaskSlot::queue): the name
+  // Some execution's task refers to it by index (TaskEntry::queue): the name
   // and index stay for as long as the engine does.
   bool named_by_task = false;
   bool exported = false;  // has metrics series
@@ -579,7 +579,7 @@ absl::Status WorkflowEngine::Recover() {
       for (auto& exec : executions_) {
         if (exec->final()) continue;
         for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
-          TaskSlot& task = exec->tasks[i];
+          TaskEntry& task = exec->tasks[i];
           if (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING) continue;
           if (!task.agent.empty()) {
             KeepRecoveredLeaseLocked(*exec, i);
@@ -606,8 +606,8 @@ absl::Status WorkflowEngine::Recover() {
   return absl::OkStatus();
 }
 
-void WorkflowEngine::KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index) {
-  TaskSlot& task = exec.tasks[index];
+void WorkflowEngine::KeepRecoveredLeaseLocked(ExecutionEntry& exec, uint32_t index) {
+  TaskEntry& task = exec.tasks[index];
   std::unique_ptr<Agent>& agent = agents_[task.agent];
   if (agent == nullptr) {
     // Known only by its leases until it registers again: no channel, so
@@ -616,15 +616,15 @@ void WorkflowEngine::KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t ind
     agent->id = task.agent;
     agent->last_seen = absl::Now();
   }
-  agent->leases.insert({exec.slot, index});
+  agent->leases.insert({exec.index, index});
   queues_[task.queue]->running++;
 }
 
 void WorkflowEngine::TickLocked() { now_ = absl::Now(); }
 
-bool WorkflowEngine::StartAttemptLocked(ExecutionState& exec, uint32_t index, int64_t attempt,
+bool WorkflowEngine::StartAttemptLocked(ExecutionEntry& exec, uint32_t index, int64_t attempt,
                                         Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   if (task.attempt != attempt || task.state != v1::TASK_LEASED || task.attempts.empty()) {
     return false;
   }
@@ -641,9 +641,9 @@ bool WorkflowEngine::StartAttemptLocked(ExecutionState& exec, uint32_t index, in
   return true;
 }
 
-void WorkflowEngine::LoseAttemptLocked(ExecutionState& exec, uint32_t index, std::string error,
+void WorkflowEngine::LoseAttemptLocked(ExecutionEntry& exec, uint32_t index, std::string error,
                                        Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   v1::StateRecord record;
   v1::AttemptLost& lost = *record.mutable_attempt_lost();
   lost.set_execution_id(exec.id);
@@ -665,10 +665,10 @@ void WorkflowEngine::LoseAttemptLocked(ExecutionState& exec, uint32_t index, std
   PersistLocked(record);
 }
 
-void WorkflowEngine::FailNotStartedLocked(ExecutionState& exec, uint32_t index,
+void WorkflowEngine::FailNotStartedLocked(ExecutionEntry& exec, uint32_t index,
                                           const std::string& agent_id, int64_t attempt,
                                           std::string error, Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   v1::StateRecord record;
   v1::AttemptNotStarted& failed = *record.mutable_attempt_not_started();
   failed.set_execution_id(exec.id);
@@ -694,7 +694,7 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
       return absl::OkStatus();
     }
     case v1::StateRecord::kExecutionStarted: {
-      ExecutionState& exec = CreateExecutionLocked(
+      ExecutionEntry& exec = CreateExecutionLocked(
           record.execution_started(),
           std::make_shared<const v1::WorkflowDefinition>(record.execution_started().definition()),
           out);
@@ -703,7 +703,7 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
     }
     case v1::StateRecord::kTaskLeased: {
       const v1::TaskLeased& leased = record.task_leased();
-      ExecutionState* exec = FindExecutionLocked(leased.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(leased.execution_id());
       if (exec == nullptr) return absl::DataLossError("lease of an unknown execution");
       auto task = exec->task_index.find(leased.task_id());
       if (task == exec->task_index.end()) return absl::DataLossError("lease of an unknown task");
@@ -720,7 +720,7 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
     }
     case v1::StateRecord::kExecutionControl: {
       const v1::ExecutionControl& control = record.execution_control();
-      ExecutionState* exec = FindExecutionLocked(control.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(control.execution_id());
       if (exec == nullptr) return absl::DataLossError("control of an unknown execution");
       if (control.action() == v1::ExecutionControl::CANCEL)
         CancelLocked(*exec, control.reason(), out);
@@ -732,7 +732,7 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
     }
     case v1::StateRecord::kAttemptStarted: {
       const v1::AttemptStarted& started = record.attempt_started();
-      ExecutionState* exec = FindExecutionLocked(started.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(started.execution_id());
       if (exec == nullptr) return absl::DataLossError("start of an unknown execution");
       auto task = exec->task_index.find(started.task_id());
       if (task == exec->task_index.end()) return absl::DataLossError("start of an unknown task");
@@ -741,33 +741,33 @@ absl::Status WorkflowEngine::ApplyRecordLocked(const v1::StateRecord& record, Ou
     }
     case v1::StateRecord::kAttemptLost: {
       const v1::AttemptLost& lost = record.attempt_lost();
-      ExecutionState* exec = FindExecutionLocked(lost.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(lost.execution_id());
       if (exec == nullptr) return absl::DataLossError("lost attempt of an unknown execution");
       auto task = exec->task_index.find(lost.task_id());
       if (task == exec->task_index.end()) {
         return absl::DataLossError("lost attempt of an unknown task");
       }
-      const TaskSlot& slot = exec->tasks[task->second];
-      if (slot.attempt == lost.attempt() && !slot.attempts.empty()) {
+      const TaskEntry& entry = exec->tasks[task->second];
+      if (entry.attempt == lost.attempt() && !entry.attempts.empty()) {
         LoseAttemptLocked(*exec, task->second, lost.error(), out);
       }
       return absl::OkStatus();
     }
     case v1::StateRecord::kTaskRetryDue: {
       const v1::TaskRetryDue& due = record.task_retry_due();
-      ExecutionState* exec = FindExecutionLocked(due.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(due.execution_id());
       if (exec == nullptr) return absl::DataLossError("retry of an unknown execution");
       auto task = exec->task_index.find(due.task_id());
       if (task == exec->task_index.end()) return absl::DataLossError("retry of an unknown task");
-      const TaskSlot& slot = exec->tasks[task->second];
-      if (slot.state == v1::TASK_PENDING && slot.attempt == due.attempt()) {
+      const TaskEntry& entry = exec->tasks[task->second];
+      if (entry.state == v1::TASK_PENDING && entry.attempt == due.attempt()) {
         RetryDueLocked(*exec, task->second, out);
       }
       return absl::OkStatus();
     }
     case v1::StateRecord::kAttemptNotStarted: {
       const v1::AttemptNotStarted& failed = record.attempt_not_started();
-      ExecutionState* exec = FindExecutionLocked(failed.execution_id());
+      ExecutionEntry* exec = FindExecutionLocked(failed.execution_id());
       if (exec == nullptr) return absl::DataLossError("attempt of an unknown execution");
       auto task = exec->task_index.find(failed.task_id());
       if (task == exec->task_index.end()) return absl::DataLossError("attempt of an unknown task");
@@ -1085,7 +1085,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     if (!req.request_id().empty()) {
       auto existing = execution_by_request_.find(req.request_id());
       if (existing != execution_by_request_.end()) {
-        const ExecutionState& exec = *executions_[existing->second];
+        const ExecutionEntry& exec = *executions_[existing->second];
         if (exec.request_fingerprint != 0 && exec.request_fingerprint != fingerprint) {
           return absl::AlreadyExistsError(
               absl::StrCat("request_id ", req.request_id(), " was used for a different request (",
@@ -1106,7 +1106,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     }
     // Only declared names enter the context (a child may also be given
     // what its parent's workflow declares: its evaluator passes them on).
-    const ExecutionState* parent = nullptr;
+    const ExecutionEntry* parent = nullptr;
     if (!req.parent().empty()) {
       parent = FindExecutionLocked(req.parent());
       if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
@@ -1169,7 +1169,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
         return room;
       }
     }
-    ExecutionState& state = CreateExecutionLocked(started, *selected, out, std::move(declared));
+    ExecutionEntry& state = CreateExecutionLocked(started, *selected, out, std::move(declared));
     // The record lends the shared definition instead of copying it (a large
     // one is most of a submission's memory); the store is done with the
     // record when Append returns.
@@ -1235,10 +1235,10 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
   return StartExecution(std::move(start), nullptr, fingerprint);
 }
 
-ExecutionState& WorkflowEngine::CreateExecutionLocked(
+ExecutionEntry& WorkflowEngine::CreateExecutionLocked(
     const v1::ExecutionStarted& record, std::shared_ptr<const v1::WorkflowDefinition> definition,
     Outbox& out, std::shared_ptr<const workflow::DeclaredContext> declared) {
-  ExecutionState& state = BuildExecutionLocked(record, std::move(definition), std::move(declared));
+  ExecutionEntry& state = BuildExecutionLocked(record, std::move(definition), std::move(declared));
   pending_children_.erase(record.request_id());
   v1::Event created;
   created.set_type(v1::Event::EXECUTION_CREATED);
@@ -1249,12 +1249,12 @@ ExecutionState& WorkflowEngine::CreateExecutionLocked(
   return state;
 }
 
-ExecutionState& WorkflowEngine::BuildExecutionLocked(
+ExecutionEntry& WorkflowEngine::BuildExecutionLocked(
     const v1::ExecutionStarted& record,
     std::shared_ptr<const v1::WorkflowDefinition> shared_definition,
     std::shared_ptr<const workflow::DeclaredContext> declared) {
-  auto exec = std::make_unique<ExecutionState>();
-  exec->slot = static_cast<uint32_t>(executions_.size());
+  auto exec = std::make_unique<ExecutionEntry>();
+  exec->index = static_cast<uint32_t>(executions_.size());
   exec->id = record.execution_id();
   exec->full_name = "executions/" + exec->id;
   exec->definition = std::move(shared_definition);
@@ -1288,7 +1288,7 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   }
   for (int i = 0; i < definition.tasks_size(); ++i) {
     const v1::TaskSpec& spec = definition.tasks(i);
-    TaskSlot& task = exec->tasks[static_cast<size_t>(i)];
+    TaskEntry& task = exec->tasks[static_cast<size_t>(i)];
     task.spec = &spec;
     task.queue = QueueIndexLocked(spec.queue().empty() ? default_queue : spec.queue());
     queues_[task.queue]->named_by_task = true;
@@ -1303,9 +1303,9 @@ ExecutionState& WorkflowEngine::BuildExecutionLocked(
   exec->total = definition.tasks_size();
   exec->pending = exec->total;
 
-  ExecutionState& state = *exec;
-  execution_by_id_[exec->id] = exec->slot;
-  if (!exec->request_id.empty()) execution_by_request_[exec->request_id] = exec->slot;
+  ExecutionEntry& state = *exec;
+  execution_by_id_[exec->id] = exec->index;
+  if (!exec->request_id.empty()) execution_by_request_[exec->request_id] = exec->index;
   executions_.push_back(std::move(exec));
   CountExecutionLocked(v1::EXECUTION_STATE_UNSPECIFIED, state.state);
   return state;
@@ -1318,7 +1318,7 @@ void WorkflowEngine::CountExecutionLocked(v1::ExecutionState from, v1::Execution
   }
 }
 
-ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
+ExecutionEntry* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
   absl::string_view id = name;
   absl::ConsumePrefix(&id, "executions/");
   id = id.substr(0, id.find('/'));
@@ -1329,7 +1329,7 @@ ExecutionState* WorkflowEngine::FindExecutionLocked(absl::string_view name) {
 absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view name) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
-  ExecutionState* exec = FindExecutionLocked(name);
+  ExecutionEntry* exec = FindExecutionLocked(name);
   if (exec == nullptr)
     return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
   return ExecutionProtoLocked(*exec);
@@ -1363,21 +1363,22 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
         absl::StrCat("view ", req.view(), " is not an ExecutionView (BASIC or FULL)"));
   }
   absl::MutexLock lock(&mu_);
-  // Newest first: slots are in start order, so a page starts below a slot.
+  // Newest first: executions are in start order, so a page starts below a position.
   absl::StatusOr<uint32_t> below =
       PagePosition(req.page_token(), static_cast<uint32_t>(executions_.size()),
                    static_cast<uint32_t>(executions_.size()));
   if (!below.ok()) return below.status();
   v1::ListExecutionsResponse response;
-  uint32_t slot = *below;
+  uint32_t position = *below;
   // A filter that matches little must not hold the engine lock over a long
   // history: a page may come back short, with a token to go on from.
-  const uint32_t scan_end = slot > kMaxListScan ? slot - kMaxListScan : 0;
+  const uint32_t scan_end = position > kMaxListScan ? position - kMaxListScan : 0;
   // Lists leave contexts out unless asked (ExecutionView).
   const bool full = req.view() == v1::EXECUTION_VIEW_FULL;
   size_t context_bytes = 0;
-  for (; slot > scan_end && static_cast<size_t>(response.executions_size()) < *limit; --slot) {
-    const ExecutionState& exec = *executions_[slot - 1];
+  for (; position > scan_end && static_cast<size_t>(response.executions_size()) < *limit;
+       --position) {
+    const ExecutionEntry& exec = *executions_[position - 1];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
     if (!req.states().empty() &&
         std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
@@ -1396,7 +1397,7 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
     context_bytes += bytes;
     *response.add_executions() = ExecutionProtoLocked(exec);
   }
-  if (slot > 0) response.set_next_page_token(absl::StrCat("p", slot));
+  if (position > 0) response.set_next_page_token(absl::StrCat("p", position));
   return response;
 }
 
@@ -1406,7 +1407,7 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
   absl::StatusOr<size_t> limit = PageSize(req.page_size(), 1000, 10000);
   if (!limit.ok()) return limit.status();
   absl::MutexLock lock(&mu_);
-  ExecutionState* exec = FindExecutionLocked(req.parent());
+  ExecutionEntry* exec = FindExecutionLocked(req.parent());
   if (exec == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("execution ", QuoteClientText(req.parent()), " not found"));
@@ -1442,10 +1443,10 @@ v1::OrchestratorMessage CancelMessage(v1::AttemptRef ref) {
 
 }  // namespace
 
-void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out) {
+void WorkflowEngine::CancelLocked(ExecutionEntry& exec, absl::string_view reason, Outbox& out) {
   exec.reason = reason.empty() ? "cancelled by a client" : std::string(reason);
   for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
-    TaskSlot& task = exec.tasks[i];
+    TaskEntry& task = exec.tasks[i];
     if (IsTerminal(task.state)) continue;
     if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
       auto agent = agents_.find(task.agent);
@@ -1465,7 +1466,7 @@ void WorkflowEngine::CancelLocked(ExecutionState& exec, absl::string_view reason
   SetExecutionStateLocked(exec, v1::EXECUTION_CANCELLED, out);
 }
 
-void WorkflowEngine::ResumeLocked(ExecutionState& exec, Outbox& out) {
+void WorkflowEngine::ResumeLocked(ExecutionEntry& exec, Outbox& out) {
   // Back to what its tasks say: an execution paused before any task ran is
   // PENDING again (RUNNING would claim a start that never happened, with no
   // start_time); UpdateExecutionStateLocked moves it on as tasks run.
@@ -1473,9 +1474,9 @@ void WorkflowEngine::ResumeLocked(ExecutionState& exec, Outbox& out) {
       exec, exec.start_time != absl::InfinitePast() ? v1::EXECUTION_RUNNING : v1::EXECUTION_PENDING,
       out);
   for (uint32_t task : exec.parked) {
-    TaskSlot& slot = exec.tasks[task];
-    if (slot.state != v1::TASK_READY) continue;
-    queues_[slot.queue]->ready.Push({exec.slot, task, slot.priority, slot.generation});
+    TaskEntry& entry = exec.tasks[task];
+    if (entry.state != v1::TASK_READY) continue;
+    queues_[entry.queue]->ready.Push({exec.index, task, entry.priority, entry.generation});
   }
   exec.parked.clear();
   UpdateExecutionStateLocked(exec, out);
@@ -1509,7 +1510,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
   {
     absl::MutexLock lock(&mu_);
     TickLocked();
-    ExecutionState* exec = FindExecutionLocked(name);
+    ExecutionEntry* exec = FindExecutionLocked(name);
     if (exec == nullptr) {
       return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
     }
@@ -1558,7 +1559,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
 absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
-  ExecutionState* exec = FindExecutionLocked(name);
+  ExecutionEntry* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
   if (exec == nullptr || tasks_at == absl::string_view::npos) {
     return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
@@ -1572,8 +1573,8 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   return run;
 }
 
-std::string WorkflowEngine::WaitingReasonLocked(const ExecutionState& exec,
-                                                const TaskSlot& task) const {
+std::string WorkflowEngine::WaitingReasonLocked(const ExecutionEntry& exec,
+                                                const TaskEntry& task) const {
   // A paused execution's state says why its tasks wait.
   if (task.state != v1::TASK_READY || exec.state == v1::EXECUTION_PAUSED) return "";
   const std::string& queue = queues_[task.queue]->name;
@@ -1608,7 +1609,7 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
                                                                     int64_t attempt) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);
-  ExecutionState* exec = FindExecutionLocked(name);
+  ExecutionEntry* exec = FindExecutionLocked(name);
   const size_t tasks_at = name.find("/tasks/");
   if (exec == nullptr || tasks_at == absl::string_view::npos) {
     return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
@@ -1617,7 +1618,7 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
   if (it == exec->task_index.end()) {
     return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
   }
-  const TaskSlot& task = exec->tasks[it->second];
+  const TaskEntry& task = exec->tasks[it->second];
   const int64_t wanted = attempt != 0 ? attempt : task.attempt;
   const std::map<int64_t, AttemptLogs>& logs = task.details_or_empty().logs;
   auto found = logs.find(wanted);
@@ -1648,7 +1649,7 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
     watchers_.emplace_back("", subscription);
     return subscription;
   }
-  ExecutionState* exec = FindExecutionLocked(execution);
+  ExecutionEntry* exec = FindExecutionLocked(execution);
   if (exec == nullptr) {
     return absl::NotFoundError(
         absl::StrCat("execution ", QuoteClientText(execution), " not found"));
@@ -1657,7 +1658,7 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
   return subscription;
 }
 
-void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
+void WorkflowEngine::SubscribeLocked(const ExecutionEntry& exec, int64_t from_sequence,
                                      const std::shared_ptr<EventSubscription>& subscription) {
   const auto first = static_cast<uint32_t>(
       std::min<int64_t>(std::max<int64_t>(1, from_sequence) - 1, exec.events.size()));
@@ -1665,9 +1666,9 @@ void WorkflowEngine::SubscribeLocked(const ExecutionState& exec, int64_t from_se
   // Live events extend the backlog: the subscription builds them all.
   subscription->SetBacklog(
       first, end,
-      [this, slot = exec.slot](uint32_t from, uint32_t to, google::protobuf::Arena* arena,
-                               std::vector<v1::Event*>* events) {
-        ReplayEvents(slot, from, to, arena, events);
+      [this, exec_index = exec.index](uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+                                      std::vector<v1::Event*>* events) {
+        ReplayEvents(exec_index, from, to, arena, events);
       });
   if (exec.final()) {
     subscription->Close();
@@ -1784,9 +1785,9 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       current.channel->Replace(took_over);
       current.channel = nullptr;
     }
-    auto& slot = agents_[id];
-    if (!reconnect) slot = std::make_unique<Agent>();
-    Agent& agent = *slot;
+    auto& known = agents_[id];
+    if (!reconnect) known = std::make_unique<Agent>();
+    Agent& agent = *known;
     agent.id = id;
     agent.registration = registration;
     agent.channel = std::move(channel);
@@ -1810,15 +1811,15 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
       }
       std::vector<std::pair<uint32_t, uint32_t>> lost;
       for (const auto& lease : agent.leases) {
-        ExecutionState& exec = *executions_[lease.first];
-        const TaskSlot& task = exec.tasks[lease.second];
+        ExecutionEntry& exec = *executions_[lease.first];
+        const TaskEntry& task = exec.tasks[lease.second];
         if (!still_running.contains(
                 absl::StrCat(exec.name(), "/", task.spec->id(), "#", task.attempt))) {
           lost.push_back(lease);
         }
       }
-      for (const auto& [exec_slot, task] : lost) {
-        LoseAttemptLocked(*executions_[exec_slot], task,
+      for (const auto& [exec_index, task] : lost) {
+        LoseAttemptLocked(*executions_[exec_index], task,
                           absl::StrCat("agent ", id, " came back without it"), out);
       }
     }
@@ -2001,7 +2002,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         break;
       case v1::AgentMessage::kTaskStarted: {
         const v1::AttemptRef& ref = message.task_started().ref();
-        ExecutionState* exec = FindExecutionLocked(ref.execution());
+        ExecutionEntry* exec = FindExecutionLocked(ref.execution());
         if (exec == nullptr) break;
         auto task = exec->task_index.find(ref.task_id());
         if (task == exec->task_index.end()) break;
@@ -2041,7 +2042,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         // words in another execution's output (a late chunk of an attempt
         // just cancelled or re-leased is dropped too).
         if (!HoldsLiveLeaseLocked(agent, ref)) break;
-        ExecutionState* exec = FindExecutionLocked(ref.execution());
+        ExecutionEntry* exec = FindExecutionLocked(ref.execution());
         std::shared_ptr<v1::Event> event;  // built once, if anybody wants it
         for (const auto& [scope, subscription] : watchers_) {
           if (!subscription->include_logs() || (!scope.empty() && scope != exec->name())) {
@@ -2080,48 +2081,48 @@ void WorkflowEngine::ReconcileLeasesLocked(Agent& agent, const v1::Heartbeat& he
   if (agent.leases.empty()) return;
   absl::flat_hash_set<std::pair<uint32_t, uint32_t>> reported;
   for (const v1::AttemptRef& ref : heartbeat.running()) {
-    ExecutionState* exec = FindExecutionLocked(ref.execution());
+    ExecutionEntry* exec = FindExecutionLocked(ref.execution());
     if (exec == nullptr) continue;
     auto index = exec->task_index.find(ref.task_id());
     if (index != exec->task_index.end() && exec->tasks[index->second].attempt == ref.attempt()) {
-      reported.insert({exec->slot, index->second});
+      reported.insert({exec->index, index->second});
     }
   }
   // A lease younger than this may be on its way to the agent still.
   const absl::Time settled = absl::Now() - 2 * options_.heartbeat_interval;
   std::vector<std::pair<uint32_t, uint32_t>> gone;
   for (const auto& lease : agent.leases) {
-    const TaskSlot& task = executions_[lease.first]->tasks[lease.second];
+    const TaskEntry& task = executions_[lease.first]->tasks[lease.second];
     if (!reported.contains(lease) && task.lease_time < settled) gone.push_back(lease);
   }
   if (gone.empty()) return;
   logging::Warn("leases the agent no longer reports running were re-queued",
                 {{"agent", agent.id}, {"requeued", static_cast<int64_t>(gone.size())}});
-  for (const auto& [exec_slot, index] : gone) {
-    LoseAttemptLocked(*executions_[exec_slot], index,
+  for (const auto& [exec_index, index] : gone) {
+    LoseAttemptLocked(*executions_[exec_index], index,
                       absl::StrCat("agent ", agent.id, " no longer reports it running"), out);
   }
   DispatchLocked(out);
 }
 
 bool WorkflowEngine::HoldsLiveLeaseLocked(const Agent& agent, const v1::AttemptRef& ref) {
-  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  ExecutionEntry* exec = FindExecutionLocked(ref.execution());
   if (exec == nullptr) return false;
   auto index = exec->task_index.find(ref.task_id());
-  if (index == exec->task_index.end() || !agent.leases.contains({exec->slot, index->second})) {
+  if (index == exec->task_index.end() || !agent.leases.contains({exec->index, index->second})) {
     return false;
   }
-  const TaskSlot& task = exec->tasks[index->second];
+  const TaskEntry& task = exec->tasks[index->second];
   return task.attempt == ref.attempt() &&
          (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING);
 }
 
 void WorkflowEngine::SkipUnrecordedAttemptLocked(const Agent& agent, const v1::AttemptRef& ref) {
-  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  ExecutionEntry* exec = FindExecutionLocked(ref.execution());
   if (exec == nullptr) return;
   auto index = exec->task_index.find(ref.task_id());
   if (index == exec->task_index.end()) return;
-  TaskSlot& task = exec->tasks[index->second];
+  TaskEntry& task = exec->tasks[index->second];
   // An attempt newer than any recorded was leased just before a crash, its
   // lease not yet durable. Its number must not be handed out again: the
   // same agent would get a second attempt it cannot tell from the first
@@ -2192,7 +2193,7 @@ std::string WorkflowEngine::DispatchStallForTest() {
     }
     for (const auto& exec : executions_) {
       if (exec->final() || exec->state == v1::EXECUTION_PAUSED || exec->ready == 0) continue;
-      for (const TaskSlot& task : exec->tasks) {
+      for (const TaskEntry& task : exec->tasks) {
         if (task.state != v1::TASK_READY || std::find(agent->queues.begin(), agent->queues.end(),
                                                       task.queue) == agent->queues.end()) {
           continue;
@@ -2222,8 +2223,8 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
                  {"lease_timeout_seconds", absl::ToDoubleSeconds(options_.lease_timeout)},
                  {"requeued", static_cast<int64_t>(agent.leases.size())}});
   const std::vector<std::pair<uint32_t, uint32_t>> leases(agent.leases.begin(), agent.leases.end());
-  for (const auto& [exec_slot, task] : leases) {
-    LoseAttemptLocked(*executions_[exec_slot], task,
+  for (const auto& [exec_index, task] : leases) {
+    LoseAttemptLocked(*executions_[exec_index], task,
                       absl::StrCat("agent ", agent.id, " missed heartbeats"), out);
   }
   if (agent.channel != nullptr) {
@@ -2235,9 +2236,9 @@ void WorkflowEngine::DeclareAgentDeadLocked(Agent& agent, Outbox& out) {
 
 // --- State transitions ---
 
-void WorkflowEngine::SetTaskStateLocked(ExecutionState& exec, uint32_t index, v1::TaskState state,
+void WorkflowEngine::SetTaskStateLocked(ExecutionEntry& exec, uint32_t index, v1::TaskState state,
                                         Outbox& /*out*/) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   if (task.state == state) return;
   CountTaskStateLocked(exec, index, state);
 
@@ -2267,7 +2268,7 @@ struct EventSource {
 
 // Under the engine lock. Assigns into `source`, whose strings keep their
 // buffers from one use to the next.
-void CollectEvent(const ExecutionState& exec, uint32_t index, google::protobuf::Arena* arena,
+void CollectEvent(const ExecutionEntry& exec, uint32_t index, google::protobuf::Arena* arena,
                   EventSource* source) {
   const StoredEvent& stored = exec.events[index];
   source->index = index;
@@ -2281,7 +2282,7 @@ void CollectEvent(const ExecutionState& exec, uint32_t index, google::protobuf::
     source->whole->CopyFrom(exec.whole_events.at(index));
     return;
   }
-  const TaskSlot& task = exec.tasks[stored.task];
+  const TaskEntry& task = exec.tasks[stored.task];
   source->spec = task.spec;
   if (auto reason = exec.event_reasons.find(index); reason != exec.event_reasons.end()) {
     source->has_reason = true;
@@ -2295,7 +2296,7 @@ void CollectEvent(const ExecutionState& exec, uint32_t index, google::protobuf::
 }
 
 // Needs no lock: reads only what never changes and the copies in `source`.
-v1::Event* BuildEvent(const ExecutionState& exec, const EventSource& source,
+v1::Event* BuildEvent(const ExecutionEntry& exec, const EventSource& source,
                       google::protobuf::Arena* arena) {
   if (source.whole != nullptr) return source.whole;
   auto* event = google::protobuf::Arena::CreateMessage<v1::Event>(arena);
@@ -2314,19 +2315,19 @@ v1::Event* BuildEvent(const ExecutionState& exec, const EventSource& source,
 
 }  // namespace
 
-void WorkflowEngine::ReplayEvents(uint32_t slot, uint32_t from, uint32_t to,
+void WorkflowEngine::ReplayEvents(uint32_t exec_index, uint32_t from, uint32_t to,
                                   google::protobuf::Arena* arena, std::vector<v1::Event*>* events) {
   // Kept per thread: the watcher threads that call this reuse the sources'
   // buffers batch after batch.
   thread_local std::vector<EventSource> sources;
   const size_t count = to - from;
   if (sources.size() < count) sources.resize(count);
-  const ExecutionState* exec = nullptr;
+  const ExecutionEntry* exec = nullptr;
   {
     // Only copies under the lock: the engine's thread waits for no
     // event being built.
     absl::MutexLock lock(&mu_);
-    exec = executions_[slot].get();
+    exec = executions_[exec_index].get();
     for (size_t i = 0; i < count; ++i) {
       CollectEvent(*exec, from + static_cast<uint32_t>(i), arena, &sources[i]);
     }
@@ -2335,14 +2336,14 @@ void WorkflowEngine::ReplayEvents(uint32_t slot, uint32_t from, uint32_t to,
   for (size_t i = 0; i < count; ++i) events->push_back(BuildEvent(*exec, sources[i], arena));
 }
 
-v1::Event* WorkflowEngine::BuildEventLocked(const ExecutionState& exec, uint32_t index,
+v1::Event* WorkflowEngine::BuildEventLocked(const ExecutionEntry& exec, uint32_t index,
                                             google::protobuf::Arena* arena) const {
   EventSource source;
   CollectEvent(exec, index, arena, &source);
   return BuildEvent(exec, source, arena);
 }
 
-void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, bool closing) {
+void WorkflowEngine::PublishLocked(const ExecutionEntry& exec, uint32_t index, bool closing) {
   const std::string& name = exec.name();
   absl::InlinedVector<EventSubscription*, 4> audience;
   for (const auto& [scope, subscription] : watchers_) {
@@ -2368,9 +2369,9 @@ void WorkflowEngine::PublishLocked(const ExecutionState& exec, uint32_t index, b
   if (closing) std::erase_if(watchers_, [&](const auto& entry) { return entry.first == name; });
 }
 
-void WorkflowEngine::CountTaskStateLocked(ExecutionState& exec, uint32_t index,
+void WorkflowEngine::CountTaskStateLocked(ExecutionEntry& exec, uint32_t index,
                                           v1::TaskState state) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   auto counter = [&exec](v1::TaskState s) -> int32_t* {
     switch (s) {
       case v1::TASK_PENDING:
@@ -2401,11 +2402,11 @@ void WorkflowEngine::CountTaskStateLocked(ExecutionState& exec, uint32_t index,
   task.state = state;
 }
 
-void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+void WorkflowEngine::MakeReadyLocked(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+  TaskEntry& task = exec.tasks[index];
   // Outputs flow along edges: a task sees what its ancestors wrote.
   for (uint32_t parent : task.parents) {
-    const TaskSlot& from = exec.tasks[parent];
+    const TaskEntry& from = exec.tasks[parent];
     const TaskDetails& passed = from.details_or_empty();
     if (passed.inherited.empty() && passed.outputs.empty()) continue;
     std::map<std::string, std::string>& inherited = task.mutable_details().inherited;
@@ -2419,17 +2420,17 @@ void WorkflowEngine::MakeReadyLocked(ExecutionState& exec, uint32_t index, Outbo
   QueueReadyLocked(exec, index);
 }
 
-void WorkflowEngine::QueueReadyLocked(ExecutionState& exec, uint32_t index) {
-  const TaskSlot& task = exec.tasks[index];
+void WorkflowEngine::QueueReadyLocked(ExecutionEntry& exec, uint32_t index) {
+  const TaskEntry& task = exec.tasks[index];
   if (exec.state == v1::EXECUTION_PAUSED) {
     exec.parked.push_back(index);
   } else {
-    queues_[task.queue]->ready.Push({exec.slot, index, task.priority, task.generation});
+    queues_[task.queue]->ready.Push({exec.index, index, task.priority, task.generation});
   }
 }
 
-bool WorkflowEngine::ResolveGlobalLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+bool WorkflowEngine::ResolveGlobalLocked(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+  TaskEntry& task = exec.tasks[index];
   std::map<std::string, std::string> context = exec.context;
   TaskDetails& details = task.mutable_details();
   for (const auto& [key, value] : details.inherited) context[key] = value;
@@ -2449,14 +2450,14 @@ bool WorkflowEngine::ResolveGlobalLocked(ExecutionState& exec, uint32_t index, O
     UpdateExecutionStateLocked(exec, out);
     return true;
   }
-  global.waiters.emplace_back(exec.slot, index);
+  global.waiters.emplace_back(exec.index, index);
   task.reason = absl::StrCat("waiting for global task ", global.owner);
   return true;
 }
 
-void WorkflowEngine::SettleGlobalLocked(ExecutionState& exec, uint32_t index, bool succeeded,
+void WorkflowEngine::SettleGlobalLocked(ExecutionEntry& exec, uint32_t index, bool succeeded,
                                         Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   auto it = globals_.find(task.details_or_empty().identity);
   if (it == globals_.end() ||
       it->second.owner != absl::StrCat(exec.name(), "/tasks/", task.spec->id())) {
@@ -2470,21 +2471,21 @@ void WorkflowEngine::SettleGlobalLocked(ExecutionState& exec, uint32_t index, bo
   } else {
     globals_.erase(it);  // the next waiter to become ready runs it
   }
-  for (const auto& [exec_slot, waiter] : waiters) {
-    ExecutionState& other = *executions_[exec_slot];
+  for (const auto& [exec_index, waiter] : waiters) {
+    ExecutionEntry& other = *executions_[exec_index];
     if (other.final() || other.tasks[waiter].state != v1::TASK_PENDING) continue;
     MakeReadyLocked(other, waiter, out);
     UpdateExecutionStateLocked(other, out);
   }
 }
 
-void WorkflowEngine::SkipDependantsLocked(ExecutionState& exec, uint32_t index,
+void WorkflowEngine::SkipDependantsLocked(ExecutionEntry& exec, uint32_t index,
                                           absl::string_view reason, Outbox& out) {
   std::vector<uint32_t> stack(exec.tasks[index].dependants);
   while (!stack.empty()) {
     const uint32_t next = stack.back();
     stack.pop_back();
-    TaskSlot& task = exec.tasks[next];
+    TaskEntry& task = exec.tasks[next];
     if (task.state != v1::TASK_PENDING) continue;
     task.reason = std::string(reason);
     task.generation++;
@@ -2493,11 +2494,11 @@ void WorkflowEngine::SkipDependantsLocked(ExecutionState& exec, uint32_t index,
   }
 }
 
-void WorkflowEngine::CompleteTaskLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+void WorkflowEngine::CompleteTaskLocked(ExecutionEntry& exec, uint32_t index, Outbox& out) {
   SetTaskStateLocked(exec, index, v1::TASK_SUCCEEDED, out);
   if (exec.tasks[index].spec->global()) SettleGlobalLocked(exec, index, /*succeeded=*/true, out);
   for (uint32_t dependant : exec.tasks[index].dependants) {
-    TaskSlot& next = exec.tasks[dependant];
+    TaskEntry& next = exec.tasks[dependant];
     if (next.unmet_dependencies > 0) next.unmet_dependencies--;
     if (next.unmet_dependencies == 0 && next.state == v1::TASK_PENDING &&
         exec.state != v1::EXECUTION_CANCELLED) {
@@ -2506,9 +2507,9 @@ void WorkflowEngine::CompleteTaskLocked(ExecutionState& exec, uint32_t index, Ou
   }
 }
 
-void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
+void WorkflowEngine::FailOrRetryLocked(ExecutionEntry& exec, uint32_t index,
                                        v1::TaskState final_state, Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   const v1::RetryPolicy& retry = task.spec->retry();
   if (task.retries_used < retry.max_retries() && exec.state != v1::EXECUTION_CANCELLED) {
     task.retries_used++;
@@ -2541,9 +2542,9 @@ void WorkflowEngine::FailOrRetryLocked(ExecutionState& exec, uint32_t index,
                        out);
 }
 
-void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
+void WorkflowEngine::ScheduleRetryLocked(ExecutionEntry& exec, uint32_t index,
                                          absl::Duration delay) {
-  const uint32_t exec_slot = exec.slot;
+  const uint32_t exec_index = exec.index;
   const uint16_t generation = exec.tasks[index].generation;
   // Until it is ready again, ready_time is when the retry is due (kept in
   // snapshots, so that a restart keeps the backoff). In replay it counts
@@ -2551,14 +2552,14 @@ void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
   exec.tasks[index].ready_time = now_ + delay;
   const absl::Duration left =
       std::max(absl::ZeroDuration(), exec.tasks[index].ready_time - absl::Now());
-  timers_.ScheduleAfter(left, [this, exec_slot, index, generation] {
+  timers_.ScheduleAfter(left, [this, exec_index, index, generation] {
     Outbox out;
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
       TickLocked();
-      ExecutionState& exec = *executions_[exec_slot];
-      TaskSlot& task = exec.tasks[index];
+      ExecutionEntry& exec = *executions_[exec_index];
+      TaskEntry& task = exec.tasks[index];
       if (task.generation != generation || task.state != v1::TASK_PENDING) return;
       RetryDueLocked(exec, index, out);
       DispatchLocked(out);
@@ -2567,8 +2568,8 @@ void WorkflowEngine::ScheduleRetryLocked(ExecutionState& exec, uint32_t index,
   });
 }
 
-void WorkflowEngine::RetryDueLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+void WorkflowEngine::RetryDueLocked(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+  TaskEntry& task = exec.tasks[index];
   task.reason.clear();
   MakeReadyLocked(exec, index, out);
   v1::StateRecord record;
@@ -2579,13 +2580,13 @@ void WorkflowEngine::RetryDueLocked(ExecutionState& exec, uint32_t index, Outbox
   PersistLocked(record);
 }
 
-void WorkflowEngine::RequeueLocked(ExecutionState& exec, uint32_t index, Outbox& out) {
+void WorkflowEngine::RequeueLocked(ExecutionEntry& exec, uint32_t index, Outbox& out) {
   if (exec.final()) return;
   exec.tasks[index].reason = "re-queued: its agent was lost";
   MakeReadyLocked(exec, index, out);
 }
 
-void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out) {
+void WorkflowEngine::UpdateExecutionStateLocked(ExecutionEntry& exec, Outbox& out) {
   if (exec.final()) return;
   if (exec.pending + exec.ready + exec.running == 0) {
     exec.end_time = now_;
@@ -2603,7 +2604,7 @@ void WorkflowEngine::UpdateExecutionStateLocked(ExecutionState& exec, Outbox& ou
   }
 }
 
-void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::ExecutionState state,
+void WorkflowEngine::SetExecutionStateLocked(ExecutionEntry& exec, v1::ExecutionState state,
                                              Outbox& out) {
   if (exec.state == state) return;
   CountExecutionLocked(exec.state, state);
@@ -2617,7 +2618,7 @@ void WorkflowEngine::SetExecutionStateLocked(ExecutionState& exec, v1::Execution
   }
 }
 
-void WorkflowEngine::EmitLocked(ExecutionState& exec, v1::Event event, Outbox& /*out*/) {
+void WorkflowEngine::EmitLocked(ExecutionEntry& exec, v1::Event event, Outbox& /*out*/) {
   const auto index = static_cast<uint32_t>(exec.events.size());
   const absl::Time now = now_;
   event.set_execution(exec.name());
@@ -2669,8 +2670,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         static_cast<size_t>(room), kDispatchScanLimit,
         [&](const ReadyTask& entry) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
           if (entry.execution >= executions_.size()) return ReadyVerdict::kDrop;
-          ExecutionState& exec = *executions_[entry.execution];
-          TaskSlot& task = exec.tasks[entry.task];
+          ExecutionEntry& exec = *executions_[entry.execution];
+          TaskEntry& task = exec.tasks[entry.task];
           if (task.generation != entry.generation || task.state != v1::TASK_READY) {
             return ReadyVerdict::kDrop;
           }
@@ -2698,8 +2699,8 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
         },
         &taken);
     for (const ReadyTask& entry : taken) {
-      ExecutionState& exec = *executions_[entry.execution];
-      TaskSlot& task = exec.tasks[entry.task];
+      ExecutionEntry& exec = *executions_[entry.execution];
+      TaskEntry& task = exec.tasks[entry.task];
       LeaseLocked(exec, entry.task, agent.id, task.attempt + 1);
       AttemptRecord& attempt = task.attempts.back();
 
@@ -2783,9 +2784,9 @@ void WorkflowEngine::DispatchToAgentLocked(Agent& agent, Outbox& out) {
   if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
 }
 
-void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std::string& agent_id,
+void WorkflowEngine::LeaseLocked(ExecutionEntry& exec, uint32_t index, const std::string& agent_id,
                                  int64_t attempt) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   // Queued entries and pending retry timers of this task go stale.
   task.generation++;
   task.attempt = attempt;
@@ -2799,10 +2800,10 @@ void WorkflowEngine::LeaseLocked(ExecutionState& exec, uint32_t index, const std
   record.lease_time = absl::ToUnixNanos(task.lease_time);
 }
 
-void WorkflowEngine::ReleaseLeaseLocked(ExecutionState& exec, uint32_t index) {
-  TaskSlot& task = exec.tasks[index];
+void WorkflowEngine::ReleaseLeaseLocked(ExecutionEntry& exec, uint32_t index) {
+  TaskEntry& task = exec.tasks[index];
   auto agent = agents_.find(task.agent);
-  if (agent != agents_.end() && agent->second->leases.erase({exec.slot, index}) > 0) {
+  if (agent != agents_.end() && agent->second->leases.erase({exec.index, index}) > 0) {
     const v1::Resources& need = task.spec->resources();
     agent->second->free_cpu += need.cpu();
     agent->second->free_memory += need.memory_bytes();
@@ -2816,14 +2817,14 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
                                         ParsedOutput& parsed, v1::TaskResultRecorded* record,
                                         Outbox& out) {
   const v1::AttemptRef& ref = result.ref();
-  ExecutionState* exec = FindExecutionLocked(ref.execution());
+  ExecutionEntry* exec = FindExecutionLocked(ref.execution());
   if (exec == nullptr || !exec->task_index.contains(ref.task_id())) {
     logging::Warn("result for an unknown task rejected",
                   {{"agent", agent_id}, {"execution", ref.execution()}, {"task", ref.task_id()}});
     return false;
   }
   const auto index = exec->task_index.find(ref.task_id());
-  TaskSlot& task = exec->tasks[index->second];
+  TaskEntry& task = exec->tasks[index->second];
   // The attempt number is the fencing token: only the current lease holder
   // may report, and only once.
   const bool current = task.attempt == ref.attempt() && task.agent == agent_id;
@@ -2933,10 +2934,10 @@ bool WorkflowEngine::HandleResultLocked(const std::string& agent_id, const v1::T
   return true;
 }
 
-std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t index,
+std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionEntry& exec, uint32_t index,
                                                          bool empty_output, ParsedOutput& parsed,
                                                          Outbox& out) {
-  TaskSlot& task = exec.tasks[index];
+  TaskEntry& task = exec.tasks[index];
   // Parsed and checked for shape and context keys outside the lock
   // (ParseTaskOutput), or read back from the record with its verdict then.
   std::string refused = parsed.decision_error;
@@ -3018,12 +3019,12 @@ std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, u
   for (const auto& [key, value] : decision.context()) task.mutable_details().outputs[key] = value;
   for (const std::string& id : decision.skip()) {
     const uint32_t skipped = exec.task_index.at(id);
-    TaskSlot& slot = exec.tasks[skipped];
-    if (slot.state != v1::TASK_PENDING) continue;
-    slot.reason = absl::StrCat("skipped by evaluator \"", task.spec->id(), "\"");
-    slot.generation++;
+    TaskEntry& entry = exec.tasks[skipped];
+    if (entry.state != v1::TASK_PENDING) continue;
+    entry.reason = absl::StrCat("skipped by evaluator \"", task.spec->id(), "\"");
+    entry.generation++;
     SetTaskStateLocked(exec, skipped, v1::TASK_SKIPPED, out);
-    SkipDependantsLocked(exec, skipped, slot.reason, out);
+    SkipDependantsLocked(exec, skipped, entry.reason, out);
   }
   for (int i = 0; i < decision.start_size(); ++i) {
     const auto& start = decision.start(i);
@@ -3046,12 +3047,12 @@ std::string WorkflowEngine::ApplyEvaluatorDecisionLocked(ExecutionState& exec, u
   return "";
 }
 
-std::string WorkflowEngine::CheckChildStartsLocked(const ExecutionState& exec,
+std::string WorkflowEngine::CheckChildStartsLocked(const ExecutionEntry& exec,
                                                    const v1::EvaluatorDecision& decision) {
   // The depth of `exec`: how many parents up to an execution without one.
   // Walks at most kMaxChildDepth links, whatever the history holds.
   int depth = 0;
-  for (const ExecutionState* at = &exec; !at->parent.empty() && depth <= kMaxChildDepth;) {
+  for (const ExecutionEntry* at = &exec; !at->parent.empty() && depth <= kMaxChildDepth;) {
     at = FindExecutionLocked(at->parent);
     if (at == nullptr) break;
     ++depth;
@@ -3113,7 +3114,7 @@ void WorkflowEngine::RefreshQueueMetricsLocked() {
 
 // --- Views ---
 
-v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionState& exec,
+v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionEntry& exec,
                                                    bool with_context) const {
   v1::Execution proto;
   proto.set_name(exec.name());
@@ -3144,9 +3145,9 @@ v1::Execution WorkflowEngine::ExecutionProtoLocked(const ExecutionState& exec,
   return proto;
 }
 
-v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionState& exec, uint32_t index,
+v1::TaskRun WorkflowEngine::TaskRunProtoLocked(const ExecutionEntry& exec, uint32_t index,
                                                bool with_history) const {
-  const TaskSlot& task = exec.tasks[index];
+  const TaskEntry& task = exec.tasks[index];
   v1::TaskRun run;
   run.set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
   run.set_task_id(task.spec->id());

@@ -25,7 +25,7 @@
 #include "services/orchestrator/agent_channel.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/engine_metrics.h"
-#include "services/orchestrator/execution_state.h"
+#include "services/orchestrator/execution_entry.h"
 #include "services/orchestrator/ready_queue.h"
 #include "services/orchestrator/result_acks.h"
 #include "services/orchestrator/state_store.h"
@@ -298,10 +298,10 @@ class WorkflowEngine {
     std::string owner;  // task run name of the run that counts
     bool succeeded = false;
     std::map<std::string, std::string> outputs;
-    std::vector<std::pair<uint32_t, uint32_t>> waiters;  // (execution slot, task)
+    std::vector<std::pair<uint32_t, uint32_t>> waiters;  // (execution index, task)
   };
 
-  ExecutionState* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  ExecutionEntry* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Stores `def` as version 1 (create) or as the next version of an
   // existing workflow; returns once durable.
   absl::StatusOr<gyre::v1::WorkflowDefinition> StoreWorkflowVersion(
@@ -313,7 +313,7 @@ class WorkflowEngine {
                                                        absl::string_view reason);
   // `definition` is the one in `record`, shared rather than copied again;
   // `declared`, its declared context names when the caller has them.
-  ExecutionState& CreateExecutionLocked(
+  ExecutionEntry& CreateExecutionLocked(
       const gyre::v1::ExecutionStarted& record,
       std::shared_ptr<const gyre::v1::WorkflowDefinition> definition, Outbox& out,
       std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
@@ -321,7 +321,7 @@ class WorkflowEngine {
   // The execution's structure (tasks, edges, queues) with every task
   // pending, registered but with no event emitted and nothing made ready.
   // `definition` is the one in `record` (passed apart so it can be moved).
-  ExecutionState& BuildExecutionLocked(
+  ExecutionEntry& BuildExecutionLocked(
       const gyre::v1::ExecutionStarted& record,
       std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
       std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
@@ -356,7 +356,7 @@ class WorkflowEngine {
   // taken again when the agent, still stopping that attempt, reports it.
   void SkipUnrecordedAttemptLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void KeepRecoveredLeaseLocked(ExecutionState& exec, uint32_t index)
+  void KeepRecoveredLeaseLocked(ExecutionEntry& exec, uint32_t index)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts a mutating section: the time its changes, events and records
   // carry (now_). Live, the clock; replay sets now_ from each record.
@@ -364,20 +364,20 @@ class WorkflowEngine {
   // The agent reported attempt `attempt` of the task running: TASK_RUNNING,
   // recorded. False (nothing changes) for an attempt not current or not
   // leased.
-  bool StartAttemptLocked(ExecutionState& exec, uint32_t index, int64_t attempt, Outbox& out)
+  bool StartAttemptLocked(ExecutionEntry& exec, uint32_t index, int64_t attempt, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The current attempt of a leased task ended without a result: marked
   // ATTEMPT_LOST with `error`, its lease released, the task re-queued when
   // it was still to run; recorded (AttemptLost), so that a restart shows the
   // same outcome and never gives the task back to the lost agent.
-  void LoseAttemptLocked(ExecutionState& exec, uint32_t index, std::string error, Outbox& out)
+  void LoseAttemptLocked(ExecutionEntry& exec, uint32_t index, std::string error, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The retry of a PENDING task is due: READY again, recorded.
-  void RetryDueLocked(ExecutionState& exec, uint32_t index, Outbox& out)
+  void RetryDueLocked(ExecutionEntry& exec, uint32_t index, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Attempt `attempt`, leased to `agent_id`, failed before it was sent
   // (`error`); not retried. Recorded (AttemptNotStarted).
-  void FailNotStartedLocked(ExecutionState& exec, uint32_t index, const std::string& agent_id,
+  void FailNotStartedLocked(ExecutionEntry& exec, uint32_t index, const std::string& agent_id,
                             int64_t attempt, std::string error, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
@@ -397,10 +397,10 @@ class WorkflowEngine {
   void RecordResultsLocked(Agent& agent, absl::Span<const gyre::v1::TaskResult* const> results,
                            absl::Span<ParsedOutput> parsed, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelLocked(ExecutionState& exec, absl::string_view reason, Outbox& out)
+  void CancelLocked(ExecutionEntry& exec, absl::string_view reason, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ResumeLocked(ExecutionState& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LeaseLocked(ExecutionState& exec, uint32_t task, const std::string& agent_id,
+  void ResumeLocked(ExecutionEntry& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void LeaseLocked(ExecutionEntry& exec, uint32_t task, const std::string& agent_id,
                    int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // StartExecution; subscribes `watch`, when given, to the execution.
   // `fingerprint`: the client's request's (RequestFingerprint), 0 to take
@@ -411,12 +411,12 @@ class WorkflowEngine {
   // Gives `subscription` the stored events from `from_sequence` on as its
   // backlog and keeps it for live ones unless the execution is final (then
   // it is closed).
-  void SubscribeLocked(const ExecutionState& exec, int64_t from_sequence,
+  void SubscribeLocked(const ExecutionEntry& exec, int64_t from_sequence,
                        const std::shared_ptr<EventSubscription>& subscription)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A subscription's backlog: builds stored events [from, to) of the
-  // execution in `slot` on `arena`.
-  void ReplayEvents(uint32_t slot, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
+  // execution at `exec_index` on `arena`.
+  void ReplayEvents(uint32_t exec_index, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
                     std::vector<gyre::v1::Event*>* events) ABSL_LOCKS_EXCLUDED(mu_);
   // A request's inline definition, validated, with the library tasks it
   // depends on and its targets applied. Takes the definition out of `req`.
@@ -447,56 +447,56 @@ class WorkflowEngine {
                             const google::protobuf::RepeatedPtrField<std::string>* names)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  void SetTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state,
+  void SetTaskStateLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState state,
                           Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The bookkeeping of a state change (counts by state, queue depth)
   // without its event.
-  void CountTaskStateLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState state)
+  void CountTaskStateLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState state)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MakeReadyLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+  void MakeReadyLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts a READY task in its queue, or parks it while the execution is paused.
-  void QueueReadyLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SkipDependantsLocked(ExecutionState& exec, uint32_t task, absl::string_view reason,
+  void QueueReadyLocked(ExecutionEntry& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SkipDependantsLocked(ExecutionEntry& exec, uint32_t task, absl::string_view reason,
                             Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CompleteTaskLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+  void CompleteTaskLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FailOrRetryLocked(ExecutionState& exec, uint32_t task, gyre::v1::TaskState final_state,
+  void FailOrRetryLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState final_state,
                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RequeueLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+  void RequeueLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UpdateExecutionStateLocked(ExecutionState& exec, Outbox& out)
+  void UpdateExecutionStateLocked(ExecutionEntry& exec, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Moves one execution from state `from` to `to` in the executions gauge
   // (UNSPECIFIED: none, for a new or a restored execution).
   void CountExecutionLocked(gyre::v1::ExecutionState from, gyre::v1::ExecutionState to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetExecutionStateLocked(ExecutionState& exec, gyre::v1::ExecutionState state, Outbox& out)
+  void SetExecutionStateLocked(ExecutionEntry& exec, gyre::v1::ExecutionState state, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records an execution-level event (kept whole) and publishes it.
-  void EmitLocked(ExecutionState& exec, gyre::v1::Event event, Outbox& out)
+  void EmitLocked(ExecutionEntry& exec, gyre::v1::Event event, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The stored event at `index` of the history, as watchers see it, built
   // on `arena`.
-  gyre::v1::Event* BuildEventLocked(const ExecutionState& exec, uint32_t index,
+  gyre::v1::Event* BuildEventLocked(const ExecutionEntry& exec, uint32_t index,
                                     google::protobuf::Arena* arena) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives the event at `index` to the execution's watchers (a watcher of
   // this execution builds it on its own thread; a watcher of all gets it
   // built here); `closing` (the execution's final event) ends their
   // subscriptions.
-  void PublishLocked(const ExecutionState& exec, uint32_t index, bool closing)
+  void PublishLocked(const ExecutionEntry& exec, uint32_t index, bool closing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseLeaseLocked(ExecutionState& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseLeaseLocked(ExecutionEntry& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns true when the task was settled or parked by its global identity
   // (already produced, or being produced by another execution).
-  bool ResolveGlobalLocked(ExecutionState& exec, uint32_t task, Outbox& out)
+  bool ResolveGlobalLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The owner of a global identity ended: share its result, or hand the
   // identity to a waiter when it did not succeed.
-  void SettleGlobalLocked(ExecutionState& exec, uint32_t task, bool succeeded, Outbox& out)
+  void SettleGlobalLocked(ExecutionEntry& exec, uint32_t task, bool succeeded, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns whether the result was accepted (current lease) or rejected.
   // `parsed` is its output, already parsed; `record`, when not null, gets
@@ -506,28 +506,28 @@ class WorkflowEngine {
                           ParsedOutput& parsed, gyre::v1::TaskResultRecorded* record, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Returns why the decision fails the evaluator (empty: applied).
-  std::string ApplyEvaluatorDecisionLocked(ExecutionState& exec, uint32_t task, bool empty_output,
+  std::string ApplyEvaluatorDecisionLocked(ExecutionEntry& exec, uint32_t task, bool empty_output,
                                            ParsedOutput& parsed, Outbox& out)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why `decision` may not start its children from `exec` (empty: it may):
   // the depth and count limits, and only stored workflows.
-  std::string CheckChildStartsLocked(const ExecutionState& exec,
+  std::string CheckChildStartsLocked(const ExecutionEntry& exec,
                                      const gyre::v1::EvaluatorDecision& decision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleRetryLocked(ExecutionState& exec, uint32_t task, absl::Duration delay)
+  void ScheduleRetryLocked(ExecutionEntry& exec, uint32_t task, absl::Duration delay)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeclareAgentDeadLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RefreshQueueMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Lists leave the context out (ExecutionView BASIC).
-  gyre::v1::Execution ExecutionProtoLocked(const ExecutionState& exec,
+  gyre::v1::Execution ExecutionProtoLocked(const ExecutionEntry& exec,
                                            bool with_context = true) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionState& exec, uint32_t task,
+  gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionEntry& exec, uint32_t task,
                                        bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why a ready task cannot be leased by any agent connected now (no agent
   // serves its queue, or none could ever fit it); empty if one could.
-  std::string WaitingReasonLocked(const ExecutionState& exec, const TaskSlot& task) const
+  std::string WaitingReasonLocked(const ExecutionEntry& exec, const TaskEntry& task) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
@@ -547,10 +547,10 @@ class WorkflowEngine {
   uint64_t next_execution_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>> workflows_
       ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<ExecutionState>> executions_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<ExecutionEntry>> executions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> execution_by_id_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, uint32_t> execution_by_request_ ABSL_GUARDED_BY(mu_);
-  // Indexed by TaskSlot::queue and Agent::queues; a forgotten queue leaves
+  // Indexed by TaskEntry::queue and Agent::queues; a forgotten queue leaves
   // a null entry whose index is reused (free_queues_).
   std::vector<std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> free_queues_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,5 @@
-#ifndef GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
-#define GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
+#ifndef GYRE_SERVICES_ORCHESTRATOR_EXECUTION_ENTRY_H_
+#define GYRE_SERVICES_ORCHESTRATOR_EXECUTION_ENTRY_H_
 
 #include <cstdint>
 #include <map>
@@ -25,7 +25,7 @@ struct AttemptLogs {
 };
 
 // The parts of a task's state that many tasks never need: allocated on
-// first use, so that a pending task costs only its TaskSlot.
+// first use, so that a pending task costs only its TaskEntry.
 struct TaskDetails {
   // Keys the task wrote to $GYRE_OUTPUT.
   std::map<std::string, std::string> outputs;
@@ -39,10 +39,10 @@ struct TaskDetails {
   std::map<int64_t, AttemptLogs> logs;
 };
 
-// Runtime state of one task of an execution. Kept small: an execution of a
-// million tasks holds a million of these; the spec is shared.
-struct TaskSlot {
-  const gyre::v1::TaskSpec* spec = nullptr;  // owned by ExecutionState::definition
+// Runtime state of one task of an execution (its entry in ExecutionEntry::tasks). Kept small: an
+// execution of a million tasks holds a million of these; the spec is shared.
+struct TaskEntry {
+  const gyre::v1::TaskSpec* spec = nullptr;  // owned by ExecutionEntry::definition
   gyre::v1::TaskState state = gyre::v1::TASK_PENDING;
   uint32_t unmet_dependencies = 0;
   std::vector<uint32_t> dependants;
@@ -74,7 +74,7 @@ struct TaskSlot {
 // One entry of an execution's event history, kept small (16 bytes): a
 // million-task execution has several million. A task state change is turned
 // into a gyre::v1::Event only when a watcher reads it; the few
-// execution-level events are kept whole beside (ExecutionState::whole_events).
+// execution-level events are kept whole beside (ExecutionEntry::whole_events).
 struct StoredEvent {
   static constexpr uint32_t kExecutionLevel = UINT32_MAX;
 
@@ -89,10 +89,10 @@ static_assert(sizeof(StoredEvent) == 16);
 
 // One execution: its definition, context, task states and event history.
 // Owned and guarded by the WorkflowEngine.
-struct ExecutionState {
+struct ExecutionEntry {
   std::string id;         // the {execution} of "executions/{execution}"
   std::string full_name;  // "executions/{id}": every event and assignment names it
-  uint32_t slot = 0;      // the engine's index, used in ReadyTask entries
+  uint32_t index = 0;     // its place in the execution table, used in ReadyTask entries
   std::shared_ptr<const gyre::v1::WorkflowDefinition> definition;
   gyre::v1::ExecutionState state = gyre::v1::EXECUTION_PENDING;
   std::map<std::string, std::string> context;
@@ -119,7 +119,7 @@ struct ExecutionState {
   // evaluator that starts its own workflow must not multiply for ever).
   uint32_t children_started = 0;
 
-  std::vector<TaskSlot> tasks;
+  std::vector<TaskEntry> tasks;
   absl::flat_hash_map<std::string, uint32_t> task_index;
   // Tasks popped while paused, re-queued on resume.
   std::vector<uint32_t> parked;
@@ -145,4 +145,4 @@ struct ExecutionState {
 
 }  // namespace gyre::orchestrator
 
-#endif  // GYRE_SERVICES_ORCHESTRATOR_EXECUTION_STATE_H_
+#endif  // GYRE_SERVICES_ORCHESTRATOR_EXECUTION_ENTRY_H_
