@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "services/orchestrator/memory_state_store.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {

@@ -11,7 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "services/orchestrator/state_store.h"
+#include "services/orchestrator/memory_state_store.h"
 
 namespace gyre::orchestrator {
 namespace {

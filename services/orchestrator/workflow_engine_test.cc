@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
+#include "services/orchestrator/memory_state_store.h"
 #include "services/orchestrator/proto_time.h"
 
 namespace gyre::orchestrator {
