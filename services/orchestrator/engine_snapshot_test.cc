@@ -1,9 +1,11 @@
 // Snapshots of the engine's state and recovery from snapshot + log tail.
 #include <cstring>
-#include <deque>
 
-#include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "services/orchestrator/memory_state_store.h"
+#include "services/orchestrator/testing/engine_builders.h"
+#include "services/orchestrator/testing/fake_agent_channel.h"
+#include "services/orchestrator/testing/fake_state_stores.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -11,78 +13,13 @@ namespace {
 
 namespace v1 = ::gyre::v1;
 
-// The engine's side of one agent stream: the assignments, in order.
-class AssignmentQueue : public AgentChannel {
- public:
-  void Send(v1::OrchestratorMessage message) override {
-    absl::MutexLock lock(&mutex_);
-    for (const v1::TaskAssignment& task : message.assignment().tasks()) assigned_.push_back(task);
-  }
-
-  // Waits for the next `n` assignments.
-  std::vector<v1::TaskAssignment> Take(size_t n, absl::Duration timeout = absl::Seconds(10)) {
-    absl::MutexLock lock(&mutex_);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return assigned_.size() >= n; };
-    mutex_.AwaitWithTimeout(absl::Condition(&enough), timeout);
-    std::vector<v1::TaskAssignment> out;
-    while (!assigned_.empty() && out.size() < n) {
-      out.push_back(assigned_.front());
-      assigned_.pop_front();
-    }
-    return out;
-  }
-
- private:
-  absl::Mutex mutex_;
-  std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
-};
-
-// `outputs`: the context keys the task declares it passes on.
-v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {},
-                  const std::vector<std::string>& outputs = {}) {
-  v1::TaskSpec task;
-  task.set_id(id);
-  // A command, not a builtin: the test agents check the environment, which
-  // only a process gets. They run nothing either way.
-  task.add_command("true");
-  for (const std::string& dep : deps) task.add_depends_on(dep);
-  for (const std::string& key : outputs) task.add_outputs(key);
-  return task;
-}
-
-v1::WorkflowDefinition Workflow(const std::string& name, std::vector<v1::TaskSpec> tasks) {
-  v1::WorkflowDefinition def;
-  def.set_name("workflows/" + name);
-  for (v1::TaskSpec& task : tasks) *def.add_tasks() = std::move(task);
-  return def;
-}
-
-// Passes records to `inner` until an evaluator child's ExecutionStarted,
-// then drops that one and everything after: as if the orchestrator died
-// right after recording the evaluator's result, before the child's start
-// reached the log.
-class DropChildStarts : public StateStore {
- public:
-  explicit DropChildStarts(StateStore* inner) : inner_(inner) {}
-  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
-    return inner_->Load(restore, apply);
-  }
-  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
-    for (const v1::StateRecord& record : records) {
-      crashed_ = crashed_ || absl::StartsWith(record.execution_started().request_id(), "child/");
-    }
-    inner_->Append(crashed_ ? absl::Span<const v1::StateRecord>() : records, std::move(done));
-  }
-  uint64_t last_position() override { return inner_->last_position(); }
-  absl::Status AwaitDurable(uint64_t position) override { return inner_->AwaitDurable(position); }
-  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
-    return inner_->WriteSnapshot(position, snapshot);
-  }
-
- private:
-  StateStore* inner_;
-  bool crashed_ = false;  // Append is serialized by the engine lock
-};
+using ::gyre::orchestrator::testing::DropChildStarts;
+using ::gyre::orchestrator::testing::RecordingChannel;
+using ::gyre::orchestrator::testing::Registration;
+using ::gyre::orchestrator::testing::ResultMessage;
+using ::gyre::orchestrator::testing::StartRequest;
+using ::gyre::orchestrator::testing::Task;
+using ::gyre::orchestrator::testing::Workflow;
 
 // Every task run of an execution (one page holds them all here).
 std::vector<v1::TaskRun> TaskRuns(WorkflowEngine& engine, const std::string& execution) {
@@ -113,33 +50,24 @@ class Orchestrator {
 
   WorkflowEngine& engine() { return *engine_; }
 
-  std::shared_ptr<AssignmentQueue> Connect(const std::string& id, int slots = 8) {
-    auto channel = std::make_shared<AssignmentQueue>();
-    v1::Register registration;
-    registration.set_agent_id(id);
-    registration.set_slots(slots);
-    registration.add_queues("default");
-    EXPECT_TRUE(engine_->RegisterAgent(registration, channel).ok());
+  std::shared_ptr<RecordingChannel> Connect(const std::string& id, int slots = 8) {
+    auto channel = std::make_shared<RecordingChannel>();
+    EXPECT_TRUE(engine_->RegisterAgent(Registration(id, slots), channel).ok());
     return channel;
   }
 
   std::string Start(v1::WorkflowDefinition def) {
-    v1::StartExecutionRequest request;
-    *request.mutable_definition() = std::move(def);
-    absl::StatusOr<v1::Execution> execution = engine_->StartExecution(request);
+    absl::StatusOr<v1::Execution> execution = engine_->StartExecution(StartRequest(std::move(def)));
     EXPECT_TRUE(execution.ok()) << execution.status();
     return execution.ok() ? execution->name() : "";
   }
 
   void Report(const std::string& agent, const v1::TaskAssignment& task,
               v1::AttemptOutcome outcome = v1::ATTEMPT_SUCCEEDED, std::string output = "") {
-    v1::AgentMessage message;
-    v1::TaskResult* result = message.mutable_task_result();
-    *result->mutable_ref() = task.ref();
-    result->set_outcome(outcome);
-    result->set_output_json(std::move(output));
-    result->set_sequence(++next_sequence_);
-    ASSERT_TRUE(engine_->HandleAgentMessage(agent, message).ok());
+    ASSERT_TRUE(engine_
+                    ->HandleAgentMessage(agent, ResultMessage(task.ref(), ++next_sequence_, outcome,
+                                                              std::move(output)))
+                    .ok());
   }
 
   v1::TaskState StateOf(const std::string& execution, const std::string& task) {

@@ -6,8 +6,8 @@
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
 #include "services/orchestrator/agent_service.h"
+#include "services/orchestrator/embedded_state_store.h"
 #include "services/orchestrator/orchestrator_service.h"
-#include "services/orchestrator/state_store.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {

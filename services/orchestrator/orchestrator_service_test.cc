@@ -8,58 +8,16 @@
 #include <memory>
 #include <thread>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
-#include "services/orchestrator/state_store.h"
+#include "services/orchestrator/testing/fake_state_stores.h"
 
 namespace gyre::orchestrator {
 namespace {
 
 namespace v1 = ::gyre::v1;
 
-// Appends complete at once (so a submission is acknowledged), but records
-// count as durable, for AwaitDurable, only up to what the test allows: as
-// a log whose group commit has not reached the disk yet.
-class HeldStore : public StateStore {
- public:
-  HeldStore() : inner_(NewMemoryStateStore(NewMemoryStateStoreData())) {}
-
-  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
-    return inner_->Load(restore, apply);
-  }
-  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
-    inner_->Append(records, std::move(done));
-  }
-  uint64_t last_position() override { return inner_->last_position(); }
-  absl::Status AwaitDurable(uint64_t position) override {
-    absl::MutexLock lock(&mutex_);
-    awaited_ = true;
-    auto durable = [this, position]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-      return durable_through_ >= position;
-    };
-    mutex_.Await(absl::Condition(&durable));
-    return absl::OkStatus();
-  }
-  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
-    return inner_->WriteSnapshot(position, snapshot);
-  }
-
-  void MakeDurable() {
-    absl::MutexLock lock(&mutex_);
-    durable_through_ = inner_->last_position();
-  }
-  bool awaited() {
-    absl::MutexLock lock(&mutex_);
-    return awaited_;
-  }
-
- private:
-  std::unique_ptr<StateStore> inner_;
-  absl::Mutex mutex_;
-  uint64_t durable_through_ ABSL_GUARDED_BY(mutex_) = 0;
-  bool awaited_ ABSL_GUARDED_BY(mutex_) = false;
-};
+using ::gyre::orchestrator::testing::HeldStore;
 
 TEST(OrchestratorServiceTest, AStreamShowsEventsOnlyOnceTheyAreDurable) {
   HeldStore store;

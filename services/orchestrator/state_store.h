@@ -3,11 +3,8 @@
 
 #include <cstdint>
 #include <functional>
-#include <memory>
-#include <string>
-#include <vector>
 
-#include "absl/status/statusor.h"
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "gyre/v1/state_record.pb.h"
 
@@ -20,7 +17,14 @@ namespace gyre::orchestrator {
 //
 // Records have positions 1, 2, 3... in append order, kept across reopen.
 //
-// Contract (checked by state_store_conformance_test for every backend):
+// This header is the seam between the engine and storage: the engine's
+// library depends on it alone; whoever creates a store links the backend it
+// creates. The backends are siblings: memory_state_store.h (tests) and
+// embedded_state_store.h (the event log); each passes the conformance suite
+// in state_store_conformance.h (docs/architecture.md, "Storage", says how a
+// new backend plugs in).
+//
+// Contract (checked by the conformance suite for every backend):
 //  - Load() is called once, before the first Append: it hands the newest
 //    snapshot to `restore` (if there is one), then every record after the
 //    snapshot's position whose Append completed OK to `apply`, in order;
@@ -56,17 +60,6 @@ class StateStore {
   virtual absl::Status WriteSnapshot(uint64_t position,
                                      const gyre::v1::EngineSnapshot& snapshot) = 0;
 };
-
-// Records kept in memory only: for unit tests and for nothing else. The
-// backing data is shared, so a store "reopened" from it sees the records.
-struct MemoryStateStoreData;
-std::shared_ptr<MemoryStateStoreData> NewMemoryStateStoreData();
-std::unique_ptr<StateStore> NewMemoryStateStore(std::shared_ptr<MemoryStateStoreData> data);
-
-// The embedded durable backend: an append-only event log with group commit
-// (one fdatasync per batch) and snapshots in `data_dir`/log (see
-// libs/durable_log/event_log.h).
-std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync);
 
 }  // namespace gyre::orchestrator
 

@@ -4,8 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
-#include <deque>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -17,99 +15,29 @@
 #include "gtest/gtest.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
+#include "services/orchestrator/memory_state_store.h"
 #include "services/orchestrator/proto_time.h"
+#include "services/orchestrator/testing/engine_builders.h"
+#include "services/orchestrator/testing/fake_agent_channel.h"
+#include "services/orchestrator/testing/fake_state_stores.h"
 
 namespace gyre::orchestrator {
 namespace {
 
 namespace v1 = ::gyre::v1;
 
-// The engine's side of one agent stream, recorded for the test to read.
-class RecordingChannel : public AgentChannel {
- public:
-  void Send(v1::OrchestratorMessage message) override {
-    absl::MutexLock lock(&mutex_);
-    for (const v1::TaskAssignment& task : message.assignment().tasks()) assigned_.push_back(task);
-    if (message.has_cancel()) cancels_.push_back(message.cancel());
-    if (message.has_result_ack()) acked_.push_back(message.result_ack().through_sequence());
-  }
-
-  // The through_sequence of each acknowledgement, in order.
-  std::vector<uint64_t> acks() {
-    absl::MutexLock lock(&mutex_);
-    return acked_;
-  }
-
-  // Waits for the next `n` assignments (in order).
-  std::vector<v1::TaskAssignment> Take(size_t n, absl::Duration timeout = absl::Seconds(10)) {
-    absl::MutexLock lock(&mutex_);
-    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return assigned_.size() >= n; };
-    mutex_.AwaitWithTimeout(absl::Condition(&enough), timeout);
-    std::vector<v1::TaskAssignment> out;
-    while (!assigned_.empty() && out.size() < n) {
-      out.push_back(assigned_.front());
-      assigned_.pop_front();
-    }
-    return out;
-  }
-
-  size_t pending() {
-    absl::MutexLock lock(&mutex_);
-    return assigned_.size();
-  }
-
-  std::vector<v1::Cancel> cancels() {
-    absl::MutexLock lock(&mutex_);
-    return cancels_;
-  }
-
- private:
-  absl::Mutex mutex_;
-  std::deque<v1::TaskAssignment> assigned_ ABSL_GUARDED_BY(mutex_);
-  std::vector<v1::Cancel> cancels_ ABSL_GUARDED_BY(mutex_);
-  std::vector<uint64_t> acked_ ABSL_GUARDED_BY(mutex_);
-};
-
-v1::TaskSpec Task(const std::string& id, const std::vector<std::string>& deps = {}) {
-  v1::TaskSpec task;
-  task.set_id(id);
-  // A command, not a builtin: the test agents check the environment, which
-  // only a process gets. They run nothing either way.
-  task.add_command("true");
-  for (const std::string& dep : deps) task.add_depends_on(dep);
-  return task;
-}
-
-// What an agent serving "default" sends first, listing what it still runs.
-v1::Register Registration(const std::string& id, int slots,
-                          const std::vector<v1::AttemptRef>& running = {}) {
-  v1::Register registration;
-  registration.set_agent_id(id);
-  registration.set_slots(slots);
-  registration.add_queues("default");
-  for (const v1::AttemptRef& ref : running) *registration.add_running() = ref;
-  return registration;
-}
-
-v1::WorkflowDefinition Workflow(std::vector<v1::TaskSpec> tasks) {
-  v1::WorkflowDefinition def;
-  def.set_name("workflows/test");
-  for (v1::TaskSpec& task : tasks) *def.add_tasks() = std::move(task);
-  return def;
-}
-
-// `task`, declaring that it passes `keys` downstream (outputs:).
-v1::TaskSpec Writes(v1::TaskSpec task, const std::vector<std::string>& keys) {
-  for (const std::string& key : keys) task.add_outputs(key);
-  return task;
-}
-
-// `def`, declaring `keys` as context (with empty defaults), so that a start
-// request may set them.
-v1::WorkflowDefinition Declaring(v1::WorkflowDefinition def, const std::vector<std::string>& keys) {
-  for (const std::string& key : keys) (*def.mutable_default_context())[key] = "";
-  return def;
-}
+using ::gyre::orchestrator::testing::Credit;
+using ::gyre::orchestrator::testing::Declaring;
+using ::gyre::orchestrator::testing::FailingStore;
+using ::gyre::orchestrator::testing::MessageSizeChannel;
+using ::gyre::orchestrator::testing::RecordingChannel;
+using ::gyre::orchestrator::testing::Registration;
+using ::gyre::orchestrator::testing::ReplaceableChannel;
+using ::gyre::orchestrator::testing::ResultMessage;
+using ::gyre::orchestrator::testing::StartRequest;
+using ::gyre::orchestrator::testing::Task;
+using ::gyre::orchestrator::testing::Workflow;
+using ::gyre::orchestrator::testing::Writes;
 
 class WorkflowEngineTest : public ::testing::Test {
  protected:
@@ -129,10 +57,8 @@ class WorkflowEngineTest : public ::testing::Test {
 
   std::string Start(v1::WorkflowDefinition def,
                     const std::map<std::string, std::string>& context = {}) {
-    v1::StartExecutionRequest request;
-    *request.mutable_definition() = std::move(def);
-    for (const auto& [key, value] : context) (*request.mutable_context())[key] = value;
-    absl::StatusOr<v1::Execution> execution = engine_.StartExecution(request);
+    absl::StatusOr<v1::Execution> execution =
+        engine_.StartExecution(StartRequest(std::move(def), context));
     EXPECT_TRUE(execution.ok()) << execution.status();
     return execution.ok() ? execution->name() : "";
   }
@@ -140,17 +66,11 @@ class WorkflowEngineTest : public ::testing::Test {
   void Report(const std::string& agent, const v1::TaskAssignment& task,
               v1::AttemptOutcome outcome = v1::ATTEMPT_SUCCEEDED, std::string output = "",
               std::string error = "") {
-    v1::AgentMessage message;
-    v1::TaskResult* result = message.mutable_task_result();
-    *result->mutable_ref() = task.ref();
-    result->set_outcome(outcome);
-    result->set_output_json(std::move(output));
-    result->set_error(std::move(error));
-    result->set_sequence(++next_sequence_);
-    ASSERT_TRUE(engine_.HandleAgentMessage(agent, message).ok());
-    v1::AgentMessage credit;
-    credit.mutable_credit()->set_tasks(1);
-    ASSERT_TRUE(engine_.HandleAgentMessage(agent, credit).ok());
+    ASSERT_TRUE(engine_
+                    .HandleAgentMessage(agent, ResultMessage(task.ref(), ++next_sequence_, outcome,
+                                                             std::move(output), std::move(error)))
+                    .ok());
+    ASSERT_TRUE(engine_.HandleAgentMessage(agent, Credit(1)).ok());
   }
 
   v1::TaskState StateOf(const std::string& execution, const std::string& task) {
@@ -846,12 +766,10 @@ class WorkflowEngineRecoveryTest : public ::testing::Test {
 
   void Report(const std::string& agent, const v1::AttemptRef& ref, uint64_t sequence,
               const std::string& output = "") {
-    v1::AgentMessage result;
-    *result.mutable_task_result()->mutable_ref() = ref;
-    result.mutable_task_result()->set_outcome(v1::ATTEMPT_SUCCEEDED);
-    result.mutable_task_result()->set_output_json(output);
-    result.mutable_task_result()->set_sequence(sequence);
-    ASSERT_TRUE(engine_->HandleAgentMessage(agent, result).ok());
+    ASSERT_TRUE(
+        engine_
+            ->HandleAgentMessage(agent, ResultMessage(ref, sequence, v1::ATTEMPT_SUCCEEDED, output))
+            .ok());
   }
 
   // a -> b -> c; a succeeds (output K=v) and b is leased to a1 when the
@@ -1700,30 +1618,6 @@ TEST_F(WorkflowEngineTest, SizesATaskWhoseEnvironmentOutgrowsExecFailsWithAReaso
   EXPECT_EQ(channel->pending(), 0u) << "c was never sent to the agent";
 }
 
-// Counts messages, as the agent's stream would carry them.
-class MessageSizeChannel : public AgentChannel {
- public:
-  void Send(v1::OrchestratorMessage message) override {
-    absl::MutexLock lock(&mutex_);
-    if (!message.has_assignment()) return;
-    sizes_.push_back(message.ByteSizeLong());
-    tasks_ += message.assignment().tasks_size();
-  }
-  std::vector<size_t> sizes() {
-    absl::MutexLock lock(&mutex_);
-    return sizes_;
-  }
-  int tasks() {
-    absl::MutexLock lock(&mutex_);
-    return tasks_;
-  }
-
- private:
-  absl::Mutex mutex_;
-  std::vector<size_t> sizes_ ABSL_GUARDED_BY(mutex_);
-  int tasks_ ABSL_GUARDED_BY(mutex_) = 0;
-};
-
 TEST_F(WorkflowEngineTest, SizesAnAssignmentBatchIsSplitUnderTheAgentsReceiveLimit) {
   std::vector<v1::TaskSpec> tasks;
   for (int i = 0; i < 24; ++i) tasks.push_back(Task("t" + std::to_string(i)));
@@ -1738,38 +1632,6 @@ TEST_F(WorkflowEngineTest, SizesAnAssignmentBatchIsSplitUnderTheAgentsReceiveLim
   EXPECT_GE(channel->sizes().size(), 3u);
   for (size_t size : channel->sizes()) EXPECT_LE(size, limits::kMaxAssignmentMessageBytes);
 }
-
-// A store whose appends fail once told to, as a disk error would make them
-// (and, as the StateStore contract says, every later one too).
-class FailingStore : public StateStore {
- public:
-  explicit FailingStore(std::shared_ptr<MemoryStateStoreData> data)
-      : store_(NewMemoryStateStore(std::move(data))) {}
-  void Fail() { failing_ = true; }
-  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
-    return store_->Load(restore, apply);
-  }
-  void Append(absl::Span<const v1::StateRecord> records, Completion done) override {
-    if (failing_) {
-      done(absl::DataLossError("disk full (test)"));
-      return;
-    }
-    store_->Append(records, std::move(done));
-  }
-  uint64_t last_position() override { return store_->last_position(); }
-  absl::Status AwaitDurable(uint64_t position) override {
-    if (failing_) return absl::DataLossError("disk full (test)");
-    return store_->AwaitDurable(position);
-  }
-  absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
-    if (failing_) return absl::DataLossError("disk full (test)");
-    return store_->WriteSnapshot(position, snapshot);
-  }
-
- private:
-  std::unique_ptr<StateStore> store_;
-  std::atomic<bool> failing_{false};
-};
 
 TEST(WorkflowEngineFailStopTest, AFailedAppendStopsTheEngineAndARestartHasOnlyWhatIsDurable) {
   auto data = NewMemoryStateStoreData();
@@ -1836,23 +1698,6 @@ TEST(WorkflowEngineFailStopTest, AFailedAppendStopsTheEngineAndARestartHasOnlyWh
 namespace gyre::orchestrator {
 namespace {
 
-// Records what the engine says when it replaces the stream.
-class ReplaceableChannel : public RecordingChannel {
- public:
-  void Replace(std::string reason) override {
-    absl::MutexLock lock(&mutex_);
-    replaced_ = std::move(reason);
-  }
-  std::string replaced() {
-    absl::MutexLock lock(&mutex_);
-    return replaced_;
-  }
-
- private:
-  absl::Mutex mutex_;
-  std::string replaced_ ABSL_GUARDED_BY(mutex_);
-};
-
 class AgentStreamTest : public ::testing::Test {
  protected:
   static WorkflowEngine::Options Options() {
@@ -1863,9 +1708,7 @@ class AgentStreamTest : public ::testing::Test {
   }
 
   std::string Start(v1::WorkflowDefinition def) {
-    v1::StartExecutionRequest request;
-    *request.mutable_definition() = std::move(def);
-    absl::StatusOr<v1::Execution> execution = engine_.StartExecution(request);
+    absl::StatusOr<v1::Execution> execution = engine_.StartExecution(StartRequest(std::move(def)));
     EXPECT_TRUE(execution.ok()) << execution.status();
     return execution.ok() ? execution->name() : "";
   }

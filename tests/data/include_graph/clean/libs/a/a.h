@@ -1,0 +1,2 @@
+// A library header.
+#pragma once

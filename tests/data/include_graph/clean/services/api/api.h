@@ -1,0 +1,2 @@
+#pragma once
+#include "libs/a/a.h"

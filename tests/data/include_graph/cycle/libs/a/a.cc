@@ -1,0 +1,2 @@
+#include "libs/a/a.h"
+#include "libs/b/b.h"

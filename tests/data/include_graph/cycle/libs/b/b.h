@@ -1,0 +1,3 @@
+// b.h does not include a.cc, but a.h and a.cc are one node.
+#pragma once
+#include "libs/a/a.h"

@@ -1,0 +1,1 @@
+#include "services/api/api.h"

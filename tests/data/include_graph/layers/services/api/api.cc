@@ -1,0 +1,2 @@
+#include "services/api/api.h"
+#include "services/store/store.h"

@@ -1,0 +1,2 @@
+#pragma once
+#include "libs/testing/fake.h"
