@@ -93,6 +93,10 @@ bool Enabled(Level level) { return static_cast<int>(level) >= g_min_level.load()
 void SetOutputFd(int fd) { g_output_fd.store(fd); }
 
 std::string FormatLine(Level level, absl::string_view msg, std::initializer_list<Field> fields) {
+  return FormatLine(level, msg, absl::MakeConstSpan(fields.begin(), fields.size()));
+}
+
+std::string FormatLine(Level level, absl::string_view msg, absl::Span<const Field> fields) {
   std::string line = absl::StrCat(
       "{\"time\":\"", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
       "\",\"level\":\"", LevelName(level), "\",\"service\":");
@@ -113,6 +117,10 @@ std::string FormatLine(Level level, absl::string_view msg, std::initializer_list
 }
 
 void Log(Level level, absl::string_view msg, std::initializer_list<Field> fields) {
+  LogFields(level, msg, absl::MakeConstSpan(fields.begin(), fields.size()));
+}
+
+void LogFields(Level level, absl::string_view msg, absl::Span<const Field> fields) {
   if (!Enabled(level)) return;
   std::string line = FormatLine(level, msg, fields);
   line.push_back('\n');

@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <string>
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 #include "absl/status/statusor.h"
 
@@ -54,8 +55,12 @@ void SetOutputFd(int fd);
 
 // Renders one log line (without the trailing newline); exposed for tests.
 std::string FormatLine(Level level, absl::string_view msg, std::initializer_list<Field> fields);
+std::string FormatLine(Level level, absl::string_view msg, absl::Span<const Field> fields);
 
 void Log(Level level, absl::string_view msg, std::initializer_list<Field> fields = {});
+// Log with fields kept from before (a line composed under a lock and
+// written after it). A Field's key must outlive it: keys are literals.
+void LogFields(Level level, absl::string_view msg, absl::Span<const Field> fields);
 inline void Debug(absl::string_view msg, std::initializer_list<Field> fields = {}) {
   if (Enabled(Level::kDebug)) Log(Level::kDebug, msg, fields);
 }

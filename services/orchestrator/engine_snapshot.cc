@@ -1,12 +1,11 @@
-// WorkflowEngine's snapshots: its whole state to and from an EngineSnapshot,
-// and the background thread that writes one every snapshot_every_records.
+// EngineRecovery's snapshot half: the engine's whole state to and from an
+// EngineSnapshot.
 #include <algorithm>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "libs/logging/logger.h"
+#include "services/orchestrator/engine_recovery.h"
 #include "services/orchestrator/proto_time.h"
-#include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
 
@@ -113,7 +112,7 @@ void RestoreTask(v1::TaskSlotSnapshot& from, TaskEntry& task) {
 
 }  // namespace
 
-void WorkflowEngine::SnapshotLocked(
+void EngineRecovery::Snapshot(
     v1::EngineSnapshot& snapshot,
     std::vector<std::shared_ptr<const v1::WorkflowDefinition>>* lent) const {
   // Definitions never change once stored: they are lent to the snapshot,
@@ -123,13 +122,13 @@ void WorkflowEngine::SnapshotLocked(
     return const_cast<v1::WorkflowDefinition*>(definition.get());
   };
   // Each workflow's versions in the order stored.
-  for (const auto& [name, versions] : workflows_) {
+  for (const auto& [name, versions] : workflows_.all()) {
     for (const auto& definition : versions) {
       snapshot.mutable_workflows()->UnsafeArenaAddAllocated(lend(definition));
     }
   }
-  snapshot.set_executions_started(next_execution_);
-  for (const auto& exec : executions_) {
+  snapshot.set_executions_started(executions_.started());
+  for (const auto& exec : executions_.all()) {
     v1::ExecutionSnapshot& out = *snapshot.add_executions();
     v1::ExecutionStarted& started = *out.mutable_started();
     started.set_execution_id(exec->id);
@@ -153,7 +152,7 @@ void WorkflowEngine::SnapshotLocked(
     out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
     out.set_children_started(exec->children_started);
   }
-  for (const auto& [identity, global] : globals_) {
+  for (const auto& [identity, global] : globals_.all()) {
     v1::GlobalTaskSnapshot& out = *snapshot.add_global_tasks();
     out.set_identity(identity);
     out.set_owner(global.owner);
@@ -165,27 +164,25 @@ void WorkflowEngine::SnapshotLocked(
       waiter.set_task_index(task);
     }
   }
-  for (const auto& [request_id, child] : pending_children_) {
+  for (const auto& [request_id, child] : evaluators_.pending_children()) {
     *snapshot.add_pending_child_starts() = child;
   }
 }
 
-absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
-  if (!executions_.empty() || !workflows_.empty()) {
+absl::Status EngineRecovery::Restore(v1::EngineSnapshot snapshot, Outbox& out) {
+  if (executions_.size() > 0 || !workflows_.empty()) {
     return absl::FailedPreconditionError("a snapshot can only be restored into an empty engine");
   }
   for (v1::WorkflowDefinition& definition : *snapshot.mutable_workflows()) {
-    const std::string name = definition.name();
-    workflows_[name].push_back(
-        std::make_shared<const v1::WorkflowDefinition>(std::move(definition)));
+    workflows_.Restore(std::make_shared<const v1::WorkflowDefinition>(std::move(definition)));
   }
-  next_execution_ = snapshot.executions_started();
+  executions_.set_started(snapshot.executions_started());
 
   // Global waiters are pending with no unmet dependency, like retries
   // waiting out their backoff; told apart by this set.
   absl::flat_hash_set<std::pair<uint32_t, uint32_t>> global_waiters;
   for (const v1::GlobalTaskSnapshot& saved : snapshot.global_tasks()) {
-    GlobalTask& global = globals_[saved.identity()];
+    GlobalTask& global = globals_.Restore(saved.identity());
     global.owner = saved.owner();
     global.succeeded = saved.succeeded();
     global.outputs.insert(saved.outputs().begin(), saved.outputs().end());
@@ -201,7 +198,7 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
   }
 
   // Recover ticked the clock: retries keep the due time they had.
-  const absl::Time now = now_;
+  const absl::Time now = journal_.now();
   for (v1::ExecutionSnapshot& saved : *snapshot.mutable_executions()) {
     if (saved.tasks_size() != saved.started().definition().tasks_size()) {
       return absl::DataLossError(absl::StrCat(
@@ -210,8 +207,9 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     }
     auto definition = std::make_shared<const v1::WorkflowDefinition>(
         std::move(*saved.mutable_started()->mutable_definition()));
-    ExecutionEntry& exec = BuildExecutionLocked(saved.started(), std::move(definition));
-    CountExecutionLocked(exec.state, saved.state());
+    ExecutionEntry& exec =
+        executions_.Build(saved.started(), std::move(definition), nullptr, queues_);
+    executions_.CountState(exec.state, saved.state());
     exec.state = saved.state();
     exec.reason = saved.reason();
     exec.children_started = saved.children_started();
@@ -241,78 +239,24 @@ absl::Status WorkflowEngine::RestoreLocked(v1::EngineSnapshot snapshot) {
     for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
       v1::TaskSlotSnapshot& from = *saved.mutable_tasks(static_cast<int>(i));
       RestoreTask(from, exec.tasks[i]);
-      CountTaskStateLocked(exec, i, from.state());
+      machine_.CountTaskState(exec, i, from.state());
     }
     if (exec.final()) continue;
     for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
       TaskEntry& task = exec.tasks[i];
       if (task.state == v1::TASK_READY) {
-        QueueReadyLocked(exec, i);
+        machine_.QueueReady(exec, i);
       } else if (task.state == v1::TASK_PENDING && task.unmet_dependencies == 0 &&
                  !global_waiters.contains({exec.index, i})) {
         // A retry waiting out its backoff: ready_time is when it is due.
-        ScheduleRetryLocked(exec, i, std::max(absl::ZeroDuration(), task.ready_time - now));
+        machine_.ScheduleRetry(exec, i, std::max(absl::ZeroDuration(), task.ready_time - now), out);
       }
     }
   }
   for (const v1::StartExecutionRequest& child : snapshot.pending_child_starts()) {
-    pending_children_[child.request_id()] = child;
+    evaluators_.RestorePendingChild(child);
   }
   return absl::OkStatus();
-}
-
-absl::Status WorkflowEngine::WriteSnapshot() {
-  if (options_.store == nullptr) {
-    return absl::FailedPreconditionError("the engine has no state store to snapshot into");
-  }
-  absl::MutexLock one_at_a_time(&snapshot_mu_);
-  const absl::Time start = absl::Now();
-  // Built on an arena, with the definitions lent (kept alive here): the
-  // engine is stopped while the state is copied, so the copy must be cheap.
-  google::protobuf::ArenaOptions arena_options;
-  arena_options.start_block_size = 64 << 10;
-  arena_options.max_block_size = 8 << 20;
-  google::protobuf::Arena arena(arena_options);
-  auto* snapshot = google::protobuf::Arena::CreateMessage<v1::EngineSnapshot>(&arena);
-  std::vector<std::shared_ptr<const v1::WorkflowDefinition>> lent;
-  {
-    absl::MutexLock lock(&mu_);
-    snapshot_requested_ = false;
-    records_since_snapshot_ = 0;
-    // Every record up to here is applied to the state copied below, and no
-    // change past it is (changes and their records go together under mu_).
-    const uint64_t position = options_.store->last_position();
-    if (position == last_snapshot_position_) return absl::OkStatus();
-    SnapshotLocked(*snapshot, &lent);
-    snapshot->set_position(position);
-  }
-  const absl::Duration copied = absl::Now() - start;
-  if (absl::Status status = options_.store->WriteSnapshot(snapshot->position(), *snapshot);
-      !status.ok()) {
-    logging::Error("snapshot not written", {{"record", static_cast<int64_t>(snapshot->position())},
-                                            {"error", std::string(status.message())}});
-    return status;
-  }
-  last_snapshot_position_ = snapshot->position();
-  logging::Info("snapshot written", {{"record", static_cast<int64_t>(snapshot->position())},
-                                     {"executions", snapshot->executions_size()},
-                                     {"locked_seconds", absl::ToDoubleSeconds(copied)},
-                                     {"seconds", absl::ToDoubleSeconds(absl::Now() - start)}});
-  return absl::OkStatus();
-}
-
-void WorkflowEngine::SnapshotLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return snapshot_requested_ || stopping_;
-      };
-      mu_.Await(absl::Condition(&wake));
-      if (stopping_) return;
-    }
-    WriteSnapshot().IgnoreError();  // logged; retried after the next interval
-  }
 }
 
 }  // namespace gyre::orchestrator

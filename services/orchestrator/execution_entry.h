@@ -17,6 +17,13 @@
 
 namespace gyre::orchestrator {
 
+// Whether a task in `state` is done for good.
+inline bool IsTerminal(gyre::v1::TaskState state) {
+  return state == gyre::v1::TASK_SUCCEEDED || state == gyre::v1::TASK_FAILED ||
+         state == gyre::v1::TASK_SKIPPED || state == gyre::v1::TASK_CANCELLED ||
+         state == gyre::v1::TASK_TIMED_OUT;
+}
+
 // Output captured from one attempt (tails capped by the agent).
 struct AttemptLogs {
   std::string stdout_tail;

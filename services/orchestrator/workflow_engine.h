@@ -1,9 +1,7 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
 #define GYRE_SERVICES_ORCHESTRATOR_WORKFLOW_ENGINE_H_
 
-#include <array>
 #include <atomic>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -11,9 +9,6 @@
 #include <thread>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/functional/any_invocable.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/arena.h"
@@ -21,129 +16,68 @@
 #include "gyre/v1/cluster.pb.h"
 #include "gyre/v1/orchestrator_service.pb.h"
 #include "gyre/v1/state_record.pb.h"
+#include "libs/common/clock.h"
 #include "libs/common/timer_queue.h"
 #include "services/orchestrator/agent_channel.h"
+#include "services/orchestrator/agent_leases.h"
+#include "services/orchestrator/agent_manager.h"
 #include "services/orchestrator/desired_workers.h"
+#include "services/orchestrator/dispatcher.h"
+#include "services/orchestrator/engine_journal.h"
 #include "services/orchestrator/engine_metrics.h"
-#include "services/orchestrator/execution_entry.h"
-#include "services/orchestrator/ready_queue.h"
-#include "services/orchestrator/result_acks.h"
+#include "services/orchestrator/engine_outbox.h"
+#include "services/orchestrator/engine_recovery.h"
+#include "services/orchestrator/evaluator_decisions.h"
+#include "services/orchestrator/event_publisher.h"
+#include "services/orchestrator/event_subscription.h"
+#include "services/orchestrator/execution_table.h"
+#include "services/orchestrator/global_task_table.h"
+#include "services/orchestrator/queue_table.h"
+#include "services/orchestrator/result_recorder.h"
 #include "services/orchestrator/state_store.h"
-#include "services/orchestrator/task_output.h"
+#include "services/orchestrator/task_state_machine.h"
+#include "services/orchestrator/workflow_registry.h"
 
 namespace gyre::orchestrator {
 
-// Events handed out together by EventSubscription::Next. They live on one
-// arena, so building thousands of them costs a pointer bump per field and
-// freeing them one release, not a malloc and a free each.
-struct EventChunk {
-  std::unique_ptr<google::protobuf::Arena> arena;
-  std::vector<gyre::v1::Event*> events;  // owned by the arena
-};
-
-// A Watch subscription: the events of one execution (or all) from a
-// sequence number on. Thread-safe; the engine pushes, the RPC pops.
-class EventSubscription {
- public:
-  // Live events (and log chunks) a subscription holds unread before it is
-  // cut off: a client that stops reading must not make the orchestrator
-  // hold every event for it. A watcher of one execution holds only an index
-  // into the stored history for its state events.
-  // 4096 events of a few hundred bytes each: ~1 MB per subscription.
-  static constexpr size_t kMaxPending = 4096;
-
-  explicit EventSubscription(bool include_logs = false) : include_logs_(include_logs) {}
-  // Whether live TASK_LOG events are wanted too.
-  bool include_logs() const { return include_logs_; }
-  // Waits up to `timeout` for the next events; none on timeout. Sets
-  // `*last`, when given, to whether these are the last ones (the
-  // subscription is closed and nothing is left). The chunk always has an
-  // arena, for whatever the caller builds around its events.
-  EventChunk Next(absl::Duration timeout, bool* last = nullptr);
-  // Adds `event`, built once and shared by every subscription it goes to
-  // (each reader copies it on its own thread). Past kMaxPending unread,
-  // the subscription is closed with error() set instead.
-  void Push(std::shared_ptr<const gyre::v1::Event> event);
-  // Why the subscription was cut off (OK if it was not): RESOURCE_EXHAUSTED
-  // once its reader fell kMaxPending events behind.
-  absl::Status error();
-  // Runs (once, from Push) when the subscription is cut off: the stream's
-  // thread may be blocked writing to a client that reads nothing, and only
-  // cancelling the call frees it. Must not block.
-  void OnCutOff(absl::AnyInvocable<void()> hook);
-  void Close();
-  bool closed();
-
-  // Builds the stored events [from, to) on `arena`, appending them to
-  // `events`.
-  using Replayer =
-      absl::AnyInvocable<void(uint32_t from, uint32_t to, google::protobuf::Arena* arena,
-                              std::vector<gyre::v1::Event*>* events)>;
-  // Stored events [from, to) come first, built by `replay` a batch at a
-  // time as Next asks for them: a long history built at once (under the
-  // engine lock) would stall the engine and take its whole size in memory.
-  // Set before anything is pushed; the subscription then follows one
-  // execution, whose new events Extend the backlog (built the same way, on
-  // the reader's thread, rather than on the engine's).
-  void SetBacklog(uint32_t from, uint32_t to, Replayer replay);
-  // Stored events up to `to` (exclusive) are to be delivered too.
-  void Extend(uint32_t to);
-  // Whether SetBacklog was called (read under the engine lock, as it was set).
-  bool follows_one_execution() const { return follows_one_execution_; }
-
- private:
-  const bool include_logs_;
-  absl::Mutex mutex_;
-  uint32_t backlog_next_ ABSL_GUARDED_BY(mutex_) = 0;
-  uint32_t backlog_end_ ABSL_GUARDED_BY(mutex_) = 0;
-  Replayer replay_;  // set before the subscription is shared
-  bool follows_one_execution_ = false;
-  std::vector<std::shared_ptr<const gyre::v1::Event>> pending_ ABSL_GUARDED_BY(mutex_);
-  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
-  absl::Status error_ ABSL_GUARDED_BY(mutex_);
-  absl::AnyInvocable<void()> on_cut_off_ ABSL_GUARDED_BY(mutex_);
-};
-
 class DurableWait;
 
-// The orchestrator's domain logic: workflow definitions, executions, DAG
-// readiness, ready queues per worker type, agent leases with attempt
-// fencing, retries with backoff, pause/resume/cancel, the event stream and
-// the autoscaling signal. gRPC handlers translate to and from it.
+// The orchestrator's domain logic, as one façade: workflow definitions,
+// executions, DAG readiness, ready queues per worker type, agent leases with
+// attempt fencing, retries with backoff, pause/resume/cancel, the event
+// stream and the autoscaling signal. gRPC handlers (and gyre dev's
+// in-process agent link) translate to and from it.
 //
-// Thread-safety: all state is guarded by one mutex; every method is short
-// and does no I/O under it. Messages to agents and events to watchers are
-// handed to per-stream queues under the lock (order preserved) and written to
-// the network by the streams' own threads.
+// The façade owns the lock, the time of each change, the store (records
+// appended under the lock, waited for without it), snapshots and the work
+// left for after the lock (the Outbox: child starts, retry timers, log
+// lines). The logic lives in components, each in its own file and each
+// owning one thing (docs/architecture.md): WorkflowRegistry, ExecutionTable,
+// QueueTable, AgentManager, GlobalTaskTable, EventPublisher,
+// TaskStateMachine, Dispatcher, EvaluatorDecisions, ResultRecorder,
+// AgentLeases, EngineRecovery. Lower ones never call higher ones: they
+// return verdicts and the caller acts.
+//
+// Thread-safety: all state is guarded by one mutex (the components are
+// members guarded by it); every method is short and does no I/O under it.
+// Messages to agents and events to watchers are handed to per-stream queues
+// under the lock (order preserved) and written to the network by the
+// streams' own threads.
 class WorkflowEngine {
  public:
   // The most results one agent message may carry (task_results).
   static constexpr int kMaxResultsPerMessage = 4096;
-  // Evaluators' child workflows: at most this deep (a child is at depth 1,
-  // its children at 2...) and at most this many started from one execution,
-  // so an evaluator that starts its own workflow stops instead of
-  // multiplying (one that started itself twice reached 703 executions).
-  static constexpr int kMaxChildDepth = 8;
-  static constexpr uint32_t kMaxChildrenPerExecution = 100;
-  // What an agent may register (docs/limits.md). Ids and label keys and
-  // values are names: short, so that they fit in status messages, log lines
-  // and metric labels.
-  static constexpr size_t kMaxAgentIdLength = 63;
-  static constexpr size_t kMaxLabelLength = 63;
-  static constexpr int kMaxAgentLabels = 64;
-  static constexpr size_t kMaxQueueNameLength = 63;
-  // Queue names one agent serves, and queue names the engine knows at once
-  // (listed by agents or named by executions' tasks): each costs memory and
-  // a metrics series, so a client must not be able to create them without
-  // bound.
-  static constexpr int kMaxQueuesPerAgent = 64;
-  static constexpr size_t kMaxQueues = 4096;
-  // Attempts one Register or Heartbeat may list (slots are at most 4096;
-  // unacknowledged results come on top).
-  static constexpr int kMaxAttemptRefs = 16384;
-  // Attempt numbers an agent may send: far above any real task's (retries
-  // are at most 100), far below where adding one overflows.
-  static constexpr int64_t kMaxAttempt = int64_t{1} << 31;
+  // The limits the components enforce (docs/limits.md), for callers.
+  static constexpr int kMaxChildDepth = EvaluatorDecisions::kMaxChildDepth;
+  static constexpr uint32_t kMaxChildrenPerExecution = EvaluatorDecisions::kMaxChildrenPerExecution;
+  static constexpr size_t kMaxAgentIdLength = AgentManager::kMaxAgentIdLength;
+  static constexpr size_t kMaxLabelLength = AgentManager::kMaxLabelLength;
+  static constexpr int kMaxAgentLabels = AgentManager::kMaxAgentLabels;
+  static constexpr size_t kMaxQueueNameLength = AgentManager::kMaxQueueNameLength;
+  static constexpr int kMaxQueuesPerAgent = AgentManager::kMaxQueuesPerAgent;
+  static constexpr size_t kMaxQueues = QueueTable::kMaxQueues;
+  static constexpr int kMaxAttemptRefs = AgentManager::kMaxAttemptRefs;
+  static constexpr int64_t kMaxAttempt = AgentManager::kMaxAttempt;
 
   struct Options {
     absl::Duration lease_timeout = absl::Seconds(30);
@@ -151,6 +85,9 @@ class WorkflowEngine {
     std::map<std::string, WorkerPoolPolicy> worker_pools;
     WorkerPoolPolicy default_worker_pool;
     prometheus::Registry* metrics = nullptr;  // optional
+    // Where the engine reads the time and sets its timers (lease expiry,
+    // retry backoff); tests pass a FakeClock. Not owned.
+    Clock* clock = Clock::Real();
     // Tasks that outcome scheduling picks targets from and that workflows
     // may depend on (task_library_dir); null when none was configured.
     std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library;
@@ -289,19 +226,12 @@ class WorkflowEngine {
   std::string DispatchStallForTest();
 
  private:
-  struct Agent;
-  struct Queue;
-  struct Outbox;
-  // A global task's shared run, by identity: one execution runs it; the
-  // others wait for and reuse its result.
-  struct GlobalTask {
-    std::string owner;  // task run name of the run that counts
-    bool succeeded = false;
-    std::map<std::string, std::string> outputs;
-    std::vector<std::pair<uint32_t, uint32_t>> waiters;  // (execution index, task)
-  };
-
-  ExecutionEntry* FindExecutionLocked(absl::string_view name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // StartExecution; subscribes `watch`, when given, to the execution.
+  // `fingerprint`: the client's request's (RequestFingerprint), 0 to take
+  // `req`'s when it has a request_id.
+  absl::StatusOr<gyre::v1::Execution> StartExecution(
+      gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch,
+      uint64_t fingerprint);
   // Stores `def` as version 1 (create) or as the next version of an
   // existing workflow; returns once durable.
   absl::StatusOr<gyre::v1::WorkflowDefinition> StoreWorkflowVersion(
@@ -311,224 +241,21 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::Execution> ControlExecution(absl::string_view name,
                                                        gyre::v1::ExecutionControl::Action action,
                                                        absl::string_view reason);
-  // `definition` is the one in `record`, shared rather than copied again;
-  // `declared`, its declared context names when the caller has them.
-  ExecutionEntry& CreateExecutionLocked(
-      const gyre::v1::ExecutionStarted& record,
-      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition, Outbox& out,
-      std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The execution's structure (tasks, edges, queues) with every task
-  // pending, registered but with no event emitted and nothing made ready.
-  // `definition` is the one in `record` (passed apart so it can be moved).
-  ExecutionEntry& BuildExecutionLocked(
-      const gyre::v1::ExecutionStarted& record,
-      std::shared_ptr<const gyre::v1::WorkflowDefinition> definition,
-      std::shared_ptr<const workflow::DeclaredContext> declared = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // engine_snapshot.cc: the whole state to and from an EngineSnapshot.
-  // Fills `snapshot` (on an arena) with the whole state. Definitions are
-  // lent, not copied: `lent` keeps them alive as long as the snapshot.
-  void SnapshotLocked(gyre::v1::EngineSnapshot& snapshot,
-                      std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>* lent) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status RestoreLocked(gyre::v1::EngineSnapshot snapshot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // After a restart, a lease that was in flight stays with its agent, which
-  // may still be running the attempt (or hold its result, not yet durable
-  // at the crash): as for an agent whose stream broke, it has the lease
-  // timeout to register again and keep what it reports; what it does not
-  // report, or all of it if it never comes back, goes back to the queue.
-  // Level-triggered: what a heartbeat says the agent runs is the truth. A
-  // lease it has held for two heartbeat intervals yet does not report (lost
-  // on its side) would otherwise wait, for as long as the agent lives, for a
-  // result that never comes: it is re-queued as a new attempt.
-  void ReconcileLeasesLocked(Agent& agent, const gyre::v1::Heartbeat& heartbeat, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether `ref` is the current attempt of a task leased to `agent` that
-  // is still to run (not cancelled meanwhile).
-  bool HoldsLiveLeaseLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // `ref`, reported running by an agent that holds no lease for it, is
-  // being cancelled; if it is the next attempt of a task waiting to run,
-  // reported soon after a restart, its number is taken so that it is never
-  // leased a second time (see the definition for the exact rule). The taking is in memory
-  // (and in the next snapshot), not logged: lost in another crash, it is
-  // taken again when the agent, still stopping that attempt, reports it.
-  void SkipUnrecordedAttemptLocked(const Agent& agent, const gyre::v1::AttemptRef& ref)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void KeepRecoveredLeaseLocked(ExecutionEntry& exec, uint32_t index)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Starts a mutating section: the time its changes, events and records
-  // carry (now_). Live, the clock; replay sets now_ from each record.
-  void TickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The agent reported attempt `attempt` of the task running: TASK_RUNNING,
-  // recorded. False (nothing changes) for an attempt not current or not
-  // leased.
-  bool StartAttemptLocked(ExecutionEntry& exec, uint32_t index, int64_t attempt, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The current attempt of a leased task ended without a result: marked
-  // ATTEMPT_LOST with `error`, its lease released, the task re-queued when
-  // it was still to run; recorded (AttemptLost), so that a restart shows the
-  // same outcome and never gives the task back to the lost agent.
-  void LoseAttemptLocked(ExecutionEntry& exec, uint32_t index, std::string error, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The retry of a PENDING task is due: READY again, recorded.
-  void RetryDueLocked(ExecutionEntry& exec, uint32_t index, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Attempt `attempt`, leased to `agent_id`, failed before it was sent
-  // (`error`); not retried. Recorded (AttemptNotStarted).
-  void FailNotStartedLocked(ExecutionEntry& exec, uint32_t index, const std::string& agent_id,
-                            int64_t attempt, std::string error, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
-  absl::Status ApplyRecordLocked(const gyre::v1::StateRecord& record, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues `record` for durability (never blocks); `done` runs once durable.
-  // Stamps it with the section's time (now_).
-  void PersistLocked(gyre::v1::StateRecord& record, StateStore::Completion done = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PersistLocked(absl::Span<gyre::v1::StateRecord> records, StateStore::Completion done)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Applies the results of one agent message in order, persists the
-  // accepted ones in one append and acknowledges all of them in one message
-  // once durable (stale ones too, so the agent forgets them).
-  // `parsed` holds each result's output_json as ParseTaskOutput read it
-  // (outside the lock), one per result, or is empty when every output is.
-  void RecordResultsLocked(Agent& agent, absl::Span<const gyre::v1::TaskResult* const> results,
-                           absl::Span<ParsedOutput> parsed, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelLocked(ExecutionEntry& exec, absl::string_view reason, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ResumeLocked(ExecutionEntry& exec, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void LeaseLocked(ExecutionEntry& exec, uint32_t task, const std::string& agent_id,
-                   int64_t attempt) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // StartExecution; subscribes `watch`, when given, to the execution.
-  // `fingerprint`: the client's request's (RequestFingerprint), 0 to take
-  // `req`'s when it has a request_id.
-  absl::StatusOr<gyre::v1::Execution> StartExecution(
-      gyre::v1::StartExecutionRequest req, const std::shared_ptr<EventSubscription>& watch,
-      uint64_t fingerprint);
-  // Gives `subscription` the stored events from `from_sequence` on as its
-  // backlog and keeps it for live ones unless the execution is final (then
-  // it is closed).
+  // Subscribes to one execution's events; its backlog is built by
+  // ReplayEvents on the reader's thread.
   void SubscribeLocked(const ExecutionEntry& exec, int64_t from_sequence,
                        const std::shared_ptr<EventSubscription>& subscription)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A subscription's backlog: builds stored events [from, to) of the
-  // execution at `exec_index` on `arena`.
+  // execution at `exec_index` on `arena` (copies under the lock, builds
+  // without it).
   void ReplayEvents(uint32_t exec_index, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
                     std::vector<gyre::v1::Event*>* events) ABSL_LOCKS_EXCLUDED(mu_);
-  // A request's inline definition, validated, with the library tasks it
-  // depends on and its targets applied. Takes the definition out of `req`.
-  absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> InlineDefinition(
-      gyre::v1::StartExecutionRequest& req) const;
-  // Pulls the task-library tasks `def` depends on into it (see
-  // workflow::IncludeLibraryTasks); nothing without a library.
-  absl::Status IncludeLibraryTasks(gyre::v1::WorkflowDefinition& def) const;
-  // What a "did you mean" compares, to be made after the lock is released.
-  struct Suggestion {
-    std::string word;
-    std::vector<std::string> candidates;
-  };
-  // A stored workflow (latest or given version) named by the request. When
-  // it is not found and `suggestion` is not null, the message has no "did
-  // you mean" and `suggestion` gets what the caller needs to add one.
-  absl::StatusOr<std::shared_ptr<const gyre::v1::WorkflowDefinition>> ResolveDefinitionLocked(
-      const gyre::v1::StartExecutionRequest& req, Suggestion* suggestion = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  uint32_t QueueIndexLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // ResourceExhausted if knowing `names` (with repeats) would take the
-  // engine past kMaxQueues queue names; `what` says who asks.
-  absl::Status CheckQueueRoomLocked(absl::Span<const std::string* const> names,
-                                    absl::string_view what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The agent serves `names` from now on (none: it is gone); queues left
-  // with no agent, no task and nothing queued or running are forgotten.
-  void SetAgentQueuesLocked(Agent& agent,
-                            const google::protobuf::RepeatedPtrField<std::string>* names)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  void SetTaskStateLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState state,
-                          Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The bookkeeping of a state change (counts by state, queue depth)
-  // without its event.
-  void CountTaskStateLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState state)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void MakeReadyLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts a READY task in its queue, or parks it while the execution is paused.
-  void QueueReadyLocked(ExecutionEntry& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SkipDependantsLocked(ExecutionEntry& exec, uint32_t task, absl::string_view reason,
-                            Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CompleteTaskLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FailOrRetryLocked(ExecutionEntry& exec, uint32_t task, gyre::v1::TaskState final_state,
-                         Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RequeueLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void UpdateExecutionStateLocked(ExecutionEntry& exec, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves one execution from state `from` to `to` in the executions gauge
-  // (UNSPECIFIED: none, for a new or a restored execution).
-  void CountExecutionLocked(gyre::v1::ExecutionState from, gyre::v1::ExecutionState to)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SetExecutionStateLocked(ExecutionEntry& exec, gyre::v1::ExecutionState state, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records an execution-level event (kept whole) and publishes it.
-  void EmitLocked(ExecutionEntry& exec, gyre::v1::Event event, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The stored event at `index` of the history, as watchers see it, built
-  // on `arena`.
-  gyre::v1::Event* BuildEventLocked(const ExecutionEntry& exec, uint32_t index,
-                                    google::protobuf::Arena* arena) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Gives the event at `index` to the execution's watchers (a watcher of
-  // this execution builds it on its own thread; a watcher of all gets it
-  // built here); `closing` (the execution's final event) ends their
-  // subscriptions.
-  void PublishLocked(const ExecutionEntry& exec, uint32_t index, bool closing)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DispatchLocked(Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DispatchToAgentLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseLeaseLocked(ExecutionEntry& exec, uint32_t task) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns true when the task was settled or parked by its global identity
-  // (already produced, or being produced by another execution).
-  bool ResolveGlobalLocked(ExecutionEntry& exec, uint32_t task, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The owner of a global identity ended: share its result, or hand the
-  // identity to a waiter when it did not succeed.
-  void SettleGlobalLocked(ExecutionEntry& exec, uint32_t task, bool succeeded, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns whether the result was accepted (current lease) or rejected.
-  // `parsed` is its output, already parsed; `record`, when not null, gets
-  // what was made of it (outputs, decision, or why refused) so that a
-  // replay need not parse or check it again.
-  bool HandleResultLocked(const std::string& agent_id, const gyre::v1::TaskResult& result,
-                          ParsedOutput& parsed, gyre::v1::TaskResultRecorded* record, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Returns why the decision fails the evaluator (empty: applied).
-  std::string ApplyEvaluatorDecisionLocked(ExecutionEntry& exec, uint32_t task, bool empty_output,
-                                           ParsedOutput& parsed, Outbox& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why `decision` may not start its children from `exec` (empty: it may):
-  // the depth and count limits, and only stored workflows.
-  std::string CheckChildStartsLocked(const ExecutionEntry& exec,
-                                     const gyre::v1::EvaluatorDecision& decision)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ScheduleRetryLocked(ExecutionEntry& exec, uint32_t task, absl::Duration delay)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DeclareAgentDeadLocked(Agent& agent, Outbox& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RefreshQueueMetricsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // Lists leave the context out (ExecutionView BASIC).
-  gyre::v1::Execution ExecutionProtoLocked(const ExecutionEntry& exec,
-                                           bool with_context = true) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  gyre::v1::TaskRun TaskRunProtoLocked(const ExecutionEntry& exec, uint32_t task,
-                                       bool with_history) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Why a ready task cannot be leased by any agent connected now (no agent
-  // serves its queue, or none could ever fit it); empty if one could.
-  std::string WaitingReasonLocked(const ExecutionEntry& exec, const TaskEntry& task) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a mutating section: the time its changes, events and records
+  // carry. Live, the clock; replay sets it from each record.
+  void TickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SnapshotLoop() ABSL_LOCKS_EXCLUDED(mu_);
+  // Does what a section left in `out`, after the lock.
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
   // The store failed to make records durable: stop for good (see
@@ -541,51 +268,28 @@ class WorkflowEngine {
   StateStore::Completion DurableCallback(std::shared_ptr<DurableWait> durable);
 
   const Options options_;
+  Clock* const clock_;
   EngineMetrics metrics_;
   TimerQueue timers_;
   absl::Mutex mu_;
-  uint64_t next_execution_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<std::string, std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>> workflows_
-      ABSL_GUARDED_BY(mu_);
-  std::vector<std::unique_ptr<ExecutionEntry>> executions_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, uint32_t> execution_by_id_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, uint32_t> execution_by_request_ ABSL_GUARDED_BY(mu_);
-  // Indexed by TaskEntry::queue and Agent::queues; a forgotten queue leaves
-  // a null entry whose index is reused (free_queues_).
-  std::vector<std::unique_ptr<Queue>> queues_ ABSL_GUARDED_BY(mu_);
-  std::vector<uint32_t> free_queues_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, uint32_t> queue_by_name_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<Agent>> agents_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<std::string, GlobalTask> globals_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::pair<std::string, std::shared_ptr<EventSubscription>>> watchers_
-      ABSL_GUARDED_BY(mu_);
-  // When Recover finished: only for a lease timeout after it may an agent
-  // report an attempt newer than any recorded (leased just before the
-  // crash, the lease not yet durable).
-  absl::Time recovered_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  // Children evaluators decided to start, by request_id, until their own
-  // ExecutionStarted is recorded: a crash in between must not lose them.
-  std::map<std::string, gyre::v1::StartExecutionRequest> pending_children_ ABSL_GUARDED_BY(mu_);
-  // Executions per state, for the gyre_executions gauge.
-  std::array<int64_t, gyre::v1::ExecutionState_ARRAYSIZE> executions_by_state_
-      ABSL_GUARDED_BY(mu_){};
-  // DispatchToAgentLocked's lists of tasks taken and of their lease
-  // records, and RecordResultsLocked's records, kept for their capacity
-  // (the records' strings keep theirs too).
-  std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
-  std::vector<gyre::v1::StateRecord> lease_scratch_ ABSL_GUARDED_BY(mu_);
-  std::vector<gyre::v1::StateRecord> result_scratch_ ABSL_GUARDED_BY(mu_);
+  // The components, lower ones first (each may use those above it in this
+  // list, never one below).
+  EngineJournal journal_ ABSL_GUARDED_BY(mu_);
+  WorkflowRegistry workflows_ ABSL_GUARDED_BY(mu_);
+  QueueTable queues_ ABSL_GUARDED_BY(mu_);
+  ExecutionTable executions_ ABSL_GUARDED_BY(mu_);
+  AgentManager agents_ ABSL_GUARDED_BY(mu_);
+  GlobalTaskTable globals_ ABSL_GUARDED_BY(mu_);
+  EventPublisher publisher_ ABSL_GUARDED_BY(mu_);
+  TaskStateMachine machine_ ABSL_GUARDED_BY(mu_);
+  Dispatcher dispatcher_ ABSL_GUARDED_BY(mu_);
+  EvaluatorDecisions evaluators_ ABSL_GUARDED_BY(mu_);
+  ResultRecorder results_ ABSL_GUARDED_BY(mu_);
+  AgentLeases leases_ ABSL_GUARDED_BY(mu_);
+  EngineRecovery recovery_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  bool replaying_ ABSL_GUARDED_BY(mu_) = false;
-  // The time of the change being made (TickLocked), or, in replay, of the
-  // record being applied: every event, attempt time and record of one
-  // change carries it, so that replay rebuilds the same history.
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::UnixEpoch();
 
-  // Periodic snapshots: PersistLocked counts records and wakes the
-  // snapshot thread; snapshot_mu_ lets one snapshot run at a time.
-  uint64_t records_since_snapshot_ ABSL_GUARDED_BY(mu_) = 0;
-  bool snapshot_requested_ ABSL_GUARDED_BY(mu_) = false;
+  // Periodic snapshots: snapshot_mu_ lets one snapshot run at a time.
   absl::Mutex snapshot_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   uint64_t last_snapshot_position_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
   std::thread snapshotter_;

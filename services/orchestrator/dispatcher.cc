@@ -1,0 +1,249 @@
+#include "services/orchestrator/dispatcher.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "libs/common/limits.h"
+#include "services/orchestrator/task_environment.h"
+
+namespace gyre::orchestrator {
+
+namespace v1 = ::gyre::v1;
+
+namespace {
+
+// Entries of a ready queue one dispatch looks at past ones it cannot give
+// the agent (labels, resources); stale entries do not count.
+constexpr size_t kDispatchScanLimit = 256;
+
+// An assignment's fields besides its command line and environment, and the
+// message framing, generously (ids are added apart).
+constexpr size_t kAssignmentOverheadBytes = 256;
+
+}  // namespace
+
+void Dispatcher::Dispatch(Outbox& out) {
+  for (const auto& [id, agent] : agents_.all()) {
+    if (agent->channel != nullptr && agent->credit > 0 && !agent->draining) {
+      DispatchTo(*agent, out);
+    }
+  }
+  // Every change that can move a backlog ends in a dispatch pass, so the
+  // autoscaling signal is refreshed here (a few gauges per queue).
+  RefreshMetrics();
+}
+
+void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
+  if (agent.channel == nullptr || agent.draining) return;
+  v1::OrchestratorMessage message;
+  v1::Assignment* assignment = message.mutable_assignment();
+  // Both reused across dispatches: growing fresh ones each time made glibc
+  // consolidate its free lists on every larger allocation.
+  std::vector<ReadyTask> taken = std::move(taken_scratch_);
+  // Records are reused whole: their strings keep their buffers, so filling
+  // one in allocates nothing.
+  std::vector<v1::StateRecord> lease_records = std::move(lease_scratch_);
+  size_t leases = 0;
+  size_t message_bytes = 0;  // estimated, of the assignment being filled
+  for (uint32_t queue_index : agent.queues) {
+    const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
+    if (room <= 0) break;
+    taken.clear();
+    queues_.at(queue_index)
+        .ready.PopMatching(
+            static_cast<size_t>(room), kDispatchScanLimit,
+            [&](const ReadyTask& entry) {
+              if (entry.execution >= executions_.size()) return ReadyVerdict::kDrop;
+              ExecutionEntry& exec = executions_.at(entry.execution);
+              TaskEntry& task = exec.tasks[entry.task];
+              if (task.generation != entry.generation || task.state != v1::TASK_READY) {
+                return ReadyVerdict::kDrop;
+              }
+              if (exec.state == v1::EXECUTION_PAUSED) {
+                exec.parked.push_back(entry.task);
+                return ReadyVerdict::kDrop;
+              }
+              const v1::TaskSpec& spec = *task.spec;
+              if (!agent.matches(spec.agent_selector()) || !agent.has_room_for(spec.resources())) {
+                return ReadyVerdict::kSkip;
+              }
+              // Reserve now so the next candidate sees what is left.
+              AgentManager::Reserve(agent, spec.resources());
+              return ReadyVerdict::kTake;
+            },
+            &taken);
+    for (const ReadyTask& entry : taken) {
+      ExecutionEntry& exec = executions_.at(entry.execution);
+      TaskEntry& task = exec.tasks[entry.task];
+      machine_.Lease(exec, entry.task, agent.id, task.attempt + 1);
+      AttemptRecord& attempt = task.attempts.back();
+
+      v1::TaskAssignment* assigned = assignment->add_tasks();
+      size_t task_bytes = 0;  // its command line and environment
+      assigned->mutable_ref()->set_execution(exec.name());
+      assigned->mutable_ref()->set_task_id(task.spec->id());
+      assigned->mutable_ref()->set_attempt(task.attempt);
+      // The execution's context, with what ancestors passed along edges on
+      // top (copied only when there is such a thing). A builtin task runs
+      // no process: it gets neither command line nor environment.
+      const bool builtin = task.spec->builtin().kind() != v1::BuiltinExecutor::KIND_UNSPECIFIED;
+      absl::Status built;
+      if (!builtin) {
+        const std::map<std::string, std::string>& inherited = task.details_or_empty().inherited;
+        std::map<std::string, std::string> merged;
+        if (!inherited.empty()) {
+          merged = exec.context;
+          for (const auto& [key, value] : inherited) merged[key] = value;
+        }
+        built = BuildTaskEnvironment(*task.spec, inherited.empty() ? exec.context : merged,
+                                     exec.builtins, task.attempt, exec.declared.get(), assigned);
+        // Outputs merged in at run time can take it past what exec takes.
+        if (built.ok()) built = CheckExecSize(*assigned, &task_bytes);
+      }
+      if (!built.ok()) {
+        // A definition that cannot be expanded, or a task that could not be
+        // exec'd, fails without running (and without retries: it would
+        // fail the same way).
+        assignment->mutable_tasks()->RemoveLast();
+        AgentManager::Unreserve(agent, task.spec->resources());
+        // The leases taken so far go to the log first: records keep the
+        // order of the events.
+        if (leases > 0) journal_.Persist(absl::MakeSpan(lease_records.data(), leases), nullptr);
+        leases = 0;
+        machine_.FailNotStarted(exec, entry.task, agent.id, attempt.attempt,
+                                std::string(built.message()), out);
+        continue;
+      }
+      if (builtin) *assigned->mutable_builtin() = task.spec->builtin();
+      if (task.spec->has_timeout()) *assigned->mutable_timeout() = task.spec->timeout();
+      if (task.spec->has_resources()) *assigned->mutable_resources() = task.spec->resources();
+      assigned->set_evaluator(task.spec->evaluator());
+      // One message stays under what the agent accepts: a batch whose
+      // tasks carry large environments goes out in several messages.
+      // Counted from the exec sizes above (plus room for the ids and small
+      // fields), not by serializing.
+      task_bytes += kAssignmentOverheadBytes + exec.name().size() + task.spec->id().size();
+      if (message_bytes + task_bytes > limits::kMaxAssignmentMessageBytes &&
+          assignment->tasks_size() > 1) {
+        v1::TaskAssignment* last = assignment->mutable_tasks()->ReleaseLast();
+        agent.channel->Send(std::move(message));
+        message = v1::OrchestratorMessage();
+        assignment = message.mutable_assignment();
+        assignment->mutable_tasks()->AddAllocated(last);
+        message_bytes = 0;
+      }
+      message_bytes += task_bytes;
+      agent.credit--;
+      agent.leases.insert({entry.execution, entry.task});
+      queues_.at(task.queue).running++;
+      if (leases == lease_records.size()) lease_records.emplace_back();
+      v1::TaskLeased& leased = *lease_records[leases++].mutable_task_leased();
+      leased.set_execution_id(exec.id);
+      leased.set_task_id(task.spec->id());
+      leased.set_attempt(task.attempt);
+      leased.set_agent_id(agent.id);
+      metrics_.ObserveLeaseLatency(absl::ToDoubleSeconds(task.lease_time - task.ready_time));
+      machine_.SetTaskState(exec, entry.task, v1::TASK_LEASED);
+      machine_.UpdateExecutionState(exec, out);
+    }
+  }
+  // One append for the batch: the leases are the only records of this
+  // dispatch, so their order among the engine's records is unchanged.
+  if (leases > 0) journal_.Persist(absl::MakeSpan(lease_records.data(), leases), nullptr);
+  taken.clear();
+  taken_scratch_ = std::move(taken);
+  lease_scratch_ = std::move(lease_records);
+  if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
+}
+
+std::string Dispatcher::WaitingReason(const ExecutionEntry& exec, const TaskEntry& task) const {
+  // A paused execution's state says why its tasks wait.
+  if (task.state != v1::TASK_READY || exec.state == v1::EXECUTION_PAUSED) return "";
+  const std::string& queue = queues_.at(task.queue).name;
+  const v1::TaskSpec& spec = *task.spec;
+  bool served = false;
+  for (const auto& [id, agent] : agents_.all()) {
+    if (agent->channel == nullptr || agent->draining || !agent->serves(task.queue)) continue;
+    served = true;
+    // An agent's whole offer, not what is free now.
+    if (agent->offers(spec.resources()) && agent->matches(spec.agent_selector())) {
+      return "";  // it waits its turn, or for a slot
+    }
+  }
+  if (!served) return absl::StrCat("waiting for an agent serving queue \"", queue, "\"");
+  return absl::StrCat("no agent serving queue \"", queue,
+                      "\" offers the labels and resources it needs (cpu ", spec.resources().cpu(),
+                      ", memory ", spec.resources().memory_bytes(), " bytes, gpus ",
+                      spec.resources().gpus(), ")");
+}
+
+std::string Dispatcher::StallForTest() const {
+  for (const auto& [id, agent] : agents_.all()) {
+    if (agent->channel == nullptr || agent->draining || agent->credit <= 0 ||
+        agent->free_slots() <= 0) {
+      continue;
+    }
+    for (const auto& exec : executions_.all()) {
+      if (exec->final() || exec->state == v1::EXECUTION_PAUSED || exec->ready == 0) continue;
+      for (const TaskEntry& task : exec->tasks) {
+        if (task.state != v1::TASK_READY || !agent->serves(task.queue)) continue;
+        const v1::TaskSpec& spec = *task.spec;
+        if (!agent->has_room_for(spec.resources()) || !agent->matches(spec.agent_selector())) {
+          continue;
+        }
+        return absl::StrCat(exec->name(), "/tasks/", spec.id(), " is READY in queue \"",
+                            queues_.at(task.queue).name, "\" while agent ", id, " has credit ",
+                            agent->credit, ", ", agent->free_slots(),
+                            " free slot(s) and room for it (", agent->leases.size(),
+                            " lease(s) held)");
+      }
+    }
+  }
+  return "";
+}
+
+void Dispatcher::RefreshMetrics() {
+  const auto [connected, free_slots] = agents_.ConnectedAndFreeSlots();
+  metrics_.SetAgents(connected, free_slots);
+  for (const auto& queue : queues_.all()) {
+    if (queue == nullptr) continue;
+    const bool pooled = pools_.pools.contains(queue->name);
+    if (queue->agents == 0 && queue->queued == 0 && queue->running == 0 && !pooled) {
+      // Nobody serves it and nothing waits in it: no series (absent reads
+      // as zero) and no storage, until a task or an agent comes.
+      if (queue->exported) {
+        metrics_.RemoveQueue(queue->name);
+        queue->exported = false;
+        queue->ready.Release();
+      }
+      continue;
+    }
+    metrics_.SetQueue(queue->name, queue->queued, queue->running,
+                      DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)));
+    queue->exported = true;
+  }
+}
+
+std::vector<v1::QueueInfo> Dispatcher::QueueInfos() const {
+  std::vector<v1::QueueInfo> result;
+  const auto& queues = queues_.all();
+  for (uint32_t index = 0; index < queues.size(); ++index) {
+    const Queue* queue = queues[index].get();
+    if (queue == nullptr) continue;  // forgotten
+    v1::QueueInfo info;
+    info.set_name("queues/" + queue->name);
+    info.set_depth(queue->queued);
+    info.set_running(queue->running);
+    for (const auto& [id, agent] : agents_.all()) {
+      if (agent->channel == nullptr || !agent->serves(index)) continue;
+      info.set_agents(info.agents() + 1);
+      info.set_free_slots(info.free_slots() + agent->free_slots());
+    }
+    info.set_desired_workers(
+        DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)));
+    result.push_back(std::move(info));
+  }
+  return result;
+}
+
+}  // namespace gyre::orchestrator

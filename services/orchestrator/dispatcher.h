@@ -1,0 +1,85 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_DISPATCHER_H_
+#define GYRE_SERVICES_ORCHESTRATOR_DISPATCHER_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gyre/v1/cluster.pb.h"
+#include "gyre/v1/state_record.pb.h"
+#include "services/orchestrator/agent_manager.h"
+#include "services/orchestrator/desired_workers.h"
+#include "services/orchestrator/engine_journal.h"
+#include "services/orchestrator/engine_metrics.h"
+#include "services/orchestrator/engine_outbox.h"
+#include "services/orchestrator/execution_table.h"
+#include "services/orchestrator/queue_table.h"
+#include "services/orchestrator/ready_queue.h"
+#include "services/orchestrator/task_state_machine.h"
+
+namespace gyre::orchestrator {
+
+// The worker pools' autoscaling policies, by queue name.
+struct WorkerPools {
+  std::map<std::string, WorkerPoolPolicy> pools;
+  WorkerPoolPolicy default_pool;
+  const WorkerPoolPolicy& For(const std::string& queue) const {
+    auto it = pools.find(queue);
+    return it != pools.end() ? it->second : default_pool;
+  }
+};
+
+// Placement: which ready task goes to which agent. Owns: walking ready
+// queues for agents with credit, free slots, the labels and the resources a
+// task needs; assignments (split below what an agent accepts in one
+// message); the lease records of a dispatch, in one append; why a ready task
+// waits; the queue gauges and the autoscaling signal. Must not touch: task
+// states beyond leasing (the task state machine makes them), results.
+// This is where a scheduler's placement plugs in (docs/architecture.md).
+// Not thread-safe: used under the engine lock.
+class Dispatcher {
+ public:
+  Dispatcher(ExecutionTable& executions, QueueTable& queues, AgentManager& agents,
+             TaskStateMachine& machine, EngineJournal& journal, EngineMetrics& metrics,
+             WorkerPools pools)
+      : executions_(executions),
+        queues_(queues),
+        agents_(agents),
+        machine_(machine),
+        journal_(journal),
+        metrics_(metrics),
+        pools_(std::move(pools)) {}
+
+  // Gives every connected agent with credit what it can take now, then
+  // refreshes the queue gauges. Every change that can move a backlog ends in
+  // one.
+  void Dispatch(Outbox& out);
+  // Gives `agent` what it can take now.
+  void DispatchTo(AgentEntry& agent, Outbox& out);
+  // Why a ready task cannot be leased by any agent connected now (no agent
+  // serves its queue, or none could ever fit it); empty if one could.
+  std::string WaitingReason(const ExecutionEntry& exec, const TaskEntry& task) const;
+  // See WorkflowEngine::DispatchStallForTest.
+  std::string StallForTest() const;
+
+  // The agents gauges and, per queue, depth, running and desired workers.
+  void RefreshMetrics();
+  std::vector<gyre::v1::QueueInfo> QueueInfos() const;
+
+ private:
+  ExecutionTable& executions_;
+  QueueTable& queues_;
+  AgentManager& agents_;
+  TaskStateMachine& machine_;
+  EngineJournal& journal_;
+  EngineMetrics& metrics_;
+  const WorkerPools pools_;
+  // DispatchTo's lists of tasks taken and of their lease records, kept for
+  // their capacity (the records' strings keep theirs too).
+  std::vector<ReadyTask> taken_scratch_;
+  std::vector<gyre::v1::StateRecord> lease_scratch_;
+};
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_DISPATCHER_H_

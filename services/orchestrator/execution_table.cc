@@ -1,0 +1,249 @@
+#include "services/orchestrator/execution_table.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "libs/common/limits.h"
+#include "services/orchestrator/list_paging.h"
+#include "services/orchestrator/proto_time.h"
+
+namespace gyre::orchestrator {
+
+namespace v1 = ::gyre::v1;
+
+namespace {
+
+// The most executions one ListExecutions call looks at.
+constexpr uint32_t kMaxListScan = 10000;
+
+std::string ShortWorkflowName(absl::string_view name) {
+  absl::ConsumePrefix(&name, "workflows/");
+  return std::string(name.substr(0, name.find('/')));
+}
+
+}  // namespace
+
+ExecutionEntry* ExecutionTable::Find(absl::string_view name) {
+  absl::string_view id = name;
+  absl::ConsumePrefix(&id, "executions/");
+  id = id.substr(0, id.find('/'));
+  auto it = by_id_.find(id);
+  return it == by_id_.end() ? nullptr : executions_[it->second].get();
+}
+
+ExecutionEntry* ExecutionTable::FindByRequest(const std::string& request_id) {
+  auto it = by_request_.find(request_id);
+  return it == by_request_.end() ? nullptr : executions_[it->second].get();
+}
+
+TaskLocation ExecutionTable::FindTask(absl::string_view execution, absl::string_view task_id) {
+  ExecutionEntry* exec = Find(execution);
+  if (exec == nullptr) return {};
+  auto it = exec->task_index.find(task_id);
+  if (it == exec->task_index.end()) return {};
+  return {exec, it->second};
+}
+
+TaskLocation ExecutionTable::FindTaskRun(absl::string_view name) {
+  const size_t tasks_at = name.find("/tasks/");
+  if (tasks_at == absl::string_view::npos) return {};
+  return FindTask(name, name.substr(tasks_at + 7));
+}
+
+std::string ExecutionTable::NewId(absl::Time now) {
+  std::string id;
+  do {
+    id = absl::StrFormat("%x-%04x", absl::ToUnixMillis(now), ++started_);
+  } while (by_id_.contains(id));
+  return id;
+}
+
+ExecutionEntry& ExecutionTable::Build(
+    const v1::ExecutionStarted& record,
+    std::shared_ptr<const v1::WorkflowDefinition> shared_definition,
+    std::shared_ptr<const workflow::DeclaredContext> declared, QueueTable& queues) {
+  auto exec = std::make_unique<ExecutionEntry>();
+  exec->index = static_cast<uint32_t>(executions_.size());
+  exec->id = record.execution_id();
+  exec->full_name = "executions/" + exec->id;
+  exec->definition = std::move(shared_definition);
+  exec->targets.assign(record.targets().begin(), record.targets().end());
+  exec->priority = record.priority();
+  exec->request_id = record.request_id();
+  exec->request_fingerprint = record.request_fingerprint();
+  exec->context_rules = record.context_rules();
+  if (declared != nullptr) {
+    exec->declared = std::move(declared);
+  } else if (exec->context_rules >= kDeclaredContextRules) {
+    exec->declared = std::make_shared<const workflow::DeclaredContext>(*exec->definition);
+  } else {
+    exec->declared = workflow::DeclaredContext::Open();  // started under the open rule
+  }
+  exec->parent = record.parent();
+  exec->create_time = FromProto(record.create_time());
+  for (const auto& [key, value] : record.context()) exec->context[key] = value;
+  exec->builtins = ExecutionBuiltins{
+      exec->id, ShortWorkflowName(exec->definition->name()),
+      absl::FormatTime("%Y-%m-%d", exec->create_time, absl::UTCTimeZone()),
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", exec->create_time, absl::UTCTimeZone())};
+
+  const v1::WorkflowDefinition& definition = *exec->definition;
+  const std::string default_queue =
+      definition.default_queue().empty() ? "default" : definition.default_queue();
+  exec->tasks.resize(static_cast<size_t>(definition.tasks_size()));
+  exec->task_index.reserve(static_cast<size_t>(definition.tasks_size()));
+  for (int i = 0; i < definition.tasks_size(); ++i) {
+    exec->task_index[definition.tasks(i).id()] = static_cast<uint32_t>(i);
+  }
+  for (int i = 0; i < definition.tasks_size(); ++i) {
+    const v1::TaskSpec& spec = definition.tasks(i);
+    TaskEntry& task = exec->tasks[static_cast<size_t>(i)];
+    task.spec = &spec;
+    task.queue = queues.IndexOf(spec.queue().empty() ? default_queue : spec.queue());
+    queues.at(task.queue).named_by_task = true;
+    task.priority = static_cast<uint8_t>(spec.priority() > 0 ? spec.priority() : exec->priority);
+    for (const std::string& dependency : spec.depends_on()) {
+      const uint32_t parent = exec->task_index.at(dependency);
+      task.parents.push_back(parent);
+      exec->tasks[parent].dependants.push_back(static_cast<uint32_t>(i));
+    }
+    task.unmet_dependencies = static_cast<uint32_t>(task.parents.size());
+  }
+  exec->total = definition.tasks_size();
+  exec->pending = exec->total;
+
+  ExecutionEntry& entry = *exec;
+  by_id_[exec->id] = exec->index;
+  if (!exec->request_id.empty()) by_request_[exec->request_id] = exec->index;
+  executions_.push_back(std::move(exec));
+  CountState(v1::EXECUTION_STATE_UNSPECIFIED, entry.state);
+  return entry;
+}
+
+void ExecutionTable::CountState(v1::ExecutionState from, v1::ExecutionState to) {
+  for (const auto& [state, delta] : {std::pair{from, -1}, std::pair{to, +1}}) {
+    if (state == v1::EXECUTION_STATE_UNSPECIFIED) continue;
+    metrics_.SetExecutions(state, by_state_[state] += delta);
+  }
+}
+
+absl::StatusOr<v1::ListExecutionsResponse> ExecutionTable::List(
+    const v1::ListExecutionsRequest& req, size_t limit) const {
+  // Newest first: executions are in start order, so a page starts below a
+  // position.
+  absl::StatusOr<uint32_t> below =
+      PagePosition(req.page_token(), static_cast<uint32_t>(executions_.size()),
+                   static_cast<uint32_t>(executions_.size()));
+  if (!below.ok()) return below.status();
+  v1::ListExecutionsResponse response;
+  uint32_t position = *below;
+  // A filter that matches little must not hold the engine lock over a long
+  // history: a page may come back short, with a token to go on from.
+  const uint32_t scan_end = position > kMaxListScan ? position - kMaxListScan : 0;
+  // Lists leave contexts out unless asked (ExecutionView).
+  const bool full = req.view() == v1::EXECUTION_VIEW_FULL;
+  size_t context_bytes = 0;
+  for (; position > scan_end && static_cast<size_t>(response.executions_size()) < limit;
+       --position) {
+    const ExecutionEntry& exec = *executions_[position - 1];
+    if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
+    if (!req.states().empty() &&
+        std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
+      continue;
+    }
+    if (!full) {
+      *response.add_executions() = ExecutionProto(exec, /*with_context=*/false);
+      continue;
+    }
+    // A FULL page is bounded by its contexts' bytes too (at least one
+    // execution per page, whose context is within its own limit).
+    const size_t bytes = workflow::ContextBytes(exec.context);
+    if (response.executions_size() > 0 && context_bytes + bytes > limits::kMaxListPageValueBytes) {
+      break;
+    }
+    context_bytes += bytes;
+    *response.add_executions() = ExecutionProto(exec);
+  }
+  if (position > 0) response.set_next_page_token(absl::StrCat("p", position));
+  return response;
+}
+
+absl::StatusOr<v1::ListTaskRunsResponse> ExecutionTable::ListTaskRuns(
+    const ExecutionEntry& exec, const v1::ListTaskRunsRequest& req, size_t limit,
+    const QueueTable& queues) const {
+  const auto tasks = static_cast<uint32_t>(exec.tasks.size());
+  absl::StatusOr<uint32_t> from = PagePosition(req.page_token(), 0, tasks);
+  if (!from.ok()) return from.status();
+  v1::ListTaskRunsResponse response;
+  uint32_t index = *from;
+  // Outputs may be up to 1 MiB per task: a page is bounded by their bytes too.
+  size_t output_bytes = 0;
+  for (; index < tasks && static_cast<size_t>(response.task_runs_size()) < limit; ++index) {
+    const size_t bytes = workflow::ContextBytes(exec.tasks[index].details_or_empty().outputs);
+    if (response.task_runs_size() > 0 && output_bytes + bytes > limits::kMaxListPageValueBytes) {
+      break;
+    }
+    output_bytes += bytes;
+    *response.add_task_runs() = TaskRunProto(exec, index, /*with_history=*/true, queues);
+  }
+  if (index < tasks) response.set_next_page_token(absl::StrCat("p", index));
+  return response;
+}
+
+v1::Execution ExecutionProto(const ExecutionEntry& exec, bool with_context) {
+  v1::Execution proto;
+  proto.set_name(exec.name());
+  proto.set_workflow(exec.definition->name());
+  proto.set_workflow_version(exec.definition->version());
+  proto.set_state(exec.state);
+  if (with_context) {
+    for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;
+  }
+  proto.set_parent(exec.parent);
+  for (const std::string& target : exec.targets) proto.add_targets(target);
+  v1::TaskCounts* counts = proto.mutable_task_counts();
+  counts->set_pending(exec.pending);
+  counts->set_ready(exec.ready);
+  counts->set_running(exec.running);
+  counts->set_succeeded(exec.succeeded);
+  counts->set_failed(exec.failed);
+  counts->set_skipped(exec.skipped);
+  counts->set_cancelled(exec.cancelled);
+  counts->set_total(exec.total);
+  proto.set_priority(exec.priority);
+  *proto.mutable_create_time() = ToProto(exec.create_time);
+  if (exec.start_time != absl::InfinitePast()) {
+    *proto.mutable_start_time() = ToProto(exec.start_time);
+  }
+  if (exec.end_time != absl::InfinitePast()) *proto.mutable_end_time() = ToProto(exec.end_time);
+  proto.set_reason(exec.reason);
+  proto.set_last_sequence(static_cast<int64_t>(exec.events.size()));
+  return proto;
+}
+
+v1::TaskRun TaskRunProto(const ExecutionEntry& exec, uint32_t index, bool with_history,
+                         const QueueTable& queues) {
+  const TaskEntry& task = exec.tasks[index];
+  v1::TaskRun run;
+  run.set_name(absl::StrCat(exec.name(), "/tasks/", task.spec->id()));
+  run.set_task_id(task.spec->id());
+  run.set_state(task.state);
+  run.set_priority(task.priority);
+  run.set_queue(queues.at(task.queue).name);
+  run.set_reason(task.reason);
+  const TaskDetails& details = task.details_or_empty();
+  run.set_identity(details.identity);
+  run.set_satisfied_by(details.satisfied_by);
+  if (task.ready_time != absl::Time()) *run.mutable_ready_time() = ToProto(task.ready_time);
+  for (const auto& [key, value] : details.outputs) {
+    (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);
+  }
+  if (with_history) {
+    for (const AttemptRecord& attempt : task.attempts) *run.add_attempts() = ToProto(attempt);
+  }
+  return run;
+}
+
+}  // namespace gyre::orchestrator
