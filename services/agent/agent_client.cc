@@ -335,7 +335,7 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
   // An evaluator may print its decision instead of writing $GYRE_OUTPUT.
   // Empty strings are left unset: setting one still allocates.
   const std::string& output_json =
-      evaluator && outcome.output_json.empty() ? outcome.stdout_tail : outcome.output_json;
+      evaluator && outcome.output_json.empty() ? outcome.stdout_head : outcome.output_json;
   if (!output_json.empty()) result->set_output_json(output_json);
   *result->mutable_wall_time() = ToProto(outcome.wall_time);
   *result->mutable_cpu_time() = ToProto(outcome.cpu_time);
@@ -343,8 +343,9 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
   if (!outcome.error.empty()) result->set_error(outcome.error);
   result->set_stdout_bytes(outcome.stdout_bytes);
   result->set_stderr_bytes(outcome.stderr_bytes);
-  if (!outcome.stdout_tail.empty()) result->set_stdout_tail(std::move(outcome.stdout_tail));
-  if (!outcome.stderr_tail.empty()) result->set_stderr_tail(std::move(outcome.stderr_tail));
+  // The proto's "tails" are the first bytes of each stream, as streamed.
+  if (!outcome.stdout_head.empty()) result->set_stdout_tail(std::move(outcome.stdout_head));
+  if (!outcome.stderr_head.empty()) result->set_stderr_tail(std::move(outcome.stderr_head));
   // Kept until acknowledged, and sent: the same message.
   auto queued = std::make_shared<v1::AgentMessage>(std::move(message));
   absl::MutexLock lock(&mutex_);
