@@ -330,10 +330,10 @@ TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
         << "session " << i + 1 << " never opened";
     const absl::Duration gap = link->OpenedAt(i + 1) - link->OpenedAt(i);
     EXPECT_GE(gap, expected[i]) << "reconnect " << i + 1;
-    // Uncapped, these would be 800 and 1600 ms (the margin is for the
-    // clock moving on while the agent notices the break).
-    if (i >= 3) {
-      EXPECT_LT(gap, absl::Milliseconds(800)) << "reconnect " << i + 1;
+    // Uncapped, the last would be 1600 ms. (The wide margin is for the clock
+    // moving on while the agent notices the break, on a busy machine.)
+    if (i == std::size(expected) - 1) {
+      EXPECT_LT(gap, absl::Seconds(1)) << "reconnect " << i + 1;
     }
   }
 }

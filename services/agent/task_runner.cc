@@ -485,7 +485,8 @@ std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int
     // The leader is gone; whatever still holds the pipes is killed too.
     if (exited) kill(-pid, SIGKILL);
     // poll() is woken by output, the exit and Cancel(), not by the clock:
-    // it returns in time for what falls due next (at once on a fake clock).
+    // it returns in time for what falls due next (within milliseconds of an
+    // Advance, on a fake clock).
     const absl::Duration until_due =
         clock_->MaxRealWait(std::min(next_due - now, absl::Seconds(1)));
     const int wait_ms = exited ? 100
