@@ -1,5 +1,9 @@
 #include "libs/common/clock.h"
 
+#include <algorithm>
+
+#include "absl/time/clock.h"
+
 namespace gyre {
 namespace {
 
@@ -40,6 +44,22 @@ bool FakeClock::AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condit
     if (mu->AwaitWithTimeout(condition, kFakeClockPoll)) return true;
     if (Now() >= deadline) return condition.Eval();
   }
+}
+
+absl::Duration FakeClock::MaxRealWait(absl::Duration duration) {
+  return std::min(duration, kFakeClockPoll);
+}
+
+bool FakeClock::AdvanceUntil(const std::function<bool()>& done, absl::Duration step,
+                             absl::Duration real_timeout) {
+  const absl::Time give_up = absl::Now() + real_timeout;
+  while (!done()) {
+    if (absl::Now() >= give_up) return false;
+    Advance(step);
+    // Two polls of the waiters: each sees the step before the next.
+    absl::SleepFor(2 * kFakeClockPoll);
+  }
+  return true;
 }
 
 void FakeClock::Advance(absl::Duration duration) {

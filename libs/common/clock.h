@@ -1,6 +1,8 @@
 #ifndef GYRE_LIBS_COMMON_CLOCK_H_
 #define GYRE_LIBS_COMMON_CLOCK_H_
 
+#include <functional>
+
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
@@ -25,6 +27,12 @@ class Clock {
                                  absl::Time deadline) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) = 0;
   // Blocks the calling thread for `duration` of this clock's time.
   void SleepFor(absl::Duration duration);
+  // How long a blocking call that is not a wait on this clock (poll() on a
+  // task's pipes) may block in real time, at most, so that it notices
+  // `duration` of this clock's time passing: `duration` itself on the real
+  // clock; on a FakeClock, whose Advance cannot wake such a call, a short
+  // poll interval.
+  virtual absl::Duration MaxRealWait(absl::Duration duration) { return duration; }
 };
 
 // A clock that moves only when told. Waiters notice a move within a few
@@ -38,8 +46,18 @@ class FakeClock : public Clock {
   bool AwaitWithDeadline(absl::Mutex* mu, const absl::Condition& condition, absl::Time deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) override;
 
+  absl::Duration MaxRealWait(absl::Duration duration) override;
+
   void Advance(absl::Duration duration);
   void Set(absl::Time time);
+  // Advances by `step` at a time, letting the threads on this clock run
+  // between steps, until `done` holds; gives up after `real_timeout` of
+  // real time. Returns whether `done` held. For tests whose code under test
+  // starts its wait at a moment the test cannot see (a backoff begun after
+  // a stream broke): one Advance made before that wait began is not seen
+  // by it.
+  bool AdvanceUntil(const std::function<bool()>& done, absl::Duration step,
+                    absl::Duration real_timeout = absl::Seconds(60));
 
  private:
   absl::Mutex mutex_;

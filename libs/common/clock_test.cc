@@ -44,6 +44,31 @@ TEST(FakeClockTest, TimerQueueRunsTimersWhenFakeTimeReachesThem) {
   EXPECT_TRUE(ran.WaitForNotificationWithTimeout(absl::Seconds(10)));
 }
 
+TEST(FakeClockTest, AdvanceUntilStepsUntilTheConditionHolds) {
+  FakeClock clock;
+  const absl::Time start = clock.Now();
+  // The sleeper starts its wait at a moment the test does not know.
+  std::atomic<bool> woke{false};
+  std::thread sleeper([&] {
+    absl::SleepFor(absl::Milliseconds(20));
+    clock.SleepFor(absl::Minutes(5));
+    woke = true;
+  });
+  EXPECT_TRUE(clock.AdvanceUntil([&] { return woke.load(); }, absl::Minutes(1)));
+  sleeper.join();
+  EXPECT_GE(clock.Now() - start, absl::Minutes(5));
+  EXPECT_FALSE(clock.AdvanceUntil([] { return false; }, absl::Minutes(1), absl::Milliseconds(50)))
+      << "gives up after the real timeout";
+}
+
+TEST(FakeClockTest, ARealTimeWaitOnAFakeClockIsShort) {
+  FakeClock clock;
+  EXPECT_LE(clock.MaxRealWait(absl::Hours(1)), absl::Milliseconds(10))
+      << "a poll() of an hour would not see an Advance";
+  EXPECT_EQ(clock.MaxRealWait(absl::Microseconds(1)), absl::Microseconds(1));
+  EXPECT_EQ(Clock::Real()->MaxRealWait(absl::Hours(1)), absl::Hours(1));
+}
+
 TEST(RealClockTest, FollowsTheSystemClock) {
   const absl::Time before = absl::Now();
   const absl::Time now = Clock::Real()->Now();

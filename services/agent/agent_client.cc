@@ -43,8 +43,12 @@ google::protobuf::Duration ToProto(absl::Duration duration) {
 
 }  // namespace
 
-AgentClient::AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link)
-    : config_(std::move(config)), agent_id_(AgentId(config_)), link_(std::move(link)) {}
+AgentClient::AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link, Clock* clock)
+    : config_(std::move(config)),
+      agent_id_(AgentId(config_)),
+      link_(std::move(link)),
+      clock_(clock),
+      runner_(clock) {}
 
 AgentClient::~AgentClient() {
   {
@@ -96,23 +100,25 @@ void AgentClient::RunSessions() {
       absl::MutexLock lock(&mutex_);
       if (stopping_) return;
     }
-    const absl::Time started = absl::Now();
+    const absl::Time started = clock_->Now();
     RunSession();
     {
       absl::MutexLock lock(&mutex_);
       if (stopping_ || draining_) return;
     }
-    if (absl::Now() - started > absl::Seconds(10)) backoff = absl::Milliseconds(100);
+    if (clock_->Now() - started > absl::Seconds(10)) backoff = absl::Milliseconds(100);
     logging::Warn("orchestrator stream closed; reconnecting",
                   {{"agent", agent_id_}, {"backoff_ms", absl::ToInt64Milliseconds(backoff)}});
-    absl::SleepFor(backoff);
-    absl::Duration cap = absl::Seconds(5);
-    {
-      // Several tries within a lease timeout: after an orchestrator
-      // restart the agent must be back before its leases are given up.
-      absl::MutexLock lock(&mutex_);
-      cap = std::clamp(lease_timeout_ / 4, absl::Milliseconds(100), cap);
+    absl::MutexLock lock(&mutex_);
+    // The destructor ends the wait: it need not last the backoff.
+    auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stopping_; };
+    if (clock_->AwaitWithDeadline(&mutex_, absl::Condition(&stopping), clock_->Now() + backoff)) {
+      return;
     }
+    // Several tries within a lease timeout: after an orchestrator restart
+    // the agent must be back before its leases are given up.
+    const absl::Duration cap =
+        std::clamp(lease_timeout_ / 4, absl::Milliseconds(100), absl::Seconds(5));
     backoff = std::min(backoff * 2, cap);
   }
 }
@@ -159,13 +165,14 @@ void AgentClient::RunSession() {
         for (const v1::TaskAssignment& task : message.assignment().tasks()) HandleAssignment(task);
         break;
       case v1::OrchestratorMessage::kCancel: {
-        absl::MutexLock lock(&mutex_);
-        auto it = running_.find(Key(message.cancel().ref()));
-        if (it != running_.end()) {
-          runner_.Cancel(
-              it->second.second,
-              absl::Nanoseconds(TimeUtil::DurationToNanoseconds(message.cancel().grace())));
+        std::vector<TaskRunner::Handle> handle;
+        {
+          absl::MutexLock lock(&mutex_);
+          auto it = running_.find(Key(message.cancel().ref()));
+          if (it != running_.end()) handle.push_back(it->second.second);
         }
+        CancelAttempts(
+            handle, absl::Nanoseconds(TimeUtil::DurationToNanoseconds(message.cancel().grace())));
         break;
       }
       case v1::OrchestratorMessage::kResultAck: {
@@ -335,7 +342,7 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
   // An evaluator may print its decision instead of writing $GYRE_OUTPUT.
   // Empty strings are left unset: setting one still allocates.
   const std::string& output_json =
-      evaluator && outcome.output_json.empty() ? outcome.stdout_tail : outcome.output_json;
+      evaluator && outcome.output_json.empty() ? outcome.stdout_head : outcome.output_json;
   if (!output_json.empty()) result->set_output_json(output_json);
   *result->mutable_wall_time() = ToProto(outcome.wall_time);
   *result->mutable_cpu_time() = ToProto(outcome.cpu_time);
@@ -343,8 +350,9 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
   if (!outcome.error.empty()) result->set_error(outcome.error);
   result->set_stdout_bytes(outcome.stdout_bytes);
   result->set_stderr_bytes(outcome.stderr_bytes);
-  if (!outcome.stdout_tail.empty()) result->set_stdout_tail(std::move(outcome.stdout_tail));
-  if (!outcome.stderr_tail.empty()) result->set_stderr_tail(std::move(outcome.stderr_tail));
+  // The proto's "tails" are the first bytes of each stream, as streamed.
+  if (!outcome.stdout_head.empty()) result->set_stdout_tail(std::move(outcome.stdout_head));
+  if (!outcome.stderr_head.empty()) result->set_stderr_tail(std::move(outcome.stderr_head));
   // Kept until acknowledged, and sent: the same message.
   auto queued = std::make_shared<v1::AgentMessage>(std::move(message));
   absl::MutexLock lock(&mutex_);
@@ -357,7 +365,7 @@ void AgentClient::OnTaskDone(const v1::AttemptRef& ref, bool evaluator, bool tra
 }
 
 void AgentClient::HeartbeatLoop() {
-  absl::Time last_sent = absl::Now();
+  absl::Time last_sent = clock_->Now();
   while (true) {
     v1::AgentMessage heartbeat;
     {
@@ -370,8 +378,8 @@ void AgentClient::HeartbeatLoop() {
         auto stop_or_new_interval = [this, interval]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
           return stopping_ || heartbeat_interval_ != interval;
         };
-        if (!mutex_.AwaitWithDeadline(absl::Condition(&stop_or_new_interval),
-                                      last_sent + interval)) {
+        if (!clock_->AwaitWithDeadline(&mutex_, absl::Condition(&stop_or_new_interval),
+                                       last_sent + interval)) {
           break;  // due
         }
         if (stopping_) return;
@@ -382,8 +390,13 @@ void AgentClient::HeartbeatLoop() {
       }
     }
     Send(std::move(heartbeat));
-    last_sent = absl::Now();
+    last_sent = clock_->Now();
   }
+}
+
+void AgentClient::CancelAttempts(const std::vector<TaskRunner::Handle>& handles,
+                                 absl::Duration grace) {
+  for (const TaskRunner::Handle handle : handles) runner_.Cancel(handle, grace);
 }
 
 void AgentClient::Drain(absl::Duration grace) {
@@ -396,25 +409,27 @@ void AgentClient::Drain(absl::Duration grace) {
   Send(std::move(draining));
   logging::Info("draining: running tasks get the grace period",
                 {{"running", runner_.running()}, {"grace_seconds", absl::ToDoubleSeconds(grace)}});
-  const absl::Time deadline = absl::Now() + grace;
-  while (runner_.running() > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  const absl::Time deadline = clock_->Now() + grace;
+  // Every attempt that ended has queued its result (OnTaskDone erases it).
+  auto all_reported = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return running_.empty(); };
+  std::vector<TaskRunner::Handle> overdue;
   {
     absl::MutexLock lock(&mutex_);
-    for (const auto& [key, entry] : running_) runner_.Cancel(entry.second, absl::Seconds(1));
-  }
-  while (runner_.running() > 0 && absl::Now() < deadline + absl::Seconds(3)) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  // Give the orchestrator a moment to acknowledge the last results.
-  const absl::Time ack_deadline = absl::Now() + absl::Seconds(2);
-  while (absl::Now() < ack_deadline) {
-    {
-      absl::MutexLock lock(&mutex_);
-      if (unacked_.empty()) break;
+    if (!clock_->AwaitWithDeadline(&mutex_, absl::Condition(&all_reported), deadline)) {
+      for (const auto& [key, entry] : running_) overdue.push_back(entry.second);
     }
-    absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (!overdue.empty()) {
+    CancelAttempts(overdue, absl::Seconds(1));
+    absl::MutexLock lock(&mutex_);
+    clock_->AwaitWithDeadline(&mutex_, absl::Condition(&all_reported), deadline + absl::Seconds(3));
   }
   absl::MutexLock lock(&mutex_);
+  // Give the orchestrator a moment to acknowledge the last results.
+  auto all_acknowledged = [this]()
+                              ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return unacked_.empty(); };
+  clock_->AwaitWithDeadline(&mutex_, absl::Condition(&all_acknowledged),
+                            clock_->Now() + absl::Seconds(2));
   stopping_ = true;
   if (session_ != nullptr) session_->Cancel();
 }

@@ -5,10 +5,12 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.pb.h"
+#include "libs/common/clock.h"
 #include "services/agent/agent_config.h"
 #include "services/agent/orchestrator_link.h"
 #include "services/agent/result_batching.h"
@@ -21,10 +23,12 @@ namespace gyre::agent {
 // heartbeats, results and credit back. Reconnects with backoff when the
 // stream breaks, re-registering with the attempts it still runs; results the
 // orchestrator has not acknowledged are sent again (the orchestrator records
-// each attempt once). Thread-safe.
+// each attempt once). Heartbeats, the reconnect backoff, the drain's grace
+// and the tasks' timeouts run on `clock`. Thread-safe.
 class AgentClient {
  public:
-  AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link);
+  AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link,
+              Clock* clock = Clock::Real());
   ~AgentClient();
 
   void Start();
@@ -49,11 +53,15 @@ class AgentClient {
   void Send(QueuedMessage message, int32_t credit = 0);
   void WriterLoop(OrchestratorSession* session);
   void HeartbeatLoop();
+  // Cancels the attempts in `handles`; called without mutex_ held (a
+  // cancelled built-in reports at once, on the calling thread).
+  void CancelAttempts(const std::vector<TaskRunner::Handle>& handles, absl::Duration grace);
   gyre::v1::Register Registration();
 
   const AgentConfig config_;
   const std::string agent_id_;
   const std::shared_ptr<OrchestratorLink> link_;
+  Clock* const clock_;
   TaskRunner runner_;
 
   // Lock order: mutex_, then out_mutex_.

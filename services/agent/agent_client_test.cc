@@ -1,11 +1,16 @@
 #include "services/agent/agent_client.h"
 
+#include <algorithm>
 #include <deque>
+#include <iterator>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/common/clock.h"
 #include "libs/testing/scratch_dir.h"
 
 namespace gyre::agent {
@@ -17,47 +22,83 @@ namespace v1 = ::gyre::v1;
 // records what each session receives and delivers what the test queues.
 class ScriptedLink : public OrchestratorLink {
  public:
-  class Session : public OrchestratorSession {
-   public:
-    explicit Session(ScriptedLink* link) : link_(link) {}
-    bool Write(const v1::AgentMessage& message) override {
-      absl::MutexLock lock(&link_->mutex_);
-      if (ended_) return false;
-      written_.push_back(message);
-      return true;
-    }
-    bool Read(v1::OrchestratorMessage* message) override {
-      absl::MutexLock lock(&link_->mutex_);
-      auto ready = [this]() { return ended_ || !inbox_.empty(); };
-      link_->mutex_.Await(absl::Condition(&ready));
-      // What was queued before the end is still delivered.
-      if (inbox_.empty()) return false;
-      *message = std::move(inbox_.front());
-      inbox_.pop_front();
-      return true;
-    }
-    void Cancel() override {
-      absl::MutexLock lock(&link_->mutex_);
-      ended_ = true;
-    }
-    absl::Status Finish() override { return absl::OkStatus(); }
-
-   private:
-    friend class ScriptedLink;
-    ScriptedLink* const link_;
-    // Guarded by link_->mutex_. Not annotated: the link reaches them as
-    // sessions_[i]->..., and Clang cannot see that sessions_[i]->link_ is
-    // the link itself.
+  // What one session carried. Kept by the link after the agent has let
+  // the session go. Guarded by the link's mutex_ (not annotated: the link
+  // reaches it as sessions_[i]->...).
+  struct Record {
     std::vector<v1::AgentMessage> written_;
     std::deque<v1::OrchestratorMessage> inbox_;
     bool ended_ = false;
   };
 
+  class Session : public OrchestratorSession {
+   public:
+    Session(ScriptedLink* link, std::shared_ptr<Record> record)
+        : link_(link), record_(std::move(record)) {}
+    bool Write(const v1::AgentMessage& message) override {
+      absl::MutexLock lock(&link_->mutex_);
+      if (record_->ended_) return false;
+      record_->written_.push_back(message);
+      if (link_->auto_ack_) {
+        uint64_t through = message.task_result().sequence();
+        for (const v1::TaskResult& result : message.task_results().results()) {
+          through = std::max(through, result.sequence());
+        }
+        if (through > 0) {
+          v1::OrchestratorMessage ack;
+          ack.mutable_result_ack()->set_through_sequence(through);
+          record_->inbox_.push_back(std::move(ack));
+        }
+      }
+      return true;
+    }
+    bool Read(v1::OrchestratorMessage* message) override {
+      absl::MutexLock lock(&link_->mutex_);
+      auto ready = [this]() { return record_->ended_ || !record_->inbox_.empty(); };
+      link_->mutex_.Await(absl::Condition(&ready));
+      // What was queued before the end is still delivered.
+      if (record_->inbox_.empty()) return false;
+      *message = std::move(record_->inbox_.front());
+      record_->inbox_.pop_front();
+      return true;
+    }
+    void Cancel() override {
+      absl::MutexLock lock(&link_->mutex_);
+      record_->ended_ = true;
+    }
+    absl::Status Finish() override { return absl::OkStatus(); }
+
+   private:
+    ScriptedLink* const link_;
+    const std::shared_ptr<Record> record_;
+  };
+
+  explicit ScriptedLink(Clock* clock) : clock_(clock) {}
+
   std::unique_ptr<OrchestratorSession> Open() override {
-    auto session = std::make_unique<Session>(this);
+    auto record = std::make_shared<Record>();
+    auto session = std::make_unique<Session>(this, record);
     absl::MutexLock lock(&mutex_);
-    sessions_.push_back(session.get());
+    sessions_.push_back(std::move(record));
+    opened_at_.push_back(clock_->Now());
     return session;
+  }
+
+  // Acknowledges every result as it arrives, as the orchestrator does once
+  // it has stored it.
+  void set_auto_ack(bool auto_ack) {
+    absl::MutexLock lock(&mutex_);
+    auto_ack_ = auto_ack;
+  }
+  // Sessions opened so far.
+  size_t sessions() {
+    absl::MutexLock lock(&mutex_);
+    return sessions_.size();
+  }
+  // When (on the agent's clock) session `index` was opened.
+  absl::Time OpenedAt(size_t index) {
+    absl::MutexLock lock(&mutex_);
+    return opened_at_.at(index);
   }
 
   // Queues `message` for session `index`, once it is open.
@@ -72,8 +113,6 @@ class ScriptedLink : public OrchestratorLink {
     WaitForSession(index);
     sessions_[index]->ended_ = true;
   }
-  // The results session `index` has received once there are `count` (or
-  // after `wait`).
   // The registration that opened session `index`.
   v1::Register Registration(size_t index) {
     absl::MutexLock lock(&mutex_);
@@ -101,6 +140,20 @@ class ScriptedLink : public OrchestratorLink {
     mutex_.AwaitWithTimeout(absl::Condition(&enough), wait);
     return heartbeats;
   }
+  // Whether session `index` has received `text` in a stdout log chunk.
+  bool LogContains(size_t index, const std::string& text) {
+    absl::MutexLock lock(&mutex_);
+    if (sessions_.size() <= index) return false;
+    for (const v1::AgentMessage& message : sessions_[index]->written_) {
+      if (message.has_log_chunk() &&
+          message.log_chunk().chunk().data().find(text) != std::string::npos) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // The results session `index` has received once there are `count` (or
+  // after `wait`).
   std::vector<v1::TaskResult> Results(size_t index, size_t count,
                                       absl::Duration wait = absl::Seconds(10)) {
     absl::MutexLock lock(&mutex_);
@@ -127,8 +180,11 @@ class ScriptedLink : public OrchestratorLink {
     ASSERT_GT(sessions_.size(), index) << "session " << index << " never opened";
   }
 
+  Clock* const clock_;
   absl::Mutex mutex_;
-  std::vector<Session*> sessions_ ABSL_GUARDED_BY(mutex_);  // owned by the agent
+  std::vector<std::shared_ptr<Record>> sessions_ ABSL_GUARDED_BY(mutex_);
+  std::vector<absl::Time> opened_at_ ABSL_GUARDED_BY(mutex_);
+  bool auto_ack_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 v1::OrchestratorMessage Assign(const std::vector<std::string>& tasks) {
@@ -143,6 +199,33 @@ v1::OrchestratorMessage Assign(const std::vector<std::string>& tasks) {
   return message;
 }
 
+v1::OrchestratorMessage AssignCommand(const std::string& task, const std::string& script) {
+  v1::OrchestratorMessage message;
+  v1::TaskAssignment* assigned = message.mutable_assignment()->add_tasks();
+  assigned->mutable_ref()->set_execution("executions/e1");
+  assigned->mutable_ref()->set_task_id(task);
+  assigned->mutable_ref()->set_attempt(1);
+  assigned->add_command(script);
+  assigned->set_shell(true);
+  return message;
+}
+
+v1::OrchestratorMessage AssignSleep(const std::string& task, absl::Duration duration) {
+  v1::OrchestratorMessage message = Assign({task});
+  v1::BuiltinExecutor* builtin = message.mutable_assignment()->mutable_tasks(0)->mutable_builtin();
+  builtin->set_kind(v1::BuiltinExecutor::SLEEP);
+  builtin->mutable_duration()->set_seconds(absl::ToInt64Seconds(duration));
+  return message;
+}
+
+v1::OrchestratorMessage CancelTask(const std::string& task) {
+  v1::OrchestratorMessage message;
+  message.mutable_cancel()->mutable_ref()->set_execution("executions/e1");
+  message.mutable_cancel()->mutable_ref()->set_task_id(task);
+  message.mutable_cancel()->mutable_ref()->set_attempt(1);
+  return message;
+}
+
 v1::OrchestratorMessage AckThrough(uint64_t sequence) {
   v1::OrchestratorMessage message;
   message.mutable_result_ack()->set_through_sequence(sequence);
@@ -154,8 +237,9 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   AgentConfig config;
   config.slots = 8;
   config.work_dir = scratch.path();
-  auto link = std::make_shared<ScriptedLink>();
-  AgentClient agent(config, link);
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
   agent.Start();
 
   link->Deliver(0, Assign({"a", "b", "c"}));
@@ -169,6 +253,8 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   // Results 1 and 2 are durable; the session breaks before 3 is.
   link->Deliver(0, AckThrough(first[1].sequence()));
   link->End(0);
+  // The agent reconnects once its backoff has passed on the clock.
+  ASSERT_TRUE(clock.AdvanceUntil([&] { return link->sessions() == 2; }, absl::Milliseconds(50)));
   const std::vector<v1::TaskResult> resent = link->Results(1, 1);
   ASSERT_EQ(resent.size(), 1u) << "only the unacknowledged result goes again";
   EXPECT_EQ(resent[0].ref().task_id(), first[2].ref().task_id());
@@ -187,23 +273,128 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   EXPECT_EQ(second[1].sequence(), 4u);
   link->Deliver(1, AckThrough(4));
   link->End(1);
-  EXPECT_TRUE(link->Results(2, 1, absl::Seconds(1)).empty())
-      << "everything acknowledged: nothing sent again";
+  ASSERT_TRUE(clock.AdvanceUntil([&] { return link->sessions() == 3; }, absl::Milliseconds(50)));
+  // Everything was acknowledged: a result sent again would come first.
+  link->Deliver(2, Assign({"e"}));
+  const std::vector<v1::TaskResult> third = link->Results(2, 1);
+  ASSERT_EQ(third.size(), 1u);
+  EXPECT_EQ(third[0].ref().task_id(), "e") << "nothing sent again before it";
+  EXPECT_EQ(third[0].sequence(), 5u);
 }
 
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.work_dir = scratch.path();
-  auto link = std::make_shared<ScriptedLink>();
-  AgentClient agent(config, link);
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
   agent.Start();
   // Registered asks for a heartbeat every 50 ms; the agent starts out with
-  // 5 s. Within 3 s, the old wait alone would have sent none.
+  // 5 s. Within 3 s of the clock, the old wait alone would have sent none.
   v1::OrchestratorMessage registered;
   registered.mutable_registered()->mutable_heartbeat_interval()->set_nanos(50'000'000);
   link->Deliver(0, registered);
-  EXPECT_GE(link->Heartbeats(0, 5, absl::Seconds(3)), 5u);
+  const absl::Time start = clock.Now();
+  size_t heartbeats = 0;
+  while (heartbeats < 5 && clock.Now() - start < absl::Seconds(3)) {
+    clock.Advance(absl::Milliseconds(50));
+    heartbeats = link->Heartbeats(0, heartbeats + 1, absl::Milliseconds(200));
+  }
+  EXPECT_GE(heartbeats, 5u);
+}
+
+TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  // Leases time out after 2 s: the agent must try again at least every
+  // 500 ms, or a restarted orchestrator would give its leases up.
+  v1::OrchestratorMessage registered;
+  registered.mutable_registered()->mutable_lease_timeout()->set_seconds(2);
+  link->Deliver(0, registered);
+  // Backoffs 100, 200, 400 ms, then the cap of 500 ms (not 800 ms).
+  const absl::Duration expected[] = {absl::Milliseconds(100), absl::Milliseconds(200),
+                                     absl::Milliseconds(400), absl::Milliseconds(500),
+                                     absl::Milliseconds(500)};
+  for (size_t i = 0; i < std::size(expected); ++i) {
+    // The registration is read before the session breaks.
+    ASSERT_TRUE(link->Registration(i).agent_id() == agent.agent_id()) << "session " << i;
+    link->End(i);
+    ASSERT_TRUE(
+        clock.AdvanceUntil([&] { return link->sessions() == i + 2; }, absl::Milliseconds(5)))
+        << "session " << i + 1 << " never opened";
+    const absl::Duration gap = link->OpenedAt(i + 1) - link->OpenedAt(i);
+    EXPECT_GE(gap, expected[i]) << "reconnect " << i + 1;
+    // Uncapped, the last would be 1600 ms. (The wide margin is for the clock
+    // moving on while the agent notices the break, on a busy machine.)
+    if (i == std::size(expected) - 1) {
+      EXPECT_LT(gap, absl::Seconds(1)) << "reconnect " << i + 1;
+    }
+  }
+}
+
+TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  // The clock never moves: only the cancel can end the sleep. A cancelled
+  // built-in reports on the thread that cancels it, which must not hold
+  // the agent's lock then (it deadlocked the stream's reader once).
+  link->Deliver(0, AssignSleep("nap", absl::Hours(1)));
+  link->Deliver(0, CancelTask("nap"));
+  const std::vector<v1::TaskResult> results = link->Results(0, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].ref().task_id(), "nap");
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_CANCELLED);
+}
+
+TEST(AgentClientTest, DrainCancelsWhatOutlivesTheGraceAndReportsIt) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  // The drain waits for the last results to be acknowledged.
+  link->set_auto_ack(true);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  link->Deliver(0, AssignCommand("long", "echo started; sleep 300"));
+  link->Deliver(0, AssignSleep("nap", absl::Hours(1)));
+  // Wait for the process to run (its output streams back).
+  {
+    bool started = false;
+    for (int i = 0; i < 3000 && !started; ++i) {
+      started =
+          link->Results(0, 0, absl::ZeroDuration()).empty() && link->LogContains(0, "started");
+      if (!started) absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_TRUE(started);
+  }
+  const absl::Time drain_started = clock.Now();
+  absl::Notification drained;
+  std::thread drain([&] {
+    agent.Drain(absl::Minutes(10));
+    drained.Notify();
+  });
+  // Five minutes of real sleep and an hour of built-in sleep; the drain
+  // ends both once ten minutes have passed on the clock.
+  EXPECT_TRUE(clock.AdvanceUntil([&] { return drained.HasBeenNotified(); }, absl::Seconds(10)));
+  drain.join();
+  EXPECT_GE(clock.Now() - drain_started, absl::Minutes(10)) << "the tasks had their grace";
+  const std::vector<v1::TaskResult> results = link->Results(0, 2);
+  ASSERT_EQ(results.size(), 2u);
+  for (const v1::TaskResult& result : results) {
+    EXPECT_EQ(result.outcome(), v1::ATTEMPT_CANCELLED) << result.ref().task_id();
+  }
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
   if (link_ == nullptr) {
     link_ = NewGrpcOrchestratorLink(NewOrchestratorChannel(config_.orchestrator_address));
   }
-  client_ = std::make_unique<AgentClient>(config_, link_);
+  client_ = std::make_unique<AgentClient>(config_, link_, clock_);
   client_->Start();
   return absl::OkStatus();
 }

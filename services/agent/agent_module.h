@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "libs/common/clock.h"
 #include "libs/server/service_main.h"
 #include "services/agent/agent_client.h"
 #include "services/agent/agent_config.h"
@@ -25,10 +26,14 @@ class AgentModule : public server::ServiceModule {
   // Overrides how the orchestrator is reached (gyre dev: in the same
   // process); by default over gRPC at orchestrator_address.
   void set_orchestrator_link(std::shared_ptr<OrchestratorLink> link) { link_ = std::move(link); }
+  // The clock the agent's heartbeats, backoff, drain and task timeouts run
+  // on (a test's FakeClock); the real one by default. Set before serving.
+  void set_clock(Clock* clock) { clock_ = clock; }
 
  private:
   AgentConfig config_;
   std::shared_ptr<OrchestratorLink> link_;
+  Clock* clock_ = Clock::Real();
   std::unique_ptr<AgentClient> client_;
 };
 

@@ -53,7 +53,7 @@ void SupervisorThreads::Loop() {
     idle_++;
     auto work = [this]()
                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return stopping_ || !jobs_.empty(); };
-    mutex_.AwaitWithTimeout(absl::Condition(&work), idle_timeout_);
+    clock_->AwaitWithDeadline(&mutex_, absl::Condition(&work), clock_->Now() + idle_timeout_);
     idle_--;
     if (jobs_.empty()) {
       // Stopping (the destructor joins it), or idle too long.

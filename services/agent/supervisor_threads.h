@@ -8,6 +8,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/common/clock.h"
 
 namespace gyre::agent {
 
@@ -17,7 +18,8 @@ namespace gyre::agent {
 // its stack mapped, then handed back at exit, each a page-table change that
 // the other cores must be told of. The pool grows to the most jobs running
 // at once (an agent's slots bound that); a thread idle for `idle_timeout`
-// ends, so a burst of tasks does not leave its threads' stacks behind.
+// (of `clock`) ends, so a burst of tasks does not leave its threads' stacks
+// behind.
 //
 // Thread-safe. The destructor runs the jobs still queued, waits for every
 // job, and joins the threads.
@@ -25,8 +27,9 @@ class SupervisorThreads {
  public:
   using Job = absl::AnyInvocable<void() &&>;
 
-  explicit SupervisorThreads(absl::Duration idle_timeout = absl::Minutes(1))
-      : idle_timeout_(idle_timeout) {}
+  explicit SupervisorThreads(Clock* clock = Clock::Real(),
+                             absl::Duration idle_timeout = absl::Minutes(1))
+      : clock_(clock), idle_timeout_(idle_timeout) {}
   ~SupervisorThreads();
 
   SupervisorThreads(const SupervisorThreads&) = delete;
@@ -44,6 +47,7 @@ class SupervisorThreads {
   // Joins the threads that ended idle.
   void ReapLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
+  Clock* const clock_;
   const absl::Duration idle_timeout_;
   absl::Mutex mutex_;
   std::deque<Job> jobs_ ABSL_GUARDED_BY(mutex_);

@@ -42,15 +42,17 @@ TEST(SupervisorThreadsTest, JobsRunningAtOnceEachGetAThread) {
 }
 
 TEST(SupervisorThreadsTest, AThreadIdleTooLongEnds) {
-  SupervisorThreads pool(absl::Milliseconds(20));
+  FakeClock clock;
+  const absl::Duration idle_timeout = absl::Minutes(1);
+  SupervisorThreads pool(&clock, idle_timeout);
   for (int round = 0; round < 2; ++round) {
     absl::Notification done;
     pool.Run([&done] { done.Notify(); });
     done.WaitForNotification();
-    for (int wait = 0; wait < 5000 && pool.threads() > 0; ++wait) {
-      absl::SleepFor(absl::Milliseconds(1));
-    }
-    EXPECT_EQ(pool.threads(), 0u) << "round " << round;  // and a new one serves the next job
+    const absl::Time idle_since = clock.Now();
+    EXPECT_TRUE(clock.AdvanceUntil([&] { return pool.threads() == 0; }, absl::Seconds(5)))
+        << "round " << round;  // and a new one serves the next job
+    EXPECT_GE(clock.Now() - idle_since, idle_timeout) << "not before the idle timeout";
   }
 }
 

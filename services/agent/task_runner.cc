@@ -11,10 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -94,6 +96,206 @@ std::vector<std::string> BuildEnvironment(const TaskLaunch& launch, const std::s
   return entries;
 }
 
+// The name of $GYRE_OUTPUT inside the task's working directory.
+constexpr char kOutputName[] = "gyre_output.json";
+
+// The task's working directory while the attempt runs.
+struct WorkDir {
+  std::string output_path;  // $GYRE_OUTPUT
+  int fd = -1;              // $GYRE_OUTPUT is read through it afterwards
+};
+
+// Makes `*work_dir` absolute (the child starts inside it, so no path it is
+// given may be relative to where the agent was started), creates it,
+// removes a previous attempt's output and opens it.
+WorkDir PrepareWorkDir(std::string* work_dir) {
+  std::error_code error;  // a directory that cannot be made fails the spawn
+  if (!work_dir->empty()) *work_dir = std::filesystem::absolute(*work_dir, error).string();
+  std::filesystem::create_directories(*work_dir, error);
+  WorkDir dir;
+  dir.output_path = *work_dir + "/" + kOutputName;
+  std::filesystem::remove(dir.output_path, error);
+  dir.fd = open(work_dir->empty() ? "/" : work_dir->c_str(),
+                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  return dir;
+}
+
+// Starts the task: in its own process group (so that it is stopped with
+// everything it started), no signal blocked or ignored, stdin from
+// /dev/null, stdout and stderr on `stdout_fd` and `stderr_fd`, in its
+// working directory, with exactly `env`.
+absl::StatusOr<pid_t> SpawnTask(const TaskLaunch& launch, std::vector<std::string> env,
+                                int stdout_fd, int stderr_fd) {
+  std::vector<std::string> argv_storage =
+      launch.shell
+          ? std::vector<std::string>{"/bin/sh", "-c", launch.argv.empty() ? "" : launch.argv[0]}
+          : launch.argv;
+  if (argv_storage.empty()) return absl::InvalidArgumentError("empty command");
+  std::vector<char*> argv;
+  argv.reserve(argv_storage.size() + 1);
+  for (std::string& arg : argv_storage) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
+  for (std::string& entry : env) envp.push_back(entry.data());
+  envp.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
+  if (!launch.work_dir.empty()) {
+    posix_spawn_file_actions_addchdir_np(&actions, launch.work_dir.c_str());
+  }
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t no_signals;
+  sigemptyset(&no_signals);
+  sigset_t default_signals;
+  sigfillset(&default_signals);
+  posix_spawnattr_setsigmask(&attributes, &no_signals);
+  posix_spawnattr_setsigdefault(&attributes, &default_signals);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  pid_t pid = -1;
+  const int error = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  if (error != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot run \"", argv_storage[0], "\": ", std::strerror(error)));
+  }
+  return pid;
+}
+
+// Stops a task that outlives its timeout or is cancelled: SIGTERM to its
+// process group first, then SIGKILL once the grace after it has passed
+// (a task may ignore SIGTERM, or take too long over it).
+class Escalation {
+ public:
+  Escalation(pid_t group, absl::Time deadline, absl::Duration timeout_grace)
+      : group_(group), deadline_(deadline), timeout_grace_(timeout_grace) {}
+
+  // Sends what is due at `now`; returns when something next falls due.
+  absl::Time Enforce(absl::Time now, bool cancelled, absl::Duration cancel_grace) {
+    if (!stopped_as_.has_value() && (now >= deadline_ || cancelled)) {
+      stopped_as_ = cancelled ? TaskOutcome::Kind::kCancelled : TaskOutcome::Kind::kTimedOut;
+      kill(-group_, SIGTERM);
+      kill_at_ = now + (cancelled ? cancel_grace : timeout_grace_);
+    }
+    if (stopped_as_.has_value() && now >= kill_at_) {
+      kill(-group_, SIGKILL);
+      kill_at_ = absl::InfiniteFuture();
+    }
+    return stopped_as_.has_value() ? kill_at_ : deadline_;
+  }
+
+  // Why the task is being stopped, once it is.
+  std::optional<TaskOutcome::Kind> stopped_as() const { return stopped_as_; }
+
+ private:
+  const pid_t group_;
+  const absl::Time deadline_;
+  const absl::Duration timeout_grace_;
+  std::optional<TaskOutcome::Kind> stopped_as_;
+  absl::Time kill_at_ = absl::InfiniteFuture();
+};
+
+// Waits for the process that has exited and records its exit code or
+// signal, CPU time and peak memory. Returns its wait status.
+int Reap(pid_t pid, TaskOutcome* outcome) {
+  int status = 0;
+  rusage usage{};
+  wait4(pid, &status, 0, &usage);
+  outcome->cpu_time = absl::Seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                      absl::Microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+  outcome->peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  if (WIFEXITED(status)) outcome->exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) outcome->signal = WTERMSIG(status);
+  return status;
+}
+
+// How the attempt ended, from the wait status and why the agent stopped
+// it (if it did), with the error a reader is shown.
+void ClassifyEnd(int status, std::optional<TaskOutcome::Kind> stopped_as, absl::Duration timeout,
+                 TaskOutcome* outcome) {
+  if (stopped_as.has_value()) {
+    outcome->kind = *stopped_as;
+  } else {
+    outcome->kind = WIFEXITED(status) && outcome->exit_code == 0 ? TaskOutcome::Kind::kSucceeded
+                                                                 : TaskOutcome::Kind::kFailed;
+  }
+  if (outcome->kind == TaskOutcome::Kind::kFailed && outcome->signal != 0) {
+    outcome->error =
+        absl::StrCat("killed by signal ", outcome->signal, " (", strsignal(outcome->signal), ")");
+  } else if (outcome->kind == TaskOutcome::Kind::kFailed) {
+    outcome->error = absl::StrCat("exit code ", outcome->exit_code);
+  } else if (outcome->kind == TaskOutcome::Kind::kTimedOut) {
+    outcome->error = absl::StrCat("timed out after ", absl::FormatDuration(timeout));
+  }
+}
+
+// Takes what the task left at $GYRE_OUTPUT into the outcome; a succeeded
+// task whose output cannot be passed on (unreadable, or over the cap)
+// fails instead.
+void CollectOutputJson(int work_dir_fd, TaskOutcome* outcome) {
+  auto fail = [outcome](std::string error) {
+    if (outcome->kind != TaskOutcome::Kind::kSucceeded) return;
+    outcome->kind = TaskOutcome::Kind::kFailed;
+    outcome->error = std::move(error);
+  };
+  // One byte more than may pass tells a file cut at the cap from one that
+  // fits: a cut one would reach the orchestrator as broken JSON.
+  absl::StatusOr<std::string> output =
+      work_dir_fd >= 0
+          ? ReadTaskOutput(work_dir_fd, kOutputName, kMaxOutputJsonBytes + 1)
+          : absl::FailedPreconditionError("the task's working directory cannot be opened");
+  if (!output.ok()) {
+    fail(std::string(output.status().message()));
+    return;
+  }
+  if (output->size() > kMaxOutputJsonBytes) {
+    fail(absl::StrCat("$GYRE_OUTPUT holds more than ", kMaxOutputJsonBytes,
+                      " bytes, the most a task may pass downstream"));
+    return;
+  }
+  outcome->output_json = *std::move(output);
+}
+
+// Reads once from each pipe that poll() found ready (`ready[0]` stdout,
+// `ready[1]` stderr), closing one that has ended.
+void ReadReadyPipes(const pollfd ready[2], const TaskLaunch& launch, int (&read_fds)[2],
+                    TaskOutcome* outcome) {
+  char buffer[65536];
+  for (int i = 0; i < 2; ++i) {
+    if (ready[i].fd < 0 || (ready[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    const ssize_t n = read(ready[i].fd, buffer, sizeof(buffer));
+    if (n > 0) {
+      if (i == 0) {
+        Capture(buffer, static_cast<size_t>(n), launch, 1, &outcome->stdout_head,
+                &outcome->stdout_bytes);
+      } else {
+        Capture(buffer, static_cast<size_t>(n), launch, 2, &outcome->stderr_head,
+                &outcome->stderr_bytes);
+      }
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      close(read_fds[i]);
+      read_fds[i] = -1;
+    }
+  }
+}
+
+void RemoveWorkDir(const std::string& work_dir) {
+  std::error_code error;
+  std::filesystem::remove_all(work_dir, error);
+  if (error) {
+    logging::Warn("task working directory not removed",
+                  {{"dir", work_dir}, {"error", error.message()}});
+  }
+}
+
 }  // namespace
 
 // One running subprocess, shared by its supervisor and Cancel().
@@ -104,7 +306,41 @@ struct TaskRunner::Process {
   std::atomic<int64_t> cancel_grace_ms{10000};
 };
 
-TaskRunner::TaskRunner() = default;
+// The task's stdout and stderr pipes ([0] stdout, [1] stderr); closes what
+// is still open when destroyed.
+struct TaskRunner::Pipes {
+  int read[2] = {-1, -1};
+  int write[2] = {-1, -1};
+
+  ~Pipes() {
+    for (int fd : {read[0], read[1], write[0], write[1]}) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  absl::Status Open() {
+    for (int i = 0; i < 2; ++i) {
+      int fds[2];
+      if (pipe2(fds, O_CLOEXEC) != 0) {
+        return absl::InternalError(absl::StrCat("cannot create pipes: ", std::strerror(errno)));
+      }
+      read[i] = fds[0];
+      write[i] = fds[1];
+    }
+    return absl::OkStatus();
+  }
+  // The child holds its own copies: the agent's must go, or the pipes
+  // would never reach their end.
+  void CloseWriteEnds() {
+    for (int& fd : write) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+  int open_read_ends() const { return (read[0] >= 0 ? 1 : 0) + (read[1] >= 0 ? 1 : 0); }
+};
+
+TaskRunner::TaskRunner(Clock* clock)
+    : clock_(clock), timers_(clock), supervisors_(clock, absl::Minutes(1)) {}
 
 TaskRunner::~TaskRunner() {
   std::vector<std::shared_ptr<Process>> live;
@@ -115,6 +351,7 @@ TaskRunner::~TaskRunner() {
   for (const auto& process : live) Cancel(process->handle, absl::ZeroDuration());
   absl::MutexLock lock(&mutex_);
   auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return processes_.empty(); };
+  // Real time: SIGKILL went out at once, whatever the clock.
   mutex_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(30));
 }
 
@@ -141,7 +378,7 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
     return handle;
   }
   if (launch.builtin == TaskLaunch::Builtin::kSleep) {
-    const absl::Time started = absl::Now();
+    const absl::Time started = clock_->Now();
     absl::MutexLock lock(&mutex_);
     sleep_callbacks_[handle] = std::move(done);
     sleeps_[handle] = timers_.ScheduleAfter(launch.sleep, [this, handle, started] {
@@ -157,7 +394,7 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
       }
       TaskOutcome outcome;
       outcome.kind = TaskOutcome::Kind::kSucceeded;
-      outcome.wall_time = absl::Now() - started;
+      outcome.wall_time = clock_->Now() - started;
       callback(std::move(outcome));
     });
     return handle;
@@ -203,194 +440,77 @@ void TaskRunner::Cancel(Handle handle, absl::Duration grace) {
 
 void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch,
                            const Callback& done) {
+  const absl::Time started = clock_->Now();
   TaskOutcome outcome;
-  const absl::Time started = absl::Now();
-  std::error_code mkdir_error;
-  // The child starts inside the directory, so every path it is given
-  // ($GYRE_OUTPUT) must not be relative to where the agent was started.
-  if (!launch.work_dir.empty()) {
-    launch.work_dir = std::filesystem::absolute(launch.work_dir, mkdir_error).string();
+  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir);
+  Pipes pipes;
+  const absl::Status pipes_opened = pipes.Open();
+  absl::StatusOr<pid_t> pid =
+      pipes_opened.ok() ? SpawnTask(launch, BuildEnvironment(launch, work_dir.output_path),
+                                    pipes.write[0], pipes.write[1])
+                        : absl::StatusOr<pid_t>(pipes_opened);
+  pipes.CloseWriteEnds();
+  if (pid.ok()) {
+    const std::optional<TaskOutcome::Kind> stopped_as =
+        PumpUntilExit(*process, *pid, launch, started, pipes, &outcome);
+    ClassifyEnd(Reap(*pid, &outcome), stopped_as, launch.timeout, &outcome);
+    CollectOutputJson(work_dir.fd, &outcome);
+  } else {
+    outcome.error = std::string(pid.status().message());
   }
-  std::filesystem::create_directories(launch.work_dir, mkdir_error);
-  constexpr char kOutputName[] = "gyre_output.json";
-  const std::string output_path = launch.work_dir + "/" + kOutputName;
-  std::filesystem::remove(output_path, mkdir_error);
-  // Held while the task runs: $GYRE_OUTPUT is read through it afterwards.
-  const int work_dir_fd = open(launch.work_dir.empty() ? "/" : launch.work_dir.c_str(),
-                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-
-  int out_pipe[2] = {-1, -1};
-  int err_pipe[2] = {-1, -1};
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    outcome.error = absl::StrCat("cannot create pipes: ", std::strerror(errno));
-  }
-  std::vector<std::string> argv_storage =
-      launch.shell
-          ? std::vector<std::string>{"/bin/sh", "-c", launch.argv.empty() ? "" : launch.argv[0]}
-          : launch.argv;
-  std::vector<std::string> env_storage = BuildEnvironment(launch, output_path);
-  std::vector<char*> argv;
-  argv.reserve(argv_storage.size() + 1);
-  for (std::string& arg : argv_storage) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  envp.reserve(env_storage.size() + 1);
-  for (std::string& entry : env_storage) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-
-  pid_t pid = -1;
-  if (outcome.error.empty() && argv.size() > 1) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
-    if (!launch.work_dir.empty()) {
-      posix_spawn_file_actions_addchdir_np(&actions, launch.work_dir.c_str());
-    }
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    sigset_t no_signals;
-    sigemptyset(&no_signals);
-    sigset_t default_signals;
-    sigfillset(&default_signals);
-    posix_spawnattr_setsigmask(&attributes, &no_signals);
-    posix_spawnattr_setsigdefault(&attributes, &default_signals);
-    posix_spawnattr_setpgroup(&attributes, 0);
-    posix_spawnattr_setflags(
-        &attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-    const int error = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attributes);
-    if (error != 0) {
-      pid = -1;
-      outcome.error = absl::StrCat("cannot run \"", argv_storage[0], "\": ", std::strerror(error));
-    }
-  } else if (outcome.error.empty()) {
-    outcome.error = "empty command";
-  }
-  if (out_pipe[1] >= 0) close(out_pipe[1]);
-  if (err_pipe[1] >= 0) close(err_pipe[1]);
-
-  if (pid > 0) {
-    const int pidfd = PidfdOpen(pid);
-    const absl::Time deadline = launch.timeout == absl::InfiniteDuration()
-                                    ? absl::InfiniteFuture()
-                                    : started + launch.timeout;
-    absl::Time kill_at = absl::InfiniteFuture();
-    bool terminating = false;
-    bool exited = false;
-    int open_pipes = 2;
-    char buffer[65536];
-    while (!exited || open_pipes > 0) {
-      const absl::Time now = absl::Now();
-      if (!terminating && (now >= deadline || process->cancelled)) {
-        terminating = true;
-        outcome.kind =
-            process->cancelled ? TaskOutcome::Kind::kCancelled : TaskOutcome::Kind::kTimedOut;
-        kill(-pid, SIGTERM);
-        kill_at = now + (process->cancelled ? absl::Milliseconds(process->cancel_grace_ms.load())
-                                            : launch.kill_grace);
-      }
-      if (terminating && now >= kill_at) {
-        kill(-pid, SIGKILL);
-        kill_at = absl::InfiniteFuture();
-      }
-      if (exited) {
-        // The leader is gone; whatever still holds the pipes is killed too.
-        kill(-pid, SIGKILL);
-      }
-      const absl::Time next = std::min(terminating ? kill_at : deadline, now + absl::Seconds(1));
-      const int wait_ms = exited ? 100
-                                 : static_cast<int>(std::clamp<int64_t>(
-                                       absl::ToInt64Milliseconds(next - now) + 1, 1, 1000));
-      pollfd fds[4] = {{out_pipe[0], POLLIN, 0},
-                       {err_pipe[0], POLLIN, 0},
-                       {exited ? -1 : pidfd, POLLIN, 0},
-                       {process->wake_fd, POLLIN, 0}};
-      if (poll(fds, 4, wait_ms) < 0 && errno != EINTR) break;
-      for (int i = 0; i < 2; ++i) {
-        if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-        const ssize_t n = read(fds[i].fd, buffer, sizeof(buffer));
-        if (n > 0) {
-          if (i == 0) {
-            Capture(buffer, static_cast<size_t>(n), launch, 1, &outcome.stdout_tail,
-                    &outcome.stdout_bytes);
-          } else {
-            Capture(buffer, static_cast<size_t>(n), launch, 2, &outcome.stderr_tail,
-                    &outcome.stderr_bytes);
-          }
-        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-          close(fds[i].fd);
-          (i == 0 ? out_pipe[0] : err_pipe[0]) = -1;
-          open_pipes--;
-        }
-      }
-      if (fds[2].fd >= 0 && (fds[2].revents & POLLIN) != 0) exited = true;
-      if ((fds[3].revents & POLLIN) != 0) {
-        uint64_t ignored;
-        (void)!read(process->wake_fd, &ignored, sizeof(ignored));
-      }
-    }
-    int status = 0;
-    rusage usage{};
-    wait4(pid, &status, 0, &usage);
-    if (pidfd >= 0) close(pidfd);
-    outcome.cpu_time = absl::Seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-                       absl::Microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-    outcome.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-    if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
-    if (!terminating) {
-      outcome.kind = WIFEXITED(status) && outcome.exit_code == 0 ? TaskOutcome::Kind::kSucceeded
-                                                                 : TaskOutcome::Kind::kFailed;
-    }
-    if (outcome.kind == TaskOutcome::Kind::kFailed && outcome.signal != 0) {
-      outcome.error =
-          absl::StrCat("killed by signal ", outcome.signal, " (", strsignal(outcome.signal), ")");
-    } else if (outcome.kind == TaskOutcome::Kind::kFailed) {
-      outcome.error = absl::StrCat("exit code ", outcome.exit_code);
-    } else if (outcome.kind == TaskOutcome::Kind::kTimedOut) {
-      outcome.error = absl::StrCat("timed out after ", absl::FormatDuration(launch.timeout));
-    }
-    // One byte more than may pass tells a file cut at the cap from one that
-    // fits: a cut one would reach the orchestrator as broken JSON.
-    absl::StatusOr<std::string> output =
-        work_dir_fd >= 0
-            ? ReadTaskOutput(work_dir_fd, kOutputName, kMaxOutputJsonBytes + 1)
-            : absl::FailedPreconditionError("the task's working directory cannot be opened");
-    if (!output.ok()) {
-      if (outcome.kind == TaskOutcome::Kind::kSucceeded) {
-        outcome.kind = TaskOutcome::Kind::kFailed;
-        outcome.error = std::string(output.status().message());
-      }
-    } else {
-      outcome.output_json = *std::move(output);
-    }
-    if (outcome.output_json.size() > kMaxOutputJsonBytes) {
-      outcome.output_json.clear();
-      if (outcome.kind == TaskOutcome::Kind::kSucceeded) {
-        outcome.kind = TaskOutcome::Kind::kFailed;
-        outcome.error = absl::StrCat("$GYRE_OUTPUT holds more than ", kMaxOutputJsonBytes,
-                                     " bytes, the most a task may pass downstream");
-      }
-    }
-  }
-  if (launch.remove_work_dir && !launch.work_dir.empty()) {
-    std::filesystem::remove_all(launch.work_dir, mkdir_error);
-    if (mkdir_error) {
-      logging::Warn("task working directory not removed",
-                    {{"dir", launch.work_dir}, {"error", mkdir_error.message()}});
-    }
-  }
-  for (int fd : {out_pipe[0], err_pipe[0], process->wake_fd, work_dir_fd}) {
+  if (launch.remove_work_dir && !launch.work_dir.empty()) RemoveWorkDir(launch.work_dir);
+  for (int fd : {process->wake_fd, work_dir.fd}) {
     if (fd >= 0) close(fd);
   }
-  outcome.wall_time = absl::Now() - started;
+  outcome.wall_time = clock_->Now() - started;
   done(std::move(outcome));
   // Last: the destructor waits for this, so `done` never outlives the runner.
+  Finished(process->handle);
+}
+
+std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int pid,
+                                                           const TaskLaunch& launch,
+                                                           absl::Time started, Pipes& pipes,
+                                                           TaskOutcome* outcome) {
+  const int pidfd = PidfdOpen(pid);
+  Escalation escalation(pid,
+                        launch.timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
+                                                                   : started + launch.timeout,
+                        launch.kill_grace);
+  bool exited = false;
+  while (!exited || pipes.open_read_ends() > 0) {
+    const absl::Time now = clock_->Now();
+    const absl::Time next_due = escalation.Enforce(
+        now, process.cancelled, absl::Milliseconds(process.cancel_grace_ms.load()));
+    // The leader is gone; whatever still holds the pipes is killed too.
+    if (exited) kill(-pid, SIGKILL);
+    // poll() is woken by output, the exit and Cancel(), not by the clock:
+    // it returns in time for what falls due next (within milliseconds of an
+    // Advance, on a fake clock).
+    const absl::Duration until_due =
+        clock_->MaxRealWait(std::min(next_due - now, absl::Seconds(1)));
+    const int wait_ms = exited ? 100
+                               : static_cast<int>(std::clamp<int64_t>(
+                                     absl::ToInt64Milliseconds(until_due) + 1, 1, 1000));
+    pollfd fds[4] = {{pipes.read[0], POLLIN, 0},
+                     {pipes.read[1], POLLIN, 0},
+                     {exited ? -1 : pidfd, POLLIN, 0},
+                     {process.wake_fd, POLLIN, 0}};
+    if (poll(fds, 4, wait_ms) < 0 && errno != EINTR) break;
+    ReadReadyPipes(fds, launch, pipes.read, outcome);
+    if (fds[2].fd >= 0 && (fds[2].revents & POLLIN) != 0) exited = true;
+    if ((fds[3].revents & POLLIN) != 0) {
+      uint64_t ignored;
+      (void)!read(process.wake_fd, &ignored, sizeof(ignored));
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  return escalation.stopped_as();
+}
+
+void TaskRunner::Finished(Handle handle) {
   absl::MutexLock lock(&mutex_);
-  processes_.erase(process->handle);
+  processes_.erase(handle);
   running_--;
 }
 

@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/common/clock.h"
 #include "libs/common/timer_queue.h"
 #include "services/agent/supervisor_threads.h"
 
@@ -51,8 +53,11 @@ struct TaskOutcome {
   absl::Duration wall_time;
   absl::Duration cpu_time;
   int64_t peak_rss_bytes = 0;
-  std::string stdout_tail;  // the first max_output_bytes of stdout
-  std::string stderr_tail;
+  // The first max_output_bytes of stdout and stderr: the bytes on_output
+  // streamed, so the stored log and the live one agree (the result's
+  // proto fields are named stdout_tail and stderr_tail all the same).
+  std::string stdout_head;
+  std::string stderr_head;
   int64_t stdout_bytes = 0;  // total written, including what was not kept
   int64_t stderr_bytes = 0;
   std::string output_json;  // contents of $GYRE_OUTPUT (up to 1 MiB), if written
@@ -65,13 +70,16 @@ struct TaskOutcome {
 // multiplexes its pipes and a pidfd with poll(); timeouts and
 // cancellation send SIGTERM to the group, then SIGKILL after the grace.
 // Completion callbacks run on the supervising thread (or the timer thread
-// for built-ins) and must not block for long. Thread-safe.
+// for built-ins) and must not block for long. Timeouts, kill graces, sleeps
+// and wall times are read from `clock` (a test advances a FakeClock past a
+// timeout instead of waiting for it; the process itself runs in real
+// time). Thread-safe.
 class TaskRunner {
  public:
   using Handle = uint64_t;
   using Callback = std::function<void(TaskOutcome)>;
 
-  TaskRunner();
+  explicit TaskRunner(Clock* clock = Clock::Real());
   // Kills whatever still runs and joins every supervisor.
   ~TaskRunner();
 
@@ -84,8 +92,20 @@ class TaskRunner {
 
  private:
   struct Process;
+  struct Pipes;
+  // The steps of one attempt, in order, on its supervising thread.
   void Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch, const Callback& done);
+  // Reads the task's output until the process has exited and both pipes
+  // are closed, stopping it on timeout or cancel meanwhile. Returns why the
+  // agent stopped it, if it did.
+  std::optional<TaskOutcome::Kind> PumpUntilExit(Process& process, int pid,
+                                                 const TaskLaunch& launch, absl::Time started,
+                                                 Pipes& pipes, TaskOutcome* outcome);
+  // The attempt is over and reported: forget it (the destructor waits for
+  // this).
+  void Finished(Handle handle);
 
+  Clock* const clock_;
   TimerQueue timers_;
   absl::Mutex mutex_;
   Handle next_handle_ ABSL_GUARDED_BY(mutex_) = 1;

@@ -2,12 +2,15 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "libs/common/clock.h"
 #include "libs/testing/scratch_dir.h"
 
 namespace gyre::agent {
@@ -35,25 +38,65 @@ class TaskRunnerTest : public ::testing::Test {
     return result;
   }
 
+  // Runs `launch` while the clock moves on by `step` at a time.
+  TaskOutcome RunAdvancing(TaskLaunch launch, absl::Duration step) {
+    absl::Notification done;
+    TaskOutcome result;
+    runner_.Start(std::move(launch), [&](TaskOutcome outcome) {
+      result = std::move(outcome);
+      done.Notify();
+    });
+    EXPECT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, step));
+    return result;
+  }
+
+  // Output of a running task, as on_output delivers it.
+  struct Output {
+    absl::Mutex mutex;
+    std::string stdout_text ABSL_GUARDED_BY(mutex);
+
+    std::function<void(int, int64_t, absl::string_view)> Collector() {
+      return [this](int stream, int64_t, absl::string_view data) {
+        absl::MutexLock lock(&mutex);
+        if (stream == 1) stdout_text.append(data.data(), data.size());
+      };
+    }
+    bool Contains(absl::string_view text) {
+      absl::MutexLock lock(&mutex);
+      return absl::StrContains(stdout_text, text);
+    }
+    // Whether `text` arrived within 30 s.
+    bool AwaitText(absl::string_view text) {
+      absl::MutexLock lock(&mutex);
+      auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex) {
+        return absl::StrContains(stdout_text, text);
+      };
+      return mutex.AwaitWithTimeout(absl::Condition(&arrived), absl::Seconds(30));
+    }
+  };
+
   gyre::testing::ScratchDir scratch_{"gyre_runner_test"};
   std::string root_ = scratch_.path();
   int count_ = 0;
-  TaskRunner runner_;
+  // Timeouts, graces and sleeps pass when the test advances this clock; the
+  // processes themselves run in real time.
+  FakeClock clock_;
+  TaskRunner runner_{&clock_};
 };
 
 TEST_F(TaskRunnerTest, ExitCodeAndOutputAreReported) {
   const TaskOutcome outcome = Run(Launch({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
   EXPECT_EQ(outcome.exit_code, 3);
-  EXPECT_EQ(outcome.stdout_tail, "out\n");
-  EXPECT_EQ(outcome.stderr_tail, "err\n");
+  EXPECT_EQ(outcome.stdout_head, "out\n");
+  EXPECT_EQ(outcome.stderr_head, "err\n");
   EXPECT_EQ(outcome.error, "exit code 3");
 }
 
 TEST_F(TaskRunnerTest, ArgvIsPassedLiterallyWithoutAShell) {
   const TaskOutcome outcome = Run(Launch({"/bin/echo", "a b", "$(whoami)", "; rm -rf /"}));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded);
-  EXPECT_EQ(outcome.stdout_tail, "a b $(whoami) ; rm -rf /\n");
+  EXPECT_EQ(outcome.stdout_head, "a b $(whoami) ; rm -rf /\n");
 }
 
 TEST_F(TaskRunnerTest, EnvironmentIsExplicitAndContextArrivesAsVariables) {
@@ -61,14 +104,14 @@ TEST_F(TaskRunnerTest, EnvironmentIsExplicitAndContextArrivesAsVariables) {
   TaskLaunch launch = Launch({"echo \"$NAME|${GYRE_AGENT_SECRET:-unset}\""}, /*shell=*/true);
   launch.env["NAME"] = "$(reboot)";
   const TaskOutcome outcome = Run(launch);
-  EXPECT_EQ(outcome.stdout_tail, "$(reboot)|unset\n");
+  EXPECT_EQ(outcome.stdout_head, "$(reboot)|unset\n");
 }
 
 TEST_F(TaskRunnerTest, RunsInItsOwnWorkingDirectoryAndReadsGyreOutput) {
   TaskLaunch launch = Launch({"pwd; echo '{\"ROWS\": \"7\"}' > \"$GYRE_OUTPUT\""}, true);
   const std::string dir = launch.work_dir;
   const TaskOutcome outcome = Run(launch);
-  EXPECT_EQ(outcome.stdout_tail, dir + "\n");
+  EXPECT_EQ(outcome.stdout_head, dir + "\n");
   EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
 }
 
@@ -92,7 +135,7 @@ TEST_F(TaskRunnerTest, AFifoAtGyreOutputFailsTheTaskInsteadOfBlockingTheAgent) {
   const TaskOutcome outcome =
       Run(Launch({"rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\""}, /*shell=*/true));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kFailed);
-  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_head;
   EXPECT_EQ(outcome.error,
             "$GYRE_OUTPUT is not a regular file (a FIFO, device or directory is never read); "
             "write the output to the file itself");
@@ -102,13 +145,15 @@ TEST_F(TaskRunnerTest, AFifoAtGyreOutputFailsTheTaskInsteadOfBlockingTheAgent) {
 TEST_F(TaskRunnerTest, ACancelledTaskWithAFifoAtGyreOutputFreesItsSlot) {
   absl::Notification done;
   TaskOutcome result;
-  const TaskRunner::Handle handle =
-      runner_.Start(Launch({"rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\"; sleep 60"}, true),
-                    [&](TaskOutcome outcome) {
-                      result = std::move(outcome);
-                      done.Notify();
-                    });
-  absl::SleepFor(absl::Milliseconds(200));
+  Output output;
+  TaskLaunch launch =
+      Launch({"rm -f \"$GYRE_OUTPUT\"; mkfifo \"$GYRE_OUTPUT\"; echo made; sleep 60"}, true);
+  launch.on_output = output.Collector();
+  const TaskRunner::Handle handle = runner_.Start(launch, [&](TaskOutcome outcome) {
+    result = std::move(outcome);
+    done.Notify();
+  });
+  ASSERT_TRUE(output.AwaitText("made\n")) << "the FIFO is there before the cancel";
   runner_.Cancel(handle, absl::Milliseconds(100));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
@@ -137,7 +182,7 @@ TEST_F(TaskRunnerTest, AWorkingDirectoryAskedToGoIsRemovedAfterItsOutputIsRead) 
   launch.remove_work_dir = true;
   const std::string dir = launch.work_dir;
   const TaskOutcome outcome = Run(launch);
-  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_head;
   EXPECT_EQ(outcome.output_json, "{\"K\": \"v\"}\n") << "read before the directory went";
   EXPECT_FALSE(std::filesystem::exists(dir)) << "removed with everything in it";
 
@@ -158,26 +203,66 @@ TEST_F(TaskRunnerTest, ARelativeWorkingDirectoryStillGetsItsOutput) {
   const TaskOutcome outcome = Run(launch);
   EXPECT_EQ(chdir(previous), 0);
   free(previous);
-  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_tail;
-  EXPECT_EQ(outcome.stdout_tail, root_ + "/relative/task\n");
+  EXPECT_EQ(outcome.exit_code, 0) << outcome.stderr_head;
+  EXPECT_EQ(outcome.stdout_head, root_ + "/relative/task\n");
   EXPECT_EQ(outcome.output_json, "{\"ROWS\": \"7\"}\n");
 }
 
-TEST_F(TaskRunnerTest, OutputIsCappedButCounted) {
-  TaskLaunch launch = Launch({"head -c 100000 /dev/zero"}, true);
+TEST_F(TaskRunnerTest, OutputIsCappedToItsFirstBytesButCounted) {
+  TaskLaunch launch =
+      Launch({"printf first-; head -c 100000 /dev/zero | tr '\\0' x; printf -- -last"}, true);
   launch.max_output_bytes = 1000;
   const TaskOutcome outcome = Run(launch);
-  EXPECT_EQ(outcome.stdout_tail.size(), 1000u);
-  EXPECT_EQ(outcome.stdout_bytes, 100000);
+  EXPECT_EQ(outcome.stdout_head.size(), 1000u);
+  EXPECT_EQ(outcome.stdout_head.substr(0, 7), "first-x") << "the head is kept, not the tail";
+  EXPECT_EQ(outcome.stdout_bytes, 6 + 100000 + 5);
+}
+
+TEST_F(TaskRunnerTest, ATaskIsKilledWhenTheClockPassesItsTimeout) {
+  // Five minutes of sleep, ended as soon as the (fake) clock passes the
+  // timeout: the test takes real milliseconds.
+  TaskLaunch launch = Launch({"sleep", "300"});
+  launch.timeout = absl::Minutes(2);
+  const TaskOutcome outcome = RunAdvancing(launch, absl::Seconds(10));
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kTimedOut);
+  EXPECT_EQ(outcome.signal, SIGTERM);
+  EXPECT_EQ(outcome.error, "timed out after 2m");
+  EXPECT_GE(outcome.wall_time, launch.timeout) << "not before the timeout, on the clock";
+}
+
+TEST_F(TaskRunnerTest, TimeoutEscalatesFromSigtermToSigkillAfterTheGrace) {
+  // The task notes SIGTERM and carries on; only SIGKILL ends it.
+  TaskLaunch launch = Launch({"trap 'echo term' TERM; while :; do sleep 1; done"}, true);
+  launch.timeout = absl::Seconds(10);
+  launch.kill_grace = absl::Hours(24);
+  Output output;
+  launch.on_output = output.Collector();
+  absl::Notification done;
+  TaskOutcome result;
+  runner_.Start(launch, [&](TaskOutcome outcome) {
+    result = std::move(outcome);
+    done.Notify();
+  });
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return output.Contains("term"); }, absl::Seconds(1)))
+      << "SIGTERM at the timeout";
+  EXPECT_FALSE(done.HasBeenNotified()) << "no SIGKILL before the grace has passed";
+  const absl::Time terminated = clock_.Now();
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Hours(1)));
+  EXPECT_GE(clock_.Now() - terminated, absl::Hours(23)) << "SIGKILL after the grace";
+  EXPECT_EQ(result.kind, TaskOutcome::Kind::kTimedOut);
+  EXPECT_EQ(result.signal, SIGKILL);
+  EXPECT_EQ(result.error, "timed out after 10s");
 }
 
 TEST_F(TaskRunnerTest, TimeoutKillsTheProcessTreeEvenIfItIgnoresSigterm) {
+  // The background sleep holds the pipes: the attempt ends only once the
+  // whole group is gone.
   TaskLaunch launch = Launch({"trap '' TERM; sleep 100 & sleep 100; wait"}, true);
   launch.timeout = absl::Milliseconds(200);
-  const absl::Time start = absl::Now();
-  const TaskOutcome outcome = Run(launch);
+  launch.kill_grace = absl::Milliseconds(300);
+  const TaskOutcome outcome = RunAdvancing(launch, absl::Milliseconds(100));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kTimedOut);
-  EXPECT_LT(absl::Now() - start, absl::Seconds(20));
+  EXPECT_EQ(outcome.signal, SIGKILL) << "the shell ignored SIGTERM";
   EXPECT_EQ(outcome.error, "timed out after 200ms");
 }
 
@@ -189,11 +274,49 @@ TEST_F(TaskRunnerTest, CancelStopsARunningTask) {
         result = std::move(outcome);
         done.Notify();
       });
-  absl::SleepFor(absl::Milliseconds(100));
-  runner_.Cancel(handle, absl::Milliseconds(100));
+  runner_.Cancel(handle, absl::Hours(1));
   ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(20)));
   EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
   EXPECT_EQ(result.signal, SIGTERM);
+}
+
+TEST_F(TaskRunnerTest, CancelWhileTheTaskFloodsItsOutputEndsIt) {
+  TaskLaunch launch = Launch({"yes"});
+  launch.max_output_bytes = 4096;
+  Output output;
+  launch.on_output = output.Collector();
+  absl::Notification done;
+  TaskOutcome result;
+  const TaskRunner::Handle handle = runner_.Start(launch, [&](TaskOutcome outcome) {
+    result = std::move(outcome);
+    done.Notify();
+  });
+  ASSERT_TRUE(output.AwaitText("y\n")) << "the output is being pumped";
+  runner_.Cancel(handle, absl::Hours(1));
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
+  EXPECT_EQ(result.signal, SIGTERM);
+  EXPECT_LE(result.stdout_head.size(), 4096u);
+  EXPECT_GE(result.stdout_bytes, static_cast<int64_t>(result.stdout_head.size()));
+}
+
+TEST_F(TaskRunnerTest, ACancelledTaskThatIgnoresSigtermIsKilledAfterTheCancelGrace) {
+  Output output;
+  TaskLaunch launch = Launch({"trap '' TERM; echo ready; sleep 100"}, true);
+  launch.on_output = output.Collector();
+  absl::Notification done;
+  TaskOutcome result;
+  const TaskRunner::Handle handle = runner_.Start(launch, [&](TaskOutcome outcome) {
+    result = std::move(outcome);
+    done.Notify();
+  });
+  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
+  const absl::Time cancelled = clock_.Now();
+  runner_.Cancel(handle, absl::Minutes(5));
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Seconds(30)));
+  EXPECT_GE(clock_.Now() - cancelled, absl::Minutes(5)) << "SIGKILL only after the grace";
+  EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
+  EXPECT_EQ(result.signal, SIGKILL);
 }
 
 TEST_F(TaskRunnerTest, MissingCommandIsAClearError) {
@@ -205,7 +328,7 @@ TEST_F(TaskRunnerTest, MissingCommandIsAClearError) {
 TEST_F(TaskRunnerTest, ReportsCpuTimeAndPeakMemory) {
   const TaskOutcome outcome =
       Run(Launch({"python3", "-c", "b = bytearray(60 * 1024 * 1024)\nsum(range(3000000))"}));
-  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_tail;
+  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_head;
   EXPECT_GE(outcome.peak_rss_bytes, 60 * 1024 * 1024);
   EXPECT_GT(outcome.cpu_time, absl::ZeroDuration());
 }
@@ -216,10 +339,10 @@ TEST_F(TaskRunnerTest, BuiltinsNoopAndSleep) {
   EXPECT_EQ(Run(noop).kind, TaskOutcome::Kind::kSucceeded);
   TaskLaunch sleep;
   sleep.builtin = TaskLaunch::Builtin::kSleep;
-  sleep.sleep = absl::Milliseconds(50);
-  const TaskOutcome slept = Run(sleep);
+  sleep.sleep = absl::Hours(1);
+  const TaskOutcome slept = RunAdvancing(sleep, absl::Minutes(10));
   EXPECT_EQ(slept.kind, TaskOutcome::Kind::kSucceeded);
-  EXPECT_GE(slept.wall_time, absl::Milliseconds(50));
+  EXPECT_GE(slept.wall_time, absl::Hours(1)) << "measured on the clock";
 }
 
 TEST_F(TaskRunnerTest, ManyConcurrentTasksAllComplete) {
