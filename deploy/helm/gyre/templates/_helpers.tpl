@@ -50,9 +50,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
 {{- end -}}
 
-{{/* Address agents and the gateway use to reach the orchestrator. */}}
+{{/* Address agents and the gateway use to reach the orchestrator: the headless Service in their own namespace (so kustomize can move it). */}}
 {{- define "gyre.orchestratorAddress" -}}
-{{- printf "%s-orchestrator.%s.svc:%d" (include "gyre.fullname" .) .Release.Namespace (int .Values.ports.orchestrator.grpc) -}}
+{{- printf "%s-orchestrator:%d" (include "gyre.fullname" .) (int .Values.ports.orchestrator.grpc) -}}
 {{- end -}}
 
 {{/* Prometheus job of a component: the Service name, as a ServiceMonitor sets it. */}}
