@@ -72,4 +72,9 @@ test('the generated artefacts are up to date with their sources', async () => {
   const readme = readFileSync(`${chartDir}/README.md`, 'utf8');
   assert.ok(readme.includes(`<!-- values:begin -->\n${table}<!-- values:end -->`),
     'deploy/helm/gyre/README.md values table is stale: regenerate it with tests/deploy/tools/gen-readme.mjs');
+  // values.schema.json from tools/gen-schema.mjs.
+  const tmp = `${run('mktemp', ['-d']).trim()}/values.schema.json`;
+  run(process.execPath, [`${repoRoot}/tests/deploy/tools/gen-schema.mjs`, tmp]);
+  assert.equal(readFileSync(tmp, 'utf8'), readFileSync(`${chartDir}/values.schema.json`, 'utf8'),
+    'deploy/helm/gyre/values.schema.json is stale: regenerate it with tests/deploy/tools/gen-schema.mjs');
 });

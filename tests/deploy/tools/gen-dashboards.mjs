@@ -1,3 +1,7 @@
+// Generates the three Grafana dashboards of deploy/helm/gyre/files/dashboards.
+// Every query reads a metric the services export (docs/metrics.md) or a
+// recording rule of the chart; tests check both and the @grafana/schema types.
+// Usage: node tools/gen-dashboards.mjs OUT_DIR
 import { writeFileSync } from 'node:fs';
 const out = process.argv[2];
 const ds = { type: 'prometheus', uid: '${datasource}' };
@@ -15,9 +19,9 @@ function layout(panels) {
   panels.forEach((p, i) => { p.gridPos.x = (i % 2) * 12; p.gridPos.y = Math.floor(i / 2) * 8; });
   return panels;
 }
-const dsVar = { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', current: {}, hide: 0, options: [], refresh: 1, regex: '', skipUrlSync: false };
-const wtVar = { name: 'worker_type', label: 'Worker type', type: 'query', datasource: ds, query: 'label_values(gyre_queue_depth, worker_type)', definition: 'label_values(gyre_queue_depth, worker_type)', multi: true, includeAll: true, allValue: '.*', current: {}, hide: 0, options: [], refresh: 2, regex: '', skipUrlSync: false, sort: 1 };
-const jobVar = { name: 'job', label: 'Service', type: 'query', datasource: ds, query: 'label_values(gyre_build_info, job)', definition: 'label_values(gyre_build_info, job)', multi: true, includeAll: true, allValue: '.*', current: {}, hide: 0, options: [], refresh: 2, regex: '', skipUrlSync: false, sort: 1 };
+const dsVar = { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', hide: 0, options: [], refresh: 1, regex: '', skipUrlSync: false };
+const wtVar = { name: 'worker_type', label: 'Worker type', type: 'query', datasource: ds, query: 'label_values(gyre_queue_depth, worker_type)', multi: true, includeAll: true, allValue: '.*', hide: 0, options: [], refresh: 2, regex: '', skipUrlSync: false, sort: 1 };
+const jobVar = { name: 'job', label: 'Service', type: 'query', datasource: ds, query: 'label_values(gyre_build_info, job)', multi: true, includeAll: true, allValue: '.*', hide: 0, options: [], refresh: 2, regex: '', skipUrlSync: false, sort: 1 };
 function dashboard(uid, title, description, panels, vars) {
   id = 0;
   return {

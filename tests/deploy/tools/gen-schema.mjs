@@ -1,3 +1,6 @@
+// Generates deploy/helm/gyre/values.schema.json (JSON Schema draft-07, in the
+// subset helm 3.10 validates: type, enum, required, pattern, minimum,
+// additionalProperties). Usage: node tools/gen-schema.mjs OUT.json
 import { writeFileSync } from 'node:fs';
 const str = (extra = {}) => ({ type: 'string', ...extra });
 const int = (minimum = 0) => ({ type: 'integer', minimum });
