@@ -219,3 +219,17 @@ test('bad values fail the render with a message naming the value', () => {
   assert.throws(() => renderChart({ set: ['orchestrator.lease_timeout=3s'] }), /lease_timeout/);
   assert.throws(() => helmRun(['template', 'x', chartDir, '--set', 'orchestrator.leaseTimeout=soon']), /leaseTimeout/);
 });
+
+test('RBAC: read-only EndpointSlices in the release namespace, the token only in the orchestrator', () => {
+  const objects = renderChart({});
+  const role = find(objects, 'Role');
+  assert.deepEqual(role.rules, [{ apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch'] }]);
+  assert.equal(all(objects, 'ClusterRole').length, 0);
+  for (const [owner, spec] of podSpecs(objects)) {
+    const isOrchestrator = owner.kind === 'StatefulSet';
+    assert.equal(spec.automountServiceAccountToken, isOrchestrator, `${owner.kind} ${owner.metadata.name}`);
+  }
+  const off = renderChart({ set: ['rbac.create=false'] });
+  assert.equal(all(off, 'Role').length, 0);
+  assert.equal(find(off, 'StatefulSet').spec.template.spec.automountServiceAccountToken, false);
+});

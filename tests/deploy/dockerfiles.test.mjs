@@ -72,11 +72,32 @@ for (const [service, binary] of Object.entries(services)) {
     const build = stages.find((s) => s.name && stages.at(-1) !== s);
     const buildRuns = build.instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
     assert.match(buildRuns, new RegExp(`ninja -C \\S+ ${binary}\\b`), 'build stage builds the service binary');
-    assert.match(buildRuns, /ldd .*\| .*cp --parents -L/, 'build stage collects the shared libraries ldd reports');
+    assert.match(buildRuns, /ldd .*\| .*cp -L \{\} \/rootfs\/usr\/lib\/x86_64-linux-gnu\//, 'build stage collects the shared libraries ldd reports');
     const entry = final.instructions.filter((i) => i.op === 'ENTRYPOINT').at(-1);
     assert.deepEqual(JSON.parse(entry.args), [`/usr/local/bin/${binary}`]);
   });
 }
+
+// The packages scripts/setup installs to build the C++ (every -dev package and
+// the protobuf/gRPC compilers): the image's build stage needs the same.
+function setupBuildPackages() {
+  const setup = readFileSync(`${repoRoot}/scripts/setup`, 'utf8');
+  const block = setup.match(/packages=\(([\s\S]*?)\n\)/);
+  assert.ok(block, 'scripts/setup has a packages=( ... ) list');
+  return block[1].split('\n').map((l) => l.replace(/#.*/, '')).join(' ').split(/\s+/)
+    .filter((p) => /-dev$|^protobuf-compiler|^grpc-proto$/.test(p));
+}
+
+test('each build stage installs the C++ build dependencies scripts/setup installs', () => {
+  const wanted = setupBuildPackages();
+  assert.ok(wanted.includes('libgrpc++-dev'));
+  for (const service of Object.keys(services)) {
+    const stages = parseDockerfile(readFileSync(`${dockerDir}/${service}.Dockerfile`, 'utf8'));
+    const installed = stages[0].instructions.filter((i) => i.op === 'RUN').map((i) => i.args).join(' ').split(/\s+/);
+    const missing = wanted.filter((p) => !installed.includes(p));
+    assert.deepEqual(missing, [], `${service}.Dockerfile build stage lacks packages scripts/setup installs`);
+  }
+});
 
 test('the parser catches what the checks look for', () => {
   const bad = parseDockerfile('FROM debian:latest AS build\nRUN make\nFROM debian\nRUN apt-get install -y gcc\nUSER 0\n');
