@@ -1,14 +1,14 @@
 // The chart's queries against the real suite and a real Prometheus, on
-// loopback: a gyre-orchestrator started with the chart's rendered
-// orchestrator.yaml (worker_pools from the pools), gyre-agents of two worker
-// types started with their rendered agent configs, a synthetic predictor
-// exporting a forecast series, and Debian's Prometheus scraping them with the
-// chart's rules loaded. Work is pushed into both pools; the exact query text
-// of each rendered ScaledObject and Prometheus Adapter rule is evaluated as
-// the queues grow and drain, and ceil(value / threshold) clamped to the
-// pool's min and max must give the replicas the pool needs. Then every
-// dashboard query, recording rule and alert expression is evaluated: none may
-// fail, none may come back empty where the suite produces the series.
+// loopback: every service started with its config as the chart renders it
+// (the orchestrator's worker_pools from the pools, gyre-agents of two worker
+// types), a synthetic predictor target exporting a forecast series, and
+// Debian's Prometheus scraping them with the chart's rules loaded. Work is
+// pushed into both pools; the exact query text of each rendered ScaledObject
+// and Prometheus Adapter rule is evaluated as the queues grow and drain, and
+// ceil(value / threshold) clamped to the scaler's min and max must give the
+// replicas the pool needs. Then every dashboard query, recording rule and
+// alert expression is evaluated: none may fail, none may come back empty
+// where the suite produces the series.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -25,6 +25,10 @@ const bin = {
   orchestrator: `${binDir}/services/orchestrator/gyre-orchestrator`,
   agent: `${binDir}/services/agent/gyre-agent`,
   gyre: `${binDir}/cmd/gyre/gyre`,
+  gateway: `${binDir}/services/gateway/gyre-gateway`,
+  scheduler: `${binDir}/services/scheduler/gyre-scheduler`,
+  optimizer: `${binDir}/services/optimizer/gyre-optimizer`,
+  predictor: `${binDir}/services/predictor/gyre-predictor`,
   prometheus: '/usr/bin/prometheus',
 };
 for (const [name, path] of Object.entries(bin)) {
@@ -158,6 +162,7 @@ function workflow(name, counts) {
 }
 
 let orchestrator;
+let gatewayHttpPort;
 const runs = [];
 
 test('the suite starts from the chart\'s rendered configs and Prometheus scrapes it', async () => {
@@ -169,6 +174,18 @@ test('the suite starts from the chart\'s rendered configs and Prometheus scrapes
     ready: /"msg":"serving"/,
   });
   orchestrator.ports = servingPorts(orchestrator.line);
+  // The other services, each from its rendered config, as in the pods.
+  const serviceTargets = {};
+  for (const service of ['gateway', 'scheduler', 'optimizer', 'predictor']) {
+    writeFileSync(`${root}/${service}.yaml`, config[`${service}.yaml`]);
+    const env = { GYRE_GRPC_ADDRESS: '127.0.0.1:0', GYRE_METRICS_ADDRESS: '127.0.0.1:0', GYRE_SHUTDOWN_GRACE: '2s' };
+    if (service === 'gateway') {
+      gatewayHttpPort = await freePort();
+      Object.assign(env, { GYRE_HTTP_ADDRESS: `127.0.0.1:${gatewayHttpPort}`, GYRE_ORCHESTRATOR_ADDRESS: `127.0.0.1:${orchestrator.ports.grpc}` });
+    }
+    const started = await start(`gyre-${service}`, [bin[service], `--config=${root}/${service}.yaml`], { env, ready: /"msg":"serving"/ });
+    serviceTargets[service] = `127.0.0.1:${servingPorts(started.line).metrics}`;
+  }
   await new Promise((r) => predictor.listen(0, '127.0.0.1', r));
 
   const rulesFile = `${root}/rules.yaml`;
@@ -181,7 +198,9 @@ test('the suite starts from the chart\'s rendered configs and Prometheus scrapes
     scrape_configs: [
       // Job names as the chart's ServiceMonitors make them: the Service name.
       { job_name: 'gyre-orchestrator', static_configs: [{ targets: [`127.0.0.1:${orchestrator.ports.metrics}`], labels }] },
-      { job_name: 'gyre-predictor', static_configs: [{ targets: [`127.0.0.1:${predictor.address().port}`], labels }] },
+      // The real predictor, and the synthetic forecast as the same job.
+      { job_name: 'gyre-predictor', static_configs: [{ targets: [serviceTargets.predictor, `127.0.0.1:${predictor.address().port}`], labels }] },
+      ...['gateway', 'scheduler', 'optimizer'].map((s) => ({ job_name: `gyre-${s}`, static_configs: [{ targets: [serviceTargets[s]], labels }] })),
       { job_name: 'gyre-agent', file_sd_configs: [{ files: [`${root}/agents.json`], refresh_interval: '1s' }] },
     ],
   }));
@@ -193,6 +212,16 @@ test('the suite starts from the chart\'s rendered configs and Prometheus scrapes
   await until('first scrape of the orchestrator', () => scalar('up{job="gyre-orchestrator"}'), (v) => v === 1, 60);
   const groups = await until('rules loaded', async () => (await (await fetch(`http://127.0.0.1:${prom.port}/api/v1/rules`)).json()).data.groups, (g) => g.length > 0);
   assert.equal(groups[0].rules.filter((r) => r.type === 'alerting').length, 7);
+  for (const job of ['gyre-gateway', 'gyre-scheduler', 'gyre-optimizer', 'gyre-predictor']) {
+    await until(`${job} scraped`, () => scalar(`min(up{job="${job}"})`), (v) => v === 1);
+  }
+});
+
+test('the helm test pod\'s request succeeds against the real gateway', async () => {
+  const pod = render().find((o) => o.kind === 'Pod' && o.metadata.annotations['helm.sh/hook'] === 'test');
+  const url = new URL(pod.spec.containers[0].command.at(-1));
+  const res = await fetch(`http://127.0.0.1:${gatewayHttpPort}${url.pathname}`);
+  assert.equal(res.status, 200, `${url.pathname}: ${await res.text()}`);
 });
 
 async function freePort() {
