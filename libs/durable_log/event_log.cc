@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -15,6 +17,12 @@
 #include "libs/durable_log/segment_reader.h"
 
 namespace gyre::durable_log {
+
+namespace {
+std::atomic<SyncObserver> sync_observer{nullptr};
+}  // namespace
+
+void SetSyncObserver(SyncObserver observer) { sync_observer.store(observer); }
 namespace {
 
 // The log whose writer loop runs on this thread, if any.
@@ -292,7 +300,12 @@ absl::Status EventLog::WriteGroup(const std::vector<PendingAppend>& group) {
   }
   if (absl::Status status = active_.Append(frames_); !status.ok()) return status;
   if (options_.fsync) {
+    const SyncObserver observer = sync_observer.load(std::memory_order_relaxed);
+    const auto start = std::chrono::steady_clock::now();
     if (absl::Status status = active_.Sync(); !status.ok()) return status;
+    if (observer != nullptr) {
+      observer(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
   }
   const uint64_t bytes = frames_.size();
   // Do not keep a huge buffer around after a rare huge append.

@@ -24,6 +24,14 @@
 
 namespace gyre::durable_log {
 
+// Receives the duration, in seconds, of every group commit's fdatasync by any
+// EventLog in the process (the orchestrator's gyre_store_sync_seconds). A
+// process-wide hook because the log sits below the metrics layer and behind
+// the state store interface. nullptr (the default) observes nothing; the
+// observer runs on a log's writer thread and must be cheap and thread-safe.
+using SyncObserver = void (*)(double seconds);
+void SetSyncObserver(SyncObserver observer);
+
 // The embedded store's durable foundation: an append-only log of opaque
 // records in a directory, with group commit and snapshots.
 //

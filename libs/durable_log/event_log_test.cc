@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -58,6 +59,33 @@ TEST(EventLogTest, RecordsGetConsecutiveIndexesKeptAcrossReopen) {
   EXPECT_EQ(records[3], (std::pair<uint64_t, std::string>{4, ""}));
   EXPECT_EQ(ReplayAll(*log, 3).front().first, 3u);
   EXPECT_EQ(*log->Append("five"), 5u);
+}
+
+std::atomic<int> observed_syncs{0};
+std::atomic<bool> observed_negative{false};
+
+TEST(EventLogTest, SyncObserverSeesEveryFsyncedGroupCommitAndNothingWithoutFsync) {
+  SetSyncObserver([](double seconds) {
+    if (seconds < 0) observed_negative = true;
+    ++observed_syncs;
+  });
+  {
+    TestLogDir dir;
+    std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), TestOptions(/*fsync=*/true));
+    ASSERT_TRUE(log->Append("a").ok());
+    ASSERT_TRUE(log->Append("b").ok());
+    EXPECT_EQ(observed_syncs.load(), static_cast<int>(log->stats().syncs));
+    EXPECT_GE(observed_syncs.load(), 2);
+  }
+  observed_syncs = 0;
+  {
+    TestLogDir dir;
+    std::unique_ptr<EventLog> log = OpenOrDie(dir.log_dir(), TestOptions(/*fsync=*/false));
+    ASSERT_TRUE(log->Append("c").ok());
+  }
+  SetSyncObserver(nullptr);
+  EXPECT_EQ(observed_syncs.load(), 0);
+  EXPECT_FALSE(observed_negative.load());
 }
 
 TEST(EventLogTest, ConcurrentAppendersShareGroupCommits) {

@@ -1,16 +1,33 @@
 #include "services/orchestrator/orchestrator_module.h"
 
+#include <atomic>
 #include <cstdlib>
 
 #include "absl/time/clock.h"
+#include "libs/durable_log/event_log.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
+#include "prometheus/histogram.h"
 #include "services/orchestrator/agent_service.h"
 #include "services/orchestrator/embedded_state_store.h"
 #include "services/orchestrator/orchestrator_service.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
+
+namespace {
+
+// gyre_store_sync_seconds of the serving orchestrator, fed by the durable
+// log's process-wide sync observer (see durable_log::SetSyncObserver).
+std::atomic<prometheus::Histogram*> store_sync_histogram{nullptr};
+
+void ObserveStoreSync(double seconds) {
+  if (prometheus::Histogram* histogram = store_sync_histogram.load(std::memory_order_acquire)) {
+    histogram->Observe(seconds);
+  }
+}
+
+}  // namespace
 
 OrchestratorModule::OrchestratorModule() = default;
 OrchestratorModule::~OrchestratorModule() = default;
@@ -38,6 +55,17 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   options.default_worker_pool = config_.default_worker_pool;
   options.task_library = task_library_;
   options.metrics = &host->metrics_registry();
+  // Every state change waits for this sync: the alert on a slow disk.
+  store_sync_histogram.store(
+      &prometheus::BuildHistogram()
+           .Name("gyre_store_sync_seconds")
+           .Help("fdatasync of the embedded store's group commits.")
+           .Register(host->metrics_registry())
+           .Add({}, prometheus::Histogram::BucketBoundaries{0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                            0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                            0.5, 1, 2.5}),
+      std::memory_order_release);
+  durable_log::SetSyncObserver(&ObserveStoreSync);
   store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
   options.store = store_.get();
   options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
@@ -69,6 +97,8 @@ void OrchestratorModule::OnShutdown(absl::Duration /*grace*/) {
 void OrchestratorModule::OnStopped() {
   // The next start then loads this instead of replaying the log.
   if (engine_ != nullptr) engine_->WriteSnapshot().IgnoreError();  // logged by the engine
+  // The histogram goes with the host's registry once this returns.
+  store_sync_histogram.store(nullptr, std::memory_order_release);
 }
 
 }  // namespace gyre::orchestrator
