@@ -13,6 +13,13 @@ namespace v1 = ::gyre::v1;
 
 void AgentLeases::OnRegister(AgentEntry& agent, const v1::Register& registration, bool reconnected,
                              absl::Time now, Outbox& out) {
+  // The registration offered its whole resources: what its leases hold is
+  // reserved again first, so that a lease lost below gives back only what
+  // it held (given back on top of the whole offer, it let the agent be
+  // given more than it has).
+  for (const auto& lease : agent.leases) {
+    AgentManager::Reserve(agent, executions_.at(lease.first).tasks[lease.second].spec->resources());
+  }
   if (reconnected) {
     // Leases the agent no longer reports were lost with the old session.
     absl::flat_hash_set<std::string> still_running;
@@ -41,10 +48,6 @@ void AgentLeases::OnRegister(AgentEntry& agent, const v1::Register& registration
     if (HoldsLiveLease(agent, ref)) continue;
     agent.channel->Send(CancelMessage(ref));
     SkipUnrecordedAttempt(agent, ref, now);
-  }
-  for (const auto& lease : agent.leases) {
-    // Resources of leases kept across the reconnect stay reserved.
-    AgentManager::Reserve(agent, executions_.at(lease.first).tasks[lease.second].spec->resources());
   }
 }
 

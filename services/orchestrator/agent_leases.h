@@ -37,7 +37,7 @@ class AgentLeases {
   // `agent` (re)registered listing `registration.running()` at `now`: the
   // leases it no longer reports were lost with its old session; attempts it
   // reports that are not its live leases are told to stop; the resources of
-  // the leases it keeps stay reserved.
+  // the leases it keeps stay reserved (and only those).
   void OnRegister(AgentEntry& agent, const gyre::v1::Register& registration, bool reconnected,
                   absl::Time now, Outbox& out);
   // A heartbeat: a lease the agent has held for two heartbeat intervals yet
