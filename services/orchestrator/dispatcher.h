@@ -63,7 +63,9 @@ class Dispatcher {
   std::string StallForTest() const;
 
   // The agents gauges and, per queue, depth, running and desired workers.
-  void RefreshMetrics();
+  // Past 1,000 agents the agents gauges are summed at most every 100 ms,
+  // unless `all_agents`.
+  void RefreshMetrics(bool all_agents = false);
   std::vector<gyre::v1::QueueInfo> QueueInfos() const;
 
  private:
@@ -73,7 +75,12 @@ class Dispatcher {
   TaskStateMachine& machine_;
   EngineJournal& journal_;
   EngineMetrics& metrics_;
+  // Whether any queue holds a ready entry (perhaps stale).
+  bool AnyReady() const;
+
   const WorkerPools pools_;
+  // When the agents gauges were last summed.
+  absl::Time agent_gauges_time_ = absl::InfinitePast();
   // DispatchTo's lists of tasks taken and of their lease records, kept for
   // their capacity (the records' strings keep theirs too).
   std::vector<ReadyTask> taken_scratch_;

@@ -75,7 +75,9 @@ void EventSubscription::SetBacklog(uint32_t from, uint32_t to, Replayer replay) 
 
 void EventSubscription::Extend(uint32_t to) {
   absl::MutexLock lock(&mutex_);
+  const bool was_readable = ReadableLocked();
   if (!closed_) backlog_end_ = std::max(backlog_end_, to);
+  if (!was_readable && ReadableLocked() && on_ready_) on_ready_();
 }
 
 void EventSubscription::Push(std::shared_ptr<const v1::Event> event) {
@@ -99,9 +101,18 @@ void EventSubscription::Push(std::shared_ptr<const v1::Event> event) {
     backlog_end_ = backlog_next_;
     closed_ = true;
     if (on_cut_off_) on_cut_off_();
+    if (on_ready_) on_ready_();
     return;
   }
+  const bool was_readable = ReadableLocked();
   pending_.push_back(std::move(event));
+  if (!was_readable && on_ready_) on_ready_();
+}
+
+void EventSubscription::OnReady(absl::AnyInvocable<void()> hook) {
+  absl::MutexLock lock(&mutex_);
+  on_ready_ = std::move(hook);
+  if (on_ready_ && ReadableLocked()) on_ready_();
 }
 
 void EventSubscription::OnCutOff(absl::AnyInvocable<void()> hook) {
@@ -116,7 +127,9 @@ absl::Status EventSubscription::error() {
 
 void EventSubscription::Close() {
   absl::MutexLock lock(&mutex_);
+  const bool was_readable = ReadableLocked();
   closed_ = true;
+  if (!was_readable && on_ready_) on_ready_();
 }
 
 bool EventSubscription::closed() {

@@ -952,6 +952,8 @@ void WorkflowEngine::ExpireLeases(absl::Time now) {
       agents_.Remove(id);
     }
     if (!dead.empty()) dispatcher_.Dispatch(out);
+    // At every lease tick the gauges catch up with every agent.
+    dispatcher_.RefreshMetrics(/*all_agents=*/true);
   }
   Deliver(out);
 }
