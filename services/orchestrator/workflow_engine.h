@@ -573,6 +573,8 @@ class WorkflowEngine {
   // records, and RecordResultsLocked's records, kept for their capacity
   // (the records' strings keep theirs too).
   std::vector<ReadyTask> dispatch_scratch_ ABSL_GUARDED_BY(mu_);
+  // When the agent gauges were last summed (RefreshQueueMetricsLocked).
+  absl::Time agent_gauges_time_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   std::vector<gyre::v1::StateRecord> lease_scratch_ ABSL_GUARDED_BY(mu_);
   std::vector<gyre::v1::StateRecord> result_scratch_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
