@@ -71,6 +71,12 @@ class EventSubscription {
   // thread may be blocked writing to a client that reads nothing, and only
   // cancelling the call frees it. Must not block.
   void OnCutOff(absl::AnyInvocable<void()> hook);
+  // Runs when Next has something again after it had nothing (events, or
+  // the end), and at once if it has something now: a callback-API stream
+  // waits for this instead of blocking a thread in Next. Runs under the
+  // subscription's lock (maybe under the engine's): must not block nor call
+  // the subscription. Null removes it; once that returns, it never runs.
+  void OnReady(absl::AnyInvocable<void()> hook);
   void Close();
   bool closed();
 
@@ -102,6 +108,10 @@ class EventSubscription {
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
   absl::Status error_ ABSL_GUARDED_BY(mutex_);
   absl::AnyInvocable<void()> on_cut_off_ ABSL_GUARDED_BY(mutex_);
+  absl::AnyInvocable<void()> on_ready_ ABSL_GUARDED_BY(mutex_);
+  bool ReadableLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return backlog_next_ < backlog_end_ || !pending_.empty() || closed_;
+  }
 };
 
 class DurableWait;
