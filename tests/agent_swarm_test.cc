@@ -13,16 +13,17 @@ using ::gyre::testing::AgentSwarm;
 class AgentSwarmTest : public Cluster {};
 
 TEST_F(AgentSwarmTest, FiveHundredAgentsRunEveryTaskAndNoneIsDeclaredDead) {
-  constexpr int kAgents = 500;
-  constexpr int kExecutions = 100;
-  constexpr int kTasks = 10;
-  AgentSwarm swarm({.address = address_, .agents = kAgents, .channels = 8});
+  constexpr int64_t kAgents = 500;
+  constexpr int64_t kExecutions = 100;
+  constexpr int64_t kTasks = 10;
+  AgentSwarm swarm({.address = address_, .agents = static_cast<int>(kAgents), .channels = 8});
   ASSERT_EQ(swarm.Connect(absl::Seconds(120)), kAgents)
       << ::testing::PrintToString(swarm.Problems());
 
   std::string yaml = "name: swarm\ntasks:\n";
   for (int i = 0; i < kTasks; ++i) absl::StrAppend(&yaml, "  - {id: t", i, ", builtin: noop}\n");
   std::vector<std::string> executions;
+  executions.reserve(kExecutions);
   for (int i = 0; i < kExecutions; ++i) executions.push_back(Start(yaml));
   for (const std::string& execution : executions) {
     EXPECT_EQ(Wait(execution, absl::Seconds(120)), v1::EXECUTION_SUCCEEDED) << execution;
