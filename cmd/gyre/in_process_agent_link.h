@@ -4,7 +4,10 @@
 #include <memory>
 
 #include "services/agent/orchestrator_link.h"
-#include "services/orchestrator/workflow_engine.h"
+
+namespace gyre::orchestrator {
+class WorkflowEngine;
+}  // namespace gyre::orchestrator
 
 namespace gyre::cli {
 

@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::cli {
 namespace {

@@ -1,133 +1,133 @@
 #include "services/orchestrator/agent_service.h"
 
-#include <deque>
-#include <thread>
-
 #include "libs/common/status_mapping.h"
-#include "libs/logging/logger.h"
+#include "services/orchestrator/agent_session.h"
 
 namespace gyre::orchestrator {
-namespace {
 
 namespace v1 = ::gyre::v1;
-using Stream = grpc::ServerReaderWriter<v1::OrchestratorMessage, v1::AgentMessage>;
 
-// Queues messages for one stream and writes them on its own thread.
-class StreamChannel : public AgentChannel {
+// One Connect stream: a read always outstanding (each message goes to the
+// session as it arrives), at most one write in flight with the session's
+// outbox queued behind it. Deletes itself when gRPC is done with it.
+class ConnectReactor final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage> {
  public:
-  StreamChannel(grpc::ServerContext* context, Stream* stream)
-      : context_(context), stream_(stream), writer_([this] { Run(); }) {}
+  ConnectReactor(AgentServiceImpl* service, grpc::CallbackServerContext* context)
+      : service_(service), context_(context), session_(service->engine_, [this] { Wake(); }) {
+    StartRead(&incoming_);
+  }
 
-  ~StreamChannel() override { Close(); }
-
-  // Stops writing; the stream may not be touched after its RPC returns, and
-  // durability callbacks can hold this channel longer than that.
-  void Close() {
-    {
-      absl::MutexLock lock(&mutex_);
-      if (closed_ && !writer_.joinable()) return;
-      closed_ = true;
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The agent closed its side, went away, or the call was cancelled.
+      session_.End();
+      FinishWhenWritten(grpc::Status::OK);
+      return;
     }
-    if (writer_.joinable()) writer_.join();
+    if (absl::Status status = session_.Receive(incoming_); !status.ok()) {
+      FinishWhenWritten(ToGrpcStatus(status));  // the session ended (and logged why)
+      return;
+    }
+    StartRead(&incoming_);
   }
 
-  void Send(v1::OrchestratorMessage message) override {
+  void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mutex_);
-    if (!closed_) pending_.push_back(std::move(message));
+    writing_ = false;
+    // A failed write: the agent is gone, and the read side notices too.
+    if (!ok) broken_ = true;
+    if (!broken_ && !finishing_) WriteNextLocked();
+    MaybeFinishLocked();
   }
 
-  void Replace(std::string reason) override {
-    v1::OrchestratorMessage shutdown;
-    shutdown.mutable_shutdown()->set_reason(std::move(reason));
-    absl::MutexLock lock(&mutex_);
-    if (closed_) return;
-    pending_.push_back(std::move(shutdown));
-    // The writer cancels the RPC once the Shutdown is out: the handler's
-    // blocked Read then returns and the stream ends.
-    replaced_ = true;
+  void OnDone() override {
+    session_.End();  // after this, Wake never runs
+    service_->Forget(context_);
+    delete this;
   }
 
  private:
-  void Run() {
-    bool replaced = false;
-    while (true) {
-      std::deque<v1::OrchestratorMessage> batch;
-      {
-        absl::MutexLock lock(&mutex_);
-        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
-          return closed_ || !pending_.empty();
-        };
-        mutex_.Await(absl::Condition(&ready));
-        if (closed_) return;
-        batch.swap(pending_);
-        replaced = replaced_;
-      }
-      for (v1::OrchestratorMessage& message : batch) {
-        if (!stream_->Write(message)) return;  // the agent is gone; reads notice too
-      }
-      if (replaced) {
-        context_->TryCancel();
+  // The outbox has a message and no write is in flight (any thread; maybe
+  // under the engine lock, so only starts a write).
+  void Wake() {
+    absl::MutexLock lock(&mutex_);
+    if (!broken_ && !finishing_) WriteNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    switch (session_.TakeOutgoing(&outgoing_)) {
+      case AgentSession::Outgoing::kMessage:
+        writing_ = true;
+        StartWrite(&outgoing_);
         return;
-      }
+      case AgentSession::Outgoing::kIdle:
+        return;
+      case AgentSession::Outgoing::kEnd:
+        // Replaced by a newer registration of the id (the Shutdown that
+        // says so is out), or the session ended: the stream ends with it.
+        finishing_ = true;
+        if (finish_status_.ok()) {
+          absl::Status why = session_.status();
+          finish_status_ =
+              why.ok() ? ToGrpcStatus(absl::CancelledError(
+                             "this agent stream was replaced by a newer registration of its id"))
+                       : ToGrpcStatus(why);
+        }
+        return;
     }
   }
 
-  grpc::ServerContext* context_;
-  Stream* stream_;
+  void FinishWhenWritten(grpc::Status status) {
+    absl::MutexLock lock(&mutex_);
+    if (!finishing_) {
+      finishing_ = true;
+      finish_status_ = std::move(status);
+    }
+    MaybeFinishLocked();
+  }
+
+  // Finish goes out once, after the write in flight (if any) completed.
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!finishing_ || writing_ || finished_) return;
+    finished_ = true;
+    Finish(finish_status_);
+  }
+
+  AgentServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  v1::AgentMessage incoming_;  // the read in flight
   absl::Mutex mutex_;
-  std::deque<v1::OrchestratorMessage> pending_ ABSL_GUARDED_BY(mutex_);
-  bool closed_ ABSL_GUARDED_BY(mutex_) = false;
-  bool replaced_ ABSL_GUARDED_BY(mutex_) = false;  // end the stream after what is pending
-  std::thread writer_;
+  v1::OrchestratorMessage outgoing_ ABSL_GUARDED_BY(mutex_);  // the write in flight
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool broken_ ABSL_GUARDED_BY(mutex_) = false;     // a write failed
+  bool finishing_ ABSL_GUARDED_BY(mutex_) = false;  // no more writes start
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mutex_);
+  // Last: its outbox may wake the reactor until it is ended (OnDone).
+  AgentSession session_;
 };
 
-}  // namespace
-
-grpc::Status AgentServiceImpl::Connect(grpc::ServerContext* context, Stream* stream) {
-  v1::AgentMessage first;
-  if (!stream->Read(&first)) return grpc::Status::OK;
-  if (!first.has_register_()) {
-    return ToGrpcStatus(
-        absl::FailedPreconditionError("the first message on an agent stream must be register"));
-  }
+grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* context) {
   {
     absl::MutexLock lock(&mutex_);
     open_.insert(context);
+    if (closing_) context->TryCancel();
   }
-  auto channel = std::make_shared<StreamChannel>(context, stream);
-  const std::string agent_id = first.register_().agent_id();
-  absl::Status status;
-  absl::StatusOr<v1::Registered> registered = engine_->RegisterAgent(first.register_(), channel);
-  if (!registered.ok()) {
-    status = registered.status();
-  } else {
-    v1::OrchestratorMessage reply;
-    *reply.mutable_registered() = *registered;
-    channel->Send(std::move(reply));
-    v1::AgentMessage message;
-    while (stream->Read(&message)) {
-      status = engine_->HandleAgentMessage(agent_id, message, channel.get());
-      if (!status.ok()) break;
-    }
-    engine_->DisconnectAgent(agent_id, channel.get());
-  }
-  channel->Close();
-  {
-    absl::MutexLock lock(&mutex_);
-    open_.erase(context);
-  }
-  if (!status.ok()) {
-    // A refused registration's id can be anything the client sent: cut.
-    logging::Warn("agent stream closed with an error",
-                  {{"agent", agent_id.substr(0, WorkflowEngine::kMaxAgentIdLength + 1)},
-                   {"error", std::string(status.message())}});
-  }
-  return ToGrpcStatus(status);
+  return new ConnectReactor(this, context);
+}
+
+void AgentServiceImpl::Forget(grpc::CallbackServerContext* context) {
+  absl::MutexLock lock(&mutex_);
+  open_.erase(context);
 }
 
 void AgentServiceImpl::CloseStreams() {
   absl::MutexLock lock(&mutex_);
-  for (grpc::ServerContext* context : open_) context->TryCancel();
+  closing_ = true;
+  for (grpc::CallbackServerContext* context : open_) context->TryCancel();
 }
 
 }  // namespace gyre::orchestrator

@@ -4,30 +4,39 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.grpc.pb.h"
-#include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
 
+class WorkflowEngine;
+class ConnectReactor;
+
 // gRPC handler of gyre.v1.AgentService: the one bidirectional stream each
-// agent holds. Reads go to the engine on the RPC's thread; writes go through
-// a per-stream queue drained by a writer thread, so the engine never blocks
-// on a slow agent's network. Thread-safe.
-class AgentServiceImpl final : public gyre::v1::AgentService::Service {
+// agent holds, on gRPC's callback API so that an idle stream holds no
+// thread (an orchestrator holds 10,000 agents). Each stream is a reactor
+// over an AgentSession: reads go to the engine on gRPC's callback threads
+// (the engine's calls for them are short and do no I/O); what the engine
+// sends waits in the session's outbox and goes out one write at a time, in
+// order, so the engine never blocks on a slow agent's network.
+// Thread-safe.
+class AgentServiceImpl final : public gyre::v1::AgentService::CallbackService {
  public:
   explicit AgentServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
 
-  grpc::Status Connect(grpc::ServerContext* context,
-                       grpc::ServerReaderWriter<gyre::v1::OrchestratorMessage,
-                                                gyre::v1::AgentMessage>* stream) override;
+  grpc::ServerBidiReactor<gyre::v1::AgentMessage, gyre::v1::OrchestratorMessage>* Connect(
+      grpc::CallbackServerContext* context) override;
 
   // Ends every open stream (server shutdown): agents reconnect elsewhere or
   // when the orchestrator is back.
   void CloseStreams();
 
  private:
+  friend class ConnectReactor;
+  void Forget(grpc::CallbackServerContext* context);
+
   WorkflowEngine* engine_;
   absl::Mutex mutex_;
-  absl::flat_hash_set<grpc::ServerContext*> open_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_set<grpc::CallbackServerContext*> open_ ABSL_GUARDED_BY(mutex_);
+  bool closing_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
 }  // namespace gyre::orchestrator

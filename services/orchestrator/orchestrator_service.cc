@@ -1,5 +1,8 @@
 #include "services/orchestrator/orchestrator_service.h"
 
+#include <memory>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "libs/common/client_text.h"
 #include "libs/common/status_mapping.h"
@@ -52,31 +55,6 @@ absl::Status CheckStart(const v1::StartExecutionRequest& request) {
   if (status.ok()) status = CheckName("parent", request.parent());
   return status;
 }
-// Holds one of the concurrent event streams (Watch, WatchBatches,
-// RunExecution) for as long as it lives.
-class StreamSlot {
- public:
-  explicit StreamSlot(std::atomic<int>& open) : open_(open) {
-    held_ = open_.fetch_add(1) < OrchestratorServiceImpl::kMaxEventStreams;
-  }
-  ~StreamSlot() { open_.fetch_sub(1); }
-  StreamSlot(const StreamSlot&) = delete;
-  StreamSlot& operator=(const StreamSlot&) = delete;
-
-  // Whether the stream may proceed; otherwise why not.
-  grpc::Status Check(absl::string_view method) const {
-    if (held_) return grpc::Status::OK;
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-        method, ": ", OrchestratorServiceImpl::kMaxEventStreams,
-        " event streams (Watch, WatchBatches, RunExecution) are open, the most the orchestrator "
-        "serves at once; retry later")));
-  }
-
- private:
-  std::atomic<int>& open_;
-  bool held_ = false;
-};
-
 }  // namespace
 
 grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext*,
@@ -201,53 +179,21 @@ grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
   return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
 }
 
-template <typename Send>
-grpc::Status OrchestratorServiceImpl::Follow(grpc::ServerContext* context,
-                                             const std::shared_ptr<EventSubscription>& subscription,
-                                             Send send) {
-  // A client that stops reading blocks this thread in Write; once its
-  // subscription is cut off for falling behind, cancelling the call is what
-  // frees the thread (the client sees the call end).
-  subscription->OnCutOff([context] { context->TryCancel(); });
-  grpc::Status status;
-  while (!context->IsCancelled() && !stopping_) {
-    bool last = false;
-    EventChunk chunk = subscription->Next(absl::Milliseconds(200), &last);
-    if (!chunk.events.empty()) {
-      if (absl::Status durable = engine_->AwaitDurable(); !durable.ok()) {
-        status = ToGrpcStatus(durable);
-        break;
-      }
-      if (!send(chunk, last)) break;
-    }
-    if (last) {
-      if (absl::Status cut_off = subscription->error(); !cut_off.ok()) {
-        status = ToGrpcStatus(cut_off);
-      }
-      break;
-    }
-  }
-  engine_->Unwatch(subscription);
-  subscription->OnCutOff(nullptr);  // the context goes when this returns
-  if (status.ok() && context->IsCancelled()) {
-    if (absl::Status cut_off = subscription->error(); !cut_off.ok()) {
-      logging::Warn("watch stream cut off", {{"error", std::string(cut_off.message())}});
-    }
-  }
-  return status;
-}
+namespace {
 
+// Appends the chunk's events to `batch` (on the chunk's arena: it may hold
+// fields of its own, such as RunExecution's execution) and to as many more
+// batches as EventBatch's limits take; every batch goes to `out`. Moving
+// an event into a batch is a pointer: everything goes when the chunk does.
 template <typename Batch>
-bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Batch* batch,
-                                           EventChunk& chunk, bool last) {
-  // The messages live on the chunk's arena with its events: moving an event
-  // into one is a pointer, and everything goes when the chunk does.
+void SplitIntoBatches(Batch* batch, EventChunk& chunk, std::vector<const Batch*>* out) {
   size_t bytes = batch->ByteSizeLong();
   for (v1::Event* event : chunk.events) {
     const size_t size = event->ByteSizeLong();
     if (batch->events_size() > 0 &&
-        (batch->events_size() == kMaxEventsPerBatch || bytes + size > kMaxBatchBytes)) {
-      if (!writer->Write(*batch)) return false;
+        (batch->events_size() == OrchestratorServiceImpl::kMaxEventsPerBatch ||
+         bytes + size > OrchestratorServiceImpl::kMaxBatchBytes)) {
+      out->push_back(batch);
       batch = google::protobuf::Arena::CreateMessage<Batch>(chunk.arena.get());
       bytes = 0;
     }
@@ -255,88 +201,361 @@ bool OrchestratorServiceImpl::WriteBatches(grpc::ServerWriter<Batch>* writer, Ba
     bytes += size;
   }
   chunk.events.clear();  // owned by the messages now (all on the arena)
-  if (last) {
-    // The final message goes out with the status in one write: the sync API
-    // sends it at Finish instead of waiting for it here.
-    writer->WriteLast(*batch, grpc::WriteOptions());
-    return true;
-  }
-  return writer->Write(*batch);
+  out->push_back(batch);
 }
 
-grpc::Status OrchestratorServiceImpl::Watch(grpc::ServerContext* context,
-                                            const v1::WatchRequest* request,
-                                            grpc::ServerWriter<v1::Event>* writer) {
-  if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
-    return ToGrpcStatus(status);
-  const StreamSlot slot(open_streams_);
-  if (grpc::Status refused = slot.Check("watch"); !refused.ok()) return refused;
-  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
-  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  return Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
-    for (size_t i = 0; i < chunk.events.size(); ++i) {
-      if (last && i + 1 == chunk.events.size()) {
-        writer->WriteLast(*chunk.events[i], grpc::WriteOptions());  // as in WriteBatches
-      } else if (!writer->Write(*chunk.events[i])) {
-        return false;
+// One event stream (Watch, WatchBatches or RunExecution) on the callback
+// API. It follows its subscription one chunk at a time: woken by the
+// subscription (OnReady), a worker takes the next chunk, waits until it is
+// durable and builds its messages; they are written one at a time; once the
+// last is out, a worker takes the next chunk. So what a slow client has not
+// read stays in its subscription, which cuts it off past its limit (the
+// call is then cancelled, freeing a write that would never end).
+//
+// Lifetime: owned by shared pointers, held by gRPC (from creation to
+// OnDone) and by the worker tasks in flight.
+template <typename Message>
+class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
+                                 public EventStream,
+                                 public std::enable_shared_from_this<EventStreamReactor<Message>> {
+ public:
+  // Builds a chunk's messages (on its arena).
+  using Build = absl::AnyInvocable<void(EventChunk& chunk, std::vector<const Message*>* out)>;
+  // Starts what the stream follows, on a worker (RunExecution starts an
+  // execution, which waits for durability): the subscription, and maybe a
+  // first chunk of messages to write before following it.
+  struct Started {
+    std::shared_ptr<EventSubscription> subscription;
+    EventChunk chunk;
+    std::vector<const Message*> messages;
+    bool last = false;
+  };
+  using Start = absl::AnyInvocable<absl::StatusOr<Started>()>;
+
+  static EventStreamReactor* Create(OrchestratorServiceImpl* service,
+                                    grpc::CallbackServerContext* context, Build build) {
+    auto reactor = std::shared_ptr<EventStreamReactor>(
+        new EventStreamReactor(service, context, std::move(build)));
+    reactor->self_ = reactor;
+    return reactor.get();
+  }
+
+  // Ends the stream at once with `status` (a refused request).
+  EventStreamReactor* Refuse(grpc::Status status) {
+    absl::MutexLock lock(&mutex_);
+    FinishLocked(std::move(status));
+    return this;
+  }
+
+  // Whether a place among kMaxEventStreams was free; otherwise why not.
+  grpc::Status CheckSlot(absl::string_view method) const {
+    if (slot_held_) return grpc::Status::OK;
+    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+        method, ": ", OrchestratorServiceImpl::kMaxEventStreams,
+        " event streams (Watch, WatchBatches, RunExecution) are open, the most the orchestrator "
+        "serves at once; retry later")));
+  }
+
+  // Follows `subscription` (Watch, WatchBatches).
+  EventStreamReactor* Follow(std::shared_ptr<EventSubscription> subscription) {
+    Begin(std::move(subscription));
+    return this;
+  }
+
+  // Runs `start` on a worker, then follows what it started (RunExecution).
+  EventStreamReactor* StartThenFollow(Start start) {
+    {
+      absl::MutexLock lock(&mutex_);
+      state_ = State::kBusy;
+    }
+    service_->workers().Post([self = this->shared_from_this(), start = std::move(start)]() mutable {
+      absl::StatusOr<Started> started = start();
+      if (!started.ok()) {
+        absl::MutexLock lock(&self->mutex_);
+        self->FinishLocked(ToGrpcStatus(started.status()));
+        return;
+      }
+      self->Begin(std::move(started->subscription), /*busy=*/true);
+      if (started->messages.empty()) {
+        self->Idle();
+        return;
+      }
+      self->Deliver(std::move(started->chunk), std::move(started->messages), started->last);
+    });
+    return this;
+  }
+
+  void Stop() override {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    if (state_ == State::kIdle) FinishLocked(grpc::Status::OK);
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mutex_);
+    if (!ok) {
+      FinishLocked(grpc::Status::OK);  // the client is gone (or the call was cut off)
+      return;
+    }
+    if (next_ < messages_.size()) {
+      WriteNextLocked();
+      return;
+    }
+    // The chunk is out: its arena goes, the next chunk comes.
+    messages_.clear();
+    chunk_ = EventChunk();
+    if (stopping_ || cancelled_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    PostPumpLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mutex_);
+    cancelled_ = true;
+    if (state_ == State::kIdle) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    if (subscription_ != nullptr) {
+      // After these return, the subscription's hooks never run again.
+      subscription_->OnReady(nullptr);
+      subscription_->OnCutOff(nullptr);
+      service_->engine()->Unwatch(subscription_);
+      if (absl::Status cut_off = subscription_->error(); !cut_off.ok()) {
+        logging::Warn("watch stream cut off", {{"error", std::string(cut_off.message())}});
       }
     }
-    return true;
-  });
+    if (tracked_) service_->Forget(this);
+    std::shared_ptr<EventStreamReactor> last = std::move(self_);  // may delete this
+  }
+
+  ~EventStreamReactor() override { service_->open_streams().fetch_sub(1); }
+
+ private:
+  enum class State {
+    kIdle,  // waiting for the subscription
+    kBusy,  // a worker has it, or a chunk is being written
+  };
+
+  EventStreamReactor(OrchestratorServiceImpl* service, grpc::CallbackServerContext* context,
+                     Build build)
+      : service_(service), context_(context), build_(std::move(build)) {
+    slot_held_ = service_->open_streams().fetch_add(1) < OrchestratorServiceImpl::kMaxEventStreams;
+  }
+
+  void Begin(std::shared_ptr<EventSubscription> subscription, bool busy = false) {
+    subscription_ = std::move(subscription);
+    tracked_ = service_->Track(this);
+    if (!tracked_) {
+      absl::MutexLock lock(&mutex_);
+      stopping_ = true;
+      if (!busy) FinishLocked(grpc::Status::OK);
+    }
+    // A slow reader's write may never end: cancelling the call frees it.
+    subscription_->OnCutOff([context = context_] { context->TryCancel(); });
+    // Set last: it may run at once.
+    subscription_->OnReady([this] {
+      absl::MutexLock lock(&mutex_);
+      if (state_ == State::kIdle) {
+        PostPumpLocked();
+      } else {
+        woken_ = true;  // the pump in progress looks again
+      }
+    });
+  }
+
+  void PostPumpLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    state_ = State::kBusy;
+    woken_ = false;
+    service_->workers().Post([self = this->shared_from_this()] { self->Pump(); });
+  }
+
+  // On a worker: the next chunk, once durable, to the client.
+  void Pump() {
+    bool last = false;
+    EventChunk chunk = subscription_->Next(absl::ZeroDuration(), &last);
+    if (chunk.events.empty() && !last) {
+      Idle();
+      return;
+    }
+    if (!chunk.events.empty()) {
+      if (absl::Status durable = service_->engine()->AwaitDurable(); !durable.ok()) {
+        absl::MutexLock lock(&mutex_);
+        FinishLocked(ToGrpcStatus(durable));
+        return;
+      }
+    }
+    std::vector<const Message*> messages;
+    if (!chunk.events.empty()) build_(chunk, &messages);
+    if (messages.empty()) {
+      // The end, with nothing more to show: the cut-off's error, if any.
+      absl::Status cut_off = subscription_->error();
+      absl::MutexLock lock(&mutex_);
+      FinishLocked(ToGrpcStatus(cut_off));
+      return;
+    }
+    Deliver(std::move(chunk), std::move(messages), last);
+  }
+
+  // Nothing to show: wait for the subscription (unless it woke meanwhile).
+  void Idle() {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_ || cancelled_) {
+      FinishLocked(grpc::Status::OK);
+    } else if (woken_) {
+      PostPumpLocked();
+    } else {
+      state_ = State::kIdle;
+    }
+  }
+
+  void Deliver(EventChunk chunk, std::vector<const Message*> messages, bool last) {
+    absl::MutexLock lock(&mutex_);
+    if (stopping_ || cancelled_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    chunk_ = std::move(chunk);
+    messages_ = std::move(messages);
+    next_ = 0;
+    last_ = last;
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    const Message* message = messages_[next_++];
+    if (next_ == messages_.size() && last_) {
+      // The final message goes out with the status in one write.
+      finished_ = true;
+      this->StartWriteAndFinish(message, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    this->StartWrite(message);
+  }
+
+  void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    finished_ = true;
+    this->Finish(std::move(status));
+  }
+
+  OrchestratorServiceImpl* const service_;
+  grpc::CallbackServerContext* const context_;
+  Build build_;
+  bool slot_held_ = false;
+  bool tracked_ = false;
+  // Set by Begin (on the RPC's thread or the start's worker), before any
+  // hook or pump can read it.
+  std::shared_ptr<EventSubscription> subscription_;
+  std::shared_ptr<EventStreamReactor> self_;  // gRPC's hold, until OnDone
+
+  absl::Mutex mutex_;
+  State state_ ABSL_GUARDED_BY(mutex_) = State::kIdle;
+  bool woken_ ABSL_GUARDED_BY(mutex_) = false;  // the subscription woke a busy stream
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  EventChunk chunk_ ABSL_GUARDED_BY(mutex_);  // the arena of the messages being written
+  std::vector<const Message*> messages_ ABSL_GUARDED_BY(mutex_);
+  size_t next_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool last_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+}  // namespace
+
+bool OrchestratorServiceImpl::Track(EventStream* stream) {
+  absl::MutexLock lock(&mutex_);
+  if (stopping_) return false;
+  streams_.insert(stream);
+  return true;
 }
 
-grpc::Status OrchestratorServiceImpl::WatchBatches(grpc::ServerContext* context,
-                                                   const v1::WatchRequest* request,
-                                                   grpc::ServerWriter<v1::EventBatch>* writer) {
+void OrchestratorServiceImpl::Forget(EventStream* stream) {
+  absl::MutexLock lock(&mutex_);
+  streams_.erase(stream);
+}
+
+void OrchestratorServiceImpl::Stop() {
+  absl::MutexLock lock(&mutex_);
+  stopping_ = true;
+  for (EventStream* stream : streams_) stream->Stop();
+}
+
+grpc::ServerWriteReactor<v1::Event>* OrchestratorServiceImpl::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  auto* reactor = EventStreamReactor<v1::Event>::Create(
+      this, context, [](EventChunk& chunk, std::vector<const v1::Event*>* out) {
+        out->assign(chunk.events.begin(), chunk.events.end());
+      });
   if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
-    return ToGrpcStatus(status);
-  const StreamSlot slot(open_streams_);
-  if (grpc::Status refused = slot.Check("watch batches"); !refused.ok()) return refused;
+    return reactor->Refuse(ToGrpcStatus(status));
+  if (grpc::Status refused = reactor->CheckSlot("watch"); !refused.ok())
+    return reactor->Refuse(refused);
   absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
       engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
-  if (!subscription.ok()) return ToGrpcStatus(subscription.status());
-  return Follow(context, *subscription, [writer](EventChunk& chunk, bool last) {
-    return WriteBatches(writer,
-                        google::protobuf::Arena::CreateMessage<v1::EventBatch>(chunk.arena.get()),
-                        chunk, last);
-  });
+  if (!subscription.ok()) return reactor->Refuse(ToGrpcStatus(subscription.status()));
+  return reactor->Follow(*std::move(subscription));
 }
 
-grpc::Status OrchestratorServiceImpl::RunExecution(
-    grpc::ServerContext* context, const v1::RunExecutionRequest* request,
-    grpc::ServerWriter<v1::RunExecutionResponse>* writer) {
-  if (absl::Status status = CheckStart(request->start()); !status.ok()) return ToGrpcStatus(status);
-  const StreamSlot slot(open_streams_);
-  if (grpc::Status refused = slot.Check("run execution"); !refused.ok()) return refused;
+grpc::ServerWriteReactor<v1::EventBatch>* OrchestratorServiceImpl::WatchBatches(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  auto* reactor = EventStreamReactor<v1::EventBatch>::Create(
+      this, context, [](EventChunk& chunk, std::vector<const v1::EventBatch*>* out) {
+        SplitIntoBatches(google::protobuf::Arena::CreateMessage<v1::EventBatch>(chunk.arena.get()),
+                         chunk, out);
+      });
+  if (absl::Status status = CheckName("execution", request->execution()); !status.ok())
+    return reactor->Refuse(ToGrpcStatus(status));
+  if (grpc::Status refused = reactor->CheckSlot("watch batches"); !refused.ok())
+    return reactor->Refuse(refused);
+  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
+      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
+  if (!subscription.ok()) return reactor->Refuse(ToGrpcStatus(subscription.status()));
+  return reactor->Follow(*std::move(subscription));
+}
+
+grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::RunExecution(
+    grpc::CallbackServerContext* context, const v1::RunExecutionRequest* request) {
+  using Reactor = EventStreamReactor<v1::RunExecutionResponse>;
+  auto* reactor = Reactor::Create(
+      this, context, [](EventChunk& chunk, std::vector<const v1::RunExecutionResponse*>* out) {
+        SplitIntoBatches(
+            google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
+            chunk, out);
+      });
+  if (absl::Status status = CheckStart(request->start()); !status.ok())
+    return reactor->Refuse(ToGrpcStatus(status));
+  if (grpc::Status refused = reactor->CheckSlot("run execution"); !refused.ok())
+    return reactor->Refuse(refused);
   if (request->start().source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
-    return ToGrpcStatus(
-        absl::InvalidArgumentError("run execution: set start.workflow or start.definition"));
+    return reactor->Refuse(ToGrpcStatus(
+        absl::InvalidArgumentError("run execution: set start.workflow or start.definition")));
   }
-  // Moved, not copied, as in StartExecution.
-  absl::StatusOr<WorkflowEngine::StartedExecution> started = engine_->StartAndWatch(
-      std::move(*const_cast<v1::RunExecutionRequest*>(request)->mutable_start()),
-      request->include_logs());
-  if (!started.ok()) return ToGrpcStatus(started.status());
-  // The first message goes out now, with the events already there (often
-  // all of them: a short execution may end before its start is durable).
-  bool last = false;
-  EventChunk chunk = started->events->Next(absl::ZeroDuration(), &last);
-  // The start is durable; the events that came with it may not be yet.
-  if (absl::Status durable = engine_->AwaitDurable(); !durable.ok()) {
-    engine_->Unwatch(started->events);
-    return ToGrpcStatus(durable);
-  }
-  auto* first = google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get());
-  *first->mutable_execution() = std::move(started->execution);
-  if (!WriteBatches(writer, first, chunk, last) || last) {
-    engine_->Unwatch(started->events);
-    return grpc::Status::OK;
-  }
-  return Follow(context, started->events, [writer](EventChunk& chunk, bool last) {
-    return WriteBatches(
-        writer, google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
-        chunk, last);
+  // The start waits for durability: on a worker. The request is gRPC's,
+  // alive and ours alone until the stream is done: moved, not copied.
+  auto* mutable_request = const_cast<v1::RunExecutionRequest*>(request);
+  return reactor->StartThenFollow([this, mutable_request]() -> absl::StatusOr<Reactor::Started> {
+    absl::StatusOr<WorkflowEngine::StartedExecution> started = engine_->StartAndWatch(
+        std::move(*mutable_request->mutable_start()), mutable_request->include_logs());
+    if (!started.ok()) return started.status();
+    // The first message goes out now, with the events already there (often
+    // all of them: a short execution may end before its start is durable).
+    Reactor::Started first;
+    first.subscription = started->events;
+    first.chunk = first.subscription->Next(absl::ZeroDuration(), &first.last);
+    // The start is durable; the events that came with it may not be yet.
+    if (absl::Status durable = engine_->AwaitDurable(); !durable.ok()) {
+      engine_->Unwatch(first.subscription);
+      return durable;
+    }
+    auto* message =
+        google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(first.chunk.arena.get());
+    *message->mutable_execution() = std::move(started->execution);
+    SplitIntoBatches(message, first.chunk, &first.messages);
+    return first;
   });
 }
 

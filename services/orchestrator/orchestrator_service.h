@@ -5,15 +5,41 @@
 #include <memory>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
 
+// An open event stream, as Stop sees it.
+class EventStream {
+ public:
+  virtual ~EventStream() = default;
+  // Ends the stream (OK) once what is being written is out.
+  virtual void Stop() = 0;
+};
+
+// The service's base: the event streams (Watch, WatchBatches,
+// RunExecution) on gRPC's callback API, the unary RPCs synchronous.
+using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMethod_Watch<
+    gyre::v1::OrchestratorService::WithCallbackMethod_WatchBatches<
+        gyre::v1::OrchestratorService::WithCallbackMethod_RunExecution<
+            gyre::v1::OrchestratorService::Service>>>;
+
 // gRPC handlers of gyre.v1.OrchestratorService. Thin: each validates the
 // request shape, calls the engine and maps its status once. RPCs not
 // overridden here answer UNIMPLEMENTED naming the method. Thread-safe.
-class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Service {
+//
+// The event streams are reactors on gRPC's callback API, so an idle stream
+// holds no thread: each waits for its subscription (EventSubscription::
+// OnReady), takes a chunk of events, waits for it to be durable and writes
+// it, one message in flight, before it takes the next; the waits (and the
+// replay of stored events) run on a few StreamWorkers threads, never on
+// gRPC's. A subscriber that stops reading fills its subscription and is cut
+// off there (the call is cancelled), as before.
+class OrchestratorServiceImpl final : public OrchestratorServiceBase {
  public:
   explicit OrchestratorServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
 
@@ -27,8 +53,8 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                               gyre::v1::WorkflowDefinition*) override;
   grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,
                               gyre::v1::Execution*) override;
-  grpc::Status RunExecution(grpc::ServerContext*, const gyre::v1::RunExecutionRequest*,
-                            grpc::ServerWriter<gyre::v1::RunExecutionResponse>*) override;
+  grpc::ServerWriteReactor<gyre::v1::RunExecutionResponse>* RunExecution(
+      grpc::CallbackServerContext* context, const gyre::v1::RunExecutionRequest* request) override;
   grpc::Status GetTaskLibrary(grpc::ServerContext*, const gyre::v1::GetTaskLibraryRequest*,
                               gyre::v1::WorkflowDefinition*) override;
   grpc::Status ScheduleOutcome(grpc::ServerContext*, const gyre::v1::ScheduleOutcomeRequest*,
@@ -49,47 +75,43 @@ class OrchestratorServiceImpl final : public gyre::v1::OrchestratorService::Serv
                             gyre::v1::ListTaskRunsResponse*) override;
   grpc::Status GetTaskLogs(grpc::ServerContext*, const gyre::v1::GetTaskLogsRequest*,
                            gyre::v1::GetTaskLogsResponse*) override;
-  grpc::Status Watch(grpc::ServerContext*, const gyre::v1::WatchRequest*,
-                     grpc::ServerWriter<gyre::v1::Event>*) override;
-  grpc::Status WatchBatches(grpc::ServerContext*, const gyre::v1::WatchRequest*,
-                            grpc::ServerWriter<gyre::v1::EventBatch>*) override;
+  grpc::ServerWriteReactor<gyre::v1::Event>* Watch(grpc::CallbackServerContext* context,
+                                                   const gyre::v1::WatchRequest* request) override;
+  grpc::ServerWriteReactor<gyre::v1::EventBatch>* WatchBatches(
+      grpc::CallbackServerContext* context, const gyre::v1::WatchRequest* request) override;
   grpc::Status ListQueues(grpc::ServerContext*, const gyre::v1::ListQueuesRequest*,
                           gyre::v1::ListQueuesResponse*) override;
   grpc::Status ListAgents(grpc::ServerContext*, const gyre::v1::ListAgentsRequest*,
                           gyre::v1::ListAgentsResponse*) override;
 
-  // Ends open Watch streams promptly on shutdown.
-  void Stop() { stopping_ = true; }
+  // Ends open event streams promptly on shutdown (OK, as a finished one).
+  void Stop();
 
   // Watch, WatchBatches and RunExecution streams open at once: each holds
-  // a thread and a subscription the engine feeds under its lock, so their
-  // number is bounded (RESOURCE_EXHAUSTED past it).
+  // a subscription the engine feeds under its lock, so their number is
+  // bounded (RESOURCE_EXHAUSTED past it).
   static constexpr int kMaxEventStreams = 1024;
 
   // EventBatch limits (documented in the proto).
   static constexpr int kMaxEventsPerBatch = 4096;
   static constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 
- private:
-  // Follows a subscription until it ends, the client goes or the server
-  // stops: hands every batch of pending events to `send(events, last)`
-  // (`last`: nothing follows them), which returns false once the client is
-  // gone. A batch goes out only once durable (WorkflowEngine::AwaitDurable);
-  // the store's error, if it fails, ends the stream. Unwatches at the end.
-  template <typename Send>
-  grpc::Status Follow(grpc::ServerContext* context,
-                      const std::shared_ptr<EventSubscription>& subscription, Send send);
-  // Writes `batch`, on the chunk's arena (it may hold fields of its own,
-  // such as RunExecution's execution), with the chunk's events appended,
-  // split into messages within EventBatch's limits; the final one with the
-  // status if `last`. False once the client is gone.
-  template <typename Batch>
-  static bool WriteBatches(grpc::ServerWriter<Batch>* writer, Batch* batch, EventChunk& chunk,
-                           bool last);
+  // For the streams (orchestrator_service.cc).
+  WorkflowEngine* engine() { return engine_; }
+  StreamWorkers& workers() { return workers_; }
+  std::atomic<int>& open_streams() { return open_streams_; }
+  // Registers an open stream for Stop; false if the service is stopping.
+  bool Track(EventStream* stream);
+  void Forget(EventStream* stream);
 
+ private:
   WorkflowEngine* engine_;
-  std::atomic<bool> stopping_{false};
   std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
+  absl::Mutex mutex_;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::flat_hash_set<EventStream*> streams_ ABSL_GUARDED_BY(mutex_);
+  // Durability waits and replays of the event streams. Last: joined first.
+  StreamWorkers workers_{4};
 };
 
 }  // namespace gyre::orchestrator
