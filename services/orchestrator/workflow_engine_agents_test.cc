@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "libs/common/clock.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
 #include "services/orchestrator/memory_state_store.h"
@@ -115,8 +116,10 @@ TEST_F(WorkflowEngineTest, AnAgentAwayWhenItsExecutionWasCancelledIsToldToStopOn
 }
 
 TEST(WorkflowEngineHeartbeatTest, ALeaseTheAgentStoppedReportingIsRequeued) {
+  FakeClock clock;
   WorkflowEngine::Options options;
   options.heartbeat_interval = absl::Milliseconds(20);
+  options.clock = &clock;
   WorkflowEngine engine(options);
   auto channel = std::make_shared<RecordingChannel>();
   ASSERT_TRUE(engine.RegisterAgent(Registration("a1", 2), channel).ok());
@@ -133,7 +136,7 @@ TEST(WorkflowEngineHeartbeatTest, ALeaseTheAgentStoppedReportingIsRequeued) {
   ASSERT_TRUE(engine.HandleAgentMessage("a1", heartbeat).ok());
   EXPECT_EQ(engine.GetTaskRun(exec + "/tasks/" + dropped.task_id())->attempts_size(), 1);
 
-  absl::SleepFor(absl::Milliseconds(60));  // three heartbeat intervals
+  clock.Advance(absl::Milliseconds(60));  // three heartbeat intervals
   ASSERT_TRUE(engine.HandleAgentMessage("a1", heartbeat).ok());
   const v1::TaskRun lost = *engine.GetTaskRun(exec + "/tasks/" + dropped.task_id());
   EXPECT_EQ(lost.state(), v1::TASK_READY) << "re-queued";
@@ -168,10 +171,11 @@ TEST_F(WorkflowEngineTest, AgentOnlyGetsTasksOfItsQueuesThatFitItsResources) {
 // agent touches only what was leased to it, memory follows what is live.
 class AgentStreamTest : public ::testing::Test {
  protected:
-  static WorkflowEngine::Options Options() {
+  WorkflowEngine::Options Options() {
     WorkflowEngine::Options options;
     options.lease_timeout = absl::Seconds(30);
     options.heartbeat_interval = absl::Milliseconds(200);
+    options.clock = &clock_;
     return options;
   }
 
@@ -181,6 +185,7 @@ class AgentStreamTest : public ::testing::Test {
     return execution.ok() ? execution->name() : "";
   }
 
+  FakeClock clock_;  // before the engine, which reads it
   WorkflowEngine engine_{Options()};
 };
 
@@ -203,7 +208,7 @@ TEST_F(AgentStreamTest, ALiveIdIsRefusedAndASilentStreamIsToldAndReplaced) {
   EXPECT_EQ(real->replaced(), "");
 
   // Silent for over two heartbeat intervals (and 500 ms): a half-open stream.
-  absl::SleepFor(absl::Milliseconds(800));
+  clock_.Advance(absl::Milliseconds(800));
   auto back = std::make_shared<ReplaceableChannel>();
   ASSERT_TRUE(engine_.RegisterAgent(Registration("a1", 2, {leased[0].ref()}), back).ok());
   EXPECT_TRUE(absl::StrContains(real->replaced(), "registered again")) << real->replaced();
@@ -335,7 +340,7 @@ TEST_F(AgentStreamTest, QueueNamesAreCappedAndForgottenWhenNobodyUsesThem) {
   for (int agent = 0; agent < accepted; ++agent) {
     engine_.DisconnectAgent(absl::StrCat("a", agent), channels[agent].get());
   }
-  engine_.ExpireLeases(absl::Now() + absl::Minutes(1));
+  engine_.ExpireLeases(clock_.Now() + absl::Minutes(1));
   EXPECT_EQ(engine_.QueueCount(), 0u);
   EXPECT_TRUE(engine_.ListQueues().empty());
   EXPECT_EQ(Start(Workflow({Task("a")})).empty(), false);
