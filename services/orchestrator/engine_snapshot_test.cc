@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "gtest/gtest.h"
+#include "libs/common/clock.h"
 #include "services/orchestrator/memory_state_store.h"
 #include "services/orchestrator/testing/engine_builders.h"
 #include "services/orchestrator/testing/fake_agent_channel.h"
@@ -36,13 +37,16 @@ std::vector<v1::TaskRun> TaskRuns(WorkflowEngine& engine, const std::string& exe
 // restarts it by destroying it and making another.
 class Orchestrator {
  public:
+  // `clock` (not owned) is where the engine reads the time.
   explicit Orchestrator(std::shared_ptr<MemoryStateStoreData> data,
-                        uint64_t snapshot_every_records = 0, bool drop_child_starts = false)
+                        uint64_t snapshot_every_records = 0, bool drop_child_starts = false,
+                        Clock* clock = Clock::Real())
       : store_(NewMemoryStateStore(std::move(data))) {
     if (drop_child_starts) dropping_ = std::make_unique<DropChildStarts>(store_.get());
     WorkflowEngine::Options options;
     options.store = dropping_ != nullptr ? dropping_.get() : store_.get();
     options.snapshot_every_records = snapshot_every_records;
+    options.clock = clock;
     engine_ = std::make_unique<WorkflowEngine>(options);
     const absl::Status recovered = engine_->Recover();
     EXPECT_TRUE(recovered.ok()) << recovered;
@@ -121,12 +125,13 @@ LoadShape ShapeOf(const std::shared_ptr<MemoryStateStoreData>& data) {
 
 TEST(EngineSnapshotTest, RestartFromSnapshotPlusTailRestoresStateAndHistoryExactly) {
   auto data = NewMemoryStateStoreData();
+  FakeClock clock;
   std::string diamond;
   std::string failed;
   std::vector<v1::Event> failed_events;
   std::vector<v1::TaskRun> failed_runs;
   {
-    Orchestrator orchestrator(data);
+    Orchestrator orchestrator(data, 0, false, &clock);
     auto agent = orchestrator.Connect("a1");
     failed = orchestrator.Start(Workflow("fails", {Task("x"), Task("y", {"x"})}));
     orchestrator.Report("a1", agent->Take(1).at(0), v1::ATTEMPT_FAILED);
@@ -145,8 +150,8 @@ TEST(EngineSnapshotTest, RestartFromSnapshotPlusTailRestoresStateAndHistoryExact
   EXPECT_TRUE(shape.snapshot);
   EXPECT_EQ(shape.records, 1) << "only b's result follows the snapshot";
 
-  absl::SleepFor(absl::Milliseconds(5));  // replayed events would get new times
-  Orchestrator orchestrator(data);
+  clock.Advance(absl::Minutes(1));  // replayed events would get new times
+  Orchestrator orchestrator(data, 0, false, &clock);
   EXPECT_EQ(orchestrator.engine().GetExecution(failed)->state(), v1::EXECUTION_FAILED);
   const std::vector<v1::Event> events = orchestrator.Events(failed);
   ASSERT_EQ(events.size(), failed_events.size());
