@@ -1,2 +1,2 @@
 #include "absl/strings/str_cat.h"  // not ours: outside the graph
-#include "services/api/api.h"
+#include "services/other/other_client.h"

@@ -1,1 +1,2 @@
 #include "tests/fixture.h"
+#include "services/api/api_detail.h"
