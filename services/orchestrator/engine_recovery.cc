@@ -112,6 +112,20 @@ absl::Status EngineRecovery::ApplyRecord(const v1::StateRecord& record, Outbox& 
                               failed.error(), out);
       return absl::OkStatus();
     }
+    case v1::StateRecord::kPriorityChanged: {
+      const v1::PriorityChanged& changed = record.priority_changed();
+      if (changed.task_id().empty()) {
+        ExecutionEntry* exec = executions_.Find(changed.execution_id());
+        if (exec == nullptr) return absl::DataLossError("priority of an unknown execution");
+        machine_.SetPriority(*exec, changed.priority());
+        return absl::OkStatus();
+      }
+      absl::StatusOr<TaskLocation> found =
+          RecordedTask(executions_, changed.execution_id(), changed.task_id(), "priority");
+      if (!found.ok()) return found.status();
+      machine_.SetPriority(*found->execution, found->task, changed.priority());
+      return absl::OkStatus();
+    }
     default:
       return absl::DataLossError("state record of an unknown kind (written by a newer Gyre?)");
   }

@@ -100,6 +100,12 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
                response);
 }
 
+grpc::Status OrchestratorServiceImpl::UpdatePriority(grpc::ServerContext*,
+                                                     const v1::UpdatePriorityRequest* request,
+                                                     v1::Execution* response) {
+  return Reply(engine_->UpdatePriority(*request), response);
+}
+
 grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext*,
                                                      const v1::GetTaskLibraryRequest*,
                                                      v1::WorkflowDefinition* response) {

@@ -69,6 +69,8 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
                               gyre::v1::Execution*) override;
   grpc::Status ResumeExecution(grpc::ServerContext*, const gyre::v1::ResumeExecutionRequest*,
                                gyre::v1::Execution*) override;
+  grpc::Status UpdatePriority(grpc::ServerContext*, const gyre::v1::UpdatePriorityRequest*,
+                              gyre::v1::Execution*) override;
   grpc::Status GetTaskRun(grpc::ServerContext*, const gyre::v1::GetTaskRunRequest*,
                           gyre::v1::TaskRun*) override;
   grpc::Status ListTaskRuns(grpc::ServerContext*, const gyre::v1::ListTaskRunsRequest*,

@@ -385,6 +385,25 @@ void TaskStateMachine::FailNotStarted(ExecutionEntry& exec, uint32_t index,
   journal_.Persist(record);
 }
 
+void TaskStateMachine::SetPriority(ExecutionEntry& exec, uint32_t index, int32_t priority) {
+  TaskEntry& task = exec.tasks[index];
+  task.priority = static_cast<uint8_t>(std::clamp(priority, 0, 100));
+  // While paused, a READY task's queue entry may be parked on its way out:
+  // its priority is read again when it is queued on resume. A second entry
+  // of the same generation would let one dispatch lease it twice.
+  if (task.state != v1::TASK_READY || exec.state == v1::EXECUTION_PAUSED) return;
+  task.generation++;
+  QueueReady(exec, index);
+}
+
+void TaskStateMachine::SetPriority(ExecutionEntry& exec, int32_t priority) {
+  exec.priority = priority;
+  for (uint32_t i = 0; i < exec.tasks.size(); ++i) {
+    const v1::TaskState state = exec.tasks[i].state;
+    if (state == v1::TASK_PENDING || state == v1::TASK_READY) SetPriority(exec, i, priority);
+  }
+}
+
 void TaskStateMachine::Cancel(ExecutionEntry& exec, absl::string_view reason, Outbox& out) {
   exec.reason = reason.empty() ? "cancelled by a client" : std::string(reason);
   for (uint32_t i = 0; i < exec.tasks.size(); ++i) {

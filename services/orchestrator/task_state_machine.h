@@ -97,6 +97,14 @@ class TaskStateMachine {
   void FailNotStarted(ExecutionEntry& exec, uint32_t task, const std::string& agent_id,
                       int64_t attempt, std::string error, Outbox& out);
 
+  // New priority for `task` (a task not yet leased: a leased or running
+  // one keeps its place, a later attempt takes the new one). A READY task is
+  // queued again at its new priority (its old queue entry goes stale).
+  void SetPriority(ExecutionEntry& exec, uint32_t task, int32_t priority);
+  // New priority for every task of `exec` not yet leased, and the
+  // execution's own.
+  void SetPriority(ExecutionEntry& exec, int32_t priority);
+
   // Cancels every task not ended (telling agents to stop running ones).
   void Cancel(ExecutionEntry& exec, absl::string_view reason, Outbox& out);
   // Back from PAUSED: its parked tasks queued again.

@@ -634,6 +634,60 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
   return result;
 }
 
+absl::StatusOr<v1::Execution> WorkflowEngine::UpdatePriority(const v1::UpdatePriorityRequest& req) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  if (req.priority() < 0 || req.priority() > 100) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priority ", req.priority(), " is out of range [0, 100]"));
+  }
+  const bool one_task = req.name().find("/tasks/") != std::string::npos;
+  Outbox out;
+  v1::Execution result;
+  auto durable = std::make_shared<DurableWait>();
+  {
+    absl::MutexLock lock(&mu_);
+    TickLocked();
+    TaskLocation found;
+    ExecutionEntry* exec = nullptr;
+    if (one_task) {
+      found = executions_.FindTaskRun(req.name());
+      exec = found.execution;
+    } else {
+      exec = executions_.Find(req.name());
+    }
+    if (exec == nullptr) {
+      return absl::NotFoundError(absl::StrCat(one_task ? "task run " : "execution ",
+                                              QuoteClientText(req.name()), " not found"));
+    }
+    if (exec->final()) {
+      return absl::FailedPreconditionError(absl::StrCat(exec->name(), " already ended (",
+                                                        v1::ExecutionState_Name(exec->state), ")"));
+    }
+    v1::StateRecord record;
+    v1::PriorityChanged& changed = *record.mutable_priority_changed();
+    changed.set_execution_id(exec->id);
+    changed.set_priority(req.priority());
+    if (one_task) {
+      const v1::TaskState state = found.entry().state;
+      if (state != v1::TASK_PENDING && state != v1::TASK_READY) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(QuoteClientText(req.name()), " is ", v1::TaskState_Name(state),
+                         ": only a task not yet leased takes a new priority"));
+      }
+      changed.set_task_id(found.entry().spec->id());
+      machine_.SetPriority(*exec, found.task, req.priority());
+    } else {
+      machine_.SetPriority(*exec, req.priority());
+    }
+    journal_.Persist(record, DurableCallback(durable));
+    dispatcher_.Dispatch(out);
+    result = ExecutionProto(*exec);
+  }
+  Deliver(out);
+  if (absl::Status status = durable->Wait(); !status.ok()) return status;
+  return result;
+}
+
 absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::MutexLock lock(&mu_);

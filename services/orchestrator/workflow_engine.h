@@ -165,6 +165,12 @@ class WorkflowEngine {
                                                       absl::string_view reason);
   absl::StatusOr<gyre::v1::Execution> PauseExecution(absl::string_view name);
   absl::StatusOr<gyre::v1::Execution> ResumeExecution(absl::string_view name);
+  // New priority (0..100) for the waiting tasks of an execution
+  // ("executions/{e}") or for one task ("executions/{e}/tasks/{t}"); tasks
+  // leased or running keep theirs. Recorded; returns once durable.
+  // FailedPrecondition once the execution ended, or for a task already
+  // leased, running or ended.
+  absl::StatusOr<gyre::v1::Execution> UpdatePriority(const gyre::v1::UpdatePriorityRequest& req);
   absl::StatusOr<gyre::v1::TaskRun> GetTaskRun(absl::string_view name);
   // A page of an execution's task runs, in workflow order (it stops early
   // once its outputs reach limits::kMaxListPageValueBytes); errors as above.

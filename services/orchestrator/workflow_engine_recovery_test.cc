@@ -34,6 +34,7 @@ using ::gyre::orchestrator::testing::FailingStore;
 using ::gyre::orchestrator::testing::RecordingChannel;
 using ::gyre::orchestrator::testing::Registration;
 using ::gyre::orchestrator::testing::ResultMessage;
+using ::gyre::orchestrator::testing::StartRequest;
 using ::gyre::orchestrator::testing::Task;
 using ::gyre::orchestrator::testing::Workflow;
 using ::gyre::orchestrator::testing::Writes;
@@ -428,6 +429,51 @@ TEST(WorkflowEngineFailStopTest, AFailedAppendStopsTheEngineAndARestartHasOnlyWh
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->executions_size(), 1);
   EXPECT_EQ(listed->executions(0).name(), durable_execution);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, ANewPriorityOrdersDispatchAndSurvivesARestart) {
+  // Two waiting tasks and no agent yet; the second is raised above the first.
+  exec_ = engine_->StartExecution(StartRequest(Workflow({Task("low"), Task("high")})))->name();
+  v1::UpdatePriorityRequest raise;
+  raise.set_name(exec_ + "/tasks/high");
+  raise.set_priority(90);
+  ASSERT_TRUE(engine_->UpdatePriority(raise).ok());
+  EXPECT_EQ(Run("high").priority(), 90);
+
+  Restart();  // the change is recorded: replay keeps it
+  EXPECT_EQ(Run("high").priority(), 90);
+  EXPECT_EQ(Run("low").priority(), 50);
+  auto channel = Register("a1");
+  // Both go in one assignment, the raised task first.
+  auto first = channel->Take(2);
+  ASSERT_EQ(first.size(), 2u);
+  EXPECT_EQ(first[0].ref().task_id(), "high");
+  EXPECT_EQ(first[1].ref().task_id(), "low");
+
+  // A leased task keeps its place; an unknown one is not found; the range
+  // is checked.
+  raise.set_priority(10);
+  EXPECT_EQ(engine_->UpdatePriority(raise).status().code(), absl::StatusCode::kFailedPrecondition);
+  raise.set_name(exec_ + "/tasks/nope");
+  EXPECT_EQ(engine_->UpdatePriority(raise).status().code(), absl::StatusCode::kNotFound);
+  raise.set_name(exec_);
+  raise.set_priority(101);
+  EXPECT_EQ(engine_->UpdatePriority(raise).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, AnExecutionsPriorityAppliesToItsWaitingTasks) {
+  exec_ = engine_->StartExecution(StartRequest(Workflow({Task("a"), Task("b", {"a"})})))->name();
+  v1::UpdatePriorityRequest change;
+  change.set_name(exec_);
+  change.set_priority(7);
+  absl::StatusOr<v1::Execution> execution = engine_->UpdatePriority(change);
+  ASSERT_TRUE(execution.ok()) << execution.status();
+  EXPECT_EQ(execution->priority(), 7);
+  EXPECT_EQ(Run("a").priority(), 7);
+  EXPECT_EQ(Run("b").priority(), 7);
+  Restart();
+  EXPECT_EQ(engine_->GetExecution(exec_)->priority(), 7);
+  EXPECT_EQ(Run("b").priority(), 7);
 }
 
 }  // namespace
