@@ -1,0 +1,38 @@
+#ifndef GYRE_SERVICES_ORCHESTRATOR_POSTGRES_STATE_STORE_H_
+#define GYRE_SERVICES_ORCHESTRATOR_POSTGRES_STATE_STORE_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/orchestrator/state_store.h"
+
+namespace gyre::orchestrator {
+
+struct PostgresStoreOptions {
+  // libpq connection string, key=value or URI form; multi-host lists and
+  // target_session_attrs pass through to libpq unchanged.
+  std::string dsn;
+  // Set (when not empty) as the connection's password, overriding one in
+  // `dsn`. Never logged nor put in an error.
+  std::string password;
+};
+
+// The PostgreSQL backend: records in `state_records(position, record)`,
+// snapshots in `snapshots(position, snapshot)`, the schema created and
+// upgraded by versioned migrations (`schema_migrations`) at Load, under an
+// advisory lock so that orchestrators starting together do not race. Append
+// queues; one writer thread commits whatever is queued in one transaction
+// (group commit) and completes the callbacks in order. Load also takes a
+// session advisory lock that keeps a second store off the same database
+// until shards exist (issue 21). Thread-safe.
+std::unique_ptr<StateStore> NewPostgresStateStore(PostgresStoreOptions options);
+
+// `dsn` with its password (and nothing else) left out, for logs and errors:
+// "host=a,b port=5432 dbname=gyre user=gyre". An undecodable DSN gives
+// "(unparsable DSN)", never the DSN itself.
+std::string DescribeDsn(const std::string& dsn);
+
+}  // namespace gyre::orchestrator
+
+#endif  // GYRE_SERVICES_ORCHESTRATOR_POSTGRES_STATE_STORE_H_
