@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <deque>
 #include <exception>
 #include <optional>
@@ -351,31 +352,44 @@ class PostgresStateStore : public StateStore {
     return absl::OkStatus();
   }
 
-  // Commits `batch` (consecutive positions) in one transaction.
+  // Commits `batch` (consecutive positions) atomically. A batch that fits
+  // one INSERT is sent alone, in autocommit: one round trip instead of
+  // three (BEGIN, INSERT, COMMIT), which is most of a small commit's time.
   absl::Status Commit(const std::vector<Pending>& batch) {
     return Guard("append", where_, secrets_, [&] {
       std::vector<pqxx::binarystring> rows;
-      int64_t first = static_cast<int64_t>(batch.front().first_position);
-      pqxx::work tx(*writer_conn_);
-      auto flush = [&] {
-        std::string sql = "INSERT INTO state_records (position, record) VALUES ";
-        for (size_t i = 0; i < rows.size(); ++i) {
-          absl::StrAppend(&sql, i == 0 ? "" : ", ", "($1::bigint + ", i, ", $", i + 2, ")");
-        }
-        tx.exec_params0(sql, first, pqxx::prepare::make_dynamic_params(rows));
-        first += static_cast<int64_t>(rows.size());
-        rows.clear();
-      };
       for (const Pending& pending : batch) {
         for (const std::string& record : pending.records) {
           rows.emplace_back(record.data(), record.size());
-          if (rows.size() == kRowsPerStatement) flush();
         }
       }
-      if (!rows.empty()) flush();
+      const int64_t first = static_cast<int64_t>(batch.front().first_position);
+      if (rows.size() <= kRowsPerStatement) {
+        pqxx::nontransaction tx(*writer_conn_);
+        tx.exec_params0(InsertStatement(rows.size()), first,
+                        pqxx::prepare::make_dynamic_params(rows));
+        return absl::OkStatus();
+      }
+      pqxx::work tx(*writer_conn_);
+      for (size_t at = 0; at < rows.size(); at += kRowsPerStatement) {
+        const size_t count = std::min(kRowsPerStatement, rows.size() - at);
+        tx.exec_params0(
+            InsertStatement(count), first + static_cast<int64_t>(at),
+            pqxx::prepare::make_dynamic_params(rows.begin() + at, rows.begin() + at + count));
+      }
       tx.commit();
       return absl::OkStatus();
     });
+  }
+
+  // "INSERT ... VALUES ($1 + 0, $2), ($1 + 1, $3), ...": `rows` records at
+  // consecutive positions from $1.
+  static std::string InsertStatement(size_t rows) {
+    std::string sql = "INSERT INTO state_records (position, record) VALUES ";
+    for (size_t i = 0; i < rows; ++i) {
+      absl::StrAppend(&sql, i == 0 ? "" : ", ", "($1::bigint + ", i, ", $", i + 2, ")");
+    }
+    return sql;
   }
 
   void WriterLoop() {
