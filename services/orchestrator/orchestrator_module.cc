@@ -69,7 +69,10 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
       std::memory_order_release);
   durable_log::SetSyncObserver(&ObserveStoreSync);
   if (config_.store == "postgres") {
-    store_ = NewPostgresStateStore({.dsn = config_.postgres_dsn, .password = postgres_password_});
+    PostgresStoreOptions store_options;
+    store_options.dsn = config_.postgres_dsn;
+    store_options.password = postgres_password_;
+    store_ = NewPostgresStateStore(std::move(store_options));
   } else {
     store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
   }

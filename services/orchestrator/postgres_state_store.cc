@@ -296,14 +296,17 @@ class PostgresStateStore : public StateStore {
   // when the process is killed. Waits a little for a predecessor that is
   // still disconnecting.
   absl::Status TakeWriterLock() {
+    const int64_t wait_ms =
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.writer_lock_wait));
     pqxx::nontransaction tx(*writer_conn_);
-    tx.exec0("SET lock_timeout = '15s'");
+    tx.exec0(absl::StrCat("SET lock_timeout = ", wait_ms));
     try {
       tx.exec_params("SELECT pg_advisory_lock($1)", kWriterLock);
     } catch (const pqxx::sql_error&) {
-      return absl::FailedPreconditionError(
-          "another orchestrator has been writing to this database for 15 s (its writer lock "
-          "is held); run one orchestrator per database until shared shards exist");
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another orchestrator is writing to this database (its writer lock is still held after ",
+          absl::FormatDuration(options_.writer_lock_wait),
+          "); run one orchestrator per database until shared shards exist"));
     }
     tx.exec0("RESET lock_timeout");
     return absl::OkStatus();

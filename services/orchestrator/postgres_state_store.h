@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "services/orchestrator/state_store.h"
 
 namespace gyre::orchestrator {
@@ -16,6 +17,9 @@ struct PostgresStoreOptions {
   // Set (when not empty) as the connection's password, overriding one in
   // `dsn`. Never logged nor put in an error.
   std::string password;
+  // How long Load waits for another store's writer lock on the same
+  // database (a predecessor still disconnecting) before it gives up.
+  absl::Duration writer_lock_wait = absl::Seconds(15);
 };
 
 // The PostgreSQL backend: records in `state_records(position, record)`,

@@ -48,6 +48,13 @@ class ServerEnvironment : public ::testing::Environment {
 [[maybe_unused]] ::testing::Environment* const kEnvironment =
     ::testing::AddGlobalTestEnvironment(new ServerEnvironment);
 
+PostgresStoreOptions Options(std::string dsn, std::string password = "") {
+  PostgresStoreOptions options;
+  options.dsn = std::move(dsn);
+  options.password = std::move(password);
+  return options;
+}
+
 // A fresh database, dropped after the case.
 class PostgresBackend : public StateStoreBackend {
  public:
@@ -62,7 +69,7 @@ class PostgresBackend : public StateStoreBackend {
     }
   }
   std::unique_ptr<StateStore> Open() override {
-    return NewPostgresStateStore({.dsn = Server().SocketDsn(database_), .password = {}});
+    return NewPostgresStateStore(Options(Server().SocketDsn(database_)));
   }
   const std::string& database() const { return database_; }
 
@@ -97,9 +104,8 @@ absl::Status AppendOne(StateStore& store, const std::string& task) {
 TEST(PostgresStateStoreTest, ConnectionRefusedNamesHostAndPortButNotThePassword) {
   const int port = 1;  // tcpmux: nothing listens there
   auto store = NewPostgresStateStore(
-      {.dsn = absl::StrCat("host=127.0.0.1 port=", port,
-                           " dbname=gyre user=gyre password=hunter2-in-dsn connect_timeout=10"),
-       .password = {}});
+      Options(absl::StrCat("host=127.0.0.1 port=", port,
+                           " dbname=gyre user=gyre password=hunter2-in-dsn connect_timeout=10")));
   const absl::Status status = LoadNothing(*store);
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
   EXPECT_THAT(status.message(), HasSubstr("host=127.0.0.1"));
@@ -109,8 +115,8 @@ TEST(PostgresStateStoreTest, ConnectionRefusedNamesHostAndPortButNotThePassword)
 
 TEST(PostgresStateStoreTest, AWrongPasswordIsRefusedWithoutRepeatingIt) {
   PostgresBackend backend;
-  auto store = NewPostgresStateStore(
-      {.dsn = Server().TcpDsn(backend.database()), .password = "wrong-pa55word"});
+  auto store =
+      NewPostgresStateStore(Options(Server().TcpDsn(backend.database()), "wrong-pa55word"));
   const absl::Status status = LoadNothing(*store);
   EXPECT_FALSE(status.ok());
   EXPECT_THAT(status.message(), HasSubstr("password authentication failed"));
@@ -123,9 +129,8 @@ TEST(PostgresStateStoreTest, ThePasswordOptionConnectsAndIsNeverLogged) {
   ::testing::internal::CaptureStderr();
   {
     // A wrong password in the DSN is overridden by the option.
-    auto store =
-        NewPostgresStateStore({.dsn = Server().TcpDsn(backend.database()) + " password=stale-one",
-                               .password = Server().password()});
+    auto store = NewPostgresStateStore(
+        Options(Server().TcpDsn(backend.database()) + " password=stale-one", Server().password()));
     ASSERT_TRUE(LoadNothing(*store).ok());
     EXPECT_TRUE(AppendOne(*store, "a").ok());
   }
@@ -136,8 +141,7 @@ TEST(PostgresStateStoreTest, ThePasswordOptionConnectsAndIsNeverLogged) {
 }
 
 TEST(PostgresStateStoreTest, AnUnparsableDsnIsRefusedWithoutBeingQuoted) {
-  auto store = NewPostgresStateStore(
-      {.dsn = "host=db password=s3cret-bits dbname='unterminated", .password = {}});
+  auto store = NewPostgresStateStore(Options("host=db password=s3cret-bits dbname='unterminated"));
   const absl::Status status = LoadNothing(*store);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
   EXPECT_THAT(status.message(), Not(HasSubstr("s3cret")));
@@ -175,6 +179,43 @@ TEST(PostgresStateStoreTest, AfterALostConnectionEveryLaterAppendFails) {
   const absl::Status later = AppendOne(*store, "c");
   EXPECT_FALSE(later.ok()) << "an append after a failure must fail too (no holes)";
   EXPECT_FALSE(store->AwaitDurable(store->last_position()).ok());
+}
+
+TEST(PostgresStateStoreTest, ASecondStoreOnTheSameDatabaseIsRefusedWhileTheFirstIsOpen) {
+  PostgresBackend backend;
+  auto first = backend.Open();
+  ASSERT_TRUE(LoadNothing(*first).ok());
+  ASSERT_TRUE(AppendOne(*first, "a").ok());
+  PostgresStoreOptions impatient = Options(Server().SocketDsn(backend.database()));
+  impatient.writer_lock_wait = absl::Milliseconds(300);
+  auto second = NewPostgresStateStore(impatient);
+  const absl::Status refused = LoadNothing(*second);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("another orchestrator"));
+  // The first one goes on, and once it is gone the next one opens.
+  EXPECT_TRUE(AppendOne(*first, "b").ok());
+  first.reset();
+  auto third = backend.Open();
+  std::vector<std::string> tasks;
+  ASSERT_TRUE(third
+                  ->Load([](v1::EngineSnapshot) { return absl::OkStatus(); },
+                         [&](const v1::StateRecord& record) {
+                           tasks.push_back(record.task_leased().task_id());
+                           return absl::OkStatus();
+                         })
+                  .ok());
+  EXPECT_EQ(tasks, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(PostgresStateStoreTest, AMultiHostDsnSkipsADeadHostForTheWritableOne) {
+  PostgresBackend backend;
+  // libpq tries the hosts in order: the first refuses, the second serves.
+  auto store = NewPostgresStateStore(Options(
+      absl::StrCat("host=127.0.0.1,127.0.0.1 port=1,", Server().port(),
+                   " dbname=", backend.database(), " user=gyre target_session_attrs=read-write"),
+      Server().password()));
+  ASSERT_TRUE(LoadNothing(*store).ok());
+  EXPECT_TRUE(AppendOne(*store, "a").ok());
 }
 
 }  // namespace
