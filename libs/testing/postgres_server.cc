@@ -132,19 +132,23 @@ absl::Status PostgresServer::Init() {
     return status;
   }
   absl::Status started;
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  for (int attempt = 0; attempt < 3 && !started_; ++attempt) {
     absl::StatusOr<int> port = FreePort();
     if (!port.ok()) return port.status();
     port_ = *port;
-    started = Run({absl::StrCat(kBinDir, "/pg_ctl"), "-D", data_dir_, "-l",
-                   dir_->path() + "/server.log", "-w", "-t", "120", "-o",
-                   absl::StrCat("-p ", port_, " -k ", dir_->path(),
-                                " -c listen_addresses=127.0.0.1 -c fsync=on"
-                                " -c shared_buffers=16MB -c max_connections=40"),
-                   "start"},
-                  "pg_ctl start");
-    if (started.ok()) break;
+    started = StartServer();
   }
+  return started;
+}
+
+absl::Status PostgresServer::StartServer() {
+  absl::Status started = Run({absl::StrCat(kBinDir, "/pg_ctl"), "-D", data_dir_, "-l",
+                              dir_->path() + "/server.log", "-w", "-t", "120", "-o",
+                              absl::StrCat("-p ", port_, " -k ", dir_->path(),
+                                           " -c listen_addresses=127.0.0.1 -c fsync=on"
+                                           " -c shared_buffers=16MB -c max_connections=40"),
+                              "start"},
+                             "pg_ctl start");
   if (!started.ok()) {
     std::ifstream log(dir_->path() + "/server.log");
     std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
@@ -152,6 +156,20 @@ absl::Status PostgresServer::Init() {
   }
   started_ = true;
   return absl::OkStatus();
+}
+
+absl::Status PostgresServer::StopImmediately() {
+  if (!started_) return absl::FailedPreconditionError("PostgreSQL test server: not running");
+  absl::Status stopped =
+      Run({absl::StrCat(kBinDir, "/pg_ctl"), "-D", data_dir_, "-m", "immediate", "-w", "stop"},
+          "pg_ctl stop");
+  if (stopped.ok()) started_ = false;
+  return stopped;
+}
+
+absl::Status PostgresServer::Restart() {
+  if (started_) return absl::FailedPreconditionError("PostgreSQL test server: already running");
+  return StartServer();
 }
 
 PostgresServer::~PostgresServer() {

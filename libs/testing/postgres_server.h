@@ -40,12 +40,19 @@ class PostgresServer {
   // libpq key=value DSN for `database` over TCP, without the password.
   std::string TcpDsn(const std::string& database) const;
 
+  // Stops the server as a crash would (pg_ctl stop -m immediate: no
+  // checkpoint; the next start recovers from the WAL).
+  absl::Status StopImmediately();
+  // Starts it again after StopImmediately, on the same port and socket.
+  absl::Status Restart();
+
   int port() const { return port_; }
   const std::string& password() const { return password_; }
 
  private:
   PostgresServer() = default;
   absl::Status Init();
+  absl::Status StartServer();
   // Runs a command to completion; as the server's OS user when asked.
   absl::Status Run(const std::vector<std::string>& argv, const std::string& what,
                    bool as_server_user = true);

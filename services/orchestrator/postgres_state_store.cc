@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/distributions.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -134,9 +136,11 @@ class PostgresStateStore : public StateStore {
     if (loaded_) return absl::FailedPreconditionError("postgres state store: Load called twice");
     absl::StatusOr<std::string> conninfo = ConnectionString();
     if (!conninfo.ok()) return conninfo.status();
+    conninfo_ = *std::move(conninfo);
     absl::Status status = Guard("connect", where_, secrets_, [&] {
-      writer_conn_ = std::make_unique<pqxx::connection>(*conninfo);
-      snapshot_conn_ = std::make_unique<pqxx::connection>(*conninfo);
+      writer_conn_ = std::make_unique<pqxx::connection>(conninfo_);
+      absl::MutexLock lock(&snapshot_mutex_);
+      snapshot_conn_ = std::make_unique<pqxx::connection>(conninfo_);
       return absl::OkStatus();
     });
     if (status.ok())
@@ -150,6 +154,7 @@ class PostgresStateStore : public StateStore {
     }
     if (!status.ok()) {
       writer_conn_.reset();
+      absl::MutexLock lock(&snapshot_mutex_);
       snapshot_conn_.reset();
       return status;
     }
@@ -210,25 +215,38 @@ class PostgresStateStore : public StateStore {
   }
 
   absl::Status WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) override {
-    if (!loaded_)
+    if (!loaded_) {
       return absl::FailedPreconditionError("postgres state store: snapshot before Load");
+    }
     if (absl::Status status = AwaitDurable(position); !status.ok()) return status;
     const std::string bytes = snapshot.SerializeAsString();
     absl::MutexLock lock(&snapshot_mutex_);
-    return Guard("write the snapshot", where_, secrets_, [&] {
-      pqxx::work tx(*snapshot_conn_);
-      const pqxx::binarystring blob(bytes.data(), bytes.size());
-      const int64_t at = static_cast<int64_t>(position);
-      tx.exec_params(
-          "INSERT INTO snapshots (position, snapshot) VALUES ($1, $2) "
-          "ON CONFLICT (position) DO UPDATE SET snapshot = EXCLUDED.snapshot",
-          at, blob);
-      // The new snapshot covers these: what Load would never read again.
-      tx.exec_params("DELETE FROM snapshots WHERE position < $1", at);
-      tx.exec_params("DELETE FROM state_records WHERE position <= $1", at);
-      tx.commit();
-      return absl::OkStatus();
-    });
+    absl::Status status;
+    // A connection lost since the last snapshot (a server restart) is only
+    // found out by using it: then once more on a new one.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      status = Guard("write the snapshot", where_, secrets_, [&] {
+        if (snapshot_conn_ == nullptr) {
+          snapshot_conn_ = std::make_unique<pqxx::connection>(conninfo_);
+        }
+        pqxx::work tx(*snapshot_conn_);
+        const pqxx::binarystring blob(bytes.data(), bytes.size());
+        const int64_t at = static_cast<int64_t>(position);
+        tx.exec_params(
+            "INSERT INTO snapshots (position, snapshot) VALUES ($1, $2) "
+            "ON CONFLICT (position) DO UPDATE SET snapshot = EXCLUDED.snapshot",
+            at, blob);
+        // The new snapshot covers these: what Load would never read again.
+        tx.exec_params("DELETE FROM snapshots WHERE position < $1", at);
+        tx.exec_params("DELETE FROM state_records WHERE position <= $1", at);
+        tx.commit();
+        return absl::OkStatus();
+      });
+      if (status.ok()) break;
+      snapshot_conn_.reset();
+      if (status.code() != absl::StatusCode::kUnavailable) break;
+    }
+    return status;
   }
 
  private:
@@ -395,6 +413,69 @@ class PostgresStateStore : public StateStore {
     return sql;
   }
 
+  // Commits `batch`, riding out a lost connection (a restarted server, a
+  // failover to another host of a multi-host DSN): reconnects with
+  // exponential backoff and jitter for up to options_.retry_for, meanwhile
+  // the batch and everything after it waits (nothing is acknowledged, so
+  // nothing is lost). Whether a commit cut off mid-way happened is read back
+  // from the database after reconnecting (positions are unique keys).
+  absl::Status CommitRetrying(const std::vector<Pending>& batch) {
+    absl::Status status = Commit(batch);
+    if (status.ok() || status.code() != absl::StatusCode::kUnavailable) return status;
+    const uint64_t before = batch.front().first_position - 1;
+    const uint64_t after = batch.back().first_position + batch.back().records.size() - 1;
+    const absl::Time give_up = absl::Now() + options_.retry_for;
+    absl::Duration backoff = absl::Milliseconds(50);
+    absl::BitGen random;
+    for (int attempt = 1;; ++attempt) {
+      logging::Warn("state store connection lost; retrying",
+                    {{"store", "postgres"},
+                     {"database", where_},
+                     {"attempt", attempt},
+                     {"error", std::string(status.message())}});
+      const absl::Duration wait =
+          absl::Milliseconds(absl::Uniform(random, 0.5, 1.0) * absl::ToDoubleMilliseconds(backoff));
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+      {
+        absl::MutexLock lock(&mutex_);
+        if (absl::Now() + wait > give_up || stopping_) return status;
+        // Interruptible: a store being destroyed stops retrying at once.
+        work_.WaitWithTimeout(&mutex_, wait);
+        if (stopping_) return status;
+      }
+      uint64_t stored = 0;
+      status = Guard("reconnect", where_, secrets_, [&] { return Reconnect(&stored); });
+      if (status.ok()) {
+        if (stored == after) break;  // the cut-off commit had happened
+        if (stored != before) {
+          return absl::DataLossError(absl::StrCat(
+              "postgres state store (", where_, "): after reconnecting the database holds records ",
+              "up to ", stored, ", but this orchestrator had ", before, " durable and ", after,
+              " sent: another writer moved it on; stopping"));
+        }
+        status = Commit(batch);
+      }
+      if (status.ok()) break;
+      if (status.code() != absl::StatusCode::kUnavailable) return status;
+    }
+    logging::Info("state store reconnected", {{"store", "postgres"}, {"database", where_}});
+    return absl::OkStatus();
+  }
+
+  // A new writer connection holding the writer lock; `stored` is the last
+  // position the database holds (in records or covered by a snapshot).
+  absl::Status Reconnect(uint64_t* stored) {
+    writer_conn_.reset();
+    writer_conn_ = std::make_unique<pqxx::connection>(conninfo_);
+    if (absl::Status status = TakeWriterLock(); !status.ok()) return status;
+    pqxx::nontransaction tx(*writer_conn_);
+    *stored =
+        static_cast<uint64_t>(tx.exec1("SELECT greatest((SELECT max(position) FROM state_records), "
+                                       "(SELECT max(position) FROM snapshots), 0)")[0]
+                                  .as<int64_t>());
+    return absl::OkStatus();
+  }
+
   void WriterLoop() {
     for (;;) {
       std::vector<Pending> batch;
@@ -416,7 +497,7 @@ class PostgresStateStore : public StateStore {
         failure = failure_;
       }
       // After a failure nothing more is written: no holes.
-      const absl::Status status = failure.ok() ? Commit(batch) : failure;
+      const absl::Status status = failure.ok() ? CommitRetrying(batch) : failure;
       {
         absl::MutexLock lock(&mutex_);
         if (status.ok()) {
@@ -437,6 +518,7 @@ class PostgresStateStore : public StateStore {
   const std::string where_;                        // the DSN without its password
   std::vector<std::string> secrets_;               // scrubbed out of every error
   bool loaded_ = false;                            // set by Load before the writer starts
+  std::string conninfo_;                           // with the password; set by Load
   std::unique_ptr<pqxx::connection> writer_conn_;  // the writer thread's, after Load
   absl::Mutex snapshot_mutex_;
   std::unique_ptr<pqxx::connection> snapshot_conn_ ABSL_PT_GUARDED_BY(snapshot_mutex_);

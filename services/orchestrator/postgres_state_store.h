@@ -20,6 +20,10 @@ struct PostgresStoreOptions {
   // How long Load waits for another store's writer lock on the same
   // database (a predecessor still disconnecting) before it gives up.
   absl::Duration writer_lock_wait = absl::Seconds(15);
+  // How long the writer keeps reconnecting after losing its connection
+  // (appends wait meanwhile, none is lost) before the store fails (and the
+  // orchestrator stops, fail-stop). Long enough for a primary failover.
+  absl::Duration retry_for = absl::Minutes(2);
 };
 
 // The PostgreSQL backend: records in `state_records(position, record)`,
@@ -27,7 +31,8 @@ struct PostgresStoreOptions {
 // upgraded by versioned migrations (`schema_migrations`) at Load, under an
 // advisory lock so that orchestrators starting together do not race. Append
 // queues; one writer thread commits whatever is queued in one transaction
-// (group commit) and completes the callbacks in order. Load also takes a
+// (group commit) and completes the callbacks in order; a lost connection is
+// retried (options.retry_for) before it fails the store. Load also takes a
 // session advisory lock that keeps a second store off the same database
 // until shards exist (issue 21). Thread-safe.
 std::unique_ptr<StateStore> NewPostgresStateStore(PostgresStoreOptions options);

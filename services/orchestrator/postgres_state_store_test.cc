@@ -167,12 +167,14 @@ TEST(PostgresStateStoreTest, TheSchemaIsMigratedOnceAndRecorded) {
   EXPECT_EQ(rows[0][0].as<int>(), 1);
 }
 
-TEST(PostgresStateStoreTest, AfterALostConnectionEveryLaterAppendFails) {
+TEST(PostgresStateStoreTest, AfterTheRetriesEveryLaterAppendFails) {
   PostgresBackend backend;
-  auto store = backend.Open();
+  PostgresStoreOptions options = Options(Server().SocketDsn(backend.database()));
+  options.retry_for = absl::Seconds(1);
+  auto store = NewPostgresStateStore(options);
   ASSERT_TRUE(LoadNothing(*store).ok());
   ASSERT_TRUE(AppendOne(*store, "a").ok());
-  // Terminates the store's connections (and the database).
+  // Terminates the store's connections, and no reconnection can succeed.
   ASSERT_TRUE(Server().DropDatabase(backend.database()).ok());
   const absl::Status lost = AppendOne(*store, "b");
   EXPECT_EQ(lost.code(), absl::StatusCode::kUnavailable) << lost;
@@ -216,6 +218,54 @@ TEST(PostgresStateStoreTest, AMultiHostDsnSkipsADeadHostForTheWritableOne) {
       Server().password()));
   ASSERT_TRUE(LoadNothing(*store).ok());
   EXPECT_TRUE(AppendOne(*store, "a").ok());
+}
+
+// Its own server: it is stopped and started again.
+TEST(PostgresStateStoreTest, AppendsWaitOutAServerRestartAndNoneIsLost) {
+  absl::StatusOr<std::unique_ptr<gyre::testing::PostgresServer>> server =
+      gyre::testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::string> database = (*server)->CreateDatabase();
+  ASSERT_TRUE(database.ok()) << database.status();
+  const std::string dsn = (*server)->SocketDsn(*database);
+  auto store = NewPostgresStateStore(Options(dsn));
+  ASSERT_TRUE(LoadNothing(*store).ok());
+  ASSERT_TRUE(AppendOne(*store, "before").ok());
+
+  ASSERT_TRUE((*server)->StopImmediately().ok());
+  // Appended while the server is down: acknowledged only once durable.
+  absl::Notification done;
+  absl::Status during;
+  std::vector<v1::StateRecord> records(3);
+  for (size_t i = 0; i < records.size(); ++i) {
+    records[i].mutable_task_leased()->set_task_id(absl::StrCat("during-", i));
+  }
+  store->Append(records, [&](absl::Status status) {
+    during = std::move(status);
+    done.Notify();
+  });
+  absl::SleepFor(absl::Milliseconds(300));  // let the writer meet the closed connection
+  EXPECT_FALSE(done.HasBeenNotified()) << "acknowledged while the server was down: " << during;
+  ASSERT_TRUE((*server)->Restart().ok());
+  done.WaitForNotification();
+  EXPECT_TRUE(during.ok()) << during;
+  EXPECT_TRUE(AppendOne(*store, "after").ok());
+  ASSERT_TRUE(store->WriteSnapshot(store->last_position(), v1::EngineSnapshot()).ok())
+      << "the snapshot connection reconnects too";
+  ASSERT_TRUE(AppendOne(*store, "last").ok());
+  store.reset();
+
+  auto reopened = NewPostgresStateStore(Options(dsn));
+  std::vector<std::string> tasks;
+  ASSERT_TRUE(reopened
+                  ->Load([](v1::EngineSnapshot) { return absl::OkStatus(); },
+                         [&](const v1::StateRecord& record) {
+                           tasks.push_back(record.task_leased().task_id());
+                           return absl::OkStatus();
+                         })
+                  .ok());
+  EXPECT_EQ(tasks, (std::vector<std::string>{"last"}));
+  EXPECT_EQ(reopened->last_position(), 6u) << "before, 3 during, after, last: no gap, no double";
 }
 
 }  // namespace
