@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <pqxx/pqxx>
 
+#include "gmock/gmock.h"
 #include "libs/testing/postgres_server.h"
 #include "tests/cluster_fixture.h"
 
@@ -136,6 +137,37 @@ tasks:
   EXPECT_EQ(Task(exec, "slow").state(), v1::TASK_SUCCEEDED);
   EXPECT_EQ(Task(exec, "after").state(), v1::TASK_SUCCEEDED);
   EXPECT_EQ(Logs(exec, "after"), "after-done\n");
+}
+
+TEST_F(PostgresCluster, PostgresStoppedMidRunAndStartedAgainLosesNothing) {
+  StartAgent("a1", 4);
+  // Tasks finishing while PostgreSQL is down: their results wait, unacknowledged.
+  std::string yaml = "name: through-an-outage\ntasks:\n";
+  for (int i = 0; i < 8; ++i) {
+    absl::StrAppend(&yaml, "  - {id: t", i, ", shell: true, command: 'sleep 0.", i, "; echo done-",
+                    i, "'}\n");
+  }
+  absl::StrAppend(&yaml,
+                  "  - {id: last, shell: true, depends_on: [t0, t7], command: 'echo last'}\n");
+  const std::string exec = Start(yaml);
+  ASSERT_TRUE(AwaitTaskState(exec, "t7", v1::TASK_RUNNING));
+  ASSERT_TRUE(server_->StopImmediately().ok());
+  absl::SleepFor(absl::Seconds(1));  // the results of t1..t7 arrive meanwhile
+  ASSERT_TRUE(server_->Restart().ok());
+  EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  EXPECT_THAT(orchestrator_->Output(), ::testing::HasSubstr("state store reconnected"));
+  for (int i = 0; i < 8; ++i) {
+    const v1::TaskRun run = Task(exec, absl::StrCat("t", i));
+    EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED) << run.DebugString();
+    EXPECT_EQ(run.attempts_size(), 1) << "each task ran once: " << run.DebugString();
+  }
+  // And what was acknowledged is what a restart finds.
+  RestartOrchestrator(SIGKILL);
+  AwaitServing(*stub_);
+  EXPECT_EQ(Task(exec, "last").state(), v1::TASK_SUCCEEDED);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(Task(exec, absl::StrCat("t", i)).attempts_size(), 1);
+  }
 }
 
 }  // namespace
