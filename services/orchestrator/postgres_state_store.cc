@@ -229,7 +229,10 @@ class PostgresStateStore : public StateStore {
         if (snapshot_conn_ == nullptr) {
           snapshot_conn_ = std::make_unique<pqxx::connection>(conninfo_);
         }
-        pqxx::work tx(*snapshot_conn_);
+        // snapshot_mutex_ is held (above); the analysis cannot see into
+        // this lambda.
+        pqxx::connection* connection = snapshot_conn_.get();
+        pqxx::work tx(*connection);
         const pqxx::binarystring blob(bytes.data(), bytes.size());
         const int64_t at = static_cast<int64_t>(position);
         tx.exec_params(
