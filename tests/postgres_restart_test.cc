@@ -170,5 +170,38 @@ TEST_F(PostgresCluster, PostgresStoppedMidRunAndStartedAgainLosesNothing) {
   }
 }
 
+// `gyre migrate status|up` on a fresh database, the password from the
+// environment (over TCP, where the server asks for it).
+TEST(GyreMigrate, StatusShowsThePendingStepUpAppliesItAndNeitherPrintsThePassword) {
+  absl::StatusOr<std::unique_ptr<gyre::testing::PostgresServer>> server =
+      gyre::testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::string> database = (*server)->CreateDatabase();
+  ASSERT_TRUE(database.ok()) << database.status();
+  auto migrate = [&](const std::string& action) -> std::pair<int, std::string> {
+    auto child = ChildProcess::Start({Binary("cmd/gyre/gyre"), "migrate", action,
+                                      "--postgres_dsn=" + (*server)->TcpDsn(*database)},
+                                     {"GYRE_POSTGRES_PASSWORD=" + (*server)->password()});
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return {-1, ""};
+    const std::optional<int> exit = (*child)->WaitForExit(absl::Seconds(60));
+    EXPECT_TRUE(exit.has_value());
+    const std::string output = (*child)->Output();
+    EXPECT_FALSE(absl::StrContains(output, (*server)->password())) << output;
+    return {exit.has_value() && WIFEXITED(*exit) ? WEXITSTATUS(*exit) : -1, output};
+  };
+  auto [status_code, status_output] = migrate("status");
+  EXPECT_EQ(status_code, 0) << status_output;
+  EXPECT_THAT(status_output, ::testing::HasSubstr("schema version 0"));
+  EXPECT_THAT(status_output, ::testing::HasSubstr("pending: 1: state records and snapshots"));
+  auto [up_code, up_output] = migrate("up");
+  EXPECT_EQ(up_code, 0) << up_output;
+  EXPECT_THAT(up_output, ::testing::HasSubstr("schema version 1"));
+  EXPECT_THAT(up_output, ::testing::HasSubstr("up to date"));
+  auto [again_code, again_output] = migrate("status");
+  EXPECT_EQ(again_code, 0) << again_output;
+  EXPECT_THAT(again_output, ::testing::HasSubstr("up to date"));
+}
+
 }  // namespace
 }  // namespace gyre::e2e

@@ -109,18 +109,98 @@ absl::Status Guard(absl::string_view what, const std::string& where,
                                          absl::StrReplaceAll(message, {{"\n", " "}})));
 }
 
+// The connection string libpq gets: the DSN's options as libpq parsed
+// them, with the separately given password in place of the DSN's.
+absl::StatusOr<std::string> ConnectionString(const PostgresStoreOptions& options) {
+  std::optional<std::vector<std::pair<std::string, std::string>>> parsed = ParseDsn(options.dsn);
+  if (!parsed) {
+    return absl::InvalidArgumentError(
+        "postgres state store: the DSN is neither a libpq key=value string nor a "
+        "postgresql:// URI (its text is not repeated here: it may hold a password)");
+  }
+  std::vector<std::string> parts;
+  for (const auto& [key, value] : *parsed) {
+    if (key == "password" && !options.password.empty()) continue;
+    parts.push_back(absl::StrCat(key, "=", QuoteValue(value)));
+  }
+  if (!options.password.empty()) {
+    parts.push_back(absl::StrCat("password=", QuoteValue(options.password)));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+// The schema's version and the migrations still to apply; `tx` sees a
+// database whose schema_migrations may not exist yet.
+template <typename Transaction>
+absl::StatusOr<PostgresSchemaStatus> ReadSchemaStatus(Transaction& tx) {
+  PostgresSchemaStatus status;
+  status.newest_version = kMigrations[std::size(kMigrations) - 1].version;
+  if (!tx.exec1("SELECT to_regclass('schema_migrations') IS NOT NULL")[0].template as<bool>()) {
+    status.current_version = 0;
+  } else {
+    status.current_version =
+        tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].template as<int>();
+  }
+  for (const Migration& migration : kMigrations) {
+    if (migration.version > status.current_version) {
+      status.pending.push_back(absl::StrCat(migration.version, ": ", migration.description));
+    }
+  }
+  return status;
+}
+
+// Applies the migrations `connection`'s database lacks, in one transaction
+// under pg_advisory_xact_lock: a second orchestrator starting now waits
+// here, then finds them done.
+absl::Status ApplyMigrations(pqxx::connection& connection, const std::string& where) {
+  pqxx::work tx(connection);
+  tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
+  tx.exec0(
+      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+      "  version integer PRIMARY KEY,"
+      "  description text NOT NULL,"
+      "  applied_at timestamptz NOT NULL DEFAULT now())");
+  absl::StatusOr<PostgresSchemaStatus> status = ReadSchemaStatus(tx);
+  if (!status.ok()) return status.status();
+  if (status->current_version > status->newest_version) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the database's schema is at version ", status->current_version,
+                     ", newer than this Gyre knows (", status->newest_version, "): upgrade Gyre"));
+  }
+  for (const Migration& migration : kMigrations) {
+    if (migration.version <= status->current_version) continue;
+    tx.exec0(migration.sql);
+    tx.exec_params0("INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
+                    migration.version, std::string(migration.description));
+    logging::Info("schema migrated", {{"store", "postgres"},
+                                      {"database", where},
+                                      {"version", migration.version},
+                                      {"description", migration.description}});
+  }
+  tx.commit();
+  return absl::OkStatus();
+}
+
+// The password (the separately given one and the DSN's), scrubbed out of
+// every error.
+std::vector<std::string> Secrets(const PostgresStoreOptions& options) {
+  std::vector<std::string> secrets;
+  if (std::optional<std::vector<std::pair<std::string, std::string>>> parsed =
+          ParseDsn(options.dsn)) {
+    for (const auto& [key, value] : *parsed) {
+      if (key == "password") secrets.push_back(value);
+    }
+  }
+  secrets.push_back(options.password);
+  return secrets;
+}
+
 class PostgresStateStore : public StateStore {
  public:
   explicit PostgresStateStore(PostgresStoreOptions options)
-      : options_(std::move(options)), where_(DescribeDsn(options_.dsn)) {
-    if (std::optional<std::vector<std::pair<std::string, std::string>>> parsed =
-            ParseDsn(options_.dsn)) {
-      for (const auto& [key, value] : *parsed) {
-        if (key == "password") secrets_.push_back(value);
-      }
-    }
-    secrets_.push_back(options_.password);
-  }
+      : options_(std::move(options)),
+        where_(DescribeDsn(options_.dsn)),
+        secrets_(Secrets(options_)) {}
 
   ~PostgresStateStore() override {
     {
@@ -134,7 +214,7 @@ class PostgresStateStore : public StateStore {
 
   absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
     if (loaded_) return absl::FailedPreconditionError("postgres state store: Load called twice");
-    absl::StatusOr<std::string> conninfo = ConnectionString();
+    absl::StatusOr<std::string> conninfo = ConnectionString(options_);
     if (!conninfo.ok()) return conninfo.status();
     conninfo_ = *std::move(conninfo);
     absl::Status status = Guard("connect", where_, secrets_, [&] {
@@ -261,55 +341,7 @@ class PostgresStateStore : public StateStore {
     Completion done;
   };
 
-  absl::StatusOr<std::string> ConnectionString() const {
-    std::optional<std::vector<std::pair<std::string, std::string>>> parsed = ParseDsn(options_.dsn);
-    if (!parsed) {
-      return absl::InvalidArgumentError(
-          "postgres state store: the DSN is neither a libpq key=value string nor a "
-          "postgresql:// URI (its text is not repeated here: it may hold a password)");
-    }
-    std::vector<std::string> parts;
-    for (const auto& [key, value] : *parsed) {
-      if (key == "password" && !options_.password.empty()) continue;
-      parts.push_back(absl::StrCat(key, "=", QuoteValue(value)));
-    }
-    if (!options_.password.empty()) {
-      parts.push_back(absl::StrCat("password=", QuoteValue(options_.password)));
-    }
-    return absl::StrJoin(parts, " ");
-  }
-
-  absl::Status Migrate() {
-    pqxx::work tx(*writer_conn_);
-    // Held to the end of this transaction: a second orchestrator starting
-    // now waits here, then sees the migrations done.
-    tx.exec_params("SELECT pg_advisory_xact_lock($1)", kMigrationLock);
-    tx.exec0(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        "  version integer PRIMARY KEY,"
-        "  description text NOT NULL,"
-        "  applied_at timestamptz NOT NULL DEFAULT now())");
-    const int current =
-        tx.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
-    const int newest = kMigrations[std::size(kMigrations) - 1].version;
-    if (current > newest) {
-      return absl::FailedPreconditionError(absl::StrCat("the database's schema is at version ",
-                                                        current, ", newer than this Gyre knows (",
-                                                        newest, "): upgrade Gyre"));
-    }
-    for (const Migration& migration : kMigrations) {
-      if (migration.version <= current) continue;
-      tx.exec0(migration.sql);
-      tx.exec_params0("INSERT INTO schema_migrations (version, description) VALUES ($1, $2)",
-                      migration.version, std::string(migration.description));
-      logging::Info("schema migrated", {{"store", "postgres"},
-                                        {"database", where_},
-                                        {"version", migration.version},
-                                        {"description", migration.description}});
-    }
-    tx.commit();
-    return absl::OkStatus();
-  }
+  absl::Status Migrate() { return ApplyMigrations(*writer_conn_, where_); }
 
   // One writer per database until shards split the work (issue 21): a
   // second orchestrator on the same database would interleave positions.
@@ -519,7 +551,7 @@ class PostgresStateStore : public StateStore {
 
   const PostgresStoreOptions options_;
   const std::string where_;                        // the DSN without its password
-  std::vector<std::string> secrets_;               // scrubbed out of every error
+  const std::vector<std::string> secrets_;         // scrubbed out of every error
   bool loaded_ = false;                            // set by Load before the writer starts
   std::string conninfo_;                           // with the password; set by Load
   std::unique_ptr<pqxx::connection> writer_conn_;  // the writer thread's, after Load
@@ -553,6 +585,49 @@ std::string DescribeDsn(const std::string& dsn) {
 
 std::unique_ptr<StateStore> NewPostgresStateStore(PostgresStoreOptions options) {
   return std::make_unique<PostgresStateStore>(std::move(options));
+}
+
+namespace {
+
+// Runs `body` on a new connection to `options`' database.
+template <typename Body>
+absl::StatusOr<PostgresSchemaStatus> WithConnection(const PostgresStoreOptions& options,
+                                                    absl::string_view what, Body&& body) {
+  absl::StatusOr<std::string> conninfo = ConnectionString(options);
+  if (!conninfo.ok()) return conninfo.status();
+  const std::string where = DescribeDsn(options.dsn);
+  PostgresSchemaStatus result;
+  absl::Status status = Guard(what, where, Secrets(options), [&]() -> absl::Status {
+    pqxx::connection connection(*conninfo);
+    absl::StatusOr<PostgresSchemaStatus> read = body(connection, where);
+    if (!read.ok()) return read.status();
+    result = *std::move(read);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<PostgresSchemaStatus> GetPostgresSchemaStatus(const PostgresStoreOptions& options) {
+  return WithConnection(options, "read the schema version",
+                        [](pqxx::connection& connection, const std::string&) {
+                          pqxx::read_transaction tx(connection);
+                          return ReadSchemaStatus(tx);
+                        });
+}
+
+absl::StatusOr<PostgresSchemaStatus> MigratePostgresSchema(const PostgresStoreOptions& options) {
+  return WithConnection(options, "migrate the schema",
+                        [](pqxx::connection& connection,
+                           const std::string& where) -> absl::StatusOr<PostgresSchemaStatus> {
+                          if (absl::Status status = ApplyMigrations(connection, where);
+                              !status.ok())
+                            return status;
+                          pqxx::read_transaction tx(connection);
+                          return ReadSchemaStatus(tx);
+                        });
 }
 
 }  // namespace gyre::orchestrator

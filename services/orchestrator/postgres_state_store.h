@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -36,6 +37,20 @@ struct PostgresStoreOptions {
 // session advisory lock that keeps a second store off the same database
 // until shards exist (issue 21). Thread-safe.
 std::unique_ptr<StateStore> NewPostgresStateStore(PostgresStoreOptions options);
+
+// A database's schema against the migrations this binary carries.
+struct PostgresSchemaStatus {
+  int current_version = 0;           // 0: no Gyre schema yet
+  int newest_version = 0;            // the newest this binary knows
+  std::vector<std::string> pending;  // "2: description", in the order applied
+};
+
+// For `gyre migrate status`: reads the schema's version; changes nothing.
+absl::StatusOr<PostgresSchemaStatus> GetPostgresSchemaStatus(const PostgresStoreOptions& options);
+
+// For `gyre migrate up`: applies the pending migrations as a store's Load
+// does at start (under the same advisory lock); returns the status after.
+absl::StatusOr<PostgresSchemaStatus> MigratePostgresSchema(const PostgresStoreOptions& options);
 
 // `dsn` with its password (and nothing else) left out, for logs and errors:
 // "host=a,b port=5432 dbname=gyre user=gyre". An undecodable DSN gives
