@@ -6,7 +6,9 @@
 //   engine_bench [--bin_dir=build] [--runs=3] [--quick] [--only=SECTION,...]
 //                [--noop_tasks=N]  (longer no-op and dev runs, for profiling)
 //
-// Sections: noop, dev, spawn, true, dag, latency, memory, restart.
+// Sections: noop, dev, spawn, true, dag, latency, memory, restart, postgres
+// (the PostgreSQL store beside the embedded one, in the same run, on a
+// throwaway local PostgreSQL 15 that the section starts).
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 #include <spawn.h>
@@ -19,6 +21,7 @@ extern char** environ;
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -29,6 +32,7 @@ extern char** environ;
 #include "absl/time/clock.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/postgres_server.h"
 
 namespace gyre::bench {
 namespace {
@@ -95,7 +99,9 @@ class Suite {
  public:
   // dev: one `gyre dev` process with an embedded agent of `slots` slots;
   // otherwise one orchestrator and `agents` agent processes.
-  Suite(bool dev, int agents, int slots) {
+  // `orchestrator_env`: settings ("GYRE_KEY=value") for the orchestrator,
+  // e.g. another store.
+  Suite(bool dev, int agents, int slots, const std::vector<std::string>& orchestrator_env = {}) {
     char dir[] = "/tmp/gyre_bench_XXXXXX";
     root_ = mkdtemp(dir);
     std::vector<std::string> argv;
@@ -108,7 +114,7 @@ class Suite {
     argv.push_back("--grpc_address=127.0.0.1:0");
     argv.push_back("--metrics_address=127.0.0.1:0");
     argv.push_back("--data_dir=" + root_ + "/data");
-    server_ = *ChildProcess::Start(argv);
+    server_ = *ChildProcess::Start(argv, orchestrator_env);
     auto serving = server_->WaitForLine(IsServing, absl::Seconds(30));
     if (!serving.ok()) {
       std::fprintf(stderr, "server did not start: %s\n", serving.status().ToString().c_str());
@@ -429,6 +435,59 @@ int Main() {
     rows.push_back({"100x100 layered DAG: whole run, no-op executor",
                     absl::StrFormat("%.0f tasks/s", Median(rates)), ">= 20,000 tasks/s",
                     Median(rates) >= 20000});
+  }
+
+  if (Selected("postgres")) {
+    // Both stores in every run, alternated, so the embedded store is the
+    // reference measured on the same machine at the same time.
+    absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+        testing::PostgresServer::Start();
+    if (!server.ok()) {
+      std::fprintf(stderr, "postgres: %s\n", server.status().ToString().c_str());
+      std::exit(1);
+    }
+    const v1::WorkflowDefinition noop = Independent(noop_tasks, false);
+    const v1::WorkflowDefinition one = Independent(1, false);
+    std::map<std::string, std::vector<double>> rates, p50;
+    for (int run = 0; run < g_runs; ++run) {
+      for (const std::string store : {"embedded", "postgres"}) {
+        std::vector<std::string> env;
+        if (store == "postgres") {
+          absl::StatusOr<std::string> database = (*server)->CreateDatabase();
+          if (!database.ok()) {
+            std::fprintf(stderr, "postgres: %s\n", database.status().ToString().c_str());
+            std::exit(1);
+          }
+          env = {"GYRE_STORE=postgres", "GYRE_POSTGRES_DSN=" + (*server)->SocketDsn(*database)};
+        }
+        Suite suite(false, 2, 512, env);
+        const absl::Time start = absl::Now();
+        auto [latency, execution] = suite.Start(noop);
+        if (!suite.Wait(execution)) std::fprintf(stderr, "warning: execution did not succeed\n");
+        rates[store].push_back(noop.tasks_size() / absl::ToDoubleSeconds(absl::Now() - start));
+        for (int i = 0; i < 20; ++i) (void)suite.Run(one);  // warm up, as in "latency"
+        std::vector<double> latencies;
+        for (int i = 0; i < (g_quick ? 50 : 200); ++i) {
+          const absl::Time begin = absl::Now();
+          if (!suite.Run(one)) std::fprintf(stderr, "warning: a single task did not succeed\n");
+          latencies.push_back(absl::ToDoubleMilliseconds(absl::Now() - begin));
+        }
+        p50[store].push_back(Percentile(latencies, 0.5));
+      }
+    }
+    rows.push_back(
+        {absl::StrFormat("independent no-op tasks, 2 agent processes, PostgreSQL store (%d tasks)",
+                         noop_tasks),
+         absl::StrFormat("%.0f tasks/s", Median(rates["postgres"])), ">= 10,000 tasks/s",
+         Median(rates["postgres"]) >= 10000});
+    rows.push_back({"  the same on the embedded store, same runs (reference)",
+                    absl::StrFormat("%.0f tasks/s", Median(rates["embedded"])), "(reference)",
+                    true});
+    rows.push_back({"single task submit -> durable result (RunExecution) p50, PostgreSQL store",
+                    absl::StrFormat("%.2f ms", Median(p50["postgres"])), "< 3 ms",
+                    Median(p50["postgres"]) < 3});
+    rows.push_back({"  the same on the embedded store, same runs (reference)",
+                    absl::StrFormat("%.2f ms", Median(p50["embedded"])), "(reference)", true});
   }
 
   if (Selected("latency")) {

@@ -97,9 +97,9 @@ class Cluster : public ::testing::Test {
     auto orchestrator = ChildProcess::Start(
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=127.0.0.1:0",
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
-        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
-         "GYRE_SNAPSHOT_EVERY_RECORDS=10",
-         "GYRE_WORKER_POOLS={default: {min: 0, max: 4, factor: 6}}"});
+        WithOrchestratorEnv({"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
+                             "GYRE_SNAPSHOT_EVERY_RECORDS=10",
+                             "GYRE_WORKER_POOLS={default: {min: 0, max: 4, factor: 6}}"}));
     ASSERT_TRUE(orchestrator.ok()) << orchestrator.status();
     orchestrator_ = *std::move(orchestrator);
     auto serving = orchestrator_->WaitForLine(IsServing, absl::Seconds(20));
@@ -108,6 +108,15 @@ class Cluster : public ::testing::Test {
     metrics_port_ = *testing::JsonIntField(*serving, "metrics_port");
     stub_ = v1::OrchestratorService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+  }
+
+  // Settings ("GYRE_KEY=value") a derived fixture gives every orchestrator
+  // it starts (another store, say); asked before each start.
+  virtual std::vector<std::string> ExtraOrchestratorEnv() { return {}; }
+
+  std::vector<std::string> WithOrchestratorEnv(std::vector<std::string> env) {
+    for (std::string& entry : ExtraOrchestratorEnv()) env.push_back(std::move(entry));
+    return env;
   }
 
   // Stops the orchestrator with `signal` (SIGKILL: a crash) and starts it
@@ -127,8 +136,8 @@ class Cluster : public ::testing::Test {
     auto orchestrator = ChildProcess::Start(
         {Binary("services/orchestrator/gyre-orchestrator"), "--grpc_address=" + address_,
          "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s", "--data_dir=" + root_ + "/data"},
-        {"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
-         "GYRE_SNAPSHOT_EVERY_RECORDS=10"});
+        WithOrchestratorEnv({"GYRE_LEASE_TIMEOUT=1500ms", "GYRE_HEARTBEAT_INTERVAL=200ms",
+                             "GYRE_SNAPSHOT_EVERY_RECORDS=10"}));
     EXPECT_TRUE(orchestrator.ok()) << orchestrator.status();
     if (!orchestrator.ok()) return "";
     orchestrator_ = *std::move(orchestrator);

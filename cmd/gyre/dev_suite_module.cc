@@ -54,6 +54,11 @@ DevSuiteModule::~DevSuiteModule() {
 
 void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddString("data_dir", &config_.data_dir, "directory of the embedded durable store");
+  schema->AddChoice("store", &config_.store, {"embedded", "postgres"}, "state store backend");
+  schema->AddString("postgres_dsn", &config_.postgres_dsn,
+                    "libpq connection string of the postgres store (password apart)");
+  schema->AddString("postgres_password_file", &config_.postgres_password_file,
+                    "file holding the postgres password (or env GYRE_POSTGRES_PASSWORD)");
   schema->AddAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddInt("agent_slots", &config_.agent_slots, 0, 4096,
                  "task slots of the embedded agent (0: one per CPU core)");
@@ -65,6 +70,10 @@ void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
 absl::Status DevSuiteModule::ValidateConfig() {
   if (config_.data_dir.empty()) return absl::InvalidArgumentError("data_dir: must not be empty");
   components_->orchestrator.mutable_config().data_dir = config_.data_dir;
+  components_->orchestrator.mutable_config().store = config_.store;
+  components_->orchestrator.mutable_config().postgres_dsn = config_.postgres_dsn;
+  components_->orchestrator.mutable_config().postgres_password_file =
+      config_.postgres_password_file;
   components_->orchestrator.mutable_config().task_library_dir = config_.task_library_dir;
   // Loads the task library: a bad one stops the start, as it does the
   // orchestrator's.

@@ -12,8 +12,14 @@ namespace gyre::cli {
 
 // Settings of `gyre dev` beyond the common server ones.
 struct DevConfig {
-  // Directory of the embedded durable store.
+  // Directory of the embedded durable store (and of the agent's work).
   std::string data_dir = ".gyre-dev";
+  // The orchestrator's store: "embedded" or "postgres" (then postgres_dsn,
+  // and the password by GYRE_POSTGRES_PASSWORD or postgres_password_file),
+  // as for gyre-orchestrator (docs/configuration.md, "PostgreSQL").
+  std::string store = "embedded";
+  std::string postgres_dsn;
+  std::string postgres_password_file;
   // REST/WebSocket address of the embedded gateway.
   std::string http_address = "127.0.0.1:8080";
   // Task slots of the embedded agent; 0 means one per CPU core.

@@ -30,6 +30,8 @@
 #include "libs/server/service_main.h"
 #include "libs/wfcommons/wfcommons_import.h"
 #include "libs/workflow/workflow_parser.h"
+#include "services/orchestrator/orchestrator_config.h"
+#include "services/orchestrator/postgres_state_store.h"
 
 ABSL_FLAG(std::string, data_dir, "", "directory of the embedded durable store (gyre dev)");
 ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (gyre dev)");
@@ -63,6 +65,9 @@ constexpr char kUsage[] =
     "                                      task library it depends on, if any)\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
+    "  migrate up|status --postgres_dsn=DSN [--postgres_password_file=FILE]\n"
+    "                                      apply or show the PostgreSQL schema's migrations\n"
+    "                                      (password: that file or GYRE_POSTGRES_PASSWORD)\n"
     "  version                             print the version\n";
 
 int Usage(const char* problem) {
@@ -131,6 +136,50 @@ int ScheduleCommand(int argc, char** argv) {
   return gyre::cli::ScheduleOutcome(
       grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
       arguments.line.positional, arguments.options);
+}
+
+// `gyre migrate up|status`: the PostgreSQL store's schema, as the
+// orchestrator migrates it at start; for operators who migrate before
+// rolling out. Exit 0 done, 1 failed, 2 bad arguments.
+int MigrateCommand(int argc, char** argv) {
+  std::string action;
+  gyre::orchestrator::OrchestratorConfig config;
+  config.store = "postgres";
+  for (int i = 2; i < argc; ++i) {
+    if (gyre::cli::TakeOption(argc, argv, &i, "postgres_dsn", &config.postgres_dsn)) continue;
+    if (gyre::cli::TakeOption(argc, argv, &i, "postgres_password_file",
+                              &config.postgres_password_file)) {
+      continue;
+    }
+    if (argv[i][0] == '-' || !action.empty()) {
+      return Usage(absl::StrCat("migrate: unexpected argument ", argv[i]).c_str());
+    }
+    action = argv[i];
+  }
+  if (action != "up" && action != "status") return Usage("migrate: up or status?");
+  if (config.postgres_dsn.empty()) return Usage("migrate: --postgres_dsn=DSN is required");
+  absl::StatusOr<std::string> password = config.PostgresPassword();
+  if (!password.ok()) {
+    std::fprintf(stderr, "gyre migrate: %s\n", std::string(password.status().message()).c_str());
+    return gyre::server::kExitConfigError;
+  }
+  gyre::orchestrator::PostgresStoreOptions options;
+  options.dsn = config.postgres_dsn;
+  options.password = *std::move(password);
+  absl::StatusOr<gyre::orchestrator::PostgresSchemaStatus> status =
+      action == "up" ? gyre::orchestrator::MigratePostgresSchema(options)
+                     : gyre::orchestrator::GetPostgresSchemaStatus(options);
+  if (!status.ok()) {
+    std::fprintf(stderr, "gyre migrate %s: %s\n", action.c_str(),
+                 std::string(status.status().message()).c_str());
+    return 1;
+  }
+  std::printf("%s: schema version %d (this gyre knows up to %d)\n",
+              gyre::orchestrator::DescribeDsn(options.dsn).c_str(), status->current_version,
+              status->newest_version);
+  for (const std::string& step : status->pending) std::printf("pending: %s\n", step.c_str());
+  if (status->pending.empty()) std::printf("up to date\n");
+  return 0;
 }
 
 int ValidateCommand(int argc, char** argv) {
@@ -232,6 +281,7 @@ int main(int argc, char** argv) {
   if (command == "schedule") return ScheduleCommand(argc, argv);
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
+  if (command == "migrate") return MigrateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
   if (command == "version") {
     std::printf("gyre %s\n", gyre::kGyreVersion);

@@ -1,5 +1,8 @@
 #include "services/orchestrator/orchestrator_config.h"
 
+#include <cstdlib>
+#include <fstream>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/nearest_match.h"
@@ -34,6 +37,10 @@ absl::Status DecodePool(const YAML::Node& node, WorkerPoolPolicy* policy) {
 void OrchestratorConfig::Register(config::ConfigSchema* schema) {
   schema->AddChoice("store", &store, {"embedded", "postgres"}, "state store backend");
   schema->AddString("data_dir", &data_dir, "directory of the embedded store");
+  schema->AddString("postgres_dsn", &postgres_dsn,
+                    "libpq connection string of the postgres store (password apart)");
+  schema->AddString("postgres_password_file", &postgres_password_file,
+                    "file holding the postgres password (or env GYRE_POSTGRES_PASSWORD)");
   schema->AddBool("fsync", &fsync, "fdatasync every group commit");
   schema->AddInt("snapshot_every_records", &snapshot_every_records, 0, int64_t{1} << 40,
                  "records between snapshots of the whole state (0: never)");
@@ -70,7 +77,45 @@ absl::Status OrchestratorConfig::Validate() const {
   if (store == "embedded" && data_dir.empty()) {
     return absl::InvalidArgumentError("data_dir: must not be empty for the embedded store");
   }
+  if (store == "postgres" && postgres_dsn.empty()) {
+    return absl::InvalidArgumentError(
+        "postgres_dsn: must be set for store: postgres (e.g. \"host=db dbname=gyre user=gyre\")");
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> OrchestratorConfig::PostgresPassword() const {
+  const char* from_env = std::getenv("GYRE_POSTGRES_PASSWORD");
+  if (from_env != nullptr && !postgres_password_file.empty()) {
+    return absl::InvalidArgumentError(
+        "postgres password: both GYRE_POSTGRES_PASSWORD and postgres_password_file are set; "
+        "keep one");
+  }
+  if (from_env != nullptr) return std::string(from_env);
+  if (postgres_password_file.empty()) return std::string();
+  std::ifstream file(postgres_password_file, std::ios::binary);
+  if (!file) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("postgres_password_file: cannot read ", postgres_password_file));
+  }
+  // A password is short; a large file is the wrong file.
+  constexpr size_t kMaxPasswordBytes = 4096;
+  std::string password(kMaxPasswordBytes + 1, '\0');
+  file.read(password.data(), static_cast<std::streamsize>(password.size()));
+  password.resize(static_cast<size_t>(file.gcount()));
+  if (password.size() > kMaxPasswordBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("postgres_password_file: ", postgres_password_file, " is over ",
+                     kMaxPasswordBytes, " bytes: not a password"));
+  }
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+    password.pop_back();
+  }
+  if (password.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("postgres_password_file: ", postgres_password_file, " is empty"));
+  }
+  return password;
 }
 
 }  // namespace gyre::orchestrator

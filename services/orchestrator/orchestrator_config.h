@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/config/config_schema.h"
 #include "services/orchestrator/desired_workers.h"
@@ -13,8 +14,15 @@ namespace gyre::orchestrator {
 // Settings of the orchestrator beyond the common server ones.
 struct OrchestratorConfig {
   // Storage backend: "embedded" (event log + snapshots in data_dir) or
-  // "postgres" (a later milestone).
+  // "postgres" (the database at postgres_dsn).
   std::string store = "embedded";
+  // libpq connection string of the postgres store (key=value or URI;
+  // multi-host lists work). Its password is better given apart: the
+  // environment variable GYRE_POSTGRES_PASSWORD or postgres_password_file.
+  std::string postgres_dsn;
+  // File whose content (a trailing newline dropped) is the postgres
+  // password, e.g. a mounted Kubernetes secret.
+  std::string postgres_password_file;
   // Directory of the embedded store.
   std::string data_dir = "/var/lib/gyre";
   // fdatasync each group commit; turning it off trades durability for speed.
@@ -35,6 +43,10 @@ struct OrchestratorConfig {
   void Register(config::ConfigSchema* schema);
   // Cross-field checks (heartbeat below lease timeout, pool bounds).
   absl::Status Validate() const;
+  // The postgres password: GYRE_POSTGRES_PASSWORD when set, else the
+  // content of postgres_password_file, else "" (the DSN's or libpq's own,
+  // e.g. ~/.pgpass). Setting both is an error. Errors never quote it.
+  absl::StatusOr<std::string> PostgresPassword() const;
 };
 
 }  // namespace gyre::orchestrator

@@ -11,6 +11,7 @@
 #include "services/orchestrator/agent_service.h"
 #include "services/orchestrator/embedded_state_store.h"
 #include "services/orchestrator/orchestrator_service.h"
+#include "services/orchestrator/postgres_state_store.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -33,11 +34,12 @@ OrchestratorModule::OrchestratorModule() = default;
 OrchestratorModule::~OrchestratorModule() = default;
 
 absl::Status OrchestratorModule::ValidateConfig() {
-  if (config_.store == "postgres") {
-    return absl::UnimplementedError(
-        "store: \"postgres\" is not implemented yet in this version of Gyre (use \"embedded\")");
-  }
   if (absl::Status status = config_.Validate(); !status.ok()) return status;
+  if (config_.store == "postgres") {
+    absl::StatusOr<std::string> password = config_.PostgresPassword();
+    if (!password.ok()) return password.status();
+    postgres_password_ = *std::move(password);
+  }
   if (!config_.task_library_dir.empty()) {
     absl::StatusOr<gyre::v1::WorkflowDefinition> library =
         workflow::LoadTaskLibrary(config_.task_library_dir);
@@ -66,7 +68,14 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
                                                             0.5, 1, 2.5}),
       std::memory_order_release);
   durable_log::SetSyncObserver(&ObserveStoreSync);
-  store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
+  if (config_.store == "postgres") {
+    PostgresStoreOptions store_options;
+    store_options.dsn = config_.postgres_dsn;
+    store_options.password = postgres_password_;
+    store_ = NewPostgresStateStore(std::move(store_options));
+  } else {
+    store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
+  }
   options.store = store_.get();
   options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
   // Fail-stop: the engine logged the error and stopped serving; the process

@@ -36,6 +36,7 @@ class OrchestratorModule : public server::ServiceModule {
   OrchestratorConfig config_;
   std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library_;
   std::unique_ptr<StateStore> store_;
+  std::string postgres_password_;  // resolved in ValidateConfig; never logged
   std::unique_ptr<WorkflowEngine> engine_;
   std::unique_ptr<OrchestratorServiceImpl> api_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
