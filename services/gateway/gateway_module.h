@@ -1,11 +1,17 @@
 #ifndef GYRE_SERVICES_GATEWAY_GATEWAY_MODULE_H_
 #define GYRE_SERVICES_GATEWAY_GATEWAY_MODULE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/time/time.h"
 #include "libs/server/service_main.h"
+#include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/http_server.h"
+#include "services/gateway/rest_api.h"
 
 namespace gyre::gateway {
 
@@ -15,6 +21,14 @@ struct GatewayConfig {
   std::string orchestrator_address = "127.0.0.1:50051";
   int64_t http_threads = 2;
   int64_t max_body_bytes = 4 << 20;
+  int64_t max_header_bytes = 16 << 10;
+  int64_t max_connections = 10000;
+  absl::Duration read_timeout = absl::Seconds(30);
+  absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration backend_timeout = absl::Seconds(10);
+  // "NAME:ROLE[:TENANT]:SHA256HEX" per key; the keys themselves are never
+  // configured.
+  std::vector<std::string> api_keys;
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the
@@ -22,6 +36,7 @@ struct GatewayConfig {
 class GatewayModule : public server::ServiceModule {
  public:
   void RegisterConfig(config::ConfigSchema* schema) override;
+  absl::Status ValidateConfig() override;
   absl::Status AddServices(server::ServiceHost* host) override;
   absl::Status OnServing(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;
@@ -29,8 +44,20 @@ class GatewayModule : public server::ServiceModule {
   GatewayConfig& mutable_config() { return config_; }
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
+  // Calls the orchestrator over this channel instead of dialling
+  // orchestrator_address (gyre dev: the in-process channel).
+  void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel) {
+    orchestrator_channel_ = std::move(channel);
+  }
+  // Adds an admin API key given in clear (gyre dev's dev_api_key); only its
+  // hash is kept.
+  void AddAdminKey(const std::string& key, const std::string& principal_name);
+
  private:
   GatewayConfig config_;
+  std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
+  std::shared_ptr<grpc::Channel> orchestrator_channel_;
+  std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;
 };
 

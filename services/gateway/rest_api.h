@@ -1,0 +1,101 @@
+#ifndef GYRE_SERVICES_GATEWAY_REST_API_H_
+#define GYRE_SERVICES_GATEWAY_REST_API_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/http_server.h"
+#include "services/gateway/route_table.h"
+
+namespace gyre::gateway {
+
+// The REST API under /api/v1: authenticates each request, finds its route,
+// checks the principal's role and translates the call to the
+// orchestrator's gRPC API (asynchronously: no I/O thread waits for a
+// backend). Replies are JSON in the proto messages' canonical mapping; every
+// error is {"error": {"code", "status", "message", "details"}} with the HTTP
+// status from the one shared mapping (libs/common/status_mapping.h).
+//
+// Thread-safety: built at start, then Handle() runs concurrently on the
+// HTTP server's I/O threads; completions run on gRPC's threads.
+class RestApi {
+ public:
+  struct Options {
+    // Deadline of each backend call; past it the client gets 504.
+    absl::Duration backend_timeout = absl::Seconds(10);
+  };
+
+  RestApi(std::shared_ptr<grpc::Channel> orchestrator,
+          std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options);
+
+  // The gateway's HttpHandler.
+  void Handle(HttpRequest request, HttpResponder respond);
+
+  // Every route, for the API description and its test.
+  const RouteTable& routes() const { return routes_; }
+
+ private:
+  using Call = std::shared_ptr<ApiCall>;
+  using AsyncApi = v1::OrchestratorService::StubInterface::async_interface;
+
+  void AddRoutes();
+  absl::StatusOr<Principal> Authenticate(const HttpRequest& request) const;
+
+  // Starts a unary orchestrator call carrying the request id.
+  template <typename Request, typename Response>
+  void Orchestrator(const Call& call,
+                    void (AsyncApi::*method)(grpc::ClientContext*, const Request*, Response*,
+                                             std::function<void(grpc::Status)>),
+                    Request request, std::function<void(absl::StatusOr<Response>)> done);
+  // Replies with the backend's message as JSON (or its error).
+  template <typename Request, typename Response>
+  void Forward(const Call& call,
+               void (AsyncApi::*method)(grpc::ClientContext*, const Request*, Response*,
+                                        std::function<void(grpc::Status)>),
+               Request request, int http_status = 200);
+
+  // Parses a workflow definition from a JSON or YAML body; with YAML that
+  // names unknown dependencies, parses again with the task library.
+  void DecodeDefinition(const Call& call,
+                        std::function<void(absl::StatusOr<v1::WorkflowDefinition>)> done);
+
+  void CreateWorkflow(const Call& call);
+  void ListWorkflows(const Call& call);
+  void GetWorkflow(const Call& call);
+  void UpdateWorkflow(const Call& call);
+  void DeleteWorkflow(const Call& call);
+  void ExecuteWorkflow(const Call& call);
+  void WorkflowStatus(const Call& call);
+  void ListExecutions(const Call& call);
+  void GetExecution(const Call& call);
+  void PauseExecution(const Call& call);
+  void ResumeExecution(const Call& call);
+  void CancelExecution(const Call& call);
+  void GetTaskLogs(const Call& call);
+  void ScheduleOutcome(const Call& call);
+  void UpdatePriority(const Call& call);
+  void Ready(const Call& call);
+  void WorkflowCapacity(const Call& call);
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::OrchestratorService::Stub> orchestrator_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::shared_ptr<const ApiKeyAuthenticator> api_keys_;
+  Options options_;
+  RouteTable routes_;
+};
+
+// Replies with a JSON body.
+HttpReply JsonReply(int status, std::string body);
+
+}  // namespace gyre::gateway
+
+#endif  // GYRE_SERVICES_GATEWAY_REST_API_H_
