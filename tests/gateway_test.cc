@@ -1,0 +1,455 @@
+// The REST API of gyre-gateway, end to end: a real `gyre dev` (orchestrator,
+// agent and gateway in one process) and a standalone gyre-gateway in front
+// of it with keys of every role, called over real HTTP from this process.
+// Each test proves one route's success and its errors as a client sees them.
+#include <signal.h>
+
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "libs/testing/child_process.h"
+#include "libs/testing/http_get.h"
+#include "libs/testing/scratch_dir.h"
+#include "services/gateway/api_key_authenticator.h"
+
+namespace gyre {
+namespace {
+
+using testing::ChildProcess;
+using testing::HttpResponse;
+
+constexpr char kAdminKey[] = "gyk_gateway-test-admin-key";
+constexpr char kViewerKey[] = "gyk_gateway-test-viewer-key";
+constexpr char kOperatorKey[] = "gyk_gateway-test-operator-key";
+
+std::string BuildFile(const std::string& relative) {
+  const char* root = std::getenv("GYRE_BIN_DIR");
+  return root != nullptr ? absl::StrCat(root, "/", relative) : relative;
+}
+
+// Starts a process and waits for its "http serving" line; returns the port.
+std::optional<int> StartServing(const std::vector<std::string>& argv,
+                                const std::vector<std::string>& env,
+                                std::unique_ptr<ChildProcess>* process) {
+  auto started = ChildProcess::Start(argv, env);
+  if (!started.ok()) {
+    ADD_FAILURE() << started.status();
+    return std::nullopt;
+  }
+  *process = *std::move(started);
+  auto line = (*process)->WaitForLine(
+      [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"http serving\""); },
+      absl::Seconds(30));
+  if (!line.ok()) {
+    ADD_FAILURE() << line.status() << "\n" << (*process)->Output();
+    return std::nullopt;
+  }
+  return testing::JsonIntField(*line, "http_port");
+}
+
+void Stop(std::unique_ptr<ChildProcess>& process) {
+  if (process == nullptr) return;
+  process->Signal(SIGTERM);
+  process->WaitForExit(absl::Seconds(15));
+  process.reset();
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_dir_ = new testing::ScratchDir("gateway_test");
+    auto dev_port = StartServing({BuildFile("cmd/gyre/gyre"), "dev", "--grpc_address=127.0.0.1:0",
+                                  "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                                  absl::StrCat("--dev_api_key=", kAdminKey),
+                                  "--task_library_dir=" + BuildFile("examples/task-library"),
+                                  absl::StrCat("--data_dir=", data_dir_->path())},
+                                 {}, &dev_);
+    if (!dev_port.has_value()) return;
+    dev_port_ = *dev_port;
+    auto up = dev_->WaitForLine(
+        [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"gyre dev is up\""); },
+        absl::Seconds(30));
+    if (!up.ok()) return;
+    const int grpc_port = *testing::JsonIntField(*up, "grpc_port");
+    // A standalone gateway in front of the same orchestrator, with one key
+    // per role, configured as hashes through the environment.
+    using gateway::ApiKeyAuthenticator;
+    const std::string keys =
+        absl::StrCat("[viewer:viewer:", ApiKeyAuthenticator::HashKey(kViewerKey),
+                     ", operator:operator:", ApiKeyAuthenticator::HashKey(kOperatorKey),
+                     ", admin:admin:", ApiKeyAuthenticator::HashKey(kAdminKey), "]");
+    auto standalone_port =
+        StartServing({BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
+                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                      absl::StrCat("--orchestrator_address=127.0.0.1:", grpc_port)},
+                     {"GYRE_API_KEYS=" + keys, "GYRE_MAX_BODY_BYTES=65536"}, &standalone_);
+    if (standalone_port.has_value()) standalone_port_ = *standalone_port;
+  }
+  static void TearDownTestSuite() {
+    Stop(standalone_);
+    if (dev_ != nullptr) {
+      dev_->Signal(SIGINT);
+      dev_->WaitForExit(absl::Seconds(15));
+      dev_.reset();
+    }
+    delete data_dir_;
+  }
+  void SetUp() override {
+    ASSERT_NE(dev_port_, 0) << (dev_ ? dev_->Output() : "gyre dev did not start");
+    ASSERT_NE(standalone_port_, 0) << (standalone_ ? standalone_->Output() : "no gateway");
+  }
+
+  // A call to gyre dev's gateway as its admin.
+  static HttpResponse Call(const std::string& method, const std::string& target,
+                           const std::string& body = "",
+                           const std::string& content_type = "application/json",
+                           const std::string& key = kAdminKey, int port = 0) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (!key.empty()) headers.emplace_back("X-API-Key", key);
+    if (!body.empty()) headers.emplace_back("Content-Type", content_type);
+    auto response = testing::HttpCall("127.0.0.1", port == 0 ? dev_port_ : port, method,
+                                      absl::StrCat("/api/v1", target), headers, body);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : HttpResponse{};
+  }
+  static HttpResponse AsRole(const std::string& key, const std::string& method,
+                             const std::string& target, const std::string& body = "") {
+    return Call(method, target, body, "application/json", key, standalone_port_);
+  }
+
+  static boost::json::value Json(const HttpResponse& response) {
+    boost::json::error_code error;
+    boost::json::value value = boost::json::parse(response.body, error);
+    EXPECT_FALSE(error) << "not JSON: " << response.body;
+    return value;
+  }
+  static std::string Str(const boost::json::value& value, std::initializer_list<const char*> path) {
+    const boost::json::value* at = &value;
+    for (const char* key : path) {
+      if (!at->is_object() || !at->as_object().contains(key)) return "";
+      at = &at->as_object().at(key);
+    }
+    return at->is_string() ? std::string(at->as_string()) : boost::json::serialize(*at);
+  }
+  // The error shape every failure has; returns its status string.
+  static std::string ErrorStatus(const HttpResponse& response) {
+    const boost::json::value json = Json(response);
+    EXPECT_EQ(Str(json, {"error", "code"}), std::to_string(response.status)) << response.body;
+    EXPECT_FALSE(Str(json, {"error", "message"}).empty()) << response.body;
+    return Str(json, {"error", "status"});
+  }
+
+  // Polls an execution until `done` holds for its state (bounded).
+  static std::string WaitForState(const std::string& id,
+                                  const std::function<bool(const std::string&)>& done) {
+    std::string state;
+    for (absl::Time end = absl::Now() + absl::Seconds(60); absl::Now() < end;
+         absl::SleepFor(absl::Milliseconds(100))) {
+      state = Str(Json(Call("GET", "/executions/" + id + "?tasks=false")), {"execution", "state"});
+      if (done(state)) break;
+    }
+    return state;
+  }
+
+  static std::string CreateYaml(const std::string& yaml) {
+    const HttpResponse created = Call("POST", "/workflows", yaml, "application/yaml");
+    EXPECT_EQ(created.status, 201) << created.body;
+    return Str(Json(created), {"id"});
+  }
+
+  static inline testing::ScratchDir* data_dir_ = nullptr;
+  static inline std::unique_ptr<ChildProcess> dev_;
+  static inline std::unique_ptr<ChildProcess> standalone_;
+  static inline int dev_port_ = 0;
+  static inline int standalone_port_ = 0;
+};
+
+constexpr char kHelloYaml[] =
+    "name: hello\n"
+    "tasks:\n"
+    "  - id: greet\n"
+    "    command: echo hello-from-gyre\n"
+    "    shell: true\n"
+    "  - id: after\n"
+    "    builtin: noop\n"
+    "    depends_on: [greet]\n";
+
+constexpr char kSlowYaml[] =
+    "name: slow\n"
+    "tasks:\n"
+    "  - id: nap\n"
+    "    command: sleep 60\n"
+    "    shell: true\n"
+    "  - id: later\n"
+    "    builtin: noop\n"
+    "    depends_on: [nap]\n";
+
+TEST_F(GatewayTest, EveryApiRouteNeedsAValidKey) {
+  const HttpResponse none = Call("GET", "/executions", "", "", "");
+  EXPECT_EQ(none.status, 401);
+  EXPECT_EQ(ErrorStatus(none), "UNAUTHENTICATED");
+  EXPECT_FALSE(none.Header("WWW-Authenticate").empty());
+  const HttpResponse bad = Call("GET", "/executions", "", "", "gyk_not-a-key");
+  EXPECT_EQ(bad.status, 401);
+  EXPECT_FALSE(absl::StrContains(bad.body, "gyk_not-a-key")) << "the key is echoed: " << bad.body;
+  EXPECT_EQ(Call("GET", "/health", "", "", "").status, 401);
+  // The bearer form works as X-API-Key does.
+  auto bearer = testing::HttpCall("127.0.0.1", dev_port_, "GET", "/api/v1/health",
+                                  {{"Authorization", absl::StrCat("Bearer ", kAdminKey)}});
+  ASSERT_TRUE(bearer.ok()) << bearer.status();
+  EXPECT_EQ(bearer->status, 200) << bearer->body;
+  // Process probes stay open for the kubelet.
+  EXPECT_EQ(testing::HttpGet("127.0.0.1", dev_port_, "/healthz")->status, 200);
+}
+
+TEST_F(GatewayTest, RequestIdIsEchoedOrGenerated) {
+  auto given = testing::HttpCall("127.0.0.1", dev_port_, "GET", "/api/v1/health",
+                                 {{"X-API-Key", kAdminKey}, {"X-Request-Id", "trace-42"}});
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ(given->Header("X-Request-Id"), "trace-42");
+  const HttpResponse generated = Call("GET", "/health");
+  EXPECT_EQ(generated.Header("X-Request-Id").size(), 32u);
+}
+
+TEST_F(GatewayTest, WorkflowLifecycleInYamlAndJson) {
+  ASSERT_EQ(CreateYaml(kHelloYaml), "hello");
+  const HttpResponse again = Call("POST", "/workflows", kHelloYaml, "application/yaml");
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_EQ(ErrorStatus(again), "ALREADY_EXISTS");
+
+  const HttpResponse list = Call("GET", "/workflows?page_size=100");
+  EXPECT_EQ(list.status, 200);
+  EXPECT_TRUE(absl::StrContains(list.body, "\"workflows/hello\"")) << list.body;
+
+  // A new version in the canonical JSON mapping.
+  const std::string json = R"({"name":"hello","tasks":[{"id":"only","builtin":{"kind":"NOOP"}}]})";
+  const HttpResponse updated = Call("PUT", "/workflows/hello", json);
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(Str(Json(updated), {"version"}), "2");
+  EXPECT_EQ(Str(Json(updated), {"status"}), "validated");
+
+  const HttpResponse got = Call("GET", "/workflows/hello");
+  ASSERT_EQ(got.status, 200) << got.body;
+  const boost::json::value detail = Json(got);
+  EXPECT_EQ(Str(detail, {"workflow", "version"}), "2");
+  ASSERT_TRUE(detail.as_object().at("versions").is_array());
+  EXPECT_EQ(detail.as_object().at("versions").as_array().size(), 2u) << got.body;
+
+  const HttpResponse renamed =
+      Call("PUT", "/workflows/hello",
+           R"({"name":"other","tasks":[{"id":"a","builtin":{"kind":"NOOP"}}]})");
+  EXPECT_EQ(renamed.status, 400) << renamed.body;
+  EXPECT_EQ(Call("PUT", "/workflows/missing", R"({"tasks":[{"id":"a","builtin":{"kind":"NOOP"}}]})")
+                .status,
+            404);
+
+  // The orchestrator does not implement DeleteWorkflow yet: the gateway
+  // passes its UNIMPLEMENTED on as 501, and nothing is deleted.
+  const HttpResponse deleted = Call("DELETE", "/workflows/hello");
+  EXPECT_EQ(deleted.status, 501) << deleted.body;
+  EXPECT_TRUE(absl::StrContains(deleted.body, "DeleteWorkflow")) << deleted.body;
+  EXPECT_EQ(Call("GET", "/workflows/hello").status, 200);
+  const HttpResponse missing = Call("GET", "/workflows/never-created");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(ErrorStatus(missing), "NOT_FOUND");
+}
+
+TEST_F(GatewayTest, InvalidDefinitionIs422WithTheValidationReport) {
+  const HttpResponse yaml = Call("POST", "/workflows",
+                                 "name: broken\ntasks:\n  - id: a\n    builtin: noop\n"
+                                 "    depends_on: [extrct]\n",
+                                 "application/yaml");
+  EXPECT_EQ(yaml.status, 422) << yaml.body;
+  const boost::json::value report = Json(yaml);
+  EXPECT_EQ(Str(report, {"error", "details", "validation", "valid"}), "false");
+  // file:line:column, as gyre validate prints it.
+  EXPECT_TRUE(absl::StrContains(yaml.body, "request.yaml:5:")) << yaml.body;
+  EXPECT_TRUE(absl::StrContains(yaml.body, "unknown dependency")) << yaml.body;
+
+  // A cycle in JSON is refused by the orchestrator's validator, same shape.
+  const HttpResponse cycle =
+      Call("POST", "/workflows",
+           R"({"name":"cyclic","tasks":[{"id":"a","builtin":{"kind":"NOOP"},"dependsOn":["b"]},)"
+           R"({"id":"b","builtin":{"kind":"NOOP"},"dependsOn":["a"]}]})");
+  EXPECT_EQ(cycle.status, 422) << cycle.body;
+  EXPECT_TRUE(absl::StrContains(cycle.body, "\"validation\"")) << cycle.body;
+
+  const HttpResponse not_json = Call("POST", "/workflows", "{not json");
+  EXPECT_EQ(not_json.status, 422) << not_json.body;
+}
+
+TEST_F(GatewayTest, UnsupportedMediaTypeIs415) {
+  const HttpResponse text = Call("POST", "/workflows", kHelloYaml, "text/plain");
+  EXPECT_EQ(text.status, 415) << text.body;
+  EXPECT_TRUE(absl::StrContains(text.body, "application/yaml")) << text.body;
+  EXPECT_EQ(Call("POST", "/scheduling", "targets: [x]", "application/yaml").status, 415);
+}
+
+TEST_F(GatewayTest, BodyOverTheLimitIs413) {
+  // The standalone gateway is configured with a 64 KiB limit.
+  const HttpResponse big = Call("POST", "/workflows", std::string(100 << 10, 'x'),
+                                "application/json", kAdminKey, standalone_port_);
+  EXPECT_EQ(big.status, 413) << big.body;
+  EXPECT_EQ(ErrorStatus(big), "RESOURCE_EXHAUSTED");
+}
+
+TEST_F(GatewayTest, UnknownRoutesAndResourcesAre404AndWrongMethodIs405) {
+  EXPECT_EQ(Call("GET", "/no-such-route").status, 404);
+  EXPECT_EQ(Call("GET", "/executions/nonexistent").status, 404);
+  EXPECT_EQ(Call("GET", "/executions/nonexistent/tasks/a/logs").status, 404);
+  EXPECT_EQ(Call("POST", "/executions/nonexistent/cancel").status, 404);
+  EXPECT_EQ(Call("POST", "/workflows/nonexistent/execute").status, 404);
+  EXPECT_EQ(Call("GET", "/workflows/nonexistent/status").status, 404);
+  const HttpResponse method = Call("DELETE", "/executions");
+  EXPECT_EQ(method.status, 405) << method.body;
+  EXPECT_TRUE(absl::StrContains(method.body, "allowed: GET")) << method.body;
+  // An encoded '/' cannot reach another resource.
+  EXPECT_EQ(Call("GET", "/executions/a%2Fb").status, 400);
+}
+
+TEST_F(GatewayTest, ExecuteFollowAndReadLogs) {
+  const std::string yaml = absl::StrReplaceAll(kHelloYaml, {{"name: hello", "name: greeter"}});
+  ASSERT_EQ(CreateYaml(yaml), "greeter");
+  const HttpResponse started =
+      Call("POST", "/workflows/greeter/execute", R"({"context":{},"options":{"priority":70}})");
+  ASSERT_EQ(started.status, 201) << started.body;
+  const boost::json::value execution = Json(started);
+  const std::string id = Str(execution, {"execution_id"});
+  ASSERT_FALSE(id.empty());
+  EXPECT_EQ(Str(execution, {"url"}), "/api/v1/executions/" + id);
+  EXPECT_EQ(Str(execution, {"execution", "priority"}), "70");
+
+  EXPECT_EQ(WaitForState(id, [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; }),
+            "EXECUTION_SUCCEEDED");
+  const HttpResponse detail = Call("GET", "/executions/" + id);
+  ASSERT_EQ(detail.status, 200);
+  // Tasks with their attempts and agents.
+  EXPECT_TRUE(absl::StrContains(detail.body, "\"task_id\":\"greet\"")) << detail.body;
+  EXPECT_TRUE(absl::StrContains(detail.body, "\"agent\":")) << detail.body;
+
+  const HttpResponse logs = Call("GET", "/executions/" + id + "/tasks/greet/logs");
+  ASSERT_EQ(logs.status, 200) << logs.body;
+  EXPECT_TRUE(absl::StrContains(Str(Json(logs), {"stdout"}), "hello-from-gyre")) << logs.body;
+
+  const HttpResponse status = Call("GET", "/workflows/greeter/status");
+  ASSERT_EQ(status.status, 200) << status.body;
+  EXPECT_EQ(Str(Json(status), {"recent_states", "EXECUTION_SUCCEEDED"}), "1") << status.body;
+
+  const HttpResponse listed = Call("GET", "/executions?workflow=greeter&state=succeeded");
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_TRUE(absl::StrContains(listed.body, id)) << listed.body;
+  EXPECT_EQ(Call("GET", "/executions?state=sleepy").status, 400);
+  EXPECT_EQ(Call("GET", "/executions?page_size=abc").status, 400);
+  EXPECT_EQ(Call("GET", "/executions?page_size=5000").status, 400);
+
+  // A context key the workflow does not declare is refused by the engine.
+  EXPECT_EQ(Call("POST", "/workflows/greeter/execute", R"({"context":{"NOPE":"1"}})").status, 400);
+  EXPECT_EQ(Call("POST", "/workflows/greeter/execute", R"({"workflow":"workflows/x"})").status,
+            400);
+}
+
+TEST_F(GatewayTest, PauseResumeAndCancelAnExecution) {
+  ASSERT_EQ(CreateYaml(kSlowYaml), "slow");
+  const HttpResponse started = Call("POST", "/workflows/slow/execute");
+  ASSERT_EQ(started.status, 201) << started.body;
+  const std::string id = Str(Json(started), {"execution_id"});
+
+  const HttpResponse paused = Call("POST", "/executions/" + id + "/pause");
+  ASSERT_EQ(paused.status, 200) << paused.body;
+  EXPECT_EQ(Str(Json(paused), {"state"}), "EXECUTION_PAUSED");
+  const HttpResponse resumed = Call("POST", "/executions/" + id + "/resume");
+  ASSERT_EQ(resumed.status, 200) << resumed.body;
+  EXPECT_NE(Str(Json(resumed), {"state"}), "EXECUTION_PAUSED");
+
+  const HttpResponse cancelled =
+      Call("POST", "/executions/" + id + "/cancel", R"({"reason":"test is done"})");
+  ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_EQ(WaitForState(id, [](const std::string& s) { return s == "EXECUTION_CANCELLED"; }),
+            "EXECUTION_CANCELLED");
+  // A final execution cannot be paused or cancelled again: a conflict.
+  const HttpResponse again = Call("POST", "/executions/" + id + "/cancel");
+  EXPECT_EQ(again.status, 409) << again.body;
+  EXPECT_EQ(ErrorStatus(again), "FAILED_PRECONDITION");
+  EXPECT_EQ(Call("POST", "/executions/" + id + "/pause").status, 409);
+}
+
+TEST_F(GatewayTest, SchedulingQueuesAgentsAndCapacity) {
+  const HttpResponse scheduled =
+      Call("POST", "/scheduling", R"({"targets":["daily-report"],"context":{"REGION":"eu"}})");
+  ASSERT_EQ(scheduled.status, 201) << scheduled.body;
+  EXPECT_FALSE(Str(Json(scheduled), {"execution_id"}).empty());
+  const HttpResponse unknown = Call("POST", "/scheduling", R"({"targets":["no-such-task"]})");
+  EXPECT_EQ(unknown.status, 400) << unknown.body;
+  EXPECT_EQ(Call("POST", "/scheduling", R"({"bogus":1})").status, 400);
+
+  // UpdatePriority is not built in the orchestrator yet: an honest 501.
+  const std::string id = Str(Json(scheduled), {"execution_id"});
+  const HttpResponse priority =
+      Call("PUT", "/scheduling/" + id + "/daily-report/priority", R"({"priority":90})");
+  EXPECT_EQ(priority.status, 501) << priority.body;
+  EXPECT_EQ(Call("PUT", "/scheduling/" + id + "/x/priority", R"({"priority":101})").status, 400);
+
+  const HttpResponse queues = Call("GET", "/queues");
+  ASSERT_EQ(queues.status, 200);
+  EXPECT_TRUE(absl::StrContains(queues.body, "queues/default")) << queues.body;
+  const HttpResponse agents = Call("GET", "/agents");
+  ASSERT_EQ(agents.status, 200);
+  EXPECT_TRUE(absl::StrContains(agents.body, "agents/embedded")) << agents.body;
+  const HttpResponse capacity = Call("GET", "/workflow-capacity");
+  ASSERT_EQ(capacity.status, 200);
+  EXPECT_FALSE(Str(Json(capacity), {"free_slots"}).empty()) << capacity.body;
+  EXPECT_EQ(Call("GET", "/ready").status, 200);
+  EXPECT_EQ(Str(Json(Call("GET", "/health")), {"status"}), "ok");
+}
+
+TEST_F(GatewayTest, UnbuiltServicesAnswer501NeverAFakeSuccess) {
+  for (const char* path : {"/optimization/analyze", "/optimization/apply", "/resources/predict"}) {
+    const HttpResponse response = Call("POST", path, "{}");
+    EXPECT_EQ(response.status, 501) << path;
+    EXPECT_EQ(ErrorStatus(response), "UNIMPLEMENTED") << path;
+    EXPECT_TRUE(absl::StrContains(response.body, "not built yet")) << response.body;
+  }
+}
+
+TEST_F(GatewayTest, RolesLimitWhatAPrincipalMayDo) {
+  EXPECT_EQ(AsRole(kViewerKey, "GET", "/executions").status, 200);
+  const HttpResponse denied = AsRole(kViewerKey, "POST", "/workflows/x/execute", "{}");
+  EXPECT_EQ(denied.status, 403) << denied.body;
+  EXPECT_TRUE(absl::StrContains(denied.body, "needs the operator role")) << denied.body;
+  EXPECT_EQ(AsRole(kOperatorKey, "DELETE", "/workflows/x").status, 403);
+  // Past the role check (the orchestrator then answers: DeleteWorkflow is
+  // not built yet).
+  EXPECT_EQ(AsRole(kAdminKey, "DELETE", "/workflows/x").status, 501);
+  EXPECT_EQ(AsRole(kOperatorKey, "GET", "/workflows/x").status, 404);
+}
+
+TEST_F(GatewayTest, BackendDownIs503) {
+  std::unique_ptr<ChildProcess> orphan;
+  auto port = StartServing({BuildFile("services/gateway/gyre-gateway"),
+                            "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                            "--http_address=127.0.0.1:0", "--orchestrator_address=127.0.0.1:1"},
+                           {absl::StrCat("GYRE_API_KEYS=[a:admin:",
+                                         gateway::ApiKeyAuthenticator::HashKey(kAdminKey), "]")},
+                           &orphan);
+  ASSERT_TRUE(port.has_value());
+  EXPECT_EQ(Call("GET", "/ready", "", "", kAdminKey, *port).status, 503);
+  const HttpResponse list = Call("GET", "/executions", "", "", kAdminKey, *port);
+  EXPECT_EQ(list.status, 503) << list.body;
+  EXPECT_EQ(ErrorStatus(list), "UNAVAILABLE");
+  Stop(orphan);
+}
+
+}  // namespace
+}  // namespace gyre
