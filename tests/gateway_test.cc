@@ -22,6 +22,7 @@
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
 #include "libs/testing/scratch_dir.h"
+#include "libs/testing/websocket_client.h"
 #include "services/gateway/api_key_authenticator.h"
 
 namespace gyre {
@@ -29,6 +30,7 @@ namespace {
 
 using testing::ChildProcess;
 using testing::HttpResponse;
+using testing::WebSocketClient;
 
 constexpr char kAdminKey[] = "gyk_gateway-test-admin-key";
 constexpr char kViewerKey[] = "gyk_gateway-test-viewer-key";
@@ -90,11 +92,13 @@ class GatewayTest : public ::testing::Test {
         absl::StrCat("[viewer:viewer:", ApiKeyAuthenticator::HashKey(kViewerKey),
                      ", operator:operator:", ApiKeyAuthenticator::HashKey(kOperatorKey),
                      ", admin:admin:", ApiKeyAuthenticator::HashKey(kAdminKey), "]");
-    auto standalone_port =
-        StartServing({BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
-                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
-                      absl::StrCat("--orchestrator_address=127.0.0.1:", grpc_port)},
-                     {"GYRE_API_KEYS=" + keys, "GYRE_MAX_BODY_BYTES=65536"}, &standalone_);
+    auto standalone_port = StartServing(
+        {BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
+         "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+         absl::StrCat("--orchestrator_address=127.0.0.1:", grpc_port)},
+        {"GYRE_API_KEYS=" + keys, "GYRE_MAX_BODY_BYTES=65536", "GYRE_WS_MAX_LAG_EVENTS=16",
+         "GYRE_WS_STALL_TIMEOUT=300ms", "GYRE_WS_SEND_BUFFER_BYTES=4096"},
+        &standalone_);
     if (standalone_port.has_value()) standalone_port_ = *standalone_port;
   }
   static void TearDownTestSuite() {
@@ -161,6 +165,11 @@ class GatewayTest : public ::testing::Test {
       if (done(state)) break;
     }
     return state;
+  }
+
+  static int64_t LastSequence(const std::string& id) {
+    return std::stoll(Str(Json(Call("GET", "/executions/" + id + "?tasks=false")),
+                          {"execution", "last_sequence"}));
   }
 
   static std::string CreateYaml(const std::string& yaml) {
@@ -449,6 +458,128 @@ TEST_F(GatewayTest, BackendDownIs503) {
   EXPECT_EQ(list.status, 503) << list.body;
   EXPECT_EQ(ErrorStatus(list), "UNAVAILABLE");
   Stop(orphan);
+}
+
+// A workflow of `tasks` independent no-op tasks: many events, quickly.
+std::string WideYaml(const std::string& name, int tasks) {
+  std::string yaml = absl::StrCat("name: ", name, "\ntasks:\n");
+  for (int i = 0; i < tasks; ++i) absl::StrAppend(&yaml, "  - id: t", i, "\n    builtin: noop\n");
+  return yaml;
+}
+
+std::unique_ptr<WebSocketClient> Follow(int port, const std::string& id, int64_t since = 0,
+                                        int receive_buffer_bytes = 0) {
+  auto client =
+      WebSocketClient::Connect("127.0.0.1", port,
+                               absl::StrCat("/ws/executions/", id, since > 0 ? "?since=" : "",
+                                            since > 0 ? std::to_string(since) : ""),
+                               {{"X-API-Key", kAdminKey}}, receive_buffer_bytes);
+  EXPECT_TRUE(client.ok()) << client.status();
+  return client.ok() ? *std::move(client) : nullptr;
+}
+
+// Reads messages until the server closes (or `limit` were read); returns
+// their sequence numbers in arrival order.
+std::vector<int64_t> ReadSequences(WebSocketClient& client, size_t limit = SIZE_MAX,
+                                   std::vector<std::string>* types = nullptr) {
+  std::vector<int64_t> sequences;
+  while (sequences.size() < limit) {
+    absl::StatusOr<std::string> message = client.Read();
+    if (!message.ok()) {
+      EXPECT_EQ(message.status().code(), absl::StatusCode::kOutOfRange) << message.status();
+      break;
+    }
+    boost::json::value json = boost::json::parse(*message);
+    const boost::json::object& object = json.as_object();
+    for (const char* key :
+         {"type", "workflow_id", "execution_id", "sequence", "timestamp", "data"}) {
+      EXPECT_TRUE(object.contains(key)) << key << " missing in " << *message;
+    }
+    if (types != nullptr) types->push_back(std::string(object.at("type").as_string()));
+    sequences.push_back(object.at("sequence").as_int64());
+  }
+  return sequences;
+}
+
+std::vector<int64_t> OneTo(int64_t n) {
+  std::vector<int64_t> all;
+  for (int64_t i = 1; i <= n; ++i) all.push_back(i);
+  return all;
+}
+
+TEST_F(GatewayTest, WebSocketSendsEveryEventInOrderThenClosesNormally) {
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-order", 20)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-order/execute")), {"execution_id"});
+  auto client = Follow(dev_port_, id);
+  ASSERT_NE(client, nullptr);
+  std::vector<std::string> types;
+  const std::vector<int64_t> sequences = ReadSequences(*client, SIZE_MAX, &types);
+  EXPECT_EQ(client->close_code(), 1000);
+  EXPECT_EQ(WaitForState(id, [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; }),
+            "EXECUTION_SUCCEEDED");
+  EXPECT_EQ(sequences, OneTo(LastSequence(id)));
+  for (const char* type : {"workflow.status_changed", "agent.assigned", "task.completed"}) {
+    EXPECT_NE(std::find(types.begin(), types.end(), type), types.end()) << type;
+  }
+}
+
+TEST_F(GatewayTest, WebSocketReconnectWithSinceMissesNothingAndRepeatsNothing) {
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-resume", 30)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-resume/execute")), {"execution_id"});
+  auto first = Follow(dev_port_, id);
+  ASSERT_NE(first, nullptr);
+  std::vector<int64_t> received = ReadSequences(*first, 7);
+  ASSERT_EQ(received.size(), 7u);
+  first->Drop();  // the client dies mid-stream
+  auto second = Follow(dev_port_, id, received.back());
+  ASSERT_NE(second, nullptr);
+  for (int64_t sequence : ReadSequences(*second)) received.push_back(sequence);
+  EXPECT_EQ(second->close_code(), 1000);
+  EXPECT_EQ(received, OneTo(LastSequence(id)));
+}
+
+TEST_F(GatewayTest, WebSocketSlowReaderIsClosedWithoutStallingAFastOne) {
+  // The standalone gateway allows 16 events of lag, 300 ms without
+  // progress and 4 KiB of send buffer; a reader that reads nothing falls
+  // behind at once.
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-slow", 300)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-slow/execute")), {"execution_id"});
+  auto slow = Follow(standalone_port_, id, 0, /*receive_buffer_bytes=*/4096);
+  auto fast = Follow(standalone_port_, id);
+  ASSERT_NE(slow, nullptr);
+  ASSERT_NE(fast, nullptr);
+  // The fast one gets everything while the slow one reads nothing.
+  const std::vector<int64_t> all = ReadSequences(*fast);
+  EXPECT_EQ(fast->close_code(), 1000);
+  EXPECT_EQ(all, OneTo(LastSequence(id)));
+  // Reading nothing for well past the stall timeout (300 ms) makes it
+  // slow; it then finds what fit in its buffers, then its close: 1013.
+  absl::SleepFor(absl::Seconds(3));
+  const std::vector<int64_t> some = ReadSequences(*slow);
+  EXPECT_EQ(slow->close_code(), 1013);
+  EXPECT_LT(some.size(), all.size());
+  EXPECT_EQ(some, OneTo(static_cast<int64_t>(some.size())));  // what it got, in order
+}
+
+TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
+  auto no_key = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/executions/x", {});
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_TRUE(absl::StrContains(no_key.status().message(), "HTTP 401")) << no_key.status();
+  auto unknown = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/executions/nonexistent",
+                                          {{"X-API-Key", kAdminKey}});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "HTTP 404")) << unknown.status();
+  // The key as ?access_token= (browsers cannot set headers) is accepted.
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-token", 1)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-token/execute")), {"execution_id"});
+  auto token = WebSocketClient::Connect(
+      "127.0.0.1", dev_port_, absl::StrCat("/ws/executions/", id, "?access_token=", kAdminKey), {});
+  ASSERT_TRUE(token.ok()) << token.status();
+  // A plain GET of a WebSocket endpoint is told to upgrade.
+  EXPECT_EQ(testing::HttpCall("127.0.0.1", dev_port_, "GET", "/ws/executions/" + id,
+                              {{"X-API-Key", kAdminKey}})
+                ->status,
+            426);
 }
 
 }  // namespace

@@ -21,6 +21,14 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                       "time a keep-alive connection may wait for its next request");
   schema->AddDuration("backend_timeout", &config_.backend_timeout,
                       "deadline of each orchestrator call (504 past it)");
+  schema->AddInt("ws_max_lag_events", &config_.ws_max_lag_events, 16, 1 << 24,
+                 "events a WebSocket subscriber may fall behind before it is closed (1013)");
+  schema->AddDuration("ws_stall_timeout", &config_.ws_stall_timeout,
+                      "how long a lagging WebSocket subscriber's socket may accept nothing");
+  schema->AddInt("ws_send_buffer_bytes", &config_.ws_send_buffer_bytes, 4096, 64 << 20,
+                 "kernel send buffer of each WebSocket connection");
+  schema->AddDuration("ws_idle_timeout", &config_.ws_idle_timeout,
+                      "WebSocket idle time: pinged after half, closed after all");
   schema->AddStringList("api_keys", &config_.api_keys,
                         "API keys as NAME:ROLE[:TENANT]:SHA256HEX (the key's SHA-256)");
 }
@@ -55,6 +63,12 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* /*host*/) {
   }
   RestApi::Options api_options;
   api_options.backend_timeout = config_.backend_timeout;
+  api_options.websocket.max_lag_events = config_.ws_max_lag_events;
+  api_options.websocket.stall_timeout_ms =
+      static_cast<int>(std::max<int64_t>(10, absl::ToInt64Milliseconds(config_.ws_stall_timeout)));
+  api_options.websocket.send_buffer_bytes = static_cast<int>(config_.ws_send_buffer_bytes);
+  api_options.websocket.idle_timeout_seconds =
+      std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(config_.ws_idle_timeout)));
   api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options);
 
   HttpServer::Options options;

@@ -29,6 +29,14 @@ struct GatewayConfig {
   // "NAME:ROLE[:TENANT]:SHA256HEX" per key; the keys themselves are never
   // configured.
   std::vector<std::string> api_keys;
+  // WebSocket subscribers: how far one may fall behind and for how long its
+  // socket may accept nothing before it is closed (1013), its kernel send
+  // buffer, and the idle time after which it is
+  // pinged (half) and dropped (all).
+  int64_t ws_max_lag_events = 4096;
+  absl::Duration ws_stall_timeout = absl::Seconds(2);
+  int64_t ws_send_buffer_bytes = 256 << 10;
+  absl::Duration ws_idle_timeout = absl::Seconds(60);
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the

@@ -6,6 +6,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -18,6 +19,7 @@ namespace gyre::gateway {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
@@ -90,18 +92,26 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Dispatch() {
-    http::request<http::string_body> request = parser_->release();
+    auto request = std::make_shared<http::request<http::string_body>>(parser_->release());
     stream_.expires_never();  // the handler's backend call has its own deadline
     HttpRequest incoming;
-    incoming.method = std::string(request.method_string());
-    incoming.target = std::string(request.target());
-    incoming.body = std::move(request.body());
-    for (const auto& field : request) {
+    incoming.method = std::string(request->method_string());
+    incoming.target = std::string(request->target());
+    incoming.body = std::move(request->body());
+    for (const auto& field : *request) {
       incoming.headers[absl::AsciiStrToLower(absl::string_view(
           field.name_string().data(), field.name_string().size()))] = std::string(field.value());
     }
-    const bool keep_alive = request.keep_alive();
+    const bool keep_alive = request->keep_alive();
     auto strand = stream_.get_executor();
+    if (websocket::is_upgrade(*request)) {
+      incoming.upgrade = [self = shared_from_this(), strand, request](WebSocketAcceptor accept) {
+        asio::post(strand, [self, request, accept = std::move(accept)]() mutable {
+          self->stream_.expires_never();
+          accept(std::move(self->stream_), std::move(*request));
+        });
+      };
+    }
     handler_(std::move(incoming), [self = shared_from_this(), strand, keep_alive](HttpReply reply) {
       asio::post(strand, [self, keep_alive, reply = std::move(reply)]() mutable {
         self->Reply(std::move(reply), keep_alive);

@@ -11,12 +11,21 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 
 namespace gyre::gateway {
+
+// Takes over the connection of a WebSocket upgrade request (the original
+// request is needed to complete the handshake).
+using WebSocketAcceptor =
+    std::function<void(boost::beast::tcp_stream stream,
+                       boost::beast::http::request<boost::beast::http::string_body> request)>;
 
 // An HTTP request as handlers see it: body already read and size-checked,
 // header names lower-cased.
@@ -25,6 +34,10 @@ struct HttpRequest {
   std::string target;  // path and query, e.g. "/api/v1/executions?page_size=10"
   std::string body;
   absl::flat_hash_map<std::string, std::string> headers;  // lower-case names
+  // Set for a WebSocket upgrade request: hands the connection to the
+  // acceptor (instead of answering through the responder). Callable from
+  // any thread, once.
+  std::function<void(WebSocketAcceptor)> upgrade;
 
   // The header's value, empty when absent.
   absl::string_view Header(absl::string_view lower_case_name) const {

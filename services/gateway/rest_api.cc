@@ -139,7 +139,8 @@ RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
       orchestrator_(v1::OrchestratorService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)),
       api_keys_(std::move(api_keys)),
-      options_(options) {
+      options_(options),
+      feeds_(orchestrator_.get()) {
   AddRoutes();
 }
 
@@ -232,11 +233,31 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
     return;
   }
 
+  const bool websocket = !segments.empty() && segments[0] == "ws";
+  if (websocket && request.Header("x-api-key").empty() && request.Header("authorization").empty()) {
+    // Browsers cannot set headers on a WebSocket: the key may come as
+    // ?access_token= (never logged, like every credential).
+    for (auto param : url->params()) {
+      if (param.key == "access_token") request.headers["x-api-key"] = std::string(param.value);
+    }
+  }
   absl::StatusOr<Principal> principal = Authenticate(request);
   if (!principal.ok()) {
     HttpReply reply = JsonError(principal.status());
     reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gyre\"");
     respond(std::move(reply));
+    return;
+  }
+  if (websocket) {
+    auto call = std::make_shared<ApiCall>();
+    for (auto param : url->params()) {
+      call->query[param.key].push_back(param.has_value ? std::string(param.value) : std::string());
+    }
+    call->request = std::move(request);
+    call->principal = *std::move(principal);
+    call->request_id = std::move(request_id);
+    call->respond = std::move(respond);
+    HandleWebSocket(segments, call);
     return;
   }
   absl::StatusOr<RouteTable::Match> match = routes_.Find(request.method, segments);
@@ -273,6 +294,41 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   call->route = route.path_template;
   call->respond = std::move(respond);
   route.handler(std::move(call));
+}
+
+void RestApi::HandleWebSocket(const std::vector<std::string>& segments, const Call& call) {
+  if (segments.size() != 3 || segments[1] != "executions" || segments[2].empty() ||
+      segments[2].size() > kMaxParamBytes || absl::StrContains(segments[2], '/')) {
+    return call->respond(JsonError(absl::NotFoundError(
+        "no WebSocket route here: follow an execution at /ws/executions/{id}")));
+  }
+  if (!call->request.upgrade) {
+    return call->respond(JsonError(426, absl::StatusCode::kFailedPrecondition,
+                                   "this is a WebSocket endpoint: send an Upgrade request"));
+  }
+  int64_t since = 0;
+  if (const std::string value = call->Query("since");
+      !value.empty() && (!absl::SimpleAtoi(value, &since) || since < 0)) {
+    return call->respond(JsonError(absl::InvalidArgumentError(
+        absl::StrCat("since=\"", value, "\": expected a sequence number >= 0"))));
+  }
+  v1::GetExecutionRequest request;
+  request.set_name(absl::StrCat("executions/", segments[2]));
+  // Checked before the upgrade, so a wrong id is a plain 404.
+  Orchestrator<v1::GetExecutionRequest, v1::Execution>(
+      call, &AsyncApi::GetExecution, std::move(request),
+      [this, call, since](absl::StatusOr<v1::Execution> execution) {
+        if (!execution.ok()) return call->respond(JsonError(execution.status()));
+        std::shared_ptr<ExecutionFeed> feed =
+            feeds_.Get(execution->name(), std::string(IdOf(execution->workflow())));
+        call->request.upgrade(
+            [feed, since, options = options_.websocket, open = open_websockets_](
+                boost::beast::tcp_stream stream,
+                boost::beast::http::request<boost::beast::http::string_body> request) mutable {
+              StartEventSubscriber(std::move(stream), std::move(request), std::move(feed), since,
+                                   options, std::move(open));
+            });
+      });
 }
 
 template <typename Request, typename Response>

@@ -12,6 +12,8 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/event_subscriber.h"
+#include "services/gateway/execution_feed.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/route_table.h"
 
@@ -31,6 +33,8 @@ class RestApi {
   struct Options {
     // Deadline of each backend call; past it the client gets 504.
     absl::Duration backend_timeout = absl::Seconds(10);
+    // Limits of each WebSocket subscriber.
+    SubscriberOptions websocket;
   };
 
   RestApi(std::shared_ptr<grpc::Channel> orchestrator,
@@ -41,12 +45,16 @@ class RestApi {
 
   // Every route, for the API description and its test.
   const RouteTable& routes() const { return routes_; }
+  // Open WebSocket subscribers.
+  int open_websockets() const { return open_websockets_->load(std::memory_order_relaxed); }
 
  private:
   using Call = std::shared_ptr<ApiCall>;
   using AsyncApi = v1::OrchestratorService::StubInterface::async_interface;
 
   void AddRoutes();
+  // /ws/executions/{id}: checks the execution, then upgrades.
+  void HandleWebSocket(const std::vector<std::string>& segments, const Call& call);
   absl::StatusOr<Principal> Authenticate(const HttpRequest& request) const;
 
   // Starts a unary orchestrator call carrying the request id.
@@ -91,6 +99,8 @@ class RestApi {
   std::shared_ptr<const ApiKeyAuthenticator> api_keys_;
   Options options_;
   RouteTable routes_;
+  FeedRegistry feeds_;
+  std::shared_ptr<std::atomic<int>> open_websockets_ = std::make_shared<std::atomic<int>>(0);
 };
 
 // Replies with a JSON body.
