@@ -7,12 +7,14 @@
 #include <cstdlib>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <boost/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
@@ -24,6 +26,7 @@
 #include "libs/testing/scratch_dir.h"
 #include "libs/testing/websocket_client.h"
 #include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/rest_api.h"
 
 namespace gyre {
 namespace {
@@ -580,6 +583,157 @@ TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
                               {{"X-API-Key", kAdminKey}})
                 ->status,
             426);
+}
+
+// Checks `value` against an OpenAPI schema: $ref, type, required,
+// properties, additionalProperties, items and enum (what the document
+// uses). Returns the first mismatch, empty when it conforms.
+std::string SchemaMismatch(const boost::json::value& value, const boost::json::object& schema,
+                           const boost::json::object& document, const std::string& where) {
+  if (const auto* ref = schema.if_contains("$ref")) {
+    const std::string name(ref->as_string().subview().substr(sizeof("#/components/schemas/") - 1));
+    return SchemaMismatch(value, document.at("components").at("schemas").at(name).as_object(),
+                          document, where);
+  }
+  if (const auto* type = schema.if_contains("type")) {
+    const std::string expected(type->as_string());
+    const bool ok =
+        (expected == "object" && value.is_object()) || (expected == "array" && value.is_array()) ||
+        (expected == "string" && value.is_string()) ||
+        (expected == "integer" && (value.is_int64() || value.is_uint64())) ||
+        (expected == "boolean" && value.is_bool()) || (expected == "number" && value.is_number());
+    if (!ok)
+      return absl::StrCat(where, ": expected ", expected, ", got ", boost::json::serialize(value));
+  }
+  if (const auto* values = schema.if_contains("enum")) {
+    bool found = false;
+    for (const auto& option : values->as_array()) found = found || option == value;
+    if (!found) return absl::StrCat(where, ": ", boost::json::serialize(value), " not in enum");
+  }
+  if (value.is_object()) {
+    const boost::json::object& object = value.as_object();
+    if (const auto* required = schema.if_contains("required")) {
+      for (const auto& key : required->as_array()) {
+        if (!object.contains(key.as_string())) {
+          return absl::StrCat(where, ": required property ", std::string(key.as_string()),
+                              " missing");
+        }
+      }
+    }
+    for (const auto& [key, member] : object) {
+      const auto* properties = schema.if_contains("properties");
+      if (properties != nullptr && properties->as_object().contains(key)) {
+        std::string mismatch = SchemaMismatch(member, properties->as_object().at(key).as_object(),
+                                              document, absl::StrCat(where, ".", std::string(key)));
+        if (!mismatch.empty()) return mismatch;
+      } else if (const auto* extra = schema.if_contains("additionalProperties");
+                 extra != nullptr && extra->is_object()) {
+        std::string mismatch = SchemaMismatch(member, extra->as_object(), document,
+                                              absl::StrCat(where, ".", std::string(key)));
+        if (!mismatch.empty()) return mismatch;
+      }
+    }
+  }
+  if (value.is_array()) {
+    if (const auto* items = schema.if_contains("items")) {
+      for (size_t i = 0; i < value.as_array().size(); ++i) {
+        std::string mismatch = SchemaMismatch(value.as_array()[i], items->as_object(), document,
+                                              absl::StrCat(where, "[", i, "]"));
+        if (!mismatch.empty()) return mismatch;
+      }
+    }
+  }
+  return "";
+}
+
+// The documented (method, path) pairs, e.g. {"GET", "/api/v1/executions/{id}"}.
+std::set<std::pair<std::string, std::string>> DocumentedRoutes(const boost::json::object& doc) {
+  std::set<std::pair<std::string, std::string>> routes;
+  for (const auto& [path, methods] : doc.at("paths").as_object()) {
+    for (const auto& [method, operation] : methods.as_object()) {
+      routes.emplace(absl::AsciiStrToUpper(std::string(method)), std::string(path));
+    }
+  }
+  return routes;
+}
+
+TEST_F(GatewayTest, OpenApiDocumentsExactlyTheRoutesTheServerHas) {
+  const HttpResponse served = Call("GET", "/openapi.json");
+  ASSERT_EQ(served.status, 200);
+  const boost::json::value doc = Json(served);
+  ASSERT_EQ(Str(doc, {"openapi"}).substr(0, 2), "3.");
+  const auto documented = DocumentedRoutes(doc.as_object());
+  // The server's own table: nothing undocumented, nothing documented that
+  // it does not route.
+  gateway::RestApi api(grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
+                       std::make_shared<gateway::ApiKeyAuthenticator>(), {});
+  std::set<std::pair<std::string, std::string>> served_routes;
+  for (const gateway::Route& route : api.routes().routes()) {
+    served_routes.emplace(route.method, route.path_template);
+    EXPECT_TRUE(documented.count({route.method, route.path_template}))
+        << route.method << " " << route.path_template << " is not in openapi.json";
+  }
+  for (const auto& [method, path] : documented) {
+    EXPECT_TRUE(served_routes.count({method, path}))
+        << method << " " << path << " is documented but not routed";
+    // And the running server routes it (a parameter filled in).
+    std::string target = path;
+    for (const char* param : {"{id}", "{task}", "{execution}"}) {
+      target = absl::StrReplaceAll(target, {{param, "p"}});
+    }
+    auto response =
+        testing::HttpCall("127.0.0.1", dev_port_, method, target,
+                          {{"X-API-Key", kAdminKey}, {"Content-Type", "application/json"}},
+                          method == "GET" || method == "DELETE" ? "" : "{}");
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_NE(response->status, 405) << method << " " << target;
+    EXPECT_FALSE(absl::StrContains(response->body, "no route for")) << method << " " << target;
+  }
+}
+
+TEST_F(GatewayTest, RealResponsesMatchTheirDocumentedSchemas) {
+  const boost::json::value doc_value = Json(Call("GET", "/openapi.json"));
+  const boost::json::object& doc = doc_value.as_object();
+  auto check = [&](const std::string& method, const std::string& path_template,
+                   const HttpResponse& response) {
+    const boost::json::object& operation = doc.at("paths")
+                                               .at(absl::StrCat("/api/v1", path_template))
+                                               .at(absl::AsciiStrToLower(method))
+                                               .as_object();
+    const boost::json::object& responses = operation.at("responses").as_object();
+    const std::string code = std::to_string(response.status);
+    const boost::json::value& documented =
+        responses.contains(code) ? responses.at(code) : responses.at("default");
+    const boost::json::object& schema =
+        documented.at("content").at("application/json").at("schema").as_object();
+    EXPECT_EQ(SchemaMismatch(Json(response), schema, doc, "body"), "")
+        << method << " " << path_template << " " << response.status << ": " << response.body;
+  };
+  const std::string yaml = absl::StrReplaceAll(kHelloYaml, {{"name: hello", "name: schemas"}});
+  check("POST", "/workflows", Call("POST", "/workflows", yaml, "application/yaml"));
+  check("POST", "/workflows",
+        Call("POST", "/workflows", "name: x\ntasks: 3\n", "application/yaml"));
+  check("GET", "/workflows", Call("GET", "/workflows"));
+  check("GET", "/workflows/{id}", Call("GET", "/workflows/schemas"));
+  check("PUT", "/workflows/{id}", Call("PUT", "/workflows/schemas", yaml, "application/yaml"));
+  const HttpResponse started = Call("POST", "/workflows/schemas/execute");
+  check("POST", "/workflows/{id}/execute", started);
+  const std::string id = Str(Json(started), {"execution_id"});
+  WaitForState(id, [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; });
+  check("GET", "/workflows/{id}/status", Call("GET", "/workflows/schemas/status"));
+  check("GET", "/executions", Call("GET", "/executions"));
+  check("GET", "/executions/{id}", Call("GET", "/executions/" + id));
+  check("GET", "/executions/{id}", Call("GET", "/executions/nope"));
+  check("GET", "/executions/{id}/tasks/{task}/logs",
+        Call("GET", "/executions/" + id + "/tasks/greet/logs"));
+  check("POST", "/executions/{id}/cancel", Call("POST", "/executions/" + id + "/cancel"));
+  check("GET", "/queues", Call("GET", "/queues"));
+  check("GET", "/agents", Call("GET", "/agents"));
+  check("GET", "/health", Call("GET", "/health"));
+  check("GET", "/ready", Call("GET", "/ready"));
+  check("GET", "/workflow-capacity", Call("GET", "/workflow-capacity"));
+  check("POST", "/optimization/analyze", Call("POST", "/optimization/analyze", "{}"));
+  check("POST", "/scheduling", Call("POST", "/scheduling", R"({"targets":["daily-report"]})"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
 #include "services/gateway/json_body.h"
+#include "services/gateway/openapi_document.h"
 #include "services/gateway/orchestrator_call.h"
 
 namespace gyre::gateway {
@@ -184,6 +185,9 @@ void RestApi::AddRoutes() {
                        " is not built yet in this version of Gyre; nothing was done"))));
     });
   }
+  fixed("GET", "/openapi.json", Role::kViewer, [](Call call) {
+    call->respond(JsonReply(200, std::string(OpenApiDocument())));
+  });
   fixed("GET", "/health", Role::kViewer,
         [](Call call) { call->respond(JsonReply(200, "{\"status\":\"ok\"}")); });
   add("GET", "/ready", Role::kViewer, &RestApi::Ready);
