@@ -185,9 +185,8 @@ void RestApi::AddRoutes() {
                        " is not built yet in this version of Gyre; nothing was done"))));
     });
   }
-  fixed("GET", "/openapi.json", Role::kViewer, [](Call call) {
-    call->respond(JsonReply(200, std::string(OpenApiDocument())));
-  });
+  fixed("GET", "/openapi.json", Role::kViewer,
+        [](Call call) { call->respond(JsonReply(200, std::string(OpenApiDocument()))); });
   fixed("GET", "/health", Role::kViewer,
         [](Call call) { call->respond(JsonReply(200, "{\"status\":\"ok\"}")); });
   add("GET", "/ready", Role::kViewer, &RestApi::Ready);
