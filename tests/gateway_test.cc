@@ -16,6 +16,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
@@ -734,6 +735,74 @@ TEST_F(GatewayTest, RealResponsesMatchTheirDocumentedSchemas) {
   check("GET", "/workflow-capacity", Call("GET", "/workflow-capacity"));
   check("POST", "/optimization/analyze", Call("POST", "/optimization/analyze", "{}"));
   check("POST", "/scheduling", Call("POST", "/scheduling", R"({"targets":["daily-report"]})"));
+}
+
+TEST_F(GatewayTest, RateLimitCorsAndMetrics) {
+  // A gateway of its own: 60 requests a minute, a burst of 3, one origin.
+  std::unique_ptr<ChildProcess> limited;
+  auto grpc_port = dev_->WaitForLine(
+      [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"gyre dev is up\""); },
+      absl::Seconds(1));
+  ASSERT_TRUE(grpc_port.ok());
+  auto port = StartServing(
+      {BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
+       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+       absl::StrCat("--orchestrator_address=127.0.0.1:",
+                    *testing::JsonIntField(*grpc_port, "grpc_port"))},
+      {absl::StrCat("GYRE_API_KEYS=[a:admin:", gateway::ApiKeyAuthenticator::HashKey(kAdminKey),
+                    "]"),
+       "GYRE_RATE_LIMIT_PER_MINUTE=60", "GYRE_RATE_LIMIT_BURST=3",
+       "GYRE_CORS_ORIGINS=[https://ui.example]"},
+      &limited);
+  ASSERT_TRUE(port.has_value());
+  auto serving = limited->WaitForLine(
+      [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"serving\""); },
+      absl::Seconds(10));
+  ASSERT_TRUE(serving.ok());
+  const int metrics_port = *testing::JsonIntField(*serving, "metrics_port");
+
+  // CORS: an allowed origin gets the headers; a preflight needs no key.
+  auto allowed = testing::HttpCall(
+      "127.0.0.1", *port, "OPTIONS", "/api/v1/executions",
+      {{"Origin", "https://ui.example"}, {"Access-Control-Request-Method", "GET"}});
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(allowed->status, 204);
+  EXPECT_EQ(allowed->Header("Access-Control-Allow-Origin"), "https://ui.example");
+  EXPECT_TRUE(absl::StrContains(allowed->Header("Access-Control-Allow-Headers"), "X-API-Key"));
+  auto other = testing::HttpCall("127.0.0.1", *port, "GET", "/api/v1/health",
+                                 {{"Origin", "https://evil.example"}, {"X-API-Key", kAdminKey}});
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->Header("Access-Control-Allow-Origin"), "");
+
+  // The burst is spent (the two calls above: the preflight is free, one
+  // GET counted), then 429 with Retry-After.
+  int ok = 1;
+  HttpResponse refused;
+  for (int i = 0; i < 10; ++i) {
+    refused = Call("GET", "/health", "", "", kAdminKey, *port);
+    if (refused.status != 200) break;
+    ++ok;
+  }
+  EXPECT_EQ(ok, 3);
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(ErrorStatus(refused), "RESOURCE_EXHAUSTED");
+  int retry_after = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(refused.Header("Retry-After"), &retry_after)) << refused.body;
+  EXPECT_GE(retry_after, 1);
+  EXPECT_EQ(Call("GET", "/health", "", "", "gyk_wrong", *port).status, 401);
+
+  auto metrics = testing::HttpGet("127.0.0.1", metrics_port, "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  for (const char* expected :
+       {"gyre_gateway_requests_total{code=\"200\",method=\"GET\",route=\"/api/v1/health\"} 3",
+        "gyre_gateway_requests_total{code=\"429\",method=\"GET\",route=\"/api/v1/health\"}",
+        "gyre_gateway_rate_limited_total 1",
+        "gyre_gateway_auth_failures_total{reason=\"invalid\"} 1",
+        "gyre_gateway_request_seconds_bucket{route=\"/api/v1/health\"",
+        "gyre_gateway_websocket_subscribers 0"}) {
+    EXPECT_TRUE(absl::StrContains(metrics->body, expected)) << expected << "\n" << metrics->body;
+  }
+  Stop(limited);
 }
 
 }  // namespace

@@ -29,15 +29,19 @@ constexpr size_t kMaxClientMessageBytes = 4096;
 class EventSubscriber : public std::enable_shared_from_this<EventSubscriber> {
  public:
   EventSubscriber(beast::tcp_stream stream, std::shared_ptr<ExecutionFeed> feed, int64_t since,
-                  const SubscriberOptions& options, std::shared_ptr<std::atomic<int>> open)
+                  const SubscriberOptions& options, std::shared_ptr<SubscriberCount> count)
       : ws_(std::move(stream)),
         feed_(std::move(feed)),
         cursor_(since),
         options_(options),
-        open_(std::move(open)) {
-    open_->fetch_add(1, std::memory_order_relaxed);
+        count_(std::move(count)) {
+    count_->open.fetch_add(1, std::memory_order_relaxed);
+    if (count_->gauge != nullptr) count_->gauge->Increment();
   }
-  ~EventSubscriber() { open_->fetch_sub(1, std::memory_order_relaxed); }
+  ~EventSubscriber() {
+    count_->open.fetch_sub(1, std::memory_order_relaxed);
+    if (count_->gauge != nullptr) count_->gauge->Decrement();
+  }
 
   void Start(http::request<http::string_body> request) {
     beast::error_code ignored;
@@ -165,7 +169,7 @@ class EventSubscriber : public std::enable_shared_from_this<EventSubscriber> {
   std::shared_ptr<ExecutionFeed> feed_;
   int64_t cursor_;  // frames sent: the next one to send is frames[cursor_]
   SubscriberOptions options_;
-  std::shared_ptr<std::atomic<int>> open_;
+  std::shared_ptr<SubscriberCount> count_;
   beast::flat_buffer incoming_;
   std::deque<Frame> pending_;  // taken from the feed, not yet written
   int64_t allowed_lag_ = -1;   // set at the first read
@@ -186,9 +190,9 @@ class EventSubscriber : public std::enable_shared_from_this<EventSubscriber> {
 void StartEventSubscriber(beast::tcp_stream stream, http::request<http::string_body> request,
                           std::shared_ptr<ExecutionFeed> feed, int64_t since,
                           const SubscriberOptions& options,
-                          std::shared_ptr<std::atomic<int>> open) {
+                          std::shared_ptr<SubscriberCount> count) {
   auto subscriber = std::make_shared<EventSubscriber>(
-      std::move(stream), std::move(feed), std::max<int64_t>(0, since), options, std::move(open));
+      std::move(stream), std::move(feed), std::max<int64_t>(0, since), options, std::move(count));
   subscriber->Start(std::move(request));
 }
 

@@ -9,6 +9,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "prometheus/gauge.h"
 #include "services/gateway/execution_feed.h"
 
 namespace gyre::gateway {
@@ -30,14 +31,20 @@ struct SubscriberOptions {
   int idle_timeout_seconds = 60;
 };
 
+// Counts open subscribers (and mirrors the count in a gauge, if given).
+struct SubscriberCount {
+  std::atomic<int> open{0};
+  prometheus::Gauge* gauge = nullptr;  // outlives every subscriber
+};
+
 // Completes the WebSocket handshake of `request` on `stream` and sends the
 // feed's frames after sequence `since`, one message each, in order, then
 // closes with the feed's end (1000 when the execution finished). Owns
-// itself until the connection closes. `open` counts open subscribers.
+// itself until the connection closes; counted in `count` while it lives.
 void StartEventSubscriber(boost::beast::tcp_stream stream,
                           boost::beast::http::request<boost::beast::http::string_body> request,
                           std::shared_ptr<ExecutionFeed> feed, int64_t since,
-                          const SubscriberOptions& options, std::shared_ptr<std::atomic<int>> open);
+                          const SubscriberOptions& options, std::shared_ptr<SubscriberCount> count);
 
 }  // namespace gyre::gateway
 

@@ -29,6 +29,12 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                  "kernel send buffer of each WebSocket connection");
   schema->AddDuration("ws_idle_timeout", &config_.ws_idle_timeout,
                       "WebSocket idle time: pinged after half, closed after all");
+  schema->AddInt("rate_limit_per_minute", &config_.rate_limit_per_minute, 0, 100000000,
+                 "requests a minute per principal (0: no limit)");
+  schema->AddInt("rate_limit_burst", &config_.rate_limit_burst, 1, 100000000,
+                 "requests a principal may send at once");
+  schema->AddStringList("cors_origins", &config_.cors_origins,
+                        "browser origins allowed by CORS (\"*\" for any)");
   schema->AddStringList("api_keys", &config_.api_keys,
                         "API keys as NAME:ROLE[:TENANT]:SHA256HEX (the key's SHA-256)");
 }
@@ -52,7 +58,7 @@ absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
   return absl::OkStatus();
 }
 
-absl::Status GatewayModule::OnServing(server::ServiceHost* /*host*/) {
+absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   if (orchestrator_channel_ == nullptr) {
     orchestrator_channel_ =
         grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials());
@@ -69,7 +75,11 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* /*host*/) {
   api_options.websocket.send_buffer_bytes = static_cast<int>(config_.ws_send_buffer_bytes);
   api_options.websocket.idle_timeout_seconds =
       std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(config_.ws_idle_timeout)));
-  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options);
+  api_options.rate_limit_per_minute = config_.rate_limit_per_minute;
+  api_options.rate_limit_burst = config_.rate_limit_burst;
+  api_options.cors_origins = config_.cors_origins;
+  metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
+  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get());
 
   HttpServer::Options options;
   options.address = config_.http_address;

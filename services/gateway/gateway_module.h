@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "libs/server/service_main.h"
 #include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/rest_api.h"
 
@@ -37,6 +38,11 @@ struct GatewayConfig {
   absl::Duration ws_stall_timeout = absl::Seconds(2);
   int64_t ws_send_buffer_bytes = 256 << 10;
   absl::Duration ws_idle_timeout = absl::Seconds(60);
+  // Per principal: requests a minute (0: no limit) and the burst.
+  int64_t rate_limit_per_minute = 1000;
+  int64_t rate_limit_burst = 100;
+  // Browser origins allowed by CORS ("*" for any); none by default.
+  std::vector<std::string> cors_origins;
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the
@@ -65,6 +71,7 @@ class GatewayModule : public server::ServiceModule {
   GatewayConfig config_;
   std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
   std::shared_ptr<grpc::Channel> orchestrator_channel_;
+  std::unique_ptr<GatewayMetrics> metrics_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;
 };

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include "absl/algorithm/container.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -135,13 +136,17 @@ HttpReply JsonReply(int status, std::string body) {
 }
 
 RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
-                 std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options)
+                 std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
+                 GatewayMetrics* metrics)
     : channel_(std::move(orchestrator)),
       orchestrator_(v1::OrchestratorService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)),
       api_keys_(std::move(api_keys)),
       options_(options),
-      feeds_(orchestrator_.get()) {
+      feeds_(orchestrator_.get()),
+      metrics_(metrics),
+      rate_limiter_(options_.rate_limit_per_minute, options_.rate_limit_burst) {
+  if (metrics_ != nullptr) open_websockets_->gauge = &metrics_->websocket_subscribers();
   AddRoutes();
 }
 
@@ -213,14 +218,48 @@ absl::StatusOr<Principal> RestApi::Authenticate(const HttpRequest& request) cons
   return principal;
 }
 
+std::vector<std::pair<std::string, std::string>> RestApi::CorsHeaders(
+    absl::string_view origin) const {
+  if (origin.empty()) return {};
+  const bool allowed = absl::c_any_of(options_.cors_origins, [origin](const std::string& entry) {
+    return entry == "*" || entry == origin;
+  });
+  if (!allowed) return {};
+  return {{"Access-Control-Allow-Origin", std::string(origin)},
+          {"Vary", "Origin"},
+          {"Access-Control-Expose-Headers", "X-Request-Id, Retry-After"}};
+}
+
 void RestApi::Handle(HttpRequest request, HttpResponder respond) {
+  const absl::Time start = absl::Now();
   std::string request_id(request.Header("x-request-id"));
   if (!IsValidRequestId(request_id)) request_id = NewRequestId();
-  // Every answer echoes the request id.
-  respond = [respond = std::move(respond), request_id](HttpReply reply) {
+  // The route template once known, for the metrics' bounded label.
+  auto route_label = std::make_shared<std::string>("unmatched");
+  auto method_label = std::make_shared<std::string>("other");
+  // Every answer echoes the request id, carries the CORS headers of an
+  // allowed origin, and is counted.
+  respond = [respond = std::move(respond), request_id, start, route_label, method_label,
+             cors = CorsHeaders(request.Header("origin")), metrics = metrics_](HttpReply reply) {
     reply.headers.emplace_back("X-Request-Id", request_id);
+    for (const auto& header : cors) reply.headers.push_back(header);
+    if (metrics != nullptr) {
+      metrics->Request(*route_label, *method_label, reply.status, absl::Now() - start);
+    }
     respond(std::move(reply));
   };
+  if (request.method == "OPTIONS" && !request.Header("access-control-request-method").empty()) {
+    // A browser's preflight carries no credentials: answered before auth.
+    HttpReply reply{204, "", "", {}};
+    if (!CorsHeaders(request.Header("origin")).empty()) {
+      reply.headers = {
+          {"Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"},
+          {"Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type, X-Request-Id"},
+          {"Access-Control-Max-Age", "600"}};
+    }
+    respond(std::move(reply));
+    return;
+  }
 
   auto url = boost::urls::parse_origin_form(request.target);
   if (!url) {
@@ -237,6 +276,7 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   }
 
   const bool websocket = !segments.empty() && segments[0] == "ws";
+  if (websocket) *route_label = "/ws/executions/{id}";
   if (websocket && request.Header("x-api-key").empty() && request.Header("authorization").empty()) {
     // Browsers cannot set headers on a WebSocket: the key may come as
     // ?access_token= (never logged, like every credential).
@@ -246,12 +286,36 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   }
   absl::StatusOr<Principal> principal = Authenticate(request);
   if (!principal.ok()) {
+    if (metrics_ != nullptr) {
+      const absl::string_view message = principal.status().message();
+      metrics_->AuthFailure(absl::StartsWith(message, "missing")       ? "missing"
+                            : absl::StartsWith(message, "unsupported") ? "unsupported_scheme"
+                                                                       : "invalid");
+    }
     HttpReply reply = JsonError(principal.status());
     reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gyre\"");
     respond(std::move(reply));
     return;
   }
+  // Past authentication, so the bucket is the principal's.
+  auto rate_limited = [&]() {
+    if (absl::Duration wait = rate_limiter_.Take(principal->name, start);
+        wait > absl::ZeroDuration()) {
+      if (metrics_ != nullptr) metrics_->RateLimited();
+      const int64_t seconds =
+          std::max<int64_t>(1, absl::ToInt64Seconds(absl::Ceil(wait, absl::Seconds(1))));
+      HttpReply reply = JsonError(absl::ResourceExhaustedError(
+          absl::StrCat("rate limit of ", options_.rate_limit_per_minute,
+                       " requests a minute (burst ", options_.rate_limit_burst, ") reached for ",
+                       principal->name, "; retry in ", seconds, " s")));
+      reply.headers.emplace_back("Retry-After", absl::StrCat(seconds));
+      respond(std::move(reply));
+      return true;
+    }
+    return false;
+  };
   if (websocket) {
+    if (rate_limited()) return;
     auto call = std::make_shared<ApiCall>();
     for (auto param : url->params()) {
       call->query[param.key].push_back(param.has_value ? std::string(param.value) : std::string());
@@ -265,12 +329,16 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   }
   absl::StatusOr<RouteTable::Match> match = routes_.Find(request.method, segments);
   if (!match.ok()) {
+    if (rate_limited()) return;  // unknown paths count too
     respond(match.status().code() == absl::StatusCode::kFailedPrecondition
                 ? JsonError(405, absl::StatusCode::kInvalidArgument, match.status().message())
                 : JsonError(match.status()));
     return;
   }
   const Route& route = *match->route;
+  *route_label = route.path_template;
+  *method_label = route.method;
+  if (rate_limited()) return;
   if (principal->role < route.min_role) {
     respond(JsonError(absl::PermissionDeniedError(absl::StrCat(
         request.method, " ", route.path_template, " needs the ", RoleName(route.min_role),

@@ -6,6 +6,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -14,7 +16,9 @@
 #include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/event_subscriber.h"
 #include "services/gateway/execution_feed.h"
+#include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
+#include "services/gateway/rate_limiter.h"
 #include "services/gateway/route_table.h"
 
 namespace gyre::gateway {
@@ -35,10 +39,17 @@ class RestApi {
     absl::Duration backend_timeout = absl::Seconds(10);
     // Limits of each WebSocket subscriber.
     SubscriberOptions websocket;
+    // Token bucket per principal; 0 requests a minute disables it.
+    int64_t rate_limit_per_minute = 1000;
+    int64_t rate_limit_burst = 100;
+    // Origins allowed to call from a browser (CORS); "*" allows any.
+    std::vector<std::string> cors_origins;
   };
 
+  // `metrics` may be null (no metrics); it must outlive this.
   RestApi(std::shared_ptr<grpc::Channel> orchestrator,
-          std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options);
+          std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
+          GatewayMetrics* metrics = nullptr);
 
   // The gateway's HttpHandler.
   void Handle(HttpRequest request, HttpResponder respond);
@@ -46,7 +57,7 @@ class RestApi {
   // Every route, for the API description and its test.
   const RouteTable& routes() const { return routes_; }
   // Open WebSocket subscribers.
-  int open_websockets() const { return open_websockets_->load(std::memory_order_relaxed); }
+  int open_websockets() const { return open_websockets_->open.load(std::memory_order_relaxed); }
 
  private:
   using Call = std::shared_ptr<ApiCall>;
@@ -56,6 +67,8 @@ class RestApi {
   // /ws/executions/{id}: checks the execution, then upgrades.
   void HandleWebSocket(const std::vector<std::string>& segments, const Call& call);
   absl::StatusOr<Principal> Authenticate(const HttpRequest& request) const;
+  // The CORS headers for `origin`, empty when it is not allowed.
+  std::vector<std::pair<std::string, std::string>> CorsHeaders(absl::string_view origin) const;
 
   // Starts a unary orchestrator call carrying the request id.
   template <typename Request, typename Response>
@@ -100,7 +113,9 @@ class RestApi {
   Options options_;
   RouteTable routes_;
   FeedRegistry feeds_;
-  std::shared_ptr<std::atomic<int>> open_websockets_ = std::make_shared<std::atomic<int>>(0);
+  GatewayMetrics* const metrics_;
+  RateLimiter rate_limiter_;
+  std::shared_ptr<SubscriberCount> open_websockets_ = std::make_shared<SubscriberCount>();
 };
 
 // Replies with a JSON body.
