@@ -84,6 +84,8 @@ absl::Status DevSuiteModule::ValidateConfig() {
   agent.slots = config_.agent_slots > 0 ? config_.agent_slots
                                         : std::max<int64_t>(1, std::thread::hardware_concurrency());
   components_->gateway.mutable_config().http_address = config_.http_address;
+  // One developer on a laptop: no rate limit (a deployed gateway has one).
+  components_->gateway.mutable_config().rate_limit_per_minute = 0;
   if (config_.dev_api_key.empty()) {
     absl::StatusOr<std::string> key = gateway::ApiKeyAuthenticator::GenerateKey();
     if (!key.ok()) return key.status();
