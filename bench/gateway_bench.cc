@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -336,8 +337,17 @@ int main(int argc, char** argv) {
   io.stop();
   client.join();
   int complete = 0;
+  std::map<std::string, int> outcomes;  // why the others did not complete
   for (const auto& s : subscribers) {
-    if (s->in_order() && s->received() == events && s->close_code() == 1000) ++complete;
+    if (s->in_order() && s->received() == events && s->close_code() == 1000) {
+      ++complete;
+    } else {
+      ++outcomes[absl::StrCat("close ", s->close_code(), s->in_order() ? "" : ", out of order",
+                              ", received ", s->received())];
+    }
+  }
+  for (const auto& [outcome, count] : outcomes) {
+    std::printf("  %d subscribers: %s\n", count, outcome.c_str());
   }
   std::printf(
       "WebSocket fan-out: %zu subscribers x %lld events (%d tasks), each from since=0:\n"

@@ -565,6 +565,20 @@ TEST_F(GatewayTest, WebSocketSlowReaderIsClosedWithoutStallingAFastOne) {
   EXPECT_EQ(some, OneTo(static_cast<int64_t>(some.size())));  // what it got, in order
 }
 
+TEST_F(GatewayTest, WebSocketReplaysALargeFinishedExecutionCompletely) {
+  // 9,003 events: the orchestrator replays them in batches of 4,096, the
+  // last one sent with its status (gRPC's in-process transport once lost
+  // it in gyre dev).
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-large", 3000)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-large/execute")), {"execution_id"});
+  ASSERT_EQ(WaitForState(id, [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; }),
+            "EXECUTION_SUCCEEDED");
+  auto client = Follow(dev_port_, id);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(ReadSequences(*client), OneTo(LastSequence(id)));
+  EXPECT_EQ(client->close_code(), 1000);
+}
+
 TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
   auto no_key = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/executions/x", {});
   ASSERT_FALSE(no_key.ok());

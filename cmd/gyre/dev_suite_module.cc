@@ -108,7 +108,9 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   // serialization.
   components_->agent.set_orchestrator_link(
       NewInProcessAgentLink(components_->orchestrator.engine()));
-  components_->gateway.set_orchestrator_channel(host->InProcessChannel());
+  components_->gateway.set_orchestrator_channel(
+      host->InProcessChannel(), grpc::CreateChannel(absl::StrCat("127.0.0.1:", host->grpc_port()),
+                                                    grpc::InsecureChannelCredentials()));
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }

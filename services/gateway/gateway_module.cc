@@ -79,7 +79,8 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   api_options.rate_limit_burst = config_.rate_limit_burst;
   api_options.cors_origins = config_.cors_origins;
   metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
-  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get());
+  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get(),
+                                   watch_channel_);
 
   HttpServer::Options options;
   options.address = config_.http_address;

@@ -58,10 +58,15 @@ class GatewayModule : public server::ServiceModule {
   GatewayConfig& mutable_config() { return config_; }
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
-  // Calls the orchestrator over this channel instead of dialling
-  // orchestrator_address (gyre dev: the in-process channel).
-  void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel) {
+  // Calls the orchestrator over `channel` instead of dialling
+  // orchestrator_address (gyre dev: the in-process channel), and follows
+  // event streams over `watch_channel` (gyre dev: loopback; gRPC's
+  // in-process transport loses a stream's last message when the server
+  // sends it with its status, as WatchBatches does).
+  void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel,
+                                std::shared_ptr<grpc::Channel> watch_channel) {
     orchestrator_channel_ = std::move(channel);
+    watch_channel_ = std::move(watch_channel);
   }
   // Adds an admin API key given in clear (gyre dev's dev_api_key); only its
   // hash is kept.
@@ -71,6 +76,7 @@ class GatewayModule : public server::ServiceModule {
   GatewayConfig config_;
   std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
   std::shared_ptr<grpc::Channel> orchestrator_channel_;
+  std::shared_ptr<grpc::Channel> watch_channel_;
   std::unique_ptr<GatewayMetrics> metrics_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;

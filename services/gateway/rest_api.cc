@@ -137,13 +137,15 @@ HttpReply JsonReply(int status, std::string body) {
 
 RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
                  std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
-                 GatewayMetrics* metrics)
+                 GatewayMetrics* metrics, std::shared_ptr<grpc::Channel> watch_channel)
     : channel_(std::move(orchestrator)),
       orchestrator_(v1::OrchestratorService::NewStub(channel_)),
+      watcher_(
+          v1::OrchestratorService::NewStub(watch_channel != nullptr ? watch_channel : channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)),
       api_keys_(std::move(api_keys)),
       options_(options),
-      feeds_(orchestrator_.get()),
+      feeds_(watcher_.get()),
       metrics_(metrics),
       rate_limiter_(options_.rate_limit_per_minute, options_.rate_limit_burst) {
   if (metrics_ != nullptr) open_websockets_->gauge = &metrics_->websocket_subscribers();

@@ -46,10 +46,12 @@ class RestApi {
     std::vector<std::string> cors_origins;
   };
 
-  // `metrics` may be null (no metrics); it must outlive this.
+  // `metrics` may be null (no metrics); it must outlive this. Event
+  // streams use `watch_channel` when given, else `orchestrator`.
   RestApi(std::shared_ptr<grpc::Channel> orchestrator,
           std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
-          GatewayMetrics* metrics = nullptr);
+          GatewayMetrics* metrics = nullptr,
+          std::shared_ptr<grpc::Channel> watch_channel = nullptr);
 
   // The gateway's HttpHandler.
   void Handle(HttpRequest request, HttpResponder respond);
@@ -108,6 +110,7 @@ class RestApi {
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::OrchestratorService::Stub> orchestrator_;
+  std::unique_ptr<v1::OrchestratorService::Stub> watcher_;  // for the feeds
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::shared_ptr<const ApiKeyAuthenticator> api_keys_;
   Options options_;
