@@ -593,6 +593,11 @@ TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
   auto token = WebSocketClient::Connect(
       "127.0.0.1", dev_port_, absl::StrCat("/ws/executions/", id, "?access_token=", kAdminKey), {});
   ASSERT_TRUE(token.ok()) << token.status();
+  // The workflow-wide stream is not built: said plainly.
+  auto workflow = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/workflows/ws-token",
+                                           {{"X-API-Key", kAdminKey}});
+  ASSERT_FALSE(workflow.ok());
+  EXPECT_TRUE(absl::StrContains(workflow.status().message(), "HTTP 501")) << workflow.status();
   // A plain GET of a WebSocket endpoint is told to upgrade.
   EXPECT_EQ(testing::HttpCall("127.0.0.1", dev_port_, "GET", "/ws/executions/" + id,
                               {{"X-API-Key", kAdminKey}})

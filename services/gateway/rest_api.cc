@@ -370,6 +370,11 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
 }
 
 void RestApi::HandleWebSocket(const std::vector<std::string>& segments, const Call& call) {
+  if (segments.size() == 3 && segments[1] == "workflows") {
+    return call->respond(JsonError(absl::UnimplementedError(
+        "/ws/workflows/{id} (every execution of a workflow) is not built yet in this version of "
+        "Gyre; follow each execution at /ws/executions/{id}")));
+  }
   if (segments.size() != 3 || segments[1] != "executions" || segments[2].empty() ||
       segments[2].size() > kMaxParamBytes || absl::StrContains(segments[2], '/')) {
     return call->respond(JsonError(absl::NotFoundError(
