@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdio>
 #include <thread>
 
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
 #include "services/agent/agent_module.h"
+#include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/gateway_module.h"
 #include "services/optimizer/optimizer_service.h"
 #include "services/orchestrator/orchestrator_module.h"
@@ -65,6 +67,8 @@ void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddString("run", &config_.run, "workflow file to run once the suite is up");
   schema->AddString("task_library_dir", &config_.task_library_dir,
                     "directory of task-library YAML files (for gyre schedule)");
+  schema->AddString("dev_api_key", &config_.dev_api_key,
+                    "admin API key of the REST API (generated and printed when empty)");
 }
 
 absl::Status DevSuiteModule::ValidateConfig() {
@@ -89,7 +93,16 @@ absl::Status DevSuiteModule::ValidateConfig() {
   agent.slots = config_.agent_slots > 0 ? config_.agent_slots
                                         : std::max<int64_t>(1, std::thread::hardware_concurrency());
   components_->gateway.mutable_config().http_address = config_.http_address;
-  return absl::OkStatus();
+  // One developer on a laptop: no rate limit (a deployed gateway has one).
+  components_->gateway.mutable_config().rate_limit_per_minute = 0;
+  if (config_.dev_api_key.empty()) {
+    absl::StatusOr<std::string> key = gateway::ApiKeyAuthenticator::GenerateKey();
+    if (!key.ok()) return key.status();
+    config_.dev_api_key = *std::move(key);
+    generated_api_key_ = true;
+  }
+  components_->gateway.AddAdminKey(config_.dev_api_key, "dev");
+  return components_->gateway.ValidateConfig();
 }
 
 absl::Status DevSuiteModule::AddServices(server::ServiceHost* host) {
@@ -104,10 +117,14 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   // serialization.
   components_->agent.set_orchestrator_link(
       NewInProcessAgentLink(components_->orchestrator.engine()));
+  components_->gateway.set_orchestrator_channel(
+      host->InProcessChannel(), grpc::CreateChannel(absl::StrCat("127.0.0.1:", host->grpc_port()),
+                                                    grpc::InsecureChannelCredentials()));
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }
   if (absl::Status status = ReportHealth(host); !status.ok()) return status;
+  PrintApiAccess();
   if (!config_.run.empty()) {
     RunOptions options;
     options.workflow_file = config_.run;
@@ -146,6 +163,28 @@ absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {
                                    {"metrics_port", host->metrics_port()},
                                    {"data_dir", config_.data_dir}});
   return absl::OkStatus();
+}
+
+void DevSuiteModule::PrintApiAccess() {
+  const std::string url =
+      absl::StrCat("http://127.0.0.1:", components_->gateway.http_port(), "/api/v1/executions");
+  // To the terminal, not the JSON log: the key is a secret that log
+  // shippers must not collect; a generated one is printed once, so the
+  // developer can use it.
+  if (generated_api_key_) {
+    std::fprintf(stdout,
+                 "REST API: %s (admin API key generated for this run; set dev_api_key, "
+                 "GYRE_DEV_API_KEY or --dev_api_key to choose one)\n"
+                 "  curl -H 'X-API-Key: %s' %s\n",
+                 url.c_str(), config_.dev_api_key.c_str(), url.c_str());
+  } else {
+    std::fprintf(stdout,
+                 "REST API: %s (admin API key from dev_api_key)\n"
+                 "  curl -H \"X-API-Key: $GYRE_DEV_API_KEY\" %s\n",
+                 url.c_str(), url.c_str());
+  }
+  std::fflush(stdout);
+  config_.dev_api_key.clear();
 }
 
 void DevSuiteModule::OnShutdown(absl::Duration grace) {

@@ -29,6 +29,9 @@ struct DevConfig {
   // Directory of task-library YAML files for ScheduleOutcome (`gyre
   // schedule`); empty: none.
   std::string task_library_dir;
+  // Admin API key of the embedded gateway; generated (and printed with an
+  // example curl) when empty. Only its hash is kept once the suite is up.
+  std::string dev_api_key;
 };
 
 // `gyre dev`: the whole suite in one process. Every service module
@@ -50,8 +53,11 @@ class DevSuiteModule : public server::ServiceModule {
 
  private:
   absl::Status ReportHealth(server::ServiceHost* host);
+  // Prints the REST API's address and an example curl.
+  void PrintApiAccess();
 
   DevConfig config_;
+  bool generated_api_key_ = false;
   std::thread run_thread_;
   class Components;
   std::unique_ptr<Components> components_;

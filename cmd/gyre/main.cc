@@ -36,6 +36,8 @@
 ABSL_FLAG(std::string, data_dir, "", "directory of the embedded durable store (gyre dev)");
 ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (gyre dev)");
 ABSL_FLAG(std::string, agent_slots, "", "task slots of the embedded agent (gyre dev)");
+ABSL_FLAG(std::string, dev_api_key, "",
+          "admin API key of the REST API (gyre dev; generated and printed when empty)");
 ABSL_FLAG(std::string, run, "", "workflow file to run once the suite is up (gyre dev)");
 ABSL_FLAG(std::string, task_library_dir, "",
           "directory of task-library YAML files, for gyre schedule (gyre dev)");
@@ -86,6 +88,7 @@ int RunDev(int argc, char** argv) {
                                         {"http_address", &FLAGS_http_address},
                                         {"agent_slots", &FLAGS_agent_slots},
                                         {"run", &FLAGS_run},
+                                        {"dev_api_key", &FLAGS_dev_api_key},
                                         {"task_library_dir", &FLAGS_task_library_dir}}},
                                       &module);
 }

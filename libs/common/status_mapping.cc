@@ -38,7 +38,11 @@ int ToHttpStatusCode(absl::StatusCode code) {
     case absl::StatusCode::kResourceExhausted:
       return 429;
     case absl::StatusCode::kFailedPrecondition:
-      return 400;
+      // Gyre's FAILED_PRECONDITION is a request that conflicts with the
+      // resource's state (pausing a finished execution): 409 Conflict tells
+      // an HTTP client that the request was fine and the state was not,
+      // where google.rpc.Code's generic mapping says 400.
+      return 409;
     case absl::StatusCode::kAborted:
       return 409;
     case absl::StatusCode::kOutOfRange:

@@ -17,7 +17,8 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Maps an absl::Status code to the HTTP status code the gateway answers with,
-// following google.rpc.Code's documented HTTP mapping.
+// following google.rpc.Code's documented HTTP mapping, except
+// FAILED_PRECONDITION, which is 409 (a conflict with the resource's state).
 int ToHttpStatusCode(absl::StatusCode code);
 
 // Returns an UNIMPLEMENTED status naming the RPC, for API surface that a later

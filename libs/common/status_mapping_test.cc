@@ -24,6 +24,7 @@ TEST(StatusMappingTest, HttpCodesFollowGoogleRpcMapping) {
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kPermissionDenied), 403);
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kNotFound), 404);
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kAlreadyExists), 409);
+  EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kFailedPrecondition), 409);
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kResourceExhausted), 429);
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kUnimplemented), 501);
   EXPECT_EQ(ToHttpStatusCode(absl::StatusCode::kUnavailable), 503);

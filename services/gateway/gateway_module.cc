@@ -2,7 +2,6 @@
 
 #include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
-#include "services/gateway/gateway_routes.h"
 
 namespace gyre::gateway {
 
@@ -13,6 +12,45 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddInt("http_threads", &config_.http_threads, 1, 64, "HTTP I/O threads");
   schema->AddInt("max_body_bytes", &config_.max_body_bytes, 1024, 64 << 20,
                  "largest accepted request body in bytes");
+  schema->AddInt("max_header_bytes", &config_.max_header_bytes, 1024, 1 << 20,
+                 "largest accepted request header block in bytes");
+  schema->AddInt("max_connections", &config_.max_connections, 1, 1 << 20,
+                 "open HTTP connections; past it new ones get 503");
+  schema->AddDuration("read_timeout", &config_.read_timeout, "time to receive one request body");
+  schema->AddDuration("idle_timeout", &config_.idle_timeout,
+                      "time a keep-alive connection may wait for its next request");
+  schema->AddDuration("backend_timeout", &config_.backend_timeout,
+                      "deadline of each orchestrator call (504 past it)");
+  schema->AddInt("ws_max_lag_events", &config_.ws_max_lag_events, 16, 1 << 24,
+                 "events a WebSocket subscriber may fall behind before it is closed (1013)");
+  schema->AddDuration("ws_stall_timeout", &config_.ws_stall_timeout,
+                      "how long a lagging WebSocket subscriber's socket may accept nothing");
+  schema->AddInt("ws_send_buffer_bytes", &config_.ws_send_buffer_bytes, 4096, 64 << 20,
+                 "kernel send buffer of each WebSocket connection");
+  schema->AddDuration("ws_idle_timeout", &config_.ws_idle_timeout,
+                      "WebSocket idle time: pinged after half, closed after all");
+  schema->AddInt("rate_limit_per_minute", &config_.rate_limit_per_minute, 0, 100000000,
+                 "requests a minute per principal (0: no limit)");
+  schema->AddInt("rate_limit_burst", &config_.rate_limit_burst, 1, 100000000,
+                 "requests a principal may send at once");
+  schema->AddStringList("cors_origins", &config_.cors_origins,
+                        "browser origins allowed by CORS (\"*\" for any)");
+  schema->AddStringList("api_keys", &config_.api_keys,
+                        "API keys as NAME:ROLE[:TENANT]:SHA256HEX (the key's SHA-256)");
+}
+
+absl::Status GatewayModule::ValidateConfig() {
+  for (const std::string& entry : config_.api_keys) {
+    if (absl::Status status = api_keys_->AddConfigured(entry); !status.ok()) return status;
+  }
+  if (config_.read_timeout < absl::Seconds(1) || config_.idle_timeout < absl::Seconds(1)) {
+    return absl::InvalidArgumentError("read_timeout and idle_timeout: must be at least 1s");
+  }
+  return absl::OkStatus();
+}
+
+void GatewayModule::AddAdminKey(const std::string& key, const std::string& principal_name) {
+  api_keys_->AddKey(key, Principal{principal_name, Role::kAdmin, "default"});
 }
 
 absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
@@ -20,12 +58,42 @@ absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
   return absl::OkStatus();
 }
 
-absl::Status GatewayModule::OnServing(server::ServiceHost* /*host*/) {
+absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
+  if (orchestrator_channel_ == nullptr) {
+    orchestrator_channel_ =
+        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials());
+  }
+  if (api_keys_->empty()) {
+    logging::Warn("no API keys configured (api_keys): every /api/v1 request is refused with 401",
+                  {});
+  }
+  RestApi::Options api_options;
+  api_options.backend_timeout = config_.backend_timeout;
+  api_options.websocket.max_lag_events = config_.ws_max_lag_events;
+  api_options.websocket.stall_timeout_ms =
+      static_cast<int>(std::max<int64_t>(10, absl::ToInt64Milliseconds(config_.ws_stall_timeout)));
+  api_options.websocket.send_buffer_bytes = static_cast<int>(config_.ws_send_buffer_bytes);
+  api_options.websocket.idle_timeout_seconds =
+      std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(config_.ws_idle_timeout)));
+  api_options.rate_limit_per_minute = config_.rate_limit_per_minute;
+  api_options.rate_limit_burst = config_.rate_limit_burst;
+  api_options.cors_origins = config_.cors_origins;
+  metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
+  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get(),
+                                   watch_channel_);
+
   HttpServer::Options options;
   options.address = config_.http_address;
   options.threads = static_cast<int>(config_.http_threads);
   options.max_body_bytes = static_cast<size_t>(config_.max_body_bytes);
-  http_ = std::make_unique<HttpServer>(options, RouteGatewayRequest);
+  options.max_header_bytes = static_cast<size_t>(config_.max_header_bytes);
+  options.max_connections = static_cast<int>(config_.max_connections);
+  options.read_timeout_seconds = static_cast<int>(absl::ToInt64Seconds(config_.read_timeout));
+  options.idle_timeout_seconds = static_cast<int>(absl::ToInt64Seconds(config_.idle_timeout));
+  http_ = std::make_unique<HttpServer>(
+      options, [api = api_.get()](HttpRequest request, HttpResponder respond) {
+        api->Handle(std::move(request), std::move(respond));
+      });
   if (absl::Status status = http_->Start(); !status.ok()) return status;
   logging::Info("http serving", {{"http_port", http_->port()}});
   return absl::OkStatus();

@@ -1,11 +1,18 @@
 #ifndef GYRE_SERVICES_GATEWAY_GATEWAY_MODULE_H_
 #define GYRE_SERVICES_GATEWAY_GATEWAY_MODULE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "absl/time/time.h"
 #include "libs/server/service_main.h"
+#include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
+#include "services/gateway/rest_api.h"
 
 namespace gyre::gateway {
 
@@ -15,6 +22,27 @@ struct GatewayConfig {
   std::string orchestrator_address = "127.0.0.1:50051";
   int64_t http_threads = 2;
   int64_t max_body_bytes = 4 << 20;
+  int64_t max_header_bytes = 16 << 10;
+  int64_t max_connections = 10000;
+  absl::Duration read_timeout = absl::Seconds(30);
+  absl::Duration idle_timeout = absl::Seconds(60);
+  absl::Duration backend_timeout = absl::Seconds(10);
+  // "NAME:ROLE[:TENANT]:SHA256HEX" per key; the keys themselves are never
+  // configured.
+  std::vector<std::string> api_keys;
+  // WebSocket subscribers: how far one may fall behind and for how long its
+  // socket may accept nothing before it is closed (1013), its kernel send
+  // buffer, and the idle time after which it is
+  // pinged (half) and dropped (all).
+  int64_t ws_max_lag_events = 4096;
+  absl::Duration ws_stall_timeout = absl::Seconds(2);
+  int64_t ws_send_buffer_bytes = 256 << 10;
+  absl::Duration ws_idle_timeout = absl::Seconds(60);
+  // Per principal: requests a minute (0: no limit) and the burst.
+  int64_t rate_limit_per_minute = 1000;
+  int64_t rate_limit_burst = 100;
+  // Browser origins allowed by CORS ("*" for any); none by default.
+  std::vector<std::string> cors_origins;
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the
@@ -22,6 +50,7 @@ struct GatewayConfig {
 class GatewayModule : public server::ServiceModule {
  public:
   void RegisterConfig(config::ConfigSchema* schema) override;
+  absl::Status ValidateConfig() override;
   absl::Status AddServices(server::ServiceHost* host) override;
   absl::Status OnServing(server::ServiceHost* host) override;
   void OnShutdown(absl::Duration grace) override;
@@ -29,8 +58,27 @@ class GatewayModule : public server::ServiceModule {
   GatewayConfig& mutable_config() { return config_; }
   int http_port() const { return http_ != nullptr ? http_->port() : 0; }
 
+  // Calls the orchestrator over `channel` instead of dialling
+  // orchestrator_address (gyre dev: the in-process channel), and follows
+  // event streams over `watch_channel` (gyre dev: loopback; gRPC's
+  // in-process transport loses a stream's last message when the server
+  // sends it with its status, as WatchBatches does).
+  void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel,
+                                std::shared_ptr<grpc::Channel> watch_channel) {
+    orchestrator_channel_ = std::move(channel);
+    watch_channel_ = std::move(watch_channel);
+  }
+  // Adds an admin API key given in clear (gyre dev's dev_api_key); only its
+  // hash is kept.
+  void AddAdminKey(const std::string& key, const std::string& principal_name);
+
  private:
   GatewayConfig config_;
+  std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
+  std::shared_ptr<grpc::Channel> orchestrator_channel_;
+  std::shared_ptr<grpc::Channel> watch_channel_;
+  std::unique_ptr<GatewayMetrics> metrics_;
+  std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;
 };
 

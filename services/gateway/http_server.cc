@@ -2,10 +2,13 @@
 
 #include <optional>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/json_escape.h"
@@ -16,36 +19,59 @@ namespace gyre::gateway {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace websocket = beast::websocket;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
 
 // One client connection: read a request, answer it, repeat while keep-alive.
+// Everything runs on the connection's strand; the handler's responder posts
+// back onto it. Owned by the shared pointers held by pending operations.
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
-  HttpSession(tcp::socket socket, const HttpServer::Options& options, const HttpHandler& handler)
-      : stream_(std::move(socket)), options_(options), handler_(handler) {}
+  HttpSession(tcp::socket socket, const HttpServer::Options& options, const HttpHandler& handler,
+              std::shared_ptr<std::atomic<int>> open_connections)
+      : stream_(std::move(socket)),
+        options_(options),
+        handler_(handler),
+        open_connections_(std::move(open_connections)) {}
+  ~HttpSession() { open_connections_->fetch_sub(1, std::memory_order_relaxed); }
 
-  void Start() { Read(); }
+  void Start() { ReadHeader(); }
 
- private:
-  void Read() {
-    parser_.emplace();
-    parser_->body_limit(options_.max_body_bytes);
-    parser_->header_limit(64 * 1024);
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
-    http::async_read(
-        stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code error, size_t) { self->OnRead(error); });
+  // Answers 503 and closes: the server is at its connection limit.
+  void Refuse() {
+    Reply(JsonError(503, absl::StatusCode::kUnavailable,
+                    absl::StrCat("the gateway is at its limit of ", options_.max_connections,
+                                 " open connections; retry later")),
+          /*keep_alive=*/false);
   }
 
-  void OnRead(beast::error_code error) {
-    if (error == http::error::end_of_stream || error == beast::error::timeout ||
-        error == asio::error::operation_aborted) {
-      Close();
-      return;
-    }
+ private:
+  void ReadHeader() {
+    parser_.emplace();
+    parser_->body_limit(options_.max_body_bytes);
+    parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
+    // Waiting for the next request of a keep-alive connection.
+    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code error, size_t) {
+                              if (error) return self->OnReadError(error);
+                              self->ReadBody();
+                            });
+  }
+
+  void ReadBody() {
+    stream_.expires_after(std::chrono::seconds(options_.read_timeout_seconds));
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       if (error) return self->OnReadError(error);
+                       self->Dispatch();
+                     });
+  }
+
+  void OnReadError(beast::error_code error) {
     if (error == http::error::body_limit) {
       Reply(JsonError(413, absl::StatusCode::kResourceExhausted,
                       absl::StrCat("request body exceeds the limit of ", options_.max_body_bytes,
@@ -53,33 +79,64 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
             /*keep_alive=*/false);
       return;
     }
-    if (error) {
-      Close();
+    if (error == http::error::header_limit) {
+      Reply(JsonError(431, absl::StatusCode::kResourceExhausted,
+                      absl::StrCat("request headers exceed the limit of ",
+                                   options_.max_header_bytes, " bytes")),
+            /*keep_alive=*/false);
       return;
     }
-    http::request<http::string_body> request = parser_->release();
-    HttpRequest incoming{std::string(request.method_string()), std::string(request.target()),
-                         std::move(request.body())};
-    Reply(handler_(incoming), request.keep_alive());
+    // end_of_stream, timeout, a reset or a malformed request: nothing
+    // useful can be answered on this connection.
+    Close();
+  }
+
+  void Dispatch() {
+    auto request = std::make_shared<http::request<http::string_body>>(parser_->release());
+    stream_.expires_never();  // the handler's backend call has its own deadline
+    HttpRequest incoming;
+    incoming.method = std::string(request->method_string());
+    incoming.target = std::string(request->target());
+    incoming.body = std::move(request->body());
+    for (const auto& field : *request) {
+      incoming.headers[absl::AsciiStrToLower(absl::string_view(
+          field.name_string().data(), field.name_string().size()))] = std::string(field.value());
+    }
+    const bool keep_alive = request->keep_alive();
+    auto strand = stream_.get_executor();
+    if (websocket::is_upgrade(*request)) {
+      incoming.upgrade = [self = shared_from_this(), strand, request](WebSocketAcceptor accept) {
+        asio::post(strand, [self, request, accept = std::move(accept)]() mutable {
+          self->stream_.expires_never();
+          accept(std::move(self->stream_), std::move(*request));
+        });
+      };
+    }
+    handler_(std::move(incoming), [self = shared_from_this(), strand, keep_alive](HttpReply reply) {
+      asio::post(strand, [self, keep_alive, reply = std::move(reply)]() mutable {
+        self->Reply(std::move(reply), keep_alive);
+      });
+    });
   }
 
   void Reply(HttpReply reply, bool keep_alive) {
     auto response = std::make_shared<http::response<http::string_body>>(
         static_cast<http::status>(reply.status), 11);
     response->set(http::field::server, "gyre-gateway");
-    response->set(http::field::content_type, reply.content_type);
+    if (!reply.content_type.empty()) response->set(http::field::content_type, reply.content_type);
+    for (auto& [name, value] : reply.headers) response->set(name, value);
     response->keep_alive(keep_alive);
     response->body() = std::move(reply.body);
     response->prepare_payload();
-    http::async_write(
-        stream_, *response,
-        [self = shared_from_this(), response, keep_alive](beast::error_code error, size_t) {
-          if (error || !keep_alive) {
-            self->Close();
-          } else {
-            self->Read();
-          }
-        });
+    stream_.expires_after(std::chrono::seconds(options_.read_timeout_seconds));
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response](beast::error_code error, size_t) {
+                        if (error || !response->keep_alive()) {
+                          self->Close();
+                        } else {
+                          self->ReadHeader();
+                        }
+                      });
   }
 
   void Close() {
@@ -92,16 +149,20 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpServer::Options& options_;
   const HttpHandler& handler_;
+  // Shared: a backend call may end after the server is gone.
+  const std::shared_ptr<std::atomic<int>> open_connections_;
 };
 
 }  // namespace
 
-HttpReply JsonError(int http_status, absl::StatusCode code, absl::string_view message) {
+HttpReply JsonError(int http_status, absl::StatusCode code, absl::string_view message,
+                    absl::string_view details_json) {
   std::string body = absl::StrCat("{\"error\":{\"code\":", http_status, ",\"status\":\"",
                                   absl::StatusCodeToString(code), "\",\"message\":");
   AppendJsonString(message, &body);
+  if (!details_json.empty()) absl::StrAppend(&body, ",\"details\":", details_json);
   body.append("}}");
-  return HttpReply{http_status, "application/json", std::move(body)};
+  return HttpReply{http_status, "application/json", std::move(body), {}};
 }
 
 HttpReply JsonError(const absl::Status& status) {
@@ -149,7 +210,16 @@ void HttpServer::Accept() {
   acceptor_->async_accept(
       asio::make_strand(io_), [this](beast::error_code error, tcp::socket socket) {
         if (error == asio::error::operation_aborted) return;
-        if (!error) std::make_shared<HttpSession>(std::move(socket), options_, handler_)->Start();
+        if (!error) {
+          const int open = open_connections_->fetch_add(1, std::memory_order_relaxed) + 1;
+          auto session = std::make_shared<HttpSession>(std::move(socket), options_, handler_,
+                                                       open_connections_);
+          if (open > options_.max_connections) {
+            session->Refuse();
+          } else {
+            session->Start();
+          }
+        }
         Accept();
       });
 }

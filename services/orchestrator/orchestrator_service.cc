@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/client_text.h"
 #include "libs/common/status_mapping.h"
@@ -77,6 +78,42 @@ grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext*,
                                                     const v1::ListWorkflowsRequest* request,
                                                     v1::ListWorkflowsResponse* response) {
   return Reply(engine_->ListWorkflows(*request), response);
+}
+
+grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
+    grpc::ServerContext*, const v1::ListWorkflowVersionsRequest* request,
+    v1::ListWorkflowsResponse* response) {
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
+  if (request->page_size() < 0 || request->page_size() > 1000) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("page_size ", request->page_size(), " is out of range 1..1000")));
+  }
+  // Built on GetWorkflow: versions are numbered 1..latest with no gaps
+  // (a workflow's versions are only ever added, or all deleted together).
+  absl::StatusOr<v1::WorkflowDefinition> latest = engine_->GetWorkflow(request->name());
+  if (!latest.ok()) return ToGrpcStatus(latest.status());
+  int64_t from = latest->version();
+  if (!request->page_token().empty() &&
+      (!absl::SimpleAtoi(request->page_token(), &from) || from < 1 || from > latest->version())) {
+    return ToGrpcStatus(absl::InvalidArgumentError(
+        absl::StrCat("page_token ", QuoteClientText(request->page_token()),
+                     " was not handed out by ListWorkflowVersions for ", latest->name())));
+  }
+  const int64_t page_size = request->page_size() == 0 ? 100 : request->page_size();
+  int64_t version = from;
+  for (; version >= 1 && response->workflows_size() < page_size; --version) {
+    if (version == latest->version()) {
+      *response->add_workflows() = *latest;
+      continue;
+    }
+    absl::StatusOr<v1::WorkflowDefinition> stored =
+        engine_->GetWorkflow(absl::StrCat(latest->name(), "/versions/", version));
+    if (!stored.ok()) return ToGrpcStatus(stored.status());
+    *response->add_workflows() = *std::move(stored);
+  }
+  if (version >= 1) response->set_next_page_token(absl::StrCat(version));
+  return grpc::Status::OK;
 }
 
 grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,

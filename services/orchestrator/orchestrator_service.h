@@ -49,6 +49,11 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
                            gyre::v1::WorkflowDefinition*) override;
   grpc::Status ListWorkflows(grpc::ServerContext*, const gyre::v1::ListWorkflowsRequest*,
                              gyre::v1::ListWorkflowsResponse*) override;
+  // Every version of a workflow, newest first, read one by one through
+  // the engine's GetWorkflow.
+  grpc::Status ListWorkflowVersions(grpc::ServerContext*,
+                                    const gyre::v1::ListWorkflowVersionsRequest*,
+                                    gyre::v1::ListWorkflowsResponse*) override;
   grpc::Status UpdateWorkflow(grpc::ServerContext*, const gyre::v1::UpdateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
   grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,

@@ -1,0 +1,82 @@
+#include "libs/testing/websocket_client.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace gyre::testing {
+
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tcp = boost::asio::ip::tcp;
+
+struct WebSocketClient::Impl {
+  boost::asio::io_context io;
+  websocket::stream<tcp::socket> ws{io};
+  beast::flat_buffer buffer;
+};
+
+WebSocketClient::WebSocketClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+WebSocketClient::~WebSocketClient() { Drop(); }
+
+absl::StatusOr<std::unique_ptr<WebSocketClient>> WebSocketClient::Connect(
+    const std::string& host, int port, const std::string& target,
+    const std::vector<std::pair<std::string, std::string>>& headers, int receive_buffer_bytes) {
+  auto impl = std::make_unique<Impl>();
+  beast::error_code error;
+  tcp::socket& socket = impl->ws.next_layer();
+  socket.open(tcp::v4(), error);
+  if (!error && receive_buffer_bytes > 0) {
+    socket.set_option(boost::asio::socket_base::receive_buffer_size(receive_buffer_bytes), error);
+  }
+  if (!error) {
+    socket.connect(tcp::endpoint(boost::asio::ip::make_address(host), static_cast<uint16_t>(port)),
+                   error);
+  }
+  if (error) {
+    return absl::UnavailableError(absl::StrCat("connect ", host, ":", port, ": ", error.message()));
+  }
+  impl->ws.set_option(websocket::stream_base::decorator([headers](websocket::request_type& req) {
+    for (const auto& [name, value] : headers) req.set(name, value);
+  }));
+  websocket::response_type response;
+  impl->ws.handshake(response, absl::StrCat(host, ":", port), target, error);
+  if (error) {
+    return absl::FailedPreconditionError(absl::StrCat("handshake ", target, ": HTTP ",
+                                                      response.result_int(), " ", error.message(),
+                                                      " ", response.body()));
+  }
+  impl->ws.read_message_max(16 << 20);
+  return std::unique_ptr<WebSocketClient>(new WebSocketClient(std::move(impl)));
+}
+
+absl::StatusOr<std::string> WebSocketClient::Read(absl::Duration timeout) {
+  if (impl_ == nullptr) return absl::FailedPreconditionError("dropped");
+  const timeval tv = absl::ToTimeval(timeout);
+  setsockopt(impl_->ws.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  beast::error_code error;
+  impl_->buffer.clear();
+  impl_->ws.read(impl_->buffer, error);
+  if (error == websocket::error::closed) {
+    close_code_ = impl_->ws.reason().code;
+    return absl::OutOfRangeError(
+        absl::StrCat("close ", close_code_, ": ", std::string(impl_->ws.reason().reason.c_str())));
+  }
+  if (error) return absl::UnavailableError(absl::StrCat("read: ", error.message()));
+  return beast::buffers_to_string(impl_->buffer.data());
+}
+
+void WebSocketClient::Drop() {
+  if (impl_ == nullptr) return;
+  beast::error_code ignored;
+  impl_->ws.next_layer().close(ignored);
+  impl_.reset();
+}
+
+}  // namespace gyre::testing
