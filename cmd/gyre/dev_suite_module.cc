@@ -54,7 +54,7 @@ DevSuiteModule::~DevSuiteModule() {
 
 void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddString("data_dir", &config_.data_dir, "directory of the embedded durable store");
-  schema->AddAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
+  schema->AddListenAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddInt("agent_slots", &config_.agent_slots, 0, 4096,
                  "task slots of the embedded agent (0: one per CPU core)");
   schema->AddString("run", &config_.run, "workflow file to run once the suite is up");
