@@ -65,9 +65,9 @@ int Failed(const Command& command, const CommandLine& line, absl::string_view wh
   switch (error.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
-      code = kRunUnavailable;
-      context = absl::StrCat("cannot reach the orchestrator at ", line.orchestrator);
-      break;
+      std::fprintf(stderr, "gyre %s: %s\n", std::string(command.name).c_str(),
+                   TerminalSafe(UnreachableMessage(line.orchestrator, error.message())).c_str());
+      return kRunUnavailable;
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kInvalidArgument:
       code = kRunBadInput;

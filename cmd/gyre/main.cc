@@ -7,7 +7,8 @@
 //                                         (execution_commands.h)
 //   gyre validate FILE.yaml [--task_library_dir=DIR]   check a workflow offline
 //   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
-//   gyre version
+//   gyre version | --version
+//   gyre COMMAND --help | -h              a command's flags and defaults
 #include <grpcpp/create_channel.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cmd/gyre/command_help.h"
 #include "cmd/gyre/command_line.h"
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/execution_commands.h"
@@ -45,7 +47,7 @@ constexpr char kUsage[] =
     "commands:\n"
     "  dev [--run=FILE.yaml] [flags]       run the whole suite (six services) in one process\n"
     "  run FILE.yaml [--set key=value]...  submit a workflow and follow it to the end\n"
-    "      [--orchestrator=host:port]      (default 127.0.0.1:50051)\n"
+    "      [--orchestrator=host:port]\n"
     "  schedule TASK... [--set key=value]... [--orchestrator=host:port]\n"
     "                                      schedule an outcome: the task library's TASKs and\n"
     "                                      what they depend on; follow it like run\n"
@@ -63,7 +65,10 @@ constexpr char kUsage[] =
     "                                      task library it depends on, if any)\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
-    "  version                             print the version\n";
+    "  version                             print the version (also --version)\n"
+    "`gyre COMMAND --help` lists a command's flags and their defaults. The commands that\n"
+    "talk to the orchestrator find it at --orchestrator, else $GYRE_ORCHESTRATOR, else\n"
+    "127.0.0.1:50051.\n";
 
 int Usage(const char* problem) {
   std::fprintf(stderr, "gyre: %s\n%s", problem, kUsage);
@@ -102,6 +107,7 @@ std::optional<int> ParseFollowArguments(const char* command, int argc, char** ar
   absl::StatusOr<gyre::cli::CommandLine> line = gyre::cli::ParseCommandLine(argc, argv, {set});
   if (!line.ok()) return Usage(absl::StrCat(command, ": ", line.status().message()).c_str());
   parsed->line = *std::move(line);
+  options.orchestrator = parsed->line.orchestrator;
   options.interactive = isatty(STDOUT_FILENO) != 0;
   return std::nullopt;
 }
@@ -228,18 +234,37 @@ int main(int argc, char** argv) {
     gyre::server::RetainFreedHeapMemory();
     return RunDev(argc - 1, argv + 1);
   }
+  if (command == "help" || command == "--help" || command == "-h") {
+    // `gyre help COMMAND` is `gyre COMMAND --help`.
+    if (argc > 2) {
+      if (std::optional<std::string> help = gyre::cli::CommandHelp(argv[2])) {
+        std::fputs(help->c_str(), stdout);
+        return 0;
+      }
+      if (std::string(argv[2]) != "dev") {
+        return Usage(absl::StrCat("unknown command \"", argv[2], "\"").c_str());
+      }
+      char help_flag[] = "--help";
+      char* dev_argv[] = {argv[2], help_flag, nullptr};
+      return RunDev(2, dev_argv);
+    }
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (gyre::cli::AsksForHelp(argc, argv)) {
+    if (std::optional<std::string> help = gyre::cli::CommandHelp(command)) {
+      std::fputs(help->c_str(), stdout);
+      return 0;
+    }
+  }
+  if (command == "version" || command == "--version") {
+    std::printf("gyre %s\n", gyre::kGyreVersion);
+    return 0;
+  }
   if (command == "run") return RunCommand(argc, argv);
   if (command == "schedule") return ScheduleCommand(argc, argv);
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
-  if (command == "version") {
-    std::printf("gyre %s\n", gyre::kGyreVersion);
-    return 0;
-  }
-  if (command == "help" || command == "--help") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
   return Usage(("unknown command \"" + command + "\"").c_str());
 }

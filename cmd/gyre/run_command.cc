@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "cmd/gyre/command_line.h"
 #include "cmd/gyre/interrupt_canceller.h"
 #include "cmd/gyre/run_console.h"
 #include "cmd/gyre/terminal_text.h"
@@ -188,7 +189,14 @@ class Progress {
 namespace {
 
 // Exit code for a start the orchestrator refused or could not take.
-int StartFailed(const char* command, const grpc::Status& status) {
+int StartFailed(const char* command, const RunOptions& options, const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::fprintf(
+        stderr, "gyre %s: %s\n", command,
+        TerminalSafe(UnreachableMessage(options.orchestrator, status.error_message())).c_str());
+    return kRunUnavailable;
+  }
   std::fprintf(stderr, "gyre %s: %s\n", command, TerminalSafe(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
@@ -293,9 +301,11 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   return kRunSucceeded;
 }
 
-// Reaching the orchestrator is retried this long: the follow streams have
-// no deadline (an execution takes as long as it takes).
-constexpr absl::Duration kReachRetry = absl::Seconds(30);
+// Reaching the orchestrator is retried this long (long enough for a
+// `gyre dev` started just before; short enough that nothing listening is
+// said at once). The follow streams have no deadline (an execution takes
+// as long as it takes).
+constexpr absl::Duration kReachRetry = absl::Seconds(3);
 
 // Parses the workflow file; when it names a dependency it does not define,
 // parses it again with the orchestrator's task library, which may hold it
@@ -310,10 +320,15 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService:
   }
   grpc::ClientContext context;
   context.set_wait_for_ready(true);  // as the submission would wait, a little
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kReachRetry));
   v1::WorkflowDefinition library;
   const grpc::Status status = stub.GetTaskLibrary(&context, v1::GetTaskLibraryRequest(), &library);
   if (status.ok()) return workflow::LoadWorkflowFile(file, &library);
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // Said as every other unreachable orchestrator is, exit 3.
+    return absl::UnavailableError(status.error_message());
+  }
   if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
     return absl::InvalidArgumentError(absl::StrCat(
         alone.status().message(), " (and the orchestrator has no task library to take it from)"));
@@ -330,6 +345,11 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   auto stub = v1::OrchestratorService::NewStub(channel);
   absl::StatusOr<v1::WorkflowDefinition> definition =
       LoadWorkflowFile(*stub, options.workflow_file);
+  if (absl::IsUnavailable(definition.status())) {
+    return StartFailed(
+        "run", options,
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(definition.status().message())));
+  }
   if (!definition.ok()) {
     std::fprintf(stderr, "gyre run: %s\n", TerminalSafe(definition.status().message()).c_str());
     return kRunBadInput;
@@ -355,7 +375,7 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
       absl::SleepFor(absl::Milliseconds(200));
       continue;
     }
-    return StartFailed("run", status);
+    return StartFailed("run", options, status);
   }
   const v1::WorkflowDefinition& def = request.start().definition();
   // A copy: reading the stream on reuses `message`.
@@ -390,7 +410,7 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
       absl::SleepFor(absl::Milliseconds(200));
       continue;
     }
-    return StartFailed("schedule", status);
+    return StartFailed("schedule", options, status);
   }
   return FollowExecution(*stub, absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution,
                          v1::WorkflowDefinition(), options,

@@ -20,6 +20,8 @@ struct RunOptions {
   // A progress bar redrawn in place (terminal) or one line per task change.
   bool interactive = false;
   std::FILE* out = stdout;
+  // Where the channel leads, for the message when nothing answers there.
+  std::string orchestrator;
 };
 
 // Exit codes of `gyre run`.

@@ -1,0 +1,101 @@
+#include "cmd/gyre/command_help.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace gyre::cli {
+namespace {
+
+// The flag every command that talks to the orchestrator takes.
+constexpr absl::string_view kOrchestratorFlag =
+    "  --orchestrator=HOST:PORT\n"
+    "      the orchestrator to talk to (default $GYRE_ORCHESTRATOR, else 127.0.0.1:50051)\n";
+
+constexpr absl::string_view kSetFlag =
+    "  --set KEY=VALUE\n"
+    "      a context value for the tasks' ${KEY} (repeatable; default none)\n";
+
+struct Help {
+  absl::string_view command;
+  absl::string_view usage;  // what follows "gyre COMMAND"
+  absl::string_view what;
+  absl::string_view flags;  // one entry per flag, kOrchestratorFlag added when `remote`
+  bool remote;
+  bool set;
+};
+
+constexpr Help kHelp[] = {
+    {"run", "FILE.yaml [flags]",
+     "Submits the workflow in FILE.yaml and follows it to the end. Exit 0 when it\n"
+     "succeeds, 1 when it fails or is cancelled, 2 for a bad file or flag, 3 when the\n"
+     "orchestrator cannot be reached, 130 after Ctrl-C (the execution keeps running).\n",
+     "", true, true},
+    {"schedule", "TASK... [flags]",
+     "Schedules an outcome: the task library's TASKs and what they depend on (tasks\n"
+     "already satisfied are not run again); follows it as gyre run does, same exit codes.\n",
+     "", true, true},
+    {"status", "EXECUTION [flags]",
+     "An execution's state and one line per task. EXECUTION is executions/ID or ID.\n", "", true,
+     false},
+    {"list", "[flags]", "Recent executions, newest first.\n",
+     "  --limit=N\n"
+     "      how many (1..1000; default 20)\n"
+     "  --workflow=NAME\n"
+     "      only executions of this workflow (default all)\n"
+     "  --state=STATE[,STATE]...\n"
+     "      only executions in these states: pending, running, paused, succeeded,\n"
+     "      failed, cancelled (default all)\n",
+     true, false},
+    {"logs", "EXECUTION TASK [flags]", "A task attempt's stored stdout and stderr.\n",
+     "  --attempt=N\n"
+     "      which attempt (default the latest)\n",
+     true, false},
+    {"cancel", "EXECUTION [flags]", "Cancels an execution; its running tasks are stopped.\n",
+     "  --reason=TEXT\n"
+     "      why, recorded with the execution (default none)\n",
+     true, false},
+    {"pause", "EXECUTION [flags]",
+     "Pauses an execution: no new task starts; running ones finish.\n", "", true, false},
+    {"resume", "EXECUTION [flags]", "Resumes a paused execution.\n", "", true, false},
+    {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
+     "  --task_library_dir=DIR\n"
+     "      task-library YAML files the workflow may depend on (default none)\n",
+     false, false},
+    {"import-wfcommons", "TRACE.json [flags]",
+     "Converts a WfCommons trace (JSON) into a Gyre workflow (YAML).\n",
+     "  --scale=X\n"
+     "      each task sleeps its recorded runtime times X (default 1)\n"
+     "  --queue=QUEUE\n"
+     "      the queue of every task (default default)\n"
+     "  --name=NAME\n"
+     "      the workflow's name (default derived from the trace)\n"
+     "  --output=FILE\n"
+     "      where the YAML goes (default stdout)\n",
+     false, false},
+    {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
+};
+
+}  // namespace
+
+bool AsksForHelp(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "-h" || arg == "--help" || arg == "-help") return true;
+  }
+  return false;
+}
+
+std::optional<std::string> CommandHelp(absl::string_view command) {
+  for (const Help& help : kHelp) {
+    if (help.command != command) continue;
+    std::string text = absl::StrCat("usage: gyre ", help.command, help.usage.empty() ? "" : " ",
+                                    help.usage, "\n\n", help.what);
+    const bool any_flag = help.remote || help.set || !help.flags.empty();
+    absl::StrAppend(&text, any_flag ? "\nflags:\n" : "", help.set ? kSetFlag : "", help.flags,
+                    help.remote ? kOrchestratorFlag : "", "  -h, --help\n      this help\n");
+    return text;
+  }
+  return std::nullopt;
+}
+
+}  // namespace gyre::cli
