@@ -354,6 +354,14 @@ TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   const std::string execution = ExecutionOf(run_output);
   ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << run_output;
   const std::string id = execution.substr(std::string("executions/").size());
+  // Watching an execution that has ended replays it to its summary.
+  const GyreOutput watched = RunGyreApart({"watch", id, dev.orchestrator_flag()});
+  EXPECT_EQ(watched.code, 0) << watched;
+  EXPECT_TRUE(
+      absl::StartsWith(watched.out, absl::StrCat("cli-demo: 3 tasks, execution ", execution, "\n")))
+      << watched;
+  EXPECT_TRUE(absl::StrContains(watched.out, absl::StrCat(execution, " succeeded: 3 succeeded")))
+      << watched;
 
   const GyreOutput status = RunGyreApart({"status", id, dev.orchestrator_flag()});
   EXPECT_EQ(status.code, 0) << status;
@@ -440,9 +448,21 @@ TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled
   EXPECT_TRUE(WIFEXITED(*run_status) && WEXITSTATUS(*run_status) == 130) << (*run)->Output();
   (void)(*run)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
   EXPECT_TRUE(absl::StrContains(
-      (*run)->Output(), absl::StrCat("stopped following ", execution,
-                                     "; it keeps running (gyre cancel ", execution, " stops it)")))
+      (*run)->Output(),
+      absl::StrCat("stopped following ", execution, "; it keeps running (gyre watch ", execution,
+                   " follows it again, gyre cancel ", execution, " stops it)")))
       << (*run)->Output();
+  // Re-attached: it follows until the cancel below ends the execution.
+  auto watch = ChildProcess::Start({GyreBinary(), "watch", execution, dev.orchestrator_flag()});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  ASSERT_TRUE((*watch)
+                  ->WaitForLine(
+                      [&](const std::string& line) {
+                        return line == absl::StrCat("long-nap: 1 tasks, execution ", execution);
+                      },
+                      absl::Seconds(20))
+                  .ok())
+      << (*watch)->Output();
 
   const GyreOutput still = RunGyreApart({"status", execution, dev.orchestrator_flag()});
   EXPECT_TRUE(absl::StrContains(still.out, "state      running\n")) << still;
@@ -475,6 +495,12 @@ TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled
       RunGyreApart({"cancel", execution, "--reason=test is done", dev.orchestrator_flag()});
   EXPECT_EQ(cancel.code, 0) << cancel;
   EXPECT_EQ(cancel.out, absl::StrCat(execution, " cancelled (test is done)\n"));
+  const std::optional<int> watch_status = (*watch)->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(watch_status.has_value()) << (*watch)->Output();
+  EXPECT_TRUE(WIFEXITED(*watch_status) && WEXITSTATUS(*watch_status) == 1) << (*watch)->Output();
+  (void)(*watch)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains((*watch)->Output(), absl::StrCat(execution, " cancelled")))
+      << (*watch)->Output();
   const GyreOutput ended = RunGyreApart({"status", execution, dev.orchestrator_flag()});
   EXPECT_TRUE(absl::StrContains(ended.out, "state      cancelled (test is done)\n")) << ended;
   EXPECT_TRUE(absl::StrContains(ended.out, "  nap                      cancelled")) << ended;
@@ -621,7 +647,8 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
                                                           {"logs", "abc", "task"},
                                                           {"cancel", "abc"},
                                                           {"pause", "abc"},
-                                                          {"resume", "abc"}};
+                                                          {"resume", "abc"},
+                                                          {"watch", "abc"}};
   for (const std::vector<std::string>& command : commands) {
     // The address from the environment, as TEMPORAL_ADDRESS or ARGO_SERVER.
     const GyreOutput output =
@@ -654,6 +681,7 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"cancel", {"--reason", "--orchestrator"}},
       {"pause", {"--orchestrator"}},
       {"resume", {"--orchestrator"}},
+      {"watch", {"--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
       {"version", {}}};

@@ -33,6 +33,11 @@ constexpr Help kHelp[] = {
      "Schedules an outcome: the task library's TASKs and what they depend on (tasks\n"
      "already satisfied are not run again); follows it as gyre run does, same exit codes.\n",
      "", true, true},
+    {"watch", "EXECUTION [flags]",
+     "Follows an execution again from its first event, as gyre run does (after Ctrl-C\n"
+     "stopped following it, or from another terminal); same exit codes. EXECUTION is\n"
+     "executions/ID or ID.\n",
+     "", true, false},
     {"status", "EXECUTION [flags]",
      "An execution's state and one line per task. EXECUTION is executions/ID or ID.\n", "", true,
      false},

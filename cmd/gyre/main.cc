@@ -19,6 +19,7 @@
 #include <sstream>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "cmd/gyre/command_help.h"
@@ -51,6 +52,7 @@ constexpr char kUsage[] =
     "  schedule TASK... [--set key=value]... [--orchestrator=host:port]\n"
     "                                      schedule an outcome: the task library's TASKs and\n"
     "                                      what they depend on; follow it like run\n"
+    "  watch EXECUTION                     follow an execution again (after Ctrl-C), like run\n"
     "  status EXECUTION                    an execution's state and one line per task\n"
     "  list [--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...]\n"
     "                                      recent executions, newest first (default 20)\n"
@@ -137,6 +139,21 @@ int ScheduleCommand(int argc, char** argv) {
   return gyre::cli::ScheduleOutcome(
       grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
       arguments.line.positional, arguments.options);
+}
+
+int WatchCommand(int argc, char** argv) {
+  FollowArguments arguments;
+  if (std::optional<int> bad = ParseFollowArguments("watch", argc, argv, &arguments)) return *bad;
+  const std::vector<std::string>& positional = arguments.line.positional;
+  if (positional.size() != 1 || positional[0].empty()) {
+    return Usage("watch: give one execution (executions/ID or ID)");
+  }
+  const std::string execution = absl::StartsWith(positional[0], "executions/")
+                                    ? positional[0]
+                                    : absl::StrCat("executions/", positional[0]);
+  return gyre::cli::WatchExecution(
+      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
+      execution, arguments.options);
 }
 
 int ValidateCommand(int argc, char** argv) {
@@ -263,6 +280,7 @@ int main(int argc, char** argv) {
   }
   if (command == "run") return RunCommand(argc, argv);
   if (command == "schedule") return ScheduleCommand(argc, argv);
+  if (command == "watch") return WatchCommand(argc, argv);
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);

@@ -275,8 +275,10 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   // and reported as usual.
   if (interrupted && !progress.ended()) {
     const std::string name = TerminalSafe(execution.name());
-    std::fprintf(stderr, "stopped following %s; it keeps running (gyre cancel %s stops it)\n",
-                 name.c_str(), name.c_str());
+    std::fprintf(stderr,
+                 "stopped following %s; it keeps running (gyre watch %s follows it again, gyre "
+                 "cancel %s stops it)\n",
+                 name.c_str(), name.c_str(), name.c_str());
     return kRunInterrupted;
   }
   if (!progress.ended()) {
@@ -416,6 +418,28 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
                          v1::WorkflowDefinition(), options,
                          [&](Progress& progress, InterruptCanceller& canceller) {
                            return WatchFromWhereItWas(*stub, execution.name(), progress, canceller);
+                         });
+}
+
+int WatchExecution(const std::shared_ptr<grpc::Channel>& channel, const std::string& execution,
+                   const RunOptions& options) {
+  auto stub = v1::OrchestratorService::NewStub(channel);
+  v1::GetExecutionRequest get;
+  get.set_name(execution);
+  v1::Execution found;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  if (const grpc::Status status = stub->GetExecution(&context, get, &found); !status.ok()) {
+    return StartFailed("watch", options, status);
+  }
+  const std::string title = found.workflow().empty()
+                                ? absl::StrCat("outcome ", absl::StrJoin(found.targets(), ", "))
+                                : std::string(absl::StripPrefix(found.workflow(), "workflows/"));
+  // From the first event: the progress is rebuilt as it was, then goes on
+  // live (an ended execution replays to its end and is summarised).
+  return FollowExecution(*stub, title, found, v1::WorkflowDefinition(), options,
+                         [&](Progress& progress, InterruptCanceller& canceller) {
+                           return WatchFromWhereItWas(*stub, found.name(), progress, canceller);
                          });
 }
 

@@ -46,6 +46,13 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
 int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
                     const std::vector<std::string>& targets, const RunOptions& options);
 
+// `gyre watch`: follows `execution` ("executions/ID") again, from its first
+// event, as RunWorkflow follows what it started (after a Ctrl-C, or from
+// another terminal). Same exit codes; `options.workflow_file` and
+// `options.context` are not used.
+int WatchExecution(const std::shared_ptr<grpc::Channel>& channel, const std::string& execution,
+                   const RunOptions& options);
+
 // Parses "key=value" into `context`; InvalidArgument when malformed.
 absl::Status ParseSetFlag(const std::string& assignment,
                           std::map<std::string, std::string>* context);
