@@ -684,7 +684,8 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"watch", {"--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
-      {"version", {}}};
+      {"version", {}},
+      {"completion", {"bash"}}};
   for (const auto& [command, flags] : commands) {
     for (const char* help : {"--help", "-h"}) {
       const GyreOutput output = RunGyreApart({command, help});
@@ -705,6 +706,30 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
   const GyreOutput version = RunGyreApart({"--version"});
   EXPECT_EQ(version.code, 0) << version;
   EXPECT_TRUE(absl::StartsWith(version.out, "gyre ")) << version;
+}
+
+TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
+  const GyreOutput script = RunGyreApart({"completion", "bash"});
+  ASSERT_EQ(script.code, 0) << script;
+  const testing::ScratchDir dir("gyre_completion");
+  std::ofstream(dir.path() + "/gyre.bash") << script.out;
+  // Bash itself runs the completion function, as it would on Tab.
+  const GyreOutput completed =
+      RunGyreApart({"-c",
+                    "source \"$0\"; "
+                    "COMP_WORDS=(gyre li); COMP_CWORD=1; _gyre; echo \"${COMPREPLY[*]}\"; "
+                    "COMP_WORDS=(gyre list --li); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"; "
+                    "COMP_WORDS=(gyre run --); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"; "
+                    "COMP_WORDS=(gyre dev --data); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"",
+                    dir.path() + "/gyre.bash"},
+                   {}, absl::Seconds(60), "/bin/bash");
+  EXPECT_EQ(completed.code, 0) << completed;
+  EXPECT_EQ(completed.out,
+            "list\n"
+            "--limit=\n"
+            "--set= --orchestrator= --help\n"
+            "--data_dir=\n")
+      << completed;
 }
 
 }  // namespace

@@ -1,6 +1,12 @@
 #include "cmd/gyre/command_help.h"
 
+#include <vector>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace gyre::cli {
 namespace {
@@ -77,6 +83,11 @@ constexpr Help kHelp[] = {
      "      where the YAML goes (default stdout)\n",
      false, false},
     {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
+    {"completion", "bash",
+     "Prints a bash completion script for gyre's commands and flags; load it with\n"
+     "  source <(gyre completion bash)\n"
+     "or save it under /etc/bash_completion.d/gyre.\n",
+     "", false, false},
 };
 
 }  // namespace
@@ -101,6 +112,52 @@ std::optional<std::string> CommandHelp(absl::string_view command) {
     return text;
   }
   return std::nullopt;
+}
+
+std::string BashCompletion() {
+  // gyre dev takes the services' flags, which its own --help lists.
+  std::vector<std::string> commands = {"dev", "help"};
+  std::string cases =
+      "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
+      "--agent_slots= --run= --task_library_dir= --log_level= --shutdown_grace= --help\";;\n";
+  for (const Help& help : kHelp) {
+    commands.emplace_back(help.command);
+    // The flag names are the help's lines that start with "  --".
+    std::string text =
+        absl::StrCat(help.set ? kSetFlag : "", help.flags, help.remote ? kOrchestratorFlag : "");
+    std::vector<std::string> flags;
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (!absl::ConsumePrefix(&line, "  --")) continue;
+      const size_t end = line.find_first_of("= ");
+      const bool valued = end != absl::string_view::npos;
+      flags.push_back(absl::StrCat("--", line.substr(0, end), valued ? "=" : ""));
+    }
+    flags.emplace_back("--help");
+    absl::StrAppend(&cases, "    ", help.command, ") flags=\"", absl::StrJoin(flags, " "),
+                    "\";;\n");
+  }
+  return absl::StrCat(
+      "# bash completion for gyre (gyre completion bash)\n"
+      "_gyre() {\n"
+      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" flags=\"\"\n"
+      "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
+      "    COMPREPLY=($(compgen -W \"",
+      absl::StrJoin(commands, " "),
+      " --help --version\" -- \"$cur\"))\n"
+      "    return\n"
+      "  fi\n"
+      "  case \"${COMP_WORDS[1]}\" in\n",
+      cases,
+      "  esac\n"
+      "  if [[ \"$cur\" == -* ]]; then\n"
+      "    COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n"
+      "    # A flag that takes a value completes to \"--flag=\", without a space.\n"
+      "    [[ \"${COMPREPLY[0]}\" == *= ]] && compopt -o nospace 2>/dev/null\n"
+      "  else\n"
+      "    COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+      "  fi\n"
+      "}\n"
+      "complete -F _gyre gyre\n");
 }
 
 }  // namespace gyre::cli

@@ -17,6 +17,10 @@ bool AsksForHelp(int argc, char** argv);
 // know (`gyre dev` prints its own: it has the services' flags).
 std::optional<std::string> CommandHelp(absl::string_view command);
 
+// `gyre completion bash`: a bash script that completes gyre's commands and
+// each command's flags (from the same table as the help), files otherwise.
+std::string BashCompletion();
+
 }  // namespace gyre::cli
 
 #endif  // GYRE_CMD_GYRE_COMMAND_HELP_H_

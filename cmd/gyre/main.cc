@@ -68,6 +68,7 @@ constexpr char kUsage[] =
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
     "  version                             print the version (also --version)\n"
+    "  completion bash                     bash completion (source <(gyre completion bash))\n"
     "`gyre COMMAND --help` lists a command's flags and their defaults. The commands that\n"
     "talk to the orchestrator find it at --orchestrator, else $GYRE_ORCHESTRATOR, else\n"
     "127.0.0.1:50051.\n";
@@ -154,6 +155,14 @@ int WatchCommand(int argc, char** argv) {
   return gyre::cli::WatchExecution(
       grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
       execution, arguments.options);
+}
+
+int CompletionCommand(int argc, char** argv) {
+  if (argc != 3 || std::string(argv[2]) != "bash") {
+    return Usage("completion: which shell? (gyre completion bash)");
+  }
+  std::fputs(gyre::cli::BashCompletion().c_str(), stdout);
+  return 0;
 }
 
 int ValidateCommand(int argc, char** argv) {
@@ -281,6 +290,7 @@ int main(int argc, char** argv) {
   if (command == "run") return RunCommand(argc, argv);
   if (command == "schedule") return ScheduleCommand(argc, argv);
   if (command == "watch") return WatchCommand(argc, argv);
+  if (command == "completion") return CompletionCommand(argc, argv);
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
