@@ -24,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/testing/child_process.h"
@@ -328,6 +329,19 @@ TEST(DevSuiteTest, GyreRunPrintsTheFirstTwentyFailuresAndCountsTheRest) {
   EXPECT_TRUE(absl::StrContains(output, "  ... and 3 more (gyre status executions/")) << output;
 }
 
+// The first `count` space-separated fields of the line of `text` that
+// starts with `first` followed by a space; empty if there is none.
+std::vector<std::string> FieldsOfLine(const std::string& text, const std::string& first,
+                                      size_t count) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, first + " ")) continue;
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() > count) fields.resize(count);
+    return fields;
+  }
+  return {};
+}
+
 TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   RunningDev dev({});
   ASSERT_TRUE(dev.up());
@@ -354,6 +368,22 @@ TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   const std::string execution = ExecutionOf(run_output);
   ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << run_output;
   const std::string id = execution.substr(std::string("executions/").size());
+  // The queue the tasks ran in and the embedded agent that ran them.
+  const GyreOutput queues = RunGyreApart({"queues", dev.orchestrator_flag()});
+  EXPECT_EQ(queues.code, 0) << queues;
+  EXPECT_TRUE(absl::StartsWith(queues.out,
+                               "QUEUE    DEPTH  RUNNING  AGENTS  FREE SLOTS  DESIRED "
+                               "WORKERS\n"))
+      << queues;
+  EXPECT_EQ(FieldsOfLine(queues.out, "default", 4),
+            (std::vector<std::string>{"default", "0", "0", "1"}))
+      << queues;
+  const GyreOutput agents = RunGyreApart({"agents", dev.orchestrator_flag()});
+  EXPECT_EQ(agents.code, 0) << agents;
+  EXPECT_TRUE(absl::StartsWith(agents.out, "AGENT ")) << agents;
+  EXPECT_EQ(FieldsOfLine(agents.out, "embedded", 3),
+            (std::vector<std::string>{"embedded", "connected", "default"}))
+      << agents;
   // Watching an execution that has ended replays it to its summary.
   const GyreOutput watched = RunGyreApart({"watch", id, dev.orchestrator_flag()});
   EXPECT_EQ(watched.code, 0) << watched;
@@ -648,7 +678,9 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
                                                           {"cancel", "abc"},
                                                           {"pause", "abc"},
                                                           {"resume", "abc"},
-                                                          {"watch", "abc"}};
+                                                          {"watch", "abc"},
+                                                          {"queues"},
+                                                          {"agents"}};
   for (const std::vector<std::string>& command : commands) {
     // The address from the environment, as TEMPORAL_ADDRESS or ARGO_SERVER.
     const GyreOutput output =
@@ -682,6 +714,8 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"pause", {"--orchestrator"}},
       {"resume", {"--orchestrator"}},
       {"watch", {"--orchestrator"}},
+      {"queues", {"--orchestrator"}},
+      {"agents", {"--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
       {"version", {}},

@@ -67,6 +67,13 @@ constexpr Help kHelp[] = {
     {"pause", "EXECUTION [flags]",
      "Pauses an execution: no new task starts; running ones finish.\n", "", true, false},
     {"resume", "EXECUTION [flags]", "Resumes a paused execution.\n", "", true, false},
+    {"queues", "[flags]",
+     "Each queue: tasks waiting (depth), running, connected agents, free slots, and the\n"
+     "workers the autoscaling signal asks for (desired workers).\n",
+     "", true, false},
+    {"agents", "[flags]",
+     "The agents the orchestrator knows: state, queues, slots (all and free), version, host.\n", "",
+     true, false},
     {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
      "  --task_library_dir=DIR\n"
      "      task-library YAML files the workflow may depend on (default none)\n",

@@ -480,6 +480,85 @@ int ResumeCommand(const Command& command, int argc, char** argv) {
   return SimpleControlCommand(command, argc, argv, "resuming", &Stub::ResumeExecution);
 }
 
+// Prints `rows` (the first is the header) as columns as wide as their
+// longest value, two spaces apart.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const std::vector<std::string>& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const std::vector<std::string>& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, TerminalSafe(row[i]),
+                      i + 1 < row.size() ? std::string(widths[i] - row[i].size() + 2, ' ') : "");
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+// The command line of a command that takes only --orchestrator.
+absl::StatusOr<CommandLine> ParseNoArguments(int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, {});
+  if (line.ok() && !line->positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", line->positional[0]));
+  }
+  return line;
+}
+
+// `gyre queues`: each queue's backlog, what runs, and the workers it has
+// against the workers the autoscaling signal asks for.
+int QueuesCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::ListQueuesResponse> response =
+      Call(*Connect(*line), &Stub::ListQueues, v1::ListQueuesRequest());
+  if (!response.ok()) return Failed(command, *line, "listing queues", response.status());
+  if (response->queues().empty()) {
+    std::fprintf(stderr, "no queues yet (a queue appears when a task or an agent names it)\n");
+    return kRunSucceeded;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"QUEUE", "DEPTH", "RUNNING", "AGENTS", "FREE SLOTS", "DESIRED WORKERS"}};
+  for (const v1::QueueInfo& queue : response->queues()) {
+    rows.push_back({std::string(absl::StripPrefix(queue.name(), "queues/")),
+                    absl::StrCat(queue.depth()), absl::StrCat(queue.running()),
+                    absl::StrCat(queue.agents()), absl::StrCat(queue.free_slots()),
+                    absl::StrCat(queue.desired_workers())});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+std::string AgentStateWord(v1::AgentInfo::State state) {
+  std::string word = v1::AgentInfo::State_Name(state);
+  return absl::AsciiStrToLower(word);
+}
+
+// `gyre agents`: the agents the orchestrator knows, their state and slots.
+int AgentsCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::ListAgentsResponse> response =
+      Call(*Connect(*line), &Stub::ListAgents, v1::ListAgentsRequest());
+  if (!response.ok()) return Failed(command, *line, "listing agents", response.status());
+  if (response->agents().empty()) {
+    std::fprintf(stderr, "no agents (start one with gyre-agent, or use gyre dev)\n");
+    return kRunSucceeded;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"AGENT", "STATE", "QUEUES", "SLOTS", "FREE", "VERSION", "HOST"}};
+  for (const v1::AgentInfo& agent : response->agents()) {
+    rows.push_back({std::string(absl::StripPrefix(agent.name(), "agents/")),
+                    AgentStateWord(agent.state()), absl::StrJoin(agent.queues(), ","),
+                    absl::StrCat(agent.slots()), absl::StrCat(agent.free_slots()), agent.version(),
+                    agent.display_name()});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
@@ -488,6 +567,8 @@ constexpr Command kCommands[] = {
     {"cancel", "EXECUTION [--reason=TEXT] [--orchestrator=host:port]", CancelCommand},
     {"pause", "EXECUTION [--orchestrator=host:port]", PauseCommand},
     {"resume", "EXECUTION [--orchestrator=host:port]", ResumeCommand},
+    {"queues", "[--orchestrator=host:port]", QueuesCommand},
+    {"agents", "[--orchestrator=host:port]", AgentsCommand},
 };
 
 const Command* FindCommand(absl::string_view name) {

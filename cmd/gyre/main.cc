@@ -61,6 +61,8 @@ constexpr char kUsage[] =
     "  cancel EXECUTION [--reason=TEXT]    cancel an execution (running tasks are stopped)\n"
     "  pause EXECUTION                     pause: no new tasks start; running ones finish\n"
     "  resume EXECUTION                    resume a paused execution\n"
+    "  queues                              queues: depth, running, agents, desired workers\n"
+    "  agents                              agents: state, queues, slots, version\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
     "  validate FILE.yaml [--task_library_dir=DIR]\n"
     "                                      check a workflow without running it (against the\n"
