@@ -705,8 +705,8 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
 TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
       {"dev", {"--data_dir", "--grpc_address", "--http_address", "--run", "--config"}},
-      {"run", {"--set", "--orchestrator"}},
-      {"schedule", {"--set", "--orchestrator"}},
+      {"run", {"--set", "--orchestrator", "--detach"}},
+      {"schedule", {"--set", "--orchestrator", "--detach"}},
       {"status", {"--orchestrator"}},
       {"list", {"--limit", "--workflow", "--state", "--orchestrator", "default 20"}},
       {"logs", {"--attempt", "--orchestrator"}},
@@ -742,6 +742,26 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
   EXPECT_TRUE(absl::StartsWith(version.out, "gyre ")) << version;
 }
 
+TEST(DevSuiteTest, RunDetachPrintsTheExecutionAndLeavesItRunning) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_detach");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: long-nap\n"
+                             "tasks:\n"
+                             "  - id: nap\n"
+                             "    command: [sleep, \"300\"]\n";
+  const GyreOutput run = RunGyreApart({"run", workflow, "--detach", dev.orchestrator_flag()});
+  EXPECT_EQ(run.code, 0) << run;
+  const std::string execution = ExecutionOf(run.out);
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << run;
+  EXPECT_EQ(run.out, absl::StrCat("long-nap: 1 tasks, execution ", execution, "\n")) << run;
+  // Still going: a cancel succeeds only on an execution that has not ended.
+  const GyreOutput cancel = RunGyreApart({"cancel", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(cancel.code, 0) << cancel;
+  EXPECT_EQ(cancel.out, absl::StrCat(execution, " cancelled (cancelled by a client)\n")) << cancel;
+}
+
 TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
   const GyreOutput script = RunGyreApart({"completion", "bash"});
   ASSERT_EQ(script.code, 0) << script;
@@ -761,7 +781,7 @@ TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
   EXPECT_EQ(completed.out,
             "list\n"
             "--limit=\n"
-            "--set= --orchestrator= --help\n"
+            "--set= --detach --orchestrator= --help\n"
             "--data_dir=\n")
       << completed;
 }

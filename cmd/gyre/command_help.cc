@@ -34,11 +34,17 @@ constexpr Help kHelp[] = {
      "Submits the workflow in FILE.yaml and follows it to the end. Exit 0 when it\n"
      "succeeds, 1 when it fails or is cancelled, 2 for a bad file or flag, 3 when the\n"
      "orchestrator cannot be reached, 130 after Ctrl-C (the execution keeps running).\n",
-     "", true, true},
+     "  --detach\n"
+     "      print the execution once started and exit 0 without following it (gyre watch\n"
+     "      follows it later; default: follow)\n",
+     true, true},
     {"schedule", "TASK... [flags]",
      "Schedules an outcome: the task library's TASKs and what they depend on (tasks\n"
      "already satisfied are not run again); follows it as gyre run does, same exit codes.\n",
-     "", true, true},
+     "  --detach\n"
+     "      print the execution once started and exit 0 without following it (default:\n"
+     "      follow)\n",
+     true, true},
     {"watch", "EXECUTION [flags]",
      "Follows an execution again from its first event, as gyre run does (after Ctrl-C\n"
      "stopped following it, or from another terminal); same exit codes. EXECUTION is\n"

@@ -12,11 +12,13 @@
 #include <grpcpp/create_channel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -103,13 +105,23 @@ struct FollowArguments {
 };
 
 // Parses argv[2...] of `command`; an exit code when they are bad.
+// `detachable`: the command takes --detach (a flag without a value).
 std::optional<int> ParseFollowArguments(const char* command, int argc, char** argv,
-                                        FollowArguments* parsed) {
+                                        FollowArguments* parsed, bool detachable = false) {
   gyre::cli::RunOptions& options = parsed->options;
   const gyre::cli::CommandOption set = {"set", [&options](const std::string& value) {
                                           return gyre::cli::ParseSetFlag(value, &options.context);
                                         }};
-  absl::StatusOr<gyre::cli::CommandLine> line = gyre::cli::ParseCommandLine(argc, argv, {set});
+  std::vector<char*> kept(argv, argv + argc);
+  if (detachable) {
+    const auto detach = std::remove_if(kept.begin() + 2, kept.end(), [](const char* arg) {
+      return std::string_view(arg) == "--detach";
+    });
+    options.detach = detach != kept.end();
+    kept.erase(detach, kept.end());
+  }
+  absl::StatusOr<gyre::cli::CommandLine> line =
+      gyre::cli::ParseCommandLine(static_cast<int>(kept.size()), kept.data(), {set});
   if (!line.ok()) return Usage(absl::StrCat(command, ": ", line.status().message()).c_str());
   parsed->line = *std::move(line);
   options.orchestrator = parsed->line.orchestrator;
@@ -119,7 +131,8 @@ std::optional<int> ParseFollowArguments(const char* command, int argc, char** ar
 
 int RunCommand(int argc, char** argv) {
   FollowArguments arguments;
-  if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments)) return *bad;
+  if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments, true))
+    return *bad;
   const std::vector<std::string>& positional = arguments.line.positional;
   if (positional.empty()) return Usage("run: which workflow file?");
   if (positional.size() > 1) {
@@ -133,7 +146,7 @@ int RunCommand(int argc, char** argv) {
 
 int ScheduleCommand(int argc, char** argv) {
   FollowArguments arguments;
-  if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments)) {
+  if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments, true)) {
     return *bad;
   }
   if (arguments.line.positional.empty()) {

@@ -235,6 +235,14 @@ grpc::Status WatchFromWhereItWas(v1::OrchestratorService::Stub& stub, const std:
   return reader->Finish();
 }
 
+// "TITLE: N tasks, execution NAME", the first line of following.
+void PrintStarted(absl::string_view title, const v1::Execution& execution,
+                  const RunOptions& options) {
+  std::fprintf(options.out, "%s: %d tasks, execution %s\n", TerminalSafe(title).c_str(),
+               execution.task_counts().total(), TerminalSafe(execution.name()).c_str());
+  std::fflush(options.out);
+}
+
 // Prints the header, follows `execution` to its end (its first events come
 // from `follow_first`, then from WatchBatches wherever a stream breaks),
 // prints the summary and returns the exit code. `definition` (may be
@@ -245,9 +253,7 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
                     const v1::Execution& execution, const v1::WorkflowDefinition& definition,
                     const RunOptions& options,
                     absl::FunctionRef<grpc::Status(Progress&, InterruptCanceller&)> follow_first) {
-  std::fprintf(options.out, "%s: %d tasks, execution %s\n", TerminalSafe(title).c_str(),
-               execution.task_counts().total(), TerminalSafe(execution.name()).c_str());
-  std::fflush(options.out);
+  PrintStarted(title, execution, options);
 
   RunConsole console(options.out, options.interactive);
   std::optional<WaitingReporter> waiting;
@@ -382,6 +388,12 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   const v1::WorkflowDefinition& def = request.start().definition();
   // A copy: reading the stream on reuses `message`.
   const v1::Execution execution = message.execution();
+  if (options.detach) {
+    // Ending the call stops following, not the execution (as Ctrl-C does).
+    PrintStarted(absl::StripPrefix(def.name(), "workflows/"), execution, options);
+    run_context->TryCancel();
+    return kRunSucceeded;
+  }
   return FollowExecution(*stub, absl::StripPrefix(def.name(), "workflows/"), execution, def,
                          options, [&](Progress& progress, InterruptCanceller& canceller) {
                            canceller.Attach(run_context.get());
@@ -413,6 +425,10 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
       continue;
     }
     return StartFailed("schedule", options, status);
+  }
+  if (options.detach) {
+    PrintStarted(absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution, options);
+    return kRunSucceeded;
   }
   return FollowExecution(*stub, absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution,
                          v1::WorkflowDefinition(), options,

@@ -20,6 +20,9 @@ struct RunOptions {
   // A progress bar redrawn in place (terminal) or one line per task change.
   bool interactive = false;
   std::FILE* out = stdout;
+  // Print the execution once it is started and exit 0, without following
+  // it (gyre watch follows it later).
+  bool detach = false;
   // Where the channel leads, for the message when nothing answers there.
   std::string orchestrator;
 };
