@@ -165,6 +165,19 @@ class RunningDev {
   std::string orchestrator_flag_;
 };
 
+// The first `count` space-separated fields of the line of `text` that
+// starts with `first` followed by a space; empty if there is none.
+std::vector<std::string> FieldsOfLine(const std::string& text, const std::string& first,
+                                      size_t count) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, first + " ")) continue;
+    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (fields.size() > count) fields.resize(count);
+    return fields;
+  }
+  return {};
+}
+
 TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
   const testing::ScratchDir data_dir("gyre_dev_test");
   ASSERT_FALSE(data_dir.path().empty());
@@ -277,6 +290,12 @@ TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {
 TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
   RunningDev dev({"--task_library_dir=" + BuildFile("examples/task-library")});
   ASSERT_TRUE(dev.up());
+  const GyreOutput library = RunGyreApart({"library", dev.orchestrator_flag()});
+  EXPECT_EQ(library.code, 0) << library;
+  EXPECT_TRUE(absl::StartsWith(library.out, "TASK ")) << library;
+  EXPECT_EQ(FieldsOfLine(library.out, "daily-report", 3),
+            (std::vector<std::string>{"daily-report", "clean", "Summarize"}))
+      << library;
   // daily-report pulls in clean and fetch-raw, and nothing else.
   const auto [code, output] =
       RunGyre({"schedule", "daily-report", "--set", "REGION=eu", dev.orchestrator_flag()});
@@ -327,19 +346,6 @@ TEST(DevSuiteTest, GyreRunPrintsTheFirstTwentyFailuresAndCountsTheRest) {
   }
   EXPECT_EQ(printed, 20u) << output;
   EXPECT_TRUE(absl::StrContains(output, "  ... and 3 more (gyre status executions/")) << output;
-}
-
-// The first `count` space-separated fields of the line of `text` that
-// starts with `first` followed by a space; empty if there is none.
-std::vector<std::string> FieldsOfLine(const std::string& text, const std::string& first,
-                                      size_t count) {
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (!absl::StartsWith(line, first + " ")) continue;
-    std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
-    if (fields.size() > count) fields.resize(count);
-    return fields;
-  }
-  return {};
 }
 
 TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
@@ -680,7 +686,8 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
                                                           {"resume", "abc"},
                                                           {"watch", "abc"},
                                                           {"queues"},
-                                                          {"agents"}};
+                                                          {"agents"},
+                                                          {"library"}};
   for (const std::vector<std::string>& command : commands) {
     // The address from the environment, as TEMPORAL_ADDRESS or ARGO_SERVER.
     const GyreOutput output =
@@ -716,6 +723,7 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"watch", {"--orchestrator"}},
       {"queues", {"--orchestrator"}},
       {"agents", {"--orchestrator"}},
+      {"library", {"--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
       {"version", {}},

@@ -80,6 +80,10 @@ constexpr Help kHelp[] = {
     {"agents", "[flags]",
      "The agents the orchestrator knows: state, queues, slots (all and free), version, host.\n", "",
      true, false},
+    {"library", "[flags]",
+     "The orchestrator's task library: the tasks gyre schedule takes as targets and\n"
+     "workflow files may depend on, with what they depend on.\n",
+     "", true, false},
     {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
      "  --task_library_dir=DIR\n"
      "      task-library YAML files the workflow may depend on (default none)\n",

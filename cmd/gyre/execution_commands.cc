@@ -559,6 +559,29 @@ int AgentsCommand(const Command& command, int argc, char** argv) {
   return kRunSucceeded;
 }
 
+// `gyre library`: the task library's tasks, which gyre schedule takes as
+// targets and workflow files may depend on.
+int LibraryCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::WorkflowDefinition> library =
+      Call(*Connect(*line), &Stub::GetTaskLibrary, v1::GetTaskLibraryRequest());
+  if (absl::IsNotFound(library.status()) || (library.ok() && library->tasks().empty())) {
+    std::fprintf(stderr,
+                 "no task library (the orchestrator loads one from its task_library_dir)\n");
+    return kRunSucceeded;
+  }
+  if (!library.ok()) return Failed(command, *line, "reading the task library", library.status());
+  std::vector<std::vector<std::string>> rows = {{"TASK", "DEPENDS ON", "DESCRIPTION"}};
+  for (const v1::TaskSpec& task : library->tasks()) {
+    rows.push_back({task.id(),
+                    task.depends_on().empty() ? "-" : absl::StrJoin(task.depends_on(), ","),
+                    task.description()});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
@@ -569,6 +592,7 @@ constexpr Command kCommands[] = {
     {"resume", "EXECUTION [--orchestrator=host:port]", ResumeCommand},
     {"queues", "[--orchestrator=host:port]", QueuesCommand},
     {"agents", "[--orchestrator=host:port]", AgentsCommand},
+    {"library", "[--orchestrator=host:port]", LibraryCommand},
 };
 
 const Command* FindCommand(absl::string_view name) {

@@ -65,6 +65,7 @@ constexpr char kUsage[] =
     "  resume EXECUTION                    resume a paused execution\n"
     "  queues                              queues: depth, running, agents, desired workers\n"
     "  agents                              agents: state, queues, slots, version\n"
+    "  library                             the task library's tasks (gyre schedule's targets)\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
     "  validate FILE.yaml [--task_library_dir=DIR]\n"
     "                                      check a workflow without running it (against the\n"
