@@ -779,7 +779,7 @@ TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
   const GyreOutput completed =
       RunGyreApart({"-c",
                     "source \"$0\"; "
-                    "COMP_WORDS=(gyre li); COMP_CWORD=1; _gyre; echo \"${COMPREPLY[*]}\"; "
+                    "COMP_WORDS=(gyre lis); COMP_CWORD=1; _gyre; echo \"${COMPREPLY[*]}\"; "
                     "COMP_WORDS=(gyre list --li); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"; "
                     "COMP_WORDS=(gyre run --); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"; "
                     "COMP_WORDS=(gyre dev --data); COMP_CWORD=2; _gyre; echo \"${COMPREPLY[*]}\"",
