@@ -1,9 +1,24 @@
 #include "cmd/gyre/command_line.h"
 
+#include <cstdlib>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace gyre::cli {
+
+std::string DefaultOrchestrator() {
+  // As TEMPORAL_ADDRESS and ARGO_SERVER: set once per shell, not per command.
+  const char* from_environment = std::getenv("GYRE_ORCHESTRATOR");
+  if (from_environment != nullptr && from_environment[0] != '\0') return from_environment;
+  return std::string(kDefaultOrchestrator);
+}
+
+std::string UnreachableMessage(absl::string_view address, absl::string_view detail) {
+  return absl::StrCat("cannot reach the orchestrator at ", address, " (", detail,
+                      "); start one with ./scripts/dev or gyre dev, or point --orchestrator or "
+                      "GYRE_ORCHESTRATOR at a running one");
+}
 
 bool TakeOption(int argc, char** argv, int* i, absl::string_view name, std::string* value) {
   const std::string prefix = absl::StrCat("--", name);

@@ -16,6 +16,14 @@ namespace gyre::cli {
 // where `gyre dev` serves.
 inline constexpr absl::string_view kDefaultOrchestrator = "127.0.0.1:50051";
 
+// The orchestrator's address when --orchestrator is not given:
+// $GYRE_ORCHESTRATOR if set, else kDefaultOrchestrator.
+std::string DefaultOrchestrator();
+
+// The one line said when nothing answers at `address`: what was tried, why
+// (`detail`, gRPC's words) and how to start an orchestrator there.
+std::string UnreachableMessage(absl::string_view address, absl::string_view detail);
+
 // Takes argv[*i] (and argv[*i + 1] for the spaced form) when it is
 // "--name=value" or "--name value", advancing *i past what it took.
 bool TakeOption(int argc, char** argv, int* i, absl::string_view name, std::string* value);
@@ -29,7 +37,7 @@ struct CommandOption {
 
 // What a subcommand that talks to the orchestrator was given.
 struct CommandLine {
-  std::string orchestrator = std::string(kDefaultOrchestrator);
+  std::string orchestrator = DefaultOrchestrator();
   std::vector<std::string> positional;
 };
 

@@ -61,7 +61,7 @@ void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
                     "libpq connection string of the postgres store (password apart)");
   schema->AddString("postgres_password_file", &config_.postgres_password_file,
                     "file holding the postgres password (or env GYRE_POSTGRES_PASSWORD)");
-  schema->AddAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
+  schema->AddListenAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddInt("agent_slots", &config_.agent_slots, 0, 4096,
                  "task slots of the embedded agent (0: one per CPU core)");
   schema->AddString("run", &config_.run, "workflow file to run once the suite is up");

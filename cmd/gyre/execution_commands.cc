@@ -65,9 +65,9 @@ int Failed(const Command& command, const CommandLine& line, absl::string_view wh
   switch (error.code()) {
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded:
-      code = kRunUnavailable;
-      context = absl::StrCat("cannot reach the orchestrator at ", line.orchestrator);
-      break;
+      std::fprintf(stderr, "gyre %s: %s\n", std::string(command.name).c_str(),
+                   TerminalSafe(UnreachableMessage(line.orchestrator, error.message())).c_str());
+      return kRunUnavailable;
     case absl::StatusCode::kNotFound:
     case absl::StatusCode::kInvalidArgument:
       code = kRunBadInput;
@@ -480,6 +480,108 @@ int ResumeCommand(const Command& command, int argc, char** argv) {
   return SimpleControlCommand(command, argc, argv, "resuming", &Stub::ResumeExecution);
 }
 
+// Prints `rows` (the first is the header) as columns as wide as their
+// longest value, two spaces apart.
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const std::vector<std::string>& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  for (const std::vector<std::string>& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      absl::StrAppend(&line, TerminalSafe(row[i]),
+                      i + 1 < row.size() ? std::string(widths[i] - row[i].size() + 2, ' ') : "");
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+// The command line of a command that takes only --orchestrator.
+absl::StatusOr<CommandLine> ParseNoArguments(int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, {});
+  if (line.ok() && !line->positional.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("unexpected argument ", line->positional[0]));
+  }
+  return line;
+}
+
+// `gyre queues`: each queue's backlog, what runs, and the workers it has
+// against the workers the autoscaling signal asks for.
+int QueuesCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::ListQueuesResponse> response =
+      Call(*Connect(*line), &Stub::ListQueues, v1::ListQueuesRequest());
+  if (!response.ok()) return Failed(command, *line, "listing queues", response.status());
+  if (response->queues().empty()) {
+    std::fprintf(stderr, "no queues yet (a queue appears when a task or an agent names it)\n");
+    return kRunSucceeded;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"QUEUE", "DEPTH", "RUNNING", "AGENTS", "FREE SLOTS", "DESIRED WORKERS"}};
+  for (const v1::QueueInfo& queue : response->queues()) {
+    rows.push_back({std::string(absl::StripPrefix(queue.name(), "queues/")),
+                    absl::StrCat(queue.depth()), absl::StrCat(queue.running()),
+                    absl::StrCat(queue.agents()), absl::StrCat(queue.free_slots()),
+                    absl::StrCat(queue.desired_workers())});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+std::string AgentStateWord(v1::AgentInfo::State state) {
+  std::string word = v1::AgentInfo::State_Name(state);
+  return absl::AsciiStrToLower(word);
+}
+
+// `gyre agents`: the agents the orchestrator knows, their state and slots.
+int AgentsCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::ListAgentsResponse> response =
+      Call(*Connect(*line), &Stub::ListAgents, v1::ListAgentsRequest());
+  if (!response.ok()) return Failed(command, *line, "listing agents", response.status());
+  if (response->agents().empty()) {
+    std::fprintf(stderr, "no agents (start one with gyre-agent, or use gyre dev)\n");
+    return kRunSucceeded;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"AGENT", "STATE", "QUEUES", "SLOTS", "FREE", "VERSION", "HOST"}};
+  for (const v1::AgentInfo& agent : response->agents()) {
+    rows.push_back({std::string(absl::StripPrefix(agent.name(), "agents/")),
+                    AgentStateWord(agent.state()), absl::StrJoin(agent.queues(), ","),
+                    absl::StrCat(agent.slots()), absl::StrCat(agent.free_slots()), agent.version(),
+                    agent.display_name()});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+// `gyre library`: the task library's tasks, which gyre schedule takes as
+// targets and workflow files may depend on.
+int LibraryCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<CommandLine> line = ParseNoArguments(argc, argv);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  absl::StatusOr<v1::WorkflowDefinition> library =
+      Call(*Connect(*line), &Stub::GetTaskLibrary, v1::GetTaskLibraryRequest());
+  if (absl::IsNotFound(library.status()) || (library.ok() && library->tasks().empty())) {
+    std::fprintf(stderr,
+                 "no task library (the orchestrator loads one from its task_library_dir)\n");
+    return kRunSucceeded;
+  }
+  if (!library.ok()) return Failed(command, *line, "reading the task library", library.status());
+  std::vector<std::vector<std::string>> rows = {{"TASK", "DEPENDS ON", "DESCRIPTION"}};
+  for (const v1::TaskSpec& task : library->tasks()) {
+    rows.push_back({task.id(),
+                    task.depends_on().empty() ? "-" : absl::StrJoin(task.depends_on(), ","),
+                    task.description()});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
@@ -488,6 +590,9 @@ constexpr Command kCommands[] = {
     {"cancel", "EXECUTION [--reason=TEXT] [--orchestrator=host:port]", CancelCommand},
     {"pause", "EXECUTION [--orchestrator=host:port]", PauseCommand},
     {"resume", "EXECUTION [--orchestrator=host:port]", ResumeCommand},
+    {"queues", "[--orchestrator=host:port]", QueuesCommand},
+    {"agents", "[--orchestrator=host:port]", AgentsCommand},
+    {"library", "[--orchestrator=host:port]", LibraryCommand},
 };
 
 const Command* FindCommand(absl::string_view name) {

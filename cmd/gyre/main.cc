@@ -7,19 +7,24 @@
 //                                         (execution_commands.h)
 //   gyre validate FILE.yaml [--task_library_dir=DIR]   check a workflow offline
 //   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
-//   gyre version
+//   gyre version | --version
+//   gyre COMMAND --help | -h              a command's flags and defaults
 #include <grpcpp/create_channel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cmd/gyre/command_help.h"
 #include "cmd/gyre/command_line.h"
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/execution_commands.h"
@@ -49,10 +54,11 @@ constexpr char kUsage[] =
     "commands:\n"
     "  dev [--run=FILE.yaml] [flags]       run the whole suite (six services) in one process\n"
     "  run FILE.yaml [--set key=value]...  submit a workflow and follow it to the end\n"
-    "      [--orchestrator=host:port]      (default 127.0.0.1:50051)\n"
+    "      [--orchestrator=host:port]\n"
     "  schedule TASK... [--set key=value]... [--orchestrator=host:port]\n"
     "                                      schedule an outcome: the task library's TASKs and\n"
     "                                      what they depend on; follow it like run\n"
+    "  watch EXECUTION                     follow an execution again (after Ctrl-C), like run\n"
     "  status EXECUTION                    an execution's state and one line per task\n"
     "  list [--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...]\n"
     "                                      recent executions, newest first (default 20)\n"
@@ -61,6 +67,9 @@ constexpr char kUsage[] =
     "  cancel EXECUTION [--reason=TEXT]    cancel an execution (running tasks are stopped)\n"
     "  pause EXECUTION                     pause: no new tasks start; running ones finish\n"
     "  resume EXECUTION                    resume a paused execution\n"
+    "  queues                              queues: depth, running, agents, desired workers\n"
+    "  agents                              agents: state, queues, slots, version\n"
+    "  library                             the task library's tasks (gyre schedule's targets)\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
     "  validate FILE.yaml [--task_library_dir=DIR]\n"
     "                                      check a workflow without running it (against the\n"
@@ -70,7 +79,11 @@ constexpr char kUsage[] =
     "  migrate up|status --postgres_dsn=DSN [--postgres_password_file=FILE]\n"
     "                                      apply or show the PostgreSQL schema's migrations\n"
     "                                      (password: that file or GYRE_POSTGRES_PASSWORD)\n"
-    "  version                             print the version\n";
+    "  version                             print the version (also --version)\n"
+    "  completion bash                     bash completion (source <(gyre completion bash))\n"
+    "`gyre COMMAND --help` lists a command's flags and their defaults. The commands that\n"
+    "talk to the orchestrator find it at --orchestrator, else $GYRE_ORCHESTRATOR, else\n"
+    "127.0.0.1:50051.\n";
 
 int Usage(const char* problem) {
   std::fprintf(stderr, "gyre: %s\n%s", problem, kUsage);
@@ -101,22 +114,34 @@ struct FollowArguments {
 };
 
 // Parses argv[2...] of `command`; an exit code when they are bad.
+// `detachable`: the command takes --detach (a flag without a value).
 std::optional<int> ParseFollowArguments(const char* command, int argc, char** argv,
-                                        FollowArguments* parsed) {
+                                        FollowArguments* parsed, bool detachable = false) {
   gyre::cli::RunOptions& options = parsed->options;
   const gyre::cli::CommandOption set = {"set", [&options](const std::string& value) {
                                           return gyre::cli::ParseSetFlag(value, &options.context);
                                         }};
-  absl::StatusOr<gyre::cli::CommandLine> line = gyre::cli::ParseCommandLine(argc, argv, {set});
+  std::vector<char*> kept(argv, argv + argc);
+  if (detachable) {
+    const auto detach = std::remove_if(kept.begin() + 2, kept.end(), [](const char* arg) {
+      return std::string_view(arg) == "--detach";
+    });
+    options.detach = detach != kept.end();
+    kept.erase(detach, kept.end());
+  }
+  absl::StatusOr<gyre::cli::CommandLine> line =
+      gyre::cli::ParseCommandLine(static_cast<int>(kept.size()), kept.data(), {set});
   if (!line.ok()) return Usage(absl::StrCat(command, ": ", line.status().message()).c_str());
   parsed->line = *std::move(line);
+  options.orchestrator = parsed->line.orchestrator;
   options.interactive = isatty(STDOUT_FILENO) != 0;
   return std::nullopt;
 }
 
 int RunCommand(int argc, char** argv) {
   FollowArguments arguments;
-  if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments)) return *bad;
+  if (std::optional<int> bad = ParseFollowArguments("run", argc, argv, &arguments, true))
+    return *bad;
   const std::vector<std::string>& positional = arguments.line.positional;
   if (positional.empty()) return Usage("run: which workflow file?");
   if (positional.size() > 1) {
@@ -130,7 +155,7 @@ int RunCommand(int argc, char** argv) {
 
 int ScheduleCommand(int argc, char** argv) {
   FollowArguments arguments;
-  if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments)) {
+  if (std::optional<int> bad = ParseFollowArguments("schedule", argc, argv, &arguments, true)) {
     return *bad;
   }
   if (arguments.line.positional.empty()) {
@@ -182,6 +207,29 @@ int MigrateCommand(int argc, char** argv) {
               status->newest_version);
   for (const std::string& step : status->pending) std::printf("pending: %s\n", step.c_str());
   if (status->pending.empty()) std::printf("up to date\n");
+  return 0;
+}
+
+int WatchCommand(int argc, char** argv) {
+  FollowArguments arguments;
+  if (std::optional<int> bad = ParseFollowArguments("watch", argc, argv, &arguments)) return *bad;
+  const std::vector<std::string>& positional = arguments.line.positional;
+  if (positional.size() != 1 || positional[0].empty()) {
+    return Usage("watch: give one execution (executions/ID or ID)");
+  }
+  const std::string execution = absl::StartsWith(positional[0], "executions/")
+                                    ? positional[0]
+                                    : absl::StrCat("executions/", positional[0]);
+  return gyre::cli::WatchExecution(
+      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
+      execution, arguments.options);
+}
+
+int CompletionCommand(int argc, char** argv) {
+  if (argc != 3 || std::string(argv[2]) != "bash") {
+    return Usage("completion: which shell? (gyre completion bash)");
+  }
+  std::fputs(gyre::cli::BashCompletion().c_str(), stdout);
   return 0;
 }
 
@@ -280,19 +328,40 @@ int main(int argc, char** argv) {
     gyre::server::RetainFreedHeapMemory();
     return RunDev(argc - 1, argv + 1);
   }
+  if (command == "help" || command == "--help" || command == "-h") {
+    // `gyre help COMMAND` is `gyre COMMAND --help`.
+    if (argc > 2) {
+      if (std::optional<std::string> help = gyre::cli::CommandHelp(argv[2])) {
+        std::fputs(help->c_str(), stdout);
+        return 0;
+      }
+      if (std::string(argv[2]) != "dev") {
+        return Usage(absl::StrCat("unknown command \"", argv[2], "\"").c_str());
+      }
+      char help_flag[] = "--help";
+      char* dev_argv[] = {argv[2], help_flag, nullptr};
+      return RunDev(2, dev_argv);
+    }
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (gyre::cli::AsksForHelp(argc, argv)) {
+    if (std::optional<std::string> help = gyre::cli::CommandHelp(command)) {
+      std::fputs(help->c_str(), stdout);
+      return 0;
+    }
+  }
+  if (command == "version" || command == "--version") {
+    std::printf("gyre %s\n", gyre::kGyreVersion);
+    return 0;
+  }
   if (command == "run") return RunCommand(argc, argv);
   if (command == "schedule") return ScheduleCommand(argc, argv);
+  if (command == "watch") return WatchCommand(argc, argv);
+  if (command == "completion") return CompletionCommand(argc, argv);
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "migrate") return MigrateCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
-  if (command == "version") {
-    std::printf("gyre %s\n", gyre::kGyreVersion);
-    return 0;
-  }
-  if (command == "help" || command == "--help") {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
   return Usage(("unknown command \"" + command + "\"").c_str());
 }

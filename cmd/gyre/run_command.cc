@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "cmd/gyre/command_line.h"
 #include "cmd/gyre/interrupt_canceller.h"
 #include "cmd/gyre/run_console.h"
 #include "cmd/gyre/terminal_text.h"
@@ -188,7 +189,14 @@ class Progress {
 namespace {
 
 // Exit code for a start the orchestrator refused or could not take.
-int StartFailed(const char* command, const grpc::Status& status) {
+int StartFailed(const char* command, const RunOptions& options, const grpc::Status& status) {
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::fprintf(
+        stderr, "gyre %s: %s\n", command,
+        TerminalSafe(UnreachableMessage(options.orchestrator, status.error_message())).c_str());
+    return kRunUnavailable;
+  }
   std::fprintf(stderr, "gyre %s: %s\n", command, TerminalSafe(status.error_message()).c_str());
   switch (status.error_code()) {
     case grpc::StatusCode::INVALID_ARGUMENT:
@@ -227,6 +235,14 @@ grpc::Status WatchFromWhereItWas(v1::OrchestratorService::Stub& stub, const std:
   return reader->Finish();
 }
 
+// "TITLE: N tasks, execution NAME", the first line of following.
+void PrintStarted(absl::string_view title, const v1::Execution& execution,
+                  const RunOptions& options) {
+  std::fprintf(options.out, "%s: %d tasks, execution %s\n", TerminalSafe(title).c_str(),
+               execution.task_counts().total(), TerminalSafe(execution.name()).c_str());
+  std::fflush(options.out);
+}
+
 // Prints the header, follows `execution` to its end (its first events come
 // from `follow_first`, then from WatchBatches wherever a stream breaks),
 // prints the summary and returns the exit code. `definition` (may be
@@ -237,9 +253,7 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
                     const v1::Execution& execution, const v1::WorkflowDefinition& definition,
                     const RunOptions& options,
                     absl::FunctionRef<grpc::Status(Progress&, InterruptCanceller&)> follow_first) {
-  std::fprintf(options.out, "%s: %d tasks, execution %s\n", TerminalSafe(title).c_str(),
-               execution.task_counts().total(), TerminalSafe(execution.name()).c_str());
-  std::fflush(options.out);
+  PrintStarted(title, execution, options);
 
   RunConsole console(options.out, options.interactive);
   std::optional<WaitingReporter> waiting;
@@ -267,8 +281,10 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   // and reported as usual.
   if (interrupted && !progress.ended()) {
     const std::string name = TerminalSafe(execution.name());
-    std::fprintf(stderr, "stopped following %s; it keeps running (gyre cancel %s stops it)\n",
-                 name.c_str(), name.c_str());
+    std::fprintf(stderr,
+                 "stopped following %s; it keeps running (gyre watch %s follows it again, gyre "
+                 "cancel %s stops it)\n",
+                 name.c_str(), name.c_str(), name.c_str());
     return kRunInterrupted;
   }
   if (!progress.ended()) {
@@ -293,9 +309,11 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
   return kRunSucceeded;
 }
 
-// Reaching the orchestrator is retried this long: the follow streams have
-// no deadline (an execution takes as long as it takes).
-constexpr absl::Duration kReachRetry = absl::Seconds(30);
+// Reaching the orchestrator is retried this long (long enough for a
+// `gyre dev` started just before; short enough that nothing listening is
+// said at once). The follow streams have no deadline (an execution takes
+// as long as it takes).
+constexpr absl::Duration kReachRetry = absl::Seconds(3);
 
 // Parses the workflow file; when it names a dependency it does not define,
 // parses it again with the orchestrator's task library, which may hold it
@@ -310,10 +328,15 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService:
   }
   grpc::ClientContext context;
   context.set_wait_for_ready(true);  // as the submission would wait, a little
-  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kReachRetry));
   v1::WorkflowDefinition library;
   const grpc::Status status = stub.GetTaskLibrary(&context, v1::GetTaskLibraryRequest(), &library);
   if (status.ok()) return workflow::LoadWorkflowFile(file, &library);
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // Said as every other unreachable orchestrator is, exit 3.
+    return absl::UnavailableError(status.error_message());
+  }
   if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
     return absl::InvalidArgumentError(absl::StrCat(
         alone.status().message(), " (and the orchestrator has no task library to take it from)"));
@@ -330,6 +353,11 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
   auto stub = v1::OrchestratorService::NewStub(channel);
   absl::StatusOr<v1::WorkflowDefinition> definition =
       LoadWorkflowFile(*stub, options.workflow_file);
+  if (absl::IsUnavailable(definition.status())) {
+    return StartFailed(
+        "run", options,
+        grpc::Status(grpc::StatusCode::UNAVAILABLE, std::string(definition.status().message())));
+  }
   if (!definition.ok()) {
     std::fprintf(stderr, "gyre run: %s\n", TerminalSafe(definition.status().message()).c_str());
     return kRunBadInput;
@@ -355,11 +383,17 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
       absl::SleepFor(absl::Milliseconds(200));
       continue;
     }
-    return StartFailed("run", status);
+    return StartFailed("run", options, status);
   }
   const v1::WorkflowDefinition& def = request.start().definition();
   // A copy: reading the stream on reuses `message`.
   const v1::Execution execution = message.execution();
+  if (options.detach) {
+    // Ending the call stops following, not the execution (as Ctrl-C does).
+    PrintStarted(absl::StripPrefix(def.name(), "workflows/"), execution, options);
+    run_context->TryCancel();
+    return kRunSucceeded;
+  }
   return FollowExecution(*stub, absl::StripPrefix(def.name(), "workflows/"), execution, def,
                          options, [&](Progress& progress, InterruptCanceller& canceller) {
                            canceller.Attach(run_context.get());
@@ -390,12 +424,38 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
       absl::SleepFor(absl::Milliseconds(200));
       continue;
     }
-    return StartFailed("schedule", status);
+    return StartFailed("schedule", options, status);
+  }
+  if (options.detach) {
+    PrintStarted(absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution, options);
+    return kRunSucceeded;
   }
   return FollowExecution(*stub, absl::StrCat("outcome ", absl::StrJoin(targets, ", ")), execution,
                          v1::WorkflowDefinition(), options,
                          [&](Progress& progress, InterruptCanceller& canceller) {
                            return WatchFromWhereItWas(*stub, execution.name(), progress, canceller);
+                         });
+}
+
+int WatchExecution(const std::shared_ptr<grpc::Channel>& channel, const std::string& execution,
+                   const RunOptions& options) {
+  auto stub = v1::OrchestratorService::NewStub(channel);
+  v1::GetExecutionRequest get;
+  get.set_name(execution);
+  v1::Execution found;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  if (const grpc::Status status = stub->GetExecution(&context, get, &found); !status.ok()) {
+    return StartFailed("watch", options, status);
+  }
+  const std::string title = found.workflow().empty()
+                                ? absl::StrCat("outcome ", absl::StrJoin(found.targets(), ", "))
+                                : std::string(absl::StripPrefix(found.workflow(), "workflows/"));
+  // From the first event: the progress is rebuilt as it was, then goes on
+  // live (an ended execution replays to its end and is summarised).
+  return FollowExecution(*stub, title, found, v1::WorkflowDefinition(), options,
+                         [&](Progress& progress, InterruptCanceller& canceller) {
+                           return WatchFromWhereItWas(*stub, found.name(), progress, canceller);
                          });
 }
 

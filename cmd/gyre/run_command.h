@@ -20,6 +20,11 @@ struct RunOptions {
   // A progress bar redrawn in place (terminal) or one line per task change.
   bool interactive = false;
   std::FILE* out = stdout;
+  // Print the execution once it is started and exit 0, without following
+  // it (gyre watch follows it later).
+  bool detach = false;
+  // Where the channel leads, for the message when nothing answers there.
+  std::string orchestrator;
 };
 
 // Exit codes of `gyre run`.
@@ -43,6 +48,13 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
 // (`options.workflow_file` is not used). Same exit codes.
 int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
                     const std::vector<std::string>& targets, const RunOptions& options);
+
+// `gyre watch`: follows `execution` ("executions/ID") again, from its first
+// event, as RunWorkflow follows what it started (after a Ctrl-C, or from
+// another terminal). Same exit codes; `options.workflow_file` and
+// `options.context` are not used.
+int WatchExecution(const std::shared_ptr<grpc::Channel>& channel, const std::string& execution,
+                   const RunOptions& options);
 
 // Parses "key=value" into `context`; InvalidArgument when malformed.
 absl::Status ParseSetFlag(const std::string& assignment,

@@ -1,10 +1,14 @@
 #include "libs/config/config_loader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+extern char** environ;  // NOLINT: POSIX declares it nowhere else
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/nearest_match.h"
 
@@ -117,7 +121,41 @@ absl::Status ApplyString(const ConfigSchema::Field& field, const std::string& te
   return absl::OkStatus();
 }
 
+// GYRE_* variables that are not settings of a service: read by the CLI,
+// the build and the tests, or set by the agent for the tasks it runs.
+constexpr absl::string_view kOtherGyreVariables[] = {
+    "GYRE_ORCHESTRATOR", "GYRE_BIN_DIR",  "GYRE_BUILD_DIR",    "GYRE_CMAKE_ARGS", "GYRE_SANITIZE",
+    "GYRE_EXECUTION_ID", "GYRE_WORKFLOW", "GYRE_TASK_ID",      "GYRE_ATTEMPT",    "GYRE_DATE",
+    "GYRE_DATETIME",     "GYRE_OUTPUT",   "GYRE_WFCOMMONS_DIR"};
+
 }  // namespace
+
+std::vector<std::string> UnknownEnvironmentWarnings(
+    const ConfigSchema& schema, const std::vector<std::string>& environment_names) {
+  std::vector<std::string> valid;
+  for (const std::string& key : schema.Keys()) valid.push_back(ConfigSchema::EnvironmentName(key));
+  std::vector<std::string> warnings;
+  for (const std::string& name : environment_names) {
+    if (!absl::StartsWith(name, "GYRE_")) continue;
+    if (std::find(valid.begin(), valid.end(), name) != valid.end()) continue;
+    if (std::find(std::begin(kOtherGyreVariables), std::end(kOtherGyreVariables), name) !=
+        std::end(kOtherGyreVariables)) {
+      continue;
+    }
+    warnings.push_back(absl::StrCat(name, " is not a setting of this service and is ignored",
+                                    DidYouMean(name, valid)));
+  }
+  return warnings;
+}
+
+std::vector<std::string> EnvironmentNames() {
+  std::vector<std::string> names;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const absl::string_view text = *entry;
+    names.emplace_back(text.substr(0, text.find('=')));
+  }
+  return names;
+}
 
 absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources) {
   if (!sources.file_path.empty()) {

@@ -36,6 +36,18 @@ struct ConfigSources {
 // A missing or unreadable file is NotFound / PermissionDenied naming it.
 absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources);
 
+// One warning for each GYRE_* variable in `environment_names` that sets no
+// key of `schema` (and is none of the GYRE_* variables Gyre sets or reads
+// elsewhere, such as GYRE_ORCHESTRATOR or a task's GYRE_TASK_ID), naming
+// the nearest valid variable, e.g.
+//   GYRE_QUEUS is not a setting of this service and is ignored (did you mean "GYRE_QUEUES"?)
+// A typo in a variable would otherwise silently leave the default.
+std::vector<std::string> UnknownEnvironmentWarnings(
+    const ConfigSchema& schema, const std::vector<std::string>& environment_names);
+
+// The names of the process's environment variables.
+std::vector<std::string> EnvironmentNames();
+
 }  // namespace gyre::config
 
 #endif  // GYRE_LIBS_CONFIG_CONFIG_LOADER_H_

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -96,6 +97,41 @@ TEST_F(ConfigLoaderTest, EnvironmentOverridesFileAndFlagsOverrideEnvironment) {
 TEST_F(ConfigLoaderTest, StructuredEnvironmentValueIsParsedAsYaml) {
   ASSERT_TRUE(Load("", {{"GYRE_QUEUES", "[a, b]"}}).ok());
   EXPECT_EQ(config_.queues, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(ConfigLoaderTest, ACommaSeparatedListIsAListFromEverySource) {
+  ASSERT_TRUE(Load("", {{"GYRE_QUEUES", "cpu,gpu"}}).ok());
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"cpu", "gpu"}));
+  ASSERT_TRUE(Load("", {}, {{"queues", "io, net ,disk", "flag --queues"}}).ok());
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"io", "net", "disk"}));
+  ASSERT_TRUE(Load(WriteFile("queues: a,b\n")).ok());
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"a", "b"}));
+  // One item stays a list of one.
+  ASSERT_TRUE(Load("", {{"GYRE_QUEUES", "gpu"}}).ok());
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"gpu"}));
+}
+
+TEST_F(ConfigLoaderTest, AnEmptyItemInACommaListIsRefused) {
+  const absl::Status status = Load("", {{"GYRE_QUEUES", "cpu,,gpu"}});
+  EXPECT_EQ(status.message(),
+            "environment variable GYRE_QUEUES: queues: empty item in list \"cpu,,gpu\"");
+}
+
+TEST_F(ConfigLoaderTest, AnUnknownGyreVariableIsWarnedAboutWithTheNearestName) {
+  const std::vector<std::string> warnings =
+      UnknownEnvironmentWarnings(schema_, {"HOME", "GYRE_QUEUS", "GYRE_SLOTS", "GYRE_ORCHESTRATOR",
+                                           "GYRE_TASK_ID", "GYRE_NOTHING_LIKE_IT"});
+  EXPECT_EQ(warnings, (std::vector<std::string>{
+                          "GYRE_QUEUS is not a setting of this service and is ignored (did you "
+                          "mean \"GYRE_QUEUES\"?)",
+                          "GYRE_NOTHING_LIKE_IT is not a setting of this service and is ignored"}));
+}
+
+TEST_F(ConfigLoaderTest, EnvironmentNamesAreTheProcessVariables) {
+  setenv("GYRE_CONFIG_TEST_VARIABLE", "x=y", 1);
+  const std::vector<std::string> names = EnvironmentNames();
+  EXPECT_NE(std::find(names.begin(), names.end(), "GYRE_CONFIG_TEST_VARIABLE"), names.end());
+  unsetenv("GYRE_CONFIG_TEST_VARIABLE");
 }
 
 TEST_F(ConfigLoaderTest, VariablesInFileExpandFromEnvironment) {

@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace gyre::config {
 namespace {
@@ -49,6 +50,11 @@ void ConfigSchema::AddAddress(std::string key, std::string* target, std::string 
         return absl::OkStatus();
       },
       false, std::move(help));
+}
+
+void ConfigSchema::AddListenAddress(std::string key, std::string* target, std::string help) {
+  AddAddress(std::move(key), target, std::move(help));
+  fields_.back().listen_address = target;
 }
 
 void ConfigSchema::AddInt(std::string key, int64_t* target, int64_t min, int64_t max,
@@ -135,8 +141,19 @@ void ConfigSchema::AddStringList(std::string key, std::vector<std::string>* targ
       std::move(key),
       [target](const YAML::Node& value) -> absl::Status {
         std::vector<std::string> items;
-        if (value.IsScalar()) {
-          items.push_back(value.Scalar());  // a single item is a list of one
+        if (value.IsScalar() && value.Scalar().empty()) {
+          // "" is no items, as null is.
+        } else if (value.IsScalar()) {
+          // "cpu,gpu" as well as [cpu, gpu]: the form a shell variable takes
+          // (GYRE_QUEUES=cpu,gpu). A single item is a list of one.
+          for (absl::string_view item : absl::StrSplit(value.Scalar(), ',')) {
+            item = absl::StripAsciiWhitespace(item);
+            if (item.empty()) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("empty item in list \"", value.Scalar(), "\""));
+            }
+            items.emplace_back(item);
+          }
         } else if (value.IsSequence()) {
           for (const YAML::Node& item : value) {
             if (!item.IsScalar()) return absl::InvalidArgumentError("list items must be strings");

@@ -34,11 +34,16 @@ class ConfigSchema {
     // True when the value is a map or list; environment and flag strings for
     // it are parsed as YAML flow syntax ("{cpu: {max: 4}}").
     bool structured = false;
+    // For a key declared with AddListenAddress: the address the process
+    // will listen on, so it can check the port is free before it starts.
+    const std::string* listen_address = nullptr;
   };
 
   void AddString(std::string key, std::string* target, std::string help);
   // Accepts "host:port" with a port in 0..65535 (0 picks a free port).
   void AddAddress(std::string key, std::string* target, std::string help);
+  // An address this process listens on (AddAddress, and marked so).
+  void AddListenAddress(std::string key, std::string* target, std::string help);
   void AddInt(std::string key, int64_t* target, int64_t min, int64_t max, std::string help);
   void AddBool(std::string key, bool* target, std::string help);
   // A non-negative duration such as "10s", "250ms" or "1h30m".

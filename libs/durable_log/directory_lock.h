@@ -14,7 +14,8 @@ namespace gyre::durable_log {
 // stale lock. Move-only; not thread-safe.
 class DirectoryLock {
  public:
-  // kFailedPrecondition when someone else holds the lock.
+  // kFailedPrecondition "<dir> is locked by pid N (<dir>/LOCK)" when someone
+  // else holds the lock; the holder's pid is kept in the file for that.
   static absl::StatusOr<DirectoryLock> Acquire(const std::string& dir);
 
  private:

@@ -25,9 +25,13 @@ absl::Status MetricsEndpoint::Start(const std::string& address) {
   try {
     // civetweb reports bind failures by throwing; keep that inside this class.
     exposer_ = std::make_unique<prometheus::Exposer>(address, /*num_threads=*/1);
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics endpoint cannot listen on ", address, ": ", e.what()));
+  } catch (const std::exception&) {
+    // civetweb's text ("null context when constructing CivetServer") does
+    // not say why; a bind failure is what it almost always is.
+    return absl::FailedPreconditionError(
+        absl::StrCat("metrics_address ", address,
+                     ": cannot listen (port in use by another process, or not an address of this "
+                     "machine); choose another with --metrics_address"));
   }
   exposer_->RegisterCollectable(registry_);
   process_collector_ = std::make_shared<ProcessCollector>();

@@ -3,9 +3,9 @@
 namespace gyre::server {
 
 void ServerConfig::Register(config::ConfigSchema* schema) {
-  schema->AddAddress("grpc_address", &grpc_address, "gRPC listen address (host:port)");
-  schema->AddAddress("metrics_address", &metrics_address,
-                     "Prometheus /metrics listen address (host:port)");
+  schema->AddListenAddress("grpc_address", &grpc_address, "gRPC listen address (host:port)");
+  schema->AddListenAddress("metrics_address", &metrics_address,
+                           "Prometheus /metrics listen address (host:port)");
   schema->AddChoice("log_level", &log_level, {"debug", "info", "warn", "error"},
                     "minimum level of JSON log lines");
   schema->AddDuration("shutdown_grace", &shutdown_grace,

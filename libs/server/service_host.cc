@@ -1,5 +1,6 @@
 #include "libs/server/service_host.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
@@ -36,6 +37,10 @@ absl::Status ServiceHost::Start() {
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  // A port is this server's alone: with gRPC's default SO_REUSEPORT a second
+  // server on the same port starts too, and clients land at random on two
+  // unrelated stores.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* service : services_) builder.RegisterService(service);
   // Large workflows (a million tasks) arrive as one definition; larger
   // requests than Gyre can record are refused here, whole, before any
@@ -48,9 +53,10 @@ absl::Status ServiceHost::Start() {
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     server_.reset();
-    return absl::UnavailableError(absl::StrCat("gRPC server cannot listen on ",
-                                               config_.grpc_address,
-                                               " (address in use or not available)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("grpc_address ", config_.grpc_address,
+                     ": cannot listen (port in use by another process, or not an address of this "
+                     "machine); choose another with --grpc_address"));
   }
   if (absl::Status status = metrics_.Start(config_.metrics_address); !status.ok()) {
     server_->Shutdown();

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/nearest_match.h"
 #include "libs/logging/logger.h"
+#include "libs/server/listen_check.h"
 #include "libs/server/termination_signals.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -66,6 +67,11 @@ int ConfigError(const ServiceMainInfo& info, const absl::Status& status) {
 }
 
 }  // namespace
+
+bool IsSetupError(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kFailedPrecondition ||
+         status.code() == absl::StatusCode::kPermissionDenied;
+}
 
 void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,
                         const absl::Flag<std::string>& flag) {
@@ -133,13 +139,28 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
     return ConfigError(info, status);
   }
 
+  // Every port this process will listen on, before anything starts: a
+  // taken one is one line and exit 2, not a library's text half-way up.
+  for (const config::ConfigSchema::Field& field : schema.fields()) {
+    if (field.listen_address == nullptr) continue;
+    if (absl::Status status = CheckListenAddressFree(field.key, *field.listen_address);
+        !status.ok()) {
+      return ConfigError(info, status);
+    }
+  }
+
   logging::Init(info.service_name, *logging::ParseLevel(server_config.log_level));
   logging::CaptureGrpcLogs();
+  for (const std::string& warning :
+       config::UnknownEnvironmentWarnings(schema, config::EnvironmentNames())) {
+    logging::Warn(warning);
+  }
 
   ServiceHost host(info.service_name, server_config);
   absl::Status status = module->AddServices(&host);
   if (status.ok()) status = host.Start();
   if (status.ok()) status = module->OnServing(&host);
+  if (IsSetupError(status)) return ConfigError(info, status);
   if (!status.ok()) {
     logging::Error("cannot start", {{"error", std::string(status.message())}});
     return kExitRuntimeError;

@@ -28,7 +28,10 @@ class ServiceModule {
   virtual absl::Status ValidateConfig() { return absl::OkStatus(); }
 
   // Creates the service objects and registers them on `host`, before it
-  // starts serving.
+  // starts serving. FailedPrecondition or PermissionDenied (IsSetupError)
+  // mean the machine is not as the config needs it (data_dir locked by
+  // another process or not writable): the message is printed as one line
+  // and the process exits 2, like a config error.
   virtual absl::Status AddServices(ServiceHost* host) = 0;
 
   // Starts background work once the host is serving.
@@ -66,9 +69,15 @@ inline constexpr int kExitRuntimeError = 1;
 inline constexpr int kExitConfigError = 2;
 
 // The whole main() of a service binary. Returns the process exit code:
-// 0 after a clean shutdown, 2 for bad flags or config (one line on stderr
-// naming the flag, key or file), 1 when the service cannot start.
+// 0 after a clean shutdown, 2 for bad flags or config and for a setup the
+// operator must fix (a listen port in use, data_dir locked or not writable)
+// (one line on stderr naming the flag, key, file or directory), 1 when the
+// service cannot start for another reason.
 int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module);
+
+// True for the start-up failures that are the operator's to fix rather
+// than Gyre's (see ServiceModule::AddServices).
+bool IsSetupError(const absl::Status& status);
 
 // Appends {key, value of --flag} to `overrides` when the string flag was set.
 void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,

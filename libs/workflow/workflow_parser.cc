@@ -513,6 +513,16 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
   }
   try {
     if (!root.IsMap()) return report.Error(root, "expected a workflow: a map with name and tasks");
+    for (const auto& entry : root) {
+      // Said apart from other unknown keys: a user who versions by hand
+      // expects the key to exist.
+      if (entry.first.IsScalar() && entry.first.Scalar() == "version") {
+        return report.Error(entry.first,
+                            "version: versions are assigned by the orchestrator (a changed "
+                            "definition registered under the same name gets the next one); "
+                            "remove this key");
+      }
+    }
     if (absl::Status status = CheckKeys(root, kWorkflowKeys, "", report); !status.ok()) {
       return status;
     }

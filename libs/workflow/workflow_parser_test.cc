@@ -145,6 +145,12 @@ TEST(WorkflowParserTest, UnknownTaskKeySuggestsTheNearest) {
             "etl.yaml:5:5: task \"a\": unknown key \"depnds_on\" (did you mean \"depends_on\"?)");
 }
 
+TEST(WorkflowParserTest, AVersionKeyIsExplainedNotJustUnknown) {
+  EXPECT_EQ(Error("name: etl\nversion: 3\ntasks:\n  - id: a\n    builtin: noop\n"),
+            "etl.yaml:2:1: version: versions are assigned by the orchestrator (a changed "
+            "definition registered under the same name gets the next one); remove this key");
+}
+
 TEST(WorkflowParserTest, UnknownTopLevelAndNestedKeys) {
   EXPECT_EQ(Error("name: etl\ntask:\n  - id: a\n"),
             "etl.yaml:2:1: unknown key \"task\" (did you mean \"tasks\"?)");

@@ -1,9 +1,16 @@
 #include "services/orchestrator/orchestrator_module.h"
 
-#include <atomic>
-#include <cstdlib>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/durable_log/directory_lock.h"
 #include "libs/durable_log/event_log.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
@@ -49,7 +56,39 @@ absl::Status OrchestratorModule::ValidateConfig() {
   return absl::OkStatus();
 }
 
+absl::Status OrchestratorModule::ClaimDataDir() {
+  const std::string& dir = config_.data_dir;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data_dir ", dir, " cannot be created: ", error.message(),
+                     "; choose a writable directory with --data_dir"));
+  }
+  if (access(dir.c_str(), W_OK | X_OK) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("data_dir ", dir, " is not writable: ", std::strerror(errno),
+                     "; choose a writable directory with --data_dir"));
+  }
+  absl::StatusOr<durable_log::DirectoryLock> lock = durable_log::DirectoryLock::Acquire(dir);
+  if (!lock.ok()) {
+    if (lock.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("data_dir ", lock.status().message(),
+                       ": another gyre-orchestrator or gyre dev uses it; stop that one or choose "
+                       "another --data_dir"));
+    }
+    return absl::PermissionDeniedError(
+        absl::StrCat("data_dir ", dir, " is not usable: ", lock.status().message()));
+  }
+  data_dir_lock_ = std::make_unique<durable_log::DirectoryLock>(*std::move(lock));
+  return absl::OkStatus();
+}
+
 absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
+  if (config_.store == "embedded") {
+    if (absl::Status status = ClaimDataDir(); !status.ok()) return status;
+  }
   WorkflowEngine::Options options;
   options.lease_timeout = config_.lease_timeout;
   options.heartbeat_interval = config_.heartbeat_interval;

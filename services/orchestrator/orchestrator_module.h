@@ -7,6 +7,10 @@
 #include "libs/server/service_main.h"
 #include "services/orchestrator/orchestrator_config.h"
 
+namespace gyre::durable_log {
+class DirectoryLock;
+}  // namespace gyre::durable_log
+
 namespace gyre::orchestrator {
 
 class OrchestratorServiceImpl;
@@ -33,7 +37,12 @@ class OrchestratorModule : public server::ServiceModule {
   WorkflowEngine* engine() { return engine_.get(); }
 
  private:
+  // Makes data_dir this process's alone, or says in one line why not.
+  absl::Status ClaimDataDir();
+
   OrchestratorConfig config_;
+  // Held while the process runs: one orchestrator (or gyre dev) per data_dir.
+  std::unique_ptr<durable_log::DirectoryLock> data_dir_lock_;
   std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library_;
   std::unique_ptr<StateStore> store_;
   std::string postgres_password_;  // resolved in ValidateConfig; never logged

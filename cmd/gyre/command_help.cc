@@ -1,0 +1,180 @@
+#include "cmd/gyre/command_help.h"
+
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace gyre::cli {
+namespace {
+
+// The flag every command that talks to the orchestrator takes.
+constexpr absl::string_view kOrchestratorFlag =
+    "  --orchestrator=HOST:PORT\n"
+    "      the orchestrator to talk to (default $GYRE_ORCHESTRATOR, else 127.0.0.1:50051)\n";
+
+constexpr absl::string_view kSetFlag =
+    "  --set KEY=VALUE\n"
+    "      a context value for the tasks' ${KEY} (repeatable; default none)\n";
+
+struct Help {
+  absl::string_view command;
+  absl::string_view usage;  // what follows "gyre COMMAND"
+  absl::string_view what;
+  absl::string_view flags;  // one entry per flag, kOrchestratorFlag added when `remote`
+  bool remote;
+  bool set;
+};
+
+constexpr Help kHelp[] = {
+    {"run", "FILE.yaml [flags]",
+     "Submits the workflow in FILE.yaml and follows it to the end. Exit 0 when it\n"
+     "succeeds, 1 when it fails or is cancelled, 2 for a bad file or flag, 3 when the\n"
+     "orchestrator cannot be reached, 130 after Ctrl-C (the execution keeps running).\n",
+     "  --detach\n"
+     "      print the execution once started and exit 0 without following it (gyre watch\n"
+     "      follows it later; default: follow)\n",
+     true, true},
+    {"schedule", "TASK... [flags]",
+     "Schedules an outcome: the task library's TASKs and what they depend on (tasks\n"
+     "already satisfied are not run again); follows it as gyre run does, same exit codes.\n",
+     "  --detach\n"
+     "      print the execution once started and exit 0 without following it (default:\n"
+     "      follow)\n",
+     true, true},
+    {"watch", "EXECUTION [flags]",
+     "Follows an execution again from its first event, as gyre run does (after Ctrl-C\n"
+     "stopped following it, or from another terminal); same exit codes. EXECUTION is\n"
+     "executions/ID or ID.\n",
+     "", true, false},
+    {"status", "EXECUTION [flags]",
+     "An execution's state and one line per task. EXECUTION is executions/ID or ID.\n", "", true,
+     false},
+    {"list", "[flags]", "Recent executions, newest first.\n",
+     "  --limit=N\n"
+     "      how many (1..1000; default 20)\n"
+     "  --workflow=NAME\n"
+     "      only executions of this workflow (default all)\n"
+     "  --state=STATE[,STATE]...\n"
+     "      only executions in these states: pending, running, paused, succeeded,\n"
+     "      failed, cancelled (default all)\n",
+     true, false},
+    {"logs", "EXECUTION TASK [flags]", "A task attempt's stored stdout and stderr.\n",
+     "  --attempt=N\n"
+     "      which attempt (default the latest)\n",
+     true, false},
+    {"cancel", "EXECUTION [flags]", "Cancels an execution; its running tasks are stopped.\n",
+     "  --reason=TEXT\n"
+     "      why, recorded with the execution (default none)\n",
+     true, false},
+    {"pause", "EXECUTION [flags]",
+     "Pauses an execution: no new task starts; running ones finish.\n", "", true, false},
+    {"resume", "EXECUTION [flags]", "Resumes a paused execution.\n", "", true, false},
+    {"queues", "[flags]",
+     "Each queue: tasks waiting (depth), running, connected agents, free slots, and the\n"
+     "workers the autoscaling signal asks for (desired workers).\n",
+     "", true, false},
+    {"agents", "[flags]",
+     "The agents the orchestrator knows: state, queues, slots (all and free), version, host.\n", "",
+     true, false},
+    {"library", "[flags]",
+     "The orchestrator's task library: the tasks gyre schedule takes as targets and\n"
+     "workflow files may depend on, with what they depend on.\n",
+     "", true, false},
+    {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
+     "  --task_library_dir=DIR\n"
+     "      task-library YAML files the workflow may depend on (default none)\n",
+     false, false},
+    {"import-wfcommons", "TRACE.json [flags]",
+     "Converts a WfCommons trace (JSON) into a Gyre workflow (YAML).\n",
+     "  --scale=X\n"
+     "      each task sleeps its recorded runtime times X (default 1)\n"
+     "  --queue=QUEUE\n"
+     "      the queue of every task (default default)\n"
+     "  --name=NAME\n"
+     "      the workflow's name (default derived from the trace)\n"
+     "  --output=FILE\n"
+     "      where the YAML goes (default stdout)\n",
+     false, false},
+    {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
+    {"completion", "bash",
+     "Prints a bash completion script for gyre's commands and flags; load it with\n"
+     "  source <(gyre completion bash)\n"
+     "or save it under /etc/bash_completion.d/gyre.\n",
+     "", false, false},
+};
+
+}  // namespace
+
+bool AsksForHelp(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    const absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (arg == "-h" || arg == "--help" || arg == "-help") return true;
+  }
+  return false;
+}
+
+std::optional<std::string> CommandHelp(absl::string_view command) {
+  for (const Help& help : kHelp) {
+    if (help.command != command) continue;
+    std::string text = absl::StrCat("usage: gyre ", help.command, help.usage.empty() ? "" : " ",
+                                    help.usage, "\n\n", help.what);
+    const bool any_flag = help.remote || help.set || !help.flags.empty();
+    absl::StrAppend(&text, any_flag ? "\nflags:\n" : "", help.set ? kSetFlag : "", help.flags,
+                    help.remote ? kOrchestratorFlag : "", "  -h, --help\n      this help\n");
+    return text;
+  }
+  return std::nullopt;
+}
+
+std::string BashCompletion() {
+  // gyre dev takes the services' flags, which its own --help lists.
+  std::vector<std::string> commands = {"dev", "help"};
+  std::string cases =
+      "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
+      "--agent_slots= --run= --task_library_dir= --log_level= --shutdown_grace= --help\";;\n";
+  for (const Help& help : kHelp) {
+    commands.emplace_back(help.command);
+    // The flag names are the help's lines that start with "  --".
+    std::string text =
+        absl::StrCat(help.set ? kSetFlag : "", help.flags, help.remote ? kOrchestratorFlag : "");
+    std::vector<std::string> flags;
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (!absl::ConsumePrefix(&line, "  --")) continue;
+      const size_t end = line.find_first_of("= ");
+      const bool valued = end != absl::string_view::npos;
+      flags.push_back(absl::StrCat("--", line.substr(0, end), valued ? "=" : ""));
+    }
+    flags.emplace_back("--help");
+    absl::StrAppend(&cases, "    ", help.command, ") flags=\"", absl::StrJoin(flags, " "),
+                    "\";;\n");
+  }
+  return absl::StrCat(
+      "# bash completion for gyre (gyre completion bash)\n"
+      "_gyre() {\n"
+      "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" flags=\"\"\n"
+      "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
+      "    COMPREPLY=($(compgen -W \"",
+      absl::StrJoin(commands, " "),
+      " --help --version\" -- \"$cur\"))\n"
+      "    return\n"
+      "  fi\n"
+      "  case \"${COMP_WORDS[1]}\" in\n",
+      cases,
+      "  esac\n"
+      "  if [[ \"$cur\" == -* ]]; then\n"
+      "    COMPREPLY=($(compgen -W \"$flags\" -- \"$cur\"))\n"
+      "    # A flag that takes a value completes to \"--flag=\", without a space.\n"
+      "    [[ \"${COMPREPLY[0]}\" == *= ]] && compopt -o nospace 2>/dev/null\n"
+      "  else\n"
+      "    COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+      "  fi\n"
+      "}\n"
+      "complete -F _gyre gyre\n");
+}
+
+}  // namespace gyre::cli
