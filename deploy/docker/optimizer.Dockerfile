@@ -10,7 +10,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake ninja-build pkg-config \
       libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto \
-      libabsl-dev libpqxx-dev libpq-dev prometheus-cpp-dev libyaml-cpp-dev libboost-dev \
+      libabsl-dev libpqxx-dev libpq-dev prometheus-cpp-dev libyaml-cpp-dev \
+      libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libssl-dev \
       libgtest-dev libgmock-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -6,7 +6,7 @@
 namespace gyre::gateway {
 
 void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
-  schema->AddAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
+  schema->AddListenAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddAddress("orchestrator_address", &config_.orchestrator_address,
                      "orchestrator gRPC address");
   schema->AddInt("http_threads", &config_.http_threads, 1, 64, "HTTP I/O threads");
