@@ -129,6 +129,24 @@ absl::StatusOr<std::string> FlattenOptions(absl::string_view body) {
   return boost::json::serialize(value);
 }
 
+// How POST and PUT /workflows answer: the stored version with its
+// validation report, or 422 with the report when the orchestrator found it
+// invalid.
+HttpReply StoredWorkflowReply(int status, const absl::StatusOr<v1::WorkflowDefinition>& stored) {
+  if (!stored.ok()) {
+    return stored.status().code() == absl::StatusCode::kInvalidArgument
+               ? InvalidDefinition(stored.status().message())
+               : JsonError(stored.status());
+  }
+  return JsonReply(
+      status,
+      absl::StrCat("{\"id\":", JsonString(IdOf(stored->name())),
+                   ",\"name\":", JsonString(stored->name()), ",\"version\":", stored->version(),
+                   ",\"status\":\"validated\",\"validation\":{\"valid\":true,"
+                   "\"tasks\":",
+                   stored->tasks_size(), ",\"errors\":[]},\"workflow\":", ToJson(*stored), "}"));
+}
+
 }  // namespace
 
 HttpReply JsonReply(int status, std::string body) {
@@ -467,18 +485,7 @@ void RestApi::CreateWorkflow(const Call& call) {
     Orchestrator<v1::CreateWorkflowRequest, v1::WorkflowDefinition>(
         call, &AsyncApi::CreateWorkflow, std::move(request),
         [call](absl::StatusOr<v1::WorkflowDefinition> stored) {
-          if (!stored.ok()) {
-            return call->respond(stored.status().code() == absl::StatusCode::kInvalidArgument
-                                     ? InvalidDefinition(stored.status().message())
-                                     : JsonError(stored.status()));
-          }
-          call->respond(JsonReply(
-              201, absl::StrCat("{\"id\":", JsonString(IdOf(stored->name())), ",\"name\":",
-                                JsonString(stored->name()), ",\"version\":", stored->version(),
-                                ",\"status\":\"validated\",\"validation\":{\"valid\":true,"
-                                "\"tasks\":",
-                                stored->tasks_size(),
-                                ",\"errors\":[]},\"workflow\":", ToJson(*stored), "}")));
+          call->respond(StoredWorkflowReply(201, stored));
         });
   });
 }
@@ -537,18 +544,7 @@ void RestApi::UpdateWorkflow(const Call& call) {
     Orchestrator<v1::UpdateWorkflowRequest, v1::WorkflowDefinition>(
         call, &AsyncApi::UpdateWorkflow, std::move(request),
         [call](absl::StatusOr<v1::WorkflowDefinition> stored) {
-          if (!stored.ok()) {
-            return call->respond(stored.status().code() == absl::StatusCode::kInvalidArgument
-                                     ? InvalidDefinition(stored.status().message())
-                                     : JsonError(stored.status()));
-          }
-          call->respond(JsonReply(
-              200, absl::StrCat("{\"id\":", JsonString(IdOf(stored->name())), ",\"name\":",
-                                JsonString(stored->name()), ",\"version\":", stored->version(),
-                                ",\"status\":\"validated\",\"validation\":{\"valid\":true,"
-                                "\"tasks\":",
-                                stored->tasks_size(),
-                                ",\"errors\":[]},\"workflow\":", ToJson(*stored), "}")));
+          call->respond(StoredWorkflowReply(200, stored));
         });
   });
 }

@@ -1,2 +1,2 @@
-#include "tests/fixture.h"
 #include "services/api/api_detail.h"
+#include "tests/fixture.h"
