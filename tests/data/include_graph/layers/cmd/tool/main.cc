@@ -1,2 +1,2 @@
-#include "services/api/api_detail.h"
+#include "services/orchestrator/dispatcher.h"
 #include "tests/fixture.h"
