@@ -224,8 +224,15 @@ void Dispatcher::RefreshMetrics(bool all_agents) {
     agent_gauges_time_ = now;
     const auto [connected, free_slots] = agents_.ConnectedAndFreeSlots();
     metrics_.SetAgents(connected, free_slots);
+    connected_by_queue_.assign(queues_.all().size(), 0);
+    for (const auto& [id, agent] : agents_.all()) {
+      if (agent->channel == nullptr) continue;
+      for (uint32_t queue : agent->queues) connected_by_queue_[queue]++;
+    }
   }
-  for (const auto& queue : queues_.all()) {
+  const auto& queues = queues_.all();
+  for (uint32_t index = 0; index < queues.size(); ++index) {
+    const auto& queue = queues[index];
     if (queue == nullptr) continue;
     const bool pooled = pools_.pools.contains(queue->name);
     if (queue->agents == 0 && queue->queued == 0 && queue->running == 0 && !pooled) {
@@ -238,8 +245,11 @@ void Dispatcher::RefreshMetrics(bool all_agents) {
       }
       continue;
     }
+    // (A queue made since the agents were last counted has none counted.)
+    const int64_t connected = index < connected_by_queue_.size() ? connected_by_queue_[index] : 0;
     metrics_.SetQueue(queue->name, queue->queued, queue->running,
-                      DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)));
+                      DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)),
+                      connected);
     queue->exported = true;
   }
 }

@@ -79,8 +79,10 @@ class Dispatcher {
   bool AnyReady() const;
 
   const WorkerPools pools_;
-  // When the agents gauges were last summed.
+  // When the agents gauges were last summed, and the connected agents per
+  // queue index then.
   absl::Time agent_gauges_time_ = absl::InfinitePast();
+  std::vector<int64_t> connected_by_queue_;
   // DispatchTo's lists of tasks taken and of their lease records, kept for
   // their capacity (the records' strings keep theirs too).
   std::vector<ReadyTask> taken_scratch_;

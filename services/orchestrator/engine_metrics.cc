@@ -53,6 +53,12 @@ EngineMetrics::EngineMetrics(prometheus::Registry* registry) {
                         .Name("gyre_running_tasks")
                         .Help("Tasks leased or running, per worker type.")
                         .Register(*registry);
+  queue_agents_ = &prometheus::BuildGauge()
+                       .Name("gyre_queue_agents")
+                       .Help(
+                           "Connected agents serving the worker type (against "
+                           "orchestrator_desired_workers: what the autoscaler delivered).")
+                       .Register(*registry);
   agents_connected_ = &prometheus::BuildGauge()
                            .Name("gyre_agents_connected")
                            .Help("Agents holding a stream to the orchestrator.")
@@ -87,6 +93,13 @@ EngineMetrics::EngineMetrics(prometheus::Registry* registry) {
                           .Help("Time from a task becoming ready to its process starting.")
                           .Register(*registry)
                           .Add({}, LatencyBuckets());
+  execution_duration_ = &prometheus::BuildHistogram()
+                             .Name("gyre_execution_duration_seconds")
+                             .Help(
+                                 "From an execution's submission to its end, by the "
+                                 "executions that ended.")
+                             .Register(*registry)
+                             .Add({}, DurationBuckets());
   run_duration_ = &prometheus::BuildHistogram()
                        .Name("gyre_task_run_duration_seconds")
                        .Help("Wall-clock duration of task attempts.")
@@ -100,7 +113,7 @@ EngineMetrics::EngineMetrics(prometheus::Registry* registry) {
 }
 
 void EngineMetrics::SetQueue(const std::string& worker_type, int64_t queued, int64_t running,
-                             int64_t desired_workers) {
+                             int64_t desired_workers, int64_t connected_agents) {
   if (desired_workers_ == nullptr) return;
   QueueGauges* gauges;
   {
@@ -110,12 +123,14 @@ void EngineMetrics::SetQueue(const std::string& worker_type, int64_t queued, int
       it->second.desired = &desired_workers_->Add({{"worker_type", worker_type}});
       it->second.depth = &queue_depth_->Add({{"worker_type", worker_type}});
       it->second.running = &running_tasks_->Add({{"worker_type", worker_type}});
+      it->second.agents = &queue_agents_->Add({{"worker_type", worker_type}});
     }
     gauges = &it->second;
   }
   gauges->desired->Set(static_cast<double>(desired_workers));
   gauges->depth->Set(static_cast<double>(queued));
   gauges->running->Set(static_cast<double>(running));
+  gauges->agents->Set(static_cast<double>(connected_agents));
 }
 
 void EngineMetrics::RemoveQueue(const std::string& worker_type) {
@@ -126,6 +141,7 @@ void EngineMetrics::RemoveQueue(const std::string& worker_type) {
   desired_workers_->Remove(it->second.desired);
   queue_depth_->Remove(it->second.depth);
   running_tasks_->Remove(it->second.running);
+  queue_agents_->Remove(it->second.agents);
   queues_.erase(it);
 }
 
@@ -152,6 +168,10 @@ void EngineMetrics::ObserveSubmitToStart(double seconds) {
 
 void EngineMetrics::ObserveRunDuration(double seconds) {
   if (run_duration_ != nullptr) run_duration_->Observe(seconds);
+}
+
+void EngineMetrics::ObserveExecutionDuration(double seconds) {
+  if (execution_duration_ != nullptr) execution_duration_->Observe(seconds);
 }
 
 void EngineMetrics::ObserveLeaseLatency(double seconds) {

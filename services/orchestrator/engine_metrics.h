@@ -23,9 +23,10 @@ class EngineMetrics {
  public:
   explicit EngineMetrics(prometheus::Registry* registry);
 
-  // Per worker type: the autoscaling signal and its inputs.
+  // Per worker type: the autoscaling signal, its inputs, and the connected
+  // agents serving it (what the autoscaler delivered).
   void SetQueue(const std::string& worker_type, int64_t queued, int64_t running,
-                int64_t desired_workers);
+                int64_t desired_workers, int64_t connected_agents);
   // Drops the worker type's series (nobody serves it, nothing waits in
   // it): series of names clients made up must not accumulate.
   void RemoveQueue(const std::string& worker_type);
@@ -39,17 +40,21 @@ class EngineMetrics {
   void ObserveSubmitToStart(double seconds);
   void ObserveRunDuration(double seconds);
   void ObserveLeaseLatency(double seconds);
+  // An execution ended, `seconds` after it was submitted.
+  void ObserveExecutionDuration(double seconds);
 
  private:
   struct QueueGauges {
     prometheus::Gauge* desired = nullptr;
     prometheus::Gauge* depth = nullptr;
     prometheus::Gauge* running = nullptr;
+    prometheus::Gauge* agents = nullptr;
   };
 
   prometheus::Family<prometheus::Gauge>* desired_workers_ = nullptr;
   prometheus::Family<prometheus::Gauge>* queue_depth_ = nullptr;
   prometheus::Family<prometheus::Gauge>* running_tasks_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* queue_agents_ = nullptr;
   prometheus::Gauge* agents_connected_ = nullptr;
   prometheus::Gauge* free_slots_ = nullptr;
   prometheus::Family<prometheus::Counter>* outcomes_ = nullptr;
@@ -62,6 +67,7 @@ class EngineMetrics {
   prometheus::Histogram* submit_to_start_ = nullptr;
   prometheus::Histogram* run_duration_ = nullptr;
   prometheus::Histogram* lease_latency_ = nullptr;
+  prometheus::Histogram* execution_duration_ = nullptr;
 
   absl::Mutex mutex_;
   absl::flat_hash_map<std::string, QueueGauges> queues_ ABSL_GUARDED_BY(mutex_);

@@ -23,8 +23,9 @@ struct Queue {
   int64_t queued = 0;   // tasks in READY (exact; the ReadyQueue may hold stale entries)
   int64_t running = 0;  // tasks LEASED or RUNNING
   int32_t agents = 0;   // agents known (connected or within their lease timeout) serving it
-  // Some execution's task refers to it by index (TaskEntry::queue): the name
-  // and index stay for as long as the engine does.
+  // Some execution's task refers to it by index (TaskEntry::queue), or it
+  // is a configured worker pool: the name and index stay for as long as the
+  // engine does.
   bool named_by_task = false;
   bool exported = false;  // has metrics series
   // Agents alone made it known; none serves it any more and nothing is
@@ -49,6 +50,9 @@ class QueueTable {
 
   // The index of queue `name`, made known if it was not.
   uint32_t IndexOf(const std::string& name);
+  // Makes `name` known for good (a configured worker pool: its series are
+  // exported from the start, for the autoscaler to read its min).
+  void Pin(const std::string& name) { at(IndexOf(name)).named_by_task = true; }
   // ResourceExhausted if knowing `names` (with repeats) would take the
   // engine past kMaxQueues queue names; `what` says who asks.
   absl::Status CheckRoom(absl::Span<const std::string* const> names, absl::string_view what) const;

@@ -280,6 +280,10 @@ void TaskStateMachine::SetExecutionState(ExecutionEntry& exec, v1::ExecutionStat
   Emit(exec, std::move(event));
   if (exec.final()) {
     out.ended.push_back({exec.name(), state, exec.succeeded, exec.failed, exec.skipped});
+    // Replay rebuilds executions that ended before: counted once, live.
+    if (!journal_.replaying()) {
+      metrics_.ObserveExecutionDuration(absl::ToDoubleSeconds(exec.end_time - exec.create_time));
+    }
   }
 }
 

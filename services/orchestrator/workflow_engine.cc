@@ -53,6 +53,10 @@ WorkflowEngine::WorkflowEngine(Options options)
               options_.heartbeat_interval),
       recovery_(workflows_, executions_, queues_, globals_, machine_, results_, evaluators_,
                 leases_, journal_) {
+  // Configured pools are exported from the start (a pool's min must reach
+  // the autoscaler before any task names its queue).
+  for (const auto& [name, policy] : options_.worker_pools) queues_.Pin(name);
+  dispatcher_.RefreshMetrics(/*all_agents=*/true);
   TickLeases();
   if (options_.store != nullptr && options_.snapshot_every_records > 0) {
     snapshotter_ = std::thread([this] { SnapshotLoop(); });

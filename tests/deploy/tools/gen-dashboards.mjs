@@ -39,8 +39,8 @@ const workflow = () => dashboard('gyre-workflow-execution', 'Gyre / Workflow Exe
   panel('Executions finished', 'Executions reaching a final state, per minute, by state.', [['sum by (state) (clamp_min(delta(gyre_executions{job=~"$job", state=~"succeeded|failed|cancelled"}[5m]), 0)) / 5', '{{state}}']], { unit: 'short' }),
   panel('Task attempts ended', 'Task attempts ending per second, by outcome.', [['sum by (outcome) (rate(gyre_task_outcomes_total{job=~"$job"}[5m]))', '{{outcome}}']], { unit: 'ops' }),
   panel('Workflow success rate', 'Succeeded / (succeeded + failed) executions over 15 minutes (recording rule). Alert below 95%.', [['gyre:workflow_success_ratio:15m', 'success rate']], { unit: 'percentunit' }),
-  panel('Task attempt duration', 'p50, p95 and p99 wall-clock duration of task attempts.', [
-    [q(0.5, 'gyre_task_run_duration_seconds'), 'p50'], [q(0.95, 'gyre_task_run_duration_seconds'), 'p95'], [q(0.99, 'gyre_task_run_duration_seconds'), 'p99']], { unit: 's' }),
+  panel('Execution duration', 'p50, p95 and p99 of executions from submission to end.', [
+    [q(0.5, 'gyre_execution_duration_seconds'), 'p50'], [q(0.95, 'gyre_execution_duration_seconds'), 'p95'], [q(0.99, 'gyre_execution_duration_seconds'), 'p99']], { unit: 's' }),
   panel('Failures by reason', 'Task attempts not succeeding, per second, by outcome (failed, timed_out, cancelled, lost, unknown).', [['sum by (outcome) (rate(gyre_task_outcomes_total{job=~"$job", outcome!="succeeded"}[5m]))', '{{outcome}}']], { unit: 'ops' }),
   panel('Running executions', 'Executions by non-final state.', [['sum by (state) (gyre_executions{job=~"$job", state=~"pending|running|paused"})', '{{state}}']], { unit: 'short' }),
 ], [dsVar, jobVar]);
@@ -53,7 +53,7 @@ const sched = () => dashboard('gyre-scheduling-queues', 'Gyre / Scheduling & Que
     [`max by (worker_type) (orchestrator_desired_workers{job=~"$job", ${W}})`, 'desired {{worker_type}}']]),
   panel('Desired vs connected agents', 'Sum of desired workers over the selected worker types against agents connected; a lasting gap is the autoscaler lagging.', [
     [`sum(max by (worker_type) (orchestrator_desired_workers{job=~"$job", ${W}}))`, 'desired'],
-    ['max(gyre_agents_connected{job=~"$job"})', 'connected'],
+    ['sum(max by (worker_type) (gyre_queue_agents{job=~"$job", worker_type=~"$worker_type"}))', 'connected'],
     ['max(gyre_agent_free_slots{job=~"$job"})', 'free slots']]),
   panel('Lease latency', 'From a task becoming ready to its lease to an agent. Alert: p95 above 500 ms for 10 minutes.', [
     [q(0.5, 'gyre_lease_latency_seconds'), 'p50'], [q(0.95, 'gyre_lease_latency_seconds'), 'p95'], [q(0.99, 'gyre_lease_latency_seconds'), 'p99']], { unit: 's' }),

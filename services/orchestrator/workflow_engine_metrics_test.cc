@@ -1,0 +1,86 @@
+// What the engine exports for the autoscaler and dashboards, read back from
+// its prometheus registry.
+#include <memory>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "services/orchestrator/testing/engine_builders.h"
+#include "services/orchestrator/testing/fake_agent_channel.h"
+#include "services/orchestrator/workflow_engine.h"
+
+namespace gyre::orchestrator {
+namespace {
+
+namespace v1 = ::gyre::v1;
+using testing::RecordingChannel;
+
+// The value of `name`{worker_type=`worker_type`} (or of the unlabelled
+// series when `worker_type` is empty; a histogram's sample count), or -1
+// when there is no such series.
+double Value(prometheus::Registry& registry, const std::string& name,
+             const std::string& worker_type = "") {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      const bool match = worker_type.empty()
+                             ? metric.label.empty()
+                             : metric.label.size() == 1 && metric.label[0].value == worker_type;
+      if (!match) continue;
+      if (family.type == prometheus::MetricType::Histogram) {
+        return static_cast<double>(metric.histogram.sample_count);
+      }
+      return metric.gauge.value;
+    }
+  }
+  return -1;
+}
+
+class WorkflowEngineMetricsTest : public ::testing::Test {
+ protected:
+  WorkflowEngineMetricsTest() : registry_(std::make_shared<prometheus::Registry>()) {
+    WorkflowEngine::Options options;
+    options.metrics = registry_.get();
+    WorkerPoolPolicy gpu;
+    gpu.min_workers = 1;
+    gpu.max_workers = 4;
+    options.worker_pools["gpu"] = gpu;
+    engine_ = std::make_unique<WorkflowEngine>(options);
+  }
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<WorkflowEngine> engine_;
+};
+
+TEST_F(WorkflowEngineMetricsTest, AConfiguredPoolIsExportedFromTheStart) {
+  // No task and no agent yet: the pool's min already reaches the autoscaler.
+  EXPECT_EQ(Value(*registry_, "orchestrator_desired_workers", "gpu"), 1);
+  EXPECT_EQ(Value(*registry_, "gyre_queue_depth", "gpu"), 0);
+  EXPECT_EQ(Value(*registry_, "gyre_queue_agents", "gpu"), 0);
+}
+
+TEST_F(WorkflowEngineMetricsTest, ConnectedAgentsAreCountedPerWorkerType) {
+  auto channel = std::make_shared<RecordingChannel>();
+  v1::Register registration = testing::Registration("g1", 2);
+  registration.clear_queues();
+  registration.add_queues("gpu");
+  ASSERT_TRUE(engine_->RegisterAgent(registration, channel).ok());
+  EXPECT_EQ(Value(*registry_, "gyre_queue_agents", "gpu"), 1);
+  engine_->DisconnectAgent("g1", channel.get());
+  EXPECT_EQ(Value(*registry_, "gyre_queue_agents", "gpu"), 0);
+}
+
+TEST_F(WorkflowEngineMetricsTest, AnEndedExecutionsDurationIsObservedOnce) {
+  EXPECT_EQ(Value(*registry_, "gyre_execution_duration_seconds"), 0);
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_->RegisterAgent(testing::Registration("a1", 2), channel).ok());
+  ASSERT_TRUE(
+      engine_->StartExecution(testing::StartRequest(testing::Workflow({testing::Task("t")}))).ok());
+  auto tasks = channel->Take(1);
+  ASSERT_EQ(tasks.size(), 1u);
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", testing::ResultMessage(tasks[0].ref(), 1)).ok());
+  EXPECT_EQ(Value(*registry_, "gyre_execution_duration_seconds"), 1);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator
