@@ -1,5 +1,6 @@
 #include "services/agent/task_runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -119,17 +120,109 @@ struct WorkDir {
   int fd = -1;              // $GYRE_OUTPUT is read through it afterwards
 };
 
+// The parent directory of `path` ("" for none).
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos || slash == 0 ? "" : path.substr(0, slash);
+}
+
+}  // namespace
+
+// Emptied working directories kept for later tasks. On ext4 a new
+// directory takes a new inode, and finding a free one among the many just
+// freed (ext4's recently_deleted and find_get_block scans) was the
+// executor's largest cost per /bin/true task in the profile
+// (bench/README.md). A task that leaves nothing but its output hands its
+// directory on, renamed, instead of removing it. Thread-safe.
+class WorkDirPool {
+ public:
+  ~WorkDirPool() {
+    for (const auto& [parent, dir] : free_) rmdir(dir.c_str());
+  }
+  // Renames a kept directory (under the same parent) to `path`; false if
+  // there is none.
+  bool Take(const std::string& path) {
+    const std::string parent = ParentOf(path);
+    std::string dir;
+    {
+      absl::MutexLock lock(&mutex_);
+      for (size_t i = free_.size(); i-- > 0;) {
+        if (free_[i].first != parent) continue;
+        dir = std::move(free_[i].second);
+        free_.erase(free_.begin() + static_cast<ptrdiff_t>(i));
+        break;
+      }
+    }
+    if (dir.empty()) return false;
+    if (rename(dir.c_str(), path.c_str()) == 0) return true;
+    rmdir(dir.c_str());
+    return false;
+  }
+  // Keeps the (empty) directory `path` for a later task; false if the
+  // pool is full or it cannot be kept (the caller removes it then).
+  bool Give(const std::string& path) {
+    const std::string parent = ParentOf(path);
+    if (parent.empty()) return false;
+    uint64_t number;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (free_.size() >= kMaxKept) return false;
+      number = next_++;
+    }
+    // Hidden in the root (mode 0711: nobody else can list it).
+    std::string kept = absl::StrCat(parent, "/.recycled-", getpid(), "-", number);
+    if (rename(path.c_str(), kept.c_str()) != 0) return false;
+    absl::MutexLock lock(&mutex_);
+    free_.emplace_back(parent, std::move(kept));
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMaxKept = 256;
+  absl::Mutex mutex_;
+  std::vector<std::pair<std::string, std::string>> free_ ABSL_GUARDED_BY(mutex_);
+  uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+namespace {
+
+// Whether the directory open at `dir_fd` holds nothing.
+bool IsEmptyDirectory(int dir_fd) {
+  const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  alignas(8) char buffer[512];
+  bool empty = true;
+  while (empty) {
+    const long n = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      empty = n == 0;
+      break;
+    }
+    for (long offset = 0; offset < n;) {
+      auto* entry = reinterpret_cast<dirent64*>(buffer + offset);
+      const char* name = entry->d_name;
+      if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) empty = false;
+      offset += entry->d_reclen;
+    }
+  }
+  close(fd);
+  return empty;
+}
+
 // Makes `*work_dir` absolute (the child starts inside it, so no path it is
 // given may be relative to where the agent was started), creates it
 // private to the task (0700, owned by the user it runs as), removes a
 // previous attempt's output and opens it.
-WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as) {
+WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
+                       WorkDirPool* pool) {
   std::error_code error;  // a directory that cannot be made fails the spawn
   if (!work_dir->empty() && (*work_dir)[0] != '/') {
     *work_dir = std::filesystem::absolute(*work_dir, error).string();
   }
   if (!work_dir->empty()) {
-    if (mkdir(work_dir->c_str(), 0700) != 0) {
+    if (pool != nullptr && pool->Take(*work_dir)) {
+      // A recycled one: empty, 0700, only its owner may need changing.
+    } else if (mkdir(work_dir->c_str(), 0700) != 0) {
       if (errno == ENOENT) {
         // The root of the working directories: others may pass through it
         // (a task running as another user must reach its own) but not list.
@@ -362,6 +455,7 @@ struct TaskRunner::Pipes {
 TaskRunner::TaskRunner(Clock* clock, std::shared_ptr<const TaskCgroups> cgroups)
     : clock_(clock),
       cgroups_(std::move(cgroups)),
+      work_dirs_(std::make_unique<WorkDirPool>()),
       timers_(clock),
       supervisors_(clock, absl::Minutes(1)) {}
 
@@ -465,7 +559,8 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
                            const Callback& done) {
   const absl::Time started = clock_->Now();
   TaskOutcome outcome;
-  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir, launch.run_as);
+  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir, launch.run_as,
+                                          launch.remove_work_dir ? work_dirs_.get() : nullptr);
   // Only a task that declares limits gets a cgroup: creating and removing
   // one costs more than running /bin/true.
   std::unique_ptr<TaskCgroup> cgroup;
@@ -510,7 +605,14 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
     outcome.error = std::string(spawned.status().message());
   }
   cgroup.reset();  // removed once its processes are gone
-  if (launch.remove_work_dir && !launch.work_dir.empty()) RemoveWorkDir(launch.work_dir);
+  if (launch.remove_work_dir && !launch.work_dir.empty()) {
+    // What the task left is gone either way; an emptied directory is kept
+    // for the next task.
+    if (work_dir.fd >= 0) unlinkat(work_dir.fd, kOutputName, 0);
+    if (work_dir.fd < 0 || !IsEmptyDirectory(work_dir.fd) || !work_dirs_->Give(launch.work_dir)) {
+      RemoveWorkDir(launch.work_dir);
+    }
+  }
   for (int fd : {process->wake_fd, work_dir.fd}) {
     if (fd >= 0) close(fd);
   }

@@ -94,6 +94,8 @@ struct TaskOutcome {
 // and wall times are read from `clock` (a test advances a FakeClock past a
 // timeout instead of waiting for it; the process itself runs in real
 // time). Thread-safe.
+class WorkDirPool;
+
 class TaskRunner {
  public:
   using Handle = uint64_t;
@@ -132,6 +134,7 @@ class TaskRunner {
   Clock* const clock_;
   const std::shared_ptr<const TaskCgroups> cgroups_;
   ExecutableCache executables_;
+  std::unique_ptr<WorkDirPool> work_dirs_;
   std::atomic<int64_t> oom_kills_{0};
   TimerQueue timers_;
   absl::Mutex mutex_;
