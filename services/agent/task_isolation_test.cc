@@ -166,13 +166,22 @@ TEST_F(TaskIsolationTest, TheEnvironmentHoldsOnlyWhatTheTaskWasGiven) {
 }
 
 TEST_F(TaskIsolationTest, TheWorkingDirectoryIsPrivateAndRemovedAfterwards) {
-  TaskLaunch launch = Launch({"stat -c %a ."}, true);
+  // The first task opens its directory up and leaves it empty (it may be
+  // reused, renamed, for the next); the next still gets a private one.
+  TaskLaunch opener = Launch({"stat -c %a .; chmod 777 ."}, true);
+  opener.remove_work_dir = true;
+  const std::string first_dir = opener.work_dir;
+  const TaskOutcome first = Run(runner_, opener);
+  ASSERT_EQ(first.kind, TaskOutcome::Kind::kSucceeded) << first.stderr_head;
+  EXPECT_EQ(first.stdout_head, "700\n");
+  EXPECT_FALSE(std::filesystem::exists(first_dir));
+  TaskLaunch launch = Launch({"stat -c %a .; ls -A | wc -l; echo left > file"}, true);
   launch.remove_work_dir = true;
   const std::string dir = launch.work_dir;
   const TaskOutcome outcome = Run(runner_, launch);
   ASSERT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_head;
-  EXPECT_EQ(outcome.stdout_head, "700\n");
-  EXPECT_FALSE(std::filesystem::exists(dir));
+  EXPECT_EQ(outcome.stdout_head, "700\n0\n") << "private and empty";
+  EXPECT_FALSE(std::filesystem::exists(dir)) << "removed with what the task left";
 }
 
 TEST_F(TaskIsolationTest, ATaskRunAsNobodyCannotWriteTheAgentsFiles) {

@@ -154,7 +154,8 @@ class WorkDirPool {
       }
     }
     if (dir.empty()) return false;
-    if (rename(dir.c_str(), path.c_str()) == 0) return true;
+    // The last task may have opened up its mode: private again.
+    if (rename(dir.c_str(), path.c_str()) == 0) return chmod(path.c_str(), 0700) == 0;
     rmdir(dir.c_str());
     return false;
   }
@@ -221,7 +222,7 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
   }
   if (!work_dir->empty()) {
     if (pool != nullptr && pool->Take(*work_dir)) {
-      // A recycled one: empty, 0700, only its owner may need changing.
+      // A recycled one: empty and 0700; only its owner may need changing.
     } else if (mkdir(work_dir->c_str(), 0700) != 0) {
       if (errno == ENOENT) {
         // The root of the working directories: others may pass through it
