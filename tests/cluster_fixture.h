@@ -164,13 +164,12 @@ class Cluster : public ::testing::Test {
 
   ChildProcess* StartAgent(const std::string& name, int slots = 4,
                            const std::vector<std::string>& flags = {}) {
-    std::vector<std::string> argv = {Binary("services/agent/gyre-agent"),
-                                     "--grpc_address=127.0.0.1:0",
-                                     "--metrics_address=127.0.0.1:0",
-                                     "--orchestrator_address=" + address_,
-                                     absl::StrCat("--slots=", slots),
-                                     "--work_dir=" + root_ + "/" + name,
-                                     "--shutdown_grace=2s"};
+    std::vector<std::string> argv = {
+        Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
+        "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
+        absl::StrCat("--slots=", slots), "--work_dir=" + root_ + "/" + name, "--shutdown_grace=2s",
+        // The tests run as root (a CI container).
+        "--allow_root_tasks=true"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     auto agent = ChildProcess::Start(argv, {"GYRE_NAME=" + name});
     EXPECT_TRUE(agent.ok()) << agent.status();

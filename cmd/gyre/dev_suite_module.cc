@@ -90,6 +90,9 @@ absl::Status DevSuiteModule::ValidateConfig() {
   // re-queued as soon as the new embedded agent (which runs none of them)
   // registers, not after the lease timeout.
   agent.id = "embedded";
+  // `gyre dev` runs the developer's own workflows as the developer, even
+  // as root (a container's default user).
+  agent.allow_root_tasks = true;
   agent.slots = config_.agent_slots > 0 ? config_.agent_slots
                                         : std::max<int64_t>(1, std::thread::hardware_concurrency());
   components_->gateway.mutable_config().http_address = config_.http_address;

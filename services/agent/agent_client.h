@@ -11,9 +11,12 @@
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.pb.h"
 #include "libs/common/clock.h"
+#include "prometheus/counter.h"
 #include "services/agent/agent_config.h"
+#include "services/agent/gpu_assignment.h"
 #include "services/agent/orchestrator_link.h"
 #include "services/agent/result_batching.h"
+#include "services/agent/task_cgroup.h"
 #include "services/agent/task_runner.h"
 
 namespace gyre::agent {
@@ -37,6 +40,10 @@ class AgentClient {
   void Drain(absl::Duration grace);
 
   const std::string& agent_id() const { return agent_id_; }
+  // How declared limits are enforced here (cgroups), or why they are not.
+  const TaskCgroups& cgroups() const { return *cgroups_; }
+  // Counts the attempts the OOM killer ended (set before Start).
+  void set_oom_kill_counter(prometheus::Counter* counter) { oom_kills_ = counter; }
 
  private:
   void RunSessions();
@@ -62,6 +69,13 @@ class AgentClient {
   const std::string agent_id_;
   const std::shared_ptr<OrchestratorLink> link_;
   Clock* const clock_;
+  // The user tasks run as, or why none may run (a root agent not allowed
+  // to run root tasks: every process task fails with that).
+  const absl::StatusOr<std::optional<RunAs>> task_user_;
+  const std::vector<ResourceLimit> task_rlimits_;
+  const std::shared_ptr<const TaskCgroups> cgroups_;
+  GpuAssignment gpus_;
+  prometheus::Counter* oom_kills_ = nullptr;
   TaskRunner runner_;
 
   // Lock order: mutex_, then out_mutex_.

@@ -1,12 +1,16 @@
 #include "services/agent/agent_client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <deque>
+#include <fstream>
 #include <iterator>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
@@ -237,6 +241,7 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   AgentConfig config;
   config.slots = 8;
   config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
   FakeClock clock;
   auto link = std::make_shared<ScriptedLink>(&clock);
   AgentClient agent(config, link, &clock);
@@ -286,6 +291,7 @@ TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
   FakeClock clock;
   auto link = std::make_shared<ScriptedLink>(&clock);
   AgentClient agent(config, link, &clock);
@@ -308,6 +314,7 @@ TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
   FakeClock clock;
   auto link = std::make_shared<ScriptedLink>(&clock);
   AgentClient agent(config, link, &clock);
@@ -342,6 +349,7 @@ TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
   FakeClock clock;
   auto link = std::make_shared<ScriptedLink>(&clock);
   AgentClient agent(config, link, &clock);
@@ -361,6 +369,7 @@ TEST(AgentClientTest, DrainCancelsWhatOutlivesTheGraceAndReportsIt) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
   FakeClock clock;
   auto link = std::make_shared<ScriptedLink>(&clock);
   // The drain waits for the last results to be acknowledged.
@@ -395,6 +404,78 @@ TEST(AgentClientTest, DrainCancelsWhatOutlivesTheGraceAndReportsIt) {
   for (const v1::TaskResult& result : results) {
     EXPECT_EQ(result.outcome(), v1::ATTEMPT_CANCELLED) << result.ref().task_id();
   }
+}
+
+TEST(AgentClientTest, TwoGpuTasksOnATwoGpuAgentSeeDifferentDevices) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path() + "/work";
+  config.allow_root_tasks = true;   // the tests may run as root
+  config.gpu_devices = {"0", "1"};  // a simulated device list
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  EXPECT_EQ(link->Registration(0).resources().gpus(), 2);
+  // Each holds its device until the test lets both go, so they run at once.
+  const std::string go = scratch.path() + "/go";
+  const std::string script =
+      absl::StrCat("echo \"gpu[$CUDA_VISIBLE_DEVICES/$NVIDIA_VISIBLE_DEVICES]\"; while [ ! -e ", go,
+                   " ]; do sleep 0.01; done");
+  v1::OrchestratorMessage message = AssignCommand("a", script);
+  *message.mutable_assignment()->add_tasks() = AssignCommand("b", script).assignment().tasks(0);
+  *message.mutable_assignment()->add_tasks() = AssignCommand("cpu", script).assignment().tasks(0);
+  message.mutable_assignment()->mutable_tasks(1)->mutable_ref()->set_task_id("b");
+  message.mutable_assignment()->mutable_tasks(2)->mutable_ref()->set_task_id("cpu");
+  message.mutable_assignment()->mutable_tasks(0)->mutable_resources()->set_gpus(1);
+  message.mutable_assignment()->mutable_tasks(1)->mutable_resources()->set_gpus(1);
+  link->Deliver(0, message);
+  bool all_started = false;
+  for (int i = 0; i < 3000 && !all_started; ++i) {
+    all_started = (link->LogContains(0, "gpu[0/0]") && link->LogContains(0, "gpu[1/1]") &&
+                   link->LogContains(0, "gpu[/void]"));
+    if (!all_started) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(all_started) << "devices 0 and 1, one each, and none for the CPU task";
+  { std::ofstream(go.c_str()) << "go"; }
+  const std::vector<v1::TaskResult> results = link->Results(0, 3, absl::Seconds(30));
+  ASSERT_EQ(results.size(), 3u);
+  for (const v1::TaskResult& result : results) {
+    EXPECT_EQ(result.outcome(), v1::ATTEMPT_SUCCEEDED) << result.error();
+  }
+}
+
+TEST(AgentClientTest, ARootAgentRefusesToRunTasksAsRootUnlessAllowed) {
+  if (geteuid() != 0) GTEST_SKIP() << "the refusal concerns an agent running as root";
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  link->Deliver(0, AssignCommand("a", "touch ran"));
+  const std::vector<v1::TaskResult> results = link->Results(0, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_FAILED);
+  EXPECT_EQ(results[0].error(),
+            "refusing to run tasks as root: set run_as_user to an unprivileged user (e.g. "
+            "nobody), or allow_root_tasks: true to accept it");
+}
+
+TEST(AgentClientTest, TheRegistrationSaysWhetherLimitsAreEnforced) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.cgroups = false;
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  const v1::Register registration = link->Registration(0);
+  EXPECT_FALSE(registration.limits_enforced());
+  EXPECT_EQ(registration.limits_enforcement(),
+            "none: turned off by configuration (cgroups: false)");
 }
 
 }  // namespace

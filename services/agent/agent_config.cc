@@ -1,5 +1,9 @@
 #include "services/agent/agent_config.h"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
@@ -73,6 +77,96 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
   schema->AddInt("max_output_bytes", &max_output_bytes, 0, int64_t{1} << 30,
                  "stdout/stderr kept per task and stream, in bytes");
   schema->AddDuration("kill_grace", &kill_grace, "time between SIGTERM and SIGKILL");
+  schema->AddString("run_as_user", &run_as_user,
+                    "user tasks run as, a name or number (default: the agent's)");
+  schema->AddString("run_as_group", &run_as_group,
+                    "group tasks run as (default: run_as_user's primary group)");
+  schema->AddBool("allow_root_tasks", &allow_root_tasks,
+                  "let tasks run as root (else a root agent needs run_as_user)");
+  schema->AddInt("rlimit_open_files", &rlimit_open_files, 0, int64_t{1} << 20,
+                 "open files per task, RLIMIT_NOFILE (0: unchanged)");
+  schema->AddInt("rlimit_core_bytes", &rlimit_core_bytes, -1, int64_t{1} << 50,
+                 "core dump size per task in bytes, RLIMIT_CORE (-1: unchanged)");
+  schema->AddInt("rlimit_processes", &rlimit_processes, 0, int64_t{1} << 22,
+                 "processes of the task's user, RLIMIT_NPROC (0: unchanged)");
+  schema->AddBool("cgroups", &cgroups,
+                  "enforce tasks' declared memory and CPU in a cgroup per task when possible");
+  schema->AddStringList("gpu_devices", &gpu_devices,
+                        "GPU device ids handed out, one task per device (default: 0..gpus-1)");
+}
+
+absl::StatusOr<std::optional<RunAs>> ResolveTaskUser(const AgentConfig& config) {
+  std::optional<RunAs> run_as;
+  if (!config.run_as_user.empty()) {
+    const long size_hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+    std::vector<char> buffer(size_hint > 0 ? static_cast<size_t>(size_hint) : 16384);
+    passwd entry{};
+    passwd* found = nullptr;
+    uint32_t uid = 0;
+    if (absl::SimpleAtoi(config.run_as_user, &uid)) {
+      getpwuid_r(uid, &entry, buffer.data(), buffer.size(), &found);
+    } else {
+      getpwnam_r(config.run_as_user.c_str(), &entry, buffer.data(), buffer.size(), &found);
+      if (found == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("run_as_user: no user \"", config.run_as_user, "\" on this machine"));
+      }
+      uid = found->pw_uid;
+    }
+    run_as =
+        RunAs{uid, found != nullptr ? found->pw_gid : uid, found != nullptr ? found->pw_dir : "/"};
+  }
+  if (!config.run_as_group.empty()) {
+    if (!run_as.has_value()) {
+      return absl::InvalidArgumentError("run_as_group needs run_as_user");
+    }
+    uint32_t gid = 0;
+    if (!absl::SimpleAtoi(config.run_as_group, &gid)) {
+      const long size_hint = sysconf(_SC_GETGR_R_SIZE_MAX);
+      std::vector<char> buffer(size_hint > 0 ? static_cast<size_t>(size_hint) : 16384);
+      group entry{};
+      group* found = nullptr;
+      getgrnam_r(config.run_as_group.c_str(), &entry, buffer.data(), buffer.size(), &found);
+      if (found == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("run_as_group: no group \"", config.run_as_group, "\" on this machine"));
+      }
+      gid = found->gr_gid;
+    }
+    run_as->gid = gid;
+  }
+  const bool as_root = run_as.has_value() ? run_as->uid == 0 : geteuid() == 0;
+  if (as_root && !config.allow_root_tasks) {
+    return absl::FailedPreconditionError(
+        "refusing to run tasks as root: set run_as_user to an unprivileged user (e.g. nobody), "
+        "or allow_root_tasks: true to accept it");
+  }
+  // Running as oneself needs no switch.
+  if (run_as.has_value() && run_as->uid == geteuid() && run_as->gid == getegid()) {
+    return std::optional<RunAs>();
+  }
+  return run_as;
+}
+
+std::vector<ResourceLimit> TaskRlimits(const AgentConfig& config) {
+  std::vector<ResourceLimit> limits;
+  if (config.rlimit_open_files > 0) {
+    limits.push_back({RLIMIT_NOFILE, static_cast<rlim_t>(config.rlimit_open_files)});
+  }
+  if (config.rlimit_core_bytes >= 0) {
+    limits.push_back({RLIMIT_CORE, static_cast<rlim_t>(config.rlimit_core_bytes)});
+  }
+  if (config.rlimit_processes > 0) {
+    limits.push_back({RLIMIT_NPROC, static_cast<rlim_t>(config.rlimit_processes)});
+  }
+  return limits;
+}
+
+std::vector<std::string> GpuDeviceList(const AgentConfig& config) {
+  if (!config.gpu_devices.empty()) return config.gpu_devices;
+  std::vector<std::string> devices;
+  for (int64_t i = 0; i < config.gpus; ++i) devices.push_back(absl::StrCat(i));
+  return devices;
 }
 
 }  // namespace gyre::agent

@@ -6,8 +6,12 @@
 #include <string>
 #include <vector>
 
+#include <optional>
+
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/config/config_schema.h"
+#include "services/agent/process_spawn.h"
 
 namespace gyre::agent {
 
@@ -44,9 +48,37 @@ struct AgentConfig {
   int64_t max_output_bytes = 1 << 20;
   // Time a task gets between SIGTERM and SIGKILL on timeout or cancel.
   absl::Duration kill_grace = absl::Seconds(10);
+  // The user and group tasks run as (a name or a number; empty: the
+  // agent's own). Switching needs the agent to run as root (or with
+  // CAP_SETUID and CAP_SETGID, and CAP_CHOWN for the working directories).
+  std::string run_as_user;
+  std::string run_as_group;  // empty: run_as_user's primary group
+  // Tasks may run as root (an agent running as root without run_as_user).
+  // Off by default: the agent then refuses to start.
+  bool allow_root_tasks = false;
+  // Limits set in every task (0: the agent's own, unchanged).
+  int64_t rlimit_open_files = 0;   // RLIMIT_NOFILE
+  int64_t rlimit_core_bytes = -1;  // RLIMIT_CORE; -1: unchanged
+  int64_t rlimit_processes = 0;    // RLIMIT_NPROC, per user
+  // Enforce tasks' declared memory and CPU in a cgroup per task where the
+  // machine allows it (cgroup v2, else v1); false: advisory everywhere.
+  bool cgroups = true;
+  // GPU device ids this agent hands out, one task per device (e.g. "0,1");
+  // empty: 0..gpus-1.
+  std::vector<std::string> gpu_devices;
 
   void Register(config::ConfigSchema* schema);
 };
+
+// The user tasks run as, from run_as_user/run_as_group (unset: the agent's
+// own user). Refuses root tasks unless allow_root_tasks.
+absl::StatusOr<std::optional<RunAs>> ResolveTaskUser(const AgentConfig& config);
+
+// The rlimits every task gets, from the config.
+std::vector<ResourceLimit> TaskRlimits(const AgentConfig& config);
+
+// The GPU devices the agent hands out: gpu_devices, else 0..gpus-1.
+std::vector<std::string> GpuDeviceList(const AgentConfig& config);
 
 }  // namespace gyre::agent
 

@@ -3,6 +3,7 @@
 #include <grpcpp/create_channel.h>
 
 #include "libs/server/api_service_module.h"
+#include "prometheus/counter.h"
 
 namespace gyre::agent {
 
@@ -11,11 +12,21 @@ absl::Status AgentModule::AddServices(server::ServiceHost* host) {
   return absl::OkStatus();
 }
 
-absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
+absl::Status AgentModule::OnServing(server::ServiceHost* host) {
+  // A root agent runs no task as root unless told it may.
+  if (absl::StatusOr<std::optional<RunAs>> user = ResolveTaskUser(config_); !user.ok()) {
+    return user.status();
+  }
   if (link_ == nullptr) {
     link_ = NewGrpcOrchestratorLink(NewOrchestratorChannel(config_.orchestrator_address));
   }
   client_ = std::make_unique<AgentClient>(config_, link_, clock_);
+  client_->set_oom_kill_counter(&prometheus::BuildCounter()
+                                     .Name("gyre_agent_tasks_oom_killed_total")
+                                     .Help("Task attempts ended by the kernel's OOM killer "
+                                           "(their cgroup's memory limit was reached)")
+                                     .Register(host->metrics_registry())
+                                     .Add({}));
   client_->Start();
   return absl::OkStatus();
 }

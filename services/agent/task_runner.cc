@@ -1,5 +1,6 @@
 #include "services/agent/task_runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,8 +29,6 @@ namespace {
 
 // The most a task may pass downstream (the orchestrator keeps no more).
 constexpr size_t kMaxOutputJsonBytes = limits::kMaxOutputJsonBytes;
-
-int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
 // Reads what the task left at $GYRE_OUTPUT, at most `cap` bytes, from the
 // task's working directory `dir_fd` (opened before the task ran, so a task
@@ -82,14 +81,30 @@ void Capture(const char* data, size_t size, const TaskLaunch& launch, int stream
   if (launch.on_output) launch.on_output(stream, offset, absl::string_view(data, keep));
 }
 
-std::vector<std::string> BuildEnvironment(const TaskLaunch& launch, const std::string& output) {
+// The task's environment: what the assignment gives (context, task env,
+// GYRE_*), the agent's PATH and LANG when it sets none, HOME (the run_as
+// user's, else the agent's) when it sets none, and GYRE_OUTPUT. Nothing
+// else of the agent's (its own GYRE_* configuration least of all).
+std::map<std::string, std::string> BuildEnvironment(const TaskLaunch& launch,
+                                                    const std::string& output) {
   std::map<std::string, std::string> env = launch.env;
-  for (const char* inherited : {"PATH", "HOME", "LANG"}) {
+  for (const char* inherited : {"PATH", "LANG"}) {
     if (env.count(inherited) == 0) {
       if (const char* value = std::getenv(inherited)) env[inherited] = value;
     }
   }
+  if (env.count("HOME") == 0) {
+    if (launch.run_as.has_value()) {
+      env["HOME"] = launch.run_as->home.empty() ? "/" : launch.run_as->home;
+    } else if (const char* home = std::getenv("HOME")) {
+      env["HOME"] = home;
+    }
+  }
   env["GYRE_OUTPUT"] = output;
+  return env;
+}
+
+std::vector<std::string> EnvironmentEntries(const std::map<std::string, std::string>& env) {
   std::vector<std::string> entries;
   entries.reserve(env.size());
   for (const auto& [key, value] : env) entries.push_back(absl::StrCat(key, "=", value));
@@ -105,13 +120,126 @@ struct WorkDir {
   int fd = -1;              // $GYRE_OUTPUT is read through it afterwards
 };
 
+// The parent directory of `path` ("" for none).
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos || slash == 0 ? "" : path.substr(0, slash);
+}
+
+}  // namespace
+
+// Emptied working directories kept for later tasks. On ext4 a new
+// directory takes a new inode, and finding a free one among the many just
+// freed (ext4's recently_deleted and find_get_block scans) was the
+// executor's largest cost per /bin/true task in the profile
+// (bench/README.md). A task that leaves nothing but its output hands its
+// directory on, renamed, instead of removing it. Thread-safe.
+class WorkDirPool {
+ public:
+  ~WorkDirPool() {
+    for (const auto& [parent, dir] : free_) rmdir(dir.c_str());
+  }
+  // Renames a kept directory (under the same parent) to `path`; false if
+  // there is none.
+  bool Take(const std::string& path) {
+    const std::string parent = ParentOf(path);
+    std::string dir;
+    {
+      absl::MutexLock lock(&mutex_);
+      for (size_t i = free_.size(); i-- > 0;) {
+        if (free_[i].first != parent) continue;
+        dir = std::move(free_[i].second);
+        free_.erase(free_.begin() + static_cast<ptrdiff_t>(i));
+        break;
+      }
+    }
+    if (dir.empty()) return false;
+    // The last task may have opened up its mode: private again.
+    if (rename(dir.c_str(), path.c_str()) == 0) return chmod(path.c_str(), 0700) == 0;
+    rmdir(dir.c_str());
+    return false;
+  }
+  // Keeps the (empty) directory `path` for a later task; false if the
+  // pool is full or it cannot be kept (the caller removes it then).
+  bool Give(const std::string& path) {
+    const std::string parent = ParentOf(path);
+    if (parent.empty()) return false;
+    uint64_t number;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (free_.size() >= kMaxKept) return false;
+      number = next_++;
+    }
+    // Hidden in the root (mode 0711: nobody else can list it).
+    std::string kept = absl::StrCat(parent, "/.recycled-", getpid(), "-", number);
+    if (rename(path.c_str(), kept.c_str()) != 0) return false;
+    absl::MutexLock lock(&mutex_);
+    free_.emplace_back(parent, std::move(kept));
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMaxKept = 256;
+  absl::Mutex mutex_;
+  std::vector<std::pair<std::string, std::string>> free_ ABSL_GUARDED_BY(mutex_);
+  uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+namespace {
+
+// Whether the directory open at `dir_fd` holds nothing.
+bool IsEmptyDirectory(int dir_fd) {
+  const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;
+  alignas(8) char buffer[512];
+  bool empty = true;
+  while (empty) {
+    const long n = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      empty = n == 0;
+      break;
+    }
+    for (long offset = 0; offset < n;) {
+      auto* entry = reinterpret_cast<dirent64*>(buffer + offset);
+      const char* name = entry->d_name;
+      if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) empty = false;
+      offset += entry->d_reclen;
+    }
+  }
+  close(fd);
+  return empty;
+}
+
 // Makes `*work_dir` absolute (the child starts inside it, so no path it is
-// given may be relative to where the agent was started), creates it,
-// removes a previous attempt's output and opens it.
-WorkDir PrepareWorkDir(std::string* work_dir) {
+// given may be relative to where the agent was started), creates it
+// private to the task (0700, owned by the user it runs as), removes a
+// previous attempt's output and opens it.
+WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
+                       WorkDirPool* pool) {
   std::error_code error;  // a directory that cannot be made fails the spawn
-  if (!work_dir->empty()) *work_dir = std::filesystem::absolute(*work_dir, error).string();
-  std::filesystem::create_directories(*work_dir, error);
+  if (!work_dir->empty() && (*work_dir)[0] != '/') {
+    *work_dir = std::filesystem::absolute(*work_dir, error).string();
+  }
+  if (!work_dir->empty()) {
+    if (pool != nullptr && pool->Take(*work_dir)) {
+      // A recycled one: empty and 0700; only its owner may need changing.
+    } else if (mkdir(work_dir->c_str(), 0700) != 0) {
+      if (errno == ENOENT) {
+        // The root of the working directories: others may pass through it
+        // (a task running as another user must reach its own) but not list.
+        const std::filesystem::path parent = std::filesystem::path(*work_dir).parent_path();
+        std::filesystem::create_directories(parent, error);
+        chmod(parent.c_str(), 0711);
+        mkdir(work_dir->c_str(), 0700);
+      } else if (errno == EEXIST) {
+        chmod(work_dir->c_str(), 0700);
+      }
+    }
+    if (run_as.has_value() && chown(work_dir->c_str(), run_as->uid, run_as->gid) != 0) {
+      logging::Warn("task working directory not handed to the task's user",
+                    {{"dir", *work_dir}, {"error", std::strerror(errno)}});
+    }
+  }
   WorkDir dir;
   dir.output_path = *work_dir + "/" + kOutputName;
   std::filesystem::remove(dir.output_path, error);
@@ -120,54 +248,36 @@ WorkDir PrepareWorkDir(std::string* work_dir) {
   return dir;
 }
 
-// Starts the task: in its own process group (so that it is stopped with
-// everything it started), no signal blocked or ignored, stdin from
-// /dev/null, stdout and stderr on `stdout_fd` and `stderr_fd`, in its
-// working directory, with exactly `env`.
-absl::StatusOr<pid_t> SpawnTask(const TaskLaunch& launch, std::vector<std::string> env,
-                                int stdout_fd, int stderr_fd) {
-  std::vector<std::string> argv_storage =
-      launch.shell
-          ? std::vector<std::string>{"/bin/sh", "-c", launch.argv.empty() ? "" : launch.argv[0]}
-          : launch.argv;
-  if (argv_storage.empty()) return absl::InvalidArgumentError("empty command");
-  std::vector<char*> argv;
-  argv.reserve(argv_storage.size() + 1);
-  for (std::string& arg : argv_storage) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  envp.reserve(env.size() + 1);
-  for (std::string& entry : env) envp.push_back(entry.data());
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
-  if (!launch.work_dir.empty()) {
-    posix_spawn_file_actions_addchdir_np(&actions, launch.work_dir.c_str());
-  }
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t no_signals;
-  sigemptyset(&no_signals);
-  sigset_t default_signals;
-  sigfillset(&default_signals);
-  posix_spawnattr_setsigmask(&attributes, &no_signals);
-  posix_spawnattr_setsigdefault(&attributes, &default_signals);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  pid_t pid = -1;
-  const int error = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (error != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot run \"", argv_storage[0], "\": ", std::strerror(error)));
-  }
-  return pid;
+// Starts the task: in a session and process group of its own (so that it
+// is stopped with everything it started), as run_as, with its rlimits and
+// in its cgroup, no signal blocked or ignored, stdin from /dev/null, stdout
+// and stderr on `stdout_fd` and `stderr_fd`, in its working directory,
+// with exactly `env`.
+absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
+                                         const std::map<std::string, std::string>& env,
+                                         ExecutableCache* executables, int stdout_fd, int stderr_fd,
+                                         const std::vector<int>& cgroup_procs_fds) {
+  SpawnRequest request;
+  request.argv = launch.shell ? std::vector<std::string>{"/bin/sh", "-c",
+                                                         launch.argv.empty() ? "" : launch.argv[0]}
+                              : launch.argv;
+  if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
+  auto path = env.find("PATH");
+  const std::string path_env = path == env.end() ? "/usr/bin:/bin" : path->second;
+  absl::StatusOr<std::string> executable = executables->Resolve(request.argv[0], path_env);
+  if (!executable.ok()) return executable.status();
+  request.path = *std::move(executable);
+  request.env = EnvironmentEntries(env);
+  request.work_dir = launch.work_dir;
+  request.stdout_fd = stdout_fd;
+  request.stderr_fd = stderr_fd;
+  request.run_as = launch.run_as;
+  request.rlimits = launch.rlimits;
+  request.cgroup_procs_fds = cgroup_procs_fds;
+  absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request);
+  // The executable went away since it was found: search again next time.
+  if (!spawned.ok()) executables->Forget(request.argv[0], path_env);
+  return spawned;
 }
 
 // Stops a task that outlives its timeout or is cancelled: SIGTERM to its
@@ -212,6 +322,7 @@ int Reap(pid_t pid, TaskOutcome* outcome) {
   outcome->cpu_time = absl::Seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
                       absl::Microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
   outcome->peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  outcome->peak_memory_source = "wait4 maxrss";
   if (WIFEXITED(status)) outcome->exit_code = WEXITSTATUS(status);
   if (WIFSIGNALED(status)) outcome->signal = WTERMSIG(status);
   return status;
@@ -220,14 +331,17 @@ int Reap(pid_t pid, TaskOutcome* outcome) {
 // How the attempt ended, from the wait status and why the agent stopped
 // it (if it did), with the error a reader is shown.
 void ClassifyEnd(int status, std::optional<TaskOutcome::Kind> stopped_as, absl::Duration timeout,
-                 TaskOutcome* outcome) {
+                 int64_t memory_limit, TaskOutcome* outcome) {
   if (stopped_as.has_value()) {
     outcome->kind = *stopped_as;
   } else {
     outcome->kind = WIFEXITED(status) && outcome->exit_code == 0 ? TaskOutcome::Kind::kSucceeded
                                                                  : TaskOutcome::Kind::kFailed;
   }
-  if (outcome->kind == TaskOutcome::Kind::kFailed && outcome->signal != 0) {
+  if (outcome->kind == TaskOutcome::Kind::kFailed && outcome->oom_killed) {
+    outcome->error = absl::StrCat("killed: out of memory, limit ", FormatBytes(memory_limit),
+                                  ", peak ", FormatBytes(outcome->peak_rss_bytes));
+  } else if (outcome->kind == TaskOutcome::Kind::kFailed && outcome->signal != 0) {
     outcome->error =
         absl::StrCat("killed by signal ", outcome->signal, " (", strsignal(outcome->signal), ")");
   } else if (outcome->kind == TaskOutcome::Kind::kFailed) {
@@ -339,8 +453,12 @@ struct TaskRunner::Pipes {
   int open_read_ends() const { return (read[0] >= 0 ? 1 : 0) + (read[1] >= 0 ? 1 : 0); }
 };
 
-TaskRunner::TaskRunner(Clock* clock)
-    : clock_(clock), timers_(clock), supervisors_(clock, absl::Minutes(1)) {}
+TaskRunner::TaskRunner(Clock* clock, std::shared_ptr<const TaskCgroups> cgroups)
+    : clock_(clock),
+      cgroups_(std::move(cgroups)),
+      work_dirs_(std::make_unique<WorkDirPool>()),
+      timers_(clock),
+      supervisors_(clock, absl::Minutes(1)) {}
 
 TaskRunner::~TaskRunner() {
   std::vector<std::shared_ptr<Process>> live;
@@ -442,23 +560,60 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
                            const Callback& done) {
   const absl::Time started = clock_->Now();
   TaskOutcome outcome;
-  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir);
+  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir, launch.run_as,
+                                          launch.remove_work_dir ? work_dirs_.get() : nullptr);
+  // Only a task that declares limits gets a cgroup: creating and removing
+  // one costs more than running /bin/true.
+  std::unique_ptr<TaskCgroup> cgroup;
+  absl::Status prepared = absl::OkStatus();
+  if (cgroups_ != nullptr && cgroups_->enforced() &&
+      (launch.limits.memory_bytes > 0 || launch.limits.cpu > 0)) {
+    absl::StatusOr<std::unique_ptr<TaskCgroup>> created =
+        cgroups_->Create(absl::StrCat(process->handle), launch.limits);
+    if (created.ok()) {
+      cgroup = *std::move(created);
+    } else {
+      prepared = created.status();
+    }
+  }
   Pipes pipes;
-  const absl::Status pipes_opened = pipes.Open();
-  absl::StatusOr<pid_t> pid =
-      pipes_opened.ok() ? SpawnTask(launch, BuildEnvironment(launch, work_dir.output_path),
-                                    pipes.write[0], pipes.write[1])
-                        : absl::StatusOr<pid_t>(pipes_opened);
+  if (prepared.ok()) prepared = pipes.Open();
+  absl::StatusOr<SpawnedProcess> spawned =
+      prepared.ok() ? SpawnTask(launch, BuildEnvironment(launch, work_dir.output_path),
+                                &executables_, pipes.write[0], pipes.write[1],
+                                cgroup != nullptr ? cgroup->procs_fds() : std::vector<int>{})
+                    : absl::StatusOr<SpawnedProcess>(prepared);
   pipes.CloseWriteEnds();
-  if (pid.ok()) {
+  if (spawned.ok()) {
     const std::optional<TaskOutcome::Kind> stopped_as =
-        PumpUntilExit(*process, *pid, launch, started, pipes, &outcome);
-    ClassifyEnd(Reap(*pid, &outcome), stopped_as, launch.timeout, &outcome);
+        PumpUntilExit(*process, spawned->pid, spawned->pidfd, launch, started, pipes, &outcome);
+    const int status = Reap(spawned->pid, &outcome);
+    if (cgroup != nullptr) {
+      const TaskCgroup::Usage usage = cgroup->Read();
+      cgroup->KillAll();
+      if (usage.peak_memory_bytes > 0) {
+        outcome.peak_rss_bytes = usage.peak_memory_bytes;
+        outcome.peak_memory_source = cgroups_->mode() == TaskCgroups::Mode::kV2
+                                         ? "cgroup memory.peak"
+                                         : "cgroup v1 memory.max_usage_in_bytes";
+      }
+      outcome.oom_killed = usage.oom_killed;
+      if (usage.oom_killed) oom_kills_++;
+    }
+    ClassifyEnd(status, stopped_as, launch.timeout, launch.limits.memory_bytes, &outcome);
     CollectOutputJson(work_dir.fd, &outcome);
   } else {
-    outcome.error = std::string(pid.status().message());
+    outcome.error = std::string(spawned.status().message());
   }
-  if (launch.remove_work_dir && !launch.work_dir.empty()) RemoveWorkDir(launch.work_dir);
+  cgroup.reset();  // removed once its processes are gone
+  if (launch.remove_work_dir && !launch.work_dir.empty()) {
+    // What the task left is gone either way; an emptied directory is kept
+    // for the next task.
+    if (work_dir.fd >= 0) unlinkat(work_dir.fd, kOutputName, 0);
+    if (work_dir.fd < 0 || !IsEmptyDirectory(work_dir.fd) || !work_dirs_->Give(launch.work_dir)) {
+      RemoveWorkDir(launch.work_dir);
+    }
+  }
   for (int fd : {process->wake_fd, work_dir.fd}) {
     if (fd >= 0) close(fd);
   }
@@ -468,11 +623,10 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
   Finished(process->handle);
 }
 
-std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int pid,
+std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int pid, int pidfd,
                                                            const TaskLaunch& launch,
                                                            absl::Time started, Pipes& pipes,
                                                            TaskOutcome* outcome) {
-  const int pidfd = PidfdOpen(pid);
   Escalation escalation(pid,
                         launch.timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
                                                                    : started + launch.timeout,
@@ -505,6 +659,10 @@ std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int
     }
   }
   if (pidfd >= 0) close(pidfd);
+  // The task is over: nothing it started outlives it (a grandchild that
+  // ignored SIGTERM and holds no pipe would not keep the loop going). The
+  // leader is not reaped yet, so its group id cannot have been reused.
+  kill(-pid, SIGKILL);
   return escalation.stopped_as();
 }
 

@@ -16,7 +16,9 @@
 #include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/common/timer_queue.h"
+#include "services/agent/process_spawn.h"
 #include "services/agent/supervisor_threads.h"
+#include "services/agent/task_cgroup.h"
 
 namespace gyre::agent {
 
@@ -26,9 +28,19 @@ struct TaskLaunch {
   std::vector<std::string> argv;  // with shell, one element: the script
   bool shell = false;
   // The complete environment of the task; nothing of the agent's own
-  // environment leaks in except PATH, HOME and LANG when the task sets none.
+  // environment leaks in except PATH and LANG when the task sets none, and
+  // HOME (the run_as user's home, else the agent's) when it sets none.
   std::map<std::string, std::string> env;
-  std::string work_dir;  // created if missing; GYRE_OUTPUT points inside it
+  // Created if missing, mode 0700 (owned by run_as); GYRE_OUTPUT points
+  // inside it.
+  std::string work_dir;
+  // The user and group the task runs as; unset: the agent's.
+  std::optional<RunAs> run_as;
+  // Set in the task before it runs.
+  std::vector<ResourceLimit> rlimits;
+  // Enforced in a cgroup of the task's own when the runner has cgroups and
+  // the task declares any; else advisory.
+  TaskLimits limits;
   // Remove work_dir and everything in it once the attempt has ended and its
   // output is read (what the task wrote there is not kept).
   bool remove_work_dir = false;
@@ -52,7 +64,14 @@ struct TaskOutcome {
   std::string error;  // spawn failure and the like
   absl::Duration wall_time;
   absl::Duration cpu_time;
+  // Peak memory: the task cgroup's peak when it ran in one (memory.peak,
+  // memory.max_usage_in_bytes in v1), else wait4's maxrss of the task's
+  // own process; peak_memory_source says which.
   int64_t peak_rss_bytes = 0;
+  std::string peak_memory_source;
+  // The kernel's OOM killer ended a process of the task (its cgroup's
+  // memory limit was reached).
+  bool oom_killed = false;
   // The first max_output_bytes of stdout and stderr: the bytes on_output
   // streamed, so the stored log and the live one agree (the result's
   // proto fields are named stdout_tail and stderr_tail all the same).
@@ -63,8 +82,9 @@ struct TaskOutcome {
   std::string output_json;  // contents of $GYRE_OUTPUT (up to 1 MiB), if written
 };
 
-// Runs task attempts as subprocesses (posix_spawn, own process group, per
-// task working directory, explicit environment, no shell unless asked) or as
+// Runs task attempts as subprocesses (SpawnProcess: own session and process
+// group, optionally another user, rlimits and a cgroup; a private working
+// directory, explicit environment, no shell unless asked) or as
 // built-in no-op / sleep executors. Each subprocess is supervised by a
 // thread of its own while it runs (taken from a pool, reused), which
 // multiplexes its pipes and a pidfd with poll(); timeouts and
@@ -74,12 +94,16 @@ struct TaskOutcome {
 // and wall times are read from `clock` (a test advances a FakeClock past a
 // timeout instead of waiting for it; the process itself runs in real
 // time). Thread-safe.
+class WorkDirPool;
+
 class TaskRunner {
  public:
   using Handle = uint64_t;
   using Callback = std::function<void(TaskOutcome)>;
 
-  explicit TaskRunner(Clock* clock = Clock::Real());
+  // `cgroups`: how declared limits are enforced (null: not at all).
+  explicit TaskRunner(Clock* clock = Clock::Real(),
+                      std::shared_ptr<const TaskCgroups> cgroups = nullptr);
   // Kills whatever still runs and joins every supervisor.
   ~TaskRunner();
 
@@ -89,6 +113,8 @@ class TaskRunner {
   void Cancel(Handle handle, absl::Duration grace);
   // Tasks started and not yet finished.
   int running();
+  // Attempts ended by the OOM killer since the start.
+  int64_t oom_kills() const { return oom_kills_.load(); }
 
  private:
   struct Process;
@@ -98,7 +124,7 @@ class TaskRunner {
   // Reads the task's output until the process has exited and both pipes
   // are closed, stopping it on timeout or cancel meanwhile. Returns why the
   // agent stopped it, if it did.
-  std::optional<TaskOutcome::Kind> PumpUntilExit(Process& process, int pid,
+  std::optional<TaskOutcome::Kind> PumpUntilExit(Process& process, int pid, int pidfd,
                                                  const TaskLaunch& launch, absl::Time started,
                                                  Pipes& pipes, TaskOutcome* outcome);
   // The attempt is over and reported: forget it (the destructor waits for
@@ -106,6 +132,10 @@ class TaskRunner {
   void Finished(Handle handle);
 
   Clock* const clock_;
+  const std::shared_ptr<const TaskCgroups> cgroups_;
+  ExecutableCache executables_;
+  std::unique_ptr<WorkDirPool> work_dirs_;
+  std::atomic<int64_t> oom_kills_{0};
   TimerQueue timers_;
   absl::Mutex mutex_;
   Handle next_handle_ ABSL_GUARDED_BY(mutex_) = 1;

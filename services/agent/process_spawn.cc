@@ -1,0 +1,179 @@
+#include "services/agent/process_spawn.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace gyre::agent {
+namespace {
+
+// Enough for what the child calls before exec (no allocation, no stdio).
+constexpr size_t kChildStackBytes = 64 * 1024;
+
+// What the child needs, prepared by the parent (the child allocates
+// nothing: it shares the parent's memory while the parent waits), and the
+// step that failed, written by the child.
+struct ChildArgs {
+  const SpawnRequest* request = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  int error = 0;
+  const char* step = nullptr;
+};
+
+int Fail(ChildArgs* args, const char* step) {
+  args->error = errno;
+  args->step = step;
+  _exit(127);
+}
+
+// Runs in the child, on the spawn stack, sharing the parent's memory:
+// only system calls. setuid and friends go through syscall(): glibc's
+// wrappers would ask every thread of the (shared) process to switch too.
+int ChildMain(void* raw) {
+  auto* args = static_cast<ChildArgs*>(raw);
+  const SpawnRequest& request = *args->request;
+  // A handler of the agent's must never run here (it would run on the
+  // agent's memory), and the task gets no signal ignored.
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    struct sigaction current {};
+    if (sigaction(sig, nullptr, &current) != 0) continue;  // glibc's own signals
+    if (current.sa_handler != SIG_DFL) sigaction(sig, &default_action, nullptr);
+  }
+  // A session of its own: no controlling terminal, and a process group the
+  // agent signals as a whole.
+  if (setsid() < 0) return Fail(args, "setsid");
+  for (int fd : request.cgroup_procs_fds) {
+    if (write(fd, "0", 1) != 1) return Fail(args, "joining the task's cgroup");
+  }
+  for (const ResourceLimit& limit : request.rlimits) {
+    const rlimit value{limit.value, limit.value};
+    if (setrlimit(limit.resource, &value) != 0) return Fail(args, "setrlimit");
+  }
+  if (request.run_as.has_value()) {
+    const gid_t gid = request.run_as->gid;
+    if (syscall(SYS_setgroups, 1, &gid) != 0) return Fail(args, "setgroups");
+    if (syscall(SYS_setresgid, gid, gid, gid) != 0) return Fail(args, "setgid");
+    const uid_t uid = request.run_as->uid;
+    if (syscall(SYS_setresuid, uid, uid, uid) != 0) return Fail(args, "setuid");
+  }
+  if (!request.work_dir.empty() && chdir(request.work_dir.c_str()) != 0) {
+    return Fail(args, "entering the working directory");
+  }
+  const int null_fd = open("/dev/null", O_RDONLY);
+  if (null_fd < 0) return Fail(args, "opening /dev/null");
+  if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(request.stdout_fd, STDOUT_FILENO) < 0 ||
+      dup2(request.stderr_fd, STDERR_FILENO) < 0) {
+    return Fail(args, "redirecting stdio");
+  }
+  if (null_fd > STDERR_FILENO) close(null_fd);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  execve(request.path.c_str(), args->argv, args->envp);
+  return Fail(args, "exec");
+}
+
+// The spawning thread's child stack: the child runs on it only while this
+// thread waits for it (until exec), so one per thread is enough.
+char* ChildStackTop() {
+  thread_local std::unique_ptr<char[]> stack;
+  if (stack == nullptr) stack = std::make_unique<char[]>(kChildStackBytes);
+  // The stack grows down; 16-byte aligned.
+  auto top = reinterpret_cast<uintptr_t>(stack.get() + kChildStackBytes);
+  return reinterpret_cast<char*>(top & ~uintptr_t{15});
+}
+
+}  // namespace
+
+absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request) {
+  if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
+  std::vector<char*> argv;
+  argv.reserve(request.argv.size() + 1);
+  for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  envp.reserve(request.env.size() + 1);
+  for (const std::string& entry : request.env) envp.push_back(const_cast<char*>(entry.c_str()));
+  envp.push_back(nullptr);
+  ChildArgs args;
+  args.request = &request;
+  args.argv = argv.data();
+  args.envp = envp.data();
+
+  // No signal reaches the child before it has reset the handlers.
+  sigset_t all;
+  sigset_t previous;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &previous);
+  int pidfd = -1;
+  const pid_t pid = clone(ChildMain, ChildStackTop(),
+                          CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+  const int clone_error = errno;
+  pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  if (pid < 0) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot start a process: clone: ", std::strerror(clone_error)));
+  }
+  if (args.step != nullptr) {
+    // The child has exited: reap it here, nobody else knows of it.
+    waitpid(pid, nullptr, 0);
+    if (pidfd >= 0) close(pidfd);
+    if (std::strcmp(args.step, "exec") == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot run \"", request.argv[0], "\": ", std::strerror(args.error)));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot run \"", request.argv[0], "\": ", args.step, ": ", std::strerror(args.error)));
+  }
+  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  return SpawnedProcess{pid, pidfd};
+}
+
+absl::StatusOr<std::string> ExecutableCache::Resolve(const std::string& name,
+                                                     const std::string& path_env) {
+  if (name.find('/') != std::string::npos) return name;
+  const std::string key = absl::StrCat(path_env, "\n", name);
+  {
+    absl::MutexLock lock(&mutex_);
+    auto it = resolved_.find(key);
+    if (it != resolved_.end()) return it->second;
+  }
+  if (!name.empty()) {
+    for (absl::string_view dir : absl::StrSplit(path_env, ':')) {
+      std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+      struct stat info {};
+      if (stat(candidate.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) continue;
+      if (access(candidate.c_str(), X_OK) != 0) continue;
+      absl::MutexLock lock(&mutex_);
+      // Bounded: a cache of command names, cleared when it grows past them.
+      if (resolved_.size() >= 4096) resolved_.clear();
+      resolved_[key] = candidate;
+      return candidate;
+    }
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot run \"", name, "\": No such file or directory"));
+}
+
+void ExecutableCache::Forget(const std::string& name, const std::string& path_env) {
+  absl::MutexLock lock(&mutex_);
+  resolved_.erase(absl::StrCat(path_env, "\n", name));
+}
+
+}  // namespace gyre::agent

@@ -1,0 +1,76 @@
+#ifndef GYRE_SERVICES_AGENT_PROCESS_SPAWN_H_
+#define GYRE_SERVICES_AGENT_PROCESS_SPAWN_H_
+
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+
+namespace gyre::agent {
+
+// One resource limit set in the task before it runs (setrlimit).
+struct ResourceLimit {
+  int resource = 0;  // RLIMIT_NOFILE, RLIMIT_CORE, RLIMIT_NPROC...
+  rlim_t value = 0;  // soft and hard
+};
+
+// The user and group a task runs as (supplementary groups: just `gid`).
+struct RunAs {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home;  // the user's home directory, the task's $HOME
+};
+
+// Everything the child does between clone and exec, in this order:
+// signals back to default, a new session (and so its own process group),
+// cgroups joined, rlimits, group and user, working directory, stdio, exec.
+struct SpawnRequest {
+  std::string path;               // the executable, already resolved
+  std::vector<std::string> argv;  // argv[0] as the task gave it
+  std::vector<std::string> env;   // "KEY=value", exactly the task's
+  std::string work_dir;           // empty: stay where the agent is
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  std::optional<RunAs> run_as;
+  std::vector<ResourceLimit> rlimits;
+  std::vector<int> cgroup_procs_fds;  // open cgroup.procs files to join
+};
+
+struct SpawnedProcess {
+  pid_t pid = -1;
+  int pidfd = -1;  // owned by the caller
+};
+
+// Starts a process as `request` says. It is a vfork-style clone (shared
+// memory, the parent waits only until exec) on a stack kept per thread, so
+// no page table is copied and no stack mapped per spawn; unlike
+// posix_spawn it can set the user, the rlimits and the cgroup, and it
+// returns a pidfd made by the clone itself. A step that fails in the child
+// is reported here with its name ("setuid: Operation not permitted").
+absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request);
+
+// Resolves a command name to the executable it runs, searching `path_env`
+// (the task's PATH) for a name without '/'. Results are cached per
+// (PATH, name): a PATH search stats every directory before the hit, on
+// every spawn. A name with '/' is returned as is (relative to the task's
+// working directory, as exec resolves it). Thread-safe.
+class ExecutableCache {
+ public:
+  absl::StatusOr<std::string> Resolve(const std::string& name, const std::string& path_env);
+  // Forgets `name` (its executable went away: the next spawn searches again).
+  void Forget(const std::string& name, const std::string& path_env);
+
+ private:
+  absl::Mutex mutex_;
+  absl::flat_hash_map<std::string, std::string> resolved_ ABSL_GUARDED_BY(mutex_);
+};
+
+}  // namespace gyre::agent
+
+#endif  // GYRE_SERVICES_AGENT_PROCESS_SPAWN_H_
