@@ -110,6 +110,8 @@ class Suite {
   // otherwise one orchestrator and `agents` agent processes.
   // `orchestrator_env`: settings ("GYRE_KEY=value") for the orchestrator,
   // e.g. another store.
+  static constexpr const char* kManyTasks = "GYRE_MAX_WORKFLOW_TASKS=2000000";
+
   Suite(bool dev, int agents, int slots, const std::vector<std::string>& orchestrator_env = {}) {
     char dir[] = "/tmp/gyre_bench_XXXXXX";
     root_ = mkdtemp(dir);
@@ -123,7 +125,11 @@ class Suite {
     argv.push_back("--grpc_address=127.0.0.1:0");
     argv.push_back("--metrics_address=127.0.0.1:0");
     argv.push_back("--data_dir=" + root_ + "/data");
-    server_ = *ChildProcess::Start(argv, orchestrator_env);
+    // The memory and restart sections run up to a million tasks in one
+    // workflow, over the default limit of 100,000.
+    std::vector<std::string> env = orchestrator_env;
+    env.push_back(kManyTasks);
+    server_ = *ChildProcess::Start(argv, env);
     auto serving = server_->WaitForLine(IsServing, absl::Seconds(30));
     if (!serving.ok()) {
       std::fprintf(stderr, "server did not start: %s\n", serving.status().ToString().c_str());
@@ -252,9 +258,10 @@ class Suite {
     (void)server_->WaitForExit(absl::Seconds(30));
     agents_.clear();
     const absl::Time start = absl::Now();
-    server_ = *ChildProcess::Start({g_bin_dir + "/services/orchestrator/gyre-orchestrator",
-                                    "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                                    "--data_dir=" + root_ + "/data"});
+    server_ = *ChildProcess::Start(
+        {g_bin_dir + "/services/orchestrator/gyre-orchestrator", "--grpc_address=127.0.0.1:0",
+         "--metrics_address=127.0.0.1:0", "--data_dir=" + root_ + "/data"},
+        {kManyTasks});
     (void)server_->WaitForLine(IsServing, absl::Seconds(300));
     Restart restart{absl::Now() - start};
     auto recovered = server_->WaitForLine(

@@ -273,5 +273,64 @@ TEST_F(HostileSizes, GyreListWorksWhileLargeContextExecutionsAreRecent) {
   EXPECT_TRUE(absl::StrContains(output, executions[4])) << output;
 }
 
+// The orchestrator's configurable limits on workflow size and on how fast
+// one client starts executions, through a real process and real gRPC.
+class ConfiguredLimits : public HostileSizes {
+ protected:
+  std::vector<std::string> ExtraOrchestratorEnv() override {
+    return {"GYRE_MAX_WORKFLOW_TASKS=3", "GYRE_MAX_WORKFLOW_EDGES=1",
+            "GYRE_EXECUTIONS_PER_SECOND_PER_CLIENT=1", "GYRE_EXECUTION_BURST_PER_CLIENT=2"};
+  }
+};
+
+TEST_F(ConfiguredLimits, TaskAndEdgeCountsAndStartRateAreRefusedNamingTheLimit) {
+  v1::WorkflowDefinition def;
+  def.set_name("four");
+  for (int i = 0; i < 4; ++i) {
+    v1::TaskSpec* task = def.add_tasks();
+    task->set_id(absl::StrCat("t", i));
+    task->add_command("true");
+  }
+  v1::CreateWorkflowRequest create;
+  *create.mutable_workflow() = def;
+  grpc::ClientContext call;
+  v1::WorkflowDefinition created;
+  grpc::Status status = stub_->CreateWorkflow(&call, create, &created);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_EQ(status.error_message(),
+            "workflow \"four\" has 4 tasks; at most 3 are accepted (the orchestrator's "
+            "max_workflow_tasks)");
+  def.mutable_tasks()->RemoveLast();
+  def.mutable_tasks(2)->add_depends_on("t0");
+  def.mutable_tasks(2)->add_depends_on("t1");
+  *create.mutable_workflow() = def;
+  grpc::ClientContext again;
+  status = stub_->CreateWorkflow(&again, create, &created);
+  EXPECT_TRUE(absl::StrContains(status.error_message(),
+                                "has 2 dependencies (depends_on entries); at most 1 are accepted "
+                                "(the orchestrator's max_workflow_edges)"))
+      << status.error_message();
+
+  // 1 start a second, bursts of 2: of 50 starts sent at once, the first two
+  // are admitted (and refused next for having no workflow), and unless
+  // sending them took over 40 s most of the rest are refused for the rate.
+  int admitted = 0;
+  int limited = 0;
+  for (int i = 0; i < 50; ++i) {
+    const grpc::Status start = StartRequest(v1::StartExecutionRequest());
+    if (start.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+      EXPECT_TRUE(absl::StrContains(start.error_message(),
+                                    "executions_per_second_per_client (1 a second, bursts of 2)"))
+          << start.error_message();
+      ++limited;
+    } else {
+      EXPECT_EQ(start.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << start.error_message();
+      ++admitted;
+    }
+  }
+  EXPECT_GE(admitted, 2);
+  EXPECT_GE(limited, 10);
+}
+
 }  // namespace
 }  // namespace gyre::e2e

@@ -11,6 +11,7 @@ extern char** environ;  // NOLINT: POSIX declares it nowhere else
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/nearest_match.h"
+#include "libs/common/yaml_bounds.h"
 
 namespace gyre::config {
 namespace {
@@ -58,6 +59,9 @@ absl::StatusOr<YAML::Node> ReadYamlFile(const std::string& path) {
   }
   std::stringstream contents;
   contents << file.rdbuf();
+  if (absl::Status status = CheckYaml(contents.str(), path, kConfigYamlLimits); !status.ok()) {
+    return status;
+  }
   try {
     return YAML::Load(contents.str());
   } catch (const YAML::Exception& e) {
@@ -106,6 +110,11 @@ absl::Status ApplyString(const ConfigSchema::Field& field, const std::string& te
                          absl::string_view origin) {
   YAML::Node value;
   if (field.structured) {
+    if (absl::Status status =
+            CheckYaml(text, absl::StrCat(origin, ": ", field.key), kConfigYamlLimits);
+        !status.ok()) {
+      return status;
+    }
     try {
       value = YAML::Load(text);
     } catch (const YAML::Exception& e) {

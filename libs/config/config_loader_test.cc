@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace gyre::config {
@@ -200,6 +201,26 @@ TEST_F(ConfigLoaderTest, FailedLoadKeepsEarlierValuesTyped) {
   // A rejected value never leaves a half-parsed value behind.
   ASSERT_FALSE(Load(WriteFile("slots: 9x\n")).ok());
   EXPECT_EQ(config_.slots, 4);
+}
+
+TEST_F(ConfigLoaderTest, DuplicateKeyInFileNamesBothPlaces) {
+  const std::string file = WriteFile("slots: 2\nlog_level: warn\nslots: 3\n");
+  const absl::Status status = Load(file);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            absl::StrCat(file, ":3:1: duplicate key \"slots\" (first at ", file, ":1:1)"));
+}
+
+TEST_F(ConfigLoaderTest, OversizedOrDeepConfigIsRefusedBeforeLoading) {
+  const std::string big = WriteFile("log_level: warn\n# " + std::string(5 << 20, 'x') + "\n");
+  const absl::Status status = Load(big);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("at most 4194304 are accepted"), absl::string_view::npos)
+      << status;
+  const absl::Status deep =
+      Load("", {{"GYRE_QUEUES", std::string(100, '[') + std::string(100, ']')}});
+  EXPECT_EQ(deep.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(deep.message().find("nested deeper than 32"), absl::string_view::npos) << deep;
 }
 
 }  // namespace

@@ -179,7 +179,8 @@ std::vector<std::string> FindCycle(const gyre::v1::WorkflowDefinition& definitio
 
 }  // namespace
 
-absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition) {
+absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition,
+                                   const WorkflowSizeLimits& limits) {
   absl::string_view name = definition.name();
   absl::ConsumePrefix(&name, "workflows/");
   if (!ValidWorkflowName(name)) {
@@ -195,6 +196,18 @@ absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definitio
     return absl::InvalidArgumentError(absl::StrCat("workflow \"", name, "\" is ", bytes,
                                                    " bytes; a definition is at most ",
                                                    limits::kMaxDefinitionBytes));
+  }
+  if (definition.tasks_size() > limits.max_tasks) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workflow \"", name, "\" has ", definition.tasks_size(), " tasks; at most ",
+                     limits.max_tasks, " are accepted (the orchestrator's max_workflow_tasks)"));
+  }
+  int64_t edges = 0;
+  for (const gyre::v1::TaskSpec& task : definition.tasks()) edges += task.depends_on_size();
+  if (edges > limits.max_edges) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workflow \"", name, "\" has ", edges, " dependencies (depends_on entries); at most ",
+        limits.max_edges, " are accepted (the orchestrator's max_workflow_edges)"));
   }
   if (absl::Status status = ValidateContextMap(definition.default_context()); !status.ok()) {
     return status;

@@ -3,6 +3,7 @@
 
 #include <google/protobuf/struct.pb.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,7 +19,17 @@ namespace gyre::workflow {
 // dependency known, no cycle (the message prints the cycle path), values in
 // range. Errors are InvalidArgument naming the task and the problem, e.g.
 //   task "load": unknown dependency "extrct" (did you mean "extract"?)
-absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition);
+//
+// `limits` bounds the graph's size (the orchestrator's config may raise
+// them: `max_workflow_tasks`, `max_workflow_edges`); over them the error
+// names the limit, before any per-task work is done.
+struct WorkflowSizeLimits {
+  int64_t max_tasks = 100'000;
+  // Dependencies, counted over all tasks (`depends_on` entries).
+  int64_t max_edges = 1'000'000;
+};
+absl::Status ValidateWorkflowGraph(const gyre::v1::WorkflowDefinition& definition,
+                                   const WorkflowSizeLimits& limits = {});
 
 // Outcome scheduling within one definition: returns a definition holding
 // only `targets` and their transitive dependencies (all tasks when targets

@@ -46,9 +46,11 @@ TEST(WorkflowGraphTest, ALongChainValidatesWithoutExhaustingTheStack) {
     // Each depends on the next: the search from t0 runs the whole chain deep.
     if (i + 1 < kTasks) task->add_depends_on("t" + std::to_string(i + 1));
   }
-  EXPECT_TRUE(ValidateWorkflowGraph(def).ok());
+  // Over the default task limit, as an orchestrator may be configured.
+  const WorkflowSizeLimits limits{.max_tasks = kTasks};
+  EXPECT_TRUE(ValidateWorkflowGraph(def, limits).ok());
   def.mutable_tasks(kTasks - 1)->add_depends_on("t0");
-  const absl::Status cycle = ValidateWorkflowGraph(def);
+  const absl::Status cycle = ValidateWorkflowGraph(def, limits);
   EXPECT_TRUE(absl::StartsWith(cycle.message(),
                                "dependency cycle of 200000 tasks: t0 -> t199999 -> t199998 -> "))
       << cycle.message().substr(0, 100);

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "libs/common/nearest_match.h"
+#include "libs/common/yaml_bounds.h"
 #include "libs/workflow/context_keys.h"
 #include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
@@ -502,8 +503,12 @@ absl::Status PointAtTask(const YAML::Node& tasks, const YAML::Node& root, absl::
 
 absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
                                                          absl::string_view source,
-                                                         const v1::WorkflowDefinition* library) {
+                                                         const v1::WorkflowDefinition* library,
+                                                         const WorkflowSizeLimits& limits) {
   const Reporter report(source);
+  if (absl::Status status = CheckYaml(yaml, source, kWorkflowYamlLimits); !status.ok()) {
+    return status;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(std::string(yaml));
@@ -549,6 +554,12 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
     if (!tasks || !tasks.IsSequence() || tasks.size() == 0) {
       return report.Error(tasks ? tasks : root, "the workflow needs a non-empty list of tasks");
     }
+    if (static_cast<int64_t>(tasks.size()) > limits.max_tasks) {
+      return report.Error(tasks, absl::StrCat("workflow \"", *name, "\" has ", tasks.size(),
+                                              " tasks; at most ", limits.max_tasks,
+                                              " are accepted (the orchestrator's "
+                                              "max_workflow_tasks)"));
+    }
     for (const YAML::Node& task : tasks) {
       if (absl::Status status = ParseTask(task, report, definition.add_tasks()); !status.ok()) {
         return status;
@@ -562,7 +573,7 @@ absl::StatusOr<v1::WorkflowDefinition> ParseWorkflowYaml(absl::string_view yaml,
         return PointAtTask(tasks, root, status.message(), report);
       }
     }
-    if (absl::Status status = ValidateWorkflowGraph(definition); !status.ok()) {
+    if (absl::Status status = ValidateWorkflowGraph(definition, limits); !status.ok()) {
       return PointAtTask(tasks, root, status.message(), report);
     }
     return definition;
@@ -594,6 +605,10 @@ absl::StatusOr<v1::WorkflowDefinition> LoadTaskLibrary(const std::string& dir) {
     std::stringstream text;
     text << stream.rdbuf();
     const Reporter report(file.string());
+    if (absl::Status status = CheckYaml(text.str(), file.string(), kWorkflowYamlLimits);
+        !status.ok()) {
+      return status;
+    }
     YAML::Node root;
     try {
       root = YAML::Load(text.str());
@@ -640,6 +655,14 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(const std::string& path,
   if (!file) {
     return absl::NotFoundError(
         absl::StrCat("workflow file \"", path, "\": ", std::strerror(errno)));
+  }
+  // Refused before it is read into memory.
+  std::error_code error;
+  if (const uintmax_t bytes = std::filesystem::file_size(path, error);
+      !error && bytes > kWorkflowYamlLimits.max_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": the YAML is ", bytes,
+                                                   " bytes; at most ",
+                                                   kWorkflowYamlLimits.max_bytes, " are accepted"));
   }
   std::stringstream text;
   text << file.rdbuf();

@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "gyre/v1/workflow.pb.h"
+#include "libs/workflow/workflow_graph.h"
 
 namespace gyre::workflow {
 
@@ -57,9 +58,14 @@ namespace gyre::workflow {
 // dependency may name a library task: it is pulled in with what it depends
 // on (IncludeLibraryTasks in task_library.h), as the orchestrator does.
 // Without one, such a dependency is unknown.
+//
+// The text is bounded before it is loaded (CheckYaml with
+// kWorkflowYamlLimits: 16 MiB, 1,500,000 nodes, 64 levels, no key twice in a
+// mapping), and the task count is checked against `limits` before any task
+// is converted.
 absl::StatusOr<gyre::v1::WorkflowDefinition> ParseWorkflowYaml(
     absl::string_view yaml, absl::string_view source,
-    const gyre::v1::WorkflowDefinition* library = nullptr);
+    const gyre::v1::WorkflowDefinition* library = nullptr, const WorkflowSizeLimits& limits = {});
 
 // Reads and parses a workflow file; NotFound names an unreadable file.
 absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFile(

@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/testing/scratch_dir.h"
+#include "libs/workflow/workflow_graph.h"
 
 namespace gyre::workflow {
 namespace {
@@ -301,6 +303,49 @@ TEST_F(TaskLibraryTest, LibraryFilesDeclareContextMergedAcrossFiles) {
 
 TEST_F(TaskLibraryTest, MissingDirectoryIsNotFound) {
   EXPECT_EQ(LoadTaskLibrary("/nonexistent/library").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(WorkflowParserTest, DuplicateKeyIsAnErrorNamingBothPlaces) {
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\nname: other\n"),
+            "etl.yaml:5:1: duplicate key \"name\" (first at etl.yaml:1:1)");
+  EXPECT_EQ(Error("name: etl\ntasks:\n  - id: a\n    builtin: noop\n    env: {X: 1}\n"
+                  "    env: {Y: 2}\n"),
+            "etl.yaml:6:5: duplicate key \"env\" (first at etl.yaml:5:5)");
+}
+
+TEST(WorkflowParserTest, TaskAndEdgeCountsAreBounded) {
+  std::string yaml = "name: big\ntasks:\n";
+  for (int i = 0; i <= 10; ++i) absl::StrAppend(&yaml, "- {id: t", i, ", builtin: noop}\n");
+  EXPECT_TRUE(ParseWorkflowYaml(yaml, "big.yaml").ok());
+  EXPECT_EQ(ParseWorkflowYaml(yaml, "big.yaml", nullptr, {.max_tasks = 10}).status().message(),
+            "big.yaml:3:1: workflow \"big\" has 11 tasks; at most 10 are accepted (the "
+            "orchestrator's max_workflow_tasks)");
+  // The orchestrator passes its configured limits.
+  v1::WorkflowDefinition definition;
+  definition.set_name("workflows/dense");
+  for (int i = 0; i < 100; ++i) {
+    v1::TaskSpec* task = definition.add_tasks();
+    task->set_id(absl::StrCat("t", i));
+    task->mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+    for (int j = 0; j < i; ++j) task->add_depends_on(absl::StrCat("t", j));
+  }
+  EXPECT_TRUE(ValidateWorkflowGraph(definition).ok());
+  EXPECT_EQ(ValidateWorkflowGraph(definition, {.max_tasks = 100, .max_edges = 4000}).message(),
+            "workflow \"dense\" has 4950 dependencies (depends_on entries); at most 4000 are "
+            "accepted (the orchestrator's max_workflow_edges)");
+  EXPECT_EQ(ValidateWorkflowGraph(definition, {.max_tasks = 99}).message(),
+            "workflow \"dense\" has 100 tasks; at most 99 are accepted (the orchestrator's "
+            "max_workflow_tasks)");
+}
+
+TEST(WorkflowParserTest, OversizedFileIsRefusedBeforeItIsRead) {
+  gyre::testing::ScratchDir dir("gyre_big_yaml");
+  const std::string path = dir.path() + "/big.yaml";
+  std::ofstream(path) << "name: big\n# " << std::string(17 << 20, 'x') << "\n";
+  auto loaded = LoadWorkflowFile(path);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("at most 16777216 are accepted"), std::string::npos)
+      << loaded.status();
 }
 
 }  // namespace

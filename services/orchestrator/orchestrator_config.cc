@@ -49,6 +49,14 @@ void OrchestratorConfig::Register(config::ConfigSchema* schema) {
   schema->AddDuration("heartbeat_interval", &heartbeat_interval, "agent heartbeat period");
   schema->AddString("task_library_dir", &task_library_dir,
                     "directory of task-library YAML files loaded at start");
+  schema->AddInt("max_workflow_tasks", &max_workflow_tasks, 1, 10'000'000,
+                 "tasks one workflow definition may hold");
+  schema->AddInt("max_workflow_edges", &max_workflow_edges, 0, 100'000'000,
+                 "dependencies (depends_on entries) one workflow definition may hold");
+  schema->AddInt("executions_per_second_per_client", &executions_per_second_per_client, 0,
+                 1'000'000, "executions one client may start per second (0: unlimited)");
+  schema->AddInt("execution_burst_per_client", &execution_burst_per_client, 0, 1'000'000,
+                 "executions one client may start at once (0: one second's worth)");
   schema->AddCustom(
       "worker_pools",
       [this](const YAML::Node& value) -> absl::Status {

@@ -36,6 +36,14 @@ struct OrchestratorConfig {
   absl::Duration heartbeat_interval = absl::Seconds(5);
   // Directory of task-library YAML files loaded at start; empty for none.
   std::string task_library_dir;
+  // Tasks and dependencies (depends_on entries) one workflow definition may
+  // hold; a larger one is refused with INVALID_ARGUMENT naming the limit.
+  int64_t max_workflow_tasks = 100'000;
+  int64_t max_workflow_edges = 1'000'000;
+  // Executions one client (the gateway's forwarded principal, else the peer
+  // address) may start per second, and in a burst; 0: unlimited (default).
+  int64_t executions_per_second_per_client = 0;
+  int64_t execution_burst_per_client = 0;  // 0: one second's worth
   // Autoscaling policy per worker type; types not listed get the default.
   std::map<std::string, WorkerPoolPolicy> worker_pools;
   WorkerPoolPolicy default_worker_pool;

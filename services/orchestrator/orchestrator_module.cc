@@ -95,6 +95,8 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   options.worker_pools = config_.worker_pools;
   options.default_worker_pool = config_.default_worker_pool;
   options.task_library = task_library_;
+  options.workflow_limits.max_tasks = config_.max_workflow_tasks;
+  options.workflow_limits.max_edges = config_.max_workflow_edges;
   options.metrics = &host->metrics_registry();
   // Every state change waits for this sync: the alert on a slow disk.
   store_sync_histogram.store(
@@ -128,7 +130,10 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   engine_ = std::make_unique<WorkflowEngine>(std::move(options));
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;
-  api_service_ = std::make_unique<OrchestratorServiceImpl>(engine_.get());
+  api_service_ = std::make_unique<OrchestratorServiceImpl>(
+      engine_.get(),
+      StartRateLimiter::Options{static_cast<double>(config_.executions_per_second_per_client),
+                                static_cast<double>(config_.execution_burst_per_client)});
   agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get());
   host->AddService(api_service_.get(), "gyre.v1.OrchestratorService");
   host->AddService(agent_service_.get(), "gyre.v1.AgentService");

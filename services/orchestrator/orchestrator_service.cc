@@ -124,9 +124,20 @@ grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,
   return Reply(engine_->UpdateWorkflow(request->workflow()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext*,
+absl::Status OrchestratorServiceImpl::AdmitStart(const grpc::ServerContextBase& context) {
+  if (!start_limiter_.enabled()) return absl::OkStatus();
+  absl::string_view principal;
+  const auto& metadata = context.client_metadata();
+  if (auto it = metadata.find("x-gyre-principal"); it != metadata.end()) {
+    principal = absl::string_view(it->second.data(), it->second.size());
+  }
+  return start_limiter_.Admit(StartRateLimiter::ClientKey(principal, context.peer()), absl::Now());
+}
+
+grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext* context,
                                                      const v1::StartExecutionRequest* request,
                                                      v1::Execution* response) {
+  if (absl::Status status = AdmitStart(*context); !status.ok()) return ToGrpcStatus(status);
   if (absl::Status status = CheckStart(*request); !status.ok()) return ToGrpcStatus(status);
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
@@ -569,6 +580,8 @@ grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::Run
             google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
             chunk, out);
       });
+  if (absl::Status status = AdmitStart(*context); !status.ok())
+    return reactor->Refuse(ToGrpcStatus(status));
   if (absl::Status status = CheckStart(request->start()); !status.ok())
     return reactor->Refuse(ToGrpcStatus(status));
   if (grpc::Status refused = reactor->CheckSlot("run execution"); !refused.ok())

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/orchestrator/start_rate_limiter.h"
 #include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
 
@@ -41,7 +42,10 @@ using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMetho
 // off there (the call is cancelled), as before.
 class OrchestratorServiceImpl final : public OrchestratorServiceBase {
  public:
-  explicit OrchestratorServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
+  // `start_rate`: executions started per second per client (off by default).
+  explicit OrchestratorServiceImpl(WorkflowEngine* engine,
+                                   StartRateLimiter::Options start_rate = {})
+      : engine_(engine), start_limiter_(start_rate) {}
 
   grpc::Status CreateWorkflow(grpc::ServerContext*, const gyre::v1::CreateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
@@ -112,7 +116,12 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   void Forget(EventStream* stream);
 
  private:
+  // RESOURCE_EXHAUSTED when the caller of `context` starts executions too
+  // fast (StartRateLimiter).
+  absl::Status AdmitStart(const grpc::ServerContextBase& context);
+
   WorkflowEngine* engine_;
+  StartRateLimiter start_limiter_;
   std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
   absl::Mutex mutex_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;

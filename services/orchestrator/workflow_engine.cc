@@ -277,7 +277,9 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     v1::WorkflowDefinition def, bool create) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   // Prepared off the lock: the task library is immutable.
-  if (absl::Status status = WorkflowRegistry::Prepare(options_.task_library, def); !status.ok()) {
+  if (absl::Status status =
+          WorkflowRegistry::Prepare(options_.task_library, def, options_.workflow_limits);
+      !status.ok()) {
     return status;
   }
   auto durable = std::make_shared<DurableWait>();
@@ -395,7 +397,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   std::shared_ptr<const workflow::DeclaredContext> declared;
   const bool inline_definition = req.has_definition();
   if (inline_definition) {
-    selected = WorkflowRegistry::InlineDefinition(options_.task_library, req);
+    selected =
+        WorkflowRegistry::InlineDefinition(options_.task_library, req, options_.workflow_limits);
     if (!selected.ok()) return selected.status();
     declared = std::make_shared<const workflow::DeclaredContext>(**selected);
   }

@@ -91,6 +91,9 @@ class WorkflowEngine {
     // Tasks that outcome scheduling picks targets from and that workflows
     // may depend on (task_library_dir); null when none was configured.
     std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library;
+    // Tasks and dependencies one definition may hold (max_workflow_tasks,
+    // max_workflow_edges).
+    workflow::WorkflowSizeLimits workflow_limits;
     // Where acknowledged changes are made durable; null keeps state in
     // memory only (unit tests). Not owned.
     StateStore* store = nullptr;

@@ -18,8 +18,8 @@ namespace gyre::orchestrator {
 
 namespace v1 = ::gyre::v1;
 
-absl::Status WorkflowRegistry::Prepare(const Definition& task_library,
-                                       v1::WorkflowDefinition& def) {
+absl::Status WorkflowRegistry::Prepare(const Definition& task_library, v1::WorkflowDefinition& def,
+                                       const workflow::WorkflowSizeLimits& limits) {
   if (!absl::StartsWith(def.name(), "workflows/")) def.set_name("workflows/" + def.name());
   // Library tasks are resolved once, when the definition is stored or
   // started: the execution keeps the tasks it started with, and a replay
@@ -29,13 +29,14 @@ absl::Status WorkflowRegistry::Prepare(const Definition& task_library,
       return status;
     }
   }
-  return workflow::ValidateWorkflowGraph(def);
+  return workflow::ValidateWorkflowGraph(def, limits);
 }
 
 absl::StatusOr<WorkflowRegistry::Definition> WorkflowRegistry::InlineDefinition(
-    const Definition& task_library, v1::StartExecutionRequest& req) {
+    const Definition& task_library, v1::StartExecutionRequest& req,
+    const workflow::WorkflowSizeLimits& limits) {
   v1::WorkflowDefinition def = std::move(*req.mutable_definition());
-  if (absl::Status status = Prepare(task_library, def); !status.ok()) return status;
+  if (absl::Status status = Prepare(task_library, def, limits); !status.ok()) return status;
   std::vector<std::string> targets(req.targets().begin(), req.targets().end());
   return workflow::SelectTargets(std::make_shared<const v1::WorkflowDefinition>(std::move(def)),
                                  targets);

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gyre/v1/orchestrator_service.pb.h"
 #include "gyre/v1/workflow.pb.h"
+#include "libs/workflow/workflow_graph.h"
 
 namespace gyre::orchestrator {
 
@@ -28,12 +29,15 @@ class WorkflowRegistry {
 
   // No state (callable off the engine lock). Names `def` "workflows/...",
   // pulls in the tasks of `task_library` (may be null) it depends on and
-  // validates the graph: what every stored or inline definition goes through.
-  static absl::Status Prepare(const Definition& task_library, gyre::v1::WorkflowDefinition& def);
+  // validates the graph (within `limits`): what every stored or inline
+  // definition goes through.
+  static absl::Status Prepare(const Definition& task_library, gyre::v1::WorkflowDefinition& def,
+                              const workflow::WorkflowSizeLimits& limits = {});
   // No state. A request's inline definition, prepared, with its targets
   // applied. Takes the definition out of `req`.
-  static absl::StatusOr<Definition> InlineDefinition(const Definition& task_library,
-                                                     gyre::v1::StartExecutionRequest& req);
+  static absl::StatusOr<Definition> InlineDefinition(
+      const Definition& task_library, gyre::v1::StartExecutionRequest& req,
+      const workflow::WorkflowSizeLimits& limits = {});
 
   // Stores `def` (prepared) as version 1 (`create`) or as the next version
   // of an existing workflow, setting its version and create time;
