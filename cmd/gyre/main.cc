@@ -148,9 +148,7 @@ int RunCommand(int argc, char** argv) {
     return Usage(absl::StrCat("run: unexpected argument ", positional[1]).c_str());
   }
   arguments.options.workflow_file = positional[0];
-  return gyre::cli::RunWorkflow(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      arguments.options);
+  return gyre::cli::RunWorkflow(arguments.line.channel, arguments.options);
 }
 
 int ScheduleCommand(int argc, char** argv) {
@@ -161,9 +159,8 @@ int ScheduleCommand(int argc, char** argv) {
   if (arguments.line.positional.empty()) {
     return Usage("schedule: which task(s) of the task library?");
   }
-  return gyre::cli::ScheduleOutcome(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      arguments.line.positional, arguments.options);
+  return gyre::cli::ScheduleOutcome(arguments.line.channel, arguments.line.positional,
+                                    arguments.options);
 }
 
 // `gyre migrate up|status`: the PostgreSQL store's schema, as the
@@ -220,9 +217,7 @@ int WatchCommand(int argc, char** argv) {
   const std::string execution = absl::StartsWith(positional[0], "executions/")
                                     ? positional[0]
                                     : absl::StrCat("executions/", positional[0]);
-  return gyre::cli::WatchExecution(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      execution, arguments.options);
+  return gyre::cli::WatchExecution(arguments.line.channel, execution, arguments.options);
 }
 
 int CompletionCommand(int argc, char** argv) {

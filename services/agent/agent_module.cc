@@ -11,9 +11,12 @@ absl::Status AgentModule::AddServices(server::ServiceHost* host) {
   return absl::OkStatus();
 }
 
-absl::Status AgentModule::OnServing(server::ServiceHost* /*host*/) {
+absl::Status AgentModule::OnServing(server::ServiceHost* host) {
   if (link_ == nullptr) {
-    link_ = NewGrpcOrchestratorLink(NewOrchestratorChannel(config_.orchestrator_address));
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        NewOrchestratorChannel(config_.orchestrator_address, host->config().tls);
+    if (!channel.ok()) return channel.status();
+    link_ = NewGrpcOrchestratorLink(*channel);
   }
   client_ = std::make_unique<AgentClient>(config_, link_, clock_);
   client_->Start();

@@ -3,6 +3,7 @@
 #include "gyre/v1/agent_service.grpc.pb.h"
 #include "libs/common/limits.h"
 #include "libs/common/status_mapping.h"
+#include "libs/security/grpc_credentials.h"
 #include "services/agent/orchestrator_link.h"
 
 namespace gyre::agent {
@@ -42,13 +43,14 @@ class GrpcLink : public OrchestratorLink {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> NewOrchestratorChannel(const std::string& address) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
+    const std::string& address, const security::TlsConfig& tls) {
   grpc::ChannelArguments arguments;
   // gRPC's default 4 MB is less than one assignment may be: a task's
   // environment alone may take 1.5 MiB, and the orchestrator batches tasks
   // into messages of up to kMaxAssignmentMessageBytes (libs/common/limits.h).
   arguments.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxAgentReceiveBytes));
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
+  return security::NewChannel(address, tls, arguments);
 }
 
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
