@@ -1,10 +1,12 @@
 #include "services/agent/agent_config.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "libs/security/join_token.h"
 
 namespace gyre::agent {
 
@@ -73,6 +75,32 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
   schema->AddInt("max_output_bytes", &max_output_bytes, 0, int64_t{1} << 30,
                  "stdout/stderr kept per task and stream, in bytes");
   schema->AddDuration("kill_grace", &kill_grace, "time between SIGTERM and SIGKILL");
+  schema->AddString("join_token", &join_token,
+                    "token presented to the orchestrator before any work (secret)");
+  schema->AddString("join_token_file", &join_token_file, "file holding the join token");
+}
+
+absl::StatusOr<std::string> AgentConfig::JoinToken() const {
+  if (!join_token.empty() && !join_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "join_token and join_token_file (or GYRE_JOIN_TOKEN) are both set; keep one");
+  }
+  if (join_token_file.empty()) return join_token;
+  std::ifstream file(join_token_file, std::ios::binary);
+  if (!file) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("join_token_file ", join_token_file, ": cannot be read"));
+  }
+  std::string token(security::kMaxJoinTokenBytes + 1, '\0');
+  file.read(token.data(), static_cast<std::streamsize>(token.size()));
+  token.resize(static_cast<size_t>(file.gcount()));
+  if (token.size() > security::kMaxJoinTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("join_token_file ", join_token_file,
+                                                   ": larger than a join token may be (",
+                                                   security::kMaxJoinTokenBytes, " bytes)"));
+  }
+  // A Secret written with `echo` ends with a newline that is not the token's.
+  return std::string(absl::StripAsciiWhitespace(token));
 }
 
 }  // namespace gyre::agent

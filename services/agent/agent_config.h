@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/config/config_schema.h"
 
@@ -44,8 +45,16 @@ struct AgentConfig {
   int64_t max_output_bytes = 1 << 20;
   // Time a task gets between SIGTERM and SIGKILL on timeout or cancel.
   absl::Duration kill_grace = absl::Seconds(10);
+  // The join token presented to the orchestrator (also GYRE_JOIN_TOKEN),
+  // or a file holding it (a mounted Secret); at most one of them. Never
+  // logged.
+  std::string join_token;
+  std::string join_token_file;
 
   void Register(config::ConfigSchema* schema);
+  // The token from join_token or join_token_file ("" for none); an error
+  // names the file, never the token.
+  absl::StatusOr<std::string> JoinToken() const;
 };
 
 }  // namespace gyre::agent

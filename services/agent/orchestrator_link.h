@@ -48,9 +48,10 @@ class OrchestratorLink {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
     const std::string& address, const security::TlsConfig& tls);
 
-// Sessions as gyre.v1.AgentService.Connect streams over `channel`.
+// Sessions as gyre.v1.AgentService.Connect streams over `channel`, each
+// presenting `join_token` (none when empty) as metadata.
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
-    const std::shared_ptr<grpc::Channel>& channel);
+    const std::shared_ptr<grpc::Channel>& channel, std::string join_token = "");
 
 }  // namespace gyre::agent
 

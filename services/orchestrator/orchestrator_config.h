@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -39,6 +40,10 @@ struct OrchestratorConfig {
   // Autoscaling policy per worker type; types not listed get the default.
   std::map<std::string, WorkerPoolPolicy> worker_pools;
   WorkerPoolPolicy default_worker_pool;
+  // Hashes ("sha256:<hex>", from `gyre hash-token`) of the join tokens an
+  // agent must present before it is given any work; several for rotation.
+  // Empty: registration is open (gyre dev), with a warning at start.
+  std::vector<std::string> agent_join_token_hashes;
 
   void Register(config::ConfigSchema* schema);
   // Cross-field checks (heartbeat below lease timeout, pool bounds).

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "libs/durable_log/directory_lock.h"
 #include "libs/durable_log/event_log.h"
+#include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
 #include "prometheus/histogram.h"
@@ -47,6 +48,10 @@ absl::Status OrchestratorModule::ValidateConfig() {
     if (!password.ok()) return password.status();
     postgres_password_ = *std::move(password);
   }
+  absl::StatusOr<security::JoinTokenVerifier> join_tokens =
+      security::JoinTokenVerifier::FromHashes(config_.agent_join_token_hashes);
+  if (!join_tokens.ok()) return join_tokens.status();
+  join_tokens_ = *std::move(join_tokens);
   if (!config_.task_library_dir.empty()) {
     absl::StatusOr<gyre::v1::WorkflowDefinition> library =
         workflow::LoadTaskLibrary(config_.task_library_dir);
@@ -129,7 +134,13 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;
   api_service_ = std::make_unique<OrchestratorServiceImpl>(engine_.get());
-  agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get());
+  agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get(), join_tokens_);
+  if (join_tokens_.open()) {
+    logging::Warn(
+        "no agent_join_token_hashes configured: any process that reaches the gRPC port can "
+        "register as an agent and receive tasks (their commands and context); set them with "
+        "gyre hash-token outside development");
+  }
   host->AddService(api_service_.get(), "gyre.v1.OrchestratorService");
   host->AddService(agent_service_.get(), "gyre.v1.AgentService");
   host->AddHealthName(server::ComponentHealthName("orchestrator"));
