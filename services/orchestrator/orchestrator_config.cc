@@ -42,6 +42,8 @@ void OrchestratorConfig::Register(config::ConfigSchema* schema) {
   schema->AddString("postgres_password_file", &postgres_password_file,
                     "file holding the postgres password (or env GYRE_POSTGRES_PASSWORD)");
   schema->AddBool("fsync", &fsync, "fdatasync every group commit");
+  schema->AddInt("min_free_disk_bytes", &min_free_disk_bytes, 0, int64_t{1} << 50,
+                 "free bytes in data_dir below which new executions are refused (0: no check)");
   schema->AddStringList("agent_join_token_hashes", &agent_join_token_hashes,
                         "hashes (gyre hash-token) of the join tokens agents must present; "
                         "empty: any agent may register");

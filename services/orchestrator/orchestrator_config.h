@@ -26,6 +26,9 @@ struct OrchestratorConfig {
   std::string postgres_password_file;
   // Directory of the embedded store.
   std::string data_dir = "/var/lib/gyre";
+  // Below this many bytes free in data_dir, new workflows and executions
+  // are refused (RESOURCE_EXHAUSTED) while running ones go on; 0: no check.
+  int64_t min_free_disk_bytes = 128 << 20;
   // fdatasync each group commit; turning it off trades durability for speed.
   bool fsync = true;
   // Records between periodic snapshots of the whole state (a restart then

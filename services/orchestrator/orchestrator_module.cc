@@ -118,7 +118,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
     store_options.password = postgres_password_;
     store_ = NewPostgresStateStore(std::move(store_options));
   } else {
-    store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
+    store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync, &host->metrics_registry());
   }
   options.store = store_.get();
   options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
@@ -134,6 +134,11 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;
   api_service_ = std::make_unique<OrchestratorServiceImpl>(engine_.get());
+  if (config_.store == "embedded") {
+    disk_space_guard_ = std::make_unique<DiskSpaceGuard>(
+        config_.data_dir, static_cast<uint64_t>(config_.min_free_disk_bytes));
+    api_service_->set_disk_space_guard(disk_space_guard_.get());
+  }
   agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get(), join_tokens_);
   if (join_tokens_.open()) {
     logging::Warn(

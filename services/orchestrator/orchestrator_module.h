@@ -14,6 +14,7 @@ class DirectoryLock;
 
 namespace gyre::orchestrator {
 
+class DiskSpaceGuard;
 class OrchestratorServiceImpl;
 class AgentServiceImpl;
 class WorkflowEngine;
@@ -49,6 +50,7 @@ class OrchestratorModule : public server::ServiceModule {
   std::string postgres_password_;            // resolved in ValidateConfig; never logged
   security::JoinTokenVerifier join_tokens_;  // from the config, in ValidateConfig
   std::unique_ptr<WorkflowEngine> engine_;
+  std::unique_ptr<DiskSpaceGuard> disk_space_guard_;  // before api_service_, which uses it
   std::unique_ptr<OrchestratorServiceImpl> api_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
 };

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/orchestrator/disk_space_guard.h"
 #include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
 
@@ -42,6 +43,11 @@ using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMetho
 class OrchestratorServiceImpl final : public OrchestratorServiceBase {
  public:
   explicit OrchestratorServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
+
+  // New work (CreateWorkflow, StartExecution, RunExecution) is refused
+  // while `guard` says the data directory is nearly full (not owned; null:
+  // no check).
+  void set_disk_space_guard(DiskSpaceGuard* guard) { disk_space_guard_ = guard; }
 
   grpc::Status CreateWorkflow(grpc::ServerContext*, const gyre::v1::CreateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
@@ -112,7 +118,13 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   void Forget(EventStream* stream);
 
  private:
+  absl::Status AdmitNewWork() {
+    return disk_space_guard_ == nullptr ? absl::OkStatus()
+                                        : disk_space_guard_->CheckRoomForNewWork();
+  }
+
   WorkflowEngine* engine_;
+  DiskSpaceGuard* disk_space_guard_ = nullptr;
   std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
   absl::Mutex mutex_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
