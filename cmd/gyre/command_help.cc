@@ -14,7 +14,14 @@ namespace {
 // The flag every command that talks to the orchestrator takes.
 constexpr absl::string_view kOrchestratorFlag =
     "  --orchestrator=HOST:PORT\n"
-    "      the orchestrator to talk to (default $GYRE_ORCHESTRATOR, else 127.0.0.1:50051)\n";
+    "      the orchestrator to talk to (default $GYRE_ORCHESTRATOR, else 127.0.0.1:50051)\n"
+    "  --tls_ca_file=FILE\n"
+    "      TLS: the CA the orchestrator's certificate is checked against (default\n"
+    "      $GYRE_TLS_CA_FILE; plaintext when neither it nor --tls_cert_file is set)\n"
+    "  --tls_cert_file=FILE\n"
+    "      this client's certificate, for mutual TLS (default $GYRE_TLS_CERT_FILE)\n"
+    "  --tls_key_file=FILE\n"
+    "      the key of --tls_cert_file (default $GYRE_TLS_KEY_FILE)\n";
 
 constexpr absl::string_view kSetFlag =
     "  --set KEY=VALUE\n"
@@ -99,6 +106,12 @@ constexpr Help kHelp[] = {
      "  --output=FILE\n"
      "      where the YAML goes (default stdout)\n",
      false, false},
+    {"hash-token", "[TOKEN]",
+     "Prints the hash of an agent join token (TOKEN, else the first line of stdin) for\n"
+     "the orchestrator's agent_join_token_hashes; agents present the token itself\n"
+     "(join_token, join_token_file or GYRE_JOIN_TOKEN). Make a token with\n"
+     "  openssl rand -hex 32\n",
+     "", false, false},
     {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
     {"completion", "bash",
      "Prints a bash completion script for gyre's commands and flags; load it with\n"

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/security/grpc_credentials.h"
 
 namespace gyre::cli {
 
@@ -12,6 +13,21 @@ std::string DefaultOrchestrator() {
   const char* from_environment = std::getenv("GYRE_ORCHESTRATOR");
   if (from_environment != nullptr && from_environment[0] != '\0') return from_environment;
   return std::string(kDefaultOrchestrator);
+}
+
+security::TlsConfig CommandLine::DefaultTls() {
+  security::TlsConfig tls;
+  const auto take = [](const char* name, std::string* value) {
+    const char* from_environment = std::getenv(name);
+    if (from_environment != nullptr) *value = from_environment;
+  };
+  take("GYRE_TLS_CA_FILE", &tls.ca_file);
+  take("GYRE_TLS_CERT_FILE", &tls.cert_file);
+  take("GYRE_TLS_KEY_FILE", &tls.key_file);
+  std::string require;
+  take("GYRE_REQUIRE_TLS", &require);
+  tls.require_tls = require == "true" || require == "1";
+  return tls;
 }
 
 std::string UnreachableMessage(absl::string_view address, absl::string_view detail) {
@@ -43,6 +59,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
       parsed.orchestrator = value;
       continue;
     }
+    if (TakeOption(argc, argv, &i, "tls_ca_file", &parsed.tls.ca_file) ||
+        TakeOption(argc, argv, &i, "tls_cert_file", &parsed.tls.cert_file) ||
+        TakeOption(argc, argv, &i, "tls_key_file", &parsed.tls.key_file)) {
+      continue;
+    }
     bool taken = false;
     for (const CommandOption& option : options) {
       if (!TakeOption(argc, argv, &i, option.name, &value)) continue;
@@ -56,6 +77,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
     }
     parsed.positional.emplace_back(argv[i]);
   }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+      security::NewChannel(parsed.orchestrator, parsed.tls);
+  if (!channel.ok()) return channel.status();
+  parsed.channel = *std::move(channel);
   return parsed;
 }
 

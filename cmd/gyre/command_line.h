@@ -1,7 +1,10 @@
 #ifndef GYRE_CMD_GYRE_COMMAND_LINE_H_
 #define GYRE_CMD_GYRE_COMMAND_LINE_H_
 
+#include <grpcpp/channel.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -9,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "libs/security/tls_config.h"
 
 namespace gyre::cli {
 
@@ -38,12 +42,21 @@ struct CommandOption {
 // What a subcommand that talks to the orchestrator was given.
 struct CommandLine {
   std::string orchestrator = DefaultOrchestrator();
+  // TLS to the orchestrator: --tls_ca_file, --tls_cert_file, --tls_key_file
+  // (else $GYRE_TLS_CA_FILE, ...; $GYRE_REQUIRE_TLS=true refuses plaintext).
+  security::TlsConfig tls = DefaultTls();
+  // The channel to `orchestrator` with `tls` (made by ParseCommandLine;
+  // it connects at the first call).
+  std::shared_ptr<grpc::Channel> channel;
   std::vector<std::string> positional;
+
+  static security::TlsConfig DefaultTls();
 };
 
 // Parses argv[2...] (argv[1] is the subcommand): --orchestrator=host:port,
-// `options` and positional arguments, in any order. InvalidArgument naming
-// the argument when one is not expected or its value is bad.
+// the --tls_* files, `options` and positional arguments, in any order, and
+// makes the channel. InvalidArgument naming the argument when one is not
+// expected or its value is bad; the TLS settings' error when they are.
 absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
                                              absl::Span<const CommandOption> options);
 

@@ -13,6 +13,7 @@
 #include "cmd/gyre/run_command.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/logging/logger.h"
+#include "libs/security/grpc_credentials.h"
 #include "libs/server/api_service_module.h"
 #include "services/agent/agent_module.h"
 #include "services/gateway/api_key_authenticator.h"
@@ -120,9 +121,10 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   // serialization.
   components_->agent.set_orchestrator_link(
       NewInProcessAgentLink(components_->orchestrator.engine()));
-  components_->gateway.set_orchestrator_channel(
-      host->InProcessChannel(), grpc::CreateChannel(absl::StrCat("127.0.0.1:", host->grpc_port()),
-                                                    grpc::InsecureChannelCredentials()));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> loopback =
+      security::NewChannel(absl::StrCat("127.0.0.1:", host->grpc_port()), host->config().tls);
+  if (!loopback.ok()) return loopback.status();
+  components_->gateway.set_orchestrator_channel(host->InProcessChannel(), *std::move(loopback));
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }

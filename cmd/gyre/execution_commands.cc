@@ -95,8 +95,7 @@ absl::StatusOr<Response> Call(Stub& stub,
 }
 
 std::unique_ptr<Stub> Connect(const CommandLine& line) {
-  return v1::OrchestratorService::NewStub(
-      grpc::CreateChannel(line.orchestrator, grpc::InsecureChannelCredentials()));
+  return v1::OrchestratorService::NewStub(line.channel);
 }
 
 // "executions/ID" from "executions/ID" or "ID".

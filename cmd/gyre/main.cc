@@ -16,11 +16,13 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <optional>
 #include <sstream>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +33,7 @@
 #include "cmd/gyre/run_command.h"
 #include "cmd/gyre/terminal_text.h"
 #include "libs/common/version.h"
+#include "libs/security/join_token.h"
 #include "libs/server/huge_page_heap.h"
 #include "libs/server/service_main.h"
 #include "libs/wfcommons/wfcommons_import.h"
@@ -79,6 +82,9 @@ constexpr char kUsage[] =
     "  migrate up|status --postgres_dsn=DSN [--postgres_password_file=FILE]\n"
     "                                      apply or show the PostgreSQL schema's migrations\n"
     "                                      (password: that file or GYRE_POSTGRES_PASSWORD)\n"
+    "  hash-token [TOKEN]                  the hash of an agent join token, for the\n"
+    "                                      orchestrator's agent_join_token_hashes (TOKEN, else\n"
+    "                                      the first line of stdin)\n"
     "  version                             print the version (also --version)\n"
     "  completion bash                     bash completion (source <(gyre completion bash))\n"
     "`gyre COMMAND --help` lists a command's flags and their defaults. The commands that\n"
@@ -148,9 +154,7 @@ int RunCommand(int argc, char** argv) {
     return Usage(absl::StrCat("run: unexpected argument ", positional[1]).c_str());
   }
   arguments.options.workflow_file = positional[0];
-  return gyre::cli::RunWorkflow(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      arguments.options);
+  return gyre::cli::RunWorkflow(arguments.line.channel, arguments.options);
 }
 
 int ScheduleCommand(int argc, char** argv) {
@@ -161,9 +165,8 @@ int ScheduleCommand(int argc, char** argv) {
   if (arguments.line.positional.empty()) {
     return Usage("schedule: which task(s) of the task library?");
   }
-  return gyre::cli::ScheduleOutcome(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      arguments.line.positional, arguments.options);
+  return gyre::cli::ScheduleOutcome(arguments.line.channel, arguments.line.positional,
+                                    arguments.options);
 }
 
 // `gyre migrate up|status`: the PostgreSQL store's schema, as the
@@ -220,9 +223,7 @@ int WatchCommand(int argc, char** argv) {
   const std::string execution = absl::StartsWith(positional[0], "executions/")
                                     ? positional[0]
                                     : absl::StrCat("executions/", positional[0]);
-  return gyre::cli::WatchExecution(
-      grpc::CreateChannel(arguments.line.orchestrator, grpc::InsecureChannelCredentials()),
-      execution, arguments.options);
+  return gyre::cli::WatchExecution(arguments.line.channel, execution, arguments.options);
 }
 
 int CompletionCommand(int argc, char** argv) {
@@ -316,6 +317,28 @@ int ImportCommand(int argc, char** argv) {
   return 0;
 }
 
+// `gyre hash-token [TOKEN]`: what agent_join_token_hashes holds for a
+// token. Read from stdin when not given, so the token stays out of the
+// shell's history and the process list.
+int HashTokenCommand(int argc, char** argv) {
+  if (argc > 3) return Usage("hash-token: one token at most (or give it on stdin)");
+  std::string token;
+  if (argc == 3) {
+    token = argv[2];
+  } else {
+    std::getline(std::cin, token);
+  }
+  token = std::string(absl::StripAsciiWhitespace(token));
+  if (token.empty()) return Usage("hash-token: which token? (an argument, or a line on stdin)");
+  if (token.size() > gyre::security::kMaxJoinTokenBytes) {
+    return Usage(absl::StrCat("hash-token: a join token is at most ",
+                              gyre::security::kMaxJoinTokenBytes, " bytes")
+                     .c_str());
+  }
+  std::printf("%s\n", gyre::security::HashJoinToken(token).c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -362,6 +385,7 @@ int main(int argc, char** argv) {
   if (gyre::cli::IsExecutionCommand(command)) return gyre::cli::RunExecutionCommand(argc, argv);
   if (command == "validate") return ValidateCommand(argc, argv);
   if (command == "migrate") return MigrateCommand(argc, argv);
+  if (command == "hash-token") return HashTokenCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
   return Usage(("unknown command \"" + command + "\"").c_str());
 }

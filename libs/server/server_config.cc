@@ -10,6 +10,7 @@ void ServerConfig::Register(config::ConfigSchema* schema) {
                     "minimum level of JSON log lines");
   schema->AddDuration("shutdown_grace", &shutdown_grace,
                       "time in-flight RPCs get to finish after SIGTERM");
+  tls.Register(schema);
 }
 
 }  // namespace gyre::server

@@ -5,6 +5,7 @@
 
 #include "absl/time/time.h"
 #include "libs/config/config_schema.h"
+#include "libs/security/tls_config.h"
 
 namespace gyre::server {
 
@@ -19,8 +20,12 @@ struct ServerConfig {
   // How long in-flight RPCs may take to drain on SIGTERM before they are
   // cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
+  // TLS of the gRPC port, and of this process's calls to other Gyre
+  // services (the same identity both ways).
+  security::TlsConfig tls;
 
-  // Declares grpc_address, metrics_address, log_level, shutdown_grace.
+  // Declares grpc_address, metrics_address, log_level, shutdown_grace and
+  // the TLS keys (security::TlsConfig).
   void Register(config::ConfigSchema* schema);
 };
 

@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
+#include "libs/security/grpc_credentials.h"
 #include "libs/server/rpc_metrics_interceptor.h"
 #include "libs/server/unimplemented_message_interceptor.h"
 
@@ -35,8 +36,11 @@ absl::Status ServiceHost::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      security::NewServerCredentials(config_.tls);
+  if (!credentials.ok()) return credentials.status();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config_.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(config_.grpc_address, *credentials, &grpc_port_);
   // A port is this server's alone: with gRPC's default SO_REUSEPORT a second
   // server on the same port starts too, and clients land at random on two
   // unrelated stores.
@@ -68,7 +72,10 @@ absl::Status ServiceHost::Start() {
   health->SetServingStatus("", true);
   logging::Info("serving", {{"grpc_port", grpc_port_},
                             {"metrics_port", metrics_.port()},
-                            {"grpc_address", config_.grpc_address}});
+                            {"grpc_address", config_.grpc_address},
+                            {"tls", !config_.tls.ServerUsesTls()           ? "off"
+                                    : config_.tls.client_auth == "require" ? "mutual"
+                                                                           : "on"}});
   return absl::OkStatus();
 }
 

@@ -138,6 +138,9 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   if (absl::Status status = module->ValidateConfig(); !status.ok()) {
     return ConfigError(info, status);
   }
+  if (absl::Status status = server_config.tls.Validate(/*as_server=*/true); !status.ok()) {
+    return ConfigError(info, status);
+  }
 
   // Every port this process will listen on, before anything starts: a
   // taken one is one line and exit 2, not a library's text half-way up.

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "libs/security/join_token.h"
 
 namespace gyre::agent {
 
@@ -93,6 +95,9 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
                   "enforce tasks' declared memory and CPU in a cgroup per task when possible");
   schema->AddStringList("gpu_devices", &gpu_devices,
                         "GPU device ids handed out, one task per device (default: 0..gpus-1)");
+  schema->AddString("join_token", &join_token,
+                    "token presented to the orchestrator before any work (secret)");
+  schema->AddString("join_token_file", &join_token_file, "file holding the join token");
 }
 
 absl::StatusOr<std::optional<RunAs>> ResolveTaskUser(const AgentConfig& config) {
@@ -167,6 +172,29 @@ std::vector<std::string> GpuDeviceList(const AgentConfig& config) {
   std::vector<std::string> devices;
   for (int64_t i = 0; i < config.gpus; ++i) devices.push_back(absl::StrCat(i));
   return devices;
+}
+
+absl::StatusOr<std::string> AgentConfig::JoinToken() const {
+  if (!join_token.empty() && !join_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "join_token and join_token_file (or GYRE_JOIN_TOKEN) are both set; keep one");
+  }
+  if (join_token_file.empty()) return join_token;
+  std::ifstream file(join_token_file, std::ios::binary);
+  if (!file) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("join_token_file ", join_token_file, ": cannot be read"));
+  }
+  std::string token(security::kMaxJoinTokenBytes + 1, '\0');
+  file.read(token.data(), static_cast<std::streamsize>(token.size()));
+  token.resize(static_cast<size_t>(file.gcount()));
+  if (token.size() > security::kMaxJoinTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("join_token_file ", join_token_file,
+                                                   ": larger than a join token may be (",
+                                                   security::kMaxJoinTokenBytes, " bytes)"));
+  }
+  // A Secret written with `echo` ends with a newline that is not the token's.
+  return std::string(absl::StripAsciiWhitespace(token));
 }
 
 }  // namespace gyre::agent

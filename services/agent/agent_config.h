@@ -3,10 +3,9 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
-
-#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -66,8 +65,16 @@ struct AgentConfig {
   // GPU device ids this agent hands out, one task per device (e.g. "0,1");
   // empty: 0..gpus-1.
   std::vector<std::string> gpu_devices;
+  // The join token presented to the orchestrator (also GYRE_JOIN_TOKEN),
+  // or a file holding it (a mounted Secret); at most one of them. Never
+  // logged.
+  std::string join_token;
+  std::string join_token_file;
 
   void Register(config::ConfigSchema* schema);
+  // The token from join_token or join_token_file ("" for none); an error
+  // names the file, never the token.
+  absl::StatusOr<std::string> JoinToken() const;
 };
 
 // The user tasks run as, from run_as_user/run_as_group (unset: the agent's

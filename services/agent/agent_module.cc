@@ -7,6 +7,13 @@
 
 namespace gyre::agent {
 
+absl::Status AgentModule::ValidateConfig() {
+  absl::StatusOr<std::string> token = config_.JoinToken();
+  if (!token.ok()) return token.status();
+  join_token_ = *std::move(token);
+  return absl::OkStatus();
+}
+
 absl::Status AgentModule::AddServices(server::ServiceHost* host) {
   host->AddHealthName(server::ComponentHealthName("agent"));
   return absl::OkStatus();
@@ -18,7 +25,10 @@ absl::Status AgentModule::OnServing(server::ServiceHost* host) {
     return user.status();
   }
   if (link_ == nullptr) {
-    link_ = NewGrpcOrchestratorLink(NewOrchestratorChannel(config_.orchestrator_address));
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        NewOrchestratorChannel(config_.orchestrator_address, host->config().tls);
+    if (!channel.ok()) return channel.status();
+    link_ = NewGrpcOrchestratorLink(*channel, join_token_);
   }
   client_ = std::make_unique<AgentClient>(config_, link_, clock_);
   client_->set_oom_kill_counter(&prometheus::BuildCounter()

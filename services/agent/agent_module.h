@@ -16,6 +16,8 @@ namespace gyre::agent {
 class AgentModule : public server::ServiceModule {
  public:
   void RegisterConfig(config::ConfigSchema* schema) override { config_.Register(schema); }
+  // Reads the join token (join_token_file).
+  absl::Status ValidateConfig() override;
   absl::Status AddServices(server::ServiceHost* host) override;
   // Connects to the orchestrator and starts taking work.
   absl::Status OnServing(server::ServiceHost* host) override;
@@ -32,6 +34,7 @@ class AgentModule : public server::ServiceModule {
 
  private:
   AgentConfig config_;
+  std::string join_token_;  // resolved in ValidateConfig; never logged
   std::shared_ptr<OrchestratorLink> link_;
   Clock* clock_ = Clock::Real();
   std::unique_ptr<AgentClient> client_;

@@ -3,6 +3,8 @@
 #include "gyre/v1/agent_service.grpc.pb.h"
 #include "libs/common/limits.h"
 #include "libs/common/status_mapping.h"
+#include "libs/security/grpc_credentials.h"
+#include "libs/security/join_token.h"
 #include "services/agent/orchestrator_link.h"
 
 namespace gyre::agent {
@@ -12,7 +14,12 @@ namespace v1 = ::gyre::v1;
 
 class GrpcSession : public OrchestratorSession {
  public:
-  explicit GrpcSession(v1::AgentService::Stub& stub) : stream_(stub.Connect(&context_)) {}
+  GrpcSession(v1::AgentService::Stub& stub, const std::string& join_token) {
+    if (!join_token.empty()) {
+      context_.AddMetadata(std::string(security::kJoinTokenMetadataKey), join_token);
+    }
+    stream_ = stub.Connect(&context_);
+  }
 
   bool Write(const v1::AgentMessage& message) override { return stream_->Write(message); }
   bool Read(v1::OrchestratorMessage* message) override { return stream_->Read(message); }
@@ -29,31 +36,33 @@ class GrpcSession : public OrchestratorSession {
 
 class GrpcLink : public OrchestratorLink {
  public:
-  explicit GrpcLink(const std::shared_ptr<grpc::Channel>& channel)
-      : stub_(v1::AgentService::NewStub(channel)) {}
+  GrpcLink(const std::shared_ptr<grpc::Channel>& channel, std::string join_token)
+      : stub_(v1::AgentService::NewStub(channel)), join_token_(std::move(join_token)) {}
 
   std::unique_ptr<OrchestratorSession> Open() override {
-    return std::make_unique<GrpcSession>(*stub_);
+    return std::make_unique<GrpcSession>(*stub_, join_token_);
   }
 
  private:
   std::unique_ptr<v1::AgentService::Stub> stub_;
+  const std::string join_token_;  // never logged
 };
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> NewOrchestratorChannel(const std::string& address) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
+    const std::string& address, const security::TlsConfig& tls) {
   grpc::ChannelArguments arguments;
   // gRPC's default 4 MB is less than one assignment may be: a task's
   // environment alone may take 1.5 MiB, and the orchestrator batches tasks
   // into messages of up to kMaxAssignmentMessageBytes (libs/common/limits.h).
   arguments.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxAgentReceiveBytes));
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), arguments);
+  return security::NewChannel(address, tls, arguments);
 }
 
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
-    const std::shared_ptr<grpc::Channel>& channel) {
-  return std::make_unique<GrpcLink>(channel);
+    const std::shared_ptr<grpc::Channel>& channel, std::string join_token) {
+  return std::make_unique<GrpcLink>(channel, std::move(join_token));
 }
 
 }  // namespace gyre::agent

@@ -7,7 +7,9 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "gyre/v1/agent_service.pb.h"
+#include "libs/security/tls_config.h"
 
 namespace gyre::agent {
 
@@ -41,12 +43,15 @@ class OrchestratorLink {
 };
 
 // A channel to the orchestrator at `address` that accepts the largest
-// message the orchestrator sends (libs/common/limits.h).
-std::shared_ptr<grpc::Channel> NewOrchestratorChannel(const std::string& address);
+// message the orchestrator sends (libs/common/limits.h), secured by `tls`
+// (the agent's own TLS settings: its certificate for mutual TLS).
+absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
+    const std::string& address, const security::TlsConfig& tls);
 
-// Sessions as gyre.v1.AgentService.Connect streams over `channel`.
+// Sessions as gyre.v1.AgentService.Connect streams over `channel`, each
+// presenting `join_token` (none when empty) as metadata.
 std::unique_ptr<OrchestratorLink> NewGrpcOrchestratorLink(
-    const std::shared_ptr<grpc::Channel>& channel);
+    const std::shared_ptr<grpc::Channel>& channel, std::string join_token = "");
 
 }  // namespace gyre::agent
 

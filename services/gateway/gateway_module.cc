@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_module.h"
 
 #include "libs/logging/logger.h"
+#include "libs/security/grpc_credentials.h"
 #include "libs/server/api_service_module.h"
 
 namespace gyre::gateway {
@@ -60,8 +61,10 @@ absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
 
 absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   if (orchestrator_channel_ == nullptr) {
-    orchestrator_channel_ =
-        grpc::CreateChannel(config_.orchestrator_address, grpc::InsecureChannelCredentials());
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        security::NewChannel(config_.orchestrator_address, host->config().tls);
+    if (!channel.ok()) return channel.status();
+    orchestrator_channel_ = *std::move(channel);
   }
   if (api_keys_->empty()) {
     logging::Warn("no API keys configured (api_keys): every /api/v1 request is refused with 401",

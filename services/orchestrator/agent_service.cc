@@ -1,6 +1,7 @@
 #include "services/orchestrator/agent_service.h"
 
 #include "libs/common/status_mapping.h"
+#include "libs/logging/logger.h"
 #include "services/orchestrator/agent_session.h"
 
 namespace gyre::orchestrator {
@@ -109,8 +110,35 @@ class ConnectReactor final
   AgentSession session_;
 };
 
+namespace {
+
+// A stream refused before its first read: it ends with `status` at once.
+class RefusedReactor final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage> {
+ public:
+  explicit RefusedReactor(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+// The join token the agent sent as metadata; empty when none.
+absl::string_view JoinTokenOf(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(grpc::string_ref(security::kJoinTokenMetadataKey.data(),
+                                                    security::kJoinTokenMetadataKey.size()));
+  if (found == metadata.end()) return {};
+  return absl::string_view(found->second.data(), found->second.size());
+}
+
+}  // namespace
+
 grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* context) {
+  if (absl::Status admitted = join_tokens_.Check(JoinTokenOf(*context)); !admitted.ok()) {
+    // Who tried and why, never what they sent.
+    logging::Warn("agent registration refused",
+                  {{"peer", context->peer()}, {"error", std::string(admitted.message())}});
+    return new RefusedReactor(ToGrpcStatus(admitted));
+  }
   {
     absl::MutexLock lock(&mutex_);
     open_.insert(context);

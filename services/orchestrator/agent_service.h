@@ -4,6 +4,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.grpc.pb.h"
+#include "libs/security/join_token.h"
 
 namespace gyre::orchestrator {
 
@@ -16,11 +17,15 @@ class ConnectReactor;
 // over an AgentSession: reads go to the engine on gRPC's callback threads
 // (the engine's calls for them are short and do no I/O); what the engine
 // sends waits in the session's outbox and goes out one write at a time, in
-// order, so the engine never blocks on a slow agent's network.
-// Thread-safe.
+// order, so the engine never blocks on a slow agent's network. A stream
+// without an accepted join token (metadata security::kJoinTokenMetadataKey)
+// ends before its first read, so such a process never registers nor sees a
+// task. Thread-safe.
 class AgentServiceImpl final : public gyre::v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(WorkflowEngine* engine) : engine_(engine) {}
+  // `join_tokens`: whom to admit (open: everyone).
+  AgentServiceImpl(WorkflowEngine* engine, security::JoinTokenVerifier join_tokens = {})
+      : engine_(engine), join_tokens_(std::move(join_tokens)) {}
 
   grpc::ServerBidiReactor<gyre::v1::AgentMessage, gyre::v1::OrchestratorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
@@ -34,6 +39,7 @@ class AgentServiceImpl final : public gyre::v1::AgentService::CallbackService {
   void Forget(grpc::CallbackServerContext* context);
 
   WorkflowEngine* engine_;
+  const security::JoinTokenVerifier join_tokens_;
   absl::Mutex mutex_;
   absl::flat_hash_set<grpc::CallbackServerContext*> open_ ABSL_GUARDED_BY(mutex_);
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;

@@ -7,6 +7,7 @@
 #include "libs/common/limits.h"
 #include "libs/durable_log/event_log.h"
 #include "libs/logging/logger.h"
+#include "prometheus/gauge.h"
 
 namespace gyre::orchestrator {
 
@@ -24,8 +25,8 @@ absl::Status ParseInto(absl::string_view bytes, google::protobuf::MessageLite& m
 
 class EmbeddedStateStore : public StateStore {
  public:
-  EmbeddedStateStore(const std::string& data_dir, bool fsync)
-      : dir_(data_dir + "/log"), fsync_(fsync) {}
+  EmbeddedStateStore(const std::string& data_dir, bool fsync, prometheus::Registry* metrics)
+      : dir_(data_dir + "/log"), fsync_(fsync), metrics_(metrics) {}
 
   absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override {
     durable_log::EventLog::Options options;
@@ -39,6 +40,7 @@ class EmbeddedStateStore : public StateStore {
     for (const std::string& warning : info.warnings) {
       logging::Warn("state store repaired", {{"dir", dir_}, {"repair", warning}});
     }
+    ExportRepairs(info);
     if (info.snapshot) {
       v1::EngineSnapshot state;
       if (absl::Status status =
@@ -102,15 +104,40 @@ class EmbeddedStateStore : public StateStore {
   }
 
  private:
+  // What recovery cut and repaired at this start, for an alert: a torn
+  // tail after a crash is expected now and then, repeated repairs are a
+  // failing disk.
+  void ExportRepairs(const durable_log::EventLog::RecoveryInfo& info) {
+    if (metrics_ == nullptr) return;
+    prometheus::BuildGauge()
+        .Name("gyre_store_recovered_torn_tail_bytes")
+        .Help(
+            "Bytes of a torn or corrupt tail cut from the embedded store's log at the last "
+            "start (a write a crash cut short, never acknowledged).")
+        .Register(*metrics_)
+        .Add({})
+        .Set(static_cast<double>(info.truncated_bytes));
+    prometheus::BuildGauge()
+        .Name("gyre_store_recovery_repairs")
+        .Help(
+            "Repairs the embedded store made at the last start (torn tail cut, unfinished or "
+            "corrupt snapshot set aside); each is logged as \"state store repaired\".")
+        .Register(*metrics_)
+        .Add({})
+        .Set(static_cast<double>(info.warnings.size()));
+  }
+
   const std::string dir_;
   const bool fsync_;
+  prometheus::Registry* const metrics_;
   std::unique_ptr<durable_log::EventLog> log_;
 };
 
 }  // namespace
 
-std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync) {
-  return std::make_unique<EmbeddedStateStore>(data_dir, fsync);
+std::unique_ptr<StateStore> NewEmbeddedStateStore(const std::string& data_dir, bool fsync,
+                                                  prometheus::Registry* metrics) {
+  return std::make_unique<EmbeddedStateStore>(data_dir, fsync, metrics);
 }
 
 }  // namespace gyre::orchestrator

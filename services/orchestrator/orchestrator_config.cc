@@ -42,6 +42,11 @@ void OrchestratorConfig::Register(config::ConfigSchema* schema) {
   schema->AddString("postgres_password_file", &postgres_password_file,
                     "file holding the postgres password (or env GYRE_POSTGRES_PASSWORD)");
   schema->AddBool("fsync", &fsync, "fdatasync every group commit");
+  schema->AddInt("min_free_disk_bytes", &min_free_disk_bytes, 0, int64_t{1} << 50,
+                 "free bytes in data_dir below which new executions are refused (0: no check)");
+  schema->AddStringList("agent_join_token_hashes", &agent_join_token_hashes,
+                        "hashes (gyre hash-token) of the join tokens agents must present; "
+                        "empty: any agent may register");
   schema->AddInt("snapshot_every_records", &snapshot_every_records, 0, int64_t{1} << 40,
                  "records between snapshots of the whole state (0: never)");
   schema->AddDuration("lease_timeout", &lease_timeout,

@@ -3,6 +3,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -25,6 +26,9 @@ struct OrchestratorConfig {
   std::string postgres_password_file;
   // Directory of the embedded store.
   std::string data_dir = "/var/lib/gyre";
+  // Below this many bytes free in data_dir, new workflows and executions
+  // are refused (RESOURCE_EXHAUSTED) while running ones go on; 0: no check.
+  int64_t min_free_disk_bytes = 128 << 20;
   // fdatasync each group commit; turning it off trades durability for speed.
   bool fsync = true;
   // Records between periodic snapshots of the whole state (a restart then
@@ -47,6 +51,10 @@ struct OrchestratorConfig {
   // Autoscaling policy per worker type; types not listed get the default.
   std::map<std::string, WorkerPoolPolicy> worker_pools;
   WorkerPoolPolicy default_worker_pool;
+  // Hashes ("sha256:<hex>", from `gyre hash-token`) of the join tokens an
+  // agent must present before it is given any work; several for rotation.
+  // Empty: registration is open (gyre dev), with a warning at start.
+  std::vector<std::string> agent_join_token_hashes;
 
   void Register(config::ConfigSchema* schema);
   // Cross-field checks (heartbeat below lease timeout, pool bounds).

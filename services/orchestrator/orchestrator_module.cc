@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "libs/durable_log/directory_lock.h"
 #include "libs/durable_log/event_log.h"
+#include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
 #include "prometheus/histogram.h"
@@ -47,6 +48,10 @@ absl::Status OrchestratorModule::ValidateConfig() {
     if (!password.ok()) return password.status();
     postgres_password_ = *std::move(password);
   }
+  absl::StatusOr<security::JoinTokenVerifier> join_tokens =
+      security::JoinTokenVerifier::FromHashes(config_.agent_join_token_hashes);
+  if (!join_tokens.ok()) return join_tokens.status();
+  join_tokens_ = *std::move(join_tokens);
   if (!config_.task_library_dir.empty()) {
     absl::StatusOr<gyre::v1::WorkflowDefinition> library =
         workflow::LoadTaskLibrary(config_.task_library_dir);
@@ -115,7 +120,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
     store_options.password = postgres_password_;
     store_ = NewPostgresStateStore(std::move(store_options));
   } else {
-    store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync);
+    store_ = NewEmbeddedStateStore(config_.data_dir, config_.fsync, &host->metrics_registry());
   }
   options.store = store_.get();
   options.snapshot_every_records = static_cast<uint64_t>(config_.snapshot_every_records);
@@ -134,7 +139,18 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
       engine_.get(),
       StartRateLimiter::Options{static_cast<double>(config_.executions_per_second_per_client),
                                 static_cast<double>(config_.execution_burst_per_client)});
-  agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get());
+  if (config_.store == "embedded") {
+    disk_space_guard_ = std::make_unique<DiskSpaceGuard>(
+        config_.data_dir, static_cast<uint64_t>(config_.min_free_disk_bytes));
+    api_service_->set_disk_space_guard(disk_space_guard_.get());
+  }
+  agent_service_ = std::make_unique<AgentServiceImpl>(engine_.get(), join_tokens_);
+  if (join_tokens_.open()) {
+    logging::Warn(
+        "no agent_join_token_hashes configured: any process that reaches the gRPC port can "
+        "register as an agent and receive tasks (their commands and context); set them with "
+        "gyre hash-token outside development");
+  }
   host->AddService(api_service_.get(), "gyre.v1.OrchestratorService");
   host->AddService(agent_service_.get(), "gyre.v1.AgentService");
   host->AddHealthName(server::ComponentHealthName("orchestrator"));

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "gyre/v1/workflow.pb.h"
+#include "libs/security/join_token.h"
 #include "libs/server/service_main.h"
 #include "services/orchestrator/orchestrator_config.h"
 
@@ -13,6 +14,7 @@ class DirectoryLock;
 
 namespace gyre::orchestrator {
 
+class DiskSpaceGuard;
 class OrchestratorServiceImpl;
 class AgentServiceImpl;
 class WorkflowEngine;
@@ -45,8 +47,10 @@ class OrchestratorModule : public server::ServiceModule {
   std::unique_ptr<durable_log::DirectoryLock> data_dir_lock_;
   std::shared_ptr<const gyre::v1::WorkflowDefinition> task_library_;
   std::unique_ptr<StateStore> store_;
-  std::string postgres_password_;  // resolved in ValidateConfig; never logged
+  std::string postgres_password_;            // resolved in ValidateConfig; never logged
+  security::JoinTokenVerifier join_tokens_;  // from the config, in ValidateConfig
   std::unique_ptr<WorkflowEngine> engine_;
+  std::unique_ptr<DiskSpaceGuard> disk_space_guard_;  // before api_service_, which uses it
   std::unique_ptr<OrchestratorServiceImpl> api_service_;
   std::unique_ptr<AgentServiceImpl> agent_service_;
 };

@@ -63,6 +63,7 @@ grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext*,
                                                      v1::WorkflowDefinition* response) {
   if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = AdmitNewWork(); !status.ok()) return ToGrpcStatus(status);
   return Reply(engine_->CreateWorkflow(request->workflow()), response);
 }
 
@@ -142,6 +143,7 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext* contex
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
   }
+  if (absl::Status status = AdmitNewWork(); !status.ok()) return ToGrpcStatus(status);
   // The request is gRPC's, alive and ours alone until this returns: its
   // definition (possibly tens of thousands of tasks) is moved, not copied.
   return Reply(engine_->StartExecution(std::move(*const_cast<v1::StartExecutionRequest*>(request))),
@@ -583,6 +585,8 @@ grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::Run
   if (absl::Status status = AdmitStart(*context); !status.ok())
     return reactor->Refuse(ToGrpcStatus(status));
   if (absl::Status status = CheckStart(request->start()); !status.ok())
+    return reactor->Refuse(ToGrpcStatus(status));
+  if (absl::Status status = AdmitNewWork(); !status.ok())
     return reactor->Refuse(ToGrpcStatus(status));
   if (grpc::Status refused = reactor->CheckSlot("run execution"); !refused.ok())
     return reactor->Refuse(refused);

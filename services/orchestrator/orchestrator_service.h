@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "services/orchestrator/start_rate_limiter.h"
+#include "services/orchestrator/disk_space_guard.h"
 #include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
 
@@ -46,6 +47,11 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   explicit OrchestratorServiceImpl(WorkflowEngine* engine,
                                    StartRateLimiter::Options start_rate = {})
       : engine_(engine), start_limiter_(start_rate) {}
+
+  // New work (CreateWorkflow, StartExecution, RunExecution) is refused
+  // while `guard` says the data directory is nearly full (not owned; null:
+  // no check).
+  void set_disk_space_guard(DiskSpaceGuard* guard) { disk_space_guard_ = guard; }
 
   grpc::Status CreateWorkflow(grpc::ServerContext*, const gyre::v1::CreateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
@@ -120,8 +126,14 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   // fast (StartRateLimiter).
   absl::Status AdmitStart(const grpc::ServerContextBase& context);
 
+  absl::Status AdmitNewWork() {
+    return disk_space_guard_ == nullptr ? absl::OkStatus()
+                                        : disk_space_guard_->CheckRoomForNewWork();
+  }
+
   WorkflowEngine* engine_;
   StartRateLimiter start_limiter_;
+  DiskSpaceGuard* disk_space_guard_ = nullptr;
   std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
   absl::Mutex mutex_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
