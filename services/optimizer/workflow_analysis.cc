@@ -170,7 +170,8 @@ std::string ShortList(const std::vector<std::string>& names) {
 // jumps over its position, no sink lies before it and no source after it.
 // (If every path crosses v, every task is v's ancestor or descendant and no
 // edge links the two sides, so this holds in any topological order.)
-std::vector<int> CutTasks(const Dag& dag) {
+// Returns each with its number of descendants (every later task).
+std::vector<std::pair<int, int>> CutTasks(const Dag& dag) {
   const SimGraph& g = dag.graph;
   const int n = static_cast<int>(dag.topo.size());
   std::vector<int> pos(n);
@@ -188,11 +189,12 @@ std::vector<int> CutTasks(const Dag& dag) {
       }
     }
   }
-  std::vector<int> cuts;
+  std::vector<std::pair<int, int>> cuts;
   int spanning = 0;
   for (int p = 0; p < n; ++p) {
     spanning += crossing[p];
-    if (spanning == 0 && p >= last_source && p <= first_sink) cuts.push_back(dag.topo[p]);
+    if (spanning == 0 && p >= last_source && p <= first_sink)
+      cuts.push_back({dag.topo[p], n - 1 - p});
   }
   return cuts;
 }
@@ -481,7 +483,9 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
   // its own duration) first.
   {
     std::vector<std::pair<double, int>> fan_ins;
-    for (int v : CutTasks(dag)) {
+    std::vector<int> dependants(n, 0);
+    for (auto [v, after] : CutTasks(dag)) {
+      dependants[v] = after;
       if (dag.parents[v].size() < 2) continue;
       double first = 1e300, last = 0;
       for (int p : dag.parents[v]) {
@@ -515,6 +519,7 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
                            "that point",
                            dag.ids[v], dag.parents[v].size(), Secs(first), dag.ids[slowest],
                            Secs(last), Secs(g.duration[v]))});
+      out.findings.back().dependants = dependants[v];
       if (what_ifs < kMaxFanInWhatIfs && g.duration[v] > 0) {
         ++what_ifs;
         SimGraph what_if = g;

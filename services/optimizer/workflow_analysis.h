@@ -91,6 +91,7 @@ struct Finding {
   std::string queue;
   double seconds = 0;  // the duration or wait it concerns
   std::string evidence;
+  int dependants = 0;  // kFanIn: tasks that transitively wait for it
 };
 
 enum class RecommendationKind {
