@@ -271,17 +271,43 @@ double Percentile(std::vector<double> values, double p) {
   return values[rank - 1];
 }
 
-SimResult Simulate(const SimGraph& g) {
-  struct Ready {
-    int priority;
-    double ready;
-    int task;
-    bool operator<(const Ready& o) const {  // std::priority_queue pops the largest
-      if (priority != o.priority) return priority < o.priority;
-      if (ready != o.ready) return ready > o.ready;
-      return task > o.task;
+namespace {
+
+// The ready tasks of one queue: one FIFO per priority level (0..100) and a
+// bitmask of the non-empty levels. Tasks become ready in time order, so a
+// FIFO per level is the engine's order (priority, then first ready) at O(1)
+// per push and pop.
+class LevelQueue {
+ public:
+  bool empty() const { return mask_[0] == 0 && mask_[1] == 0; }
+  void Push(int priority, int task, double ready) {
+    const int level = std::clamp(priority, 0, 100);
+    levels_[level].push_back({task, ready});
+    mask_[level >> 6] |= uint64_t{1} << (level & 63);
+  }
+  // The next task and when it became ready.
+  std::pair<int, double> Pop() {
+    const int level =
+        mask_[1] != 0 ? 64 + 63 - __builtin_clzll(mask_[1]) : 63 - __builtin_clzll(mask_[0]);
+    auto& fifo = levels_[level];
+    std::pair<int, double> next = fifo[heads_[level]++];
+    if (heads_[level] == fifo.size()) {
+      fifo.clear();
+      heads_[level] = 0;
+      mask_[level >> 6] &= ~(uint64_t{1} << (level & 63));
     }
-  };
+    return next;
+  }
+
+ private:
+  std::vector<std::pair<int, double>> levels_[101];
+  size_t heads_[101] = {};
+  uint64_t mask_[2] = {0, 0};
+};
+
+}  // namespace
+
+SimResult Simulate(const SimGraph& g) {
   using Running = std::pair<double, int>;  // finish time, task
   const int n = static_cast<int>(g.duration.size());
   const size_t queues = g.caps.size();
@@ -289,10 +315,13 @@ SimResult Simulate(const SimGraph& g) {
   r.start_seconds.assign(n, 0);
   r.peak_per_queue.assign(queues, 0);
   r.wait_per_queue.assign(queues, 0);
-  std::vector<std::priority_queue<Ready>> ready(queues);
+  std::vector<LevelQueue> ready(queues);
   std::vector<int> running_in(queues, 0);
   std::vector<int> remaining = g.parent_count;
-  std::priority_queue<Running, std::vector<Running>, std::greater<>> running;
+  std::vector<Running> running_storage;
+  running_storage.reserve(1024);
+  std::priority_queue<Running, std::vector<Running>, std::greater<>> running(
+      std::greater<>(), std::move(running_storage));
   std::vector<int> dirty;  // queues with newly ready tasks or freed slots
   std::vector<char> is_dirty(queues, 0);
   auto mark = [&](int q) {
@@ -303,7 +332,7 @@ SimResult Simulate(const SimGraph& g) {
   };
   for (int i = 0; i < n; ++i) {
     if (remaining[i] == 0) {
-      ready[g.queue[i]].push({g.priority[i], 0, i});
+      ready[g.queue[i]].Push(g.priority[i], i, 0);
       mark(g.queue[i]);
     }
   }
@@ -315,11 +344,10 @@ SimResult Simulate(const SimGraph& g) {
       const int cap = g.caps[q];
       auto& rq = ready[q];
       while (!rq.empty() && (cap == 0 || running_in[q] < cap)) {
-        Ready next = rq.top();
-        rq.pop();
-        r.start_seconds[next.task] = now;
-        r.wait_per_queue[q] += now - next.ready;
-        running.push({now + g.duration[next.task], next.task});
+        auto [task, ready_time] = rq.Pop();
+        r.start_seconds[task] = now;
+        r.wait_per_queue[q] += now - ready_time;
+        running.push({now + g.duration[task], task});
         ++running_in[q];
         ++width;
       }
@@ -342,7 +370,7 @@ SimResult Simulate(const SimGraph& g) {
       mark(g.queue[done]);
       for (int c : g.children[done]) {
         if (--remaining[c] == 0) {
-          ready[g.queue[c]].push({g.priority[c], now, c});
+          ready[g.queue[c]].Push(g.priority[c], c, now);
           mark(g.queue[c]);
         }
       }

@@ -59,7 +59,7 @@ struct ProfileStep {
 
 // One list-scheduling run: whenever a slot of a queue is free, the ready
 // task of that queue with the highest priority, then the earliest ready,
-// starts (the engine's dispatch order).
+// starts (the engine's dispatch order: its ReadyQueue is a FIFO per priority).
 struct SimResult {
   double makespan_seconds = 0;
   int peak_width = 0;
