@@ -120,6 +120,7 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
       host->InProcessChannel(), grpc::CreateChannel(absl::StrCat("127.0.0.1:", host->grpc_port()),
                                                     grpc::InsecureChannelCredentials()));
   components_->optimizer.set_orchestrator_channel(host->InProcessChannel());
+  components_->gateway.set_optimizer_channel(host->InProcessChannel());
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }
