@@ -1,6 +1,5 @@
 #include "cmd/gyre/analyze_command.h"
 
-#include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdio>
@@ -26,7 +25,6 @@ namespace gyre::cli {
 namespace {
 
 namespace v1 = ::gyre::v1;
-using google::protobuf::util::TimeUtil;
 
 // An analysis of 100,000 tasks takes well under a second; the rest is the
 // orchestrator fetching history.
