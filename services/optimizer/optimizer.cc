@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/client_context.h>
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -43,6 +44,8 @@ gyre::v1::Recommendation::Kind ToKind(RecommendationKind kind) {
       return gyre::v1::Recommendation::RUN_IN_PARALLEL;
     case RecommendationKind::kSplitTask:
       return gyre::v1::Recommendation::SPLIT_TASK;
+    case RecommendationKind::kSetMemory:
+      return gyre::v1::Recommendation::SET_RESOURCES;
   }
   return gyre::v1::Recommendation::KIND_UNSPECIFIED;
 }
@@ -61,6 +64,8 @@ gyre::v1::Bottleneck::Kind ToKind(FindingKind kind) {
       return gyre::v1::Bottleneck::TIMEOUT_TOO_HIGH;
     case FindingKind::kFutileRetries:
       return gyre::v1::Bottleneck::FUTILE_RETRIES;
+    case FindingKind::kMemoryMisfit:
+      return gyre::v1::Bottleneck::MEMORY_MISFIT;
   }
   return gyre::v1::Bottleneck::KIND_UNSPECIFIED;
 }
@@ -133,6 +138,7 @@ absl::Status Optimizer::AddHistory(const std::string& execution, AnalysisInput* 
         const double wall = Seconds(attempt.wall_time());
         if (attempt.outcome() == gyre::v1::ATTEMPT_SUCCEEDED) {
           last_success = wall;
+          h.peak_rss_bytes = std::max(h.peak_rss_bytes, attempt.peak_rss_bytes());
         } else {
           failed += wall;
         }
@@ -285,6 +291,9 @@ gyre::v1::AnalyzeWorkflowResponse ToResponse(const Analysis& a, double default_s
       case RecommendationKind::kSetTimeout:
         *rec->mutable_new_timeout() = Dur(r.new_timeout_seconds);
         break;
+      case RecommendationKind::kSetMemory:
+        rec->set_new_memory_bytes(r.new_memory_bytes);
+        break;
       default:
         break;
     }
@@ -385,6 +394,12 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
           change.set_before(absl::StrCat(task->retry().max_retries()));
           task->mutable_retry()->set_max_retries(rec->new_max_retries);
           change.set_after(absl::StrCat(rec->new_max_retries));
+          break;
+        case RecommendationKind::kSetMemory:
+          change.set_field("resources.memory_bytes");
+          change.set_before(absl::StrCat(task->resources().memory_bytes()));
+          task->mutable_resources()->set_memory_bytes(rec->new_memory_bytes);
+          change.set_after(absl::StrCat(rec->new_memory_bytes));
           break;
         default:
           return absl::InternalError(absl::StrCat("recommendation \"", id, "\": kind ",

@@ -21,6 +21,11 @@ constexpr double kTimeoutFarAbove = 10;
 // Runs needed before a timeout is called too generous.
 constexpr size_t kMinRunsForTimeout = 3;
 constexpr int kMaxFanInFindings = 10;
+// Declared memory this many times the peak RSS is "far above"; proposals are
+// this many times the peak, rounded up to a MiB.
+constexpr double kMemoryFarAbove = 4;
+constexpr double kMemoryHeadroom = 1.5;
+constexpr int64_t kMiB = 1 << 20;
 
 double DurationSeconds(const google::protobuf::Duration& d) {
   return static_cast<double>(d.seconds()) + d.nanos() / 1e9;
@@ -241,6 +246,8 @@ const char* FindingKindName(FindingKind kind) {
       return "timeout-too-high";
     case FindingKind::kFutileRetries:
       return "futile-retries";
+    case FindingKind::kMemoryMisfit:
+      return "memory-misfit";
   }
   return "";
 }
@@ -259,6 +266,8 @@ const char* RecommendationKindName(RecommendationKind kind) {
       return "run-in-parallel";
     case RecommendationKind::kSplitTask:
       return "split-task";
+    case RecommendationKind::kSetMemory:
+      return "set-memory";
   }
   return "";
 }
@@ -686,6 +695,38 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
         rec.description = absl::StrFormat(
             "lower %s's timeout from %s to %s (3 x p99): a hung run is caught %s sooner",
             dag.ids[i], Secs(timeout), Secs(proposed), Secs(timeout - proposed));
+        out.recommendations.push_back(std::move(rec));
+      }
+    }
+    const int64_t declared = spec.resources().memory_bytes();
+    if (h.peak_rss_bytes > 0 && declared > 0) {
+      const int64_t proposed =
+          (static_cast<int64_t>(static_cast<double>(h.peak_rss_bytes) * kMemoryHeadroom) + kMiB -
+           1) /
+          kMiB * kMiB;
+      const bool below = declared < h.peak_rss_bytes;
+      const bool far_above = declared > kMemoryFarAbove * static_cast<double>(h.peak_rss_bytes) &&
+                             declared - proposed >= 64 * kMiB;
+      if (below || far_above) {
+        const double mib = static_cast<double>(kMiB);
+        out.findings.push_back(
+            {FindingKind::kMemoryMisfit,
+             {dag.ids[i]},
+             "",
+             0,
+             absl::StrFormat("%s declares %.0f MiB of memory; its runs peaked at %.0f MiB (%s)",
+                             dag.ids[i], declared / mib, h.peak_rss_bytes / mib,
+                             below ? "more than it reserves: agents overcommit"
+                                   : "the rest is reserved for nothing")});
+        Recommendation rec;
+        rec.id = absl::StrCat("memory-", dag.ids[i]);
+        rec.kind = RecommendationKind::kSetMemory;
+        rec.task_ids = {dag.ids[i]};
+        rec.makespan_before = rec.makespan_after = before;
+        rec.new_memory_bytes = proposed;
+        rec.description =
+            absl::StrFormat("set %s's memory from %.0f MiB to %.0f MiB (%.1f x its peak RSS)",
+                            dag.ids[i], declared / mib, proposed / mib, kMemoryHeadroom);
         out.recommendations.push_back(std::move(rec));
       }
     }

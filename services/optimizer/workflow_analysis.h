@@ -26,6 +26,7 @@ struct TaskHistory {
   int retried_runs = 0;               // runs that needed more than one attempt
   int retry_successes = 0;            // of those, runs whose retry succeeded
   double failed_attempt_seconds = 0;  // wall time spent in the failed retries
+  int64_t peak_rss_bytes = 0;         // the most any successful attempt used
 };
 
 // Everything an analysis reads. Maps are by task id; pool_max by queue
@@ -81,6 +82,7 @@ enum class FindingKind {
   kTimeoutTooLow,   // timeout below the task's p99
   kTimeoutTooHigh,  // timeout far above its p99
   kFutileRetries,   // retries that never succeed
+  kMemoryMisfit,    // declared memory far from what runs used
 };
 const char* FindingKindName(FindingKind kind);
 
@@ -101,6 +103,7 @@ enum class RecommendationKind {
   kReduceRetries,           // retry policy from history
   kRunInParallel,           // drop a dependency: changes what the workflow computes
   kSplitTask,               // split a long fan-in: changes what the workflow computes
+  kSetMemory,               // resources.memory from history (peak RSS)
 };
 const char* RecommendationKindName(RecommendationKind kind);
 
@@ -126,6 +129,7 @@ struct Recommendation {
   double new_timeout_seconds = 0;
   int new_max_retries = 0;
   int new_pool_max = 0;
+  int64_t new_memory_bytes = 0;
   std::string dependency;  // kRunInParallel: task_ids[0] no longer depends on it
 };
 

@@ -232,6 +232,31 @@ tasks:
   EXPECT_EQ(FindRec(a, "retries-recovers"), nullptr);
 }
 
+TEST(WorkflowAnalysisTest, MemoryAgainstPeakRss) {
+  AnalysisInput input = Input(R"(
+name: memory
+tasks:
+  - {id: greedy, command: [true], resources: {memory: 8Gi}}
+  - {id: tight, command: [true], resources: {memory: 100Mi}}
+  - {id: fine, command: [true], resources: {memory: 1Gi}}
+)");
+  input.history["greedy"].peak_rss_bytes = 1 << 30;  // 1 GiB of 8
+  input.history["tight"].peak_rss_bytes = 200 << 20;
+  input.history["fine"].peak_rss_bytes = 600 << 20;
+  Analysis a = Analyze(input);
+  const Recommendation* greedy = FindRec(a, "memory-greedy");
+  ASSERT_NE(greedy, nullptr);
+  EXPECT_EQ(greedy->new_memory_bytes, int64_t{1536} << 20);  // 1.5 x 1 GiB
+  const Recommendation* tight = FindRec(a, "memory-tight");
+  ASSERT_NE(tight, nullptr);
+  EXPECT_EQ(tight->new_memory_bytes, int64_t{300} << 20);
+  EXPECT_EQ(FindRec(a, "memory-fine"), nullptr);
+  const Finding* f = FindKind(a, FindingKind::kMemoryMisfit);
+  ASSERT_NE(f, nullptr);
+  EXPECT_THAT(f->evidence, HasSubstr("greedy declares 8192 MiB of memory; its runs peaked at "
+                                     "1024 MiB"));
+}
+
 TEST(WorkflowAnalysisTest, DurationSourcesInOrder) {
   AnalysisInput input = Input(R"(
 name: sources
