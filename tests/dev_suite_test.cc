@@ -708,6 +708,24 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
       << flag;
 }
 
+// gyre dev hosts the optimizer: `gyre analyze FILE.yaml` reaches it at the
+// orchestrator's address (docs/optimizer.md).
+TEST(DevSuiteTest, AnalyzePrintsTheOptimizersAnalysis) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const auto [code, output] = RunGyre(
+      {"analyze", BuildFile("examples/etl.yaml"), "--pool=default=1", dev.orchestrator_flag()});
+  EXPECT_EQ(code, 0) << output;
+  EXPECT_TRUE(absl::StrContains(output, "5 default (1.0 s each: no duration known)")) << output;
+  EXPECT_TRUE(absl::StrContains(
+      output, "critical path: 4.0 s of 5.0 s total work (80%): extract-orders -> transform"))
+      << output;
+  EXPECT_TRUE(absl::StrContains(output,
+                                "[pool-default-max-2] raise pool default max from 1 to "
+                                "2: predicted makespan -20% (5.0 s -> 4.0 s)"))
+      << output;
+}
+
 TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
   const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
       {"dev", {"--data_dir", "--grpc_address", "--http_address", "--run", "--config"}},
@@ -725,6 +743,7 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"library", {"--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
+      {"analyze", {"--optimizer", "--pool", "--history", "--apply", "--dry_run", "--orchestrator"}},
       {"version", {}},
       {"completion", {"bash"}}};
   for (const auto& [command, flags] : commands) {

@@ -436,12 +436,31 @@ TEST_F(GatewayTest, SchedulingQueuesAgentsAndCapacity) {
 }
 
 TEST_F(GatewayTest, UnbuiltServicesAnswer501NeverAFakeSuccess) {
-  for (const char* path : {"/optimization/analyze", "/optimization/apply", "/resources/predict"}) {
+  for (const char* path : {"/resources/predict"}) {
     const HttpResponse response = Call("POST", path, "{}");
     EXPECT_EQ(response.status, 501) << path;
     EXPECT_EQ(ErrorStatus(response), "UNIMPLEMENTED") << path;
     EXPECT_TRUE(absl::StrContains(response.body, "not built yet")) << response.body;
   }
+}
+
+// gyre dev hosts the optimizer, so its gateway forwards /optimization/* to it
+// (a gateway without optimizer_address answers 501, as above).
+TEST_F(GatewayTest, OptimizationRoutesForwardToTheOptimizer) {
+  const HttpResponse empty = Call("POST", "/optimization/analyze", "{}");
+  EXPECT_EQ(empty.status, 400) << empty.body;
+  EXPECT_TRUE(absl::StrContains(empty.body, "source: give a workflow")) << empty.body;
+  const HttpResponse analyzed = Call(
+      "POST", "/optimization/analyze",
+      R"({"definition": {"name": "opt", "tasks": [)"
+      R"({"id": "a", "builtin": {"kind": "SLEEP", "duration": "2s"}},)"
+      R"({"id": "b", "builtin": {"kind": "SLEEP", "duration": "3s"}, "depends_on": ["a"]}]}})");
+  ASSERT_EQ(analyzed.status, 200) << analyzed.body;
+  EXPECT_TRUE(absl::StrContains(analyzed.body, R"("critical_path":["a","b"])")) << analyzed.body;
+  const HttpResponse apply =
+      Call("POST", "/optimization/apply",
+           R"({"workflow": "workflows/nope", "recommendation_ids": ["prioritize-critical-path"]})");
+  EXPECT_EQ(apply.status, 404) << apply.body;
 }
 
 TEST_F(GatewayTest, RolesLimitWhatAPrincipalMayDo) {

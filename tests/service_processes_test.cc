@@ -14,7 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
-#include "gyre/v1/optimizer_service.grpc.pb.h"
+#include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
 #include "libs/testing/scratch_dir.h"
@@ -183,22 +183,21 @@ TEST(HugePageHeapTest, TheOrchestratorBacksItsHeapWithHugePagesUnlessTheOperator
 
 TEST(UnbuiltApiTest, AnswersUnimplementedNamingTheMethod) {
   auto process =
-      ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+      ChildProcess::Start({BinaryPath("services/predictor/gyre-predictor"),
                            "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0"});
   ASSERT_TRUE(process.ok()) << process.status();
   auto serving = (*process)->WaitForLine(IsServingLine, absl::Seconds(20));
   ASSERT_TRUE(serving.ok()) << serving.status();
-  auto stub = gyre::v1::OptimizerService::NewStub(
+  auto stub = gyre::v1::PredictorService::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port")),
                           grpc::InsecureChannelCredentials()));
   grpc::ClientContext context;
-  gyre::v1::AnalyzeWorkflowRequest request;
-  request.set_workflow("workflows/etl");
-  gyre::v1::AnalyzeWorkflowResponse response;
-  const grpc::Status status = stub->AnalyzeWorkflow(&context, request, &response);
+  gyre::v1::ForecastQueueLoadRequest request;
+  gyre::v1::ForecastQueueLoadResponse response;
+  const grpc::Status status = stub->ForecastQueueLoad(&context, request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   EXPECT_EQ(status.error_message(),
-            "/gyre.v1.OptimizerService/AnalyzeWorkflow is not implemented yet in this version "
+            "/gyre.v1.PredictorService/ForecastQueueLoad is not implemented yet in this version "
             "of Gyre");
 }
 

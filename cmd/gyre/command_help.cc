@@ -112,6 +112,23 @@ constexpr Help kHelp[] = {
      "(join_token, join_token_file or GYRE_JOIN_TOKEN). Make a token with\n"
      "  openssl rand -hex 32\n",
      "", false, false},
+    {"analyze", "FILE.yaml|workflows/NAME|executions/ID [flags]",
+     "Asks the optimizer for a workflow's analysis: critical path and its share of the\n"
+     "work, width over time under the pool limits, bottlenecks with their evidence, and\n"
+     "recommendations with their effect measured by a what-if simulation. An execution\n"
+     "(finished) gives actual durations. With --apply, stores the chosen recommendations\n"
+     "as a new version of workflows/NAME and prints the diff (docs/optimizer.md).\n",
+     "  --optimizer=HOST:PORT\n"
+     "      the optimizer (default $GYRE_OPTIMIZER, else the orchestrator's address)\n"
+     "  --pool QUEUE=MAX\n"
+     "      a pool's max slots for the simulation (repeatable; default unlimited)\n"
+     "  --history EXECUTION\n"
+     "      a finished execution whose attempts are history (repeatable; default none)\n"
+     "  --apply=ID[,ID...]\n"
+     "      apply these recommendations as a new version (workflows/NAME only)\n"
+     "  --dry_run=true\n"
+     "      with --apply: print the diff, store nothing\n",
+     true, false},
     {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
     {"completion", "bash",
      "Prints a bash completion script for gyre's commands and flags; load it with\n"

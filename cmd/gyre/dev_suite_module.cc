@@ -18,7 +18,7 @@
 #include "services/agent/agent_module.h"
 #include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/gateway_module.h"
-#include "services/optimizer/optimizer_service.h"
+#include "services/optimizer/optimizer_module.h"
 #include "services/orchestrator/orchestrator_module.h"
 #include "services/predictor/predictor_service.h"
 #include "services/scheduler/scheduler_service.h"
@@ -32,8 +32,7 @@ class DevSuiteModule::Components {
   agent::AgentModule agent;
   server::ApiServiceModule scheduler{std::make_unique<scheduler::SchedulerServiceImpl>(),
                                      "gyre.v1.SchedulerService", "scheduler"};
-  server::ApiServiceModule optimizer{std::make_unique<optimizer::OptimizerServiceImpl>(),
-                                     "gyre.v1.OptimizerService", "optimizer"};
+  optimizer::OptimizerModule optimizer;
   server::ApiServiceModule predictor{std::make_unique<predictor::PredictorServiceImpl>(),
                                      "gyre.v1.PredictorService", "predictor"};
   gateway::GatewayModule gateway;
@@ -125,6 +124,8 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
       security::NewChannel(absl::StrCat("127.0.0.1:", host->grpc_port()), host->config().tls);
   if (!loopback.ok()) return loopback.status();
   components_->gateway.set_orchestrator_channel(host->InProcessChannel(), *std::move(loopback));
+  components_->optimizer.set_orchestrator_channel(host->InProcessChannel());
+  components_->gateway.set_optimizer_channel(host->InProcessChannel());
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }

@@ -26,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "cmd/gyre/analyze_command.h"
 #include "cmd/gyre/command_help.h"
 #include "cmd/gyre/command_line.h"
 #include "cmd/gyre/dev_suite_module.h"
@@ -79,6 +80,9 @@ constexpr char kUsage[] =
     "                                      task library it depends on, if any)\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
     "                                      convert a WfCommons trace into a workflow\n"
+    "  analyze FILE.yaml|workflows/NAME|executions/ID [--pool QUEUE=MAX]... [--apply=ID,...]\n"
+    "                                      the optimizer's analysis: critical path, bottlenecks,\n"
+    "                                      recommendations with their simulated effect\n"
     "  migrate up|status --postgres_dsn=DSN [--postgres_password_file=FILE]\n"
     "                                      apply or show the PostgreSQL schema's migrations\n"
     "                                      (password: that file or GYRE_POSTGRES_PASSWORD)\n"
@@ -387,5 +391,6 @@ int main(int argc, char** argv) {
   if (command == "migrate") return MigrateCommand(argc, argv);
   if (command == "hash-token") return HashTokenCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
+  if (command == "analyze") return gyre::cli::AnalyzeCommand(argc, argv);
   return Usage(("unknown command \"" + command + "\"").c_str());
 }

@@ -10,6 +10,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddListenAddress("http_address", &config_.http_address, "REST/WebSocket listen address");
   schema->AddAddress("orchestrator_address", &config_.orchestrator_address,
                      "orchestrator gRPC address");
+  schema->AddString("optimizer_address", &config_.optimizer_address,
+                    "gyre-optimizer gRPC address for /api/v1/optimization (empty: 501)");
   schema->AddInt("http_threads", &config_.http_threads, 1, 64, "HTTP I/O threads");
   schema->AddInt("max_body_bytes", &config_.max_body_bytes, 1024, 64 << 20,
                  "largest accepted request body in bytes");
@@ -81,6 +83,11 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   api_options.rate_limit_per_minute = config_.rate_limit_per_minute;
   api_options.rate_limit_burst = config_.rate_limit_burst;
   api_options.cors_origins = config_.cors_origins;
+  if (optimizer_channel_ == nullptr && !config_.optimizer_address.empty()) {
+    optimizer_channel_ =
+        grpc::CreateChannel(config_.optimizer_address, grpc::InsecureChannelCredentials());
+  }
+  api_options.optimizer = optimizer_channel_;
   metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
   api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get(),
                                    watch_channel_);

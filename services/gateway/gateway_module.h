@@ -20,6 +20,8 @@ namespace gyre::gateway {
 struct GatewayConfig {
   std::string http_address = "0.0.0.0:8080";
   std::string orchestrator_address = "127.0.0.1:50051";
+  // gyre-optimizer for /api/v1/optimization/*; empty: those answer 501.
+  std::string optimizer_address;
   int64_t http_threads = 2;
   int64_t max_body_bytes = 4 << 20;
   int64_t max_header_bytes = 16 << 10;
@@ -68,6 +70,11 @@ class GatewayModule : public server::ServiceModule {
     orchestrator_channel_ = std::move(channel);
     watch_channel_ = std::move(watch_channel);
   }
+  // Forwards /api/v1/optimization/* over `channel` (gyre dev: the
+  // in-process channel, where the optimizer is hosted too).
+  void set_optimizer_channel(std::shared_ptr<grpc::Channel> channel) {
+    optimizer_channel_ = std::move(channel);
+  }
   // Adds an admin API key given in clear (gyre dev's dev_api_key); only its
   // hash is kept.
   void AddAdminKey(const std::string& key, const std::string& principal_name);
@@ -77,6 +84,7 @@ class GatewayModule : public server::ServiceModule {
   std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
   std::shared_ptr<grpc::Channel> orchestrator_channel_;
   std::shared_ptr<grpc::Channel> watch_channel_;
+  std::shared_ptr<grpc::Channel> optimizer_channel_;
   std::unique_ptr<GatewayMetrics> metrics_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;

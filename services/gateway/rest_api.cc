@@ -166,6 +166,7 @@ RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
       feeds_(watcher_.get()),
       metrics_(metrics),
       rate_limiter_(options_.rate_limit_per_minute, options_.rate_limit_burst) {
+  if (options_.optimizer != nullptr) optimizer_ = v1::OptimizerService::NewStub(options_.optimizer);
   if (metrics_ != nullptr) open_websockets_->gauge = &metrics_->websocket_subscribers();
   AddRoutes();
 }
@@ -198,12 +199,22 @@ void RestApi::AddRoutes() {
         [this](Call call) { Forward(call, &AsyncApi::ListQueues, v1::ListQueuesRequest()); });
   fixed("GET", "/agents", Role::kViewer,
         [this](Call call) { Forward(call, &AsyncApi::ListAgents, v1::ListAgentsRequest()); });
-  // Their services answer UNIMPLEMENTED today: say so plainly rather than
-  // forward a body to a stub or pretend success.
-  for (const auto& [path, what] : std::vector<std::pair<std::string, std::string>>{
-           {"/optimization/analyze", "the optimizer's AnalyzeWorkflow"},
-           {"/optimization/apply", "the optimizer's ApplyOptimizations"},
-           {"/resources/predict", "the predictor's PredictResources"}}) {
+  if (optimizer_ != nullptr) {
+    add("POST", "/optimization/analyze", Role::kOperator, &RestApi::AnalyzeWorkflow);
+    add("POST", "/optimization/apply", Role::kOperator, &RestApi::ApplyOptimizations);
+  }
+  // Their services answer UNIMPLEMENTED today (the optimizer's when no
+  // optimizer_address is set): say so plainly rather than forward a body to
+  // a stub or pretend success.
+  std::vector<std::pair<std::string, std::string>> unbuilt = {
+      {"/resources/predict", "the predictor's PredictResources"}};
+  if (optimizer_ == nullptr) {
+    unbuilt.push_back(
+        {"/optimization/analyze", "the optimizer's AnalyzeWorkflow (no optimizer_address)"});
+    unbuilt.push_back(
+        {"/optimization/apply", "the optimizer's ApplyOptimizations (no optimizer_address)"});
+  }
+  for (const auto& [path, what] : unbuilt) {
     fixed("POST", path, Role::kOperator, [path = path, what = what](Call call) {
       call->respond(JsonError(absl::UnimplementedError(
           absl::StrCat("POST ", kApiPrefix, path, ": ", what,
@@ -739,6 +750,43 @@ void RestApi::ScheduleOutcome(const Call& call) {
       [call](absl::StatusOr<v1::Execution> execution) {
         if (!execution.ok()) return call->respond(JsonError(execution.status()));
         call->respond(JsonReply(201, StartedExecutionJson(*execution)));
+      });
+}
+
+void RestApi::AnalyzeWorkflow(const Call& call) {
+  if (absl::Status type = CheckBodyType(call->request, false, false); !type.ok()) {
+    return call->respond(UnsupportedMediaType(type));
+  }
+  v1::AnalyzeWorkflowRequest request;
+  if (absl::Status status = FromJson(call->request.body, &request); !status.ok()) {
+    return call->respond(JsonError(status));
+  }
+  StartUnaryCall<v1::OptimizerService::StubInterface::async_interface, v1::AnalyzeWorkflowRequest,
+                 v1::AnalyzeWorkflowResponse>(
+      optimizer_->async(), &v1::OptimizerService::StubInterface::async_interface::AnalyzeWorkflow,
+      std::move(request), call->request_id, options_.backend_timeout,
+      [call](absl::StatusOr<v1::AnalyzeWorkflowResponse> response) {
+        if (!response.ok()) return call->respond(JsonError(response.status()));
+        call->respond(JsonReply(200, ToJson(*response)));
+      });
+}
+
+void RestApi::ApplyOptimizations(const Call& call) {
+  if (absl::Status type = CheckBodyType(call->request, false, false); !type.ok()) {
+    return call->respond(UnsupportedMediaType(type));
+  }
+  v1::ApplyOptimizationsRequest request;
+  if (absl::Status status = FromJson(call->request.body, &request); !status.ok()) {
+    return call->respond(JsonError(status));
+  }
+  StartUnaryCall<v1::OptimizerService::StubInterface::async_interface,
+                 v1::ApplyOptimizationsRequest, v1::ApplyOptimizationsResponse>(
+      optimizer_->async(),
+      &v1::OptimizerService::StubInterface::async_interface::ApplyOptimizations, std::move(request),
+      call->request_id, options_.backend_timeout,
+      [call](absl::StatusOr<v1::ApplyOptimizationsResponse> response) {
+        if (!response.ok()) return call->respond(JsonError(response.status()));
+        call->respond(JsonReply(200, ToJson(*response)));
       });
 }
 

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/event_subscriber.h"
@@ -44,6 +45,8 @@ class RestApi {
     int64_t rate_limit_burst = 100;
     // Origins allowed to call from a browser (CORS); "*" allows any.
     std::vector<std::string> cors_origins;
+    // gyre-optimizer; null: /api/v1/optimization/* answer 501.
+    std::shared_ptr<grpc::Channel> optimizer;
   };
 
   // `metrics` may be null (no metrics); it must outlive this. Event
@@ -107,11 +110,16 @@ class RestApi {
   void UpdatePriority(const Call& call);
   void Ready(const Call& call);
   void WorkflowCapacity(const Call& call);
+  // POST /optimization/analyze and /apply: the JSON body is the optimizer's
+  // request, forwarded as is.
+  void AnalyzeWorkflow(const Call& call);
+  void ApplyOptimizations(const Call& call);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::OrchestratorService::Stub> orchestrator_;
   std::unique_ptr<v1::OrchestratorService::Stub> watcher_;  // for the feeds
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::unique_ptr<v1::OptimizerService::Stub> optimizer_;  // null without one
   std::shared_ptr<const ApiKeyAuthenticator> api_keys_;
   Options options_;
   RouteTable routes_;
