@@ -118,13 +118,14 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
   absl::node_hash_map<std::string, Shape> shapes;  // stable addresses
   std::vector<Shape*> shape_of(n, nullptr);
 
-  for (int i : rank_order) {
+  std::vector<int> held;  // CPU tasks kept off GPU agents, retried below
+  auto attempt = [&](int i) {
     const PlacementTask& t = tasks[i];
     Shape& shape = shapes[ShapeKey(t)];
     shape_of[i] = &shape;
     if (shape.failed) {
       plan.reason[i] = shape.reason;
-      continue;
+      return;
     }
     auto queue_it = open_by_queue.find(t.queue);
     const bool keep_gpus = t.needs.gpus == 0 && gpu_tasks_waiting[t.queue] > 0;
@@ -157,16 +158,18 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
     }
     if (best >= 0) {
       plan.agent[i] = best;
+      plan.reason[i].clear();
       plan.estimated_start_seconds[i] = 0;
       --free_slots[best];
       free[best].cpu -= t.needs.cpu;
       free[best].memory_bytes -= t.needs.memory_bytes;
       free[best].gpus -= t.needs.gpus;
       if (t.needs.gpus > 0) --gpu_tasks_waiting[t.queue];
-      continue;
+      return;
     }
     // Why not: the first requirement that rules out every agent.
     shape.failed = !passed_gpu_agent;  // the GPU hold may lift within the batch
+    if (passed_gpu_agent) held.push_back(i);
     auto all_it = by_queue.find(t.queue);
     if (all_it == by_queue.end()) {
       shape.reason = absl::StrFormat("no connected agent serves queue \"%s\"", t.queue);
@@ -206,6 +209,12 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
       }
     }
     plan.reason[i] = shape.reason;
+  };
+  for (int i : rank_order) attempt(i);
+  // The GPU tasks that outranked the held ones have been placed (or cannot
+  // be): what GPU agents still have free is the held tasks' to take.
+  for (int i : held) {
+    if (plan.agent[i] < 0 && gpu_tasks_waiting[tasks[i].queue] == 0) attempt(i);
   }
 
   EstimateStarts(tasks, rank_order, agents, shape_of, &plan);

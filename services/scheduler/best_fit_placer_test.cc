@@ -35,15 +35,26 @@ TEST(BestFitPlacerTest, PicksTheAgentLeftWithTheLeastFreeCpu) {
 }
 
 TEST(BestFitPlacerTest, KeepsAGpuAgentForTheGpuTaskWhileCpuWorkFlowsElsewhere) {
-  std::vector<AgentCapacity> agents = {Agent("gpu", 8, 64 * kGiB, 1, 4),
+  std::vector<AgentCapacity> agents = {Agent("gpu", 8, 64 * kGiB, 1, 1),
                                        Agent("cpu", 8, 64 * kGiB, 0, 1)};
   // Rank order: two CPU tasks, then a GPU task.
   const PlacementPlan plan =
       BestFitPlacer().Place({Task(1), Task(1), Task(1, 0, 1)}, {0, 1, 2}, agents);
   EXPECT_EQ(plan.agent[0], 1);   // the CPU agent's only slot
-  EXPECT_EQ(plan.agent[1], -1);  // not onto the GPU agent: a GPU task waits
-  EXPECT_NE(plan.reason[1].find("kept for GPU tasks"), std::string::npos) << plan.reason[1];
+  EXPECT_EQ(plan.agent[1], -1);  // not onto the GPU agent although it ranks higher
   EXPECT_EQ(plan.agent[2], 0);
+}
+
+TEST(BestFitPlacerTest, TheGpuHoldLiftsOnceTheGpuTasksArePlaced) {
+  std::vector<AgentCapacity> agents = {Agent("gpu", 8, 64 * kGiB, 1, 2)};
+  // A CPU task, a GPU task that fits, and one that needs 2 GPUs (never here).
+  const PlacementPlan plan = BestFitPlacer().Place({Task(1), Task(1, 0, 1)}, {0, 1}, agents);
+  EXPECT_EQ(plan.agent[1], 0);
+  EXPECT_EQ(plan.agent[0], 0) << "the second slot is free once the GPU task has its GPU";
+  const PlacementPlan waiting = BestFitPlacer().Place({Task(1), Task(1, 0, 2)}, {0, 1}, agents);
+  EXPECT_EQ(waiting.agent[0], -1);
+  EXPECT_NE(waiting.reason[0].find("kept for GPU tasks"), std::string::npos) << waiting.reason[0];
+  EXPECT_EQ(waiting.reason[1], "needs 2 GPUs, most free on a matching agent: 1");
 }
 
 TEST(BestFitPlacerTest, SaysWhichRequirementNoAgentMeets) {
