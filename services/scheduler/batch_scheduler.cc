@@ -1,5 +1,6 @@
 #include "services/scheduler/batch_scheduler.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -125,7 +126,8 @@ absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
     const v1::ReadyTaskInfo& t = request.tasks(i);
     PlacementTask& p = placement_tasks[i];
     p.queue = t.queue();
-    p.selector.assign(t.agent_selector().begin(), t.agent_selector().end());
+    for (const auto& [key, value] : t.agent_selector()) p.selector.emplace_back(key, value);
+    std::sort(p.selector.begin(), p.selector.end());  // one shape, whatever the map's order
     p.needs = Amounts(t.resources());
     p.predicted_seconds = predicted[i];
   }

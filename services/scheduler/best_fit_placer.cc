@@ -30,12 +30,34 @@ std::string GiB(int64_t bytes) { return absl::StrFormat("%.1f GiB", bytes / 1073
 
 // Tasks of one shape (queue, labels, needs) meet the same agents, so the
 // agents with the labels and the verdict of a failed search are shared.
-std::string ShapeKey(const PlacementTask& t) {
-  std::string key = absl::StrCat(t.queue, "\x1f", t.needs.cpu, "\x1f", t.needs.memory_bytes, "\x1f",
-                                 t.needs.gpus);
-  for (const auto& [k, v] : t.selector) absl::StrAppend(&key, "\x1f", k, "=", v);
-  return key;
-}
+struct ShapeKey {
+  const PlacementTask* task;
+  bool operator==(const ShapeKey& o) const {
+    const PlacementTask& a = *task;
+    const PlacementTask& b = *o.task;
+    return a.queue == b.queue && a.needs.cpu == b.needs.cpu &&
+           a.needs.memory_bytes == b.needs.memory_bytes && a.needs.gpus == b.needs.gpus &&
+           a.selector == b.selector;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const ShapeKey& k) {
+    const PlacementTask& t = *k.task;
+    return H::combine(std::move(h), t.queue, t.needs.cpu, t.needs.memory_bytes, t.needs.gpus,
+                      t.selector);
+  }
+};
+
+// Tasks of one queue and labels can use the same agents.
+struct LabelGroupKey {
+  const PlacementTask* task;
+  bool operator==(const LabelGroupKey& o) const {
+    return task->queue == o.task->queue && task->selector == o.task->selector;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const LabelGroupKey& k) {
+    return H::combine(std::move(h), k.task->queue, k.task->selector);
+  }
+};
 
 struct Shape {
   bool labelled_known = false;
@@ -47,7 +69,8 @@ struct Shape {
 // List-schedules the tasks in rank order on every slot as it frees: placed
 // tasks hold their slot for their predicted duration, busy slots free when
 // the caller says (or after the batch's median prediction), and each waiting
-// task starts on the first slot to free among the agents with its labels.
+// task starts on the first slot to free among the agents of its queue with
+// its labels (resources are not re-checked: an estimate, not a plan).
 void EstimateStarts(absl::Span<const PlacementTask> tasks, absl::Span<const int> rank_order,
                     absl::Span<const AgentCapacity> agents, const std::vector<Shape*>& shape_of,
                     PlacementPlan* plan) {
@@ -77,17 +100,24 @@ void EstimateStarts(absl::Span<const PlacementTask> tasks, absl::Span<const int>
   for (int i : rank_order) {
     if (plan->agent[i] >= 0) occupy(plan->agent[i], 0, tasks[i].predicted_seconds);
   }
+  // One pool of slot times per (queue, labels): tasks of one pool compete
+  // exactly; pools sharing agents (a labelled and an unlabelled task of
+  // one queue) do not see each other's waiting tasks, which keeps this
+  // O(log slots) per task.
+  absl::flat_hash_map<LabelGroupKey, SlotHeap> pools;
   for (int i : rank_order) {
-    if (plan->agent[i] >= 0 || shape_of[i] == nullptr) continue;
-    int first = -1;
-    for (int a : shape_of[i]->labelled) {
-      if (slots[a].empty()) continue;
-      if (first < 0 || slots[a].top() < slots[first].top()) first = a;
+    if (plan->agent[i] >= 0 || shape_of[i] == nullptr || shape_of[i]->labelled.empty()) continue;
+    auto [it, inserted] = pools.try_emplace(LabelGroupKey{&tasks[i]});
+    SlotHeap& pool = it->second;
+    if (inserted) {
+      for (int a : shape_of[i]->labelled) {
+        for (SlotHeap copy = slots[a]; !copy.empty(); copy.pop()) pool.push(copy.top());
+      }
     }
-    if (first < 0) continue;
-    const double start = slots[first].top();
+    const double start = pool.top();
+    pool.pop();
+    pool.push(start + tasks[i].predicted_seconds);
     plan->estimated_start_seconds[i] = start;
-    occupy(first, start, tasks[i].predicted_seconds);
   }
 }
 
@@ -115,13 +145,13 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
   for (const PlacementTask& t : tasks) {
     if (t.needs.gpus > 0) ++gpu_tasks_waiting[t.queue];
   }
-  absl::node_hash_map<std::string, Shape> shapes;  // stable addresses
+  absl::node_hash_map<ShapeKey, Shape> shapes;  // stable addresses
   std::vector<Shape*> shape_of(n, nullptr);
 
   std::vector<int> held;  // CPU tasks kept off GPU agents, retried below
   auto attempt = [&](int i) {
     const PlacementTask& t = tasks[i];
-    Shape& shape = shapes[ShapeKey(t)];
+    Shape& shape = shapes[ShapeKey{&t}];
     shape_of[i] = &shape;
     if (shape.failed) {
       plan.reason[i] = shape.reason;
@@ -201,8 +231,8 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
         shape.reason = absl::StrFormat("needs %g cpu, most free on a matching agent: %g",
                                        t.needs.cpu, most.cpu);
       } else if (passed_gpu_agent) {
-        shape.reason =
-            "the free agents with GPUs are kept for GPU tasks waiting in queue \"" + t.queue + "\"";
+        shape.reason = absl::StrCat(
+            "the free agents with GPUs are kept for GPU tasks waiting in queue \"", t.queue, "\"");
       } else {
         shape.reason = absl::StrFormat("all %d matching agents are busy (no free slot fits)",
                                        static_cast<int>(shape.labelled.size()));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 
 namespace gyre::scheduler {
@@ -32,10 +33,11 @@ struct AgentCapacity {
   std::vector<double> busy_slot_free_in_seconds;
 };
 
-// A ready task as placement sees it.
+// A ready task as placement sees it. The strings are views: the caller's
+// request outlives the placement.
 struct PlacementTask {
-  std::string queue;
-  std::vector<std::pair<std::string, std::string>> selector;  // labels it needs
+  absl::string_view queue;
+  std::vector<std::pair<absl::string_view, absl::string_view>> selector;  // labels it needs
   ResourceAmounts needs;
   double predicted_seconds = 0;
 };
