@@ -48,31 +48,20 @@ double TaskRanker::EffectivePriority(const RankTask& task) const {
 std::vector<TaskRanker::Key> TaskRanker::Keys(absl::Span<const RankTask> tasks,
                                               absl::Span<const ExecutionShare> executions,
                                               int cluster_slots) const {
-  const double slots = static_cast<double>(std::max(1, cluster_slots));
-  // Each execution's expected wait if the fair-share order were followed
-  // strictly: the work of the executions ahead of it, spread over the slots.
-  std::vector<int> by_share(executions.size());
-  std::iota(by_share.begin(), by_share.end(), 0);
-  auto share = [&](int e) { return executions[e].remaining_work_seconds / executions[e].weight; };
-  std::sort(by_share.begin(), by_share.end(), [&](int a, int b) { return share(a) < share(b); });
-  std::vector<double> wait(executions.size(), 0);
-  double ahead = 0;
-  for (int e : by_share) {
-    wait[e] = ahead / slots;
-    ahead += executions[e].remaining_work_seconds;
-  }
-  // The makespan cannot end before the known work drains, nor before the
-  // longest remaining path does.
-  double bound = ahead / slots;
-  for (const RankTask& t : tasks) bound = std::max(bound, t.upward_rank_seconds);
-  const double threshold = config_.critical_path_fraction * bound;
-
+  // The time the slots need to drain the known work: a task whose path to
+  // its execution's end is about that long would make everything end later
+  // if it waited its turn.
+  double remaining = 0;
+  for (const ExecutionShare& e : executions) remaining += e.remaining_work_seconds;
+  const double horizon =
+      config_.critical_path_fraction * remaining / static_cast<double>(std::max(1, cluster_slots));
   std::vector<Key> keys;
   keys.reserve(tasks.size());
   for (const RankTask& t : tasks) {
-    const double latest_end = wait[t.execution] + t.upward_rank_seconds;
-    keys.push_back(Key{EffectivePriority(t), latest_end >= threshold, share(t.execution),
-                       latest_end, t.upward_rank_seconds, t.ready_sequence});
+    const ExecutionShare& e = executions[t.execution];
+    keys.push_back(Key{EffectivePriority(t), t.upward_rank_seconds >= horizon,
+                       e.remaining_work_seconds / e.weight, t.upward_rank_seconds,
+                       t.ready_sequence});
   }
   return keys;
 }
@@ -80,11 +69,7 @@ std::vector<TaskRanker::Key> TaskRanker::Keys(absl::Span<const RankTask> tasks,
 bool TaskRanker::Before(const Key& a, const Key& b) {
   if (a.priority != b.priority) return a.priority > b.priority;
   if (a.critical != b.critical) return a.critical;
-  if (a.critical) {
-    if (a.latest_end != b.latest_end) return a.latest_end > b.latest_end;
-  } else if (a.share != b.share) {
-    return a.share < b.share;
-  }
+  if (!a.critical && a.share != b.share) return a.share < b.share;
   if (a.upward_rank != b.upward_rank) return a.upward_rank > b.upward_rank;
   return a.sequence < b.sequence;
 }

@@ -23,8 +23,8 @@ TEST(TaskRankerTest, LongerUpwardRankThenReadyOrderBreakTies) {
   std::vector<RankTask> tasks = {{.upward_rank_seconds = 5, .ready_sequence = 0},
                                  {.upward_rank_seconds = 9, .ready_sequence = 1},
                                  {.upward_rank_seconds = 5, .ready_sequence = 2}};
-  // 1000 slots: the bound is the longest rank, 9, the threshold 7.2: only
-  // task 1 is critical; the others by rank, then ready order.
+  // By rank, then ready order (all three are critical here: the horizon is
+  // 0.7 x 19 / 1000 s).
   EXPECT_EQ(ranker.Rank(tasks, {{.remaining_work_seconds = 19}}, 1000),
             (std::vector<int>{1, 0, 2}));
 }
@@ -52,13 +52,11 @@ TEST(TaskRankerTest, TheExecutionWithLessRemainingWorkPerWeightGoesFirst) {
   std::vector<RankTask> tasks = {{.upward_rank_seconds = 10, .execution = 0, .ready_sequence = 0},
                                  {.upward_rank_seconds = 10, .execution = 1, .ready_sequence = 1}};
   // One slot; a third execution with 5,000 s left and no ready task makes
-  // the bound 6,100 s, the threshold 4,880 s. Execution 0 waits 100 s
-  // behind execution 1: 100 + 10 < 4,880, nothing is critical, and the small
-  // execution (100 s left) goes before the larger one (1,000 s left).
+  // the drain horizon 0.7 x 6,100 = 4,270 s: rank 10 is not critical, and
+  // the small execution (100 s left) goes before the larger one (1,000 s).
   std::vector<ExecutionShare> equal = {{1000, 1}, {100, 1}, {5000, 1}};
   EXPECT_EQ(ranker.Rank(tasks, equal, 1), (std::vector<int>{1, 0}));
-  // With weight 20 the larger one competes as 1000 / 20 = 50 < 100
-  // (execution 1 then waits 1,000 s: 1,010 < 4,880, still not critical).
+  // With weight 20 the larger one competes as 1000 / 20 = 50 < 100.
   std::vector<ExecutionShare> weighted = {
       {1000, config.WeightOf("big-customer")}, {100, config.WeightOf("someone")}, {5000, 1}};
   EXPECT_EQ(ranker.Rank(tasks, weighted, 1), (std::vector<int>{0, 1}));
@@ -68,13 +66,11 @@ TEST(TaskRankerTest, ACriticalTaskOvertakesTheFairShareOrder) {
   const TaskRanker ranker(NoAging());
   std::vector<RankTask> tasks = {{.upward_rank_seconds = 950, .execution = 0, .ready_sequence = 0},
                                  {.upward_rank_seconds = 10, .execution = 1, .ready_sequence = 1}};
-  // One slot: bound = max(1,100 / 1, 950) = 1,100, threshold 0.8 x 1,100 =
-  // 880. Execution 0 would wait 100 s behind execution 1, then need 950 s:
-  // 1,050 >= 880, so its task is critical and goes first although its
-  // execution is the larger one.
+  // One slot: horizon 0.7 x 1,100 = 770 s; rank 950 >= 770, so the task is
+  // critical and goes first although its execution is the larger one.
   EXPECT_EQ(ranker.Rank(tasks, {{1000, 1}, {100, 1}}, 1), (std::vector<int>{0, 1}));
-  // With 4 slots and a short path (rank 100): bound max(275, 100) = 275,
-  // threshold 220, and 25 + 100 = 125 < 220: not critical.
+  // With 4 slots and a short path: horizon 0.7 x 1,100 / 4 = 192.5 s and
+  // rank 100 < 192.5: not critical, the fair-share order stands.
   tasks[0].upward_rank_seconds = 100;
   EXPECT_EQ(ranker.Rank(tasks, {{1000, 1}, {100, 1}}, 4), (std::vector<int>{1, 0}));
 }
