@@ -1,0 +1,111 @@
+// The real gyre-scheduler process over gRPC on loopback: RankAndPlace ranks
+// and places a batch (a GPU task keeps the GPU agent while CPU work flows
+// elsewhere), says why the rest waits, and rejects a malformed batch.
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "gyre/v1/scheduler_service.grpc.pb.h"
+#include "libs/testing/child_process.h"
+
+namespace gyre {
+namespace {
+
+using testing::ChildProcess;
+
+std::string BinaryPath(const std::string& relative) {
+  const char* root = std::getenv("GYRE_BIN_DIR");
+  return root != nullptr ? absl::StrCat(root, "/", relative) : relative;
+}
+
+class SchedulerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto process =
+        ChildProcess::Start({BinaryPath("services/scheduler/gyre-scheduler"),
+                             "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0"});
+    ASSERT_TRUE(process.ok()) << process.status();
+    process_ = *std::move(process);
+    auto serving = process_->WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); },
+        absl::Seconds(20));
+    ASSERT_TRUE(serving.ok()) << serving.status();
+    stub_ = v1::SchedulerService::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port")),
+        grpc::InsecureChannelCredentials()));
+  }
+
+  grpc::Status Call(const v1::RankAndPlaceRequest& request, v1::RankAndPlaceResponse* response) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return stub_->RankAndPlace(&context, request, response);
+  }
+
+  std::unique_ptr<ChildProcess> process_;
+  std::unique_ptr<v1::SchedulerService::Stub> stub_;
+};
+
+TEST_F(SchedulerServiceTest, GpuTaskKeepsTheGpuAgentWhileCpuWorkFlowsElsewhere) {
+  v1::RankAndPlaceRequest request;
+  for (int i = 0; i < 4; ++i) {
+    v1::ReadyTaskInfo* t = request.add_tasks();
+    t->set_task_run(absl::StrCat("executions/e/tasks/cpu", i));
+    t->set_queue("default");
+    t->set_execution("executions/e");
+    t->set_predicted_seconds(30);
+    t->mutable_resources()->set_cpu(1);
+  }
+  v1::ReadyTaskInfo* gpu = request.add_tasks();
+  gpu->set_task_run("executions/e/tasks/train");
+  gpu->set_queue("default");
+  gpu->set_execution("executions/e");
+  gpu->set_predicted_seconds(30);
+  gpu->mutable_resources()->set_gpus(1);
+  for (const auto& [name, gpus] : {std::pair{"agents/cpu", 0}, std::pair{"agents/gpu", 1}}) {
+    v1::AgentInfo* a = request.add_agents();
+    a->set_name(name);
+    a->add_queues("default");
+    a->set_slots(2);
+    a->set_free_slots(2);
+    a->mutable_resources()->set_cpu(8);
+    a->mutable_resources()->set_gpus(gpus);
+    a->set_state(v1::AgentInfo::CONNECTED);
+  }
+  v1::RankAndPlaceResponse response;
+  const grpc::Status status = Call(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // Two CPU tasks on the CPU agent, the GPU task on the GPU agent although
+  // it ranks last; only then may a CPU task take the GPU agent's other slot.
+  // The fourth CPU task waits, to start when the first slot frees (30 s).
+  int on_cpu = 0;
+  bool gpu_on_gpu_agent = false;
+  for (const v1::Placement& p : response.placements()) {
+    if (p.task_run() == "executions/e/tasks/train") gpu_on_gpu_agent = p.agent() == "agents/gpu";
+    if (p.agent() == "agents/cpu") ++on_cpu;
+  }
+  EXPECT_TRUE(gpu_on_gpu_agent) << response.DebugString();
+  EXPECT_EQ(on_cpu, 2) << response.DebugString();
+  EXPECT_EQ(response.placements_size(), 4) << response.DebugString();
+  ASSERT_EQ(response.unplaced_size(), 1) << response.DebugString();
+  EXPECT_TRUE(absl::StrContains(response.unplaced(0).reason(), "busy"))
+      << response.unplaced(0).reason();
+  EXPECT_EQ(response.unplaced(0).estimated_start_seconds(), 30);
+}
+
+TEST_F(SchedulerServiceTest, RejectsAMalformedBatchNamingTheField) {
+  v1::RankAndPlaceRequest request;
+  v1::ReadyTaskInfo* t = request.add_tasks();
+  t->set_task_run("executions/e/tasks/x");
+  t->set_priority(500);
+  v1::RankAndPlaceResponse response;
+  const grpc::Status status = Call(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(absl::StrContains(status.error_message(), "priority 500, outside 0..100"))
+      << status.error_message();
+}
+
+}  // namespace
+}  // namespace gyre
