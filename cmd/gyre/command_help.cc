@@ -51,8 +51,10 @@ constexpr Help kHelp[] = {
      "executions/ID or ID.\n",
      "", true, false},
     {"status", "EXECUTION [flags]",
-     "An execution's state and one line per task. EXECUTION is executions/ID or ID.\n", "", true,
-     false},
+     "An execution's state and context, then one line per task with, below it, why a\n"
+     "ready task waits and every attempt (agent, start, duration, how it ended, lost\n"
+     "ones with why). EXECUTION is executions/ID or ID.\n",
+     "", true, false},
     {"list", "[flags]", "Recent executions, newest first.\n",
      "  --limit=N\n"
      "      how many (1..1000; default 20)\n"
@@ -62,9 +64,14 @@ constexpr Help kHelp[] = {
      "      only executions in these states: pending, running, paused, succeeded,\n"
      "      failed, cancelled (default all)\n",
      true, false},
-    {"logs", "EXECUTION TASK [flags]", "A task attempt's stored stdout and stderr.\n",
+    {"logs", "EXECUTION [TASK] [flags]",
+     "A task attempt's stored stdout and stderr, byte for byte; without TASK, every\n"
+     "attempt's output in the order they began, each under a ==> header.\n",
      "  --attempt=N\n"
-     "      which attempt (default the latest)\n",
+     "      which attempt of TASK (default the latest)\n"
+     "  --follow\n"
+     "      tail the output live as tasks write it, until TASK (or, without TASK, the\n"
+     "      execution) ends; every task's lines are prefixed with its id (default off)\n",
      true, false},
     {"cancel", "EXECUTION [flags]", "Cancels an execution; its running tasks are stopped.\n",
      "  --reason=TEXT\n"
