@@ -566,6 +566,57 @@ TEST(DevSuiteTest, StatusAndLogsSayWhatRanWhereWhenAndWhyNot) {
   EXPECT_EQ(replayed.err, "greet | oops\n") << replayed;
 }
 
+// gyre run on a terminal: a progress bar, and above it a line for each
+// thing a person must see (a retry and why, a failure, a skip), none for
+// routine progress; in a pipe, a line for every change and no bar.
+TEST(DevSuiteTest, GyreRunOnATerminalPrintsWhatMattersAboveTheBar) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_terminal");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: follow-demo\n"
+                             "tasks:\n"
+                             "  - id: greet\n"
+                             "    command: [echo, hi]\n"
+                             "  - id: flaky\n"
+                             "    shell: true\n"
+                             "    command: exit 3\n"
+                             "    retries: 1\n"
+                             "    depends_on: [greet]\n"
+                             "  - id: after\n"
+                             "    command: [echo, never]\n"
+                             "    depends_on: [flaky]\n";
+  auto run =
+      ChildProcess::StartOnTerminal({GyreBinary(), "run", workflow, dev.orchestrator_flag()});
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::optional<int> status = (*run)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << (*run)->Output();
+  (void)(*run)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  const std::string terminal = (*run)->Output();
+  EXPECT_TRUE(absl::StrContains(terminal, "[##"));               // the bar
+  EXPECT_TRUE(absl::StrContains(terminal, "\r\033[K  flaky  "))  // a line takes its place
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal,
+                                "  flaky                    pending (exit code 3; "
+                                "retry 1 of 1 in "))
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal, "  flaky                    failed (exit code 3)"))
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal,
+                                "  after                    skipped (dependency \"flaky\" failed)"))
+      << terminal;
+  EXPECT_FALSE(absl::StrContains(terminal, "  greet   ")) << "routine progress is the bar's";
+
+  const GyreOutput piped = RunGyreApart({"run", workflow, dev.orchestrator_flag()});
+  EXPECT_EQ(piped.code, 1) << piped;
+  EXPECT_FALSE(absl::StrContains(piped.out, "[##")) << piped;
+  EXPECT_FALSE(absl::StrContains(piped.out, "\033")) << piped;
+  EXPECT_TRUE(absl::StrContains(piped.out, "  greet                    succeeded\n")) << piped;
+  EXPECT_TRUE(absl::StrContains(piped.out, "  flaky                    failed (exit code 3)\n"))
+      << piped;
+}
+
 TEST(DevSuiteTest, LogsFollowTailsARunningTaskLive) {
   RunningDev dev({});
   ASSERT_TRUE(dev.up());
@@ -674,6 +725,24 @@ TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled
   const GyreOutput resume = RunGyreApart({"resume", execution, dev.orchestrator_flag()});
   EXPECT_EQ(resume.code, 0) << resume;
   EXPECT_EQ(resume.out, absl::StrCat(execution, " running\n"));
+
+  // Whoever follows is told of the pause and the resume.
+  EXPECT_TRUE((*watch)
+                  ->WaitForLine(
+                      [&](const std::string& line) {
+                        return absl::StartsWith(line,
+                                                "execution paused: no task starts until "
+                                                "gyre resume ");
+                      },
+                      absl::Seconds(20))
+                  .ok())
+      << (*watch)->Output();
+  EXPECT_TRUE(
+      (*watch)
+          ->WaitForLine([&](const std::string& line) { return line == "execution resumed"; },
+                        absl::Seconds(20))
+          .ok())
+      << (*watch)->Output();
 
   const GyreOutput cancel =
       RunGyreApart({"cancel", execution, "--reason=test is done", dev.orchestrator_flag()});

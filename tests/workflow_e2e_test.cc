@@ -168,11 +168,20 @@ tasks:
   - {id: work, command: [sh, -c, "sleep 1; echo done"]}
 )");
   ASSERT_TRUE(AwaitTaskState(exec, "work", v1::TASK_RUNNING));
+  // A follower is told of the loss, with the attempt and the agent.
+  auto watch =
+      ChildProcess::Start({Binary("cmd/gyre/gyre"), "watch", exec, "--orchestrator=" + address_});
+  ASSERT_TRUE(watch.ok()) << watch.status();
   agent_killed_ = true;
   doomed->Signal(SIGKILL);
   ASSERT_TRUE(doomed->WaitForExit(absl::Seconds(10)).has_value());
   StartAgent("survivor", 1);
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  ASSERT_TRUE((*watch)->WaitForExit(absl::Seconds(30)).has_value()) << (*watch)->Output();
+  (void)(*watch)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains((*watch)->Output(),
+                                "ready (re-queued: its agent was lost (attempt 1: agent doomed"))
+      << (*watch)->Output();
   const v1::TaskRun run = Task(exec, "work");
   ASSERT_EQ(run.attempts_size(), 2);
   EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);

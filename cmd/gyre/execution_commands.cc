@@ -358,7 +358,7 @@ int StatusCommand(const Command& command, int argc, char** argv) {
       one.set_name(run.name());
       absl::StatusOr<v1::TaskRun> read = Call(*stub, &Stub::GetTaskRun, one);
       if (read.ok() && !read->waiting_reason().empty()) {
-        detail(absl::StrCat("waiting: ", read->waiting_reason()));
+        detail(absl::StrCat("waiting: ", absl::StripPrefix(read->waiting_reason(), "waiting ")));
       } else if (read.ok()) {
         detail("waiting: for a free slot on an agent that can take it");
       }

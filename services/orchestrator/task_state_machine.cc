@@ -245,9 +245,12 @@ void TaskStateMachine::RetryDue(ExecutionEntry& exec, uint32_t index, Outbox& ou
   journal_.Persist(record);
 }
 
-void TaskStateMachine::Requeue(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+void TaskStateMachine::Requeue(ExecutionEntry& exec, uint32_t index, absl::string_view why,
+                               Outbox& out) {
   if (exec.final()) return;
-  exec.tasks[index].reason = "re-queued: its agent was lost";
+  // Says which attempt and agent, so a follower sees the loss where it is.
+  exec.tasks[index].reason = absl::StrCat("re-queued: its agent was lost (attempt ",
+                                          exec.tasks[index].attempt, ": ", why, ")");
   MakeReady(exec, index, out);
 }
 
@@ -362,7 +365,7 @@ void TaskStateMachine::LoseAttempt(ExecutionEntry& exec, uint32_t index, std::st
   metrics_.CountOutcome(v1::ATTEMPT_LOST);
   ReleaseLease(exec, index);
   if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
-    Requeue(exec, index, out);
+    Requeue(exec, index, lost.error(), out);
   }
   // Recorded after its events, before any lease of the task again.
   journal_.Persist(record);
