@@ -617,6 +617,90 @@ TEST(DevSuiteTest, GyreRunOnATerminalPrintsWhatMattersAboveTheBar) {
       << piped;
 }
 
+// gyre dev's log on a terminal is text a person reads ("gyre dev is up"
+// stands out, with its addresses below it); into a pipe it is JSON; the
+// flag chooses either way. --log_level=debug tells the engine's decisions.
+TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
+  const testing::ScratchDir scratch("gyre_dev_log_format");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: flaky\n"
+                             "tasks:\n"
+                             "  - id: flaky\n"
+                             "    shell: true\n"
+                             "    command: exit 3\n"
+                             "    retries: {count: 1, initial_backoff: 10ms}\n";
+  const auto start = [&](bool terminal, const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {
+        GyreBinary(),
+        "dev",
+        "--grpc_address=127.0.0.1:0",
+        "--metrics_address=127.0.0.1:0",
+        "--http_address=127.0.0.1:0",
+        absl::StrCat("--data_dir=", scratch.path(), "/data", terminal ? "t" : "p", flags.size())};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return terminal ? ChildProcess::StartOnTerminal(argv) : ChildProcess::Start(argv);
+  };
+  const auto up_line = [](ChildProcess& dev) {
+    return dev.WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "gyre dev is up"); },
+        absl::Seconds(30));
+  };
+  const auto stop = [](ChildProcess& dev) {
+    dev.Signal(SIGINT);
+    EXPECT_TRUE(dev.WaitForExit(absl::Seconds(15)).has_value());
+  };
+  {
+    auto dev = start(/*terminal=*/true, {"--log_level=debug", "--run=" + workflow});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  \033[1m==> gyre dev is up <==\033[0m")) << *up;
+    EXPECT_TRUE(
+        (*dev)
+            ->WaitForLine(
+                [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
+                absl::Seconds(10))
+            .ok())
+        << (*dev)->Output();
+    // The engine's decisions at debug level, as text.
+    auto retry = (*dev)->WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "retry scheduled"); },
+        absl::Seconds(30));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(absl::StrContains(*retry, "DEBUG")) << *retry;
+    EXPECT_TRUE(absl::StrContains(*retry, "task=flaky  failed_attempt=1")) << *retry;
+    EXPECT_TRUE(absl::StrContains((*dev)->Output(), "task leased  execution=")) << (*dev)->Output();
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "{\"time\":")) << (*dev)->Output();
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/false, {});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "task leased")) << "debug is off by default";
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/true, {"--log_format=json"});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/false, {"--log_format=text"});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  ==> gyre dev is up <==")) << *up;
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "\033")) << "no colours into a pipe";
+    stop(**dev);
+  }
+}
+
 TEST(DevSuiteTest, LogsFollowTailsARunningTaskLive) {
   RunningDev dev({});
   ASSERT_TRUE(dev.up());

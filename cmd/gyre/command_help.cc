@@ -143,7 +143,7 @@ std::string BashCompletion() {
   std::vector<std::string> commands = {"dev", "help"};
   std::string cases =
       "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
-      "--agent_slots= --run= --task_library_dir= --log_level= --shutdown_grace= --help\";;\n";
+      "--agent_slots= --run= --task_library_dir= --log_level= --log_format= --shutdown_grace= --help\";;\n";
   for (const Help& help : kHelp) {
     commands.emplace_back(help.command);
     // The flag names are the help's lines that start with "  --".
