@@ -91,6 +91,13 @@ constexpr Help kHelp[] = {
      "The orchestrator's task library: the tasks gyre schedule takes as targets and\n"
      "workflow files may depend on, with what they depend on.\n",
      "", true, false},
+    {"workflows", "list|show NAME [flags]",
+     "The workflows the orchestrator stores (CreateWorkflow; gyre run runs a file\n"
+     "without storing it): list shows each one's latest version, task count, creation\n"
+     "and description; show NAME its context and tasks (dependencies, queue, command).\n",
+     "  --version=N\n"
+     "      which version for show (default the latest)\n",
+     true, false},
     {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
      "  --task_library_dir=DIR\n"
      "      task-library YAML files the workflow may depend on (default none)\n",
@@ -143,7 +150,8 @@ std::string BashCompletion() {
   std::vector<std::string> commands = {"dev", "help"};
   std::string cases =
       "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
-      "--agent_slots= --run= --task_library_dir= --log_level= --log_format= --shutdown_grace= --help\";;\n";
+      "--agent_slots= --run= --task_library_dir= --log_level= --log_format= --shutdown_grace= "
+      "--help\";;\n";
   for (const Help& help : kHelp) {
     commands.emplace_back(help.command);
     // The flag names are the help's lines that start with "  --".

@@ -1001,6 +1001,104 @@ int LibraryCommand(const Command& command, int argc, char** argv) {
   return kRunSucceeded;
 }
 
+// "noop", "sleep 2s" or the command line: what a task runs, in a column.
+std::string RunsText(const v1::TaskSpec& task) {
+  if (task.builtin().kind() != v1::BuiltinExecutor::KIND_UNSPECIFIED) {
+    return absl::AsciiStrToLower(v1::BuiltinExecutor::Kind_Name(task.builtin().kind()));
+  }
+  std::string command = absl::StrJoin(task.command(), " ");
+  // A column, not the script: long commands end in "...".
+  if (command.size() > 60) command = absl::StrCat(command.substr(0, 57), "...");
+  return command;
+}
+
+// `gyre workflows list`: the stored workflows, latest versions.
+int ListWorkflows(const Command& command, const CommandLine& line, Stub& stub) {
+  std::vector<std::vector<std::string>> rows = {
+      {"WORKFLOW", "VERSION", "TASKS", "CREATED", "DESCRIPTION"}};
+  v1::ListWorkflowsRequest request;
+  do {
+    absl::StatusOr<v1::ListWorkflowsResponse> page = Call(stub, &Stub::ListWorkflows, request);
+    if (!page.ok()) return Failed(command, line, "listing workflows", page.status());
+    for (const v1::WorkflowDefinition& workflow : page->workflows()) {
+      std::string description = workflow.description().substr(0, workflow.description().find('\n'));
+      rows.push_back({std::string(absl::StripPrefix(workflow.name(), "workflows/")),
+                      absl::StrCat(workflow.version()), absl::StrCat(workflow.tasks_size()),
+                      TimeText(workflow.create_time()), description});
+    }
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  if (rows.size() == 1) {
+    std::fprintf(stderr,
+                 "no stored workflows (gyre run runs a file without storing it; the API's "
+                 "CreateWorkflow stores one)\n");
+    return kRunSucceeded;
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+// `gyre workflows show NAME [--version=N]`: one stored definition.
+int ShowWorkflow(const Command& command, const CommandLine& line, Stub& stub,
+                 const std::string& name, int64_t version) {
+  v1::GetWorkflowRequest request;
+  request.set_name(absl::StrCat("workflows/", absl::StripPrefix(name, "workflows/"),
+                                version > 0 ? absl::StrCat("/versions/", version) : ""));
+  absl::StatusOr<v1::WorkflowDefinition> workflow = Call(stub, &Stub::GetWorkflow, request);
+  if (!workflow.ok()) return Failed(command, line, request.name(), workflow.status());
+  std::printf("workflow   %s\n",
+              TerminalSafe(absl::StripPrefix(workflow->name(), "workflows/")).c_str());
+  std::printf("version    %lld\n", static_cast<long long>(workflow->version()));
+  std::printf("created    %s\n", TimeText(workflow->create_time()).c_str());
+  if (!workflow->source().empty()) {
+    std::printf("source     %s\n", TerminalSafe(workflow->source()).c_str());
+  }
+  if (!workflow->description().empty()) {
+    std::printf("about      %s\n", TerminalSafe(workflow->description()).c_str());
+  }
+  std::map<std::string, std::string> context(workflow->default_context().begin(),
+                                             workflow->default_context().end());
+  const char* label = "context    ";
+  for (const auto& [key, value] : context) {
+    std::printf("%s%s\n", label, TerminalSafe(absl::StrCat(key, "=", value)).c_str());
+    label = "           ";
+  }
+  std::printf("tasks      %d\n", workflow->tasks_size());
+  std::vector<std::vector<std::string>> rows = {{"  TASK", "DEPENDS ON", "QUEUE", "RUNS"}};
+  for (const v1::TaskSpec& task : workflow->tasks()) {
+    rows.push_back({absl::StrCat("  ", task.id()),
+                    task.depends_on().empty() ? "-" : absl::StrJoin(task.depends_on(), ","),
+                    task.queue().empty() ? "-" : task.queue(), RunsText(task)});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+// `gyre workflows list|show`: the workflows the orchestrator stores.
+int WorkflowsCommand(const Command& command, int argc, char** argv) {
+  int64_t version = 0;
+  const CommandOption options[] = {{"version", [&version](const std::string& value) {
+                                      if (!absl::SimpleAtoi(value, &version) || version < 1) {
+                                        return absl::InvalidArgumentError(absl::StrCat(
+                                            "--version \"", value, "\": expected 1, 2, ..."));
+                                      }
+                                      return absl::OkStatus();
+                                    }}};
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, options);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  const std::vector<std::string>& positional = line->positional;
+  if (positional.empty()) return BadUsage(command, "list or show?");
+  std::unique_ptr<Stub> stub = Connect(*line);
+  if (positional[0] == "list" && positional.size() == 1 && version == 0) {
+    return ListWorkflows(command, *line, *stub);
+  }
+  if (positional[0] == "show" && positional.size() == 2) {
+    return ShowWorkflow(command, *line, *stub, positional[1], version);
+  }
+  if (positional[0] == "show") return BadUsage(command, "which workflow?");
+  return BadUsage(command, absl::StrCat("unexpected argument ", positional.back()));
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
@@ -1012,6 +1110,7 @@ constexpr Command kCommands[] = {
     {"queues", "[--orchestrator=host:port]", QueuesCommand},
     {"agents", "[--orchestrator=host:port]", AgentsCommand},
     {"library", "[--orchestrator=host:port]", LibraryCommand},
+    {"workflows", "list|show NAME [--version=N] [--orchestrator=host:port]", WorkflowsCommand},
 };
 
 const Command* FindCommand(absl::string_view name) {

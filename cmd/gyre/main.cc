@@ -71,6 +71,8 @@ constexpr char kUsage[] =
     "  queues                              queues: depth, running, agents, desired workers\n"
     "  agents                              agents: state, queues, slots, version\n"
     "  library                             the task library's tasks (gyre schedule's targets)\n"
+    "  workflows list|show NAME [--version=N]\n"
+    "                                      stored workflows; one's context and tasks\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
     "  validate FILE.yaml [--task_library_dir=DIR]\n"
     "                                      check a workflow without running it (against the\n"
