@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -458,6 +459,287 @@ TEST(DevSuiteTest, StatusLogsAndListShowAFinishedExecution) {
   EXPECT_EQ(none.err, "no executions match\n");
 }
 
+// The lines of `text` that contain `needle`.
+std::vector<std::string> LinesWith(const std::string& text, const std::string& needle) {
+  std::vector<std::string> found;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StrContains(line, needle)) found.emplace_back(line);
+  }
+  return found;
+}
+
+TEST(DevSuiteTest, StatusAndLogsSayWhatRanWhereWhenAndWhyNot) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_debug");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: debug-demo\n"
+                             "context: {REGION: us}\n"
+                             "tasks:\n"
+                             "  - id: greet\n"
+                             "    shell: true\n"
+                             "    command: printf 'hello\\nworld\\n'; echo oops >&2\n"
+                             "  - id: flaky\n"
+                             "    shell: true\n"
+                             "    command: echo try; exit 3\n"
+                             "    retries: 1\n"
+                             "    depends_on: [greet]\n"
+                             "  - id: after\n"
+                             "    command: [echo, never]\n"
+                             "    depends_on: [flaky]\n"
+                             "  - id: nap\n"
+                             "    builtin: sleep\n"
+                             "    duration: 10ms\n";
+  const auto [run_code, run_output] =
+      RunGyre({"run", workflow, "--set", "REGION=eu", dev.orchestrator_flag()});
+  ASSERT_EQ(run_code, 1) << run_output;
+  const std::string execution = ExecutionOf(run_output);
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << run_output;
+
+  // The context, and under each task every attempt: agent, start, duration,
+  // how it ended. The builtin's attempt has a start time too.
+  const GyreOutput status = RunGyreApart({"status", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(status.code, 0) << status;
+  EXPECT_TRUE(absl::StrContains(status.out, "\ncontext    REGION=eu\n")) << status;
+  const std::vector<std::string> failed_attempts = LinesWith(status.out, "failed (exit 3)");
+  ASSERT_EQ(failed_attempts.size(), 2u) << status;
+  EXPECT_TRUE(absl::StartsWith(absl::StripLeadingAsciiWhitespace(failed_attempts[0]),
+                               "attempt 1  agent embedded  started "))
+      << status;
+  EXPECT_TRUE(absl::StrContains(failed_attempts[1], "attempt 2  agent embedded  started "))
+      << status;
+  EXPECT_TRUE(absl::StrContains(failed_attempts[1], "  took ")) << status;
+  const std::vector<std::string> nap = LinesWith(status.out, "attempt 1  agent embedded");
+  ASSERT_EQ(nap.size(), 3u) << status;  // greet, flaky's first, nap
+  EXPECT_TRUE(absl::StrContains(nap[2], "  started ")) << status;
+  EXPECT_TRUE(absl::StrContains(nap[2], "  succeeded")) << status;
+  EXPECT_TRUE(absl::StrContains(status.out, "  after                    skipped   (dependency"))
+      << status;
+
+  // Every attempt's output in the order they began, each under its header.
+  const GyreOutput all = RunGyreApart({"logs", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(all.code, 0) << all;
+  const size_t greet = all.out.find(
+      "==> greet attempt 1: succeeded <==\nhello\nworld\n"
+      "==> greet attempt 1 stderr <==\noops\n");
+  const size_t first = all.out.find("==> flaky attempt 1: failed (exit 3) <==\ntry\n");
+  const size_t second = all.out.find("==> flaky attempt 2: failed (exit 3) <==\ntry\n");
+  EXPECT_NE(greet, std::string::npos) << all;
+  EXPECT_NE(first, std::string::npos) << all;
+  EXPECT_NE(second, std::string::npos) << all;
+  EXPECT_LT(greet, first) << all;
+  EXPECT_LT(first, second) << all;
+  EXPECT_TRUE(absl::StrContains(
+      all.out, "==> after was skipped (dependency \"flaky\" failed): it never ran <==\n"))
+      << all;
+
+  // A task that never ran says why, not "has no attempt 0".
+  const GyreOutput skipped = RunGyreApart({"logs", execution, "after", dev.orchestrator_flag()});
+  EXPECT_EQ(skipped.code, 1) << skipped;
+  EXPECT_EQ(skipped.err, absl::StrCat("gyre logs: ", execution,
+                                      "/tasks/after was skipped (dependency \"flaky\" failed): "
+                                      "it never ran\n"));
+  // A ready task no agent can take says why under its line.
+  const std::string stuck = scratch.path() + "/stuck.yaml";
+  std::ofstream(stuck) << "name: stuck\n"
+                          "tasks:\n"
+                          "  - id: train\n"
+                          "    queue: gpu\n"
+                          "    command: [\"true\"]\n";
+  const GyreOutput detached = RunGyreApart({"run", stuck, "--detach", dev.orchestrator_flag()});
+  ASSERT_EQ(detached.code, 0) << detached;
+  const GyreOutput waiting =
+      RunGyreApart({"status", ExecutionOf(detached.out), dev.orchestrator_flag()});
+  const std::vector<std::string> why = LinesWith(waiting.out, "waiting: ");
+  ASSERT_EQ(why.size(), 1u) << waiting;
+  EXPECT_TRUE(absl::StrContains(why[0], "\"gpu\"")) << waiting;
+  const GyreOutput not_yet =
+      RunGyreApart({"logs", ExecutionOf(detached.out), "train", dev.orchestrator_flag()});
+  EXPECT_EQ(not_yet.code, 1) << not_yet;
+  EXPECT_TRUE(absl::StrContains(not_yet.err, "train has not run yet")) << not_yet;
+
+  // After the run, --follow replays the stored output of every task.
+  const GyreOutput replayed =
+      RunGyreApart({"logs", "--follow", execution, dev.orchestrator_flag()});
+  EXPECT_EQ(replayed.code, 0) << replayed;
+  EXPECT_EQ(replayed.out, "greet | hello\ngreet | world\nflaky | try\nflaky#2 | try\n") << replayed;
+  EXPECT_EQ(replayed.err, "greet | oops\n") << replayed;
+}
+
+// gyre run on a terminal: a progress bar, and above it a line for each
+// thing a person must see (a retry and why, a failure, a skip), none for
+// routine progress; in a pipe, a line for every change and no bar.
+TEST(DevSuiteTest, GyreRunOnATerminalPrintsWhatMattersAboveTheBar) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_terminal");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: follow-demo\n"
+                             "tasks:\n"
+                             "  - id: greet\n"
+                             "    command: [echo, hi]\n"
+                             "  - id: flaky\n"
+                             "    shell: true\n"
+                             "    command: exit 3\n"
+                             "    retries: 1\n"
+                             "    depends_on: [greet]\n"
+                             "  - id: after\n"
+                             "    command: [echo, never]\n"
+                             "    depends_on: [flaky]\n";
+  auto run =
+      ChildProcess::StartOnTerminal({GyreBinary(), "run", workflow, dev.orchestrator_flag()});
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::optional<int> status = (*run)->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(status.has_value()) << (*run)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 1) << (*run)->Output();
+  (void)(*run)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  const std::string terminal = (*run)->Output();
+  EXPECT_TRUE(absl::StrContains(terminal, "[##"));               // the bar
+  EXPECT_TRUE(absl::StrContains(terminal, "\r\033[K  flaky  "))  // a line takes its place
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal,
+                                "  flaky                    pending (exit code 3; "
+                                "retry 1 of 1 in "))
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal, "  flaky                    failed (exit code 3)"))
+      << terminal;
+  EXPECT_TRUE(absl::StrContains(terminal,
+                                "  after                    skipped (dependency \"flaky\" failed)"))
+      << terminal;
+  EXPECT_FALSE(absl::StrContains(terminal, "  greet   ")) << "routine progress is the bar's";
+
+  const GyreOutput piped = RunGyreApart({"run", workflow, dev.orchestrator_flag()});
+  EXPECT_EQ(piped.code, 1) << piped;
+  EXPECT_FALSE(absl::StrContains(piped.out, "[##")) << piped;
+  EXPECT_FALSE(absl::StrContains(piped.out, "\033")) << piped;
+  EXPECT_TRUE(absl::StrContains(piped.out, "  greet                    succeeded\n")) << piped;
+  EXPECT_TRUE(absl::StrContains(piped.out, "  flaky                    failed (exit code 3)\n"))
+      << piped;
+}
+
+// gyre dev's log on a terminal is text a person reads ("gyre dev is up"
+// stands out, with its addresses below it); into a pipe it is JSON; the
+// flag chooses either way. --log_level=debug tells the engine's decisions.
+TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
+  const testing::ScratchDir scratch("gyre_dev_log_format");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: flaky\n"
+                             "tasks:\n"
+                             "  - id: flaky\n"
+                             "    shell: true\n"
+                             "    command: exit 3\n"
+                             "    retries: {count: 1, initial_backoff: 10ms}\n";
+  const auto start = [&](bool terminal, const std::vector<std::string>& flags) {
+    std::vector<std::string> argv = {
+        GyreBinary(),
+        "dev",
+        "--grpc_address=127.0.0.1:0",
+        "--metrics_address=127.0.0.1:0",
+        "--http_address=127.0.0.1:0",
+        absl::StrCat("--data_dir=", scratch.path(), "/data", terminal ? "t" : "p", flags.size())};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return terminal ? ChildProcess::StartOnTerminal(argv) : ChildProcess::Start(argv);
+  };
+  const auto up_line = [](ChildProcess& dev) {
+    return dev.WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "gyre dev is up"); },
+        absl::Seconds(30));
+  };
+  const auto stop = [](ChildProcess& dev) {
+    dev.Signal(SIGINT);
+    EXPECT_TRUE(dev.WaitForExit(absl::Seconds(15)).has_value());
+  };
+  {
+    auto dev = start(/*terminal=*/true, {"--log_level=debug", "--run=" + workflow});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  \033[1m==> gyre dev is up <==\033[0m")) << *up;
+    EXPECT_TRUE(
+        (*dev)
+            ->WaitForLine(
+                [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
+                absl::Seconds(10))
+            .ok())
+        << (*dev)->Output();
+    // The engine's decisions at debug level, as text.
+    auto retry = (*dev)->WaitForLine(
+        [](const std::string& line) { return absl::StrContains(line, "retry scheduled"); },
+        absl::Seconds(30));
+    ASSERT_TRUE(retry.ok()) << retry.status();
+    EXPECT_TRUE(absl::StrContains(*retry, "DEBUG")) << *retry;
+    EXPECT_TRUE(absl::StrContains(*retry, "task=flaky  failed_attempt=1")) << *retry;
+    EXPECT_TRUE(absl::StrContains((*dev)->Output(), "task leased  execution=")) << (*dev)->Output();
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "{\"time\":")) << (*dev)->Output();
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/false, {});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "task leased")) << "debug is off by default";
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/true, {"--log_format=json"});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
+    stop(**dev);
+  }
+  {
+    auto dev = start(/*terminal=*/false, {"--log_format=text"});
+    ASSERT_TRUE(dev.ok()) << dev.status();
+    auto up = up_line(**dev);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  ==> gyre dev is up <==")) << *up;
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "\033")) << "no colours into a pipe";
+    stop(**dev);
+  }
+}
+
+TEST(DevSuiteTest, LogsFollowTailsARunningTaskLive) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_follow");
+  const std::string go = scratch.path() + "/go";
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  // It writes until the test lets it end: a tick seen before then came live.
+  std::ofstream(workflow) << "name: ticker\n"
+                             "tasks:\n"
+                             "  - id: tick\n"
+                             "    shell: true\n"
+                             "    command: >-\n"
+                             "      i=0; while [ ! -f "
+                          << go
+                          << " ]; do echo tick $i; i=$((i+1)); sleep 0.1; done;\n"
+                             "      echo done\n";
+  const GyreOutput started = RunGyreApart({"run", workflow, "--detach", dev.orchestrator_flag()});
+  ASSERT_EQ(started.code, 0) << started;
+  const std::string execution = ExecutionOf(started.out);
+  ASSERT_TRUE(absl::StartsWith(execution, "executions/")) << started;
+  auto follow = ChildProcess::Start(
+      {GyreBinary(), "logs", execution, "tick", "--follow", dev.orchestrator_flag()});
+  ASSERT_TRUE(follow.ok()) << follow.status();
+  ASSERT_TRUE(
+      (*follow)
+          ->WaitForLine([](const std::string& line) { return absl::StartsWith(line, "tick "); },
+                        absl::Seconds(30))
+          .ok())
+      << (*follow)->Output();
+  // Still following: the task has not ended.
+  EXPECT_FALSE((*follow)->WaitForExit(absl::Milliseconds(1)).has_value());
+  std::ofstream(go) << "";
+  const std::optional<int> status = (*follow)->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << (*follow)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << (*follow)->Output();
+  (void)(*follow)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains((*follow)->Output(), "\ndone")) << (*follow)->Output();
+}
+
 TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled) {
   RunningDev dev({});
   ASSERT_TRUE(dev.up());
@@ -508,7 +790,8 @@ TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled
   EXPECT_EQ(early_logs.code, 1) << early_logs;
   EXPECT_EQ(early_logs.err, absl::StrCat("gyre logs: ", execution,
                                          "/tasks/nap attempt 1 has not ended; its output is "
-                                         "stored when it does\n"));
+                                         "stored when it does (gyre logs --follow shows it "
+                                         "live)\n"));
 
   const GyreOutput pause = RunGyreApart({"pause", execution, dev.orchestrator_flag()});
   EXPECT_EQ(pause.code, 0) << pause;
@@ -526,6 +809,24 @@ TEST(DevSuiteTest, CtrlCStopsFollowingAndTheExecutionIsPausedResumedAndCancelled
   const GyreOutput resume = RunGyreApart({"resume", execution, dev.orchestrator_flag()});
   EXPECT_EQ(resume.code, 0) << resume;
   EXPECT_EQ(resume.out, absl::StrCat(execution, " running\n"));
+
+  // Whoever follows is told of the pause and the resume.
+  EXPECT_TRUE((*watch)
+                  ->WaitForLine(
+                      [&](const std::string& line) {
+                        return absl::StartsWith(line,
+                                                "execution paused: no task starts until "
+                                                "gyre resume ");
+                      },
+                      absl::Seconds(20))
+                  .ok())
+      << (*watch)->Output();
+  EXPECT_TRUE(
+      (*watch)
+          ->WaitForLine([&](const std::string& line) { return line == "execution resumed"; },
+                        absl::Seconds(20))
+          .ok())
+      << (*watch)->Output();
 
   const GyreOutput cancel =
       RunGyreApart({"cancel", execution, "--reason=test is done", dev.orchestrator_flag()});

@@ -168,11 +168,20 @@ tasks:
   - {id: work, command: [sh, -c, "sleep 1; echo done"]}
 )");
   ASSERT_TRUE(AwaitTaskState(exec, "work", v1::TASK_RUNNING));
+  // A follower is told of the loss, with the attempt and the agent.
+  auto watch =
+      ChildProcess::Start({Binary("cmd/gyre/gyre"), "watch", exec, "--orchestrator=" + address_});
+  ASSERT_TRUE(watch.ok()) << watch.status();
   agent_killed_ = true;
   doomed->Signal(SIGKILL);
   ASSERT_TRUE(doomed->WaitForExit(absl::Seconds(10)).has_value());
   StartAgent("survivor", 1);
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+  ASSERT_TRUE((*watch)->WaitForExit(absl::Seconds(30)).has_value()) << (*watch)->Output();
+  (void)(*watch)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  EXPECT_TRUE(absl::StrContains((*watch)->Output(),
+                                "ready (re-queued: its agent was lost (attempt 1: agent doomed"))
+      << (*watch)->Output();
   const v1::TaskRun run = Task(exec, "work");
   ASSERT_EQ(run.attempts_size(), 2);
   EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);
@@ -180,6 +189,59 @@ tasks:
   EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
   EXPECT_TRUE(absl::StartsWith(run.attempts(1).agent(), "agents/survivor"));
   EXPECT_EQ(Logs(exec, "work"), "done\n");
+}
+
+// What the API stores, the CLI shows: gyre workflows list and show.
+TEST_F(Cluster, GyreWorkflowsListsAndShowsStoredDefinitions) {
+  const auto gyre = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), Binary("cmd/gyre/gyre"));
+    args.push_back("--orchestrator=" + address_);
+    auto process = ChildProcess::Start(args);
+    EXPECT_TRUE(process.ok()) << process.status();
+    const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(30));
+    (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+    EXPECT_TRUE(status.has_value());
+    return std::make_pair(status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
+                          (*process)->Output());
+  };
+  const auto [empty_code, empty] = gyre({"workflows", "list"});
+  EXPECT_EQ(empty_code, 0) << empty;
+  EXPECT_TRUE(absl::StartsWith(empty, "no stored workflows")) << empty;
+
+  absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(
+      "name: nightly\n"
+      "description: Nightly ETL\n"
+      "context: {REGION: eu}\n"
+      "tasks:\n"
+      "  - {id: extract, command: [echo, x]}\n"
+      "  - {id: load, builtin: noop, depends_on: [extract], queue: io}\n",
+      "nightly.yaml");
+  ASSERT_TRUE(def.ok()) << def.status();
+  for (int version = 1; version <= 2; ++version) {
+    grpc::ClientContext call;
+    v1::CreateWorkflowRequest create;
+    *create.mutable_workflow() = *def;
+    v1::WorkflowDefinition stored;
+    grpc::Status status = version == 1 ? stub_->CreateWorkflow(&call, create, &stored) : [&] {
+      v1::UpdateWorkflowRequest update;
+      *update.mutable_workflow() = *def;
+      return stub_->UpdateWorkflow(&call, update, &stored);
+    }();
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  const auto [list_code, list] = gyre({"workflows", "list"});
+  EXPECT_EQ(list_code, 0) << list;
+  EXPECT_TRUE(absl::StartsWith(list, "WORKFLOW  VERSION  TASKS  CREATED  ")) << list;
+  EXPECT_TRUE(absl::StrContains(list, "\nnightly   2        2      ")) << list;
+  EXPECT_TRUE(absl::EndsWith(list, "  Nightly ETL")) << list;
+
+  const auto [show_code, show] = gyre({"workflows", "show", "nightly", "--version=1"});
+  EXPECT_EQ(show_code, 0) << show;
+  EXPECT_TRUE(absl::StartsWith(show, "workflow   nightly\nversion    1\n")) << show;
+  EXPECT_TRUE(absl::StrContains(show, "\ncontext    REGION=eu\ntasks      2\n")) << show;
+  EXPECT_TRUE(absl::StrContains(show, "\n  load     extract     io     noop")) << show;
+  const auto [missing_code, missing] = gyre({"workflows", "show", "nighty"});
+  EXPECT_EQ(missing_code, 2) << missing;
 }
 
 TEST_F(Cluster, AgentDrainsRunningTasksOnSigterm) {

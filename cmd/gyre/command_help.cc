@@ -58,8 +58,10 @@ constexpr Help kHelp[] = {
      "executions/ID or ID.\n",
      "", true, false},
     {"status", "EXECUTION [flags]",
-     "An execution's state and one line per task. EXECUTION is executions/ID or ID.\n", "", true,
-     false},
+     "An execution's state and context, then one line per task with, below it, why a\n"
+     "ready task waits and every attempt (agent, start, duration, how it ended, lost\n"
+     "ones with why). EXECUTION is executions/ID or ID.\n",
+     "", true, false},
     {"list", "[flags]", "Recent executions, newest first.\n",
      "  --limit=N\n"
      "      how many (1..1000; default 20)\n"
@@ -69,9 +71,14 @@ constexpr Help kHelp[] = {
      "      only executions in these states: pending, running, paused, succeeded,\n"
      "      failed, cancelled (default all)\n",
      true, false},
-    {"logs", "EXECUTION TASK [flags]", "A task attempt's stored stdout and stderr.\n",
+    {"logs", "EXECUTION [TASK] [flags]",
+     "A task attempt's stored stdout and stderr, byte for byte; without TASK, every\n"
+     "attempt's output in the order they began, each under a ==> header.\n",
      "  --attempt=N\n"
-     "      which attempt (default the latest)\n",
+     "      which attempt of TASK (default the latest)\n"
+     "  --follow\n"
+     "      tail the output live as tasks write it, until TASK (or, without TASK, the\n"
+     "      execution) ends; every task's lines are prefixed with its id (default off)\n",
      true, false},
     {"cancel", "EXECUTION [flags]", "Cancels an execution; its running tasks are stopped.\n",
      "  --reason=TEXT\n"
@@ -91,6 +98,13 @@ constexpr Help kHelp[] = {
      "The orchestrator's task library: the tasks gyre schedule takes as targets and\n"
      "workflow files may depend on, with what they depend on.\n",
      "", true, false},
+    {"workflows", "list|show NAME [flags]",
+     "The workflows the orchestrator stores (CreateWorkflow; gyre run runs a file\n"
+     "without storing it): list shows each one's latest version, task count, creation\n"
+     "and description; show NAME its context and tasks (dependencies, queue, command).\n",
+     "  --version=N\n"
+     "      which version for show (default the latest)\n",
+     true, false},
     {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
      "  --task_library_dir=DIR\n"
      "      task-library YAML files the workflow may depend on (default none)\n",
@@ -166,7 +180,8 @@ std::string BashCompletion() {
   std::vector<std::string> commands = {"dev", "help"};
   std::string cases =
       "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
-      "--agent_slots= --run= --task_library_dir= --log_level= --shutdown_grace= --help\";;\n";
+      "--agent_slots= --run= --task_library_dir= --log_level= --log_format= --shutdown_grace= "
+      "--help\";;\n";
   for (const Help& help : kHelp) {
     commands.emplace_back(help.command);
     // The flag names are the help's lines that start with "  --".

@@ -66,7 +66,12 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
     }
     bool taken = false;
     for (const CommandOption& option : options) {
-      if (!TakeOption(argc, argv, &i, option.name, &value)) continue;
+      if (!option.takes_value) {
+        if (argv[i] != absl::StrCat("--", option.name)) continue;
+        value.clear();
+      } else if (!TakeOption(argc, argv, &i, option.name, &value)) {
+        continue;
+      }
       if (absl::Status status = option.take(value); !status.ok()) return status;
       taken = true;
       break;

@@ -37,6 +37,8 @@ struct CommandOption {
   absl::string_view name;
   // Checks and keeps one occurrence's value; an error says why it is bad.
   std::function<absl::Status(const std::string& value)> take;
+  // False for a switch ("--follow"): given alone, `take` gets "".
+  bool takes_value = true;
 };
 
 // What a subcommand that talks to the orchestrator was given.

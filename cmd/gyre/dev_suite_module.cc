@@ -162,12 +162,12 @@ absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {
     }
     serving.push_back(component);
   }
-  logging::Info("gyre dev is up", {{"serving", absl::StrJoin(serving, ",")},
-                                   {"healthy", static_cast<int>(serving.size())},
-                                   {"grpc_port", host->grpc_port()},
-                                   {"http", absl::StrCat("http://", config_.http_address)},
-                                   {"metrics_port", host->metrics_port()},
-                                   {"data_dir", config_.data_dir}});
+  logging::Announce("gyre dev is up", {{"serving", absl::StrJoin(serving, ",")},
+                                       {"healthy", static_cast<int>(serving.size())},
+                                       {"grpc_port", host->grpc_port()},
+                                       {"http", absl::StrCat("http://", config_.http_address)},
+                                       {"metrics_port", host->metrics_port()},
+                                       {"data_dir", config_.data_dir}});
   return absl::OkStatus();
 }
 

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -200,7 +202,97 @@ std::string TaskRunText(const v1::TaskRun& run) {
       absl::StrFormat("%-9s %s", TaskStateWord(run.state()), absl::StrJoin(parts, "  "))));
 }
 
-// `gyre status`: the execution, then one line per task.
+absl::Time FromTimestamp(const google::protobuf::Timestamp& time) {
+  return absl::FromUnixNanos(google::protobuf::util::TimeUtil::TimestampToNanoseconds(time));
+}
+
+// "1.2s", "15ms": short enough for a column, exact enough to compare.
+std::string DurationText(absl::Duration duration) {
+  if (duration < absl::Milliseconds(1)) return "<1ms";
+  const absl::Duration unit = duration < absl::Seconds(1)   ? absl::Milliseconds(1)
+                              : duration < absl::Minutes(1) ? absl::Milliseconds(100)
+                                                            : absl::Seconds(1);
+  return absl::FormatDuration(absl::Trunc(duration, unit));
+}
+
+// How an attempt ended, in words: "succeeded", "failed (exit 3)", "lost
+// (agent missed its heartbeats)"; "running" or "leased" while it has not.
+std::string AttemptEndText(const v1::TaskAttempt& attempt) {
+  if (!attempt.has_end_time() && attempt.outcome() == v1::ATTEMPT_OUTCOME_UNSPECIFIED) {
+    return attempt.has_start_time() ? "running" : "leased, not started yet";
+  }
+  std::string word = absl::AsciiStrToLower(
+      absl::StripPrefix(v1::AttemptOutcome_Name(attempt.outcome()), "ATTEMPT_"));
+  if (attempt.outcome() == v1::ATTEMPT_OUTCOME_UNSPECIFIED) word = "ended";
+  std::vector<std::string> why;
+  if (attempt.signal() != 0) {
+    why.push_back(absl::StrCat("signal ", attempt.signal()));
+  } else if (attempt.outcome() == v1::ATTEMPT_FAILED && attempt.exit_code() != 0) {
+    why.push_back(absl::StrCat("exit ", attempt.exit_code()));
+  }
+  if (!attempt.error().empty() &&
+      attempt.error() != absl::StrCat("exit code ", attempt.exit_code()) &&
+      !absl::StartsWith(attempt.error(), "killed by signal ")) {
+    why.push_back(attempt.error());
+  }
+  return why.empty() ? word : absl::StrCat(word, " (", absl::StrJoin(why, ", "), ")");
+}
+
+// One attempt under its task in `gyre status`: "attempt 2  agent a1
+// started 12:00:01.250  took 1.5s  failed (exit 3)".
+std::string AttemptText(const v1::TaskAttempt& attempt) {
+  std::vector<std::string> parts = {absl::StrCat("attempt ", attempt.attempt())};
+  if (!attempt.agent().empty()) {
+    parts.push_back(absl::StrCat("agent ", absl::StripPrefix(attempt.agent(), "agents/")));
+  }
+  // A lease that ended before the process started (a lost agent) has no
+  // start: the lease is when it began.
+  const bool started = attempt.has_start_time();
+  if (started || attempt.has_lease_time()) {
+    const absl::Time begin = FromTimestamp(started ? attempt.start_time() : attempt.lease_time());
+    parts.push_back(absl::StrCat(started ? "started " : "leased ",
+                                 absl::FormatTime("%H:%M:%E3S", begin, absl::LocalTimeZone())));
+    if (attempt.has_end_time()) {
+      parts.push_back(
+          absl::StrCat("took ", DurationText(FromTimestamp(attempt.end_time()) - begin)));
+    } else {
+      parts.push_back(absl::StrCat("for ", DurationText(absl::Now() - begin)));
+    }
+  }
+  parts.push_back(AttemptEndText(attempt));
+  return absl::StrJoin(parts, "  ");
+}
+
+// Why a task has no attempt to show, or "" when it has one: skipped,
+// satisfied by another execution's run, or not run yet.
+std::string NoAttemptText(const v1::TaskRun& run) {
+  if (!run.attempts().empty()) return "";
+  if (!run.satisfied_by().empty()) {
+    return absl::StrCat("did not run here: satisfied by ", run.satisfied_by(),
+                        " (a global task that already ran)");
+  }
+  switch (run.state()) {
+    case v1::TASK_SKIPPED:
+      return absl::StrCat("was skipped",
+                          run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")"),
+                          ": it never ran");
+    case v1::TASK_CANCELLED:
+      return "was cancelled before it ran";
+    case v1::TASK_PENDING:
+      return "has not run yet: it waits for its dependencies";
+    case v1::TASK_READY:
+      return "has not run yet: it is ready and waits for an agent";
+    default:
+      return absl::StrCat("has no attempt (", TaskStateWord(run.state()), ")");
+  }
+}
+
+// Where the detail lines under a task line start (below its state).
+constexpr absl::string_view kDetailIndent = "                           ";
+
+// `gyre status`: the execution and its context, then per task its state,
+// why it waits, and every attempt (when, how long, on which agent, how it
+// ended).
 int StatusCommand(const Command& command, int argc, char** argv) {
   absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
   if (!arguments.ok()) return BadUsage(command, arguments.status().message());
@@ -233,19 +325,44 @@ int StatusCommand(const Command& command, int argc, char** argv) {
               execution->workflow_version() > 0
                   ? absl::StrCat(" (version ", execution->workflow_version(), ")").c_str()
                   : "");
+  if (!execution->parent().empty()) {
+    std::printf("parent     %s\n", TerminalSafe(execution->parent()).c_str());
+  }
   std::printf("started    %s\n", TimeText(execution->start_time()).c_str());
   std::string ended = TimeText(execution->end_time());
   if (execution->has_start_time() && execution->has_end_time()) {
-    const absl::Duration took = absl::Nanoseconds(
-        google::protobuf::util::TimeUtil::TimestampToNanoseconds(execution->end_time()) -
-        google::protobuf::util::TimeUtil::TimestampToNanoseconds(execution->start_time()));
+    const absl::Duration took =
+        FromTimestamp(execution->end_time()) - FromTimestamp(execution->start_time());
     absl::StrAppend(&ended, " (took ",
                     absl::FormatDuration(absl::Trunc(took, absl::Milliseconds(10))), ")");
   }
   std::printf("ended      %s\n", ended.c_str());
+  // The context the tasks see, sorted (the map's order is not stable).
+  std::map<std::string, std::string> context(execution->context().begin(),
+                                             execution->context().end());
+  const char* label = "context    ";
+  for (const auto& [key, value] : context) {
+    std::printf("%s%s\n", label, TerminalSafe(absl::StrCat(key, "=", value)).c_str());
+    label = "           ";
+  }
   std::printf("tasks      %s\n", CountsText(execution->task_counts()).c_str());
   for (const v1::TaskRun& run : runs) {
     std::printf("%s\n", TerminalSafe(TaskLine(run.task_id(), TaskRunText(run))).c_str());
+    const auto detail = [](absl::string_view text) {
+      std::printf("%s%s\n", std::string(kDetailIndent).c_str(), TerminalSafe(text).c_str());
+    };
+    // The waiting reason is worked out for one task read alone.
+    if (run.state() == v1::TASK_READY && execution->state() != v1::EXECUTION_PAUSED) {
+      v1::GetTaskRunRequest one;
+      one.set_name(run.name());
+      absl::StatusOr<v1::TaskRun> read = Call(*stub, &Stub::GetTaskRun, one);
+      if (read.ok() && !read->waiting_reason().empty()) {
+        detail(absl::StrCat("waiting: ", absl::StripPrefix(read->waiting_reason(), "waiting ")));
+      } else if (read.ok()) {
+        detail("waiting: for a free slot on an agent that can take it");
+      }
+    }
+    for (const v1::TaskAttempt& attempt : run.attempts()) detail(AttemptText(attempt));
   }
   return kRunSucceeded;
 }
@@ -379,33 +496,335 @@ void ReportTruncation(const std::string& task_run, const v1::GetTaskLogsResponse
                cut.empty() ? "the beginning of each stream" : absl::StrJoin(cut, ", ").c_str());
 }
 
+// Every task run of `execution`, in the workflow's order.
+absl::StatusOr<std::vector<v1::TaskRun>> ListRuns(Stub& stub, const std::string& execution) {
+  std::vector<v1::TaskRun> runs;
+  v1::ListTaskRunsRequest list;
+  list.set_parent(execution);
+  do {
+    absl::StatusOr<v1::ListTaskRunsResponse> page = Call(stub, &Stub::ListTaskRuns, list);
+    if (!page.ok()) return page.status();
+    runs.insert(runs.end(), page->task_runs().begin(), page->task_runs().end());
+    list.set_page_token(page->next_page_token());
+  } while (!list.page_token().empty());
+  return runs;
+}
+
+void WriteBytes(std::FILE* out, absl::string_view data) {
+  std::fwrite(data.data(), 1, data.size(), out);
+}
+
+// `gyre logs EXECUTION`: every attempt's stored output, in the order the
+// attempts began, each under a header naming it; then the tasks that have
+// none and why. All on stdout, so the order holds in a pipe.
+int AllLogs(const Command& command, const CommandLine& line, Stub& stub,
+            const std::string& execution) {
+  absl::StatusOr<std::vector<v1::TaskRun>> runs = ListRuns(stub, execution);
+  if (!runs.ok()) return Failed(command, line, absl::StrCat("tasks of ", execution), runs.status());
+  struct Piece {
+    absl::Time begin;
+    size_t order;
+    const v1::TaskRun* run;
+    const v1::TaskAttempt* attempt;
+  };
+  std::vector<Piece> pieces;
+  for (const v1::TaskRun& run : *runs) {
+    for (const v1::TaskAttempt& attempt : run.attempts()) {
+      const google::protobuf::Timestamp& begin =
+          attempt.has_start_time() ? attempt.start_time() : attempt.lease_time();
+      pieces.push_back({FromTimestamp(begin), pieces.size(), &run, &attempt});
+    }
+  }
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& a, const Piece& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.order < b.order;
+  });
+  for (const Piece& piece : pieces) {
+    const std::string title =
+        TerminalSafe(absl::StrCat(piece.run->task_id(), " attempt ", piece.attempt->attempt()));
+    const std::string ended = TerminalSafe(AttemptEndText(*piece.attempt));
+    if (!piece.attempt->has_end_time()) {
+      std::printf(
+          "==> %s: %s; its output is stored when it ends (gyre logs --follow shows "
+          "it live) <==\n",
+          title.c_str(), ended.c_str());
+      continue;
+    }
+    v1::GetTaskLogsRequest request;
+    request.set_name(piece.run->name());
+    request.set_attempt(piece.attempt->attempt());
+    absl::StatusOr<v1::GetTaskLogsResponse> logs = Call(stub, &Stub::GetTaskLogs, request);
+    if (!logs.ok()) {
+      return Failed(command, line,
+                    absl::StrCat("logs of ", request.name(), " attempt ", request.attempt()),
+                    logs.status());
+    }
+    std::printf("==> %s: %s%s <==\n", title.c_str(), ended.c_str(),
+                logs->stdout().empty() && logs->stderr().empty() ? ", no output" : "");
+    const auto print = [](absl::string_view data) {
+      WriteBytes(stdout, data);
+      if (!data.empty() && data.back() != '\n') std::fputc('\n', stdout);
+    };
+    print(logs->stdout());
+    if (!logs->stderr().empty()) {
+      std::printf("==> %s stderr <==\n", title.c_str());
+      print(logs->stderr());
+    }
+    if (logs->truncated()) {
+      std::printf("==> %s: output truncated at the agent's max_output_bytes <==\n", title.c_str());
+    }
+  }
+  for (const v1::TaskRun& run : *runs) {
+    if (!run.attempts().empty()) continue;
+    std::printf("==> %s <==\n",
+                TerminalSafe(absl::StrCat(run.task_id(), " ", NoAttemptText(run))).c_str());
+  }
+  std::fflush(stdout);
+  return kRunSucceeded;
+}
+
+// Follows an execution's output live (`gyre logs --follow`): the output
+// streamed in TASK_LOG events as tasks write it, and for attempts that
+// ended before the stream began (or whose chunks it missed) their stored
+// output. With `task` empty, every task's lines, each prefixed with its
+// task id; until the execution ends. With a task, its output as written
+// (stdout to stdout, stderr to stderr) until the task ends.
+class LogFollower {
+ public:
+  LogFollower(Stub& stub, std::string execution, std::string task)
+      : stub_(stub), execution_(std::move(execution)), task_(std::move(task)) {}
+
+  // Follows to the end; the stream's status when it broke early.
+  absl::Status Run() {
+    grpc::ClientContext context;
+    v1::WatchRequest request;
+    request.set_execution(execution_);
+    request.set_from_sequence(1);
+    request.set_include_logs(true);
+    auto reader = stub_.WatchBatches(&context, request);
+    v1::EventBatch batch;
+    while (!done_ && reader->Read(&batch)) {
+      for (const v1::Event& event : batch.events()) {
+        Take(event);
+        if (done_) break;
+      }
+      std::fflush(stdout);
+      std::fflush(stderr);
+    }
+    if (done_) {
+      context.TryCancel();
+      (void)reader->Finish();
+      return absl::OkStatus();
+    }
+    const grpc::Status status = reader->Finish();
+    return status.ok() ? absl::UnavailableError("the event stream ended before the execution")
+                       : FromGrpcStatus(status);
+  }
+
+ private:
+  static bool Holding(v1::TaskState state) {
+    return state == v1::TASK_LEASED || state == v1::TASK_RUNNING;
+  }
+  static bool Final(v1::TaskState state) {
+    return state == v1::TASK_SUCCEEDED || state == v1::TASK_FAILED || state == v1::TASK_SKIPPED ||
+           state == v1::TASK_CANCELLED || state == v1::TASK_TIMED_OUT;
+  }
+
+  void Take(const v1::Event& event) {
+    if (event.type() == v1::Event::TASK_LOG) {
+      const v1::TaskLog& log = event.log();
+      if (!task_.empty() && log.task_id() != task_) return;
+      Write(log.task_id(), log.attempt(), log.chunk().stream() == v1::LogChunk::STDERR,
+            log.chunk().offset(), log.chunk().data());
+      return;
+    }
+    if (event.type() == v1::Event::TASK_STATE_CHANGED) {
+      const v1::TaskRun& run = event.task_run();
+      if (!task_.empty() && run.task_id() != task_) return;
+      v1::TaskState& state = states_[run.task_id()];
+      if (run.state() == v1::TASK_LEASED) ++attempts_[run.task_id()];
+      if (Holding(state) && !Holding(run.state())) EndAttempt(run.task_id());
+      state = run.state();
+      if (!task_.empty() && Final(run.state())) {
+        if (attempts_[run.task_id()] == 0) {
+          std::fprintf(stderr, "gyre logs: %s\n",
+                       TerminalSafe(absl::StrCat(run.name(), " ", NoAttemptText(run))).c_str());
+        }
+        done_ = true;
+      }
+      return;
+    }
+    if (event.has_execution_snapshot()) {
+      const v1::ExecutionState state = event.execution_snapshot().state();
+      if (state == v1::EXECUTION_SUCCEEDED || state == v1::EXECUTION_FAILED ||
+          state == v1::EXECUTION_CANCELLED) {
+        done_ = true;
+      }
+    }
+  }
+
+  // Writes what of [offset, offset + data) was not written yet.
+  void Write(const std::string& task, int64_t attempt, bool is_stderr, int64_t offset,
+             absl::string_view data) {
+    Stream& stream = streams_[{task, attempt, is_stderr}];
+    const int64_t end = offset + static_cast<int64_t>(data.size());
+    if (end <= stream.written) return;
+    if (offset > stream.written) {
+      // Joined while the attempt ran: its beginning streamed before us.
+      std::fprintf(stderr,
+                   "gyre logs: %s attempt %lld: %lld bytes of %s came before following "
+                   "began (gyre logs shows them once the attempt ends)\n",
+                   TerminalSafe(task).c_str(), static_cast<long long>(attempt),
+                   static_cast<long long>(offset - stream.written),
+                   is_stderr ? "stderr" : "stdout");
+    } else {
+      data.remove_prefix(static_cast<size_t>(stream.written - offset));
+    }
+    stream.written = end;
+    std::FILE* out = is_stderr ? stderr : stdout;
+    if (!task_.empty()) {
+      WriteBytes(out, data);
+      return;
+    }
+    // Every task's lines interleave: whole lines only, each with its task.
+    stream.partial.append(data.data(), data.size());
+    size_t begin = 0;
+    for (size_t newline; (newline = stream.partial.find('\n', begin)) != std::string::npos;
+         begin = newline + 1) {
+      WriteLine(out, task, attempt,
+                absl::string_view(stream.partial).substr(begin, newline - begin));
+    }
+    stream.partial.erase(0, begin);
+  }
+
+  // A line of `task`'s output with its task, and its attempt after a retry:
+  // "load | ..." then "load#2 | ...".
+  void WriteLine(std::FILE* out, const std::string& task, int64_t attempt, absl::string_view line) {
+    const std::string prefix =
+        absl::StrCat(TerminalSafe(task), attempt > 1 ? absl::StrCat("#", attempt) : "", " | ");
+    WriteBytes(out, prefix);
+    WriteBytes(out, line);
+    std::fputc('\n', out);
+  }
+
+  // The task's current attempt ended: whatever of its stored output was
+  // not streamed to us (all of it when it ended before we followed).
+  void EndAttempt(const std::string& task) {
+    const int64_t attempt = attempts_[task];
+    if (attempt == 0) return;
+    v1::GetTaskLogsRequest request;
+    request.set_name(absl::StrCat(execution_, "/tasks/", task));
+    request.set_attempt(attempt);
+    absl::StatusOr<v1::GetTaskLogsResponse> logs = Call(stub_, &Stub::GetTaskLogs, request);
+    if (logs.ok()) {
+      Write(task, attempt, false, 0, logs->stdout());
+      Write(task, attempt, true, 0, logs->stderr());
+    }
+    for (const bool is_stderr : {false, true}) {
+      Stream& stream = streams_[{task, attempt, is_stderr}];
+      if (!task_.empty() || stream.partial.empty()) continue;
+      WriteLine(is_stderr ? stderr : stdout, task, attempt, stream.partial);
+      stream.partial.clear();
+    }
+  }
+
+  struct Stream {
+    int64_t written = 0;  // bytes of the stream written so far
+    std::string partial;  // an unfinished line (every-task mode)
+  };
+
+  Stub& stub_;
+  const std::string execution_;
+  const std::string task_;  // empty: every task
+  bool done_ = false;
+  std::map<std::string, v1::TaskState> states_;
+  std::map<std::string, int64_t> attempts_;  // leases seen = the current attempt
+  std::map<std::tuple<std::string, int64_t, bool>, Stream> streams_;
+};
+
 // `gyre logs`: the stored output of a task's attempt, stdout to stdout and
-// stderr to stderr, byte for byte.
+// stderr to stderr, byte for byte; of every task with no TASK; live with
+// --follow.
 int LogsCommand(const Command& command, int argc, char** argv) {
   v1::GetTaskLogsRequest request;
-  const CommandOption attempt = {"attempt", [&request](const std::string& value) {
-                                   int64_t number = 0;
-                                   if (!absl::SimpleAtoi(value, &number) || number < 1) {
-                                     return absl::InvalidArgumentError(absl::StrCat(
-                                         "--attempt \"", value, "\": expected 1, 2, ..."));
-                                   }
-                                   request.set_attempt(number);
-                                   return absl::OkStatus();
-                                 }};
-  const absl::string_view more[] = {"task"};
-  absl::StatusOr<ExecutionArguments> arguments =
-      ParseExecutionArguments(argc, argv, {attempt}, more);
-  if (!arguments.ok()) return BadUsage(command, arguments.status().message());
-  const std::string& task = arguments->more[0];
-  if (task.empty() || absl::StrContains(task, '/')) {
+  bool follow = false;
+  const CommandOption options[] = {
+      {"attempt",
+       [&request](const std::string& value) {
+         int64_t number = 0;
+         if (!absl::SimpleAtoi(value, &number) || number < 1) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("--attempt \"", value, "\": expected 1, 2, ..."));
+         }
+         request.set_attempt(number);
+         return absl::OkStatus();
+       }},
+      {"follow",
+       [&follow](const std::string&) {
+         follow = true;
+         return absl::OkStatus();
+       },
+       /*takes_value=*/false},
+  };
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, options);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  const std::vector<std::string>& positional = line->positional;
+  if (positional.empty()) return BadUsage(command, "which execution?");
+  if (positional.size() > 2) {
+    return BadUsage(command, absl::StrCat("unexpected argument ", positional[2]));
+  }
+  absl::StatusOr<std::string> execution = ExecutionName(positional[0]);
+  if (!execution.ok()) return BadUsage(command, execution.status().message());
+  const std::string task = positional.size() > 1 ? positional[1] : "";
+  if (positional.size() > 1 && (task.empty() || absl::StrContains(task, '/'))) {
     return BadUsage(command, absl::StrCat("\"", task, "\" is not a task id"));
   }
-  request.set_name(absl::StrCat(arguments->execution, "/tasks/", task));
-  std::unique_ptr<Stub> stub = Connect(arguments->line);
+  if (task.empty() && request.attempt() != 0) {
+    return BadUsage(command, "--attempt needs a TASK");
+  }
+  if (follow && request.attempt() != 0) {
+    return BadUsage(command, "--follow follows the latest attempts; leave out --attempt");
+  }
+  std::unique_ptr<Stub> stub = Connect(*line);
+  if (follow) {
+    // Checked first: a watch of an unknown task would wait for nothing.
+    v1::GetExecutionRequest get;
+    get.set_name(*execution);
+    absl::Status exists = Call(*stub, &Stub::GetExecution, get).status();
+    if (exists.ok() && !task.empty()) {
+      v1::GetTaskRunRequest one;
+      one.set_name(absl::StrCat(*execution, "/tasks/", task));
+      exists = Call(*stub, &Stub::GetTaskRun, one).status();
+    }
+    if (!exists.ok()) {
+      return Failed(
+          command, *line,
+          absl::StrCat("following ",
+                       task.empty() ? *execution : absl::StrCat(*execution, "/tasks/", task)),
+          exists);
+    }
+    LogFollower follower(*stub, *execution, task);
+    if (absl::Status status = follower.Run(); !status.ok()) {
+      return Failed(command, *line, absl::StrCat("following ", *execution), status);
+    }
+    return kRunSucceeded;
+  }
+  if (task.empty()) return AllLogs(command, *line, *stub, *execution);
+  request.set_name(absl::StrCat(*execution, "/tasks/", task));
   absl::StatusOr<v1::GetTaskLogsResponse> logs = Call(*stub, &Stub::GetTaskLogs, request);
+  if (absl::IsNotFound(logs.status()) && request.attempt() == 0) {
+    // A task that never ran has no latest attempt: say why it has none.
+    v1::GetTaskRunRequest one;
+    one.set_name(request.name());
+    absl::StatusOr<v1::TaskRun> run = Call(*stub, &Stub::GetTaskRun, one);
+    if (run.ok() && run->attempts().empty()) {
+      std::fprintf(stderr, "gyre logs: %s\n",
+                   TerminalSafe(absl::StrCat(request.name(), " ", NoAttemptText(*run))).c_str());
+      return kRunFailed;
+    }
+  }
   if (!logs.ok()) {
     return Failed(
-        command, arguments->line,
+        command, *line,
         absl::StrCat("logs of ", request.name(),
                      request.attempt() != 0 ? absl::StrCat(" attempt ", request.attempt()) : ""),
         logs.status());
@@ -421,7 +840,7 @@ int LogsCommand(const Command& command, int argc, char** argv) {
     if (ran.ok() && !ran->has_end_time()) {
       std::fprintf(stderr,
                    "gyre logs: %s attempt %lld has not ended; its output is stored when it "
-                   "does\n",
+                   "does (gyre logs --follow shows it live)\n",
                    TerminalSafe(request.name()).c_str(), static_cast<long long>(logs->attempt()));
       return kRunFailed;
     }
@@ -581,17 +1000,116 @@ int LibraryCommand(const Command& command, int argc, char** argv) {
   return kRunSucceeded;
 }
 
+// "noop", "sleep 2s" or the command line: what a task runs, in a column.
+std::string RunsText(const v1::TaskSpec& task) {
+  if (task.builtin().kind() != v1::BuiltinExecutor::KIND_UNSPECIFIED) {
+    return absl::AsciiStrToLower(v1::BuiltinExecutor::Kind_Name(task.builtin().kind()));
+  }
+  std::string command = absl::StrJoin(task.command(), " ");
+  // A column, not the script: long commands end in "...".
+  if (command.size() > 60) command = absl::StrCat(command.substr(0, 57), "...");
+  return command;
+}
+
+// `gyre workflows list`: the stored workflows, latest versions.
+int ListWorkflows(const Command& command, const CommandLine& line, Stub& stub) {
+  std::vector<std::vector<std::string>> rows = {
+      {"WORKFLOW", "VERSION", "TASKS", "CREATED", "DESCRIPTION"}};
+  v1::ListWorkflowsRequest request;
+  do {
+    absl::StatusOr<v1::ListWorkflowsResponse> page = Call(stub, &Stub::ListWorkflows, request);
+    if (!page.ok()) return Failed(command, line, "listing workflows", page.status());
+    for (const v1::WorkflowDefinition& workflow : page->workflows()) {
+      std::string description = workflow.description().substr(0, workflow.description().find('\n'));
+      rows.push_back({std::string(absl::StripPrefix(workflow.name(), "workflows/")),
+                      absl::StrCat(workflow.version()), absl::StrCat(workflow.tasks_size()),
+                      TimeText(workflow.create_time()), description});
+    }
+    request.set_page_token(page->next_page_token());
+  } while (!request.page_token().empty());
+  if (rows.size() == 1) {
+    std::fprintf(stderr,
+                 "no stored workflows (gyre run runs a file without storing it; the API's "
+                 "CreateWorkflow stores one)\n");
+    return kRunSucceeded;
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+// `gyre workflows show NAME [--version=N]`: one stored definition.
+int ShowWorkflow(const Command& command, const CommandLine& line, Stub& stub,
+                 const std::string& name, int64_t version) {
+  v1::GetWorkflowRequest request;
+  request.set_name(absl::StrCat("workflows/", absl::StripPrefix(name, "workflows/"),
+                                version > 0 ? absl::StrCat("/versions/", version) : ""));
+  absl::StatusOr<v1::WorkflowDefinition> workflow = Call(stub, &Stub::GetWorkflow, request);
+  if (!workflow.ok()) return Failed(command, line, request.name(), workflow.status());
+  std::printf("workflow   %s\n",
+              TerminalSafe(absl::StripPrefix(workflow->name(), "workflows/")).c_str());
+  std::printf("version    %lld\n", static_cast<long long>(workflow->version()));
+  std::printf("created    %s\n", TimeText(workflow->create_time()).c_str());
+  if (!workflow->source().empty()) {
+    std::printf("source     %s\n", TerminalSafe(workflow->source()).c_str());
+  }
+  if (!workflow->description().empty()) {
+    std::printf("about      %s\n", TerminalSafe(workflow->description()).c_str());
+  }
+  std::map<std::string, std::string> context(workflow->default_context().begin(),
+                                             workflow->default_context().end());
+  const char* label = "context    ";
+  for (const auto& [key, value] : context) {
+    std::printf("%s%s\n", label, TerminalSafe(absl::StrCat(key, "=", value)).c_str());
+    label = "           ";
+  }
+  std::printf("tasks      %d\n", workflow->tasks_size());
+  std::vector<std::vector<std::string>> rows = {{"  TASK", "DEPENDS ON", "QUEUE", "RUNS"}};
+  for (const v1::TaskSpec& task : workflow->tasks()) {
+    rows.push_back({absl::StrCat("  ", task.id()),
+                    task.depends_on().empty() ? "-" : absl::StrJoin(task.depends_on(), ","),
+                    task.queue().empty() ? "-" : task.queue(), RunsText(task)});
+  }
+  PrintTable(rows);
+  return kRunSucceeded;
+}
+
+// `gyre workflows list|show`: the workflows the orchestrator stores.
+int WorkflowsCommand(const Command& command, int argc, char** argv) {
+  int64_t version = 0;
+  const CommandOption options[] = {{"version", [&version](const std::string& value) {
+                                      if (!absl::SimpleAtoi(value, &version) || version < 1) {
+                                        return absl::InvalidArgumentError(absl::StrCat(
+                                            "--version \"", value, "\": expected 1, 2, ..."));
+                                      }
+                                      return absl::OkStatus();
+                                    }}};
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, options);
+  if (!line.ok()) return BadUsage(command, line.status().message());
+  const std::vector<std::string>& positional = line->positional;
+  if (positional.empty()) return BadUsage(command, "list or show?");
+  std::unique_ptr<Stub> stub = Connect(*line);
+  if (positional[0] == "list" && positional.size() == 1 && version == 0) {
+    return ListWorkflows(command, *line, *stub);
+  }
+  if (positional[0] == "show" && positional.size() == 2) {
+    return ShowWorkflow(command, *line, *stub, positional[1], version);
+  }
+  if (positional[0] == "show") return BadUsage(command, "which workflow?");
+  return BadUsage(command, absl::StrCat("unexpected argument ", positional.back()));
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
      ListCommand},
-    {"logs", "EXECUTION TASK [--attempt=N] [--orchestrator=host:port]", LogsCommand},
+    {"logs", "EXECUTION [TASK] [--attempt=N] [--follow] [--orchestrator=host:port]", LogsCommand},
     {"cancel", "EXECUTION [--reason=TEXT] [--orchestrator=host:port]", CancelCommand},
     {"pause", "EXECUTION [--orchestrator=host:port]", PauseCommand},
     {"resume", "EXECUTION [--orchestrator=host:port]", ResumeCommand},
     {"queues", "[--orchestrator=host:port]", QueuesCommand},
     {"agents", "[--orchestrator=host:port]", AgentsCommand},
     {"library", "[--orchestrator=host:port]", LibraryCommand},
+    {"workflows", "list|show NAME [--version=N] [--orchestrator=host:port]", WorkflowsCommand},
 };
 
 const Command* FindCommand(absl::string_view name) {

@@ -148,18 +148,42 @@ class Progress {
       TallyTask(it->second, run.state(), &counts_);
       it->second = run.state();
       waiting_->Update(run.task_id(), run.state());
-      if (!console_->interactive() && run.state() != v1::TASK_READY &&
-          run.state() != v1::TASK_LEASED) {
+      if (Worth(run)) {
         console_->Line(TaskLine(
             run.task_id(),
             absl::StrCat(TaskStateWord(run.state()),
                          run.reason().empty() ? "" : absl::StrCat(" (", run.reason(), ")"))));
       }
     } else if (event.has_execution_snapshot()) {
+      const v1::Execution& snapshot = event.execution_snapshot();
+      // Said to whoever follows: someone else paused or resumed it.
+      if (snapshot.state() == v1::EXECUTION_PAUSED && final_state_ != v1::EXECUTION_PAUSED) {
+        console_->Line(absl::StrCat(
+            "execution paused",
+            snapshot.reason().empty() ? "" : absl::StrCat(" (", snapshot.reason(), ")"),
+            ": no task starts until gyre resume ", snapshot.name()));
+      } else if (snapshot.state() == v1::EXECUTION_RUNNING &&
+                 final_state_ == v1::EXECUTION_PAUSED) {
+        console_->Line("execution resumed");
+      }
       final_state_ = event.execution_snapshot().state();
       reason_ = event.execution_snapshot().reason();
       counts_ = event.execution_snapshot().task_counts();
     }
+  }
+
+  // Whether a task's change gets a line of its own. In a pipe (a log), every
+  // change but the routine READY and LEASED ones, or those with a reason.
+  // On a terminal the bar counts the routine; a line is for what a person
+  // must see: a failure, and every change with a reason (a retry and why,
+  // a skip by an evaluator or a failed dependency, an attempt lost with its
+  // agent).
+  bool Worth(const v1::TaskRun& run) const {
+    if (!run.reason().empty()) return true;
+    if (!console_->interactive()) {
+      return run.state() != v1::TASK_READY && run.state() != v1::TASK_LEASED;
+    }
+    return run.state() == v1::TASK_FAILED || run.state() == v1::TASK_TIMED_OUT;
   }
 
   // Once per message: a large execution sends thousands of events in one.

@@ -3,6 +3,7 @@
 #include <grpc/support/log.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 
@@ -18,6 +19,9 @@ namespace {
 
 std::atomic<int> g_min_level{static_cast<int>(Level::kInfo)};
 std::atomic<int> g_output_fd{STDERR_FILENO};
+// kJson or kText (kAuto is resolved when set); colours only on a terminal.
+std::atomic<int> g_format{static_cast<int>(Format::kJson)};
+std::atomic<bool> g_color{false};
 
 absl::Mutex g_service_mutex;
 std::string& ServiceName() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_service_mutex) {
@@ -78,6 +82,22 @@ Field::Field(absl::string_view key, double value)
 Field::Field(absl::string_view key, bool value)
     : key_(key), json_value_(value ? "true" : "false") {}
 
+absl::StatusOr<Format> ParseFormat(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  if (lower == "auto") return Format::kAuto;
+  if (lower == "json") return Format::kJson;
+  if (lower == "text") return Format::kText;
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid log format \"", name, "\" (expected auto, json or text)"));
+}
+
+void SetFormat(Format format) {
+  const bool terminal = isatty(g_output_fd.load()) != 0;
+  if (format == Format::kAuto) format = terminal ? Format::kText : Format::kJson;
+  g_format.store(static_cast<int>(format));
+  g_color.store(terminal && format == Format::kText);
+}
+
 void Init(absl::string_view service, Level min_level) {
   {
     absl::MutexLock lock(&g_service_mutex);
@@ -116,15 +136,90 @@ std::string FormatLine(Level level, absl::string_view msg, absl::Span<const Fiel
   return line;
 }
 
+namespace {
+
+// A JSON value as a person reads it: a string without its quotes when
+// nothing in it could be taken for another field.
+std::string TextValue(const std::string& json) {
+  if (json.size() < 2 || json.front() != '"') return json;
+  const absl::string_view inner = absl::string_view(json).substr(1, json.size() - 2);
+  if (inner.empty() || inner.find_first_of(" =\\\"") != absl::string_view::npos) return json;
+  return std::string(inner);
+}
+
+absl::string_view LevelColor(Level level) {
+  switch (level) {
+    case Level::kDebug:
+      return "\033[2m";  // dim
+    case Level::kWarn:
+      return "\033[33m";  // yellow
+    case Level::kError:
+      return "\033[31m";  // red
+    default:
+      return "";
+  }
+}
+
+void WriteLine(Level level, absl::string_view msg, absl::Span<const Field> fields, bool announce) {
+  if (!Enabled(level)) return;
+  std::string line = g_format.load() == static_cast<int>(Format::kText)
+                         ? FormatTextLine(level, msg, fields, g_color.load(), announce)
+                         : FormatLine(level, msg, fields);
+  line.push_back('\n');
+  WriteFully(g_output_fd.load(), line);
+}
+
+}  // namespace
+
+std::string FormatTextLine(Level level, absl::string_view msg, absl::Span<const Field> fields,
+                           bool color, bool announce) {
+  std::string service;
+  {
+    absl::MutexLock lock(&g_service_mutex);
+    service = ServiceName();
+  }
+  const absl::string_view paint = color ? LevelColor(level) : "";
+  std::string line =
+      absl::StrCat(absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::LocalTimeZone()), " ", paint,
+                   absl::AsciiStrToUpper(LevelName(level)), paint.empty() ? "" : "\033[0m",
+                   std::string(6 - LevelName(level).size(), ' '), service, "  ");
+  if (announce) {
+    // The message alone on its line, each field below it, aligned.
+    absl::StrAppend(&line, color ? "\033[1m" : "", "==> ", msg, " <==", color ? "\033[0m" : "");
+    size_t width = 0;
+    for (const Field& field : fields) width = std::max(width, field.key().size());
+    for (const Field& field : fields) {
+      absl::StrAppend(&line, "\n      ", field.key(),
+                      std::string(width - field.key().size() + 2, ' '),
+                      TextValue(field.json_value()));
+    }
+    return line;
+  }
+  // A message carrying a control character is shown escaped, as in JSON.
+  if (std::any_of(msg.begin(), msg.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    const std::string escaped = JsonString(msg);
+    line.append(escaped, 1, escaped.size() - 2);
+  } else {
+    line.append(msg.data(), msg.size());
+  }
+  for (const Field& field : fields) {
+    absl::StrAppend(&line, "  ", field.key(), "=", TextValue(field.json_value()));
+  }
+  return line;
+}
+
+void Announce(absl::string_view msg, std::initializer_list<Field> fields) {
+  WriteLine(Level::kInfo, msg, absl::MakeConstSpan(fields.begin(), fields.size()),
+            /*announce=*/true);
+}
+
 void Log(Level level, absl::string_view msg, std::initializer_list<Field> fields) {
   LogFields(level, msg, absl::MakeConstSpan(fields.begin(), fields.size()));
 }
 
 void LogFields(Level level, absl::string_view msg, absl::Span<const Field> fields) {
-  if (!Enabled(level)) return;
-  std::string line = FormatLine(level, msg, fields);
-  line.push_back('\n');
-  WriteFully(g_output_fd.load(), line);
+  WriteLine(level, msg, fields, /*announce=*/false);
 }
 
 void CaptureGrpcLogs() {

@@ -44,6 +44,18 @@ class Field {
   std::string json_value_;
 };
 
+// How lines are written: one JSON object per line (for collectors), or a
+// line a person reads ("12:00:01.250 INFO  orchestrator  serving
+// grpc_port=50051"). kAuto picks text when the output is a terminal and
+// JSON otherwise (a pipe, a file, a container's log).
+enum class Format { kAuto, kJson, kText };
+
+// Parses "auto", "json" or "text".
+absl::StatusOr<Format> ParseFormat(absl::string_view name);
+// Sets the format of the lines written from now on (kAuto looks at the
+// output now); JSON until called.
+void SetFormat(Format format);
+
 // Sets the service name and minimum level for the process. Call once at
 // start; before it, lines are logged at info level with service "gyre".
 void Init(absl::string_view service, Level min_level);
@@ -52,6 +64,11 @@ bool Enabled(Level level);
 
 // Redirects output to `fd` (tests capture logs through a pipe).
 void SetOutputFd(int fd);
+
+// Renders one line as text (without the trailing newline); `color` adds
+// the terminal's colours (level, and bold for an announcement).
+std::string FormatTextLine(Level level, absl::string_view msg, absl::Span<const Field> fields,
+                           bool color, bool announce = false);
 
 // Renders one log line (without the trailing newline); exposed for tests.
 std::string FormatLine(Level level, absl::string_view msg, std::initializer_list<Field> fields);
@@ -67,6 +84,10 @@ inline void Debug(absl::string_view msg, std::initializer_list<Field> fields = {
 inline void Info(absl::string_view msg, std::initializer_list<Field> fields = {}) {
   Log(Level::kInfo, msg, fields);
 }
+// An info line that must stand out for a person (gyre dev is up, with its
+// addresses): in text, on a line of its own, bold on a terminal, with its
+// fields below it; in JSON, an ordinary info line.
+void Announce(absl::string_view msg, std::initializer_list<Field> fields = {});
 inline void Warn(absl::string_view msg, std::initializer_list<Field> fields = {}) {
   Log(Level::kWarn, msg, fields);
 }

@@ -24,6 +24,35 @@ TEST(LoggerTest, LineIsOneJsonObjectWithStandardKeys) {
   EXPECT_NE(line.find("\"time\":\""), std::string::npos);
 }
 
+TEST(LoggerTest, TextLineIsForAPersonAndKeepsControlsOut) {
+  Init("orchestrator", Level::kInfo);
+  const Field fields[] = {{"task", "load"}, {"attempt", 2}, {"why", "exit code 3"}};
+  const std::string line = FormatTextLine(Level::kWarn, "lease expired", fields, /*color=*/false);
+  // "12:00:01.250 WARN  orchestrator  lease expired  task=load ..."
+  EXPECT_EQ(line.substr(12),
+            " WARN  orchestrator  lease expired  task=load  attempt=2  "
+            "why=\"exit code 3\"")
+      << line;
+  const std::string colored = FormatTextLine(Level::kError, "x\033[2Jy", {}, /*color=*/true);
+  EXPECT_NE(colored.find("\033[31mERROR\033[0m"), std::string::npos) << colored;
+  EXPECT_NE(colored.find("x\\u001b[2Jy"), std::string::npos) << "escaped: " << colored;
+  const Field up[] = {{"grpc_port", 50051}, {"data_dir", "/tmp/d"}};
+  const std::string announced =
+      FormatTextLine(Level::kInfo, "gyre dev is up", up, /*color=*/false, /*announce=*/true);
+  EXPECT_NE(announced.find("  ==> gyre dev is up <==\n      grpc_port  50051\n"
+                           "      data_dir   /tmp/d"),
+            std::string::npos)
+      << announced;
+}
+
+TEST(LoggerTest, ParseFormatNamesTheChoices) {
+  EXPECT_EQ(*ParseFormat("JSON"), Format::kJson);
+  EXPECT_EQ(*ParseFormat("text"), Format::kText);
+  EXPECT_EQ(*ParseFormat("auto"), Format::kAuto);
+  EXPECT_EQ(ParseFormat("yaml").status().message(),
+            "invalid log format \"yaml\" (expected auto, json or text)");
+}
+
 TEST(LoggerTest, LinesBelowTheLevelAreDropped) {
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);

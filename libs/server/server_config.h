@@ -17,6 +17,8 @@ struct ServerConfig {
   std::string metrics_address;
   // Minimum log level: debug, info, warn or error.
   std::string log_level = "info";
+  // Log lines as JSON or text; auto: text on a terminal, else JSON.
+  std::string log_format = "auto";
   // How long in-flight RPCs may take to drain on SIGTERM before they are
   // cancelled.
   absl::Duration shutdown_grace = absl::Seconds(10);
@@ -24,8 +26,8 @@ struct ServerConfig {
   // services (the same identity both ways).
   security::TlsConfig tls;
 
-  // Declares grpc_address, metrics_address, log_level, shutdown_grace and
-  // the TLS keys (security::TlsConfig).
+  // Declares grpc_address, metrics_address, log_level, log_format,
+  // shutdown_grace and the TLS keys (security::TlsConfig).
   void Register(config::ConfigSchema* schema);
 };
 

@@ -19,6 +19,8 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address (host:port)");
 ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address (host:port)");
 ABSL_FLAG(std::string, log_level, "", "minimum log level: debug, info, warn, error");
+ABSL_FLAG(std::string, log_format, "",
+          "log lines: auto (text when stderr is a terminal, else JSON), json or text");
 ABSL_FLAG(std::string, shutdown_grace, "", "time in-flight RPCs get after SIGTERM, e.g. 10s");
 
 namespace gyre::server {
@@ -46,6 +48,7 @@ void PrintUsage(const ServiceMainInfo& info) {
       {"grpc_address", info.default_grpc_address},
       {"metrics_address", info.default_metrics_address},
       {"log_level", "info"},
+      {"log_format", "auto"},
       {"shutdown_grace", ""}};
   for (const FlagBinding& binding : info.flags) flags.emplace_back(binding.key, "");
   std::string usage = absl::StrCat(
@@ -128,6 +131,7 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   AppendFlagOverride(&sources.flags, "grpc_address", FLAGS_grpc_address);
   AppendFlagOverride(&sources.flags, "metrics_address", FLAGS_metrics_address);
   AppendFlagOverride(&sources.flags, "log_level", FLAGS_log_level);
+  AppendFlagOverride(&sources.flags, "log_format", FLAGS_log_format);
   AppendFlagOverride(&sources.flags, "shutdown_grace", FLAGS_shutdown_grace);
   for (const FlagBinding& binding : info.flags) {
     AppendFlagOverride(&sources.flags, binding.key, *binding.flag);
@@ -153,6 +157,7 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   }
 
   logging::Init(info.service_name, *logging::ParseLevel(server_config.log_level));
+  logging::SetFormat(*logging::ParseFormat(server_config.log_format));
   logging::CaptureGrpcLogs();
   for (const std::string& warning :
        config::UnknownEnvironmentWarnings(schema, config::EnvironmentNames())) {

@@ -1,6 +1,7 @@
 #include "libs/testing/child_process.h"
 
 #include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -21,8 +22,29 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     std::vector<std::string> argv, std::vector<std::string> extra_env) {
   int pipe_fds[2];
   if (pipe2(pipe_fds, O_CLOEXEC) != 0) return absl::InternalError("pipe failed");
+  return Spawn(std::move(argv), std::move(extra_env), pipe_fds[0], pipe_fds[1],
+               /*on_terminal=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::StartOnTerminal(
+    std::vector<std::string> argv, std::vector<std::string> extra_env) {
+  int controller = -1;
+  int terminal = -1;
+  if (openpty(&controller, &terminal, nullptr, nullptr, nullptr) != 0) {
+    return absl::InternalError(absl::StrCat("openpty failed: ", std::strerror(errno)));
+  }
+  fcntl(controller, F_SETFD, FD_CLOEXEC);
+  fcntl(terminal, F_SETFD, FD_CLOEXEC);
+  return Spawn(std::move(argv), std::move(extra_env), controller, terminal, /*on_terminal=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
+    std::vector<std::string> argv, std::vector<std::string> extra_env, int read_fd, int output_fd,
+    bool on_terminal) {
+  int pipe_fds[2] = {read_fd, output_fd};
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  if (on_terminal) posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], STDERR_FILENO);
   posix_spawnattr_t attributes;

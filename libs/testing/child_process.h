@@ -28,6 +28,13 @@ class ChildProcess {
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
       std::vector<std::string> argv, std::vector<std::string> extra_env = {});
 
+  // The same with stdin, stdout and stderr on a pseudo-terminal (isatty()
+  // is true in the child), for what a program prints to a person. Lines
+  // end in "\r" (the terminal's newline translation) and keep any escape
+  // sequences the program wrote.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> StartOnTerminal(
+      std::vector<std::string> argv, std::vector<std::string> extra_env = {});
+
   // Waits until an output line satisfies `match`, returning it.
   absl::StatusOr<std::string> WaitForLine(const std::function<bool(const std::string&)>& match,
                                           absl::Duration timeout);
@@ -45,6 +52,12 @@ class ChildProcess {
 
  private:
   ChildProcess(pid_t pid, int output_fd);
+  // Starts the child with stdout and stderr on `output_fd`, stdin too when
+  // `on_terminal`; `read_fd` is what the parent reads.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(std::vector<std::string> argv,
+                                                             std::vector<std::string> extra_env,
+                                                             int read_fd, int output_fd,
+                                                             bool on_terminal);
   void ReadOutput();
 
   pid_t pid_;

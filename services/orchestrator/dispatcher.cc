@@ -88,6 +88,14 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
       TaskEntry& task = exec.tasks[entry.task];
       machine_.Lease(exec, entry.task, agent.id, task.attempt + 1);
       AttemptRecord& attempt = task.attempts.back();
+      if (logging::Enabled(logging::Level::kDebug)) {
+        out.Log(logging::Level::kDebug, "task leased",
+                {{"execution", exec.name()},
+                 {"task", task.spec->id()},
+                 {"attempt", task.attempt},
+                 {"agent", agent.id},
+                 {"queue", queues_.at(task.queue).name}});
+      }
 
       v1::TaskAssignment* assigned = assignment->add_tasks();
       size_t task_bytes = 0;  // its command line and environment

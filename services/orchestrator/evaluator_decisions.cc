@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "libs/common/client_text.h"
 #include "libs/common/nearest_match.h"
 #include "libs/workflow/context_keys.h"
@@ -83,6 +84,16 @@ std::string EvaluatorDecisions::Apply(ExecutionEntry& exec, uint32_t index, bool
     if (refused.empty() && !journal_.replaying() && decision.start_size() > 0) {
       refused = CheckChildStarts(exec, decision);
     }
+  }
+  if (logging::Enabled(logging::Level::kDebug) && !journal_.replaying()) {
+    out.Log(logging::Level::kDebug,
+            refused.empty() ? "evaluator decision applied" : "evaluator decision refused",
+            {{"execution", exec.name()},
+             {"task", task.spec->id()},
+             {"run", absl::StrJoin(decision.run(), ",")},
+             {"skip", absl::StrJoin(decision.skip(), ",")},
+             {"children", decision.start_size()},
+             {"refused", refused}});
   }
   if (!refused.empty()) {
     task.attempts.back().outcome = v1::ATTEMPT_FAILED;

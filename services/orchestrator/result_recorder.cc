@@ -176,6 +176,12 @@ bool ResultRecorder::HandleResult(const std::string& agent_id, const v1::TaskRes
   attempt.stdout_bytes = result.stdout_bytes();
   attempt.stderr_bytes = result.stderr_bytes();
   attempt.end_time = absl::ToUnixNanos(journal_.now());
+  if (attempt.start_time == 0) {
+    // A builtin task sends no TaskStarted: it began its wall time before
+    // the result, and not before its lease (the same on replay: both come
+    // from the record).
+    attempt.start_time = std::max(attempt.lease_time, attempt.end_time - attempt.wall_time);
+  }
   if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {
     AttemptLogs& logs = task.mutable_details().logs[task.attempt];
     logs.stdout_tail = result.stdout_tail();

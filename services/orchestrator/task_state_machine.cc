@@ -211,6 +211,14 @@ void TaskStateMachine::FailOrRetry(ExecutionEntry& exec, uint32_t index, v1::Tas
                                " of ", retry.max_retries(), " in ",
                                absl::FormatDuration(absl::Trunc(delay, absl::Milliseconds(1))));
     task.generation++;
+    if (logging::Enabled(logging::Level::kDebug) && !journal_.replaying()) {
+      out.Log(logging::Level::kDebug, "retry scheduled",
+              {{"execution", exec.name()},
+               {"task", task.spec->id()},
+               {"failed_attempt", task.attempt},
+               {"delay_seconds", absl::ToDoubleSeconds(delay)},
+               {"error", error}});
+    }
     SetTaskState(exec, index, v1::TASK_PENDING);
     ScheduleRetry(exec, index, delay, out);
     return;
@@ -245,9 +253,12 @@ void TaskStateMachine::RetryDue(ExecutionEntry& exec, uint32_t index, Outbox& ou
   journal_.Persist(record);
 }
 
-void TaskStateMachine::Requeue(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+void TaskStateMachine::Requeue(ExecutionEntry& exec, uint32_t index, absl::string_view why,
+                               Outbox& out) {
   if (exec.final()) return;
-  exec.tasks[index].reason = "re-queued: its agent was lost";
+  // Says which attempt and agent, so a follower sees the loss where it is.
+  exec.tasks[index].reason = absl::StrCat("re-queued: its agent was lost (attempt ",
+                                          exec.tasks[index].attempt, ": ", why, ")");
   MakeReady(exec, index, out);
 }
 
@@ -360,9 +371,17 @@ void TaskStateMachine::LoseAttempt(ExecutionEntry& exec, uint32_t index, std::st
     attempt.end_time = absl::ToUnixNanos(journal_.now());
   }
   metrics_.CountOutcome(v1::ATTEMPT_LOST);
+  if (logging::Enabled(logging::Level::kDebug) && !journal_.replaying()) {
+    out.Log(logging::Level::kDebug, "attempt lost",
+            {{"execution", exec.name()},
+             {"task", task.spec->id()},
+             {"attempt", task.attempt},
+             {"agent", task.agent},
+             {"why", lost.error()}});
+  }
   ReleaseLease(exec, index);
   if (task.state == v1::TASK_LEASED || task.state == v1::TASK_RUNNING) {
-    Requeue(exec, index, out);
+    Requeue(exec, index, lost.error(), out);
   }
   // Recorded after its events, before any lease of the task again.
   journal_.Persist(record);

@@ -117,7 +117,7 @@ class TaskStateMachine {
   // The owner of a global identity ended: share its result, or hand the
   // identity to a waiter when it did not succeed.
   void SettleGlobal(ExecutionEntry& exec, uint32_t task, bool succeeded, Outbox& out);
-  void Requeue(ExecutionEntry& exec, uint32_t task, Outbox& out);
+  void Requeue(ExecutionEntry& exec, uint32_t task, absl::string_view why, Outbox& out);
 
   ExecutionTable& executions_;
   QueueTable& queues_;
