@@ -1,0 +1,182 @@
+#include "services/predictor/metric_sketch.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace gyre::predictor {
+namespace {
+
+// The line must cut the spread by this much to be used: a weaker fit is as
+// likely noise as signal on 8–32 points.
+constexpr double kRegressionGain = 0.75;
+// Slopes outside this range are not physical for "work grows with input"
+// (and come from a few outliers): the median answers instead.
+constexpr double kMinSlope = -0.5;
+constexpr double kMaxSlope = 2.0;
+
+// Median of the first n values of `v` (reordered).
+double MedianOf(float* v, int n) {
+  int mid = n / 2;
+  std::nth_element(v, v + mid, v + n);
+  double upper = v[mid];
+  if (n % 2 == 1) return upper;
+  double lower = *std::max_element(v, v + mid);
+  return (lower + upper) / 2;
+}
+
+template <typename T>
+void Put(const T& value, std::string* out) {
+  out->append(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+template <typename T>
+bool Get(absl::string_view* in, T* value) {
+  if (in->size() < sizeof(T)) return false;
+  std::memcpy(value, in->data(), sizeof(T));
+  in->remove_prefix(sizeof(T));
+  return true;
+}
+
+}  // namespace
+
+void MetricSketch::Add(double log_value, double log_size) {
+  if (std::optional<double> before = Estimate(log_size)) {
+    float residual = static_cast<float>(log_value - *before);
+    if (static_cast<int>(residuals_.size()) < kWindow) {
+      residuals_.push_back(residual);
+    } else {
+      residuals_[next_residual_] = residual;
+    }
+    next_residual_ = (next_residual_ + 1) % kWindow;
+  }
+  Point point{static_cast<float>(log_value), static_cast<float>(log_size)};
+  if (static_cast<int>(points_.size()) < kWindow) {
+    points_.push_back(point);
+  } else {
+    points_[next_point_] = point;
+  }
+  next_point_ = (next_point_ + 1) % kWindow;
+  ++count_;
+}
+
+std::optional<double> MetricSketch::Estimate(double log_size) const {
+  const int n = static_cast<int>(points_.size());
+  if (n == 0) return std::nullopt;
+  std::array<float, kWindow> scratch;
+  for (int i = 0; i < n; ++i) scratch[i] = points_[i].log_value;
+  const double median = MedianOf(scratch.data(), n);
+  if (std::isnan(log_size) || n < kMinRegressionPoints) return median;
+
+  // Least-squares slope of log value on log size, then a median intercept
+  // and a median-deviation test, so one outlier neither tilts the answer
+  // much nor makes a bad line look good.
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int m = 0;
+  for (const Point& p : points_) {
+    if (std::isnan(p.log_size)) continue;
+    sx += p.log_size;
+    sy += p.log_value;
+    sxx += static_cast<double>(p.log_size) * p.log_size;
+    sxy += static_cast<double>(p.log_size) * p.log_value;
+    ++m;
+  }
+  if (m < kMinRegressionPoints) return median;
+  const double var = sxx - sx * sx / m;
+  if (var < 1e-6 * m) return median;
+  const double slope = (sxy - sx * sy / m) / var;
+  if (slope < kMinSlope || slope > kMaxSlope) return median;
+
+  std::array<float, kWindow> offsets;
+  int k = 0;
+  for (const Point& p : points_) {
+    if (!std::isnan(p.log_size))
+      offsets[k++] = static_cast<float>(p.log_value - slope * p.log_size);
+  }
+  const double intercept = MedianOf(offsets.data(), k);
+  std::array<float, kWindow> line_dev;
+  std::array<float, kWindow> median_dev;
+  k = 0;
+  for (const Point& p : points_) {
+    if (std::isnan(p.log_size)) continue;
+    line_dev[k] = static_cast<float>(std::fabs(p.log_value - intercept - slope * p.log_size));
+    median_dev[k] = static_cast<float>(std::fabs(p.log_value - median));
+    ++k;
+  }
+  const double line_mad = MedianOf(line_dev.data(), k);
+  const double median_mad = MedianOf(median_dev.data(), k);
+  if (line_mad >= kRegressionGain * median_mad) return median;
+  return intercept + slope * log_size;
+}
+
+std::optional<double> MetricSketch::MedianAbsResidual(int min_residuals) const {
+  const int n = static_cast<int>(residuals_.size());
+  if (n == 0 || n < min_residuals) return std::nullopt;
+  std::array<float, kWindow> scratch;
+  for (int i = 0; i < n; ++i) scratch[i] = std::fabs(residuals_[i]);
+  return MedianOf(scratch.data(), n);
+}
+
+std::optional<double> MetricSketch::ResidualQuantile(double q) const {
+  const int n = static_cast<int>(residuals_.size());
+  if (n == 0) return std::nullopt;
+  std::array<float, kWindow> scratch;
+  std::copy(residuals_.begin(), residuals_.end(), scratch.begin());
+  // Linear interpolation between order statistics (type 7).
+  const double pos = q * (n - 1);
+  const int lo = static_cast<int>(std::floor(pos));
+  const int hi = std::min(lo + 1, n - 1);
+  std::sort(scratch.begin(), scratch.begin() + n);
+  return scratch[lo] + (pos - lo) * (scratch[hi] - scratch[lo]);
+}
+
+void MetricSketch::AppendTo(std::string* out) const {
+  Put(count_, out);
+  Put(static_cast<uint32_t>(points_.size()), out);
+  Put(static_cast<uint32_t>(next_point_), out);
+  for (const Point& p : points_) {
+    Put(p.log_value, out);
+    Put(p.log_size, out);
+  }
+  Put(static_cast<uint32_t>(residuals_.size()), out);
+  Put(static_cast<uint32_t>(next_residual_), out);
+  for (float r : residuals_) Put(r, out);
+}
+
+absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
+  uint32_t points = 0, next_point = 0, residuals = 0, next_residual = 0;
+  if (!Get(in, &count_) || !Get(in, &points) || !Get(in, &next_point)) {
+    return absl::DataLossError("metric sketch: truncated header");
+  }
+  if (points > kWindow || next_point >= kWindow || count_ < points) {
+    return absl::DataLossError(absl::StrCat("metric sketch: ", points, " points (window ", kWindow,
+                                            "), next ", next_point, ", count ", count_));
+  }
+  points_.resize(points);
+  next_point_ = static_cast<int>(next_point);
+  for (Point& p : points_) {
+    if (!Get(in, &p.log_value) || !Get(in, &p.log_size)) {
+      return absl::DataLossError("metric sketch: truncated points");
+    }
+    if (!std::isfinite(p.log_value)) return absl::DataLossError("metric sketch: value not finite");
+  }
+  if (!Get(in, &residuals) || !Get(in, &next_residual)) {
+    return absl::DataLossError("metric sketch: truncated residual header");
+  }
+  if (residuals > kWindow || next_residual >= kWindow) {
+    return absl::DataLossError(
+        absl::StrCat("metric sketch: ", residuals, " residuals (window ", kWindow, ")"));
+  }
+  residuals_.resize(residuals);
+  next_residual_ = static_cast<int>(next_residual);
+  for (float& r : residuals_) {
+    if (!Get(in, &r)) return absl::DataLossError("metric sketch: truncated residuals");
+    if (!std::isfinite(r)) return absl::DataLossError("metric sketch: residual not finite");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gyre::predictor
