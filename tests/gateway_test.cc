@@ -713,7 +713,7 @@ TEST_F(GatewayTest, OpenApiDocumentsExactlyTheRoutesTheServerHas) {
   // The server's own table: nothing undocumented, nothing documented that
   // it does not route.
   gateway::RestApi api(grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()),
-                       std::make_shared<gateway::ApiKeyAuthenticator>(), {});
+                       std::make_shared<gateway::Authenticator>(), {});
   std::set<std::pair<std::string, std::string>> served_routes;
   for (const gateway::Route& route : api.routes().routes()) {
     served_routes.emplace(route.method, route.path_template);

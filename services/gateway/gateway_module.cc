@@ -40,11 +40,47 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                         "browser origins allowed by CORS (\"*\" for any)");
   schema->AddStringList("api_keys", &config_.api_keys,
                         "API keys as NAME:ROLE[:TENANT]:SHA256HEX (the key's SHA-256)");
+  schema->AddStringList("basic_users", &config_.basic_users,
+                        "HTTP Basic users as NAME:ROLE:TENANT:ARGON2ID_HASH "
+                        "(gyre-gateway hash-password)");
+  JwtAuthenticator::Options& jwt = config_.jwt;
+  schema->AddString("jwt_issuer", &jwt.issuer, "required JWT iss (empty: any)");
+  schema->AddString("jwt_audience", &jwt.audience, "required member of a JWT's aud (empty: any)");
+  schema->AddString("jwt_hs256_secret", &jwt.hs256_secret,
+                    "HS256 shared secret, at least 32 bytes (empty: HS256 refused)");
+  schema->AddStringList("jwt_public_key_files", &jwt.rs256_public_key_files,
+                        "RS256 public keys, PEM files");
+  schema->AddString("jwt_jwks_file", &jwt.jwks_file,
+                    "RS256 public keys, a JWKS file as an OIDC provider publishes it");
+  schema->AddString("jwt_subject_claim", &jwt.subject_claim, "JWT claim naming the principal");
+  schema->AddString("jwt_role_claim", &jwt.role_claim,
+                    "JWT claim holding the role (viewer, operator, admin)");
+  schema->AddString("jwt_tenant_claim", &jwt.tenant_claim, "JWT claim holding the tenant");
+  schema->AddDuration("jwt_clock_skew", &jwt.clock_skew,
+                      "slack allowed on a JWT's exp and nbf for differing clocks");
 }
 
 absl::Status GatewayModule::ValidateConfig() {
   for (const std::string& entry : config_.api_keys) {
-    if (absl::Status status = api_keys_->AddConfigured(entry); !status.ok()) return status;
+    if (absl::Status status = authenticator_->mutable_api_keys().AddConfigured(entry);
+        !status.ok()) {
+      return status;
+    }
+  }
+  for (const std::string& entry : config_.basic_users) {
+    if (absl::Status status = authenticator_->mutable_passwords().AddConfigured(entry);
+        !status.ok()) {
+      return status;
+    }
+  }
+  const JwtAuthenticator::Options& jwt = config_.jwt;
+  if (!jwt.hs256_secret.empty() || !jwt.rs256_public_key_files.empty() || !jwt.jwks_file.empty()) {
+    absl::StatusOr<std::unique_ptr<JwtAuthenticator>> verifier = JwtAuthenticator::Create(jwt);
+    if (!verifier.ok()) return verifier.status();
+    authenticator_->set_jwt(*std::move(verifier));
+  }
+  if (jwt.clock_skew < absl::ZeroDuration() || jwt.clock_skew > absl::Minutes(10)) {
+    return absl::InvalidArgumentError("jwt_clock_skew: must be within 0s..10m");
   }
   if (config_.read_timeout < absl::Seconds(1) || config_.idle_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("read_timeout and idle_timeout: must be at least 1s");
@@ -53,7 +89,8 @@ absl::Status GatewayModule::ValidateConfig() {
 }
 
 void GatewayModule::AddAdminKey(const std::string& key, const std::string& principal_name) {
-  api_keys_->AddKey(key, Principal{principal_name, Role::kAdmin, "default"});
+  authenticator_->mutable_api_keys().AddKey(key,
+                                            Principal{principal_name, Role::kAdmin, "default"});
 }
 
 absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
@@ -68,9 +105,11 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
     if (!channel.ok()) return channel.status();
     orchestrator_channel_ = *std::move(channel);
   }
-  if (api_keys_->empty()) {
-    logging::Warn("no API keys configured (api_keys): every /api/v1 request is refused with 401",
-                  {});
+  if (authenticator_->empty()) {
+    logging::Warn(
+        "no credentials configured (api_keys, basic_users, jwt_*): every /api/v1 "
+        "request is refused with 401",
+        {});
   }
   RestApi::Options api_options;
   api_options.backend_timeout = config_.backend_timeout;
@@ -89,8 +128,8 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   }
   api_options.optimizer = optimizer_channel_;
   metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
-  api_ = std::make_unique<RestApi>(orchestrator_channel_, api_keys_, api_options, metrics_.get(),
-                                   watch_channel_);
+  api_ = std::make_unique<RestApi>(orchestrator_channel_, authenticator_, api_options,
+                                   metrics_.get(), watch_channel_);
 
   HttpServer::Options options;
   options.address = config_.http_address;

@@ -9,7 +9,7 @@
 
 #include "absl/time/time.h"
 #include "libs/server/service_main.h"
-#include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/authenticator.h"
 #include "services/gateway/gateway_metrics.h"
 #include "services/gateway/http_server.h"
 #include "services/gateway/rest_api.h"
@@ -32,6 +32,10 @@ struct GatewayConfig {
   // "NAME:ROLE[:TENANT]:SHA256HEX" per key; the keys themselves are never
   // configured.
   std::vector<std::string> api_keys;
+  // HTTP Basic users, "NAME:ROLE:TENANT:ARGON2ID_PHC" each.
+  std::vector<std::string> basic_users;
+  // JWT bearer tokens: on when a secret, a key file or a JWKS is set.
+  JwtAuthenticator::Options jwt;
   // WebSocket subscribers: how far one may fall behind and for how long its
   // socket may accept nothing before it is closed (1013), its kernel send
   // buffer, and the idle time after which it is
@@ -81,7 +85,7 @@ class GatewayModule : public server::ServiceModule {
 
  private:
   GatewayConfig config_;
-  std::shared_ptr<ApiKeyAuthenticator> api_keys_ = std::make_shared<ApiKeyAuthenticator>();
+  std::shared_ptr<Authenticator> authenticator_ = std::make_shared<Authenticator>();
   std::shared_ptr<grpc::Channel> orchestrator_channel_;
   std::shared_ptr<grpc::Channel> watch_channel_;
   std::shared_ptr<grpc::Channel> optimizer_channel_;

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
+#include "services/gateway/auth_failure.h"
 #include "services/gateway/json_body.h"
 #include "services/gateway/openapi_document.h"
 #include "services/gateway/orchestrator_call.h"
@@ -154,14 +155,14 @@ HttpReply JsonReply(int status, std::string body) {
 }
 
 RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
-                 std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
+                 std::shared_ptr<const Authenticator> authenticator, Options options,
                  GatewayMetrics* metrics, std::shared_ptr<grpc::Channel> watch_channel)
     : channel_(std::move(orchestrator)),
       orchestrator_(v1::OrchestratorService::NewStub(channel_)),
       watcher_(
           v1::OrchestratorService::NewStub(watch_channel != nullptr ? watch_channel : channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)),
-      api_keys_(std::move(api_keys)),
+      authenticator_(std::move(authenticator)),
       options_(options),
       feeds_(watcher_.get()),
       metrics_(metrics),
@@ -230,23 +231,8 @@ void RestApi::AddRoutes() {
 }
 
 absl::StatusOr<Principal> RestApi::Authenticate(const HttpRequest& request) const {
-  absl::string_view key = request.Header("x-api-key");
-  const absl::string_view authorization = request.Header("authorization");
-  if (key.empty() && !authorization.empty()) {
-    if (!absl::StartsWithIgnoreCase(authorization, "bearer ")) {
-      return absl::UnauthenticatedError(
-          "unsupported Authorization scheme; send \"Authorization: Bearer gyk_...\" or X-API-Key");
-    }
-    key = absl::StripAsciiWhitespace(authorization.substr(7));
-  }
-  if (key.empty()) {
-    return absl::UnauthenticatedError(
-        "missing credentials: send an API key as X-API-Key or \"Authorization: Bearer gyk_...\"");
-  }
-  // The key itself never appears in the answer or a log.
-  absl::StatusOr<Principal> principal = api_keys_->Authenticate(key);
-  if (!principal.ok()) return absl::UnauthenticatedError("invalid API key");
-  return principal;
+  return authenticator_->Authenticate(request.Header("x-api-key"), request.Header("authorization"),
+                                      absl::Now());
 }
 
 std::vector<std::pair<std::string, std::string>> RestApi::CorsHeaders(
@@ -317,12 +303,7 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   }
   absl::StatusOr<Principal> principal = Authenticate(request);
   if (!principal.ok()) {
-    if (metrics_ != nullptr) {
-      const absl::string_view message = principal.status().message();
-      metrics_->AuthFailure(absl::StartsWith(message, "missing")       ? "missing"
-                            : absl::StartsWith(message, "unsupported") ? "unsupported_scheme"
-                                                                       : "invalid");
-    }
+    if (metrics_ != nullptr) metrics_->AuthFailure(AuthFailureReason(principal.status()));
     HttpReply reply = JsonError(principal.status());
     reply.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"gyre\"");
     respond(std::move(reply));

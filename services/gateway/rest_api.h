@@ -14,7 +14,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
-#include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/authenticator.h"
 #include "services/gateway/event_subscriber.h"
 #include "services/gateway/execution_feed.h"
 #include "services/gateway/gateway_metrics.h"
@@ -52,7 +52,7 @@ class RestApi {
   // `metrics` may be null (no metrics); it must outlive this. Event
   // streams use `watch_channel` when given, else `orchestrator`.
   RestApi(std::shared_ptr<grpc::Channel> orchestrator,
-          std::shared_ptr<const ApiKeyAuthenticator> api_keys, Options options,
+          std::shared_ptr<const Authenticator> authenticator, Options options,
           GatewayMetrics* metrics = nullptr,
           std::shared_ptr<grpc::Channel> watch_channel = nullptr);
 
@@ -120,7 +120,7 @@ class RestApi {
   std::unique_ptr<v1::OrchestratorService::Stub> watcher_;  // for the feeds
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::unique_ptr<v1::OptimizerService::Stub> optimizer_;  // null without one
-  std::shared_ptr<const ApiKeyAuthenticator> api_keys_;
+  std::shared_ptr<const Authenticator> authenticator_;
   Options options_;
   RouteTable routes_;
   FeedRegistry feeds_;

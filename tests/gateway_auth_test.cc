@@ -1,0 +1,289 @@
+// The gateway's credentials end to end: a real `gyre dev` as the backend and
+// a standalone gyre-gateway configured (YAML file) with HTTP Basic users
+// (Argon2id), JWT verification (an HS256 secret and a JWKS of RS256 keys)
+// and API keys of two tenants, called over real HTTP from this process.
+#include <signal.h>
+#include <stdio.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <boost/json.hpp>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gtest/gtest.h"
+#include "libs/testing/child_process.h"
+#include "libs/testing/http_get.h"
+#include "libs/testing/scratch_dir.h"
+#include "services/gateway/api_key_authenticator.h"
+#include "services/gateway/password_authenticator.h"
+#include "services/gateway/testing/jwt_signer.h"
+
+namespace gyre {
+namespace {
+
+using testing::ChildProcess;
+using testing::HttpResponse;
+
+constexpr char kDevKey[] = "gyk_gateway-auth-test-dev-key";
+constexpr char kBlueKey[] = "gyk_gateway-auth-test-blue-admin";
+constexpr char kGreenKey[] = "gyk_gateway-auth-test-green-admin";
+constexpr char kPassword[] = "tr0ub4dor&3-gateway";
+constexpr char kSecret[] = "gateway-auth-test-hs256-secret-0123456789";
+constexpr char kIssuer[] = "https://idp.test";
+constexpr char kAudience[] = "gyre";
+
+std::string BuildFile(const std::string& relative) {
+  const char* root = std::getenv("GYRE_BIN_DIR");
+  return root != nullptr ? absl::StrCat(root, "/", relative) : relative;
+}
+
+// Starts a process and waits for its `message` log line.
+absl::StatusOr<std::string> StartAndWait(const std::vector<std::string>& argv,
+                                         const std::string& message,
+                                         std::unique_ptr<ChildProcess>* process) {
+  auto started = ChildProcess::Start(argv, {});
+  if (!started.ok()) return started.status();
+  *process = *std::move(started);
+  return (*process)->WaitForLine(
+      [&](const std::string& l) {
+        return absl::StrContains(l, absl::StrCat("\"msg\":\"", message, "\""));
+      },
+      absl::Seconds(30));
+}
+
+class GatewayAuthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::ScratchDir("gateway_auth_test");
+    auto up = StartAndWait({BuildFile("cmd/gyre/gyre"), "dev", "--grpc_address=127.0.0.1:0",
+                            "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                            absl::StrCat("--dev_api_key=", kDevKey),
+                            "--task_library_dir=" + BuildFile("examples/task-library"),
+                            absl::StrCat("--data_dir=", dir_->path(), "/dev")},
+                           "gyre dev is up", &dev_);
+    if (!up.ok()) {
+      ADD_FAILURE() << up.status() << (dev_ ? dev_->Output() : "");
+      return;
+    }
+    rsa_ = new gateway::testing::RsaKeyPair(*gateway::testing::GenerateRsaKey());
+    const std::string jwks = dir_->path() + "/jwks.json";
+    std::ofstream(jwks) << gateway::testing::JwksOf("key-1", *rsa_);
+    absl::StatusOr<std::string> hash = gateway::PasswordAuthenticator::HashPassword(kPassword);
+    if (!hash.ok()) {
+      ADD_FAILURE() << hash.status();
+      return;
+    }
+    audit_file_ = dir_->path() + "/audit.jsonl";
+    const std::string config = dir_->path() + "/gateway.yaml";
+    std::ofstream(config) << absl::StrCat(
+        "api_keys:\n",
+        "  - \"blue-admin:admin:blue:", gateway::ApiKeyAuthenticator::HashKey(kBlueKey), "\"\n",
+        "  - \"green-admin:admin:green:", gateway::ApiKeyAuthenticator::HashKey(kGreenKey), "\"\n",
+        "basic_users:\n", "  - \"ann:operator:blue:", *hash, "\"\n", "jwt_issuer: \"", kIssuer,
+        "\"\n", "jwt_audience: \"", kAudience, "\"\n", "jwt_hs256_secret: \"", kSecret, "\"\n",
+        "jwt_jwks_file: \"", jwks, "\"\n");
+    auto serving = StartAndWait({BuildFile("services/gateway/gyre-gateway"), "--config=" + config,
+                                 "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                 "--http_address=127.0.0.1:0",
+                                 absl::StrCat("--orchestrator_address=127.0.0.1:",
+                                              *testing::JsonIntField(*up, "grpc_port"))},
+                                "serving", &gateway_);
+    if (!serving.ok()) {
+      ADD_FAILURE() << serving.status() << (gateway_ ? gateway_->Output() : "");
+      return;
+    }
+    metrics_port_ = *testing::JsonIntField(*serving, "metrics_port");
+    auto http = gateway_->WaitForLine(
+        [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"http serving\""); },
+        absl::Seconds(10));
+    if (http.ok()) port_ = *testing::JsonIntField(*http, "http_port");
+  }
+  static void TearDownTestSuite() {
+    for (std::unique_ptr<ChildProcess>* process : {&gateway_, &dev_}) {
+      if (*process == nullptr) continue;
+      (*process)->Signal(SIGTERM);
+      (*process)->WaitForExit(absl::Seconds(15));
+      process->reset();
+    }
+    delete rsa_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_NE(port_, 0) << (gateway_ ? gateway_->Output() : "no gateway"); }
+
+  static HttpResponse Call(const std::string& method, const std::string& target,
+                           std::vector<std::pair<std::string, std::string>> headers,
+                           const std::string& body = "",
+                           const std::string& content_type = "application/json") {
+    if (!body.empty()) headers.emplace_back("Content-Type", content_type);
+    auto response = testing::HttpCall("127.0.0.1", port_, method, absl::StrCat("/api/v1", target),
+                                      headers, body);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : HttpResponse{};
+  }
+  static HttpResponse WithKey(const std::string& key, const std::string& method,
+                              const std::string& target, const std::string& body = "") {
+    return Call(method, target, {{"X-API-Key", key}}, body);
+  }
+  // Creates a one-task workflow as `key`'s principal; returns its id.
+  static std::string CreateWorkflow(const std::string& key, const std::string& name) {
+    const HttpResponse created =
+        Call("POST", "/workflows", {{"X-API-Key", key}},
+             absl::StrCat("name: ", name, "\ntasks:\n  - id: t\n    builtin: noop\n"),
+             "application/yaml");
+    EXPECT_EQ(created.status, 201) << created.body;
+    return name;
+  }
+  // Starts `workflow` as `key`'s principal; returns the execution id.
+  static std::string Execute(const std::string& key, const std::string& workflow) {
+    const HttpResponse started = WithKey(key, "POST", "/workflows/" + workflow + "/execute", "{}");
+    EXPECT_EQ(started.status, 201) << started.body;
+    return Field(started, "execution_id");
+  }
+  static std::string Field(const HttpResponse& response, const char* name) {
+    boost::json::error_code error;
+    boost::json::value json = boost::json::parse(response.body, error);
+    if (error || !json.is_object() || !json.as_object().contains(name)) return "";
+    const boost::json::value& value = json.at(name);
+    return value.is_string() ? std::string(value.as_string()) : boost::json::serialize(value);
+  }
+  static HttpResponse WithBearer(const std::string& token) {
+    return Call("GET", "/workflows", {{"Authorization", "Bearer " + token}});
+  }
+  static std::string Basic(const std::string& user, const std::string& password) {
+    return "Basic " + absl::Base64Escape(user + ":" + password);
+  }
+  static std::string Message(const HttpResponse& response) {
+    boost::json::error_code error;
+    boost::json::value json = boost::json::parse(response.body, error);
+    if (error || !json.is_object() || !json.as_object().contains("error")) return "";
+    return std::string(json.at("error").at("message").as_string());
+  }
+  // Claims valid now for the test issuer and audience; `extra` members win.
+  static std::string Claims(const std::string& extra = "") {
+    const int64_t now = absl::ToUnixSeconds(absl::Now());
+    return absl::StrCat("{\"sub\":\"jay\",\"role\":\"viewer\",\"tenant\":\"blue\",\"iss\":\"",
+                        kIssuer, "\",\"aud\":\"", kAudience, "\",\"exp\":", now + 300,
+                        ",\"nbf\":", now - 5, extra, "}");
+  }
+  static std::string Metrics() {
+    auto metrics = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+    EXPECT_TRUE(metrics.ok()) << metrics.status();
+    return metrics.ok() ? metrics->body : "";
+  }
+
+  static inline testing::ScratchDir* dir_ = nullptr;
+  static inline gateway::testing::RsaKeyPair* rsa_ = nullptr;
+  static inline std::unique_ptr<ChildProcess> dev_;
+  static inline std::unique_ptr<ChildProcess> gateway_;
+  static inline std::string audit_file_;
+  static inline int port_ = 0;
+  static inline int metrics_port_ = 0;
+};
+
+constexpr char kHs256[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+constexpr char kRs256[] = "{\"alg\":\"RS256\",\"kid\":\"key-1\"}";
+
+TEST_F(GatewayAuthTest, HttpBasicAcceptsTheRightPasswordOnlyAndNeverLogsIt) {
+  const HttpResponse ok = Call("GET", "/workflows", {{"Authorization", Basic("ann", kPassword)}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  // The same credentials again take the remembered verification.
+  EXPECT_EQ(Call("GET", "/workflows", {{"Authorization", Basic("ann", kPassword)}}).status, 200);
+  const HttpResponse wrong =
+      Call("GET", "/workflows", {{"Authorization", Basic("ann", "not-the-password-42")}});
+  EXPECT_EQ(wrong.status, 401) << wrong.body;
+  EXPECT_EQ(Message(wrong), "invalid user name or password");
+  EXPECT_FALSE(wrong.Header("WWW-Authenticate").empty());
+  const HttpResponse nobody =
+      Call("GET", "/workflows", {{"Authorization", Basic("zed", kPassword)}});
+  EXPECT_EQ(nobody.status, 401);
+  EXPECT_EQ(Message(nobody), Message(wrong)) << "an unknown user reads like a wrong password";
+  // An operator by its configured role: viewer routes yes, admin ones no.
+  EXPECT_EQ(Call("DELETE", "/workflows/x", {{"Authorization", Basic("ann", kPassword)}}).status,
+            403);
+
+  const std::string output = gateway_->Output();
+  EXPECT_FALSE(absl::StrContains(output, kPassword));
+  EXPECT_FALSE(absl::StrContains(output, "not-the-password-42"));
+  const std::string metrics = Metrics();
+  EXPECT_TRUE(
+      absl::StrContains(metrics, "gyre_gateway_auth_failures_total{reason=\"wrong_password\"} 1"))
+      << metrics;
+  EXPECT_TRUE(
+      absl::StrContains(metrics, "gyre_gateway_auth_failures_total{reason=\"unknown_user\"} 1"));
+}
+
+TEST_F(GatewayAuthTest, HashPasswordMakesAHashTheGatewayAccepts) {
+  const std::string command =
+      absl::StrCat("printf '%s\\n' 'hunter2-hunter2' | ",
+                   BuildFile("services/gateway/gyre-gateway"), " hash-password");
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char line[512] = {};
+  ASSERT_NE(fgets(line, sizeof(line), pipe), nullptr);
+  EXPECT_EQ(pclose(pipe), 0);
+  std::string hash(line);
+  while (!hash.empty() && hash.back() == '\n') hash.pop_back();
+  ASSERT_TRUE(absl::StartsWith(hash, "$argon2id$v=19$")) << hash;
+  gateway::PasswordAuthenticator users;
+  ASSERT_TRUE(users.AddConfigured("u:viewer:t:" + hash).ok());
+  EXPECT_TRUE(users.Authenticate("u", "hunter2-hunter2").ok());
+  EXPECT_FALSE(users.Authenticate("u", "hunter2").ok());
+}
+
+TEST_F(GatewayAuthTest, JwtBearerAcceptsValidTokensAndSaysWhyOthersAreRefused) {
+  using gateway::testing::SignHs256;
+  using gateway::testing::SignRs256;
+  EXPECT_EQ(WithBearer(SignHs256(kHs256, Claims(), kSecret)).status, 200);
+  EXPECT_EQ(WithBearer(*SignRs256(kRs256, Claims(), rsa_->private_pem)).status, 200);
+
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  const gateway::testing::RsaKeyPair intruder = *gateway::testing::GenerateRsaKey();
+  const struct {
+    std::string what;
+    std::string token;
+    std::string reason;  // the metric label
+    std::string says;    // in the message
+  } refused[] = {
+      {"expired", SignHs256(kHs256, Claims(absl::StrCat(",\"exp\":", now - 3600)), kSecret),
+       "expired", "expired"},
+      {"not yet valid", SignHs256(kHs256, Claims(absl::StrCat(",\"nbf\":", now + 3600)), kSecret),
+       "not_yet_valid", "not valid yet"},
+      {"forged", *SignRs256(kRs256, Claims(",\"role\":\"admin\""), intruder.private_pem),
+       "bad_signature", "signature"},
+      {"wrong audience", SignHs256(kHs256, Claims(",\"aud\":\"billing\""), kSecret),
+       "wrong_audience", "audience"},
+      {"alg none", gateway::testing::UnsignedJwt("{\"alg\":\"none\"}", Claims()) + ".",
+       "alg_not_allowed", "alg \"none\""},
+      {"public key as HMAC secret", SignHs256(kHs256, Claims(), rsa_->public_pem), "bad_signature",
+       "signature"},
+  };
+  for (const auto& token : refused) {
+    const HttpResponse response = WithBearer(token.token);
+    EXPECT_EQ(response.status, 401) << token.what << ": " << response.body;
+    EXPECT_TRUE(absl::StrContains(Message(response), token.says))
+        << token.what << ": " << response.body;
+  }
+  const std::string metrics = Metrics();
+  for (const char* expected : {"gyre_gateway_auth_failures_total{reason=\"expired\"} 1",
+                               "gyre_gateway_auth_failures_total{reason=\"not_yet_valid\"} 1",
+                               "gyre_gateway_auth_failures_total{reason=\"bad_signature\"} 2",
+                               "gyre_gateway_auth_failures_total{reason=\"wrong_audience\"} 1",
+                               "gyre_gateway_auth_failures_total{reason=\"alg_not_allowed\"} 1"}) {
+    EXPECT_TRUE(absl::StrContains(metrics, expected)) << expected << "\n" << metrics;
+  }
+  EXPECT_FALSE(absl::StrContains(gateway_->Output(), kSecret));
+}
+
+}  // namespace
+}  // namespace gyre
