@@ -6,6 +6,9 @@
 //   perf record -g -- build/bench/executor_bench --tasks=5000
 //
 //   executor_bench [--tasks=N] [--concurrency=C] [--runs=R]
+//
+// Also measured in the same run: the same tasks declaring 256 MiB and one
+// core, each in a cgroup of its own where the machine allows it.
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -23,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "services/agent/task_cgroup.h"
 #include "services/agent/task_runner.h"
 
 extern char** environ;
@@ -74,8 +78,9 @@ struct Measured {
 
 // g_tasks /bin/true tasks through a TaskRunner, g_concurrency at a time
 // (as an agent with that many slots), each in its own working directory.
-Measured ExecutorRate(const std::string& root) {
-  gyre::agent::TaskRunner runner;
+Measured ExecutorRate(const std::string& root,
+                      std::shared_ptr<const gyre::agent::TaskCgroups> cgroups = nullptr) {
+  gyre::agent::TaskRunner runner(gyre::Clock::Real(), cgroups);
   absl::Mutex mutex;
   int started = 0;
   int finished = 0;
@@ -91,6 +96,10 @@ Measured ExecutorRate(const std::string& root) {
     }
     launch.work_dir = absl::StrCat(root, "/t", n);
     launch.remove_work_dir = true;
+    if (cgroups != nullptr) {
+      launch.limits.memory_bytes = int64_t{256} << 20;
+      launch.limits.cpu = 1;
+    }
     runner.Start(std::move(launch), [&](gyre::agent::TaskOutcome outcome) {
       if (outcome.kind != gyre::agent::TaskOutcome::Kind::kSucceeded) {
         std::fprintf(stderr, "task failed: %s\n", outcome.error.c_str());
@@ -127,12 +136,19 @@ int main(int argc, char** argv) {
   }
   char dir[] = "/tmp/gyre_executor_bench_XXXXXX";
   const std::string root = mkdtemp(dir);
-  std::vector<double> ceilings, rates, cpu;
+  std::shared_ptr<const gyre::agent::TaskCgroups> cgroups =
+      gyre::agent::TaskCgroups::Detect(absl::StrCat("gyre-bench-", getpid()));
+  std::vector<double> ceilings, rates, cpu, cgroup_rates, cgroup_cpu;
   for (int run = 0; run < g_runs; ++run) {
     ceilings.push_back(CeilingRate());
     const Measured measured = ExecutorRate(root);
     rates.push_back(measured.rate);
     cpu.push_back(measured.cpu_us);
+    if (cgroups->enforced()) {
+      const Measured limited = ExecutorRate(root, cgroups);
+      cgroup_rates.push_back(limited.rate);
+      cgroup_cpu.push_back(limited.cpu_us);
+    }
   }
   std::filesystem::remove_all(root);
   std::printf("| Figure | Measured (median of %d) |\n|---|---|\n", g_runs);
@@ -141,5 +157,13 @@ int main(int argc, char** argv) {
   std::printf("| TaskRunner, %d /bin/true tasks, %d at a time | %.0f tasks/s = %.0f%% |\n", g_tasks,
               g_concurrency, Median(rates), 100 * Median(rates) / Median(ceilings));
   std::printf("| TaskRunner's own CPU per task | %.0f us |\n", Median(cpu));
+  if (cgroups->enforced()) {
+    std::printf("| the same, each task in a cgroup (%s) | %.0f tasks/s = %.0f%% |\n",
+                cgroups->description().substr(0, cgroups->description().find(' ', 10)).c_str(),
+                Median(cgroup_rates), 100 * Median(cgroup_rates) / Median(ceilings));
+    std::printf("| TaskRunner's own CPU per task, with cgroups | %.0f us |\n", Median(cgroup_cpu));
+  } else {
+    std::printf("| cgroups | not measured: %s |\n", cgroups->description().c_str());
+  }
   return 0;
 }
