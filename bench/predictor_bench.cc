@@ -24,6 +24,7 @@
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/scratch_dir.h"
+#include "services/predictor/resource_predictor.h"
 
 namespace {
 
@@ -114,6 +115,16 @@ int main(int argc, char** argv) {
   const double ingest_seconds = absl::ToDoubleSeconds(absl::Now() - ingest_start);
   const double ingest_rate = observations / ingest_seconds;
 
+  // Reference: the same batches recorded in this process, no gRPC.
+  absl::StatusOr<std::unique_ptr<gyre::predictor::ResourcePredictor>> local =
+      gyre::predictor::ResourcePredictor::Open({});
+  if (!local.ok()) return 1;
+  const absl::Time local_start = absl::Now();
+  for (const v1::RecordObservationsRequest& batch : batches) {
+    if (!(*local)->Record(batch).ok()) return 1;
+  }
+  const double local_rate = observations / absl::ToDoubleSeconds(absl::Now() - local_start);
+
   v1::PredictResourcesRequest empty;
   empty.set_workflow("workflows/w1");
   v1::PredictResourcesRequest thousand = empty;
@@ -152,6 +163,10 @@ int main(int argc, char** argv) {
       ">= 100,000 /s | %s |\n",
       kBatch, static_cast<long long>(observations), ingest_rate,
       ingest_rate >= 100000 ? "yes" : "**no**");
+  std::printf(
+      "| the same observations recorded in-process (ResourcePredictor::Record, no gRPC) | %.0f /s "
+      "| (reference) | — |\n",
+      local_rate);
   std::printf(
       "| PredictResources, 1,000 tasks, p50 / p99 (%zu calls) | %.2f / %.2f ms | p99 < 10 ms "
       "| %s |\n",
