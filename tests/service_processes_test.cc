@@ -54,7 +54,10 @@ std::vector<ServiceBinary> AllServices() {
         "--allow_root_tasks=true"}},
       {"scheduler", "services/scheduler/gyre-scheduler", "gyre.v1.SchedulerService", {}},
       {"optimizer", "services/optimizer/gyre-optimizer", "gyre.v1.OptimizerService", {}},
-      {"predictor", "services/predictor/gyre-predictor", "gyre.v1.PredictorService", {}},
+      {"predictor",
+       "services/predictor/gyre-predictor",
+       "gyre.v1.PredictorService",
+       {"--data_dir=/tmp/gyre-predictor-test"}},
       {"gateway", "services/gateway/gyre-gateway", "", {"--http_address=127.0.0.1:0"}},
   };
 }

@@ -20,7 +20,7 @@
 #include "services/gateway/gateway_module.h"
 #include "services/optimizer/optimizer_module.h"
 #include "services/orchestrator/orchestrator_module.h"
-#include "services/predictor/predictor_service.h"
+#include "services/predictor/predictor_module.h"
 #include "services/scheduler/scheduler_service.h"
 
 namespace gyre::cli {
@@ -33,8 +33,7 @@ class DevSuiteModule::Components {
   server::ApiServiceModule scheduler{std::make_unique<scheduler::SchedulerServiceImpl>(),
                                      "gyre.v1.SchedulerService", "scheduler"};
   optimizer::OptimizerModule optimizer;
-  server::ApiServiceModule predictor{std::make_unique<predictor::PredictorServiceImpl>(),
-                                     "gyre.v1.PredictorService", "predictor"};
+  predictor::PredictorModule predictor;
   gateway::GatewayModule gateway;
 
   // Start order: the orchestrator first, its clients (agent, gateway) last.
@@ -84,6 +83,7 @@ absl::Status DevSuiteModule::ValidateConfig() {
   if (absl::Status status = components_->orchestrator.ValidateConfig(); !status.ok()) {
     return status;
   }
+  components_->predictor.mutable_config().data_dir = absl::StrCat(config_.data_dir, "/predictor");
   agent::AgentConfig& agent = components_->agent.mutable_config();
   agent.work_dir = absl::StrCat(config_.data_dir, "/work");
   // The same id at every start: tasks the last run left in flight are

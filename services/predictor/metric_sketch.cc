@@ -61,15 +61,23 @@ void MetricSketch::Add(double log_value, double log_size) {
   }
   next_point_ = (next_point_ + 1) % kWindow;
   ++count_;
+  Refresh();
 }
 
-std::optional<double> MetricSketch::Estimate(double log_size) const {
+void MetricSketch::Refresh() {
+  FitPoints();
+  SummarizeResiduals();
+}
+
+void MetricSketch::FitPoints() {
   const int n = static_cast<int>(points_.size());
-  if (n == 0) return std::nullopt;
+  fit_.line = 0;
+  if (n == 0) return;
   std::array<float, kWindow> scratch;
   for (int i = 0; i < n; ++i) scratch[i] = points_[i].log_value;
   const double median = MedianOf(scratch.data(), n);
-  if (std::isnan(log_size) || n < kMinRegressionPoints) return median;
+  fit_.median = static_cast<float>(median);
+  if (n < kMinRegressionPoints) return;
 
   // Least-squares slope of log value on log size, then a median intercept
   // and a median-deviation test, so one outlier neither tilts the answer
@@ -84,11 +92,11 @@ std::optional<double> MetricSketch::Estimate(double log_size) const {
     sxy += static_cast<double>(p.log_size) * p.log_value;
     ++m;
   }
-  if (m < kMinRegressionPoints) return median;
+  if (m < kMinRegressionPoints) return;
   const double var = sxx - sx * sx / m;
-  if (var < 1e-6 * m) return median;
+  if (var < 1e-6 * m) return;
   const double slope = (sxy - sx * sy / m) / var;
-  if (slope < kMinSlope || slope > kMaxSlope) return median;
+  if (slope < kMinSlope || slope > kMaxSlope) return;
 
   std::array<float, kWindow> offsets;
   int k = 0;
@@ -108,29 +116,49 @@ std::optional<double> MetricSketch::Estimate(double log_size) const {
   }
   const double line_mad = MedianOf(line_dev.data(), k);
   const double median_mad = MedianOf(median_dev.data(), k);
-  if (line_mad >= kRegressionGain * median_mad) return median;
-  return intercept + slope * log_size;
+  if (line_mad >= kRegressionGain * median_mad) return;
+  fit_.line = 1;
+  fit_.slope = static_cast<float>(slope);
+  fit_.intercept = static_cast<float>(intercept);
+}
+
+void MetricSketch::SummarizeResiduals() {
+  const int n = static_cast<int>(residuals_.size());
+  if (n == 0) return;
+  std::array<float, kWindow> scratch;
+  for (int i = 0; i < n; ++i) scratch[i] = std::fabs(residuals_[i]);
+  fit_.residual_mad = static_cast<float>(MedianOf(scratch.data(), n));
+  std::copy(residuals_.begin(), residuals_.end(), scratch.begin());
+  std::sort(scratch.begin(), scratch.begin() + n);
+  // Linear interpolation between order statistics (type 7).
+  auto quantile = [&](double q) {
+    const double pos = q * (n - 1);
+    const int lo = static_cast<int>(std::floor(pos));
+    const int hi = std::min(lo + 1, n - 1);
+    return scratch[lo] + (pos - lo) * (scratch[hi] - scratch[lo]);
+  };
+  const double q = std::min(1.0, 0.9 * (n + 1) / n);
+  fit_.band_low = static_cast<float>(std::min(0.0, quantile(1 - q)));
+  fit_.band_high = static_cast<float>(std::max(0.0, quantile(q)));
+}
+
+std::optional<double> MetricSketch::Estimate(double log_size) const {
+  if (points_.empty()) return std::nullopt;
+  if (fit_.line != 0 && !std::isnan(log_size)) {
+    return static_cast<double>(fit_.intercept) + fit_.slope * log_size;
+  }
+  return fit_.median;
 }
 
 std::optional<double> MetricSketch::MedianAbsResidual(int min_residuals) const {
   const int n = static_cast<int>(residuals_.size());
   if (n == 0 || n < min_residuals) return std::nullopt;
-  std::array<float, kWindow> scratch;
-  for (int i = 0; i < n; ++i) scratch[i] = std::fabs(residuals_[i]);
-  return MedianOf(scratch.data(), n);
+  return fit_.residual_mad;
 }
 
-std::optional<double> MetricSketch::ResidualQuantile(double q) const {
-  const int n = static_cast<int>(residuals_.size());
-  if (n == 0) return std::nullopt;
-  std::array<float, kWindow> scratch;
-  std::copy(residuals_.begin(), residuals_.end(), scratch.begin());
-  // Linear interpolation between order statistics (type 7).
-  const double pos = q * (n - 1);
-  const int lo = static_cast<int>(std::floor(pos));
-  const int hi = std::min(lo + 1, n - 1);
-  std::sort(scratch.begin(), scratch.begin() + n);
-  return scratch[lo] + (pos - lo) * (scratch[hi] - scratch[lo]);
+std::optional<std::pair<double, double>> MetricSketch::Band() const {
+  if (residuals_.empty()) return std::nullopt;
+  return std::make_pair(static_cast<double>(fit_.band_low), static_cast<double>(fit_.band_high));
 }
 
 void MetricSketch::AppendTo(std::string* out) const {
@@ -144,6 +172,7 @@ void MetricSketch::AppendTo(std::string* out) const {
   Put(static_cast<uint32_t>(residuals_.size()), out);
   Put(static_cast<uint32_t>(next_residual_), out);
   for (float r : residuals_) Put(r, out);
+  Put(fit_, out);
 }
 
 absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
@@ -175,6 +204,11 @@ absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
   for (float& r : residuals_) {
     if (!Get(in, &r)) return absl::DataLossError("metric sketch: truncated residuals");
     if (!std::isfinite(r)) return absl::DataLossError("metric sketch: residual not finite");
+  }
+  if (!Get(in, &fit_)) return absl::DataLossError("metric sketch: truncated fit");
+  if (!std::isfinite(fit_.median) || !std::isfinite(fit_.slope) || !std::isfinite(fit_.intercept) ||
+      fit_.line > 1) {
+    return absl::DataLossError("metric sketch: fit not finite");
   }
   return absl::OkStatus();
 }

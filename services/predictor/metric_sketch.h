@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +34,7 @@ class MetricSketch {
 
   // Records one value. `log_size` is NaN when the task's input size is unknown.
   // Computes the prequential residual first, so call it once per value.
+  // Refits, so that predictions only read the cached fit and statistics.
   void Add(double log_value, double log_size);
 
   // Point estimate (log space) for a task of `log_size` (NaN = unknown);
@@ -42,8 +44,10 @@ class MetricSketch {
   // Median |prequential residual|; nullopt below `min_residuals` of them.
   std::optional<double> MedianAbsResidual(int min_residuals) const;
 
-  // The q-quantile (0..1) of the prequential residuals; nullopt when none.
-  std::optional<double> ResidualQuantile(double q) const;
+  // The split-conformal p10–p90 band around an estimate, in log space: the
+  // residuals' quantiles at q = 0.9(n+1)/n and 1 - q (finite-sample
+  // correction), low <= 0 <= high; nullopt without residuals.
+  std::optional<std::pair<double, double>> Band() const;
 
   int64_t count() const { return count_; }
   int residual_count() const { return static_cast<int>(residuals_.size()); }
@@ -57,6 +61,22 @@ class MetricSketch {
     float log_value;
     float log_size;  // NaN when unknown
   };
+  // What predictions read, recomputed by Refresh().
+  struct Fit {
+    float median = 0;
+    float slope = 0;
+    float intercept = 0;
+    uint32_t line = 0;  // 1: intercept + slope * log size when the size is known
+    float residual_mad = 0;
+    float band_low = 0;
+    float band_high = 0;
+  };
+
+  void Refresh();
+  void FitPoints();
+  void SummarizeResiduals();
+
+  Fit fit_;
 
   std::vector<Point> points_;  // ring buffer, at most kWindow
   int next_point_ = 0;

@@ -162,18 +162,14 @@ Estimate ResourceModel::PredictMetric(const std::array<const Entry*, kLevelCount
       }
     }
   }
-  // Split-conformal interval: the residual quantiles of the chosen level (or
-  // the nearest more general one with enough of them), with the usual
-  // finite-sample correction so that n residuals give ≥ 80% coverage.
+  // Split-conformal interval: the chosen level's residual band, or the
+  // nearest more general one's while it has too few residuals.
   double low = -kPriorLogHalfWidth;
   double high = kPriorLogHalfWidth;
   for (int l = chosen; l < kLevelCount; ++l) {
     const MetricSketch* source = sketch_at(l);
     if (source == nullptr || source->residual_count() < kMinIntervalResiduals) continue;
-    const double n = source->residual_count();
-    const double q = std::min(1.0, 0.9 * (n + 1) / n);
-    low = std::min(0.0, *source->ResidualQuantile(1 - q));
-    high = std::max(0.0, *source->ResidualQuantile(q));
+    std::tie(low, high) = *source->Band();
     break;
   }
   estimate.value = std::exp(center);

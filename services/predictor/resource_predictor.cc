@@ -1,0 +1,231 @@
+#include "services/predictor/resource_predictor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "libs/logging/logger.h"
+
+namespace gyre::predictor {
+namespace {
+
+gyre::v1::PredictionLevel ToProto(Level level) {
+  switch (level) {
+    case Level::kIdentity:
+      return gyre::v1::PREDICTION_LEVEL_IDENTITY;
+    case Level::kTaskInWorkflow:
+      return gyre::v1::PREDICTION_LEVEL_TASK;
+    case Level::kProgram:
+      return gyre::v1::PREDICTION_LEVEL_PROGRAM;
+    case Level::kQueue:
+      return gyre::v1::PREDICTION_LEVEL_QUEUE;
+    case Level::kGlobal:
+      return gyre::v1::PREDICTION_LEVEL_GLOBAL;
+    case Level::kNone:
+      break;
+  }
+  return gyre::v1::PREDICTION_LEVEL_PRIOR;
+}
+
+void ToProto(const Estimate& estimate, gyre::v1::PredictedValue* out) {
+  out->set_value(estimate.value);
+  out->set_p10(estimate.p10);
+  out->set_p90(estimate.p90);
+  out->set_level(ToProto(estimate.level));
+  out->set_observations(estimate.observations);
+  // A p10–p90 band as wide as the cold-start prior's (e^6, ~400x) is no
+  // confidence; a band of zero width is full confidence.
+  const double width = estimate.p10 > 0 ? std::log(estimate.p90 / estimate.p10) : 6.0;
+  out->set_confidence(std::clamp(1.0 - width / 6.0, 0.0, 1.0));
+}
+
+// "tools/bin/align.sh" -> "align.sh"
+std::string BaseName(absl::string_view path) {
+  const size_t slash = path.rfind('/');
+  return std::string(slash == absl::string_view::npos ? path : path.substr(slash + 1));
+}
+
+std::string ProgramOf(const gyre::v1::TaskSpec& spec) {
+  if (spec.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED) {
+    return absl::StrCat(
+        "builtin:",
+        absl::AsciiStrToLower(gyre::v1::BuiltinExecutor::Kind_Name(spec.builtin().kind())));
+  }
+  if (spec.command().empty()) return "";
+  absl::string_view first = spec.command(0);
+  if (spec.shell()) {
+    first = absl::StripLeadingAsciiWhitespace(first);
+    first = first.substr(0, std::min(first.size(), first.find_first_of(" \t\n")));
+  }
+  return BaseName(first);
+}
+
+double InputBytesOf(const google::protobuf::Map<std::string, double>& values) {
+  auto it = values.find("input_bytes");
+  return it == values.end() ? -1 : it->second;
+}
+
+}  // namespace
+
+ResourcePredictor::ResourcePredictor(ResourcePredictorOptions options)
+    : options_(std::move(options)), model_(options_.model) {}
+
+absl::StatusOr<std::unique_ptr<ResourcePredictor>> ResourcePredictor::Open(
+    ResourcePredictorOptions options) {
+  std::unique_ptr<ResourcePredictor> predictor(new ResourcePredictor(std::move(options)));
+  const std::string& dir = predictor->options_.state_dir;
+  if (dir.empty()) return predictor;
+  std::error_code error;
+  std::filesystem::create_directories(dir, error);
+  if (error) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("predictor state directory ", dir, " cannot be created: ", error.message()));
+  }
+  predictor->store_.emplace(dir, predictor->options_.sync);
+  durable_log::SnapshotStore& store = *predictor->store_;
+  if (absl::Status status = store.RemoveTemporaryFiles(nullptr); !status.ok()) return status;
+  absl::StatusOr<std::vector<uint64_t>> saved = store.List();
+  if (!saved.ok()) return saved.status();
+  if (saved->empty()) return predictor;
+  const uint64_t newest = saved->back();
+  absl::Status status;
+  absl::StatusOr<durable_log::Snapshot> snapshot = store.Load(newest);
+  if (snapshot.ok()) {
+    absl::MutexLock lock(&predictor->mu_);
+    status = predictor->model_.Parse(snapshot->state);
+    predictor->saved_at_observation_ = predictor->model_.observation_count();
+  } else {
+    status = snapshot.status();
+  }
+  if (!status.ok()) {
+    predictor->load_warning_ =
+        absl::StrCat("saved model ", store.PathFor(newest), " not loaded: ", status.message(),
+                     "; starting with an empty model");
+    logging::Warn("predictor model not loaded",
+                  {{"path", store.PathFor(newest)}, {"error", std::string(status.message())}});
+    if (absl::Status quarantined = store.Quarantine(newest); !quarantined.ok()) return quarantined;
+  }
+  return predictor;
+}
+
+TaskFeatures ResourcePredictor::FeaturesOf(absl::string_view workflow,
+                                           const gyre::v1::TaskSpec& spec,
+                                           const gyre::v1::TaskContext* context) {
+  TaskFeatures features;
+  features.workflow = std::string(workflow);
+  features.task_id = spec.id();
+  features.program = ProgramOf(spec);
+  features.queue = spec.queue();
+  if (context != nullptr) {
+    features.identity = context->identity();
+    features.input_bytes = InputBytesOf(context->context_values());
+  }
+  return features;
+}
+
+Observation ResourcePredictor::ObservationOf(const gyre::v1::ResourceObservation& observation) {
+  Observation out;
+  out.task.identity = observation.identity();
+  out.task.workflow = observation.workflow();
+  out.task.task_id = observation.task_id();
+  out.task.program = observation.program();
+  out.task.queue = observation.queue();
+  out.task.input_bytes = InputBytesOf(observation.context_values());
+  out.duration_seconds = observation.duration().seconds() + observation.duration().nanos() * 1e-9;
+  out.memory_bytes = static_cast<double>(observation.peak_memory_bytes());
+  out.cpu_cores = observation.cpu_cores();
+  out.end_time_seconds = observation.end_time().seconds();
+  return out;
+}
+
+absl::StatusOr<gyre::v1::PredictResourcesResponse> ResourcePredictor::Predict(
+    const gyre::v1::PredictResourcesRequest& request) const {
+  if (request.tasks_size() > kMaxBatch) {
+    return absl::InvalidArgumentError(absl::StrCat("PredictResources: ", request.tasks_size(),
+                                                   " tasks, more than the limit of ", kMaxBatch));
+  }
+  if (request.contexts_size() != 0 && request.contexts_size() != request.tasks_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("PredictResources: ", request.contexts_size(),
+                                                   " contexts for ", request.tasks_size(),
+                                                   " tasks (give none or one per task)"));
+  }
+  std::vector<TaskFeatures> features;
+  features.reserve(request.tasks_size());
+  for (int i = 0; i < request.tasks_size(); ++i) {
+    features.push_back(FeaturesOf(request.workflow(), request.tasks(i),
+                                  request.contexts_size() > 0 ? &request.contexts(i) : nullptr));
+  }
+  std::vector<Prediction> predictions(features.size());
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    for (size_t i = 0; i < features.size(); ++i) predictions[i] = model_.Predict(features[i]);
+  }
+  gyre::v1::PredictResourcesResponse response;
+  response.mutable_predictions()->Reserve(request.tasks_size());
+  for (size_t i = 0; i < features.size(); ++i) {
+    gyre::v1::ResourcePrediction* out = response.add_predictions();
+    out->set_task_id(features[i].task_id);
+    ToProto(predictions[i].cpu_cores, out->mutable_cpu());
+    ToProto(predictions[i].memory_bytes, out->mutable_memory_bytes());
+    ToProto(predictions[i].duration_seconds, out->mutable_duration_seconds());
+    out->set_observations(predictions[i].duration_seconds.observations);
+  }
+  return response;
+}
+
+absl::StatusOr<int64_t> ResourcePredictor::Record(
+    const gyre::v1::RecordObservationsRequest& request) {
+  if (request.observations_size() > kMaxBatch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RecordObservations: ", request.observations_size(),
+                     " observations, more than the limit of ", kMaxBatch));
+  }
+  std::vector<Observation> observations;
+  observations.reserve(request.observations_size());
+  for (const gyre::v1::ResourceObservation& observation : request.observations()) {
+    // A failed attempt's duration and memory say how it failed, not what
+    // the task needs: only successes teach the model.
+    if (!observation.succeeded()) continue;
+    observations.push_back(ObservationOf(observation));
+  }
+  absl::MutexLock lock(&mu_);
+  for (const Observation& observation : observations) model_.Observe(observation);
+  return static_cast<int64_t>(observations.size());
+}
+
+absl::Status ResourcePredictor::Save() {
+  if (!store_) return absl::OkStatus();
+  absl::MutexLock save_lock(&save_mu_);
+  std::string state;
+  int64_t observations = 0;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    observations = model_.observation_count();
+    if (observations == saved_at_observation_) return absl::OkStatus();
+    state = model_.Serialize();
+  }
+  const uint64_t index = static_cast<uint64_t>(observations);
+  if (absl::Status status = store_->Write(index, state); !status.ok()) return status;
+  {
+    absl::MutexLock lock(&mu_);
+    saved_at_observation_ = observations;
+  }
+  absl::StatusOr<std::vector<uint64_t>> saved = store_->List();
+  if (!saved.ok()) return saved.status();
+  for (uint64_t old : *saved) {
+    if (old < index) {
+      if (absl::Status status = store_->Remove(old); !status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t ResourcePredictor::observation_count() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return model_.observation_count();
+}
+
+}  // namespace gyre::predictor

@@ -1,0 +1,80 @@
+#ifndef GYRE_SERVICES_PREDICTOR_RESOURCE_PREDICTOR_H_
+#define GYRE_SERVICES_PREDICTOR_RESOURCE_PREDICTOR_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gyre/v1/predictor_service.pb.h"
+#include "libs/durable_log/snapshot_store.h"
+#include "services/predictor/resource_model.h"
+
+namespace gyre::predictor {
+
+struct ResourcePredictorOptions {
+  // Where the model is saved ("<data_dir>/predictor"); empty = in memory only.
+  std::string state_dir;
+  // fdatasync each saved model (off only for tests and benchmarks).
+  bool sync = true;
+  ResourceModelOptions model;
+};
+
+// The predictor's domain logic behind PredictorService: validates requests,
+// turns task specs and observations into the model's features, and keeps
+// the model on disk.
+//
+// Persistence: Save() writes the whole model as one snapshot file in
+// state_dir (durable_log::SnapshotStore: version header, CRC, written to a
+// temporary file, synced and renamed, so a crash leaves the old or the new
+// model) and removes the older ones. Open() loads the newest; a corrupt or
+// unreadable one is renamed "*.corrupt", logged as a warning and the model
+// starts empty, so a bad file never keeps the service down.
+//
+// Thread-safe: predictions share a reader lock, recording takes the writer
+// lock for the batch's model updates only; Save() serializes under the
+// reader lock and writes the file with no lock held.
+class ResourcePredictor {
+ public:
+  // The most tasks or observations one request may carry.
+  static constexpr int kMaxBatch = 10000;
+
+  static absl::StatusOr<std::unique_ptr<ResourcePredictor>> Open(ResourcePredictorOptions options);
+
+  absl::StatusOr<gyre::v1::PredictResourcesResponse> Predict(
+      const gyre::v1::PredictResourcesRequest& request) const;
+
+  // Returns how many observations were recorded (all of a valid batch).
+  absl::StatusOr<int64_t> Record(const gyre::v1::RecordObservationsRequest& request);
+
+  // Writes the model when it changed since the last save.
+  absl::Status Save();
+
+  int64_t observation_count() const;
+  // Why the saved model was not loaded at start, or empty.
+  const std::string& load_warning() const { return load_warning_; }
+
+  // The features of a task spec / an observation (exposed for tests).
+  static TaskFeatures FeaturesOf(absl::string_view workflow, const gyre::v1::TaskSpec& spec,
+                                 const gyre::v1::TaskContext* context);
+  static Observation ObservationOf(const gyre::v1::ResourceObservation& observation);
+
+ private:
+  explicit ResourcePredictor(ResourcePredictorOptions options);
+
+  const ResourcePredictorOptions options_;
+  std::optional<durable_log::SnapshotStore> store_;
+  std::string load_warning_;
+  mutable absl::Mutex mu_;
+  ResourceModel model_ ABSL_GUARDED_BY(mu_);
+  int64_t saved_at_observation_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Mutex save_mu_;  // one Save() at a time, so snapshot indexes only grow
+};
+
+}  // namespace gyre::predictor
+
+#endif  // GYRE_SERVICES_PREDICTOR_RESOURCE_PREDICTOR_H_
