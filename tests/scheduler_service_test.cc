@@ -3,13 +3,17 @@
 // elsewhere), says why the rest waits, and rejects a malformed batch.
 #include <grpcpp/grpcpp.h>
 
+#include <sys/wait.h>
+
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "gyre/v1/scheduler_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/scratch_dir.h"
 
 namespace gyre {
 namespace {
@@ -23,10 +27,13 @@ std::string BinaryPath(const std::string& relative) {
 
 class SchedulerServiceTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    auto process =
-        ChildProcess::Start({BinaryPath("services/scheduler/gyre-scheduler"),
-                             "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0"});
+  void SetUp() override { Start({}); }
+
+  void Start(std::vector<std::string> extra) {
+    std::vector<std::string> argv = {BinaryPath("services/scheduler/gyre-scheduler"),
+                                     "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto process = ChildProcess::Start(argv);
     ASSERT_TRUE(process.ok()) << process.status();
     process_ = *std::move(process);
     auto serving = process_->WaitForLine(
@@ -105,6 +112,48 @@ TEST_F(SchedulerServiceTest, RejectsAMalformedBatchNamingTheField) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(status.error_message(), "priority 500, outside 0..100"))
       << status.error_message();
+}
+
+TEST_F(SchedulerServiceTest, TenantWeightsFromTheConfigFileSetTheFairShares) {
+  testing::ScratchDir dir("scheduler-config");
+  const std::string config = dir.path() + "/scheduler.yaml";
+  std::ofstream(config) << "tenant_weights: {vip: 100}\naging_grace: 1h\n";
+  process_.reset();
+  Start({"--config=" + config});
+  // Two executions, one ready task each; "vip" has 10x the remaining work
+  // but 100x the weight, so its task ranks first.
+  v1::RankAndPlaceRequest request;
+  for (const char* e : {"executions/small", "executions/vip"}) {
+    v1::ReadyTaskInfo* t = request.add_tasks();
+    t->set_task_run(absl::StrCat(e, "/tasks/t"));
+    t->set_queue("default");
+    t->set_execution(e);
+    t->set_predicted_seconds(1);
+    v1::ExecutionLoad* load = request.add_executions();
+    load->set_execution(e);
+    load->set_tenant(absl::EndsWith(e, "vip") ? "vip" : "");
+    load->set_remaining_work_seconds(absl::EndsWith(e, "vip") ? 10'000 : 1'000);
+  }
+  v1::RankAndPlaceResponse response;
+  const grpc::Status status = Call(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.unplaced_size(), 2);
+  EXPECT_EQ(response.unplaced(0).task_run(), "executions/vip/tasks/t") << response.DebugString();
+}
+
+TEST(SchedulerConfigTest, AZeroTenantWeightStopsTheStartNamingTheKey) {
+  testing::ScratchDir dir("scheduler-config");
+  const std::string config = dir.path() + "/scheduler.yaml";
+  std::ofstream(config) << "tenant_weights: {batch: 0}\n";
+  auto process = ChildProcess::Start({BinaryPath("services/scheduler/gyre-scheduler"),
+                                      "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                      "--config=" + config});
+  ASSERT_TRUE(process.ok()) << process.status();
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(20));
+  ASSERT_TRUE(status.has_value()) << (*process)->Output();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 2) << (*process)->Output();
+  EXPECT_TRUE(absl::StrContains((*process)->Output(), "tenant_weights[\"batch\"] is 0"))
+      << (*process)->Output();
 }
 
 }  // namespace

@@ -1,10 +1,8 @@
 // gyre-scheduler: task priority and placement.
-#include "libs/server/api_service_module.h"
-#include "services/scheduler/scheduler_service.h"
+#include "services/scheduler/scheduler_module.h"
 
 int main(int argc, char** argv) {
-  gyre::server::ApiServiceModule module(std::make_unique<gyre::scheduler::SchedulerServiceImpl>(),
-                                        "gyre.v1.SchedulerService", "scheduler");
+  gyre::scheduler::SchedulerModule module;
   return gyre::server::RunServiceMain(
       argc, argv, {"gyre-scheduler", "scheduler", "0.0.0.0:50053", "0.0.0.0:9103", {}}, &module);
 }

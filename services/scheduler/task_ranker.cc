@@ -11,24 +11,24 @@ namespace gyre::scheduler {
 absl::Status RankingConfig::Validate() const {
   if (!(aging_grace_seconds >= 0)) {
     return absl::InvalidArgumentError(
-        absl::StrFormat("scheduler.aging_grace_seconds is %g: must be >= 0", aging_grace_seconds));
+        absl::StrFormat("aging_grace is %gs: must be >= 0", aging_grace_seconds));
   }
   if (!(aging_seconds_per_point > 0)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "scheduler.aging_seconds_per_point is %g: must be > 0", aging_seconds_per_point));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("aging_interval is %gs: must be > 0", aging_seconds_per_point));
   }
   if (!(critical_path_fraction > 0)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "scheduler.critical_path_fraction is %g: must be > 0", critical_path_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("critical_path_fraction is %g: must be > 0", critical_path_fraction));
   }
   if (!(default_tenant_weight > 0)) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "scheduler.default_tenant_weight is %g: must be > 0", default_tenant_weight));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("default_tenant_weight is %g: must be > 0", default_tenant_weight));
   }
   for (const auto& [tenant, weight] : tenant_weights) {
     if (!(weight > 0)) {
       return absl::InvalidArgumentError(
-          absl::StrFormat("scheduler.tenant_weights[\"%s\"] is %g: must be > 0", tenant, weight));
+          absl::StrFormat("tenant_weights[\"%s\"] is %g: must be > 0", tenant, weight));
     }
   }
   return absl::OkStatus();

@@ -77,9 +77,9 @@ TEST(TaskRankerTest, ACriticalTaskOvertakesTheFairShareOrder) {
 
 TEST(TaskRankerTest, TopReturnsTheBestKInOrder) {
   const TaskRanker ranker(NoAging());
-  std::vector<RankTask> tasks;
+  std::vector<RankTask> tasks(10);
   for (int i = 0; i < 10; ++i) {
-    tasks.push_back({.upward_rank_seconds = static_cast<double>(i), .ready_sequence = uint64_t(i)});
+    tasks[i] = {.upward_rank_seconds = static_cast<double>(i), .ready_sequence = uint64_t(i)};
   }
   EXPECT_EQ(ranker.Top(tasks, {{45, 1}}, 1000, 3), (std::vector<int>{9, 8, 7}));
 }

@@ -1,0 +1,69 @@
+#include "services/scheduler/scheduler_module.h"
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "services/scheduler/scheduler_service.h"
+
+namespace gyre::scheduler {
+namespace {
+
+absl::Status DecodeNumber(const YAML::Node& value, double* target) {
+  if (!value.IsScalar()) return absl::InvalidArgumentError("expected a number");
+  try {
+    *target = value.as<double>();
+  } catch (const YAML::Exception&) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", value.Scalar(), "\" is not a number"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void SchedulerModule::RegisterConfig(config::ConfigSchema* schema) {
+  schema->AddDuration("aging_grace", &aging_grace_,
+                      "time in READY before aging raises a task's priority");
+  schema->AddDuration("aging_interval", &aging_interval_,
+                      "after the grace, waiting that adds one priority point");
+  schema->AddCustom(
+      "critical_path_fraction",
+      [this](const YAML::Node& value) {
+        return DecodeNumber(value, &ranking_.critical_path_fraction);
+      },
+      /*structured=*/false, "upward rank / drain horizon from which a task is critical");
+  schema->AddCustom(
+      "default_tenant_weight",
+      [this](const YAML::Node& value) {
+        return DecodeNumber(value, &ranking_.default_tenant_weight);
+      },
+      /*structured=*/false, "fair-share weight of tenants not in tenant_weights");
+  schema->AddCustom(
+      "tenant_weights",
+      [this](const YAML::Node& value) -> absl::Status {
+        if (!value.IsMap()) return absl::InvalidArgumentError("expected a map of tenant to weight");
+        ranking_.tenant_weights.clear();
+        for (const auto& entry : value) {
+          const std::string tenant = entry.first.Scalar();
+          if (absl::Status s = DecodeNumber(entry.second, &ranking_.tenant_weights[tenant]);
+              !s.ok()) {
+            return absl::InvalidArgumentError(absl::StrCat(tenant, ": ", s.message()));
+          }
+        }
+        return absl::OkStatus();
+      },
+      /*structured=*/true, "fair-share weight per tenant, e.g. {batch: 1, interactive: 4}");
+}
+
+absl::Status SchedulerModule::ValidateConfig() {
+  ranking_.aging_grace_seconds = absl::ToDoubleSeconds(aging_grace_);
+  ranking_.aging_seconds_per_point = absl::ToDoubleSeconds(aging_interval_);
+  return ranking_.Validate();
+}
+
+absl::Status SchedulerModule::AddServices(server::ServiceHost* host) {
+  api_ = std::make_unique<server::ApiServiceModule>(
+      std::make_unique<SchedulerServiceImpl>(ranking_), "gyre.v1.SchedulerService", "scheduler");
+  return api_->AddServices(host);
+}
+
+}  // namespace gyre::scheduler
