@@ -1108,7 +1108,8 @@ TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
   EXPECT_EQ(completed.out,
             "list\n"
             "--limit=\n"
-            "--set= --detach --orchestrator= --help\n"
+            "--set= --detach --orchestrator= --tls_ca_file= --tls_cert_file= --tls_key_file= "
+            "--help\n"
             "--data_dir=\n")
       << completed;
 }

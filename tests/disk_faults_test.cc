@@ -178,6 +178,39 @@ TEST(DiskFaultsTest, CorruptRecordInTheMiddleStopsRecoveryNamingFileAndOffset) {
   EXPECT_TRUE(absl::StrContains(output, "refusing to open")) << output;
 }
 
+TEST(DiskFaultsTest, FailedFdatasyncStopsTheOrchestratorAndNothingUnsyncedIsAcknowledged) {
+  gyre::testing::ScratchDir scratch("gyre_disk");
+  const std::string data_dir = scratch.path() + "/data";
+  const std::string trigger = scratch.path() + "/fail-fdatasync-now";
+  v1::Execution durable;
+  {
+    Orchestrator orchestrator(
+        data_dir, {"LD_PRELOAD=" + Binary("tests/fault_injection/libgyre_fail_fdatasync.so"),
+                   "GYRE_TEST_FAIL_FDATASYNC_WHEN=" + trigger});
+    ASSERT_TRUE(orchestrator.serving()) << orchestrator.process().Output();
+    ASSERT_TRUE(orchestrator.StartExecution(&durable).ok());
+
+    std::ofstream(trigger) << "now";  // the disk starts failing its write-backs
+    v1::Execution lost;
+    const grpc::Status failed = orchestrator.StartExecution(&lost);
+    EXPECT_FALSE(failed.ok()) << "a start whose record was never synced must not be acknowledged";
+    const std::optional<int> status = orchestrator.process().WaitForExit(absl::Seconds(20));
+    ASSERT_TRUE(status.has_value())
+        << "the orchestrator must stop, never go on after a failed fdatasync:\n"
+        << orchestrator.process().Output();
+    EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0);
+    EXPECT_TRUE(absl::StrContains(orchestrator.process().Output(), "fdatasync"))
+        << orchestrator.process().Output();
+  }
+  std::filesystem::remove(trigger);
+
+  // The restart has everything acknowledged before the failure.
+  Orchestrator restarted(data_dir);
+  ASSERT_TRUE(restarted.serving()) << restarted.process().Output();
+  v1::Execution again;
+  EXPECT_TRUE(restarted.GetExecution(durable.name(), &again).ok());
+}
+
 // A small file system of its own (tmpfs, mounted here; needs root).
 class SmallFileSystem {
  public:

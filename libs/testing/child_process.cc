@@ -145,6 +145,10 @@ std::optional<int> ChildProcess::WaitForExit(absl::Duration timeout) {
     const pid_t done = waitpid(pid_, &status, WNOHANG);
     if (done == pid_) {
       exit_status_ = status;
+      // The reader may not have drained the pipe yet: a caller that looks
+      // at Output() right after the exit must see the last lines too.
+      absl::MutexLock lock(&mutex_);
+      mutex_.AwaitWithTimeout(absl::Condition(&output_closed_), absl::Seconds(2));
       return status;
     }
     if (absl::Now() >= deadline) return std::nullopt;

@@ -45,7 +45,9 @@ class ChildProcess {
   void Signal(int signal_number);
 
   // Waits for exit; returns the wait status (WIFEXITED etc.) or nullopt on
-  // timeout.
+  // timeout. Once it returns a status, Output() holds everything the
+  // process wrote (up to 2 s more for the pipe to drain, less if a process
+  // it started still holds the pipe open).
   std::optional<int> WaitForExit(absl::Duration timeout);
 
   pid_t pid() const { return pid_; }
