@@ -41,7 +41,8 @@ inline constexpr YamlLimits kConfigYamlLimits{4 * 1024 * 1024, 200'000, 32};
 
 // OK when `text` is within `limits` and no mapping repeats a key; otherwise
 // INVALID_ARGUMENT "source:line:col: ..." naming the limit, or both places
-// of a repeated key. Malformed YAML is left for YAML::Load to report.
+// of a repeated key. Malformed YAML is left for YAML::Load to report. Only
+// the first document is checked: it is all YAML::Load reads.
 absl::Status CheckYaml(absl::string_view text, absl::string_view source, const YamlLimits& limits);
 
 }  // namespace gyre
