@@ -865,9 +865,12 @@ TEST(DevSuiteTest, ExecutionCommandsSayWhatIsWrongWithTheirArguments) {
                                "gyre status: which execution?\n"
                                "usage: gyre status EXECUTION"))
       << no_execution;
-  const GyreOutput no_task = RunGyreApart({"logs", "abc"});
+  // Without TASK, logs shows every task's: --attempt needs one.
+  const GyreOutput no_task = RunGyreApart({"logs", "abc", "--attempt=2"});
   EXPECT_EQ(no_task.code, 2) << no_task;
-  EXPECT_TRUE(absl::StartsWith(no_task.err, "gyre logs: which task?\n")) << no_task;
+  EXPECT_TRUE(absl::StartsWith(no_task.err, "gyre logs: --attempt needs a TASK\n")) << no_task;
+  const GyreOutput follow_attempt = RunGyreApart({"logs", "abc", "t", "--follow", "--attempt=1"});
+  EXPECT_EQ(follow_attempt.code, 2) << follow_attempt;
   const GyreOutput bad_limit = RunGyreApart({"list", "--limit=0"});
   EXPECT_EQ(bad_limit.code, 2) << bad_limit;
   EXPECT_TRUE(absl::StartsWith(bad_limit.err, "gyre list: --limit \"0\": expected 1..1000\n"))
