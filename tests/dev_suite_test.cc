@@ -265,10 +265,15 @@ TEST(DevSuiteTest, EveryShippedExampleWorkflowIsValid) {
                                        "--task_library_dir=" + BuildFile("examples/task-library")});
   EXPECT_EQ(code, 0) << output;
   EXPECT_TRUE(absl::StrContains(output, "ok, workflow regional-summary with 3 tasks")) << output;
-  const auto [alone_code, alone_output] =
-      RunGyre({"validate", BuildFile("examples/regional-summary.yaml")});
+  // Nothing listens on port 1: the error hints the flag.
+  const auto [alone_code, alone_output] = RunGyre(
+      {"validate", BuildFile("examples/regional-summary.yaml"), "--orchestrator=127.0.0.1:1"});
   EXPECT_EQ(alone_code, 2) << alone_output;
   EXPECT_TRUE(absl::StrContains(alone_output, "unknown dependency \"clean\"")) << alone_output;
+  EXPECT_TRUE(absl::StrContains(alone_output,
+                                "(if it is a task-library task: --task_library_dir=DIR checks "
+                                "against the library's files; the orchestrator at 127.0.0.1:1"))
+      << alone_output;
 }
 
 TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {
@@ -291,6 +296,14 @@ TEST(DevSuiteTest, TheShippedExamplesRunToSuccess) {
 TEST(DevSuiteTest, SchedulesAnOutcomeFromTheShippedTaskLibrary) {
   RunningDev dev({"--task_library_dir=" + BuildFile("examples/task-library")});
   ASSERT_TRUE(dev.up());
+  // validate without --task_library_dir asks the orchestrator's library.
+  const GyreOutput valid = RunGyreApart(
+      {"validate", BuildFile("examples/regional-summary.yaml"), dev.orchestrator_flag()});
+  EXPECT_EQ(valid.code, 0) << valid;
+  EXPECT_TRUE(absl::StrContains(valid.out,
+                                "ok, workflow regional-summary with 3 tasks (with the task library "
+                                "of the orchestrator at 127.0.0.1:"))
+      << valid;
   const GyreOutput library = RunGyreApart({"library", dev.orchestrator_flag()});
   EXPECT_EQ(library.code, 0) << library;
   EXPECT_TRUE(absl::StartsWith(library.out, "TASK ")) << library;
@@ -852,9 +865,12 @@ TEST(DevSuiteTest, ExecutionCommandsSayWhatIsWrongWithTheirArguments) {
                                "gyre status: which execution?\n"
                                "usage: gyre status EXECUTION"))
       << no_execution;
-  const GyreOutput no_task = RunGyreApart({"logs", "abc"});
+  // Without TASK, logs shows every task's: --attempt needs one.
+  const GyreOutput no_task = RunGyreApart({"logs", "abc", "--attempt=2"});
   EXPECT_EQ(no_task.code, 2) << no_task;
-  EXPECT_TRUE(absl::StartsWith(no_task.err, "gyre logs: which task?\n")) << no_task;
+  EXPECT_TRUE(absl::StartsWith(no_task.err, "gyre logs: --attempt needs a TASK\n")) << no_task;
+  const GyreOutput follow_attempt = RunGyreApart({"logs", "abc", "t", "--follow", "--attempt=1"});
+  EXPECT_EQ(follow_attempt.code, 2) << follow_attempt;
   const GyreOutput bad_limit = RunGyreApart({"list", "--limit=0"});
   EXPECT_EQ(bad_limit.code, 2) << bad_limit;
   EXPECT_TRUE(absl::StartsWith(bad_limit.err, "gyre list: --limit \"0\": expected 1..1000\n"))

@@ -105,10 +105,15 @@ constexpr Help kHelp[] = {
      "  --version=N\n"
      "      which version for show (default the latest)\n",
      true, false},
-    {"validate", "FILE.yaml [flags]", "Checks a workflow file without running it (offline).\n",
+    {"validate", "FILE.yaml [flags]",
+     "Checks a workflow file without running it. A dependency the file does not define\n"
+     "is looked up in the task library: the files of --task_library_dir, else the\n"
+     "library of a reachable orchestrator (--orchestrator); with neither, the error\n"
+     "says so.\n",
      "  --task_library_dir=DIR\n"
-     "      task-library YAML files the workflow may depend on (default none)\n",
-     false, false},
+     "      task-library YAML files the workflow may depend on (default: ask the\n"
+     "      orchestrator)\n",
+     true, false},
     {"import-wfcommons", "TRACE.json [flags]",
      "Converts a WfCommons trace (JSON) into a Gyre workflow (YAML).\n",
      "  --scale=X\n"

@@ -287,6 +287,10 @@ std::string NoAttemptText(const v1::TaskRun& run) {
   }
 }
 
+// A call per ready task: a large backlog is asked about its first ones only
+// (tasks of one queue mostly wait for the same reason).
+constexpr int kMaxWaitingAsked = 50;
+
 // Where the detail lines under a task line start (below its state).
 constexpr absl::string_view kDetailIndent = "                           ";
 
@@ -346,13 +350,15 @@ int StatusCommand(const Command& command, int argc, char** argv) {
     label = "           ";
   }
   std::printf("tasks      %s\n", CountsText(execution->task_counts()).c_str());
+  int asked = 0;  // ready tasks asked why they wait
   for (const v1::TaskRun& run : runs) {
     std::printf("%s\n", TerminalSafe(TaskLine(run.task_id(), TaskRunText(run))).c_str());
     const auto detail = [](absl::string_view text) {
       std::printf("%s%s\n", std::string(kDetailIndent).c_str(), TerminalSafe(text).c_str());
     };
     // The waiting reason is worked out for one task read alone.
-    if (run.state() == v1::TASK_READY && execution->state() != v1::EXECUTION_PAUSED) {
+    if (run.state() == v1::TASK_READY && execution->state() != v1::EXECUTION_PAUSED &&
+        ++asked <= kMaxWaitingAsked) {
       v1::GetTaskRunRequest one;
       one.set_name(run.name());
       absl::StatusOr<v1::TaskRun> read = Call(*stub, &Stub::GetTaskRun, one);

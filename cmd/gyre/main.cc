@@ -5,7 +5,7 @@
 //   gyre status|list|logs|cancel|pause|resume ...
 //                                         look at and control executions
 //                                         (execution_commands.h)
-//   gyre validate FILE.yaml [--task_library_dir=DIR]   check a workflow offline
+//   gyre validate FILE.yaml [--task_library_dir=DIR]   check a workflow
 //   gyre import-wfcommons TRACE.json      convert a WfCommons trace to a workflow
 //   gyre version | --version
 //   gyre COMMAND --help | -h              a command's flags and defaults
@@ -78,7 +78,7 @@ constexpr char kUsage[] =
     "  workflows list|show NAME [--version=N]\n"
     "                                      stored workflows; one's context and tasks\n"
     "      (these take --orchestrator=host:port too; EXECUTION is executions/ID or ID)\n"
-    "  validate FILE.yaml [--task_library_dir=DIR]\n"
+    "  validate FILE.yaml [--task_library_dir=DIR] [--orchestrator=host:port]\n"
     "                                      check a workflow without running it (against the\n"
     "                                      task library it depends on, if any)\n"
     "  import-wfcommons TRACE.json [--scale=X] [--queue=Q] [--output=FILE]\n"
@@ -244,8 +244,10 @@ int CompletionCommand(int argc, char** argv) {
 int ValidateCommand(int argc, char** argv) {
   std::string file;
   std::string library_dir;
+  std::string orchestrator = gyre::cli::DefaultOrchestrator();
   for (int i = 2; i < argc; ++i) {
     if (gyre::cli::TakeOption(argc, argv, &i, "task_library_dir", &library_dir)) continue;
+    if (gyre::cli::TakeOption(argc, argv, &i, "orchestrator", &orchestrator)) continue;
     if (argv[i][0] == '-' || !file.empty()) {
       return Usage(absl::StrCat("validate: unexpected argument ", argv[i]).c_str());
     }
@@ -266,12 +268,36 @@ int ValidateCommand(int argc, char** argv) {
   }
   absl::StatusOr<gyre::v1::WorkflowDefinition> def =
       gyre::workflow::LoadWorkflowFile(file, library ? &*library : nullptr);
+  // Without a library directory, a dependency the file does not define may
+  // be a task of the running orchestrator's library: checked against it.
+  bool checked_remotely = false;
+  if (!library && !def.ok() && absl::StrContains(def.status().message(), "unknown dependency")) {
+    auto stub = gyre::v1::OrchestratorService::NewStub(
+        grpc::CreateChannel(orchestrator, grpc::InsecureChannelCredentials()));
+    absl::StatusOr<gyre::v1::WorkflowDefinition> remote =
+        gyre::cli::LoadWorkflowFileWithLibrary(*stub, file);
+    if (absl::IsUnavailable(remote.status())) {
+      std::fprintf(stderr,
+                   "%s (if it is a task-library task: --task_library_dir=DIR checks against "
+                   "the library's files; the orchestrator at %s, which would have been asked, "
+                   "cannot be reached)\n",
+                   gyre::cli::TerminalSafe(def.status().message()).c_str(),
+                   gyre::cli::TerminalSafe(orchestrator).c_str());
+      return gyre::server::kExitConfigError;
+    }
+    def = std::move(remote);
+    checked_remotely = true;
+  }
   if (!def.ok()) {
     std::fprintf(stderr, "%s\n", gyre::cli::TerminalSafe(def.status().message()).c_str());
     return gyre::server::kExitConfigError;
   }
-  std::printf("%s: ok, workflow %s with %d tasks\n", file.c_str(), def->name().c_str() + 10,
-              def->tasks_size());
+  std::printf("%s: ok, workflow %s with %d tasks%s\n", file.c_str(), def->name().c_str() + 10,
+              def->tasks_size(),
+              checked_remotely ? absl::StrCat(" (with the task library of the orchestrator at ",
+                                              gyre::cli::TerminalSafe(orchestrator), ")")
+                                     .c_str()
+                               : "");
   return 0;
 }
 

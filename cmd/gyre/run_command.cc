@@ -339,11 +339,13 @@ int FollowExecution(v1::OrchestratorService::Stub& stub, absl::string_view title
 // as long as it takes).
 constexpr absl::Duration kReachRetry = absl::Seconds(3);
 
+}  // namespace
+
 // Parses the workflow file; when it names a dependency it does not define,
 // parses it again with the orchestrator's task library, which may hold it
 // (asked for only then: most workflows stand alone).
-absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService::Stub& stub,
-                                                        const std::string& file) {
+absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFileWithLibrary(
+    v1::OrchestratorService::Stub& stub, const std::string& file) {
   absl::StatusOr<v1::WorkflowDefinition> alone = workflow::LoadWorkflowFile(file);
   // Only a dependency the file does not define can be the library's; any
   // other error is reported at once, reachable orchestrator or not.
@@ -371,12 +373,10 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFile(v1::OrchestratorService:
                    status.error_message(), ")"));
 }
 
-}  // namespace
-
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options) {
   auto stub = v1::OrchestratorService::NewStub(channel);
   absl::StatusOr<v1::WorkflowDefinition> definition =
-      LoadWorkflowFile(*stub, options.workflow_file);
+      LoadWorkflowFileWithLibrary(*stub, options.workflow_file);
   if (absl::IsUnavailable(definition.status())) {
     return StartFailed(
         "run", options,

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "gyre/v1/orchestrator_service.grpc.pb.h"
 
 namespace gyre::cli {
 
@@ -41,6 +43,13 @@ inline constexpr int kRunInterrupted = 130;
 // Ctrl-C while following stops following and names the execution, which
 // keeps running. Returns one of the exit codes above.
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options);
+
+// Parses a workflow file; when it names a dependency it does not define,
+// parses it again with the task library of the orchestrator behind `stub`
+// (asked only then). Unavailable when that orchestrator cannot be reached
+// (within a few seconds); InvalidArgument with the file's error otherwise.
+absl::StatusOr<gyre::v1::WorkflowDefinition> LoadWorkflowFileWithLibrary(
+    gyre::v1::OrchestratorService::Stub& stub, const std::string& file);
 
 // `gyre schedule`: asks for an outcome (ScheduleOutcome: the task
 // library's `targets` and everything they depend on, with
