@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/gateway/audit_log.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/event_subscriber.h"
 #include "services/gateway/execution_feed.h"
@@ -44,6 +45,9 @@ class RestApi {
     int64_t rate_limit_burst = 100;
     // Origins allowed to call from a browser (CORS); "*" allows any.
     std::vector<std::string> cors_origins;
+    // Where every mutating call is recorded; null: nowhere. Must outlive
+    // the RestApi.
+    AuditLog* audit_log = nullptr;
   };
 
   // `metrics` may be null (no metrics); it must outlive this. Event
