@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -92,7 +93,7 @@ class GatewayAuthTest : public ::testing::Test {
         "  - \"green-admin:admin:green:", gateway::ApiKeyAuthenticator::HashKey(kGreenKey), "\"\n",
         "basic_users:\n", "  - \"ann:operator:blue:", *hash, "\"\n", "jwt_issuer: \"", kIssuer,
         "\"\n", "jwt_audience: \"", kAudience, "\"\n", "jwt_hs256_secret: \"", kSecret, "\"\n",
-        "jwt_jwks_file: \"", jwks, "\"\n");
+        "jwt_jwks_file: \"", jwks, "\"\n", "audit_log_file: \"", audit_file_, "\"\n");
     auto serving = StartAndWait({BuildFile("services/gateway/gyre-gateway"), "--config=" + config,
                                  "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
                                  "--http_address=127.0.0.1:0",
@@ -283,6 +284,175 @@ TEST_F(GatewayAuthTest, JwtBearerAcceptsValidTokensAndSaysWhyOthersAreRefused) {
     EXPECT_TRUE(absl::StrContains(metrics, expected)) << expected << "\n" << metrics;
   }
   EXPECT_FALSE(absl::StrContains(gateway_->Output(), kSecret));
+}
+
+TEST_F(GatewayAuthTest, EachTenantSeesAndTouchesOnlyItsOwnWorkflowsAndExecutions) {
+  const std::string blue_workflow = CreateWorkflow(kBlueKey, "blue-only");
+  const std::string green_workflow = CreateWorkflow(kGreenKey, "green-only");
+  const std::string blue_run = Execute(kBlueKey, blue_workflow);
+  const std::string green_run = Execute(kGreenKey, green_workflow);
+  ASSERT_FALSE(blue_run.empty());
+  ASSERT_FALSE(green_run.empty());
+
+  // Each way round: lists hold only one's own; another's objects are 404,
+  // exactly as a name that does not exist (not 403, which would confirm it).
+  const struct {
+    const char* key;
+    std::string own_workflow, own_run, other_workflow, other_run, tenant;
+  } sides[] = {{kBlueKey, blue_workflow, blue_run, green_workflow, green_run, "blue"},
+               {kGreenKey, green_workflow, green_run, blue_workflow, blue_run, "green"}};
+  for (const auto& side : sides) {
+    SCOPED_TRACE(side.tenant);
+    const HttpResponse workflows = WithKey(side.key, "GET", "/workflows");
+    EXPECT_TRUE(absl::StrContains(workflows.body, "workflows/" + side.own_workflow));
+    EXPECT_FALSE(absl::StrContains(workflows.body, "workflows/" + side.other_workflow));
+    const HttpResponse executions = WithKey(side.key, "GET", "/executions");
+    EXPECT_TRUE(absl::StrContains(executions.body, side.own_run)) << executions.body;
+    EXPECT_FALSE(absl::StrContains(executions.body, side.other_run)) << executions.body;
+    const HttpResponse own = WithKey(side.key, "GET", "/executions/" + side.own_run);
+    EXPECT_EQ(own.status, 200);
+    EXPECT_TRUE(absl::StrContains(own.body, "\"tenant\":\"" + side.tenant + "\"")) << own.body;
+
+    const std::string run = "/executions/" + side.other_run;
+    const std::string workflow = "/workflows/" + side.other_workflow;
+    for (const auto& [method, target, body] :
+         std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"GET", run, ""},
+             {"POST", run + "/pause", ""},
+             {"POST", run + "/resume", ""},
+             {"POST", run + "/cancel", ""},
+             {"GET", run + "/tasks/t/logs", ""},
+             {"PUT", "/scheduling/" + side.other_run + "/t/priority", "{\"priority\":90}"},
+             {"GET", workflow, ""},
+             {"GET", workflow + "/status", ""},
+             {"POST", workflow + "/execute", "{}"},
+             {"PUT", workflow, "{\"tasks\":[{\"id\":\"t\",\"builtin\":{\"kind\":\"NOOP\"}}]}"},
+             {"GET", "/executions?workflow=" + side.other_workflow, ""}}) {
+      const HttpResponse response = WithKey(side.key, method, target, body);
+      if (method == "GET" && absl::StartsWith(target, "/executions?")) {
+        EXPECT_FALSE(absl::StrContains(response.body, side.other_run)) << response.body;
+        continue;
+      }
+      EXPECT_EQ(response.status, 404) << method << " " << target << ": " << response.body;
+    }
+  }
+  // The other tenant's calls changed nothing: blue's execution was neither
+  // paused nor cancelled by green.
+  const HttpResponse blue = WithKey(kBlueKey, "GET", "/executions/" + blue_run + "?tasks=false");
+  EXPECT_FALSE(absl::StrContains(blue.body, "CANCELLED")) << blue.body;
+  // A JWT's tenant claim counts the same way.
+  const std::string token = gateway::testing::SignHs256(kHs256, Claims(), kSecret);
+  EXPECT_EQ(Call("GET", "/executions/" + blue_run, {{"Authorization", "Bearer " + token}}).status,
+            200);
+  EXPECT_EQ(Call("GET", "/executions/" + green_run, {{"Authorization", "Bearer " + token}}).status,
+            404);
+}
+
+TEST_F(GatewayAuthTest, EveryMutatingCallIsAuditedWithWhoWhatAndTheResult) {
+  const HttpResponse created =
+      Call("POST", "/workflows", {{"X-API-Key", kBlueKey}, {"X-Request-Id", "audit-create-1"}},
+           "name: audited\ntasks:\n  - id: t\n    builtin: noop\n", "application/yaml");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Call("DELETE", "/workflows/audited",
+                 {{"Authorization", Basic("ann", kPassword)}, {"X-Request-Id", "audit-denied-2"}})
+                .status,
+            403);
+  EXPECT_EQ(Call("POST", "/executions/nope/cancel",
+                 {{"X-API-Key", "gyk_not-a-key"}, {"X-Request-Id", "audit-unknown-3"}})
+                .status,
+            401);
+  EXPECT_EQ(
+      Call("GET", "/workflows", {{"X-API-Key", kBlueKey}, {"X-Request-Id", "audit-read-4"}}).status,
+      200);
+
+  std::ifstream file(audit_file_);
+  ASSERT_TRUE(file.good()) << audit_file_;
+  std::map<std::string, boost::json::object> by_request;
+  std::string all;
+  for (std::string line; std::getline(file, line);) {
+    all += line + "\n";
+    boost::json::error_code error;
+    boost::json::value record = boost::json::parse(line, error);
+    ASSERT_FALSE(error) << "not a JSON line: " << line;
+    const boost::json::object& object = record.as_object();
+    for (const char* key :
+         {"time", "principal", "tenant", "action", "target", "result", "status", "request_id"}) {
+      EXPECT_TRUE(object.contains(key)) << key << " missing in " << line;
+    }
+    by_request[std::string(object.at("request_id").as_string())] = object;
+  }
+  auto field = [&](const std::string& id, const char* key) {
+    if (!by_request.count(id)) return std::string("(no record)");
+    const boost::json::value& value = by_request[id].at(key);
+    return value.is_string() ? std::string(value.as_string()) : boost::json::serialize(value);
+  };
+  EXPECT_EQ(field("audit-create-1", "principal"), "blue-admin");
+  EXPECT_EQ(field("audit-create-1", "tenant"), "blue");
+  EXPECT_EQ(field("audit-create-1", "action"), "POST /api/v1/workflows");
+  EXPECT_EQ(field("audit-create-1", "target"), "/api/v1/workflows");
+  EXPECT_EQ(field("audit-create-1", "result"), "success");
+  EXPECT_EQ(field("audit-create-1", "status"), "201");
+  EXPECT_EQ(field("audit-denied-2", "principal"), "ann");
+  EXPECT_EQ(field("audit-denied-2", "action"), "DELETE /api/v1/workflows/{id}");
+  EXPECT_EQ(field("audit-denied-2", "target"), "/api/v1/workflows/audited");
+  EXPECT_EQ(field("audit-denied-2", "result"), "denied");
+  EXPECT_EQ(field("audit-unknown-3", "principal"), "");
+  EXPECT_EQ(field("audit-unknown-3", "action"), "POST /api/v1/executions/{id}/cancel");
+  EXPECT_EQ(field("audit-unknown-3", "status"), "401");
+  EXPECT_EQ(by_request.count("audit-read-4"), 0u) << "reads are not audited";
+  // The orchestrator logs the request id it received with the call.
+  auto logged = dev_->WaitForLine(
+      [](const std::string& l) {
+        return absl::StrContains(l, "\"msg\":\"api request\"") &&
+               absl::StrContains(l, "\"request_id\":\"audit-create-1\"");
+      },
+      absl::Seconds(10));
+  EXPECT_TRUE(logged.ok()) << "no orchestrator log line names audit-create-1";
+  if (logged.ok()) {
+    EXPECT_TRUE(absl::StrContains(*logged, "\"rpc\":\"CreateWorkflow\""));
+  }
+  EXPECT_FALSE(absl::StrContains(all, "gyk_")) << all;
+  EXPECT_FALSE(absl::StrContains(all, kPassword)) << all;
+
+  const std::string metrics = Metrics();
+  for (const char* expected :
+       {"gyre_gateway_audit_events_total{action=\"POST /api/v1/workflows\",result=\"success\"}",
+        "gyre_gateway_audit_events_total{action=\"DELETE /api/v1/workflows/{id}\",result="
+        "\"denied\"}",
+        "gyre_gateway_audit_events_total{action=\"POST /api/v1/executions/{id}/cancel\",result="
+        "\"denied\"} 1"}) {
+    EXPECT_TRUE(absl::StrContains(metrics, expected)) << expected << "\n" << metrics;
+  }
+}
+
+TEST_F(GatewayAuthTest, DeleteWorkflowIsRefusedWhileItsExecutionsRun) {
+  const HttpResponse created =
+      Call("POST", "/workflows", {{"X-API-Key", kBlueKey}},
+           "name: short-lived\ntasks:\n  - id: wait\n    builtin: sleep\n    duration: 60s\n",
+           "application/yaml");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string run = Execute(kBlueKey, "short-lived");
+  ASSERT_FALSE(run.empty());
+
+  const HttpResponse running = WithKey(kBlueKey, "DELETE", "/workflows/short-lived");
+  EXPECT_EQ(running.status, 409) << running.body;
+  EXPECT_TRUE(absl::StrContains(Message(running), run)) << running.body;
+  // Another tenant cannot even see it to delete it.
+  EXPECT_EQ(WithKey(kGreenKey, "DELETE", "/workflows/short-lived").status, 404);
+
+  ASSERT_EQ(WithKey(kBlueKey, "POST", "/executions/" + run + "/cancel").status, 200);
+  HttpResponse deleted;
+  // The cancel is accepted at once; the execution ends when its task does.
+  for (absl::Time end = absl::Now() + absl::Seconds(60); absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    deleted = WithKey(kBlueKey, "DELETE", "/workflows/short-lived");
+    if (deleted.status != 409) break;
+  }
+  EXPECT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(WithKey(kBlueKey, "GET", "/workflows/short-lived").status, 404);
+  EXPECT_EQ(WithKey(kBlueKey, "DELETE", "/workflows/short-lived").status, 404);
+  // Its executions are kept.
+  EXPECT_EQ(WithKey(kBlueKey, "GET", "/executions/" + run).status, 200);
 }
 
 }  // namespace

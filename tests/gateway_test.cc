@@ -268,11 +268,9 @@ TEST_F(GatewayTest, WorkflowLifecycleInYamlAndJson) {
                 .status,
             404);
 
-  // The orchestrator does not implement DeleteWorkflow yet: the gateway
-  // passes its UNIMPLEMENTED on as 501, and nothing is deleted.
-  const HttpResponse deleted = Call("DELETE", "/workflows/hello");
-  EXPECT_EQ(deleted.status, 501) << deleted.body;
-  EXPECT_TRUE(absl::StrContains(deleted.body, "DeleteWorkflow")) << deleted.body;
+  // Deleting is refused while executions run (tests/gateway_auth_test.cc);
+  // an unknown workflow is 404.
+  EXPECT_EQ(Call("DELETE", "/workflows/never-created").status, 404);
   EXPECT_EQ(Call("GET", "/workflows/hello").status, 200);
   const HttpResponse missing = Call("GET", "/workflows/never-created");
   EXPECT_EQ(missing.status, 404);
@@ -469,9 +467,8 @@ TEST_F(GatewayTest, RolesLimitWhatAPrincipalMayDo) {
   EXPECT_EQ(denied.status, 403) << denied.body;
   EXPECT_TRUE(absl::StrContains(denied.body, "needs the operator role")) << denied.body;
   EXPECT_EQ(AsRole(kOperatorKey, "DELETE", "/workflows/x").status, 403);
-  // Past the role check (the orchestrator then answers: DeleteWorkflow is
-  // not built yet).
-  EXPECT_EQ(AsRole(kAdminKey, "DELETE", "/workflows/x").status, 501);
+  // Past the role check (the orchestrator then answers: no such workflow).
+  EXPECT_EQ(AsRole(kAdminKey, "DELETE", "/workflows/x").status, 404);
   EXPECT_EQ(AsRole(kOperatorKey, "GET", "/workflows/x").status, 404);
 }
 

@@ -22,6 +22,11 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                         .Help("Requests refused with 429 by the per-principal rate limit")
                         .Register(registry)
                         .Add({})),
+      audit_events_(prometheus::BuildCounter()
+                        .Name("gyre_gateway_audit_events_total")
+                        .Help("Mutating calls written to the audit log, by action "
+                              "(method and route template) and result")
+                        .Register(registry)),
       websocket_subscribers_(prometheus::BuildGauge()
                                  .Name("gyre_gateway_websocket_subscribers")
                                  .Help("Open WebSocket subscribers")
@@ -45,5 +50,9 @@ void GatewayMetrics::AuthFailure(absl::string_view reason) {
 }
 
 void GatewayMetrics::RateLimited() { rate_limited_.Increment(); }
+
+void GatewayMetrics::AuditEvent(absl::string_view action, absl::string_view result) {
+  audit_events_.Add({{"action", std::string(action)}, {"result", std::string(result)}}).Increment();
+}
 
 }  // namespace gyre::gateway

@@ -27,6 +27,9 @@ class GatewayMetrics {
   // "missing", "invalid" or "unsupported_scheme".
   void AuthFailure(absl::string_view reason);
   void RateLimited();
+  // One audited (mutating) call: `action` is "METHOD /route/template",
+  // `result` one of AuditResult's four.
+  void AuditEvent(absl::string_view action, absl::string_view result);
   prometheus::Gauge& websocket_subscribers() { return websocket_subscribers_; }
 
  private:
@@ -34,6 +37,7 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Histogram>& seconds_;
   prometheus::Family<prometheus::Counter>& auth_failures_;
   prometheus::Counter& rate_limited_;
+  prometheus::Family<prometheus::Counter>& audit_events_;
   prometheus::Gauge& websocket_subscribers_;
 };
 

@@ -40,6 +40,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                         "browser origins allowed by CORS (\"*\" for any)");
   schema->AddStringList("api_keys", &config_.api_keys,
                         "API keys as NAME:ROLE[:TENANT]:SHA256HEX (the key's SHA-256)");
+  schema->AddString("audit_log_file", &config_.audit_log_file,
+                    "file the audit log's JSON lines are appended to (empty: the service log)");
   schema->AddStringList("basic_users", &config_.basic_users,
                         "HTTP Basic users as NAME:ROLE:TENANT:ARGON2ID_HASH "
                         "(gyre-gateway hash-password)");
@@ -128,6 +130,11 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   }
   api_options.optimizer = optimizer_channel_;
   metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
+  absl::StatusOr<std::unique_ptr<AuditLog>> audit =
+      AuditLog::Open(config_.audit_log_file, metrics_.get());
+  if (!audit.ok()) return audit.status();
+  audit_log_ = *std::move(audit);
+  api_options.audit_log = audit_log_.get();
   api_ = std::make_unique<RestApi>(orchestrator_channel_, authenticator_, api_options,
                                    metrics_.get(), watch_channel_);
 

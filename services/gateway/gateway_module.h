@@ -49,6 +49,8 @@ struct GatewayConfig {
   int64_t rate_limit_burst = 100;
   // Browser origins allowed by CORS ("*" for any); none by default.
   std::vector<std::string> cors_origins;
+  // The audit log's JSON lines go here; empty: into the service log.
+  std::string audit_log_file;
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the
@@ -90,6 +92,7 @@ class GatewayModule : public server::ServiceModule {
   std::shared_ptr<grpc::Channel> watch_channel_;
   std::shared_ptr<grpc::Channel> optimizer_channel_;
   std::unique_ptr<GatewayMetrics> metrics_;
+  std::unique_ptr<AuditLog> audit_log_;
   std::unique_ptr<RestApi> api_;
   std::unique_ptr<HttpServer> http_;
 };

@@ -254,14 +254,28 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
   // The route template once known, for the metrics' bounded label.
   auto route_label = std::make_shared<std::string>("unmatched");
   auto method_label = std::make_shared<std::string>("other");
+  // A mutating call is audited: who asked (once known) and what, by route.
+  // Reads, most of the traffic, allocate nothing for it.
+  const bool audited =
+      options_.audit_log != nullptr && (request.method == "POST" || request.method == "PUT" ||
+                                        request.method == "PATCH" || request.method == "DELETE");
+  auto who = audited ? std::make_shared<Principal>() : nullptr;
+  auto action =
+      audited ? std::make_shared<std::string>(absl::StrCat(request.method, " unmatched")) : nullptr;
   // Every answer echoes the request id, carries the CORS headers of an
-  // allowed origin, and is counted.
-  respond = [respond = std::move(respond), request_id, start, route_label, method_label,
+  // allowed origin, and is counted (and audited when it changes something).
+  respond = [respond = std::move(respond), request_id, start, route_label, method_label, who,
+             action, audit = audited ? options_.audit_log : nullptr,
+             target = audited ? request.target.substr(0, request.target.find('?')) : std::string(),
              cors = CorsHeaders(request.Header("origin")), metrics = metrics_](HttpReply reply) {
     reply.headers.emplace_back("X-Request-Id", request_id);
     for (const auto& header : cors) reply.headers.push_back(header);
     if (metrics != nullptr) {
       metrics->Request(*route_label, *method_label, reply.status, absl::Now() - start);
+    }
+    if (audit != nullptr) {
+      audit->Record(
+          {absl::Now(), who->name, who->tenant, *action, target, reply.status, request_id});
     }
     respond(std::move(reply));
   };
@@ -292,6 +306,13 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
     return;
   }
 
+  if (audited) {
+    // Named by its route even when refused before routing (401): the
+    // action label stays bounded by the route table.
+    if (auto match = routes_.Find(request.method, segments); match.ok()) {
+      *action = absl::StrCat(request.method, " ", match->route->path_template);
+    }
+  }
   const bool websocket = !segments.empty() && segments[0] == "ws";
   if (websocket) *route_label = "/ws/executions/{id}";
   if (websocket && request.Header("x-api-key").empty() && request.Header("authorization").empty()) {
@@ -309,6 +330,7 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
     respond(std::move(reply));
     return;
   }
+  if (who != nullptr) *who = *principal;
   // Past authentication, so the bucket is the principal's.
   auto rate_limited = [&]() {
     if (absl::Duration wait = rate_limiter_.Take(principal->name, start);
@@ -424,9 +446,10 @@ void RestApi::Orchestrator(const Call& call,
                            void (AsyncApi::*method)(grpc::ClientContext*, const Request*, Response*,
                                                     std::function<void(grpc::Status)>),
                            Request request, std::function<void(absl::StatusOr<Response>)> done) {
-  StartUnaryCall<AsyncApi, Request, Response>(orchestrator_->async(), method, std::move(request),
-                                              call->request_id, options_.backend_timeout,
-                                              std::move(done));
+  StartUnaryCall<AsyncApi, Request, Response>(
+      orchestrator_->async(), method, std::move(request),
+      CallMetadata{call->request_id, call->principal.tenant}, options_.backend_timeout,
+      std::move(done));
 }
 
 template <typename Request, typename Response>

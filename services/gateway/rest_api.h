@@ -14,6 +14,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "services/gateway/audit_log.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/event_subscriber.h"
 #include "services/gateway/execution_feed.h"
@@ -47,6 +48,9 @@ class RestApi {
     std::vector<std::string> cors_origins;
     // gyre-optimizer; null: /api/v1/optimization/* answer 501.
     std::shared_ptr<grpc::Channel> optimizer;
+    // Where every mutating call is recorded; null: nowhere. Must outlive
+    // the RestApi.
+    AuditLog* audit_log = nullptr;
   };
 
   // `metrics` may be null (no metrics); it must outlive this. Event

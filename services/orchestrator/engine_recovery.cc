@@ -33,6 +33,9 @@ absl::Status EngineRecovery::ApplyRecord(const v1::StateRecord& record, Outbox& 
           std::make_shared<const v1::WorkflowDefinition>(record.workflow_stored().definition()));
       return absl::OkStatus();
     }
+    case v1::StateRecord::kWorkflowDeleted:
+      workflows_.Remove(record.workflow_deleted().name());
+      return absl::OkStatus();
     case v1::StateRecord::kExecutionStarted: {
       const v1::ExecutionStarted& started = record.execution_started();
       ExecutionEntry& exec = machine_.CreateExecution(

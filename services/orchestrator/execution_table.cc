@@ -6,6 +6,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "libs/common/limits.h"
+#include "libs/common/tenant.h"
 #include "services/orchestrator/list_paging.h"
 #include "services/orchestrator/proto_time.h"
 
@@ -149,6 +150,9 @@ absl::StatusOr<v1::ListExecutionsResponse> ExecutionTable::List(
        --position) {
     const ExecutionEntry& exec = *executions_[position - 1];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
+    if (!req.tenant().empty() && TenantOrDefault(exec.definition->tenant()) != req.tenant()) {
+      continue;
+    }
     if (!req.states().empty() &&
         std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
       continue;
@@ -197,6 +201,7 @@ v1::Execution ExecutionProto(const ExecutionEntry& exec, bool with_context) {
   proto.set_name(exec.name());
   proto.set_workflow(exec.definition->name());
   proto.set_workflow_version(exec.definition->version());
+  proto.set_tenant(std::string(TenantOrDefault(exec.definition->tenant())));
   proto.set_state(exec.state);
   if (with_context) {
     for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;

@@ -1,5 +1,6 @@
 #include "services/orchestrator/orchestrator_service.h"
 
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -7,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/client_text.h"
 #include "libs/common/status_mapping.h"
+#include "libs/common/tenant.h"
 #include "libs/logging/logger.h"
 
 namespace gyre::orchestrator {
@@ -48,6 +50,63 @@ absl::Status CheckNames(absl::string_view field,
   return absl::OkStatus();
 }
 
+// The tenant the gateway names for its caller ("x-gyre-tenant"); empty
+// when the call comes straight from a gRPC client, which may act for any.
+std::string CallerTenant(const grpc::ServerContext* context) {
+  if (context == nullptr) return "";
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find(kTenantMetadata);
+  if (it == metadata.end()) return "";
+  return std::string(it->second.data(), std::min<size_t>(it->second.size(), kMaxNameBytes));
+}
+
+// Logs a state-changing call that carries the gateway's "x-request-id", so
+// one REST request can be followed from the gateway's log into this one.
+// Reads are not logged: they change nothing and are most of the traffic.
+void LogRequest(const grpc::ServerContext* context, absl::string_view rpc,
+                absl::string_view target) {
+  if (context == nullptr) return;
+  const auto& metadata = context->client_metadata();
+  auto id = metadata.find("x-request-id");
+  if (id == metadata.end()) return;
+  // The gateway sends at most 128 bytes of [A-Za-z0-9._-]; anything else is
+  // quoted by the logger's JSON escaping and cut here.
+  const absl::string_view request_id(id->second.data(), std::min<size_t>(id->second.size(), 128));
+  auto tenant = metadata.find(kTenantMetadata);
+  logging::Info("api request",
+                {{"rpc", rpc},
+                 {"request_id", request_id},
+                 {"target", target.substr(0, kMaxNameBytes)},
+                 {"tenant", tenant == metadata.end()
+                                ? absl::string_view()
+                                : absl::string_view(
+                                      tenant->second.data(),
+                                      std::min<size_t>(tenant->second.size(), kMaxNameBytes))}});
+}
+
+// NotFound, as for a name that does not exist, unless `stored` is
+// `tenant`'s: another tenant's objects are not there for the caller.
+absl::Status CheckTenant(absl::string_view tenant, absl::string_view stored,
+                         absl::string_view name) {
+  if (tenant.empty() || TenantOrDefault(stored) == tenant) return absl::OkStatus();
+  return absl::NotFoundError(absl::StrCat(QuoteClientText(name), " not found"));
+}
+
+// For a caller acting for a tenant: NotFound unless `name`, an execution
+// or something in it ("executions/{id}/tasks/{task}"), is that tenant's.
+absl::Status CheckExecutionTenant(WorkflowEngine& engine, const grpc::ServerContext* context,
+                                  absl::string_view name) {
+  const std::string tenant = CallerTenant(context);
+  if (tenant.empty()) return absl::OkStatus();
+  absl::string_view execution = name;
+  if (size_t slash = name.find('/', name.find('/') + 1); slash != absl::string_view::npos) {
+    execution = name.substr(0, slash);
+  }
+  absl::StatusOr<v1::Execution> stored = engine.GetExecution(execution);
+  if (!stored.ok()) return absl::OkStatus();  // the call itself says what is wrong
+  return CheckTenant(tenant, stored->tenant(), execution);
+}
+
 absl::Status CheckStart(const v1::StartExecutionRequest& request) {
   absl::Status status = CheckName("workflow", request.workflow());
   if (status.ok()) status = CheckName("definition.name", request.definition().name());
@@ -58,31 +117,47 @@ absl::Status CheckStart(const v1::StartExecutionRequest& request) {
 }
 }  // namespace
 
-grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext* context,
                                                      const v1::CreateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  LogRequest(context, "CreateWorkflow", request->workflow().name());
   if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
     return ToGrpcStatus(status);
   if (absl::Status status = AdmitNewWork(); !status.ok()) return ToGrpcStatus(status);
-  return Reply(engine_->CreateWorkflow(request->workflow()), response);
+  v1::WorkflowDefinition workflow = request->workflow();
+  if (std::string tenant = CallerTenant(context); !tenant.empty()) workflow.set_tenant(tenant);
+  return Reply(engine_->CreateWorkflow(std::move(workflow)), response);
 }
 
-grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext* context,
                                                   const v1::GetWorkflowRequest* request,
                                                   v1::WorkflowDefinition* response) {
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
-  return Reply(engine_->GetWorkflow(request->name()), response);
+  absl::StatusOr<v1::WorkflowDefinition> workflow = engine_->GetWorkflow(request->name());
+  if (workflow.ok()) {
+    if (absl::Status owned =
+            CheckTenant(CallerTenant(context), workflow->tenant(), request->name());
+        !owned.ok()) {
+      workflow = owned;
+    }
+  }
+  return Reply(std::move(workflow), response);
 }
 
-grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext* context,
                                                     const v1::ListWorkflowsRequest* request,
                                                     v1::ListWorkflowsResponse* response) {
+  if (std::string tenant = CallerTenant(context); !tenant.empty()) {
+    v1::ListWorkflowsRequest own = *request;
+    own.set_tenant(tenant);
+    return Reply(engine_->ListWorkflows(own), response);
+  }
   return Reply(engine_->ListWorkflows(*request), response);
 }
 
 grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
-    grpc::ServerContext*, const v1::ListWorkflowVersionsRequest* request,
+    grpc::ServerContext* context, const v1::ListWorkflowVersionsRequest* request,
     v1::ListWorkflowsResponse* response) {
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -93,6 +168,12 @@ grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
   // Built on GetWorkflow: versions are numbered 1..latest with no gaps
   // (a workflow's versions are only ever added, or all deleted together).
   absl::StatusOr<v1::WorkflowDefinition> latest = engine_->GetWorkflow(request->name());
+  if (latest.ok()) {
+    if (absl::Status owned = CheckTenant(CallerTenant(context), latest->tenant(), request->name());
+        !owned.ok()) {
+      latest = owned;
+    }
+  }
   if (!latest.ok()) return ToGrpcStatus(latest.status());
   int64_t from = latest->version();
   if (!request->page_token().empty() &&
@@ -117,12 +198,24 @@ grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
   return grpc::Status::OK;
 }
 
-grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext* context,
                                                      const v1::UpdateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  LogRequest(context, "UpdateWorkflow", request->workflow().name());
   if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
     return ToGrpcStatus(status);
-  return Reply(engine_->UpdateWorkflow(request->workflow()), response);
+  v1::WorkflowDefinition workflow = request->workflow();
+  // A new version stays its workflow's tenant's; only that tenant may add it.
+  const std::string tenant = CallerTenant(context);
+  if (absl::StatusOr<v1::WorkflowDefinition> latest = engine_->GetWorkflow(workflow.name());
+      latest.ok()) {
+    if (absl::Status status = CheckTenant(tenant, latest->tenant(), workflow.name());
+        !status.ok()) {
+      return ToGrpcStatus(status);
+    }
+    if (workflow.tenant().empty() || !tenant.empty()) workflow.set_tenant(latest->tenant());
+  }
+  return Reply(engine_->UpdateWorkflow(std::move(workflow)), response);
 }
 
 absl::Status OrchestratorServiceImpl::AdmitStart(const grpc::ServerContextBase& context) {
@@ -135,24 +228,64 @@ absl::Status OrchestratorServiceImpl::AdmitStart(const grpc::ServerContextBase& 
   return start_limiter_.Admit(StartRateLimiter::ClientKey(principal, context.peer()), absl::Now());
 }
 
+grpc::Status OrchestratorServiceImpl::DeleteWorkflow(grpc::ServerContext* context,
+                                                     const v1::DeleteWorkflowRequest* request,
+                                                     google::protobuf::Empty*) {
+  LogRequest(context, "DeleteWorkflow", request->name());
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
+  const std::string tenant = CallerTenant(context);
+  if (!tenant.empty()) {
+    absl::StatusOr<v1::WorkflowDefinition> latest = engine_->GetWorkflow(request->name());
+    if (!latest.ok()) return ToGrpcStatus(latest.status());
+    if (absl::Status status = CheckTenant(tenant, latest->tenant(), request->name());
+        !status.ok()) {
+      return ToGrpcStatus(status);
+    }
+  }
+  return ToGrpcStatus(engine_->DeleteWorkflow(request->name()));
+}
+
 grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext* context,
                                                      const v1::StartExecutionRequest* request,
                                                      v1::Execution* response) {
+  LogRequest(context, "StartExecution", request->workflow());
   if (absl::Status status = AdmitStart(*context); !status.ok()) return ToGrpcStatus(status);
   if (absl::Status status = CheckStart(*request); !status.ok()) return ToGrpcStatus(status);
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
   }
   if (absl::Status status = AdmitNewWork(); !status.ok()) return ToGrpcStatus(status);
+  // The execution belongs to its workflow's tenant: the caller's, checked
+  // here (a stored workflow) or recorded now (an inline definition).
+  if (std::string tenant = CallerTenant(context); !tenant.empty()) {
+    if (request->has_definition()) {
+      const_cast<v1::StartExecutionRequest*>(request)->mutable_definition()->set_tenant(tenant);
+    } else if (absl::StatusOr<v1::WorkflowDefinition> workflow =
+                   engine_->GetWorkflow(request->workflow());
+               workflow.ok()) {
+      if (absl::Status status = CheckTenant(tenant, workflow->tenant(), request->workflow());
+          !status.ok()) {
+        return ToGrpcStatus(status);
+      }
+    }
+  }
   // The request is gRPC's, alive and ours alone until this returns: its
   // definition (possibly tens of thousands of tasks) is moved, not copied.
   return Reply(engine_->StartExecution(std::move(*const_cast<v1::StartExecutionRequest*>(request))),
                response);
 }
 
-grpc::Status OrchestratorServiceImpl::UpdatePriority(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::UpdatePriority(grpc::ServerContext* context,
                                                      const v1::UpdatePriorityRequest* request,
                                                      v1::Execution* response) {
+  LogRequest(context, "UpdatePriority", request->name());
+  if (absl::Status status = CheckName("name", request->name()); !status.ok())
+    return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->UpdatePriority(*request), response);
 }
 
@@ -162,76 +295,117 @@ grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext*,
   return Reply(engine_->GetTaskLibrary(), response);
 }
 
-grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext* context,
                                                       const v1::ScheduleOutcomeRequest* request,
                                                       v1::Execution* response) {
+  LogRequest(context, "ScheduleOutcome", "");
   absl::Status status = CheckNames("targets", request->targets());
   if (status.ok()) status = CheckName("request_id", request->request_id());
   if (!status.ok()) return ToGrpcStatus(status);
   return Reply(engine_->ScheduleOutcome(*request), response);
 }
 
-grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext* context,
                                                    const v1::GetExecutionRequest* request,
                                                    v1::Execution* response) {
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
-  return Reply(engine_->GetExecution(request->name()), response);
+  absl::StatusOr<v1::Execution> execution = engine_->GetExecution(request->name());
+  if (execution.ok()) {
+    if (absl::Status owned =
+            CheckTenant(CallerTenant(context), execution->tenant(), request->name());
+        !owned.ok()) {
+      execution = owned;
+    }
+  }
+  return Reply(std::move(execution), response);
 }
 
-grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext* context,
                                                      const v1::ListExecutionsRequest* request,
                                                      v1::ListExecutionsResponse* response) {
   if (absl::Status status = CheckName("workflow", request->workflow()); !status.ok())
     return ToGrpcStatus(status);
+  if (std::string tenant = CallerTenant(context); !tenant.empty()) {
+    v1::ListExecutionsRequest own = *request;
+    own.set_tenant(tenant);
+    return Reply(engine_->ListExecutions(own), response);
+  }
   return Reply(engine_->ListExecutions(*request), response);
 }
 
-grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext* context,
                                                       const v1::CancelExecutionRequest* request,
                                                       v1::Execution* response) {
+  LogRequest(context, "CancelExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->CancelExecution(request->name(), request->reason()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext* context,
                                                      const v1::PauseExecutionRequest* request,
                                                      v1::Execution* response) {
+  LogRequest(context, "PauseExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->PauseExecution(request->name()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext* context,
                                                       const v1::ResumeExecutionRequest* request,
                                                       v1::Execution* response) {
+  LogRequest(context, "ResumeExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->ResumeExecution(request->name()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext* context,
                                                  const v1::GetTaskRunRequest* request,
                                                  v1::TaskRun* response) {
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->GetTaskRun(request->name()), response);
 }
 
-grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext* context,
                                                    const v1::ListTaskRunsRequest* request,
                                                    v1::ListTaskRunsResponse* response) {
   if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->parent());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->ListTaskRuns(*request), response);
 }
 
-grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext* context,
                                                   const v1::GetTaskLogsRequest* request,
                                                   v1::GetTaskLogsResponse* response) {
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
+      !status.ok()) {
+    return ToGrpcStatus(status);
+  }
   return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
 }
 

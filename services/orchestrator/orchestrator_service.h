@@ -66,6 +66,8 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
                                     gyre::v1::ListWorkflowsResponse*) override;
   grpc::Status UpdateWorkflow(grpc::ServerContext*, const gyre::v1::UpdateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
+  grpc::Status DeleteWorkflow(grpc::ServerContext*, const gyre::v1::DeleteWorkflowRequest*,
+                              google::protobuf::Empty*) override;
   grpc::Status StartExecution(grpc::ServerContext*, const gyre::v1::StartExecutionRequest*,
                               gyre::v1::Execution*) override;
   grpc::ServerWriteReactor<gyre::v1::RunExecutionResponse>* RunExecution(

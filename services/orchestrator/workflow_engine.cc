@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/common/client_text.h"
@@ -296,6 +297,31 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
   return def;
 }
 
+absl::Status WorkflowEngine::DeleteWorkflow(absl::string_view name) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  const std::string full =
+      absl::StartsWith(name, "workflows/") ? std::string(name) : absl::StrCat("workflows/", name);
+  auto durable = std::make_shared<DurableWait>();
+  {
+    absl::MutexLock lock(&mu_);
+    if (workflows_.Latest(full) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("workflow ", QuoteClientText(full), " not found"));
+    }
+    for (const std::unique_ptr<ExecutionEntry>& exec : executions_.all()) {
+      if (exec->definition->name() != full || exec->final()) continue;
+      return absl::FailedPreconditionError(
+          absl::StrCat("workflow ", QuoteClientText(full),
+                       " has an execution that has not finished (", exec->name(), " is ",
+                       v1::ExecutionState_Name(exec->state), "); cancel it or wait for it to end"));
+    }
+    workflows_.Remove(full);
+    v1::StateRecord record;
+    record.mutable_workflow_deleted()->set_name(full);
+    journal_.Persist(record, DurableCallback(durable));
+  }
+  return durable->Wait();
+}
+
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   WorkflowRegistry::Suggestion suggestion;
@@ -326,7 +352,7 @@ absl::StatusOr<v1::ListWorkflowsResponse> WorkflowEngine::ListWorkflows(
   bool more = false;
   {
     absl::MutexLock lock(&mu_);
-    page = workflows_.Page(*after, *limit, &more);
+    page = workflows_.Page(*after, *limit, &more, req.tenant());
   }
   v1::ListWorkflowsResponse response;
   size_t bytes = 0;

@@ -128,6 +128,11 @@ class WorkflowEngine {
   absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
   absl::StatusOr<gyre::v1::WorkflowDefinition> UpdateWorkflow(gyre::v1::WorkflowDefinition def);
   absl::StatusOr<gyre::v1::WorkflowDefinition> GetWorkflow(absl::string_view name);
+  // Deletes every version of `name` ("workflows/w") once durable; NotFound
+  // when unknown, FailedPrecondition while one of its executions has not
+  // finished (looked for among all executions, under the lock: a rare
+  // admin call).
+  absl::Status DeleteWorkflow(absl::string_view name);
   // A page of the latest version of each workflow, by name; InvalidArgument
   // for a page size out of range or a page token this engine did not hand
   // out. A page also ends early past 2 MiB of definitions.

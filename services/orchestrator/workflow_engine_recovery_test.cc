@@ -476,5 +476,55 @@ TEST_F(WorkflowEngineRecoveryTest, AnExecutionsPriorityAppliesToItsWaitingTasks)
   EXPECT_EQ(Run("b").priority(), 7);
 }
 
+TEST_F(WorkflowEngineRecoveryTest, ADeletedWorkflowStaysDeletedAndIsRefusedWhileItRuns) {
+  ASSERT_TRUE(engine_->CreateWorkflow(Workflow("doomed", {Task("a")})).ok());
+  v1::StartExecutionRequest request;
+  request.set_workflow("workflows/doomed");
+  exec_ = engine_->StartExecution(request)->name();  // no agent: it waits
+  const absl::Status running = engine_->DeleteWorkflow("workflows/doomed");
+  EXPECT_EQ(running.code(), absl::StatusCode::kFailedPrecondition) << running;
+  EXPECT_TRUE(absl::StrContains(running.message(), exec_)) << running;
+  ASSERT_TRUE(engine_->CancelExecution(exec_, "test").ok());
+  ASSERT_TRUE(engine_->DeleteWorkflow("doomed").ok());
+  EXPECT_EQ(engine_->GetWorkflow("workflows/doomed").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(engine_->DeleteWorkflow("doomed").code(), absl::StatusCode::kNotFound);
+
+  Restart();  // from the log
+  EXPECT_EQ(engine_->GetWorkflow("workflows/doomed").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(engine_->GetExecution(exec_).ok()) << "its executions are kept";
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();  // from the snapshot
+  EXPECT_EQ(engine_->GetWorkflow("workflows/doomed").status().code(), absl::StatusCode::kNotFound);
+  // The name is free again.
+  EXPECT_EQ(engine_->CreateWorkflow(Workflow("doomed", {Task("a")}))->version(), 1);
+}
+
+TEST_F(WorkflowEngineRecoveryTest, TenantsFilterListsAndSurviveARestart) {
+  v1::WorkflowDefinition blue = Workflow("blue-wf", {Task("a")});
+  blue.set_tenant("blue");
+  ASSERT_TRUE(engine_->CreateWorkflow(blue).ok());
+  ASSERT_TRUE(engine_->CreateWorkflow(Workflow("shared-wf", {Task("a")})).ok());
+  v1::StartExecutionRequest request;
+  request.set_workflow("workflows/blue-wf");
+  exec_ = engine_->StartExecution(request)->name();
+  for (int restart = 0; restart < 2; ++restart) {
+    SCOPED_TRACE(restart);
+    EXPECT_EQ(engine_->GetExecution(exec_)->tenant(), "blue");
+    v1::ListWorkflowsRequest workflows;
+    workflows.set_tenant("blue");
+    ASSERT_EQ(engine_->ListWorkflows(workflows)->workflows_size(), 1);
+    EXPECT_EQ(engine_->ListWorkflows(workflows)->workflows(0).name(), "workflows/blue-wf");
+    workflows.set_tenant("default");  // an empty tenant is "default"
+    ASSERT_EQ(engine_->ListWorkflows(workflows)->workflows_size(), 1);
+    EXPECT_EQ(engine_->ListWorkflows(workflows)->workflows(0).name(), "workflows/shared-wf");
+    v1::ListExecutionsRequest executions;
+    executions.set_tenant("green");
+    EXPECT_EQ(engine_->ListExecutions(executions)->executions_size(), 0);
+    executions.set_tenant("blue");
+    EXPECT_EQ(engine_->ListExecutions(executions)->executions_size(), 1);
+    Restart();
+  }
+}
+
 }  // namespace
 }  // namespace gyre::orchestrator

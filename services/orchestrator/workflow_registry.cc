@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "libs/common/client_text.h"
 #include "libs/common/nearest_match.h"
+#include "libs/common/tenant.h"
 #include "libs/workflow/task_library.h"
 #include "libs/workflow/workflow_graph.h"
 #include "services/orchestrator/proto_time.h"
@@ -106,12 +107,14 @@ const v1::WorkflowDefinition* WorkflowRegistry::Latest(absl::string_view name) c
 }
 
 std::vector<WorkflowRegistry::Definition> WorkflowRegistry::Page(const std::string& after,
-                                                                 size_t limit, bool* more) const {
+                                                                 size_t limit, bool* more,
+                                                                 absl::string_view tenant) const {
   std::vector<Definition> page;
   *more = false;
   auto it = after.empty() ? workflows_.begin() : workflows_.upper_bound(after);
   for (; it != workflows_.end(); ++it) {
     if (it->second.empty()) continue;
+    if (!tenant.empty() && TenantOrDefault(it->second.back()->tenant()) != tenant) continue;
     if (page.size() == limit) {
       *more = true;
       break;

@@ -45,6 +45,9 @@ class WorkflowRegistry {
   absl::Status AddVersion(gyre::v1::WorkflowDefinition& def, bool create, absl::Time now);
   // Appends a stored version as it was recorded (replay, snapshots).
   void Restore(Definition def);
+  // Forgets every version of `name` ("workflows/w"); false if none was kept.
+  // Executions keep their own definitions.
+  bool Remove(const std::string& name) { return workflows_.erase(name) > 0; }
 
   // What a "did you mean" compares, to be made after the lock is released.
   struct Suggestion {
@@ -61,7 +64,9 @@ class WorkflowRegistry {
 
   // Up to `limit` latest versions of workflows named after `after` (all
   // from the first when empty), by name; `*more` says whether any is left.
-  std::vector<Definition> Page(const std::string& after, size_t limit, bool* more) const;
+  // A non-empty `tenant` keeps only that tenant's (TenantOrDefault).
+  std::vector<Definition> Page(const std::string& after, size_t limit, bool* more,
+                               absl::string_view tenant = {}) const;
   // ListWorkflows page tokens name the last workflow handed out: workflows
   // are listed by name, and one stored meanwhile must not shift the next
   // page. Opaque to clients.
