@@ -8,8 +8,8 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
-#include "services/orchestrator/start_rate_limiter.h"
 #include "services/orchestrator/disk_space_guard.h"
+#include "services/orchestrator/start_rate_limiter.h"
 #include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
 
