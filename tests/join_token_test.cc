@@ -48,11 +48,11 @@ class JoinTokenTest : public Cluster {
 
   std::unique_ptr<ChildProcess> StartAgentWith(const std::string& name,
                                                const std::vector<std::string>& env) {
-    auto agent =
-        ChildProcess::Start({Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
-                             "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
-                             "--work_dir=" + root_ + "/" + name, "--shutdown_grace=2s"},
-                            env);
+    auto agent = ChildProcess::Start(
+        {Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
+         "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address_,
+         "--work_dir=" + root_ + "/" + name, "--shutdown_grace=2s", "--allow_root_tasks=true"},
+        env);
     EXPECT_TRUE(agent.ok()) << agent.status();
     return agent.ok() ? *std::move(agent) : nullptr;
   }

@@ -99,7 +99,7 @@ TEST_F(TlsTest, AgentAndCliRunAWorkflowOverMutualTls) {
   auto agent = ChildProcess::Start(
       {Binary("services/agent/gyre-agent"), "--grpc_address=127.0.0.1:0",
        "--metrics_address=127.0.0.1:0", "--orchestrator_address=" + address,
-       "--work_dir=" + root_ + "/agent", "--shutdown_grace=2s"},
+       "--work_dir=" + root_ + "/agent", "--shutdown_grace=2s", "--allow_root_tasks=true"},
       {"GYRE_TLS_CERT_FILE=" + agent_identity->cert_file,
        "GYRE_TLS_KEY_FILE=" + agent_identity->key_file, "GYRE_TLS_CA_FILE=" + ca_file_,
        "GYRE_TLS_CLIENT_AUTH=require", "GYRE_REQUIRE_TLS=true"});

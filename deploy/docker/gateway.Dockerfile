@@ -11,7 +11,7 @@ RUN apt-get update \
       build-essential cmake ninja-build pkg-config \
       libgrpc++-dev libgrpc-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler grpc-proto \
       libabsl-dev libpqxx-dev libpq-dev prometheus-cpp-dev libyaml-cpp-dev \
-      libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libssl-dev \
+      libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev libssl-dev libargon2-dev \
       libgtest-dev libgmock-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

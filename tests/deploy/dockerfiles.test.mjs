@@ -79,13 +79,14 @@ for (const [service, binary] of Object.entries(services)) {
 }
 
 // The packages scripts/setup installs to build the C++ (every -dev package and
-// the protobuf/gRPC compilers): the image's build stage needs the same.
+// the protobuf/gRPC compilers): the image's build stage needs the same. The
+// sanitizer and libFuzzer runtimes (libclang-rt-*) serve scripts/fuzz only.
 function setupBuildPackages() {
   const setup = readFileSync(`${repoRoot}/scripts/setup`, 'utf8');
   const block = setup.match(/packages=\(([\s\S]*?)\n\)/);
   assert.ok(block, 'scripts/setup has a packages=( ... ) list');
   return block[1].split('\n').map((l) => l.replace(/#.*/, '')).join(' ').split(/\s+/)
-    .filter((p) => /-dev$|^protobuf-compiler|^grpc-proto$/.test(p));
+    .filter((p) => /-dev$|^protobuf-compiler|^grpc-proto$/.test(p) && !/^libclang-rt-/.test(p));
 }
 
 test('each build stage installs the C++ build dependencies scripts/setup installs', () => {

@@ -255,7 +255,8 @@ test('as agents of both worker types drain the queues, the replicas fall to the 
   for (const pool of Object.keys(pools)) {
     const agent = await start(`gyre-agent ${pool}`, [bin.agent, `--config=${root}/agent-${pool}.yaml`], {
       env: { GYRE_ORCHESTRATOR_ADDRESS: `127.0.0.1:${orchestrator.ports.grpc}`, GYRE_GRPC_ADDRESS: '127.0.0.1:0',
-        GYRE_METRICS_ADDRESS: '127.0.0.1:0', GYRE_WORK_DIR: `${root}/work-${pool}`, GYRE_NAME: `live-${pool}` },
+        GYRE_METRICS_ADDRESS: '127.0.0.1:0', GYRE_WORK_DIR: `${root}/work-${pool}`, GYRE_NAME: `live-${pool}`,
+        GYRE_ALLOW_ROOT_TASKS: 'true' },
       ready: /"msg":"serving"/,
     });
     targets.push(`127.0.0.1:${servingPorts(agent.line).metrics}`);
