@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "services/predictor/binary_codec.h"
 
 namespace gyre::predictor {
 namespace {
@@ -26,19 +27,6 @@ double MedianOf(float* v, int n) {
   if (n % 2 == 1) return upper;
   double lower = *std::max_element(v, v + mid);
   return (lower + upper) / 2;
-}
-
-template <typename T>
-void Put(const T& value, std::string* out) {
-  out->append(reinterpret_cast<const char*>(&value), sizeof(T));
-}
-
-template <typename T>
-bool Get(absl::string_view* in, T* value) {
-  if (in->size() < sizeof(T)) return false;
-  std::memcpy(value, in->data(), sizeof(T));
-  in->remove_prefix(sizeof(T));
-  return true;
 }
 
 }  // namespace
@@ -162,22 +150,22 @@ std::optional<std::pair<double, double>> MetricSketch::Band() const {
 }
 
 void MetricSketch::AppendTo(std::string* out) const {
-  Put(count_, out);
-  Put(static_cast<uint32_t>(points_.size()), out);
-  Put(static_cast<uint32_t>(next_point_), out);
+  PutRaw(count_, out);
+  PutRaw(static_cast<uint32_t>(points_.size()), out);
+  PutRaw(static_cast<uint32_t>(next_point_), out);
   for (const Point& p : points_) {
-    Put(p.log_value, out);
-    Put(p.log_size, out);
+    PutRaw(p.log_value, out);
+    PutRaw(p.log_size, out);
   }
-  Put(static_cast<uint32_t>(residuals_.size()), out);
-  Put(static_cast<uint32_t>(next_residual_), out);
-  for (float r : residuals_) Put(r, out);
-  Put(fit_, out);
+  PutRaw(static_cast<uint32_t>(residuals_.size()), out);
+  PutRaw(static_cast<uint32_t>(next_residual_), out);
+  for (float r : residuals_) PutRaw(r, out);
+  PutRaw(fit_, out);
 }
 
 absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
   uint32_t points = 0, next_point = 0, residuals = 0, next_residual = 0;
-  if (!Get(in, &count_) || !Get(in, &points) || !Get(in, &next_point)) {
+  if (!GetRaw(in, &count_) || !GetRaw(in, &points) || !GetRaw(in, &next_point)) {
     return absl::DataLossError("metric sketch: truncated header");
   }
   if (points > kWindow || next_point >= kWindow || count_ < points) {
@@ -187,12 +175,12 @@ absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
   points_.resize(points);
   next_point_ = static_cast<int>(next_point);
   for (Point& p : points_) {
-    if (!Get(in, &p.log_value) || !Get(in, &p.log_size)) {
+    if (!GetRaw(in, &p.log_value) || !GetRaw(in, &p.log_size)) {
       return absl::DataLossError("metric sketch: truncated points");
     }
     if (!std::isfinite(p.log_value)) return absl::DataLossError("metric sketch: value not finite");
   }
-  if (!Get(in, &residuals) || !Get(in, &next_residual)) {
+  if (!GetRaw(in, &residuals) || !GetRaw(in, &next_residual)) {
     return absl::DataLossError("metric sketch: truncated residual header");
   }
   if (residuals > kWindow || next_residual >= kWindow) {
@@ -202,10 +190,10 @@ absl::Status MetricSketch::ReadFrom(absl::string_view* in) {
   residuals_.resize(residuals);
   next_residual_ = static_cast<int>(next_residual);
   for (float& r : residuals_) {
-    if (!Get(in, &r)) return absl::DataLossError("metric sketch: truncated residuals");
+    if (!GetRaw(in, &r)) return absl::DataLossError("metric sketch: truncated residuals");
     if (!std::isfinite(r)) return absl::DataLossError("metric sketch: residual not finite");
   }
-  if (!Get(in, &fit_)) return absl::DataLossError("metric sketch: truncated fit");
+  if (!GetRaw(in, &fit_)) return absl::DataLossError("metric sketch: truncated fit");
   if (!std::isfinite(fit_.median) || !std::isfinite(fit_.slope) || !std::isfinite(fit_.intercept) ||
       fit_.line > 1) {
     return absl::DataLossError("metric sketch: fit not finite");

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/predictor/binary_codec.h"
 
 namespace gyre::predictor {
 namespace {
@@ -36,19 +37,6 @@ constexpr int64_t kSweepEvery = 4096;
 constexpr uint32_t kMaxKeyBytes = 64 * 1024;
 
 double LogOf(double value, int metric) { return std::log(std::max(value, kFloor[metric])); }
-
-template <typename T>
-void Put(const T& value, std::string* out) {
-  out->append(reinterpret_cast<const char*>(&value), sizeof(T));
-}
-
-template <typename T>
-bool Get(absl::string_view* in, T* value) {
-  if (in->size() < sizeof(T)) return false;
-  std::memcpy(value, in->data(), sizeof(T));
-  in->remove_prefix(sizeof(T));
-  return true;
-}
 
 }  // namespace
 
@@ -242,22 +230,22 @@ void ResourceModel::MaybeEvict() {
 
 std::string ResourceModel::Serialize() const {
   std::string out;
-  Put(kFormatVersion, &out);
-  Put(static_cast<uint32_t>(MetricSketch::kWindow), &out);
-  Put(observations_, &out);
-  Put(newest_end_time_, &out);
+  PutRaw(kFormatVersion, &out);
+  PutRaw(static_cast<uint32_t>(MetricSketch::kWindow), &out);
+  PutRaw(observations_, &out);
+  PutRaw(newest_end_time_, &out);
   for (const Table& table : tables_) {
     // Sorted, so the same model always gives the same bytes.
     std::vector<const std::pair<const std::string, Entry>*> sorted;
     sorted.reserve(table.size());
     for (const auto& item : table) sorted.push_back(&item);
     std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
-    Put(static_cast<uint64_t>(sorted.size()), &out);
+    PutRaw(static_cast<uint64_t>(sorted.size()), &out);
     for (const auto* item : sorted) {
-      Put(static_cast<uint32_t>(item->first.size()), &out);
+      PutRaw(static_cast<uint32_t>(item->first.size()), &out);
       out.append(item->first);
-      Put(item->second.last_sequence, &out);
-      Put(item->second.last_end_time, &out);
+      PutRaw(item->second.last_sequence, &out);
+      PutRaw(item->second.last_end_time, &out);
       for (const MetricSketch& sketch : item->second.metrics) sketch.AppendTo(&out);
     }
   }
@@ -270,8 +258,8 @@ absl::Status ResourceModel::Parse(absl::string_view bytes) {
   newest_end_time_ = 0;
   absl::Status status = [&]() -> absl::Status {
     uint32_t version = 0, window = 0;
-    if (!Get(&bytes, &version) || !Get(&bytes, &window) || !Get(&bytes, &observations_) ||
-        !Get(&bytes, &newest_end_time_)) {
+    if (!GetRaw(&bytes, &version) || !GetRaw(&bytes, &window) || !GetRaw(&bytes, &observations_) ||
+        !GetRaw(&bytes, &newest_end_time_)) {
       return absl::DataLossError("model: truncated header");
     }
     if (version != kFormatVersion) {
@@ -284,17 +272,17 @@ absl::Status ResourceModel::Parse(absl::string_view bytes) {
     }
     for (int l = 0; l < kLevelCount; ++l) {
       uint64_t count = 0;
-      if (!Get(&bytes, &count)) return absl::DataLossError("model: truncated level header");
+      if (!GetRaw(&bytes, &count)) return absl::DataLossError("model: truncated level header");
       for (uint64_t i = 0; i < count; ++i) {
         uint32_t key_size = 0;
-        if (!Get(&bytes, &key_size) || key_size > kMaxKeyBytes || key_size > bytes.size()) {
+        if (!GetRaw(&bytes, &key_size) || key_size > kMaxKeyBytes || key_size > bytes.size()) {
           return absl::DataLossError(absl::StrCat("model: level ", LevelName(static_cast<Level>(l)),
                                                   " key ", i, ": bad key length ", key_size));
         }
         std::string key(bytes.substr(0, key_size));
         bytes.remove_prefix(key_size);
         Entry entry;
-        if (!Get(&bytes, &entry.last_sequence) || !Get(&bytes, &entry.last_end_time)) {
+        if (!GetRaw(&bytes, &entry.last_sequence) || !GetRaw(&bytes, &entry.last_end_time)) {
           return absl::DataLossError(absl::StrCat("model: key \"", key, "\": truncated"));
         }
         for (MetricSketch& sketch : entry.metrics) {
