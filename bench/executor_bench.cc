@@ -9,9 +9,7 @@
 //
 // Also measured in the same run: the same tasks declaring 256 MiB and one
 // core, each in a cgroup of its own where the machine allows it.
-#include <spawn.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,10 +24,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "bench/spawn_ceiling.h"
 #include "services/agent/task_cgroup.h"
 #include "services/agent/task_runner.h"
-
-extern char** environ;
 
 namespace {
 
@@ -47,28 +44,6 @@ double CpuSeconds() {
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
          static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
-}
-
-// One posix_spawn + waitpid loop of /bin/true per core, concurrently.
-double CeilingRate() {
-  const int loops = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int count = std::max(1, g_tasks / loops);
-  const absl::Time start = absl::Now();
-  std::vector<std::thread> threads;
-  for (int loop = 0; loop < loops; ++loop) {
-    threads.emplace_back([count] {
-      for (int i = 0; i < count; ++i) {
-        pid_t pid = 0;
-        char program[] = "/bin/true";
-        char* argv[] = {program, nullptr};
-        if (posix_spawn(&pid, program, nullptr, nullptr, argv, environ) == 0) {
-          waitpid(pid, nullptr, 0);
-        }
-      }
-    });
-  }
-  for (std::thread& thread : threads) thread.join();
-  return loops * count / absl::ToDoubleSeconds(absl::Now() - start);
 }
 
 struct Measured {
@@ -140,7 +115,8 @@ int main(int argc, char** argv) {
       gyre::agent::TaskCgroups::Detect(absl::StrCat("gyre-bench-", getpid()));
   std::vector<double> ceilings, rates, cpu, cgroup_rates, cgroup_cpu;
   for (int run = 0; run < g_runs; ++run) {
-    ceilings.push_back(CeilingRate());
+    ceilings.push_back(
+        gyre::bench::ConcurrentSpawnRate(std::max(1, g_tasks / gyre::bench::SpawnLoops())));
     const Measured measured = ExecutorRate(root);
     rates.push_back(measured.rate);
     cpu.push_back(measured.cpu_us);

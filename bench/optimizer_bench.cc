@@ -78,6 +78,7 @@ struct Figures {
   double median_ms;
   double p99_ms;
   double cpu_median_ms;  // the thread's CPU time: what the analysis costs on a loaded machine
+  double cpu_p99_ms;
 };
 
 double ThreadCpuMs() {
@@ -98,8 +99,8 @@ Figures Time(int runs, F&& f) {
   }
   std::sort(ms.begin(), ms.end());
   std::sort(cpu.begin(), cpu.end());
-  return {ms[ms.size() / 2], ms[std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99))],
-          cpu[cpu.size() / 2]};
+  const size_t p99 = std::min(ms.size() - 1, static_cast<size_t>(ms.size() * 0.99));
+  return {ms[ms.size() / 2], ms[p99], cpu[cpu.size() / 2], cpu[p99]};
 }
 
 void Report(const char* name, const AnalysisInput& input, double target_ms, int runs) {
@@ -139,11 +140,15 @@ void Report(const char* name, const AnalysisInput& input, double target_ms, int 
       analysis->recommendations.size(), analysis->critical_path_seconds,
       analysis->critical_path_share * 100, analysis->makespan_seconds,
       analysis->optimized_makespan_seconds);
+  // The target is on the p99: wall time, and the thread's CPU time beside
+  // it (on a loaded machine the wall p99 is mostly waiting for a core).
   std::printf(
-      "  analysis:       median %7.2f ms, p99 %7.2f ms, CPU median %7.2f ms   target < %.0f ms: "
-      "%s\n",
-      full.median_ms, full.p99_ms, full.cpu_median_ms, target_ms,
-      full.cpu_median_ms < target_ms ? "met (CPU)" : "MISSED");
+      "  analysis:       median %7.2f ms, p99 %7.2f ms, CPU median %7.2f ms, CPU p99 %7.2f ms   "
+      "target p99 < %.0f ms: %s\n",
+      full.median_ms, full.p99_ms, full.cpu_median_ms, full.cpu_p99_ms, target_ms,
+      full.p99_ms < target_ms       ? "met (wall)"
+      : full.cpu_p99_ms < target_ms ? "met in CPU, MISSED in wall time (machine load)"
+                                    : "MISSED");
   std::printf(
       "  one simulation: median %7.2f ms, p99 %7.2f ms, CPU median %7.2f ms   (reference, same "
       "run)\n",

@@ -3,26 +3,34 @@
 // measured in the same run (this machine is shared and noisy; nothing here is
 // an assertion).
 //
-//   predictor_bench [--bin_dir=build] [--observations=200000] [--calls=300]
+//   predictor_bench [--bin_dir=build] [--observations=200000] [--calls=300] [--runs=3]
+//
+// Each run starts a fresh gyre-predictor; the table gives the median of the
+// runs with each run's figure in brackets, and the load average before and
+// after (the machine may be shared: say so beside the figures).
 //
 // Figures: observations ingested per second (RecordObservations, batches of
 // 5,000, one client thread), and PredictResources of 1,000 tasks p50/p99
 // against a model that has learnt 10,000 tasks of 500 programs. Reference:
-// the same PredictResources with no task (the gRPC round trip alone).
+// the same PredictResources with no task (the gRPC round trip alone); the
+// ingestion in-process, batched and one observation at a time.
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/load_average.h"
 #include "libs/testing/scratch_dir.h"
 #include "services/predictor/resource_predictor.h"
 
@@ -56,40 +64,54 @@ double Percentile(std::vector<double> values, double q) {
   return values[std::min(values.size() - 1, static_cast<size_t>(q * values.size()))];
 }
 
-}  // namespace
+// One run's figures.
+struct Figures {
+  double ingest_rate = 0;   // over gRPC, /s
+  double local_rate = 0;    // in-process, batched, /s
+  double one_rate = 0;      // in-process, one at a time, /s
+  double thousand_p50 = 0;  // ms
+  double thousand_p99 = 0;  // ms
+  double empty_p50 = 0;     // ms
+  double empty_p99 = 0;     // ms
+  size_t thousand_calls = 0;
+};
 
-int main(int argc, char** argv) {
-  std::string bin_dir = "build";
-  int64_t observations = 200000;
-  int64_t calls = 300;
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (absl::ConsumePrefix(&arg, "--bin_dir=")) {
-      bin_dir = std::string(arg);
-    } else if (absl::ConsumePrefix(&arg, "--observations=")) {
-      if (!absl::SimpleAtoi(arg, &observations)) return 2;
-    } else if (absl::ConsumePrefix(&arg, "--calls=")) {
-      if (!absl::SimpleAtoi(arg, &calls)) return 2;
-    } else {
-      std::fprintf(stderr,
-                   "usage: predictor_bench [--bin_dir=build] [--observations=N] [--calls=N]\n");
-      return 2;
+// The median of one figure over the runs, then each run's in brackets.
+std::string Summary(const std::vector<Figures>& runs, double Figures::*field,
+                    const absl::FormatSpec<double>& format) {
+  std::vector<double> values;
+  for (const Figures& run : runs) values.push_back(run.*field);
+  std::vector<double> sorted = values;
+  std::sort(sorted.begin(), sorted.end());
+  // The lower median for an even count: never a value no run measured.
+  std::string out = absl::StrFormat(format, sorted[(sorted.size() - 1) / 2]);
+  if (runs.size() > 1) {
+    out += " (";
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (i > 0) out += " · ";
+      out += absl::StrFormat(format, values[i]);
     }
+    out += ")";
   }
+  return out;
+}
+
+// One run against a fresh gyre-predictor; nullopt (after saying why) on failure.
+std::optional<Figures> RunOnce(const std::string& bin_dir, int64_t observations, int64_t calls) {
   gyre::testing::ScratchDir dir("predictor_bench");
   auto process = gyre::testing::ChildProcess::Start(
       {bin_dir + "/services/predictor/gyre-predictor", "--grpc_address=127.0.0.1:0",
        "--metrics_address=127.0.0.1:0", absl::StrCat("--data_dir=", dir.path())});
   if (!process.ok()) {
     std::fprintf(stderr, "start: %s\n", process.status().ToString().c_str());
-    return 1;
+    return std::nullopt;
   }
   auto serving = (*process)->WaitForLine(
       [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); },
       absl::Seconds(30));
   if (!serving.ok()) {
     std::fprintf(stderr, "not serving: %s\n", (*process)->Output().c_str());
-    return 1;
+    return std::nullopt;
   }
   const int port = gyre::testing::JsonIntField(*serving, "grpc_port").value_or(0);
   grpc::ChannelArguments args;
@@ -109,21 +131,32 @@ int main(int argc, char** argv) {
     grpc::Status status = stub->RecordObservations(&context, batch, &response);
     if (!status.ok()) {
       std::fprintf(stderr, "RecordObservations: %s\n", status.error_message().c_str());
-      return 1;
+      return std::nullopt;
     }
   }
   const double ingest_seconds = absl::ToDoubleSeconds(absl::Now() - ingest_start);
-  const double ingest_rate = observations / ingest_seconds;
+  Figures figures;
+  figures.ingest_rate = observations / ingest_seconds;
 
   // Reference: the same batches recorded in this process, no gRPC.
   absl::StatusOr<std::unique_ptr<gyre::predictor::ResourcePredictor>> local =
       gyre::predictor::ResourcePredictor::Open({});
-  if (!local.ok()) return 1;
+  if (!local.ok()) return std::nullopt;
   const absl::Time local_start = absl::Now();
   for (const v1::RecordObservationsRequest& batch : batches) {
-    if (!(*local)->Record(batch).ok()) return 1;
+    if (!(*local)->Record(batch).ok()) return std::nullopt;
   }
-  const double local_rate = observations / absl::ToDoubleSeconds(absl::Now() - local_start);
+  figures.local_rate = observations / absl::ToDoubleSeconds(absl::Now() - local_start);
+  // Reference: the same, one ResourceModel::Observe per observation (every
+  // touched sketch refits per value: the path before batched refits).
+  gyre::predictor::ResourceModel one_by_one;
+  const absl::Time one_start = absl::Now();
+  for (const v1::RecordObservationsRequest& batch : batches) {
+    for (const v1::ResourceObservation& o : batch.observations()) {
+      one_by_one.Observe(gyre::predictor::ResourcePredictor::ObservationOf(o));
+    }
+  }
+  figures.one_rate = observations / absl::ToDoubleSeconds(absl::Now() - one_start);
 
   v1::PredictResourcesRequest empty;
   empty.set_workflow("workflows/w1");
@@ -154,29 +187,85 @@ int main(int argc, char** argv) {
   std::vector<double> empty_ms, thousand_ms;
   // Alternate the two in blocks so both see the same machine.
   for (int round = 0; round < 3; ++round) {
-    if (!time_calls(empty, &empty_ms) || !time_calls(thousand, &thousand_ms)) return 1;
+    if (!time_calls(empty, &empty_ms) || !time_calls(thousand, &thousand_ms)) return std::nullopt;
   }
-
-  std::printf("| Figure | Measured | Target | Met |\n|---|---|---|---|\n");
-  std::printf(
-      "| observations ingested (RecordObservations, batches of %d, %lld in all) | %.0f /s | "
-      ">= 100,000 /s | %s |\n",
-      kBatch, static_cast<long long>(observations), ingest_rate,
-      ingest_rate >= 100000 ? "yes" : "**no**");
-  std::printf(
-      "| the same observations recorded in-process (ResourcePredictor::Record, no gRPC) | %.0f /s "
-      "| (reference) | — |\n",
-      local_rate);
-  std::printf(
-      "| PredictResources, 1,000 tasks, p50 / p99 (%zu calls) | %.2f / %.2f ms | p99 < 10 ms "
-      "| %s |\n",
-      thousand_ms.size(), Percentile(thousand_ms, 0.5), Percentile(thousand_ms, 0.99),
-      Percentile(thousand_ms, 0.99) < 10 ? "yes" : "**no**");
-  std::printf(
-      "| PredictResources, no task (the round trip), p50 / p99 | %.3f / %.3f ms | "
-      "(reference) | — |\n",
-      Percentile(empty_ms, 0.5), Percentile(empty_ms, 0.99));
+  figures.thousand_p50 = Percentile(thousand_ms, 0.5);
+  figures.thousand_p99 = Percentile(thousand_ms, 0.99);
+  figures.empty_p50 = Percentile(empty_ms, 0.5);
+  figures.empty_p99 = Percentile(empty_ms, 0.99);
+  figures.thousand_calls = thousand_ms.size();
   (*process)->Signal(SIGTERM);
   (*process)->WaitForExit(absl::Seconds(30));
+  return figures;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string bin_dir = "build";
+  int64_t observations = 200000;
+  int64_t calls = 300;
+  int64_t runs = 3;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (absl::ConsumePrefix(&arg, "--bin_dir=")) {
+      bin_dir = std::string(arg);
+    } else if (absl::ConsumePrefix(&arg, "--observations=")) {
+      if (!absl::SimpleAtoi(arg, &observations)) return 2;
+    } else if (absl::ConsumePrefix(&arg, "--calls=")) {
+      if (!absl::SimpleAtoi(arg, &calls)) return 2;
+    } else if (absl::ConsumePrefix(&arg, "--runs=")) {
+      if (!absl::SimpleAtoi(arg, &runs) || runs < 1) return 2;
+    } else {
+      std::fprintf(
+          stderr,
+          "usage: predictor_bench [--bin_dir=build] [--observations=N] [--calls=N] [--runs=N]\n");
+      return 2;
+    }
+  }
+  const double load_before = gyre::testing::LoadAverage();
+  std::vector<Figures> results;
+  for (int64_t run = 0; run < runs; ++run) {
+    std::optional<Figures> figures = RunOnce(bin_dir, observations, calls);
+    if (!figures) return 1;
+    results.push_back(*figures);
+  }
+  const double load_after = gyre::testing::LoadAverage();
+  const std::vector<Figures>& r = results;
+  std::printf("%lld runs, medians (each run in brackets); load average %.2f before, %.2f after\n\n",
+              static_cast<long long>(runs), load_before, load_after);
+  std::vector<double> ingest;
+  for (const Figures& run : r) ingest.push_back(run.ingest_rate);
+  std::sort(ingest.begin(), ingest.end());
+  const double ingest_median = ingest[(ingest.size() - 1) / 2];
+  std::vector<double> p99;
+  for (const Figures& run : r) p99.push_back(run.thousand_p99);
+  std::sort(p99.begin(), p99.end());
+  const double p99_median = p99[(p99.size() - 1) / 2];
+  std::printf("| Figure | Measured | Target | Met |\n|---|---|---|---|\n");
+  std::printf(
+      "| observations ingested (RecordObservations, batches of %d, %lld a run) | %s /s | "
+      ">= 100,000 /s | %s |\n",
+      kBatch, static_cast<long long>(observations),
+      Summary(r, &Figures::ingest_rate, "%.0f").c_str(),
+      ingest_median >= 100000 ? "yes" : "**no**");
+  std::printf(
+      "| the same observations recorded in-process (ResourcePredictor::Record, no gRPC) | %s /s "
+      "| (reference) | — |\n",
+      Summary(r, &Figures::local_rate, "%.0f").c_str());
+  std::printf(
+      "| the same in-process, one ResourceModel::Observe each (refit per observation) | %s /s "
+      "| (reference) | — |\n",
+      Summary(r, &Figures::one_rate, "%.0f").c_str());
+  std::printf(
+      "| PredictResources, 1,000 tasks, p50 (%zu calls a run) | %s ms | (reference) | — |\n",
+      r[0].thousand_calls, Summary(r, &Figures::thousand_p50, "%.2f").c_str());
+  std::printf("| PredictResources, 1,000 tasks, p99 | %s ms | p99 < 10 ms | %s |\n",
+              Summary(r, &Figures::thousand_p99, "%.2f").c_str(),
+              p99_median < 10 ? "yes" : "**no**");
+  std::printf(
+      "| PredictResources, no task (the round trip), p50 / p99 | %s / %s ms | (reference) | — |\n",
+      Summary(r, &Figures::empty_p50, "%.3f").c_str(),
+      Summary(r, &Figures::empty_p99, "%.3f").c_str());
   return 0;
 }

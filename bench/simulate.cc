@@ -21,6 +21,8 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "libs/wfcommons/wfcommons_trace.h"
+#include "services/predictor/resource_model.h"
+#include "services/predictor/trace_evaluation.h"
 #include "services/scheduler/schedule_simulator.h"
 #include "services/scheduler/upward_rank.h"
 
@@ -38,6 +40,12 @@ ABSL_FLAG(double, aging_seconds_per_point, gyre::scheduler::RankingConfig().agin
 ABSL_FLAG(double, critical_path_fraction, gyre::scheduler::RankingConfig().critical_path_fraction,
           "gyre: upward rank / drain horizon from which a task counts as critical");
 ABSL_FLAG(double, prior_seconds, 60, "gyre: estimate before any run finished");
+ABSL_FLAG(std::string, predictions, "none",
+          "gyre's per-task predictions: \"model\" (the predictor's ResourceModel, learning "
+          "online from the tasks finished so far), \"none\" (per-type running medians only) or "
+          "\"oracle\" (the true durations: a reference for the ranking alone, not a policy)");
+ABSL_FLAG(double, prediction_refresh_seconds, 60,
+          "gyre: simulated seconds between two refreshes of the model's predictions");
 
 namespace {
 
@@ -72,6 +80,51 @@ double CriticalPath(const SimulatedWorkflow& w) {
   return ranks.empty() ? 0 : *std::max_element(ranks.begin(), ranks.end());
 }
 
+// The predictor's model (services/predictor) as the simulated production
+// predictor: it starts empty, observes each task as it finishes, and
+// predicts from the features Gyre would have (FeaturesOf: program, workflow,
+// task name, input size). It never sees a duration before the simulated
+// task finished.
+class ModelPredictor final : public gyre::scheduler::SimulationPredictor {
+ public:
+  explicit ModelPredictor(const std::vector<gyre::wfcommons::Trace>* traces) : traces_(traces) {}
+
+  double PredictSeconds(int workflow, int task) override {
+    const gyre::wfcommons::Trace& trace = (*traces_)[workflow];
+    const gyre::predictor::Prediction p =
+        model_.Predict(gyre::predictor::FeaturesOf(trace, trace.tasks[task]));
+    // Nothing observed at all: the fixed prior is no prediction.
+    if (p.duration_seconds.level == gyre::predictor::Level::kNone) return 0;
+    return p.duration_seconds.value;
+  }
+  void Observe(int workflow, int task, double seconds) override {
+    const gyre::wfcommons::Trace& trace = (*traces_)[workflow];
+    gyre::predictor::Observation o;
+    o.task = gyre::predictor::FeaturesOf(trace, trace.tasks[task]);
+    o.duration_seconds = seconds;
+    model_.Observe(o);
+  }
+
+ private:
+  const std::vector<gyre::wfcommons::Trace>* traces_;
+  gyre::predictor::ResourceModel model_;
+};
+
+// The truth as the prediction: not a policy (it peeks), the reference that
+// says how much of gyre's gap is the estimates and how much the ranking.
+class OraclePredictor final : public gyre::scheduler::SimulationPredictor {
+ public:
+  explicit OraclePredictor(const std::vector<SimulatedWorkflow>* workflows)
+      : workflows_(workflows) {}
+  double PredictSeconds(int workflow, int task) override {
+    return std::max(1e-3, (*workflows_)[workflow].durations[task]);
+  }
+  void Observe(int, int, double) override {}
+
+ private:
+  const std::vector<SimulatedWorkflow>* workflows_;
+};
+
 double GeoMean(const std::vector<double>& ratios) {
   double log_sum = 0;
   for (double r : ratios) log_sum += std::log(r);
@@ -88,6 +141,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::vector<SimulatedWorkflow> workflows;
+  std::vector<gyre::wfcommons::Trace> traces;
   double total_work = 0;
   for (const std::string& file : files) {
     auto trace = gyre::wfcommons::ReadTraceFile(file);
@@ -98,6 +152,13 @@ int main(int argc, char** argv) {
     workflows.push_back(gyre::scheduler::SimulatedWorkflowFromTrace(*trace));
     workflows.back().name = std::filesystem::path(file).stem().string();
     total_work += workflows.back().total_work_seconds;
+    traces.push_back(*std::move(trace));
+  }
+  const std::string predictions = absl::GetFlag(FLAGS_predictions);
+  if (predictions != "model" && predictions != "none" && predictions != "oracle") {
+    std::fprintf(stderr, "--predictions is \"%s\": expected model, none or oracle\n",
+                 predictions.c_str());
+    return 2;
   }
   std::vector<SimulationPolicy> policies;
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_policy), ',')) {
@@ -132,19 +193,47 @@ int main(int argc, char** argv) {
       }(),
       total_work, options.slots, options.mean_arrival_gap_seconds,
       static_cast<unsigned long long>(options.seed));
+  options.prediction_refresh_seconds = absl::GetFlag(FLAGS_prediction_refresh_seconds);
+  std::printf("gyre's durations: %s\n",
+              predictions == "model"    ? "the predictor's model, online, + per-type medians"
+              : predictions == "oracle" ? "THE TRUE DURATIONS (oracle reference, not a policy)"
+                                        : "per-type running medians only");
+  // The longest task of all: in the development set it alone sets the
+  // makespan, so when each policy starts it is the makespan's explanation.
+  int longest_workflow = 0, longest_task = 0;
+  for (size_t w = 0; w < workflows.size(); ++w) {
+    for (size_t t = 0; t < workflows[w].durations.size(); ++t) {
+      if (workflows[w].durations[t] > workflows[longest_workflow].durations[longest_task]) {
+        longest_workflow = static_cast<int>(w);
+        longest_task = static_cast<int>(t);
+      }
+    }
+  }
+  std::printf("longest task: %s of %s, %.0f s\n",
+              workflows[longest_workflow].types[longest_task].c_str(),
+              workflows[longest_workflow].name.c_str(),
+              workflows[longest_workflow].durations[longest_task]);
   std::printf("%-6s %12s %14s %14s %12s\n", "policy", "makespan_s", "mean_flow_s", "p95_flow_s",
               "utilisation");
   std::vector<SimulationResult> burst;
+  OraclePredictor oracle(&workflows);
+  auto predictor_for = [&](gyre::scheduler::SimulationPredictor* model) {
+    return predictions == "model"    ? model
+           : predictions == "oracle" ? static_cast<gyre::scheduler::SimulationPredictor*>(&oracle)
+                                     : nullptr;
+  };
   for (SimulationPolicy policy : policies) {
+    ModelPredictor model(&traces);  // a fresh model per run
+    options.predictor = predictor_for(&model);
     auto result = gyre::scheduler::Simulate(workflows, policy, options);
     if (!result.ok()) {
       std::fprintf(stderr, "%s\n", std::string(result.status().message()).c_str());
       return 1;
     }
-    std::printf("%-6s %12.0f %14.0f %14.0f %12.3f\n",
+    std::printf("%-6s %12.0f %14.0f %14.0f %12.3f   longest task started at %.0f s\n",
                 std::string(gyre::scheduler::SimulationPolicyName(policy)).c_str(),
                 result->makespan_seconds, result->mean_flow_seconds, result->p95_flow_seconds,
-                result->mean_utilisation);
+                result->mean_utilisation, result->start_seconds[longest_workflow][longest_task]);
     burst.push_back(*result);
   }
   // Ratios of the last policy (gyre, by default) to the first two (fifo, heft).
@@ -169,7 +258,15 @@ int main(int argc, char** argv) {
     alone.slots = std::max(1, static_cast<int>(std::lround(w.total_work_seconds /
                                                            (2 * std::max(1e-9, CriticalPath(w))))));
     double makespan[4];
+    const std::vector<gyre::wfcommons::Trace> one_trace = {traces[&w - workflows.data()]};
+    const std::vector<SimulatedWorkflow> one_workflow = {w};
+    OraclePredictor one_oracle(&one_workflow);
     for (int p = 0; p < 4; ++p) {
+      ModelPredictor model(&one_trace);
+      alone.predictor = predictions == "model" ? &model
+                        : predictions == "oracle"
+                            ? static_cast<gyre::scheduler::SimulationPredictor*>(&one_oracle)
+                            : nullptr;
       auto result = gyre::scheduler::Simulate({w}, policies[p], alone);
       if (!result.ok()) return 1;
       makespan[p] = result->makespan_seconds;

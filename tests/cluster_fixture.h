@@ -324,21 +324,7 @@ class Cluster : public ::testing::Test {
   }
 
   // The value of one sample in the orchestrator's /metrics, or -1.
-  double Metric(const std::string& sample) {
-    auto response = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
-    if (!response.ok()) return -1;
-    // Samples start a line; "# HELP name ..." lines must not match.
-    const std::string prefix = "\n" + sample + " ";
-    const size_t at = response->body.find(prefix);
-    if (at == std::string::npos) return -1;
-    const size_t start = at + prefix.size();
-    double value = -1;
-    if (!absl::SimpleAtod(response->body.substr(start, response->body.find('\n', start) - start),
-                          &value)) {
-      return -1;
-    }
-    return value;
-  }
+  double Metric(const std::string& sample) { return testing::MetricSample(metrics_port_, sample); }
 
   template <typename Request>
   grpc::Status ControlRpc(grpc::Status (v1::OrchestratorService::Stub::*rpc)(grpc::ClientContext*,

@@ -14,9 +14,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,11 +28,18 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "cmd/gyre/dev_suite_module.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
 #include "libs/testing/scratch_dir.h"
+#include "services/agent/agent_module.h"
+#include "services/gateway/gateway_module.h"
+#include "services/optimizer/optimizer_module.h"
+#include "services/orchestrator/orchestrator_module.h"
+#include "services/predictor/predictor_module.h"
+#include "services/scheduler/scheduler_module.h"
 
 namespace gyre {
 namespace {
@@ -1121,13 +1130,177 @@ TEST(DevSuiteTest, BashCompletionCompletesCommandsAndTheirFlags) {
                     dir.path() + "/gyre.bash"},
                    {}, absl::Seconds(60), "/bin/bash");
   EXPECT_EQ(completed.code, 0) << completed;
-  EXPECT_EQ(completed.out,
-            "list\n"
-            "--limit=\n"
-            "--set= --detach --orchestrator= --tls_ca_file= --tls_cert_file= --tls_key_file= "
-            "--help\n"
-            "--data_dir=\n")
+  EXPECT_EQ(
+      completed.out,
+      "list\n"
+      "--limit=\n"
+      "--set= --secret= --detach --orchestrator= --tls_ca_file= --tls_cert_file= --tls_key_file= "
+      "--help\n"
+      "--data_dir=\n")
       << completed;
+}
+
+// zsh's completion comes from the same table as bash's: each command offers
+// the same flags in both (zsh is not on every test machine, so the table is
+// compared rather than run).
+TEST(DevSuiteTest, ZshCompletionOffersWhatBashCompletionOffers) {
+  const GyreOutput bash = RunGyreApart({"completion", "bash"});
+  const GyreOutput zsh = RunGyreApart({"completion", "zsh"});
+  ASSERT_EQ(bash.code, 0) << bash;
+  ASSERT_EQ(zsh.code, 0) << zsh;
+  EXPECT_TRUE(absl::StartsWith(zsh.out, "#compdef gyre\n")) << zsh;
+  // "    CMD) flags="A B";;" and "    CMD) valued=(A); plain=(B);;"
+  std::map<std::string, std::set<std::string>> from_bash;
+  std::map<std::string, std::set<std::string>> from_zsh;
+  for (absl::string_view line : absl::StrSplit(bash.out, '\n')) {
+    const size_t paren = line.find(") flags=\"");
+    if (!absl::StartsWith(line, "    ") || paren == absl::string_view::npos) continue;
+    absl::string_view flags = line.substr(paren + 9);
+    flags = flags.substr(0, flags.find('"'));
+    for (absl::string_view flag : absl::StrSplit(flags, ' ', absl::SkipEmpty())) {
+      from_bash[std::string(line.substr(4, paren - 4))].emplace(flag);
+    }
+  }
+  for (absl::string_view line : absl::StrSplit(zsh.out, '\n')) {
+    const size_t paren = line.find(") valued=(");
+    if (!absl::StartsWith(line, "    ") || paren == absl::string_view::npos) continue;
+    const std::string command(line.substr(4, paren - 4));
+    from_zsh[command];  // a command without flags is still listed
+    for (absl::string_view part : absl::StrSplit(line.substr(paren + 2), absl::ByAnyChar("()"))) {
+      if (absl::StartsWith(part, "valued=") || absl::StartsWith(part, "; plain=") || part == ";;") {
+        continue;
+      }
+      for (absl::string_view flag : absl::StrSplit(part, ' ', absl::SkipEmpty())) {
+        from_zsh[command].emplace(flag);
+      }
+    }
+  }
+  for (auto& [command, flags] : from_zsh) from_bash[command];  // flagless commands
+  EXPECT_EQ(from_zsh, from_bash);
+  EXPECT_TRUE(from_zsh["dev"].contains("--lease_timeout=")) << zsh;
+  EXPECT_TRUE(from_zsh["dev"].contains("--fsync")) << zsh;
+}
+
+// Every key of every service's config schema (built here by the same
+// modules the binaries link) is a flag of the binary and is listed, with its
+// doc and default, by its --help: a key added without a flag cannot pass.
+TEST(DevSuiteTest, EveryConfigKeyOfEveryServiceIsAFlagListedInItsHelp) {
+  const std::string documented = ReadFile(BuildFile("docs/configuration.md"));
+  ASSERT_FALSE(documented.empty()) << "docs/configuration.md not found beside the build";
+  orchestrator::OrchestratorModule orchestrator;
+  agent::AgentModule agent;
+  scheduler::SchedulerModule scheduler;
+  optimizer::OptimizerModule optimizer;
+  predictor::PredictorModule predictor;
+  gateway::GatewayModule gateway;
+  cli::DevSuiteModule dev;
+  struct Binary {
+    std::string path;
+    std::vector<std::string> leading;
+    server::ServiceModule* module;
+  };
+  const std::vector<Binary> binaries = {
+      {"services/orchestrator/gyre-orchestrator", {}, &orchestrator},
+      {"services/agent/gyre-agent", {}, &agent},
+      {"services/scheduler/gyre-scheduler", {}, &scheduler},
+      {"services/optimizer/gyre-optimizer", {}, &optimizer},
+      {"services/predictor/gyre-predictor", {}, &predictor},
+      {"services/gateway/gyre-gateway", {}, &gateway},
+      {"cmd/gyre/gyre", {"dev"}, &dev}};
+  for (const Binary& binary : binaries) {
+    server::ServerConfig server_config;
+    config::ConfigSchema schema;
+    server_config.Register(&schema);
+    binary.module->RegisterConfig(&schema);
+
+    std::vector<std::string> args = binary.leading;
+    args.push_back("--help");
+    const GyreOutput help = RunGyreApart(args, {}, absl::Seconds(60), BuildFile(binary.path));
+    ASSERT_EQ(help.code, 0) << binary.path << "\n" << help;
+    for (const config::ConfigSchema::Field& field : schema.fields()) {
+      EXPECT_TRUE(absl::StrContains(documented, absl::StrCat("`", field.key, "`")))
+          << "docs/configuration.md does not describe " << field.key << " of " << binary.path;
+      const std::string entry = absl::StrCat(
+          "  --", field.key, field.boolean ? "[=true|false]" : "=VALUE", "\n      ", field.help);
+      EXPECT_TRUE(absl::StrContains(help.out, entry))
+          << binary.path << " --help does not list " << field.key << "\n"
+          << help;
+      // The listen addresses' defaults are the binary's own, not ServerConfig's.
+      if (field.listen_address != nullptr || !field.show) continue;
+      const std::string shown = field.show();
+      // An empty default is "" unless the doc says what it means.
+      const std::string expected =
+          shown.empty() && absl::StrContains(field.help, "(default")
+              ? absl::StrCat(entry, "\n")
+              : absl::StrCat(entry, " (default: ", shown.empty() ? "\"\"" : shown, ")\n");
+      EXPECT_TRUE(absl::StrContains(help.out, expected))
+          << binary.path << " --help does not give " << field.key << "'s default " << shown;
+    }
+
+    // All keys at once: none is an unknown flag (which is checked before
+    // any value is decoded); the values are then refused as a config error.
+    args = binary.leading;
+    for (const std::string& key : schema.Keys()) args.push_back(absl::StrCat("--", key, "=x"));
+    const GyreOutput all = RunGyreApart(args, {}, absl::Seconds(60), BuildFile(binary.path));
+    EXPECT_EQ(all.code, 2) << binary.path << "\n" << all;
+    EXPECT_FALSE(absl::StrContains(all.err, "unknown flag")) << binary.path << "\n" << all;
+    EXPECT_TRUE(absl::StrContains(all.err, ": flag --")) << binary.path << "\n" << all;
+  }
+  // And an unknown one is refused with the nearest key.
+  const GyreOutput typo = RunGyreApart({"dev", "--lease_timout=5s"});
+  EXPECT_EQ(typo.code, 2) << typo;
+  EXPECT_TRUE(absl::StrContains(typo.err, "unknown flag --lease_timout (did you mean")) << typo;
+  EXPECT_TRUE(absl::StrContains(typo.err, "--lease_timeout")) << typo;
+}
+
+// gyre dev takes the orchestrator's and the agent's own keys: a worker pool
+// (orchestrator) is exported with its min from start, and the embedded agent
+// serves the queues given (agent).
+TEST(DevSuiteTest, DevTakesTheOrchestratorsAndTheAgentsKeys) {
+  RunningDev dev({"--worker_pools={gpu: {min: 2, max: 5, factor: 1}}", "--queues=default,gpu",
+                  "--lease_timeout=45s"});
+  ASSERT_TRUE(dev.up());
+  GyreOutput agents;
+  for (int i = 0; i < 200; ++i) {
+    agents = RunGyreApart({"agents", dev.orchestrator_flag()});
+    if (absl::StrContains(agents.out, "default,gpu")) break;
+    usleep(100'000);
+  }
+  EXPECT_EQ(FieldsOfLine(agents.out, "embedded", 3),
+            (std::vector<std::string>{"embedded", "connected", "default,gpu"}))
+      << agents;
+  const GyreOutput queues = RunGyreApart({"queues", dev.orchestrator_flag()});
+  EXPECT_EQ(queues.code, 0) << queues;
+  const std::vector<std::string> gpu = FieldsOfLine(queues.out, "gpu", 6);
+  ASSERT_EQ(gpu.size(), 6u) << queues;
+  EXPECT_EQ(gpu[5], "2") << "desired workers of pool gpu (min 2)\n" << queues;
+}
+
+// A --set key no task uses is warned about, with the used name it is most
+// likely a typo of; a used one is not.
+TEST(DevSuiteTest, ASetKeyNoTaskUsesIsWarnedAbout) {
+  RunningDev dev({});
+  ASSERT_TRUE(dev.up());
+  const testing::ScratchDir scratch("gyre_cli_set");
+  const std::string workflow = scratch.path() + "/wf.yaml";
+  std::ofstream(workflow) << "name: set-check\n"
+                             "context_passthrough: true\n"
+                             "context:\n"
+                             "  ROWS: \"1\"\n"
+                             "tasks:\n"
+                             "  - id: count\n"
+                             "    command: [echo, \"${ROWS}\"]\n";
+  const GyreOutput typo =
+      RunGyreApart({"run", workflow, "--set", "ROW=3", dev.orchestrator_flag()});
+  EXPECT_EQ(typo.code, 0) << typo;
+  EXPECT_TRUE(absl::StrContains(typo.err,
+                                "gyre run: warning: --set ROW: no task uses ROW (as ${ROW} or "
+                                "$ROW in a command or env) (did you mean \"ROWS\"?)"))
+      << typo;
+  const GyreOutput used =
+      RunGyreApart({"run", workflow, "--set", "ROWS=3", dev.orchestrator_flag()});
+  EXPECT_EQ(used.code, 0) << used;
+  EXPECT_FALSE(absl::StrContains(used.err, "warning")) << used;
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "libs/testing/child_process.h"
 #include "libs/testing/http_get.h"
 #include "libs/testing/scratch_dir.h"
+#include "libs/testing/websocket_client.h"
 #include "services/gateway/api_key_authenticator.h"
 #include "services/gateway/password_authenticator.h"
 #include "services/gateway/testing/jwt_signer.h"
@@ -93,7 +94,10 @@ class GatewayAuthTest : public ::testing::Test {
         "  - \"green-admin:admin:green:", gateway::ApiKeyAuthenticator::HashKey(kGreenKey), "\"\n",
         "basic_users:\n", "  - \"ann:operator:blue:", *hash, "\"\n", "jwt_issuer: \"", kIssuer,
         "\"\n", "jwt_audience: \"", kAudience, "\"\n", "jwt_hs256_secret: \"", kSecret, "\"\n",
-        "jwt_jwks_file: \"", jwks, "\"\n", "audit_log_file: \"", audit_file_, "\"\n");
+        "jwt_jwks_file: \"", jwks, "\"\n", "audit_log_file: \"", audit_file_, "\"\n",
+        // gyre dev serves the optimizer and the predictor on its gRPC port.
+        "optimizer_address: \"127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"), "\"\n",
+        "predictor_address: \"127.0.0.1:", *testing::JsonIntField(*up, "grpc_port"), "\"\n");
     auto serving = StartAndWait({BuildFile("services/gateway/gyre-gateway"), "--config=" + config,
                                  "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
                                  "--http_address=127.0.0.1:0",
@@ -336,6 +340,28 @@ TEST_F(GatewayAuthTest, EachTenantSeesAndTouchesOnlyItsOwnWorkflowsAndExecutions
       EXPECT_EQ(response.status, 404) << method << " " << target << ": " << response.body;
     }
   }
+  // An outcome scheduled from the task library is the scheduling tenant's.
+  const HttpResponse outcome =
+      WithKey(kBlueKey, "POST", "/scheduling",
+              "{\"targets\":[\"daily-report\"],\"context\":{\"REGION\":\"eu\"}}");
+  ASSERT_EQ(outcome.status, 201) << outcome.body;
+  EXPECT_TRUE(absl::StrContains(outcome.body, "\"tenant\":\"blue\"")) << outcome.body;
+  const std::string outcome_run(
+      boost::json::parse(outcome.body).as_object().at("execution_id").as_string());
+  EXPECT_EQ(WithKey(kBlueKey, "GET", "/executions/" + outcome_run).status, 200);
+  EXPECT_EQ(WithKey(kGreenKey, "GET", "/executions/" + outcome_run).status, 404);
+  // The event streams too: another tenant's workflow or execution is 404
+  // before any upgrade; one's own is followed.
+  for (const std::string& target :
+       {"/ws/workflows/" + green_workflow, "/ws/executions/" + green_run}) {
+    auto refused =
+        testing::WebSocketClient::Connect("127.0.0.1", port_, target, {{"X-API-Key", kBlueKey}});
+    ASSERT_FALSE(refused.ok()) << target;
+    EXPECT_TRUE(absl::StrContains(refused.status().message(), "HTTP 404")) << refused.status();
+  }
+  auto own_stream = testing::WebSocketClient::Connect(
+      "127.0.0.1", port_, "/ws/workflows/" + blue_workflow, {{"X-API-Key", kBlueKey}});
+  ASSERT_TRUE(own_stream.ok()) << own_stream.status();
   // The other tenant's calls changed nothing: blue's execution was neither
   // paused nor cancelled by green.
   const HttpResponse blue = WithKey(kBlueKey, "GET", "/executions/" + blue_run + "?tasks=false");
@@ -423,6 +449,80 @@ TEST_F(GatewayAuthTest, EveryMutatingCallIsAuditedWithWhoWhatAndTheResult) {
         "\"denied\"} 1"}) {
     EXPECT_TRUE(absl::StrContains(metrics, expected)) << expected << "\n" << metrics;
   }
+}
+
+// The optimizer and the predictor know nothing of tenants (the optimizer
+// reads and writes through the orchestrator as an operator), so the gateway
+// checks what a request names before forwarding it: another tenant's
+// workflow or execution is 404 there as everywhere.
+TEST_F(GatewayAuthTest, OptimizerAndPredictorCallsStayWithinTheTenant) {
+  const HttpResponse created =
+      Call("POST", "/workflows", {{"X-API-Key", kBlueKey}},
+           "name: blue-chain\ntasks:\n  - id: a\n    builtin: sleep\n    duration: 2s\n"
+           "  - id: b\n    builtin: sleep\n    duration: 3s\n    depends_on: [a]\n",
+           "application/yaml");
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string run = Execute(kBlueKey, "blue-chain");
+  ASSERT_FALSE(run.empty());
+
+  // Blue analyzes its own workflow and applies a recommendation to it.
+  const HttpResponse analyzed =
+      WithKey(kBlueKey, "POST", "/optimization/analyze", "{\"workflow\":\"workflows/blue-chain\"}");
+  ASSERT_EQ(analyzed.status, 200) << analyzed.body;
+  EXPECT_TRUE(absl::StrContains(analyzed.body, "\"critical_path\":[\"a\",\"b\"]")) << analyzed.body;
+  std::string ids;
+  const boost::json::value analysis = boost::json::parse(analyzed.body);
+  for (const auto& recommendation : analysis.at("recommendations").as_array()) {
+    absl::StrAppend(&ids, ids.empty() ? "" : ",", boost::json::serialize(recommendation.at("id")));
+  }
+  ASSERT_FALSE(ids.empty()) << analyzed.body;
+  const HttpResponse applied =
+      WithKey(kBlueKey, "POST", "/optimization/apply",
+              absl::StrCat("{\"workflow\":\"workflows/blue-chain\",\"recommendation_ids\":[", ids,
+                           "],\"dry_run\":true}"));
+  // Past the tenant check, the optimizer itself answers: 200, or 409 when
+  // its recommendation cannot be applied as it stands (never 404 or 501).
+  EXPECT_TRUE(applied.status == 200 || applied.status == 409)
+      << applied.status << " " << applied.body << "\n"
+      << ids;
+
+  // Green sees none of it: by workflow, by execution, through history,
+  // and cannot write a version of blue's workflow.
+  for (const std::string& body :
+       {std::string("{\"workflow\":\"workflows/blue-chain\"}"),
+        std::string("{\"workflow\":\"workflows/blue-chain/versions/1\"}"),
+        absl::StrCat("{\"execution\":\"executions/", run, "\"}"),
+        absl::StrCat("{\"definition\":{\"name\":\"x\",\"tasks\":[{\"id\":\"a\",\"builtin\":"
+                     "{\"kind\":\"NOOP\"}}]},\"history_executions\":[\"executions/",
+                     run, "\"]}")}) {
+    const HttpResponse response = WithKey(kGreenKey, "POST", "/optimization/analyze", body);
+    EXPECT_EQ(response.status, 404) << body << ": " << response.body;
+  }
+  const HttpResponse apply = WithKey(
+      kGreenKey, "POST", "/optimization/apply",
+      "{\"workflow\":\"workflows/blue-chain\",\"recommendation_ids\":[\"prioritize-critical-"
+      "path\"]}");
+  EXPECT_EQ(apply.status, 404) << apply.body;
+  const HttpResponse versions = WithKey(kBlueKey, "GET", "/workflows/blue-chain");
+  EXPECT_EQ(versions.status, 200) << versions.body;
+  EXPECT_FALSE(absl::StrContains(versions.body, "\"version\":2")) << versions.body;
+  EXPECT_FALSE(absl::StrContains(versions.body, "\"version\":\"2\"")) << versions.body;
+
+  // Prediction: another tenant's workflow answers as an unknown one would
+  // (its history must not, and a 404 would say it exists).
+  const std::string tasks =
+      "\"tasks\":[{\"id\":\"a\",\"builtin\":{\"kind\":\"SLEEP\",\"duration\":\"2s\"}}]";
+  const HttpResponse theirs = WithKey(kGreenKey, "POST", "/resources/predict",
+                                      "{\"workflow\":\"workflows/blue-chain\"," + tasks + "}");
+  const HttpResponse unknown = WithKey(kGreenKey, "POST", "/resources/predict",
+                                       "{\"workflow\":\"workflows/never-made\"," + tasks + "}");
+  EXPECT_EQ(theirs.status, 200) << theirs.body;
+  EXPECT_EQ(unknown.status, 200) << unknown.body;
+  EXPECT_EQ(theirs.body, unknown.body);
+  EXPECT_EQ(WithKey(kBlueKey, "POST", "/resources/predict",
+                    "{\"workflow\":\"workflows/blue-chain\"," + tasks + "}")
+                .status,
+            200);
 }
 
 TEST_F(GatewayAuthTest, DeleteWorkflowIsRefusedWhileItsExecutionsRun) {

@@ -2,13 +2,19 @@
 // agent and gateway in one process) and a standalone gyre-gateway in front
 // of it with keys of every role, called over real HTTP from this process.
 // Each test proves one route's success and its errors as a client sees them.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -19,6 +25,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
@@ -96,13 +104,14 @@ class GatewayTest : public ::testing::Test {
         absl::StrCat("[viewer:viewer:", ApiKeyAuthenticator::HashKey(kViewerKey),
                      ", operator:operator:", ApiKeyAuthenticator::HashKey(kOperatorKey),
                      ", admin:admin:", ApiKeyAuthenticator::HashKey(kAdminKey), "]");
-    auto standalone_port = StartServing(
-        {BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
-         "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
-         absl::StrCat("--orchestrator_address=127.0.0.1:", grpc_port)},
-        {"GYRE_API_KEYS=" + keys, "GYRE_MAX_BODY_BYTES=65536", "GYRE_WS_MAX_LAG_EVENTS=16",
-         "GYRE_WS_STALL_TIMEOUT=300ms", "GYRE_WS_SEND_BUFFER_BYTES=4096"},
-        &standalone_);
+    auto standalone_port =
+        StartServing({BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
+                      "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+                      absl::StrCat("--orchestrator_address=127.0.0.1:", grpc_port)},
+                     {"GYRE_API_KEYS=" + keys, "GYRE_MAX_BODY_BYTES=65536",
+                      "GYRE_WS_MAX_LAG_EVENTS=16", "GYRE_WS_STALL_TIMEOUT=300ms",
+                      "GYRE_WS_SEND_BUFFER_BYTES=4096", "GYRE_WS_IDLE_TIMEOUT=4s"},
+                     &standalone_);
     if (standalone_port.has_value()) standalone_port_ = *standalone_port;
   }
   static void TearDownTestSuite() {
@@ -434,12 +443,40 @@ TEST_F(GatewayTest, SchedulingQueuesAgentsAndCapacity) {
 }
 
 TEST_F(GatewayTest, UnbuiltServicesAnswer501NeverAFakeSuccess) {
-  for (const char* path : {"/resources/predict"}) {
-    const HttpResponse response = Call("POST", path, "{}");
+  // The suite's standalone gateway has no predictor_address or
+  // optimizer_address.
+  for (const char* path : {"/resources/predict", "/optimization/analyze"}) {
+    const HttpResponse response =
+        Call("POST", path, "{}", "application/json", kAdminKey, standalone_port_);
     EXPECT_EQ(response.status, 501) << path;
     EXPECT_EQ(ErrorStatus(response), "UNIMPLEMENTED") << path;
     EXPECT_TRUE(absl::StrContains(response.body, "not built yet")) << response.body;
   }
+}
+
+// gyre dev hosts the predictor, so its gateway forwards /resources/predict
+// to its PredictResources (without predictor_address: 501, as above).
+TEST_F(GatewayTest, ResourcePredictionForwardsToThePredictor) {
+  const HttpResponse predicted =
+      Call("POST", "/resources/predict",
+           R"({"workflow": "workflows/p", "tasks": [)"
+           R"({"id": "a", "builtin": {"kind": "SLEEP", "duration": "2s"}},)"
+           R"({"id": "b", "builtin": {"kind": "SLEEP", "duration": "3s"}}]})");
+  ASSERT_EQ(predicted.status, 200) << predicted.body;
+  const boost::json::value json = Json(predicted);
+  const boost::json::array& predictions = json.at("predictions").as_array();
+  ASSERT_EQ(predictions.size(), 2u) << predicted.body;
+  EXPECT_EQ(predictions[0].at("task_id").as_string(), "a") << predicted.body;
+  EXPECT_EQ(predictions[1].at("task_id").as_string(), "b") << predicted.body;
+  // The predictor's own validation comes back through the one mapping:
+  // one context for two tasks is INVALID_ARGUMENT, 400.
+  const HttpResponse mismatched =
+      Call("POST", "/resources/predict",
+           R"({"tasks": [{"id": "a"}, {"id": "b"}], "contexts": [{"identity": "x"}]})");
+  EXPECT_EQ(mismatched.status, 400) << mismatched.body;
+  EXPECT_EQ(ErrorStatus(mismatched), "INVALID_ARGUMENT") << mismatched.body;
+  // A body that is not the request's JSON mapping never reaches it.
+  EXPECT_EQ(Call("POST", "/resources/predict", R"({"tasks": 3})").status, 400);
 }
 
 // gyre dev hosts the optimizer, so its gateway forwards /optimization/* to it
@@ -603,6 +640,420 @@ TEST_F(GatewayTest, WebSocketReplaysALargeFinishedExecutionCompletely) {
   EXPECT_EQ(client->close_code(), 1000);
 }
 
+TEST_F(GatewayTest, ListsPageWithNextPageTokens) {
+  ASSERT_EQ(CreateYaml("name: paged\ntasks:\n  - id: t\n    builtin: noop\n"), "paged");
+  for (const char* name : {"paged-b", "paged-c"}) {
+    ASSERT_EQ(CreateYaml(absl::StrCat("name: ", name, "\ntasks:\n  - id: t\n    builtin: noop\n")),
+              name);
+  }
+  std::set<std::string> started;
+  for (int i = 0; i < 3; ++i) {
+    started.insert(Str(Json(Call("POST", "/workflows/paged/execute")), {"execution_id"}));
+  }
+  ASSERT_EQ(started.size(), 3u);
+  // Executions: two pages of 2 and 1, every one once.
+  const boost::json::value first = Json(Call("GET", "/executions?workflow=paged&page_size=2"));
+  ASSERT_EQ(first.at("executions").as_array().size(), 2u) << first;
+  const std::string token = Str(first, {"next_page_token"});
+  ASSERT_FALSE(token.empty()) << first;
+  const boost::json::value second =
+      Json(Call("GET", "/executions?workflow=paged&page_size=2&page_token=" + token));
+  ASSERT_EQ(second.at("executions").as_array().size(), 1u) << second;
+  EXPECT_EQ(Str(second, {"next_page_token"}), "") << second;
+  std::set<std::string> listed;
+  for (const auto* page : {&first, &second}) {
+    for (const auto& execution : page->at("executions").as_array()) {
+      listed.insert(
+          std::string(execution.at("name").as_string()).substr(sizeof("executions/") - 1));
+    }
+  }
+  EXPECT_EQ(listed, started);
+  EXPECT_EQ(Call("GET", "/executions?page_token=not-a-token").status, 400);
+  // Workflows: page by page until the token runs out, each once.
+  std::multiset<std::string> workflows;
+  std::string page_token;
+  for (int page = 0; page < 20; ++page) {
+    const boost::json::value list =
+        Json(Call("GET", "/workflows?page_size=1&page_token=" + page_token));
+    ASSERT_LE(list.at("workflows").as_array().size(), 1u) << list;
+    for (const auto& workflow : list.at("workflows").as_array()) {
+      workflows.insert(std::string(workflow.at("name").as_string()));
+    }
+    page_token = Str(list, {"next_page_token"});
+    if (page_token.empty()) break;
+  }
+  EXPECT_TRUE(page_token.empty());
+  for (const char* name : {"workflows/paged", "workflows/paged-b", "workflows/paged-c"}) {
+    EXPECT_EQ(workflows.count(name), 1u) << name;
+  }
+}
+
+// A gateway in front of an "orchestrator" that accepts connections and
+// never answers: every call ends at backend_timeout (1 s) with 504. The
+// same gateway shows its header and connection limits.
+TEST_F(GatewayTest, SilentBackendIs504AndHeaderAndConnectionLimitsHold) {
+  const int silent = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(silent, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(listen(silent, 64), 0);  // the kernel completes handshakes; nobody reads
+  ASSERT_EQ(getsockname(silent, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::unique_ptr<ChildProcess> gateway;
+  auto port = StartServing(
+      {BuildFile("services/gateway/gyre-gateway"), "--grpc_address=127.0.0.1:0",
+       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+       absl::StrCat("--orchestrator_address=127.0.0.1:", ntohs(address.sin_port))},
+      {absl::StrCat("GYRE_API_KEYS=[a:admin:", gateway::ApiKeyAuthenticator::HashKey(kAdminKey),
+                    "]"),
+       "GYRE_BACKEND_TIMEOUT=3s", "GYRE_MAX_HEADER_BYTES=1024", "GYRE_MAX_CONNECTIONS=3",
+       "GYRE_HTTP_THREADS=1", "GYRE_IDLE_TIMEOUT=1s", "GYRE_READ_TIMEOUT=1s"},
+      &gateway);
+  ASSERT_TRUE(port.has_value());
+  // While a call waits for the backend, the one I/O thread serves others:
+  // backend calls are asynchronous.
+  std::atomic<bool> slow_done = false;
+  HttpResponse slow;
+  std::thread waiting([&] {
+    slow = Call("GET", "/executions", "", "", kAdminKey, *port);
+    slow_done = true;
+  });
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(Call("GET", "/health", "", "", kAdminKey, *port).status, 200);
+  EXPECT_FALSE(slow_done) << "the health check waited for the backend call";
+  waiting.join();
+  EXPECT_EQ(slow.status, 504) << slow.body;
+  EXPECT_EQ(ErrorStatus(slow), "DEADLINE_EXCEEDED");
+
+  // A connection that sends nothing, and one that never finishes its body,
+  // are closed (idle_timeout, read_timeout: 1 s here).
+  for (const std::string& sent :
+       {std::string(), absl::StrCat("POST /api/v1/workflows HTTP/1.1\r\nHost: x\r\nX-API-Key: ",
+                                    kAdminKey, "\r\nContent-Length: 100\r\n\r\n{\"na")}) {
+    const int client = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(static_cast<uint16_t>(*port));
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+    if (!sent.empty()) {
+      ASSERT_EQ(send(client, sent.data(), sent.size(), 0), static_cast<ssize_t>(sent.size()));
+    }
+    timeval bound{30, 0};  // generous: the server closes after 1 s
+    setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof(bound));
+    char byte = 0;
+    EXPECT_EQ(recv(client, &byte, 1, 0), 0) << "not closed by the server: " << sent;
+    close(client);
+  }
+
+  auto big = testing::HttpCall("127.0.0.1", *port, "GET", "/api/v1/health",
+                               {{"X-API-Key", kAdminKey}, {"X-Padding", std::string(2048, 'p')}});
+  ASSERT_TRUE(big.ok()) << big.status();
+  EXPECT_EQ(big->status, 431) << big->body;
+  EXPECT_EQ(ErrorStatus(*big), "RESOURCE_EXHAUSTED");
+
+  // Three idle connections fill the limit; the fourth is told 503.
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) {
+    const int client = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(static_cast<uint16_t>(*port));
+    ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 0);
+    held.push_back(client);
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // accepted in order; this only saves a retry
+  const HttpResponse refused = Call("GET", "/health", "", "", kAdminKey, *port);
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_TRUE(absl::StrContains(refused.body, "limit of 3 open connections")) << refused.body;
+  for (int client : held) close(client);
+  // Once they are gone, the gateway serves again.
+  HttpResponse again;
+  for (absl::Time end = absl::Now() + absl::Seconds(10); absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    again = Call("GET", "/health", "", "", kAdminKey, *port);
+    if (again.status == 200) break;
+  }
+  EXPECT_EQ(again.status, 200) << again.body;
+  Stop(gateway);
+  close(silent);
+}
+
+// Keep-alive from a separate process: Python's http.client sends three
+// requests on one connection and reports whether it had to reconnect.
+TEST_F(GatewayTest, KeepAliveServesSeveralRequestsOnOneConnection) {
+  const std::string script = absl::StrCat(
+      "import http.client\n"
+      "c = http.client.HTTPConnection('127.0.0.1', ",
+      dev_port_,
+      ")\n"
+      "out = []\n"
+      "for i in range(3):\n"
+      "    c.request('GET', '/api/v1/health', headers={'X-API-Key': '",
+      kAdminKey,
+      "'})\n"
+      "    r = c.getresponse(); r.read()\n"
+      "    out.append(str(r.status))\n"
+      "    if i == 0: first = c.sock\n"
+      "print(','.join(out), 'same' if c.sock is first else 'reconnected')\n");
+  const std::string path = data_dir_->path() + "/keepalive.py";
+  {
+    FILE* file = std::fopen(path.c_str(), "w");
+    ASSERT_NE(file, nullptr);
+    std::fputs(script.c_str(), file);
+    std::fclose(file);
+  }
+  FILE* pipe = popen(("python3 " + path + " 2>&1").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char line[256] = {};
+  ASSERT_NE(fgets(line, sizeof(line), pipe), nullptr);
+  EXPECT_EQ(pclose(pipe), 0) << line;
+  EXPECT_EQ(std::string(line), "200,200,200 same\n");
+}
+
+// The standalone gateway's WebSocket idle timeout is 4 s: it pings after 2.
+// A client that reads answers the pings (Beast does) and stays connected
+// through a quiet execution; one that reads nothing is dropped.
+TEST_F(GatewayTest, WebSocketPingsKeepAReadingClientAndDropADeadOne) {
+  const std::string yaml = absl::StrReplaceAll(kSlowYaml, {{"name: slow", "name: quiet"}});
+  ASSERT_EQ(CreateYaml(yaml), "quiet");
+  const std::string id = Str(Json(Call("POST", "/workflows/quiet/execute")), {"execution_id"});
+  // Quiet once its long task runs: no event for a minute.
+  std::string state;
+  for (absl::Time end = absl::Now() + absl::Seconds(60); absl::Now() < end;
+       absl::SleepFor(absl::Milliseconds(100))) {
+    const std::string detail = Call("GET", "/executions/" + id).body;
+    if (absl::StrContains(detail, "\"task_id\":\"nap\"") &&
+        absl::StrContains(detail, "\"TASK_RUNNING\"")) {
+      state = "running";
+      break;
+    }
+  }
+  ASSERT_EQ(state, "running");
+  const int64_t events = LastSequence(id);
+  auto reading = Follow(standalone_port_, id);
+  auto dead = Follow(standalone_port_, id);
+  ASSERT_NE(reading, nullptr);
+  ASSERT_NE(dead, nullptr);
+  EXPECT_EQ(ReadSequences(*reading, static_cast<size_t>(events)), OneTo(events));
+  // Two ping intervals and more of silence: still connected.
+  absl::StatusOr<std::string> quiet = reading->Read(absl::Seconds(9));
+  ASSERT_FALSE(quiet.ok());
+  EXPECT_TRUE(absl::StrContains(quiet.status().message(), "no message within"))
+      << "the reading client was dropped: " << quiet.status();
+  // The one that never read (so never answered a ping) was dropped
+  // meanwhile: what it has buffered, then the end.
+  absl::StatusOr<std::string> message;
+  int buffered = 0;
+  while ((message = dead->Read(absl::Seconds(20))).ok()) ++buffered;
+  EXPECT_LE(buffered, events);
+  EXPECT_FALSE(absl::StrContains(message.status().message(), "no message within"))
+      << "the silent client was not dropped: " << message.status();
+  Call("POST", "/executions/" + id + "/cancel");
+}
+
+// Every kind of message the feed sends, from real executions: a task that
+// runs and fails (task.started, task.failed, error.occurred), one paused
+// (checkpoint.created), with the lease (agent.assigned) and state changes.
+TEST_F(GatewayTest, WebSocketNamesEveryKindOfEvent) {
+  ASSERT_EQ(CreateYaml("name: failing\ntasks:\n  - id: boom\n    command: exit 3\n"
+                       "    shell: true\n"),
+            "failing");
+  const std::string failed =
+      Str(Json(Call("POST", "/workflows/failing/execute")), {"execution_id"});
+  auto client = Follow(dev_port_, failed);
+  ASSERT_NE(client, nullptr);
+  std::vector<std::string> types;
+  const std::vector<int64_t> sequences = ReadSequences(*client, SIZE_MAX, &types);
+  EXPECT_EQ(client->close_code(), 1000);
+  EXPECT_EQ(sequences, OneTo(LastSequence(failed)));
+  for (const char* type : {"workflow.status_changed", "agent.assigned", "task.started",
+                           "task.failed", "error.occurred"}) {
+    EXPECT_NE(std::find(types.begin(), types.end(), type), types.end()) << type;
+  }
+
+  const std::string yaml = absl::StrReplaceAll(kSlowYaml, {{"name: slow", "name: paused"}});
+  ASSERT_EQ(CreateYaml(yaml), "paused");
+  const std::string paused = Str(Json(Call("POST", "/workflows/paused/execute")), {"execution_id"});
+  auto follower = Follow(dev_port_, paused);
+  ASSERT_NE(follower, nullptr);
+  ASSERT_EQ(Call("POST", "/executions/" + paused + "/pause").status, 200);
+  bool checkpoint = false;
+  for (int i = 0; i < 100 && !checkpoint; ++i) {
+    absl::StatusOr<std::string> message = follower->Read();
+    ASSERT_TRUE(message.ok()) << message.status();
+    checkpoint = absl::StrContains(*message, "\"type\":\"checkpoint.created\"");
+  }
+  EXPECT_TRUE(checkpoint);
+  Call("POST", "/executions/" + paused + "/cancel");
+}
+
+// The README's run command: `gyre dev` without a key generates one and
+// prints an example curl, which works as printed (run by a shell), while
+// the JSON log never shows the key.
+TEST_F(GatewayTest, GyreDevPrintsAWorkingExampleCurl) {
+  testing::ScratchDir dir("gateway_test_dev");
+  std::unique_ptr<ChildProcess> dev;
+  auto port = StartServing(
+      {BuildFile("cmd/gyre/gyre"), "dev", "--grpc_address=127.0.0.1:0",
+       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0", "--data_dir=" + dir.path()},
+      {"GYRE_DEV_API_KEY="}, &dev);
+  ASSERT_TRUE(port.has_value());
+  auto curl = dev->WaitForLine(
+      [](const std::string& l) { return absl::StartsWith(l, "  curl -H 'X-API-Key: gyk_"); },
+      absl::Seconds(30));
+  ASSERT_TRUE(curl.ok()) << curl.status() << dev->Output();
+  EXPECT_TRUE(absl::StrContains(*curl, absl::StrCat("http://127.0.0.1:", *port, "/api/v1/")))
+      << *curl;
+  FILE* pipe = popen((*curl + " -s -o /dev/null -w '%{http_code}'").c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  char status[16] = {};
+  ASSERT_NE(fgets(status, sizeof(status), pipe), nullptr);
+  pclose(pipe);
+  EXPECT_EQ(std::string(status), "200");
+  const std::string key =
+      curl->substr(curl->find("gyk_"), curl->find('\'', 20) - curl->find("gyk_"));
+  for (absl::string_view line : absl::StrSplit(dev->Output(), '\n')) {
+    if (absl::StartsWith(line, "{")) {
+      EXPECT_FALSE(absl::StrContains(line, key)) << "the key is in the log: " << line;
+    }
+  }
+  dev->Signal(SIGINT);
+  dev->WaitForExit(absl::Seconds(15));
+}
+
+// A finished execution's frames stay with the gateway after its subscriber
+// leaves: the next ones are served without replaying it from the
+// orchestrator again (gyre_gateway_execution_streams_total counts the
+// streams opened).
+TEST_F(GatewayTest, FinishedExecutionIsReplayedFromTheOrchestratorOnce) {
+  auto serving = dev_->WaitForLine(
+      [](const std::string& l) { return absl::StrContains(l, "\"msg\":\"serving\""); },
+      absl::Seconds(1));
+  ASSERT_TRUE(serving.ok());
+  const int metrics_port = *testing::JsonIntField(*serving, "metrics_port");
+  auto streams = [&] {
+    auto metrics = testing::HttpGet("127.0.0.1", metrics_port, "/metrics");
+    EXPECT_TRUE(metrics.ok());
+    for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+      if (absl::ConsumePrefix(&line, "gyre_gateway_execution_streams_total ")) {
+        return std::string(line);
+      }
+    }
+    return std::string("(none)");
+  };
+  ASSERT_FALSE(CreateYaml(WideYaml("ws-kept", 5)).empty());
+  const std::string id = Str(Json(Call("POST", "/workflows/ws-kept/execute")), {"execution_id"});
+  ASSERT_EQ(WaitForState(id, [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; }),
+            "EXECUTION_SUCCEEDED");
+  const std::string before = streams();
+  for (int i = 0; i < 3; ++i) {
+    auto client = Follow(dev_port_, id);
+    ASSERT_NE(client, nullptr);
+    EXPECT_EQ(ReadSequences(*client), OneTo(LastSequence(id)));
+    EXPECT_EQ(client->close_code(), 1000);
+  }
+  double opened = 0;
+  double previous = 0;
+  ASSERT_TRUE(absl::SimpleAtod(streams(), &opened));
+  ASSERT_TRUE(absl::SimpleAtod(before, &previous)) << before;
+  EXPECT_EQ(opened - previous, 1) << "three subscribers one after another";
+}
+
+// Reads a workflow stream's messages until every execution in `expected`
+// has sent `expected[id]` events (bounded); returns the sequences by
+// execution id, in arrival order.
+std::map<std::string, std::vector<int64_t>> ReadWorkflowStream(
+    WebSocketClient& client, const std::map<std::string, int64_t>& expected) {
+  std::map<std::string, std::vector<int64_t>> received;
+  auto complete = [&] {
+    for (const auto& [id, count] : expected) {
+      if (static_cast<int64_t>(received[id].size()) < count) return false;
+    }
+    return true;
+  };
+  while (!complete()) {
+    absl::StatusOr<std::string> message = client.Read(absl::Seconds(30));
+    if (!message.ok()) {
+      ADD_FAILURE() << message.status();
+      break;
+    }
+    const boost::json::object object = boost::json::parse(*message).as_object();
+    EXPECT_EQ(object.at("workflow_id").as_string(), "ws-workflow") << *message;
+    received[std::string(object.at("execution_id").as_string())].push_back(
+        object.at("sequence").as_int64());
+  }
+  return received;
+}
+
+std::vector<int64_t> Range(int64_t first, int64_t last) {
+  std::vector<int64_t> all;
+  for (int64_t i = first; i <= last; ++i) all.push_back(i);
+  return all;
+}
+
+TEST_F(GatewayTest, WorkflowWebSocketFollowsEveryExecutionOfTheWorkflowStartedLaterToo) {
+  // A task that runs a few seconds keeps an execution unfinished while the
+  // client subscribes.
+  ASSERT_FALSE(CreateYaml("name: ws-workflow\n"
+                          "tasks:\n"
+                          "  - id: nap\n"
+                          "    command: sleep 2\n"
+                          "    shell: true\n"
+                          "  - id: after\n"
+                          "    builtin: noop\n"
+                          "    depends_on: [nap]\n")
+                   .empty());
+  auto start = [] {
+    return Str(Json(Call("POST", "/workflows/ws-workflow/execute")), {"execution_id"});
+  };
+  auto succeeded = [](const std::string& s) { return s == "EXECUTION_SUCCEEDED"; };
+  // `done` finished before the subscription: not sent (nothing asked for it).
+  const std::string done = start();
+  ASSERT_EQ(WaitForState(done, succeeded), "EXECUTION_SUCCEEDED");
+  const std::string running = start();
+  auto client = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/workflows/ws-workflow",
+                                         {{"X-API-Key", kAdminKey}});
+  ASSERT_TRUE(client.ok()) << client.status();
+  // The first message (of `running`) shows the listing of the workflow's
+  // executions is done: one started now is found by the orchestrator's
+  // Watch alone.
+  absl::StatusOr<std::string> first = (*client)->Read();
+  ASSERT_TRUE(first.ok()) << first.status();
+  const boost::json::object first_json = boost::json::parse(*first).as_object();
+  ASSERT_EQ(first_json.at("execution_id").as_string(), running) << *first;
+  const std::string later = start();
+  ASSERT_EQ(WaitForState(running, succeeded), "EXECUTION_SUCCEEDED");
+  ASSERT_EQ(WaitForState(later, succeeded), "EXECUTION_SUCCEEDED");
+  const int64_t running_last = LastSequence(running);
+  const int64_t later_last = LastSequence(later);
+  auto received = ReadWorkflowStream(**client, {{running, running_last - 1}, {later, later_last}});
+  received[running].insert(received[running].begin(), first_json.at("sequence").as_int64());
+  // Each execution's events, all of them, in order, once.
+  EXPECT_EQ(received.at(running), OneTo(running_last));
+  EXPECT_EQ(received.at(later), OneTo(later_last));
+  EXPECT_FALSE(received.contains(done));
+  // Still open for executions to come (a workflow's stream does not end).
+  absl::StatusOr<std::string> none = (*client)->Read(absl::Milliseconds(300));
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable) << none.status();
+
+  // Reconnecting with since: `done` after its 3rd event, `running` after
+  // its last; `later`, unnamed but created after `done`, whole.
+  auto resumed = WebSocketClient::Connect(
+      "127.0.0.1", dev_port_,
+      absl::StrCat("/ws/workflows/ws-workflow?since=", done, ":3,", running, ":", running_last),
+      {{"X-API-Key", kAdminKey}});
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  const int64_t done_last = LastSequence(done);
+  const auto again = ReadWorkflowStream(**resumed, {{done, done_last - 3}, {later, later_last}});
+  EXPECT_EQ(again.at(done), Range(4, done_last));
+  EXPECT_EQ(again.at(later), OneTo(later_last));
+  EXPECT_FALSE(again.contains(running));
+}
+
 TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
   auto no_key = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/executions/x", {});
   ASSERT_FALSE(no_key.ok());
@@ -617,11 +1068,15 @@ TEST_F(GatewayTest, WebSocketRefusesBadRequestsBeforeUpgrading) {
   auto token = WebSocketClient::Connect(
       "127.0.0.1", dev_port_, absl::StrCat("/ws/executions/", id, "?access_token=", kAdminKey), {});
   ASSERT_TRUE(token.ok()) << token.status();
-  // The workflow-wide stream is not built: said plainly.
-  auto workflow = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/workflows/ws-token",
+  // An unknown workflow is a plain 404, a malformed since a 400.
+  auto workflow = WebSocketClient::Connect("127.0.0.1", dev_port_, "/ws/workflows/nonexistent",
                                            {{"X-API-Key", kAdminKey}});
   ASSERT_FALSE(workflow.ok());
-  EXPECT_TRUE(absl::StrContains(workflow.status().message(), "HTTP 501")) << workflow.status();
+  EXPECT_TRUE(absl::StrContains(workflow.status().message(), "HTTP 404")) << workflow.status();
+  auto bad_since = WebSocketClient::Connect(
+      "127.0.0.1", dev_port_, "/ws/workflows/ws-token?since=7", {{"X-API-Key", kAdminKey}});
+  ASSERT_FALSE(bad_since.ok());
+  EXPECT_TRUE(absl::StrContains(bad_since.status().message(), "HTTP 400")) << bad_since.status();
   // A plain GET of a WebSocket endpoint is told to upgrade.
   EXPECT_EQ(testing::HttpCall("127.0.0.1", dev_port_, "GET", "/ws/executions/" + id,
                               {{"X-API-Key", kAdminKey}})
@@ -777,6 +1232,8 @@ TEST_F(GatewayTest, RealResponsesMatchTheirDocumentedSchemas) {
   check("GET", "/ready", Call("GET", "/ready"));
   check("GET", "/workflow-capacity", Call("GET", "/workflow-capacity"));
   check("POST", "/optimization/analyze", Call("POST", "/optimization/analyze", "{}"));
+  check("POST", "/resources/predict",
+        Call("POST", "/resources/predict", R"({"tasks":[{"id":"a","builtin":{"kind":"SLEEP"}}]})"));
   check("POST", "/scheduling", Call("POST", "/scheduling", R"({"targets":["daily-report"]})"));
 }
 

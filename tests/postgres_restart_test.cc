@@ -5,8 +5,11 @@
 
 #include <filesystem>
 #include <pqxx/pqxx>
+#include <random>
 
+#include "absl/strings/strip.h"
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/testing/postgres_server.h"
 #include "tests/cluster_fixture.h"
 
@@ -14,6 +17,9 @@ namespace gyre::e2e {
 namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
+using ::grpc::health::v1::Health;
+using ::grpc::health::v1::HealthCheckRequest;
+using ::grpc::health::v1::HealthCheckResponse;
 
 class PostgresCluster : public Cluster {
  protected:
@@ -38,9 +44,86 @@ class PostgresCluster : public Cluster {
 
   std::vector<std::string> ExtraOrchestratorEnv() override {
     // Over TCP, where the server asks for the password.
-    return {"GYRE_STORE=postgres", "GYRE_POSTGRES_DSN=" + server_->TcpDsn(database_),
-            "GYRE_POSTGRES_PASSWORD_FILE=" + password_file_};
+    std::vector<std::string> env = {"GYRE_STORE=postgres",
+                                    "GYRE_POSTGRES_DSN=" + server_->TcpDsn(database_),
+                                    "GYRE_POSTGRES_PASSWORD_FILE=" + password_file_};
+    env.insert(env.end(), extra_env_.begin(), extra_env_.end());
+    return env;
   }
+
+  // The orchestrator's gRPC health for `service` ("" overall), as a
+  // Kubernetes probe asks it; UNKNOWN when the check itself fails.
+  HealthCheckResponse::ServingStatus HealthOf(const std::string& service) {
+    auto stub = Health::NewStub(grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    HealthCheckRequest request;
+    request.set_service(service);
+    HealthCheckResponse response;
+    if (!stub->Check(&call, request, &response).ok()) return HealthCheckResponse::UNKNOWN;
+    return response.status();
+  }
+
+  // Waits (generously) until both the overall health and the readiness
+  // probe's name ("gyre.orchestrator") report `status`.
+  bool AwaitReadiness(HealthCheckResponse::ServingStatus status) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (absl::Now() < deadline) {
+      if (HealthOf("") == status && HealthOf("gyre.orchestrator") == status) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  }
+
+  // Every task run of `execution`, across pages.
+  std::vector<v1::TaskRun> TaskRuns(const std::string& execution) {
+    std::vector<v1::TaskRun> runs;
+    v1::ListTaskRunsRequest request;
+    request.set_parent(execution);
+    do {
+      grpc::ClientContext call;
+      v1::ListTaskRunsResponse page;
+      const grpc::Status status = stub_->ListTaskRuns(&call, request, &page);
+      EXPECT_TRUE(status.ok()) << status.error_message();
+      if (!status.ok()) break;
+      runs.insert(runs.end(), page.task_runs().begin(), page.task_runs().end());
+      request.set_page_token(page.next_page_token());
+    } while (!request.page_token().empty());
+    return runs;
+  }
+
+  // Every task of `execution` succeeded, its success recorded exactly once
+  // (one succeeded attempt; others, if any, lost with an agent or a stopped
+  // orchestrator); `tasks` of them.
+  void ExpectEachTaskSucceededOnce(const std::string& execution, int tasks) {
+    const std::vector<v1::TaskRun> runs = TaskRuns(execution);
+    EXPECT_EQ(runs.size(), static_cast<size_t>(tasks)) << execution;
+    for (const v1::TaskRun& run : runs) {
+      EXPECT_EQ(run.state(), v1::TASK_SUCCEEDED) << run.DebugString();
+      int succeeded = 0;
+      for (const v1::TaskAttempt& attempt : run.attempts()) {
+        if (attempt.outcome() == v1::ATTEMPT_SUCCEEDED) ++succeeded;
+      }
+      EXPECT_EQ(succeeded, 1) << "a success recorded once: " << run.DebugString();
+    }
+  }
+
+  // Tasks succeeded so far over `executions` (GetExecution's counts).
+  int Succeeded(const std::vector<std::string>& executions) {
+    int total = 0;
+    for (const std::string& name : executions) {
+      grpc::ClientContext call;
+      v1::GetExecutionRequest request;
+      request.set_name(name);
+      v1::Execution execution;
+      if (stub_->GetExecution(&call, request, &execution).ok()) {
+        total += execution.task_counts().succeeded();
+      }
+    }
+    return total;
+  }
+
+  std::vector<std::string> extra_env_;  // given to every orchestrator started
 
   void ExpectNoPasswordIn(const std::string& output) {
     EXPECT_FALSE(absl::StrContains(output, server_->password()))
@@ -170,9 +253,181 @@ TEST_F(PostgresCluster, PostgresStoppedMidRunAndStartedAgainLosesNothing) {
   }
 }
 
+// Many short tasks over several executions (some chained).
+std::string ShortTasks(const std::string& name, int tasks) {
+  std::string yaml = absl::StrCat("name: ", name, "\ntasks:\n");
+  for (int i = 0; i < tasks; ++i) {
+    absl::StrAppend(&yaml, "  - {id: t", i, ", shell: true, command: 'echo ", name, "-", i, "'",
+                    i % 5 == 4 ? absl::StrCat(", depends_on: [t", i - 1, "]") : "", "}\n");
+  }
+  return yaml;
+}
+
+constexpr int kExecutions = 4;
+constexpr int kTasksPerExecution = 30;
+
+// PostgreSQL stopped (immediate mode) while a workload runs, at a moment
+// the seed picks, and started again a few seconds later.
+class PostgresOutage : public PostgresCluster, public ::testing::WithParamInterface<int> {
+ protected:
+  PostgresOutage() { extra_env_ = {"GYRE_STORE_OUTAGE_WAIT=2s"}; }
+};
+
+TEST_P(PostgresOutage, ReadsAnswerReadinessSaysNotServingAndNothingIsLost) {
+  std::mt19937 random(GetParam());
+  StartAgent("a1", 4);
+  std::vector<std::string> executions;
+  for (int e = 0; e < kExecutions; ++e) {
+    executions.push_back(Start(ShortTasks(absl::StrCat("load", e), kTasksPerExecution)));
+    ASSERT_FALSE(executions.back().empty());
+  }
+  ASSERT_EQ(HealthOf(""), HealthCheckResponse::SERVING);
+  ASSERT_EQ(Metric("orchestrator_store_available"), 1);
+  // Stop when some tasks are done and most are not.
+  const int stop_after = std::uniform_int_distribution<int>(3, 40)(random);
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (Succeeded(executions) < stop_after && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(server_->StopImmediately().ok());
+
+  // A write during the outage: not acknowledged, UNAVAILABLE saying why.
+  v1::StartExecutionRequest late;
+  absl::StatusOr<v1::WorkflowDefinition> late_def =
+      workflow::ParseWorkflowYaml(ShortTasks("late", 3), "late.yaml");
+  ASSERT_TRUE(late_def.ok()) << late_def.status();
+  *late.mutable_definition() = *late_def;
+  late.set_request_id(absl::StrCat("late-", GetParam()));
+  {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    v1::Execution execution;
+    const grpc::Status status = stub_->StartExecution(&call, late, &execution);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+    EXPECT_THAT(status.error_message(),
+                ::testing::HasSubstr("state store unavailable: reconnecting to host=127.0.0.1"));
+  }
+  // Readiness says so; liveness does not (the pod must not be restarted).
+  EXPECT_TRUE(AwaitReadiness(HealthCheckResponse::NOT_SERVING));
+  EXPECT_EQ(HealthOf("gyre.liveness"), HealthCheckResponse::SERVING);
+  EXPECT_EQ(Metric("orchestrator_store_available"), 0);
+  // Reads answer from memory meanwhile.
+  for (const std::string& name : executions) {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::GetExecutionRequest request;
+    request.set_name(name);
+    v1::Execution execution;
+    const grpc::Status status = stub_->GetExecution(&call, request, &execution);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(execution.task_counts().total(), kTasksPerExecution);
+  }
+  {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    v1::ListExecutionsResponse page;
+    EXPECT_TRUE(stub_->ListExecutions(&call, v1::ListExecutionsRequest(), &page).ok());
+    EXPECT_GE(page.executions_size(), kExecutions);
+  }
+  for (const char* rpc : {"ListQueues", "ListAgents"}) {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    grpc::Status status;
+    if (std::string(rpc) == "ListQueues") {
+      v1::ListQueuesResponse response;
+      status = stub_->ListQueues(&call, v1::ListQueuesRequest(), &response);
+    } else {
+      v1::ListAgentsResponse response;
+      status = stub_->ListAgents(&call, v1::ListAgentsRequest(), &response);
+    }
+    EXPECT_TRUE(status.ok()) << rpc << ": " << status.error_message();
+  }
+
+  absl::SleepFor(absl::Milliseconds(std::uniform_int_distribution<int>(1000, 3000)(random)));
+  ASSERT_TRUE(server_->Restart().ok());
+  EXPECT_TRUE(AwaitReadiness(HealthCheckResponse::SERVING));
+  EXPECT_EQ(Metric("orchestrator_store_available"), 1);
+  EXPECT_GE(Metric("orchestrator_store_reconnects_total"), 1);
+
+  for (const std::string& name : executions) {
+    EXPECT_EQ(Wait(name), v1::EXECUTION_SUCCEEDED) << name;
+  }
+  // The start answered UNAVAILABLE was kept: its retry finds it, once.
+  v1::Execution late_execution;
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = stub_->StartExecution(&call, late, &late_execution);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(Wait(late_execution.name()), v1::EXECUTION_SUCCEEDED);
+  for (const std::string& name : executions) ExpectEachTaskSucceededOnce(name, kTasksPerExecution);
+  ExpectEachTaskSucceededOnce(late_execution.name(), 3);
+
+  // What was acknowledged is what a restart finds.
+  RestartOrchestrator(SIGKILL);
+  AwaitServing(*stub_);
+  for (const std::string& name : executions) ExpectEachTaskSucceededOnce(name, kTasksPerExecution);
+  ExpectEachTaskSucceededOnce(late_execution.name(), 3);
+  grpc::ClientContext call;
+  v1::ListExecutionsResponse page;
+  ASSERT_TRUE(stub_->ListExecutions(&call, v1::ListExecutionsRequest(), &page).ok());
+  EXPECT_EQ(page.executions_size(), kExecutions + 1) << "nothing lost, nothing doubled";
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, PostgresOutage, ::testing::Values(1, 2, 3));
+
+// An outage longer than postgres_retry_for: the orchestrator stops with a
+// line saying why, and once PostgreSQL is back a new one finishes the work
+// from what was durable (the agent re-sends the results it holds).
+class LongPostgresOutage : public PostgresCluster {
+ protected:
+  LongPostgresOutage() { extra_env_ = {"GYRE_POSTGRES_RETRY_FOR=3s"}; }
+};
+
+TEST_F(LongPostgresOutage, TheOrchestratorFailStopsAndTheRestartRecoversEverything) {
+  StartAgent("a1", 4);
+  std::vector<std::string> executions;
+  for (int e = 0; e < 2; ++e) {
+    executions.push_back(Start(ShortTasks(absl::StrCat("long", e), kTasksPerExecution)));
+  }
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (Succeeded(executions) < 10 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_TRUE(server_->StopImmediately().ok());
+  // A write makes the store find out, even if the workload paused; it is
+  // never acknowledged (the client gives up first).
+  {
+    absl::StatusOr<v1::WorkflowDefinition> def =
+        workflow::ParseWorkflowYaml(ShortTasks("never", 1), "never.yaml");
+    ASSERT_TRUE(def.ok()) << def.status();
+    v1::StartExecutionRequest request;
+    *request.mutable_definition() = *def;
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    v1::Execution execution;
+    EXPECT_FALSE(stub_->StartExecution(&call, request, &execution).ok());
+  }
+  EXPECT_TRUE(AwaitReadiness(HealthCheckResponse::NOT_SERVING));
+  const std::optional<int> exit = orchestrator_->WaitForExit(absl::Seconds(60));
+  ASSERT_TRUE(exit.has_value()) << "the orchestrator outlived its retry_for";
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) != 0);
+  EXPECT_THAT(orchestrator_->Output(),
+              ::testing::HasSubstr("state store failed: the orchestrator stops serving"));
+  ExpectNoPasswordIn(orchestrator_->Output());
+
+  ASSERT_TRUE(server_->Restart().ok());
+  RestartOrchestrator(0);  // exited already: signal 0 only checks
+  AwaitServing(*stub_);
+  for (const std::string& name : executions) {
+    EXPECT_EQ(Wait(name), v1::EXECUTION_SUCCEEDED) << name;
+    ExpectEachTaskSucceededOnce(name, kTasksPerExecution);
+  }
+}
+
 // `gyre migrate status|up` on a fresh database, the password from the
 // environment (over TCP, where the server asks for it).
-TEST(GyreMigrate, StatusShowsThePendingStepUpAppliesItAndNeitherPrintsThePassword) {
+TEST(GyreMigrate, StatusShowsThePendingStepsUpAppliesThemAndNeitherPrintsThePassword) {
   absl::StatusOr<std::unique_ptr<gyre::testing::PostgresServer>> server =
       gyre::testing::PostgresServer::Start();
   ASSERT_TRUE(server.ok()) << server.status();
@@ -194,13 +449,78 @@ TEST(GyreMigrate, StatusShowsThePendingStepUpAppliesItAndNeitherPrintsThePasswor
   EXPECT_EQ(status_code, 0) << status_output;
   EXPECT_THAT(status_output, ::testing::HasSubstr("schema version 0"));
   EXPECT_THAT(status_output, ::testing::HasSubstr("pending: 1: state records and snapshots"));
+  EXPECT_THAT(status_output, ::testing::HasSubstr("pending: 2: relational tables"));
+  EXPECT_THAT(status_output, ::testing::Not(::testing::HasSubstr("applied:")));
+  EXPECT_THAT(
+      status_output,
+      ::testing::HasSubstr("3: orchestrators, shard leases, per-shard records and snapshots"));
   auto [up_code, up_output] = migrate("up");
   EXPECT_EQ(up_code, 0) << up_output;
-  EXPECT_THAT(up_output, ::testing::HasSubstr("schema version 1"));
+  EXPECT_THAT(up_output, ::testing::HasSubstr("applied: 1: state records and snapshots (applied "));
+  EXPECT_THAT(up_output, ::testing::HasSubstr("applied: 2: relational tables"));
+  EXPECT_THAT(up_output, ::testing::Not(::testing::HasSubstr("pending:")));
+  EXPECT_THAT(up_output, ::testing::HasSubstr("schema version 3"));
   EXPECT_THAT(up_output, ::testing::HasSubstr("up to date"));
+  EXPECT_THAT(up_output, ::testing::HasSubstr("dbname=" + *database));
   auto [again_code, again_output] = migrate("status");
   EXPECT_EQ(again_code, 0) << again_output;
   EXPECT_THAT(again_output, ::testing::HasSubstr("up to date"));
+}
+
+// The projection (on by default with store: postgres) tells what the
+// orchestrator's API tells: executions, tasks, runs and events as rows.
+TEST_F(PostgresCluster, TheRelationalTablesSayWhatTheApiSays) {
+  StartAgent("a1", 2);
+  const std::string ok = Start(kTwoSteps);
+  const std::string failing = Start(R"(
+name: failing
+tasks:
+  - {id: boom, shell: true, command: 'exit 3'}
+  - {id: never, shell: true, depends_on: [boom], command: 'true'}
+)");
+  ASSERT_EQ(Wait(ok), v1::EXECUTION_SUCCEEDED);
+  ASSERT_EQ(Wait(failing), v1::EXECUTION_FAILED);
+  pqxx::connection connection(server_->SocketDsn(database_));
+  auto query = [&](const std::string& sql, const std::string& execution) {
+    pqxx::work tx(connection);
+    const pqxx::result rows =
+        tx.exec_params(sql, std::string(absl::StripPrefix(execution, "executions/")));
+    return rows.empty() || rows[0][0].is_null() ? std::string("NULL")
+                                                : rows[0][0].as<std::string>();
+  };
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < give_up &&
+         (query("SELECT state FROM executions WHERE id = $1", failing) != "FAILED" ||
+          query("SELECT state FROM executions WHERE id = $1", ok) != "SUCCEEDED")) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(query("SELECT state FROM executions WHERE id = $1", ok), "SUCCEEDED");
+  EXPECT_EQ(query("SELECT state || ' ' || reason FROM executions WHERE id = $1", failing),
+            "FAILED 1 task(s) failed");
+  for (const auto& [execution, task] : std::vector<std::pair<std::string, std::string>>{
+           {ok, "first"}, {ok, "second"}, {failing, "boom"}, {failing, "never"}}) {
+    EXPECT_EQ(query("SELECT 'TASK_' || state FROM tasks WHERE execution_id = $1 AND task_id = '" +
+                        task + "'",
+                    execution),
+              v1::TaskState_Name(Task(execution, task).state()))
+        << execution << " " << task;
+  }
+  EXPECT_EQ(query("SELECT state || ' ' || exit_code || ' ' || (cpu_seconds IS NOT NULL) "
+                  "FROM task_runs WHERE execution_id = $1 AND task_id = 'boom'",
+                  failing),
+            "FAILED 3 true");
+  EXPECT_EQ(query("SELECT count(*) FROM task_runs WHERE execution_id = $1 AND agent_id <> '' "
+                  "AND state = 'SUCCEEDED'",
+                  ok),
+            "2");
+  EXPECT_EQ(query("SELECT (min(sequence) = 1 AND max(sequence) = count(*) AND count(*) >= 7)::text "
+                  "FROM events WHERE execution_id = $1",
+                  ok),
+            "true")
+      << "sequences 1, 2, 3... one per record of the execution";
+  EXPECT_EQ(query("SELECT kind FROM events WHERE execution_id = $1 AND sequence = 1", ok),
+            "execution_started");
+  ExpectNoPasswordIn(orchestrator_->Output());
 }
 
 }  // namespace

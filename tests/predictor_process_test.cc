@@ -1,9 +1,14 @@
 // The real gyre-predictor process over gRPC on loopback: observations
 // recorded in one run shape the predictions, and survive a restart.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -27,6 +32,7 @@ std::string BinaryPath(const std::string& relative) {
 struct RunningPredictor {
   std::unique_ptr<ChildProcess> process;
   std::unique_ptr<v1::PredictorService::Stub> stub;
+  std::string address;  // host:port of its gRPC server
 };
 
 RunningPredictor StartPredictor(const std::string& data_dir) {
@@ -44,8 +50,9 @@ RunningPredictor StartPredictor(const std::string& data_dir) {
   EXPECT_TRUE(serving.ok()) << serving.status() << running.process->Output();
   if (!serving.ok()) return running;
   const std::optional<int> port = testing::JsonIntField(*serving, "grpc_port");
-  running.stub = v1::PredictorService::NewStub(grpc::CreateChannel(
-      absl::StrCat("127.0.0.1:", port.value_or(0)), grpc::InsecureChannelCredentials()));
+  running.address = absl::StrCat("127.0.0.1:", port.value_or(0));
+  running.stub = v1::PredictorService::NewStub(
+      grpc::CreateChannel(running.address, grpc::InsecureChannelCredentials()));
   return running;
 }
 
@@ -120,6 +127,149 @@ TEST(PredictorProcessTest, LearnsFromObservationsAndKeepsTheModelAcrossARestart)
   ASSERT_NE(second.stub, nullptr);
   EXPECT_EQ(Predict(*second.stub).SerializeAsString(), learned.SerializeAsString());
   Stop(second);
+}
+
+// A workflow of three tasks: prep, then crunch-small and crunch-big in
+// parallel; nothing declares a duration.
+constexpr char kPlanYaml[] = R"(name: plan-demo
+default_queue: default
+tasks:
+  - id: prep
+    command: [/usr/bin/prep]
+  - id: crunch-small
+    command: [/usr/bin/crunch, small]
+    depends_on: [prep]
+  - id: crunch-big
+    command: [/usr/bin/crunch, big]
+    depends_on: [prep]
+)";
+
+struct CliRun {
+  int exit_code = -1;
+  std::string output;
+};
+
+CliRun RunGyre(std::vector<std::string> args) {
+  args.insert(args.begin(), BinaryPath("cmd/gyre/gyre"));
+  CliRun run;
+  auto process = ChildProcess::Start(std::move(args), {"GYRE_PREDICTOR=", "GYRE_OPTIMIZER="});
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return run;
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(60));
+  run.output = (*process)->Output();
+  if (status.has_value() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+  return run;
+}
+
+// The JSON object gyre plan --json printed (its one line starting with '{').
+google::protobuf::Struct PlanJson(const std::string& output) {
+  google::protobuf::Struct plan;
+  const size_t start = output.find('{');
+  EXPECT_NE(start, std::string::npos) << output;
+  if (start == std::string::npos) return plan;
+  const std::string json = output.substr(start, output.find('\n', start) - start);
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, &plan).ok()) << json;
+  return plan;
+}
+
+const google::protobuf::Struct& TaskIn(const google::protobuf::Struct& plan,
+                                       const std::string& id) {
+  for (const auto& task : plan.fields().at("tasks").list_value().values()) {
+    if (task.struct_value().fields().at("id").string_value() == id) return task.struct_value();
+  }
+  ADD_FAILURE() << "no task " << id;
+  static const google::protobuf::Struct kNone;
+  return kNone;
+}
+
+TEST(PredictorProcessTest, PlanShowsWhatThePredictorLearnedAndItsCriticalPath) {
+  testing::ScratchDir dir("plan_command_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.path() + "/plan-demo.yaml";
+  std::ofstream(file) << kPlanYaml;
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+
+  // History: prep ran 10 s; crunch-small 20 s and crunch-big 300 s, 5 times each.
+  v1::RecordObservationsRequest batch;
+  for (const auto& [task, program, seconds] :
+       std::vector<std::tuple<std::string, std::string, int>>{
+           {"prep", "prep", 10}, {"crunch-small", "crunch", 20}, {"crunch-big", "crunch", 300}}) {
+    for (int i = 0; i < 5; ++i) {
+      v1::ResourceObservation* o = batch.add_observations();
+      o->set_workflow("workflows/plan-demo");
+      o->set_task_id(task);
+      o->set_program(program);
+      o->set_queue("default");
+      o->mutable_duration()->set_seconds(seconds);
+      o->set_peak_memory_bytes(int64_t{256} << 20);
+      o->set_cpu_cores(1.0);
+      o->set_succeeded(true);
+    }
+  }
+  {
+    v1::RecordObservationsResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(predictor.stub->RecordObservations(&context, batch, &response).ok());
+  }
+  const std::string& address = predictor.address;
+  CliRun run = RunGyre({"plan", file, "--predictor", address, "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const google::protobuf::Struct plan = PlanJson(run.output);
+  EXPECT_TRUE(plan.fields().at("predicted").bool_value()) << run.output;
+  // Each task is answered by its own history ("this task in other contexts").
+  for (const auto& [task, seconds] : std::vector<std::pair<std::string, double>>{
+           {"prep", 10}, {"crunch-small", 20}, {"crunch-big", 300}}) {
+    const auto& duration = TaskIn(plan, task).fields().at("duration_seconds").struct_value();
+    EXPECT_NEAR(duration.fields().at("value").number_value(), seconds, seconds * 0.05) << task;
+    EXPECT_EQ(duration.fields().at("level").string_value(), "task") << task;
+    EXPECT_EQ(duration.fields().at("observations").number_value(), 5) << task;
+    EXPECT_LE(duration.fields().at("p10").number_value(),
+              duration.fields().at("p90").number_value());
+    const auto& memory = TaskIn(plan, task).fields().at("memory_bytes").struct_value();
+    EXPECT_NEAR(memory.fields().at("value").number_value(), 256.0 * (1 << 20), 1 << 20) << task;
+  }
+  // The critical path goes through the long crunch: 10 s + 300 s.
+  const auto& path = plan.fields().at("critical_path").list_value();
+  ASSERT_EQ(path.values_size(), 2) << run.output;
+  EXPECT_EQ(path.values(0).string_value(), "prep");
+  EXPECT_EQ(path.values(1).string_value(), "crunch-big");
+  EXPECT_NEAR(plan.fields().at("critical_path_seconds").number_value(), 310, 310 * 0.05);
+  EXPECT_NEAR(plan.fields().at("makespan_seconds").number_value(), 310, 310 * 0.05);
+
+  // The table says the same in words.
+  CliRun table = RunGyre({"plan", file, "--predictor", address});
+  ASSERT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_TRUE(absl::StrContains(table.output, "critical path: ")) << table.output;
+  EXPECT_TRUE(absl::StrContains(table.output, "prep -> crunch-big")) << table.output;
+  EXPECT_TRUE(absl::StrContains(table.output, "task (5)")) << table.output;
+  Stop(predictor);
+}
+
+TEST(PredictorProcessTest, PlanWithoutAPredictorSaysSoAndUsesDeclaredValues) {
+  testing::ScratchDir dir("plan_command_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.path() + "/plan-demo.yaml";
+  std::ofstream(file) << kPlanYaml;
+  // Port 1 on loopback: nothing listens there.
+  CliRun run = RunGyre({"plan", file, "--predictor", "127.0.0.1:1"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "no predictor at 127.0.0.1:1")) << run.output;
+  EXPECT_TRUE(absl::StrContains(run.output, "declared values")) << run.output;
+  CliRun json = RunGyre({"plan", file, "--predictor", "127.0.0.1:1", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.output;
+  const google::protobuf::Struct plan = PlanJson(json.output);
+  EXPECT_FALSE(plan.fields().at("predicted").bool_value());
+  EXPECT_EQ(TaskIn(plan, "crunch-big")
+                .fields()
+                .at("duration_seconds")
+                .struct_value()
+                .fields()
+                .at("level")
+                .string_value(),
+            "declared");
+  // A bad file is exit 2, as for gyre run.
+  EXPECT_EQ(RunGyre({"plan", dir.path() + "/missing.yaml"}).exit_code, 2);
 }
 
 }  // namespace

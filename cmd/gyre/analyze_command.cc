@@ -112,6 +112,8 @@ void Print(const v1::AnalyzeWorkflowResponse& r) {
 
 }  // namespace
 
+void PrintAnalysis(const v1::AnalyzeWorkflowResponse& response) { Print(response); }
+
 int AnalyzeCommand(int argc, char** argv) {
   std::string optimizer;
   std::vector<std::string> apply;

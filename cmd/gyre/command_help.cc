@@ -25,7 +25,11 @@ constexpr absl::string_view kOrchestratorFlag =
 
 constexpr absl::string_view kSetFlag =
     "  --set KEY=VALUE\n"
-    "      a context value for the tasks' ${KEY} (repeatable; default none)\n";
+    "      a context value for the tasks' ${KEY} (repeatable; default none)\n"
+    "  --secret KEY\n"
+    "      a secret context value, taken from gyre's own $KEY (never the command line):\n"
+    "      it reaches the tasks' environment only, shown as <secret> everywhere else\n"
+    "      (gyre run only; repeatable)\n";
 
 struct Help {
   absl::string_view command;
@@ -59,8 +63,15 @@ constexpr Help kHelp[] = {
      "", true, false},
     {"status", "EXECUTION [flags]",
      "An execution's state and context, then one line per task with, below it, why a\n"
-     "ready task waits and every attempt (agent, start, duration, how it ended, lost\n"
-     "ones with why). EXECUTION is executions/ID or ID.\n",
+     "waiting task waits (gyre why says more) and every attempt (agent, start,\n"
+     "duration, how it ended, lost ones with why). EXECUTION is executions/ID or ID.\n",
+     "", true, false},
+    {"why", "EXECUTION [TASK] [flags]",
+     "Why tasks are not running: for every task of the execution that waits (or for\n"
+     "TASK), the reason: its dependencies and their states, the requirement no\n"
+     "connected agent meets (queue, label, cpu, memory, gpus) with the closest agent,\n"
+     "all matching slots busy with its queue position and estimated start, paused,\n"
+     "retry backoff until when, or its worker pool at its max.\n",
      "", true, false},
     {"list", "[flags]", "Recent executions, newest first.\n",
      "  --limit=N\n"
@@ -115,7 +126,10 @@ constexpr Help kHelp[] = {
      "      orchestrator)\n",
      true, false},
     {"import-wfcommons", "TRACE.json [flags]",
-     "Converts a WfCommons trace (JSON) into a Gyre workflow (YAML).\n",
+     "Converts a WfCommons trace (JSON) into a Gyre workflow (YAML): each task sleeps\n"
+     "its recorded runtime, declares its recorded CPU and memory, and carries its\n"
+     "input size as env input_bytes and input_count (context values the predictor\n"
+     "learns from).\n",
      "  --scale=X\n"
      "      each task sleeps its recorded runtime times X (default 1)\n"
      "  --queue=QUEUE\n"
@@ -148,11 +162,27 @@ constexpr Help kHelp[] = {
      "  --dry_run=true\n"
      "      with --apply: print the diff, store nothing\n",
      true, false},
+    {"plan", "FILE.yaml [flags]",
+     "Before anything runs: each task's predicted duration, memory and CPU with their\n"
+     "p10-p90 intervals and the level of history that answered (identity, task,\n"
+     "program, queue, global, prior), the predicted critical path and finish time (the\n"
+     "optimizer's critical-path code on the predicted durations) and, with --optimizer,\n"
+     "the optimizer's summary. With no predictor reachable it says so and uses the\n"
+     "declared values (docs/predictor.md).\n",
+     "  --predictor=HOST:PORT\n"
+     "      the predictor (default $GYRE_PREDICTOR, else the orchestrator's address)\n"
+     "  --optimizer=HOST:PORT\n"
+     "      also print the optimizer's summary (default $GYRE_OPTIMIZER, else none)\n"
+     "  --json\n"
+     "      one JSON object instead of the table\n",
+     true, true},
     {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
-    {"completion", "bash",
-     "Prints a bash completion script for gyre's commands and flags; load it with\n"
-     "  source <(gyre completion bash)\n"
-     "or save it under /etc/bash_completion.d/gyre.\n",
+    {"completion", "bash|zsh",
+     "Prints a completion script for gyre's commands and flags; load it with\n"
+     "  source <(gyre completion bash)      (bash; or save it as\n"
+     "                                       /etc/bash_completion.d/gyre)\n"
+     "  source <(gyre completion zsh)       (zsh, after compinit; or save it as _gyre\n"
+     "                                       in a directory of $fpath)\n",
      "", false, false},
 };
 
@@ -180,15 +210,16 @@ std::optional<std::string> CommandHelp(absl::string_view command) {
   return std::nullopt;
 }
 
-std::string BashCompletion() {
-  // gyre dev takes the services' flags, which its own --help lists.
-  std::vector<std::string> commands = {"dev", "help"};
-  std::string cases =
-      "    dev) flags=\"--config= --grpc_address= --metrics_address= --http_address= --data_dir= "
-      "--agent_slots= --run= --task_library_dir= --log_level= --log_format= --shutdown_grace= "
-      "--help\";;\n";
+namespace {
+
+// Each command (and `dev`, `help`) with the flags it takes: the one table
+// both shells' completion is generated from. A flag that takes a value
+// ends in "=".
+std::vector<std::pair<std::string, std::vector<std::string>>> CompletionTable(
+    const std::vector<std::string>& dev_flags) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> table = {{"dev", dev_flags},
+                                                                         {"help", {}}};
   for (const Help& help : kHelp) {
-    commands.emplace_back(help.command);
     // The flag names are the help's lines that start with "  --".
     std::string text =
         absl::StrCat(help.set ? kSetFlag : "", help.flags, help.remote ? kOrchestratorFlag : "");
@@ -200,8 +231,25 @@ std::string BashCompletion() {
       flags.push_back(absl::StrCat("--", line.substr(0, end), valued ? "=" : ""));
     }
     flags.emplace_back("--help");
-    absl::StrAppend(&cases, "    ", help.command, ") flags=\"", absl::StrJoin(flags, " "),
-                    "\";;\n");
+    table.emplace_back(std::string(help.command), std::move(flags));
+  }
+  return table;
+}
+
+std::string CommandNames(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& table) {
+  std::vector<std::string> names;
+  for (const auto& [command, flags] : table) names.push_back(command);
+  return absl::StrJoin(names, " ");
+}
+
+}  // namespace
+
+std::string BashCompletion(const std::vector<std::string>& dev_flags) {
+  const auto table = CompletionTable(dev_flags);
+  std::string cases;
+  for (const auto& [command, flags] : table) {
+    absl::StrAppend(&cases, "    ", command, ") flags=\"", absl::StrJoin(flags, " "), "\";;\n");
   }
   return absl::StrCat(
       "# bash completion for gyre (gyre completion bash)\n"
@@ -209,7 +257,7 @@ std::string BashCompletion() {
       "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" flags=\"\"\n"
       "  if [ \"$COMP_CWORD\" -eq 1 ]; then\n"
       "    COMPREPLY=($(compgen -W \"",
-      absl::StrJoin(commands, " "),
+      CommandNames(table),
       " --help --version\" -- \"$cur\"))\n"
       "    return\n"
       "  fi\n"
@@ -225,6 +273,44 @@ std::string BashCompletion() {
       "  fi\n"
       "}\n"
       "complete -F _gyre gyre\n");
+}
+
+std::string ZshCompletion(const std::vector<std::string>& dev_flags) {
+  const auto table = CompletionTable(dev_flags);
+  std::string cases;
+  for (const auto& [command, flags] : table) {
+    std::vector<std::string> valued;
+    std::vector<std::string> plain;
+    for (const std::string& flag : flags) {
+      (absl::EndsWith(flag, "=") ? valued : plain).push_back(flag);
+    }
+    absl::StrAppend(&cases, "    ", command, ") valued=(", absl::StrJoin(valued, " "), "); plain=(",
+                    absl::StrJoin(plain, " "), ");;\n");
+  }
+  return absl::StrCat(
+      "#compdef gyre\n"
+      "# zsh completion for gyre (gyre completion zsh)\n"
+      "_gyre() {\n"
+      "  local -a commands valued plain\n"
+      "  if (( CURRENT == 2 )); then\n"
+      "    commands=(",
+      CommandNames(table),
+      " --help --version)\n"
+      "    compadd -a commands\n"
+      "    return\n"
+      "  fi\n"
+      "  case \"${words[2]}\" in\n",
+      cases,
+      "  esac\n"
+      "  if [[ \"$PREFIX\" == -* ]]; then\n"
+      "    # A flag that takes a value completes to \"--flag=\", without a space.\n"
+      "    compadd -S '' -a valued\n"
+      "    compadd -a plain\n"
+      "  else\n"
+      "    _files\n"
+      "  fi\n"
+      "}\n"
+      "if [[ \"${funcstack[1]}\" == _gyre ]]; then _gyre \"$@\"; else compdef _gyre gyre; fi\n");
 }
 
 }  // namespace gyre::cli

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -19,7 +20,11 @@ std::optional<std::string> CommandHelp(absl::string_view command);
 
 // `gyre completion bash`: a bash script that completes gyre's commands and
 // each command's flags (from the same table as the help), files otherwise.
-std::string BashCompletion();
+// `dev_flags` are gyre dev's ("--key=" for a flag that takes a value),
+// which come from its config schema (DevFlagNames).
+std::string BashCompletion(const std::vector<std::string>& dev_flags);
+// `gyre completion zsh`: the same completion, from the same table, for zsh.
+std::string ZshCompletion(const std::vector<std::string>& dev_flags);
 
 }  // namespace gyre::cli
 

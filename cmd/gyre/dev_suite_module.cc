@@ -31,7 +31,8 @@ class DevSuiteModule::Components {
   orchestrator::OrchestratorModule orchestrator;
   agent::AgentModule agent;
   server::ApiServiceModule scheduler{std::make_unique<scheduler::SchedulerServiceImpl>(),
-                                     "gyre.v1.SchedulerService", "scheduler"};
+                                     "gyre.v1.SchedulerService", "scheduler",
+                                     scheduler::SchedulerServiceImpl::ImplementedRpcs()};
   optimizer::OptimizerModule optimizer;
   predictor::PredictorModule predictor;
   gateway::GatewayModule gateway;
@@ -46,6 +47,20 @@ const std::vector<std::string>& DevComponents() {
   static const auto* components = new std::vector<std::string>{
       "orchestrator", "scheduler", "optimizer", "predictor", "agent", "gateway"};
   return *components;
+}
+
+std::vector<std::string> DevFlagNames() {
+  server::ServerConfig server_config;
+  DevSuiteModule module;
+  config::ConfigSchema schema;
+  server_config.Register(&schema);
+  module.RegisterConfig(&schema);
+  std::vector<std::string> flags = {"--config="};
+  for (const std::string& key : schema.Keys()) {
+    flags.push_back(absl::StrCat("--", key, schema.Find(key)->boolean ? "" : "="));
+  }
+  flags.emplace_back("--help");
+  return flags;
 }
 
 DevSuiteModule::DevSuiteModule() : components_(std::make_unique<Components>()) {}
@@ -68,6 +83,18 @@ void DevSuiteModule::RegisterConfig(config::ConfigSchema* schema) {
                     "directory of task-library YAML files (for gyre schedule)");
   schema->AddString("dev_api_key", &config_.dev_api_key,
                     "admin API key of the REST API (generated and printed when empty)");
+  // The embedded orchestrator's and agent's own settings (lease_timeout,
+  // worker_pools, fsync, max_output_bytes, queues, ...), under their own
+  // names, so that whatever a deployment sets can be tried in dev. Left out:
+  // what gyre dev decides for its components itself (the agent is linked
+  // in-process, works under data_dir, has a fixed id and runs the
+  // developer's tasks as the developer).
+  config::ConfigSchema components;
+  components_->orchestrator.RegisterConfig(&components);
+  components_->agent.RegisterConfig(&components);
+  schema->AddAllFrom(components,
+                     {"orchestrator_address", "id", "slots", "work_dir", "allow_root_tasks",
+                      "join_token", "join_token_file", "agent_join_token_hashes"});
 }
 
 absl::Status DevSuiteModule::ValidateConfig() {
@@ -126,6 +153,7 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   components_->gateway.set_orchestrator_channel(host->InProcessChannel(), *std::move(loopback));
   components_->optimizer.set_orchestrator_channel(host->InProcessChannel());
   components_->gateway.set_optimizer_channel(host->InProcessChannel());
+  components_->gateway.set_predictor_channel(host->InProcessChannel());
   for (server::ServiceModule* module : components_->InStartOrder()) {
     if (absl::Status status = module->OnServing(host); !status.ok()) return status;
   }

@@ -63,6 +63,10 @@ class DevSuiteModule : public server::ServiceModule {
   std::unique_ptr<Components> components_;
 };
 
+// gyre dev's flags, for shell completion: "--key=" for each setting that
+// takes a value, "--key" for a bool, and --config= and --help.
+std::vector<std::string> DevFlagNames();
+
 // The six component names, in start order.
 const std::vector<std::string>& DevComponents();
 

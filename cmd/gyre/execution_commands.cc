@@ -27,6 +27,7 @@
 #include "cmd/gyre/run_command.h"
 #include "cmd/gyre/run_console.h"
 #include "cmd/gyre/terminal_text.h"
+#include "cmd/gyre/waiting_text.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
 #include "libs/common/status_mapping.h"
 
@@ -263,6 +264,44 @@ std::string AttemptText(const v1::TaskAttempt& attempt) {
   return absl::StrJoin(parts, "  ");
 }
 
+// "1.5 GiB", "300 MiB", "12 KiB": memory in a column.
+std::string BytesText(double bytes) {
+  if (bytes >= 1024.0 * 1024 * 1024) return absl::StrFormat("%.1f GiB", bytes / (1 << 30));
+  if (bytes >= 1024.0 * 1024) return absl::StrFormat("%.0f MiB", bytes / (1 << 20));
+  return absl::StrFormat("%.0f KiB", bytes / 1024);
+}
+
+// For a task placed with gyre-predictor's prediction: "predicted 1.2s
+// 512 MiB (p90) 1.0 cores  actual 1.3s 210 MiB 0.9 cores", the actual of
+// its latest attempt that ended ("running" while it runs); "" without a
+// prediction.
+std::string PredictionText(const v1::TaskRun& run) {
+  if (!run.has_predicted_duration()) return "";
+  const absl::Duration predicted = absl::Seconds(run.predicted_duration().seconds()) +
+                                   absl::Nanoseconds(run.predicted_duration().nanos());
+  std::string text = absl::StrCat("predicted ", DurationText(predicted), " ",
+                                  BytesText(static_cast<double>(run.predicted_memory_bytes())),
+                                  " (p90) ", absl::StrFormat("%.1f cores", run.predicted_cpu()));
+  for (auto attempt = run.attempts().rbegin(); attempt != run.attempts().rend(); ++attempt) {
+    if (!attempt->has_end_time()) {
+      absl::StrAppend(&text, "  actual: running");
+      break;
+    }
+    if (!attempt->has_wall_time()) continue;
+    const absl::Duration wall = absl::Seconds(attempt->wall_time().seconds()) +
+                                absl::Nanoseconds(attempt->wall_time().nanos());
+    const absl::Duration cpu = absl::Seconds(attempt->cpu_time().seconds()) +
+                               absl::Nanoseconds(attempt->cpu_time().nanos());
+    absl::StrAppend(
+        &text, "  actual ", DurationText(wall), " ",
+        BytesText(static_cast<double>(attempt->peak_rss_bytes())), " ",
+        absl::StrFormat("%.1f cores",
+                        wall > absl::ZeroDuration() ? absl::FDivDuration(cpu, wall) : 0.0));
+    break;
+  }
+  return text;
+}
+
 // Why a task has no attempt to show, or "" when it has one: skipped,
 // satisfied by another execution's run, or not run yet.
 std::string NoAttemptText(const v1::TaskRun& run) {
@@ -356,9 +395,12 @@ int StatusCommand(const Command& command, int argc, char** argv) {
     const auto detail = [](absl::string_view text) {
       std::printf("%s%s\n", std::string(kDetailIndent).c_str(), TerminalSafe(text).c_str());
     };
-    // The waiting reason is worked out for one task read alone.
-    if (run.state() == v1::TASK_READY && execution->state() != v1::EXECUTION_PAUSED &&
-        ++asked <= kMaxWaitingAsked) {
+    if (run.has_waiting()) {
+      detail(absl::StrCat("waiting: ", run.waiting().message()));
+    } else if (run.state() == v1::TASK_READY && execution->state() != v1::EXECUTION_PAUSED &&
+               ++asked <= kMaxWaitingAsked) {
+      // An older server: the waiting reason is worked out for one task read
+      // alone.
       v1::GetTaskRunRequest one;
       one.set_name(run.name());
       absl::StatusOr<v1::TaskRun> read = Call(*stub, &Stub::GetTaskRun, one);
@@ -369,6 +411,7 @@ int StatusCommand(const Command& command, int argc, char** argv) {
       }
     }
     for (const v1::TaskAttempt& attempt : run.attempts()) detail(AttemptText(attempt));
+    if (const std::string predicted = PredictionText(run); !predicted.empty()) detail(predicted);
   }
   return kRunSucceeded;
 }
@@ -1104,8 +1147,58 @@ int WorkflowsCommand(const Command& command, int argc, char** argv) {
   return BadUsage(command, absl::StrCat("unexpected argument ", positional.back()));
 }
 
+// `gyre why EXECUTION [TASK]`: why each task that is not running waits (or
+// the one named), from the explanations the orchestrator computes when the
+// task runs are read.
+int WhyCommand(const Command& command, int argc, char** argv) {
+  absl::StatusOr<ExecutionArguments> arguments = ParseExecutionArguments(argc, argv, {});
+  if (!arguments.ok()) {
+    // One optional TASK after EXECUTION.
+    arguments = ParseExecutionArguments(argc, argv, {}, {"task"});
+    if (!arguments.ok()) return BadUsage(command, arguments.status().message());
+  }
+  const std::string& name = arguments->execution;
+  std::unique_ptr<Stub> stub = Connect(arguments->line);
+  std::vector<v1::TaskRun> runs;
+  if (!arguments->more.empty()) {
+    v1::GetTaskRunRequest one;
+    one.set_name(absl::StrCat(name, "/tasks/", arguments->more[0]));
+    absl::StatusOr<v1::TaskRun> run = Call(*stub, &Stub::GetTaskRun, one);
+    if (!run.ok()) return Failed(command, arguments->line, one.name(), run.status());
+    runs.push_back(*std::move(run));
+  } else {
+    absl::StatusOr<std::vector<v1::TaskRun>> all = ListRuns(*stub, name);
+    if (!all.ok()) {
+      return Failed(command, arguments->line, absl::StrCat("tasks of ", name), all.status());
+    }
+    runs = *std::move(all);
+  }
+  const absl::Time now = absl::Now();
+  int waiting = 0;
+  for (const v1::TaskRun& run : runs) {
+    if (!run.has_waiting()) {
+      if (!arguments->more.empty()) {
+        std::printf("%s\n", TerminalSafe(TaskLine(run.task_id(), TaskRunText(run))).c_str());
+        std::printf("%snot waiting: %s\n", std::string(kDetailIndent).c_str(),
+                    TerminalSafe(TaskStateWord(run.state())).c_str());
+      }
+      continue;
+    }
+    ++waiting;
+    std::printf("%s\n", TerminalSafe(TaskLine(run.task_id(), TaskRunText(run))).c_str());
+    for (const std::string& line : WaitingLines(run.waiting(), now)) {
+      std::printf("%s%s\n", std::string(kDetailIndent).c_str(), TerminalSafe(line).c_str());
+    }
+  }
+  if (arguments->more.empty() && waiting == 0) {
+    std::printf("no task of %s is waiting\n", TerminalSafe(name).c_str());
+  }
+  return kRunSucceeded;
+}
+
 constexpr Command kCommands[] = {
     {"status", "EXECUTION [--orchestrator=host:port]", StatusCommand},
+    {"why", "EXECUTION [TASK] [--orchestrator=host:port]", WhyCommand},
     {"list", "[--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...] [--orchestrator=host:port]",
      ListCommand},
     {"logs", "EXECUTION [TASK] [--attempt=N] [--follow] [--orchestrator=host:port]", LogsCommand},

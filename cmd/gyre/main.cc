@@ -31,6 +31,7 @@
 #include "cmd/gyre/command_line.h"
 #include "cmd/gyre/dev_suite_module.h"
 #include "cmd/gyre/execution_commands.h"
+#include "cmd/gyre/plan_command.h"
 #include "cmd/gyre/run_command.h"
 #include "cmd/gyre/terminal_text.h"
 #include "libs/common/version.h"
@@ -41,15 +42,6 @@
 #include "libs/workflow/workflow_parser.h"
 #include "services/orchestrator/orchestrator_config.h"
 #include "services/orchestrator/postgres_state_store.h"
-
-ABSL_FLAG(std::string, data_dir, "", "directory of the embedded durable store (gyre dev)");
-ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (gyre dev)");
-ABSL_FLAG(std::string, agent_slots, "", "task slots of the embedded agent (gyre dev)");
-ABSL_FLAG(std::string, dev_api_key, "",
-          "admin API key of the REST API (gyre dev; generated and printed when empty)");
-ABSL_FLAG(std::string, run, "", "workflow file to run once the suite is up (gyre dev)");
-ABSL_FLAG(std::string, task_library_dir, "",
-          "directory of task-library YAML files, for gyre schedule (gyre dev)");
 
 namespace {
 
@@ -86,6 +78,9 @@ constexpr char kUsage[] =
     "  analyze FILE.yaml|workflows/NAME|executions/ID [--pool QUEUE=MAX]... [--apply=ID,...]\n"
     "                                      the optimizer's analysis: critical path, bottlenecks,\n"
     "                                      recommendations with their simulated effect\n"
+    "  plan FILE.yaml [--set KEY=VALUE]... [--predictor=HOST:PORT] [--json]\n"
+    "                                      before it runs: each task's predicted duration and\n"
+    "                                      memory (p10-p90), critical path, finish time\n"
     "  migrate up|status --postgres_dsn=DSN [--postgres_password_file=FILE]\n"
     "                                      apply or show the PostgreSQL schema's migrations\n"
     "                                      (password: that file or GYRE_POSTGRES_PASSWORD)\n"
@@ -93,7 +88,7 @@ constexpr char kUsage[] =
     "                                      orchestrator's agent_join_token_hashes (TOKEN, else\n"
     "                                      the first line of stdin)\n"
     "  version                             print the version (also --version)\n"
-    "  completion bash                     bash completion (source <(gyre completion bash))\n"
+    "  completion bash|zsh                 shell completion (source <(gyre completion bash))\n"
     "`gyre COMMAND --help` lists a command's flags and their defaults. The commands that\n"
     "talk to the orchestrator find it at --orchestrator, else $GYRE_ORCHESTRATOR, else\n"
     "127.0.0.1:50051.\n";
@@ -105,18 +100,8 @@ int Usage(const char* problem) {
 
 int RunDev(int argc, char** argv) {
   gyre::cli::DevSuiteModule module;
-  return gyre::server::RunServiceMain(argc, argv,
-                                      {"gyre dev",
-                                       "dev",
-                                       "127.0.0.1:50051",
-                                       "127.0.0.1:9100",
-                                       {{"data_dir", &FLAGS_data_dir},
-                                        {"http_address", &FLAGS_http_address},
-                                        {"agent_slots", &FLAGS_agent_slots},
-                                        {"run", &FLAGS_run},
-                                        {"dev_api_key", &FLAGS_dev_api_key},
-                                        {"task_library_dir", &FLAGS_task_library_dir}}},
-                                      &module);
+  return gyre::server::RunServiceMain(
+      argc, argv, {"gyre dev", "dev", "127.0.0.1:50051", "127.0.0.1:9100"}, &module);
 }
 
 // What gyre run and gyre schedule take: --set key=value (repeated),
@@ -134,6 +119,10 @@ std::optional<int> ParseFollowArguments(const char* command, int argc, char** ar
   const gyre::cli::CommandOption set = {"set", [&options](const std::string& value) {
                                           return gyre::cli::ParseSetFlag(value, &options.context);
                                         }};
+  const gyre::cli::CommandOption secret = {"secret", [&options](const std::string& key) {
+                                             return gyre::cli::ParseSecretFlag(
+                                                 key, &options.secret_context);
+                                           }};
   std::vector<char*> kept(argv, argv + argc);
   if (detachable) {
     const auto detach = std::remove_if(kept.begin() + 2, kept.end(), [](const char* arg) {
@@ -143,7 +132,7 @@ std::optional<int> ParseFollowArguments(const char* command, int argc, char** ar
     kept.erase(detach, kept.end());
   }
   absl::StatusOr<gyre::cli::CommandLine> line =
-      gyre::cli::ParseCommandLine(static_cast<int>(kept.size()), kept.data(), {set});
+      gyre::cli::ParseCommandLine(static_cast<int>(kept.size()), kept.data(), {set, secret});
   if (!line.ok()) return Usage(absl::StrCat(command, ": ", line.status().message()).c_str());
   parsed->line = *std::move(line);
   options.orchestrator = parsed->line.orchestrator;
@@ -171,6 +160,9 @@ int ScheduleCommand(int argc, char** argv) {
   }
   if (arguments.line.positional.empty()) {
     return Usage("schedule: which task(s) of the task library?");
+  }
+  if (!arguments.options.secret_context.empty()) {
+    return Usage("schedule: --secret is for gyre run (ScheduleOutcome takes no secret context)");
   }
   return gyre::cli::ScheduleOutcome(arguments.line.channel, arguments.line.positional,
                                     arguments.options);
@@ -215,6 +207,7 @@ int MigrateCommand(int argc, char** argv) {
   std::printf("%s: schema version %d (this gyre knows up to %d)\n",
               gyre::orchestrator::DescribeDsn(options.dsn).c_str(), status->current_version,
               status->newest_version);
+  for (const std::string& step : status->applied) std::printf("applied: %s\n", step.c_str());
   for (const std::string& step : status->pending) std::printf("pending: %s\n", step.c_str());
   if (status->pending.empty()) std::printf("up to date\n");
   return 0;
@@ -234,10 +227,15 @@ int WatchCommand(int argc, char** argv) {
 }
 
 int CompletionCommand(int argc, char** argv) {
-  if (argc != 3 || std::string(argv[2]) != "bash") {
-    return Usage("completion: which shell? (gyre completion bash)");
+  const std::string shell = argc == 3 ? argv[2] : "";
+  if (shell != "bash" && shell != "zsh") {
+    return Usage("completion: which shell? (gyre completion bash, gyre completion zsh)");
   }
-  std::fputs(gyre::cli::BashCompletion().c_str(), stdout);
+  const std::vector<std::string> dev_flags = gyre::cli::DevFlagNames();
+  std::fputs(
+      (shell == "bash" ? gyre::cli::BashCompletion(dev_flags) : gyre::cli::ZshCompletion(dev_flags))
+          .c_str(),
+      stdout);
   return 0;
 }
 
@@ -421,5 +419,6 @@ int main(int argc, char** argv) {
   if (command == "hash-token") return HashTokenCommand(argc, argv);
   if (command == "import-wfcommons") return ImportCommand(argc, argv);
   if (command == "analyze") return gyre::cli::AnalyzeCommand(argc, argv);
+  if (command == "plan") return gyre::cli::PlanCommand(argc, argv);
   return Usage(("unknown command \"" + command + "\"").c_str());
 }

@@ -3,8 +3,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include <google/protobuf/util/time_util.h>
@@ -26,6 +28,7 @@
 #include "cmd/gyre/terminal_text.h"
 #include "cmd/gyre/waiting_reporter.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "libs/common/nearest_match.h"
 #include "libs/workflow/workflow_parser.h"
 
 namespace gyre::cli {
@@ -126,6 +129,19 @@ absl::Status ParseSetFlag(const std::string& assignment,
         absl::StrCat("--set \"", assignment, "\": expected key=value"));
   }
   (*context)[assignment.substr(0, equals)] = assignment.substr(equals + 1);
+  return absl::OkStatus();
+}
+
+absl::Status ParseSecretFlag(const std::string& key,
+                             std::map<std::string, std::string>* secret_context) {
+  const char* value = key.empty() ? nullptr : std::getenv(key.c_str());
+  if (value == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--secret \"", key,
+                     "\": no such environment variable (gyre takes a secret's value from "
+                     "its environment, never from the command line)"));
+  }
+  (*secret_context)[key] = value;
   return absl::OkStatus();
 }
 
@@ -373,6 +389,58 @@ absl::StatusOr<v1::WorkflowDefinition> LoadWorkflowFileWithLibrary(
                    status.error_message(), ")"));
 }
 
+namespace {
+
+bool IsNameStart(char c) { return absl::ascii_isalpha(c) || c == '_'; }
+
+// Adds the names `text` references as ${NAME} or $NAME to `names`.
+void AddReferencedNames(absl::string_view text, std::set<std::string>* names) {
+  for (size_t at = text.find('$'); at != absl::string_view::npos; at = text.find('$', at + 1)) {
+    if (at + 1 < text.size() && text[at + 1] == '{') {
+      const size_t end = text.find('}', at + 2);
+      if (end == absl::string_view::npos) return;
+      names->emplace(text.substr(at + 2, end - at - 2));
+      at = end;
+    } else if (at + 1 < text.size() && IsNameStart(text[at + 1])) {
+      size_t end = at + 1;
+      while (end < text.size() && (absl::ascii_isalnum(text[end]) || text[end] == '_')) ++end;
+      names->emplace(text.substr(at + 1, end - at - 1));
+      at = end - 1;
+    }
+  }
+}
+
+// Prints UnusedContextWarnings on stderr.
+void WarnAboutUnusedContext(const char* command, const v1::WorkflowDefinition& definition,
+                            const std::map<std::string, std::string>& context) {
+  for (const std::string& warning : UnusedContextWarnings(definition, context)) {
+    std::fprintf(stderr, "gyre %s: warning: %s\n", command, TerminalSafe(warning).c_str());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> UnusedContextWarnings(const v1::WorkflowDefinition& definition,
+                                               const std::map<std::string, std::string>& context) {
+  std::set<std::string> used;
+  for (const v1::TaskSpec& task : definition.tasks()) {
+    for (const std::string& argument : task.command()) AddReferencedNames(argument, &used);
+    for (const auto& [key, value] : task.env()) {
+      used.insert(key);
+      AddReferencedNames(value, &used);
+    }
+    used.insert(task.outputs().begin(), task.outputs().end());
+  }
+  const std::vector<std::string> candidates(used.begin(), used.end());
+  std::vector<std::string> warnings;
+  for (const auto& [key, value] : context) {
+    if (used.contains(key)) continue;
+    warnings.push_back(absl::StrCat("--set ", key, ": no task uses ", key, " (as ${", key, "} or $",
+                                    key, " in a command or env)", DidYouMean(key, candidates)));
+  }
+  return warnings;
+}
+
 int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions& options) {
   auto stub = v1::OrchestratorService::NewStub(channel);
   absl::StatusOr<v1::WorkflowDefinition> definition =
@@ -386,10 +454,14 @@ int RunWorkflow(const std::shared_ptr<grpc::Channel>& channel, const RunOptions&
     std::fprintf(stderr, "gyre run: %s\n", TerminalSafe(definition.status().message()).c_str());
     return kRunBadInput;
   }
+  WarnAboutUnusedContext("run", *definition, options.context);
   v1::RunExecutionRequest request;
   *request.mutable_start()->mutable_definition() = *std::move(definition);
   for (const auto& [key, value] : options.context) {
     (*request.mutable_start()->mutable_context())[key] = value;
+  }
+  for (const auto& [key, value] : options.secret_context) {
+    (*request.mutable_start()->mutable_secret_context())[key] = value;
   }
   request.mutable_start()->set_request_id(NewRequestId("run"));
   // One call starts the execution and follows it: no round trip between
@@ -437,6 +509,16 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
   for (const std::string& target : targets) request.add_targets(target);
   for (const auto& [key, value] : options.context) (*request.mutable_context())[key] = value;
   request.set_request_id(NewRequestId("schedule"));
+  if (!options.context.empty()) {
+    // The outcome's tasks are the library's: their uses decide. Best
+    // effort: an orchestrator that cannot say is reported by the call below.
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kReachRetry));
+    v1::WorkflowDefinition library;
+    if (stub->GetTaskLibrary(&context, v1::GetTaskLibraryRequest(), &library).ok()) {
+      WarnAboutUnusedContext("schedule", library, options.context);
+    }
+  }
   const absl::Time give_up = absl::Now() + kReachRetry;
   v1::Execution execution;
   for (;;) {

@@ -19,6 +19,9 @@ namespace gyre::cli {
 struct RunOptions {
   std::string workflow_file;
   std::map<std::string, std::string> context;  // from --set key=value
+  // From --secret KEY: the value of gyre's own $KEY (never on the command
+  // line, where `ps` shows it), sent as StartExecutionRequest.secret_context.
+  std::map<std::string, std::string> secret_context;
   // A progress bar redrawn in place (terminal) or one line per task change.
   bool interactive = false;
   std::FILE* out = stdout;
@@ -65,7 +68,20 @@ int ScheduleOutcome(const std::shared_ptr<grpc::Channel>& channel,
 int WatchExecution(const std::shared_ptr<grpc::Channel>& channel, const std::string& execution,
                    const RunOptions& options);
 
+// One warning for each `context` key (gyre run|schedule --set) that no task
+// of `definition` uses: as ${KEY} or $KEY in a command or an env value, as
+// an env key, or as a declared output. Such a key is most often a typo of
+// one that is used, which the warning names:
+//   --set ROW: no task uses ROW (as ${ROW} or $ROW in a command or env) (did you mean "ROWS"?)
+std::vector<std::string> UnusedContextWarnings(const gyre::v1::WorkflowDefinition& definition,
+                                               const std::map<std::string, std::string>& context);
+
 // Parses "key=value" into `context`; InvalidArgument when malformed.
+// --secret KEY: KEY's value from this process's environment into
+// `secret_context`; an error naming KEY when it is unset.
+absl::Status ParseSecretFlag(const std::string& key,
+                             std::map<std::string, std::string>* secret_context);
+
 absl::Status ParseSetFlag(const std::string& assignment,
                           std::map<std::string, std::string>* context);
 

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere else
@@ -155,6 +156,74 @@ std::vector<std::string> UnknownEnvironmentWarnings(
                                     DidYouMean(name, valid)));
   }
   return warnings;
+}
+
+absl::StatusOr<CommandLineSettings> ParseSettingsFlags(const ConfigSchema& schema,
+                                                       const std::vector<std::string>& args) {
+  CommandLineSettings settings;
+  for (size_t i = 0; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (!absl::StartsWith(arg, "-") || arg == "-" || arg == "--") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unexpected argument \"", arg, "\" (settings are flags such as --config=FILE)"));
+    }
+    arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
+    const size_t equals = arg.find('=');
+    const absl::string_view name = arg.substr(0, equals);
+    std::optional<std::string> value;
+    if (equals != absl::string_view::npos) value = std::string(arg.substr(equals + 1));
+    const ConfigSchema::Field* field = schema.Find(name);
+    std::string key(name);
+    if (field == nullptr && absl::StartsWith(name, "no") && !value.has_value()) {
+      // --nofsync: a bool set to false.
+      const ConfigSchema::Field* negated = schema.Find(name.substr(2));
+      if (negated != nullptr && negated->boolean) {
+        settings.flags.push_back({negated->key, "false", absl::StrCat("flag --", name)});
+        continue;
+      }
+    }
+    if (field == nullptr && name != "config") {
+      std::vector<std::string> names = {"--config"};
+      for (const std::string& known : schema.Keys()) names.push_back(absl::StrCat("--", known));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown flag --", name, DidYouMean(absl::StrCat("--", name), names), "; see --help"));
+    }
+    if (!value.has_value()) {
+      if (field != nullptr && field->boolean) {
+        value = "true";
+      } else if (i + 1 < args.size()) {
+        value = args[++i];
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " needs a value"));
+      }
+    }
+    if (field == nullptr) {
+      settings.config_file = *std::move(value);
+    } else {
+      settings.flags.push_back({key, *std::move(value), absl::StrCat("flag --", name)});
+    }
+  }
+  return settings;
+}
+
+std::string SettingsFlagsHelp(const ConfigSchema& schema) {
+  std::vector<const ConfigSchema::Field*> fields;
+  for (const ConfigSchema::Field& field : schema.fields()) fields.push_back(&field);
+  std::sort(fields.begin(), fields.end(),
+            [](const auto* a, const auto* b) { return a->key < b->key; });
+  std::string help;
+  for (const ConfigSchema::Field* field : fields) {
+    std::string shown = field->show ? field->show() : "see docs/configuration.md";
+    absl::StrAppend(&help, "  --", field->key, field->boolean ? "[=true|false]" : "=VALUE",
+                    "\n      ", field->help);
+    if (shown.empty() && absl::StrContains(field->help, "(default")) {
+      // Empty, and the doc says what that means ("default: host name").
+      absl::StrAppend(&help, "\n");
+    } else {
+      absl::StrAppend(&help, " (default: ", shown.empty() ? "\"\"" : shown, ")\n");
+    }
+  }
+  return help;
 }
 
 std::vector<std::string> EnvironmentNames() {

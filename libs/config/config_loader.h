@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "libs/common/variable_expansion.h"
 #include "libs/config/config_schema.h"
 
@@ -44,6 +45,25 @@ absl::Status LoadConfig(const ConfigSchema& schema, const ConfigSources& sources
 // A typo in a variable would otherwise silently leave the default.
 std::vector<std::string> UnknownEnvironmentWarnings(
     const ConfigSchema& schema, const std::vector<std::string>& environment_names);
+
+// What a service's command line says: every key of its schema is a flag
+// (--key=value, --key value, and for a bool --key or --nokey), generated
+// from the schema so that no key can lack one; --config=FILE names the
+// YAML file.
+struct CommandLineSettings {
+  std::string config_file;
+  std::vector<ConfigOverride> flags;  // in command-line order
+};
+
+// Parses `args` (argv without the program name). An unknown flag is
+// InvalidArgument naming the nearest flag; so is any positional argument.
+absl::StatusOr<CommandLineSettings> ParseSettingsFlags(const ConfigSchema& schema,
+                                                       const std::vector<std::string>& args);
+
+// One entry per key of `schema`, sorted, for --help:
+//   --lease_timeout=VALUE
+//       silence after which an agent is declared dead (default: 10s)
+std::string SettingsFlagsHelp(const ConfigSchema& schema);
 
 // The names of the process's environment variables.
 std::vector<std::string> EnvironmentNames();

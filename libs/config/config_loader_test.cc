@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
@@ -221,6 +222,55 @@ TEST_F(ConfigLoaderTest, OversizedOrDeepConfigIsRefusedBeforeLoading) {
       Load("", {{"GYRE_QUEUES", std::string(100, '[') + std::string(100, ']')}});
   EXPECT_EQ(deep.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(deep.message().find("nested deeper than 32"), absl::string_view::npos) << deep;
+}
+
+TEST_F(ConfigLoaderTest, EveryKeyIsAFlagInEachForm) {
+  absl::StatusOr<CommandLineSettings> flags =
+      ParseSettingsFlags(schema_, {"--slots=8", "--queues", "cpu,gpu", "-shutdown_grace=3s",
+                                   "--nofsync", "--config=/etc/gyre.yaml"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->config_file, "/etc/gyre.yaml");
+  ConfigSources sources;
+  sources.environment = [](absl::string_view) { return std::nullopt; };
+  sources.flags = flags->flags;
+  ASSERT_TRUE(LoadConfig(schema_, sources).ok());
+  EXPECT_EQ(config_.slots, 8);
+  EXPECT_EQ(config_.queues, (std::vector<std::string>{"cpu", "gpu"}));
+  EXPECT_EQ(config_.shutdown_grace, absl::Seconds(3));
+  EXPECT_FALSE(config_.fsync);
+  flags = ParseSettingsFlags(schema_, {"--fsync"});
+  ASSERT_TRUE(flags.ok()) << flags.status();
+  EXPECT_EQ(flags->flags.at(0).value, "true");
+}
+
+TEST_F(ConfigLoaderTest, AnUnknownFlagOrAPositionalArgumentIsRefused) {
+  absl::StatusOr<CommandLineSettings> flags = ParseSettingsFlags(schema_, {"--slot=8"});
+  ASSERT_FALSE(flags.ok());
+  EXPECT_EQ(flags.status().message(),
+            "unknown flag --slot (did you mean \"--slots\"?); see --help");
+  flags = ParseSettingsFlags(schema_, {"serve"});
+  ASSERT_FALSE(flags.ok());
+  EXPECT_TRUE(absl::StrContains(flags.status().message(), "unexpected argument \"serve\""));
+  flags = ParseSettingsFlags(schema_, {"--slots"});
+  ASSERT_FALSE(flags.ok());
+  EXPECT_EQ(flags.status().message(), "flag --slots needs a value");
+}
+
+TEST_F(ConfigLoaderTest, HelpListsEveryKeyWithItsDocAndDefault) {
+  const std::string help = SettingsFlagsHelp(schema_);
+  for (const std::string& key : schema_.Keys()) {
+    EXPECT_TRUE(absl::StrContains(help, absl::StrCat("  --", key))) << key << "\n" << help;
+  }
+  EXPECT_TRUE(absl::StrContains(help, "  --slots=VALUE\n      concurrent tasks (default: 4)\n"))
+      << help;
+  EXPECT_TRUE(
+      absl::StrContains(help, "  --shutdown_grace=VALUE\n      drain time (default: 10s)\n"))
+      << help;
+  EXPECT_TRUE(absl::StrContains(help, "  --queues=VALUE\n      queues served (default: default)\n"))
+      << help;
+  EXPECT_TRUE(
+      absl::StrContains(help, "  --fsync[=true|false]\n      fsync the log (default: true)\n"))
+      << help;
 }
 
 }  // namespace

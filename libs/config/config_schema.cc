@@ -30,7 +30,7 @@ void ConfigSchema::AddString(std::string key, std::string* target, std::string h
         *target = *std::move(text);
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return *target; });
 }
 
 void ConfigSchema::AddAddress(std::string key, std::string* target, std::string help) {
@@ -49,7 +49,7 @@ void ConfigSchema::AddAddress(std::string key, std::string* target, std::string 
         *target = *std::move(text);
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return *target; });
 }
 
 void ConfigSchema::AddListenAddress(std::string key, std::string* target, std::string help) {
@@ -75,7 +75,7 @@ void ConfigSchema::AddInt(std::string key, int64_t* target, int64_t min, int64_t
         *target = parsed;
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return absl::StrCat(*target); });
 }
 
 void ConfigSchema::AddBool(std::string key, bool* target, std::string help) {
@@ -95,7 +95,8 @@ void ConfigSchema::AddBool(std::string key, bool* target, std::string help) {
         }
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return std::string(*target ? "true" : "false"); });
+  fields_.back().boolean = true;
 }
 
 void ConfigSchema::AddDuration(std::string key, absl::Duration* target, std::string help) {
@@ -113,7 +114,7 @@ void ConfigSchema::AddDuration(std::string key, absl::Duration* target, std::str
         *target = parsed;
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return absl::FormatDuration(*target); });
 }
 
 void ConfigSchema::AddChoice(std::string key, std::string* target, std::vector<std::string> choices,
@@ -132,7 +133,7 @@ void ConfigSchema::AddChoice(std::string key, std::string* target, std::vector<s
         *target = lower;
         return absl::OkStatus();
       },
-      false, std::move(help));
+      false, std::move(help), [target] { return *target; });
 }
 
 void ConfigSchema::AddStringList(std::string key, std::vector<std::string>* target,
@@ -165,11 +166,26 @@ void ConfigSchema::AddStringList(std::string key, std::vector<std::string>* targ
         *target = std::move(items);
         return absl::OkStatus();
       },
-      true, std::move(help));
+      true, std::move(help), [target] { return absl::StrJoin(*target, ","); });
 }
 
-void ConfigSchema::AddCustom(std::string key, Decoder decoder, bool structured, std::string help) {
-  fields_.push_back(Field{std::move(key), std::move(help), std::move(decoder), structured});
+void ConfigSchema::AddCustom(std::string key, Decoder decoder, bool structured, std::string help,
+                             std::function<std::string()> show) {
+  Field field;
+  field.key = std::move(key);
+  field.help = std::move(help);
+  field.decode = std::move(decoder);
+  field.structured = structured;
+  field.show = std::move(show);
+  fields_.push_back(std::move(field));
+}
+
+void ConfigSchema::AddAllFrom(const ConfigSchema& other, const std::vector<std::string>& except) {
+  for (const Field& field : other.fields_) {
+    if (Find(field.key) != nullptr) continue;
+    if (std::find(except.begin(), except.end(), field.key) != except.end()) continue;
+    fields_.push_back(field);
+  }
 }
 
 const ConfigSchema::Field* ConfigSchema::Find(absl::string_view key) const {

@@ -37,6 +37,11 @@ class ConfigSchema {
     // For a key declared with AddListenAddress: the address the process
     // will listen on, so it can check the port is free before it starts.
     const std::string* listen_address = nullptr;
+    // The target's value as text, as a flag would give it; printed as the
+    // default in --help (the schema is read before anything is loaded).
+    std::function<std::string()> show;
+    // A bool: `--key` alone means true and `--nokey` false.
+    bool boolean = false;
   };
 
   void AddString(std::string key, std::string* target, std::string help);
@@ -51,7 +56,13 @@ class ConfigSchema {
   void AddChoice(std::string key, std::string* target, std::vector<std::string> choices,
                  std::string help);
   void AddStringList(std::string key, std::vector<std::string>* target, std::string help);
-  void AddCustom(std::string key, Decoder decoder, bool structured, std::string help);
+  // `show` gives the target's value as text for --help (none: "see docs").
+  void AddCustom(std::string key, Decoder decoder, bool structured, std::string help,
+                 std::function<std::string()> show = nullptr);
+  // Every field of `other` whose key this schema does not have yet and is
+  // not in `except`: how one process (gyre dev) takes the settings of the
+  // components it runs. `other`'s targets must outlive this schema.
+  void AddAllFrom(const ConfigSchema& other, const std::vector<std::string>& except = {});
 
   const Field* Find(absl::string_view key) const;
   std::vector<std::string> Keys() const;

@@ -32,9 +32,15 @@ struct TlsConfig {
   bool require_tls = false;
   // How often the three files are checked for a new version.
   absl::Duration reload_interval = absl::Seconds(30);
+  // Prefix of the config keys, so a second TLS port of one process (the
+  // gateway's HTTPS, "http_") has its own files and errors name the key
+  // the operator set. require_tls is one per process: only the unprefixed
+  // settings declare it.
+  std::string key_prefix;
 
   // Declares tls_cert_file, tls_key_file, tls_ca_file, tls_client_auth,
-  // require_tls and tls_reload_interval.
+  // require_tls and tls_reload_interval (each after key_prefix; require_tls
+  // only without a prefix).
   void Register(config::ConfigSchema* schema);
 
   bool ServerUsesTls() const { return !cert_file.empty(); }

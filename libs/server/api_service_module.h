@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "libs/server/service_main.h"
 
@@ -16,9 +17,11 @@ namespace gyre::server {
 class ApiServiceModule : public ServiceModule {
  public:
   // `api_name` is the proto service's full name ("gyre.v1.SchedulerService"),
-  // `component` the short name ("scheduler", health name "gyre.scheduler").
+  // `component` the short name ("scheduler", health name "gyre.scheduler"),
+  // `implemented_rpcs` the RPCs `service` implements
+  // (ServiceHost::DeclareImplementedRpcs).
   ApiServiceModule(std::unique_ptr<grpc::Service> service, std::string api_name,
-                   std::string component);
+                   std::string component, std::vector<std::string> implemented_rpcs);
 
   void RegisterConfig(config::ConfigSchema* /*schema*/) override {}
   absl::Status AddServices(ServiceHost* host) override;
@@ -29,6 +32,7 @@ class ApiServiceModule : public ServiceModule {
   std::unique_ptr<grpc::Service> service_;
   std::string api_name_;
   std::string component_;
+  std::vector<std::string> implemented_rpcs_;
 };
 
 // The health-check name of a Gyre component, e.g. "gyre.scheduler".

@@ -6,13 +6,19 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <google/protobuf/descriptor.h>
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
 #include "libs/security/grpc_credentials.h"
 #include "libs/server/rpc_metrics_interceptor.h"
 #include "libs/server/unimplemented_message_interceptor.h"
+#include "prometheus/gauge.h"
 
 namespace gyre::server {
 
@@ -26,6 +32,10 @@ ServiceHost::~ServiceHost() {
 void ServiceHost::AddService(grpc::Service* service, std::string health_name) {
   services_.push_back(service);
   if (!health_name.empty()) health_names_.push_back(std::move(health_name));
+}
+
+void ServiceHost::DeclareImplementedRpcs(std::string api_name, std::vector<std::string> rpcs) {
+  implemented_rpcs_.emplace_back(std::move(api_name), std::move(rpcs));
 }
 
 void ServiceHost::AddHealthName(std::string health_name) {
@@ -70,6 +80,33 @@ absl::Status ServiceHost::Start() {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   for (const std::string& name : health_names_) health->SetServingStatus(name, true);
   health->SetServingStatus("", true);
+  health->SetServingStatus(kLivenessHealthName, true);
+  // What the API has and has not built yet, from the proto's own list of
+  // RPCs against what the module declares.
+  std::vector<std::string> not_implemented;
+  auto& implemented_gauge = prometheus::BuildGauge()
+                                .Name("gyre_rpc_implemented")
+                                .Help(
+                                    "1 for an RPC this process implements, 0 for one that "
+                                    "answers UNIMPLEMENTED (not built yet)")
+                                .Register(metrics_.registry());
+  for (const auto& [api_name, rpcs] : implemented_rpcs_) {
+    const google::protobuf::ServiceDescriptor* api =
+        google::protobuf::DescriptorPool::generated_pool()->FindServiceByName(api_name);
+    if (api == nullptr) continue;
+    for (int i = 0; i < api->method_count(); ++i) {
+      const std::string& method = api->method(i)->name();
+      const bool built = std::find(rpcs.begin(), rpcs.end(), method) != rpcs.end();
+      const std::string name = absl::StrCat(api_name, "/", method);
+      health->SetServingStatus(name, built);
+      implemented_gauge.Add({{"rpc", name}}).Set(built ? 1 : 0);
+      if (!built) not_implemented.push_back(name);
+    }
+  }
+  if (!not_implemented.empty()) {
+    logging::Warn("not built yet in this version of Gyre: these RPCs answer UNIMPLEMENTED",
+                  {{"not_implemented", absl::StrJoin(not_implemented, ",")}});
+  }
   logging::Info("serving", {{"grpc_port", grpc_port_},
                             {"metrics_port", metrics_.port()},
                             {"grpc_address", config_.grpc_address},
@@ -77,6 +114,13 @@ absl::Status ServiceHost::Start() {
                                     : config_.tls.client_auth == "require" ? "mutual"
                                                                            : "on"}});
   return absl::OkStatus();
+}
+
+void ServiceHost::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  for (const std::string& name : health_names_) health->SetServingStatus(name, serving);
+  health->SetServingStatus("", serving);
 }
 
 void ServiceHost::Shutdown() {

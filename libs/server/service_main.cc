@@ -4,63 +4,36 @@
 
 #include <cstdio>
 
-#include "absl/flags/commandlineflag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/reflection.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "libs/common/nearest_match.h"
+#include "libs/common/version.h"
 #include "libs/logging/logger.h"
 #include "libs/server/listen_check.h"
 #include "libs/server/termination_signals.h"
 
-ABSL_FLAG(std::string, config, "",
-          "YAML config file; GYRE_* environment variables and flags override it");
-ABSL_FLAG(std::string, grpc_address, "", "gRPC listen address (host:port)");
-ABSL_FLAG(std::string, metrics_address, "", "Prometheus /metrics listen address (host:port)");
-ABSL_FLAG(std::string, log_level, "", "minimum log level: debug, info, warn, error");
-ABSL_FLAG(std::string, log_format, "",
-          "log lines: auto (text when stderr is a terminal, else JSON), json or text");
-ABSL_FLAG(std::string, shutdown_grace, "", "time in-flight RPCs get after SIGTERM, e.g. 10s");
-
 namespace gyre::server {
 namespace {
 
-std::vector<std::string> AllFlagNames() {
-  std::vector<std::string> names;
-  for (const auto& [name, flag] : absl::GetAllFlags()) names.push_back(absl::StrCat("--", name));
-  return names;
-}
-
-bool AsksForHelp(int argc, char** argv) {
+bool AsksFor(int argc, char** argv, std::initializer_list<absl::string_view> names) {
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     if (arg == "--") break;
-    if (arg == "-h" || arg == "--help" || arg == "-help" || arg == "--helpfull") return true;
+    for (absl::string_view name : names) {
+      if (arg == name) return true;
+    }
   }
   return false;
 }
 
-// The flags a service binary takes, with their help and defaults, on stdout.
-void PrintUsage(const ServiceMainInfo& info) {
-  std::vector<std::pair<std::string, std::string>> flags = {
-      {"config", ""},
-      {"grpc_address", info.default_grpc_address},
-      {"metrics_address", info.default_metrics_address},
-      {"log_level", "info"},
-      {"log_format", "auto"},
-      {"shutdown_grace", ""}};
-  for (const FlagBinding& binding : info.flags) flags.emplace_back(binding.key, "");
+// Every setting as a flag, with its help and default, on stdout: generated
+// from the schema, so a key cannot be left out.
+void PrintUsage(const ServiceMainInfo& info, const config::ConfigSchema& schema) {
   std::string usage = absl::StrCat(
       "usage: ", info.binary_name, " [--flag=value]...\n",
-      "Settings come from a YAML file (--config), then GYRE_* environment variables (e.g.\n"
-      "GYRE_LOG_LEVEL), then flags; docs/configuration.md lists every key. Flags:\n");
-  for (const auto& [name, fallback] : flags) {
-    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
-    if (flag == nullptr) continue;
-    absl::StrAppend(&usage, "  --", name, "\n      ", flag->Help(),
-                    fallback.empty() ? "" : absl::StrCat(" (default ", fallback, ")"), "\n");
-  }
+      "Settings come from a YAML file (--config=FILE), then GYRE_* environment variables\n"
+      "(GYRE_ + the key in upper case, e.g. GYRE_LOG_LEVEL), then flags, each later source\n"
+      "overriding the earlier; docs/configuration.md describes every key. Flags:\n"
+      "  --config=FILE\n      YAML file of settings (keys as below)\n");
+  absl::StrAppend(&usage, config::SettingsFlagsHelp(schema));
   std::fputs(usage.c_str(), stdout);
 }
 
@@ -76,49 +49,7 @@ bool IsSetupError(const absl::Status& status) {
          status.code() == absl::StatusCode::kPermissionDenied;
 }
 
-void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,
-                        const absl::Flag<std::string>& flag) {
-  std::string value = absl::GetFlag(flag);
-  if (value.empty()) return;
-  overrides->push_back({std::string(key), std::move(value), absl::StrCat("flag --", key)});
-}
-
-absl::Status CheckFlagsAreKnown(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg = argv[i];
-    if (arg == "--") break;
-    if (!absl::StartsWith(arg, "-") || arg == "-") continue;
-    arg.remove_prefix(absl::StartsWith(arg, "--") ? 2 : 1);
-    const absl::string_view name = arg.substr(0, arg.find('='));
-    if (absl::FindCommandLineFlag(name) != nullptr) continue;
-    if (absl::StartsWith(name, "no") && absl::FindCommandLineFlag(name.substr(2)) != nullptr) {
-      continue;
-    }
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown flag --", name, DidYouMean(absl::StrCat("--", name), AllFlagNames()),
-                     "; see --help"));
-  }
-  return absl::OkStatus();
-}
-
 int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module) {
-  if (AsksForHelp(argc, argv)) {
-    PrintUsage(info);
-    return kExitOk;
-  }
-  BlockTerminationSignals();
-  signal(SIGPIPE, SIG_IGN);  // a closed peer is an error on the socket, not a crash
-
-  if (absl::Status status = CheckFlagsAreKnown(argc, argv); !status.ok()) {
-    return ConfigError(info, status);
-  }
-  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
-  if (positional.size() > 1) {
-    return ConfigError(info, absl::InvalidArgumentError(
-                                 absl::StrCat("unexpected argument \"", positional[1],
-                                              "\" (settings are flags such as --config=FILE)")));
-  }
-
   ServerConfig server_config;
   server_config.grpc_address = info.default_grpc_address;
   server_config.metrics_address = info.default_metrics_address;
@@ -126,16 +57,23 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
   server_config.Register(&schema);
   module->RegisterConfig(&schema);
 
-  config::ConfigSources sources;
-  sources.file_path = absl::GetFlag(FLAGS_config);
-  AppendFlagOverride(&sources.flags, "grpc_address", FLAGS_grpc_address);
-  AppendFlagOverride(&sources.flags, "metrics_address", FLAGS_metrics_address);
-  AppendFlagOverride(&sources.flags, "log_level", FLAGS_log_level);
-  AppendFlagOverride(&sources.flags, "log_format", FLAGS_log_format);
-  AppendFlagOverride(&sources.flags, "shutdown_grace", FLAGS_shutdown_grace);
-  for (const FlagBinding& binding : info.flags) {
-    AppendFlagOverride(&sources.flags, binding.key, *binding.flag);
+  if (AsksFor(argc, argv, {"-h", "--help", "-help", "--helpfull"})) {
+    PrintUsage(info, schema);
+    return kExitOk;
   }
+  if (AsksFor(argc, argv, {"--version", "-version"})) {
+    std::printf("%s %s\n", info.binary_name.c_str(), kGyreVersion);
+    return kExitOk;
+  }
+  BlockTerminationSignals();
+  signal(SIGPIPE, SIG_IGN);  // a closed peer is an error on the socket, not a crash
+
+  absl::StatusOr<config::CommandLineSettings> flags =
+      config::ParseSettingsFlags(schema, std::vector<std::string>(argv + 1, argv + argc));
+  if (!flags.ok()) return ConfigError(info, flags.status());
+  config::ConfigSources sources;
+  sources.file_path = flags->config_file;
+  sources.flags = std::move(flags->flags);
   if (absl::Status status = config::LoadConfig(schema, sources); !status.ok()) {
     return ConfigError(info, status);
   }

@@ -4,8 +4,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/flags/declare.h"
-#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "libs/config/config_loader.h"
@@ -46,21 +44,12 @@ class ServiceModule {
   virtual void OnStopped() {}
 };
 
-// A string flag that overrides the config key of the same meaning. Flags are
-// defined in each binary's main.cc (not in libraries), so that `gyre dev`
-// can link every service without two definitions of one flag.
-struct FlagBinding {
-  std::string key;
-  const absl::Flag<std::string>* flag;
-};
-
 // Static facts about one service binary.
 struct ServiceMainInfo {
   std::string binary_name;   // "gyre-orchestrator", prefixes config errors
   std::string service_name;  // "orchestrator", the service field of logs
   std::string default_grpc_address;
   std::string default_metrics_address;
-  std::vector<FlagBinding> flags;  // the binary's own flags beyond the common ones
 };
 
 // Exit codes of every Gyre binary.
@@ -78,14 +67,6 @@ int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceMo
 // True for the start-up failures that are the operator's to fix rather
 // than Gyre's (see ServiceModule::AddServices).
 bool IsSetupError(const absl::Status& status);
-
-// Appends {key, value of --flag} to `overrides` when the string flag was set.
-void AppendFlagOverride(std::vector<config::ConfigOverride>* overrides, absl::string_view key,
-                        const absl::Flag<std::string>& flag);
-
-// Rejects flags no part of the binary defines, with a suggestion, before
-// Abseil parses them (Abseil would exit 1 on its own). Exposed for `gyre`.
-absl::Status CheckFlagsAreKnown(int argc, char** argv);
 
 }  // namespace gyre::server
 

@@ -64,11 +64,14 @@ class ChildProcess {
 
   pid_t pid_;
   int output_fd_;
-  std::thread reader_;
   absl::Mutex mutex_;
   std::vector<std::string> lines_ ABSL_GUARDED_BY(mutex_);
   bool output_closed_ ABSL_GUARDED_BY(mutex_) = false;
   std::optional<int> exit_status_;
+  // Last: its thread starts in the constructor and uses every member above,
+  // which must be constructed first (declared before it, it ran against an
+  // unconstructed mutex: "Mutex corrupt" aborts of whole test binaries).
+  std::thread reader_;
 };
 
 // Extracts an integer field from a JSON log line ("grpc_port":1234).

@@ -6,6 +6,7 @@
 #include <boost/beast/http.hpp>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace gyre::testing {
@@ -85,6 +86,22 @@ absl::StatusOr<HttpResponse> HttpGet(const std::string& host, int port, const st
                       std::string(response[http::field::content_type]),
                       response.body(),
                       {}};
+}
+
+double MetricSample(int port, const std::string& sample) {
+  absl::StatusOr<HttpResponse> response = HttpGet("127.0.0.1", port, "/metrics");
+  if (!response.ok()) return -1;
+  // Samples start a line; "# HELP name ..." lines must not match.
+  const std::string prefix = "\n" + sample + " ";
+  const size_t at = response->body.find(prefix);
+  if (at == std::string::npos) return -1;
+  const size_t start = at + prefix.size();
+  double value = -1;
+  if (!absl::SimpleAtod(response->body.substr(start, response->body.find('\n', start) - start),
+                        &value)) {
+    return -1;
+  }
+  return value;
 }
 
 }  // namespace gyre::testing

@@ -30,6 +30,10 @@ absl::StatusOr<HttpResponse> HttpCall(
     const std::string& host, int port, const std::string& method, const std::string& target,
     const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body = "");
 
+// The value of one sample (e.g. `name{label="x"}`) in the Prometheus text
+// served at 127.0.0.1:`port`/metrics, or -1 when unreachable or absent.
+double MetricSample(int port, const std::string& sample);
+
 }  // namespace gyre::testing
 
 #endif  // GYRE_LIBS_TESTING_HTTP_GET_H_

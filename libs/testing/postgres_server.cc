@@ -1,12 +1,12 @@
 #include "libs/testing/postgres_server.h"
 
-#include <netinet/in.h>
 #include <pwd.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/free_port.h"
 
 namespace gyre::testing {
 
@@ -25,25 +26,6 @@ constexpr char kRunuser[] = "/usr/sbin/runuser";
 constexpr char kUser[] = "postgres";   // the unprivileged OS user when run as root
 constexpr char kSuperuser[] = "gyre";  // the database superuser initdb creates
 
-// A port nobody listens on now (the kernel's pick for port 0). Another
-// process may take it before the server binds: Start retries.
-absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket() for a free port failed");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  close(fd);
-  if (port <= 0) return absl::InternalError("no free loopback port");
-  return port;
-}
-
 std::string RandomHex(int bytes) {
   std::random_device random;
   std::string out;
@@ -53,6 +35,19 @@ std::string RandomHex(int bytes) {
 }
 
 }  // namespace
+
+PostgresServer& PostgresServer::Shared() {
+  static const std::unique_ptr<PostgresServer> server = [] {
+    absl::StatusOr<std::unique_ptr<PostgresServer>> started = Start();
+    if (!started.ok()) {
+      std::fprintf(stderr, "the shared PostgreSQL test server did not start: %s\n",
+                   started.status().ToString().c_str());
+      std::abort();
+    }
+    return *std::move(started);
+  }();
+  return *server;
+}
 
 absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
   std::unique_ptr<PostgresServer> server(new PostgresServer());

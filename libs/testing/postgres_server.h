@@ -27,6 +27,10 @@ namespace gyre::testing {
 class PostgresServer {
  public:
   static absl::StatusOr<std::unique_ptr<PostgresServer>> Start();
+  // The server every test of a process shares: started on first use,
+  // stopped at exit. One that cannot start aborts the process with the
+  // reason (a failed test, never a skip).
+  static PostgresServer& Shared();
   ~PostgresServer();
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;

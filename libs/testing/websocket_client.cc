@@ -1,7 +1,6 @@
 #include "libs/testing/websocket_client.h"
 
-#include <sys/socket.h>
-#include <sys/time.h>
+#include <optional>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -9,6 +8,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 
 namespace gyre::testing {
 
@@ -58,11 +58,25 @@ absl::StatusOr<std::unique_ptr<WebSocketClient>> WebSocketClient::Connect(
 
 absl::StatusOr<std::string> WebSocketClient::Read(absl::Duration timeout) {
   if (impl_ == nullptr) return absl::FailedPreconditionError("dropped");
-  const timeval tv = absl::ToTimeval(timeout);
-  setsockopt(impl_->ws.next_layer().native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  beast::error_code error;
+  // Asynchronous, so the timeout holds (asio's blocking read ignores
+  // SO_RCVTIMEO: it polls again without a limit).
+  std::optional<beast::error_code> result;
   impl_->buffer.clear();
-  impl_->ws.read(impl_->buffer, error);
+  impl_->ws.async_read(impl_->buffer,
+                       [&result](beast::error_code error, size_t) { result = error; });
+  impl_->io.restart();
+  impl_->io.run_for(absl::ToChronoMilliseconds(timeout));
+  if (!result.has_value()) {
+    // A cancelled read leaves a WebSocket stream unusable: drop it.
+    beast::error_code ignored;
+    impl_->ws.next_layer().cancel(ignored);
+    impl_->io.restart();
+    impl_->io.run();
+    Drop();
+    return absl::UnavailableError(
+        absl::StrCat("read: no message within ", absl::FormatDuration(timeout)));
+  }
+  const beast::error_code error = *result;
   if (error == websocket::error::closed) {
     close_code_ = impl_->ws.reason().code;
     return absl::OutOfRangeError(

@@ -28,7 +28,8 @@ class WebSocketClient {
 
   // The next message. When the server closed the connection: OutOfRange
   // with "close CODE: REASON" (close_code() is then set). Unavailable on
-  // another error or after `timeout` without a message.
+  // another error or after `timeout` without a message (the connection is
+  // then dropped).
   absl::StatusOr<std::string> Read(absl::Duration timeout = absl::Seconds(30));
 
   // Drops the connection without a close handshake (a client that dies).

@@ -1,6 +1,7 @@
 #include "libs/wfcommons/wfcommons_import.h"
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -71,6 +72,13 @@ absl::StatusOr<std::string> ConvertWfCommonsTrace(absl::string_view trace_json,
         << Seconds(task.runtime_seconds * options.time_scale);
     if (!parents.empty()) {
       out << YAML::Key << "depends_on" << YAML::Value << YAML::Flow << parents;
+    }
+    // The task's input size as context values (numbers in its environment):
+    // what the predictor regresses duration and memory on.
+    if (task.input_count > 0) {
+      out << YAML::Key << "env" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key
+          << "input_bytes" << YAML::Value << std::to_string(task.input_bytes) << YAML::Key
+          << "input_count" << YAML::Value << std::to_string(task.input_count) << YAML::EndMap;
     }
     if (task.cpu_cores > 0 || task.memory_bytes > 0) {
       out << YAML::Key << "resources" << YAML::Value << YAML::Flow << YAML::BeginMap;

@@ -31,8 +31,10 @@ struct ImportSummary {
 // runtimeInSeconds, avgCPU, memoryInBytes, command) into Gyre workflow YAML
 // whose tasks are `builtin: sleep` for their recorded runtime times the
 // scale, keep the DAG, and carry the recorded command as their description
-// and CPU/memory as resources. Errors (InvalidArgument) say which task or
-// field is wrong.
+// and CPU/memory as resources; a task with input files gets their total
+// size and count as the numeric values `input_bytes` and `input_count` of
+// its env (the context values the orchestrator forwards to the predictor).
+// Errors (InvalidArgument) say which task or field is wrong.
 absl::StatusOr<std::string> ConvertWfCommonsTrace(absl::string_view trace_json,
                                                   const ImportOptions& options,
                                                   ImportSummary* summary = nullptr);

@@ -17,9 +17,11 @@ constexpr char kSmallTrace[] = R"json({
   "workflow": {
     "specification": {
       "tasks": [
-        {"name": "mProject_ID01", "id": "mProject_ID01", "parents": [], "children": ["mAdd_ID02"]},
+        {"name": "mProject_ID01", "id": "mProject_ID01", "parents": [], "children": ["mAdd_ID02"],
+         "inputFiles": ["a.fits", "a.hdr"]},
         {"name": "mAdd_ID02", "id": "mAdd_ID02", "parents": ["mProject_ID01"], "children": []}
-      ]
+      ],
+      "files": [{"id": "a.fits", "sizeInBytes": 4000}, {"id": "a.hdr", "sizeInBytes": 96}]
     },
     "execution": {
       "tasks": [
@@ -46,9 +48,13 @@ TEST(WfCommonsImportTest, ConvertsTasksDependenciesAndScaledRuntime) {
   EXPECT_EQ(first["resources"]["cpu"].as<std::string>(), "1.50");
   EXPECT_EQ(first["resources"]["memory"].as<int64_t>(), 1000);
   EXPECT_EQ(first["labels"]["program"].as<std::string>(), "mProject");
+  // The input size, as numeric context values for the predictor.
+  EXPECT_EQ(first["env"]["input_bytes"].as<std::string>(), "4096");
+  EXPECT_EQ(first["env"]["input_count"].as<std::string>(), "2");
   const YAML::Node second = workflow["tasks"][1];
   EXPECT_EQ(second["duration"].as<std::string>(), "0.250s");
   EXPECT_EQ(second["depends_on"][0].as<std::string>(), "mProject_ID01");
+  EXPECT_FALSE(second["env"]) << "no input files: no size to record";
   EXPECT_EQ(summary.tasks, 2);
   EXPECT_EQ(summary.edges, 1);
   EXPECT_DOUBLE_EQ(summary.recorded_runtime_seconds, 12.5);

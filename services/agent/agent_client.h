@@ -5,9 +5,11 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.pb.h"
 #include "libs/common/clock.h"
@@ -21,53 +23,153 @@
 
 namespace gyre::agent {
 
-// The agent's session with the orchestrator: one bidirectional stream over
-// which it registers, receives assignments (as it grants credit), and sends
-// heartbeats, results and credit back. Reconnects with backoff when the
-// stream breaks, re-registering with the attempts it still runs; results the
-// orchestrator has not acknowledged are sent again (the orchestrator records
-// each attempt once). Heartbeats, the reconnect backoff, the drain's grace
-// and the tasks' timeouts run on `clock`. Thread-safe.
+// The name of an attempt's work directory under the agent's work_dir:
+// "{execution id}.{task}.{attempt}", one path component; an error (the
+// attempt fails with it) when the ref cannot make one.
+absl::StatusOr<std::string> WorkDirName(const gyre::v1::AttemptRef& ref);
+
+// The agent's sessions with its orchestrators: one bidirectional stream
+// each, over which it registers, receives assignments (as it grants
+// credit), and sends heartbeats, results and credit back. Reconnects with
+// backoff when a stream breaks, re-registering with the attempts it still
+// runs for that orchestrator; results the orchestrator has not acknowledged
+// are sent again (the orchestrator records each attempt once). Heartbeats,
+// the reconnect backoff, the drain's grace and the tasks' timeouts run on
+// `clock`. Thread-safe.
+//
+// With several orchestrators (issue 21: they share the executions by
+// shard; docs/architecture.md "Agents and several orchestrators"), the
+// slots are split by credit: the credit outstanding on all streams plus
+// the attempts running never exceed the slots. An attempt belongs to the
+// stream that assigned it (its cancels, heartbeats and first result go
+// there). A result an orchestrator refuses (ResultRefused: it does not own
+// the execution's shard, e.g. the shard moved) is held and sent, renumbered,
+// to the other orchestrators in turn, with backoff once all refused, until
+// one acknowledges it as durable.
 class AgentClient {
  public:
+  // One orchestrator, reached through `link` (the single-address case).
   AgentClient(AgentConfig config, std::shared_ptr<OrchestratorLink> link,
               Clock* clock = Clock::Real());
+  // No orchestrator yet: SetOrchestrators names them.
+  explicit AgentClient(AgentConfig config, Clock* clock = Clock::Real());
   ~AgentClient();
+
+  // The orchestrators to hold streams to, by name (the member's address):
+  // new names get a stream, names no longer listed lose theirs (the
+  // results waiting for their acknowledgement go to the others). At most
+  // kMaxOrchestrators. May be called before or after Start.
+  using Orchestrators = std::vector<std::pair<std::string, std::shared_ptr<OrchestratorLink>>>;
+  void SetOrchestrators(Orchestrators orchestrators);
 
   void Start();
   // Stops taking work, lets running tasks finish for up to `grace`, cancels
-  // the rest, reports everything and closes the stream.
+  // the rest, reports everything and closes the streams.
   void Drain(absl::Duration grace);
+
+  // Handles one message from the (first) orchestrator as the session's
+  // reader does (registration settings, assignments, cancels,
+  // acknowledgements, refusals); false when the orchestrator asks the agent
+  // to end the session. Public so that fuzz/orchestrator_message_fuzz.cc
+  // and the tests can drive it without a network; whatever it queues for
+  // the orchestrator waits for a session.
+  bool HandleMessage(const gyre::v1::OrchestratorMessage& message);
 
   const std::string& agent_id() const { return agent_id_; }
   // How declared limits are enforced here (cgroups), or why they are not.
   const TaskCgroups& cgroups() const { return *cgroups_; }
   // Counts the attempts the OOM killer ended (set before Start).
   void set_oom_kill_counter(prometheus::Counter* counter) { oom_kills_ = counter; }
+  // Count results refused by an orchestrator (ResultRefused) and results
+  // dropped because more than kMaxHeldResults waited for an orchestrator
+  // to take them (set before Start).
+  void set_result_counters(prometheus::Counter* refused, prometheus::Counter* dropped) {
+    refused_results_ = refused;
+    dropped_results_ = dropped;
+  }
+
+  // Refused results held at once at most (waiting for, or offered to,
+  // another orchestrator); beyond it the oldest is dropped, logged and
+  // counted (its attempt is then lost and run again by its orchestrator).
+  static constexpr size_t kMaxHeldResults = 4096;
 
  private:
-  void RunSessions();
-  void RunSession();
-  void HandleAssignment(const gyre::v1::TaskAssignment& task);
+  // One orchestrator's stream. The fields without annotation are guarded by
+  // the client's mutex_.
+  struct Stream {
+    Stream(std::string name, std::shared_ptr<OrchestratorLink> link)
+        : name(std::move(name)), link(std::move(link)) {}
+    const std::string name;
+    const std::shared_ptr<OrchestratorLink> link;
+    std::thread thread;                      // RunSessions; joined by whoever drops the stream
+    OrchestratorSession* session = nullptr;  // the open one
+    bool connected = false;                  // registered: credit may go to it
+    bool removed = false;                    // no longer a member
+    absl::Duration heartbeat_interval = absl::Seconds(5);
+    // The orchestrator's (from Registered): bounds the reconnect backoff.
+    absl::Duration lease_timeout = absl::Seconds(30);
+    // Results sent but not acknowledged, in the order of their numbers
+    // (TaskResult.sequence), re-sent after a reconnect.
+    std::deque<QueuedMessage> unacked;
+    int64_t credit = 0;    // granted to this session and not yet used
+    int64_t assigned = 0;  // its attempts not yet done: the slots it holds
+    // Outgoing messages of the current session, written by its writer.
+    absl::Mutex out_mutex;
+    std::deque<QueuedMessage> outgoing ABSL_GUARDED_BY(out_mutex);
+    int32_t pending_credit ABSL_GUARDED_BY(out_mutex) = 0;
+    bool writer_stop ABSL_GUARDED_BY(out_mutex) = false;
+  };
+  using StreamPtr = std::shared_ptr<Stream>;
+
+  // A refused result waiting for an orchestrator that takes it.
+  struct HeldResult {
+    QueuedMessage result;
+    // Streams that refused it since the last backoff.
+    absl::flat_hash_set<std::string> refused_by;
+    absl::Duration backoff = absl::Milliseconds(500);
+    absl::Time next_try = absl::InfinitePast();
+  };
+
+  void StartStreamLocked(const StreamPtr& stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void RunSessions(const StreamPtr& stream);
+  void RunSession(const StreamPtr& stream);
+  bool HandleMessage(const StreamPtr& stream, const gyre::v1::OrchestratorMessage& message);
+  void HandleAssignment(const StreamPtr& stream, const gyre::v1::TaskAssignment& task);
   // `tracked`: the attempt has an entry in running_.
-  void OnTaskDone(const gyre::v1::AttemptRef& ref, bool evaluator, bool tracked,
-                  TaskOutcome outcome);
-  // Queues a message for the session's writer thread, with `credit` more
+  void OnTaskDone(const StreamPtr& stream, const gyre::v1::AttemptRef& ref, bool evaluator,
+                  bool tracked, TaskOutcome outcome);
+  // Queues a message for the stream's writer thread, with `credit` more
   // free slots to grant. Credits are summed so a busy agent grants them in
   // batches (and gets assignments in batches), after the results queued
   // with them.
-  void Send(gyre::v1::AgentMessage message, int32_t credit = 0);
-  void Send(QueuedMessage message, int32_t credit = 0);
-  void WriterLoop(OrchestratorSession* session);
+  void Send(Stream& stream, gyre::v1::AgentMessage message, int32_t credit = 0);
+  void Send(Stream& stream, QueuedMessage message, int32_t credit = 0);
+  void WriterLoop(Stream* stream, OrchestratorSession* session);
   void HeartbeatLoop();
   // Cancels the attempts in `handles`; called without mutex_ held (a
   // cancelled built-in reports at once, on the calling thread).
   void CancelAttempts(const std::vector<TaskRunner::Handle>& handles, absl::Duration grace);
-  gyre::v1::Register Registration();
+  gyre::v1::Register Registration(Stream& stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+
+  // Credit one stream may hold unused: all the slots with one orchestrator
+  // (as before several existed); with several, a share small enough that
+  // an idle orchestrator holds few slots away from a busy one.
+  int64_t CreditCapLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Grants the slots neither running nor promised to connected streams
+  // below the cap, each to the one holding the fewest slots (ties: `origin`,
+  // the stream whose attempt just ended or that was just assigned work,
+  // then in turn).
+  void GrantFreeSlotsLocked(const Stream* origin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Offers each held result due for a try to a connected stream that has
+  // not refused it (renumbered: acknowledgements are cumulative per
+  // session); once all refused, waits its backoff.
+  void RouteHeldLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  static HeldResult Held(QueuedMessage result);
+  void HoldLocked(HeldResult held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  bool AllAcknowledgedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   const AgentConfig config_;
   const std::string agent_id_;
-  const std::shared_ptr<OrchestratorLink> link_;
   Clock* const clock_;
   // The user tasks run as, or why none may run (a root agent not allowed
   // to run root tasks: every process task fails with that).
@@ -76,29 +178,46 @@ class AgentClient {
   const std::shared_ptr<const TaskCgroups> cgroups_;
   GpuAssignment gpus_;
   prometheus::Counter* oom_kills_ = nullptr;
+  prometheus::Counter* refused_results_ = nullptr;
+  prometheus::Counter* dropped_results_ = nullptr;
   TaskRunner runner_;
 
-  // Lock order: mutex_, then out_mutex_.
-  absl::Mutex mutex_;
-  OrchestratorSession* session_ ABSL_GUARDED_BY(mutex_) = nullptr;  // the open one
+  // Lock order: mutex_, then a stream's out_mutex.
+  mutable absl::Mutex mutex_;
+  std::vector<StreamPtr> streams_ ABSL_GUARDED_BY(mutex_);
+  // The first stream ever: HandleMessage(message) acts for it.
+  StreamPtr primary_ ABSL_GUARDED_BY(mutex_);
+  bool started_ ABSL_GUARDED_BY(mutex_) = false;
+  // The shortest interval an orchestrator asked for; heartbeats go to all
+  // streams at it.
   absl::Duration heartbeat_interval_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(5);
-  // The orchestrator's (from Registered): bounds the reconnect backoff.
-  absl::Duration lease_timeout_ ABSL_GUARDED_BY(mutex_) = absl::Seconds(30);
-  // Attempts running: "execution/task#attempt" -> (ref, runner handle).
-  absl::flat_hash_map<std::string, std::pair<gyre::v1::AttemptRef, TaskRunner::Handle>> running_
-      ABSL_GUARDED_BY(mutex_);
-  // Results sent but not acknowledged, in the order of their numbers
-  // (TaskResult.sequence), re-sent after a reconnect.
-  std::deque<QueuedMessage> unacked_ ABSL_GUARDED_BY(mutex_);
+  // Bumped to wake the heartbeat thread early (new interval, held results).
+  uint64_t heartbeat_wake_ ABSL_GUARDED_BY(mutex_) = 0;
+  struct Running {
+    gyre::v1::AttemptRef ref;
+    TaskRunner::Handle handle = 0;
+    StreamPtr stream;  // the orchestrator that assigned it
+  };
+  // Attempts running: "execution/task#attempt" -> entry.
+  absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
+  // Attempts assigned and not yet done (running_ plus those ending at once).
+  int64_t in_use_ ABSL_GUARDED_BY(mutex_) = 0;
   uint64_t last_result_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
+  size_t next_turn_ ABSL_GUARDED_BY(mutex_) = 0;  // round robin among streams
+  // Refused results waiting for a stream, and those offered to one (by
+  // attempt key; their message sits in that stream's unacked).
+  std::deque<HeldResult> held_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, HeldResult> offered_ ABSL_GUARDED_BY(mutex_);
+  // Attempts cancelled before their assignment arrived (the orchestrator
+  // sends an assignment only once its lease is durable, a cancel at once,
+  // so a cancel can overtake it): such an assignment is reported cancelled
+  // and never runs. Keyed by stream and attempt. The oldest are forgotten
+  // beyond kMaxEarlyCancels (a cancel of an attempt that already ended is
+  // never matched).
+  absl::flat_hash_set<std::string> early_cancels_ ABSL_GUARDED_BY(mutex_);
+  std::deque<std::string> early_cancel_order_ ABSL_GUARDED_BY(mutex_);
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
-  // Outgoing messages of the current session, written by its writer thread.
-  absl::Mutex out_mutex_;
-  std::deque<QueuedMessage> outgoing_ ABSL_GUARDED_BY(out_mutex_);
-  int32_t pending_credit_ ABSL_GUARDED_BY(out_mutex_) = 0;
-  bool writer_stop_ ABSL_GUARDED_BY(out_mutex_) = false;
-  std::thread session_thread_;
   std::thread heartbeat_thread_;
 };
 

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -143,6 +145,23 @@ class ScriptedLink : public OrchestratorLink {
     };
     mutex_.AwaitWithTimeout(absl::Condition(&enough), wait);
     return heartbeats;
+  }
+  // The credit session `index` was granted (its registration's initial
+  // credit and every Credit since) once it is at least `at_least` (or after
+  // `wait`).
+  int64_t Granted(size_t index, int64_t at_least, absl::Duration wait = absl::Seconds(10)) {
+    absl::MutexLock lock(&mutex_);
+    WaitForSession(index);
+    int64_t granted = 0;
+    auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      granted = 0;
+      for (const v1::AgentMessage& message : sessions_[index]->written_) {
+        granted += message.register_().initial_credit() + message.credit().tasks();
+      }
+      return granted >= at_least;
+    };
+    mutex_.AwaitWithTimeout(absl::Condition(&enough), wait);
+    return granted;
   }
   // Whether session `index` has received `text` in a stdout log chunk.
   bool LogContains(size_t index, const std::string& text) {
@@ -365,6 +384,96 @@ TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
   EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_CANCELLED);
 }
 
+TEST(AgentClientTest, ACancelThatOvertakesItsAssignmentKeepsTheTaskFromRunning) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  // The orchestrator sends an assignment once its lease is durable but a
+  // cancel at once: the cancel can arrive first. The task must not run.
+  const std::string marker = scratch.path() + "/ran";
+  link->Deliver(0, CancelTask("early"));
+  link->Deliver(0, AssignCommand("early", "touch " + marker));
+  // A later attempt of another task runs as usual (the ordering point: its
+  // result comes after the cancelled one's).
+  link->Deliver(0, Assign({"after"}));
+  const std::vector<v1::TaskResult> results = link->Results(0, 2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].ref().task_id(), "early");
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_CANCELLED);
+  EXPECT_NE(results[0].error().find("before its assignment arrived"), std::string::npos)
+      << results[0].error();
+  EXPECT_EQ(results[1].ref().task_id(), "after");
+  EXPECT_EQ(results[1].outcome(), v1::ATTEMPT_SUCCEEDED);
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "the cancelled task ran";
+}
+
+TEST(AgentClientTest, WorkDirNameIsOnePathComponentOrAnError) {
+  v1::AttemptRef ref;
+  ref.set_execution("executions/e1");
+  ref.set_task_id("t");
+  ref.set_attempt(3);
+  EXPECT_EQ(WorkDirName(ref).value_or(""), "e1.t.3");
+  // Found by fuzz/orchestrator_message (corpus: finding-short-execution-name):
+  // an execution name shorter than "executions/" threw std::out_of_range
+  // from substr and aborted the agent.
+  ref.set_execution("");
+  EXPECT_FALSE(WorkDirName(ref).ok());
+  ref.set_execution("e1");
+  EXPECT_EQ(WorkDirName(ref).value_or(""), "e1.t.3");
+  // A slash would place the directory (removed after the attempt) elsewhere.
+  ref.set_task_id("../../../home");
+  EXPECT_FALSE(WorkDirName(ref).ok());
+  ref.set_task_id("t");
+  ref.set_execution("executions/../x");
+  EXPECT_FALSE(WorkDirName(ref).ok());
+}
+
+TEST(AgentClientTest, AnAssignmentWithoutAUsableWorkDirFailsAndTheAgentGoesOn) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  v1::OrchestratorMessage bad = AssignCommand("bad", "true");
+  bad.mutable_assignment()->mutable_tasks(0)->mutable_ref()->set_execution("");
+  link->Deliver(0, bad);
+  link->Deliver(0, Assign({"after"}));
+  const std::vector<v1::TaskResult> results = link->Results(0, 2);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_FAILED);
+  EXPECT_NE(results[0].error().find("work directory"), std::string::npos) << results[0].error();
+  EXPECT_EQ(results[1].ref().task_id(), "after");
+  EXPECT_EQ(results[1].outcome(), v1::ATTEMPT_SUCCEEDED);
+}
+
+TEST(AgentClientTest, AHugeTimeoutIsNoTimeoutAtAll) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  // int64 seconds overflowed when converted to nanoseconds: the task was
+  // given a negative timeout and reported timed out at once.
+  v1::OrchestratorMessage message = AssignCommand("long", "true");
+  message.mutable_assignment()->mutable_tasks(0)->mutable_timeout()->set_seconds(
+      std::numeric_limits<int64_t>::max());
+  link->Deliver(0, message);
+  const std::vector<v1::TaskResult> results = link->Results(0, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_SUCCEEDED) << results[0].error();
+}
+
 TEST(AgentClientTest, DrainCancelsWhatOutlivesTheGraceAndReportsIt) {
   gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
@@ -476,6 +585,104 @@ TEST(AgentClientTest, TheRegistrationSaysWhetherLimitsAreEnforced) {
   EXPECT_FALSE(registration.limits_enforced());
   EXPECT_EQ(registration.limits_enforcement(),
             "none: turned off by configuration (cgroups: false)");
+}
+
+// Two orchestrators (issue 21): the slots are split by credit, never more
+// promised or running than the agent has, and a busy orchestrator gets the
+// slots the idle one does not hold.
+TEST(AgentClientTest, SlotsAreSplitByCreditAcrossOrchestrators) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.slots = 4;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  auto a = std::make_shared<ScriptedLink>(Clock::Real());
+  auto b = std::make_shared<ScriptedLink>(Clock::Real());
+  AgentClient agent(config);
+  agent.SetOrchestrators({{"a", a}, {"b", b}});
+  agent.Start();
+  const v1::Register on_a = a->Registration(0);
+  const v1::Register on_b = b->Registration(0);
+  // A stream holds at most slots / (2 x 2 orchestrators) unused credit.
+  EXPECT_EQ(on_a.initial_credit(), 1);
+  EXPECT_EQ(on_b.initial_credit(), 1);
+  EXPECT_EQ(on_a.slots(), 4) << "each orchestrator still sees the agent's size";
+
+  // A has work: it assigns whenever it holds credit; B stays idle.
+  int assigned = 0;
+  while (a->Granted(0, assigned + 1, absl::Seconds(2)) > assigned) {
+    a->Deliver(0, AssignSleep(absl::StrCat("a", assigned), absl::Seconds(60)));
+    assigned++;
+    ASSERT_LE(assigned, 4);
+  }
+  // The 4 slots: 3 running for A, 1 promised to B.
+  EXPECT_EQ(assigned, 3);
+  EXPECT_EQ(a->Granted(0, 0, absl::ZeroDuration()), 3);
+  EXPECT_EQ(b->Granted(0, 0, absl::ZeroDuration()), 1);
+  // B uses its one: nothing is free, nobody gets more.
+  b->Deliver(0, AssignSleep("b0", absl::Seconds(60)));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(a->Granted(0, 0, absl::ZeroDuration()) + b->Granted(0, 0, absl::ZeroDuration()), 4);
+  // A cancels one of its own: the slot goes to B, which holds fewer.
+  v1::OrchestratorMessage cancel = CancelTask("a0");
+  a->Deliver(0, cancel);
+  EXPECT_EQ(b->Granted(0, 2), 2);
+  EXPECT_EQ(a->Granted(0, 0, absl::ZeroDuration()), 3);
+  // B may not stop A's attempts.
+  b->Deliver(0, CancelTask("a1"));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(a->Results(0, 2, absl::Milliseconds(200)).size(), 1u) << "only a0 ended";
+
+}
+
+TEST(AgentClientTest, ARefusedResultGoesToAnotherOrchestratorRenumbered) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.slots = 2;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  FakeClock clock;
+  auto a = std::make_shared<ScriptedLink>(&clock);
+  auto b = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, &clock);
+  agent.SetOrchestrators({{"a", a}, {"b", b}});
+  agent.Start();
+  a->Registration(0);
+  b->Registration(0);
+  a->Deliver(0, Assign({"x"}));
+  const std::vector<v1::TaskResult> first = a->Results(0, 1);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].sequence(), 1u);
+
+  auto refuse = [](const v1::TaskResult& result) {
+    v1::OrchestratorMessage message;
+    *message.mutable_result_refused()->mutable_ref() = result.ref();
+    message.mutable_result_refused()->set_sequence(result.sequence());
+    message.mutable_result_refused()->set_shard(7);
+    return message;
+  };
+  a->Deliver(0, refuse(first[0]));
+  const std::vector<v1::TaskResult> moved = b->Results(0, 1);
+  ASSERT_EQ(moved.size(), 1u);
+  EXPECT_EQ(moved[0].ref().task_id(), "x");
+  EXPECT_EQ(moved[0].sequence(), 2u) << "a new number for B's session";
+
+  // B refuses too (the shard is between owners): both are asked again
+  // after the backoff, and the one that takes it keeps it acknowledged.
+  b->Deliver(0, refuse(moved[0]));
+  ASSERT_TRUE(clock.AdvanceUntil(
+      [&] {
+        return a->Results(0, 2, absl::ZeroDuration()).size() +
+                   b->Results(0, 2, absl::ZeroDuration()).size() ==
+               3;
+      },
+      absl::Milliseconds(100)));
+  const std::vector<v1::TaskResult> on_a = a->Results(0, 2, absl::ZeroDuration());
+  const std::vector<v1::TaskResult> on_b = b->Results(0, 2, absl::ZeroDuration());
+  const v1::TaskResult& third = on_a.size() == 2 ? on_a[1] : on_b[1];
+  EXPECT_EQ(third.ref().task_id(), "x");
+  EXPECT_EQ(third.sequence(), 3u);
+  (on_a.size() == 2 ? a : b)->Deliver(0, AckThrough(3));
 }
 
 }  // namespace

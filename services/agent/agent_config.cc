@@ -10,13 +10,30 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "libs/security/join_token.h"
+#include "services/agent/orchestrator_members.h"
 
 namespace gyre::agent {
 
 void AgentConfig::Register(config::ConfigSchema* schema) {
-  schema->AddAddress("orchestrator_address", &orchestrator_address,
-                     "orchestrator gRPC address to connect to");
+  schema->AddCustom(
+      "orchestrator_address",
+      [this](const YAML::Node& value) -> absl::Status {
+        const std::string text = value.IsScalar() ? value.Scalar() : "";
+        if (absl::StatusOr<std::vector<std::string>> entries = ParseOrchestratorAddresses(text);
+            !entries.ok()) {
+          return entries.status();
+        }
+        orchestrator_address = text;
+        return absl::OkStatus();
+      },
+      /*structured=*/false,
+      "orchestrator gRPC address(es) to connect to: host:port, comma-separated for several; a "
+      "DNS name connects to each of its addresses",
+      [this] { return orchestrator_address; });
+  schema->AddDuration("orchestrator_resolve_interval", &orchestrator_resolve_interval,
+                      "how often DNS names in orchestrator_address are resolved again");
   schema->AddString("name", &name, "agent name (default: host name)");
   schema->AddCustom(
       "id",
@@ -36,7 +53,8 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
         id = parsed;
         return absl::OkStatus();
       },
-      /*structured=*/false, "agent id, stable across restarts (default: name + random suffix)");
+      /*structured=*/false, "agent id, stable across restarts (default: name + random suffix)",
+      [this] { return id; });
   schema->AddInt("slots", &slots, 1, 4096, "tasks run at once");
   schema->AddStringList("queues", &queues, "queues (worker types) served");
   schema->AddCustom(
@@ -56,7 +74,10 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
         labels = std::move(parsed);
         return absl::OkStatus();
       },
-      /*structured=*/true, "labels matched against task requirements");
+      /*structured=*/true, "labels matched against task requirements",
+      [this] {
+        return absl::StrCat("{", absl::StrJoin(labels, ", ", absl::PairFormatter(": ")), "}");
+      });
   schema->AddCustom(
       "cpu",
       [this](const YAML::Node& value) -> absl::Status {
@@ -69,10 +90,10 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
         cpu = parsed;
         return absl::OkStatus();
       },
-      /*structured=*/false, "CPU cores offered (0: detect)");
+      /*structured=*/false, "CPU cores offered (0: detect)", [this] { return absl::StrCat(cpu); });
   schema->AddInt("memory_bytes", &memory_bytes, 0, int64_t{1} << 50,
                  "memory offered in bytes (0: detect)");
-  schema->AddInt("gpus", &gpus, 0, 1024, "GPUs offered");
+  schema->AddInt("gpus", &gpus, 0, 1024, "GPUs offered (0: detect)");
   schema->AddString("work_dir", &work_dir, "root of per-task working directories");
   schema->AddBool("keep_work_dirs", &keep_work_dirs,
                   "keep each attempt's working directory after it ends");
@@ -98,6 +119,9 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
   schema->AddString("join_token", &join_token,
                     "token presented to the orchestrator before any work (secret)");
   schema->AddString("join_token_file", &join_token_file, "file holding the join token");
+  schema->AddString("detection_root", &detection_root,
+                    "directory /dev, /proc and /sys/fs/cgroup are read under to detect cpu, "
+                    "memory and GPUs (a test's fake tree)");
 }
 
 absl::StatusOr<std::optional<RunAs>> ResolveTaskUser(const AgentConfig& config) {

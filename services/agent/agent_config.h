@@ -16,8 +16,15 @@ namespace gyre::agent {
 
 // Settings of an agent (worker) beyond the common server ones.
 struct AgentConfig {
-  // Orchestrator gRPC address the agent connects to.
+  // Orchestrator gRPC addresses the agent connects to: one host:port, or
+  // several comma-separated (dns:///host:port accepted). A DNS name stands
+  // for all its addresses (a headless Service: one per orchestrator pod),
+  // resolved again every orchestrator_resolve_interval; one stream each
+  // (orchestrator_members.h). One IP address: the one stream, as always.
   std::string orchestrator_address = "127.0.0.1:50051";
+  // How often DNS names in orchestrator_address are resolved again, so that
+  // orchestrators that join are connected and those that leave dropped.
+  absl::Duration orchestrator_resolve_interval = absl::Seconds(10);
   // Name reported at registration; empty means the host name.
   std::string name;
   // The agent's id at the orchestrator. Empty: the name plus a random
@@ -70,6 +77,10 @@ struct AgentConfig {
   // logged.
   std::string join_token;
   std::string join_token_file;
+  // The directory /dev, /proc and /sys/fs/cgroup are read under to detect
+  // the resources not configured (cpu, memory_bytes, gpus): "/" on a real
+  // machine; a test's fake tree otherwise (nvidia-smi is then not asked).
+  std::string detection_root = "/";
 
   void Register(config::ConfigSchema* schema);
   // The token from join_token or join_token_file ("" for none); an error

@@ -1,3 +1,4 @@
+#include <grpc/grpc.h>
 #include <grpcpp/grpcpp.h>
 
 #include "gyre/v1/agent_service.grpc.pb.h"
@@ -51,12 +52,23 @@ class GrpcLink : public OrchestratorLink {
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
-    const std::string& address, const security::TlsConfig& tls) {
+    const std::string& address, const security::TlsConfig& tls, const std::string& authority) {
   grpc::ChannelArguments arguments;
   // gRPC's default 4 MB is less than one assignment may be: a task's
   // environment alone may take 1.5 MiB, and the orchestrator batches tasks
   // into messages of up to kMaxAssignmentMessageBytes (libs/common/limits.h).
   arguments.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxAgentReceiveBytes));
+  // gRPC's own reconnect backoff grows to 120 s: after an orchestrator was
+  // away a few seconds (a fail-stop while PostgreSQL was down, a restart)
+  // the agent would come back after its leases lapsed, and its running
+  // tasks would run again. Its sessions retry on their own schedule (a few
+  // tries per lease timeout); the channel must not hold them back longer.
+  arguments.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  arguments.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  if (!authority.empty()) {
+    arguments.SetString(GRPC_ARG_DEFAULT_AUTHORITY, authority);
+    arguments.SetSslTargetNameOverride(authority.substr(0, authority.rfind(':')));
+  }
   return security::NewChannel(address, tls, arguments);
 }
 

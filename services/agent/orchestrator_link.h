@@ -45,8 +45,11 @@ class OrchestratorLink {
 // A channel to the orchestrator at `address` that accepts the largest
 // message the orchestrator sends (libs/common/limits.h), secured by `tls`
 // (the agent's own TLS settings: its certificate for mutual TLS).
+// `authority` ("name:port", optional): the name `address` was resolved
+// from, presented as the call authority and checked against the server's
+// certificate (an address dialed directly has no name of its own).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> NewOrchestratorChannel(
-    const std::string& address, const security::TlsConfig& tls);
+    const std::string& address, const security::TlsConfig& tls, const std::string& authority = "");
 
 // Sessions as gyre.v1.AgentService.Connect streams over `channel`, each
 // presenting `join_token` (none when empty) as metadata.

@@ -22,7 +22,14 @@ QueuedMessage Started(const std::string& task) {
   return message;
 }
 
-// The messages as a compact string: r(a) one result, R(a,b) a batch, s(a) started.
+QueuedMessage Log(const std::string& task) {
+  auto message = std::make_shared<v1::AgentMessage>();
+  message->mutable_log_chunk()->mutable_ref()->set_task_id(task);
+  return message;
+}
+
+// The messages as a compact string: r(a) one result, R(a,b) a batch, s(a)
+// started, l(a) a log chunk.
 std::string Shape(const ResultBatches& batches) {
   std::string shape;
   for (const v1::AgentMessage* pointer : batches.messages()) {
@@ -37,6 +44,8 @@ std::string Shape(const ResultBatches& batches) {
       shape.back() = ')';
     } else if (message.has_task_started()) {
       shape += "s(" + message.task_started().ref().task_id() + ")";
+    } else if (message.has_log_chunk()) {
+      shape += "l(" + message.log_chunk().ref().task_id() + ")";
     }
   }
   return shape;
@@ -46,9 +55,18 @@ TEST(ResultBatchesTest, ConsecutiveResultsTravelInOneMessageInOrder) {
   EXPECT_EQ(Shape(ResultBatches({Result("a"), Result("b"), Result("c")})), "R(a,b,c)");
 }
 
-TEST(ResultBatchesTest, OtherMessagesKeepTheirPlace) {
+TEST(ResultBatchesTest, TaskStartsGoFirstAndResultsAroundThemTravelTogether) {
   EXPECT_EQ(Shape(ResultBatches({Result("a"), Result("b"), Started("c"), Result("d")})),
-            "R(a,b)s(c)r(d)");
+            "s(c)R(a,b,d)");
+  // How a busy agent's queue looks: starts and results alternating.
+  EXPECT_EQ(Shape(ResultBatches(
+                {Started("b"), Result("a"), Started("c"), Result("b"), Started("d"), Result("c")})),
+            "s(b)s(c)s(d)R(a,b,c)");
+}
+
+TEST(ResultBatchesTest, OtherMessagesKeepTheirPlace) {
+  EXPECT_EQ(Shape(ResultBatches({Result("a"), Result("b"), Log("c"), Result("d")})),
+            "R(a,b)l(c)r(d)");
   EXPECT_EQ(Shape(ResultBatches({Started("a")})), "s(a)");
   EXPECT_TRUE(ResultBatches({}).messages().empty());
 }

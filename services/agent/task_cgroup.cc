@@ -11,8 +11,8 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -42,11 +42,22 @@ absl::Status WriteFile(const std::string& path, absl::string_view value) {
   return absl::OkStatus();
 }
 
+// The whole of a small file ("" if it cannot be read). Plain read(2): it
+// runs several times per task on the cgroup path, where a stream's buffers
+// and locale cost more than the kernel's part.
 std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  std::string text;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buffer[4096];
+  while (true) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  return text;
 }
 
 // The number after `key` in a "key value" per line file (memory.events,
@@ -202,13 +213,50 @@ std::unique_ptr<TaskCgroups> TaskCgroups::Detect(const std::string& prefix) {
   return cgroups;
 }
 
-absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const std::string& name,
-                                                                const TaskLimits& limits) const {
+TaskCgroups::~TaskCgroups() {
+  absl::MutexLock lock(&mutex_);
+  // Ownerless, a kept cgroup is removed when destroyed.
+  for (auto& cgroup : kept_) cgroup->owner_ = nullptr;
+  kept_.clear();
+}
+
+size_t TaskCgroups::kept() const {
+  absl::MutexLock lock(&mutex_);
+  return kept_.size();
+}
+
+absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const TaskLimits& limits) const {
   if (mode_ == Mode::kNone) return absl::FailedPreconditionError(description_);
-  auto cgroup = std::unique_ptr<TaskCgroup>(new TaskCgroup());
+  std::unique_ptr<TaskCgroup> cgroup;
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!kept_.empty()) {
+      cgroup = std::move(kept_.back());
+      kept_.pop_back();
+    } else {
+      id = next_id_++;
+    }
+  }
+  if (cgroup != nullptr) {
+    cgroup->seen_empty_ = false;
+    // Reused: the peak starts again from what it holds now.
+    const bool reset =
+        cgroup->v2_ ? pwrite(cgroup->peak_fd_, "0", 1, 0) == 1
+                    : WriteFile(cgroup->memory_dir_ + "/memory.max_usage_in_bytes", "0").ok();
+    absl::Status applied =
+        reset ? Apply(*cgroup, limits) : absl::FailedPreconditionError("the peak cannot be reset");
+    if (applied.ok()) return cgroup;
+    // Not reusable after all: removed, and a new one made.
+    cgroup->owner_ = nullptr;
+    cgroup.reset();
+    absl::MutexLock lock(&mutex_);
+    id = next_id_++;
+  }
+  cgroup = std::unique_ptr<TaskCgroup>(new TaskCgroup());
   cgroup->v2_ = mode_ == Mode::kV2;
   auto make = [&](const std::string& base) -> absl::StatusOr<std::string> {
-    const std::string dir = absl::StrCat(base, "/", prefix_, "-", name);
+    const std::string dir = absl::StrCat(base, "/", prefix_, "-", id);
     if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
       return absl::FailedPreconditionError(
           absl::StrCat("cannot create the task's cgroup ", dir, ": ", std::strerror(errno)));
@@ -218,38 +266,18 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const std::strin
   absl::StatusOr<std::string> memory_dir = make(memory_base_);
   if (!memory_dir.ok()) return memory_dir.status();
   cgroup->memory_dir_ = *memory_dir;
-  const std::string& dir = cgroup->memory_dir_;
+  if (!cgroup->v2_ && limits.cpu > 0 && !cpu_base_.empty()) {
+    absl::StatusOr<std::string> cpu_dir = make(cpu_base_);
+    if (!cpu_dir.ok()) return cpu_dir.status();
+    cgroup->cpu_dir_ = *cpu_dir;
+  }
   if (cgroup->v2_) {
-    if (limits.memory_bytes > 0) {
-      absl::Status status = WriteFile(dir + "/memory.max", absl::StrCat(limits.memory_bytes));
-      if (!status.ok()) return status;
-      // Swap would let a task exceed its memory unseen.
-      (void)WriteFile(dir + "/memory.swap.max", "0");
-    }
-    if (limits.cpu > 0) {
-      const auto quota = static_cast<int64_t>(std::ceil(limits.cpu * kCpuPeriodUs));
-      absl::Status status = WriteFile(dir + "/cpu.max", absl::StrCat(quota, " ", kCpuPeriodUs));
-      if (!status.ok()) return status;
-    }
-  } else {
-    if (limits.memory_bytes > 0) {
-      absl::Status status =
-          WriteFile(dir + "/memory.limit_in_bytes", absl::StrCat(limits.memory_bytes));
-      if (!status.ok()) return status;
-      (void)WriteFile(dir + "/memory.memsw.limit_in_bytes", absl::StrCat(limits.memory_bytes));
-    }
-    if (limits.cpu > 0 && !cpu_base_.empty()) {
-      absl::StatusOr<std::string> cpu_dir = make(cpu_base_);
-      if (!cpu_dir.ok()) return cpu_dir.status();
-      cgroup->cpu_dir_ = *cpu_dir;
-      const auto quota = static_cast<int64_t>(std::ceil(limits.cpu * kCpuPeriodUs));
-      absl::Status status =
-          WriteFile(cgroup->cpu_dir_ + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodUs));
-      if (status.ok()) {
-        status = WriteFile(cgroup->cpu_dir_ + "/cpu.cfs_quota_us", absl::StrCat(quota));
-      }
-      if (!status.ok()) return status;
-    }
+    // Writable since Linux 6.12 (a reset); read-only before, and then the
+    // cgroup is not reused.
+    const std::string peak = cgroup->memory_dir_ + "/memory.peak";
+    cgroup->peak_fd_ = open(peak.c_str(), O_RDWR | O_CLOEXEC);
+    if (cgroup->peak_fd_ < 0) cgroup->peak_fd_ = open(peak.c_str(), O_RDONLY | O_CLOEXEC);
+    (void)WriteFile(cgroup->memory_dir_ + "/memory.swap.max", "0");
   }
   for (const std::string* path : {&cgroup->memory_dir_, &cgroup->cpu_dir_}) {
     if (path->empty()) continue;
@@ -260,18 +288,102 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const std::strin
     }
     cgroup->procs_fds_.push_back(fd);
   }
+  absl::Status applied = Apply(*cgroup, limits);
+  if (!applied.ok()) return applied;
+  // Complete: from now on it may be kept for reuse (one that failed half
+  // made is removed).
+  cgroup->owner_ = this;
   return cgroup;
+}
+
+absl::Status TaskCgroups::Apply(TaskCgroup& cgroup, const TaskLimits& limits) const {
+  const std::string& dir = cgroup.memory_dir_;
+  if (limits.memory_bytes != cgroup.written_.memory_bytes) {
+    // No limit: the most there is ("max"; v1 takes -1).
+    const std::string value = limits.memory_bytes > 0 ? absl::StrCat(limits.memory_bytes)
+                              : cgroup.v2_            ? "max"
+                                                      : "-1";
+    if (cgroup.v2_) {
+      absl::Status status = WriteFile(dir + "/memory.max", value);
+      if (!status.ok()) return status;
+    } else {
+      // memsw (memory + swap) must stay >= memory: lowered after, raised
+      // before (so swap cannot let a task exceed its memory unseen).
+      const bool lowering =
+          limits.memory_bytes > 0 &&
+          (cgroup.written_.memory_bytes <= 0 || limits.memory_bytes < cgroup.written_.memory_bytes);
+      if (!lowering) (void)WriteFile(dir + "/memory.memsw.limit_in_bytes", value);
+      absl::Status status = WriteFile(dir + "/memory.limit_in_bytes", value);
+      if (!status.ok()) return status;
+      if (lowering) (void)WriteFile(dir + "/memory.memsw.limit_in_bytes", value);
+    }
+    cgroup.written_.memory_bytes = limits.memory_bytes;
+  }
+  if (limits.cpu != cgroup.written_.cpu) {
+    const auto quota = static_cast<int64_t>(std::ceil(limits.cpu * kCpuPeriodUs));
+    if (cgroup.v2_) {
+      absl::Status status =
+          WriteFile(dir + "/cpu.max", limits.cpu > 0 ? absl::StrCat(quota, " ", kCpuPeriodUs)
+                                                     : absl::StrCat("max ", kCpuPeriodUs));
+      if (!status.ok()) return status;
+    } else if (!cgroup.cpu_dir_.empty()) {
+      absl::Status status =
+          WriteFile(cgroup.cpu_dir_ + "/cpu.cfs_period_us", absl::StrCat(kCpuPeriodUs));
+      if (status.ok()) {
+        status = WriteFile(cgroup.cpu_dir_ + "/cpu.cfs_quota_us",
+                           limits.cpu > 0 ? absl::StrCat(quota) : "-1");
+      }
+      if (!status.ok()) return status;
+    } else if (limits.cpu > 0 && !cpu_base_.empty()) {
+      // A kept v1 cgroup made for a task without a CPU limit.
+      return absl::FailedPreconditionError("the kept cgroup has no cpu hierarchy part");
+    }
+    cgroup.written_.cpu = limits.cpu;
+  }
+  return absl::OkStatus();
+}
+
+bool TaskCgroups::Keep(TaskCgroup& cgroup) const {
+  auto kept = std::unique_ptr<TaskCgroup>(new TaskCgroup());
+  {
+    absl::MutexLock lock(&mutex_);
+    if (kept_.size() >= kMaxKept) return false;
+  }
+  // Its OOM kills so far: the next task's start from here.
+  kept->oom_kills_before_ = cgroup.OomKills();
+  kept->owner_ = this;
+  kept->v2_ = cgroup.v2_;
+  kept->memory_dir_ = std::move(cgroup.memory_dir_);
+  kept->cpu_dir_ = std::move(cgroup.cpu_dir_);
+  kept->procs_fds_ = std::move(cgroup.procs_fds_);
+  kept->peak_fd_ = std::exchange(cgroup.peak_fd_, -1);
+  kept->written_ = cgroup.written_;
+  cgroup.memory_dir_.clear();
+  cgroup.cpu_dir_.clear();
+  cgroup.procs_fds_.clear();
+  absl::MutexLock lock(&mutex_);
+  kept_.push_back(std::move(kept));
+  return true;
+}
+
+int64_t TaskCgroup::OomKills() const {
+  return v2_ ? KeyedValue(ReadFile(memory_dir_ + "/memory.events"), "oom_kill")
+             : KeyedValue(ReadFile(memory_dir_ + "/memory.oom_control"), "oom_kill");
 }
 
 TaskCgroup::Usage TaskCgroup::Read() const {
   Usage usage;
   if (v2_) {
-    usage.peak_memory_bytes = NumberIn(memory_dir_ + "/memory.peak");
-    usage.oom_killed = KeyedValue(ReadFile(memory_dir_ + "/memory.events"), "oom_kill") > 0;
+    char text[32] = {};
+    const ssize_t n = peak_fd_ >= 0 ? pread(peak_fd_, text, sizeof(text) - 1, 0) : -1;
+    int64_t peak = 0;
+    if (n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(absl::string_view(text, n)), &peak)) {
+      usage.peak_memory_bytes = peak;
+    }
   } else {
     usage.peak_memory_bytes = NumberIn(memory_dir_ + "/memory.max_usage_in_bytes");
-    usage.oom_killed = KeyedValue(ReadFile(memory_dir_ + "/memory.oom_control"), "oom_kill") > 0;
   }
+  usage.oom_killed = OomKills() > oom_kills_before_;
   return usage;
 }
 
@@ -279,7 +391,11 @@ void TaskCgroup::KillAll() const {
   if (v2_ && WriteFile(memory_dir_ + "/cgroup.kill", "1").ok()) return;
   for (int round = 0; round < 3; ++round) {
     const std::string procs = ReadFile(ProcsFile(memory_dir_));
-    if (procs.empty()) return;
+    if (procs.empty()) {
+      // Nothing is left to fork into it: WaitEmpty need not look again.
+      seen_empty_ = true;
+      return;
+    }
     for (absl::string_view line : absl::StrSplit(procs, '\n', absl::SkipEmpty())) {
       int pid = 0;
       if (absl::SimpleAtoi(line, &pid) && pid > 0) kill(pid, SIGKILL);
@@ -287,11 +403,25 @@ void TaskCgroup::KillAll() const {
   }
 }
 
+bool TaskCgroup::WaitEmpty() const {
+  if (seen_empty_) return true;
+  // Killed processes leave the cgroup a moment after the signal.
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const std::string procs = ReadFile(ProcsFile(memory_dir_));
+    if (procs.empty()) return true;
+    if (attempt % 20 == 19) KillAll();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
 TaskCgroup::~TaskCgroup() {
+  if (memory_dir_.empty()) return;  // handed on to a kept one
+  if (owner_ != nullptr && WaitEmpty() && owner_->Keep(*this)) return;
   for (int fd : procs_fds_) close(fd);
+  if (peak_fd_ >= 0) close(peak_fd_);
   for (const std::string* dir : {&memory_dir_, &cpu_dir_}) {
     if (dir->empty()) continue;
-    // Killed processes leave the cgroup a moment after the signal.
     for (int attempt = 0; attempt < 200; ++attempt) {
       if (rmdir(dir->c_str()) == 0 || errno == ENOENT) break;
       if (errno != EBUSY) break;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 
 namespace gyre::agent {
 
@@ -16,9 +17,12 @@ struct TaskLimits {
   double cpu = 0;  // cores
 };
 
-// One task's cgroup(s): created before the spawn (the child joins them
-// through procs_fds() before exec), read after the exit, killed and removed
-// when destroyed.
+class TaskCgroups;
+
+// One task's cgroup(s): taken before the spawn (the child joins them
+// through procs_fds() before exec), read after the exit; when destroyed,
+// what is left in it is killed and the emptied cgroup goes back to its
+// TaskCgroups for the next task (or is removed).
 class TaskCgroup {
  public:
   struct Usage {
@@ -35,10 +39,24 @@ class TaskCgroup {
 
  private:
   friend class TaskCgroups;
+  // The number of OOM kills the kernel has counted in the cgroup so far.
+  int64_t OomKills() const;
+  // Whether no process is left in it (none has been for up to ~1 s).
+  bool WaitEmpty() const;
+
+  const TaskCgroups* owner_ = nullptr;
   bool v2_ = false;
   std::string memory_dir_;  // v2: the one directory
   std::string cpu_dir_;     // v1 only; may be empty
   std::vector<int> procs_fds_;
+  int peak_fd_ = -1;  // v2: memory.peak, reset and read through this fd
+  // The limits written in the files now (a reused cgroup is rewritten only
+  // where the next task's differ).
+  TaskLimits written_;
+  // OOM kills counted before this task: the counter outlives a task.
+  int64_t oom_kills_before_ = 0;
+  // KillAll found no process left (after the task's end).
+  mutable bool seen_empty_ = false;
 };
 
 // How this agent enforces tasks' resources: a child cgroup per task, in
@@ -62,17 +80,37 @@ class TaskCgroups {
   // "none: <why>".
   const std::string& description() const { return description_; }
 
-  // A cgroup for one task with `limits`; `name` must be unique among the
-  // running tasks.
-  absl::StatusOr<std::unique_ptr<TaskCgroup>> Create(const std::string& name,
-                                                     const TaskLimits& limits) const;
+  // Removes the cgroups kept for reuse.
+  ~TaskCgroups();
+
+  // A cgroup for one task with `limits`: one an earlier task emptied, with
+  // its limits rewritten where they differ and its peak reset, else a new
+  // one. Creating a memory cgroup (the kernel allocates its per-CPU state)
+  // and removing it after a /bin/true cost three times the rest of the
+  // executor's CPU per task (bench/README.md).
+  absl::StatusOr<std::unique_ptr<TaskCgroup>> Create(const TaskLimits& limits) const;
+  // Cgroups kept for reuse now (for tests).
+  size_t kept() const;
 
  private:
+  friend class TaskCgroup;
+  // Writes `limits` into `cgroup` where they differ from what it has.
+  absl::Status Apply(TaskCgroup& cgroup, const TaskLimits& limits) const;
+  // Takes back an emptied cgroup for the next task; false if the pool is
+  // full or the cgroup cannot be reused (the caller removes it).
+  bool Keep(TaskCgroup& cgroup) const;
+
+  static constexpr size_t kMaxKept = 256;
+
   Mode mode_ = Mode::kNone;
   std::string description_;
   std::string prefix_;
   std::string memory_base_;  // v2: the parent of task cgroups
   std::string cpu_base_;     // v1 cpu hierarchy; may be empty
+  mutable absl::Mutex mutex_;
+  mutable uint64_t next_id_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Emptied task cgroups, ready for the next task.
+  mutable std::vector<std::unique_ptr<TaskCgroup>> kept_ ABSL_GUARDED_BY(mutex_);
 };
 
 // "512 MiB", "1.5 GiB": how a limit or peak is shown to a user.

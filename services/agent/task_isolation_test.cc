@@ -230,14 +230,19 @@ TEST_F(TaskIsolationTest, ATaskOverItsMemoryLimitIsOomKilledAndReportedAsSuch) {
   EXPECT_GE(killed.peak_rss_bytes, int64_t{60} << 20) << "the cgroup's peak, near the limit";
   EXPECT_TRUE(absl::StartsWith(killed.peak_memory_source, "cgroup")) << killed.peak_memory_source;
   EXPECT_EQ(runner.oom_kills(), 1);
+  EXPECT_EQ(cgroups->kept(), 1u) << "the emptied cgroup is kept for the next task";
 
+  // The next task reuses that cgroup: its limit rewritten, its peak reset,
+  // and the OOM kill counted there before it not taken for its own.
   TaskLaunch within = Launch({"python3", "-c", "s = b'x' * (16 << 20)\nprint(len(s))"});
   within.limits.memory_bytes = int64_t{256} << 20;
   const TaskOutcome passed = Run(runner, within);
   EXPECT_EQ(passed.kind, TaskOutcome::Kind::kSucceeded) << passed.error << passed.stderr_head;
   EXPECT_FALSE(passed.oom_killed);
   EXPECT_GE(passed.peak_rss_bytes, int64_t{16} << 20);
+  EXPECT_LT(passed.peak_rss_bytes, int64_t{60} << 20) << "not the previous task's peak";
   EXPECT_EQ(runner.oom_kills(), 1);
+  EXPECT_EQ(cgroups->kept(), 1u);
 }
 
 TEST_F(TaskIsolationTest, WithoutCgroupsPeakMemoryComesFromWait4) {

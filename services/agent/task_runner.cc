@@ -568,8 +568,7 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
   absl::Status prepared = absl::OkStatus();
   if (cgroups_ != nullptr && cgroups_->enforced() &&
       (launch.limits.memory_bytes > 0 || launch.limits.cpu > 0)) {
-    absl::StatusOr<std::unique_ptr<TaskCgroup>> created =
-        cgroups_->Create(absl::StrCat(process->handle), launch.limits);
+    absl::StatusOr<std::unique_ptr<TaskCgroup>> created = cgroups_->Create(launch.limits);
     if (created.ok()) {
       cgroup = *std::move(created);
     } else {

@@ -6,6 +6,30 @@
 #include "services/gateway/auth_failure.h"
 
 namespace gyre::gateway {
+namespace {
+
+// "user:password" of an "Authorization: Basic ..." header; false when it is
+// not valid base64 of that or longer than a password may be.
+bool DecodeBasic(absl::string_view authorization, std::string* decoded) {
+  const absl::string_view encoded = absl::StripAsciiWhitespace(authorization.substr(6));
+  return encoded.size() <= 4 * PasswordAuthenticator::kMaxPasswordBytes &&
+         absl::Base64Unescape(encoded, decoded) && absl::StrContains(*decoded, ':');
+}
+
+}  // namespace
+
+bool Authenticator::NeedsPasswordHash(absl::string_view api_key,
+                                      absl::string_view authorization) const {
+  if (!api_key.empty() || passwords_.empty() ||
+      !absl::StartsWithIgnoreCase(authorization, "basic ")) {
+    return false;
+  }
+  std::string decoded;
+  if (!DecodeBasic(authorization, &decoded)) return false;
+  const size_t colon = decoded.find(':');
+  return passwords_.NeedsHash(absl::string_view(decoded).substr(0, colon),
+                              absl::string_view(decoded).substr(colon + 1));
+}
 
 absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view api_key,
                                                       absl::string_view authorization,
@@ -17,9 +41,7 @@ absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view api_key,
                            "HTTP Basic is not enabled on this gateway (no basic_users)");
       }
       std::string decoded;
-      const absl::string_view encoded = absl::StripAsciiWhitespace(authorization.substr(6));
-      if (encoded.size() > 4 * PasswordAuthenticator::kMaxPasswordBytes ||
-          !absl::Base64Unescape(encoded, &decoded) || !absl::StrContains(decoded, ':')) {
+      if (!DecodeBasic(authorization, &decoded)) {
         return AuthFailure("malformed", "Authorization: Basic needs base64 of \"user:password\"");
       }
       const size_t colon = decoded.find(':');

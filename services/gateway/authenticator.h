@@ -36,6 +36,10 @@ class Authenticator {
   absl::StatusOr<Principal> Authenticate(absl::string_view api_key, absl::string_view authorization,
                                          absl::Time now) const;
 
+  // Whether Authenticate would hash a password (HTTP Basic, not
+  // remembered): slow on purpose, so the caller runs it off its I/O thread.
+  bool NeedsPasswordHash(absl::string_view api_key, absl::string_view authorization) const;
+
   // No method has any credential configured: every request is refused.
   bool empty() const { return api_keys_.empty() && passwords_.empty() && jwt_ == nullptr; }
 

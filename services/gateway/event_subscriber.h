@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <memory>
 
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "absl/container/flat_hash_map.h"
 #include "prometheus/gauge.h"
 #include "services/gateway/execution_feed.h"
+#include "services/gateway/http_stream.h"
+#include "services/gateway/workflow_feed.h"
 
 namespace gyre::gateway {
 
@@ -29,6 +31,10 @@ struct SubscriberOptions {
   // A ping is sent after half of this without traffic; the connection is
   // closed after all of it.
   int idle_timeout_seconds = 60;
+  // Executions a /ws/workflows/{id} subscriber follows at once (each is an
+  // orchestrator stream, shared with other subscribers of that execution);
+  // past it the subscriber is closed with 1008.
+  int max_workflow_executions = 100;
 };
 
 // Counts open subscribers (and mirrors the count in a gauge, if given).
@@ -41,10 +47,35 @@ struct SubscriberCount {
 // feed's frames after sequence `since`, one message each, in order, then
 // closes with the feed's end (1000 when the execution finished). Owns
 // itself until the connection closes; counted in `count` while it lives.
-void StartEventSubscriber(boost::beast::tcp_stream stream,
+void StartEventSubscriber(HttpStream stream,
                           boost::beast::http::request<boost::beast::http::string_body> request,
                           std::shared_ptr<ExecutionFeed> feed, int64_t since,
                           const SubscriberOptions& options, std::shared_ptr<SubscriberCount> count);
+
+// What a /ws/workflows/{id} subscriber follows.
+struct WorkflowSubscription {
+  std::string workflow;     // "workflows/{w}"
+  std::string workflow_id;  // "{w}"
+  std::string tenant;       // the principal's; empty: any
+  // ?since=ID:N,...: the executions the client has seen, by id, with the
+  // last sequence it received of each.
+  absl::flat_hash_map<std::string, int64_t> since;
+};
+
+// Completes the WebSocket handshake and sends the events of every execution
+// of a workflow, each execution's in order (per-execution `sequence`): the
+// executions named in `since` after their sequence, the unfinished ones
+// and those created since the subscriber's start (or, with `since`, since
+// the oldest named one was created) from their first event, and every
+// execution started later. Stays open when an execution finishes; closes
+// with 1011 when the orchestrator's stream fails (reconnect with since).
+// `workflows` outlives the subscriber (the gateway's HTTP server is
+// stopped first).
+void StartWorkflowSubscriber(HttpStream stream,
+                             boost::beast::http::request<boost::beast::http::string_body> request,
+                             WorkflowFeeds* workflows, WorkflowSubscription subscription,
+                             const SubscriberOptions& options,
+                             std::shared_ptr<SubscriberCount> count);
 
 }  // namespace gyre::gateway
 

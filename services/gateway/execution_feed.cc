@@ -130,8 +130,11 @@ class ExecutionFeed::Upstream : public grpc::ClientReadReactor<v1::EventBatch> {
 };
 
 ExecutionFeed::ExecutionFeed(v1::OrchestratorService::Stub* stub, std::string execution,
-                             std::string workflow_id)
-    : stub_(stub), execution_(std::move(execution)), workflow_id_(std::move(workflow_id)) {}
+                             std::string workflow_id, std::weak_ptr<FinishedFeeds> finished)
+    : stub_(stub),
+      execution_(std::move(execution)),
+      workflow_id_(std::move(workflow_id)),
+      finished_(std::move(finished)) {}
 
 ExecutionFeed::~ExecutionFeed() {
   if (upstream_holder_ != nullptr) upstream_holder_->Cancel();
@@ -182,19 +185,47 @@ void ExecutionFeed::Append(const v1::EventBatch& batch) {
   }
   {
     absl::MutexLock lock(&mu_);
-    for (Frame& frame : encoded) frames_.push_back(std::move(frame));
+    for (Frame& frame : encoded) {
+      bytes_ += frame->size();
+      frames_.push_back(std::move(frame));
+    }
   }
   WakeAll();
 }
 
 void ExecutionFeed::End(int close_code, std::string reason) {
+  size_t bytes = 0;
   {
     absl::MutexLock lock(&mu_);
     ended_ = true;
     close_code_ = close_code;
     close_reason_ = std::move(reason);
+    bytes = bytes_;
   }
   WakeAll();
+  // Complete and final: worth keeping for the next subscribers. (Called
+  // by the upstream stream, which holds the feed.)
+  if (close_code == 1000) {
+    if (std::shared_ptr<FinishedFeeds> finished = finished_.lock()) {
+      finished->Keep(shared_from_this(), bytes);
+    }
+  }
+}
+
+void FinishedFeeds::Keep(std::shared_ptr<ExecutionFeed> feed, size_t bytes) {
+  if (bytes > max_bytes_ || max_feeds_ == 0) return;
+  // Released outside the lock: a feed's destructor cancels its stream.
+  std::vector<std::shared_ptr<ExecutionFeed>> evicted;
+  {
+    absl::MutexLock lock(&mu_);
+    feeds_.emplace_back(std::move(feed), bytes);
+    bytes_ += bytes;
+    while (feeds_.size() > max_feeds_ || bytes_ > max_bytes_) {
+      bytes_ -= feeds_.front().second;
+      evicted.push_back(std::move(feeds_.front().first));
+      feeds_.pop_front();
+    }
+  }
 }
 
 void ExecutionFeed::WakeAll() {
@@ -217,8 +248,9 @@ std::shared_ptr<ExecutionFeed> FeedRegistry::Get(const std::string& execution,
   // Forget feeds nobody holds any more, so the map stays as small as the
   // set of followed executions.
   absl::erase_if(feeds_, [](const auto& entry) { return entry.second.expired(); });
-  auto feed = std::make_shared<ExecutionFeed>(stub_, execution, workflow_id);
+  auto feed = std::make_shared<ExecutionFeed>(stub_, execution, workflow_id, finished_);
   feeds_[execution] = feed;
+  if (streams_opened_ != nullptr) streams_opened_->Increment();
   feed->Start();
   return feed;
 }

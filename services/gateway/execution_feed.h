@@ -2,6 +2,7 @@
 #define GYRE_SERVICES_GATEWAY_EXECUTION_FEED_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -11,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "prometheus/counter.h"
 
 namespace gyre::gateway {
 
@@ -33,10 +35,14 @@ std::string EncodeEventMessage(const v1::Event& event, absl::string_view workflo
 //
 // Thread-safety: thread-safe; upstream callbacks run on gRPC threads and
 // wake callbacks are called without the lock held.
+class FinishedFeeds;
+
 class ExecutionFeed : public std::enable_shared_from_this<ExecutionFeed> {
  public:
-  ExecutionFeed(v1::OrchestratorService::Stub* stub, std::string execution,
-                std::string workflow_id);
+  // `finished` (may be empty) keeps the feed for a while once its
+  // execution finished.
+  ExecutionFeed(v1::OrchestratorService::Stub* stub, std::string execution, std::string workflow_id,
+                std::weak_ptr<FinishedFeeds> finished = {});
   ~ExecutionFeed();
 
   // Starts the upstream stream. Call once, after construction.
@@ -69,8 +75,10 @@ class ExecutionFeed : public std::enable_shared_from_this<ExecutionFeed> {
   v1::OrchestratorService::Stub* const stub_;
   const std::string execution_;
   const std::string workflow_id_;
+  const std::weak_ptr<FinishedFeeds> finished_;
   mutable absl::Mutex mu_;
   std::vector<Frame> frames_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;  // of frames_
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   int close_code_ ABSL_GUARDED_BY(mu_) = 1000;
   std::string close_reason_ ABSL_GUARDED_BY(mu_);
@@ -80,15 +88,47 @@ class ExecutionFeed : public std::enable_shared_from_this<ExecutionFeed> {
   std::shared_ptr<Upstream> upstream_holder_;
 };
 
-// Hands out the one live feed of each execution; a feed lives while a
-// subscriber holds it. Thread-safe.
+// The most recently finished feeds, kept after their last subscriber
+// left: a finished execution's frames never change, so the next
+// subscribers (a reloaded page, many clients connecting over a few seconds)
+// share them instead of each replaying the execution from the orchestrator
+// and encoding every event again. Bounded by count and by frame bytes; the
+// oldest go first. Thread-safe.
+class FinishedFeeds {
+ public:
+  FinishedFeeds(size_t max_feeds, size_t max_bytes)
+      : max_feeds_(max_feeds), max_bytes_(max_bytes) {}
+  // Keeps `feed`, whose frames take `bytes`.
+  void Keep(std::shared_ptr<ExecutionFeed> feed, size_t bytes);
+
+ private:
+  const size_t max_feeds_;
+  const size_t max_bytes_;
+  absl::Mutex mu_;
+  std::deque<std::pair<std::shared_ptr<ExecutionFeed>, size_t>> feeds_ ABSL_GUARDED_BY(mu_);
+  size_t bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Hands out the one feed of each execution; a feed lives while a
+// subscriber holds it, and a finished one a while longer (FinishedFeeds).
+// Thread-safe.
 class FeedRegistry {
  public:
-  explicit FeedRegistry(v1::OrchestratorService::Stub* stub) : stub_(stub) {}
+  // Finished feeds kept: at most 16, of 64 MiB of frames in all.
+  static constexpr size_t kFinishedFeeds = 16;
+  static constexpr size_t kFinishedBytes = 64 << 20;
+
+  // `streams_opened` (may be null) counts the orchestrator streams opened.
+  explicit FeedRegistry(v1::OrchestratorService::Stub* stub,
+                        prometheus::Counter* streams_opened = nullptr)
+      : stub_(stub), streams_opened_(streams_opened) {}
   std::shared_ptr<ExecutionFeed> Get(const std::string& execution, const std::string& workflow_id);
 
  private:
   v1::OrchestratorService::Stub* const stub_;
+  prometheus::Counter* const streams_opened_;
+  const std::shared_ptr<FinishedFeeds> finished_ =
+      std::make_shared<FinishedFeeds>(kFinishedFeeds, kFinishedBytes);
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::weak_ptr<ExecutionFeed>> feeds_ ABSL_GUARDED_BY(mu_);
 };

@@ -31,7 +31,13 @@ GatewayMetrics::GatewayMetrics(prometheus::Registry& registry)
                                  .Name("gyre_gateway_websocket_subscribers")
                                  .Help("Open WebSocket subscribers")
                                  .Register(registry)
-                                 .Add({})) {}
+                                 .Add({})),
+      execution_streams_(prometheus::BuildCounter()
+                             .Name("gyre_gateway_execution_streams_total")
+                             .Help("Orchestrator event streams opened to feed /ws/executions "
+                                   "subscribers (shared by all subscribers of an execution)")
+                             .Register(registry)
+                             .Add({})) {}
 
 void GatewayMetrics::Request(absl::string_view route, absl::string_view method, int status,
                              absl::Duration elapsed) {

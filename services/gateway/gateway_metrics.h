@@ -31,6 +31,9 @@ class GatewayMetrics {
   // `result` one of AuditResult's four.
   void AuditEvent(absl::string_view action, absl::string_view result);
   prometheus::Gauge& websocket_subscribers() { return websocket_subscribers_; }
+  // Orchestrator event streams opened to feed /ws/executions subscribers
+  // (one per followed execution, however many subscribers share it).
+  prometheus::Counter& execution_streams() { return execution_streams_; }
 
  private:
   prometheus::Family<prometheus::Counter>& requests_;
@@ -39,6 +42,7 @@ class GatewayMetrics {
   prometheus::Counter& rate_limited_;
   prometheus::Family<prometheus::Counter>& audit_events_;
   prometheus::Gauge& websocket_subscribers_;
+  prometheus::Counter& execution_streams_;
 };
 
 }  // namespace gyre::gateway

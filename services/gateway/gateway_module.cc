@@ -12,6 +12,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                      "orchestrator gRPC address");
   schema->AddString("optimizer_address", &config_.optimizer_address,
                     "gyre-optimizer gRPC address for /api/v1/optimization (empty: 501)");
+  schema->AddString("predictor_address", &config_.predictor_address,
+                    "gyre-predictor gRPC address for /api/v1/resources/predict (empty: 501)");
   schema->AddInt("http_threads", &config_.http_threads, 1, 64, "HTTP I/O threads");
   schema->AddInt("max_body_bytes", &config_.max_body_bytes, 1024, 64 << 20,
                  "largest accepted request body in bytes");
@@ -32,6 +34,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                  "kernel send buffer of each WebSocket connection");
   schema->AddDuration("ws_idle_timeout", &config_.ws_idle_timeout,
                       "WebSocket idle time: pinged after half, closed after all");
+  schema->AddInt("ws_max_workflow_executions", &config_.ws_max_workflow_executions, 1, 1000,
+                 "executions a /ws/workflows/{id} subscriber follows at once (1008 past it)");
   schema->AddInt("rate_limit_per_minute", &config_.rate_limit_per_minute, 0, 100000000,
                  "requests a minute per principal (0: no limit)");
   schema->AddInt("rate_limit_burst", &config_.rate_limit_burst, 1, 100000000,
@@ -45,6 +49,8 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
   schema->AddStringList("basic_users", &config_.basic_users,
                         "HTTP Basic users as NAME:ROLE:TENANT:ARGON2ID_HASH "
                         "(gyre-gateway hash-password)");
+  schema->AddInt("password_workers", &config_.password_workers, 1, 64,
+                 "threads hashing HTTP Basic passwords (Argon2id, 19 MiB each)");
   JwtAuthenticator::Options& jwt = config_.jwt;
   schema->AddString("jwt_issuer", &jwt.issuer, "required JWT iss (empty: any)");
   schema->AddString("jwt_audience", &jwt.audience, "required member of a JWT's aud (empty: any)");
@@ -54,12 +60,16 @@ void GatewayModule::RegisterConfig(config::ConfigSchema* schema) {
                         "RS256 public keys, PEM files");
   schema->AddString("jwt_jwks_file", &jwt.jwks_file,
                     "RS256 public keys, a JWKS file as an OIDC provider publishes it");
+  schema->AddDuration("jwt_jwks_recheck", &jwt.jwks_recheck,
+                      "how often jwt_jwks_file is checked for new keys (on use)");
   schema->AddString("jwt_subject_claim", &jwt.subject_claim, "JWT claim naming the principal");
   schema->AddString("jwt_role_claim", &jwt.role_claim,
                     "JWT claim holding the role (viewer, operator, admin)");
   schema->AddString("jwt_tenant_claim", &jwt.tenant_claim, "JWT claim holding the tenant");
   schema->AddDuration("jwt_clock_skew", &jwt.clock_skew,
                       "slack allowed on a JWT's exp and nbf for differing clocks");
+  config_.http_tls.key_prefix = "http_";
+  config_.http_tls.Register(schema);
 }
 
 absl::Status GatewayModule::ValidateConfig() {
@@ -84,8 +94,22 @@ absl::Status GatewayModule::ValidateConfig() {
   if (jwt.clock_skew < absl::ZeroDuration() || jwt.clock_skew > absl::Minutes(10)) {
     return absl::InvalidArgumentError("jwt_clock_skew: must be within 0s..10m");
   }
+  if (jwt.jwks_recheck < absl::ZeroDuration() || jwt.jwks_recheck > absl::Hours(1)) {
+    return absl::InvalidArgumentError("jwt_jwks_recheck: must be within 0s..1h");
+  }
   if (config_.read_timeout < absl::Seconds(1) || config_.idle_timeout < absl::Seconds(1)) {
     return absl::InvalidArgumentError("read_timeout and idle_timeout: must be at least 1s");
+  }
+  // The certificate is loaded here, so a missing or bad file stops the
+  // start with the key and file named.
+  if (absl::Status status = config_.http_tls.Validate(/*as_server=*/true); !status.ok()) {
+    return status;
+  }
+  if (config_.http_tls.ServerUsesTls()) {
+    absl::StatusOr<std::unique_ptr<security::ServerSslContext>> tls =
+        security::ServerSslContext::Create(config_.http_tls);
+    if (!tls.ok()) return tls.status();
+    http_tls_ = *std::move(tls);
   }
   return absl::OkStatus();
 }
@@ -101,6 +125,12 @@ absl::Status GatewayModule::AddServices(server::ServiceHost* host) {
 }
 
 absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
+  // require_tls is the process's: no plaintext gRPC, no plaintext HTTP.
+  if (host->config().tls.require_tls && http_tls_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "require_tls is set but http_tls_cert_file is empty: plaintext HTTP is refused; set "
+        "http_tls_cert_file and http_tls_key_file (and http_tls_ca_file for mutual TLS)");
+  }
   if (orchestrator_channel_ == nullptr) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
         security::NewChannel(config_.orchestrator_address, host->config().tls);
@@ -121,14 +151,28 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   api_options.websocket.send_buffer_bytes = static_cast<int>(config_.ws_send_buffer_bytes);
   api_options.websocket.idle_timeout_seconds =
       std::max<int>(2, static_cast<int>(absl::ToInt64Seconds(config_.ws_idle_timeout)));
+  api_options.websocket.max_workflow_executions =
+      static_cast<int>(config_.ws_max_workflow_executions);
   api_options.rate_limit_per_minute = config_.rate_limit_per_minute;
   api_options.rate_limit_burst = config_.rate_limit_burst;
   api_options.cors_origins = config_.cors_origins;
+  api_options.password_workers = static_cast<int>(config_.password_workers);
+  // With the process's TLS settings, as the orchestrator's channel: a
+  // plaintext channel would fail against a require_tls service.
   if (optimizer_channel_ == nullptr && !config_.optimizer_address.empty()) {
-    optimizer_channel_ =
-        grpc::CreateChannel(config_.optimizer_address, grpc::InsecureChannelCredentials());
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        security::NewChannel(config_.optimizer_address, host->config().tls);
+    if (!channel.ok()) return channel.status();
+    optimizer_channel_ = *std::move(channel);
   }
   api_options.optimizer = optimizer_channel_;
+  if (predictor_channel_ == nullptr && !config_.predictor_address.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        security::NewChannel(config_.predictor_address, host->config().tls);
+    if (!channel.ok()) return channel.status();
+    predictor_channel_ = *std::move(channel);
+  }
+  api_options.predictor = predictor_channel_;
   metrics_ = std::make_unique<GatewayMetrics>(host->metrics_registry());
   absl::StatusOr<std::unique_ptr<AuditLog>> audit =
       AuditLog::Open(config_.audit_log_file, metrics_.get());
@@ -146,12 +190,13 @@ absl::Status GatewayModule::OnServing(server::ServiceHost* host) {
   options.max_connections = static_cast<int>(config_.max_connections);
   options.read_timeout_seconds = static_cast<int>(absl::ToInt64Seconds(config_.read_timeout));
   options.idle_timeout_seconds = static_cast<int>(absl::ToInt64Seconds(config_.idle_timeout));
+  options.tls = http_tls_;
   http_ = std::make_unique<HttpServer>(
       options, [api = api_.get()](HttpRequest request, HttpResponder respond) {
         api->Handle(std::move(request), std::move(respond));
       });
   if (absl::Status status = http_->Start(); !status.ok()) return status;
-  logging::Info("http serving", {{"http_port", http_->port()}});
+  logging::Info("http serving", {{"http_port", http_->port()}, {"tls", http_tls_ != nullptr}});
   return absl::OkStatus();
 }
 

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "libs/security/server_ssl_context.h"
+#include "libs/security/tls_config.h"
 #include "libs/server/service_main.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/gateway_metrics.h"
@@ -22,6 +24,8 @@ struct GatewayConfig {
   std::string orchestrator_address = "127.0.0.1:50051";
   // gyre-optimizer for /api/v1/optimization/*; empty: those answer 501.
   std::string optimizer_address;
+  // gyre-predictor for /api/v1/resources/predict; empty: it answers 501.
+  std::string predictor_address;
   int64_t http_threads = 2;
   int64_t max_body_bytes = 4 << 20;
   int64_t max_header_bytes = 16 << 10;
@@ -44,13 +48,20 @@ struct GatewayConfig {
   absl::Duration ws_stall_timeout = absl::Seconds(2);
   int64_t ws_send_buffer_bytes = 256 << 10;
   absl::Duration ws_idle_timeout = absl::Seconds(60);
+  int64_t ws_max_workflow_executions = 100;
   // Per principal: requests a minute (0: no limit) and the burst.
   int64_t rate_limit_per_minute = 1000;
   int64_t rate_limit_burst = 100;
   // Browser origins allowed by CORS ("*" for any); none by default.
   std::vector<std::string> cors_origins;
+  // Threads that run Argon2id for HTTP Basic (off the I/O threads).
+  int64_t password_workers = 2;
   // The audit log's JSON lines go here; empty: into the service log.
   std::string audit_log_file;
+  // HTTPS and WSS on http_address: the http_tls_* keys (a public
+  // certificate is usually not the gRPC ports' internal one). Off when
+  // http_tls_cert_file is empty; the process-wide require_tls refuses that.
+  security::TlsConfig http_tls;
 };
 
 // The gateway process: REST/WebSocket front door for API clients. Hosts the
@@ -81,6 +92,11 @@ class GatewayModule : public server::ServiceModule {
   void set_optimizer_channel(std::shared_ptr<grpc::Channel> channel) {
     optimizer_channel_ = std::move(channel);
   }
+  // Forwards /api/v1/resources/predict over `channel` (gyre dev: the
+  // in-process channel, where the predictor is hosted too).
+  void set_predictor_channel(std::shared_ptr<grpc::Channel> channel) {
+    predictor_channel_ = std::move(channel);
+  }
   // Adds an admin API key given in clear (gyre dev's dev_api_key); only its
   // hash is kept.
   void AddAdminKey(const std::string& key, const std::string& principal_name);
@@ -91,9 +107,11 @@ class GatewayModule : public server::ServiceModule {
   std::shared_ptr<grpc::Channel> orchestrator_channel_;
   std::shared_ptr<grpc::Channel> watch_channel_;
   std::shared_ptr<grpc::Channel> optimizer_channel_;
+  std::shared_ptr<grpc::Channel> predictor_channel_;
   std::unique_ptr<GatewayMetrics> metrics_;
   std::unique_ptr<AuditLog> audit_log_;
   std::unique_ptr<RestApi> api_;
+  std::shared_ptr<security::ServerSslContext> http_tls_;
   std::unique_ptr<HttpServer> http_;
 };
 

@@ -5,6 +5,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 
@@ -25,6 +26,9 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// How long a TLS close waits for the client's close_notify.
+constexpr int kTlsShutdownSeconds = 5;
+
 // One client connection: read a request, answer it, repeat while keep-alive.
 // Everything runs on the connection's strand; the handler's responder posts
 // back onto it. Owned by the shared pointers held by pending operations.
@@ -32,29 +36,65 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(tcp::socket socket, const HttpServer::Options& options, const HttpHandler& handler,
               std::shared_ptr<std::atomic<int>> open_connections)
-      : stream_(std::move(socket)),
+      : stream_(beast::tcp_stream(std::move(socket))),
         options_(options),
         handler_(handler),
         open_connections_(std::move(open_connections)) {}
   ~HttpSession() { open_connections_->fetch_sub(1, std::memory_order_relaxed); }
 
-  void Start() { ReadHeader(); }
+  void Start() {
+    if (options_.tls == nullptr) return ReadHeader();
+    // A TLS port: the first bytes tell a TLS ClientHello from a plaintext
+    // request, which is read and answered (not dropped) so the client
+    // learns why.
+    lowest().expires_after(std::chrono::seconds(options_.read_timeout_seconds));
+    beast::async_detect_ssl(lowest(), buffer_,
+                            [self = shared_from_this()](beast::error_code error, bool is_tls) {
+                              if (error) return self->Close();
+                              if (!is_tls) {
+                                self->refuse_plaintext_ = true;
+                                return self->ReadHeader();
+                              }
+                              self->Handshake();
+                            });
+  }
 
-  // Answers 503 and closes: the server is at its connection limit.
+  // Answers 503 and closes: the server is at its connection limit. The
+  // request is read first (bounded by the read timeout): over TLS the
+  // answer needs the handshake anyway, and closing a socket with an unread
+  // request resets it, which can destroy the answer before the client
+  // reads it.
   void Refuse() {
-    Reply(JsonError(503, absl::StatusCode::kUnavailable,
-                    absl::StrCat("the gateway is at its limit of ", options_.max_connections,
-                                 " open connections; retry later")),
-          /*keep_alive=*/false);
+    at_limit_ = true;
+    Start();
   }
 
  private:
+  beast::tcp_stream& lowest() { return stream_.next_layer(); }
+
+  void Handshake() {
+    stream_.StartTls(options_.tls->Current());
+    stream_.tls().async_handshake(
+        asio::ssl::stream_base::server, buffer_.data(),
+        // The default argument works around Boost 1.81's constraint on the
+        // buffered handshake, which checks for the unbuffered signature.
+        [self = shared_from_this()](beast::error_code error, size_t used = 0) {
+          // An untrusting client or a failed handshake: nothing to answer.
+          if (error) {
+            logging::Debug("TLS handshake failed", {{"error", error.message()}});
+            return self->Close();
+          }
+          self->buffer_.consume(used);
+          self->ReadHeader();
+        });
+  }
+
   void ReadHeader() {
     parser_.emplace();
     parser_->body_limit(options_.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(options_.max_header_bytes));
     // Waiting for the next request of a keep-alive connection.
-    stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+    lowest().expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = shared_from_this()](beast::error_code error, size_t) {
                               if (error) return self->OnReadError(error);
@@ -63,7 +103,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void ReadBody() {
-    stream_.expires_after(std::chrono::seconds(options_.read_timeout_seconds));
+    lowest().expires_after(std::chrono::seconds(options_.read_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code error, size_t) {
                        if (error) return self->OnReadError(error);
@@ -92,8 +132,22 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Dispatch() {
+    if (at_limit_) {
+      Reply(JsonError(503, absl::StatusCode::kUnavailable,
+                      absl::StrCat("the gateway is at its limit of ", options_.max_connections,
+                                   " open connections; retry later")),
+            /*keep_alive=*/false);
+      return;
+    }
+    if (refuse_plaintext_) {
+      Reply(JsonError(400, absl::StatusCode::kInvalidArgument,
+                      "this port serves HTTPS only: a plaintext HTTP request is refused; use "
+                      "https:// (wss:// for WebSockets)"),
+            /*keep_alive=*/false);
+      return;
+    }
     auto request = std::make_shared<http::request<http::string_body>>(parser_->release());
-    stream_.expires_never();  // the handler's backend call has its own deadline
+    lowest().expires_never();  // the handler's backend call has its own deadline
     HttpRequest incoming;
     incoming.method = std::string(request->method_string());
     incoming.target = std::string(request->target());
@@ -107,7 +161,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     if (websocket::is_upgrade(*request)) {
       incoming.upgrade = [self = shared_from_this(), strand, request](WebSocketAcceptor accept) {
         asio::post(strand, [self, request, accept = std::move(accept)]() mutable {
-          self->stream_.expires_never();
+          self->lowest().expires_never();
           accept(std::move(self->stream_), std::move(*request));
         });
       };
@@ -128,7 +182,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
     response->keep_alive(keep_alive);
     response->body() = std::move(reply.body);
     response->prepare_payload();
-    stream_.expires_after(std::chrono::seconds(options_.read_timeout_seconds));
+    lowest().expires_after(std::chrono::seconds(options_.read_timeout_seconds));
     http::async_write(stream_, *response,
                       [self = shared_from_this(), response](beast::error_code error, size_t) {
                         if (error || !response->keep_alive()) {
@@ -140,11 +194,23 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   }
 
   void Close() {
+    if (stream_.is_tls() && !tls_closing_) {
+      // close_notify first, so the client knows the response is complete;
+      // bounded by the write timeout set last.
+      tls_closing_ = true;
+      lowest().expires_after(std::chrono::seconds(kTlsShutdownSeconds));
+      stream_.tls().async_shutdown(
+          [self = shared_from_this()](beast::error_code) { self->Close(); });
+      return;
+    }
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
-  beast::tcp_stream stream_;
+  HttpStream stream_;
+  bool refuse_plaintext_ = false;
+  bool at_limit_ = false;
+  bool tls_closing_ = false;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   const HttpServer::Options& options_;

@@ -11,21 +11,21 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "libs/security/server_ssl_context.h"
+#include "services/gateway/http_stream.h"
 
 namespace gyre::gateway {
 
 // Takes over the connection of a WebSocket upgrade request (the original
 // request is needed to complete the handshake).
-using WebSocketAcceptor =
-    std::function<void(boost::beast::tcp_stream stream,
-                       boost::beast::http::request<boost::beast::http::string_body> request)>;
+using WebSocketAcceptor = std::function<void(
+    HttpStream stream, boost::beast::http::request<boost::beast::http::string_body> request)>;
 
 // An HTTP request as handlers see it: body already read and size-checked,
 // header names lower-cased.
@@ -63,7 +63,9 @@ using HttpResponder = std::function<void(HttpReply)>;
 // their completion (any thread).
 using HttpHandler = std::function<void(HttpRequest request, HttpResponder respond)>;
 
-// An asynchronous HTTP/1.1 server on Boost.Beast with keep-alive.
+// An asynchronous HTTP/1.1 server on Boost.Beast with keep-alive, in
+// plaintext or, with a TLS context, HTTPS (and WSS) only: a plaintext request
+// on a TLS port is answered 400 in plaintext, saying so, and closed.
 //
 // Bounds every input: request header and body sizes, the time to receive a
 // request (read timeout) and to wait for the next one (idle timeout), the
@@ -83,6 +85,9 @@ class HttpServer {
     int read_timeout_seconds = 30;  // to receive one whole request
     int idle_timeout_seconds = 60;  // between requests on a keep-alive connection
     int max_connections = 10000;
+    // Set: every connection is TLS, with the context current at its accept
+    // (a renewed certificate is served to new connections).
+    std::shared_ptr<security::ServerSslContext> tls;
   };
 
   HttpServer(Options options, HttpHandler handler);

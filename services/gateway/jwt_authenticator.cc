@@ -6,6 +6,7 @@
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <sys/stat.h>
 
 #include <fstream>
 #include <sstream>
@@ -15,6 +16,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "libs/logging/logger.h"
 #include "services/gateway/auth_failure.h"
 
 namespace gyre::gateway {
@@ -66,10 +69,25 @@ absl::StatusOr<std::optional<absl::Time>> TimeClaim(const boost::json::object& c
                                                     absl::string_view name) {
   const boost::json::value* value = claims.if_contains(Key(name));
   if (value == nullptr) return std::nullopt;
-  if (value->is_int64()) return absl::FromUnixSeconds(value->as_int64());
-  if (value->is_uint64()) return absl::FromUnixSeconds(static_cast<int64_t>(value->as_uint64()));
-  if (value->is_double()) return absl::FromUnixSeconds(static_cast<int64_t>(value->as_double()));
-  return AuthFailure("malformed", absl::StrCat("JWT claim \"", name, "\" is not a number"));
+  // Bounded before any conversion: a double such as 1.8e75 does not fit in
+  // int64 (undefined behaviour, found by fuzz/jwt_fuzz), and no real token
+  // carries a date before 1970 or after the year 9999.
+  constexpr double kMaxNumericDate = 253402300799.0;  // 9999-12-31T23:59:59Z
+  double seconds = 0;
+  if (value->is_int64()) {
+    seconds = static_cast<double>(value->as_int64());
+  } else if (value->is_uint64()) {
+    seconds = static_cast<double>(value->as_uint64());
+  } else if (value->is_double()) {
+    seconds = value->as_double();
+  } else {
+    return AuthFailure("malformed", absl::StrCat("JWT claim \"", name, "\" is not a number"));
+  }
+  if (!(seconds >= 0 && seconds <= kMaxNumericDate)) {
+    return AuthFailure(
+        "malformed", absl::StrCat("JWT claim \"", name, "\" is not a date between 1970 and 9999"));
+  }
+  return absl::FromUnixSeconds(static_cast<int64_t>(seconds));
 }
 
 std::unique_ptr<BIGNUM, decltype(&BN_free)> Bignum(absl::string_view base64url) {
@@ -92,9 +110,53 @@ absl::StatusOr<std::unique_ptr<JwtAuthenticator>> JwtAuthenticator::Create(Optio
     if (absl::Status status = jwt->LoadPem(path); !status.ok()) return status;
   }
   if (!jwt->options_.jwks_file.empty()) {
-    if (absl::Status status = jwt->LoadJwks(jwt->options_.jwks_file); !status.ok()) return status;
+    auto keys = std::make_shared<KeySet>();
+    const FileStamp stamp = Stamp(jwt->options_.jwks_file);
+    if (absl::Status status = LoadJwks(jwt->options_.jwks_file, keys.get()); !status.ok()) {
+      return status;
+    }
+    absl::MutexLock lock(&jwt->mu_);
+    jwt->jwks_keys_ = std::move(keys);
+    jwt->jwks_stamp_ = stamp;
+    jwt->jwks_checked_ = absl::Now();
   }
   return jwt;
+}
+
+size_t JwtAuthenticator::rsa_keys() const {
+  absl::MutexLock lock(&mu_);
+  return rsa_keys_.size() + jwks_keys_->size();
+}
+
+JwtAuthenticator::FileStamp JwtAuthenticator::Stamp(const std::string& path) {
+  struct stat info;
+  if (stat(path.c_str(), &info) != 0) return {};
+  return {static_cast<int64_t>(info.st_size),
+          static_cast<int64_t>(info.st_mtim.tv_sec) * 1000000000 + info.st_mtim.tv_nsec,
+          static_cast<uint64_t>(info.st_ino)};
+}
+
+std::shared_ptr<const JwtAuthenticator::KeySet> JwtAuthenticator::JwksKeys() const {
+  absl::MutexLock lock(&mu_);
+  if (options_.jwks_file.empty()) return jwks_keys_;
+  const absl::Time now = absl::Now();
+  if (now - jwks_checked_ < options_.jwks_recheck) return jwks_keys_;
+  jwks_checked_ = now;
+  // A stat and, rarely, a small file read under the lock: at most once per
+  // jwks_recheck, and only RS256 checks wait for it.
+  const FileStamp stamp = Stamp(options_.jwks_file);
+  if (stamp == jwks_stamp_) return jwks_keys_;
+  jwks_stamp_ = stamp;
+  auto keys = std::make_shared<KeySet>();
+  if (absl::Status status = LoadJwks(options_.jwks_file, keys.get()); !status.ok()) {
+    logging::Warn("jwt_jwks_file changed but does not load; keeping the previous keys",
+                  {{"error", std::string(status.message())}});
+    return jwks_keys_;
+  }
+  logging::Info("jwt_jwks_file read again",
+                {{"file", options_.jwks_file}, {"keys", static_cast<int64_t>(keys->size())}});
+  jwks_keys_ = std::move(keys);
+  return jwks_keys_;
 }
 
 absl::Status JwtAuthenticator::LoadPem(const std::string& path) {
@@ -116,7 +178,7 @@ absl::Status JwtAuthenticator::LoadPem(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status JwtAuthenticator::LoadJwks(const std::string& path) {
+absl::Status JwtAuthenticator::LoadJwks(const std::string& path, KeySet* loaded) {
   absl::StatusOr<std::string> text = ReadFile(path, "jwt_jwks_file");
   if (!text.ok()) return text.status();
   boost::json::error_code error;
@@ -161,7 +223,7 @@ absl::Status JwtAuthenticator::LoadJwks(const std::string& path) {
       return absl::InvalidArgumentError(absl::StrCat("jwt_jwks_file: \"", path, "\": key \"", kid,
                                                      "\" has fewer than ", kMinRsaBits, " bits"));
     }
-    rsa_keys_.push_back(std::move(rsa));
+    loaded->push_back(std::move(rsa));
   }
   return absl::OkStatus();
 }
@@ -169,20 +231,23 @@ absl::Status JwtAuthenticator::LoadJwks(const std::string& path) {
 absl::Status JwtAuthenticator::VerifyRs256(absl::string_view kid, absl::string_view signed_part,
                                            absl::string_view signature) const {
   bool key_found = false;
-  for (const RsaKey& key : rsa_keys_) {
-    // A token naming a kid is checked against that key only; without a kid
-    // every key is tried (a provider with one key often omits it).
-    if (!kid.empty() && !key.kid.empty() && key.kid != kid) continue;
-    key_found = true;
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
-                                                                    EVP_MD_CTX_free);
-    if (context != nullptr &&
-        EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) == 1 &&
-        EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                         signature.size(),
-                         reinterpret_cast<const unsigned char*>(signed_part.data()),
-                         signed_part.size()) == 1) {
-      return absl::OkStatus();
+  const std::shared_ptr<const KeySet> jwks = JwksKeys();
+  for (const KeySet* set : {&rsa_keys_, jwks.get()}) {
+    for (const RsaKey& key : *set) {
+      // A token naming a kid is checked against that key only; without a kid
+      // every key is tried (a provider with one key often omits it).
+      if (!kid.empty() && !key.kid.empty() && key.kid != kid) continue;
+      key_found = true;
+      std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> context(EVP_MD_CTX_new(),
+                                                                      EVP_MD_CTX_free);
+      if (context != nullptr &&
+          EVP_DigestVerifyInit(context.get(), nullptr, EVP_sha256(), nullptr, key.key.get()) == 1 &&
+          EVP_DigestVerify(context.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                           signature.size(),
+                           reinterpret_cast<const unsigned char*>(signed_part.data()),
+                           signed_part.size()) == 1) {
+        return absl::OkStatus();
+      }
     }
   }
   if (!key_found) {
@@ -218,7 +283,7 @@ absl::StatusOr<Principal> JwtAuthenticator::Authenticate(absl::string_view token
     if (signature.size() != length || CRYPTO_memcmp(signature.data(), digest, length) != 0) {
       return AuthFailure("bad_signature", "JWT signature does not verify");
     }
-  } else if (alg == "RS256" && !rsa_keys_.empty()) {
+  } else if (alg == "RS256" && HasRsaKeys()) {
     if (absl::Status status = VerifyRs256(StringMember(*header, "kid"), signed_part, signature);
         !status.ok()) {
       return status;
@@ -227,8 +292,8 @@ absl::StatusOr<Principal> JwtAuthenticator::Authenticate(absl::string_view token
     return AuthFailure(
         "alg_not_allowed",
         absl::StrCat("JWT alg \"", alg.substr(0, 16), "\" is not accepted here (configured: ",
-                     options_.hs256_secret.empty() ? "" : "HS256 ",
-                     rsa_keys_.empty() ? "" : "RS256", ")"));
+                     options_.hs256_secret.empty() ? "" : "HS256 ", HasRsaKeys() ? "RS256" : "",
+                     ")"));
   }
 
   // Only a verified token's claims are read.

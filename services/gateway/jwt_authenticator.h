@@ -7,9 +7,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/gateway/api_key_authenticator.h"
 
@@ -31,6 +33,12 @@ namespace gyre::gateway {
 // against RSA public keys, so a public key can never be used as an HMAC
 // secret whatever the token's header says.
 //
+// The JWKS file is read again when it changes (its size, modification time
+// or inode differ; looked at, on use, at most once per jwks_recheck), so a
+// provider's key rotation needs no restart. A new file that does not load
+// leaves the keys as they were (and is logged); a key gone from the file is
+// refused from then on.
+//
 // Thread-safety: built at start (Create), then Authenticate is safe from any
 // number of threads.
 class JwtAuthenticator {
@@ -50,6 +58,8 @@ class JwtAuthenticator {
     // RS256 public keys as a JWKS document ({"keys": [{"kty": "RSA", "kid",
     // "n", "e"}, ...]}), the file an OIDC provider publishes at jwks_uri.
     std::string jwks_file;
+    // How often, at most, the JWKS file is checked for a change.
+    absl::Duration jwks_recheck = absl::Seconds(1);
     // Claims naming the principal, its role (a string, or an array whose
     // highest known role counts) and its tenant.
     std::string subject_claim = "sub";
@@ -65,8 +75,8 @@ class JwtAuthenticator {
   // The principal of `token`, or an AuthFailure saying why not.
   absl::StatusOr<Principal> Authenticate(absl::string_view token, absl::Time now) const;
 
-  // RSA keys loaded (from files and the JWKS).
-  size_t rsa_keys() const { return rsa_keys_.size(); }
+  // RSA keys loaded (from files and the JWKS as last read).
+  size_t rsa_keys() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct PkeyFree {
@@ -77,14 +87,34 @@ class JwtAuthenticator {
     std::unique_ptr<EVP_PKEY, PkeyFree> key;
   };
 
+  using KeySet = std::vector<RsaKey>;
+  // The JWKS file's identity: a change of any part means a new file.
+  struct FileStamp {
+    int64_t size = -1;
+    int64_t mtime_ns = 0;
+    uint64_t inode = 0;
+    bool operator==(const FileStamp&) const = default;
+  };
+
   explicit JwtAuthenticator(Options options) : options_(std::move(options)) {}
   absl::Status LoadPem(const std::string& path);
-  absl::Status LoadJwks(const std::string& path);
+  static absl::Status LoadJwks(const std::string& path, KeySet* loaded);
+  static FileStamp Stamp(const std::string& path);
+  // RS256 is accepted: PEM keys or a JWKS file are configured.
+  bool HasRsaKeys() const { return !rsa_keys_.empty() || !options_.jwks_file.empty(); }
+  // The JWKS keys, read again first when the file changed and jwks_recheck
+  // has passed since the last look.
+  std::shared_ptr<const KeySet> JwksKeys() const ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status VerifyRs256(absl::string_view kid, absl::string_view signed_part,
                            absl::string_view signature) const;
 
   Options options_;
-  std::vector<RsaKey> rsa_keys_;
+  std::vector<RsaKey> rsa_keys_;  // from PEM files, fixed
+  mutable absl::Mutex mu_;
+  mutable std::shared_ptr<const KeySet> jwks_keys_ ABSL_GUARDED_BY(mu_) =
+      std::make_shared<const KeySet>();
+  mutable FileStamp jwks_stamp_ ABSL_GUARDED_BY(mu_);
+  mutable absl::Time jwks_checked_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace gyre::gateway

@@ -1,5 +1,6 @@
 #include "services/gateway/jwt_authenticator.h"
 
+#include <cstdio>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -91,6 +92,16 @@ TEST_F(JwtAuthenticatorTest, ChecksExpiryAndNotBeforeWithClockSkew) {
   EXPECT_EQ(Refusal(SignHs256(kHs256, Claims(absl::StrCat(",\"nbf\":", now + 600)), kSecret)),
             "not_yet_valid");
   EXPECT_EQ(Refusal(SignHs256(kHs256, Claims(absl::StrCat(",\"nbf\":", now + 20)), kSecret)), "");
+  // Dates beyond int64 or before 1970 are malformed, not undefined behaviour
+  // (fuzz/jwt_fuzz found 1.8e75).
+  for (const char* date : {"1.79999e+75", "-1", "18446744073709551615", "1e300", "-1e300"}) {
+    EXPECT_EQ(Refusal(SignHs256(kHs256, Claims(absl::StrCat(",\"exp\":", date)), kSecret)),
+              "malformed")
+        << date;
+    EXPECT_EQ(Refusal(SignHs256(kHs256, Claims(absl::StrCat(",\"nbf\":", date)), kSecret)),
+              "malformed")
+        << date;
+  }
   // exp is required: a token that never expires is refused.
   EXPECT_EQ(
       Refusal(SignHs256(kHs256, "{\"sub\":\"a\",\"role\":\"admin\",\"tenant\":\"t\"}", kSecret)),
@@ -141,6 +152,38 @@ TEST_F(JwtAuthenticatorTest, RefusesAnRsaPublicKeyUsedAsAnHmacSecret) {
   EXPECT_EQ(AuthFailureReason(principal.status()), "alg_not_allowed");
   EXPECT_TRUE(
       (*jwt)->Authenticate(*SignRs256(kRs256, Claims(), key_->private_pem), absl::Now()).ok());
+}
+
+// A provider rotates its keys: the JWKS file is replaced; the next check
+// (jwks_recheck 0 here, 1 s by default) reads it again, so the new key is
+// accepted and the removed one refused, without a restart. A file that does
+// not load keeps the keys as they were.
+TEST_F(JwtAuthenticatorTest, ReadsTheJwksFileAgainWhenItIsRotated) {
+  JwtAuthenticator::Options options;
+  options.issuer = kIssuer;
+  options.audience = kAudience;
+  options.jwks_recheck = absl::ZeroDuration();
+  options.jwks_file = WriteFile("rotating.json", testing::JwksOf("k1", *key_));
+  auto created = JwtAuthenticator::Create(options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  jwt_ = *std::move(created);
+  const std::string old_token = *SignRs256(kRs256, Claims(), key_->private_pem);
+  const std::string new_token =
+      *SignRs256("{\"alg\":\"RS256\",\"kid\":\"k2\"}", Claims(), other_key_->private_pem);
+  EXPECT_EQ(Refusal(old_token), "");
+  EXPECT_EQ(Refusal(new_token), "unknown_key");
+
+  // Rotated as providers do: the new file written aside, renamed over.
+  const std::string next = WriteFile("rotating.json.new", testing::JwksOf("k2", *other_key_));
+  ASSERT_EQ(std::rename(next.c_str(), options.jwks_file.c_str()), 0);
+  EXPECT_EQ(Refusal(new_token), "");
+  EXPECT_EQ(Refusal(old_token), "unknown_key");
+
+  // A broken rotation keeps the last good keys.
+  const std::string broken = WriteFile("rotating.json.bad", "{\"not\": \"a jwks\"}");
+  ASSERT_EQ(std::rename(broken.c_str(), options.jwks_file.c_str()), 0);
+  EXPECT_EQ(Refusal(new_token), "");
+  EXPECT_EQ(jwt_->rsa_keys(), 1u);
 }
 
 TEST_F(JwtAuthenticatorTest, RefusesWeakOrUnreadableKeysAtStart) {

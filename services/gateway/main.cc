@@ -12,9 +12,6 @@
 #include "services/gateway/gateway_module.h"
 #include "services/gateway/password_authenticator.h"
 
-ABSL_FLAG(std::string, http_address, "", "REST/WebSocket listen address (host:port)");
-ABSL_FLAG(std::string, orchestrator_address, "", "orchestrator gRPC address (host:port)");
-
 namespace {
 
 // The password comes on stdin, never as an argument: arguments are visible
@@ -38,12 +35,6 @@ int HashPassword() {
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "hash-password") == 0) return HashPassword();
   gyre::gateway::GatewayModule module;
-  return gyre::server::RunServiceMain(argc, argv,
-                                      {"gyre-gateway",
-                                       "gateway",
-                                       "0.0.0.0:50056",
-                                       "0.0.0.0:9106",
-                                       {{"http_address", &FLAGS_http_address},
-                                        {"orchestrator_address", &FLAGS_orchestrator_address}}},
-                                      &module);
+  return gyre::server::RunServiceMain(
+      argc, argv, {"gyre-gateway", "gateway", "0.0.0.0:50056", "0.0.0.0:9106"}, &module);
 }

@@ -70,6 +70,14 @@ std::string PasswordAuthenticator::MemoKey(absl::string_view user,
   return std::string(reinterpret_cast<char*>(digest), length);
 }
 
+bool PasswordAuthenticator::NeedsHash(absl::string_view user, absl::string_view password) const {
+  if (password.size() > kMaxPasswordBytes || !users_.contains(user)) return false;
+  if (memo_key_.empty()) return true;
+  const std::string key = MemoKey(user, password);
+  absl::MutexLock lock(&mu_);
+  return !verified_.contains(key);
+}
+
 absl::StatusOr<Principal> PasswordAuthenticator::Authenticate(absl::string_view user,
                                                               absl::string_view password) const {
   constexpr absl::string_view kRefused = "invalid user name or password";

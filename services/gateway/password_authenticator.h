@@ -45,6 +45,12 @@ class PasswordAuthenticator {
   absl::StatusOr<Principal> Authenticate(absl::string_view user, absl::string_view password) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether Authenticate(user, password) would run Argon2id: a known user
+  // whose password has not passed a check recently. The gateway runs those
+  // on its password workers, off the I/O threads; the rest (a memo hit, an
+  // unknown user, an over-long password) cost no hash.
+  bool NeedsHash(absl::string_view user, absl::string_view password) const ABSL_LOCKS_EXCLUDED(mu_);
+
   bool empty() const { return users_.empty(); }
 
   // The Argon2id PHC string of `password` with a fresh random salt

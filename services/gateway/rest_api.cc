@@ -1,15 +1,20 @@
 #include "services/gateway/rest_api.h"
 
+#include <atomic>
+
+#include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
 #include "absl/algorithm/container.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/server/api_service_module.h"
 #include "libs/workflow/workflow_parser.h"
@@ -27,6 +32,9 @@ constexpr absl::string_view kApiPrefix = "/api/v1";
 // would name a different resource.
 constexpr size_t kMaxParamBytes = 256;
 constexpr size_t kMaxRequestIdBytes = 128;
+// Workflows and executions one optimizer request may name (a workflow or an
+// execution and the optimizer's 100 history executions).
+constexpr size_t kMaxNamedResources = 101;
 
 bool IsValidRequestId(absl::string_view id) {
   if (id.empty() || id.size() > kMaxRequestIdBytes) return false;
@@ -164,10 +172,13 @@ RestApi::RestApi(std::shared_ptr<grpc::Channel> orchestrator,
       health_(grpc::health::v1::Health::NewStub(channel_)),
       authenticator_(std::move(authenticator)),
       options_(options),
-      feeds_(watcher_.get()),
+      feeds_(watcher_.get(), metrics != nullptr ? &metrics->execution_streams() : nullptr),
+      workflows_(watcher_.get(), orchestrator_.get(), &feeds_, options_.backend_timeout),
       metrics_(metrics),
-      rate_limiter_(options_.rate_limit_per_minute, options_.rate_limit_burst) {
+      rate_limiter_(options_.rate_limit_per_minute, options_.rate_limit_burst),
+      password_workers_(std::max(1, options_.password_workers)) {
   if (options_.optimizer != nullptr) optimizer_ = v1::OptimizerService::NewStub(options_.optimizer);
+  if (options_.predictor != nullptr) predictor_ = v1::PredictorService::NewStub(options_.predictor);
   if (metrics_ != nullptr) open_websockets_->gauge = &metrics_->websocket_subscribers();
   AddRoutes();
 }
@@ -204,11 +215,16 @@ void RestApi::AddRoutes() {
     add("POST", "/optimization/analyze", Role::kOperator, &RestApi::AnalyzeWorkflow);
     add("POST", "/optimization/apply", Role::kOperator, &RestApi::ApplyOptimizations);
   }
-  // Their services answer UNIMPLEMENTED today (the optimizer's when no
-  // optimizer_address is set): say so plainly rather than forward a body to
-  // a stub or pretend success.
-  std::vector<std::pair<std::string, std::string>> unbuilt = {
-      {"/resources/predict", "the predictor's PredictResources"}};
+  if (predictor_ != nullptr) {
+    add("POST", "/resources/predict", Role::kOperator, &RestApi::PredictResources);
+  }
+  // Without their service's address these answer UNIMPLEMENTED: say so
+  // plainly rather than forward a body nowhere or pretend success.
+  std::vector<std::pair<std::string, std::string>> unbuilt;
+  if (predictor_ == nullptr) {
+    unbuilt.push_back(
+        {"/resources/predict", "the predictor's PredictResources (no predictor_address)"});
+  }
   if (optimizer_ == nullptr) {
     unbuilt.push_back(
         {"/optimization/analyze", "the optimizer's AnalyzeWorkflow (no optimizer_address)"});
@@ -314,7 +330,10 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
     }
   }
   const bool websocket = !segments.empty() && segments[0] == "ws";
-  if (websocket) *route_label = "/ws/executions/{id}";
+  if (websocket) {
+    *route_label = segments.size() > 1 && segments[1] == "workflows" ? "/ws/workflows/{id}"
+                                                                     : "/ws/executions/{id}";
+  }
   if (websocket && request.Header("x-api-key").empty() && request.Header("authorization").empty()) {
     // Browsers cannot set headers on a WebSocket: the key may come as
     // ?access_token= (never logged, like every credential).
@@ -322,7 +341,35 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
       if (param.key == "access_token") request.headers["x-api-key"] = std::string(param.value);
     }
   }
+  Admission admission{start, std::move(request_id), route_label, method_label, who, websocket};
+  if (authenticator_->NeedsPasswordHash(request.Header("x-api-key"),
+                                        request.Header("authorization"))) {
+    // Argon2id is slow on purpose: hash on a password worker and continue
+    // there (respond may be called from any thread), the I/O thread free.
+    boost::asio::post(
+        password_workers_, [this, request = std::move(request), respond = std::move(respond),
+                            admission = std::move(admission)]() mutable {
+          absl::StatusOr<Principal> principal = Authenticate(request);
+          Admit(std::move(request), std::move(respond), std::move(principal), std::move(admission));
+        });
+    return;
+  }
   absl::StatusOr<Principal> principal = Authenticate(request);
+  Admit(std::move(request), std::move(respond), std::move(principal), std::move(admission));
+}
+
+void RestApi::Admit(HttpRequest request, HttpResponder respond, absl::StatusOr<Principal> principal,
+                    Admission admission) {
+  const absl::Time start = admission.start;
+  std::string request_id = std::move(admission.request_id);
+  const std::shared_ptr<std::string>& route_label = admission.route_label;
+  const std::shared_ptr<std::string>& method_label = admission.method_label;
+  const std::shared_ptr<Principal>& who = admission.who;
+  const bool websocket = admission.websocket;
+  // Parsed again (Handle checked it): the view points into request.target.
+  auto url = boost::urls::parse_origin_form(request.target);
+  std::vector<std::string> segments;
+  for (auto segment : url->segments()) segments.emplace_back(segment);
   if (!principal.ok()) {
     if (metrics_ != nullptr) metrics_->AuthFailure(AuthFailureReason(principal.status()));
     HttpReply reply = JsonError(principal.status());
@@ -402,15 +449,15 @@ void RestApi::Handle(HttpRequest request, HttpResponder respond) {
 }
 
 void RestApi::HandleWebSocket(const std::vector<std::string>& segments, const Call& call) {
-  if (segments.size() == 3 && segments[1] == "workflows") {
-    return call->respond(JsonError(absl::UnimplementedError(
-        "/ws/workflows/{id} (every execution of a workflow) is not built yet in this version of "
-        "Gyre; follow each execution at /ws/executions/{id}")));
+  if (segments.size() == 3 && segments[1] == "workflows" && !segments[2].empty() &&
+      segments[2].size() <= kMaxParamBytes && !absl::StrContains(segments[2], '/')) {
+    return HandleWorkflowWebSocket(segments[2], call);
   }
   if (segments.size() != 3 || segments[1] != "executions" || segments[2].empty() ||
       segments[2].size() > kMaxParamBytes || absl::StrContains(segments[2], '/')) {
     return call->respond(JsonError(absl::NotFoundError(
-        "no WebSocket route here: follow an execution at /ws/executions/{id}")));
+        "no WebSocket route here: follow an execution at /ws/executions/{id} or every "
+        "execution of a workflow at /ws/workflows/{id}")));
   }
   if (!call->request.upgrade) {
     return call->respond(JsonError(426, absl::StatusCode::kFailedPrecondition,
@@ -433,10 +480,59 @@ void RestApi::HandleWebSocket(const std::vector<std::string>& segments, const Ca
             feeds_.Get(execution->name(), std::string(IdOf(execution->workflow())));
         call->request.upgrade(
             [feed, since, options = options_.websocket, open = open_websockets_](
-                boost::beast::tcp_stream stream,
+                HttpStream stream,
                 boost::beast::http::request<boost::beast::http::string_body> request) mutable {
               StartEventSubscriber(std::move(stream), std::move(request), std::move(feed), since,
                                    options, std::move(open));
+            });
+      });
+}
+
+void RestApi::HandleWorkflowWebSocket(const std::string& id, const Call& call) {
+  if (!call->request.upgrade) {
+    return call->respond(JsonError(426, absl::StatusCode::kFailedPrecondition,
+                                   "this is a WebSocket endpoint: send an Upgrade request"));
+  }
+  WorkflowSubscription subscription;
+  subscription.workflow = absl::StrCat("workflows/", id);
+  subscription.workflow_id = id;
+  subscription.tenant = call->principal.tenant;
+  // since=ID:N,ID:N: per execution, as sequences are.
+  if (const std::string value = call->Query("since"); !value.empty()) {
+    for (absl::string_view entry : absl::StrSplit(value, ',')) {
+      std::pair<absl::string_view, absl::string_view> pair = absl::StrSplit(entry, ':');
+      int64_t sequence = 0;
+      if (pair.first.empty() || pair.first.size() > kMaxParamBytes ||
+          !absl::SimpleAtoi(pair.second, &sequence) || sequence < 0) {
+        return call->respond(JsonError(absl::InvalidArgumentError(absl::StrCat(
+            "since=\"", value.substr(0, 200),
+            "\": expected EXECUTION_ID:SEQUENCE[,EXECUTION_ID:SEQUENCE...] with sequences >= 0"))));
+      }
+      subscription.since[pair.first] = sequence;
+    }
+    if (static_cast<int>(subscription.since.size()) > options_.websocket.max_workflow_executions) {
+      return call->respond(JsonError(absl::InvalidArgumentError(
+          absl::StrCat("since names ", subscription.since.size(), " executions; at most ",
+                       options_.websocket.max_workflow_executions,
+                       " (max_workflow_executions) are followed at once"))));
+    }
+  }
+  v1::GetWorkflowRequest request;
+  request.set_name(subscription.workflow);
+  // Checked before the upgrade, so an unknown workflow (or another
+  // tenant's) is a plain 404.
+  Orchestrator<v1::GetWorkflowRequest, v1::WorkflowDefinition>(
+      call, &AsyncApi::GetWorkflow, std::move(request),
+      [this, call, subscription = std::move(subscription)](
+          absl::StatusOr<v1::WorkflowDefinition> workflow) mutable {
+        if (!workflow.ok()) return call->respond(JsonError(workflow.status()));
+        call->request.upgrade(
+            [this, subscription = std::move(subscription), options = options_.websocket,
+             open = open_websockets_](
+                HttpStream stream,
+                boost::beast::http::request<boost::beast::http::string_body> request) mutable {
+              StartWorkflowSubscriber(std::move(stream), std::move(request), &workflows_,
+                                      std::move(subscription), options, std::move(open));
             });
       });
 }
@@ -757,41 +853,152 @@ void RestApi::ScheduleOutcome(const Call& call) {
       });
 }
 
+namespace {
+
+// What an optimizer request names, to check before it is forwarded.
+std::vector<std::string> NamedResources(const v1::AnalyzeWorkflowRequest& request) {
+  std::vector<std::string> names;
+  if (!request.workflow().empty()) names.push_back(request.workflow());
+  if (!request.execution().empty()) names.push_back(request.execution());
+  for (const std::string& execution : request.history_executions()) names.push_back(execution);
+  return names;
+}
+
+}  // namespace
+
+void RestApi::CheckTenantSees(const Call& call, std::vector<std::string> names,
+                              std::function<void(absl::Status)> done) {
+  if (names.empty()) return done(absl::OkStatus());
+  if (names.size() > kMaxNamedResources) {
+    return done(absl::InvalidArgumentError(absl::StrCat("the request names ", names.size(),
+                                                        " workflows and executions; at most ",
+                                                        kMaxNamedResources, " are accepted")));
+  }
+  // Looked up in parallel; the first failure answers, once all are back.
+  struct Pending {
+    explicit Pending(size_t count, std::function<void(absl::Status)> done)
+        : left(count), done(std::move(done)) {}
+    std::atomic<size_t> left;
+    absl::Mutex mutex;
+    absl::Status first ABSL_GUARDED_BY(mutex);
+    std::function<void(absl::Status)> done;
+    void Finish(const absl::Status& status) {
+      {
+        absl::MutexLock lock(&mutex);
+        if (first.ok() && !status.ok()) first = status;
+      }
+      if (left.fetch_sub(1) != 1) return;
+      absl::Status result;
+      {
+        absl::MutexLock lock(&mutex);
+        result = first;
+      }
+      done(result);
+    }
+  };
+  auto pending = std::make_shared<Pending>(names.size(), std::move(done));
+  for (const std::string& name : names) {
+    const std::vector<absl::string_view> parts = absl::StrSplit(name, '/');
+    if (parts.size() >= 2 && parts[0] == "workflows" && !parts[1].empty()) {
+      v1::GetWorkflowRequest request;
+      request.set_name(absl::StrCat("workflows/", parts[1]));
+      Orchestrator<v1::GetWorkflowRequest, v1::WorkflowDefinition>(
+          call, &AsyncApi::GetWorkflow, std::move(request),
+          [pending](absl::StatusOr<v1::WorkflowDefinition> found) {
+            pending->Finish(found.status());
+          });
+    } else if (parts.size() == 2 && parts[0] == "executions" && !parts[1].empty()) {
+      v1::GetExecutionRequest request;
+      request.set_name(name);
+      Orchestrator<v1::GetExecutionRequest, v1::Execution>(
+          call, &AsyncApi::GetExecution, std::move(request),
+          [pending](absl::StatusOr<v1::Execution> found) { pending->Finish(found.status()); });
+    } else {
+      pending->Finish(absl::InvalidArgumentError(
+          absl::StrCat("\"", name.substr(0, 200),
+                       "\" is neither workflows/{id}[/versions/{v}] nor executions/{id}")));
+    }
+  }
+}
+
 void RestApi::AnalyzeWorkflow(const Call& call) {
   if (absl::Status type = CheckBodyType(call->request, false, false); !type.ok()) {
     return call->respond(UnsupportedMediaType(type));
   }
-  v1::AnalyzeWorkflowRequest request;
-  if (absl::Status status = FromJson(call->request.body, &request); !status.ok()) {
+  auto request = std::make_shared<v1::AnalyzeWorkflowRequest>();
+  if (absl::Status status = FromJson(call->request.body, request.get()); !status.ok()) {
     return call->respond(JsonError(status));
   }
-  StartUnaryCall<v1::OptimizerService::StubInterface::async_interface, v1::AnalyzeWorkflowRequest,
-                 v1::AnalyzeWorkflowResponse>(
-      optimizer_->async(), &v1::OptimizerService::StubInterface::async_interface::AnalyzeWorkflow,
-      std::move(request), call->request_id, options_.backend_timeout,
-      [call](absl::StatusOr<v1::AnalyzeWorkflowResponse> response) {
-        if (!response.ok()) return call->respond(JsonError(response.status()));
-        call->respond(JsonReply(200, ToJson(*response)));
-      });
+  CheckTenantSees(call, NamedResources(*request), [this, call, request](absl::Status visible) {
+    if (!visible.ok()) return call->respond(JsonError(visible));
+    StartUnaryCall<v1::OptimizerService::StubInterface::async_interface, v1::AnalyzeWorkflowRequest,
+                   v1::AnalyzeWorkflowResponse>(
+        optimizer_->async(), &v1::OptimizerService::StubInterface::async_interface::AnalyzeWorkflow,
+        std::move(*request), CallMetadata{call->request_id, call->principal.tenant},
+        options_.backend_timeout, [call](absl::StatusOr<v1::AnalyzeWorkflowResponse> response) {
+          if (!response.ok()) return call->respond(JsonError(response.status()));
+          call->respond(JsonReply(200, ToJson(*response)));
+        });
+  });
 }
 
 void RestApi::ApplyOptimizations(const Call& call) {
   if (absl::Status type = CheckBodyType(call->request, false, false); !type.ok()) {
     return call->respond(UnsupportedMediaType(type));
   }
-  v1::ApplyOptimizationsRequest request;
-  if (absl::Status status = FromJson(call->request.body, &request); !status.ok()) {
+  auto request = std::make_shared<v1::ApplyOptimizationsRequest>();
+  if (absl::Status status = FromJson(call->request.body, request.get()); !status.ok()) {
     return call->respond(JsonError(status));
   }
-  StartUnaryCall<v1::OptimizerService::StubInterface::async_interface,
-                 v1::ApplyOptimizationsRequest, v1::ApplyOptimizationsResponse>(
-      optimizer_->async(),
-      &v1::OptimizerService::StubInterface::async_interface::ApplyOptimizations, std::move(request),
-      call->request_id, options_.backend_timeout,
-      [call](absl::StatusOr<v1::ApplyOptimizationsResponse> response) {
-        if (!response.ok()) return call->respond(JsonError(response.status()));
-        call->respond(JsonReply(200, ToJson(*response)));
-      });
+  // The workflow changed, and whatever its analysis reads.
+  std::vector<std::string> names = NamedResources(request->analysis());
+  if (!request->workflow().empty()) names.push_back(request->workflow());
+  CheckTenantSees(call, std::move(names), [this, call, request](absl::Status visible) {
+    if (!visible.ok()) return call->respond(JsonError(visible));
+    StartUnaryCall<v1::OptimizerService::StubInterface::async_interface,
+                   v1::ApplyOptimizationsRequest, v1::ApplyOptimizationsResponse>(
+        optimizer_->async(),
+        &v1::OptimizerService::StubInterface::async_interface::ApplyOptimizations,
+        std::move(*request), CallMetadata{call->request_id, call->principal.tenant},
+        options_.backend_timeout, [call](absl::StatusOr<v1::ApplyOptimizationsResponse> response) {
+          if (!response.ok()) return call->respond(JsonError(response.status()));
+          call->respond(JsonReply(200, ToJson(*response)));
+        });
+  });
+}
+
+void RestApi::PredictResources(const Call& call) {
+  if (absl::Status type = CheckBodyType(call->request, false, false); !type.ok()) {
+    return call->respond(UnsupportedMediaType(type));
+  }
+  auto request = std::make_shared<v1::PredictResourcesRequest>();
+  if (absl::Status status = FromJson(call->request.body, request.get()); !status.ok()) {
+    return call->respond(JsonError(status));
+  }
+  auto forward = [this, call, request]() {
+    StartUnaryCall<v1::PredictorService::StubInterface::async_interface,
+                   v1::PredictResourcesRequest, v1::PredictResourcesResponse>(
+        predictor_->async(),
+        &v1::PredictorService::StubInterface::async_interface::PredictResources,
+        std::move(*request), CallMetadata{call->request_id, call->principal.tenant},
+        options_.backend_timeout, [call](absl::StatusOr<v1::PredictResourcesResponse> response) {
+          if (!response.ok()) return call->respond(JsonError(response.status()));
+          call->respond(JsonReply(200, ToJson(*response)));
+        });
+  };
+  if (request->workflow().empty()) return forward();
+  // The workflow only improves matching, and one never stored is allowed
+  // (a plan predicted before it is created). Another tenant's is predicted
+  // as such an unknown one: its history must not answer, and a 404 would
+  // tell that it exists.
+  CheckTenantSees(call, {request->workflow()}, [call, request, forward](absl::Status visible) {
+    if (visible.code() == absl::StatusCode::kNotFound) {
+      request->clear_workflow();
+    } else if (!visible.ok()) {
+      return call->respond(JsonError(visible));
+    }
+    forward();
+  });
 }
 
 void RestApi::UpdatePriority(const Call& call) {

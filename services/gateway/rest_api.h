@@ -3,6 +3,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/thread_pool.hpp>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +16,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "gyre/v1/predictor_service.grpc.pb.h"
 #include "services/gateway/audit_log.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/event_subscriber.h"
@@ -48,6 +51,11 @@ class RestApi {
     std::vector<std::string> cors_origins;
     // gyre-optimizer; null: /api/v1/optimization/* answer 501.
     std::shared_ptr<grpc::Channel> optimizer;
+    // gyre-predictor; null: /api/v1/resources/predict answers 501.
+    std::shared_ptr<grpc::Channel> predictor;
+    // Threads that check HTTP Basic passwords not remembered yet (Argon2id
+    // takes tens of milliseconds on purpose), off the I/O threads.
+    int password_workers = 2;
     // Where every mutating call is recorded; null: nowhere. Must outlive
     // the RestApi.
     AuditLog* audit_log = nullptr;
@@ -73,8 +81,23 @@ class RestApi {
   using AsyncApi = v1::OrchestratorService::StubInterface::async_interface;
 
   void AddRoutes();
+  // What Handle learnt about a request before authenticating it.
+  struct Admission {
+    absl::Time start;
+    std::string request_id;
+    std::shared_ptr<std::string> route_label;
+    std::shared_ptr<std::string> method_label;
+    std::shared_ptr<Principal> who;  // null: not audited
+    bool websocket = false;
+  };
+  // Handle past authentication: rate limit, route, role, then the route's
+  // handler. Runs on the I/O thread, or on a password worker after a hash.
+  void Admit(HttpRequest request, HttpResponder respond, absl::StatusOr<Principal> principal,
+             Admission admission);
   // /ws/executions/{id}: checks the execution, then upgrades.
   void HandleWebSocket(const std::vector<std::string>& segments, const Call& call);
+  // /ws/workflows/{id}: checks the workflow (and its tenant), then upgrades.
+  void HandleWorkflowWebSocket(const std::string& id, const Call& call);
   absl::StatusOr<Principal> Authenticate(const HttpRequest& request) const;
   // The CORS headers for `origin`, empty when it is not allowed.
   std::vector<std::pair<std::string, std::string>> CorsHeaders(absl::string_view origin) const;
@@ -115,22 +138,39 @@ class RestApi {
   void Ready(const Call& call);
   void WorkflowCapacity(const Call& call);
   // POST /optimization/analyze and /apply: the JSON body is the optimizer's
-  // request, forwarded as is.
+  // request, forwarded once every workflow and execution it names is the
+  // principal's tenant's.
   void AnalyzeWorkflow(const Call& call);
   void ApplyOptimizations(const Call& call);
+  // POST /resources/predict: the JSON body is the predictor's
+  // PredictResourcesRequest, forwarded with its workflow only when that is
+  // the principal's tenant's.
+  void PredictResources(const Call& call);
+  // The optimizer and the predictor know nothing of tenants (the optimizer
+  // reads and writes through the orchestrator with no tenant), so the
+  // gateway looks up each of `names` ("workflows/{w}[/versions/{v}]",
+  // "executions/{e}") as the principal first: `done` gets OK, or the first
+  // failure (NOT_FOUND for another tenant's, as on every other route).
+  void CheckTenantSees(const Call& call, std::vector<std::string> names,
+                       std::function<void(absl::Status)> done);
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::OrchestratorService::Stub> orchestrator_;
   std::unique_ptr<v1::OrchestratorService::Stub> watcher_;  // for the feeds
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::unique_ptr<v1::OptimizerService::Stub> optimizer_;  // null without one
+  std::unique_ptr<v1::PredictorService::Stub> predictor_;  // null without one
   std::shared_ptr<const Authenticator> authenticator_;
   Options options_;
   RouteTable routes_;
   FeedRegistry feeds_;
+  // After feeds_ (it uses them), so destroyed before them.
+  WorkflowFeeds workflows_;
   GatewayMetrics* const metrics_;
   RateLimiter rate_limiter_;
   std::shared_ptr<SubscriberCount> open_websockets_ = std::make_shared<SubscriberCount>();
+  // Last, so joined first: its jobs use the members above.
+  boost::asio::thread_pool password_workers_;
 };
 
 // Replies with a JSON body.

@@ -2,15 +2,8 @@
 #include "libs/server/service_main.h"
 #include "services/optimizer/optimizer_module.h"
 
-ABSL_FLAG(std::string, orchestrator_address, "", "orchestrator gRPC address (host:port)");
-
 int main(int argc, char** argv) {
   gyre::optimizer::OptimizerModule module;
-  return gyre::server::RunServiceMain(argc, argv,
-                                      {"gyre-optimizer",
-                                       "optimizer",
-                                       "0.0.0.0:50054",
-                                       "0.0.0.0:9104",
-                                       {{"orchestrator_address", &FLAGS_orchestrator_address}}},
-                                      &module);
+  return gyre::server::RunServiceMain(
+      argc, argv, {"gyre-optimizer", "optimizer", "0.0.0.0:50054", "0.0.0.0:9104"}, &module);
 }

@@ -18,6 +18,7 @@ void OptimizerModule::RegisterConfig(config::ConfigSchema* schema) {
 
 absl::Status OptimizerModule::AddServices(server::ServiceHost* host) {
   host->AddService(service_.get(), "gyre.v1.OptimizerService");
+  host->DeclareImplementedRpcs("gyre.v1.OptimizerService", OptimizerServiceImpl::ImplementedRpcs());
   host->AddHealthName(server::ComponentHealthName("optimizer"));
   return absl::OkStatus();
 }

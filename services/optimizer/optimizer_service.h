@@ -3,6 +3,9 @@
 
 #include <memory>
 
+#include <string>
+#include <vector>
+
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "services/optimizer/optimizer.h"
@@ -15,6 +18,11 @@ namespace gyre::optimizer {
 class OptimizerServiceImpl final : public gyre::v1::OptimizerService::Service {
  public:
   explicit OptimizerServiceImpl(std::shared_ptr<Optimizer> optimizer = nullptr);
+
+  // The RPCs overridden below (ServiceHost::DeclareImplementedRpcs).
+  static std::vector<std::string> ImplementedRpcs() {
+    return {"AnalyzeWorkflow", "ApplyOptimizations"};
+  }
   void set_optimizer(std::shared_ptr<Optimizer> optimizer);
 
   grpc::Status AnalyzeWorkflow(grpc::ServerContext* context,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <queue>
 #include <utility>
 
@@ -82,8 +83,10 @@ absl::StatusOr<Dag> BuildDag(const AnalysisInput& input, Analysis* analysis) {
   const auto& def = input.definition;
   Dag dag;
   const int n = def.tasks_size();
-  absl::flat_hash_map<std::string, int> index;
-  absl::flat_hash_map<std::string, int> queue_index;
+  // Keys view the definition's strings (it outlives this call): no copy
+  // of 10,000 ids.
+  absl::flat_hash_map<absl::string_view, int> index;
+  absl::flat_hash_map<absl::string_view, int> queue_index;
   index.reserve(n);
   dag.ids.reserve(n);
   SimGraph& g = dag.graph;
@@ -165,6 +168,18 @@ std::vector<std::string> Names(const Dag& dag, const std::vector<int>& tasks) {
   return names;
 }
 
+// A recommendation measured from history, not by a simulation: the
+// makespan stays `makespan` (what it saves is in saved_seconds).
+Recommendation HistoryRecommendation(absl::string_view id_prefix, RecommendationKind kind,
+                                     const std::string& task_id, double makespan) {
+  Recommendation rec;
+  rec.id = absl::StrCat(id_prefix, task_id);
+  rec.kind = kind;
+  rec.task_ids = {task_id};
+  rec.makespan_before = rec.makespan_after = makespan;
+  return rec;
+}
+
 std::string ShortList(const std::vector<std::string>& names) {
   if (names.size() <= 4) return absl::StrJoin(names, " -> ");
   return absl::StrCat(names.front(), " -> ", names[1], " -> ... -> ", names.back(), " (",
@@ -204,6 +219,27 @@ std::vector<std::pair<int, int>> CutTasks(const Dag& dag) {
   return cuts;
 }
 
+// When the first and the last of task `v`'s dependencies end in `sim`, and
+// which is last.
+struct ParentEnds {
+  double first = 1e300;
+  double last = 0;
+  int slowest = -1;
+};
+ParentEnds EndsOfParents(const Dag& dag, const SimResult& sim, int v) {
+  ParentEnds ends;
+  ends.slowest = dag.parents[v][0];
+  for (int p : dag.parents[v]) {
+    const double end = sim.start_seconds[p] + dag.graph.duration[p];
+    ends.first = std::min(ends.first, end);
+    if (end >= ends.last) {
+      ends.last = end;
+      ends.slowest = p;
+    }
+  }
+  return ends;
+}
+
 double MeanWidth(const SimResult& sim, double from, double to) {
   if (to <= from) return 0;
   double area = 0;
@@ -218,58 +254,39 @@ double MeanWidth(const SimResult& sim, double from, double to) {
 
 }  // namespace
 
-const char* DurationSourceName(DurationSource source) {
-  switch (source) {
-    case DurationSource::kActual:
-      return "actual";
-    case DurationSource::kRecorded:
-      return "recorded";
-    case DurationSource::kSleep:
-      return "builtin";
-    case DurationSource::kDefault:
-      return "default";
-  }
-  return "default";
+namespace {
+
+// The names of an enum's values, in declaration order: one table per enum
+// (these were three switches of the same shape); `fallback` for a value
+// past the table.
+template <typename Enum, size_t N>
+const char* NameIn(const char* const (&names)[N], Enum value, const char* fallback) {
+  const auto index = static_cast<size_t>(value);
+  return index < N ? names[index] : fallback;
 }
 
-const char* FindingKindName(FindingKind kind) {
-  switch (kind) {
-    case FindingKind::kFanIn:
-      return "fan-in";
-    case FindingKind::kSerialChain:
-      return "serial-chain";
-    case FindingKind::kPoolCap:
-      return "pool-cap";
-    case FindingKind::kTimeoutTooLow:
-      return "timeout-too-low";
-    case FindingKind::kTimeoutTooHigh:
-      return "timeout-too-high";
-    case FindingKind::kFutileRetries:
-      return "futile-retries";
-    case FindingKind::kMemoryMisfit:
-      return "memory-misfit";
-  }
-  return "";
+constexpr const char* kDurationSourceNames[] = {"actual", "recorded", "builtin", "default"};
+constexpr const char* kFindingKindNames[] = {
+    "fan-in",           "serial-chain",   "pool-cap",     "timeout-too-low",
+    "timeout-too-high", "futile-retries", "memory-misfit"};
+constexpr const char* kRecommendationKindNames[] = {
+    "prioritize-critical-path", "raise-pool-max", "set-timeout", "reduce-retries",
+    "run-in-parallel",          "split-task",     "set-memory"};
+static_assert(std::size(kDurationSourceNames) == static_cast<size_t>(DurationSource::kDefault) + 1);
+static_assert(std::size(kFindingKindNames) == static_cast<size_t>(FindingKind::kMemoryMisfit) + 1);
+static_assert(std::size(kRecommendationKindNames) ==
+              static_cast<size_t>(RecommendationKind::kSetMemory) + 1);
+
+}  // namespace
+
+const char* DurationSourceName(DurationSource source) {
+  return NameIn(kDurationSourceNames, source, "default");
 }
+
+const char* FindingKindName(FindingKind kind) { return NameIn(kFindingKindNames, kind, ""); }
 
 const char* RecommendationKindName(RecommendationKind kind) {
-  switch (kind) {
-    case RecommendationKind::kPrioritizeCriticalPath:
-      return "prioritize-critical-path";
-    case RecommendationKind::kRaisePoolMax:
-      return "raise-pool-max";
-    case RecommendationKind::kSetTimeout:
-      return "set-timeout";
-    case RecommendationKind::kReduceRetries:
-      return "reduce-retries";
-    case RecommendationKind::kRunInParallel:
-      return "run-in-parallel";
-    case RecommendationKind::kSplitTask:
-      return "split-task";
-    case RecommendationKind::kSetMemory:
-      return "set-memory";
-  }
-  return "";
+  return NameIn(kRecommendationKindNames, kind, "");
 }
 
 double Percentile(std::vector<double> values, double p) {
@@ -316,17 +333,60 @@ class LevelQueue {
 
 }  // namespace
 
-SimResult Simulate(const SimGraph& g) {
+namespace {
+
+// A SimGraph's parts by pointer: a what-if replaces the one or two it
+// changes and shares the rest (copying the whole graph, 10,000 children
+// lists for the 10,000-task bench, cost about as much as simulating it).
+struct SimParts {
+  const std::vector<double>* duration;
+  const std::vector<int>* queue;
+  const std::vector<int>* priority;
+  const std::vector<std::vector<int>>* children;
+  const std::vector<int>* parent_count;
+  const std::vector<int>* caps;
+};
+
+SimParts PartsOf(const SimGraph& g) {
+  return {&g.duration, &g.queue, &g.priority, &g.children, &g.parent_count, &g.caps};
+}
+
+SimResult SimulateParts(const SimParts& parts);
+
+// The makespan of `g` with the caps, priorities or durations given instead
+// of its own (null: its own).
+double WhatIfMakespan(const SimGraph& g, const std::vector<int>* caps,
+                      const std::vector<int>* priority = nullptr,
+                      const std::vector<double>* duration = nullptr) {
+  SimParts parts = PartsOf(g);
+  if (caps != nullptr) parts.caps = caps;
+  if (priority != nullptr) parts.priority = priority;
+  if (duration != nullptr) parts.duration = duration;
+  return SimulateParts(parts).makespan_seconds;
+}
+
+}  // namespace
+
+SimResult Simulate(const SimGraph& g) { return SimulateParts(PartsOf(g)); }
+
+namespace {
+
+SimResult SimulateParts(const SimParts& parts) {
+  const std::vector<double>& duration = *parts.duration;
+  const std::vector<int>& queue_of = *parts.queue;
+  const std::vector<int>& priority = *parts.priority;
+  const std::vector<std::vector<int>>& children = *parts.children;
+  const std::vector<int>& caps = *parts.caps;
   using Running = std::pair<double, int>;  // finish time, task
-  const int n = static_cast<int>(g.duration.size());
-  const size_t queues = g.caps.size();
+  const int n = static_cast<int>(duration.size());
+  const size_t queues = caps.size();
   SimResult r;
   r.start_seconds.assign(n, 0);
   r.peak_per_queue.assign(queues, 0);
   r.wait_per_queue.assign(queues, 0);
   std::vector<LevelQueue> ready(queues);
   std::vector<int> running_in(queues, 0);
-  std::vector<int> remaining = g.parent_count;
+  std::vector<int> remaining = *parts.parent_count;
   std::vector<Running> running_storage;
   running_storage.reserve(1024);
   std::priority_queue<Running, std::vector<Running>, std::greater<>> running(
@@ -341,8 +401,8 @@ SimResult Simulate(const SimGraph& g) {
   };
   for (int i = 0; i < n; ++i) {
     if (remaining[i] == 0) {
-      ready[g.queue[i]].Push(g.priority[i], i, 0);
-      mark(g.queue[i]);
+      ready[queue_of[i]].Push(priority[i], i, 0);
+      mark(queue_of[i]);
     }
   }
   double now = 0;
@@ -350,13 +410,13 @@ SimResult Simulate(const SimGraph& g) {
   while (true) {
     for (int q : dirty) {
       is_dirty[q] = 0;
-      const int cap = g.caps[q];
+      const int cap = caps[q];
       auto& rq = ready[q];
       while (!rq.empty() && (cap == 0 || running_in[q] < cap)) {
         auto [task, ready_time] = rq.Pop();
         r.start_seconds[task] = now;
         r.wait_per_queue[q] += now - ready_time;
-        running.push({now + g.duration[task], task});
+        running.push({now + duration[task], task});
         ++running_in[q];
         ++width;
       }
@@ -375,12 +435,12 @@ SimResult Simulate(const SimGraph& g) {
       int done = running.top().second;
       running.pop();
       --width;
-      --running_in[g.queue[done]];
-      mark(g.queue[done]);
-      for (int c : g.children[done]) {
+      --running_in[queue_of[done]];
+      mark(queue_of[done]);
+      for (int c : children[done]) {
         if (--remaining[c] == 0) {
-          ready[g.queue[c]].Push(g.priority[c], c, now);
-          mark(g.queue[c]);
+          ready[queue_of[c]].Push(priority[c], c, now);
+          mark(queue_of[c]);
         }
       }
     }
@@ -388,6 +448,8 @@ SimResult Simulate(const SimGraph& g) {
   r.makespan_seconds = now;
   return r;
 }
+
+}  // namespace
 
 std::vector<ProfileStep> Bucketize(const std::vector<ProfileStep>& steps, double makespan,
                                    int buckets) {
@@ -444,12 +506,15 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
   out.makespan_seconds = base.makespan_seconds;
   out.peak_width = base.peak_width;
   out.profile = Bucketize(base.steps, base.makespan_seconds, kProfileBuckets);
-  SimGraph unlimited_graph = g;
-  std::fill(unlimited_graph.caps.begin(), unlimited_graph.caps.end(), 0);
-  SimResult unlimited = Simulate(unlimited_graph);
+  const std::vector<int> no_caps(g.caps.size(), 0);
+  SimParts unlimited_parts = PartsOf(g);
+  unlimited_parts.caps = &no_caps;
+  SimResult unlimited = SimulateParts(unlimited_parts);
   out.unlimited_makespan_seconds = unlimited.makespan_seconds;
   const double before = base.makespan_seconds;
-  SimGraph optimized = g;  // every definition and pool change together
+  // Every definition and pool change together.
+  std::vector<int> optimized_caps = g.caps;
+  std::vector<int> optimized_priority = g.priority;
 
   // Pools whose max caps the width: measured with the max raised to what the
   // workflow would use unlimited (at most twice the max).
@@ -457,9 +522,9 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
     const int cap = g.caps[q];
     if (cap == 0 || base.wait_per_queue[q] <= 0 || unlimited.peak_per_queue[q] <= cap) continue;
     const int raised = std::min(2 * cap, unlimited.peak_per_queue[q]);
-    SimGraph what_if = g;
-    what_if.caps[q] = raised;
-    const double after = Simulate(what_if).makespan_seconds;
+    std::vector<int> caps = g.caps;
+    caps[q] = raised;
+    const double after = WhatIfMakespan(g, &caps);
     Finding f{FindingKind::kPoolCap,
               {},
               dag.queues[q],
@@ -481,7 +546,7 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
       rec.description = absl::StrFormat("raise pool %s max from %d to %d: %s", dag.queues[q], cap,
                                         raised, Change(before, after));
       out.recommendations.push_back(std::move(rec));
-      optimized.caps[q] = raised;
+      optimized_caps[q] = raised;
     }
   }
 
@@ -492,15 +557,15 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
   for (int p : g.priority) max_priority = std::max(max_priority, p);
   if (contended) {
     const int raised = std::min(100, max_priority + 10);
-    SimGraph what_if = g;
+    std::vector<int> priority = g.priority;
     std::vector<int> changed;
     for (int v : path) {
-      if (what_if.priority[v] < raised) {
-        what_if.priority[v] = raised;
+      if (priority[v] < raised) {
+        priority[v] = raised;
         changed.push_back(v);
       }
     }
-    const double after = changed.empty() ? before : Simulate(what_if).makespan_seconds;
+    const double after = changed.empty() ? before : WhatIfMakespan(g, /*caps=*/nullptr, &priority);
     if (after < before * (1 - kMinImprovement)) {
       Recommendation rec;
       rec.id = "prioritize-critical-path";
@@ -512,7 +577,7 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
       rec.description = absl::StrFormat("give the %d critical-path tasks priority %d: %s",
                                         changed.size(), raised, Change(before, after));
       out.recommendations.push_back(std::move(rec));
-      for (int v : changed) optimized.priority[v] = raised;
+      for (int v : changed) optimized_priority[v] = raised;
     }
   }
 
@@ -524,28 +589,14 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
     for (auto [v, after] : CutTasks(dag)) {
       dependants[v] = after;
       if (dag.parents[v].size() < 2) continue;
-      double first = 1e300, last = 0;
-      for (int p : dag.parents[v]) {
-        double end = base.start_seconds[p] + g.duration[p];
-        first = std::min(first, end);
-        last = std::max(last, end);
-      }
-      fan_ins.push_back({(last - first) + g.duration[v], v});
+      const ParentEnds ends = EndsOfParents(dag, base, v);
+      fan_ins.push_back({(ends.last - ends.first) + g.duration[v], v});
     }
     std::sort(fan_ins.begin(), fan_ins.end(), std::greater<>());
     int what_ifs = 0;
     for (size_t i = 0; i < fan_ins.size() && i < kMaxFanInFindings; ++i) {
       const int v = fan_ins[i].second;
-      double first = 1e300, last = 0;
-      int slowest = dag.parents[v][0];
-      for (int p : dag.parents[v]) {
-        double end = base.start_seconds[p] + g.duration[p];
-        first = std::min(first, end);
-        if (end >= last) {
-          last = end;
-          slowest = p;
-        }
-      }
+      const auto [first, last, slowest] = EndsOfParents(dag, base, v);
       out.findings.push_back(
           {FindingKind::kFanIn,
            {dag.ids[v]},
@@ -559,9 +610,9 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
       out.findings.back().dependants = dependants[v];
       if (what_ifs < kMaxFanInWhatIfs && g.duration[v] > 0) {
         ++what_ifs;
-        SimGraph what_if = g;
-        what_if.duration[v] /= 2;
-        const double after = Simulate(what_if).makespan_seconds;
+        std::vector<double> duration = g.duration;
+        duration[v] /= 2;
+        const double after = WhatIfMakespan(g, /*caps=*/nullptr, /*priority=*/nullptr, &duration);
         if (after < before * (1 - kMinImprovement)) {
           Recommendation rec;
           rec.id = absl::StrCat("split-", dag.ids[v]);
@@ -616,15 +667,20 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
                            "alone: mean width %.2f while it runs",
                            ShortList(names), Secs(by_length[k].first),
                            before > 0 ? by_length[k].first / before * 100 : 0, width)});
-      SimGraph what_if = g;
-      auto& kids = what_if.children[before_mid];
+      // Only the edges change: the children lists are copied, nothing else.
+      std::vector<std::vector<int>> children = g.children;
+      std::vector<int> parent_count = g.parent_count;
+      auto& kids = children[before_mid];
       kids.erase(std::find(kids.begin(), kids.end(), mid));
-      --what_if.parent_count[mid];
+      --parent_count[mid];
       for (int p : dag.parents[chain.front()]) {
-        what_if.children[p].push_back(mid);
-        ++what_if.parent_count[mid];
+        children[p].push_back(mid);
+        ++parent_count[mid];
       }
-      const double after = Simulate(what_if).makespan_seconds;
+      SimParts parts = PartsOf(g);
+      parts.children = &children;
+      parts.parent_count = &parent_count;
+      const double after = SimulateParts(parts).makespan_seconds;
       if (after < before * (1 - kMinImprovement)) {
         Recommendation rec;
         rec.id = absl::StrCat("parallel-", dag.ids[mid], "-", dag.ids[before_mid]);
@@ -662,11 +718,8 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
              absl::StrFormat("%s's timeout %s is below its p99 %s over %d runs: its slow runs "
                              "are killed",
                              dag.ids[i], Secs(timeout), Secs(p99), h.run_seconds.size())});
-        Recommendation rec;
-        rec.id = absl::StrCat("timeout-", dag.ids[i]);
-        rec.kind = RecommendationKind::kSetTimeout;
-        rec.task_ids = {dag.ids[i]};
-        rec.makespan_before = rec.makespan_after = before;
+        Recommendation rec =
+            HistoryRecommendation("timeout-", RecommendationKind::kSetTimeout, dag.ids[i], before);
         rec.new_timeout_seconds = proposed;
         rec.description = absl::StrFormat(
             "raise %s's timeout from %s to %s (2 x p99): runs up to its p99 are no longer "
@@ -685,11 +738,8 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
                              "holds its slot that long",
                              dag.ids[i], Secs(timeout), timeout / std::max(p99, 1e-9), Secs(p99),
                              h.run_seconds.size())});
-        Recommendation rec;
-        rec.id = absl::StrCat("timeout-", dag.ids[i]);
-        rec.kind = RecommendationKind::kSetTimeout;
-        rec.task_ids = {dag.ids[i]};
-        rec.makespan_before = rec.makespan_after = before;
+        Recommendation rec =
+            HistoryRecommendation("timeout-", RecommendationKind::kSetTimeout, dag.ids[i], before);
         rec.new_timeout_seconds = proposed;
         rec.saved_seconds = timeout - proposed;
         rec.description = absl::StrFormat(
@@ -718,11 +768,8 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
                              dag.ids[i], declared / mib, h.peak_rss_bytes / mib,
                              below ? "more than it reserves: agents overcommit"
                                    : "the rest is reserved for nothing")});
-        Recommendation rec;
-        rec.id = absl::StrCat("memory-", dag.ids[i]);
-        rec.kind = RecommendationKind::kSetMemory;
-        rec.task_ids = {dag.ids[i]};
-        rec.makespan_before = rec.makespan_after = before;
+        Recommendation rec =
+            HistoryRecommendation("memory-", RecommendationKind::kSetMemory, dag.ids[i], before);
         rec.new_memory_bytes = proposed;
         rec.description =
             absl::StrFormat("set %s's memory from %.0f MiB to %.0f MiB (%.1f x its peak RSS)",
@@ -740,11 +787,8 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
            absl::StrFormat("%s was retried in %d runs and no retry ever succeeded: %s per run "
                            "spent in retries",
                            dag.ids[i], h.retried_runs, Secs(wasted))});
-      Recommendation rec;
-      rec.id = absl::StrCat("retries-", dag.ids[i]);
-      rec.kind = RecommendationKind::kReduceRetries;
-      rec.task_ids = {dag.ids[i]};
-      rec.makespan_before = rec.makespan_after = before;
+      Recommendation rec =
+          HistoryRecommendation("retries-", RecommendationKind::kReduceRetries, dag.ids[i], before);
       rec.new_max_retries = 0;
       rec.saved_seconds = wasted;
       rec.description = absl::StrFormat(
@@ -754,7 +798,10 @@ absl::StatusOr<Analysis> AnalyzeWorkflow(const AnalysisInput& input) {
     }
   }
 
-  out.optimized_makespan_seconds = Simulate(optimized).makespan_seconds;
+  // Nothing applied: the base run is the optimized one (one simulation less).
+  out.optimized_makespan_seconds = optimized_caps == g.caps && optimized_priority == g.priority
+                                       ? before
+                                       : WhatIfMakespan(g, &optimized_caps, &optimized_priority);
   std::stable_sort(out.recommendations.begin(), out.recommendations.end(),
                    [](const Recommendation& a, const Recommendation& b) {
                      return (a.makespan_before - a.makespan_after) + a.saved_seconds >

@@ -18,7 +18,10 @@ void AgentLeases::OnRegister(AgentEntry& agent, const v1::Register& registration
   // it held (given back on top of the whole offer, it let the agent be
   // given more than it has).
   for (const auto& lease : agent.leases) {
-    AgentManager::Reserve(agent, executions_.at(lease.first).tasks[lease.second].spec->resources());
+    v1::Resources scratch;
+    AgentManager::Reserve(
+        agent,
+        AgentManager::LeaseNeed(agent, executions_.at(lease.first).tasks[lease.second], scratch));
   }
   if (reconnected) {
     // Leases the agent no longer reports were lost with the old session.
@@ -138,6 +141,13 @@ void AgentLeases::KeepRecoveredLease(ExecutionEntry& exec, uint32_t index, absl:
   // Known only by its leases until it registers again: no channel, so
   // nothing is dispatched to it, and the lease timeout counts from now.
   AgentEntry& agent = agents_.KnownByLease(task.agent, now);
+  // An agent registered already (a shard adopted from another orchestrator
+  // while the agent is connected here too) will not register again to
+  // reserve what its leases hold: reserved now.
+  if (agent.channel != nullptr) {
+    v1::Resources scratch;
+    AgentManager::Reserve(agent, AgentManager::LeaseNeed(agent, task, scratch));
+  }
   agent.leases.insert({exec.index, index});
   queues_.at(task.queue).running++;
 }

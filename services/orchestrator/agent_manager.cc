@@ -53,6 +53,19 @@ bool AgentEntry::offers(const v1::Resources& need) const {
          need.gpus() <= offer.gpus();
 }
 
+const v1::Resources& AgentManager::CappedPrediction(const AgentEntry& agent,
+                                                    const TaskPrediction& prediction,
+                                                    v1::Resources& scratch) {
+  const v1::Resources& offer = agent.registration.resources();
+  scratch.set_cpu(offer.cpu() > 0 ? std::min(prediction.placement.cpu(), offer.cpu())
+                                  : prediction.placement.cpu());
+  scratch.set_memory_bytes(offer.memory_bytes() > 0
+                               ? std::min(prediction.placement.memory_bytes(), offer.memory_bytes())
+                               : prediction.placement.memory_bytes());
+  scratch.set_gpus(0);
+  return scratch;
+}
+
 absl::Status AgentManager::CheckAttemptRef(const v1::AttemptRef& ref, absl::string_view where) {
   if (ref.attempt() < 1 || ref.attempt() > kMaxAttempt) {
     return absl::InvalidArgumentError(absl::StrCat(

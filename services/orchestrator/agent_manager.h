@@ -16,6 +16,7 @@
 #include "gyre/v1/agent_service.pb.h"
 #include "gyre/v1/cluster.pb.h"
 #include "services/orchestrator/agent_channel.h"
+#include "services/orchestrator/execution_entry.h"
 #include "services/orchestrator/queue_table.h"
 #include "services/orchestrator/result_acks.h"
 
@@ -115,9 +116,29 @@ class AgentManager {
   // Reserves (or gives back) what a lease needs of the agent's resources.
   static void Reserve(AgentEntry& agent, const gyre::v1::Resources& need);
   static void Unreserve(AgentEntry& agent, const gyre::v1::Resources& need);
+  // What a lease of `task` needs of `agent`: the task's declared resources,
+  // or for a task placed with predicted ones (TaskPrediction::placed) those,
+  // capped at the agent's whole offer so that a prediction larger than any
+  // agent still places the task. Fixed for the agent's session, so a lease
+  // gives back what it took. `scratch` holds a computed value.
+  static const gyre::v1::Resources& LeaseNeed(const AgentEntry& agent, const TaskEntry& task,
+                                              gyre::v1::Resources& scratch) {
+    if (task.details == nullptr || task.details->prediction == nullptr ||
+        !task.details->prediction->placed) {
+      return task.spec->resources();
+    }
+    return CappedPrediction(agent, *task.details->prediction, scratch);
+  }
 
   // Every agent, by id (for walks: dispatch, metrics, views).
   const std::map<std::string, std::unique_ptr<AgentEntry>>& all() const { return agents_; }
+
+ private:
+  static const gyre::v1::Resources& CappedPrediction(const AgentEntry& agent,
+                                                     const TaskPrediction& prediction,
+                                                     gyre::v1::Resources& scratch);
+
+ public:
   std::vector<gyre::v1::AgentInfo> List() const;
   // Connected agents and their free slots in all.
   std::pair<int64_t, int64_t> ConnectedAndFreeSlots() const;

@@ -14,8 +14,12 @@ namespace v1 = ::gyre::v1;
 class ConnectReactor final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage> {
  public:
-  ConnectReactor(AgentServiceImpl* service, grpc::CallbackServerContext* context)
-      : service_(service), context_(context), session_(service->engine_, [this] { Wake(); }) {
+  ConnectReactor(AgentServiceImpl* service, grpc::CallbackServerContext* context,
+                 ClientLimits::Slot slot)
+      : service_(service),
+        context_(context),
+        slot_(std::move(slot)),
+        session_(service->engine_, [this] { Wake(); }) {
     StartRead(&incoming_);
   }
 
@@ -98,7 +102,8 @@ class ConnectReactor final
 
   AgentServiceImpl* const service_;
   grpc::CallbackServerContext* const context_;
-  v1::AgentMessage incoming_;  // the read in flight
+  const ClientLimits::Slot slot_;  // the peer's, among max_streams_per_client
+  v1::AgentMessage incoming_;      // the read in flight
   absl::Mutex mutex_;
   v1::OrchestratorMessage outgoing_ ABSL_GUARDED_BY(mutex_);  // the write in flight
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
@@ -139,12 +144,19 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::OrchestratorMessage>* AgentService
                   {{"peer", context->peer()}, {"error", std::string(admitted.message())}});
     return new RefusedReactor(ToGrpcStatus(admitted));
   }
+  absl::StatusOr<ClientLimits::Slot> slot =
+      client_limits_->AcquireStream(ClientLimits::ClientOf(*context), "agent connect");
+  if (!slot.ok()) {
+    logging::Warn("agent stream refused",
+                  {{"peer", context->peer()}, {"error", std::string(slot.status().message())}});
+    return new RefusedReactor(ToGrpcStatus(slot.status()));
+  }
   {
     absl::MutexLock lock(&mutex_);
     open_.insert(context);
     if (closing_) context->TryCancel();
   }
-  return new ConnectReactor(this, context);
+  return new ConnectReactor(this, context, *std::move(slot));
 }
 
 void AgentServiceImpl::Forget(grpc::CallbackServerContext* context) {

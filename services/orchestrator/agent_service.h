@@ -5,6 +5,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.grpc.pb.h"
 #include "libs/security/join_token.h"
+#include "services/orchestrator/client_limits.h"
 
 namespace gyre::orchestrator {
 
@@ -30,6 +31,10 @@ class AgentServiceImpl final : public gyre::v1::AgentService::CallbackService {
   grpc::ServerBidiReactor<gyre::v1::AgentMessage, gyre::v1::OrchestratorMessage>* Connect(
       grpc::CallbackServerContext* context) override;
 
+  // Streams one client may hold (max_streams_per_client; not owned, set
+  // before serving).
+  void set_client_limits(ClientLimits* limits) { client_limits_ = limits; }
+
   // Ends every open stream (server shutdown): agents reconnect elsewhere or
   // when the orchestrator is back.
   void CloseStreams();
@@ -40,6 +45,7 @@ class AgentServiceImpl final : public gyre::v1::AgentService::CallbackService {
 
   WorkflowEngine* engine_;
   const security::JoinTokenVerifier join_tokens_;
+  ClientLimits* client_limits_ = ClientLimits::Unlimited();
   absl::Mutex mutex_;
   absl::flat_hash_set<grpc::CallbackServerContext*> open_ ABSL_GUARDED_BY(mutex_);
   bool closing_ ABSL_GUARDED_BY(mutex_) = false;

@@ -5,6 +5,7 @@
 
 #include "libs/logging/logger.h"
 #include "services/orchestrator/agent_channel.h"
+#include "services/orchestrator/shard_ownership.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -105,7 +106,39 @@ absl::Status AgentSession::Receive(const v1::AgentMessage& message) {
   if (!registered_.load(std::memory_order_acquire)) return Register(message);
   absl::Status status = engine_->HandleAgentMessage(agent_id_, message, outbox_.get());
   if (ABSL_PREDICT_TRUE(status.ok())) return status;
+  if (NotOwnedShard(status).has_value()) return RefuseResults(message, status);
   return Fail(std::move(status), agent_id_);
+}
+
+absl::Status AgentSession::RefuseResults(const v1::AgentMessage& message,
+                                         const absl::Status& refused) {
+  auto refuse = [this](const v1::TaskResult& result, const absl::Status& why) {
+    v1::OrchestratorMessage reply;
+    v1::ResultRefused* answer = reply.mutable_result_refused();
+    *answer->mutable_ref() = result.ref();
+    answer->set_sequence(result.sequence());
+    answer->set_shard(*NotOwnedShard(why));
+    answer->set_reason(std::string(why.message()));
+    outbox_->Send(std::move(reply));
+  };
+  if (message.has_task_result()) {
+    refuse(message.task_result(), refused);
+    return absl::OkStatus();
+  }
+  if (!message.has_task_results()) return Fail(refused, agent_id_);
+  // The engine refuses a batch whole when one result is not its own (an
+  // acknowledgement must not pass over a result left unrecorded): each goes
+  // again on its own, so the owned ones are recorded and only the others
+  // are refused. Rare (a shard just moved), so the copies do not matter.
+  for (const v1::TaskResult& result : message.task_results().results()) {
+    v1::AgentMessage single;
+    *single.mutable_task_result() = result;
+    absl::Status status = engine_->HandleAgentMessage(agent_id_, single, outbox_.get());
+    if (status.ok()) continue;
+    if (!NotOwnedShard(status).has_value()) return Fail(std::move(status), agent_id_);
+    refuse(result, status);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status AgentSession::Register(const v1::AgentMessage& message) {

@@ -20,7 +20,9 @@ class SessionOutbox;
 // gRPC stream of AgentServiceImpl, or `gyre dev`'s in-process link, which
 // hands protobuf objects over without serializing them). The first message
 // must register; every later one goes to the engine; an error ends the
-// session (the transport closes with it, mapped once by ToGrpcStatus); the
+// session (the transport closes with it, mapped once by ToGrpcStatus) —
+// except a result the engine refuses because another orchestrator owns its
+// execution's shard, which is answered with ResultRefused; the
 // agent is disconnected from the engine exactly once, whichever side ends.
 //
 // What the engine sends the agent waits in the session's outbox, in order,
@@ -76,6 +78,11 @@ class AgentSession {
 
  private:
   absl::Status Register(const gyre::v1::AgentMessage& message);
+  // The engine refused `message` (a result or a batch of them) as
+  // `refused`, a ShardNotOwnedError: each result of an execution this
+  // orchestrator does not own is answered with ResultRefused (never
+  // acknowledged), the others are recorded, and the session goes on.
+  absl::Status RefuseResults(const gyre::v1::AgentMessage& message, const absl::Status& refused);
   // Ends with `error` and logs it: the agent broke the protocol or was refused.
   absl::Status Fail(absl::Status error, const std::string& agent_id);
 

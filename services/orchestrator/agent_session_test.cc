@@ -3,7 +3,10 @@
 // side (WaitOutgoing) is covered by cmd/gyre/in_process_agent_link_test.
 #include "services/orchestrator/agent_session.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "services/orchestrator/shard_map.h"
+#include "services/orchestrator/shard_ownership.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -114,6 +117,72 @@ TEST_F(AgentSessionTest, TheFirstMessageMustRegisterAndARefusedOneLeavesNoAgent)
   EXPECT_EQ(refused.Receive(Registration("Not A Valid Id!")).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(engine_.ListAgents().empty());
+}
+
+// An execution name whose shard is below (or not below) `half`.
+std::string NameInShards(bool low) {
+  for (int i = 0;; ++i) {
+    std::string id = absl::StrCat("e-session-", i);
+    if ((ShardOfExecution(id, kDefaultShardCount) < kDefaultShardCount / 2) == low) {
+      return "executions/" + id;
+    }
+  }
+}
+
+// Issue 21: a result for an execution of a shard another orchestrator owns
+// is answered with ResultRefused (the agent sends it on), not with the end
+// of the stream; in a batch, the results of owned shards are still handled.
+TEST(AgentSessionShardsTest, AResultOfAShardNotOwnedIsRefusedTypedAndTheSessionGoesOn) {
+  WorkflowEngine::Options options;
+  std::vector<uint32_t> low;
+  for (uint32_t s = 0; s < kDefaultShardCount / 2; ++s) low.push_back(s);
+  options.owned_shards = low;
+  WorkflowEngine engine(options);
+  AgentSession session(&engine);
+  ASSERT_TRUE(session.Receive(Registration("a1")).ok());
+  v1::OrchestratorMessage message;
+  ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
+  ASSERT_TRUE(message.has_registered());
+
+  v1::AgentMessage batch;
+  v1::TaskResult* owned = batch.mutable_task_results()->add_results();
+  owned->mutable_ref()->set_execution(NameInShards(/*low=*/true));
+  owned->mutable_ref()->set_task_id("t");
+  owned->mutable_ref()->set_attempt(1);
+  owned->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  owned->set_sequence(1);
+  v1::TaskResult* foreign = batch.mutable_task_results()->add_results();
+  *foreign = *owned;
+  foreign->mutable_ref()->set_execution(NameInShards(/*low=*/false));
+  foreign->set_sequence(2);
+  ASSERT_TRUE(session.Receive(batch).ok()) << "the session goes on";
+
+  bool refused = false;
+  uint64_t acked = 0;
+  while (session.TakeOutgoing(&message) == AgentSession::Outgoing::kMessage) {
+    if (message.has_result_refused()) {
+      refused = true;
+      EXPECT_EQ(message.result_refused().sequence(), 2u);
+      EXPECT_EQ(message.result_refused().ref().execution(), foreign->ref().execution());
+      EXPECT_EQ(message.result_refused().shard(),
+                ShardOfExecution(foreign->ref().execution(), kDefaultShardCount));
+      EXPECT_NE(message.result_refused().reason().find("shard"), std::string::npos);
+    }
+    if (message.has_result_ack()) acked = message.result_ack().through_sequence();
+  }
+  EXPECT_TRUE(refused);
+  // The owned (stale: never leased) result is acknowledged; the refused one
+  // never is, nor passed over before the refusal went out.
+  EXPECT_EQ(acked, 1u);
+  EXPECT_TRUE(session.status().ok()) << session.status();
+
+  // A lone result too.
+  v1::AgentMessage single;
+  *single.mutable_task_result() = *foreign;
+  single.mutable_task_result()->set_sequence(3);
+  ASSERT_TRUE(session.Receive(single).ok());
+  ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
+  EXPECT_EQ(message.result_refused().sequence(), 3u);
 }
 
 }  // namespace

@@ -39,6 +39,7 @@ void Dispatcher::Dispatch(Outbox& out) {
     DispatchTo(*agent, out);
     if (agent->credit != credit) waiting = AnyReady();  // it took some
   }
+  if (waiting && on_backlog_) on_backlog_();
   // Every change that can move a backlog ends in a dispatch pass, so the
   // autoscaling signal is refreshed here (a few gauges per queue).
   RefreshMetrics();
@@ -55,7 +56,37 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
   // one in allocates nothing.
   std::vector<v1::StateRecord> lease_records = std::move(lease_scratch_);
   size_t leases = 0;
-  size_t message_bytes = 0;  // estimated, of the assignment being filled
+  size_t message_bytes = 0;    // estimated, of the assignment being filled
+  v1::Resources need_scratch;  // a predicted need (AgentManager::LeaseNeed)
+  // Assignments go out only once their leases are durable: an attempt
+  // number is the fencing token, and one sent before its TaskLeased record
+  // reached the disk was handed out again after a crash, to another agent,
+  // while the first still ran it (found by scripts/chaos, seed 35).
+  std::vector<v1::OrchestratorMessage> outgoing;
+  const auto flush = [&] {
+    if (assignment->tasks_size() > 0) {
+      outgoing.push_back(std::move(message));
+      message = v1::OrchestratorMessage();
+      assignment = message.mutable_assignment();
+      message_bytes = 0;
+    }
+    if (leases == 0) {  // nothing new to wait for
+      for (v1::OrchestratorMessage& sent : outgoing) agent.channel->Send(std::move(sent));
+      outgoing.clear();
+      return;
+    }
+    journal_.Persist(absl::MakeSpan(lease_records.data(), leases),
+                     [journal = &journal_, channel = agent.channel,
+                      batch = std::move(outgoing)](const absl::Status& status) mutable {
+                       if (!status.ok()) {
+                         journal->Fail(status);
+                         return;
+                       }
+                       for (v1::OrchestratorMessage& sent : batch) channel->Send(std::move(sent));
+                     });
+    outgoing.clear();
+    leases = 0;
+  };
   for (uint32_t queue_index : agent.queues) {
     const int64_t room = std::min<int64_t>(agent.credit, agent.free_slots());
     if (room <= 0) break;
@@ -64,7 +95,7 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
         .ready.PopMatching(
             static_cast<size_t>(room), kDispatchScanLimit,
             [&](const ReadyTask& entry) {
-              if (entry.execution >= executions_.size()) return ReadyVerdict::kDrop;
+              if (executions_.Get(entry.execution) == nullptr) return ReadyVerdict::kDrop;
               ExecutionEntry& exec = executions_.at(entry.execution);
               TaskEntry& task = exec.tasks[entry.task];
               if (task.generation != entry.generation || task.state != v1::TASK_READY) {
@@ -75,11 +106,13 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
                 return ReadyVerdict::kDrop;
               }
               const v1::TaskSpec& spec = *task.spec;
-              if (!agent.matches(spec.agent_selector()) || !agent.has_room_for(spec.resources())) {
+              if (DeferToHintedAgent(agent, entry, task)) return ReadyVerdict::kSkip;
+              const v1::Resources& need = AgentManager::LeaseNeed(agent, task, need_scratch);
+              if (!agent.matches(spec.agent_selector()) || !agent.has_room_for(need)) {
                 return ReadyVerdict::kSkip;
               }
               // Reserve now so the next candidate sees what is left.
-              AgentManager::Reserve(agent, spec.resources());
+              AgentManager::Reserve(agent, need);
               return ReadyVerdict::kTake;
             },
             &taken);
@@ -124,11 +157,10 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
         // exec'd, fails without running (and without retries: it would
         // fail the same way).
         assignment->mutable_tasks()->RemoveLast();
-        AgentManager::Unreserve(agent, task.spec->resources());
+        AgentManager::Unreserve(agent, AgentManager::LeaseNeed(agent, task, need_scratch));
         // The leases taken so far go to the log first: records keep the
         // order of the events.
-        if (leases > 0) journal_.Persist(absl::MakeSpan(lease_records.data(), leases), nullptr);
-        leases = 0;
+        flush();
         machine_.FailNotStarted(exec, entry.task, agent.id, attempt.attempt,
                                 std::string(built.message()), out);
         continue;
@@ -145,7 +177,7 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
       if (message_bytes + task_bytes > limits::kMaxAssignmentMessageBytes &&
           assignment->tasks_size() > 1) {
         v1::TaskAssignment* last = assignment->mutable_tasks()->ReleaseLast();
-        agent.channel->Send(std::move(message));
+        outgoing.push_back(std::move(message));
         message = v1::OrchestratorMessage();
         assignment = message.mutable_assignment();
         assignment->mutable_tasks()->AddAllocated(last);
@@ -168,11 +200,55 @@ void Dispatcher::DispatchTo(AgentEntry& agent, Outbox& out) {
   }
   // One append for the batch: the leases are the only records of this
   // dispatch, so their order among the engine's records is unchanged.
-  if (leases > 0) journal_.Persist(absl::MakeSpan(lease_records.data(), leases), nullptr);
+  flush();
   taken.clear();
   taken_scratch_ = std::move(taken);
   lease_scratch_ = std::move(lease_records);
-  if (assignment->tasks_size() > 0) agent.channel->Send(std::move(message));
+  if (hint_depth_ > 0 || deferred_to_.empty()) return;
+  // The agents the scheduler placed skipped tasks on take them now; then
+  // this agent walks again without hints, so a task its hinted agent did
+  // not take after all is never left behind (the local order is the
+  // fallback). One level: these walks defer nothing.
+  ++hint_depth_;
+  std::vector<std::string> deferred = std::move(deferred_to_);
+  deferred_to_.clear();
+  std::sort(deferred.begin(), deferred.end());
+  deferred.erase(std::unique(deferred.begin(), deferred.end()), deferred.end());
+  for (const std::string& id : deferred) {
+    if (AgentEntry* hinted = agents_.Find(id); hinted != nullptr) DispatchTo(*hinted, out);
+  }
+  DispatchTo(agent, out);
+  --hint_depth_;
+}
+
+void Dispatcher::SetPlacementHints(std::vector<PlacementHint> hints) {
+  hints_.clear();
+  for (PlacementHint& hint : hints) {
+    hints_[HintKey(hint.execution, hint.task)] = {std::move(hint.agent_id), hint.generation};
+  }
+}
+
+bool Dispatcher::DeferToHintedAgent(const AgentEntry& agent, const ReadyTask& entry,
+                                    const TaskEntry& task) {
+  if (hints_.empty()) return false;
+  auto it = hints_.find(HintKey(entry.execution, entry.task));
+  if (it == hints_.end()) return false;
+  const Hint& hint = it->second;
+  if (hint.generation != entry.generation || hint.agent_id == agent.id || hint_depth_ > 0) {
+    return false;
+  }
+  // Only while the named agent can take it now: a free slot, credit, the
+  // labels and room. Otherwise the hint is moot and local dispatch decides.
+  AgentEntry* hinted = agents_.Find(hint.agent_id);
+  if (hinted == nullptr || hinted->channel == nullptr || hinted->draining || hinted->credit <= 0 ||
+      hinted->free_slots() <= 0 || !hinted->serves(task.queue) ||
+      !hinted->matches(task.spec->agent_selector())) {
+    return false;
+  }
+  v1::Resources scratch;
+  if (!hinted->has_room_for(AgentManager::LeaseNeed(*hinted, task, scratch))) return false;
+  deferred_to_.push_back(hint.agent_id);
+  return true;
 }
 
 std::string Dispatcher::WaitingReason(const ExecutionEntry& exec, const TaskEntry& task) const {
@@ -203,11 +279,16 @@ std::string Dispatcher::StallForTest() const {
       continue;
     }
     for (const auto& exec : executions_.all()) {
-      if (exec->final() || exec->state == v1::EXECUTION_PAUSED || exec->ready == 0) continue;
+      if (exec == nullptr || exec->final() || exec->state == v1::EXECUTION_PAUSED ||
+          exec->ready == 0) {
+        continue;
+      }
       for (const TaskEntry& task : exec->tasks) {
         if (task.state != v1::TASK_READY || !agent->serves(task.queue)) continue;
         const v1::TaskSpec& spec = *task.spec;
-        if (!agent->has_room_for(spec.resources()) || !agent->matches(spec.agent_selector())) {
+        v1::Resources scratch;
+        if (!agent->has_room_for(AgentManager::LeaseNeed(*agent, task, scratch)) ||
+            !agent->matches(spec.agent_selector())) {
           continue;
         }
         return absl::StrCat(exec->name(), "/tasks/", spec.id(), " is READY in queue \"",

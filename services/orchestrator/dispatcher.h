@@ -1,10 +1,13 @@
 #ifndef GYRE_SERVICES_ORCHESTRATOR_DISPATCHER_H_
 #define GYRE_SERVICES_ORCHESTRATOR_DISPATCHER_H_
 
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "gyre/v1/cluster.pb.h"
 #include "gyre/v1/state_record.pb.h"
 #include "services/orchestrator/agent_manager.h"
@@ -54,11 +57,32 @@ class Dispatcher {
   // refreshes the queue gauges. Every change that can move a backlog ends in
   // one.
   void Dispatch(Outbox& out);
+  // Runs (under the engine lock, so it may only signal) when a dispatch
+  // pass ends with tasks still queued: the scheduler link's cue to rank
+  // them (scheduler_link.h). Null: nobody listens.
+  void set_on_backlog(std::function<void()> on_backlog) { on_backlog_ = std::move(on_backlog); }
   // Gives `agent` what it can take now.
   void DispatchTo(AgentEntry& agent, Outbox& out);
+
+  // The scheduler's placement of a queued task (RankAndPlace's
+  // Placement.agent): while the named agent can take the task now (free
+  // slot, credit, labels, room), other agents' walks leave it to that agent,
+  // which is then given its turn at once; otherwise the hint is ignored and
+  // the local order decides. A hint holds for the task's queued entry of
+  // `generation` only.
+  struct PlacementHint {
+    uint32_t execution = 0;
+    uint32_t task = 0;
+    uint16_t generation = 0;
+    std::string agent_id;  // AgentEntry::id, without "agents/"
+  };
+  // Replaces the hints: each scheduler answer supersedes the last.
+  void SetPlacementHints(std::vector<PlacementHint> hints);
   // Why a ready task cannot be leased by any agent connected now (no agent
   // serves its queue, or none could ever fit it); empty if one could.
   std::string WaitingReason(const ExecutionEntry& exec, const TaskEntry& task) const;
+  // The worker pools' policies (WaitingExplainer names a pool at its max).
+  const WorkerPools& pools() const { return pools_; }
   // See WorkflowEngine::DispatchStallForTest.
   std::string StallForTest() const;
 
@@ -77,8 +101,23 @@ class Dispatcher {
   EngineMetrics& metrics_;
   // Whether any queue holds a ready entry (perhaps stale).
   bool AnyReady() const;
+  // Whether `agent`'s walk should skip `task` because it is hinted to
+  // another agent that can take it now (noted in deferred_to_).
+  bool DeferToHintedAgent(const AgentEntry& agent, const ReadyTask& entry, const TaskEntry& task);
+  static uint64_t HintKey(uint32_t execution, uint32_t task) {
+    return (uint64_t{execution} << 32) | task;
+  }
+  struct Hint {
+    std::string agent_id;
+    uint16_t generation = 0;
+  };
+  absl::flat_hash_map<uint64_t, Hint> hints_;
+  // Agents a walk left hinted tasks to, and whether we are in their turn.
+  std::vector<std::string> deferred_to_;
+  int hint_depth_ = 0;
 
   const WorkerPools pools_;
+  std::function<void()> on_backlog_;
   // When the agents gauges were last summed, and the connected agents per
   // queue index then.
   absl::Time agent_gauges_time_ = absl::InfinitePast();

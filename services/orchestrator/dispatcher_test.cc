@@ -179,5 +179,48 @@ TEST_F(DispatcherTest, TheLeasesOfADispatchAreRecordedInOneAppend) {
   EXPECT_EQ(channel->sent(), 1u);
 }
 
+// The scheduler placed t1 on a2 (RankAndPlace's Placement.agent). a1's walk
+// leaves t1 to a2, which can take it now, and a2 gets its turn at once.
+TEST_F(DispatcherTest, APlacementHintLeavesTheTaskToTheNamedAgentWhenItHasRoom) {
+  ExecutionEntry& exec = c_.Start(Workflow({Task("t1"), Task("t2")}));
+  Agent a1 = Connect(Registration("a1", 1));
+  Agent a2 = Connect(Registration("a2", 1));
+  ASSERT_NE(a1.entry, nullptr);
+  ASSERT_NE(a2.entry, nullptr);
+  const uint32_t t1 = EngineComponents::TaskIndex(exec, "t1");
+  c_.dispatcher.SetPlacementHints({{exec.index, t1, exec.tasks[t1].generation, "a2"}});
+  a2.entry->credit = 1;  // a2 can take a task, but has not walked the queue yet
+
+  std::vector<v1::TaskAssignment> to_a1 = Dispatch(a1, 1);
+  ASSERT_EQ(to_a1.size(), 1u);
+  EXPECT_EQ(to_a1[0].ref().task_id(), "t2") << "t1 is left to a2";
+  std::vector<v1::TaskAssignment> to_a2 = a2.channel->Take(1);
+  ASSERT_EQ(to_a2.size(), 1u);
+  EXPECT_EQ(to_a2[0].ref().task_id(), "t1") << "a2 got its turn in the same dispatch";
+}
+
+// The named agent has no free slot: the hint is moot and the local order
+// decides (a1 takes t1, the first in the queue).
+TEST_F(DispatcherTest, APlacementHintIsIgnoredWhenTheNamedAgentCannotTakeTheTask) {
+  ExecutionEntry& exec = c_.Start(Workflow({Task("t1"), Task("t2")}));
+  Agent a1 = Connect(Registration("a1", 1));
+  Agent a2 = Connect(Registration("a2", 1));
+  const uint32_t t1 = EngineComponents::TaskIndex(exec, "t1");
+  c_.dispatcher.SetPlacementHints({{exec.index, t1, exec.tasks[t1].generation, "a2"}});
+  // a2 has no credit: it cannot take anything now.
+  std::vector<v1::TaskAssignment> to_a1 = Dispatch(a1, 1);
+  ASSERT_EQ(to_a1.size(), 1u);
+  EXPECT_EQ(to_a1[0].ref().task_id(), "t1");
+  // A hint for another generation of the entry (re-queued since) is stale.
+  const uint32_t t2 = EngineComponents::TaskIndex(exec, "t2");
+  c_.dispatcher.SetPlacementHints(
+      {{exec.index, t2, static_cast<uint16_t>(exec.tasks[t2].generation + 1), "a2"}});
+  a2.entry->credit = 1;
+  Agent a3 = Connect(Registration("a3", 1));
+  std::vector<v1::TaskAssignment> to_a3 = Dispatch(a3, 1);
+  ASSERT_EQ(to_a3.size(), 1u);
+  EXPECT_EQ(to_a3[0].ref().task_id(), "t2");
+}
+
 }  // namespace
 }  // namespace gyre::orchestrator

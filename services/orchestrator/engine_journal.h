@@ -55,6 +55,12 @@ class EngineJournal {
   // Whether enough records were appended since the last snapshot that
   // another is due; TakeSnapshotRequest clears it.
   bool snapshot_requested() const { return snapshot_requested_; }
+  // Asks for a snapshot now (retention forgot executions: the next
+  // snapshot lets the store drop what it kept of them). No-op with
+  // periodic snapshots off.
+  void RequestSnapshot() {
+    if (snapshot_every_records_ > 0) snapshot_requested_ = true;
+  }
   void TakeSnapshotRequest() {
     snapshot_requested_ = false;
     records_since_snapshot_ = 0;

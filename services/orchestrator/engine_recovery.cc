@@ -129,18 +129,35 @@ absl::Status EngineRecovery::ApplyRecord(const v1::StateRecord& record, Outbox& 
       machine_.SetPriority(*found->execution, found->task, changed.priority());
       return absl::OkStatus();
     }
+    case v1::StateRecord::kExecutionsExpired:
+      // Forgotten as live (an id already gone is skipped: replay is idempotent).
+      for (const std::string& id : record.executions_expired().execution_ids()) {
+        executions_.Forget(id);
+      }
+      return absl::OkStatus();
+    case v1::StateRecord::kTaskLogsExpired:
+      for (const std::string& id : record.task_logs_expired().execution_ids()) {
+        executions_.DropLogs(id, journal_.now());
+      }
+      return absl::OkStatus();
     default:
       return absl::DataLossError("state record of an unknown kind (written by a newer Gyre?)");
   }
 }
 
-void EngineRecovery::SettleInFlight(absl::Time now, Outbox& out, int64_t* kept, int64_t* requeued) {
+void EngineRecovery::SettleInFlight(absl::Time now, Outbox& out, int64_t* kept, int64_t* requeued,
+                                    uint32_t first) {
   // Children an evaluator started whose start never reached the log.
   for (const auto& [request_id, child] : evaluators_.pending_children()) {
+    if (first > 0) {
+      const ExecutionEntry* parent = executions_.Find(child.parent());
+      if (parent == nullptr || parent->index < first) continue;
+    }
     out.child_starts.push_back(child);
   }
-  for (const auto& exec : executions_.all()) {
-    if (exec->final()) continue;
+  for (uint32_t e = first; e < executions_.size(); ++e) {
+    ExecutionEntry* exec = executions_.Get(e);
+    if (exec == nullptr || exec->final() || exec->released) continue;
     for (uint32_t i = 0; i < exec->tasks.size(); ++i) {
       TaskEntry& task = exec->tasks[i];
       if (task.state != v1::TASK_LEASED && task.state != v1::TASK_RUNNING) continue;

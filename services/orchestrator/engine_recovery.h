@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -46,17 +47,34 @@ class EngineRecovery {
   // Applies one replayed record (journal().now() is its time).
   absl::Status ApplyRecord(const gyre::v1::StateRecord& record, Outbox& out);
 
+  // One shard of `count` (ShardOfExecution), for a snapshot of that shard.
+  struct ShardScope {
+    uint32_t shard = 0;
+    uint32_t count = 1;
+  };
+
   // Fills `snapshot` (on an arena) with the whole state. Definitions are
   // lent, not copied: `lent` keeps them alive as long as the snapshot.
+  // With `shard`, only that shard's executions and their evaluators'
+  // pending child starts (children start in their parent's shard, so they
+  // never cross one); no workflow definitions (a stream every owner reads)
+  // and no global tasks (deduplication is per engine: a task that waited
+  // for another execution's global run runs itself at the new owner).
   void Snapshot(gyre::v1::EngineSnapshot& snapshot,
-                std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>* lent) const;
+                std::vector<std::shared_ptr<const gyre::v1::WorkflowDefinition>>* lent,
+                std::optional<ShardScope> shard = std::nullopt) const;
   // Restores a snapshot into an empty engine; retries keep their due times.
-  absl::Status Restore(gyre::v1::EngineSnapshot snapshot, Outbox& out);
+  // With `into_live`, a one-shard snapshot (as Snapshot makes with a shard)
+  // into a live engine: its executions join those there.
+  absl::Status Restore(gyre::v1::EngineSnapshot snapshot, Outbox& out, bool into_live = false);
 
   // Replay is over: children decided but never started are started, leases
   // in flight stay with their agents for a lease timeout (KeepRecoveredLease)
-  // and attempts with no agent go back to the queue. Counts both.
-  void SettleInFlight(absl::Time now, Outbox& out, int64_t* kept, int64_t* requeued);
+  // and attempts with no agent go back to the queue. Counts both. Only the
+  // executions from index `first` on (a shard just adopted: those it added)
+  // and their children.
+  void SettleInFlight(absl::Time now, Outbox& out, int64_t* kept, int64_t* requeued,
+                      uint32_t first = 0);
 
  private:
   WorkflowRegistry& workflows_;

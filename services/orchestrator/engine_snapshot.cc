@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/orchestrator/engine_recovery.h"
 #include "services/orchestrator/proto_time.h"
+#include "services/orchestrator/shard_map.h"
 
 namespace gyre::orchestrator {
 
@@ -18,6 +19,16 @@ namespace {
 template <typename Field>
 void SetTimeIfSet(absl::Time time, absl::Time unset, Field field) {
   if (time != unset) *field() = ToProto(time);
+}
+
+// What a shard's snapshot iterates instead of the engine-wide tables.
+const std::map<std::string, WorkflowRegistry::Versions>& NoWorkflows() {
+  static const auto* none = new std::map<std::string, WorkflowRegistry::Versions>();
+  return *none;
+}
+const absl::flat_hash_map<std::string, GlobalTask>& NoGlobals() {
+  static const auto* none = new absl::flat_hash_map<std::string, GlobalTask>();
+  return *none;
 }
 
 absl::Time TimeOr(const google::protobuf::Timestamp& time, bool present, absl::Time unset) {
@@ -112,28 +123,38 @@ void RestoreTask(v1::TaskSlotSnapshot& from, TaskEntry& task) {
 
 }  // namespace
 
-void EngineRecovery::Snapshot(
-    v1::EngineSnapshot& snapshot,
-    std::vector<std::shared_ptr<const v1::WorkflowDefinition>>* lent) const {
+void EngineRecovery::Snapshot(v1::EngineSnapshot& snapshot,
+                              std::vector<std::shared_ptr<const v1::WorkflowDefinition>>* lent,
+                              std::optional<ShardScope> shard) const {
   // Definitions never change once stored: they are lent to the snapshot,
   // not copied (a million-task execution's definition is most of it).
   auto lend = [lent](const std::shared_ptr<const v1::WorkflowDefinition>& definition) {
     lent->push_back(definition);
     return const_cast<v1::WorkflowDefinition*>(definition.get());
   };
+  auto in_scope = [&shard](absl::string_view execution) {
+    return !shard.has_value() || ShardOfExecution(execution, shard->count) == shard->shard;
+  };
   // Each workflow's versions in the order stored.
-  for (const auto& [name, versions] : workflows_.all()) {
+  for (const auto& [name, versions] : shard.has_value() ? NoWorkflows() : workflows_.all()) {
     for (const auto& definition : versions) {
       snapshot.mutable_workflows()->UnsafeArenaAddAllocated(lend(definition));
     }
   }
-  snapshot.set_executions_started(executions_.started());
+  if (!shard.has_value()) snapshot.set_executions_started(executions_.started());
+  // Forgotten executions (retention) and released ones (their shard moved)
+  // are left out, so the live ones are renumbered: slot_of maps an index to
+  // its place in the snapshot, which a restore gives it as its index.
+  std::vector<uint32_t> slot_of(executions_.size(), UINT32_MAX);
   for (const auto& exec : executions_.all()) {
+    if (exec == nullptr || exec->released || !in_scope(exec->id)) continue;
+    slot_of[exec->index] = static_cast<uint32_t>(snapshot.executions_size());
     v1::ExecutionSnapshot& out = *snapshot.add_executions();
     v1::ExecutionStarted& started = *out.mutable_started();
     started.set_execution_id(exec->id);
     started.unsafe_arena_set_allocated_definition(lend(exec->definition));
     started.mutable_context()->insert(exec->context.begin(), exec->context.end());
+    for (const std::string& key : exec->secret_keys) started.add_secret_keys(key);
     started.set_parent(exec->parent);
     for (const std::string& target : exec->targets) started.add_targets(target);
     started.set_priority(exec->priority);
@@ -151,32 +172,49 @@ void EngineRecovery::Snapshot(
     out.mutable_event_reasons()->insert(exec->event_reasons.begin(), exec->event_reasons.end());
     out.mutable_whole_events()->insert(exec->whole_events.begin(), exec->whole_events.end());
     out.set_children_started(exec->children_started);
+    if (exec->logs_expired != absl::InfinitePast()) {
+      out.set_logs_expired_unix_nanos(absl::ToUnixNanos(exec->logs_expired));
+    }
   }
-  for (const auto& [identity, global] : globals_.all()) {
+  for (const auto& [identity, global] : shard.has_value() ? NoGlobals() : globals_.all()) {
     v1::GlobalTaskSnapshot& out = *snapshot.add_global_tasks();
     out.set_identity(identity);
     out.set_owner(global.owner);
     out.set_succeeded(global.succeeded);
     out.mutable_outputs()->insert(global.outputs.begin(), global.outputs.end());
     for (const auto& [exec_index, task] : global.waiters) {
+      if (slot_of[exec_index] == UINT32_MAX) continue;  // forgotten or released
       v1::GlobalTaskWaiter& waiter = *out.add_waiters();
-      waiter.set_execution_slot(exec_index);
+      waiter.set_execution_slot(slot_of[exec_index]);
       waiter.set_task_index(task);
     }
   }
   for (const auto& [request_id, child] : evaluators_.pending_children()) {
+    if (!in_scope(child.parent())) continue;
     *snapshot.add_pending_child_starts() = child;
   }
 }
 
-absl::Status EngineRecovery::Restore(v1::EngineSnapshot snapshot, Outbox& out) {
-  if (executions_.size() > 0 || !workflows_.empty()) {
+absl::Status EngineRecovery::Restore(v1::EngineSnapshot snapshot, Outbox& out, bool into_live) {
+  if (into_live) {
+    // One shard's executions join the live ones: nothing global comes.
+    if (snapshot.workflows_size() > 0 || snapshot.global_tasks_size() > 0) {
+      return absl::InvalidArgumentError(
+          "a shard's snapshot holds no workflow definitions and no global tasks");
+    }
+    for (const v1::ExecutionSnapshot& saved : snapshot.executions()) {
+      if (executions_.Find(saved.started().execution_id()) != nullptr) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "snapshot: execution ", saved.started().execution_id(), " is already here"));
+      }
+    }
+  } else if (executions_.size() > 0 || !workflows_.empty()) {
     return absl::FailedPreconditionError("a snapshot can only be restored into an empty engine");
   }
   for (v1::WorkflowDefinition& definition : *snapshot.mutable_workflows()) {
     workflows_.Restore(std::make_shared<const v1::WorkflowDefinition>(std::move(definition)));
   }
-  executions_.set_started(snapshot.executions_started());
+  if (!into_live) executions_.set_started(snapshot.executions_started());
 
   // Global waiters are pending with no unmet dependency, like retries
   // waiting out their backoff; told apart by this set.
@@ -209,12 +247,16 @@ absl::Status EngineRecovery::Restore(v1::EngineSnapshot snapshot, Outbox& out) {
         std::move(*saved.mutable_started()->mutable_definition()));
     ExecutionEntry& exec =
         executions_.Build(saved.started(), std::move(definition), nullptr, queues_);
-    executions_.CountState(exec.state, saved.state());
+    executions_.CountState(exec, exec.state, saved.state());
     exec.state = saved.state();
     exec.reason = saved.reason();
     exec.children_started = saved.children_started();
     exec.start_time = TimeOr(saved.start_time(), saved.has_start_time(), absl::InfinitePast());
     exec.end_time = TimeOr(saved.end_time(), saved.has_end_time(), absl::InfinitePast());
+    if (saved.logs_expired_unix_nanos() != 0) {
+      exec.logs_expired = absl::FromUnixNanos(saved.logs_expired_unix_nanos());
+    }
+    if (exec.final() && exec.end_time != absl::InfinitePast()) executions_.Ended(exec);
     if (absl::Status status = DecodeEventHistory(saved, &exec.events); !status.ok()) {
       return absl::DataLossError(
           absl::StrCat("snapshot: execution ", exec.id, ": ", status.message()));

@@ -33,6 +33,29 @@ void EventPublisher::Unwatch(const std::shared_ptr<EventSubscription>& subscript
   std::erase_if(watchers_, [&](const auto& entry) { return entry.second == subscription; });
 }
 
+void EventPublisher::End(const ExecutionEntry& exec, const absl::Status& why) {
+  const std::string& name = exec.name();
+  for (const auto& [scope, subscription] : watchers_) {
+    if (scope == name) subscription->End(why);
+  }
+  std::erase_if(watchers_, [&](const auto& entry) { return entry.first == name; });
+}
+
+std::vector<std::shared_ptr<EventSubscription>> EventPublisher::TakeWatchAll() {
+  std::vector<std::shared_ptr<EventSubscription>> taken;
+  for (const auto& [scope, subscription] : watchers_) {
+    if (scope.empty()) taken.push_back(subscription);
+  }
+  std::erase_if(watchers_, [](const auto& entry) { return entry.first.empty(); });
+  return taken;
+}
+
+void EventPublisher::RestoreWatchAll(std::vector<std::shared_ptr<EventSubscription>> watchers) {
+  for (std::shared_ptr<EventSubscription>& subscription : watchers) {
+    watchers_.emplace_back("", std::move(subscription));
+  }
+}
+
 void EventPublisher::Publish(const ExecutionEntry& exec, uint32_t index, bool closing) {
   const std::string& name = exec.name();
   absl::InlinedVector<EventSubscription*, 4> audience;

@@ -33,6 +33,12 @@ class EventPublisher {
                  const std::shared_ptr<EventSubscription>& subscription,
                  EventSubscription::Replayer replay);
   void Unwatch(const std::shared_ptr<EventSubscription>& subscription);
+  // Ends the subscriptions of `exec` with `why` (its shard moved away).
+  void End(const ExecutionEntry& exec, const absl::Status& why);
+  // The watchers of all executions, taken out (nothing is published to
+  // them until RestoreWatchAll gives them back).
+  std::vector<std::shared_ptr<EventSubscription>> TakeWatchAll();
+  void RestoreWatchAll(std::vector<std::shared_ptr<EventSubscription>> watchers);
 
   // Gives the event at `index` of `exec`'s history to its watchers (a
   // watcher of this execution builds it on its own thread; a watcher of all

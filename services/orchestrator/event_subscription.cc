@@ -132,6 +132,15 @@ void EventSubscription::Close() {
   if (!was_readable && on_ready_) on_ready_();
 }
 
+void EventSubscription::End(absl::Status why) {
+  absl::MutexLock lock(&mutex_);
+  const bool was_readable = ReadableLocked();
+  if (error_.ok()) error_ = std::move(why);
+  backlog_end_ = backlog_next_;
+  closed_ = true;
+  if (!was_readable && on_ready_) on_ready_();
+}
+
 bool EventSubscription::closed() {
   absl::MutexLock lock(&mutex_);
   return closed_ && pending_.empty() && backlog_next_ == backlog_end_;

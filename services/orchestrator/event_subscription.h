@@ -59,6 +59,10 @@ class EventSubscription {
   // the subscription. Null removes it; once that returns, it never runs.
   void OnReady(absl::AnyInvocable<void()> hook);
   void Close();
+  // Closes it with error() set to `why` (the execution's shard moved to
+  // another orchestrator), dropping the stored events not yet built: the
+  // execution's history is no longer here. Events already taken stay.
+  void End(absl::Status why);
   bool closed();
 
   // Builds the stored events [from, to) on `arena`, appending them to

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,19 @@ struct AttemptLogs {
   bool truncated = false;  // the attempt wrote more than was kept
 };
 
+// What gyre-predictor predicted for a task (PredictorLink), for tasks that
+// declare no resources. Not journaled: a restart asks again for nothing
+// (a prediction only shapes placement and what `gyre status` shows).
+struct TaskPrediction {
+  double duration_seconds = 0;  // point prediction
+  double cpu = 0;               // point prediction, cores
+  int64_t memory_bytes = 0;     // p90: what placement reserves
+  // Whether placement uses it: only when it arrived before the task's first
+  // lease (so that a lease gives back exactly what it reserved).
+  bool placed = false;
+  gyre::v1::Resources placement;  // cpu and memory_bytes as above
+};
+
 // The parts of a task's state that many tasks never need: allocated on
 // first use, so that a pending task costs only its TaskEntry.
 struct TaskDetails {
@@ -44,6 +58,8 @@ struct TaskDetails {
   std::string satisfied_by;
   // Logs of every attempt that reported, by attempt number.
   std::map<int64_t, AttemptLogs> logs;
+  // Set when the predictor answered for this task; null otherwise.
+  std::unique_ptr<TaskPrediction> prediction;
 };
 
 // Runtime state of one task of an execution (its entry in ExecutionEntry::tasks). Kept small: an
@@ -103,6 +119,9 @@ struct ExecutionEntry {
   std::shared_ptr<const gyre::v1::WorkflowDefinition> definition;
   gyre::v1::ExecutionState state = gyre::v1::EXECUTION_PENDING;
   std::map<std::string, std::string> context;
+  // Keys of `context` whose values only tasks may see (ExecutionProto masks
+  // them).
+  std::set<std::string> secret_keys;
   std::string parent;
   std::vector<std::string> targets;
   int32_t priority = 50;
@@ -125,6 +144,11 @@ struct ExecutionEntry {
   // Children its evaluators' decisions started (bounded per execution: an
   // evaluator that starts its own workflow must not multiply for ever).
   uint32_t children_started = 0;
+  // When retention dropped its attempts' logs; InfinitePast: not dropped.
+  absl::Time logs_expired = absl::InfinitePast();
+  // Its shard was released to another orchestrator (ShardHandover): the
+  // slot stays, emptied, so that no index moves; nothing can find it.
+  bool released = false;
 
   std::vector<TaskEntry> tasks;
   absl::flat_hash_map<std::string, uint32_t> task_index;

@@ -1,6 +1,8 @@
 #include "services/orchestrator/execution_table.h"
 
 #include <algorithm>
+#include <iterator>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -16,8 +18,45 @@ namespace v1 = ::gyre::v1;
 
 namespace {
 
-// The most executions one ListExecutions call looks at.
+// The most executions one ListExecutions call looks at (of those its most
+// selective filter's index yields: the others are checked one by one).
 constexpr uint32_t kMaxListScan = 10000;
+
+// Walks several slot indexes together, newest (highest slot) first, each
+// slot once: the union of a filter's indexes (states: one per state).
+class DescendingUnion {
+ public:
+  using Slots = absl::btree_set<uint32_t>;
+  DescendingUnion(const std::vector<const Slots*>& sets, uint32_t below) {
+    for (const Slots* set : sets) {
+      auto it = set->lower_bound(below);  // the first slot not below: the walk starts before it
+      if (it != set->begin()) heads_.push_back({set, it});
+    }
+  }
+  // The next slot, or false when every index is walked.
+  bool Next(uint32_t* slot) {
+    Head* best = nullptr;
+    for (Head& head : heads_) {
+      if (head.next == head.set->begin()) continue;
+      if (best == nullptr || *std::prev(head.next) > *std::prev(best->next)) best = &head;
+    }
+    if (best == nullptr) return false;
+    *slot = *--best->next;
+    for (Head& head : heads_) {  // the same slot in another index (not for states: disjoint)
+      if (&head != best && head.next != head.set->begin() && *std::prev(head.next) == *slot) {
+        --head.next;
+      }
+    }
+    return true;
+  }
+
+ private:
+  struct Head {
+    const Slots* set;
+    Slots::const_iterator next;  // one past the next slot to yield
+  };
+  std::vector<Head> heads_;
+};
 
 std::string ShortWorkflowName(absl::string_view name) {
   absl::ConsumePrefix(&name, "workflows/");
@@ -61,6 +100,20 @@ std::string ExecutionTable::NewId(absl::Time now) {
   return id;
 }
 
+void ExecutionTable::Release(ExecutionEntry& exec) {
+  by_id_.erase(exec.id);
+  if (!exec.request_id.empty()) {
+    auto it = by_request_.find(exec.request_id);
+    if (it != by_request_.end() && it->second == exec.index) by_request_.erase(it);
+  }
+  CountState(exec, exec.state, v1::EXECUTION_STATE_UNSPECIFIED);
+  // Out of the list and retention indexes too: nothing here lists or
+  // forgets it any more (its new owner does).
+  Unindex(exec);
+  exec.state = v1::EXECUTION_STATE_UNSPECIFIED;
+  exec.released = true;
+}
+
 ExecutionEntry& ExecutionTable::Build(
     const v1::ExecutionStarted& record,
     std::shared_ptr<const v1::WorkflowDefinition> shared_definition,
@@ -85,6 +138,7 @@ ExecutionEntry& ExecutionTable::Build(
   exec->parent = record.parent();
   exec->create_time = FromProto(record.create_time());
   for (const auto& [key, value] : record.context()) exec->context[key] = value;
+  exec->secret_keys.insert(record.secret_keys().begin(), record.secret_keys().end());
   exec->builtins = ExecutionBuiltins{
       exec->id, ShortWorkflowName(exec->definition->name()),
       absl::FormatTime("%Y-%m-%d", exec->create_time, absl::UTCTimeZone()),
@@ -118,37 +172,128 @@ ExecutionEntry& ExecutionTable::Build(
   ExecutionEntry& entry = *exec;
   by_id_[exec->id] = exec->index;
   if (!exec->request_id.empty()) by_request_[exec->request_id] = exec->index;
+  live_.insert(entry.index);
+  by_workflow_[entry.definition->name()].insert(entry.index);
+  by_tenant_[std::string(TenantOrDefault(entry.definition->tenant()))].insert(entry.index);
   executions_.push_back(std::move(exec));
-  CountState(v1::EXECUTION_STATE_UNSPECIFIED, entry.state);
+  CountState(entry, v1::EXECUTION_STATE_UNSPECIFIED, entry.state);
   return entry;
 }
 
-void ExecutionTable::CountState(v1::ExecutionState from, v1::ExecutionState to) {
+void ExecutionTable::CountState(const ExecutionEntry& exec, v1::ExecutionState from,
+                                v1::ExecutionState to) {
   for (const auto& [state, delta] : {std::pair{from, -1}, std::pair{to, +1}}) {
     if (state == v1::EXECUTION_STATE_UNSPECIFIED) continue;
     metrics_.SetExecutions(state, by_state_[state] += delta);
+    if (delta < 0) {
+      in_state_[state].erase(exec.index);
+    } else {
+      in_state_[state].insert(exec.index);
+    }
   }
+}
+
+void ExecutionTable::Ended(const ExecutionEntry& exec) {
+  const int64_t end = absl::ToUnixNanos(exec.end_time);
+  by_end_.emplace(end, exec.index);
+  if (exec.logs_expired == absl::InfinitePast()) logs_by_end_.emplace(end, exec.index);
+}
+
+void ExecutionTable::Unindex(const ExecutionEntry& exec) {
+  live_.erase(exec.index);
+  auto erase = [&exec](absl::flat_hash_map<std::string, Slots>& index, const std::string& key) {
+    auto it = index.find(key);
+    if (it == index.end()) return;
+    it->second.erase(exec.index);
+    if (it->second.empty()) index.erase(it);  // a deleted workflow's name goes too
+  };
+  erase(by_workflow_, exec.definition->name());
+  erase(by_tenant_, std::string(TenantOrDefault(exec.definition->tenant())));
+  const int64_t end = absl::ToUnixNanos(exec.end_time);
+  by_end_.erase({end, exec.index});
+  logs_by_end_.erase({end, exec.index});
+}
+
+bool ExecutionTable::Forget(absl::string_view id) {
+  auto found = by_id_.find(id);
+  if (found == by_id_.end()) return false;
+  const uint32_t index = found->second;
+  ExecutionEntry& exec = *executions_[index];
+  if (!exec.final()) return false;
+  CountState(exec, exec.state, v1::EXECUTION_STATE_UNSPECIFIED);
+  Unindex(exec);
+  if (!exec.request_id.empty()) by_request_.erase(exec.request_id);
+  by_id_.erase(found);
+  // Freed here, or by the last reader that shares it (ReplayEvents).
+  executions_[index].reset();
+  return true;
+}
+
+bool ExecutionTable::DropLogs(absl::string_view id, absl::Time now) {
+  ExecutionEntry* exec = Find(id);
+  if (exec == nullptr || !exec->final()) return false;
+  for (TaskEntry& task : exec->tasks) {
+    if (task.details != nullptr) task.details->logs.clear();
+  }
+  logs_by_end_.erase({absl::ToUnixNanos(exec->end_time), exec->index});
+  if (exec->logs_expired == absl::InfinitePast()) exec->logs_expired = now;
+  return true;
+}
+
+std::vector<const ExecutionTable::Slots*> ExecutionTable::Candidates(
+    const v1::ListExecutionsRequest& req) const {
+  // The most selective index the request names; the other filters are
+  // checked on what it yields.
+  std::vector<const Slots*> sets;
+  if (!req.workflow().empty()) {
+    auto it = by_workflow_.find(req.workflow());
+    if (it != by_workflow_.end()) sets.push_back(&it->second);
+  } else if (!req.states().empty()) {
+    for (int state : req.states()) {
+      if (state <= v1::EXECUTION_STATE_UNSPECIFIED || state >= v1::ExecutionState_ARRAYSIZE) {
+        continue;
+      }
+      const Slots* set = &in_state_[static_cast<size_t>(state)];
+      if (std::find(sets.begin(), sets.end(), set) == sets.end()) sets.push_back(set);
+    }
+  } else if (!req.tenant().empty()) {
+    auto it = by_tenant_.find(req.tenant());
+    if (it != by_tenant_.end()) sets.push_back(&it->second);
+  } else {
+    sets.push_back(&live_);
+  }
+  return sets;
 }
 
 absl::StatusOr<v1::ListExecutionsResponse> ExecutionTable::List(
     const v1::ListExecutionsRequest& req, size_t limit) const {
   // Newest first: executions are in start order, so a page starts below a
-  // position.
+  // position (a slot: stable while others start or are forgotten).
   absl::StatusOr<uint32_t> below =
       PagePosition(req.page_token(), static_cast<uint32_t>(executions_.size()),
                    static_cast<uint32_t>(executions_.size()));
   if (!below.ok()) return below.status();
   v1::ListExecutionsResponse response;
-  uint32_t position = *below;
-  // A filter that matches little must not hold the engine lock over a long
-  // history: a page may come back short, with a token to go on from.
-  const uint32_t scan_end = position > kMaxListScan ? position - kMaxListScan : 0;
+  // The filter's index yields the candidates: a page costs what it looks
+  // at, not the whole history.
+  DescendingUnion candidates(Candidates(req), *below);
+  uint32_t position = *below;  // every candidate at or above it was looked at
+  // A filter that matches little among its index's candidates must not hold
+  // the engine lock long: a page may come back short, with a token to go on.
+  uint32_t scanned = 0;
   // Lists leave contexts out unless asked (ExecutionView).
   const bool full = req.view() == v1::EXECUTION_VIEW_FULL;
   size_t context_bytes = 0;
-  for (; position > scan_end && static_cast<size_t>(response.executions_size()) < limit;
-       --position) {
-    const ExecutionEntry& exec = *executions_[position - 1];
+  bool more = true;
+  uint32_t slot = 0;
+  while (static_cast<size_t>(response.executions_size()) < limit && scanned < kMaxListScan) {
+    if (!candidates.Next(&slot)) {
+      more = false;
+      break;
+    }
+    ++scanned;
+    position = slot;
+    const ExecutionEntry& exec = *executions_[slot];
     if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
     if (!req.tenant().empty() && TenantOrDefault(exec.definition->tenant()) != req.tenant()) {
       continue;
@@ -165,12 +310,19 @@ absl::StatusOr<v1::ListExecutionsResponse> ExecutionTable::List(
     // execution per page, whose context is within its own limit).
     const size_t bytes = workflow::ContextBytes(exec.context);
     if (response.executions_size() > 0 && context_bytes + bytes > limits::kMaxListPageValueBytes) {
+      position = slot + 1;  // the next page starts with it
       break;
     }
     context_bytes += bytes;
     *response.add_executions() = ExecutionProto(exec);
   }
-  if (position > 0) response.set_next_page_token(absl::StrCat("p", position));
+  if (more) {
+    // Whether anything is left below: only then a token (the last page has
+    // none, even when it is exactly full).
+    uint32_t next = 0;
+    DescendingUnion rest(Candidates(req), position);
+    if (rest.Next(&next)) response.set_next_page_token(absl::StrCat("p", position));
+  }
   return response;
 }
 
@@ -204,8 +356,11 @@ v1::Execution ExecutionProto(const ExecutionEntry& exec, bool with_context) {
   proto.set_tenant(std::string(TenantOrDefault(exec.definition->tenant())));
   proto.set_state(exec.state);
   if (with_context) {
-    for (const auto& [key, value] : exec.context) (*proto.mutable_context())[key] = value;
+    for (const auto& [key, value] : exec.context) {
+      (*proto.mutable_context())[key] = exec.secret_keys.contains(key) ? kSecretMask : value;
+    }
   }
+  for (const std::string& key : exec.secret_keys) proto.add_secret_context_keys(key);
   proto.set_parent(exec.parent);
   for (const std::string& target : exec.targets) proto.add_targets(target);
   v1::TaskCounts* counts = proto.mutable_task_counts();
@@ -246,7 +401,13 @@ v1::TaskRun TaskRunProto(const ExecutionEntry& exec, uint32_t index, bool with_h
     (*run.mutable_outputs()->mutable_fields())[key].set_string_value(value);
   }
   if (with_history) {
-    for (const AttemptRecord& attempt : task.attempts) *run.add_attempts() = ToProto(attempt);
+    for (const AttemptRecord& attempt : task.attempts) FillProto(attempt, run.add_attempts());
+  }
+  if (details.prediction != nullptr) {
+    *run.mutable_predicted_duration() =
+        ToProto(absl::Seconds(details.prediction->duration_seconds));
+    run.set_predicted_memory_bytes(details.prediction->memory_bytes);
+    run.set_predicted_cpu(details.prediction->cpu);
   }
   return run;
 }

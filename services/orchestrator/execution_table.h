@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,12 +35,16 @@ struct TaskLocation {
 inline constexpr uint32_t kDeclaredContextRules = 1;
 
 // Every execution the engine knows, in start order (an execution's index
-// never changes: ready queues and leases refer to it by index).
+// never changes: ready queues and leases refer to it by index; a forgotten
+// execution leaves a null slot until the next restart renumbers them).
 // Owns: the ExecutionEntry objects, lookups by id, request id and task
 // name, new execution ids, the count of executions per state (the
-// gyre_executions gauge), building an execution's structure, and the
-// executions' proto views and pages. Must not touch: task states (the task
-// state machine changes them), agents, the store.
+// gyre_executions gauge), the secondary indexes lists and retention read
+// (by workflow, state and tenant in start order; finished ones by end
+// time), forgetting executions and dropping their logs, building an
+// execution's structure, and the executions' proto views and pages. Must
+// not touch: task states (the task state machine changes them), agents,
+// the store.
 // Not thread-safe: used under the engine lock.
 class ExecutionTable {
  public:
@@ -55,10 +61,25 @@ class ExecutionTable {
   // "executions/{e}/tasks/{t}"; empty when not found.
   TaskLocation FindTaskRun(absl::string_view name);
 
+  // The execution at `index`, which must not have been forgotten.
   ExecutionEntry& at(uint32_t index) { return *executions_[index]; }
   const ExecutionEntry& at(uint32_t index) const { return *executions_[index]; }
+  // The execution at `index`, or null when it was forgotten (retention) or
+  // never existed: what a stale reference by index (a ready-queue entry, a
+  // global task's waiter, a watcher's backlog) must use.
+  ExecutionEntry* Get(uint32_t index) {
+    return index < executions_.size() ? executions_[index].get() : nullptr;
+  }
+  // The same, shared: a reader that builds from it after the lock keeps it
+  // alive even if retention forgets it meanwhile.
+  std::shared_ptr<const ExecutionEntry> Share(uint32_t index) const {
+    return index < executions_.size() ? executions_[index] : nullptr;
+  }
+  // Slots, forgotten ones included (size() - live() of them are null).
   size_t size() const { return executions_.size(); }
-  const std::vector<std::unique_ptr<ExecutionEntry>>& all() const { return executions_; }
+  size_t live() const { return live_.size(); }
+  // Every slot in index order; a forgotten execution's is null.
+  const std::vector<std::shared_ptr<ExecutionEntry>>& all() const { return executions_; }
 
   // A new, time-ordered execution id. The counter restarts with the
   // process, so an id taken within the same millisecond before a restart is
@@ -77,6 +98,31 @@ class ExecutionTable {
                         std::shared_ptr<const workflow::DeclaredContext> declared,
                         QueueTable& queues);
 
+  // Moves `exec` from state `from` to `to` in the executions gauge and the
+  // index by state (UNSPECIFIED: none, for a new or a restored execution).
+  void CountState(const ExecutionEntry& exec, gyre::v1::ExecutionState from,
+                  gyre::v1::ExecutionState to);
+  // `exec` is final and its end_time set: indexed by end time for retention.
+  void Ended(const ExecutionEntry& exec);
+
+  // --- Retention (retention.h decides what is due; replay applies the same) ---
+  // Finished executions by end time, oldest first: (end Unix nanos, index).
+  using EndIndex = absl::btree_set<std::pair<int64_t, uint32_t>>;
+  const EndIndex& ended() const { return by_end_; }
+  // Those whose attempts' logs were not dropped yet.
+  const EndIndex& ended_with_logs() const { return logs_by_end_; }
+  // Forgets the finished execution `id`: its slot becomes null, its id and
+  // request id are free, it leaves every index and the gauge. False when
+  // unknown (already forgotten) or not final (kept: never forget a live one).
+  bool Forget(absl::string_view id);
+  // Drops the stdout/stderr tails of every attempt of the finished
+  // execution `id`, noting `now` (GetTaskLogs tells it). False when unknown
+  // or not final.
+  bool DropLogs(absl::string_view id, absl::Time now);
+  // Takes a dropped execution out of the lookups and the gauge
+  // (ShardHandover); its slot stays, marked released.
+  void Release(ExecutionEntry& exec);
+
   // Moves one execution from state `from` to `to` in the executions gauge
   // (UNSPECIFIED: none, for a new or a restored execution).
   void CountState(gyre::v1::ExecutionState from, gyre::v1::ExecutionState to);
@@ -90,13 +136,31 @@ class ExecutionTable {
       const QueueTable& queues) const;
 
  private:
+  using Slots = absl::btree_set<uint32_t>;
+  // The indexes a page walks together, newest first, for `req`'s most
+  // selective filter (every live execution when it has none); none when
+  // nothing can match.
+  std::vector<const Slots*> Candidates(const gyre::v1::ListExecutionsRequest& req) const;
+  void Unindex(const ExecutionEntry& exec);
+
   EngineMetrics& metrics_;
-  std::vector<std::unique_ptr<ExecutionEntry>> executions_;
+  std::vector<std::shared_ptr<ExecutionEntry>> executions_;
+  // Secondary indexes of live executions, by slot (= start order).
+  Slots live_;
+  absl::flat_hash_map<std::string, Slots> by_workflow_;
+  absl::flat_hash_map<std::string, Slots> by_tenant_;
+  std::array<Slots, gyre::v1::ExecutionState_ARRAYSIZE> in_state_;
+  EndIndex by_end_;
+  EndIndex logs_by_end_;
   absl::flat_hash_map<std::string, uint32_t> by_id_;
   absl::flat_hash_map<std::string, uint32_t> by_request_;
   uint64_t started_ = 0;
   std::array<int64_t, gyre::v1::ExecutionState_ARRAYSIZE> by_state_{};
 };
+
+// What an Execution shows in place of a secret context value
+// (StartExecutionRequest.secret_context).
+inline constexpr char kSecretMask[] = "<secret>";
 
 // The proto views of an execution and of a task run. Lists leave the
 // context out (ExecutionView BASIC).

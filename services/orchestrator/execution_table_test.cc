@@ -1,5 +1,7 @@
 #include "services/orchestrator/execution_table.h"
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -165,6 +167,131 @@ TEST_F(ExecutionTableTest, ListIsNewestFirstFilteredAndPagedWithTokens) {
   v1::ListExecutionsRequest bad;
   bad.set_page_token("not-a-token");
   EXPECT_EQ(table_.List(bad, 4).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Many executions of three workflows, two tenants and four states: every
+// filtered list, paged, is exactly what a scan of all of them finds, newest
+// first, and paging stays right while executions are forgotten mid-way.
+TEST_F(ExecutionTableTest, FilteredListsFromTheIndexesMatchAScanAndPageStably) {
+  constexpr int kExecutions = 20000;
+  const v1::ExecutionState kStates[] = {v1::EXECUTION_RUNNING, v1::EXECUTION_SUCCEEDED,
+                                        v1::EXECUTION_FAILED, v1::EXECUTION_PENDING};
+  std::vector<v1::WorkflowDefinition> defs;
+  for (const char* name : {"etl", "train", "report"}) {
+    defs.push_back(Workflow(name, {Task("a")}));
+    EXPECT_TRUE(WorkflowRegistry::Prepare(nullptr, defs.back()).ok());
+  }
+  defs[2].set_tenant("acme");
+  std::vector<std::shared_ptr<const v1::WorkflowDefinition>> shared;
+  for (const auto& def : defs)
+    shared.push_back(std::make_shared<const v1::WorkflowDefinition>(def));
+  // Shared: the test reads forgotten ones too.
+  std::vector<std::shared_ptr<const ExecutionEntry>> all;
+  for (int i = 0; i < kExecutions; ++i) {
+    v1::ExecutionStarted record;
+    record.set_execution_id(table_.NewId(now_));
+    *record.mutable_create_time() = ToProto(now_);
+    ExecutionEntry& exec = table_.Build(record, shared[(i * 7) % 3], nullptr, queues_);
+    const v1::ExecutionState state = kStates[(i * 13) % 4];
+    table_.CountState(exec, exec.state, state);
+    exec.state = state;
+    if (exec.final()) {
+      exec.end_time = now_ + absl::Seconds(i);
+      table_.Ended(exec);
+    }
+    all.push_back(table_.Share(exec.index));
+  }
+
+  // What a scan finds for `req`, newest first.
+  auto scan = [&](const v1::ListExecutionsRequest& req) {
+    std::vector<std::string> names;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      const ExecutionEntry& exec = **it;
+      if (table_.Find(exec.id) == nullptr) continue;  // forgotten
+      if (!req.workflow().empty() && exec.definition->name() != req.workflow()) continue;
+      if (!req.tenant().empty() &&
+          (exec.definition->tenant().empty() ? "default" : exec.definition->tenant()) !=
+              req.tenant()) {
+        continue;
+      }
+      if (!req.states().empty() &&
+          std::find(req.states().begin(), req.states().end(), exec.state) == req.states().end()) {
+        continue;
+      }
+      names.push_back(exec.full_name);
+    }
+    return names;
+  };
+  // Every page of `req` (page size 97) in order; `between` runs after the
+  // first page.
+  auto page_all = [&](v1::ListExecutionsRequest req, const std::function<void()>& between) {
+    std::vector<std::string> names;
+    int pages = 0;
+    do {
+      absl::StatusOr<v1::ListExecutionsResponse> page = table_.List(req, 97);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      EXPECT_LE(page->executions_size(), 97);
+      for (const v1::Execution& exec : page->executions()) names.push_back(exec.name());
+      req.set_page_token(page->next_page_token());
+      if (++pages == 1 && between) between();
+    } while (!req.page_token().empty() && pages < 10000);
+    return names;
+  };
+
+  std::vector<v1::ListExecutionsRequest> requests(6);
+  requests[1].set_workflow("workflows/train");
+  requests[2].add_states(v1::EXECUTION_SUCCEEDED);
+  requests[2].add_states(v1::EXECUTION_FAILED);
+  requests[3].set_tenant("acme");
+  requests[4].set_workflow("workflows/etl");
+  requests[4].add_states(v1::EXECUTION_RUNNING);
+  requests[5].set_tenant("default");
+  requests[5].add_states(v1::EXECUTION_PENDING);
+  for (const v1::ListExecutionsRequest& req : requests) {
+    const std::vector<std::string> expected = scan(req);
+    EXPECT_FALSE(expected.empty()) << req.ShortDebugString();
+    EXPECT_EQ(page_all(req, nullptr), expected) << req.ShortDebugString();
+  }
+
+  // Forgetting finished executions while a client pages: what it has not
+  // reached yet and was not forgotten still comes, once, in order.
+  v1::ListExecutionsRequest req;
+  req.set_workflow("workflows/train");
+  const std::vector<std::string> before = scan(req);
+  std::vector<std::string> forgotten;
+  const std::vector<std::string> paged = page_all(req, [&] {
+    for (int i = kExecutions / 2; i < kExecutions / 2 + 2000; ++i) {
+      if (all[i]->final()) {
+        forgotten.push_back(all[i]->full_name);
+        EXPECT_TRUE(table_.Forget(all[i]->id));
+      }
+    }
+  });
+  ASSERT_FALSE(forgotten.empty());
+  std::vector<std::string> expected;
+  for (const std::string& name : before) {
+    if (std::find(forgotten.begin(), forgotten.end(), name) == forgotten.end()) {
+      expected.push_back(name);
+    }
+  }
+  // The first page was taken before the forgetting: it may hold some.
+  std::vector<std::string> paged_live;
+  for (const std::string& name : paged) {
+    if (std::find(forgotten.begin(), forgotten.end(), name) == forgotten.end()) {
+      paged_live.push_back(name);
+    }
+  }
+  EXPECT_EQ(paged_live, expected);
+  EXPECT_EQ(paged.size() - paged_live.size(), 0u) << "the forgotten were past the first page";
+  EXPECT_EQ(table_.live(), static_cast<size_t>(kExecutions) - forgotten.size());
+  // A running execution is never forgotten.
+  for (const auto& exec : all) {
+    if (table_.Find(exec->id) != nullptr && exec->state == v1::EXECUTION_RUNNING) {
+      EXPECT_FALSE(table_.Forget(exec->id));
+      break;
+    }
+  }
 }
 
 }  // namespace

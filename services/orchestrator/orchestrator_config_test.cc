@@ -3,9 +3,11 @@
 #include "services/orchestrator/orchestrator_config.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fstream>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "libs/testing/scratch_dir.h"
@@ -74,6 +76,50 @@ TEST_F(PostgresPasswordTest, TheStoreNeedsADsn) {
   EXPECT_TRUE(config_.Validate().ok());
   config_.postgres_dsn.clear();
   EXPECT_THAT(config_.Validate().message(), HasSubstr("postgres_dsn"));
+}
+
+TEST_F(PostgresPasswordTest, ShardingNeedsPostgresAndNoProjection) {
+  config_.postgres_sharding = true;
+  EXPECT_THAT(config_.Validate().message(),
+              HasSubstr("postgres_projection is not implemented with postgres_sharding"));
+  config_.postgres_projection = false;
+  EXPECT_TRUE(config_.Validate().ok()) << config_.Validate();
+  config_.store = "embedded";
+  EXPECT_THAT(config_.Validate().message(), HasSubstr("postgres_sharding: needs store: postgres"));
+}
+
+TEST_F(PostgresPasswordTest, ShardingSettingsAreBounded) {
+  config_.postgres_sharding = true;
+  config_.postgres_projection = false;
+  config_.shard_lease_ttl = absl::Milliseconds(100);
+  EXPECT_THAT(config_.Validate().message(), HasSubstr("shard_lease_ttl"));
+  config_.shard_lease_ttl = absl::Seconds(2);
+  config_.orchestrator_id = "has space";
+  EXPECT_THAT(config_.Validate().message(), HasSubstr("orchestrator_id"));
+  config_.orchestrator_id = std::string(201, 'a');
+  EXPECT_THAT(config_.Validate().message(), HasSubstr("at most 200"));
+  config_.orchestrator_id = "orch-1";
+  config_.advertised_address = "nohost";
+  EXPECT_THAT(config_.Validate().message(), HasSubstr("advertised_address"));
+}
+
+TEST(OrchestratorIdentityTest, TheDefaultIdIsStableInAProcessAndNamesHostAndPid) {
+  OrchestratorConfig config;
+  const std::string id = config.OrchestratorId();
+  EXPECT_EQ(id, config.OrchestratorId());
+  EXPECT_THAT(id, HasSubstr(absl::StrCat(":", getpid(), ":")));
+  config.orchestrator_id = "orch-a";
+  EXPECT_EQ(config.OrchestratorId(), "orch-a");
+}
+
+TEST(OrchestratorIdentityTest, TheAdvertisedAddressFollowsTheListenAddress) {
+  OrchestratorConfig config;
+  EXPECT_EQ(config.AdvertisedAddress("127.0.0.1:0", 4321), "127.0.0.1:4321");
+  const std::string wildcard = config.AdvertisedAddress("0.0.0.0:7070", 7070);
+  EXPECT_THAT(wildcard, Not(HasSubstr("0.0.0.0")));
+  EXPECT_THAT(wildcard, ::testing::EndsWith(":7070"));
+  config.advertised_address = "orch-0.orch:7070";
+  EXPECT_EQ(config.AdvertisedAddress("0.0.0.0:7070", 7070), "orch-0.orch:7070");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "libs/common/status_mapping.h"
 #include "libs/common/tenant.h"
 #include "libs/logging/logger.h"
+#include "services/orchestrator/shard_map.h"
 
 namespace gyre::orchestrator {
 
@@ -120,6 +121,8 @@ absl::Status CheckStart(const v1::StartExecutionRequest& request) {
 grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext* context,
                                                      const v1::CreateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "CreateWorkflow");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "CreateWorkflow", request->workflow().name());
   if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
     return ToGrpcStatus(status);
@@ -132,6 +135,8 @@ grpc::Status OrchestratorServiceImpl::CreateWorkflow(grpc::ServerContext* contex
 grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext* context,
                                                   const v1::GetWorkflowRequest* request,
                                                   v1::WorkflowDefinition* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "GetWorkflow");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
   absl::StatusOr<v1::WorkflowDefinition> workflow = engine_->GetWorkflow(request->name());
@@ -148,6 +153,8 @@ grpc::Status OrchestratorServiceImpl::GetWorkflow(grpc::ServerContext* context,
 grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext* context,
                                                     const v1::ListWorkflowsRequest* request,
                                                     v1::ListWorkflowsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListWorkflows");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (std::string tenant = CallerTenant(context); !tenant.empty()) {
     v1::ListWorkflowsRequest own = *request;
     own.set_tenant(tenant);
@@ -159,6 +166,8 @@ grpc::Status OrchestratorServiceImpl::ListWorkflows(grpc::ServerContext* context
 grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
     grpc::ServerContext* context, const v1::ListWorkflowVersionsRequest* request,
     v1::ListWorkflowsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListWorkflowVersions");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
   if (request->page_size() < 0 || request->page_size() > 1000) {
@@ -201,6 +210,8 @@ grpc::Status OrchestratorServiceImpl::ListWorkflowVersions(
 grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext* context,
                                                      const v1::UpdateWorkflowRequest* request,
                                                      v1::WorkflowDefinition* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "UpdateWorkflow");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "UpdateWorkflow", request->workflow().name());
   if (absl::Status status = CheckName("workflow.name", request->workflow().name()); !status.ok())
     return ToGrpcStatus(status);
@@ -218,6 +229,22 @@ grpc::Status OrchestratorServiceImpl::UpdateWorkflow(grpc::ServerContext* contex
   return Reply(engine_->UpdateWorkflow(std::move(workflow)), response);
 }
 
+std::optional<absl::StatusOr<OwnerForwarding::Target>> OrchestratorServiceImpl::ParentOwner(
+    const grpc::ServerContextBase& context, absl::string_view parent) {
+  if (forwarding_ == nullptr || parent.empty()) return std::nullopt;
+  const uint32_t shard = ShardOfExecution(ExecutionIdOf(parent), forwarding_->shard_count());
+  if (engine_->OwnsShard(shard)) return std::nullopt;
+  absl::StatusOr<OwnerForwarding::Target> owner = forwarding_->Route(context, shard);
+  // The directory naming this orchestrator: the engine answers.
+  if (owner.ok() && owner->stub == nullptr) return std::nullopt;
+  return owner;
+}
+
+absl::StatusOr<ClientLimits::Slot> OrchestratorServiceImpl::AdmitCall(
+    const grpc::ServerContextBase& context, absl::string_view rpc) {
+  return client_limits_->AcquireCall(ClientLimits::ClientOf(context), rpc);
+}
+
 absl::Status OrchestratorServiceImpl::AdmitStart(const grpc::ServerContextBase& context) {
   if (!start_limiter_.enabled()) return absl::OkStatus();
   absl::string_view principal;
@@ -231,6 +258,8 @@ absl::Status OrchestratorServiceImpl::AdmitStart(const grpc::ServerContextBase& 
 grpc::Status OrchestratorServiceImpl::DeleteWorkflow(grpc::ServerContext* context,
                                                      const v1::DeleteWorkflowRequest* request,
                                                      google::protobuf::Empty*) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "DeleteWorkflow");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "DeleteWorkflow", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -249,9 +278,16 @@ grpc::Status OrchestratorServiceImpl::DeleteWorkflow(grpc::ServerContext* contex
 grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext* context,
                                                      const v1::StartExecutionRequest* request,
                                                      v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "StartExecution");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "StartExecution", request->workflow());
   if (absl::Status status = AdmitStart(*context); !status.ok()) return ToGrpcStatus(status);
   if (absl::Status status = CheckStart(*request); !status.ok()) return ToGrpcStatus(status);
+  if (auto owner = ParentOwner(*context, request->parent()); owner.has_value()) {
+    if (!owner->ok()) return ToGrpcStatus(owner->status());
+    std::unique_ptr<grpc::ClientContext> client = forwarding_->UnaryContext(*context);
+    return (*owner)->stub->StartExecution(client.get(), *request, response);
+  }
   if (request->source_case() == v1::StartExecutionRequest::SOURCE_NOT_SET) {
     return ToGrpcStatus(absl::InvalidArgumentError("start execution: set workflow or definition"));
   }
@@ -279,6 +315,8 @@ grpc::Status OrchestratorServiceImpl::StartExecution(grpc::ServerContext* contex
 grpc::Status OrchestratorServiceImpl::UpdatePriority(grpc::ServerContext* context,
                                                      const v1::UpdatePriorityRequest* request,
                                                      v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "UpdatePriority");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "UpdatePriority", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -286,46 +324,86 @@ grpc::Status OrchestratorServiceImpl::UpdatePriority(grpc::ServerContext* contex
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->UpdatePriority(*request), response);
+  return AnswerOrForward<v1::UpdatePriorityRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::UpdatePriority, *request,
+      [&] { return engine_->UpdatePriority(*request); }, response);
 }
 
-grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext*,
+grpc::Status OrchestratorServiceImpl::GetTaskLibrary(grpc::ServerContext* context,
                                                      const v1::GetTaskLibraryRequest*,
                                                      v1::WorkflowDefinition* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "GetTaskLibrary");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   return Reply(engine_->GetTaskLibrary(), response);
 }
 
 grpc::Status OrchestratorServiceImpl::ScheduleOutcome(grpc::ServerContext* context,
                                                       const v1::ScheduleOutcomeRequest* request,
                                                       v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ScheduleOutcome");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "ScheduleOutcome", "");
   absl::Status status = CheckNames("targets", request->targets());
   if (status.ok()) status = CheckName("request_id", request->request_id());
   if (!status.ok()) return ToGrpcStatus(status);
-  return Reply(engine_->ScheduleOutcome(*request), response);
+  // The execution is the caller's tenant's; a retried request_id that names
+  // another tenant's execution is not found, as that execution is.
+  const std::string tenant = CallerTenant(context);
+  auto local = [&]() -> absl::StatusOr<v1::Execution> {
+    absl::StatusOr<v1::Execution> execution = engine_->ScheduleOutcome(*request, tenant);
+    if (execution.ok()) {
+      if (absl::Status owned = CheckTenant(tenant, execution->tenant(), execution->name());
+          !owned.ok()) {
+        execution = owned;
+      }
+    }
+    return execution;
+  };
+  return AnswerOrForward<v1::ScheduleOutcomeRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::ScheduleOutcome, *request, local,
+      response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetExecution(grpc::ServerContext* context,
                                                    const v1::GetExecutionRequest* request,
                                                    v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "GetExecution");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
-  absl::StatusOr<v1::Execution> execution = engine_->GetExecution(request->name());
-  if (execution.ok()) {
-    if (absl::Status owned =
-            CheckTenant(CallerTenant(context), execution->tenant(), request->name());
-        !owned.ok()) {
-      execution = owned;
+  auto local = [&]() -> absl::StatusOr<v1::Execution> {
+    absl::StatusOr<v1::Execution> execution = engine_->GetExecution(request->name());
+    if (execution.ok()) {
+      if (absl::Status owned =
+              CheckTenant(CallerTenant(context), execution->tenant(), request->name());
+          !owned.ok()) {
+        execution = owned;
+      }
     }
-  }
-  return Reply(std::move(execution), response);
+    return execution;
+  };
+  return AnswerOrForward<v1::GetExecutionRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::GetExecution, *request, local, response);
 }
 
 grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext* context,
                                                      const v1::ListExecutionsRequest* request,
                                                      v1::ListExecutionsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListExecutions");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("workflow", request->workflow()); !status.ok())
     return ToGrpcStatus(status);
+  if (forwarding_ != nullptr && !OwnerForwarding::IsForwarded(*context)) {
+    // Several orchestrators: every one's executions, merged (a forwarded
+    // call is one member's part of such a list: its own only).
+    v1::ListExecutionsRequest all = *request;
+    if (std::string tenant = CallerTenant(context); !tenant.empty()) all.set_tenant(tenant);
+    return Reply(forwarding_->ListExecutions(*context, all,
+                                             [this](const v1::ListExecutionsRequest& own) {
+                                               return engine_->ListExecutions(own);
+                                             }),
+                 response);
+  }
   if (std::string tenant = CallerTenant(context); !tenant.empty()) {
     v1::ListExecutionsRequest own = *request;
     own.set_tenant(tenant);
@@ -337,6 +415,8 @@ grpc::Status OrchestratorServiceImpl::ListExecutions(grpc::ServerContext* contex
 grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext* context,
                                                       const v1::CancelExecutionRequest* request,
                                                       v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "CancelExecution");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "CancelExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -344,12 +424,16 @@ grpc::Status OrchestratorServiceImpl::CancelExecution(grpc::ServerContext* conte
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->CancelExecution(request->name(), request->reason()), response);
+  return AnswerOrForward<v1::CancelExecutionRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::CancelExecution, *request,
+      [&] { return engine_->CancelExecution(request->name(), request->reason()); }, response);
 }
 
 grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext* context,
                                                      const v1::PauseExecutionRequest* request,
                                                      v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "PauseExecution");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "PauseExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -357,12 +441,16 @@ grpc::Status OrchestratorServiceImpl::PauseExecution(grpc::ServerContext* contex
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->PauseExecution(request->name()), response);
+  return AnswerOrForward<v1::PauseExecutionRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::PauseExecution, *request,
+      [&] { return engine_->PauseExecution(request->name()); }, response);
 }
 
 grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext* context,
                                                       const v1::ResumeExecutionRequest* request,
                                                       v1::Execution* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ResumeExecution");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   LogRequest(context, "ResumeExecution", request->name());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
@@ -370,43 +458,57 @@ grpc::Status OrchestratorServiceImpl::ResumeExecution(grpc::ServerContext* conte
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->ResumeExecution(request->name()), response);
+  return AnswerOrForward<v1::ResumeExecutionRequest, v1::Execution>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::ResumeExecution, *request,
+      [&] { return engine_->ResumeExecution(request->name()); }, response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext* context,
                                                  const v1::GetTaskRunRequest* request,
                                                  v1::TaskRun* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "GetTaskRun");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
   if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->GetTaskRun(request->name()), response);
+  return AnswerOrForward<v1::GetTaskRunRequest, v1::TaskRun>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::GetTaskRun, *request,
+      [&] { return engine_->GetTaskRun(request->name()); }, response);
 }
 
 grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext* context,
                                                    const v1::ListTaskRunsRequest* request,
                                                    v1::ListTaskRunsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListTaskRuns");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
     return ToGrpcStatus(status);
   if (absl::Status status = CheckExecutionTenant(*engine_, context, request->parent());
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->ListTaskRuns(*request), response);
+  return AnswerOrForward<v1::ListTaskRunsRequest, v1::ListTaskRunsResponse>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::ListTaskRuns, *request,
+      [&] { return engine_->ListTaskRuns(*request); }, response);
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext* context,
                                                   const v1::GetTaskLogsRequest* request,
                                                   v1::GetTaskLogsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "GetTaskLogs");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   if (absl::Status status = CheckName("name", request->name()); !status.ok())
     return ToGrpcStatus(status);
   if (absl::Status status = CheckExecutionTenant(*engine_, context, request->name());
       !status.ok()) {
     return ToGrpcStatus(status);
   }
-  return Reply(engine_->GetTaskLogs(request->name(), request->attempt()), response);
+  return AnswerOrForward<v1::GetTaskLogsRequest, v1::GetTaskLogsResponse>(
+      forwarding_.get(), context, &OwnerForwarding::Stub::GetTaskLogs, *request,
+      [&] { return engine_->GetTaskLogs(request->name(), request->attempt()); }, response);
 }
 
 namespace {
@@ -470,6 +572,10 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
     return reactor.get();
   }
 
+  // Drops a reactor never handed to gRPC: the call went to the execution's
+  // owner (ForwardedStream) instead. May delete this.
+  void Discard() { std::shared_ptr<EventStreamReactor> last = std::move(self_); }
+
   // Ends the stream at once with `status` (a refused request).
   EventStreamReactor* Refuse(grpc::Status status) {
     absl::MutexLock lock(&mutex_);
@@ -477,13 +583,20 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
     return this;
   }
 
-  // Whether a place among kMaxEventStreams was free; otherwise why not.
-  grpc::Status CheckSlot(absl::string_view method) const {
-    if (slot_held_) return grpc::Status::OK;
-    return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-        method, ": ", OrchestratorServiceImpl::kMaxEventStreams,
-        " event streams (Watch, WatchBatches, RunExecution) are open, the most the orchestrator "
-        "serves at once; retry later")));
+  // Whether a place among max_event_streams was free, and one among the
+  // caller's max_streams_per_client; otherwise why not.
+  grpc::Status CheckSlot(absl::string_view method) {
+    if (!slot_held_) {
+      return ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat(method, ": ", service_->max_event_streams(),
+                       " event streams (Watch, WatchBatches, RunExecution) are open, the most the "
+                       "orchestrator serves at once (max_event_streams); retry later")));
+    }
+    absl::StatusOr<ClientLimits::Slot> slot =
+        service_->client_limits().AcquireStream(ClientLimits::ClientOf(*context_), method);
+    if (!slot.ok()) return ToGrpcStatus(slot.status());
+    client_slot_ = *std::move(slot);
+    return grpc::Status::OK;
   }
 
   // Follows `subscription` (Watch, WatchBatches).
@@ -572,7 +685,7 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
   EventStreamReactor(OrchestratorServiceImpl* service, grpc::CallbackServerContext* context,
                      Build build)
       : service_(service), context_(context), build_(std::move(build)) {
-    slot_held_ = service_->open_streams().fetch_add(1) < OrchestratorServiceImpl::kMaxEventStreams;
+    slot_held_ = service_->open_streams().fetch_add(1) < service_->max_event_streams();
   }
 
   void Begin(std::shared_ptr<EventSubscription> subscription, bool busy = false) {
@@ -676,6 +789,7 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
   grpc::CallbackServerContext* const context_;
   Build build_;
   bool slot_held_ = false;
+  ClientLimits::Slot client_slot_;  // the caller's, among max_streams_per_client
   bool tracked_ = false;
   // Set by Begin (on the RPC's thread or the start's worker), before any
   // hook or pump can read it.
@@ -693,6 +807,175 @@ class EventStreamReactor final : public grpc::ServerWriteReactor<Message>,
   size_t next_ ABSL_GUARDED_BY(mutex_) = 0;
   bool last_ ABSL_GUARDED_BY(mutex_) = false;
 };
+
+// A Watch, WatchBatches or RunExecution made on the execution's owner
+// (OwnerForwarding): what the owner streams is written to the caller as it
+// comes, one message in flight (the next is read only once the last is
+// written, so a slow caller slows the owner's stream, whose own limits
+// apply), and the owner's status ends the stream. It counts among the
+// open streams here, as the caller's, and Stop ends it.
+//
+// Lifetime: deleted once both gRPC's server side (OnDone) and the call to
+// the owner (Reader::OnDone) are done.
+template <typename Request, typename Message>
+class ForwardedStream final : public grpc::ServerWriteReactor<Message>, public EventStream {
+ public:
+  using Method = void (OwnerForwarding::Stub::async_interface::*)(
+      grpc::ClientContext*, const Request*, grpc::ClientReadReactor<Message>*);
+
+  // Starts the call on `owner` and returns the caller's side.
+  static ForwardedStream* Start(OrchestratorServiceImpl* service, OwnerForwarding& forwarding,
+                                grpc::CallbackServerContext* context,
+                                const OwnerForwarding::Target& owner, Method method,
+                                const Request& request, absl::string_view what) {
+    auto* stream = new ForwardedStream(service);
+    if (service->open_streams().fetch_add(1) >= service->max_event_streams()) {
+      return stream->Refuse(ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat(what, ": ", service->max_event_streams(),
+                       " event streams (Watch, WatchBatches, RunExecution) are open, the most the "
+                       "orchestrator serves at once (max_event_streams); retry later"))));
+    }
+    absl::StatusOr<ClientLimits::Slot> slot =
+        service->client_limits().AcquireStream(ClientLimits::ClientOf(*context), what);
+    if (!slot.ok()) return stream->Refuse(ToGrpcStatus(slot.status()));
+    stream->client_slot_ = *std::move(slot);
+    stream->tracked_ = service->Track(stream);
+    if (!stream->tracked_) return stream->Refuse(grpc::Status::OK);  // stopping
+    stream->client_.set_deadline(context->deadline());
+    forwarding.CopyMetadata(*context, &stream->client_);
+    stream->request_ = request;
+    stream->refs_.store(2);
+    (owner.stub->async()->*method)(&stream->client_, &stream->request_, &stream->reader_);
+    stream->reader_.StartRead(&stream->message_);
+    stream->reader_.StartCall();
+    return stream;
+  }
+
+  void Stop() override {
+    {
+      absl::MutexLock lock(&mutex_);
+      stopping_ = true;
+    }
+    client_.TryCancel();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mutex_);
+      writing_ = false;
+      if (owner_done_) {
+        FinishLocked();
+        return;
+      }
+    }
+    if (ok) {
+      reader_.StartRead(&message_);
+    } else {
+      client_.TryCancel();  // the caller is gone
+    }
+  }
+
+  void OnCancel() override { client_.TryCancel(); }
+
+  void OnDone() override {
+    if (tracked_) service_->Forget(this);
+    Unref();
+  }
+
+  ~ForwardedStream() override { service_->open_streams().fetch_sub(1); }
+
+ private:
+  // The call to the owner.
+  class Reader final : public grpc::ClientReadReactor<Message> {
+   public:
+    explicit Reader(ForwardedStream* stream) : stream_(stream) {}
+    void OnReadDone(bool ok) override {
+      if (!ok) return;  // OnDone follows, with the owner's status
+      absl::MutexLock lock(&stream_->mutex_);
+      stream_->writing_ = true;
+      stream_->StartWrite(&stream_->message_);
+    }
+    void OnDone(const grpc::Status& status) override {
+      {
+        absl::MutexLock lock(&stream_->mutex_);
+        stream_->owner_done_ = true;
+        stream_->status_ = status;
+        if (!stream_->writing_) stream_->FinishLocked();
+      }
+      stream_->Unref();
+    }
+
+   private:
+    ForwardedStream* const stream_;
+  };
+
+  explicit ForwardedStream(OrchestratorServiceImpl* service) : service_(service) {}
+
+  ForwardedStream* Refuse(grpc::Status status) {
+    absl::MutexLock lock(&mutex_);
+    status_ = std::move(status);
+    FinishLocked();
+    return this;
+  }
+
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finished_) return;
+    finished_ = true;
+    this->Finish(stopping_ ? grpc::Status::OK : status_);
+  }
+
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+  OrchestratorServiceImpl* const service_;
+  ClientLimits::Slot client_slot_;
+  bool tracked_ = false;
+  std::atomic<int> refs_{1};  // the server side, and the owner's call once started
+  grpc::ClientContext client_;
+  Request request_;
+  Message message_;  // read from the owner, then written to the caller
+  Reader reader_{this};
+
+  absl::Mutex mutex_;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool owner_done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mutex_);
+};
+
+// Watch and WatchBatches: follows the execution here, or, when another
+// orchestrator owns it, forwards the call there.
+template <typename Message>
+grpc::ServerWriteReactor<Message>* FollowOrForward(
+    OrchestratorServiceImpl* service, OwnerForwarding* forwarding,
+    grpc::CallbackServerContext* context, const v1::WatchRequest& request,
+    EventStreamReactor<Message>* reactor,
+    typename ForwardedStream<v1::WatchRequest, Message>::Method method, absl::string_view what) {
+  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription = service->engine()->Watch(
+      request.execution(), request.from_sequence(), request.include_logs());
+  if (subscription.ok()) return reactor->Follow(*std::move(subscription));
+  std::optional<uint32_t> shard =
+      forwarding == nullptr ? std::nullopt : NotOwnedShard(subscription.status());
+  if (!shard.has_value()) return reactor->Refuse(ToGrpcStatus(subscription.status()));
+  absl::StatusOr<OwnerForwarding::Target> owner = forwarding->Route(*context, *shard);
+  if (!owner.ok()) return reactor->Refuse(ToGrpcStatus(owner.status()));
+  if (owner->stub == nullptr) {
+    // The directory names this orchestrator: once more here.
+    subscription = service->engine()->Watch(request.execution(), request.from_sequence(),
+                                            request.include_logs());
+    if (subscription.ok()) return reactor->Follow(*std::move(subscription));
+    if (NotOwnedShard(subscription.status()).has_value()) {
+      return reactor->Refuse(ToGrpcStatus(OwnerForwarding::Moving(
+          *shard, "the directory names this orchestrator, which does not own it")));
+    }
+    return reactor->Refuse(ToGrpcStatus(subscription.status()));
+  }
+  reactor->Discard();
+  return ForwardedStream<v1::WatchRequest, Message>::Start(service, *forwarding, context, *owner,
+                                                           method, request, what);
+}
 
 }  // namespace
 
@@ -724,10 +1007,8 @@ grpc::ServerWriteReactor<v1::Event>* OrchestratorServiceImpl::Watch(
     return reactor->Refuse(ToGrpcStatus(status));
   if (grpc::Status refused = reactor->CheckSlot("watch"); !refused.ok())
     return reactor->Refuse(refused);
-  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
-  if (!subscription.ok()) return reactor->Refuse(ToGrpcStatus(subscription.status()));
-  return reactor->Follow(*std::move(subscription));
+  return FollowOrForward(this, forwarding_.get(), context, *request, reactor,
+                         &OwnerForwarding::Stub::async_interface::Watch, "watch");
 }
 
 grpc::ServerWriteReactor<v1::EventBatch>* OrchestratorServiceImpl::WatchBatches(
@@ -741,21 +1022,28 @@ grpc::ServerWriteReactor<v1::EventBatch>* OrchestratorServiceImpl::WatchBatches(
     return reactor->Refuse(ToGrpcStatus(status));
   if (grpc::Status refused = reactor->CheckSlot("watch batches"); !refused.ok())
     return reactor->Refuse(refused);
-  absl::StatusOr<std::shared_ptr<EventSubscription>> subscription =
-      engine_->Watch(request->execution(), request->from_sequence(), request->include_logs());
-  if (!subscription.ok()) return reactor->Refuse(ToGrpcStatus(subscription.status()));
-  return reactor->Follow(*std::move(subscription));
+  return FollowOrForward(this, forwarding_.get(), context, *request, reactor,
+                         &OwnerForwarding::Stub::async_interface::WatchBatches, "watch batches");
 }
 
 grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::RunExecution(
     grpc::CallbackServerContext* context, const v1::RunExecutionRequest* request) {
   using Reactor = EventStreamReactor<v1::RunExecutionResponse>;
+  // A child of an execution another orchestrator owns starts there.
+  std::optional<absl::StatusOr<OwnerForwarding::Target>> owner =
+      ParentOwner(*context, request->start().parent());
+  if (owner.has_value() && owner->ok()) {
+    return ForwardedStream<v1::RunExecutionRequest, v1::RunExecutionResponse>::Start(
+        this, *forwarding_, context, **owner, &OwnerForwarding::Stub::async_interface::RunExecution,
+        *request, "run execution");
+  }
   auto* reactor = Reactor::Create(
       this, context, [](EventChunk& chunk, std::vector<const v1::RunExecutionResponse*>* out) {
         SplitIntoBatches(
             google::protobuf::Arena::CreateMessage<v1::RunExecutionResponse>(chunk.arena.get()),
             chunk, out);
       });
+  if (owner.has_value()) return reactor->Refuse(ToGrpcStatus(owner->status()));
   if (absl::Status status = AdmitStart(*context); !status.ok())
     return reactor->Refuse(ToGrpcStatus(status));
   if (absl::Status status = CheckStart(request->start()); !status.ok())
@@ -793,14 +1081,26 @@ grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::Run
   });
 }
 
-grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext*, const v1::ListQueuesRequest*,
+grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext* context,
+                                                 const v1::ListQueuesRequest*,
                                                  v1::ListQueuesResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListQueues");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   for (v1::QueueInfo& queue : engine_->ListQueues()) *response->add_queues() = std::move(queue);
+  for (const auto& [type, price] : worker_prices_) {
+    v1::WorkerPrice& out = (*response->mutable_worker_prices())[type];
+    out.set_core_hour(price.core_hour);
+    out.set_gib_hour(price.gib_hour);
+    out.set_gpu_hour(price.gpu_hour);
+  }
   return grpc::Status::OK;
 }
 
-grpc::Status OrchestratorServiceImpl::ListAgents(grpc::ServerContext*, const v1::ListAgentsRequest*,
+grpc::Status OrchestratorServiceImpl::ListAgents(grpc::ServerContext* context,
+                                                 const v1::ListAgentsRequest*,
                                                  v1::ListAgentsResponse* response) {
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListAgents");
+  if (!call.ok()) return ToGrpcStatus(call.status());
   for (v1::AgentInfo& agent : engine_->ListAgents()) *response->add_agents() = std::move(agent);
   return grpc::Status::OK;
 }

@@ -2,13 +2,20 @@
 #define GYRE_SERVICES_ORCHESTRATOR_ORCHESTRATOR_SERVICE_H_
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
+#include "libs/common/task_cost.h"
+#include "services/orchestrator/client_limits.h"
 #include "services/orchestrator/disk_space_guard.h"
+#include "services/orchestrator/owner_forwarding.h"
+#include "services/orchestrator/shard_directory.h"
 #include "services/orchestrator/start_rate_limiter.h"
 #include "services/orchestrator/stream_workers.h"
 #include "services/orchestrator/workflow_engine.h"
@@ -52,6 +59,22 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   // while `guard` says the data directory is nearly full (not owned; null:
   // no check).
   void set_disk_space_guard(DiskSpaceGuard* guard) { disk_space_guard_ = guard; }
+
+  // Several orchestrators sharing one PostgreSQL (issue 21): a call about
+  // an execution another orchestrator owns is made on it, per `directory`
+  // (not owned), and ListExecutions lists every one's (owner_forwarding.h).
+  // Null, the default (one orchestrator): nothing is forwarded and nothing
+  // on any path looks. Set before serving.
+  void set_shard_directory(const ShardDirectory* directory, OwnerForwarding::Options options = {}) {
+    forwarding_ = directory == nullptr
+                      ? nullptr
+                      : std::make_unique<OwnerForwarding>(directory, std::move(options));
+  }
+
+  // The prices ListQueues reports (config worker_prices).
+  void set_worker_prices(std::map<std::string, ResourcePrices> prices) {
+    worker_prices_ = std::move(prices);
+  }
 
   grpc::Status CreateWorkflow(grpc::ServerContext*, const gyre::v1::CreateWorkflowRequest*,
                               gyre::v1::WorkflowDefinition*) override;
@@ -108,8 +131,16 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
 
   // Watch, WatchBatches and RunExecution streams open at once: each holds
   // a subscription the engine feeds under its lock, so their number is
-  // bounded (RESOURCE_EXHAUSTED past it).
+  // bounded (RESOURCE_EXHAUSTED past it). The default of max_event_streams.
   static constexpr int kMaxEventStreams = 1024;
+
+  // Set before serving: the global stream bound (config max_event_streams)
+  // and what one client may hold (ClientLimits).
+  void set_max_event_streams(int max) { max_event_streams_ = max; }
+  int max_event_streams() const { return max_event_streams_; }
+  // `limits`: not owned, shared with the agent service.
+  void set_client_limits(ClientLimits* limits) { client_limits_ = limits; }
+  ClientLimits& client_limits() { return *client_limits_; }
 
   // EventBatch limits (documented in the proto).
   static constexpr int kMaxEventsPerBatch = 4096;
@@ -127,6 +158,16 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   // RESOURCE_EXHAUSTED when the caller of `context` starts executions too
   // fast (StartRateLimiter).
   absl::Status AdmitStart(const grpc::ServerContextBase& context);
+  // A unary call in flight for the caller of `context`, or
+  // RESOURCE_EXHAUSTED past max_inflight_calls_per_client.
+  absl::StatusOr<ClientLimits::Slot> AdmitCall(const grpc::ServerContextBase& context,
+                                               absl::string_view rpc);
+
+  // Several orchestrators: where a child of `parent` starts when another
+  // orchestrator owns `parent`'s shard (a child lives in its parent's
+  // shard): the owner, or why it cannot be reached. nullopt: here.
+  std::optional<absl::StatusOr<OwnerForwarding::Target>> ParentOwner(
+      const grpc::ServerContextBase& context, absl::string_view parent);
 
   absl::Status AdmitNewWork() {
     return disk_space_guard_ == nullptr ? absl::OkStatus()
@@ -135,8 +176,12 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
 
   WorkflowEngine* engine_;
   StartRateLimiter start_limiter_;
+  int max_event_streams_ = kMaxEventStreams;
+  ClientLimits* client_limits_ = ClientLimits::Unlimited();
+  std::map<std::string, ResourcePrices> worker_prices_;
   DiskSpaceGuard* disk_space_guard_ = nullptr;
-  std::atomic<int> open_streams_{0};  // event streams open now (kMaxEventStreams)
+  std::unique_ptr<OwnerForwarding> forwarding_;  // null: one orchestrator
+  std::atomic<int> open_streams_{0};             // event streams open now (kMaxEventStreams)
   absl::Mutex mutex_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   absl::flat_hash_set<EventStream*> streams_ ABSL_GUARDED_BY(mutex_);

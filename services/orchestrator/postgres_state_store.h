@@ -7,25 +7,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/orchestrator/postgres_store_options.h"
 #include "services/orchestrator/state_store.h"
 
 namespace gyre::orchestrator {
-
-struct PostgresStoreOptions {
-  // libpq connection string, key=value or URI form; multi-host lists and
-  // target_session_attrs pass through to libpq unchanged.
-  std::string dsn;
-  // Set (when not empty) as the connection's password, overriding one in
-  // `dsn`. Never logged nor put in an error.
-  std::string password;
-  // How long Load waits for another store's writer lock on the same
-  // database (a predecessor still disconnecting) before it gives up.
-  absl::Duration writer_lock_wait = absl::Seconds(15);
-  // How long the writer keeps reconnecting after losing its connection
-  // (appends wait meanwhile, none is lost) before the store fails (and the
-  // orchestrator stops, fail-stop). Long enough for a primary failover.
-  absl::Duration retry_for = absl::Minutes(2);
-};
 
 // The PostgreSQL backend: records in `state_records(position, record)`,
 // snapshots in `snapshots(position, snapshot)`, the schema created and
@@ -43,6 +28,8 @@ struct PostgresSchemaStatus {
   int current_version = 0;           // 0: no Gyre schema yet
   int newest_version = 0;            // the newest this binary knows
   std::vector<std::string> pending;  // "2: description", in the order applied
+  // "1: description (applied 2026-01-02T03:04:05Z)", oldest first.
+  std::vector<std::string> applied;
 };
 
 // For `gyre migrate status`: reads the schema's version; changes nothing.
@@ -51,6 +38,12 @@ absl::StatusOr<PostgresSchemaStatus> GetPostgresSchemaStatus(const PostgresStore
 // For `gyre migrate up`: applies the pending migrations as a store's Load
 // does at start (under the same advisory lock); returns the status after.
 absl::StatusOr<PostgresSchemaStatus> MigratePostgresSchema(const PostgresStoreOptions& options);
+
+// Applies the pending migrations up to `version` only (0: all of them). A
+// migration's test starts from the version before it, puts data in, then
+// migrates to it.
+absl::StatusOr<PostgresSchemaStatus> MigratePostgresSchemaTo(const PostgresStoreOptions& options,
+                                                             int version);
 
 // `dsn` with its password (and nothing else) left out, for logs and errors:
 // "host=a,b port=5432 dbname=gyre user=gyre". An undecodable DSN gives

@@ -14,6 +14,15 @@ void ReadyQueue::Push(const ReadyTask& task) {
   ++size_;
 }
 
+void ReadyQueue::PushFront(const ReadyTask& task) {
+  const int level = std::min<int>(task.priority, kPriorityLevels - 1);
+  std::unique_ptr<std::deque<ReadyTask>>& fifo = levels_[level];
+  if (fifo == nullptr) fifo = std::make_unique<std::deque<ReadyTask>>();
+  fifo->push_front(task);
+  non_empty_[level / 64] |= uint64_t{1} << (level % 64);
+  ++size_;
+}
+
 int ReadyQueue::HighestNonEmpty(int below) const {
   // Highest level < `below` with entries, or -1.
   for (int word = (below - 1) / 64; word >= 0 && below > 0; --word) {
@@ -33,6 +42,26 @@ void ReadyQueue::Release() {
   for (auto& fifo : levels_) fifo.reset();
   non_empty_ = {};
   size_ = 0;
+}
+
+void ReadyQueue::Visit(size_t max_entries, absl::FunctionRef<bool(const ReadyTask&)> visit) const {
+  size_t seen = 0;
+  for (int level = HighestNonEmpty(kPriorityLevels); level >= 0; level = HighestNonEmpty(level)) {
+    for (const ReadyTask& entry : *levels_[level]) {
+      if (seen++ >= max_entries || !visit(entry)) return;
+    }
+  }
+}
+
+size_t ReadyQueue::DropStale(absl::FunctionRef<bool(const ReadyTask&)> stale) {
+  size_t dropped = 0;
+  for (int level = 0; level < kPriorityLevels; ++level) {
+    if (levels_[level] == nullptr) continue;
+    dropped += std::erase_if(*levels_[level], stale);
+    MarkEmptyIfDrained(level);
+  }
+  size_ -= dropped;
+  return dropped;
 }
 
 size_t ReadyQueue::PopMatching(size_t max, size_t scan_limit,

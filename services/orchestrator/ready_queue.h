@@ -38,6 +38,9 @@ class ReadyQueue {
   static constexpr int kPriorityLevels = 101;
 
   void Push(const ReadyTask& task);
+  // Queues `task` ahead of every entry of its priority: for an order
+  // decided elsewhere (the scheduler's), pushed best last.
+  void PushFront(const ReadyTask& task);
 
   // Moves up to `max` entries for which `verdict` says kTake into `out`,
   // examining at most `scan_limit` live entries (taken or skipped) so one
@@ -47,6 +50,16 @@ class ReadyQueue {
   size_t PopMatching(size_t max, size_t scan_limit,
                      absl::FunctionRef<ReadyVerdict(const ReadyTask&)> verdict,
                      std::vector<ReadyTask>* out);
+
+  // Calls `visit` on entries highest priority first, in the order a pop
+  // would see them, until it returns false or `max_entries` (stale ones
+  // included) were seen: the scheduler link reads the head of a queue.
+  void Visit(size_t max_entries, absl::FunctionRef<bool(const ReadyTask&)> visit) const;
+
+  // Removes every entry `stale` says is stale, in one pass over each level:
+  // for an owner that made many entries stale at once (the scheduler link's
+  // re-pushes) and must bound what they cost. Returns how many it removed.
+  size_t DropStale(absl::FunctionRef<bool(const ReadyTask&)> stale);
 
   // Frees every level's storage (entries included): for a queue nobody
   // serves and nothing waits in, so that an unused name costs a few bytes.

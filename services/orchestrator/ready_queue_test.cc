@@ -101,6 +101,46 @@ TEST(ReadyQueueTest, StaleEntriesBeyondTheScanLimitNeverHideALiveOne) {
   EXPECT_TRUE(queue.empty());
 }
 
+TEST(ReadyQueueTest, VisitSeesEntriesInPopOrderAndStopsWhenAsked) {
+  ReadyQueue queue;
+  queue.Push({0, 1, 10});
+  queue.Push({0, 2, 90});
+  queue.Push({0, 3, 10});
+  std::vector<uint32_t> seen;
+  queue.Visit(10, [&](const ReadyTask& task) {
+    seen.push_back(task.task);
+    return true;
+  });
+  EXPECT_EQ(seen, (std::vector<uint32_t>{2, 1, 3}));
+  seen.clear();
+  queue.Visit(2, [&](const ReadyTask& task) {
+    seen.push_back(task.task);
+    return true;
+  });
+  EXPECT_EQ(seen, (std::vector<uint32_t>{2, 1})) << "at most max_entries";
+  EXPECT_EQ(queue.size(), 3u) << "Visit removes nothing";
+}
+
+TEST(ReadyQueueTest, PushFrontGoesAheadOfItsLevelOnly) {
+  ReadyQueue queue;
+  queue.Push({0, 1, 50});
+  queue.Push({0, 2, 90});
+  queue.PushFront({0, 3, 50});
+  std::vector<ReadyTask> out;
+  EXPECT_EQ(queue.PopMatching(10, 100, TakeAll, &out), 3u);
+  EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{2, 3, 1}));
+}
+
+TEST(ReadyQueueTest, DropStaleRemovesOnlyStaleEntriesAndKeepsTheOrder) {
+  ReadyQueue queue;
+  for (uint32_t i = 0; i < 6; ++i) queue.Push({0, i, static_cast<uint8_t>(i < 3 ? 50 : 60)});
+  EXPECT_EQ(queue.DropStale([](const ReadyTask& task) { return task.task % 2 == 0; }), 3u);
+  EXPECT_EQ(queue.size(), 3u);
+  std::vector<ReadyTask> out;
+  EXPECT_EQ(queue.PopMatching(10, 100, TakeAll, &out), 3u);
+  EXPECT_EQ(TaskIds(out), (std::vector<uint32_t>{3, 5, 1}));
+}
+
 TEST(ReadyQueueTest, PriorityAboveRangeIsClampedToHighest) {
   ReadyQueue queue;
   queue.Push({0, 1, 50});

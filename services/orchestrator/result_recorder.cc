@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/limits.h"
 #include "libs/workflow/context_keys.h"
@@ -61,6 +62,34 @@ void CapResult(v1::TaskResult& result) {
   CutText(result.mutable_error(), limits::kMaxMessageTextBytes);
 }
 
+// Adds the numeric values of `context` to `out`, up to the bound.
+void AddNumericValues(const std::map<std::string, std::string>& context,
+                      std::vector<std::pair<std::string, double>>* out) {
+  for (const auto& [key, value] : context) {
+    if (out->size() >= AttemptObservation::kMaxContextValues) return;
+    double number = 0;
+    if (absl::SimpleAtod(value, &number)) out->emplace_back(key, number);
+  }
+}
+
+// What the accepted result of `ref` used, for the predictor.
+AttemptObservation ObservationOf(const ExecutionEntry& exec, const TaskEntry& task,
+                                 const AttemptRecord& attempt) {
+  AttemptObservation observation;
+  observation.definition = exec.definition;
+  observation.spec = task.spec;
+  AddNumericValues(exec.context, &observation.context_values);
+  observation.execution_values = observation.context_values.size();
+  if (task.details != nullptr)
+    AddNumericValues(task.details->inherited, &observation.context_values);
+  observation.wall_nanos = attempt.wall_time;
+  observation.cpu_nanos = attempt.cpu_time;
+  observation.peak_rss_bytes = attempt.peak_rss_bytes;
+  observation.end_unix_nanos = attempt.end_time;
+  observation.outcome = attempt.outcome;
+  return observation;
+}
+
 }  // namespace
 
 std::optional<v1::AgentMessage> ResultRecorder::CapOversized(const v1::AgentMessage& message) {
@@ -85,6 +114,8 @@ void ResultRecorder::RecordResults(AgentEntry& agent,
   size_t recorded = 0;
   uint64_t through = 0;
   ParsedOutput nothing;  // the output of every result when `parsed` is empty
+  std::vector<AttemptObservation> observations;
+  if (sink_ != nullptr) observations.reserve(results.size());
   for (size_t i = 0; i < results.size(); ++i) {
     const v1::TaskResult* result = results[i];
     through = std::max(through, result->sequence());
@@ -102,6 +133,16 @@ void ResultRecorder::RecordResults(AgentEntry& agent,
     }
     recorded++;
     record->set_agent_id(agent.id);
+    if (sink_ != nullptr) {
+      const TaskLocation found = executions_.FindTask(result->ref());
+      const auto& attempts = found.entry().attempts;
+      auto attempt = std::find_if(attempts.rbegin(), attempts.rend(), [&](const AttemptRecord& a) {
+        return a.attempt == result->ref().attempt();
+      });
+      if (attempt != attempts.rend()) {
+        observations.push_back(ObservationOf(*found.execution, found.entry(), *attempt));
+      }
+    }
     // Lent, not copied: the store is done with the records when Append
     // returns, and they give the results back below.
     record->unsafe_arena_set_allocated_result(const_cast<v1::TaskResult*>(result));
@@ -111,10 +152,16 @@ void ResultRecorder::RecordResults(AgentEntry& agent,
     agent.acks->NothingToRecord(through);
   } else {
     agent.acks->Appended();
+    // Observations go to the predictor only once durable: one that a crash
+    // could take back must not be learnt.
     journal_.Persist(absl::MakeSpan(records.data(), recorded),
-                     [journal = &journal_, acks = agent.acks, through](const absl::Status& status) {
+                     [journal = &journal_, acks = agent.acks, through, sink = sink_,
+                      observations = std::move(observations)](const absl::Status& status) mutable {
                        if (!status.ok()) journal->Fail(status);
                        acks->Durable(through, status);
+                       if (status.ok() && sink != nullptr && !observations.empty()) {
+                         sink->Offer(std::move(observations));
+                       }
                      });
     for (size_t i = 0; i < recorded; ++i) {
       records[i].mutable_task_result()->unsafe_arena_release_result();
@@ -192,6 +239,11 @@ bool ResultRecorder::HandleResult(const std::string& agent_id, const v1::TaskRes
   machine_.ReleaseLease(exec, index);
   metrics_.CountOutcome(result.outcome());
   metrics_.ObserveRunDuration(absl::ToDoubleSeconds(FromProto(result.wall_time())));
+  // Counted live only: a counter restarts with the process, a replay must
+  // not charge old attempts again.
+  if (cost_ != nullptr && !journal_.replaying()) {
+    cost_->Record(*exec.definition, *task.spec, attempt);
+  }
   if (task.state == v1::TASK_CANCELLED) return true;  // cancelled while running
 
   switch (result.outcome()) {

@@ -9,11 +9,13 @@
 #include "gyre/v1/agent_service.pb.h"
 #include "gyre/v1/state_record.pb.h"
 #include "services/orchestrator/agent_manager.h"
+#include "services/orchestrator/attempt_observation.h"
 #include "services/orchestrator/engine_journal.h"
 #include "services/orchestrator/engine_metrics.h"
 #include "services/orchestrator/engine_outbox.h"
 #include "services/orchestrator/evaluator_decisions.h"
 #include "services/orchestrator/execution_table.h"
+#include "services/orchestrator/task_cost_meter.h"
 #include "services/orchestrator/task_output.h"
 #include "services/orchestrator/task_state_machine.h"
 
@@ -28,13 +30,16 @@ namespace gyre::orchestrator {
 // Not thread-safe: used under the engine lock, except the static helpers.
 class ResultRecorder {
  public:
+  // `cost` (optional, not owned) prices each attempt that reports a result.
   ResultRecorder(ExecutionTable& executions, TaskStateMachine& machine,
-                 EvaluatorDecisions& evaluators, EngineJournal& journal, EngineMetrics& metrics)
+                 EvaluatorDecisions& evaluators, EngineJournal& journal, EngineMetrics& metrics,
+                 TaskCostMeter* cost = nullptr)
       : executions_(executions),
         machine_(machine),
         evaluators_(evaluators),
         journal_(journal),
-        metrics_(metrics) {}
+        metrics_(metrics),
+        cost_(cost) {}
 
   // No state. `message` cut to what the orchestrator keeps of a result
   // (libs/common/limits.h), or nothing when it is within them: tails and
@@ -56,14 +61,21 @@ class ResultRecorder {
   bool HandleResult(const std::string& agent_id, const gyre::v1::TaskResult& result,
                     ParsedOutput& parsed, gyre::v1::TaskResultRecorded* record, Outbox& out);
 
+  // Where accepted results' observations go once durable (the predictor
+  // link); null (the default) takes none, at no cost. Not owned; must
+  // outlive the store's completions.
+  void set_observation_sink(ObservationSink* sink) { sink_ = sink; }
+
  private:
   ExecutionTable& executions_;
   TaskStateMachine& machine_;
   EvaluatorDecisions& evaluators_;
   EngineJournal& journal_;
   EngineMetrics& metrics_;
+  TaskCostMeter* cost_;
   // RecordResults' records, kept for their capacity.
   std::vector<gyre::v1::StateRecord> scratch_;
+  ObservationSink* sink_ = nullptr;
 };
 
 }  // namespace gyre::orchestrator

@@ -1,8 +1,5 @@
 #include "services/orchestrator/start_rate_limiter.h"
 
-#include <algorithm>
-#include <vector>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -10,47 +7,18 @@
 
 namespace gyre::orchestrator {
 
-StartRateLimiter::StartRateLimiter(Options options) : options_(options) {}
-
-void StartRateLimiter::Refill(Bucket& bucket, absl::Time now) const {
-  const double burst = std::max(1.0, options_.burst > 0 ? options_.burst : options_.per_second);
-  const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - bucket.updated));
-  bucket.tokens = std::min(burst, bucket.tokens + elapsed * options_.per_second);
-  bucket.updated = now;
-}
+StartRateLimiter::StartRateLimiter(Options options)
+    : buckets_(
+          {.per_second = options.per_second, .burst = options.burst, .max_keys = kMaxClients}) {}
 
 absl::Status StartRateLimiter::Admit(absl::string_view client, absl::Time now) {
-  if (!enabled()) return absl::OkStatus();
-  const double burst = std::max(1.0, options_.burst > 0 ? options_.burst : options_.per_second);
-  absl::MutexLock lock(&mutex_);
-  auto it = buckets_.find(client);
-  if (it == buckets_.end()) {
-    if (buckets_.size() >= kMaxClients) {
-      // Drop the buckets that are full again: their clients lose nothing.
-      std::vector<std::string> full;
-      for (auto& [key, bucket] : buckets_) {
-        Refill(bucket, now);
-        if (bucket.tokens >= burst) full.push_back(key);
-      }
-      for (const std::string& key : full) buckets_.erase(key);
-      // Still over half full: more clients than it can follow are busy
-      // (a flood of addresses). Start over, so that the sweep above runs at
-      // most once per kMaxClients / 2 new clients.
-      if (buckets_.size() > kMaxClients / 2) buckets_.clear();
-    }
-    it = buckets_.emplace(std::string(client), Bucket{burst, now}).first;
-  }
-  Bucket& bucket = it->second;
-  Refill(bucket, now);
-  if (bucket.tokens < 1) {
-    const double wait = (1 - bucket.tokens) / options_.per_second;
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "client %s started executions faster than the orchestrator's "
-        "executions_per_second_per_client (%g a second, bursts of %g); retry in %.3f s",
-        QuoteClientText(client), options_.per_second, burst, wait));
-  }
-  bucket.tokens -= 1;
-  return absl::OkStatus();
+  const absl::Duration wait = buckets_.Take(client, now);
+  if (wait == absl::ZeroDuration()) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "client %s started executions faster than the orchestrator's "
+      "executions_per_second_per_client (%g a second, bursts of %g); retry in %.3f s",
+      QuoteClientText(client), buckets_.per_second(), buckets_.burst(),
+      absl::ToDoubleSeconds(wait)));
 }
 
 std::string StartRateLimiter::ClientKey(absl::string_view principal, absl::string_view peer) {

@@ -4,11 +4,10 @@
 #include <cstddef>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/common/token_buckets.h"
 
 namespace gyre::orchestrator {
 
@@ -20,8 +19,7 @@ namespace gyre::orchestrator {
 //
 // The client is what the caller passes: the principal the gateway forwards
 // (metadata x-gyre-principal) or else the peer's address without its port.
-// Buckets of idle clients are dropped, so memory stays bounded by
-// kMaxClients however many addresses call.
+// Memory stays bounded by kMaxClients however many addresses call.
 //
 // Thread-safe; Admit takes a mutex of its own for a few map operations,
 // never the engine lock.
@@ -31,15 +29,12 @@ class StartRateLimiter {
     double per_second = 0;  // 0: unlimited
     double burst = 0;       // 0: one second's worth (at least 1)
   };
-  // Buckets kept at once. Past it, full (idle) buckets are dropped; if more
-  // than half are still busy every bucket is dropped (each client gets a
-  // new burst): a caller with that many addresses is not held back by a
-  // per-client limit anyway, and memory and time per call stay bounded.
+  // Buckets kept at once (KeyedTokenBuckets says how room is made).
   static constexpr size_t kMaxClients = 100'000;
 
   explicit StartRateLimiter(Options options);
 
-  bool enabled() const { return options_.per_second > 0; }
+  bool enabled() const { return buckets_.enabled(); }
 
   // Takes one start from `client`'s bucket at `now`.
   absl::Status Admit(absl::string_view client, absl::Time now);
@@ -49,15 +44,7 @@ class StartRateLimiter {
   static std::string ClientKey(absl::string_view principal, absl::string_view peer);
 
  private:
-  struct Bucket {
-    double tokens = 0;
-    absl::Time updated;
-  };
-  void Refill(Bucket& bucket, absl::Time now) const;
-
-  const Options options_;
-  absl::Mutex mutex_;
-  absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mutex_);
+  KeyedTokenBuckets buckets_;
 };
 
 }  // namespace gyre::orchestrator

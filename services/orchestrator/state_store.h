@@ -59,6 +59,18 @@ class StateStore {
   virtual absl::Status AwaitDurable(uint64_t position) = 0;
   virtual absl::Status WriteSnapshot(uint64_t position,
                                      const gyre::v1::EngineSnapshot& snapshot) = 0;
+
+  // Whether the store can make records durable now: OK, or UNAVAILABLE
+  // saying why and since when (a lost database connection being retried,
+  // appends waiting meanwhile). Cheap (no I/O): readiness and write paths
+  // ask it. Backends that never wait for their storage always say OK.
+  virtual absl::Status Availability() { return absl::OkStatus(); }
+  // `observer(available)` runs each time Availability() turns, on the
+  // store's own thread with none of its locks held; it must not block nor
+  // call the store. Set once, before Load.
+  virtual void SetAvailabilityObserver(std::function<void(bool available)> observer) {
+    (void)observer;
+  }
 };
 
 }  // namespace gyre::orchestrator

@@ -3,6 +3,10 @@
 
 #include <map>
 #include <string>
+#include <utility>
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 #include "gyre/v1/workflow.pb.h"
 
@@ -15,6 +19,18 @@ namespace gyre::orchestrator {
 // cryptographic hash: identities are compared, never trusted as secrets.
 std::string TaskIdentity(const gyre::v1::TaskSpec& spec,
                          const std::map<std::string, std::string>& context);
+
+// The identity gyre-predictor learns and predicts a task under (its
+// "identity" level): the same hash over the workflow's name, the task's spec
+// and the numeric values of the execution's context, in the given order (the
+// engine gives them sorted by key, as exec.context holds them). Only what
+// is known before the task runs goes in — not its ancestors' outputs —, so
+// the orchestrator computes the same identity when it asks for a prediction
+// as when it reports the attempt, and a repeated run of the same workflow
+// with the same inputs lands on the same key. Computed by the predictor
+// link on its own thread, never under the engine lock.
+std::string PredictionIdentity(absl::string_view workflow, const gyre::v1::TaskSpec& spec,
+                               absl::Span<const std::pair<std::string, double>> context_values);
 
 }  // namespace gyre::orchestrator
 

@@ -154,11 +154,21 @@ void TaskStateMachine::SettleGlobal(ExecutionEntry& exec, uint32_t index, bool s
   const TaskDetails& details = task.details_or_empty();
   for (const auto& [exec_index, waiter] :
        globals_.Settle(details.identity, TaskRunName(exec, task), succeeded, details.outputs)) {
-    ExecutionEntry& other = executions_.at(exec_index);
-    if (other.final() || other.tasks[waiter].state != v1::TASK_PENDING) continue;
-    MakeReady(other, waiter, out);
-    UpdateExecutionState(other, out);
+    ExecutionEntry* other = executions_.Get(exec_index);  // null: forgotten by retention
+    // Released: its shard moved away (its new owner runs the task).
+    if (other == nullptr || other->released || other->final() ||
+        other->tasks[waiter].state != v1::TASK_PENDING) {
+      continue;
+    }
+    MakeReady(*other, waiter, out);
+    UpdateExecutionState(*other, out);
   }
+}
+
+void TaskStateMachine::AbandonGlobal(ExecutionEntry& exec, uint32_t index, Outbox& out) {
+  const TaskEntry& task = exec.tasks[index];
+  if (!task.spec->global() || IsTerminal(task.state)) return;
+  SettleGlobal(exec, index, /*succeeded=*/false, out);
 }
 
 void TaskStateMachine::SkipDependants(ExecutionEntry& exec, uint32_t index,
@@ -283,9 +293,10 @@ void TaskStateMachine::UpdateExecutionState(ExecutionEntry& exec, Outbox& out) {
 void TaskStateMachine::SetExecutionState(ExecutionEntry& exec, v1::ExecutionState state,
                                          Outbox& out) {
   if (exec.state == state) return;
-  executions_.CountState(exec.state, state);
+  executions_.CountState(exec, exec.state, state);
   exec.state = state;
   if (exec.final() && exec.end_time == absl::InfinitePast()) exec.end_time = journal_.now();
+  if (exec.final()) executions_.Ended(exec);
   v1::Event event;
   event.set_type(v1::Event::EXECUTION_STATE_CHANGED);
   Emit(exec, std::move(event));
@@ -331,7 +342,8 @@ void TaskStateMachine::ReleaseLease(ExecutionEntry& exec, uint32_t index) {
   TaskEntry& task = exec.tasks[index];
   AgentEntry* agent = agents_.Find(task.agent);
   if (agent != nullptr && agent->leases.erase({exec.index, index}) > 0) {
-    AgentManager::Unreserve(*agent, task.spec->resources());
+    v1::Resources scratch;
+    AgentManager::Unreserve(*agent, AgentManager::LeaseNeed(*agent, task, scratch));
     queues_.at(task.queue).running--;
   }
   task.agent.clear();

@@ -110,6 +110,11 @@ class TaskStateMachine {
   // Back from PAUSED: its parked tasks queued again.
   void Resume(ExecutionEntry& exec, Outbox& out);
 
+  // `exec` leaves this engine (its shard moved) while its task may own a
+  // global identity others wait for: the identity is given up as a failed
+  // run gives it up, so a waiter that stays here runs it itself.
+  void AbandonGlobal(ExecutionEntry& exec, uint32_t task, Outbox& out);
+
  private:
   // Returns true when the task was settled or parked by its global identity
   // (already produced, or being produced by another execution).

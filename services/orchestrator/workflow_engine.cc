@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/common/client_text.h"
@@ -16,6 +18,7 @@
 #include "services/orchestrator/proto_time.h"
 #include "services/orchestrator/request_fingerprint.h"
 #include "services/orchestrator/task_output.h"
+#include "services/orchestrator/waiting_explainer.h"
 
 namespace gyre::orchestrator {
 
@@ -39,6 +42,7 @@ WorkflowEngine::WorkflowEngine(Options options)
     : options_(std::move(options)),
       clock_(options_.clock != nullptr ? options_.clock : Clock::Real()),
       metrics_(options_.metrics),
+      cost_meter_(options_.metrics, options_.task_cost),
       timers_(clock_),
       journal_(options_.store, options_.snapshot_every_records,
                [this](const absl::Status& status) { FailStop(status); }),
@@ -49,14 +53,19 @@ WorkflowEngine::WorkflowEngine(Options options)
       dispatcher_(executions_, queues_, agents_, machine_, journal_, metrics_,
                   WorkerPools{options_.worker_pools, options_.default_worker_pool}),
       evaluators_(executions_, workflows_, machine_, journal_),
-      results_(executions_, machine_, evaluators_, journal_, metrics_),
+      results_(executions_, machine_, evaluators_, journal_, metrics_, &cost_meter_),
       leases_(executions_, queues_, agents_, machine_, metrics_, options_.lease_timeout,
               options_.heartbeat_interval),
       recovery_(workflows_, executions_, queues_, globals_, machine_, results_, evaluators_,
-                leases_, journal_) {
+                leases_, journal_),
+      scheduler_batch_(executions_, queues_, agents_, journal_),
+      retention_(options_.retention, executions_, journal_),
+      shards_(options_.shard_count, options_.owned_shards),
+      handover_(executions_, machine_, publisher_, evaluators_) {
   // Configured pools are exported from the start (a pool's min must reach
   // the autoscaler before any task names its queue).
   for (const auto& [name, policy] : options_.worker_pools) queues_.Pin(name);
+  results_.set_observation_sink(options_.observations);
   dispatcher_.RefreshMetrics(/*all_agents=*/true);
   TickLeases();
   if (options_.store != nullptr && options_.snapshot_every_records > 0) {
@@ -70,6 +79,32 @@ WorkflowEngine::~WorkflowEngine() {
     stopping_ = true;
   }
   if (snapshotter_.joinable()) snapshotter_.join();
+}
+
+void WorkflowEngine::SetBacklogListener(std::function<void()> on_backlog) {
+  absl::MutexLock lock(&mu_);
+  dispatcher_.set_on_backlog(std::move(on_backlog));
+}
+
+bool WorkflowEngine::TakeSchedulerBatch(size_t max_tasks, v1::RankAndPlaceRequest* request,
+                                        std::vector<BatchedTask>* tasks) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || failed_.load(std::memory_order_relaxed)) return false;
+  TickLocked();
+  if (!scheduler_batch_.Collect(max_tasks, tasks)) return false;
+  scheduler_batch_.Describe(*tasks, request);
+  return true;
+}
+
+size_t WorkflowEngine::ApplySchedulerOrder(absl::Span<const BatchedTask> tasks,
+                                           absl::Span<const uint32_t> order,
+                                           absl::Span<const TaskAnswer> answers) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return 0;
+  std::vector<Dispatcher::PlacementHint> hints;
+  const size_t requeued = scheduler_batch_.Apply(tasks, order, answers, &hints);
+  dispatcher_.SetPlacementHints(std::move(hints));
+  return requeued;
 }
 
 void WorkflowEngine::TickLocked() { journal_.set_now(clock_->Now()); }
@@ -87,6 +122,37 @@ void WorkflowEngine::TickLeases() {
   });
 }
 
+// --- Predictions ---
+
+void WorkflowEngine::ApplyPredictions(
+    absl::string_view execution, std::vector<std::pair<std::string, TaskPrediction>> predictions) {
+  Outbox out;
+  {
+    absl::MutexLock lock(&mu_);
+    ExecutionEntry* exec = executions_.Find(execution);
+    // A finished execution still shows them (predicted vs actual).
+    if (exec == nullptr) return;
+    bool placed = false;
+    for (auto& [task_id, prediction] : predictions) {
+      auto found = exec->task_index.find(task_id);
+      if (found == exec->task_index.end()) continue;
+      TaskEntry& task = exec->tasks[found->second];
+      if (task.spec->has_resources()) continue;
+      // Placement may use it only before the first lease: a lease must give
+      // back what it reserved (AgentManager::LeaseNeed).
+      prediction.placed = task.attempts.empty() && !IsTerminal(task.state);
+      prediction.placement.set_cpu(prediction.cpu);
+      prediction.placement.set_memory_bytes(prediction.memory_bytes);
+      placed = placed || prediction.placed;
+      task.mutable_details().prediction = std::make_unique<TaskPrediction>(std::move(prediction));
+    }
+    // Tasks now asking for more may no longer fit where they were about to
+    // go; tasks asking for less may fit now.
+    if (placed) dispatcher_.Dispatch(out);
+  }
+  Deliver(out);
+}
+
 // --- Durability ---
 
 StateStore::Completion DurableWait::Callback() {
@@ -97,10 +163,32 @@ StateStore::Completion DurableWait::Callback() {
   };
 }
 
-absl::Status DurableWait::Wait() {
-  absl::MutexLock lock(&mutex_);
-  mutex_.Await(absl::Condition(&done_));
-  return status_;
+absl::Status DurableWait::Wait(StateStore* store, absl::Duration outage_wait) {
+  // A slow store is waited for as long as it takes; only a store that says
+  // it cannot commit (reconnecting) bounds the wait. How often it is asked
+  // matters little: a commit that completes ends the wait at once.
+  constexpr absl::Duration kAskEvery = absl::Milliseconds(250);
+  absl::Time give_up = absl::InfiniteFuture();
+  for (;;) {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (mutex_.AwaitWithTimeout(absl::Condition(&done_), kAskEvery)) return status_;
+    }
+    if (store == nullptr) continue;
+    const absl::Status available = store->Availability();
+    if (available.ok()) {
+      give_up = absl::InfiniteFuture();
+      continue;
+    }
+    const absl::Time now = absl::Now();
+    if (give_up == absl::InfiniteFuture()) give_up = now + outage_wait;
+    if (now >= give_up) {
+      return absl::UnavailableError(absl::StrCat(
+          available.message(), "; waited ", absl::FormatDuration(outage_wait),
+          ": the change is not acknowledged (it is kept, and recorded once the store is back "
+          "unless the orchestrator restarts first; retry with the same request_id)"));
+    }
+  }
 }
 
 void WorkflowEngine::FailStop(const absl::Status& status) {
@@ -208,7 +296,40 @@ absl::Status WorkflowEngine::Recover() {
                                      {"leases_kept_for_their_agents", kept},
                                      {"requeued_attempts", requeued},
                                      {"seconds", absl::ToDoubleSeconds(clock_->Now() - start)}});
+  if (options_.retention.interval > absl::ZeroDuration()) {
+    ScheduleRetention(options_.retention.interval);
+  }
   return absl::OkStatus();
+}
+
+Retention::Pass WorkflowEngine::RunRetentionPass() {
+  Retention::Pass pass;
+  if (!Stopped().ok()) return pass;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return pass;
+    TickLocked();
+    pass = retention_.RunPass();
+  }
+  if (pass.forgotten > 0 || pass.logs_dropped > 0) {
+    logging::Info("retention pass", {{"executions_forgotten", pass.forgotten},
+                                     {"executions_whose_logs_were_dropped", pass.logs_dropped},
+                                     {"more_due", pass.more}});
+  }
+  return pass;
+}
+
+void WorkflowEngine::ScheduleRetention(absl::Duration delay) {
+  timers_.ScheduleAfter(delay, [this] {
+    const Retention::Pass pass = RunRetentionPass();
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+    }
+    // More due: the next batch at once, as a new timer (other timers and
+    // every caller get the lock between batches).
+    ScheduleRetention(pass.more ? absl::ZeroDuration() : options_.retention.interval);
+  });
 }
 
 absl::Status WorkflowEngine::WriteSnapshot() {
@@ -264,6 +385,202 @@ void WorkflowEngine::SnapshotLoop() {
   }
 }
 
+// --- Shards ---
+
+absl::Status WorkflowEngine::Missing(absl::string_view name, absl::string_view what,
+                                     absl::Status not_found) {
+  if (absl::Status owned = shards_.Check(name, what); !owned.ok()) return owned;
+  return not_found;
+}
+
+absl::StatusOr<std::string> WorkflowEngine::NewExecutionIdLocked() {
+  if (shards_.all()) return executions_.NewId(clock_->Now());
+  if (shards_.none()) {
+    return absl::UnavailableError(absl::StrCat(
+        "this orchestrator owns none of the ", shards_.shard_count(),
+        " shards now, so it cannot start an execution; start it on another orchestrator"));
+  }
+  // Ids are drawn until one hashes to an owned shard, rather than a shard
+  // picked first and an id made for it: ids stay what they were (time
+  // ordered, no shard in them), and the shard stays a pure hash of the id
+  // that every orchestrator and the store compute alike. It costs
+  // shard_count / owned draws on average (256 with one shard owned: a few
+  // microseconds), bounded below.
+  constexpr int kMaxDraws = 1 << 20;
+  for (int draw = 0; draw < kMaxDraws; ++draw) {
+    std::string id = executions_.NewId(clock_->Now());
+    if (shards_.owns(shards_.ShardOf(id))) return id;
+  }
+  return absl::InternalError(absl::StrCat("no execution id in an owned shard after ", kMaxDraws,
+                                          " draws (", shards_.owned_count(), " of ",
+                                          shards_.shard_count(), " shards owned)"));
+}
+
+bool WorkflowEngine::OwnsShard(uint32_t shard) {
+  absl::MutexLock lock(&mu_);
+  return shards_.owns(shard);
+}
+
+absl::StatusOr<v1::EngineSnapshot> WorkflowEngine::SnapshotShard(
+    uint32_t shard, const std::function<uint64_t()>& position) {
+  // On an arena with the definitions lent, as WriteSnapshot builds one;
+  // the copy the caller keeps is made after the lock.
+  google::protobuf::Arena arena;
+  auto* snapshot = google::protobuf::Arena::CreateMessage<v1::EngineSnapshot>(&arena);
+  std::vector<std::shared_ptr<const v1::WorkflowDefinition>> lent;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shards_.owns(shard)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("snapshot of shard ", shard, ": this orchestrator does not own it"));
+    }
+    recovery_.Snapshot(*snapshot, &lent, EngineRecovery::ShardScope{shard, shards_.shard_count()});
+    if (position) {
+      snapshot->set_position(position());
+    } else if (options_.store != nullptr) {
+      snapshot->set_position(options_.store->last_position());
+    }
+  }
+  return *snapshot;
+}
+
+absl::Status WorkflowEngine::ApplyDefinitions(const std::vector<v1::StateRecord>& records) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  for (size_t i = 0; i < records.size(); ++i) {
+    if (!records[i].has_workflow_stored() && !records[i].has_workflow_deleted()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("apply definitions: record ", i, " is not a workflow definition"));
+    }
+  }
+  if (records.empty()) return absl::OkStatus();
+  Outbox out;
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    journal_.set_replaying(true);
+    for (size_t i = 0; i < records.size() && status.ok(); ++i) {
+      status = recovery_.ApplyRecord(records[i], out);
+    }
+    journal_.set_replaying(false);
+    TickLocked();
+  }
+  Deliver(out);
+  return status;
+}
+
+void WorkflowEngine::SetShardDirectory(const ShardDirectory* directory) {
+  absl::MutexLock lock(&mu_);
+  shards_.set_directory(directory);
+}
+
+absl::Status WorkflowEngine::AdoptShard(uint32_t shard, std::optional<v1::EngineSnapshot> snapshot,
+                                        const std::vector<v1::StateRecord>& records) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  // Checked before anything is applied, off the lock.
+  for (size_t i = 0; i < records.size(); ++i) {
+    const std::optional<uint32_t> of =
+        ShardOfRecord(records[i], std::max<uint32_t>(1, options_.shard_count));
+    if (of != shard) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "adopt shard ", shard, ": record ", i, " belongs to ",
+          of.has_value() ? absl::StrCat("shard ", *of) : std::string("every shard (a definition)"),
+          "; give only the shard's own records"));
+    }
+  }
+  const absl::Time start = clock_->Now();
+  int64_t kept = 0;
+  int64_t requeued = 0;
+  int64_t executions = 0;
+  absl::Status status;
+  Outbox out;
+  {
+    absl::MutexLock one_at_a_time(&snapshot_mu_);
+    absl::MutexLock lock(&mu_);
+    if (shard >= shards_.shard_count()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("adopt shard ", shard, ": shards are 0..", shards_.shard_count() - 1));
+    }
+    if (shards_.owns(shard)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("adopt shard ", shard, ": this orchestrator owns it already"));
+    }
+    const auto first = static_cast<uint32_t>(executions_.size());
+    // As Recover replays the whole store: nothing is recorded, nothing sent;
+    // the retry timers of retries still waiting and log lines are kept.
+    // Watchers of all executions saw this history at the previous owner.
+    handover_.MuteWatchers();
+    TickLocked();
+    journal_.set_replaying(true);
+    if (snapshot.has_value()) {
+      status = recovery_.Restore(*std::move(snapshot), out, /*into_live=*/true);
+    }
+    for (size_t i = 0; i < records.size() && status.ok(); ++i) {
+      const v1::StateRecord& record = records[i];
+      Outbox replayed;
+      journal_.set_now(record.unix_nanos() != 0 ? absl::FromUnixNanos(record.unix_nanos())
+                                                : clock_->Now());
+      status = recovery_.ApplyRecord(record, replayed);
+      for (Outbox::RetryTimer& retry : replayed.retries) out.retries.push_back(retry);
+      for (Outbox::LogLine& line : replayed.logs) out.logs.push_back(std::move(line));
+    }
+    journal_.set_replaying(false);
+    handover_.UnmuteWatchers();
+    TickLocked();
+    if (!status.ok()) {
+      // Nothing of a shard whose history does not replay is kept: the
+      // lease manager may try again (or another orchestrator may).
+      handover_.DropFrom(first, status);
+      return absl::Status(status.code(),
+                          absl::StrCat("adopt shard ", shard, ": ", status.message()));
+    }
+    shards_.Add(shard);
+    recovery_.SettleInFlight(clock_->Now(), out, &kept, &requeued, first);
+    executions = static_cast<int64_t>(executions_.size() - first);
+    dispatcher_.Dispatch(out);
+    dispatcher_.RefreshMetrics();
+  }
+  Deliver(out);
+  logging::Info("shard adopted", {{"shard", static_cast<int64_t>(shard)},
+                                  {"records", static_cast<int64_t>(records.size())},
+                                  {"executions", executions},
+                                  {"leases_kept_for_their_agents", kept},
+                                  {"requeued_attempts", requeued},
+                                  {"seconds", absl::ToDoubleSeconds(clock_->Now() - start)}});
+  return absl::OkStatus();
+}
+
+absl::Status WorkflowEngine::ReleaseShard(uint32_t shard) {
+  if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
+  Outbox out;
+  int64_t dropped = 0;
+  uint64_t position = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!shards_.owns(shard)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("release shard ", shard, ": this orchestrator does not own it"));
+    }
+    TickLocked();
+    shards_.Remove(shard);
+    dropped = handover_.Release(shard, shards_.shard_count(), ShardMovedError(shard), out);
+    // Waiters of global tasks whose owner left, woken: dispatched.
+    dispatcher_.Dispatch(out);
+    // Every record of the shard was appended under this lock, before now.
+    if (options_.store != nullptr) position = options_.store->last_position();
+    dispatcher_.RefreshMetrics();
+  }
+  Deliver(out);
+  // Waited for without the lock: the new owner reads these records.
+  if (options_.store != nullptr) {
+    if (absl::Status durable = options_.store->AwaitDurable(position); !durable.ok()) {
+      return durable;
+    }
+  }
+  logging::Info("shard released",
+                {{"shard", static_cast<int64_t>(shard)}, {"executions", dropped}});
+  return absl::OkStatus();
+}
+
 // --- Workflow definitions ---
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::CreateWorkflow(v1::WorkflowDefinition def) {
@@ -293,7 +610,8 @@ absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::StoreWorkflowVersion(
     *record.mutable_workflow_stored()->mutable_definition() = def;
     journal_.Persist(record, DurableCallback(durable));
   }
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
+  if (absl::Status status = durable->Wait(options_.store, options_.store_outage_wait); !status.ok())
+    return status;
   return def;
 }
 
@@ -307,8 +625,10 @@ absl::Status WorkflowEngine::DeleteWorkflow(absl::string_view name) {
     if (workflows_.Latest(full) == nullptr) {
       return absl::NotFoundError(absl::StrCat("workflow ", QuoteClientText(full), " not found"));
     }
-    for (const std::unique_ptr<ExecutionEntry>& exec : executions_.all()) {
-      if (exec->definition->name() != full || exec->final()) continue;
+    for (const auto& exec : executions_.all()) {
+      if (exec == nullptr || exec->definition->name() != full || exec->final() || exec->released) {
+        continue;
+      }
       return absl::FailedPreconditionError(
           absl::StrCat("workflow ", QuoteClientText(full),
                        " has an execution that has not finished (", exec->name(), " is ",
@@ -319,7 +639,7 @@ absl::Status WorkflowEngine::DeleteWorkflow(absl::string_view name) {
     record.mutable_workflow_deleted()->set_name(full);
     journal_.Persist(record, DurableCallback(durable));
   }
-  return durable->Wait();
+  return durable->Wait(options_.store, options_.store_outage_wait);
 }
 
 absl::StatusOr<v1::WorkflowDefinition> WorkflowEngine::GetWorkflow(absl::string_view name) {
@@ -417,9 +737,30 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   }
   // Before the definition is moved out of the request, and off the lock.
   if (fingerprint == 0 && !req.request_id().empty()) fingerprint = RequestFingerprint(req);
+  // Secret values join the context here (after the fingerprint, which
+  // tells them apart from plain ones); from now on only the marking
+  // (secret_keys) does.
+  std::set<std::string> secret_keys;
+  if (!req.secret_context().empty()) {
+    if (absl::Status status = workflow::ValidateContextMap(req.secret_context()); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("secret_context: ", status.message()));
+    }
+    for (auto& [key, value] : *req.mutable_secret_context()) {
+      if (req.context().contains(key)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "context key \"", key, "\" is in both context and secret_context; give it once"));
+      }
+      secret_keys.insert(key);
+      (*req.mutable_context())[key] = std::move(value);
+    }
+    req.clear_secret_context();
+  }
   // An inline definition is validated before taking the lock: a large one
   // must not stall dispatch.
   absl::StatusOr<WorkflowRegistry::Definition> selected;
+  // What the predictor is asked about once the execution is durable.
+  WorkflowRegistry::Definition predict_definition;
+  std::vector<std::pair<std::string, double>> predict_context;
   std::shared_ptr<const workflow::DeclaredContext> declared;
   const bool inline_definition = req.has_definition();
   if (inline_definition) {
@@ -458,7 +799,10 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
     const ExecutionEntry* parent = nullptr;
     if (!req.parent().empty()) {
       parent = executions_.Find(req.parent());
-      if (parent == nullptr) return absl::NotFoundError(absl::StrCat(req.parent(), " not found"));
+      if (parent == nullptr) {
+        return Missing(req.parent(), "start a child execution",
+                       absl::NotFoundError(absl::StrCat(req.parent(), " not found")));
+      }
     }
     if (absl::Status status = workflow::CheckStartContextDeclared(
             req.context(), *declared, (*selected)->name(),
@@ -469,15 +813,31 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
 
     v1::StateRecord record;
     v1::ExecutionStarted& started = *record.mutable_execution_started();
-    started.set_execution_id(executions_.NewId(clock_->Now()));
+    if (shards_.all() || parent == nullptr) {
+      absl::StatusOr<std::string> id = NewExecutionIdLocked();
+      if (!id.ok()) return id.status();
+      started.set_execution_id(*std::move(id));
+    } else {
+      // A child starts in its parent's shard: its start record then moves
+      // with the parent's, so a new owner replaying the parent's history
+      // knows the child started (and does not start it again).
+      const uint32_t shard = shards_.ShardOf(parent->id);
+      std::string id;
+      do {
+        id = executions_.NewId(clock_->Now());
+      } while (shards_.ShardOf(id) != shard);
+      started.set_execution_id(std::move(id));
+    }
     for (const auto& [key, value] : (*selected)->default_context()) {
       (*started.mutable_context())[key] = value;
     }
     if (parent != nullptr) {
       started.set_parent(parent->name());
       for (const auto& [key, value] : parent->context) (*started.mutable_context())[key] = value;
+      secret_keys.insert(parent->secret_keys.begin(), parent->secret_keys.end());
     }
     for (const auto& [key, value] : req.context()) (*started.mutable_context())[key] = value;
+    for (const std::string& key : secret_keys) started.add_secret_keys(key);
     // Each part is within the limits; together they may not be. Checked
     // before anything is applied (a few hundred entries at most, so cheap
     // under the lock).
@@ -512,6 +872,14 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
       }
     }
     ExecutionEntry& exec = machine_.CreateExecution(started, *selected, std::move(declared), out);
+    if (options_.predictions != nullptr) {
+      predict_definition = *selected;
+      for (const auto& [key, value] : exec.context) {
+        if (predict_context.size() >= AttemptObservation::kMaxContextValues) break;
+        double number = 0;
+        if (absl::SimpleAtod(value, &number)) predict_context.emplace_back(key, number);
+      }
+    }
     evaluators_.ChildStarted(started.request_id());
     // The record lends the shared definition instead of copying it (a large
     // one is most of a submission's memory); the store is done with the
@@ -528,15 +896,20 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
   }
   Deliver(out);
   // Acknowledged only once durable: a crash after this reply loses nothing.
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
+  if (absl::Status status = durable->Wait(options_.store, options_.store_outage_wait); !status.ok())
+    return status;
+  if (predict_definition != nullptr) {
+    options_.predictions->ExecutionStarted(result.name(), std::move(predict_definition),
+                                           std::move(predict_context));
+  }
   logging::Info("execution started", {{"execution", result.name()},
                                       {"workflow", result.workflow()},
                                       {"tasks", result.task_counts().total()}});
   return result;
 }
 
-absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
-    const v1::ScheduleOutcomeRequest& req) {
+absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(const v1::ScheduleOutcomeRequest& req,
+                                                              absl::string_view tenant) {
   if (options_.task_library == nullptr) {
     return absl::FailedPreconditionError(
         "no task library is loaded: set task_library_dir in the orchestrator's config");
@@ -546,6 +919,7 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ScheduleOutcome(
   }
   v1::StartExecutionRequest start;
   *start.mutable_definition() = *options_.task_library;
+  if (!tenant.empty()) start.mutable_definition()->set_tenant(std::string(tenant));
   *start.mutable_targets() = req.targets();
   *start.mutable_context() = req.context();
   start.set_priority(req.priority());
@@ -561,7 +935,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::GetExecution(absl::string_view nam
   absl::MutexLock lock(&mu_);
   const ExecutionEntry* exec = executions_.Find(name);
   if (exec == nullptr) {
-    return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
+    return Missing(
+        name, "get execution",
+        absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found")));
   }
   return ExecutionProto(*exec);
 }
@@ -587,10 +963,29 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
   absl::MutexLock lock(&mu_);
   const ExecutionEntry* exec = executions_.Find(req.parent());
   if (exec == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("execution ", QuoteClientText(req.parent()), " not found"));
+    return Missing(req.parent(), "list task runs",
+                   absl::NotFoundError(
+                       absl::StrCat("execution ", QuoteClientText(req.parent()), " not found")));
   }
-  return executions_.ListTaskRuns(*exec, req, *limit, queues_);
+  absl::StatusOr<v1::ListTaskRunsResponse> runs =
+      executions_.ListTaskRuns(*exec, req, *limit, queues_);
+  if (runs.ok()) ExplainWaiting(*exec, *runs->mutable_task_runs());
+  return runs;
+}
+
+void WorkflowEngine::ExplainWaiting(const ExecutionEntry& exec,
+                                    google::protobuf::RepeatedPtrField<v1::TaskRun>& runs) {
+  WaitingExplainer explainer(executions_, queues_, agents_, dispatcher_.pools(), clock_->Now());
+  for (v1::TaskRun& run : runs) {
+    // Only a waiting task has a reason: the others skip the lookup by id,
+    // which was a tenth of a 10,000-task `gyre status`.
+    if (run.state() != v1::TASK_PENDING && run.state() != v1::TASK_READY) continue;
+    auto index = exec.task_index.find(run.task_id());
+    if (index == exec.task_index.end()) continue;
+    if (std::optional<v1::WaitingExplanation> why = explainer.Explain(exec, index->second)) {
+      *run.mutable_waiting() = *std::move(why);
+    }
+  }
 }
 
 absl::StatusOr<v1::Execution> WorkflowEngine::CancelExecution(absl::string_view name,
@@ -623,7 +1018,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     TickLocked();
     ExecutionEntry* exec = executions_.Find(name);
     if (exec == nullptr) {
-      return absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found"));
+      return Missing(
+          name, v1::ExecutionControl::Action_Name(action),
+          absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(name), " not found")));
     }
     const std::string state = v1::ExecutionState_Name(exec->state);
     switch (action) {
@@ -663,7 +1060,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::ControlExecution(absl::string_view
     result = ExecutionProto(*exec);
   }
   Deliver(out);
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
+  if (absl::Status status = durable->Wait(options_.store, options_.store_outage_wait); !status.ok())
+    return status;
   return result;
 }
 
@@ -689,8 +1087,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::UpdatePriority(const v1::UpdatePri
       exec = executions_.Find(req.name());
     }
     if (exec == nullptr) {
-      return absl::NotFoundError(absl::StrCat(one_task ? "task run " : "execution ",
-                                              QuoteClientText(req.name()), " not found"));
+      return Missing(req.name(), "update priority",
+                     absl::NotFoundError(absl::StrCat(one_task ? "task run " : "execution ",
+                                                      QuoteClientText(req.name()), " not found")));
     }
     if (exec->final()) {
       return absl::FailedPreconditionError(absl::StrCat(exec->name(), " already ended (",
@@ -717,7 +1116,8 @@ absl::StatusOr<v1::Execution> WorkflowEngine::UpdatePriority(const v1::UpdatePri
     result = ExecutionProto(*exec);
   }
   Deliver(out);
-  if (absl::Status status = durable->Wait(); !status.ok()) return status;
+  if (absl::Status status = durable->Wait(options_.store, options_.store_outage_wait); !status.ok())
+    return status;
   return result;
 }
 
@@ -726,10 +1126,16 @@ absl::StatusOr<v1::TaskRun> WorkflowEngine::GetTaskRun(absl::string_view name) {
   absl::MutexLock lock(&mu_);
   const TaskLocation found = executions_.FindTaskRun(name);
   if (!found) {
-    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
+    return Missing(
+        name, "get task run",
+        absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found")));
   }
   v1::TaskRun run = TaskRunProto(*found.execution, found.task, /*with_history=*/true, queues_);
   run.set_waiting_reason(dispatcher_.WaitingReason(*found.execution, found.entry()));
+  WaitingExplainer explainer(executions_, queues_, agents_, dispatcher_.pools(), clock_->Now());
+  if (std::optional<v1::WaitingExplanation> why = explainer.Explain(*found.execution, found.task)) {
+    *run.mutable_waiting() = *std::move(why);
+  }
   return run;
 }
 
@@ -739,7 +1145,9 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
   absl::MutexLock lock(&mu_);
   const TaskLocation found = executions_.FindTaskRun(name);
   if (!found) {
-    return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found"));
+    return Missing(
+        name, "get task logs",
+        absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name), " not found")));
   }
   const TaskEntry& task = found.entry();
   const int64_t wanted = attempt != 0 ? attempt : task.attempt;
@@ -750,6 +1158,14 @@ absl::StatusOr<v1::GetTaskLogsResponse> WorkflowEngine::GetTaskLogs(absl::string
       return absl::NotFoundError(absl::StrCat("task run ", QuoteClientText(name),
                                               " has no attempt ", wanted,
                                               " (attempts: ", task.attempt, ")"));
+    }
+    if (found.execution->logs_expired != absl::InfinitePast()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "task run ", QuoteClientText(name), " attempt ", wanted,
+          ": its logs were removed by retention at ",
+          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", found.execution->logs_expired,
+                           absl::UTCTimeZone()),
+          " (retention_task_logs: logs are kept that long after their execution ends)"));
     }
     // The attempt exists but reported no output (yet).
   }
@@ -776,8 +1192,9 @@ absl::StatusOr<std::shared_ptr<EventSubscription>> WorkflowEngine::Watch(
   }
   const ExecutionEntry* exec = executions_.Find(execution);
   if (exec == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat("execution ", QuoteClientText(execution), " not found"));
+    return Missing(
+        execution, "watch",
+        absl::NotFoundError(absl::StrCat("execution ", QuoteClientText(execution), " not found")));
   }
   SubscribeLocked(*exec, from_sequence, subscription);
   return subscription;
@@ -800,12 +1217,16 @@ void WorkflowEngine::ReplayEvents(uint32_t exec_index, uint32_t from, uint32_t t
   thread_local std::vector<EventSource> sources;
   const size_t count = to - from;
   if (sources.size() < count) sources.resize(count);
-  const ExecutionEntry* exec = nullptr;
+  std::shared_ptr<const ExecutionEntry> exec;  // kept alive if retention forgets it meanwhile
   {
     // Only copies under the lock: the engine's thread waits for no event
     // being built.
     absl::MutexLock lock(&mu_);
-    exec = &executions_.at(exec_index);
+    exec = executions_.Share(exec_index);
+    if (exec == nullptr) return;  // forgotten by retention: nothing to replay
+    // Its shard moved away meanwhile: its history left with it (the
+    // subscription was ended).
+    if (exec->released) return;
     for (size_t i = 0; i < count; ++i) {
       CollectEvent(*exec, from + static_cast<uint32_t>(i), arena, &sources[i]);
     }
@@ -822,6 +1243,11 @@ void WorkflowEngine::Unwatch(const std::shared_ptr<EventSubscription>& subscript
 std::vector<v1::QueueInfo> WorkflowEngine::ListQueues() {
   absl::MutexLock lock(&mu_);
   return dispatcher_.QueueInfos();
+}
+
+LoadSnapshot WorkflowEngine::SnapshotLoad(const LoadSnapshotOptions& options) {
+  absl::MutexLock lock(&mu_);
+  return TakeLoadSnapshot(executions_, dispatcher_.QueueInfos(), clock_->Now(), options);
 }
 
 std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {
@@ -967,6 +1393,12 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
       case v1::AgentMessage::kTaskResult: {
         const v1::TaskResult* result = &message.task_result();
         if (result->sequence() == 0) return UnnumberedResult();
+        // Refused whole, not applied and not acknowledged: the agent sends
+        // it to the shard's owner.
+        if (absl::Status owned = shards_.Check(result->ref().execution(), "task result");
+            !owned.ok()) {
+          return owned;
+        }
         results_.RecordResults(agent, {&result, 1}, absl::MakeSpan(parsed), out);
         dispatcher_.Dispatch(out);
         break;
@@ -980,6 +1412,17 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         }
         for (const v1::TaskResult& result : results) {
           if (result.sequence() == 0) return UnnumberedResult();
+        }
+        if (!shards_.all()) {
+          // One result of a shard not owned refuses the message (nothing
+          // applied, nothing acknowledged): acknowledgements are
+          // cumulative, so none may pass over a result left unrecorded.
+          for (const v1::TaskResult& result : results) {
+            if (absl::Status owned = shards_.Check(result.ref().execution(), "task results");
+                !owned.ok()) {
+              return owned;
+            }
+          }
         }
         results_.RecordResults(agent, absl::MakeConstSpan(results.data(), results.size()),
                                absl::MakeSpan(parsed), out);
@@ -1065,6 +1508,7 @@ void WorkflowEngine::Deliver(Outbox& out) {
         absl::MutexLock lock(&mu_);
         if (stopping_) return;
         TickLocked();
+        if (executions_.Get(retry.execution) == nullptr) return;  // forgotten by retention
         ExecutionEntry& exec = executions_.at(retry.execution);
         TaskEntry& task = exec.tasks[retry.task];
         if (task.generation != retry.generation || task.state != v1::TASK_PENDING) return;

@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +22,7 @@
 #include "services/orchestrator/agent_channel.h"
 #include "services/orchestrator/agent_leases.h"
 #include "services/orchestrator/agent_manager.h"
+#include "services/orchestrator/attempt_observation.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/dispatcher.h"
 #include "services/orchestrator/engine_journal.h"
@@ -32,9 +34,16 @@
 #include "services/orchestrator/event_subscription.h"
 #include "services/orchestrator/execution_table.h"
 #include "services/orchestrator/global_task_table.h"
+#include "services/orchestrator/load_snapshot.h"
 #include "services/orchestrator/queue_table.h"
 #include "services/orchestrator/result_recorder.h"
+#include "services/orchestrator/retention.h"
+#include "services/orchestrator/scheduler_batch.h"
+#include "services/orchestrator/shard_handover.h"
+#include "services/orchestrator/shard_map.h"
+#include "services/orchestrator/shard_ownership.h"
 #include "services/orchestrator/state_store.h"
+#include "services/orchestrator/task_cost_meter.h"
 #include "services/orchestrator/task_state_machine.h"
 #include "services/orchestrator/workflow_registry.h"
 
@@ -94,6 +103,9 @@ class WorkflowEngine {
     // Tasks and dependencies one definition may hold (max_workflow_tasks,
     // max_workflow_edges).
     workflow::WorkflowSizeLimits workflow_limits;
+    // Prices per worker type and the labels attempt costs are broken down
+    // by (gyre_task_cost_total); empty prices: no cost metric.
+    TaskCostOptions task_cost;
     // Where acknowledged changes are made durable; null keeps state in
     // memory only (unit tests). Not owned.
     StateStore* store = nullptr;
@@ -108,6 +120,33 @@ class WorkflowEngine {
     // what is durable (as etcd does when its WAL cannot be written). Null:
     // the engine only stops (unit tests).
     std::function<void(const absl::Status&)> on_store_failure;
+    // How long a write (a start, a definition, a control) waits for its
+    // records while the store says it cannot commit (StateStore::
+    // Availability: a lost database connection being retried) before it
+    // answers UNAVAILABLE with the store's reason. Its change is kept and
+    // recorded when the store is back; the client retries with its
+    // request_id. Well under a client's usual deadline; a store that is
+    // merely slow is waited for without bound.
+    absl::Duration store_outage_wait = absl::Seconds(10);
+    // Where each accepted attempt's observation goes once its result is
+    // durable (the predictor link); null: nowhere. Not owned; must outlive
+    // the engine and the store.
+    ObservationSink* observations = nullptr;
+    // Asked for predictions of each started execution's tasks that declare
+    // no resources; null: never. Not owned; must outlive the engine.
+    PredictionSource* predictions = nullptr;
+    // How long finished executions and their logs are kept, and how the
+    // background passes that forget them run (after Recover).
+    RetentionOptions retention;
+    // Executions belong to this many virtual shards (shard_map.h); fixed for
+    // a database's life. Only the owned ones live in this engine.
+    uint32_t shard_count = kDefaultShardCount;
+    // The shards this engine owns at start; nullopt: all of them (one
+    // orchestrator: no ownership check costs anything then). Shards move
+    // later with AdoptShard and ReleaseShard. Recover() still replays all
+    // the store holds: an engine sharing a store with others starts with
+    // none owned and adopts its shards one by one.
+    std::optional<std::vector<uint32_t>> owned_shards;
   };
 
   explicit WorkflowEngine(Options options);
@@ -123,6 +162,61 @@ class WorkflowEngine {
   // engine lock is held only to copy the state; the I/O runs without it.
   // Called periodically (Options::snapshot_every_records) and at shutdown.
   absl::Status WriteSnapshot() ABSL_LOCKS_EXCLUDED(mu_, snapshot_mu_);
+
+  // Predictions for tasks of `execution` (by task id), from the predictor
+  // link: stored on the task runs (TaskRun.predicted_*), and used for
+  // placement by those that declare no resources and were not leased yet.
+  // Unknown executions and tasks are ignored (the answer may come late).
+  void ApplyPredictions(absl::string_view execution,
+                        std::vector<std::pair<std::string, TaskPrediction>> predictions)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- Shards (several orchestrators; docs/architecture.md "Engine and shards") ---
+  // Whether this engine owns `shard` now.
+  bool OwnsShard(uint32_t shard) ABSL_LOCKS_EXCLUDED(mu_);
+  // The state of one shard's executions, as an EngineSnapshot holding only
+  // them (no workflow definitions, no global tasks: see
+  // EngineRecovery::Snapshot) and the pending child starts of their
+  // evaluators. `position` is the store position it covers. Copied under
+  // the lock (as WriteSnapshot does); FailedPrecondition for a shard not
+  // owned.
+  // `position`, when given, is asked under the lock instead (the shard's own
+  // position in a per-shard store: PostgresShardStore::last_shard_position),
+  // so that no record of the shard falls between the copy and the position.
+  absl::StatusOr<gyre::v1::EngineSnapshot> SnapshotShard(
+      uint32_t shard, const std::function<uint64_t()>& position = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
+  // Workflow definitions another orchestrator sharing the store recorded
+  // (WorkflowStored / WorkflowDeleted records, PostgresShardStore::
+  // CatchUpDefinitions), applied as replay applies them: nothing recorded
+  // again. InvalidArgument for a record of any other kind (nothing applied).
+  absl::Status ApplyDefinitions(const std::vector<gyre::v1::StateRecord>& records)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Who owns the shards this engine does not (not owned, null: none known):
+  // a "not owned" answer then names the owner's id and address. Not owned;
+  // must outlive the engine or be set back to null first.
+  void SetShardDirectory(const ShardDirectory* directory) ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes `shard` over: restores `snapshot` (one SnapshotShard made, or
+  // none) and replays `records` (that shard's records after it, in order,
+  // each with ShardOfRecord == shard) into the live engine under the lock,
+  // through the same EngineRecovery a restart uses; then settles what was
+  // in flight as a restart does (leases kept for their agents for a lease
+  // timeout, attempts with no agent lost and retried, children decided but
+  // not started are started) and dispatches. FailedPrecondition when the
+  // shard is owned already; InvalidArgument for a record of another shard;
+  // DataLoss (and nothing of the shard kept) when the history does not
+  // replay. The records must be durable: the releasing engine's
+  // ReleaseShard returned.
+  absl::Status AdoptShard(uint32_t shard, std::optional<gyre::v1::EngineSnapshot> snapshot,
+                          const std::vector<gyre::v1::StateRecord>& records)
+      ABSL_LOCKS_EXCLUDED(mu_, snapshot_mu_);
+  // Gives `shard` up: from now on nothing of it changes here (calls about
+  // its executions, and results for them, get the typed ShardNotOwnedError);
+  // its executions, ready tasks and leases are dropped from memory (agents
+  // are not told: they keep running the attempts and report them to the
+  // new owner); watchers of its executions end with that error. Returns
+  // once every record appended for the shard is durable, so the new owner
+  // may read them. FailedPrecondition for a shard not owned.
+  absl::Status ReleaseShard(uint32_t shard) ABSL_LOCKS_EXCLUDED(mu_);
 
   // --- Workflow definitions ---
   absl::StatusOr<gyre::v1::WorkflowDefinition> CreateWorkflow(gyre::v1::WorkflowDefinition def);
@@ -152,8 +246,11 @@ class WorkflowEngine {
   absl::StatusOr<StartedExecution> StartAndWatch(gyre::v1::StartExecutionRequest req,
                                                  bool include_logs = false);
   // Self-assembling graphs: runs the targets from the task library with
-  // their transitive dependencies, pulled in at scheduling time.
-  absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req);
+  // their transitive dependencies, pulled in at scheduling time. The
+  // execution belongs to `tenant` (empty: "default"), like one of a tenant's
+  // workflow.
+  absl::StatusOr<gyre::v1::Execution> ScheduleOutcome(const gyre::v1::ScheduleOutcomeRequest& req,
+                                                      absl::string_view tenant = "");
   // Returns once every change made so far is durable (or the store's error).
   // Events reach subscriptions as the changes happen, before the records of
   // those changes are durable; a stream waits for this before showing them,
@@ -198,6 +295,9 @@ class WorkflowEngine {
   void Unwatch(const std::shared_ptr<EventSubscription>& subscription);
 
   std::vector<gyre::v1::QueueInfo> ListQueues();
+  // What the load forecast needs per worker type (LoadForecaster): taken
+  // under the lock in O(executions + unfinished tasks), no I/O.
+  LoadSnapshot SnapshotLoad(const LoadSnapshotOptions& options);
   std::vector<gyre::v1::AgentInfo> ListAgents();
 
   // --- The agent protocol ---
@@ -232,6 +332,29 @@ class WorkflowEngine {
   // their tasks. Called periodically; exposed for tests.
   void ExpireLeases(absl::Time now);
 
+  // One retention batch now (Retention::RunPass, under the lock); the
+  // background passes call it every Options::retention.interval. Exposed
+  // for tests.
+  Retention::Pass RunRetentionPass() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // --- The scheduler link (scheduler_link.h; the logic in scheduler_batch.h) ---
+  // `on_backlog` runs under the engine lock whenever a dispatch pass leaves
+  // tasks queued, so it must only signal. Set it once, before serving.
+  void SetBacklogListener(std::function<void()> on_backlog);
+  // The head of the ready queues (at most `max_tasks`) as a RankAndPlace
+  // request, and where each of its tasks is; false when nothing changed
+  // since the last order applied. Copies under the lock, no I/O.
+  bool TakeSchedulerBatch(size_t max_tasks, gyre::v1::RankAndPlaceRequest* request,
+                          std::vector<BatchedTask>* tasks);
+  // Applies the scheduler's order of `tasks` (indexes, best first) to the
+  // ready queues; tasks that changed meanwhile are left alone. `answers`
+  // (empty, or one per task): placements become the dispatcher's hints
+  // (Dispatcher::PlacementHint), aging raises a task's queue level
+  // (SchedulerBatch::Apply). Returns how many were queued again in the new
+  // order.
+  size_t ApplySchedulerOrder(absl::Span<const BatchedTask> tasks, absl::Span<const uint32_t> order,
+                             absl::Span<const TaskAnswer> answers = {});
+
   // For tests: what breaks the rule that dispatch never stalls, or "" when
   // it holds. Every dispatch pass ends with no task READY (and not parked
   // by a pause) that a connected, non-draining agent serving its queue
@@ -240,6 +363,14 @@ class WorkflowEngine {
   std::string DispatchStallForTest();
 
  private:
+  // What a call about `name` (an execution or task run) that is not here
+  // answers: ShardNotOwnedError when its shard is not owned, else
+  // `not_found`. Only on the not-found path: no cost when it is found.
+  absl::Status Missing(absl::string_view name, absl::string_view what, absl::Status not_found)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A new execution id in an owned shard (ids are drawn until one lands in
+  // one; see the .cc for why).
+  absl::StatusOr<std::string> NewExecutionIdLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // StartExecution; subscribes `watch`, when given, to the execution.
   // `fingerprint`: the client's request's (RequestFingerprint), 0 to take
   // `req`'s when it has a request_id.
@@ -265,6 +396,11 @@ class WorkflowEngine {
   // without it).
   void ReplayEvents(uint32_t exec_index, uint32_t from, uint32_t to, google::protobuf::Arena* arena,
                     std::vector<gyre::v1::Event*>* events) ABSL_LOCKS_EXCLUDED(mu_);
+  // Fills each waiting run's `waiting` (WaitingExplainer) in a page of
+  // `exec`'s task runs.
+  void ExplainWaiting(const ExecutionEntry& exec,
+                      google::protobuf::RepeatedPtrField<gyre::v1::TaskRun>& runs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts a mutating section: the time its changes, events and records
   // carry. Live, the clock; replay sets it from each record.
   void TickLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -272,6 +408,8 @@ class WorkflowEngine {
   // Does what a section left in `out`, after the lock.
   void Deliver(Outbox& out) ABSL_LOCKS_EXCLUDED(mu_);
   void TickLeases();
+  // The next background retention pass, `delay` from now.
+  void ScheduleRetention(absl::Duration delay);
   // The store failed to make records durable: stop for good (see
   // Options::on_store_failure). Safe on any thread, with or without mu_
   // (the store may call a completion inline, under it).
@@ -284,6 +422,7 @@ class WorkflowEngine {
   const Options options_;
   Clock* const clock_;
   EngineMetrics metrics_;
+  TaskCostMeter cost_meter_;  // thread-safe itself
   TimerQueue timers_;
   absl::Mutex mu_;
   // The components, lower ones first (each may use those above it in this
@@ -301,6 +440,10 @@ class WorkflowEngine {
   ResultRecorder results_ ABSL_GUARDED_BY(mu_);
   AgentLeases leases_ ABSL_GUARDED_BY(mu_);
   EngineRecovery recovery_ ABSL_GUARDED_BY(mu_);
+  SchedulerBatch scheduler_batch_ ABSL_GUARDED_BY(mu_);
+  Retention retention_ ABSL_GUARDED_BY(mu_);
+  ShardOwnership shards_ ABSL_GUARDED_BY(mu_);
+  ShardHandover handover_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   // Periodic snapshots: snapshot_mu_ lets one snapshot run at a time.
@@ -319,7 +462,10 @@ class WorkflowEngine {
 class DurableWait {
  public:
   StateStore::Completion Callback();
-  absl::Status Wait();
+  // The completion's status; or UNAVAILABLE once `store` (may be null) has
+  // said it cannot commit for `outage_wait`: the caller answers then rather
+  // than hold its client for the whole outage (never a false success).
+  absl::Status Wait(StateStore* store, absl::Duration outage_wait);
 
  private:
   absl::Mutex mutex_;

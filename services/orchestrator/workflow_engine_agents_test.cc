@@ -371,3 +371,64 @@ TEST_F(AgentStreamTest, AWatcherOfAllExecutionsThatFallsBehindIsCutOff) {
 
 }  // namespace
 }  // namespace gyre::orchestrator
+
+namespace gyre::orchestrator {
+namespace {
+
+using ::gyre::orchestrator::testing::RecordingChannel;
+using ::gyre::orchestrator::testing::Task;
+using ::gyre::orchestrator::testing::Workflow;
+using ::gyre::orchestrator::testing::WorkflowEngineTest;
+
+TEST_F(WorkflowEngineTest, TasksDeclaringNoResourcesArePlacedWithTheirPredictionCappedAtTheOffer) {
+  auto channel = std::make_shared<RecordingChannel>();
+  gyre::v1::Register agent;
+  agent.set_agent_id("a1");
+  agent.set_slots(4);
+  agent.add_queues("default");
+  agent.mutable_resources()->set_cpu(4);
+  agent.mutable_resources()->set_memory_bytes(int64_t{1} << 30);
+  ASSERT_TRUE(engine_.RegisterAgent(agent, channel).ok());
+  gyre::v1::TaskSpec declared = Task("declared");
+  declared.add_depends_on("gate");
+  declared.mutable_resources()->set_cpu(1);
+  gyre::v1::TaskSpec x = Task("x"), y = Task("y");
+  x.add_depends_on("gate");
+  y.add_depends_on("gate");
+  const std::string exec = Start(Workflow({Task("gate"), x, y, declared}));
+  auto gate = channel->Take(1);
+  ASSERT_EQ(gate.size(), 1u);
+
+  // Each predicted at 10 GiB (p90): more than the agent has, so each takes
+  // its whole memory (capped), and they run one at a time.
+  TaskPrediction big;
+  big.duration_seconds = 2;
+  big.cpu = 0.5;
+  big.memory_bytes = int64_t{10} << 30;
+  engine_.ApplyPredictions(exec, {{"x", big}, {"y", big}, {"declared", big}, {"ghost", big}});
+  Report("a1", gate[0]);
+  const gyre::v1::TaskState xs = StateOf(exec, "x"), ys = StateOf(exec, "y");
+  EXPECT_TRUE((xs == gyre::v1::TASK_LEASED) != (ys == gyre::v1::TASK_LEASED))
+      << "exactly one of x and y fits: " << xs << " " << ys;
+  // A task that declares resources keeps them (and gets no prediction).
+  EXPECT_EQ(StateOf(exec, "declared"), gyre::v1::TASK_LEASED);
+  EXPECT_FALSE(engine_.GetTaskRun(exec + "/tasks/declared")->has_predicted_duration());
+  EXPECT_EQ(engine_.DispatchStallForTest(), "");
+
+  const gyre::v1::TaskRun run = *engine_.GetTaskRun(exec + "/tasks/x");
+  EXPECT_EQ(run.predicted_duration().seconds(), 2);
+  EXPECT_EQ(run.predicted_memory_bytes(), int64_t{10} << 30);
+  EXPECT_DOUBLE_EQ(run.predicted_cpu(), 0.5);
+
+  // The first gives back exactly what it took: the second runs, then all end.
+  auto leased = channel->Take(2);
+  ASSERT_EQ(leased.size(), 2u);  // the first of x/y and "declared"
+  for (const auto& task : leased) Report("a1", task);
+  auto second = channel->Take(1);
+  ASSERT_EQ(second.size(), 1u);
+  Report("a1", second[0]);
+  EXPECT_EQ(engine_.GetExecution(exec)->state(), gyre::v1::EXECUTION_SUCCEEDED);
+}
+
+}  // namespace
+}  // namespace gyre::orchestrator

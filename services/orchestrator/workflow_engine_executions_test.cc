@@ -346,20 +346,32 @@ TEST_F(WorkflowEngineTest, AFilteredListLooksAtABoundedNumberOfExecutionsPerPage
   v1::WorkflowDefinition rare = Workflow({Task("a")});
   rare.set_name("workflows/rare");
   const std::string oldest = Start(rare);
+  const std::string cancelled = Start(Workflow({Task("a")}));
+  ASSERT_TRUE(engine_.CancelExecution(cancelled, "").ok());
   logging::SetLevel(logging::Level::kWarn);  // not 10,050 "execution started" lines
   for (int i = 0; i < 10'050; ++i) Start(Workflow({Task("a")}));
   logging::SetLevel(logging::Level::kInfo);
+  // The workflow's index yields the rare one at once, however old.
   v1::ListExecutionsRequest list;
   list.set_workflow("workflows/rare");
+  absl::StatusOr<v1::ListExecutionsResponse> rare_page = engine_.ListExecutions(list);
+  ASSERT_TRUE(rare_page.ok()) << rare_page.status();
+  ASSERT_EQ(rare_page->executions_size(), 1);
+  EXPECT_EQ(rare_page->executions(0).name(), oldest);
+  EXPECT_EQ(rare_page->next_page_token(), "");
+  // A second filter is checked on what the first one's index yields: at
+  // most 10,000 per call, then a short page with a token.
+  list.set_workflow("workflows/test");
+  list.add_states(v1::EXECUTION_CANCELLED);
   absl::StatusOr<v1::ListExecutionsResponse> first = engine_.ListExecutions(list);
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(first->executions_size(), 0) << "10,000 looked at, none of them rare";
+  EXPECT_EQ(first->executions_size(), 0) << "10,000 looked at, none of them cancelled";
   ASSERT_NE(first->next_page_token(), "");
   list.set_page_token(first->next_page_token());
   absl::StatusOr<v1::ListExecutionsResponse> second = engine_.ListExecutions(list);
   ASSERT_TRUE(second.ok()) << second.status();
   ASSERT_EQ(second->executions_size(), 1);
-  EXPECT_EQ(second->executions(0).name(), oldest);
+  EXPECT_EQ(second->executions(0).name(), cancelled);
   EXPECT_EQ(second->next_page_token(), "");
 }
 
@@ -476,6 +488,26 @@ TEST_F(WorkflowEngineTest, GlobalTaskFailureHandsTheWorkToAWaiter) {
   auto rerun = agent->Take(1);
   ASSERT_EQ(rerun.size(), 1u);
   EXPECT_EQ(rerun[0].ref().execution(), second);
+}
+
+// A builtin task sends no TaskStarted; its attempt still says when it began,
+// so `gyre status` shows a start and a duration for it like for a process.
+TEST_F(WorkflowEngineTest, ABuiltinAttemptRecordsAStartTimeLikeASubprocessOne) {
+  auto agent = Connect("a1");
+  v1::TaskSpec noop = Task("noop");
+  noop.clear_command();
+  noop.mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  const std::string exec = Start(Workflow({noop}));
+  auto tasks = agent->Take(1);
+  ASSERT_EQ(tasks.size(), 1u);
+  Report("a1", tasks[0]);
+  const absl::StatusOr<v1::TaskRun> run = engine_.GetTaskRun(exec + "/tasks/noop");
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->attempts_size(), 1);
+  const v1::TaskAttempt& attempt = run->attempts(0);
+  ASSERT_TRUE(attempt.has_start_time());
+  EXPECT_LE(FromProto(attempt.lease_time()), FromProto(attempt.start_time()));
+  EXPECT_LE(FromProto(attempt.start_time()), FromProto(attempt.end_time()));
 }
 
 }  // namespace

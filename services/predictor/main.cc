@@ -2,15 +2,8 @@
 #include "libs/server/service_main.h"
 #include "services/predictor/predictor_module.h"
 
-ABSL_FLAG(std::string, data_dir, "", "directory the predictor's model is saved in");
-
 int main(int argc, char** argv) {
   gyre::predictor::PredictorModule module;
-  return gyre::server::RunServiceMain(argc, argv,
-                                      {"gyre-predictor",
-                                       "predictor",
-                                       "0.0.0.0:50055",
-                                       "0.0.0.0:9105",
-                                       {{"data_dir", &FLAGS_data_dir}}},
-                                      &module);
+  return gyre::server::RunServiceMain(
+      argc, argv, {"gyre-predictor", "predictor", "0.0.0.0:50055", "0.0.0.0:9105"}, &module);
 }

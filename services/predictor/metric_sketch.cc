@@ -31,35 +31,60 @@ double MedianOf(float* v, int n) {
 
 }  // namespace
 
-void MetricSketch::Add(double log_value, double log_size) {
-  if (std::optional<double> before = Estimate(log_size)) {
-    float residual = static_cast<float>(log_value - *before);
-    if (static_cast<int>(residuals_.size()) < kWindow) {
-      residuals_.push_back(residual);
-    } else {
-      residuals_[next_residual_] = residual;
-    }
-    next_residual_ = (next_residual_ + 1) % kWindow;
-  }
-  Point point{static_cast<float>(log_value), static_cast<float>(log_size)};
-  if (static_cast<int>(points_.size()) < kWindow) {
-    points_.push_back(point);
-  } else {
-    points_[next_point_] = point;
-  }
-  next_point_ = (next_point_ + 1) % kWindow;
+bool MetricSketch::Defer(double log_value, double log_size) {
+  const bool was_clean = pending_.empty();
+  if (pending_.size() >= 2 * kWindow) Absorb(kWindow);
+  pending_.push_back({log_value, log_size});
   ++count_;
-  Refresh();
+  return was_clean;
 }
 
-void MetricSketch::Refresh() {
+void MetricSketch::Absorb(size_t n) {
+  const size_t queued = pending_.size();
+  for (size_t j = 0; j < n; ++j) {
+    const Pending& value = pending_[j];
+    if (!points_.empty()) {
+      // At least kWindow later residuals overwrite this one: no fit needed,
+      // only the ring position.
+      float residual = 0;
+      if (queued - j <= kWindow) {
+        if (fit_stale_) FitPoints();
+        residual = static_cast<float>(value.log_value - *Estimate(value.log_size));
+      }
+      if (static_cast<int>(residuals_.size()) < kWindow) {
+        residuals_.push_back(residual);
+      } else {
+        residuals_[next_residual_] = residual;
+      }
+      next_residual_ = (next_residual_ + 1) % kWindow;
+    }
+    Point point{static_cast<float>(value.log_value), static_cast<float>(value.log_size)};
+    if (static_cast<int>(points_.size()) < kWindow) {
+      points_.push_back(point);
+    } else {
+      points_[next_point_] = point;
+    }
+    next_point_ = (next_point_ + 1) % kWindow;
+    fit_stale_ = true;
+  }
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+void MetricSketch::Flush() {
+  if (pending_.empty()) return;
+  Absorb(pending_.size());
   FitPoints();
   SummarizeResiduals();
 }
 
 void MetricSketch::FitPoints() {
   const int n = static_cast<int>(points_.size());
+  fit_stale_ = false;
+  // Reset, so the serialized fit depends on the points only, not on which
+  // earlier fits a batch skipped.
   fit_.line = 0;
+  fit_.slope = 0;
+  fit_.intercept = 0;
   if (n == 0) return;
   std::array<float, kWindow> scratch;
   for (int i = 0; i < n; ++i) scratch[i] = points_[i].log_value;

@@ -1,6 +1,7 @@
 #ifndef GYRE_SERVICES_PREDICTOR_METRIC_SKETCH_H_
 #define GYRE_SERVICES_PREDICTOR_METRIC_SKETCH_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -35,7 +36,20 @@ class MetricSketch {
   // Records one value. `log_size` is NaN when the task's input size is unknown.
   // Computes the prequential residual first, so call it once per value.
   // Refits, so that predictions only read the cached fit and statistics.
-  void Add(double log_value, double log_size);
+  void Add(double log_value, double log_size) {
+    Defer(log_value, log_size);
+    Flush();
+  }
+
+  // Add() in two halves, so a batch refits each sketch once: Defer queues the
+  // value (count() counts it at once); Flush computes what Add would have, in
+  // order, but fits only for the last kWindow queued values' residuals (older
+  // ones are overwritten in the residual window anyway) and summarizes the
+  // residuals once. Estimates, bands and serialized bytes equal those of
+  // Add() per value. Returns true when the sketch had nothing queued (the
+  // caller owes it a Flush before any read).
+  bool Defer(double log_value, double log_size);
+  void Flush();
 
   // Point estimate (log space) for a task of `log_size` (NaN = unknown);
   // nullopt when the sketch is empty.
@@ -61,7 +75,7 @@ class MetricSketch {
     float log_value;
     float log_size;  // NaN when unknown
   };
-  // What predictions read, recomputed by Refresh().
+  // What predictions read, recomputed by Flush().
   struct Fit {
     float median = 0;
     float slope = 0;
@@ -72,7 +86,14 @@ class MetricSketch {
     float band_high = 0;
   };
 
-  void Refresh();
+  // A queued value, in double precision as Add() computed its residual.
+  struct Pending {
+    double log_value;
+    double log_size;
+  };
+
+  // Moves the first `n` queued values into the windows.
+  void Absorb(size_t n);
   void FitPoints();
   void SummarizeResiduals();
 
@@ -83,6 +104,8 @@ class MetricSketch {
   std::vector<float> residuals_;  // ring buffer, at most kWindow
   int next_residual_ = 0;
   int64_t count_ = 0;
+  std::vector<Pending> pending_;  // at most 2 x kWindow (Defer absorbs past it)
+  bool fit_stale_ = false;        // points changed since fit_ was computed
 };
 
 }  // namespace gyre::predictor

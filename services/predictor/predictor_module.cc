@@ -52,8 +52,9 @@ absl::Status PredictorModule::AddServices(server::ServiceHost* host) {
   predictor_ = *std::move(predictor);
   logging::Info("predictor model loaded",
                 {{"observations", predictor_->observation_count()}, {"dir", config_.data_dir}});
-  service_ = std::make_unique<PredictorServiceImpl>(predictor_.get());
+  service_ = std::make_unique<PredictorServiceImpl>(predictor_.get(), &host->metrics_registry());
   host->AddService(service_.get(), "gyre.v1.PredictorService");
+  host->DeclareImplementedRpcs("gyre.v1.PredictorService", PredictorServiceImpl::ImplementedRpcs());
   host->AddHealthName(server::ComponentHealthName("predictor"));
   return absl::OkStatus();
 }

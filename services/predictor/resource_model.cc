@@ -69,7 +69,9 @@ bool ResourceModel::KeyFor(const TaskFeatures& task, Level level, std::string* k
     case Level::kTaskInWorkflow:
       if (task.task_id.empty()) return false;
       // \x1f (unit separator) cannot occur in a workflow name.
-      *key = absl::StrCat(task.workflow, "\x1f", task.task_id);
+      // Appended into the caller's reused buffer: no allocation per lookup.
+      key->clear();
+      absl::StrAppend(key, task.workflow, "\x1f", task.task_id);
       return true;
     case Level::kProgram:
       if (task.program.empty()) return false;
@@ -168,28 +170,37 @@ Estimate ResourceModel::PredictMetric(const std::array<const Entry*, kLevelCount
   return estimate;
 }
 
-void ResourceModel::Observe(const Observation& observation) {
-  ++observations_;
-  newest_end_time_ = std::max(newest_end_time_, observation.end_time_seconds);
-  const double log_size = observation.task.input_bytes >= 0
-                              ? std::log1p(observation.task.input_bytes)
-                              : std::numeric_limits<double>::quiet_NaN();
-  const std::array<double, 3> values = {observation.duration_seconds, observation.memory_bytes,
-                                        observation.cpu_cores};
+void ResourceModel::ObserveBatch(absl::Span<const Observation> observations) {
   std::string key;
-  for (int l = 0; l < kLevelCount; ++l) {
-    if (!KeyFor(observation.task, static_cast<Level>(l), &key)) continue;
-    Entry& entry = tables_[l][key];
-    entry.last_sequence = observations_;
-    entry.last_end_time = observation.end_time_seconds;
-    for (int metric = 0; metric < 3; ++metric) {
-      // Duration is always recorded (0 is a real, instant run); memory and
-      // CPU only when the agent or trace measured them.
-      if (metric == kDuration ? values[metric] < 0 : values[metric] <= 0) continue;
-      entry.metrics[metric].Add(LogOf(values[metric], metric), log_size);
+  for (const Observation& observation : observations) {
+    ++observations_;
+    newest_end_time_ = std::max(newest_end_time_, observation.end_time_seconds);
+    const double log_size = observation.task.input_bytes >= 0
+                                ? std::log1p(observation.task.input_bytes)
+                                : std::numeric_limits<double>::quiet_NaN();
+    const std::array<double, 3> values = {observation.duration_seconds, observation.memory_bytes,
+                                          observation.cpu_cores};
+    for (int l = 0; l < kLevelCount; ++l) {
+      if (!KeyFor(observation.task, static_cast<Level>(l), &key)) continue;
+      Entry& entry = tables_[l][key];
+      entry.last_sequence = observations_;
+      entry.last_end_time = observation.end_time_seconds;
+      for (int metric = 0; metric < 3; ++metric) {
+        // Duration is always recorded (0 is a real, instant run); memory and
+        // CPU only when the agent or trace measured them.
+        if (metric == kDuration ? values[metric] < 0 : values[metric] <= 0) continue;
+        MetricSketch& sketch = entry.metrics[metric];
+        if (sketch.Defer(LogOf(values[metric], metric), log_size)) dirty_.push_back(&sketch);
+      }
     }
+    MaybeEvict();
   }
-  MaybeEvict();
+  FlushDirty();
+}
+
+void ResourceModel::FlushDirty() {
+  for (MetricSketch* sketch : dirty_) sketch->Flush();
+  dirty_.clear();
 }
 
 int64_t ResourceModel::key_count() const {
@@ -201,6 +212,8 @@ int64_t ResourceModel::key_count() const {
 void ResourceModel::MaybeEvict() {
   const int64_t keys = key_count();
   if (keys <= options_.max_keys + options_.max_keys / 8 && observations_ % kSweepEvery != 0) return;
+  // Eviction frees sketches dirty_ points to.
+  FlushDirty();
   const int64_t oldest_allowed = newest_end_time_ - options_.max_age_seconds;
   // (last sequence, level, key) of every evictable key, oldest first.
   std::vector<std::tuple<int64_t, int, const std::string*>> candidates;

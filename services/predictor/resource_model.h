@@ -4,10 +4,12 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "services/predictor/metric_sketch.h"
 
 namespace gyre::predictor {
@@ -96,7 +98,10 @@ class ResourceModel {
   explicit ResourceModel(ResourceModelOptions options = {});
 
   Prediction Predict(const TaskFeatures& task) const;
-  void Observe(const Observation& observation);
+  void Observe(const Observation& observation) { ObserveBatch({&observation, 1}); }
+  // The same as Observe() of each in order, but each touched sketch refits
+  // once per batch instead of once per observation.
+  void ObserveBatch(absl::Span<const Observation> observations);
 
   int64_t key_count() const;
   int64_t observation_count() const { return observations_; }
@@ -113,18 +118,22 @@ class ResourceModel {
     int64_t last_sequence = 0;
     int64_t last_end_time = 0;
   };
-  using Table = absl::flat_hash_map<std::string, Entry>;
+  // Node-based, so dirty_ may point into it while a batch inserts keys.
+  using Table = absl::node_hash_map<std::string, Entry>;
 
   // The key of `task` at `level`; false when the task has none there.
   static bool KeyFor(const TaskFeatures& task, Level level, std::string* key);
   Estimate PredictMetric(const std::array<const Entry*, kLevelCount>& entries, int metric,
                          double log_size) const;
   void MaybeEvict();
+  void FlushDirty();
 
   ResourceModelOptions options_;
   std::array<Table, kLevelCount> tables_;
   int64_t observations_ = 0;
   int64_t newest_end_time_ = 0;
+  // Sketches with deferred values; empty between public calls.
+  std::vector<MetricSketch*> dirty_;
 };
 
 }  // namespace gyre::predictor

@@ -1,10 +1,13 @@
 #include "services/predictor/resource_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "gtest/gtest.h"
 
 namespace gyre::predictor {
@@ -163,6 +166,43 @@ TEST(ResourceModelTest, SerializedModelPredictsExactlyTheSameAfterParse) {
     const Prediction a = model.Predict(task);
     const Prediction b = loaded.Predict(task);
     EXPECT_EQ(a.duration_seconds.value, b.duration_seconds.value);
+    EXPECT_EQ(a.memory_bytes.p90, b.memory_bytes.p90);
+    EXPECT_EQ(a.cpu_cores.level, b.cpu_cores.level);
+  }
+}
+
+// ObserveBatch refits each sketch once per batch (and skips the fits of
+// residuals the window overwrites): it must learn exactly what one Observe
+// per observation learns, byte for byte, also across evictions in a batch.
+TEST(ResourceModelTest, ABatchLearnsExactlyWhatOneObservationAtATimeLearns) {
+  ResourceModelOptions options;
+  options.max_keys = 40;  // evictions happen inside the batches
+  ResourceModel one_by_one(options);
+  ResourceModel batched(options);
+  std::mt19937 rng(5);
+  std::lognormal_distribution<double> noise(0, 0.4);
+  std::vector<Observation> observations;
+  for (int i = 0; i < 3000; ++i) {
+    // Hot keys (the queue, the global level, "p0") get hundreds of values a
+    // batch, more than twice the window; cold ones a few.
+    const double bytes = i % 5 == 0 ? -1 : 1e6 * (1 + i % 97);
+    observations.push_back(
+        Observed(Task(absl::StrCat("p", i % 3 == 0 ? 0 : i % 11), absl::StrCat(i % 29), bytes),
+                 (bytes > 0 ? bytes / 1e6 : 7) * noise(rng), i % 4 == 0 ? 0 : 1e8 * noise(rng),
+                 noise(rng), 1000 + i));
+  }
+  for (const Observation& o : observations) one_by_one.Observe(o);
+  for (size_t start = 0; start < observations.size(); start += 700) {
+    const size_t n = std::min<size_t>(700, observations.size() - start);
+    batched.ObserveBatch(absl::MakeConstSpan(observations).subspan(start, n));
+  }
+  EXPECT_EQ(batched.Serialize(), one_by_one.Serialize());
+  for (int i = 0; i < 20; ++i) {
+    TaskFeatures task = Task(absl::StrCat("p", i % 12), absl::StrCat(i), 3e6 * i);
+    const Prediction a = one_by_one.Predict(task);
+    const Prediction b = batched.Predict(task);
+    EXPECT_EQ(a.duration_seconds.value, b.duration_seconds.value);
+    EXPECT_EQ(a.duration_seconds.p10, b.duration_seconds.p10);
     EXPECT_EQ(a.memory_bytes.p90, b.memory_bytes.p90);
     EXPECT_EQ(a.cpu_cores.level, b.cpu_cores.level);
   }

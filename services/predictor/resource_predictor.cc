@@ -5,9 +5,10 @@
 #include <filesystem>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "libs/common/task_cost.h"
 #include "libs/logging/logger.h"
+#include "libs/workflow/task_program.h"
 
 namespace gyre::predictor {
 namespace {
@@ -40,27 +41,6 @@ void ToProto(const Estimate& estimate, gyre::v1::PredictedValue* out) {
   // confidence; a band of zero width is full confidence.
   const double width = estimate.p10 > 0 ? std::log(estimate.p90 / estimate.p10) : 6.0;
   out->set_confidence(std::clamp(1.0 - width / 6.0, 0.0, 1.0));
-}
-
-// "tools/bin/align.sh" -> "align.sh"
-std::string BaseName(absl::string_view path) {
-  const size_t slash = path.rfind('/');
-  return std::string(slash == absl::string_view::npos ? path : path.substr(slash + 1));
-}
-
-std::string ProgramOf(const gyre::v1::TaskSpec& spec) {
-  if (spec.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED) {
-    return absl::StrCat(
-        "builtin:",
-        absl::AsciiStrToLower(gyre::v1::BuiltinExecutor::Kind_Name(spec.builtin().kind())));
-  }
-  if (spec.command().empty()) return "";
-  absl::string_view first = spec.command(0);
-  if (spec.shell()) {
-    first = absl::StripLeadingAsciiWhitespace(first);
-    first = first.substr(0, std::min(first.size(), first.find_first_of(" \t\n")));
-  }
-  return BaseName(first);
 }
 
 double InputBytesOf(const google::protobuf::Map<std::string, double>& values) {
@@ -111,13 +91,25 @@ absl::StatusOr<std::unique_ptr<ResourcePredictor>> ResourcePredictor::Open(
   return predictor;
 }
 
+double PredictedCost(const gyre::v1::WorkerPrice& price, const gyre::v1::TaskSpec& spec,
+                     const gyre::v1::ResourcePrediction& prediction) {
+  ResourceHold hold;
+  hold.cores = spec.resources().cpu() > 0 ? spec.resources().cpu() : prediction.cpu().value();
+  hold.memory_bytes = spec.resources().memory_bytes() > 0
+                          ? static_cast<double>(spec.resources().memory_bytes())
+                          : prediction.memory_bytes().value();
+  hold.gpus = spec.resources().gpus();
+  hold.seconds = prediction.duration_seconds().value();
+  return TaskCost({price.core_hour(), price.gib_hour(), price.gpu_hour()}, hold);
+}
+
 TaskFeatures ResourcePredictor::FeaturesOf(absl::string_view workflow,
                                            const gyre::v1::TaskSpec& spec,
                                            const gyre::v1::TaskContext* context) {
   TaskFeatures features;
   features.workflow = std::string(workflow);
   features.task_id = spec.id();
-  features.program = ProgramOf(spec);
+  features.program = workflow::TaskProgram(spec);
   features.queue = spec.queue();
   if (context != nullptr) {
     features.identity = context->identity();
@@ -172,6 +164,12 @@ absl::StatusOr<gyre::v1::PredictResourcesResponse> ResourcePredictor::Predict(
     ToProto(predictions[i].memory_bytes, out->mutable_memory_bytes());
     ToProto(predictions[i].duration_seconds, out->mutable_duration_seconds());
     out->set_observations(predictions[i].duration_seconds.observations);
+    auto price = request.worker_prices().find(request.tasks(i).queue());
+    if (price != request.worker_prices().end()) {
+      out->set_priced(true);
+      out->set_cost(PredictedCost(price->second, request.tasks(i), *out));
+      response.set_total_cost(response.total_cost() + out->cost());
+    }
   }
   return response;
 }
@@ -192,7 +190,7 @@ absl::StatusOr<int64_t> ResourcePredictor::Record(
     observations.push_back(ObservationOf(observation));
   }
   absl::MutexLock lock(&mu_);
-  for (const Observation& observation : observations) model_.Observe(observation);
+  model_.ObserveBatch(observations);
   return static_cast<int64_t>(observations.size());
 }
 

@@ -16,6 +16,12 @@
 
 namespace gyre::predictor {
 
+// The predicted cost of one run of `spec` at `price` (libs/common/task_cost.h's
+// formula): the declared cores and memory when the spec declares them, else
+// the predicted ones; the declared GPUs; the predicted duration.
+double PredictedCost(const gyre::v1::WorkerPrice& price, const gyre::v1::TaskSpec& spec,
+                     const gyre::v1::ResourcePrediction& prediction);
+
 struct ResourcePredictorOptions {
   // Where the model is saved ("<data_dir>/predictor"); empty = in memory only.
   std::string state_dir;

@@ -79,6 +79,47 @@ TEST(ResourcePredictorTest, PredictsFromRecordedObservationsOfTheSameProgram) {
   EXPECT_EQ(response->predictions(0).duration_seconds().level(), gyre::v1::PREDICTION_LEVEL_QUEUE);
 }
 
+TEST(ResourcePredictorTest, PricesTasksOfPricedQueuesWithDeclaredOrPredictedResources) {
+  std::unique_ptr<ResourcePredictor> predictor = OpenIn("");
+  gyre::v1::RecordObservationsRequest batch;
+  // "align" runs 3600 s with 1 GiB and 1 core (Succeeded's cpu_cores).
+  for (int i = 0; i < 20; ++i) {
+    *batch.add_observations() = Succeeded(absl::StrCat("a-", i), "align", 3600, int64_t{1} << 30);
+  }
+  ASSERT_EQ(*predictor->Record(batch), 20);
+  gyre::v1::PredictResourcesRequest request = AskFor("a-new", "/usr/bin/align");
+  // The second task declares 4 cores and 2 GiB and one GPU: charged for them.
+  *request.add_tasks() = request.tasks(0);
+  request.mutable_tasks(1)->set_id("a-declared");
+  request.mutable_tasks(1)->mutable_resources()->set_cpu(4);
+  request.mutable_tasks(1)->mutable_resources()->set_memory_bytes(int64_t{2} << 30);
+  request.mutable_tasks(1)->mutable_resources()->set_gpus(1);
+  // The third runs on a queue with no price.
+  *request.add_tasks() = request.tasks(0);
+  request.mutable_tasks(2)->set_id("a-elsewhere");
+  request.mutable_tasks(2)->set_queue("unpriced");
+  gyre::v1::WorkerPrice& price = (*request.mutable_worker_prices())["default"];
+  price.set_core_hour(0.04);
+  price.set_gib_hour(0.01);
+  price.set_gpu_hour(2.0);
+  absl::StatusOr<gyre::v1::PredictResourcesResponse> response = predictor->Predict(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  const auto& p = response->predictions();
+  const double hours = p[0].duration_seconds().value() / 3600;
+  EXPECT_NEAR(hours, 1.0, 0.01);
+  // Predicted: hours x (1 core x 0.04 + 1 GiB x 0.01).
+  const double cores = p[0].cpu().value();
+  const double gib = p[0].memory_bytes().value() / (1 << 30);
+  EXPECT_NEAR(p[0].cost(), hours * (cores * 0.04 + gib * 0.01), 1e-9);
+  EXPECT_NEAR(p[0].cost(), 0.05, 0.001);
+  EXPECT_TRUE(p[0].priced());
+  // Declared: hours x (4 x 0.04 + 2 x 0.01 + 1 x 2.0).
+  EXPECT_NEAR(p[1].cost(), hours * 2.18, 1e-9);
+  EXPECT_FALSE(p[2].priced());
+  EXPECT_EQ(p[2].cost(), 0);
+  EXPECT_NEAR(response->total_cost(), p[0].cost() + p[1].cost(), 1e-12);
+}
+
 TEST(ResourcePredictorTest, FailedAttemptsDoNotTeachTheModel) {
   std::unique_ptr<ResourcePredictor> predictor = OpenIn("");
   gyre::v1::RecordObservationsRequest batch;

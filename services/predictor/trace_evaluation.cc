@@ -61,8 +61,9 @@ class Baselines {
 
 // Absolute percentage errors and interval hits of one metric.
 struct MetricSamples {
-  std::vector<double> model, mean, median;
+  std::vector<double> model, mean, median, hindsight;
   int64_t covered = 0;
+  int64_t both_close = 0;  // model and running median within 2%
 
   void Add(double actual, double floor, const Estimate& estimate, double mean_guess,
            double median_guess) {
@@ -72,12 +73,18 @@ struct MetricSamples {
     mean.push_back(ape(mean_guess));
     median.push_back(ape(median_guess));
     if (a >= std::max(estimate.p10, floor) && a <= std::max(estimate.p90, floor)) ++covered;
+    if (model.back() <= 0.02 && median.back() <= 0.02) ++both_close;
   }
+  // The hindsight yardstick of one trace: `actuals` (floored) by type, in
+  // the order Add saw them.
+  void AddHindsight(const std::vector<std::pair<std::string, double>>& actuals);
   void Append(const MetricSamples& other) {
     model.insert(model.end(), other.model.begin(), other.model.end());
     mean.insert(mean.end(), other.mean.begin(), other.mean.end());
     median.insert(median.end(), other.median.begin(), other.median.end());
+    hindsight.insert(hindsight.end(), other.hindsight.begin(), other.hindsight.end());
     covered += other.covered;
+    both_close += other.both_close;
   }
 };
 
@@ -108,6 +115,16 @@ double Percentile(std::vector<double> values, double q) {
   return values[std::min(values.size() - 1, rank == 0 ? 0 : rank - 1)];
 }
 
+void MetricSamples::AddHindsight(const std::vector<std::pair<std::string, double>>& actuals) {
+  std::map<std::string, std::vector<double>> by_type;
+  for (const auto& [type, actual] : actuals) by_type[type].push_back(actual);
+  std::map<std::string, double> medians;
+  for (const auto& [type, values] : by_type) medians[type] = Median(values);
+  for (const auto& [type, actual] : actuals) {
+    hindsight.push_back(std::fabs(medians[type] - actual) / actual);
+  }
+}
+
 MetricScore Score(const MetricSamples& samples) {
   MetricScore score;
   score.tasks = static_cast<int64_t>(samples.model.size());
@@ -116,6 +133,8 @@ MetricScore Score(const MetricSamples& samples) {
   score.mean_mdape = Median(samples.mean);
   score.median_mdape = Median(samples.median);
   score.coverage = static_cast<double>(samples.covered) / score.tasks;
+  score.hindsight_mdape = Median(samples.hindsight);
+  score.both_within_2pct = static_cast<double>(samples.both_close) / score.tasks;
   return score;
 }
 
@@ -196,6 +215,7 @@ EvaluationReport EvaluateOnTraces(const std::vector<LabeledTrace>& history,
       for (int i : ReplayOrder(h->trace)) replayer.Observe(h->trace, h->trace.tasks[i]);
     }
     Samples samples;
+    std::vector<std::pair<std::string, double>> durations, memories;  // floored, by type
     for (int i : ReplayOrder(target.trace)) {
       const wfcommons::TraceTask& task = target.trace.tasks[i];
       const TaskFeatures features = FeaturesOf(target.trace, task);
@@ -205,13 +225,18 @@ EvaluationReport EvaluateOnTraces(const std::vector<LabeledTrace>& history,
       samples.latency_us.push_back(std::chrono::duration<double, std::micro>(end - begin).count());
       samples.duration.Add(task.runtime_seconds, kDurationFloor, prediction.duration_seconds,
                            replayer.duration.Mean(task.type), replayer.duration.Median(task.type));
+      durations.emplace_back(task.type, std::max(task.runtime_seconds, kDurationFloor));
       if (task.memory_bytes > 0) {
+        memories.emplace_back(task.type,
+                              std::max(static_cast<double>(task.memory_bytes), kMemoryFloor));
         samples.memory.Add(static_cast<double>(task.memory_bytes), kMemoryFloor,
                            prediction.memory_bytes, replayer.memory.Mean(task.type),
                            replayer.memory.Median(task.type));
       }
       replayer.Observe(target.trace, task);
     }
+    samples.duration.AddHindsight(durations);
+    samples.memory.AddHindsight(memories);
     report.traces.push_back(RowOf(target.path, samples));
     families[target.family].Append(samples);
     overall.Append(samples);
@@ -225,9 +250,11 @@ namespace {
 
 std::string TableLine(const EvaluationRow& row) {
   auto metric = [](const MetricScore& m) {
-    if (m.tasks == 0) return absl::StrFormat("%6s %6s %6s %6s %5s", "-", "-", "-", "-", "-");
-    return absl::StrFormat("%6d %6.3f %6.3f %6.3f %5.1f%%", m.tasks, m.model_mdape, m.mean_mdape,
-                           m.median_mdape, 100 * m.coverage);
+    if (m.tasks == 0) {
+      return absl::StrFormat("%6s %6s %6s %6s %5s %6s", "-", "-", "-", "-", "-", "-");
+    }
+    return absl::StrFormat("%6d %6.3f %6.3f %6.3f %5.1f%% %6.3f", m.tasks, m.model_mdape,
+                           m.mean_mdape, m.median_mdape, 100 * m.coverage, m.hindsight_mdape);
   };
   return absl::StrFormat("%-58s | %s | %s | %7.1f %7.1f\n", row.name, metric(row.duration),
                          metric(row.memory), row.latency_p50_us, row.latency_p99_us);
@@ -236,8 +263,10 @@ std::string TableLine(const EvaluationRow& row) {
 void AppendMetricJson(const MetricScore& m, std::string* out) {
   absl::StrAppendFormat(out,
                         "{\"tasks\":%d,\"model_mdape\":%.4f,\"running_mean_mdape\":%.4f,"
-                        "\"running_median_mdape\":%.4f,\"coverage_p10_p90\":%.4f}",
-                        m.tasks, m.model_mdape, m.mean_mdape, m.median_mdape, m.coverage);
+                        "\"running_median_mdape\":%.4f,\"coverage_p10_p90\":%.4f,"
+                        "\"hindsight_median_mdape\":%.4f,\"both_within_2pct\":%.4f}",
+                        m.tasks, m.model_mdape, m.mean_mdape, m.median_mdape, m.coverage,
+                        m.hindsight_mdape, m.both_within_2pct);
 }
 
 void AppendRowJson(absl::string_view kind, const EvaluationRow& row, std::string* out) {
@@ -255,11 +284,11 @@ void AppendRowJson(absl::string_view kind, const EvaluationRow& row, std::string
 
 std::string FormatTable(const EvaluationReport& report) {
   std::string out = absl::StrFormat(
-      "%-58s | %-34s | %-34s | %-15s\n%-58s | %6s %6s %6s %6s %5s | %6s %6s %6s %6s %5s | %7s "
-      "%7s\n",
+      "%-58s | %-41s | %-41s | %-15s\n%-58s | %6s %6s %6s %6s %5s %6s | %6s %6s %6s %6s %5s %6s | "
+      "%7s %7s\n",
       "", "duration (MdAPE, floor 1 s)", "memory (MdAPE, floor 1 MiB)", "latency us", "trace",
-      "tasks", "model", "mean", "med50", "cover", "tasks", "model", "mean", "med50", "cover", "p50",
-      "p99");
+      "tasks", "model", "mean", "med50", "cover", "hind", "tasks", "model", "mean", "med50",
+      "cover", "hind", "p50", "p99");
   for (const EvaluationRow& row : report.traces) out += TableLine(row);
   out += "\n";
   for (const EvaluationRow& row : report.families) out += TableLine(row);

@@ -41,6 +41,13 @@ struct MetricScore {
   double mean_mdape = 0;    // running mean per type
   double median_mdape = 0;  // running median of the last 50 per type
   double coverage = 0;      // share of actuals inside the model's p10–p90
+  // Not a predictor, a yardstick of how much is left to gain: the median of
+  // the task's type over the whole trace being predicted, known in
+  // hindsight (future tasks included, and the task itself).
+  double hindsight_mdape = 0;
+  // Share of tasks both the model and the running median predict within 2%:
+  // where no predictor can be told apart from another.
+  double both_within_2pct = 0;
 };
 
 struct EvaluationRow {

@@ -1,7 +1,12 @@
 #include "services/predictor/trace_evaluation.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
+#include <map>
+#include <numeric>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -63,6 +68,12 @@ TEST(TraceEvaluationTest, ScoresMatchAHandComputation) {
   EXPECT_EQ(row.memory.tasks, 3);
   EXPECT_NEAR(row.memory.mean_mdape, 0.6875, 1e-9);
   EXPECT_NEAR(row.memory.median_mdape, 0.6875, 1e-9);
+  // Hindsight yardstick: the type's median over the whole trace, 7 s
+  // ((4 + 10) / 2): APEs 0.3, 2.5, 0.75, 0.7667; memory 2 MiB: APEs 0, 1,
+  // 0.5. No duration is predicted within 2% by both.
+  EXPECT_NEAR(row.duration.hindsight_mdape, (0.75 + 23.0 / 30) / 2, 1e-9);
+  EXPECT_NEAR(row.memory.hindsight_mdape, 0.5, 1e-9);
+  EXPECT_EQ(row.duration.both_within_2pct, 0);
   EXPECT_EQ(report.overall.duration.tasks, 4);
   ASSERT_EQ(report.families.size(), 1u);
   EXPECT_EQ(report.families[0].name, "tiny");
@@ -105,6 +116,76 @@ TEST(TraceEvaluationTest, EvaluatesTwoRealTracesDeterministically) {
   const std::string json = FormatJson(first);
   EXPECT_NE(json.find("\"kind\":\"overall\""), std::string::npos);
   EXPECT_NE(json.find("\"name\":\"blast\""), std::string::npos);
+}
+
+// The baselines recomputed here from the trace alone, the plain way (sort
+// for every median), as a hand computation would: replay order, then per
+// task the running mean of its type (else the global one, else 0) and the
+// median of its type's last 50 (else the global mean), floored, against the
+// floored actual.
+struct HandScores {
+  double mean_mdape = 0;
+  double median_mdape = 0;
+};
+
+double PlainMedian(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  if (v.empty()) return 0;
+  return v.size() % 2 == 1 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+HandScores ByHand(const wfcommons::Trace& trace, bool memory) {
+  const double floor = memory ? kMiB : 1.0;
+  std::map<std::string, std::vector<double>> seen;
+  std::vector<double> all;
+  std::vector<double> mean_apes, median_apes;
+  for (int i : ReplayOrder(trace)) {
+    const wfcommons::TraceTask& task = trace.tasks[i];
+    const double value = memory ? static_cast<double>(task.memory_bytes) : task.runtime_seconds;
+    if (memory && task.memory_bytes <= 0) continue;
+    const double global_mean =
+        all.empty() ? 0 : std::accumulate(all.begin(), all.end(), 0.0) / all.size();
+    double mean_guess = global_mean;
+    double median_guess = global_mean;
+    auto it = seen.find(task.type);
+    if (it != seen.end()) {
+      mean_guess = std::accumulate(it->second.begin(), it->second.end(), 0.0) / it->second.size();
+      const size_t keep = std::min<size_t>(50, it->second.size());
+      median_guess = PlainMedian(std::vector<double>(it->second.end() - keep, it->second.end()));
+    }
+    const double actual = std::max(value, floor);
+    mean_apes.push_back(std::fabs(std::max(mean_guess, floor) - actual) / actual);
+    median_apes.push_back(std::fabs(std::max(median_guess, floor) - actual) / actual);
+    seen[task.type].push_back(value);
+    all.push_back(value);
+  }
+  return {PlainMedian(mean_apes), PlainMedian(median_apes)};
+}
+
+TEST(TraceEvaluationTest, BaselineScoresOnTwoDevTracesMatchAHandComputation) {
+  const char* dir = std::getenv("GYRE_WFCOMMONS_DIR");
+  ASSERT_NE(dir, nullptr) << "GYRE_WFCOMMONS_DIR is not set";
+  for (const std::string path :
+       {"makeflow/blast/blast-chameleon-small-001.json",
+        "pegasus/epigenomics/epigenomics-chameleon-hep-1seq-100k-001.json"}) {
+    absl::StatusOr<wfcommons::Trace> trace =
+        wfcommons::ReadTraceFile(std::string(dir) + "/" + path);
+    ASSERT_TRUE(trace.ok()) << trace.status();
+    // No history: the trace's own earlier tasks only.
+    const EvaluationReport report = EvaluateOnTraces({}, {{path, "family", *trace}});
+    ASSERT_EQ(report.traces.size(), 1u);
+    const HandScores duration = ByHand(*trace, false);
+    EXPECT_NEAR(report.traces[0].duration.mean_mdape, duration.mean_mdape, 1e-12) << path;
+    EXPECT_NEAR(report.traces[0].duration.median_mdape, duration.median_mdape, 1e-12) << path;
+    // Every task was scored (epigenomics' sub-second tasks all floor to
+    // 1 s, so its baselines score 0 there: exact).
+    EXPECT_GT(report.traces[0].duration.tasks, 40) << path;
+    if (report.traces[0].memory.tasks > 0) {
+      const HandScores memory = ByHand(*trace, true);
+      EXPECT_NEAR(report.traces[0].memory.mean_mdape, memory.mean_mdape, 1e-12) << path;
+      EXPECT_NEAR(report.traces[0].memory.median_mdape, memory.median_mdape, 1e-12) << path;
+    }
+  }
 }
 
 }  // namespace

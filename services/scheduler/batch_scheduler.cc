@@ -1,6 +1,7 @@
 #include "services/scheduler/batch_scheduler.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,11 @@ bool TakesWork(const v1::AgentInfo& agent) {
 
 ResourceAmounts Amounts(const v1::Resources& r) { return {r.cpu(), r.memory_bytes(), r.gpus()}; }
 
+// The priority with aging, as the answer carries it (0..100).
+int32_t EffectiveLevel(const TaskRanker& ranker, const RankTask& task) {
+  return static_cast<int32_t>(std::clamp(ranker.EffectivePriority(task), 0.0, 100.0));
+}
+
 }  // namespace
 
 BatchScheduler::BatchScheduler(RankingConfig config, std::unique_ptr<DurationEstimator> estimator)
@@ -54,6 +60,14 @@ BatchScheduler::BatchScheduler(RankingConfig config, std::unique_ptr<DurationEst
 
 absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
     const v1::RankAndPlaceRequest& request) {
+  v1::RankAndPlaceResponse response;
+  if (absl::Status s = RankAndPlace(request, &response); !s.ok()) return s;
+  return response;
+}
+
+absl::Status BatchScheduler::RankAndPlace(const v1::RankAndPlaceRequest& request,
+                                          v1::RankAndPlaceResponse* response) {
+  response->Clear();
   if (absl::Status s = Validate(request); !s.ok()) return s;
   const int n = request.tasks_size();
 
@@ -71,7 +85,9 @@ absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
   }
 
   // Executions: the listed ones with their loads, then one per unlisted name.
-  absl::flat_hash_map<std::string, int> execution_index;
+  // Views of the request's strings, which outlive this call.
+  absl::flat_hash_map<absl::string_view, int> execution_index;
+  execution_index.reserve(request.executions_size());
   std::vector<ExecutionShare> shares;
   std::vector<bool> listed_work;
   for (const v1::ExecutionLoad& load : request.executions()) {
@@ -83,7 +99,7 @@ absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
   std::vector<RankTask> rank_tasks(n);
   for (int i = 0; i < n; ++i) {
     const v1::ReadyTaskInfo& t = request.tasks(i);
-    const std::string& key = t.execution().empty() ? t.task_run() : t.execution();
+    const absl::string_view key = t.execution().empty() ? t.task_run() : t.execution();
     auto [it, inserted] = execution_index.try_emplace(key, shares.size());
     if (inserted) {
       shares.push_back({0, ranker_.config().default_tenant_weight});
@@ -96,7 +112,8 @@ absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
   }
 
   // Agents that take work, with what is free on them.
-  absl::flat_hash_map<std::string, const v1::AgentFree*> free_of;
+  absl::flat_hash_map<absl::string_view, const v1::AgentFree*> free_of;
+  free_of.reserve(request.agents_free_size());
   for (const v1::AgentFree& f : request.agents_free()) free_of[f.agent()] = &f;
   std::vector<AgentCapacity> agents;
   std::vector<const v1::AgentInfo*> agent_info;
@@ -133,23 +150,25 @@ absl::StatusOr<v1::RankAndPlaceResponse> BatchScheduler::RankAndPlace(
   }
   const PlacementPlan plan = placer_.Place(placement_tasks, order, agents);
 
-  v1::RankAndPlaceResponse response;
   for (int position = 0; position < n; ++position) {
     const int i = order[position];
     if (plan.agent[i] >= 0) {
-      v1::Placement* placed = response.add_placements();
+      v1::Placement* placed = response->add_placements();
       placed->set_task_run(request.tasks(i).task_run());
       placed->set_agent(agent_info[plan.agent[i]]->name());
       placed->set_rank(position);
+      placed->set_effective_priority(EffectiveLevel(ranker_, rank_tasks[i]));
     } else {
-      v1::Unplaced* waiting = response.add_unplaced();
+      v1::Unplaced* waiting = response->add_unplaced();
       waiting->set_task_run(request.tasks(i).task_run());
-      waiting->set_reason(plan.reason[i]);
+      const absl::string_view reason = plan.Reason(i);
+      waiting->set_reason(reason.data(), reason.size());
       waiting->set_rank(position);
+      waiting->set_effective_priority(EffectiveLevel(ranker_, rank_tasks[i]));
       waiting->set_estimated_start_seconds(plan.estimated_start_seconds[i]);
     }
   }
-  return response;
+  return absl::OkStatus();
 }
 
 }  // namespace gyre::scheduler

@@ -31,6 +31,10 @@ class BatchScheduler {
 
   // InvalidArgument naming the bound or field for a malformed batch.
   absl::StatusOr<v1::RankAndPlaceResponse> RankAndPlace(const v1::RankAndPlaceRequest& request);
+  // The same into `response` (cleared first), which may live on the call's
+  // arena: the gRPC handler's way, with no copy of the answer.
+  absl::Status RankAndPlace(const v1::RankAndPlaceRequest& request,
+                            v1::RankAndPlaceResponse* response);
 
  private:
   const TaskRanker ranker_;

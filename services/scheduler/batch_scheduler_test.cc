@@ -100,6 +100,32 @@ TEST(BatchSchedulerTest, LearnsDurationsFromTheFinishedRunsItIsSent) {
   EXPECT_EQ(response->unplaced(0).estimated_start_seconds(), -1);
 }
 
+// Aging as the answer says it: a task that waited 10 min past the grace
+// (1 point a minute) ranks at priority 60 and overtakes a newer 55.
+TEST(BatchSchedulerTest, AgingRaisesTheEffectivePriorityTheAnswerCarries) {
+  RankingConfig config;
+  config.aging_grace_seconds = 3600;
+  config.aging_seconds_per_point = 60;
+  BatchScheduler scheduler(config);
+  v1::RankAndPlaceRequest request;
+  v1::ReadyTaskInfo* fresh = AddTask(&request, "e1/tasks/fresh", "e1", 10);
+  fresh->set_priority(55);
+  v1::ReadyTaskInfo* old = AddTask(&request, "e2/tasks/old", "e2", 10);
+  old->set_priority(50);
+  old->set_waiting_seconds(3600 + 600);
+  // No agent: both wait, in rank order.
+  auto response = scheduler.RankAndPlace(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->unplaced_size(), 2);
+  EXPECT_EQ(response->unplaced(0).task_run(), "e2/tasks/old");
+  EXPECT_EQ(response->unplaced(0).effective_priority(), 60);
+  EXPECT_EQ(response->unplaced(1).effective_priority(), 55);
+  old->set_waiting_seconds(3600 + 1e6);
+  response = scheduler.RankAndPlace(request);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->unplaced(0).effective_priority(), 100) << "capped at the top level";
+}
+
 TEST(BatchSchedulerTest, RejectsAnOversizedOrMalformedBatch) {
   BatchScheduler scheduler;
   v1::RankAndPlaceRequest request;

@@ -63,7 +63,7 @@ struct Shape {
   bool labelled_known = false;
   std::vector<int> labelled;  // agents of the queue with the task's labels
   bool failed = false;        // a search found no agent: capacity only shrinks
-  std::string reason;
+  int reason = -1;            // index into PlacementPlan::reason_texts
 };
 
 // List-schedules the tasks in rank order on every slot as it frees: placed
@@ -129,7 +129,7 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
   const size_t n = tasks.size();
   PlacementPlan plan;
   plan.agent.assign(n, -1);
-  plan.reason.assign(n, "");
+  plan.reason_of.assign(n, -1);
   plan.estimated_start_seconds.assign(n, -1);
 
   std::vector<ResourceAmounts> free(agents.size());
@@ -154,7 +154,7 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
     Shape& shape = shapes[ShapeKey{&t}];
     shape_of[i] = &shape;
     if (shape.failed) {
-      plan.reason[i] = shape.reason;
+      plan.reason_of[i] = shape.reason;
       return;
     }
     auto queue_it = open_by_queue.find(t.queue);
@@ -188,7 +188,7 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
     }
     if (best >= 0) {
       plan.agent[i] = best;
-      plan.reason[i].clear();
+      plan.reason_of[i] = -1;
       plan.estimated_start_seconds[i] = 0;
       --free_slots[best];
       free[best].cpu -= t.needs.cpu;
@@ -200,9 +200,10 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
     // Why not: the first requirement that rules out every agent.
     shape.failed = !passed_gpu_agent;  // the GPU hold may lift within the batch
     if (passed_gpu_agent) held.push_back(i);
+    std::string reason;
     auto all_it = by_queue.find(t.queue);
     if (all_it == by_queue.end()) {
-      shape.reason = absl::StrFormat("no connected agent serves queue \"%s\"", t.queue);
+      reason = absl::StrFormat("no connected agent serves queue \"%s\"", t.queue);
     } else {
       if (!shape.labelled_known) {
         for (int a : all_it->second) {
@@ -219,26 +220,32 @@ PlacementPlan BestFitPlacer::Place(absl::Span<const PlacementTask> tasks,
       std::vector<std::string> wanted;
       for (const auto& [k, v] : t.selector) wanted.push_back(absl::StrCat(k, "=", v));
       if (shape.labelled.empty()) {
-        shape.reason = absl::StrFormat("no agent serving queue \"%s\" has labels %s", t.queue,
-                                       absl::StrJoin(wanted, ","));
+        reason = absl::StrFormat("no agent serving queue \"%s\" has labels %s", t.queue,
+                                 absl::StrJoin(wanted, ","));
       } else if (t.needs.gpus > most.gpus) {
-        shape.reason = absl::StrFormat("needs %d GPUs, most free on a matching agent: %d",
-                                       t.needs.gpus, most.gpus);
+        reason = absl::StrFormat("needs %d GPUs, most free on a matching agent: %d", t.needs.gpus,
+                                 most.gpus);
       } else if (t.needs.memory_bytes > most.memory_bytes) {
-        shape.reason = absl::StrFormat("needs %s memory, largest free on a matching agent: %s",
-                                       GiB(t.needs.memory_bytes), GiB(most.memory_bytes));
+        reason = absl::StrFormat("needs %s memory, largest free on a matching agent: %s",
+                                 GiB(t.needs.memory_bytes), GiB(most.memory_bytes));
       } else if (t.needs.cpu > most.cpu + 1e-9) {
-        shape.reason = absl::StrFormat("needs %g cpu, most free on a matching agent: %g",
-                                       t.needs.cpu, most.cpu);
+        reason = absl::StrFormat("needs %g cpu, most free on a matching agent: %g", t.needs.cpu,
+                                 most.cpu);
       } else if (passed_gpu_agent) {
-        shape.reason = absl::StrCat(
+        reason = absl::StrCat(
             "the free agents with GPUs are kept for GPU tasks waiting in queue \"", t.queue, "\"");
       } else {
-        shape.reason = absl::StrFormat("all %d matching agents are busy (no free slot fits)",
-                                       static_cast<int>(shape.labelled.size()));
+        reason = absl::StrFormat("all %d matching agents are busy (no free slot fits)",
+                                 static_cast<int>(shape.labelled.size()));
       }
     }
-    plan.reason[i] = shape.reason;
+    // A shape's reason changes only as agents fill up: keep the text of the
+    // last search unless it says the same.
+    if (shape.reason < 0 || plan.reason_texts[shape.reason] != reason) {
+      shape.reason = static_cast<int>(plan.reason_texts.size());
+      plan.reason_texts.push_back(std::move(reason));
+    }
+    plan.reason_of[i] = shape.reason;
   };
   for (int i : rank_order) attempt(i);
   // The GPU tasks that outranked the held ones have been placed (or cannot

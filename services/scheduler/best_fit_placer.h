@@ -45,8 +45,15 @@ struct PlacementTask {
 // Where each task goes: agent index or -1, why not, and when it should start.
 struct PlacementPlan {
   std::vector<int> agent;                       // per task; -1 = left waiting
-  std::vector<std::string> reason;              // per task; empty when placed
   std::vector<double> estimated_start_seconds;  // per task, from now
+  // Why task i waits: reason_texts[reason_of[i]]; -1 when placed. Tasks of
+  // one shape share one text, so a batch of 10,000 waiting tasks makes a
+  // handful of strings, not 10,000.
+  std::vector<int> reason_of;
+  std::vector<std::string> reason_texts;
+  absl::string_view Reason(size_t task) const {
+    return reason_of[task] < 0 ? absl::string_view() : reason_texts[reason_of[task]];
+  }
 };
 
 // Best-fit placement of ranked tasks onto agents' free slots and resources.

@@ -53,8 +53,8 @@ TEST(BestFitPlacerTest, TheGpuHoldLiftsOnceTheGpuTasksArePlaced) {
   EXPECT_EQ(plan.agent[0], 0) << "the second slot is free once the GPU task has its GPU";
   const PlacementPlan waiting = BestFitPlacer().Place({Task(1), Task(1, 0, 2)}, {0, 1}, agents);
   EXPECT_EQ(waiting.agent[0], -1);
-  EXPECT_NE(waiting.reason[0].find("kept for GPU tasks"), std::string::npos) << waiting.reason[0];
-  EXPECT_EQ(waiting.reason[1], "needs 2 GPUs, most free on a matching agent: 1");
+  EXPECT_NE(waiting.Reason(0).find("kept for GPU tasks"), std::string::npos) << waiting.Reason(0);
+  EXPECT_EQ(waiting.Reason(1), "needs 2 GPUs, most free on a matching agent: 1");
 }
 
 TEST(BestFitPlacerTest, SaysWhichRequirementNoAgentMeets) {
@@ -66,10 +66,10 @@ TEST(BestFitPlacerTest, SaysWhichRequirementNoAgentMeets) {
   wrong_zone.selector = {{"zone", "us"}};
   const PlacementPlan plan = BestFitPlacer().Place(
       {other_queue, wrong_zone, Task(1, 64 * kGiB), Task(1, 0, 2)}, {0, 1, 2, 3}, agents);
-  EXPECT_EQ(plan.reason[0], "no connected agent serves queue \"gpu\"");
-  EXPECT_EQ(plan.reason[1], "no agent serving queue \"default\" has labels zone=us");
-  EXPECT_EQ(plan.reason[2], "needs 64.0 GiB memory, largest free on a matching agent: 16.0 GiB");
-  EXPECT_EQ(plan.reason[3], "needs 2 GPUs, most free on a matching agent: 0");
+  EXPECT_EQ(plan.Reason(0), "no connected agent serves queue \"gpu\"");
+  EXPECT_EQ(plan.Reason(1), "no agent serving queue \"default\" has labels zone=us");
+  EXPECT_EQ(plan.Reason(2), "needs 64.0 GiB memory, largest free on a matching agent: 16.0 GiB");
+  EXPECT_EQ(plan.Reason(3), "needs 2 GPUs, most free on a matching agent: 0");
   EXPECT_EQ(plan.estimated_start_seconds[0], -1);  // never, as things stand
 }
 
@@ -84,7 +84,7 @@ TEST(BestFitPlacerTest, EstimatesStartsByListSchedulingOnTheSlotsAsTheyFree) {
   // slot when it frees at 5 (until 25); task 2 at 10 when task 0 ends.
   EXPECT_EQ(plan.agent[0], 0);
   EXPECT_EQ(plan.agent[1], -1);
-  EXPECT_NE(plan.reason[1].find("busy"), std::string::npos) << plan.reason[1];
+  EXPECT_NE(plan.Reason(1).find("busy"), std::string::npos) << plan.Reason(1);
   EXPECT_EQ(plan.estimated_start_seconds[1], 5);
   EXPECT_EQ(plan.estimated_start_seconds[2], 10);
 }

@@ -19,9 +19,10 @@ double OnlineDurationEstimator::MedianOf(const std::deque<double>& samples) {
 
 double OnlineDurationEstimator::EstimateSeconds(absl::string_view task_type,
                                                 double declared_seconds) const {
-  if (declared_seconds > 0) return declared_seconds;
   double estimate = prior_seconds_;
-  if (auto it = by_type_.find(task_type); it != by_type_.end()) {
+  if (declared_seconds > 0) {
+    estimate = declared_seconds;
+  } else if (auto it = by_type_.find(task_type); it != by_type_.end()) {
     estimate = it->second.median;
   } else if (!all_.samples.empty()) {
     estimate = all_.median;

@@ -19,8 +19,9 @@ class DurationEstimator {
 
   // Predicted seconds for one run of a task of `task_type` (the queue plus
   // the task's name or program; the caller decides what "same kind" means).
-  // `declared_seconds` > 0 is a duration the task or its history states and
-  // wins over any estimate.
+  // `declared_seconds` > 0 is a duration the task, its history or the
+  // predictor states and wins over the type's estimate (a run of the type
+  // still going longer than that raises it, as it raises the estimate).
   virtual double EstimateSeconds(absl::string_view task_type, double declared_seconds) const = 0;
 
   // A finished run's measured wall time.
@@ -43,8 +44,9 @@ class DurationEstimator {
 
 // The default estimator: the median of the last `window` observed runs per
 // task type, the median of the last `window` runs of any type for a type
-// never seen, and `prior_seconds` before anything was observed; raised to
-// the longest elapsed time of a run still going (ObserveRunning). Online (it learns from
+// never seen, and `prior_seconds` before anything was observed (or the
+// declared seconds when given); raised to the longest elapsed time of a run
+// of the type still going (ObserveRunning). Online (it learns from
 // each finished run), robust to outliers, and needs no training.
 // Not thread-safe: the owner serialises calls.
 class OnlineDurationEstimator final : public DurationEstimator {

@@ -25,6 +25,8 @@ TEST(OnlineDurationEstimatorTest, ARunningTaskLongerThanItsEstimateRaisesIt) {
   EXPECT_EQ(estimator.generation(), before);
   estimator.ObserveRunning("merge", 500);
   EXPECT_EQ(estimator.EstimateSeconds("merge", 0), 500);
+  EXPECT_EQ(estimator.EstimateSeconds("merge", 200), 500) << "a prediction is raised too";
+  EXPECT_EQ(estimator.EstimateSeconds("merge", 900), 900);
   EXPECT_GT(estimator.generation(), before);
   estimator.ClearRunning();
   EXPECT_EQ(estimator.EstimateSeconds("merge", 0), 10);

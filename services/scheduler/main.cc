@@ -4,5 +4,5 @@
 int main(int argc, char** argv) {
   gyre::scheduler::SchedulerModule module;
   return gyre::server::RunServiceMain(
-      argc, argv, {"gyre-scheduler", "scheduler", "0.0.0.0:50053", "0.0.0.0:9103", {}}, &module);
+      argc, argv, {"gyre-scheduler", "scheduler", "0.0.0.0:50053", "0.0.0.0:9103"}, &module);
 }

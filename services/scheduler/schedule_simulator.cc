@@ -35,6 +35,11 @@ struct ExecutionRun {
   std::vector<double> estimated_ranks;
   double estimated_remaining = 0;
   uint64_t estimated_generation = ~uint64_t{0};
+  // The SimulationPredictor's seconds per task (empty: none), and how many
+  // times they were asked for: a change makes the estimates stale.
+  std::vector<double> predicted;
+  uint64_t predicted_version = 0;
+  uint64_t estimated_predicted_version = 0;
 };
 
 // A completion event; ordered by time, then a sequence for determinism.
@@ -55,17 +60,33 @@ struct RunningTask {
 };
 
 void RefreshEstimates(const DurationEstimator& estimator, ExecutionRun* run) {
-  if (run->estimated_generation == estimator.generation()) return;
+  if (run->estimated_generation == estimator.generation() &&
+      run->estimated_predicted_version == run->predicted_version) {
+    return;
+  }
   const SimulatedWorkflow& w = *run->workflow;
   std::vector<double> estimates(w.durations.size());
   double remaining = 0;
   for (size_t i = 0; i < estimates.size(); ++i) {
-    estimates[i] = estimator.EstimateSeconds(w.types[i], 0);
+    // As BatchScheduler does with a task's predicted_seconds.
+    estimates[i] =
+        estimator.EstimateSeconds(w.types[i], run->predicted.empty() ? 0 : run->predicted[i]);
     if (!run->finished[i]) remaining += estimates[i];
   }
   run->estimated_ranks = UpwardRanksInOrder(w.children, w.topological_order, estimates);
   run->estimated_remaining = remaining;
   run->estimated_generation = estimator.generation();
+  run->estimated_predicted_version = run->predicted_version;
+}
+
+// Asks `predictor` for every unfinished task of execution `e`.
+void Predict(SimulationPredictor& predictor, int e, ExecutionRun* run) {
+  const size_t n = run->workflow->durations.size();
+  run->predicted.resize(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    if (!run->finished[i]) run->predicted[i] = predictor.PredictSeconds(e, static_cast<int>(i));
+  }
+  ++run->predicted_version;
 }
 
 double Percentile(std::vector<double> values, double fraction) {
@@ -161,9 +182,14 @@ absl::StatusOr<SimulationResult> Simulate(const std::vector<SimulatedWorkflow>& 
   int executions_left = n;
 
   auto make_ready = [&](int e, int task) { ready.push_back({e, task, now, sequence++}); };
+  SimulationPredictor* const predictor =
+      policy == SimulationPolicy::kGyre ? options.predictor : nullptr;
+  double predicted_at = 0;
+  bool observed_since_prediction = false;
   auto arrive = [&](int e) {
     ExecutionRun& run = runs[e];
     run.arrived = true;
+    if (predictor != nullptr) Predict(*predictor, e, &run);
     for (int t : run.workflow->topological_order) {
       if (run.unmet[t] == 0) make_ready(e, t);
     }
@@ -231,6 +257,14 @@ absl::StatusOr<SimulationResult> Simulate(const std::vector<SimulatedWorkflow>& 
   auto dispatch = [&]() {
     if (free_slots == 0 || ready.empty()) return;
     if (policy == SimulationPolicy::kGyre) {
+      if (predictor != nullptr && observed_since_prediction &&
+          now - predicted_at >= options.prediction_refresh_seconds) {
+        for (int e = 0; e < n; ++e) {
+          if (runs[e].arrived && runs[e].unfinished > 0) Predict(*predictor, e, &runs[e]);
+        }
+        predicted_at = now;
+        observed_since_prediction = false;
+      }
       // What production sees of running tasks: how long each has run.
       estimator.ClearRunning();
       for (const RunningTask& r : in_flight) {
@@ -276,6 +310,10 @@ absl::StatusOr<SimulationResult> Simulate(const std::vector<SimulatedWorkflow>& 
       run.true_remaining -= w.durations[done.task];
       if (policy == SimulationPolicy::kGyre) {
         estimator.Observe(w.types[done.task], w.durations[done.task]);
+        if (predictor != nullptr) {
+          predictor->Observe(done.execution, done.task, w.durations[done.task]);
+          observed_since_prediction = true;
+        }
         auto it = std::find_if(in_flight.begin(), in_flight.end(), [&](const RunningTask& r) {
           return r.execution == done.execution && r.task == done.task;
         });

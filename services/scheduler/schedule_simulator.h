@@ -19,7 +19,8 @@ enum class SimulationPolicy {
   kSrpt,  // the execution with least remaining true work, then upward rank
           // (the flow-time reference)
   kGyre,  // the real TaskRanker, seeing only OnlineDurationEstimator's
-          // durations learnt from the runs finished so far
+          // durations learnt from the runs finished so far (and the
+          // SimulationPredictor's predictions when one is given)
 };
 absl::StatusOr<SimulationPolicy> ParseSimulationPolicy(absl::string_view name);
 absl::string_view SimulationPolicyName(SimulationPolicy policy);
@@ -37,12 +38,35 @@ struct SimulatedWorkflow {
 };
 SimulatedWorkflow SimulatedWorkflowFromTrace(const wfcommons::Trace& trace);
 
+// Per-task duration predictions for kGyre, made online: what production's
+// scheduler receives as a task's predicted seconds (the predictor's, on
+// TaskRun.predicted_*). The simulator asks again for the unfinished tasks
+// of every arrived execution at most every
+// SimulationOptions::prediction_refresh_seconds, and reports every finished
+// task; a prediction never sees a duration before its task finished.
+class SimulationPredictor {
+ public:
+  virtual ~SimulationPredictor() = default;
+  // Predicted seconds of task `task` of `workflows[workflow]`; <= 0: no
+  // prediction (the scheduler's own per-type estimate answers).
+  virtual double PredictSeconds(int workflow, int task) = 0;
+  // Task `task` of `workflows[workflow]` finished after `seconds`.
+  virtual void Observe(int workflow, int task, double seconds) = 0;
+};
+
 struct SimulationOptions {
   int slots = 1;                        // identical slots shared by every execution
   double mean_arrival_gap_seconds = 0;  // exponential gaps; 0 = all arrive at once
   uint64_t seed = 1;                    // for the gaps
   RankingConfig ranking;                // kGyre's config
   double prior_seconds = 60;            // kGyre's estimate before any run finished
+  // kGyre's per-task predictions; null: the per-type online estimate only.
+  // Not owned; Simulate calls it from its own thread only.
+  SimulationPredictor* predictor = nullptr;
+  // Simulated seconds between two refreshes of the predictions (production
+  // asks once per execution; re-asking as tasks finish is what an online
+  // model gives).
+  double prediction_refresh_seconds = 60;
 };
 
 struct SimulationResult {

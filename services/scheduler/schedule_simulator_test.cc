@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "services/scheduler/upward_rank.h"
@@ -78,6 +80,68 @@ TEST(ScheduleSimulatorTest, ArrivalsAreSeededAndTheSameForEveryPolicy) {
   EXPECT_EQ(a->arrival_seconds, b->arrival_seconds);
   EXPECT_EQ(a->arrival_seconds[0], 0);
   EXPECT_GT(a->arrival_seconds[2], a->arrival_seconds[1]);
+}
+
+SimulatedWorkflow OneTask(const std::string& type, double seconds) {
+  SimulatedWorkflow w;
+  w.types = {type};
+  w.durations = {seconds};
+  w.children = {{}};
+  w.parent_counts = {0};
+  w.topological_order = {0};
+  w.total_work_seconds = seconds;
+  return w;
+}
+
+// Answers the true durations and records what it was told, in order.
+class RecordingPredictor final : public SimulationPredictor {
+ public:
+  explicit RecordingPredictor(const std::vector<SimulatedWorkflow>* workflows)
+      : workflows_(workflows) {}
+  double PredictSeconds(int workflow, int task) override {
+    ++predictions;
+    return (*workflows_)[workflow].durations[task];
+  }
+  void Observe(int workflow, int task, double seconds) override {
+    observed.push_back({workflow, task});
+    EXPECT_EQ(seconds, (*workflows_)[workflow].durations[task]);
+  }
+  int predictions = 0;
+  std::vector<std::pair<int, int>> observed;
+
+ private:
+  const std::vector<SimulatedWorkflow>* workflows_;
+};
+
+TEST(ScheduleSimulatorTest, GyreUsesThePredictorsDurationsAndReportsEachFinishedTask) {
+  // One slot; a 10 s execution and a 1 s one arrive together. Unseen types
+  // both estimate 60 s, so the first in order goes first (flows 10, 11);
+  // with the predictions the 1 s one has less remaining work (flows 11, 1).
+  const std::vector<SimulatedWorkflow> workflows = {OneTask("long", 10), OneTask("short", 1)};
+  SimulationOptions options;
+  options.slots = 1;
+  // No critical-path jump (on one slot the long task would be critical):
+  // this is about the fair-share order's durations.
+  options.ranking.critical_path_fraction = 10;
+  auto alone = Simulate(workflows, SimulationPolicy::kGyre, options);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ(alone->flow_seconds, (std::vector<double>{10, 11}));
+
+  RecordingPredictor predictor(&workflows);
+  options.predictor = &predictor;
+  auto predicted = Simulate(workflows, SimulationPolicy::kGyre, options);
+  ASSERT_TRUE(predicted.ok()) << predicted.status();
+  EXPECT_EQ(predicted->flow_seconds, (std::vector<double>{11, 1}));
+  EXPECT_GE(predictor.predictions, 2);
+  EXPECT_EQ(predictor.observed, (std::vector<std::pair<int, int>>{{1, 0}, {0, 0}}))
+      << "each task reported once, when it finished";
+
+  // The reference policies never ask it.
+  RecordingPredictor unused(&workflows);
+  options.predictor = &unused;
+  ASSERT_TRUE(Simulate(workflows, SimulationPolicy::kFifo, options).ok());
+  EXPECT_EQ(unused.predictions, 0);
+  EXPECT_TRUE(unused.observed.empty());
 }
 
 TEST(ScheduleSimulatorTest, RejectsNoSlots) {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "services/scheduler/scheduler_service.h"
 
 namespace gyre::scheduler {
@@ -30,13 +31,15 @@ void SchedulerModule::RegisterConfig(config::ConfigSchema* schema) {
       [this](const YAML::Node& value) {
         return DecodeNumber(value, &ranking_.critical_path_fraction);
       },
-      /*structured=*/false, "upward rank / drain horizon from which a task is critical");
+      /*structured=*/false, "upward rank / drain horizon from which a task is critical",
+      [this] { return absl::StrCat(ranking_.critical_path_fraction); });
   schema->AddCustom(
       "default_tenant_weight",
       [this](const YAML::Node& value) {
         return DecodeNumber(value, &ranking_.default_tenant_weight);
       },
-      /*structured=*/false, "fair-share weight of tenants not in tenant_weights");
+      /*structured=*/false, "fair-share weight of tenants not in tenant_weights",
+      [this] { return absl::StrCat(ranking_.default_tenant_weight); });
   schema->AddCustom(
       "tenant_weights",
       [this](const YAML::Node& value) -> absl::Status {
@@ -51,7 +54,11 @@ void SchedulerModule::RegisterConfig(config::ConfigSchema* schema) {
         }
         return absl::OkStatus();
       },
-      /*structured=*/true, "fair-share weight per tenant, e.g. {batch: 1, interactive: 4}");
+      /*structured=*/true, "fair-share weight per tenant, e.g. {batch: 1, interactive: 4}",
+      [this] {
+        return absl::StrCat(
+            "{", absl::StrJoin(ranking_.tenant_weights, ", ", absl::PairFormatter(": ")), "}");
+      });
 }
 
 absl::Status SchedulerModule::ValidateConfig() {
@@ -62,7 +69,8 @@ absl::Status SchedulerModule::ValidateConfig() {
 
 absl::Status SchedulerModule::AddServices(server::ServiceHost* host) {
   api_ = std::make_unique<server::ApiServiceModule>(
-      std::make_unique<SchedulerServiceImpl>(ranking_), "gyre.v1.SchedulerService", "scheduler");
+      std::make_unique<SchedulerServiceImpl>(ranking_), "gyre.v1.SchedulerService", "scheduler",
+      SchedulerServiceImpl::ImplementedRpcs());
   return api_->AddServices(host);
 }
 

@@ -8,6 +8,7 @@ namespace {
 RankingConfig NoAging() {
   RankingConfig config;
   config.aging_grace_seconds = 1e9;
+  config.critical_path_fraction = 0.7;  // the horizons below are worked out for 0.7
   return config;
 }
 

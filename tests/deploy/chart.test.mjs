@@ -126,7 +126,12 @@ test('database DSN: a chart Secret from database.dsn, or the operator\'s existin
   const env = find(own, 'StatefulSet').spec.template.spec.containers[0].env;
   assert.deepEqual(env[0].valueFrom.secretKeyRef, { name: 'gyre-database', key: 'dsn' });
   assert.equal(configOf(own, 'orchestrator.yaml').store, 'postgres');
+  // Two replicas share the executions by shard leases, each advertising its pod address.
+  assert.equal(configOf(own, 'orchestrator.yaml').postgres_sharding, true);
+  assert.equal(configOf(own, 'orchestrator.yaml').postgres_projection, false);
+  assert.equal(env.find((e) => e.name === 'GYRE_ADVERTISED_ADDRESS').value, '$(POD_IP):' + configOf(own, 'orchestrator.yaml').grpc_address.split(':')[1]);
   const existing = renderChart({ set: ['orchestrator.store=postgres', 'database.existingSecret=corp-db', 'database.existingSecretKey=url'] });
+  assert.equal(configOf(existing, 'orchestrator.yaml').postgres_sharding, false, 'one replica keeps the single-writer store');
   assert.equal(all(existing, 'Secret').length, 0, 'no Secret rendered when existingSecret is given');
   assert.deepEqual(find(existing, 'StatefulSet').spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef,
     { name: 'corp-db', key: 'url' });
@@ -162,6 +167,9 @@ test('every service container has native gRPC probes on its gRPC port, readiness
       assert.equal(c[probe].grpc.port, grpcPort, `${owner.metadata.name} ${probe}`);
     }
     assert.equal(c.readinessProbe.grpc.service, `gyre.${component}`);
+    // Liveness stays SERVING while a dependency (PostgreSQL) is away: only
+    // readiness follows it, so an outage does not restart the pod.
+    assert.equal(c.livenessProbe.grpc.service, 'gyre.liveness', `${owner.metadata.name} liveness`);
   }
 });
 

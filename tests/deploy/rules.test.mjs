@@ -42,7 +42,7 @@ test('each alert has one firing and one non-firing promtool case', () => {
     assert.ok(mine.some((c) => c.exp_alerts.length > 0), `${alert}: a case where it fires`);
     assert.ok(mine.some((c) => c.exp_alerts.length === 0), `${alert}: a case where it does not`);
   }
-  assert.equal(alerts.length, 7);
+  assert.equal(alerts.length, 8);
 });
 
 test('each alert has a summary, a description and a runbook_url that resolves to a section of docs/operations.md', () => {

@@ -35,6 +35,66 @@ absl::Status FailingStore::WriteSnapshot(uint64_t position, const v1::EngineSnap
   return store_->WriteSnapshot(position, snapshot);
 }
 
+OutageStore::OutageStore() : inner_(NewMemoryStateStore(NewMemoryStateStoreData())) {}
+
+absl::Status OutageStore::Load(const RestoreFn& restore, const ApplyFn& apply) {
+  return inner_->Load(restore, apply);
+}
+
+void OutageStore::Append(absl::Span<const v1::StateRecord> records, Completion done) {
+  inner_->Append(records, [this, done = std::move(done)](absl::Status status) mutable {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (down_) {
+        held_.push_back(std::move(done));
+        return;
+      }
+    }
+    if (done) done(std::move(status));
+  });
+}
+
+uint64_t OutageStore::last_position() { return inner_->last_position(); }
+
+absl::Status OutageStore::AwaitDurable(uint64_t position) {
+  absl::MutexLock lock(&mutex_);
+  mutex_.Await(absl::Condition(
+      +[](bool* down) { return !*down; }, &down_));
+  return inner_->AwaitDurable(position);
+}
+
+absl::Status OutageStore::WriteSnapshot(uint64_t position, const v1::EngineSnapshot& snapshot) {
+  if (absl::Status status = AwaitDurable(position); !status.ok()) return status;
+  return inner_->WriteSnapshot(position, snapshot);
+}
+
+absl::Status OutageStore::Availability() {
+  absl::MutexLock lock(&mutex_);
+  if (down_ && say_unavailable_) {
+    return absl::UnavailableError(
+        "state store unavailable: reconnecting to host=test since 1s (test)");
+  }
+  return absl::OkStatus();
+}
+
+void OutageStore::GoDown(bool say_unavailable) {
+  absl::MutexLock lock(&mutex_);
+  down_ = true;
+  say_unavailable_ = say_unavailable;
+}
+
+void OutageStore::ComeBack() {
+  std::vector<Completion> held;
+  {
+    absl::MutexLock lock(&mutex_);
+    down_ = false;
+    held.swap(held_);
+  }
+  for (Completion& done : held) {
+    if (done) done(absl::OkStatus());
+  }
+}
+
 HeldStore::HeldStore() : inner_(NewMemoryStateStore(NewMemoryStateStoreData())) {}
 
 absl::Status HeldStore::Load(const RestoreFn& restore, const ApplyFn& apply) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -59,6 +60,33 @@ class HeldStore : public StateStore {
   absl::Mutex mutex_;
   uint64_t durable_through_ ABSL_GUARDED_BY(mutex_) = 0;
   bool awaited_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+// A store whose storage goes away on cue, as a PostgreSQL store's does
+// while it reconnects: while down, appends are kept (in order, counted in
+// last_position) but not completed, and Availability says UNAVAILABLE
+// unless told to keep quiet (a store that is merely slow); ComeBack
+// completes them all, OK, in order.
+class OutageStore : public StateStore {
+ public:
+  OutageStore();
+
+  absl::Status Load(const RestoreFn& restore, const ApplyFn& apply) override;
+  void Append(absl::Span<const gyre::v1::StateRecord> records, Completion done) override;
+  uint64_t last_position() override;
+  absl::Status AwaitDurable(uint64_t position) override;
+  absl::Status WriteSnapshot(uint64_t position, const gyre::v1::EngineSnapshot& snapshot) override;
+  absl::Status Availability() override;
+
+  void GoDown(bool say_unavailable = true);
+  void ComeBack();
+
+ private:
+  std::unique_ptr<StateStore> inner_;
+  absl::Mutex mutex_;
+  bool down_ ABSL_GUARDED_BY(mutex_) = false;
+  bool say_unavailable_ ABSL_GUARDED_BY(mutex_) = false;
+  std::vector<Completion> held_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Passes records to `inner` until an evaluator child's ExecutionStarted,

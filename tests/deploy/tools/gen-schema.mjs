@@ -32,7 +32,7 @@ const schema = {
     ports: obj({ orchestrator: ports(), agent: ports(), scheduler: ports(), optimizer: ports(), predictor: ports(), gateway: ports(true) }),
     securityContext: obj({ runAsUser: int(1), runAsGroup: int(1) }),
     orchestrator: obj({
-      replicas: int(1), store: { type: 'string', enum: ['embedded', 'postgres'] }, fsync: bool, snapshotEveryRecords: int(0),
+      replicas: int(1), store: { type: 'string', enum: ['embedded', 'postgres'] }, postgresSharding: bool, shardLeaseTtl: duration, fsync: bool, snapshotEveryRecords: int(0),
       leaseTimeout: duration, heartbeatInterval: duration, shutdownGrace: duration,
       persistence: obj({ enabled: bool, size: quantity, storageClassName: str() }),
       resources, ...placement, pdbMaxUnavailable: int(0),

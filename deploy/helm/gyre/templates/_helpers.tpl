@@ -101,7 +101,11 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Native gRPC probes on the standard health service. Call with (dict "port" N "service" "gyre.orchestrator"). */}}
+{{/* Native gRPC probes on the standard health service. Call with (dict "port" N "service" "gyre.orchestrator").
+Readiness asks the component's name, NOT_SERVING while it cannot do its work (an orchestrator whose
+PostgreSQL is unreachable); liveness asks "gyre.liveness", SERVING while the process runs, so such an
+outage takes the pod out of rotation without restarting it (the orchestrator exits by itself once
+postgres_retry_for has passed). */}}
 {{- define "gyre.grpcProbes" -}}
 startupProbe:
   grpc:
@@ -112,6 +116,7 @@ startupProbe:
 livenessProbe:
   grpc:
     port: {{ .port }}
+    service: "gyre.liveness"
   periodSeconds: 10
   failureThreshold: 3
 readinessProbe:

@@ -1,0 +1,60 @@
+#include "services/orchestrator/postgres_connection.h"
+
+#include <libpq-fe.h>
+
+#include "absl/strings/str_join.h"
+
+namespace gyre::orchestrator::postgres {
+namespace {
+
+// A libpq option value quoted for a key=value connection string.
+std::string QuoteValue(const std::string& value) {
+  return absl::StrCat("'", absl::StrReplaceAll(value, {{"\\", "\\\\"}, {"'", "\\'"}}), "'");
+}
+
+}  // namespace
+
+std::optional<std::vector<std::pair<std::string, std::string>>> ParseDsn(const std::string& dsn) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), &error);
+  if (error != nullptr) PQfreemem(error);
+  if (options == nullptr) return std::nullopt;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (option->val != nullptr) out.emplace_back(option->keyword, option->val);
+  }
+  PQconninfoFree(options);
+  return out;
+}
+
+absl::StatusOr<std::string> ConnectionString(const PostgresStoreOptions& options) {
+  std::optional<std::vector<std::pair<std::string, std::string>>> parsed = ParseDsn(options.dsn);
+  if (!parsed) {
+    return absl::InvalidArgumentError(
+        "postgres state store: the DSN is neither a libpq key=value string nor a "
+        "postgresql:// URI (its text is not repeated here: it may hold a password)");
+  }
+  std::vector<std::string> parts;
+  for (const auto& [key, value] : *parsed) {
+    if (key == "password" && !options.password.empty()) continue;
+    parts.push_back(absl::StrCat(key, "=", QuoteValue(value)));
+  }
+  if (!options.password.empty()) {
+    parts.push_back(absl::StrCat("password=", QuoteValue(options.password)));
+  }
+  return absl::StrJoin(parts, " ");
+}
+
+std::vector<std::string> Secrets(const PostgresStoreOptions& options) {
+  std::vector<std::string> secrets;
+  if (std::optional<std::vector<std::pair<std::string, std::string>>> parsed =
+          ParseDsn(options.dsn)) {
+    for (const auto& [key, value] : *parsed) {
+      if (key == "password") secrets.push_back(value);
+    }
+  }
+  secrets.push_back(options.password);
+  return secrets;
+}
+
+}  // namespace gyre::orchestrator::postgres

@@ -1,0 +1,267 @@
+// The orchestrator's predictor link between real processes: attempts that
+// run on a real agent reach a real gyre-predictor and shape its later
+// predictions; a predictor SIGKILLed mid-run changes nothing for the
+// executions (observations are buffered, then dropped oldest-first and
+// counted), and once it is back forwarding resumes.
+#include <csignal>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "gyre/v1/predictor_service.grpc.pb.h"
+#include "tests/cluster_fixture.h"
+
+namespace gyre::e2e {
+namespace {
+
+// Six sleeps of 300 ms: the same program (builtin:sleep) six times.
+constexpr char kWorkflow[] = R"(
+name: predlink
+tasks:
+  - {id: s1, builtin: sleep, duration: 300ms}
+  - {id: s2, builtin: sleep, duration: 300ms}
+  - {id: s3, builtin: sleep, duration: 300ms}
+  - {id: s4, builtin: sleep, duration: 300ms}
+  - {id: s5, builtin: sleep, duration: 300ms}
+  - {id: s6, builtin: sleep, duration: 300ms}
+)";
+
+// Then a chain that declares no resources: predicted from the sleeps above.
+constexpr char kChain[] = R"(
+name: predlink
+tasks:
+  - {id: first, builtin: sleep, duration: 500ms}
+  - {id: after, builtin: sleep, duration: 300ms, depends_on: [first]}
+)";
+
+// One task declaring no resources, run again and again with the same input.
+constexpr char kRepeated[] = R"(
+name: predrepeat
+context: {input_bytes: "1000"}
+tasks:
+  - {id: nap, builtin: sleep, duration: 300ms}
+)";
+
+class PredictorLinkTest : public Cluster {
+ protected:
+  void SetUp() override {
+    StartPredictor("127.0.0.1:0");
+    if (HasFatalFailure()) return;
+    Cluster::SetUp();
+    if (HasFatalFailure()) return;
+    StartAgent("agent-1", 4);
+  }
+  void TearDown() override {
+    predictor_.reset();
+    Cluster::TearDown();
+  }
+
+  std::vector<std::string> ExtraOrchestratorEnv() override {
+    std::vector<std::string> env = {"GYRE_PREDICTOR_ADDRESS=" + predictor_address_};
+    if (buffer_ > 0) env.push_back(absl::StrCat("GYRE_PREDICTOR_OBSERVATION_BUFFER=", buffer_));
+    return env;
+  }
+
+  // Starts gyre-predictor on `address` (port 0: any; its address is kept,
+  // so that a restart takes the same one).
+  void StartPredictor(const std::string& address) {
+    auto predictor =
+        ChildProcess::Start({Binary("services/predictor/gyre-predictor"),
+                             "--grpc_address=" + address, "--metrics_address=127.0.0.1:0",
+                             "--shutdown_grace=2s", "--data_dir=" + root_ + "/predictor"});
+    ASSERT_TRUE(predictor.ok()) << predictor.status();
+    predictor_ = *std::move(predictor);
+    auto serving = predictor_->WaitForLine(IsServing, absl::Seconds(20));
+    ASSERT_TRUE(serving.ok()) << serving.status() << predictor_->Output();
+    predictor_address_ = absl::StrCat("127.0.0.1:", *testing::JsonIntField(*serving, "grpc_port"));
+    predictor_metrics_port_ = testing::JsonIntField(*serving, "metrics_port").value_or(0);
+    predictor_stub_ = v1::PredictorService::NewStub(
+        grpc::CreateChannel(predictor_address_, grpc::InsecureChannelCredentials()));
+  }
+
+  // The predictor's answer for a sleep it never saw, in the same workflow.
+  v1::PredictedValue PredictNewSleep() {
+    v1::PredictResourcesRequest request;
+    request.set_workflow("workflows/predlink");
+    v1::TaskSpec* task = request.add_tasks();
+    task->set_id("never-ran");
+    task->mutable_builtin()->set_kind(v1::BuiltinExecutor::SLEEP);
+    task->set_queue("default");
+    v1::PredictResourcesResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    const grpc::Status status = predictor_stub_->PredictResources(&context, request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response.predictions_size() == 1 ? response.predictions(0).duration_seconds()
+                                            : v1::PredictedValue();
+  }
+
+  // Polls the orchestrator's metric until it reaches `at_least` (generous
+  // bound: the machine is shared); returns the last value read.
+  double AwaitMetric(const std::string& sample, double at_least) {
+    double value = Metric(sample);
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+         value < at_least && absl::Now() < deadline; value = Metric(sample)) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return value;
+  }
+
+  // The value of one sample in the predictor's /metrics; 0 when absent
+  // (a counter nobody incremented is not exported), -1 when unreadable.
+  double PredictorMetric(const std::string& sample) {
+    auto response = testing::HttpGet("127.0.0.1", predictor_metrics_port_, "/metrics");
+    if (!response.ok()) return -1;
+    const std::string prefix = "\n" + sample + " ";
+    const size_t at = response->body.find(prefix);
+    if (at == std::string::npos) return 0;
+    const size_t start = at + prefix.size();
+    double value = -1;
+    if (!absl::SimpleAtod(response->body.substr(start, response->body.find('\n', start) - start),
+                          &value)) {
+      return -1;
+    }
+    return value;
+  }
+
+  int buffer_ = 0;  // GYRE_PREDICTOR_OBSERVATION_BUFFER when > 0
+  int predictor_metrics_port_ = 0;
+  std::unique_ptr<ChildProcess> predictor_;
+  std::string predictor_address_;
+  std::unique_ptr<v1::PredictorService::Stub> predictor_stub_;
+};
+
+TEST_F(PredictorLinkTest, FinishedAttemptsReachThePredictorAndShapeItsPredictions) {
+  // Nothing learnt yet: the prior answers.
+  EXPECT_EQ(PredictNewSleep().level(), v1::PREDICTION_LEVEL_PRIOR);
+
+  const std::string execution = Start(kWorkflow);
+  ASSERT_EQ(Wait(execution), v1::EXECUTION_SUCCEEDED);
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", 6), 6);
+  EXPECT_EQ(Metric("gyre_orchestrator_predictor_observations_dropped_total"), 0);
+
+  // Learnt from what ran: six sleeps of at least 300 ms each.
+  const v1::PredictedValue duration = PredictNewSleep();
+  EXPECT_EQ(duration.level(), v1::PREDICTION_LEVEL_PROGRAM);
+  EXPECT_EQ(duration.observations(), 6);
+  EXPECT_GE(duration.value(), 0.3);
+  EXPECT_LT(duration.value(), 30.0);
+
+  // Tasks declaring no resources are given predicted ones, shown on the
+  // task run beside what they used.
+  const std::string chain = Start(kChain);
+  ASSERT_EQ(Wait(chain), v1::EXECUTION_SUCCEEDED);
+  v1::TaskRun after = Task(chain, "after");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       !after.has_predicted_duration() && absl::Now() < deadline; after = Task(chain, "after")) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(after.has_predicted_duration()) << after.DebugString();
+  EXPECT_GE(after.predicted_duration().seconds() * 1e9 + after.predicted_duration().nanos(), 3e8);
+  // A builtin sleep measures neither memory nor CPU: the predictor has only
+  // its prior for them, and nothing is reserved on a prior.
+  EXPECT_EQ(after.predicted_memory_bytes(), 0);
+  EXPECT_EQ(after.predicted_cpu(), 0);
+
+  auto status =
+      ChildProcess::Start({Binary("cmd/gyre/gyre"), "status", chain, "--orchestrator=" + address_});
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE((*status)->WaitForExit(absl::Seconds(30)).has_value());
+  const std::string output = (*status)->Output();
+  EXPECT_TRUE(absl::StrContains(output, "predicted ")) << output;
+  EXPECT_TRUE(absl::StrContains(output, "(p90)")) << output;
+  EXPECT_TRUE(absl::StrContains(output, "  actual ")) << output;
+}
+
+TEST_F(PredictorLinkTest, RepeatedRunsOfAWorkflowArePredictedFromTheTasksOwnIdentity) {
+  constexpr char kIdentity[] = "gyre_predictor_predictions_total{level=\"identity\"}";
+  const std::map<std::string, std::string> input = {{"input_bytes", "1000"}};
+  // The identity level answers once it has proven itself on its own
+  // out-of-sample errors (ResourceModel::kMinResiduals = 3: four runs);
+  // until then the task's other levels do.
+  for (int run = 1; run <= 4; ++run) {
+    const std::string execution = Start(kRepeated, input);
+    ASSERT_EQ(Wait(execution), v1::EXECUTION_SUCCEEDED);
+    ASSERT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", run), run);
+  }
+  EXPECT_EQ(PredictorMetric(kIdentity), 0);
+
+  // The fifth run is answered from the four before it: the orchestrator
+  // reported them and asks for this one under the same identity.
+  const std::string fifth = Start(kRepeated, input);
+  ASSERT_EQ(Wait(fifth), v1::EXECUTION_SUCCEEDED);
+  double identity = PredictorMetric(kIdentity);
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       identity < 1 && absl::Now() < deadline; identity = PredictorMetric(kIdentity)) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_EQ(identity, 1);
+  v1::TaskRun nap = Task(fifth, "nap");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       !nap.has_predicted_duration() && absl::Now() < deadline; nap = Task(fifth, "nap")) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(nap.has_predicted_duration()) << nap.DebugString();
+
+  // Another input is another identity: answered by the task's other runs.
+  const std::string other = Start(kRepeated, {{"input_bytes", "2000"}});
+  ASSERT_EQ(Wait(other), v1::EXECUTION_SUCCEEDED);
+  double task_level = 0;
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       task_level < 1 && absl::Now() < deadline;
+       task_level = PredictorMetric("gyre_predictor_predictions_total{level=\"task\"}")) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_GE(task_level, 1);
+  EXPECT_EQ(PredictorMetric(kIdentity), 1);
+}
+
+class PredictorLinkOutageTest : public PredictorLinkTest {
+ protected:
+  void SetUp() override {
+    buffer_ = 2;  // so that an outage overflows it
+    PredictorLinkTest::SetUp();
+  }
+};
+
+TEST_F(PredictorLinkOutageTest, APredictorKilledMidRunCostsTheEngineNothingAndIsFoundAgain) {
+  // Killed while the first tasks run.
+  const std::string first = Start(kWorkflow);
+  ASSERT_TRUE(AwaitTaskState(first, "s1", v1::TASK_RUNNING) ||
+              AwaitTaskState(first, "s1", v1::TASK_SUCCEEDED));
+  predictor_->Signal(SIGKILL);
+  ASSERT_TRUE(predictor_->WaitForExit(absl::Seconds(10)).has_value());
+
+  // Every execution still completes, a second one started during the outage too.
+  EXPECT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
+  const std::string second = Start(kWorkflow);
+  EXPECT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
+  // Twelve observations against a buffer of two: sends failed, and the
+  // oldest were dropped and counted.
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_send_failures_total", 1), 1);
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_dropped_total", 1), 1);
+  const double sent_before = Metric("gyre_orchestrator_predictor_observations_sent_total");
+
+  // Back on the same address (an empty model: it was killed before its
+  // first save): the batch held through the outage arrives, and what runs
+  // next is forwarded too (with a buffer of two, not all of it: results
+  // may come faster than the sends, and the oldest are dropped).
+  const std::string address = predictor_address_;
+  StartPredictor(address);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", sent_before + 1),
+            sent_before + 1);
+  const double resumed = Metric("gyre_orchestrator_predictor_observations_sent_total");
+  const std::string third = Start(kWorkflow);
+  ASSERT_EQ(Wait(third), v1::EXECUTION_SUCCEEDED);
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", resumed + 1),
+            resumed + 1);
+  EXPECT_GE(PredictNewSleep().observations(), 2);
+}
+
+}  // namespace
+}  // namespace gyre::e2e
