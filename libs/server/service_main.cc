@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/common/version.h"
 #include "libs/logging/logger.h"
 #include "libs/server/listen_check.h"
@@ -49,7 +50,12 @@ bool IsSetupError(const absl::Status& status) {
          status.code() == absl::StatusCode::kPermissionDenied;
 }
 
+void DisableMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+}
+
 int RunServiceMain(int argc, char** argv, const ServiceMainInfo& info, ServiceModule* module) {
+  DisableMutexDeadlockDetection();
   ServerConfig server_config;
   server_config.grpc_address = info.default_grpc_address;
   server_config.metrics_address = info.default_metrics_address;
