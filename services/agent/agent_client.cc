@@ -204,10 +204,15 @@ v1::Register AgentClient::Registration(Stream& stream) {
   registration.set_version(kGyreVersion);
   registration.set_limits_enforced(cgroups_->enforced());
   registration.set_limits_enforcement(cgroups_->description());
-  // Only this orchestrator's attempts: one lists every attempt it is told
-  // of that it did not lease to this agent as one to cancel.
+  // This orchestrator's attempts in `running` (it cancels every one listed
+  // there that it did not lease to this agent); the other orchestrators'
+  // apart, so that one which took their shard over keeps those leases.
   for (const auto& [key, entry] : running_) {
-    if (entry.stream.get() == &stream) *registration.add_running() = entry.ref;
+    if (entry.stream.get() == &stream) {
+      *registration.add_running() = entry.ref;
+    } else if (registration.running_elsewhere_size() < kMaxRegisteredRunning) {
+      *registration.add_running_elsewhere() = entry.ref;
+    }
   }
   // Finished, but the result is not durable yet: the lease must be kept
   // for the result sent again right after.

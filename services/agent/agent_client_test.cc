@@ -9,6 +9,8 @@
 #include <iterator>
 #include <limits>
 #include <memory>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -633,6 +635,16 @@ TEST(AgentClientTest, SlotsAreSplitByCreditAcrossOrchestrators) {
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_EQ(a->Results(0, 2, absl::Milliseconds(200)).size(), 1u) << "only a0 ended";
 
+  // B's stream breaks. Registering again, the agent lists B's attempt as
+  // its own and A's apart: B cancels only what it leased, and if it took
+  // A's shard over it keeps those leases (the work is not run twice).
+  b->End(0);
+  const v1::Register again = b->Registration(1);
+  ASSERT_EQ(again.running_size(), 1);
+  EXPECT_EQ(again.running(0).task_id(), "b0");
+  std::set<std::string> elsewhere;
+  for (const v1::AttemptRef& ref : again.running_elsewhere()) elsewhere.insert(ref.task_id());
+  EXPECT_EQ(elsewhere, (std::set<std::string>{"a1", "a2"}));
 }
 
 TEST(AgentClientTest, ARefusedResultGoesToAnotherOrchestratorRenumbered) {

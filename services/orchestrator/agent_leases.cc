@@ -25,9 +25,14 @@ void AgentLeases::OnRegister(AgentEntry& agent, const v1::Register& registration
   }
   if (reconnected) {
     // Leases the agent no longer reports were lost with the old session.
+    // What it runs for another orchestrator counts: a lease adopted with
+    // that orchestrator's shard is still running (not lost, not re-run).
     absl::flat_hash_set<std::string> still_running;
-    for (const v1::AttemptRef& ref : registration.running()) {
-      still_running.insert(absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt()));
+    for (const auto* refs : {&registration.running(), &registration.running_elsewhere()}) {
+      for (const v1::AttemptRef& ref : *refs) {
+        still_running.insert(
+            absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt()));
+      }
     }
     std::vector<std::pair<uint32_t, uint32_t>> lost;
     for (const auto& lease : agent.leases) {

@@ -130,7 +130,13 @@ absl::Status AgentManager::CheckRegistration(const v1::Register& registration) {
     return absl::InvalidArgumentError(absl::StrCat("register: agent ", id, ": initial_credit ",
                                                    registration.initial_credit(), " is negative"));
   }
-  return CheckAttemptRefs(registration.running(), absl::StrCat("register: agent ", id));
+  if (absl::Status status =
+          CheckAttemptRefs(registration.running(), absl::StrCat("register: agent ", id));
+      !status.ok()) {
+    return status;
+  }
+  return CheckAttemptRefs(registration.running_elsewhere(),
+                          absl::StrCat("register: agent ", id, ": running_elsewhere"));
 }
 
 absl::StatusOr<AgentEntry*> AgentManager::Register(const v1::Register& registration,

@@ -459,6 +459,65 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptWhoseAgentNeverComesIsRetried) {
   EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
 }
 
+// An agent connects to every orchestrator. When the shard of an attempt it
+// runs for A moves to B and the agent then registers with B again (a new
+// stream), it lists that attempt as running for another orchestrator: B
+// keeps the adopted lease, so the task is not run a second time. Listed
+// nowhere, the lease is lost and the task runs again (attempt 2).
+TEST(WorkflowEngineShardsTest, AnAdoptedAttemptTheAgentStillRunsSurvivesItsReRegistration) {
+  for (const bool listed_elsewhere : {true, false}) {
+    SCOPED_TRACE(listed_elsewhere ? "listed in running_elsewhere" : "not listed");
+    Member a(ShardRange(0, 128));
+    Member b(ShardRange(128, 256));
+    auto on_a = std::make_shared<RecordingChannel>();
+    auto on_b = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(a.engine->RegisterAgent(Registration("w", 1), on_a).ok());
+    ASSERT_TRUE(b.engine->RegisterAgent(Registration("w", 1), on_b).ok());
+    absl::StatusOr<v1::Execution> started =
+        a.engine->StartExecution(StartRequest(Workflow({Task("only")})));
+    ASSERT_TRUE(started.ok()) << started.status();
+    const uint32_t shard = ShardOfExecution(started->name(), kShards);
+    std::vector<v1::TaskAssignment> first = on_a->Take(1);
+    ASSERT_EQ(first.size(), 1u);
+
+    ASSERT_TRUE(a.engine->ReleaseShard(shard).ok());
+    std::vector<v1::StateRecord> records;
+    for (auto& [position, record] : a.Records()) {
+      if (ShardOfRecord(record, kShards) == shard) records.push_back(record);
+    }
+    ASSERT_TRUE(b.engine->AdoptShard(shard, std::nullopt, records).ok());
+    const std::string task = started->name() + "/tasks/only";
+    ASSERT_EQ(b.engine->GetTaskRun(task)->state(), v1::TASK_LEASED);
+
+    // The agent's stream to B breaks and it registers again, still running
+    // the attempt A leased it.
+    v1::Register again = Registration("w", 1);
+    if (listed_elsewhere) *again.add_running_elsewhere() = first[0].ref();
+    auto on_b_again = std::make_shared<RecordingChannel>();
+    ASSERT_TRUE(b.engine->RegisterAgent(again, on_b_again).ok());
+    v1::TaskRun run = *b.engine->GetTaskRun(task);
+    if (!listed_elsewhere) {
+      ASSERT_EQ(run.attempts_size(), 2);
+      EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_LOST);
+      continue;
+    }
+    EXPECT_EQ(run.state(), v1::TASK_LEASED);
+    ASSERT_EQ(run.attempts_size(), 1);
+    // Not cancelled either, and not given to the agent a second time.
+    EXPECT_TRUE(on_b_again->cancels().empty());
+    EXPECT_EQ(on_b_again->pending(), 0u);
+
+    // The result A refuses reaches B, which records the one attempt.
+    EXPECT_EQ(NotOwnedShard(a.engine->HandleAgentMessage("w", ResultMessage(first[0].ref(), 1))),
+              shard);
+    ASSERT_TRUE(b.engine->HandleAgentMessage("w", ResultMessage(first[0].ref(), 1)).ok());
+    EXPECT_EQ(b.engine->GetExecution(started->name())->state(), v1::EXECUTION_SUCCEEDED);
+    run = *b.engine->GetTaskRun(task);
+    ASSERT_EQ(run.attempts_size(), 1);
+    EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_SUCCEEDED);
+  }
+}
+
 TEST(WorkflowEngineShardsTest, AdoptRefusesAnotherShardsRecordsAndAnOwnedShard) {
   Member a(ShardRange(0, 128));
   Member b(ShardRange(128, 256));
