@@ -491,10 +491,12 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptTheAgentStillRunsSurvivesItsReReg
 
     // The agent's stream to B breaks and it registers again, still running
     // the attempt A leased it.
+    b.engine->DisconnectAgent("w", on_b.get());
     v1::Register again = Registration("w", 1);
     if (listed_elsewhere) *again.add_running_elsewhere() = first[0].ref();
     auto on_b_again = std::make_shared<RecordingChannel>();
-    ASSERT_TRUE(b.engine->RegisterAgent(again, on_b_again).ok());
+    absl::StatusOr<v1::Registered> registered = b.engine->RegisterAgent(again, on_b_again);
+    ASSERT_TRUE(registered.ok()) << registered.status();
     v1::TaskRun run = *b.engine->GetTaskRun(task);
     if (!listed_elsewhere) {
       ASSERT_EQ(run.attempts_size(), 2);
