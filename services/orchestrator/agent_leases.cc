@@ -30,8 +30,7 @@ void AgentLeases::OnRegister(AgentEntry& agent, const v1::Register& registration
     absl::flat_hash_set<std::string> still_running;
     for (const auto* refs : {&registration.running(), &registration.running_elsewhere()}) {
       for (const v1::AttemptRef& ref : *refs) {
-        still_running.insert(
-            absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt()));
+        still_running.insert(absl::StrCat(ref.execution(), "/", ref.task_id(), "#", ref.attempt()));
       }
     }
     std::vector<std::pair<uint32_t, uint32_t>> lost;
