@@ -411,6 +411,31 @@ TEST_P(ShardHandoverTest, ShardMovedWhileItsExecutionsRunLosesAndDoublesNothing)
 
 INSTANTIATE_TEST_SUITE_P(Seeds, ShardHandoverTest, ::testing::Values(1, 2, 3, 4, 5, 6));
 
+// A one-task execution started on `a`, its attempt leased to the agent of
+// `on_a`, then its shard moved from `a` to `b` (released with its records
+// durable, the records adopted): where the tests of adopted attempts start.
+struct MovedExecution {
+  std::string name;
+  uint32_t shard = 0;
+  v1::TaskAssignment leased;  // by A
+};
+void StartOnAMoveToB(Member& a, Member& b, RecordingChannel& on_a, MovedExecution* moved) {
+  absl::StatusOr<v1::Execution> started =
+      a.engine->StartExecution(StartRequest(Workflow({Task("only")})));
+  ASSERT_TRUE(started.ok()) << started.status();
+  moved->name = started->name();
+  moved->shard = ShardOfExecution(started->name(), kShards);
+  std::vector<v1::TaskAssignment> first = on_a.Take(1);
+  ASSERT_EQ(first.size(), 1u);
+  moved->leased = first[0];
+  ASSERT_TRUE(a.engine->ReleaseShard(moved->shard).ok());
+  std::vector<v1::StateRecord> records;
+  for (auto& [position, record] : a.Records()) {
+    if (ShardOfRecord(record, kShards) == moved->shard) records.push_back(record);
+  }
+  ASSERT_TRUE(b.engine->AdoptShard(moved->shard, std::nullopt, records).ok());
+}
+
 // An attempt in flight when its shard moves is treated as after a restart:
 // kept for its agent for a lease timeout, then lost and run again by an
 // agent of the new owner; the late result of the lost attempt is refused
@@ -421,20 +446,10 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptWhoseAgentNeverComesIsRetried) {
   auto on_a = std::make_shared<RecordingChannel>();
   auto on_b = std::make_shared<RecordingChannel>();
   ASSERT_TRUE(a.engine->RegisterAgent(Registration("wa", 1), on_a).ok());
-  absl::StatusOr<v1::Execution> started =
-      a.engine->StartExecution(StartRequest(Workflow({Task("only")})));
-  ASSERT_TRUE(started.ok()) << started.status();
-  const uint32_t shard = ShardOfExecution(started->name(), kShards);
-  std::vector<v1::TaskAssignment> first = on_a->Take(1);
-  ASSERT_EQ(first.size(), 1u);
-
-  ASSERT_TRUE(a.engine->ReleaseShard(shard).ok());
-  std::vector<v1::StateRecord> records;
-  for (auto& [position, record] : a.Records()) {
-    if (ShardOfRecord(record, kShards) == shard) records.push_back(record);
-  }
-  ASSERT_TRUE(b.engine->AdoptShard(shard, std::nullopt, records).ok());
-  const std::string task = started->name() + "/tasks/only";
+  MovedExecution moved;
+  ASSERT_NO_FATAL_FAILURE(StartOnAMoveToB(a, b, *on_a, &moved));
+  const uint32_t shard = moved.shard;
+  const std::string task = moved.name + "/tasks/only";
   EXPECT_EQ(b.engine->GetTaskRun(task)->state(), v1::TASK_LEASED);
   EXPECT_EQ(b.engine->GetTaskRun(task)->attempts_size(), 1);
 
@@ -447,10 +462,10 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptWhoseAgentNeverComesIsRetried) {
   ASSERT_EQ(second.size(), 1u);
   EXPECT_EQ(second[0].ref().attempt(), 2);
 
-  absl::Status late = a.engine->HandleAgentMessage("wa", ResultMessage(first[0].ref(), 1));
+  absl::Status late = a.engine->HandleAgentMessage("wa", ResultMessage(moved.leased.ref(), 1));
   EXPECT_EQ(NotOwnedShard(late), shard) << late;
   ASSERT_TRUE(b.engine->HandleAgentMessage("wb", ResultMessage(second[0].ref(), 1)).ok());
-  absl::StatusOr<v1::Execution> done = b.engine->GetExecution(started->name());
+  absl::StatusOr<v1::Execution> done = b.engine->GetExecution(moved.name);
   ASSERT_TRUE(done.ok()) << done.status();
   EXPECT_EQ(done->state(), v1::EXECUTION_SUCCEEDED);
   v1::TaskRun run = *b.engine->GetTaskRun(task);
@@ -473,27 +488,17 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptTheAgentStillRunsSurvivesItsReReg
     auto on_b = std::make_shared<RecordingChannel>();
     ASSERT_TRUE(a.engine->RegisterAgent(Registration("w", 1), on_a).ok());
     ASSERT_TRUE(b.engine->RegisterAgent(Registration("w", 1), on_b).ok());
-    absl::StatusOr<v1::Execution> started =
-        a.engine->StartExecution(StartRequest(Workflow({Task("only")})));
-    ASSERT_TRUE(started.ok()) << started.status();
-    const uint32_t shard = ShardOfExecution(started->name(), kShards);
-    std::vector<v1::TaskAssignment> first = on_a->Take(1);
-    ASSERT_EQ(first.size(), 1u);
-
-    ASSERT_TRUE(a.engine->ReleaseShard(shard).ok());
-    std::vector<v1::StateRecord> records;
-    for (auto& [position, record] : a.Records()) {
-      if (ShardOfRecord(record, kShards) == shard) records.push_back(record);
-    }
-    ASSERT_TRUE(b.engine->AdoptShard(shard, std::nullopt, records).ok());
-    const std::string task = started->name() + "/tasks/only";
+    MovedExecution moved;
+    ASSERT_NO_FATAL_FAILURE(StartOnAMoveToB(a, b, *on_a, &moved));
+    const uint32_t shard = moved.shard;
+    const std::string task = moved.name + "/tasks/only";
     ASSERT_EQ(b.engine->GetTaskRun(task)->state(), v1::TASK_LEASED);
 
     // The agent's stream to B breaks and it registers again, still running
     // the attempt A leased it.
     b.engine->DisconnectAgent("w", on_b.get());
     v1::Register again = Registration("w", 1);
-    if (listed_elsewhere) *again.add_running_elsewhere() = first[0].ref();
+    if (listed_elsewhere) *again.add_running_elsewhere() = moved.leased.ref();
     auto on_b_again = std::make_shared<RecordingChannel>();
     absl::StatusOr<v1::Registered> registered = b.engine->RegisterAgent(again, on_b_again);
     ASSERT_TRUE(registered.ok()) << registered.status();
@@ -510,10 +515,11 @@ TEST(WorkflowEngineShardsTest, AnAdoptedAttemptTheAgentStillRunsSurvivesItsReReg
     EXPECT_EQ(on_b_again->pending(), 0u);
 
     // The result A refuses reaches B, which records the one attempt.
-    EXPECT_EQ(NotOwnedShard(a.engine->HandleAgentMessage("w", ResultMessage(first[0].ref(), 1))),
-              shard);
-    ASSERT_TRUE(b.engine->HandleAgentMessage("w", ResultMessage(first[0].ref(), 1)).ok());
-    EXPECT_EQ(b.engine->GetExecution(started->name())->state(), v1::EXECUTION_SUCCEEDED);
+    EXPECT_EQ(
+        NotOwnedShard(a.engine->HandleAgentMessage("w", ResultMessage(moved.leased.ref(), 1))),
+        shard);
+    ASSERT_TRUE(b.engine->HandleAgentMessage("w", ResultMessage(moved.leased.ref(), 1)).ok());
+    EXPECT_EQ(b.engine->GetExecution(moved.name)->state(), v1::EXECUTION_SUCCEEDED);
     run = *b.engine->GetTaskRun(task);
     ASSERT_EQ(run.attempts_size(), 1);
     EXPECT_EQ(run.attempts(0).outcome(), v1::ATTEMPT_SUCCEEDED);
