@@ -1,17 +1,26 @@
 // The orchestrator's predictor link between real processes: attempts that
 // run on a real agent reach a real gyre-predictor and shape its later
-// predictions; a predictor SIGKILLed mid-run changes nothing for the
-// executions (observations are buffered, then dropped oldest-first and
-// counted), and once it is back forwarding resumes.
+// predictions (`gyre plan` shows them); a predictor SIGKILLed mid-run
+// changes nothing for the executions (observations are buffered, then
+// dropped oldest-first and counted), and once it is back forwarding resumes.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
+
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "tests/cluster_fixture.h"
 
@@ -45,6 +54,45 @@ context: {input_bytes: "1000"}
 tasks:
   - {id: nap, builtin: sleep, duration: 300ms}
 )";
+
+// Two tasks whose durations grow with input_bytes: `work` sleeps SECS, which
+// the test sets to input_bytes / 10,000 (0.1–0.8 s). Both declare one core,
+// so that with a price of 3,600 per core-hour a task costs its predicted
+// seconds.
+constexpr char kPlanned[] = R"(
+name: predplan
+context: {input_bytes: "1000", SECS: "0.1"}
+tasks:
+  - {id: prep, builtin: noop, resources: {cpu: 1}}
+  - {id: work, command: [sleep, "${SECS}"], resources: {cpu: 1}, depends_on: [prep]}
+)";
+
+// What `gyre ...` printed and how it exited.
+struct CommandRun {
+  int exit_code = -1;
+  std::string output;
+};
+
+// The one JSON object in `output` (from its first '{' to its last '}': a
+// library may log a line before it).
+std::optional<google::protobuf::Struct> JsonObjectIn(const std::string& output) {
+  const size_t begin = output.find('{');
+  const size_t end = output.rfind('}');
+  if (begin == std::string::npos || end == std::string::npos || end < begin) return std::nullopt;
+  google::protobuf::Struct object;
+  if (!google::protobuf::util::JsonStringToMessage(output.substr(begin, end - begin + 1), &object)
+           .ok()) {
+    return std::nullopt;
+  }
+  return object;
+}
+
+const google::protobuf::Value& Field(const google::protobuf::Struct& object,
+                                     const std::string& key) {
+  auto it = object.fields().find(key);
+  EXPECT_NE(it, object.fields().end()) << key;
+  return it == object.fields().end() ? google::protobuf::Value::default_instance() : it->second;
+}
 
 class PredictorLinkTest : public Cluster {
  protected:
@@ -126,6 +174,27 @@ class PredictorLinkTest : public Cluster {
       return -1;
     }
     return value;
+  }
+
+  // Runs `gyre ARGS...` to its end.
+  CommandRun Gyre(std::vector<std::string> args) {
+    args.insert(args.begin(), Binary("cmd/gyre/gyre"));
+    auto process = ChildProcess::Start(args);
+    EXPECT_TRUE(process.ok()) << process.status();
+    if (!process.ok()) return {};
+    const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(60));
+    EXPECT_TRUE(status.has_value()) << "gyre did not finish";
+    CommandRun run;
+    run.output = (*process)->Output();
+    if (status && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
+    return run;
+  }
+
+  // `yaml` written to a file under the test's directory.
+  std::string WorkflowFile(const std::string& yaml) {
+    const std::string path = absl::StrCat(root_, "/planned", ++workflow_files_, ".yaml");
+    std::ofstream(path) << yaml;
+    return path;
   }
 
   int buffer_ = 0;  // GYRE_PREDICTOR_OBSERVATION_BUFFER when > 0
@@ -218,6 +287,125 @@ TEST_F(PredictorLinkTest, RepeatedRunsOfAWorkflowArePredictedFromTheTasksOwnIden
   }
   EXPECT_GE(task_level, 1);
   EXPECT_EQ(PredictorMetric(kIdentity), 1);
+}
+
+// Prices every task of the default queue at 3,600 per core-hour: a task
+// declaring one core costs its predicted seconds.
+class PredictorPlanTest : public PredictorLinkTest {
+ protected:
+  std::vector<std::string> ExtraOrchestratorEnv() override {
+    std::vector<std::string> env = PredictorLinkTest::ExtraOrchestratorEnv();
+    env.push_back("GYRE_WORKER_PRICES={default: {core_hour: 3600}}");
+    return env;
+  }
+
+  // `gyre plan --json` of kPlanned with input_bytes set to `input_bytes`.
+  google::protobuf::Struct PlanJson(const std::string& file, int input_bytes) {
+    const CommandRun plan =
+        Gyre({"plan", file, "--json", "--predictor=" + predictor_address_,
+              "--orchestrator=" + address_, absl::StrCat("--set=input_bytes=", input_bytes)});
+    EXPECT_EQ(plan.exit_code, 0) << plan.output;
+    std::optional<google::protobuf::Struct> json = JsonObjectIn(plan.output);
+    EXPECT_TRUE(json.has_value()) << plan.output;
+    return json.value_or(google::protobuf::Struct());
+  }
+};
+
+TEST_F(PredictorPlanTest, PlanPredictsFromWhatRanWithItsCriticalPathFinishAndCost) {
+  // Eight runs with input_bytes 1,000..8,000: `work` sleeps 0.1..0.8 s.
+  constexpr int kRuns = 8;
+  for (int run = 1; run <= kRuns; ++run) {
+    const std::string execution = Start(
+        kPlanned, {{"input_bytes", absl::StrCat(run * 1000)}, {"SECS", absl::StrCat(run / 10.0)}});
+    ASSERT_EQ(Wait(execution), v1::EXECUTION_SUCCEEDED);
+  }
+  ASSERT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", 2 * kRuns),
+            2 * kRuns);
+
+  const std::string file = WorkflowFile(kPlanned);
+  const absl::Time before = absl::Now();
+  const google::protobuf::Struct large = PlanJson(file, 8000);
+  const absl::Time after = absl::Now();
+  EXPECT_TRUE(Field(large, "predicted").bool_value());
+  const google::protobuf::ListValue& tasks = Field(large, "tasks").list_value();
+  ASSERT_EQ(tasks.values_size(), 2);
+  std::map<std::string, double> seconds;
+  double cost_sum = 0;
+  for (const google::protobuf::Value& task : tasks.values()) {
+    const google::protobuf::Struct& t = task.struct_value();
+    const std::string id = Field(t, "id").string_value();
+    const google::protobuf::Struct& duration = Field(t, "duration_seconds").struct_value();
+    // From what ran: this very task's history (a plan sends no identity,
+    // so `task` is the most specific level it can hit), every run of it.
+    // Nothing else ran on this predictor, so no more general level can
+    // have proven better on the same values.
+    EXPECT_EQ(Field(duration, "level").string_value(), "task") << id;
+    EXPECT_EQ(Field(duration, "observations").number_value(), static_cast<double>(kRuns)) << id;
+    seconds[id] = Field(duration, "value").number_value();
+    // (The interval need not hold the point here: every run was longer
+    // than the one before, so all of the residuals behind it are positive.)
+    EXPECT_LE(Field(duration, "p10").number_value(), Field(duration, "p90").number_value()) << id;
+    // One declared core at 3,600 per core-hour: the cost is the seconds.
+    EXPECT_TRUE(Field(t, "priced").bool_value()) << id;
+    EXPECT_NEAR(Field(t, "cost").number_value(), seconds[id], 1e-9 * (1 + seconds[id])) << id;
+    cost_sum += Field(t, "cost").number_value();
+  }
+  ASSERT_EQ(seconds.count("work"), 1u);
+  // The sleep's duration follows its input: at 8,000 bytes it ran ~0.8 s.
+  EXPECT_GT(seconds["work"], 0.4);
+  EXPECT_LT(seconds["work"], 3.0);
+  EXPECT_NEAR(Field(large, "total_cost").number_value(), cost_sum, 1e-9 * (1 + cost_sum));
+
+  // A chain: the critical path is both tasks, the finish their sum from now.
+  const google::protobuf::ListValue& path = Field(large, "critical_path").list_value();
+  ASSERT_EQ(path.values_size(), 2);
+  EXPECT_EQ(path.values(0).string_value(), "prep");
+  EXPECT_EQ(path.values(1).string_value(), "work");
+  const double makespan = seconds["prep"] + seconds["work"];
+  EXPECT_NEAR(Field(large, "critical_path_seconds").number_value(), makespan, 1e-9);
+  EXPECT_NEAR(Field(large, "makespan_seconds").number_value(), makespan, 1e-9);
+  absl::Time finish;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, Field(large, "finish_time").string_value(),
+                              &finish, &error))
+      << error;
+  // Printed to the second.
+  EXPECT_GE(finish, before + absl::Seconds(makespan) - absl::Seconds(1));
+  EXPECT_LE(finish, after + absl::Seconds(makespan) + absl::Seconds(1));
+
+  // --set changes what is predicted: at 1,000 bytes `work` ran ~0.1 s.
+  const google::protobuf::Struct small = PlanJson(file, 1000);
+  double small_work = 0;
+  for (const google::protobuf::Value& task : Field(small, "tasks").list_value().values()) {
+    const google::protobuf::Struct& t = task.struct_value();
+    if (Field(t, "id").string_value() != "work") continue;
+    const google::protobuf::Struct& duration = Field(t, "duration_seconds").struct_value();
+    EXPECT_EQ(Field(duration, "level").string_value(), "task");
+    small_work = Field(duration, "value").number_value();
+  }
+  EXPECT_GT(small_work, 0.0);
+  EXPECT_GT(seconds["work"], 2 * small_work) << "at 8,000 bytes vs 1,000";
+
+  // The table a person reads: each task's level and observations, the
+  // cost, the critical path and the finish.
+  const CommandRun text = Gyre({"plan", file, "--predictor=" + predictor_address_,
+                                "--orchestrator=" + address_, "--set", "input_bytes=8000"});
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, "workflow workflows/predplan: 2 tasks, predicted by"))
+      << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, absl::StrCat("task (", kRuns, ")"))) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, "predicted cost: ")) << text.output;
+  EXPECT_FALSE(absl::StrContains(text.output, "predicted cost: unknown")) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, "critical path: ")) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, ": prep -> work")) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, "predicted finish: ")) << text.output;
+  EXPECT_TRUE(absl::StrContains(text.output, " UTC), ")) << text.output;
+
+  // A --set that is not key=value is refused.
+  EXPECT_EQ(Gyre({"plan", file, "--predictor=" + predictor_address_, "--orchestrator=" + address_,
+                  "--set=input_bytes"})
+                .exit_code,
+            2);
 }
 
 class PredictorLinkOutageTest : public PredictorLinkTest {
