@@ -1,8 +1,9 @@
 // The orchestrator's predictor link between real processes: attempts that
 // run on a real agent reach a real gyre-predictor and shape its later
-// predictions (`gyre plan` shows them); a predictor SIGKILLed mid-run
-// changes nothing for the executions (observations are buffered, then
-// dropped oldest-first and counted), and once it is back forwarding resumes.
+// predictions (`gyre plan` and `gyre status` show them); a predictor
+// SIGKILLed mid-run changes nothing for the executions (observations are
+// buffered, then dropped oldest-first and counted), and once it is back
+// forwarding resumes.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -20,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "tests/cluster_fixture.h"
@@ -65,6 +67,14 @@ context: {input_bytes: "1000", SECS: "0.1"}
 tasks:
   - {id: prep, builtin: noop, resources: {cpu: 1}}
   - {id: work, command: [sleep, "${SECS}"], resources: {cpu: 1}, depends_on: [prep]}
+)";
+
+// A task that runs long enough to be seen running (a process: the agent
+// reports it started; a builtin sleep stays leased until it ends).
+constexpr char kLong[] = R"(
+name: predlong
+tasks:
+  - {id: long, command: [sleep, "120"]}
 )";
 
 // What `gyre ...` printed and how it exited.
@@ -406,6 +416,30 @@ TEST_F(PredictorPlanTest, PlanPredictsFromWhatRanWithItsCriticalPathFinishAndCos
                   "--set=input_bytes"})
                 .exit_code,
             2);
+}
+
+TEST_F(PredictorLinkTest, StatusShowsARunningTaskBesideItsPrediction) {
+  const std::string execution = Start(kLong);
+  ASSERT_TRUE(AwaitTaskState(execution, "long", v1::TASK_RUNNING))
+      << Task(execution, "long").DebugString();
+  // The prediction arrives once the predictor answered (its prior here:
+  // nothing ran yet).
+  v1::TaskRun run = Task(execution, "long");
+  for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+       !run.has_predicted_duration() && absl::Now() < deadline; run = Task(execution, "long")) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_TRUE(run.has_predicted_duration()) << run.DebugString();
+  ASSERT_EQ(run.state(), v1::TASK_RUNNING);
+
+  const CommandRun status = Gyre({"status", execution, "--orchestrator=" + address_});
+  std::string prediction_line;
+  for (absl::string_view line : absl::StrSplit(status.output, '\n')) {
+    if (absl::StrContains(line, "predicted ")) prediction_line = std::string(line);
+  }
+  EXPECT_TRUE(absl::StrContains(prediction_line, "(p90)")) << status.output;
+  EXPECT_TRUE(absl::StrContains(prediction_line, "  actual: running")) << status.output;
+  ASSERT_TRUE(Cancel(execution).ok());
 }
 
 class PredictorLinkOutageTest : public PredictorLinkTest {
