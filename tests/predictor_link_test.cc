@@ -3,12 +3,16 @@
 // predictions (`gyre plan` and `gyre status` show them); a predictor
 // SIGKILLed mid-run changes nothing for the executions (observations are
 // buffered, then dropped oldest-first and counted), and once it is back
-// forwarding resumes.
+// forwarding resumes. Against a predictor served in this process, which
+// records what it is sent: every field an observation carries, and a slow
+// predictor costs the engine nothing.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
 #include <grpcpp/grpcpp.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <map>
@@ -22,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "tests/cluster_fixture.h"
@@ -483,6 +488,222 @@ TEST_F(PredictorLinkOutageTest, APredictorKilledMidRunCostsTheEngineNothingAndIs
   EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", resumed + 1),
             resumed + 1);
   EXPECT_GE(PredictNewSleep().observations(), 2);
+}
+
+// A gyre.v1.PredictorService served in this process: it keeps every
+// RecordObservations request it is sent and, while `slow` is set, answers
+// no call before the caller gives up (each handler waits until its call is
+// cancelled or its deadline passes), as an overloaded predictor would.
+class RecordingPredictor final : public v1::PredictorService::Service {
+ public:
+  grpc::Status RecordObservations(grpc::ServerContext* context,
+                                  const v1::RecordObservationsRequest* request,
+                                  v1::RecordObservationsResponse*) override {
+    {
+      absl::MutexLock lock(&mu_);
+      requests_.push_back(*request);
+    }
+    if (StallWhileSlow(context)) {
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "slow predictor");
+    }
+    absl::MutexLock lock(&mu_);
+    acknowledged_ += request->observations_size();
+    return grpc::Status::OK;
+  }
+  grpc::Status PredictResources(grpc::ServerContext* context, const v1::PredictResourcesRequest*,
+                                v1::PredictResourcesResponse*) override {
+    StallWhileSlow(context);
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "records only");
+  }
+  grpc::Status ForecastQueueLoad(grpc::ServerContext* context, const v1::ForecastQueueLoadRequest*,
+                                 v1::ForecastQueueLoadResponse*) override {
+    StallWhileSlow(context);
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "records only");
+  }
+
+  void set_slow(bool slow) { slow_ = slow; }
+  // Ends every stalled call (before the server shuts down).
+  void Stop() { stopping_ = true; }
+
+  std::vector<v1::RecordObservationsRequest> requests() {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
+  int64_t acknowledged() {
+    absl::MutexLock lock(&mu_);
+    return acknowledged_;
+  }
+
+ private:
+  // Waits while slow, until the call is cancelled (its deadline passed) or
+  // the test ends; returns whether it was stalled to the end.
+  bool StallWhileSlow(grpc::ServerContext* context) {
+    while (slow_ && !stopping_) {
+      if (context->IsCancelled()) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return stopping_;
+  }
+
+  std::atomic<bool> slow_{false};
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  std::vector<v1::RecordObservationsRequest> requests_ ABSL_GUARDED_BY(mu_);
+  int64_t acknowledged_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class RecordedObservationsTest : public Cluster {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&predictor_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    ASSERT_GT(port, 0);
+    predictor_address_ = absl::StrCat("127.0.0.1:", port);
+    Cluster::SetUp();
+    if (HasFatalFailure()) return;
+    StartAgent("agent-1", 4);
+  }
+  void TearDown() override {
+    Cluster::TearDown();
+    predictor_.Stop();
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  }
+  std::vector<std::string> ExtraOrchestratorEnv() override {
+    std::vector<std::string> env = {"GYRE_PREDICTOR_ADDRESS=" + predictor_address_};
+    if (buffer_ > 0) env.push_back(absl::StrCat("GYRE_PREDICTOR_OBSERVATION_BUFFER=", buffer_));
+    return env;
+  }
+
+  // Polls the orchestrator's metric until it reaches `at_least`.
+  double AwaitMetric(const std::string& sample, double at_least) {
+    double value = Metric(sample);
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(30);
+         value < at_least && absl::Now() < deadline; value = Metric(sample)) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return value;
+  }
+
+  int buffer_ = 0;  // GYRE_PREDICTOR_OBSERVATION_BUFFER when > 0
+  RecordingPredictor predictor_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string predictor_address_;
+};
+
+// Issue 24's list: identity, workflow, task id, command or builtin, queue,
+// labels, declared resources, numeric context values and sizes, wall time,
+// CPU time, peak RSS, outcome.
+constexpr char kObserved[] = R"(
+name: predrecord
+context: {input_bytes: "4096", region: eu}
+tasks:
+  - id: burn
+    command: [sh, -c, 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done']
+    labels: {department: research}
+    resources: {cpu: 1, memory: 64Mi}
+    env: {input_count: "3", mode: fast}
+  - {id: bad, command: [sh, -c, 'exit 3'], depends_on: [burn]}
+)";
+
+TEST_F(RecordedObservationsTest, AnObservationCarriesEveryFieldTheIssueLists) {
+  const absl::Time started = absl::Now();
+  const std::string execution = Start(kObserved);
+  ASSERT_EQ(Wait(execution), v1::EXECUTION_FAILED);  // `bad` exits 3, after `burn`
+  ASSERT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total", 2), 2);
+
+  std::map<std::string, v1::ResourceObservation> by_task;
+  for (const v1::RecordObservationsRequest& request : predictor_.requests()) {
+    for (const v1::ResourceObservation& observation : request.observations()) {
+      EXPECT_EQ(by_task.count(observation.task_id()), 0u)
+          << "sent twice: " << observation.DebugString();
+      by_task[observation.task_id()] = observation;
+    }
+  }
+  ASSERT_EQ(by_task.size(), 2u);
+  const v1::ResourceObservation& burn = by_task["burn"];
+  const v1::ResourceObservation& bad = by_task["bad"];
+
+  EXPECT_EQ(burn.workflow(), "workflows/predrecord");
+  EXPECT_EQ(burn.task_id(), "burn");
+  EXPECT_FALSE(burn.identity().empty());
+  EXPECT_FALSE(bad.identity().empty());
+  EXPECT_NE(burn.identity(), bad.identity()) << "two specs, one identity";
+  EXPECT_EQ(burn.program(), "sh");
+  EXPECT_EQ(burn.queue(), "default");
+  EXPECT_EQ(burn.labels().size(), 1u);
+  EXPECT_EQ(burn.labels().at("department"), "research");
+  EXPECT_EQ(burn.requested().cpu(), 1);
+  EXPECT_EQ(burn.requested().memory_bytes(), int64_t{64} << 20);
+  // The execution's numeric context and the task's numeric env; not the
+  // words (`region`, `mode`).
+  const std::map<std::string, double> values(burn.context_values().begin(),
+                                             burn.context_values().end());
+  EXPECT_EQ(values, (std::map<std::string, double>{{"input_bytes", 4096}, {"input_count", 3}}));
+  // What it used: a shell loop burns CPU and has a resident set.
+  const absl::Duration wall =
+      absl::Seconds(burn.duration().seconds()) + absl::Nanoseconds(burn.duration().nanos());
+  const absl::Duration cpu =
+      absl::Seconds(burn.cpu_time().seconds()) + absl::Nanoseconds(burn.cpu_time().nanos());
+  EXPECT_GT(wall, absl::ZeroDuration());
+  EXPECT_GT(cpu, absl::ZeroDuration());
+  EXPECT_NEAR(burn.cpu_cores(), absl::FDivDuration(cpu, wall), 1e-6);
+  EXPECT_GT(burn.peak_memory_bytes(), 0);
+  const absl::Time ended =
+      absl::FromUnixSeconds(burn.end_time().seconds()) + absl::Nanoseconds(burn.end_time().nanos());
+  EXPECT_GE(ended, started - absl::Seconds(1));
+  EXPECT_LE(ended, absl::Now());
+  // How each ended.
+  EXPECT_TRUE(burn.succeeded());
+  EXPECT_EQ(burn.outcome(), "succeeded");
+  EXPECT_FALSE(bad.succeeded());
+  EXPECT_EQ(bad.outcome(), "failed");
+  EXPECT_EQ(bad.program(), "sh");
+  EXPECT_EQ(bad.requested().cpu(), 0) << "declares nothing";
+}
+
+class SlowPredictorTest : public RecordedObservationsTest {
+ protected:
+  void SetUp() override {
+    buffer_ = 2;  // so that a stalled batch overflows it
+    predictor_.set_slow(true);
+    RecordedObservationsTest::SetUp();
+  }
+};
+
+TEST_F(SlowPredictorTest, ASlowPredictorCostsTheEngineNothingAndItsBatchIsRetried) {
+  // Every call to the predictor stalls until the caller's deadline (5 s
+  // for RecordObservations, 2 s for PredictResources). Two executions of
+  // six 300 ms sleeps on four slots: a link that waited on the predictor
+  // would take 5 s a result, a minute in all.
+  const absl::Time begin = absl::Now();
+  const std::string first = Start(kWorkflow);
+  ASSERT_EQ(Wait(first), v1::EXECUTION_SUCCEEDED);
+  const std::string second = Start(kWorkflow);
+  ASSERT_EQ(Wait(second), v1::EXECUTION_SUCCEEDED);
+  EXPECT_LT(absl::Now() - begin, absl::Seconds(15)) << "generous: ~1.5 s on an idle machine";
+
+  // The batch in flight timed out and was sent again, the same; what came
+  // behind it overflowed the buffer of two and was dropped, counted.
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_send_failures_total", 2), 2);
+  EXPECT_GE(Metric("gyre_orchestrator_predictor_observations_dropped_total"), 1);
+  EXPECT_EQ(Metric("gyre_orchestrator_predictor_observations_sent_total"), 0);
+  const std::vector<v1::RecordObservationsRequest> tries = predictor_.requests();
+  ASSERT_GE(tries.size(), 2u);
+  EXPECT_GT(tries[0].observations_size(), 0);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(tries[0], tries[1]))
+      << "a retry sends the same batch";
+
+  // Once the predictor answers again, the batch held through the stall
+  // arrives.
+  predictor_.set_slow(false);
+  EXPECT_GE(AwaitMetric("gyre_orchestrator_predictor_observations_sent_total",
+                        tries[0].observations_size()),
+            tries[0].observations_size());
+  EXPECT_GE(predictor_.acknowledged(), tries[0].observations_size());
 }
 
 }  // namespace
