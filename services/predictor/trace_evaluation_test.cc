@@ -79,6 +79,56 @@ TEST(TraceEvaluationTest, ScoresMatchAHandComputation) {
   EXPECT_EQ(report.families[0].name, "tiny");
 }
 
+// Three independent tasks of one type, two under a second: replay order is
+// specification order (all start at 0).
+wfcommons::Trace SubSecondTrace() {
+  wfcommons::Trace trace;
+  trace.name = "subsecond";
+  trace.system = "pegasus";
+  trace.tasks = {TaskOf("t0", 0.5, 0), TaskOf("t1", 0.25, 0), TaskOf("t2", 2, 0)};
+  return trace;
+}
+
+TEST(TraceEvaluationTest, TheIssuesRuleFloorsOnlyTheActual) {
+  const EvaluationReport report =
+      EvaluateOnTraces({}, {{"subsecond.json", "subsecond", SubSecondTrace()}});
+  ASSERT_EQ(report.traces.size(), 1u);
+  const MetricScore& d = report.traces[0].duration;
+  ASSERT_EQ(d.tasks, 3);
+  // Actuals floored at 1 s: 1, 1, 2.
+  // Running mean and running median guess 0 (nothing seen), 0.5, then
+  // 0.375 (mean of 0.5 and 0.25; the median of two is their mean).
+  // The model: the prior 60 s, then the program's one value 0.5 (shrunk
+  // towards the queue level, which holds the same value), then the median
+  // of 0.5 and 0.25 in log space, sqrt(0.125) = 0.35355.
+  //
+  // Issue's rule (guess not floored): baselines |0-1|/1 = 1, |0.5-1|/1 =
+  // 0.5, |0.375-2|/2 = 0.8125: median 0.8125. Model 59, 0.5,
+  // (2 - 0.35355)/2 = 0.82322: median 0.82322.
+  EXPECT_NEAR(d.mean_mdape_actual_floor, 0.8125, 1e-12);
+  EXPECT_NEAR(d.median_mdape_actual_floor, 0.8125, 1e-12);
+  EXPECT_NEAR(d.model_mdape_actual_floor, 1 - std::sqrt(0.125) / 2, 1e-5);
+  // Both floored (guesses under 1 s count as 1 s): baselines 0, 0, 0.5:
+  // median 0; model 59, 0, 0.5: median 0.5.
+  EXPECT_NEAR(d.mean_mdape, 0, 1e-12);
+  EXPECT_NEAR(d.median_mdape, 0, 1e-12);
+  EXPECT_NEAR(d.model_mdape, 0.5, 1e-12);
+  // Coverage (floored actual inside the floored p10–p90): t0's prior
+  // interval 60·e^±3 starts at 2.99 > 1: out; t1 and t2 are answered with
+  // too few residuals for a band of their own, so e^±3 around 0.5 and
+  // 0.354 — [1 (floored), 10.0] and [1, 7.1] — hold 1 and 2: 2 of 3.
+  EXPECT_NEAR(d.coverage, 2.0 / 3, 1e-12);
+  // The JSON carries both rules.
+  const std::string json = FormatJson(report);
+  EXPECT_NE(json.find("\"actual_floor_only\":{\"model_mdape\":0.8232,"
+                      "\"running_mean_mdape\":0.8125,\"running_median_mdape\":0.8125}"),
+            std::string::npos)
+      << json;
+  // The table shows the rule it is asked for.
+  EXPECT_NE(FormatTable(report, FloorRule::kActualOnly).find("0.823"), std::string::npos);
+  EXPECT_EQ(FormatTable(report, FloorRule::kActualAndPrediction).find("0.823"), std::string::npos);
+}
+
 TEST(TraceEvaluationTest, LeavesTheTargetOutOfItsOwnHistory) {
   const LabeledTrace tiny{"tiny.json", "tiny", TinyTrace()};
   const EvaluationReport alone = EvaluateOnTraces({}, {tiny});
