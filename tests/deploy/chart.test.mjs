@@ -157,6 +157,29 @@ test('every pod runs non-root with a read-only root filesystem, no capabilities 
   }
 });
 
+test('every data_dir a rendered config names is a writable volume of the pod that reads it (the root filesystem is read-only)', () => {
+  for (const values of [[], [productionValues]]) {
+    const objects = renderChart({ values, crds: true });
+    const configs = find(objects, 'ConfigMap', 'gyre-config').data;
+    let checked = 0;
+    for (const [owner, spec] of podSpecs(objects)) {
+      for (const c of spec.containers) {
+        const file = (c.args ?? []).concat(c.command ?? []).map((a) => /--config=\/etc\/gyre\/(.+)/.exec(a)?.[1]).find(Boolean);
+        const dataDir = file && YAML.parse(configs[file]).data_dir;
+        if (!dataDir) continue;
+        const where = `${owner.kind} ${owner.metadata.name} (${file}: data_dir ${dataDir})`;
+        const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === dataDir);
+        assert.ok(mount && !mount.readOnly, `${where}: mounted writable`);
+        const claims = (owner.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name);
+        assert.ok(spec.volumes.some((v) => v.name === mount.name && (v.emptyDir || v.persistentVolumeClaim)) ||
+          claims.includes(mount.name), `${where}: a volume, not the image`);
+        checked++;
+      }
+    }
+    assert.ok(checked >= 2, `orchestrator and predictor checked (${checked})`);
+  }
+});
+
 test('every service container has native gRPC probes on its gRPC port, readiness on its component', () => {
   const objects = renderChart({});
   for (const [owner, spec] of podSpecs(objects).filter(([o]) => o.kind !== 'Pod')) {

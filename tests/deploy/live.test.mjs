@@ -179,6 +179,8 @@ test('the suite starts from the chart\'s rendered configs and Prometheus scrapes
   for (const service of ['gateway', 'scheduler', 'optimizer', 'predictor']) {
     writeFileSync(`${root}/${service}.yaml`, config[`${service}.yaml`]);
     const env = { GYRE_GRPC_ADDRESS: '127.0.0.1:0', GYRE_METRICS_ADDRESS: '127.0.0.1:0', GYRE_SHUTDOWN_GRACE: '2s' };
+    // The pod's volume, here a directory of the test's own.
+    if (service === 'predictor') env.GYRE_DATA_DIR = `${root}/predictor`;
     if (service === 'gateway') {
       gatewayHttpPort = await freePort();
       Object.assign(env, { GYRE_HTTP_ADDRESS: `127.0.0.1:${gatewayHttpPort}`, GYRE_ORCHESTRATOR_ADDRESS: `127.0.0.1:${orchestrator.ports.grpc}` });
