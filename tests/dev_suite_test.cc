@@ -1052,7 +1052,38 @@ TEST(DevSuiteTest, AnalyzePrintsTheOptimizersAnalysis) {
       << output;
 }
 
+// The flags of a `gyre COMMAND --help` whose entry (the "  --flag" line and
+// the lines indented below it) gives no default; a required flag says so
+// instead. -h, --help has none to give.
+std::vector<std::string> FlagsWithoutDefault(const std::string& help) {
+  std::vector<std::string> missing;
+  std::string flag;
+  std::string entry;
+  const auto close_entry = [&] {
+    if (!flag.empty() && flag != "-h, --help" && !absl::StrContains(entry, "default") &&
+        !absl::StrContains(entry, "required")) {
+      missing.push_back(flag);
+    }
+  };
+  const size_t flags_at = help.find("\nflags:\n");
+  if (flags_at == std::string::npos) return missing;
+  for (absl::string_view line : absl::StrSplit(help.substr(flags_at + 8), '\n')) {
+    if (absl::StartsWith(line, "  -")) {
+      close_entry();
+      flag = std::string(absl::StripLeadingAsciiWhitespace(line));
+      entry = flag;
+    } else {
+      absl::StrAppend(&entry, " ", line);
+    }
+  }
+  close_entry();
+  return missing;
+}
+
 TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
+  // dev's flags and defaults come from the config schemas
+  // (EveryConfigKeyOfEveryServiceIsAFlagListedInItsHelp checks them); every
+  // other command's flag entry gives its default.
   const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
       {"dev", {"--data_dir", "--grpc_address", "--http_address", "--run", "--config"}},
       {"run", {"--set", "--orchestrator", "--detach"}},
@@ -1067,9 +1098,14 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"queues", {"--orchestrator"}},
       {"agents", {"--orchestrator"}},
       {"library", {"--orchestrator"}},
+      {"why", {"--orchestrator"}},
+      {"workflows", {"list", "show", "--version", "--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
       {"analyze", {"--optimizer", "--pool", "--history", "--apply", "--dry_run", "--orchestrator"}},
+      {"plan", {"--set", "--predictor", "--optimizer", "--json", "--orchestrator"}},
+      {"hash-token", {"TOKEN", "agent_join_token_hashes"}},
+      {"migrate", {"up", "status", "--postgres_dsn", "--postgres_password_file"}},
       {"version", {}},
       {"completion", {"bash"}}};
   for (const auto& [command, flags] : commands) {
@@ -1084,6 +1120,10 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
             << command << " " << help << " does not name " << flag << "\n"
             << output;
       }
+      if (command == "dev") continue;
+      EXPECT_EQ(FlagsWithoutDefault(output.out), std::vector<std::string>{})
+          << command << " " << help << ": these flags give no default\n"
+          << output;
     }
   }
   const GyreOutput via_help = RunGyreApart({"help", "logs"});
