@@ -129,7 +129,9 @@ std::string ExecutionOf(const std::string& run_output) {
 // added; up once it has said so, stopped with Ctrl-C at the end.
 class RunningDev {
  public:
-  explicit RunningDev(const std::vector<std::string>& flags) {
+  // `env` ("K=V") is added to its environment.
+  explicit RunningDev(const std::vector<std::string>& flags,
+                      const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {GyreBinary(),
                                      "dev",
                                      "--grpc_address=127.0.0.1:0",
@@ -137,7 +139,7 @@ class RunningDev {
                                      "--http_address=127.0.0.1:0",
                                      absl::StrCat("--data_dir=", data_dir_.path())};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    auto process = ChildProcess::Start(argv);
+    auto process = ChildProcess::Start(argv, env);
     if (!process.ok()) {
       ADD_FAILURE() << process.status();
       return;
@@ -1323,6 +1325,46 @@ TEST(DevSuiteTest, DevTakesTheOrchestratorsAndTheAgentsKeys) {
   const std::vector<std::string> gpu = FieldsOfLine(queues.out, "gpu", 6);
   ASSERT_EQ(gpu.size(), 6u) << queues;
   EXPECT_EQ(gpu[5], "2") << "desired workers of pool gpu (min 2)\n" << queues;
+}
+
+// Settings from the environment cannot silently mislead: a GYRE_* variable
+// that is no setting (a typo) is warned about with the nearest valid name,
+// and a list value takes "a,b" as well as "[a, b]".
+TEST(DevSuiteTest, AMistypedGyreVariableIsWarnedAboutAndAListTakesCommas) {
+  RunningDev dev({}, {"GYRE_QUEUS=x", "GYRE_QUEUES=default,gpu"});
+  ASSERT_TRUE(dev.up());
+  auto warning = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "GYRE_QUEUS"); },
+      absl::Seconds(10));
+  ASSERT_TRUE(warning.ok()) << warning.status();
+  EXPECT_TRUE(absl::StrContains(*warning, "\"level\":\"warn\"")) << *warning;
+  EXPECT_TRUE(absl::StrContains(*warning,
+                                "GYRE_QUEUS is not a setting of this service and is ignored "
+                                "(did you mean \\\"GYRE_QUEUES\\\"?)"))
+      << *warning;
+  // A valid one is not warned about.
+  EXPECT_FALSE(absl::StrContains(dev.process().Output(), "GYRE_QUEUES is not a setting"))
+      << dev.process().Output();
+
+  GyreOutput agents;
+  for (int i = 0; i < 200; ++i) {
+    agents = RunGyreApart({"agents", dev.orchestrator_flag()});
+    if (absl::StrContains(agents.out, "default,gpu")) break;
+    usleep(100'000);
+  }
+  // Two queues, not one named "default,gpu": each is a queue of its own.
+  EXPECT_EQ(FieldsOfLine(agents.out, "embedded", 3),
+            (std::vector<std::string>{"embedded", "connected", "default,gpu"}))
+      << agents;
+  const GyreOutput queues = RunGyreApart({"queues", dev.orchestrator_flag()});
+  EXPECT_EQ(queues.code, 0) << queues;
+  // QUEUE DEPTH RUNNING AGENTS: the embedded agent serves each.
+  EXPECT_EQ(FieldsOfLine(queues.out, "default", 4),
+            (std::vector<std::string>{"default", "0", "0", "1"}))
+      << queues;
+  EXPECT_EQ(FieldsOfLine(queues.out, "gpu", 4), (std::vector<std::string>{"gpu", "0", "0", "1"}))
+      << queues;
+  EXPECT_TRUE(FieldsOfLine(queues.out, "default,gpu", 1).empty()) << queues;
 }
 
 // A --set key no task uses is warned about, with the used name it is most
