@@ -27,6 +27,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -85,17 +86,21 @@ std::string ReadFile(const std::string& path) {
 // Runs `gyre` with `args` to its end, its stdout and stderr into files of
 // their own (ChildProcess merges them).
 // `binary` is another of the build's binaries than gyre, `env` ("K=V")
-// is added to its environment, and it is given `limit` to exit.
+// is added to its environment, and it is given `limit` to exit; it runs in
+// `cwd` when given (`binary` must then be an absolute path).
 GyreOutput RunGyreApart(const std::vector<std::string>& args,
                         const std::vector<std::string>& env = {},
                         absl::Duration limit = absl::Seconds(60),
-                        const std::string& binary = GyreBinary()) {
+                        const std::string& binary = GyreBinary(), const std::string& cwd = "") {
   const testing::ScratchDir dir("gyre_cli_output");
   std::vector<std::string> argv = {
-      "/bin/sh", "-c", "exec \"$0\" \"$@\" >\"$CLI_TEST_OUT\" 2>\"$CLI_TEST_ERR\"", binary};
+      "/bin/sh", "-c",
+      "cd \"${CLI_TEST_CWD:-.}\" && exec \"$0\" \"$@\" >\"$CLI_TEST_OUT\" 2>\"$CLI_TEST_ERR\"",
+      binary};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> environment = {"CLI_TEST_OUT=" + dir.path() + "/out",
                                           "CLI_TEST_ERR=" + dir.path() + "/err"};
+  if (!cwd.empty()) environment.push_back("CLI_TEST_CWD=" + cwd);
   environment.insert(environment.end(), env.begin(), env.end());
   auto process = ChildProcess::Start(argv, environment);
   GyreOutput result;
@@ -1043,6 +1048,52 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
   EXPECT_TRUE(
       absl::StartsWith(flag.err, "gyre status: cannot reach the orchestrator at 127.0.0.1:2 ("))
       << flag;
+}
+
+// The README's import-wfcommons example runs as written from the root of a
+// plain clone (the trace it names is in the repository), and gyre validate
+// takes what it wrote.
+TEST(DevSuiteTest, TheReadmesImportWfcommonsExampleWorksAsWritten) {
+  const std::string readme = ReadFile(BuildFile("README.md"));
+  ASSERT_FALSE(readme.empty()) << "README.md not found beside the build";
+  const std::string binary_as_written = "build/cmd/gyre/gyre ";
+  std::vector<std::string> args;
+  for (absl::string_view line : absl::StrSplit(readme, '\n')) {
+    if (!absl::StartsWith(line, binary_as_written + "import-wfcommons ")) continue;
+    line.remove_prefix(binary_as_written.size());
+    line = line.substr(0, line.find(" #"));  // a comment after the command
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    args = std::move(words);
+    break;
+  }
+  ASSERT_FALSE(args.empty()) << "the README has no " << binary_as_written << "import-wfcommons";
+  // A directory laid out as the clone: its tests/ (the build's copy of the
+  // traces, or the runfiles'), the output written here, not in the tree.
+  const testing::ScratchDir clone("gyre_readme_clone");
+  std::error_code error;
+  std::filesystem::create_directory_symlink(std::filesystem::absolute(BuildFile("tests")),
+                                            clone.path() + "/tests", error);
+  ASSERT_FALSE(error) << error.message();
+  const std::string gyre = std::filesystem::absolute(GyreBinary()).string();
+  const GyreOutput imported = RunGyreApart(args, {}, absl::Seconds(60), gyre, clone.path());
+  ASSERT_EQ(imported.code, 0) << absl::StrJoin(args, " ") << "\n" << imported;
+  int tasks = 0;
+  ASSERT_TRUE(absl::StartsWith(imported.err, "imported ")) << imported;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      absl::string_view(imported.err).substr(9, imported.err.find(' ', 9) - 9), &tasks))
+      << imported;
+  EXPECT_GT(tasks, 10) << imported;
+
+  const std::string output = "montage.yaml";
+  ASSERT_TRUE(std::find(args.begin(), args.end(), "--output=" + output) != args.end())
+      << "the README's example writes " << absl::StrJoin(args, " ");
+  const GyreOutput validated =
+      RunGyreApart({"validate", output}, {}, absl::Seconds(60), gyre, clone.path());
+  EXPECT_EQ(validated.code, 0) << validated;
+  EXPECT_TRUE(absl::StartsWith(validated.out, absl::StrCat(output, ": ok, workflow ")))
+      << validated;
+  EXPECT_TRUE(absl::EndsWith(validated.out, absl::StrCat(" with ", tasks, " tasks\n")))
+      << validated;
 }
 
 // gyre dev hosts the optimizer: `gyre analyze FILE.yaml` reaches it at the
