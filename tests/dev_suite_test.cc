@@ -961,6 +961,46 @@ TEST(DevSuiteTest, AServerOwnsItsPortsAndASecondOneSaysWhyItCannotStart) {
   EXPECT_EQ(second_orchestrator.err, "gyre-orchestrator: " + expected_port_line)
       << second_orchestrator;
 
+  // Its metrics and HTTP ports are its own as well: a second server given
+  // one of them says so, naming the key, and exits 2.
+  auto up = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "gyre dev is up"); },
+      absl::Seconds(1));
+  ASSERT_TRUE(up.ok()) << up.status();
+  auto http = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"http_port\":"); },
+      absl::Seconds(10));
+  ASSERT_TRUE(http.ok()) << http.status();
+  const std::optional<int> metrics_port = testing::JsonIntField(*up, "metrics_port");
+  const std::optional<int> http_port = testing::JsonIntField(*http, "http_port");
+  ASSERT_TRUE(metrics_port.has_value() && http_port.has_value()) << *up << "\n" << *http;
+  const auto in_use_line = [](const std::string& key, int taken_port) {
+    return absl::StrCat(key, " 127.0.0.1:", taken_port, ": port ", taken_port,
+                        " is already in use by another process (another gyre dev or Gyre "
+                        "server?); stop it or choose another port with --",
+                        key, "\n");
+  };
+  const GyreOutput metrics_taken =
+      RunGyreApart({"dev", "--grpc_address=127.0.0.1:0",
+                    absl::StrCat("--metrics_address=127.0.0.1:", *metrics_port),
+                    "--http_address=127.0.0.1:0", "--data_dir=" + other_dir.path() + "/metrics"});
+  EXPECT_EQ(metrics_taken.code, 2) << metrics_taken;
+  EXPECT_EQ(metrics_taken.err, "gyre dev: " + in_use_line("metrics_address", *metrics_port))
+      << metrics_taken;
+  const GyreOutput http_taken =
+      RunGyreApart({"dev", "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                    absl::StrCat("--http_address=127.0.0.1:", *http_port),
+                    "--data_dir=" + other_dir.path() + "/http"});
+  EXPECT_EQ(http_taken.code, 2) << http_taken;
+  EXPECT_EQ(http_taken.err, "gyre dev: " + in_use_line("http_address", *http_port)) << http_taken;
+  const GyreOutput gateway_taken =
+      RunGyreApart({"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                    absl::StrCat("--http_address=127.0.0.1:", *http_port)},
+                   {}, absl::Seconds(60), BuildFile("services/gateway/gyre-gateway"));
+  EXPECT_EQ(gateway_taken.code, 2) << gateway_taken;
+  EXPECT_EQ(gateway_taken.err, "gyre-gateway: " + in_use_line("http_address", *http_port))
+      << gateway_taken;
+
   // Free ports, the first one's data directory: refused, naming who has it.
   const std::string locked_line = absl::StrCat(
       "data_dir ", dev.data_dir(), " is locked by pid ", dev.process().pid(), " (", dev.data_dir(),
