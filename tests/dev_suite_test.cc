@@ -650,7 +650,8 @@ TEST(DevSuiteTest, GyreRunOnATerminalPrintsWhatMattersAboveTheBar) {
 
 // gyre dev's log on a terminal is text a person reads ("gyre dev is up"
 // stands out, with its addresses below it); into a pipe it is JSON; the
-// flag chooses either way. --log_level=debug tells the engine's decisions.
+// flag chooses either way. --log_level=debug tells the decisions of the
+// engine, the agent, the optimizer and the predictor.
 TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
   const testing::ScratchDir scratch("gyre_dev_log_format");
   const std::string workflow = scratch.path() + "/wf.yaml";
@@ -686,13 +687,13 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     auto up = up_line(**dev);
     ASSERT_TRUE(up.ok()) << up.status();
     EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  \033[1m==> gyre dev is up <==\033[0m")) << *up;
-    EXPECT_TRUE(
-        (*dev)
-            ->WaitForLine(
-                [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
-                absl::Seconds(10))
-            .ok())
-        << (*dev)->Output();
+    auto grpc_port = (*dev)->WaitForLine(
+        [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
+        absl::Seconds(10));
+    ASSERT_TRUE(grpc_port.ok()) << (*dev)->Output();
+    const std::string orchestrator_flag =
+        absl::StrCat("--orchestrator=127.0.0.1:",
+                     absl::StripAsciiWhitespace(absl::string_view(*grpc_port).substr(17)));
     // The engine's decisions at debug level, as text.
     auto retry = (*dev)->WaitForLine(
         [](const std::string& line) { return absl::StrContains(line, "retry scheduled"); },
@@ -701,6 +702,33 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     EXPECT_TRUE(absl::StrContains(*retry, "DEBUG")) << *retry;
     EXPECT_TRUE(absl::StrContains(*retry, "task=flaky  failed_attempt=1")) << *retry;
     EXPECT_TRUE(absl::StrContains((*dev)->Output(), "task leased  execution=")) << (*dev)->Output();
+    // The agent's: each process it starts, how it ended, the result it sends.
+    const auto debug_line = [&](const std::string& msg, const std::string& part) {
+      auto line = (*dev)->WaitForLine(
+          [&](const std::string& line) {
+            return absl::StrContains(line, "DEBUG") && absl::StrContains(line, msg + "  ") &&
+                   absl::StrContains(line, part);
+          },
+          absl::Seconds(30));
+      EXPECT_TRUE(line.ok()) << "no debug line \"" << msg << "\" with " << part << "\n"
+                             << (*dev)->Output();
+      return line.ok() ? *line : "";
+    };
+    const std::string started = debug_line("task process started", "/flaky#1  pid=");
+    EXPECT_TRUE(absl::StrContains(started, "attempt=executions/")) << started;
+    EXPECT_TRUE(absl::StrContains(debug_line("task process exited", "/flaky#1  pid="),
+                                  "  exit_code=3  signal=0  took_ms="));
+    EXPECT_TRUE(absl::StrContains(debug_line("task finished", "/flaky#2  "),
+                                  "  outcome=ATTEMPT_FAILED  exit_code=3"));
+    EXPECT_TRUE(absl::StrContains(debug_line("registration sent", "orchestrator="), "  running=0"));
+    // The optimizer's and the predictor's, asked as gyre analyze and plan ask.
+    const GyreOutput analyzed = RunGyreApart({"analyze", workflow, orchestrator_flag});
+    EXPECT_EQ(analyzed.code, 0) << analyzed;
+    EXPECT_TRUE(absl::StrContains(debug_line("analysis done", "critical_path_tasks=1"),
+                                  "  recommendations="));
+    const GyreOutput planned = RunGyreApart({"plan", workflow, orchestrator_flag});
+    EXPECT_EQ(planned.code, 0) << planned;
+    EXPECT_FALSE(debug_line("resources predicted", "tasks=1  duration_levels=").empty());
     EXPECT_FALSE(absl::StrContains((*dev)->Output(), "{\"time\":")) << (*dev)->Output();
     stop(**dev);
   }
@@ -711,6 +739,7 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     ASSERT_TRUE(up.ok()) << up.status();
     EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
     EXPECT_FALSE(absl::StrContains((*dev)->Output(), "task leased")) << "debug is off by default";
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "registration sent")) << (*dev)->Output();
     stop(**dev);
   }
   {
