@@ -27,7 +27,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "cmd/gyre/dev_suite_module.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -83,17 +86,21 @@ std::string ReadFile(const std::string& path) {
 // Runs `gyre` with `args` to its end, its stdout and stderr into files of
 // their own (ChildProcess merges them).
 // `binary` is another of the build's binaries than gyre, `env` ("K=V")
-// is added to its environment, and it is given `limit` to exit.
+// is added to its environment, and it is given `limit` to exit; it runs in
+// `cwd` when given (`binary` must then be an absolute path).
 GyreOutput RunGyreApart(const std::vector<std::string>& args,
                         const std::vector<std::string>& env = {},
                         absl::Duration limit = absl::Seconds(60),
-                        const std::string& binary = GyreBinary()) {
+                        const std::string& binary = GyreBinary(), const std::string& cwd = "") {
   const testing::ScratchDir dir("gyre_cli_output");
   std::vector<std::string> argv = {
-      "/bin/sh", "-c", "exec \"$0\" \"$@\" >\"$CLI_TEST_OUT\" 2>\"$CLI_TEST_ERR\"", binary};
+      "/bin/sh", "-c",
+      "cd \"${CLI_TEST_CWD:-.}\" && exec \"$0\" \"$@\" >\"$CLI_TEST_OUT\" 2>\"$CLI_TEST_ERR\"",
+      binary};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<std::string> environment = {"CLI_TEST_OUT=" + dir.path() + "/out",
                                           "CLI_TEST_ERR=" + dir.path() + "/err"};
+  if (!cwd.empty()) environment.push_back("CLI_TEST_CWD=" + cwd);
   environment.insert(environment.end(), env.begin(), env.end());
   auto process = ChildProcess::Start(argv, environment);
   GyreOutput result;
@@ -127,7 +134,9 @@ std::string ExecutionOf(const std::string& run_output) {
 // added; up once it has said so, stopped with Ctrl-C at the end.
 class RunningDev {
  public:
-  explicit RunningDev(const std::vector<std::string>& flags) {
+  // `env` ("K=V") is added to its environment.
+  explicit RunningDev(const std::vector<std::string>& flags,
+                      const std::vector<std::string>& env = {}) {
     std::vector<std::string> argv = {GyreBinary(),
                                      "dev",
                                      "--grpc_address=127.0.0.1:0",
@@ -135,7 +144,7 @@ class RunningDev {
                                      "--http_address=127.0.0.1:0",
                                      absl::StrCat("--data_dir=", data_dir_.path())};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    auto process = ChildProcess::Start(argv);
+    auto process = ChildProcess::Start(argv, env);
     if (!process.ok()) {
       ADD_FAILURE() << process.status();
       return;
@@ -641,7 +650,8 @@ TEST(DevSuiteTest, GyreRunOnATerminalPrintsWhatMattersAboveTheBar) {
 
 // gyre dev's log on a terminal is text a person reads ("gyre dev is up"
 // stands out, with its addresses below it); into a pipe it is JSON; the
-// flag chooses either way. --log_level=debug tells the engine's decisions.
+// flag chooses either way. --log_level=debug tells the decisions of the
+// engine, the agent, the optimizer and the predictor.
 TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
   const testing::ScratchDir scratch("gyre_dev_log_format");
   const std::string workflow = scratch.path() + "/wf.yaml";
@@ -677,13 +687,13 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     auto up = up_line(**dev);
     ASSERT_TRUE(up.ok()) << up.status();
     EXPECT_TRUE(absl::StrContains(*up, " INFO  dev  \033[1m==> gyre dev is up <==\033[0m")) << *up;
-    EXPECT_TRUE(
-        (*dev)
-            ->WaitForLine(
-                [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
-                absl::Seconds(10))
-            .ok())
-        << (*dev)->Output();
+    auto grpc_port = (*dev)->WaitForLine(
+        [](const std::string& line) { return absl::StartsWith(line, "      grpc_port  "); },
+        absl::Seconds(10));
+    ASSERT_TRUE(grpc_port.ok()) << (*dev)->Output();
+    const std::string orchestrator_flag =
+        absl::StrCat("--orchestrator=127.0.0.1:",
+                     absl::StripAsciiWhitespace(absl::string_view(*grpc_port).substr(17)));
     // The engine's decisions at debug level, as text.
     auto retry = (*dev)->WaitForLine(
         [](const std::string& line) { return absl::StrContains(line, "retry scheduled"); },
@@ -692,6 +702,33 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     EXPECT_TRUE(absl::StrContains(*retry, "DEBUG")) << *retry;
     EXPECT_TRUE(absl::StrContains(*retry, "task=flaky  failed_attempt=1")) << *retry;
     EXPECT_TRUE(absl::StrContains((*dev)->Output(), "task leased  execution=")) << (*dev)->Output();
+    // The agent's: each process it starts, how it ended, the result it sends.
+    const auto debug_line = [&](const std::string& msg, const std::string& part) {
+      auto line = (*dev)->WaitForLine(
+          [&](const std::string& line) {
+            return absl::StrContains(line, "DEBUG") && absl::StrContains(line, msg + "  ") &&
+                   absl::StrContains(line, part);
+          },
+          absl::Seconds(30));
+      EXPECT_TRUE(line.ok()) << "no debug line \"" << msg << "\" with " << part << "\n"
+                             << (*dev)->Output();
+      return line.ok() ? *line : "";
+    };
+    const std::string started = debug_line("task process started", "/flaky#1  pid=");
+    EXPECT_TRUE(absl::StrContains(started, "attempt=executions/")) << started;
+    EXPECT_TRUE(absl::StrContains(debug_line("task process exited", "/flaky#1  pid="),
+                                  "  exit_code=3  signal=0  took_ms="));
+    EXPECT_TRUE(absl::StrContains(debug_line("task finished", "/flaky#2  "),
+                                  "  outcome=ATTEMPT_FAILED  exit_code=3"));
+    EXPECT_TRUE(absl::StrContains(debug_line("registration sent", "orchestrator="), "  running=0"));
+    // The optimizer's and the predictor's, asked as gyre analyze and plan ask.
+    const GyreOutput analyzed = RunGyreApart({"analyze", workflow, orchestrator_flag});
+    EXPECT_EQ(analyzed.code, 0) << analyzed;
+    EXPECT_TRUE(absl::StrContains(debug_line("analysis done", "critical_path_tasks=1"),
+                                  "  recommendations="));
+    const GyreOutput planned = RunGyreApart({"plan", workflow, orchestrator_flag});
+    EXPECT_EQ(planned.code, 0) << planned;
+    EXPECT_FALSE(debug_line("resources predicted", "tasks=1  duration_levels=").empty());
     EXPECT_FALSE(absl::StrContains((*dev)->Output(), "{\"time\":")) << (*dev)->Output();
     stop(**dev);
   }
@@ -702,6 +739,7 @@ TEST(DevSuiteTest, LogsAreTextOnATerminalAndJsonInAPipe) {
     ASSERT_TRUE(up.ok()) << up.status();
     EXPECT_TRUE(absl::StartsWith(*up, "{\"time\":")) << *up;
     EXPECT_FALSE(absl::StrContains((*dev)->Output(), "task leased")) << "debug is off by default";
+    EXPECT_FALSE(absl::StrContains((*dev)->Output(), "registration sent")) << (*dev)->Output();
     stop(**dev);
   }
   {
@@ -952,6 +990,46 @@ TEST(DevSuiteTest, AServerOwnsItsPortsAndASecondOneSaysWhyItCannotStart) {
   EXPECT_EQ(second_orchestrator.err, "gyre-orchestrator: " + expected_port_line)
       << second_orchestrator;
 
+  // Its metrics and HTTP ports are its own as well: a second server given
+  // one of them says so, naming the key, and exits 2.
+  auto up = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "gyre dev is up"); },
+      absl::Seconds(1));
+  ASSERT_TRUE(up.ok()) << up.status();
+  auto http = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"http_port\":"); },
+      absl::Seconds(10));
+  ASSERT_TRUE(http.ok()) << http.status();
+  const std::optional<int> metrics_port = testing::JsonIntField(*up, "metrics_port");
+  const std::optional<int> http_port = testing::JsonIntField(*http, "http_port");
+  ASSERT_TRUE(metrics_port.has_value() && http_port.has_value()) << *up << "\n" << *http;
+  const auto in_use_line = [](const std::string& key, int taken_port) {
+    return absl::StrCat(key, " 127.0.0.1:", taken_port, ": port ", taken_port,
+                        " is already in use by another process (another gyre dev or Gyre "
+                        "server?); stop it or choose another port with --",
+                        key, "\n");
+  };
+  const GyreOutput metrics_taken =
+      RunGyreApart({"dev", "--grpc_address=127.0.0.1:0",
+                    absl::StrCat("--metrics_address=127.0.0.1:", *metrics_port),
+                    "--http_address=127.0.0.1:0", "--data_dir=" + other_dir.path() + "/metrics"});
+  EXPECT_EQ(metrics_taken.code, 2) << metrics_taken;
+  EXPECT_EQ(metrics_taken.err, "gyre dev: " + in_use_line("metrics_address", *metrics_port))
+      << metrics_taken;
+  const GyreOutput http_taken =
+      RunGyreApart({"dev", "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                    absl::StrCat("--http_address=127.0.0.1:", *http_port),
+                    "--data_dir=" + other_dir.path() + "/http"});
+  EXPECT_EQ(http_taken.code, 2) << http_taken;
+  EXPECT_EQ(http_taken.err, "gyre dev: " + in_use_line("http_address", *http_port)) << http_taken;
+  const GyreOutput gateway_taken =
+      RunGyreApart({"--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                    absl::StrCat("--http_address=127.0.0.1:", *http_port)},
+                   {}, absl::Seconds(60), BuildFile("services/gateway/gyre-gateway"));
+  EXPECT_EQ(gateway_taken.code, 2) << gateway_taken;
+  EXPECT_EQ(gateway_taken.err, "gyre-gateway: " + in_use_line("http_address", *http_port))
+      << gateway_taken;
+
   // Free ports, the first one's data directory: refused, naming who has it.
   const std::string locked_line = absl::StrCat(
       "data_dir ", dev.data_dir(), " is locked by pid ", dev.process().pid(), " (", dev.data_dir(),
@@ -996,8 +1074,10 @@ TEST(DevSuiteTest, ThePostgresStoreWithoutADsnIsRefusedAtConfigValidation) {
 }
 
 TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
-  // Nothing listens on port 1. Each command must give up well before the
-  // 60 s bound (it used to retry for 30 s in silence).
+  // Nothing listens on port 1. Each command must give up within a few
+  // seconds (it used to retry for 30 s in silence): a call's deadline is
+  // 10 s, so 12 s is a generous upper bound, not a speed test.
+  const absl::Duration at_most = absl::Seconds(12);
   const std::string hint =
       "start one with ./scripts/dev or gyre dev, or point --orchestrator or GYRE_ORCHESTRATOR at a "
       "running one\n";
@@ -1015,8 +1095,11 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
                                                           {"library"}};
   for (const std::vector<std::string>& command : commands) {
     // The address from the environment, as TEMPORAL_ADDRESS or ARGO_SERVER.
+    const absl::Time started = absl::Now();
     const GyreOutput output =
         RunGyreApart(command, {"GYRE_ORCHESTRATOR=127.0.0.1:1"}, absl::Seconds(60));
+    const absl::Duration took = absl::Now() - started;
+    EXPECT_LE(took, at_most) << command[0] << " took " << took << " to say so\n" << output;
     EXPECT_EQ(output.code, 3) << command[0] << "\n" << output;
     EXPECT_TRUE(absl::StartsWith(
         output.err,
@@ -1026,12 +1109,60 @@ TEST(DevSuiteTest, AnUnreachableOrchestratorIsSaidAtOnceWithExitThree) {
     EXPECT_EQ(Lines(output.err), 1u) << output;
   }
   // The flag wins over the environment.
+  const absl::Time started = absl::Now();
   const GyreOutput flag = RunGyreApart({"status", "abc", "--orchestrator=127.0.0.1:2"},
                                        {"GYRE_ORCHESTRATOR=127.0.0.1:1"});
+  EXPECT_LE(absl::Now() - started, at_most) << flag;
   EXPECT_EQ(flag.code, 3) << flag;
   EXPECT_TRUE(
       absl::StartsWith(flag.err, "gyre status: cannot reach the orchestrator at 127.0.0.1:2 ("))
       << flag;
+}
+
+// The README's import-wfcommons example runs as written from the root of a
+// plain clone (the trace it names is in the repository), and gyre validate
+// takes what it wrote.
+TEST(DevSuiteTest, TheReadmesImportWfcommonsExampleWorksAsWritten) {
+  const std::string readme = ReadFile(BuildFile("README.md"));
+  ASSERT_FALSE(readme.empty()) << "README.md not found beside the build";
+  const std::string binary_as_written = "build/cmd/gyre/gyre ";
+  std::vector<std::string> args;
+  for (absl::string_view line : absl::StrSplit(readme, '\n')) {
+    if (!absl::StartsWith(line, binary_as_written + "import-wfcommons ")) continue;
+    line.remove_prefix(binary_as_written.size());
+    line = line.substr(0, line.find(" #"));  // a comment after the command
+    std::vector<std::string> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    args = std::move(words);
+    break;
+  }
+  ASSERT_FALSE(args.empty()) << "the README has no " << binary_as_written << "import-wfcommons";
+  // A directory laid out as the clone: its tests/ (the build's copy of the
+  // traces, or the runfiles'), the output written here, not in the tree.
+  const testing::ScratchDir clone("gyre_readme_clone");
+  std::error_code error;
+  std::filesystem::create_directory_symlink(std::filesystem::absolute(BuildFile("tests")),
+                                            clone.path() + "/tests", error);
+  ASSERT_FALSE(error) << error.message();
+  const std::string gyre = std::filesystem::absolute(GyreBinary()).string();
+  const GyreOutput imported = RunGyreApart(args, {}, absl::Seconds(60), gyre, clone.path());
+  ASSERT_EQ(imported.code, 0) << absl::StrJoin(args, " ") << "\n" << imported;
+  int tasks = 0;
+  ASSERT_TRUE(absl::StartsWith(imported.err, "imported ")) << imported;
+  ASSERT_TRUE(absl::SimpleAtoi(
+      absl::string_view(imported.err).substr(9, imported.err.find(' ', 9) - 9), &tasks))
+      << imported;
+  EXPECT_GT(tasks, 10) << imported;
+
+  const std::string output = "montage.yaml";
+  ASSERT_TRUE(std::find(args.begin(), args.end(), "--output=" + output) != args.end())
+      << "the README's example writes " << absl::StrJoin(args, " ");
+  const GyreOutput validated =
+      RunGyreApart({"validate", output}, {}, absl::Seconds(60), gyre, clone.path());
+  EXPECT_EQ(validated.code, 0) << validated;
+  EXPECT_TRUE(absl::StartsWith(validated.out, absl::StrCat(output, ": ok, workflow ")))
+      << validated;
+  EXPECT_TRUE(absl::EndsWith(validated.out, absl::StrCat(" with ", tasks, " tasks\n")))
+      << validated;
 }
 
 // gyre dev hosts the optimizer: `gyre analyze FILE.yaml` reaches it at the
@@ -1052,7 +1183,38 @@ TEST(DevSuiteTest, AnalyzePrintsTheOptimizersAnalysis) {
       << output;
 }
 
+// The flags of a `gyre COMMAND --help` whose entry (the "  --flag" line and
+// the lines indented below it) gives no default; a required flag says so
+// instead. -h, --help has none to give.
+std::vector<std::string> FlagsWithoutDefault(const std::string& help) {
+  std::vector<std::string> missing;
+  std::string flag;
+  std::string entry;
+  const auto close_entry = [&] {
+    if (!flag.empty() && flag != "-h, --help" && !absl::StrContains(entry, "default") &&
+        !absl::StrContains(entry, "required")) {
+      missing.push_back(flag);
+    }
+  };
+  const size_t flags_at = help.find("\nflags:\n");
+  if (flags_at == std::string::npos) return missing;
+  for (absl::string_view line : absl::StrSplit(help.substr(flags_at + 8), '\n')) {
+    if (absl::StartsWith(line, "  -")) {
+      close_entry();
+      flag = std::string(absl::StripLeadingAsciiWhitespace(line));
+      entry = flag;
+    } else {
+      absl::StrAppend(&entry, " ", line);
+    }
+  }
+  close_entry();
+  return missing;
+}
+
 TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
+  // dev's flags and defaults come from the config schemas
+  // (EveryConfigKeyOfEveryServiceIsAFlagListedInItsHelp checks them); every
+  // other command's flag entry gives its default.
   const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
       {"dev", {"--data_dir", "--grpc_address", "--http_address", "--run", "--config"}},
       {"run", {"--set", "--orchestrator", "--detach"}},
@@ -1067,9 +1229,14 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
       {"queues", {"--orchestrator"}},
       {"agents", {"--orchestrator"}},
       {"library", {"--orchestrator"}},
+      {"why", {"--orchestrator"}},
+      {"workflows", {"list", "show", "--version", "--orchestrator"}},
       {"validate", {"--task_library_dir"}},
       {"import-wfcommons", {"--scale", "--queue", "--name", "--output"}},
       {"analyze", {"--optimizer", "--pool", "--history", "--apply", "--dry_run", "--orchestrator"}},
+      {"plan", {"--set", "--predictor", "--optimizer", "--json", "--orchestrator"}},
+      {"hash-token", {"TOKEN", "agent_join_token_hashes"}},
+      {"migrate", {"up", "status", "--postgres_dsn", "--postgres_password_file"}},
       {"version", {}},
       {"completion", {"bash"}}};
   for (const auto& [command, flags] : commands) {
@@ -1084,6 +1251,10 @@ TEST(DevSuiteTest, EverySubcommandExplainsItselfWithItsFlags) {
             << command << " " << help << " does not name " << flag << "\n"
             << output;
       }
+      if (command == "dev") continue;
+      EXPECT_EQ(FlagsWithoutDefault(output.out), std::vector<std::string>{})
+          << command << " " << help << ": these flags give no default\n"
+          << output;
     }
   }
   const GyreOutput via_help = RunGyreApart({"help", "logs"});
@@ -1274,6 +1445,46 @@ TEST(DevSuiteTest, DevTakesTheOrchestratorsAndTheAgentsKeys) {
   const std::vector<std::string> gpu = FieldsOfLine(queues.out, "gpu", 6);
   ASSERT_EQ(gpu.size(), 6u) << queues;
   EXPECT_EQ(gpu[5], "2") << "desired workers of pool gpu (min 2)\n" << queues;
+}
+
+// Settings from the environment cannot silently mislead: a GYRE_* variable
+// that is no setting (a typo) is warned about with the nearest valid name,
+// and a list value takes "a,b" as well as "[a, b]".
+TEST(DevSuiteTest, AMistypedGyreVariableIsWarnedAboutAndAListTakesCommas) {
+  RunningDev dev({}, {"GYRE_QUEUS=x", "GYRE_QUEUES=default,gpu"});
+  ASSERT_TRUE(dev.up());
+  auto warning = dev.process().WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "GYRE_QUEUS"); },
+      absl::Seconds(10));
+  ASSERT_TRUE(warning.ok()) << warning.status();
+  EXPECT_TRUE(absl::StrContains(*warning, "\"level\":\"warn\"")) << *warning;
+  EXPECT_TRUE(absl::StrContains(*warning,
+                                "GYRE_QUEUS is not a setting of this service and is ignored "
+                                "(did you mean \\\"GYRE_QUEUES\\\"?)"))
+      << *warning;
+  // A valid one is not warned about.
+  EXPECT_FALSE(absl::StrContains(dev.process().Output(), "GYRE_QUEUES is not a setting"))
+      << dev.process().Output();
+
+  GyreOutput agents;
+  for (int i = 0; i < 200; ++i) {
+    agents = RunGyreApart({"agents", dev.orchestrator_flag()});
+    if (absl::StrContains(agents.out, "default,gpu")) break;
+    usleep(100'000);
+  }
+  // Two queues, not one named "default,gpu": each is a queue of its own.
+  EXPECT_EQ(FieldsOfLine(agents.out, "embedded", 3),
+            (std::vector<std::string>{"embedded", "connected", "default,gpu"}))
+      << agents;
+  const GyreOutput queues = RunGyreApart({"queues", dev.orchestrator_flag()});
+  EXPECT_EQ(queues.code, 0) << queues;
+  // QUEUE DEPTH RUNNING AGENTS: the embedded agent serves each.
+  EXPECT_EQ(FieldsOfLine(queues.out, "default", 4),
+            (std::vector<std::string>{"default", "0", "0", "1"}))
+      << queues;
+  EXPECT_EQ(FieldsOfLine(queues.out, "gpu", 4), (std::vector<std::string>{"gpu", "0", "0", "1"}))
+      << queues;
+  EXPECT_TRUE(FieldsOfLine(queues.out, "default,gpu", 1).empty()) << queues;
 }
 
 // A --set key no task uses is warned about, with the used name it is most

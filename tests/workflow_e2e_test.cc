@@ -8,6 +8,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <iterator>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -26,6 +30,28 @@
 
 namespace gyre::e2e {
 namespace {
+
+// Runs the gyre CLI against the orchestrator at `address` to its end: its
+// exit code (-1 if it did not exit) and its output, stdout and stderr
+// together.
+std::pair<int, std::string> RunGyre(const std::string& address, std::vector<std::string> args) {
+  args.insert(args.begin(), Binary("cmd/gyre/gyre"));
+  args.push_back("--orchestrator=" + address);
+  auto process = ChildProcess::Start(args);
+  if (!process.ok()) return {-1, std::string(process.status().message())};
+  const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(30));
+  (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
+  return {status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
+          (*process)->Output()};
+}
+
+// The line of `text` that starts with `start`; empty if none does.
+std::string LineStartingWith(const std::string& text, const std::string& start) {
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, start)) return std::string(line);
+  }
+  return "";
+}
 
 TEST_F(Cluster, DiamondDagPassesContextAlongEdges) {
   StartAgent("a1");
@@ -189,21 +215,25 @@ tasks:
   EXPECT_EQ(run.attempts(1).outcome(), v1::ATTEMPT_SUCCEEDED);
   EXPECT_TRUE(absl::StartsWith(run.attempts(1).agent(), "agents/survivor"));
   EXPECT_EQ(Logs(exec, "work"), "done\n");
+
+  // gyre status shows every attempt under the task: the lost one with its
+  // agent, when it started and why it was lost, then the one that ran.
+  const auto [status_code, status] = RunGyre(address_, {"status", exec});
+  EXPECT_EQ(status_code, 0) << status;
+  const std::string indent(27, ' ');  // the detail lines' column
+  // (An agent's id is its name and a random suffix: "doomed-1f2e3d".)
+  const std::string lost = LineStartingWith(status, indent + "attempt 1  agent doomed-");
+  EXPECT_TRUE(absl::StrContains(lost, "  started ")) << status;
+  EXPECT_TRUE(absl::StrContains(lost, "  took ")) << status;
+  EXPECT_TRUE(absl::StrContains(lost, "  lost (agent doomed-")) << status;
+  const std::string ran = LineStartingWith(status, indent + "attempt 2  agent survivor-");
+  EXPECT_TRUE(absl::StrContains(ran, "  started ")) << status;
+  EXPECT_TRUE(absl::EndsWith(ran, "  succeeded")) << status;
 }
 
 // What the API stores, the CLI shows: gyre workflows list and show.
 TEST_F(Cluster, GyreWorkflowsListsAndShowsStoredDefinitions) {
-  const auto gyre = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), Binary("cmd/gyre/gyre"));
-    args.push_back("--orchestrator=" + address_);
-    auto process = ChildProcess::Start(args);
-    EXPECT_TRUE(process.ok()) << process.status();
-    const std::optional<int> status = (*process)->WaitForExit(absl::Seconds(30));
-    (void)(*process)->WaitForLine([](const std::string&) { return false; }, absl::Seconds(1));
-    EXPECT_TRUE(status.has_value());
-    return std::make_pair(status.has_value() && WIFEXITED(*status) ? WEXITSTATUS(*status) : -1,
-                          (*process)->Output());
-  };
+  const auto gyre = [&](std::vector<std::string> args) { return RunGyre(address_, args); };
   const auto [empty_code, empty] = gyre({"workflows", "list"});
   EXPECT_EQ(empty_code, 0) << empty;
   EXPECT_TRUE(absl::StartsWith(empty, "no stored workflows")) << empty;
@@ -736,6 +766,19 @@ tasks:
   // The waiting graph gets the run's outputs.
   EXPECT_EQ(Logs(first, "report"), "ref_v7\n");
   EXPECT_EQ(Logs(second, "report"), "ref_v7\n");
+
+  // gyre logs says where the task ran instead of "no attempt".
+  const std::string satisfied =
+      absl::StrCat("load-reference-data did not run here: satisfied by ", first,
+                   "/tasks/load-reference-data (a global task that already ran)");
+  const auto [task_code, task_logs] = RunGyre(address_, {"logs", second, "load-reference-data"});
+  EXPECT_EQ(task_code, 1) << task_logs;
+  EXPECT_EQ(task_logs, absl::StrCat("gyre logs: ", second, "/tasks/", satisfied)) << task_logs;
+  const auto [all_code, all_logs] = RunGyre(address_, {"logs", second});
+  EXPECT_EQ(all_code, 0) << all_logs;
+  EXPECT_TRUE(absl::StrContains(all_logs, absl::StrCat("==> ", satisfied, " <=="))) << all_logs;
+  EXPECT_TRUE(absl::StrContains(all_logs, "==> report attempt 1: succeeded <==\nref_v7"))
+      << all_logs;
 }
 
 TEST_F(Cluster, ResultOfAnAttemptLostWithItsAgentIsRejected) {

@@ -29,7 +29,7 @@ constexpr absl::string_view kSetFlag =
     "  --secret KEY\n"
     "      a secret context value, taken from gyre's own $KEY (never the command line):\n"
     "      it reaches the tasks' environment only, shown as <secret> everywhere else\n"
-    "      (gyre run only; repeatable)\n";
+    "      (gyre run only; repeatable; default none)\n";
 
 struct Help {
   absl::string_view command;
@@ -158,9 +158,10 @@ constexpr Help kHelp[] = {
      "  --history EXECUTION\n"
      "      a finished execution whose attempts are history (repeatable; default none)\n"
      "  --apply=ID[,ID...]\n"
-     "      apply these recommendations as a new version (workflows/NAME only)\n"
-     "  --dry_run=true\n"
-     "      with --apply: print the diff, store nothing\n",
+     "      apply these recommendations as a new version (workflows/NAME only; default\n"
+     "      none: analyze only)\n"
+     "  --dry_run=true|false\n"
+     "      with --apply: print the diff, store nothing (default false)\n",
      true, false},
     {"plan", "FILE.yaml [flags]",
      "Before anything runs: each task's predicted duration, memory and CPU with their\n"
@@ -174,8 +175,20 @@ constexpr Help kHelp[] = {
      "  --optimizer=HOST:PORT\n"
      "      also print the optimizer's summary (default $GYRE_OPTIMIZER, else none)\n"
      "  --json\n"
-     "      one JSON object instead of the table\n",
+     "      one JSON object instead of the table (default: the table)\n",
      true, true},
+    {"migrate", "up|status --postgres_dsn=DSN [flags]",
+     "Applies (up) or shows (status) the migrations of the PostgreSQL state store's\n"
+     "schema, as the orchestrator applies them at start with store: postgres; for\n"
+     "operators who migrate before rolling out. Exit 0 done, 1 failed (the database\n"
+     "said why), 2 bad arguments.\n",
+     "  --postgres_dsn=DSN\n"
+     "      libpq connection string of the database, password apart, e.g. \"host=db\n"
+     "      dbname=gyre user=gyre\" (required: no default)\n"
+     "  --postgres_password_file=FILE\n"
+     "      file holding the password (default $GYRE_POSTGRES_PASSWORD, else none;\n"
+     "      not both)\n",
+     false, false},
     {"version", "", "Prints the version (also gyre --version).\n", "", false, false},
     {"completion", "bash|zsh",
      "Prints a completion script for gyre's commands and flags; load it with\n"

@@ -56,6 +56,8 @@ constexpr char kUsage[] =
     "                                      what they depend on; follow it like run\n"
     "  watch EXECUTION                     follow an execution again (after Ctrl-C), like run\n"
     "  status EXECUTION                    an execution's state, context, each task's attempts\n"
+    "  why EXECUTION [TASK]                why tasks wait: dependencies, no matching agent,\n"
+    "                                      busy slots, pause, backoff, pool at its max\n"
     "  list [--limit=N] [--workflow=NAME] [--state=STATE[,STATE]...]\n"
     "                                      recent executions, newest first (default 20)\n"
     "  logs EXECUTION [TASK] [--attempt=N] [--follow]\n"

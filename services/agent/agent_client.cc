@@ -280,6 +280,7 @@ void AgentClient::RunSession(const StreamPtr& stream) {
     *hello.mutable_register_() = Registration(*stream);
   }
   bool ok = session->Write(hello);
+  int64_t resent = 0;  // results of the previous session sent again
   {
     // Both locks: no result is numbered and queued in between, so results
     // go out in the order of their numbers (acknowledged cumulatively).
@@ -295,6 +296,13 @@ void AgentClient::RunSession(const StreamPtr& stream) {
     }
     stream->connected = ok && !stream->removed;
     if (!ok) stream->credit = 0;
+    resent = ok ? static_cast<int64_t>(stream->unacked.size()) : 0;
+  }
+  if (logging::Enabled(logging::Level::kDebug)) {
+    logging::Debug(ok ? "registration sent" : "registration not sent: the stream broke",
+                   {{"orchestrator", stream->name},
+                    {"running", hello.register_().running_size()},
+                    {"results_resent", resent}});
   }
   if (ok) {
     // Refused results it has not refused yet may go to it.
@@ -638,6 +646,7 @@ void AgentClient::HandleAssignment(const StreamPtr& stream, const v1::TaskAssign
     launch.limits.cpu = task.resources().cpu();
   }
   const v1::AttemptRef& ref = task.ref();
+  if (logging::Enabled(logging::Level::kDebug)) launch.log_name = Key(ref);
   const bool evaluator = task.evaluator();
   bool cancelled_early = false;
   {
@@ -754,6 +763,15 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   // The proto's "tails" are the first bytes of each stream, as streamed.
   if (!outcome.stdout_head.empty()) result->set_stdout_tail(std::move(outcome.stdout_head));
   if (!outcome.stderr_head.empty()) result->set_stderr_tail(std::move(outcome.stderr_head));
+  if (logging::Enabled(logging::Level::kDebug)) {
+    logging::Debug("task finished", {{"attempt", Key(ref)},
+                                     {"outcome", v1::AttemptOutcome_Name(result->outcome())},
+                                     {"exit_code", result->exit_code()},
+                                     {"signal", result->signal()},
+                                     {"took_ms", absl::ToInt64Milliseconds(outcome.wall_time)},
+                                     {"error", result->error()},
+                                     {"orchestrator", stream->name}});
+  }
   // Kept until acknowledged, and sent: the same message.
   auto queued = std::make_shared<v1::AgentMessage>(std::move(message));
   absl::MutexLock lock(&mutex_);

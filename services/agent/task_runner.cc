@@ -583,10 +583,23 @@ void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch l
                                 cgroup != nullptr ? cgroup->procs_fds() : std::vector<int>{})
                     : absl::StatusOr<SpawnedProcess>(prepared);
   pipes.CloseWriteEnds();
+  if (spawned.ok() && !launch.log_name.empty()) {
+    logging::Debug("task process started", {{"attempt", launch.log_name},
+                                            {"pid", static_cast<int64_t>(spawned->pid)},
+                                            {"cgroup", cgroup != nullptr}});
+  }
   if (spawned.ok()) {
     const std::optional<TaskOutcome::Kind> stopped_as =
         PumpUntilExit(*process, spawned->pid, spawned->pidfd, launch, started, pipes, &outcome);
     const int status = Reap(spawned->pid, &outcome);
+    if (!launch.log_name.empty()) {
+      logging::Debug("task process exited",
+                     {{"attempt", launch.log_name},
+                      {"pid", static_cast<int64_t>(spawned->pid)},
+                      {"exit_code", outcome.exit_code},
+                      {"signal", outcome.signal},
+                      {"took_ms", absl::ToInt64Milliseconds(clock_->Now() - started)}});
+    }
     if (cgroup != nullptr) {
       const TaskCgroup::Usage usage = cgroup->Read();
       cgroup->KillAll();

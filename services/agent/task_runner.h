@@ -49,6 +49,9 @@ struct TaskLaunch {
   size_t max_output_bytes = 1 << 20;
   Builtin builtin = Builtin::kNone;
   absl::Duration sleep = absl::ZeroDuration();
+  // The attempt ("executions/ID/TASK#N") that debug log lines name; set
+  // only when debug logging is on, so that it costs nothing otherwise.
+  std::string log_name;
   // Called on the supervising thread with output as it arrives (only the
   // bytes kept under max_output_bytes): stream 1 is stdout, 2 is stderr;
   // offset is the position of `data` within that stream. Optional.

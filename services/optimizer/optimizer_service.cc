@@ -2,7 +2,10 @@
 
 #include <utility>
 
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "libs/common/status_mapping.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::optimizer {
 
@@ -24,9 +27,26 @@ std::shared_ptr<Optimizer> OptimizerServiceImpl::optimizer() {
 grpc::Status OptimizerServiceImpl::AnalyzeWorkflow(grpc::ServerContext*,
                                                    const gyre::v1::AnalyzeWorkflowRequest* request,
                                                    gyre::v1::AnalyzeWorkflowResponse* response) {
+  const bool debug = logging::Enabled(logging::Level::kDebug);
+  const absl::Time started = debug ? absl::Now() : absl::InfinitePast();
   auto result = optimizer()->Analyze(*request);
-  if (!result.ok()) return ToGrpcStatus(result.status());
+  if (!result.ok()) {
+    if (debug) {
+      logging::Debug("analysis refused", {{"error", std::string(result.status().message())}});
+    }
+    return ToGrpcStatus(result.status());
+  }
   *response = *std::move(result);
+  if (debug) {
+    logging::Debug("analysis done",
+                   {{"workflow", response->workflow()},
+                    {"critical_path_tasks", response->critical_path_size()},
+                    {"critical_path_share", response->critical_path_share()},
+                    {"peak_width", response->peak_width()},
+                    {"bottlenecks", response->bottlenecks_size()},
+                    {"recommendations", response->recommendations_size()},
+                    {"took_us", absl::ToInt64Microseconds(absl::Now() - started)}});
+  }
   return grpc::Status::OK;
 }
 
@@ -34,6 +54,13 @@ grpc::Status OptimizerServiceImpl::ApplyOptimizations(
     grpc::ServerContext*, const gyre::v1::ApplyOptimizationsRequest* request,
     gyre::v1::ApplyOptimizationsResponse* response) {
   auto result = optimizer()->Apply(*request);
+  if (logging::Enabled(logging::Level::kDebug)) {
+    logging::Debug(result.ok() ? "optimizations applied" : "optimizations refused",
+                   {{"workflow", request->workflow()},
+                    {"recommendations", absl::StrJoin(request->recommendation_ids(), ",")},
+                    {"dry_run", request->dry_run()},
+                    {"error", std::string(result.status().message())}});
+  }
   if (!result.ok()) return ToGrpcStatus(result.status());
   *response = *std::move(result);
   return grpc::Status::OK;

@@ -2,8 +2,10 @@
 
 #include <grpcpp/support/message_allocator.h>
 
+#include "absl/time/clock.h"
 #include "google/protobuf/arena.h"
 #include "libs/common/status_mapping.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::scheduler {
 
@@ -56,7 +58,21 @@ grpc::ServerUnaryReactor* SchedulerServiceImpl::RankAndPlace(grpc::CallbackServe
                                                              const v1::RankAndPlaceRequest* request,
                                                              v1::RankAndPlaceResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(scheduler_.RankAndPlace(*request, response)));
+  // Timed only when the line is wanted: a batch's answer is on the
+  // orchestrator's dispatch path.
+  const bool debug = logging::Enabled(logging::Level::kDebug);
+  const absl::Time started = debug ? absl::Now() : absl::InfinitePast();
+  const absl::Status status = scheduler_.RankAndPlace(*request, response);
+  if (debug) {
+    logging::Debug("batch ranked and placed",
+                   {{"tasks", request->tasks_size()},
+                    {"agents", request->agents_size()},
+                    {"placed", response->placements_size()},
+                    {"unplaced", response->unplaced_size()},
+                    {"took_us", absl::ToInt64Microseconds(absl::Now() - started)},
+                    {"error", std::string(status.message())}});
+  }
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 
