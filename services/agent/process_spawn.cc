@@ -141,7 +141,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request) {
     return absl::FailedPreconditionError(absl::StrCat(
         "cannot run \"", request.argv[0], "\": ", args.step, ": ", std::strerror(args.error)));
   }
-  fcntl(pidfd, F_SETFD, FD_CLOEXEC);
+  // CLONE_PIDFD made it close-on-exec already.
   return SpawnedProcess{pid, pidfd};
 }
 

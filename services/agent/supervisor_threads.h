@@ -12,14 +12,14 @@
 
 namespace gyre::agent {
 
-// The threads that supervise task processes, reused from one task to the
-// next. A thread made for each task and ended after it cost the agent more
-// CPU than anything else it does for a short task on a virtual machine:
-// its stack mapped, then handed back at exit, each a page-table change that
-// the other cores must be told of. The pool grows to the most jobs running
-// at once (an agent's slots bound that); a thread idle for `idle_timeout`
-// (of `clock`) ends, so a burst of tasks does not leave its threads' stacks
-// behind.
+// A pool of threads reused from one job to the next: the TaskRunner
+// finishes there the clean-ups that may take long (a working directory
+// with files left in it, a cgroup whose processes have not left yet), so
+// its poller never waits for them. A thread made for each job and ended after it cost the agent
+// more CPU than anything else it does for a short task on a virtual machine: its stack mapped, then
+// handed back at exit, each a page-table change that the other cores must be told of. The pool
+// grows to the most jobs running at once (an agent's slots bound that); a thread idle for
+// `idle_timeout` (of `clock`) ends, so a burst of tasks does not leave its threads' stacks behind.
 //
 // Thread-safe. The destructor runs the jobs still queued, waits for every
 // job, and joins the threads.

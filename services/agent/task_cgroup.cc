@@ -403,6 +403,11 @@ void TaskCgroup::KillAll() const {
   }
 }
 
+bool TaskCgroup::Empty() const {
+  if (!seen_empty_ && ReadFile(ProcsFile(memory_dir_)).empty()) seen_empty_ = true;
+  return seen_empty_;
+}
+
 bool TaskCgroup::WaitEmpty() const {
   if (seen_empty_) return true;
   // Killed processes leave the cgroup a moment after the signal.

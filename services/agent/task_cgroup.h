@@ -36,6 +36,9 @@ class TaskCgroup {
   // Ends every process still in the cgroup (one that left the task's
   // process group cannot escape this).
   void KillAll() const;
+  // Whether no process is left in it now (after KillAll): releasing it
+  // then does not wait for killed processes to leave.
+  bool Empty() const;
 
  private:
   friend class TaskCgroups;

@@ -2,9 +2,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -18,6 +18,8 @@
 #include <cstring>
 #include <filesystem>
 #include <optional>
+#include <set>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -37,8 +39,10 @@ constexpr size_t kMaxOutputJsonBytes = limits::kMaxOutputJsonBytes;
 // for ever (holding the slot even through cancel), and a symlink would make
 // the agent read any file it can. So the open neither follows a symlink nor
 // waits for a writer, and only a regular file is read. No file: no output.
-absl::StatusOr<std::string> ReadTaskOutput(int dir_fd, const char* name, size_t cap) {
+// `*found`: something is at that name (false only when nothing is).
+absl::StatusOr<std::string> ReadTaskOutput(int dir_fd, const char* name, size_t cap, bool* found) {
   const int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  *found = fd >= 0 || errno != ENOENT;
   if (fd < 0) {
     if (errno == ENOENT) return std::string();
     if (errno == ELOOP) {
@@ -187,10 +191,9 @@ class WorkDirPool {
 
 namespace {
 
-// Whether the directory open at `dir_fd` holds nothing.
-bool IsEmptyDirectory(int dir_fd) {
-  const int fd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
+// Whether the directory open at `fd` holds nothing. Reads the entries
+// through `fd` itself (which nothing else reads them through).
+bool IsEmptyDirectory(int fd) {
   alignas(8) char buffer[512];
   bool empty = true;
   while (empty) {
@@ -206,7 +209,6 @@ bool IsEmptyDirectory(int dir_fd) {
       offset += entry->d_reclen;
     }
   }
-  close(fd);
   return empty;
 }
 
@@ -220,17 +222,22 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
   if (!work_dir->empty() && (*work_dir)[0] != '/') {
     *work_dir = std::filesystem::absolute(*work_dir, error).string();
   }
+  // Made (or recycled) empty here: no earlier output to remove.
+  bool fresh = false;
   if (!work_dir->empty()) {
     if (pool != nullptr && pool->Take(*work_dir)) {
       // A recycled one: empty and 0700; only its owner may need changing.
-    } else if (mkdir(work_dir->c_str(), 0700) != 0) {
+      fresh = true;
+    } else if (mkdir(work_dir->c_str(), 0700) == 0) {
+      fresh = true;
+    } else {
       if (errno == ENOENT) {
         // The root of the working directories: others may pass through it
         // (a task running as another user must reach its own) but not list.
         const std::filesystem::path parent = std::filesystem::path(*work_dir).parent_path();
         std::filesystem::create_directories(parent, error);
         chmod(parent.c_str(), 0711);
-        mkdir(work_dir->c_str(), 0700);
+        fresh = mkdir(work_dir->c_str(), 0700) == 0;
       } else if (errno == EEXIST) {
         chmod(work_dir->c_str(), 0700);
       }
@@ -242,7 +249,7 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
   }
   WorkDir dir;
   dir.output_path = *work_dir + "/" + kOutputName;
-  std::filesystem::remove(dir.output_path, error);
+  if (!fresh) std::filesystem::remove(dir.output_path, error);
   dir.fd = open(work_dir->empty() ? "/" : work_dir->c_str(),
                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   return dir;
@@ -353,8 +360,8 @@ void ClassifyEnd(int status, std::optional<TaskOutcome::Kind> stopped_as, absl::
 
 // Takes what the task left at $GYRE_OUTPUT into the outcome; a succeeded
 // task whose output cannot be passed on (unreadable, or over the cap)
-// fails instead.
-void CollectOutputJson(int work_dir_fd, TaskOutcome* outcome) {
+// fails instead. Returns whether anything was at $GYRE_OUTPUT (to remove).
+bool CollectOutputJson(int work_dir_fd, TaskOutcome* outcome) {
   auto fail = [outcome](std::string error) {
     if (outcome->kind != TaskOutcome::Kind::kSucceeded) return;
     outcome->kind = TaskOutcome::Kind::kFailed;
@@ -362,43 +369,22 @@ void CollectOutputJson(int work_dir_fd, TaskOutcome* outcome) {
   };
   // One byte more than may pass tells a file cut at the cap from one that
   // fits: a cut one would reach the orchestrator as broken JSON.
+  bool found = true;
   absl::StatusOr<std::string> output =
       work_dir_fd >= 0
-          ? ReadTaskOutput(work_dir_fd, kOutputName, kMaxOutputJsonBytes + 1)
+          ? ReadTaskOutput(work_dir_fd, kOutputName, kMaxOutputJsonBytes + 1, &found)
           : absl::FailedPreconditionError("the task's working directory cannot be opened");
   if (!output.ok()) {
     fail(std::string(output.status().message()));
-    return;
+    return found;
   }
   if (output->size() > kMaxOutputJsonBytes) {
     fail(absl::StrCat("$GYRE_OUTPUT holds more than ", kMaxOutputJsonBytes,
                       " bytes, the most a task may pass downstream"));
-    return;
+    return found;
   }
   outcome->output_json = *std::move(output);
-}
-
-// Reads once from each pipe that poll() found ready (`ready[0]` stdout,
-// `ready[1]` stderr), closing one that has ended.
-void ReadReadyPipes(const pollfd ready[2], const TaskLaunch& launch, int (&read_fds)[2],
-                    TaskOutcome* outcome) {
-  char buffer[65536];
-  for (int i = 0; i < 2; ++i) {
-    if (ready[i].fd < 0 || (ready[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
-    const ssize_t n = read(ready[i].fd, buffer, sizeof(buffer));
-    if (n > 0) {
-      if (i == 0) {
-        Capture(buffer, static_cast<size_t>(n), launch, 1, &outcome->stdout_head,
-                &outcome->stdout_bytes);
-      } else {
-        Capture(buffer, static_cast<size_t>(n), launch, 2, &outcome->stderr_head,
-                &outcome->stderr_bytes);
-      }
-    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-      close(read_fds[i]);
-      read_fds[i] = -1;
-    }
-  }
+  return found;
 }
 
 void RemoveWorkDir(const std::string& work_dir) {
@@ -412,70 +398,130 @@ void RemoveWorkDir(const std::string& work_dir) {
 
 }  // namespace
 
-// One running subprocess, shared by its supervisor and Cancel().
+// One running subprocess, from its spawn to its report. Only one thread
+// uses it at a time: the thread that spawns it until it is registered, then
+// the poller, then (a slow completion) a pooled thread.
 struct TaskRunner::Process {
   Handle handle = 0;
-  int wake_fd = -1;  // eventfd: Cancel() wakes the supervisor
-  std::atomic<bool> cancelled{false};
-  std::atomic<int64_t> cancel_grace_ms{10000};
+  TaskLaunch launch;
+  Callback done;
+  absl::Time started;
+  TaskOutcome outcome;
+  WorkDir work_dir;
+  std::unique_ptr<TaskCgroup> cgroup;
+  pid_t pid = -1;
+  int pidfd = -1;
+  int pipes[2] = {-1, -1};  // read ends: [0] stdout, [1] stderr
+  std::optional<Escalation> escalation;
+  bool exited = false;
+  // Cancelled, with this grace between SIGTERM and SIGKILL.
+  bool cancelled = false;
+  absl::Duration cancel_grace;
+  // After the exit, while something holds the pipes: when it is killed again.
+  absl::Time kill_again_at = absl::InfiniteFuture();
+  // When the poller must next look at it (its key in the poller's timers).
+  absl::Time due = absl::InfiniteFuture();
+  bool completing = false;
+  // Its working directory held nothing but (at most) the output.
+  bool work_dir_emptied = false;
+
+  int open_pipes() const { return (pipes[0] >= 0 ? 1 : 0) + (pipes[1] >= 0 ? 1 : 0); }
 };
 
-// The task's stdout and stderr pipes ([0] stdout, [1] stderr); closes what
-// is still open when destroyed.
-struct TaskRunner::Pipes {
-  int read[2] = {-1, -1};
-  int write[2] = {-1, -1};
+namespace {
 
-  ~Pipes() {
-    for (int fd : {read[0], read[1], write[0], write[1]}) {
-      if (fd >= 0) close(fd);
-    }
+// What an epoll event is about: the process's address with the fd's tag in
+// its low bits (a Process is aligned to 8). 0 is the wake-up eventfd.
+constexpr uint64_t kPidfdTag = 0;
+constexpr uint64_t kStdoutTag = 1;
+constexpr uint64_t kStderrTag = 2;
+constexpr uint64_t kTagMask = 3;
+
+// At most this many events per epoll_wait; more wait for the next.
+constexpr int kMaxEvents = 256;
+
+// Once the leader has exited, whatever still holds the pipes is killed
+// again this often until they end.
+constexpr absl::Duration kKillAfterExitEvery = absl::Milliseconds(100);
+
+int NewEpoll() {
+  const int fd = epoll_create1(EPOLL_CLOEXEC);
+  if (fd < 0) {
+    logging::Error("epoll_create1 failed: the agent cannot supervise tasks",
+                   {{"error", std::strerror(errno)}});
+    std::abort();
   }
-  absl::Status Open() {
-    for (int i = 0; i < 2; ++i) {
-      int fds[2];
-      if (pipe2(fds, O_CLOEXEC) != 0) {
-        return absl::InternalError(absl::StrCat("cannot create pipes: ", std::strerror(errno)));
+  return fd;
+}
+
+// Opens the task's stdout and stderr pipes: `read_ends` for the agent,
+// `write_ends` for the child; on failure none is left open.
+absl::Status OpenPipes(int (&read_ends)[2], int (&write_ends)[2]) {
+  for (int i = 0; i < 2; ++i) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+      const int error = errno;
+      for (int j = 0; j < i; ++j) {
+        close(read_ends[j]);
+        close(write_ends[j]);
+        read_ends[j] = write_ends[j] = -1;
       }
-      read[i] = fds[0];
-      write[i] = fds[1];
+      return absl::InternalError(absl::StrCat("cannot create pipes: ", std::strerror(error)));
     }
-    return absl::OkStatus();
+    read_ends[i] = fds[0];
+    write_ends[i] = fds[1];
   }
-  // The child holds its own copies: the agent's must go, or the pipes
-  // would never reach their end.
-  void CloseWriteEnds() {
-    for (int& fd : write) {
-      if (fd >= 0) close(fd);
-      fd = -1;
-    }
-  }
-  int open_read_ends() const { return (read[0] >= 0 ? 1 : 0) + (read[1] >= 0 ? 1 : 0); }
-};
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 TaskRunner::TaskRunner(Clock* clock, std::shared_ptr<const TaskCgroups> cgroups)
     : clock_(clock),
       cgroups_(std::move(cgroups)),
       work_dirs_(std::make_unique<WorkDirPool>()),
       timers_(clock),
-      supervisors_(clock, absl::Minutes(1)) {}
+      epoll_fd_(NewEpoll()),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      blocking_work_(clock, absl::Minutes(1)) {
+  epoll_event wake{};
+  wake.events = EPOLLIN;
+  wake.data.u64 = 0;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake);
+  poller_ = std::thread([this] { Poll(); });
+}
 
 TaskRunner::~TaskRunner() {
-  std::vector<std::shared_ptr<Process>> live;
+  std::vector<Handle> live;
   {
     absl::MutexLock lock(&mutex_);
-    for (const auto& [handle, process] : processes_) live.push_back(process);
+    for (const auto& [handle, process] : processes_) live.push_back(handle);
+    for (const auto& [handle, cancel] : launching_) live.push_back(handle);
   }
-  for (const auto& process : live) Cancel(process->handle, absl::ZeroDuration());
-  absl::MutexLock lock(&mutex_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return processes_.empty(); };
-  // Real time: SIGKILL went out at once, whatever the clock.
-  mutex_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(30));
+  for (const Handle handle : live) Cancel(handle, absl::ZeroDuration());
+  {
+    absl::MutexLock lock(&mutex_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+      return processes_.empty() && launching_.empty();
+    };
+    // Real time: SIGKILL went out at once, whatever the clock.
+    mutex_.AwaitWithTimeout(absl::Condition(&idle), absl::Seconds(30));
+    stopping_ = true;
+  }
+  Wake();
+  poller_.join();
+  close(epoll_fd_);
+  close(wake_fd_);
 }
 
 int TaskRunner::running() {
   absl::MutexLock lock(&mutex_);
   return running_;
+}
+
+void TaskRunner::Wake() {
+  const uint64_t one = 1;
+  (void)!write(wake_fd_, &one, sizeof(one));
 }
 
 TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
@@ -517,17 +563,116 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
     });
     return handle;
   }
-  auto process = std::make_shared<Process>();
-  process->handle = handle;
-  process->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   {
     absl::MutexLock lock(&mutex_);
-    processes_[handle] = process;
+    launching_[handle] = std::nullopt;
   }
-  supervisors_.Run([this, process, launch = std::move(launch), done = std::move(done)]() mutable {
-    Supervise(process, std::move(launch), done);
+  // Spawned on a pooled thread: a spawn waits for its child's exec, and the
+  // children of one burst of assignments exec side by side.
+  blocking_work_.Run([this, handle, launch = std::move(launch), done = std::move(done)]() mutable {
+    Launch(handle, std::move(launch), std::move(done));
   });
   return handle;
+}
+
+void TaskRunner::Launch(Handle handle, TaskLaunch launch, Callback done) {
+  auto process = std::make_unique<Process>();
+  process->handle = handle;
+  process->started = clock_->Now();
+  process->work_dir = PrepareWorkDir(&launch.work_dir, launch.run_as,
+                                     launch.remove_work_dir ? work_dirs_.get() : nullptr);
+  // Only a task that declares limits gets a cgroup: creating and removing
+  // one costs more than running /bin/true.
+  absl::Status prepared = absl::OkStatus();
+  if (cgroups_ != nullptr && cgroups_->enforced() &&
+      (launch.limits.memory_bytes > 0 || launch.limits.cpu > 0)) {
+    absl::StatusOr<std::unique_ptr<TaskCgroup>> created = cgroups_->Create(launch.limits);
+    if (created.ok()) {
+      process->cgroup = *std::move(created);
+    } else {
+      prepared = created.status();
+    }
+  }
+  int write_ends[2] = {-1, -1};
+  if (prepared.ok()) prepared = OpenPipes(process->pipes, write_ends);
+  absl::StatusOr<SpawnedProcess> spawned =
+      prepared.ok() ? SpawnTask(launch, BuildEnvironment(launch, process->work_dir.output_path),
+                                &executables_, write_ends[0], write_ends[1],
+                                process->cgroup != nullptr ? process->cgroup->procs_fds()
+                                                           : std::vector<int>{})
+                    : absl::StatusOr<SpawnedProcess>(prepared);
+  // The child holds its own copies: the agent's must go, or the pipes would
+  // never reach their end.
+  for (int fd : write_ends) {
+    if (fd >= 0) close(fd);
+  }
+  process->launch = std::move(launch);
+  process->done = std::move(done);
+  if (!spawned.ok()) {
+    for (int& fd : process->pipes) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+    process->outcome.error = std::string(spawned.status().message());
+    if (process->launch.remove_work_dir && process->work_dir.fd >= 0) {
+      process->work_dir_emptied = IsEmptyDirectory(process->work_dir.fd);
+    }
+    {
+      absl::MutexLock lock(&mutex_);
+      launching_.erase(handle);
+      processes_[handle];  // empty: nothing to cancel; Finish erases it
+    }
+    TaskOutcome outcome = std::move(process->outcome);
+    Finish(std::move(process), std::move(outcome));
+    return;
+  }
+  process->pid = spawned->pid;
+  process->pidfd = spawned->pidfd;
+  if (!process->launch.log_name.empty()) {
+    logging::Debug("task process started", {{"attempt", process->launch.log_name},
+                                            {"pid", static_cast<int64_t>(spawned->pid)},
+                                            {"cgroup", process->cgroup != nullptr}});
+  }
+  const absl::Time deadline = process->launch.timeout == absl::InfiniteDuration()
+                                  ? absl::InfiniteFuture()
+                                  : process->started + process->launch.timeout;
+  process->escalation.emplace(process->pid, deadline, process->launch.kill_grace);
+  process->due = deadline;  // the poller's timers take it from here
+  static_assert(alignof(Process) > kTagMask, "the tags need the low bits of its address");
+  const uint64_t address = reinterpret_cast<uint64_t>(process.get());
+  const std::pair<int, uint64_t> watched[] = {{process->pidfd, address | kPidfdTag},
+                                              {process->pipes[0], address | kStdoutTag},
+                                              {process->pipes[1], address | kStderrTag}};
+  bool wake = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    processes_[handle] = std::move(process);
+    // A cancel that came while it was being spawned.
+    if (auto it = launching_.find(handle); it != launching_.end()) {
+      if (it->second.has_value()) {
+        cancelled_.emplace_back(handle, *it->second);
+        wake = true;
+      }
+      launching_.erase(it);
+    }
+    if (deadline != absl::InfiniteFuture()) {
+      new_deadlines_.push_back(handle);
+      // A poller asleep until later must look earlier.
+      if (deadline < poller_due_) {
+        poller_due_ = deadline;
+        wake = true;
+      }
+    }
+  }
+  // Watched once it is in processes_ (the poller, which then owns it, takes
+  // the lock after every wait); from here on this thread does not touch it.
+  for (const auto& [fd, data] : watched) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = data;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event);
+  }
+  if (wake) Wake();
 }
 
 void TaskRunner::Cancel(Handle handle, absl::Duration grace) {
@@ -541,144 +686,241 @@ void TaskRunner::Cancel(Handle handle, absl::Duration grace) {
       sleep_callbacks_.erase(handle);
       sleeps_.erase(sleep);
       running_--;
+    } else if (auto launching = launching_.find(handle); launching != launching_.end()) {
+      // Not spawned yet: stopped as soon as it is (Launch).
+      if (!launching->second.has_value()) launching->second = grace;
+      return;
     } else {
       auto it = processes_.find(handle);
-      if (it == processes_.end()) return;
-      it->second->cancel_grace_ms = absl::ToInt64Milliseconds(grace);
-      it->second->cancelled = true;
-      const uint64_t one = 1;
-      (void)!write(it->second->wake_fd, &one, sizeof(one));
-      return;
+      if (it == processes_.end() || it->second == nullptr) return;
+      cancelled_.emplace_back(handle, grace);
     }
+  }
+  if (sleeper == nullptr) {
+    Wake();
+    return;
   }
   TaskOutcome outcome;
   outcome.kind = TaskOutcome::Kind::kCancelled;
   sleeper(std::move(outcome));
 }
 
-void TaskRunner::Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch,
-                           const Callback& done) {
-  const absl::Time started = clock_->Now();
-  TaskOutcome outcome;
-  const WorkDir work_dir = PrepareWorkDir(&launch.work_dir, launch.run_as,
-                                          launch.remove_work_dir ? work_dirs_.get() : nullptr);
-  // Only a task that declares limits gets a cgroup: creating and removing
-  // one costs more than running /bin/true.
-  std::unique_ptr<TaskCgroup> cgroup;
-  absl::Status prepared = absl::OkStatus();
-  if (cgroups_ != nullptr && cgroups_->enforced() &&
-      (launch.limits.memory_bytes > 0 || launch.limits.cpu > 0)) {
-    absl::StatusOr<std::unique_ptr<TaskCgroup>> created = cgroups_->Create(launch.limits);
-    if (created.ok()) {
-      cgroup = *std::move(created);
+void TaskRunner::OnEvent(Process& process, uint64_t which) {
+  if (which == kPidfdTag) {
+    if (process.exited) return;
+    process.exited = true;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, process.pidfd, nullptr);
+    close(process.pidfd);
+    process.pidfd = -1;
+    // The leader is gone; whatever still holds the pipes is killed too. It
+    // is not reaped yet, so its group id cannot have been reused.
+    kill(-process.pid, SIGKILL);
+    if (process.open_pipes() > 0) process.kill_again_at = clock_->Now() + kKillAfterExitEvery;
+    return;
+  }
+  const int i = which == kStdoutTag ? 0 : 1;
+  int& fd = process.pipes[i];
+  if (fd < 0) return;
+  static thread_local char buffer[65536];
+  const ssize_t n = read(fd, buffer, sizeof(buffer));
+  if (n > 0) {
+    TaskOutcome& outcome = process.outcome;
+    if (i == 0) {
+      Capture(buffer, static_cast<size_t>(n), process.launch, 1, &outcome.stdout_head,
+              &outcome.stdout_bytes);
     } else {
-      prepared = created.status();
+      Capture(buffer, static_cast<size_t>(n), process.launch, 2, &outcome.stderr_head,
+              &outcome.stderr_bytes);
     }
+  } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+    // Out of epoll before it is closed: a child being spawned meanwhile
+    // holds a copy until its exec, which would keep it registered.
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
+    fd = -1;
   }
-  Pipes pipes;
-  if (prepared.ok()) prepared = pipes.Open();
-  absl::StatusOr<SpawnedProcess> spawned =
-      prepared.ok() ? SpawnTask(launch, BuildEnvironment(launch, work_dir.output_path),
-                                &executables_, pipes.write[0], pipes.write[1],
-                                cgroup != nullptr ? cgroup->procs_fds() : std::vector<int>{})
-                    : absl::StatusOr<SpawnedProcess>(prepared);
-  pipes.CloseWriteEnds();
-  if (spawned.ok() && !launch.log_name.empty()) {
-    logging::Debug("task process started", {{"attempt", launch.log_name},
-                                            {"pid", static_cast<int64_t>(spawned->pid)},
-                                            {"cgroup", cgroup != nullptr}});
-  }
-  if (spawned.ok()) {
-    const std::optional<TaskOutcome::Kind> stopped_as =
-        PumpUntilExit(*process, spawned->pid, spawned->pidfd, launch, started, pipes, &outcome);
-    const int status = Reap(spawned->pid, &outcome);
-    if (!launch.log_name.empty()) {
-      logging::Debug("task process exited",
-                     {{"attempt", launch.log_name},
-                      {"pid", static_cast<int64_t>(spawned->pid)},
-                      {"exit_code", outcome.exit_code},
-                      {"signal", outcome.signal},
-                      {"took_ms", absl::ToInt64Milliseconds(clock_->Now() - started)}});
+}
+
+absl::Time TaskRunner::Enforce(Process& process, absl::Time now) {
+  absl::Time next = process.escalation->Enforce(now, process.cancelled, process.cancel_grace);
+  if (process.exited && process.open_pipes() > 0) {
+    // Something the task started holds its pipes after it exited.
+    if (now >= process.kill_again_at) {
+      kill(-process.pid, SIGKILL);
+      process.kill_again_at = now + kKillAfterExitEvery;
     }
-    if (cgroup != nullptr) {
-      const TaskCgroup::Usage usage = cgroup->Read();
-      cgroup->KillAll();
-      if (usage.peak_memory_bytes > 0) {
-        outcome.peak_rss_bytes = usage.peak_memory_bytes;
-        outcome.peak_memory_source = cgroups_->mode() == TaskCgroups::Mode::kV2
-                                         ? "cgroup memory.peak"
-                                         : "cgroup v1 memory.max_usage_in_bytes";
+    next = std::min(next, process.kill_again_at);
+  }
+  return next;
+}
+
+void TaskRunner::Poll() {
+  // The poller's own: processes by when they next need it.
+  std::set<std::pair<absl::Time, Process*>> timers;
+  auto reschedule = [&timers](Process* process, absl::Time due) {
+    if (process->due == due) return;
+    timers.erase({process->due, process});
+    process->due = due;
+    if (due != absl::InfiniteFuture()) timers.emplace(due, process);
+  };
+  std::vector<epoll_event> events(kMaxEvents);
+  std::vector<std::pair<Handle, absl::Duration>> cancels;
+  std::vector<Handle> deadlines;
+  std::vector<Process*> touched;
+  std::vector<Process*> completed;
+  int wait_ms = -1;
+  while (true) {
+    const int ready = epoll_wait(epoll_fd_, events.data(), kMaxEvents, wait_ms);
+    touched.clear();
+    {
+      absl::MutexLock lock(&mutex_);
+      if (stopping_) return;
+      // Handles, not pointers: a process may have been reported since.
+      cancels.swap(cancelled_);
+      deadlines.swap(new_deadlines_);
+      for (const auto& [handle, grace] : cancels) {
+        auto it = processes_.find(handle);
+        if (it == processes_.end() || it->second == nullptr || it->second->completing) continue;
+        if (!it->second->cancelled) {
+          it->second->cancelled = true;
+          it->second->cancel_grace = grace;
+        }
+        touched.push_back(it->second.get());
       }
-      outcome.oom_killed = usage.oom_killed;
-      if (usage.oom_killed) oom_kills_++;
+      for (const Handle handle : deadlines) {
+        auto it = processes_.find(handle);
+        if (it == processes_.end() || it->second == nullptr || it->second->completing) continue;
+        const absl::Time due = it->second->due;
+        it->second->due = absl::InfiniteFuture();
+        reschedule(it->second.get(), due);
+      }
     }
-    ClassifyEnd(status, stopped_as, launch.timeout, launch.limits.memory_bytes, &outcome);
-    CollectOutputJson(work_dir.fd, &outcome);
-  } else {
-    outcome.error = std::string(spawned.status().message());
-  }
-  cgroup.reset();  // removed once its processes are gone
-  if (launch.remove_work_dir && !launch.work_dir.empty()) {
-    // What the task left is gone either way; an emptied directory is kept
-    // for the next task.
-    if (work_dir.fd >= 0) unlinkat(work_dir.fd, kOutputName, 0);
-    if (work_dir.fd < 0 || !IsEmptyDirectory(work_dir.fd) || !work_dirs_->Give(launch.work_dir)) {
-      RemoveWorkDir(launch.work_dir);
+    cancels.clear();
+    deadlines.clear();
+    for (int i = 0; i < ready; ++i) {
+      const uint64_t data = events[static_cast<size_t>(i)].data.u64;
+      if (data == 0) {
+        uint64_t ignored;
+        (void)!read(wake_fd_, &ignored, sizeof(ignored));
+        continue;
+      }
+      auto* process = reinterpret_cast<Process*>(data & ~kTagMask);
+      OnEvent(*process, data & kTagMask);
+      touched.push_back(process);
     }
-  }
-  for (int fd : {process->wake_fd, work_dir.fd}) {
-    if (fd >= 0) close(fd);
-  }
-  outcome.wall_time = clock_->Now() - started;
-  done(std::move(outcome));
-  // Last: the destructor waits for this, so `done` never outlives the runner.
-  Finished(process->handle);
-}
-
-std::optional<TaskOutcome::Kind> TaskRunner::PumpUntilExit(Process& process, int pid, int pidfd,
-                                                           const TaskLaunch& launch,
-                                                           absl::Time started, Pipes& pipes,
-                                                           TaskOutcome* outcome) {
-  Escalation escalation(pid,
-                        launch.timeout == absl::InfiniteDuration() ? absl::InfiniteFuture()
-                                                                   : started + launch.timeout,
-                        launch.kill_grace);
-  bool exited = false;
-  while (!exited || pipes.open_read_ends() > 0) {
     const absl::Time now = clock_->Now();
-    const absl::Time next_due = escalation.Enforce(
-        now, process.cancelled, absl::Milliseconds(process.cancel_grace_ms.load()));
-    // The leader is gone; whatever still holds the pipes is killed too.
-    if (exited) kill(-pid, SIGKILL);
-    // poll() is woken by output, the exit and Cancel(), not by the clock:
-    // it returns in time for what falls due next (within milliseconds of an
-    // Advance, on a fake clock).
-    const absl::Duration until_due =
-        clock_->MaxRealWait(std::min(next_due - now, absl::Seconds(1)));
-    const int wait_ms = exited ? 100
-                               : static_cast<int>(std::clamp<int64_t>(
-                                     absl::ToInt64Milliseconds(until_due) + 1, 1, 1000));
-    pollfd fds[4] = {{pipes.read[0], POLLIN, 0},
-                     {pipes.read[1], POLLIN, 0},
-                     {exited ? -1 : pidfd, POLLIN, 0},
-                     {process.wake_fd, POLLIN, 0}};
-    if (poll(fds, 4, wait_ms) < 0 && errno != EINTR) break;
-    ReadReadyPipes(fds, launch, pipes.read, outcome);
-    if (fds[2].fd >= 0 && (fds[2].revents & POLLIN) != 0) exited = true;
-    if ((fds[3].revents & POLLIN) != 0) {
-      uint64_t ignored;
-      (void)!read(process.wake_fd, &ignored, sizeof(ignored));
+    // Due: their timeout, their grace, or another kill after the exit.
+    while (!timers.empty() && timers.begin()->first <= now) {
+      touched.push_back(timers.begin()->second);
+      timers.erase(timers.begin());
+      touched.back()->due = absl::InfiniteFuture();
+    }
+    completed.clear();
+    for (Process* process : touched) {
+      if (process->completing) continue;
+      if (process->exited && process->open_pipes() == 0) {
+        process->completing = true;
+        reschedule(process, absl::InfiniteFuture());
+        completed.push_back(process);
+        continue;
+      }
+      reschedule(process, Enforce(*process, now));
+    }
+    for (Process* process : completed) {
+      std::unique_ptr<Process> owned;
+      {
+        absl::MutexLock lock(&mutex_);
+        // The entry stays (empty) until the attempt is reported.
+        owned = std::move(processes_[process->handle]);
+      }
+      Complete(std::move(owned));
+    }
+    const absl::Time next = timers.empty() ? absl::InfiniteFuture() : timers.begin()->first;
+    bool queued = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      poller_due_ = next;
+      // Queued while this round ran (its Start may have seen an earlier
+      // due time and not woken the poller): looked at right away.
+      queued = !new_deadlines_.empty() || !cancelled_.empty();
+    }
+    if (queued) {
+      wait_ms = 0;
+    } else if (next == absl::InfiniteFuture()) {
+      wait_ms = -1;
+    } else {
+      // epoll_wait is woken by events and Wake(), not by the clock: it
+      // returns in time for what falls due next (within milliseconds of an
+      // Advance, on a fake clock).
+      const absl::Duration until_due = clock_->MaxRealWait(next - clock_->Now());
+      wait_ms = static_cast<int>(
+          std::clamp<int64_t>(absl::ToInt64Milliseconds(until_due) + 1, 0, 3'600'000));
     }
   }
-  if (pidfd >= 0) close(pidfd);
-  // The task is over: nothing it started outlives it (a grandchild that
-  // ignored SIGTERM and holds no pipe would not keep the loop going). The
-  // leader is not reaped yet, so its group id cannot have been reused.
-  kill(-pid, SIGKILL);
-  return escalation.stopped_as();
 }
 
-void TaskRunner::Finished(Handle handle) {
+void TaskRunner::Complete(std::unique_ptr<Process> process) {
+  TaskOutcome& outcome = process->outcome;
+  const int status = Reap(process->pid, &outcome);
+  if (!process->launch.log_name.empty()) {
+    logging::Debug("task process exited",
+                   {{"attempt", process->launch.log_name},
+                    {"pid", static_cast<int64_t>(process->pid)},
+                    {"exit_code", outcome.exit_code},
+                    {"signal", outcome.signal},
+                    {"took_ms", absl::ToInt64Milliseconds(clock_->Now() - process->started)}});
+  }
+  bool slow = false;
+  if (process->cgroup != nullptr) {
+    const TaskCgroup::Usage usage = process->cgroup->Read();
+    process->cgroup->KillAll();
+    if (usage.peak_memory_bytes > 0) {
+      outcome.peak_rss_bytes = usage.peak_memory_bytes;
+      outcome.peak_memory_source = cgroups_->mode() == TaskCgroups::Mode::kV2
+                                       ? "cgroup memory.peak"
+                                       : "cgroup v1 memory.max_usage_in_bytes";
+    }
+    outcome.oom_killed = usage.oom_killed;
+    if (usage.oom_killed) oom_kills_++;
+    // Killed processes leave it a moment later: not waited for here.
+    slow = !process->cgroup->Empty();
+  }
+  ClassifyEnd(status, process->escalation->stopped_as(), process->launch.timeout,
+              process->launch.limits.memory_bytes, &outcome);
+  const bool had_output = CollectOutputJson(process->work_dir.fd, &outcome);
+  if (process->launch.remove_work_dir && !process->launch.work_dir.empty()) {
+    // What the task left is gone either way; an emptied directory is kept
+    // for the next task (Finish).
+    const int dir_fd = process->work_dir.fd;
+    if (dir_fd >= 0 && had_output) unlinkat(dir_fd, kOutputName, 0);
+    process->work_dir_emptied = dir_fd >= 0 && IsEmptyDirectory(dir_fd);
+    // Removing what it left may take long.
+    slow = slow || !process->work_dir_emptied;
+  }
+  TaskOutcome finished = std::move(outcome);
+  if (!slow) {
+    Finish(std::move(process), std::move(finished));
+    return;
+  }
+  blocking_work_.Run(
+      [this, process = std::move(process), finished = std::move(finished)]() mutable {
+        Finish(std::move(process), std::move(finished));
+      });
+}
+
+void TaskRunner::Finish(std::unique_ptr<Process> process, TaskOutcome outcome) {
+  process->cgroup.reset();  // kept for the next task once its processes are gone
+  const TaskLaunch& launch = process->launch;
+  if (launch.remove_work_dir && !launch.work_dir.empty() &&
+      (!process->work_dir_emptied || !work_dirs_->Give(launch.work_dir))) {
+    RemoveWorkDir(launch.work_dir);
+  }
+  if (process->work_dir.fd >= 0) close(process->work_dir.fd);
+  outcome.wall_time = clock_->Now() - process->started;
+  const Handle handle = process->handle;
+  process->done(std::move(outcome));
+  // Last: the destructor waits for this, so `done` never outlives the runner.
+  process.reset();
   absl::MutexLock lock(&mutex_);
   processes_.erase(handle);
   running_--;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -52,7 +53,7 @@ struct TaskLaunch {
   // The attempt ("executions/ID/TASK#N") that debug log lines name; set
   // only when debug logging is on, so that it costs nothing otherwise.
   std::string log_name;
-  // Called on the supervising thread with output as it arrives (only the
+  // Called on the poller thread with output as it arrives (only the
   // bytes kept under max_output_bytes): stream 1 is stdout, 2 is stderr;
   // offset is the position of `data` within that stream. Optional.
   std::function<void(int stream, int64_t offset, absl::string_view data)> on_output;
@@ -88,13 +89,25 @@ struct TaskOutcome {
 // Runs task attempts as subprocesses (SpawnProcess: own session and process
 // group, optionally another user, rlimits and a cgroup; a private working
 // directory, explicit environment, no shell unless asked) or as
-// built-in no-op / sleep executors. Each subprocess is supervised by a
-// thread of its own while it runs (taken from a pool, reused), which
-// multiplexes its pipes and a pidfd with poll(); timeouts and
-// cancellation send SIGTERM to the group, then SIGKILL after the grace.
-// Completion callbacks run on the supervising thread (or the timer thread
-// for built-ins) and must not block for long. Timeouts, kill graces, sleeps
-// and wall times are read from `clock` (a test advances a FakeClock past a
+// built-in no-op / sleep executors.
+//
+// No thread per running task: a pooled thread prepares and spawns the
+// process (a spawn waits for the child's exec, so a burst of tasks is
+// spawned side by side), and one poller thread watches every running task (epoll
+// over each task's pidfd, which is how it is reaped, and its stdout and
+// stderr pipes), enforces timeouts and cancels (SIGTERM to the group, then
+// SIGKILL after the grace) and completes the attempt once the process has
+// exited and both pipes have ended. A thread per task, even pooled, cost a
+// wake-up and a hand-off per task (bench/README.md). Only a completion that
+// may take long (removing a directory the task left files in, waiting for a
+// cgroup's killed processes to leave it) finishes on a pooled thread, so
+// the poller never waits for it.
+//
+// Callbacks (done, on_output) run on the poller thread, on a pooled thread
+// (a failed spawn, a slow completion), on the caller's thread
+// for a no-op and on the timer thread for a sleep; they must not block for
+// long and may call Start and Cancel. Timeouts, kill graces, sleeps and
+// wall times are read from `clock` (a test advances a FakeClock past a
 // timeout instead of waiting for it; the process itself runs in real
 // time). Thread-safe.
 class WorkDirPool;
@@ -107,7 +120,8 @@ class TaskRunner {
   // `cgroups`: how declared limits are enforced (null: not at all).
   explicit TaskRunner(Clock* clock = Clock::Real(),
                       std::shared_ptr<const TaskCgroups> cgroups = nullptr);
-  // Kills whatever still runs and joins every supervisor.
+  // Kills whatever still runs, waits for every attempt to be reported and
+  // stops the poller.
   ~TaskRunner();
 
   Handle Start(TaskLaunch launch, Callback done);
@@ -121,18 +135,25 @@ class TaskRunner {
 
  private:
   struct Process;
-  struct Pipes;
-  // The steps of one attempt, in order, on its supervising thread.
-  void Supervise(const std::shared_ptr<Process>& process, TaskLaunch launch, const Callback& done);
-  // Reads the task's output until the process has exited and both pipes
-  // are closed, stopping it on timeout or cancel meanwhile. Returns why the
-  // agent stopped it, if it did.
-  std::optional<TaskOutcome::Kind> PumpUntilExit(Process& process, int pid, int pidfd,
-                                                 const TaskLaunch& launch, absl::Time started,
-                                                 Pipes& pipes, TaskOutcome* outcome);
-  // The attempt is over and reported: forget it (the destructor waits for
-  // this).
-  void Finished(Handle handle);
+  // Prepares the working directory and cgroup and spawns the process (on a
+  // pooled thread), then hands it to the poller (with the cancel that came
+  // meanwhile, if one did); a failure is reported at once.
+  void Launch(Handle handle, TaskLaunch launch, Callback done);
+  // The poller thread.
+  void Poll();
+  // The poller's part of one event: output read, the exit seen.
+  void OnEvent(Process& process, uint64_t which);
+  // Applies the timeout, a cancel and the kills after exit that are due;
+  // returns when this process next needs the poller.
+  absl::Time Enforce(Process& process, absl::Time now);
+  // The process has exited and its pipes have ended: reap, classify,
+  // collect the output, clean up, report.
+  void Complete(std::unique_ptr<Process> process);
+  // What may take long (a directory with files in it, a cgroup not yet
+  // empty), then the report.
+  void Finish(std::unique_ptr<Process> process, TaskOutcome outcome);
+  // Wakes the poller (a cancel, an earlier deadline, the destructor).
+  void Wake();
 
   Clock* const clock_;
   const std::shared_ptr<const TaskCgroups> cgroups_;
@@ -140,14 +161,32 @@ class TaskRunner {
   std::unique_ptr<WorkDirPool> work_dirs_;
   std::atomic<int64_t> oom_kills_{0};
   TimerQueue timers_;
+  const int epoll_fd_;
+  const int wake_fd_;  // eventfd in epoll_fd_
   absl::Mutex mutex_;
   Handle next_handle_ ABSL_GUARDED_BY(mutex_) = 1;
-  absl::flat_hash_map<Handle, std::shared_ptr<Process>> processes_ ABSL_GUARDED_BY(mutex_);
+  // Running subprocesses. A process is owned here from its spawn until its
+  // report; only the poller (or the pooled thread finishing it) takes it
+  // out, so the poller may use it without the lock.
+  absl::flat_hash_map<Handle, std::unique_ptr<Process>> processes_ ABSL_GUARDED_BY(mutex_);
+  // For the poller: processes cancelled, and processes with a deadline it
+  // has not seen yet.
+  std::vector<std::pair<Handle, absl::Duration>> cancelled_ ABSL_GUARDED_BY(mutex_);
+  std::vector<Handle> new_deadlines_ ABSL_GUARDED_BY(mutex_);
+  // The earliest time the poller knows it must look (a new deadline before
+  // it wakes it).
+  absl::Time poller_due_ ABSL_GUARDED_BY(mutex_) = absl::InfiniteFuture();
+  bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   absl::flat_hash_map<Handle, TimerQueue::TimerId> sleeps_ ABSL_GUARDED_BY(mutex_);
   absl::flat_hash_map<Handle, Callback> sleep_callbacks_ ABSL_GUARDED_BY(mutex_);
   int running_ ABSL_GUARDED_BY(mutex_) = 0;
-  // Last: destroyed first, it waits for supervisors still using the above.
-  SupervisorThreads supervisors_;
+  // Attempts queued for a spawn and not yet handed to the poller, with the
+  // grace of a cancel that came meanwhile.
+  absl::flat_hash_map<Handle, std::optional<absl::Duration>> launching_ ABSL_GUARDED_BY(mutex_);
+  // Threads for what blocks: spawns (each waits for its child's exec) and
+  // slow completions (declared before poller_: destroyed after it).
+  SupervisorThreads blocking_work_;
+  std::thread poller_;
 };
 
 }  // namespace gyre::agent
