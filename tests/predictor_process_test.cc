@@ -1,5 +1,6 @@
 // The real gyre-predictor process over gRPC on loopback: observations
-// recorded in one run shape the predictions, and survive a restart.
+// recorded in one run shape the predictions, and survive a restart; gyre
+// plan prints them, and a real gyre-optimizer's summary of them.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -243,6 +245,111 @@ TEST(PredictorProcessTest, PlanShowsWhatThePredictorLearnedAndItsCriticalPath) {
   EXPECT_TRUE(absl::StrContains(table.output, "critical path: ")) << table.output;
   EXPECT_TRUE(absl::StrContains(table.output, "prep -> crunch-big")) << table.output;
   EXPECT_TRUE(absl::StrContains(table.output, "task (5)")) << table.output;
+  Stop(predictor);
+}
+
+// A lone chain: fetch, then parse. The optimizer calls it a serial chain
+// and measures running the two side by side.
+constexpr char kChainYaml[] = R"(name: plan-chain
+default_queue: default
+tasks:
+  - id: fetch
+    command: [/usr/bin/fetch]
+  - id: parse
+    command: [/usr/bin/parse]
+    depends_on: [fetch]
+)";
+
+// A gyre-optimizer for inline definitions only (no orchestrator).
+struct RunningOptimizer {
+  std::unique_ptr<ChildProcess> process;
+  std::string address;
+};
+
+RunningOptimizer StartOptimizer() {
+  RunningOptimizer running;
+  auto process = ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+                                      "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                      "--orchestrator_address="});
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return running;
+  running.process = *std::move(process);
+  auto serving = running.process->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); },
+      absl::Seconds(20));
+  EXPECT_TRUE(serving.ok()) << serving.status() << running.process->Output();
+  if (!serving.ok()) return running;
+  running.address =
+      absl::StrCat("127.0.0.1:", testing::JsonIntField(*serving, "grpc_port").value_or(0));
+  return running;
+}
+
+TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations) {
+  testing::ScratchDir dir("plan_command_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.path() + "/plan-chain.yaml";
+  std::ofstream(file) << kChainYaml;
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+  RunningOptimizer optimizer = StartOptimizer();
+  ASSERT_FALSE(optimizer.address.empty());
+
+  // History: fetch ran 40 s and parse 60 s, 5 times each.
+  v1::RecordObservationsRequest batch;
+  for (const auto& [task, seconds] :
+       std::vector<std::pair<std::string, int>>{{"fetch", 40}, {"parse", 60}}) {
+    for (int i = 0; i < 5; ++i) {
+      v1::ResourceObservation* o = batch.add_observations();
+      o->set_workflow("workflows/plan-chain");
+      o->set_task_id(task);
+      o->set_program(task);
+      o->set_queue("default");
+      o->mutable_duration()->set_seconds(seconds);
+      o->set_peak_memory_bytes(int64_t{64} << 20);
+      o->set_cpu_cores(1.0);
+      o->set_succeeded(true);
+    }
+  }
+  {
+    v1::RecordObservationsResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(predictor.stub->RecordObservations(&context, batch, &response).ok());
+  }
+
+  CliRun run =
+      RunGyre({"plan", file, "--predictor", predictor.address, "--optimizer", optimizer.address});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::string header = absl::StrCat("optimizer (", optimizer.address, "):\n");
+  const size_t summary_at = run.output.find(header);
+  ASSERT_NE(summary_at, std::string::npos) << run.output;
+  const std::string plan = run.output.substr(0, summary_at);
+  const std::string summary = run.output.substr(summary_at + header.size());
+  // The optimizer's own analysis, on the durations the predictor gave (sent
+  // as task_durations: "recorded"), not its 1 s default.
+  EXPECT_TRUE(absl::StrContains(summary, "2 tasks; durations: 2 recorded\n")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "total work (100%): fetch -> parse\n")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "bottlenecks:\n  serial_chain: ")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "recommendations:\n  [parallel-parse-fetch] ")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "(changes what the workflow computes: by hand only)"))
+      << summary;
+  // The plan's own lines come before it and say none of this.
+  EXPECT_TRUE(absl::StrContains(plan, "critical path: ")) << plan;
+  EXPECT_FALSE(absl::StrContains(plan, "total work (")) << plan;
+  EXPECT_FALSE(absl::StrContains(plan, "parallel-parse-fetch")) << plan;
+
+  // No optimizer there: one line says so, the plan still succeeds, and none
+  // of the summary is printed.
+  CliRun without =
+      RunGyre({"plan", file, "--predictor", predictor.address, "--optimizer", "127.0.0.1:1"});
+  ASSERT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_TRUE(absl::StrContains(without.output, "optimizer at 127.0.0.1:1: no summary ("))
+      << without.output;
+  EXPECT_FALSE(absl::StrContains(without.output, "total work (")) << without.output;
+  EXPECT_FALSE(absl::StrContains(without.output, "parallel-parse-fetch")) << without.output;
+
+  optimizer.process->Signal(SIGTERM);
+  EXPECT_TRUE(optimizer.process->WaitForExit(absl::Seconds(15)).has_value())
+      << optimizer.process->Output();
   Stop(predictor);
 }
 
