@@ -299,5 +299,78 @@ TEST_F(OptimizerE2eTest, TimeoutRetryAndMemoryFromHistoryAreAppliedAndNothingEls
   EXPECT_EQ(check.command(0), "/bin/false");
 }
 
+// A lone chain a -> b: the optimizer measures running b beside a, which
+// changes what the workflow computes. ApplyOptimizations refuses it, in a
+// dry run too (the gateway's 409): a dry run shows what would be stored,
+// and such a change never is. Nothing is stored; the message says what to
+// change by hand.
+TEST_F(OptimizerE2eTest, ADryRunOfAChangeToWhatTheWorkflowComputesIsRefusedAndStoresNothing) {
+  auto def = workflow::ParseWorkflowYaml(R"(
+name: opt-chain
+tasks:
+  - {id: a, builtin: sleep, duration: 2s}
+  - {id: b, builtin: sleep, duration: 3s, depends_on: a}
+)",
+                                         "opt-chain.yaml");
+  ASSERT_TRUE(def.ok()) << def.status();
+  v1::WorkflowDefinition created;
+  {
+    v1::CreateWorkflowRequest create;
+    *create.mutable_workflow() = *def;
+    grpc::ClientContext call;
+    ASSERT_TRUE(stub_->CreateWorkflow(&call, create, &created).ok());
+  }
+  v1::AnalyzeWorkflowRequest analyze;
+  analyze.set_workflow(created.name());
+  v1::AnalyzeWorkflowResponse analysis;
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = optimizer_stub_->AnalyzeWorkflow(&call, analyze, &analysis);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  ASSERT_EQ(analysis.recommendations_size(), 1) << analysis.DebugString();
+  EXPECT_EQ(analysis.recommendations(0).id(), "parallel-b-a");
+  EXPECT_TRUE(analysis.recommendations(0).changes_semantics());
+
+  v1::ApplyOptimizationsRequest apply;
+  apply.set_workflow(created.name());
+  apply.add_recommendation_ids("parallel-b-a");
+  apply.set_dry_run(true);
+  v1::ApplyOptimizationsResponse response;
+  {
+    grpc::ClientContext call;
+    const grpc::Status refused = optimizer_stub_->ApplyOptimizations(&call, apply, &response);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << refused.error_message();
+    EXPECT_TRUE(absl::StrContains(refused.error_message(),
+                                  "recommendation \"parallel-b-a\": changes what the workflow "
+                                  "computes"))
+        << refused.error_message();
+    EXPECT_TRUE(absl::StrContains(refused.error_message(),
+                                  "by hand if it is right: if b does not need a's results"))
+        << refused.error_message();
+  }
+  // A pool's max is refused alike, naming where to set it.
+  v1::ApplyOptimizationsRequest pool;
+  pool.set_workflow(workflow_);
+  *pool.mutable_analysis() = CpuPoolOfOne();
+  pool.add_recommendation_ids("pool-cpu-max-2");
+  pool.set_dry_run(true);
+  {
+    grpc::ClientContext call;
+    const grpc::Status refused = optimizer_stub_->ApplyOptimizations(&call, pool, &response);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::FAILED_PRECONDITION)
+        << refused.error_message();
+    EXPECT_TRUE(absl::StrContains(refused.error_message(), "worker_pools.cpu.max to 2"))
+        << refused.error_message();
+  }
+  v1::GetWorkflowRequest get;
+  get.set_name(created.name());
+  v1::WorkflowDefinition latest;
+  grpc::ClientContext get_call;
+  ASSERT_TRUE(stub_->GetWorkflow(&get_call, get, &latest).ok());
+  EXPECT_EQ(latest.version(), 1);
+}
+
 }  // namespace
 }  // namespace gyre::e2e

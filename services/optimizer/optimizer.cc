@@ -357,10 +357,13 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
                        "); pass the same analysis inputs as to AnalyzeWorkflow"));
     }
     if (rec->changes_semantics) {
+      // Refused in a dry run too: a dry run shows what would be stored, and
+      // this never is. The description says what to change by hand.
       return absl::FailedPreconditionError(absl::StrCat(
           "recommendation \"", id,
-          "\": changes what the workflow computes, so it is never applied automatically; edit "
-          "the workflow by hand if it is right"));
+          "\": changes what the workflow computes, so it is never applied automatically (nor "
+          "in a dry run); edit the workflow by hand if it is right: ",
+          rec->description));
     }
     if (rec->configuration_only) {
       return absl::FailedPreconditionError(
