@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/scratch_dir.h"
@@ -260,17 +261,19 @@ tasks:
     depends_on: [fetch]
 )";
 
-// A gyre-optimizer for inline definitions only (no orchestrator).
+// A gyre-optimizer for inline definitions only (no orchestrator), asking
+// the predictor at `predictor_address` when one is given.
 struct RunningOptimizer {
   std::unique_ptr<ChildProcess> process;
   std::string address;
 };
 
-RunningOptimizer StartOptimizer() {
+RunningOptimizer StartOptimizer(const std::string& predictor_address = "") {
   RunningOptimizer running;
-  auto process = ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
-                                      "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                                      "--orchestrator_address="});
+  auto process =
+      ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+                           "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                           "--orchestrator_address=", "--predictor_address=" + predictor_address});
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return running;
   running.process = *std::move(process);
@@ -284,17 +287,8 @@ RunningOptimizer StartOptimizer() {
   return running;
 }
 
-TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations) {
-  testing::ScratchDir dir("plan_command_test");
-  ASSERT_FALSE(dir.path().empty());
-  const std::string file = dir.path() + "/plan-chain.yaml";
-  std::ofstream(file) << kChainYaml;
-  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
-  ASSERT_NE(predictor.stub, nullptr);
-  RunningOptimizer optimizer = StartOptimizer();
-  ASSERT_FALSE(optimizer.address.empty());
-
-  // History: fetch ran 40 s and parse 60 s, 5 times each.
+// History of kChainYaml's tasks: fetch ran 40 s and parse 60 s, 5 times each.
+bool RecordChainHistory(v1::PredictorService::Stub& stub) {
   v1::RecordObservationsRequest batch;
   for (const auto& [task, seconds] :
        std::vector<std::pair<std::string, int>>{{"fetch", 40}, {"parse", 60}}) {
@@ -310,11 +304,24 @@ TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations
       o->set_succeeded(true);
     }
   }
-  {
-    v1::RecordObservationsResponse response;
-    grpc::ClientContext context;
-    ASSERT_TRUE(predictor.stub->RecordObservations(&context, batch, &response).ok());
-  }
+  v1::RecordObservationsResponse response;
+  grpc::ClientContext context;
+  const grpc::Status status = stub.RecordObservations(&context, batch, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return status.ok();
+}
+
+TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations) {
+  testing::ScratchDir dir("plan_command_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.path() + "/plan-chain.yaml";
+  std::ofstream(file) << kChainYaml;
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+  RunningOptimizer optimizer = StartOptimizer();
+  ASSERT_FALSE(optimizer.address.empty());
+
+  ASSERT_TRUE(RecordChainHistory(*predictor.stub));
 
   CliRun run =
       RunGyre({"plan", file, "--predictor", predictor.address, "--optimizer", optimizer.address});
@@ -351,6 +358,90 @@ TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations
   EXPECT_TRUE(optimizer.process->WaitForExit(absl::Seconds(15)).has_value())
       << optimizer.process->Output();
   Stop(predictor);
+}
+
+// gyre-optimizer with a predictor_address asks it for the durations the
+// request does not give (here: none), as gyre analyze sends no durations.
+TEST(PredictorProcessTest, TheOptimizerAsksThePredictorForTheDurationsNotGiven) {
+  testing::ScratchDir dir("optimizer_predictor_test");
+  ASSERT_FALSE(dir.path().empty());
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+  ASSERT_TRUE(RecordChainHistory(*predictor.stub));
+  RunningOptimizer optimizer = StartOptimizer(predictor.address);
+  ASSERT_FALSE(optimizer.address.empty());
+  auto stub = v1::OptimizerService::NewStub(
+      grpc::CreateChannel(optimizer.address, grpc::InsecureChannelCredentials()));
+
+  // fetch -> parse (commands: the predictor's), pause beside them (a
+  // builtin sleep: its declared 1 s, not asked).
+  v1::AnalyzeWorkflowRequest request;
+  v1::WorkflowDefinition& def = *request.mutable_definition();
+  def.set_name("workflows/plan-chain");
+  v1::TaskSpec* fetch = def.add_tasks();
+  fetch->set_id("fetch");
+  fetch->add_command("/usr/bin/fetch");
+  v1::TaskSpec* parse = def.add_tasks();
+  parse->set_id("parse");
+  parse->add_command("/usr/bin/parse");
+  parse->add_depends_on("fetch");
+  v1::TaskSpec* pause = def.add_tasks();
+  pause->set_id("pause");
+  pause->mutable_builtin()->set_kind(v1::BuiltinExecutor::SLEEP);
+  pause->mutable_builtin()->mutable_duration()->set_seconds(1);
+  v1::AnalyzeWorkflowResponse analysis;
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = stub->AnalyzeWorkflow(&call, request, &analysis);
+    ASSERT_TRUE(status.ok()) << status.error_message() << optimizer.process->Output();
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 2) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().builtin(), 1) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().default_unit(), 0) << analysis.DebugString();
+  EXPECT_TRUE(analysis.predictor_error().empty()) << analysis.predictor_error();
+  ASSERT_EQ(analysis.critical_path_size(), 2) << analysis.DebugString();
+  EXPECT_EQ(analysis.critical_path(0), "fetch");
+  EXPECT_EQ(analysis.critical_path(1), "parse");
+  const double path = static_cast<double>(analysis.critical_path_duration().seconds()) +
+                      analysis.critical_path_duration().nanos() / 1e9;
+  EXPECT_NEAR(path, 100, 5) << "40 s + 60 s as observed";
+
+  // A duration the request gives wins over the predictor's.
+  (*request.mutable_task_durations())["parse"].set_seconds(7);
+  {
+    grpc::ClientContext call;
+    ASSERT_TRUE(stub->AnalyzeWorkflow(&call, request, &analysis).ok());
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 1) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().recorded(), 1) << analysis.DebugString();
+  request.clear_task_durations();
+
+  // gyre analyze prints where the durations came from.
+  const std::string file = dir.path() + "/plan-chain.yaml";
+  std::ofstream(file) << kChainYaml;
+  CliRun cli = RunGyre({"analyze", file, "--optimizer", optimizer.address});
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_TRUE(absl::StrContains(cli.output, "2 tasks; durations: 2 predicted\n")) << cli.output;
+
+  // The predictor gone: the analysis goes on with the default, and says why.
+  Stop(predictor);
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = stub->AnalyzeWorkflow(&call, request, &analysis);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 0) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().default_unit(), 2) << analysis.DebugString();
+  EXPECT_TRUE(absl::StrContains(analysis.predictor_error(), "gyre-predictor"))
+      << analysis.predictor_error();
+  cli = RunGyre({"analyze", file, "--optimizer", optimizer.address});
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_TRUE(absl::StrContains(cli.output, "predictor's durations not used: gyre-predictor"))
+      << cli.output;
+
+  optimizer.process->Signal(SIGTERM);
+  EXPECT_TRUE(optimizer.process->WaitForExit(absl::Seconds(15)).has_value())
+      << optimizer.process->Output();
 }
 
 TEST(PredictorProcessTest, PlanWithoutAPredictorSaysSoAndUsesDeclaredValues) {
