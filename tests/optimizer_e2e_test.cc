@@ -131,6 +131,25 @@ TEST_F(OptimizerE2eTest, AppliedRecommendationsAreANewVersionThatRuns) {
   }
   apply.clear_recommendation_ids();
   apply.add_recommendation_ids("prioritize-critical-path");
+  // A dry run shows the version it would store, and stores nothing.
+  apply.set_dry_run(true);
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = optimizer_stub_->ApplyOptimizations(&call, apply, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message() << optimizer_->Output();
+  }
+  EXPECT_EQ(response.base_version(), 1);
+  EXPECT_EQ(response.workflow().version(), 2);
+  EXPECT_EQ(response.diff_size(), 2) << response.DebugString();
+  {
+    v1::GetWorkflowRequest get;
+    get.set_name(workflow_);
+    v1::WorkflowDefinition stored;
+    grpc::ClientContext call;
+    ASSERT_TRUE(stub_->GetWorkflow(&call, get, &stored).ok());
+    EXPECT_EQ(stored.version(), 1) << "a dry run stores nothing";
+  }
+  apply.set_dry_run(false);
   {
     grpc::ClientContext call;
     const grpc::Status status = optimizer_stub_->ApplyOptimizations(&call, apply, &response);

@@ -482,6 +482,9 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
                               absl::StrJoin(out.applied(), ", ")));
   def.clear_create_time();
   if (request.dry_run()) {
+    // The version UpdateWorkflow would give it (the analysis read the
+    // latest), as `gyre analyze --dry_run` says "would store version N".
+    def.set_version(out.base_version() + 1);
     *out.mutable_workflow() = std::move(def);
     return out;
   }
