@@ -1,5 +1,6 @@
 // The real gyre-predictor process over gRPC on loopback: observations
-// recorded in one run shape the predictions, and survive a restart.
+// recorded in one run shape the predictions, and survive a restart; gyre
+// plan prints them, and a real gyre-optimizer's summary of them.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
@@ -9,12 +10,14 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/scratch_dir.h"
@@ -244,6 +247,201 @@ TEST(PredictorProcessTest, PlanShowsWhatThePredictorLearnedAndItsCriticalPath) {
   EXPECT_TRUE(absl::StrContains(table.output, "prep -> crunch-big")) << table.output;
   EXPECT_TRUE(absl::StrContains(table.output, "task (5)")) << table.output;
   Stop(predictor);
+}
+
+// A lone chain: fetch, then parse. The optimizer calls it a serial chain
+// and measures running the two side by side.
+constexpr char kChainYaml[] = R"(name: plan-chain
+default_queue: default
+tasks:
+  - id: fetch
+    command: [/usr/bin/fetch]
+  - id: parse
+    command: [/usr/bin/parse]
+    depends_on: [fetch]
+)";
+
+// A gyre-optimizer for inline definitions only (no orchestrator), asking
+// the predictor at `predictor_address` when one is given.
+struct RunningOptimizer {
+  std::unique_ptr<ChildProcess> process;
+  std::string address;
+};
+
+RunningOptimizer StartOptimizer(const std::string& predictor_address = "") {
+  RunningOptimizer running;
+  auto process =
+      ChildProcess::Start({BinaryPath("services/optimizer/gyre-optimizer"),
+                           "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                           "--orchestrator_address=", "--predictor_address=" + predictor_address});
+  EXPECT_TRUE(process.ok()) << process.status();
+  if (!process.ok()) return running;
+  running.process = *std::move(process);
+  auto serving = running.process->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); },
+      absl::Seconds(20));
+  EXPECT_TRUE(serving.ok()) << serving.status() << running.process->Output();
+  if (!serving.ok()) return running;
+  running.address =
+      absl::StrCat("127.0.0.1:", testing::JsonIntField(*serving, "grpc_port").value_or(0));
+  return running;
+}
+
+// History of kChainYaml's tasks: fetch ran 40 s and parse 60 s, 5 times each.
+bool RecordChainHistory(v1::PredictorService::Stub& stub) {
+  v1::RecordObservationsRequest batch;
+  for (const auto& [task, seconds] :
+       std::vector<std::pair<std::string, int>>{{"fetch", 40}, {"parse", 60}}) {
+    for (int i = 0; i < 5; ++i) {
+      v1::ResourceObservation* o = batch.add_observations();
+      o->set_workflow("workflows/plan-chain");
+      o->set_task_id(task);
+      o->set_program(task);
+      o->set_queue("default");
+      o->mutable_duration()->set_seconds(seconds);
+      o->set_peak_memory_bytes(int64_t{64} << 20);
+      o->set_cpu_cores(1.0);
+      o->set_succeeded(true);
+    }
+  }
+  v1::RecordObservationsResponse response;
+  grpc::ClientContext context;
+  const grpc::Status status = stub.RecordObservations(&context, batch, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return status.ok();
+}
+
+TEST(PredictorProcessTest, PlanPrintsTheOptimizersSummaryOnThePredictedDurations) {
+  testing::ScratchDir dir("plan_command_test");
+  ASSERT_FALSE(dir.path().empty());
+  const std::string file = dir.path() + "/plan-chain.yaml";
+  std::ofstream(file) << kChainYaml;
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+  RunningOptimizer optimizer = StartOptimizer();
+  ASSERT_FALSE(optimizer.address.empty());
+
+  ASSERT_TRUE(RecordChainHistory(*predictor.stub));
+
+  CliRun run =
+      RunGyre({"plan", file, "--predictor", predictor.address, "--optimizer", optimizer.address});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::string header = absl::StrCat("optimizer (", optimizer.address, "):\n");
+  const size_t summary_at = run.output.find(header);
+  ASSERT_NE(summary_at, std::string::npos) << run.output;
+  const std::string plan = run.output.substr(0, summary_at);
+  const std::string summary = run.output.substr(summary_at + header.size());
+  // The optimizer's own analysis, on the durations the predictor gave (sent
+  // as task_durations: "recorded"), not its 1 s default.
+  EXPECT_TRUE(absl::StrContains(summary, "2 tasks; durations: 2 recorded\n")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "total work (100%): fetch -> parse\n")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "bottlenecks:\n  serial_chain: ")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "recommendations:\n  [parallel-parse-fetch] ")) << summary;
+  EXPECT_TRUE(absl::StrContains(summary, "(changes what the workflow computes: by hand only)"))
+      << summary;
+  // The plan's own lines come before it and say none of this.
+  EXPECT_TRUE(absl::StrContains(plan, "critical path: ")) << plan;
+  EXPECT_FALSE(absl::StrContains(plan, "total work (")) << plan;
+  EXPECT_FALSE(absl::StrContains(plan, "parallel-parse-fetch")) << plan;
+
+  // No optimizer there: one line says so, the plan still succeeds, and none
+  // of the summary is printed.
+  CliRun without =
+      RunGyre({"plan", file, "--predictor", predictor.address, "--optimizer", "127.0.0.1:1"});
+  ASSERT_EQ(without.exit_code, 0) << without.output;
+  EXPECT_TRUE(absl::StrContains(without.output, "optimizer at 127.0.0.1:1: no summary ("))
+      << without.output;
+  EXPECT_FALSE(absl::StrContains(without.output, "total work (")) << without.output;
+  EXPECT_FALSE(absl::StrContains(without.output, "parallel-parse-fetch")) << without.output;
+
+  optimizer.process->Signal(SIGTERM);
+  EXPECT_TRUE(optimizer.process->WaitForExit(absl::Seconds(15)).has_value())
+      << optimizer.process->Output();
+  Stop(predictor);
+}
+
+// gyre-optimizer with a predictor_address asks it for the durations the
+// request does not give (here: none), as gyre analyze sends no durations.
+TEST(PredictorProcessTest, TheOptimizerAsksThePredictorForTheDurationsNotGiven) {
+  testing::ScratchDir dir("optimizer_predictor_test");
+  ASSERT_FALSE(dir.path().empty());
+  RunningPredictor predictor = StartPredictor(dir.path() + "/model");
+  ASSERT_NE(predictor.stub, nullptr);
+  ASSERT_TRUE(RecordChainHistory(*predictor.stub));
+  RunningOptimizer optimizer = StartOptimizer(predictor.address);
+  ASSERT_FALSE(optimizer.address.empty());
+  auto stub = v1::OptimizerService::NewStub(
+      grpc::CreateChannel(optimizer.address, grpc::InsecureChannelCredentials()));
+
+  // fetch -> parse (commands: the predictor's), pause beside them (a
+  // builtin sleep: its declared 1 s, not asked).
+  v1::AnalyzeWorkflowRequest request;
+  v1::WorkflowDefinition& def = *request.mutable_definition();
+  def.set_name("workflows/plan-chain");
+  v1::TaskSpec* fetch = def.add_tasks();
+  fetch->set_id("fetch");
+  fetch->add_command("/usr/bin/fetch");
+  v1::TaskSpec* parse = def.add_tasks();
+  parse->set_id("parse");
+  parse->add_command("/usr/bin/parse");
+  parse->add_depends_on("fetch");
+  v1::TaskSpec* pause = def.add_tasks();
+  pause->set_id("pause");
+  pause->mutable_builtin()->set_kind(v1::BuiltinExecutor::SLEEP);
+  pause->mutable_builtin()->mutable_duration()->set_seconds(1);
+  v1::AnalyzeWorkflowResponse analysis;
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = stub->AnalyzeWorkflow(&call, request, &analysis);
+    ASSERT_TRUE(status.ok()) << status.error_message() << optimizer.process->Output();
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 2) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().builtin(), 1) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().default_unit(), 0) << analysis.DebugString();
+  EXPECT_TRUE(analysis.predictor_error().empty()) << analysis.predictor_error();
+  ASSERT_EQ(analysis.critical_path_size(), 2) << analysis.DebugString();
+  EXPECT_EQ(analysis.critical_path(0), "fetch");
+  EXPECT_EQ(analysis.critical_path(1), "parse");
+  const double path = static_cast<double>(analysis.critical_path_duration().seconds()) +
+                      analysis.critical_path_duration().nanos() / 1e9;
+  EXPECT_NEAR(path, 100, 5) << "40 s + 60 s as observed";
+
+  // A duration the request gives wins over the predictor's.
+  (*request.mutable_task_durations())["parse"].set_seconds(7);
+  {
+    grpc::ClientContext call;
+    ASSERT_TRUE(stub->AnalyzeWorkflow(&call, request, &analysis).ok());
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 1) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().recorded(), 1) << analysis.DebugString();
+  request.clear_task_durations();
+
+  // gyre analyze prints where the durations came from.
+  const std::string file = dir.path() + "/plan-chain.yaml";
+  std::ofstream(file) << kChainYaml;
+  CliRun cli = RunGyre({"analyze", file, "--optimizer", optimizer.address});
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_TRUE(absl::StrContains(cli.output, "2 tasks; durations: 2 predicted\n")) << cli.output;
+
+  // The predictor gone: the analysis goes on with the default, and says why.
+  Stop(predictor);
+  {
+    grpc::ClientContext call;
+    const grpc::Status status = stub->AnalyzeWorkflow(&call, request, &analysis);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
+  EXPECT_EQ(analysis.duration_sources().predicted(), 0) << analysis.DebugString();
+  EXPECT_EQ(analysis.duration_sources().default_unit(), 2) << analysis.DebugString();
+  EXPECT_TRUE(absl::StrContains(analysis.predictor_error(), "gyre-predictor"))
+      << analysis.predictor_error();
+  cli = RunGyre({"analyze", file, "--optimizer", optimizer.address});
+  ASSERT_EQ(cli.exit_code, 0) << cli.output;
+  EXPECT_TRUE(absl::StrContains(cli.output, "predictor's durations not used: gyre-predictor"))
+      << cli.output;
+
+  optimizer.process->Signal(SIGTERM);
+  EXPECT_TRUE(optimizer.process->WaitForExit(absl::Seconds(15)).has_value())
+      << optimizer.process->Output();
 }
 
 TEST(PredictorProcessTest, PlanWithoutAPredictorSaysSoAndUsesDeclaredValues) {

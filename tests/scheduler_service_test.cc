@@ -141,6 +141,40 @@ TEST_F(SchedulerServiceTest, TenantWeightsFromTheConfigFileSetTheFairShares) {
   EXPECT_EQ(response.unplaced(0).task_run(), "executions/vip/tasks/t") << response.DebugString();
 }
 
+TEST_F(SchedulerServiceTest, LabelWeightsFromTheConfigFileSetTheFairSharesByTeam) {
+  testing::ScratchDir dir("scheduler-config");
+  const std::string config = dir.path() + "/scheduler.yaml";
+  std::ofstream(config) << "fair_share_label: team\nlabel_weights: {ml: 100}\naging_grace: 1h\n";
+  process_.reset();
+  Start({"--config=" + config});
+  // Two executions of one tenant, one ready task each; "big" has 10x the
+  // remaining work, but its task is labelled team: ml, of weight 100, so it
+  // ranks first.
+  v1::RankAndPlaceRequest request;
+  for (const char* e : {"executions/small", "executions/big"}) {
+    v1::ReadyTaskInfo* t = request.add_tasks();
+    t->set_task_run(absl::StrCat(e, "/tasks/t"));
+    t->set_queue("default");
+    t->set_execution(e);
+    t->set_predicted_seconds(1);
+    if (absl::EndsWith(e, "big")) (*t->mutable_labels())["team"] = "ml";
+    v1::ExecutionLoad* load = request.add_executions();
+    load->set_execution(e);
+    load->set_remaining_work_seconds(absl::EndsWith(e, "big") ? 10'000 : 1'000);
+  }
+  v1::RankAndPlaceResponse response;
+  grpc::Status status = Call(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.unplaced_size(), 2);
+  EXPECT_EQ(response.unplaced(0).task_run(), "executions/big/tasks/t") << response.DebugString();
+  // Without the label the big execution competes at weight 1 and goes last.
+  request.mutable_tasks(1)->clear_labels();
+  status = Call(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(response.unplaced_size(), 2);
+  EXPECT_EQ(response.unplaced(0).task_run(), "executions/small/tasks/t") << response.DebugString();
+}
+
 TEST(SchedulerConfigTest, AZeroTenantWeightStopsTheStartNamingTheKey) {
   testing::ScratchDir dir("scheduler-config");
   const std::string config = dir.path() + "/scheduler.yaml";

@@ -73,14 +73,18 @@ void Print(const v1::AnalyzeWorkflowResponse& r) {
   std::vector<std::string> sources;
   if (src.actual() > 0) sources.push_back(absl::StrCat(src.actual(), " actual"));
   if (src.recorded() > 0) sources.push_back(absl::StrCat(src.recorded(), " recorded"));
+  if (src.predicted() > 0) sources.push_back(absl::StrCat(src.predicted(), " predicted"));
   if (src.builtin() > 0) sources.push_back(absl::StrCat(src.builtin(), " builtin"));
   if (src.default_unit() > 0) {
     sources.push_back(absl::StrCat(src.default_unit(), " default (", Secs(src.default_duration()),
                                    " each: no duration known)"));
   }
   std::printf("workflow %s: %d tasks; durations: %s\n", TerminalSafe(r.workflow()).c_str(),
-              src.actual() + src.recorded() + src.builtin() + src.default_unit(),
+              src.actual() + src.recorded() + src.predicted() + src.builtin() + src.default_unit(),
               absl::StrJoin(sources, ", ").c_str());
+  if (!r.predictor_error().empty()) {
+    std::printf("predictor's durations not used: %s\n", TerminalSafe(r.predictor_error()).c_str());
+  }
   std::vector<std::string> path(r.critical_path().begin(), r.critical_path().end());
   std::printf("critical path: %s of %s total work (%.0f%%): %s\n",
               Secs(r.critical_path_duration()).c_str(), Secs(r.total_work()).c_str(),

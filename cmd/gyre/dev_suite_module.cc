@@ -152,6 +152,7 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   if (!loopback.ok()) return loopback.status();
   components_->gateway.set_orchestrator_channel(host->InProcessChannel(), *std::move(loopback));
   components_->optimizer.set_orchestrator_channel(host->InProcessChannel());
+  components_->optimizer.set_predictor_channel(host->InProcessChannel());
   components_->gateway.set_optimizer_channel(host->InProcessChannel());
   components_->gateway.set_predictor_channel(host->InProcessChannel());
   for (server::ServiceModule* module : components_->InStartOrder()) {

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -90,8 +92,13 @@ bool IsFinal(gyre::v1::ExecutionState state) {
 }  // namespace
 
 Optimizer::Optimizer(std::shared_ptr<gyre::v1::OrchestratorService::StubInterface> orchestrator,
-                     absl::Duration call_timeout)
-    : orchestrator_(std::move(orchestrator)), call_timeout_(call_timeout) {}
+                     absl::Duration call_timeout,
+                     std::shared_ptr<gyre::v1::PredictorService::StubInterface> predictor,
+                     absl::Duration predict_timeout)
+    : orchestrator_(std::move(orchestrator)),
+      call_timeout_(call_timeout),
+      predictor_(std::move(predictor)),
+      predict_timeout_(predict_timeout) {}
 
 absl::Status Optimizer::NeedOrchestrator(const std::string& what) const {
   if (orchestrator_ != nullptr) return absl::OkStatus();
@@ -158,8 +165,57 @@ absl::Status Optimizer::AddHistory(const std::string& execution, AnalysisInput* 
   return absl::OkStatus();
 }
 
+absl::Status Optimizer::AddPredictions(AnalysisInput* input) const {
+  const gyre::v1::WorkflowDefinition& def = input->definition;
+  // Command tasks only: a builtin's duration is declared exactly.
+  std::vector<const gyre::v1::TaskSpec*> unknown;
+  for (const auto& task : def.tasks()) {
+    if (task.builtin().kind() != gyre::v1::BuiltinExecutor::KIND_UNSPECIFIED ||
+        input->actual_seconds.contains(task.id()) || input->recorded_seconds.contains(task.id())) {
+      continue;
+    }
+    unknown.push_back(&task);
+  }
+  const std::string default_queue = def.default_queue().empty() ? "default" : def.default_queue();
+  for (size_t first = 0; first < unknown.size(); first += kMaxPredictedTasksPerCall) {
+    const size_t end = std::min(unknown.size(), first + kMaxPredictedTasksPerCall);
+    gyre::v1::PredictResourcesRequest request;
+    request.set_workflow(absl::StartsWith(def.name(), "workflows/")
+                             ? def.name()
+                             : absl::StrCat("workflows/", def.name()));
+    for (size_t i = first; i < end; ++i) {
+      gyre::v1::TaskSpec* spec = request.add_tasks();
+      *spec = *unknown[i];
+      if (spec->queue().empty()) spec->set_queue(default_queue);  // as the engine queues it
+    }
+    gyre::v1::PredictResourcesResponse response;
+    auto context = Context(predict_timeout_);
+    if (grpc::Status s = predictor_->PredictResources(context.get(), request, &response); !s.ok()) {
+      return Prefixed(s, "gyre-predictor");
+    }
+    if (response.predictions_size() != request.tasks_size()) {
+      return absl::InternalError(absl::StrCat("gyre-predictor answered ",
+                                              response.predictions_size(), " predictions for ",
+                                              request.tasks_size(), " tasks"));
+    }
+    for (int i = 0; i < response.predictions_size(); ++i) {
+      const gyre::v1::PredictedValue& d = response.predictions(i).duration_seconds();
+      // Its prior is a guess with no run behind it: the default says so
+      // more plainly.
+      if (d.level() == gyre::v1::PREDICTION_LEVEL_PRIOR ||
+          d.level() == gyre::v1::PREDICTION_LEVEL_UNSPECIFIED || !(d.value() >= 0) ||
+          !std::isfinite(d.value())) {
+        continue;
+      }
+      input->predicted_seconds[request.tasks(i).id()] = d.value();
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<AnalysisInput> Optimizer::Gather(const gyre::v1::AnalyzeWorkflowRequest& request,
-                                                std::string* analyzed) {
+                                                std::string* analyzed,
+                                                std::string* predictor_error) {
   AnalysisInput input;
   if (request.history_executions_size() > kMaxHistoryExecutions) {
     return absl::InvalidArgumentError(
@@ -229,6 +285,12 @@ absl::StatusOr<AnalysisInput> Optimizer::Gather(const gyre::v1::AnalyzeWorkflowR
   for (const auto& [queue, slots] : request.slots_per_queue()) {
     input.pool_max[queue] = slots;
   }
+  if (predictor_ != nullptr) {
+    if (absl::Status s = AddPredictions(&input); !s.ok()) {
+      input.predicted_seconds.clear();  // all or none: one analysis, one source
+      if (predictor_error != nullptr) *predictor_error = std::string(s.message());
+    }
+  }
   return input;
 }
 
@@ -250,6 +312,7 @@ gyre::v1::AnalyzeWorkflowResponse ToResponse(const Analysis& a, double default_s
   auto* sources = out.mutable_duration_sources();
   sources->set_actual(a.duration_sources[static_cast<int>(DurationSource::kActual)]);
   sources->set_recorded(a.duration_sources[static_cast<int>(DurationSource::kRecorded)]);
+  sources->set_predicted(a.duration_sources[static_cast<int>(DurationSource::kPredicted)]);
   sources->set_builtin(a.duration_sources[static_cast<int>(DurationSource::kSleep)]);
   sources->set_default_unit(a.duration_sources[static_cast<int>(DurationSource::kDefault)]);
   *sources->mutable_default_duration() = Dur(default_seconds);
@@ -305,12 +368,14 @@ gyre::v1::AnalyzeWorkflowResponse ToResponse(const Analysis& a, double default_s
 absl::StatusOr<gyre::v1::AnalyzeWorkflowResponse> Optimizer::Analyze(
     const gyre::v1::AnalyzeWorkflowRequest& request) {
   std::string analyzed;
-  auto input = Gather(request, &analyzed);
+  std::string predictor_error;
+  auto input = Gather(request, &analyzed, &predictor_error);
   if (!input.ok()) return input.status();
   auto analysis = AnalyzeWorkflow(*input);
   if (!analysis.ok()) return analysis.status();
   gyre::v1::AnalyzeWorkflowResponse out = ToResponse(*analysis, input->default_seconds);
   out.set_workflow(analyzed);
+  out.set_predictor_error(predictor_error);
   return out;
 }
 
@@ -333,7 +398,7 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
   gyre::v1::AnalyzeWorkflowRequest analyze = request.analysis();
   analyze.set_workflow(request.workflow());
   std::string analyzed;
-  auto input = Gather(analyze, &analyzed);
+  auto input = Gather(analyze, &analyzed, nullptr);
   if (!input.ok()) return input.status();
   auto analysis = AnalyzeWorkflow(*input);
   if (!analysis.ok()) return analysis.status();
@@ -357,10 +422,13 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
                        "); pass the same analysis inputs as to AnalyzeWorkflow"));
     }
     if (rec->changes_semantics) {
+      // Refused in a dry run too: a dry run shows what would be stored, and
+      // this never is. The description says what to change by hand.
       return absl::FailedPreconditionError(absl::StrCat(
           "recommendation \"", id,
-          "\": changes what the workflow computes, so it is never applied automatically; edit "
-          "the workflow by hand if it is right"));
+          "\": changes what the workflow computes, so it is never applied automatically (nor "
+          "in a dry run); edit the workflow by hand if it is right: ",
+          rec->description));
     }
     if (rec->configuration_only) {
       return absl::FailedPreconditionError(
@@ -414,6 +482,9 @@ absl::StatusOr<gyre::v1::ApplyOptimizationsResponse> Optimizer::Apply(
                               absl::StrJoin(out.applied(), ", ")));
   def.clear_create_time();
   if (request.dry_run()) {
+    // The version UpdateWorkflow would give it (the analysis read the
+    // latest), as `gyre analyze --dry_run` says "would store version N".
+    def.set_version(out.base_version() + 1);
     *out.mutable_workflow() = std::move(def);
     return out;
   }

@@ -16,6 +16,10 @@ struct OptimizerConfig {
   // inline definitions only.
   std::string orchestrator_address = "127.0.0.1:50051";
   absl::Duration orchestrator_timeout = absl::Seconds(30);
+  // gyre-predictor, for the durations of tasks the request gives none for;
+  // empty: builtin and default durations only.
+  std::string predictor_address;
+  absl::Duration predictor_timeout = absl::Seconds(2);
 };
 
 // The gyre-optimizer process: OptimizerService plus its orchestrator client.
@@ -32,10 +36,16 @@ class OptimizerModule : public server::ServiceModule {
   void set_orchestrator_channel(std::shared_ptr<grpc::Channel> channel) {
     channel_ = std::move(channel);
   }
+  // Asks gyre-predictor over `channel` instead of dialling
+  // predictor_address (gyre dev: its own predictor, in-process).
+  void set_predictor_channel(std::shared_ptr<grpc::Channel> channel) {
+    predictor_channel_ = std::move(channel);
+  }
 
  private:
   OptimizerConfig config_;
   std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<grpc::Channel> predictor_channel_;
   std::unique_ptr<OptimizerServiceImpl> service_;
 };
 

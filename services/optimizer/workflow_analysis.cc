@@ -117,6 +117,10 @@ absl::StatusOr<Dag> BuildDag(const AnalysisInput& input, Analysis* analysis) {
                rec != input.recorded_seconds.end()) {
       source = DurationSource::kRecorded;
       seconds = rec->second;
+    } else if (auto predicted = input.predicted_seconds.find(task.id());
+               predicted != input.predicted_seconds.end()) {
+      source = DurationSource::kPredicted;
+      seconds = predicted->second;
     } else if (task.builtin().kind() == gyre::v1::BuiltinExecutor::SLEEP) {
       source = DurationSource::kSleep;
       seconds = DurationSeconds(task.builtin().duration());
@@ -265,7 +269,8 @@ const char* NameIn(const char* const (&names)[N], Enum value, const char* fallba
   return index < N ? names[index] : fallback;
 }
 
-constexpr const char* kDurationSourceNames[] = {"actual", "recorded", "builtin", "default"};
+constexpr const char* kDurationSourceNames[] = {"actual", "recorded", "predicted", "builtin",
+                                                "default"};
 constexpr const char* kFindingKindNames[] = {
     "fan-in",           "serial-chain",   "pool-cap",     "timeout-too-low",
     "timeout-too-high", "futile-retries", "memory-misfit"};

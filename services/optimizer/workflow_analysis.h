@@ -13,10 +13,11 @@ namespace gyre::optimizer {
 
 // Where a task's duration came from, best first.
 enum class DurationSource {
-  kActual,    // a finished execution's attempt
-  kRecorded,  // recorded or predicted, given by the caller
-  kSleep,     // the task is `builtin: sleep` for that long
-  kDefault,   // none of the above: AnalysisInput::default_seconds
+  kActual,     // a finished execution's attempt
+  kRecorded,   // recorded or predicted, given by the caller
+  kPredicted,  // gyre-predictor's, asked by the optimizer
+  kSleep,      // the task is `builtin: sleep` for that long
+  kDefault,    // none of the above: AnalysisInput::default_seconds
 };
 const char* DurationSourceName(DurationSource source);
 
@@ -36,6 +37,7 @@ struct AnalysisInput {
   gyre::v1::WorkflowDefinition definition;
   absl::flat_hash_map<std::string, double> actual_seconds;
   absl::flat_hash_map<std::string, double> recorded_seconds;
+  absl::flat_hash_map<std::string, double> predicted_seconds;
   absl::flat_hash_map<std::string, TaskHistory> history;
   absl::flat_hash_map<std::string, int> pool_max;
   double default_seconds = 1.0;
@@ -144,7 +146,7 @@ struct Analysis {
   int peak_width = 0;
   std::vector<ProfileStep> profile;  // at most kProfileBuckets steps
   // How many tasks' durations came from each DurationSource.
-  int duration_sources[4] = {0, 0, 0, 0};
+  int duration_sources[5] = {0, 0, 0, 0, 0};
   std::vector<Finding> findings;
   std::vector<Recommendation> recommendations;  // most valuable first
 };

@@ -265,17 +265,21 @@ tasks:
   - {id: b, builtin: sleep, duration: 9s}
   - {id: c, builtin: sleep, duration: 9s}
   - {id: d, command: [true]}
+  - {id: e, command: [true]}
 )");
   input.actual_seconds["a"] = 1;
   input.recorded_seconds["a"] = 2;
   input.recorded_seconds["b"] = 3;
+  input.predicted_seconds["b"] = 6;  // the caller's recorded one wins
+  input.predicted_seconds["e"] = 7;
   input.default_seconds = 4;
   Analysis a = Analyze(input);
   EXPECT_EQ(a.duration_sources[static_cast<int>(DurationSource::kActual)], 1);
   EXPECT_EQ(a.duration_sources[static_cast<int>(DurationSource::kRecorded)], 1);
+  EXPECT_EQ(a.duration_sources[static_cast<int>(DurationSource::kPredicted)], 1);
   EXPECT_EQ(a.duration_sources[static_cast<int>(DurationSource::kSleep)], 1);
   EXPECT_EQ(a.duration_sources[static_cast<int>(DurationSource::kDefault)], 1);
-  EXPECT_DOUBLE_EQ(a.total_work_seconds, 1 + 3 + 9 + 4);
+  EXPECT_DOUBLE_EQ(a.total_work_seconds, 1 + 3 + 9 + 4 + 7);
 }
 
 TEST(WorkflowAnalysisTest, RejectsBadInput) {

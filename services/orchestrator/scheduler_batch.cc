@@ -114,6 +114,8 @@ void SchedulerBatch::Describe(absl::Span<const BatchedTask> tasks,
     info.set_priority(task.priority);
     if (spec.has_resources()) *info.mutable_resources() = spec.resources();
     *info.mutable_agent_selector() = spec.agent_selector();
+    // The scheduler's fair_share_label, when it has one, picks its value.
+    if (!spec.labels().empty()) *info.mutable_labels() = spec.labels();
     info.set_waiting_seconds(std::max(0.0, absl::ToDoubleSeconds(now - task.ready_time)));
     info.set_execution(exec.name());
     // The same task of the same workflow: the scheduler learns its

@@ -29,7 +29,9 @@ v1::WorkflowDefinition SideAndChain() {
 using SchedulerBatchTest = WorkflowEngineTest;
 
 TEST_F(SchedulerBatchTest, BatchCarriesTheReadyTasksPathLengthsAndRemainingWork) {
-  const std::string exec = Start(SideAndChain());  // no agent: both roots wait
+  v1::WorkflowDefinition def = SideAndChain();
+  (*def.mutable_tasks(0)->mutable_labels())["team"] = "ml";  // for fair_share_label
+  const std::string exec = Start(def);                       // no agent: both roots wait
   v1::RankAndPlaceRequest request;
   std::vector<BatchedTask> tasks;
   ASSERT_TRUE(engine_.TakeSchedulerBatch(100, &request, &tasks));
@@ -41,6 +43,9 @@ TEST_F(SchedulerBatchTest, BatchCarriesTheReadyTasksPathLengthsAndRemainingWork)
   EXPECT_EQ(request.tasks(1).upward_rank_seconds(), 3 * SchedulerBatch::kNominalTaskSeconds);
   EXPECT_EQ(request.tasks(1).queue(), "default");
   EXPECT_EQ(request.tasks(1).execution(), exec);
+  ASSERT_EQ(request.tasks(0).labels().count("team"), 1u);
+  EXPECT_EQ(request.tasks(0).labels().at("team"), "ml");
+  EXPECT_TRUE(request.tasks(1).labels().empty());
   ASSERT_EQ(request.executions_size(), 1);
   EXPECT_EQ(request.executions(0).remaining_work_seconds(),
             4 * SchedulerBatch::kNominalTaskSeconds);

@@ -97,6 +97,7 @@ absl::Status BatchScheduler::RankAndPlace(const v1::RankAndPlaceRequest& request
     listed_work.push_back(load.remaining_work_seconds() > 0);
   }
   std::vector<RankTask> rank_tasks(n);
+  const std::string& fair_share_label = ranker_.config().fair_share_label;
   for (int i = 0; i < n; ++i) {
     const v1::ReadyTaskInfo& t = request.tasks(i);
     const absl::string_view key = t.execution().empty() ? t.task_run() : t.execution();
@@ -109,6 +110,11 @@ absl::Status BatchScheduler::RankAndPlace(const v1::RankAndPlaceRequest& request
     rank_tasks[i] = {t.priority(), t.waiting_seconds(),
                      t.upward_rank_seconds() > 0 ? t.upward_rank_seconds() : predicted[i],
                      it->second, static_cast<uint64_t>(i)};
+    if (!fair_share_label.empty()) {
+      if (auto label = t.labels().find(fair_share_label); label != t.labels().end()) {
+        rank_tasks[i].weight = ranker_.config().LabelWeightOf(label->second);
+      }
+    }
   }
 
   // Agents that take work, with what is free on them.

@@ -1,5 +1,9 @@
 #include "services/scheduler/batch_scheduler.h"
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "gtest/gtest.h"
 
 namespace gyre::scheduler {
@@ -124,6 +128,50 @@ TEST(BatchSchedulerTest, AgingRaisesTheEffectivePriorityTheAnswerCarries) {
   response = scheduler.RankAndPlace(request);
   ASSERT_TRUE(response.ok());
   EXPECT_EQ(response->unplaced(0).effective_priority(), 100) << "capped at the top level";
+}
+
+// With fair_share_label, a task carrying that label weighs its value's
+// weight; a task without it keeps its execution's tenant weight.
+TEST(BatchSchedulerTest, TheFairShareLabelsValueWeighsATaskInsteadOfItsTenant) {
+  RankingConfig config;
+  config.tenant_weights["acme"] = 20;
+  v1::RankAndPlaceRequest request;
+  (*AddTask(&request, "big/tasks/train", "big", 10)->mutable_labels())["team"] = "ml";
+  AddTask(&request, "small/tasks/load", "small", 10);
+  (*AddTask(&request, "mid/tasks/report", "mid", 10)->mutable_labels())["other"] = "x";
+  for (const auto& [execution, tenant, seconds] :
+       std::vector<std::tuple<std::string, std::string, double>>{
+           {"big", "acme", 12'000}, {"small", "", 500}, {"mid", "acme", 1'000}}) {
+    v1::ExecutionLoad* load = request.add_executions();
+    load->set_execution(execution);
+    load->set_tenant(tenant);
+    load->set_remaining_work_seconds(seconds);
+  }
+  auto order = [&request](const RankingConfig& ranking) {
+    BatchScheduler scheduler(ranking);
+    auto response = scheduler.RankAndPlace(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    std::vector<std::string> names;
+    if (response.ok()) {
+      for (const v1::Unplaced& u : response->unplaced()) names.push_back(u.task_run());
+    }
+    return names;
+  };
+  // Tenants only (no agent: all wait, in rank order): mid 1,000 / 20 = 50,
+  // small 500 / 1, big 12,000 / 20 = 600.
+  EXPECT_EQ(order(config),
+            (std::vector<std::string>{"mid/tasks/report", "small/tasks/load", "big/tasks/train"}));
+  // By team: big's task is team ml, weight 100: 12,000 / 100 = 120. mid's
+  // has no team label and keeps acme's 20; small's has none and keeps 1.
+  config.fair_share_label = "team";
+  config.label_weights["ml"] = 100;
+  EXPECT_EQ(order(config),
+            (std::vector<std::string>{"mid/tasks/report", "big/tasks/train", "small/tasks/load"}));
+  // A team not listed weighs default_tenant_weight (1): 12,000 / 1, last.
+  config.label_weights.clear();
+  config.label_weights["etl"] = 100;
+  EXPECT_EQ(order(config),
+            (std::vector<std::string>{"mid/tasks/report", "small/tasks/load", "big/tasks/train"}));
 }
 
 TEST(BatchSchedulerTest, RejectsAnOversizedOrMalformedBatch) {

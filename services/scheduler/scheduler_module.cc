@@ -2,8 +2,10 @@
 
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "services/scheduler/scheduler_service.h"
 
 namespace gyre::scheduler {
@@ -17,6 +19,24 @@ absl::Status DecodeNumber(const YAML::Node& value, double* target) {
     return absl::InvalidArgumentError(absl::StrCat("\"", value.Scalar(), "\" is not a number"));
   }
   return absl::OkStatus();
+}
+
+// A YAML map of name to weight (tenant_weights, label_weights) into `weights`.
+absl::Status DecodeWeights(const YAML::Node& value, absl::string_view what,
+                           absl::flat_hash_map<std::string, double>* weights) {
+  if (!value.IsMap()) return absl::InvalidArgumentError(absl::StrCat("expected a map of ", what));
+  weights->clear();
+  for (const auto& entry : value) {
+    const std::string name = entry.first.Scalar();
+    if (absl::Status s = DecodeNumber(entry.second, &(*weights)[name]); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string WeightsText(const absl::flat_hash_map<std::string, double>& weights) {
+  return absl::StrCat("{", absl::StrJoin(weights, ", ", absl::PairFormatter(": ")), "}");
 }
 
 }  // namespace
@@ -42,23 +62,21 @@ void SchedulerModule::RegisterConfig(config::ConfigSchema* schema) {
       [this] { return absl::StrCat(ranking_.default_tenant_weight); });
   schema->AddCustom(
       "tenant_weights",
-      [this](const YAML::Node& value) -> absl::Status {
-        if (!value.IsMap()) return absl::InvalidArgumentError("expected a map of tenant to weight");
-        ranking_.tenant_weights.clear();
-        for (const auto& entry : value) {
-          const std::string tenant = entry.first.Scalar();
-          if (absl::Status s = DecodeNumber(entry.second, &ranking_.tenant_weights[tenant]);
-              !s.ok()) {
-            return absl::InvalidArgumentError(absl::StrCat(tenant, ": ", s.message()));
-          }
-        }
-        return absl::OkStatus();
+      [this](const YAML::Node& value) {
+        return DecodeWeights(value, "tenant to weight", &ranking_.tenant_weights);
       },
       /*structured=*/true, "fair-share weight per tenant, e.g. {batch: 1, interactive: 4}",
-      [this] {
-        return absl::StrCat(
-            "{", absl::StrJoin(ranking_.tenant_weights, ", ", absl::PairFormatter(": ")), "}");
-      });
+      [this] { return WeightsText(ranking_.tenant_weights); });
+  schema->AddString("fair_share_label", &ranking_.fair_share_label,
+                    "task label whose value is a task's fair-share group instead of its tenant "
+                    "(e.g. team; empty: tenants only)");
+  schema->AddCustom(
+      "label_weights",
+      [this](const YAML::Node& value) {
+        return DecodeWeights(value, "label value to weight", &ranking_.label_weights);
+      },
+      /*structured=*/true, "fair-share weight per value of fair_share_label, e.g. {ml: 2, etl: 1}",
+      [this] { return WeightsText(ranking_.label_weights); });
 }
 
 absl::Status SchedulerModule::ValidateConfig() {

@@ -31,12 +31,28 @@ absl::Status RankingConfig::Validate() const {
           absl::StrFormat("tenant_weights[\"%s\"] is %g: must be > 0", tenant, weight));
     }
   }
+  for (const auto& [value, weight] : label_weights) {
+    if (!(weight > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("label_weights[\"%s\"] is %g: must be > 0", value, weight));
+    }
+  }
+  if (!label_weights.empty() && fair_share_label.empty()) {
+    return absl::InvalidArgumentError(
+        "label_weights is set but fair_share_label is empty: name the task label whose values "
+        "they weigh");
+  }
   return absl::OkStatus();
 }
 
 double RankingConfig::WeightOf(absl::string_view tenant) const {
   auto it = tenant_weights.find(tenant);
   return it == tenant_weights.end() ? default_tenant_weight : it->second;
+}
+
+double RankingConfig::LabelWeightOf(absl::string_view value) const {
+  auto it = label_weights.find(value);
+  return it == label_weights.end() ? default_tenant_weight : it->second;
 }
 
 double TaskRanker::EffectivePriority(const RankTask& task) const {
@@ -59,9 +75,9 @@ std::vector<TaskRanker::Key> TaskRanker::Keys(absl::Span<const RankTask> tasks,
   keys.reserve(tasks.size());
   for (const RankTask& t : tasks) {
     const ExecutionShare& e = executions[t.execution];
+    const double weight = t.weight > 0 ? t.weight : e.weight;
     keys.push_back(Key{EffectivePriority(t), t.upward_rank_seconds >= horizon,
-                       e.remaining_work_seconds / e.weight, t.upward_rank_seconds,
-                       t.ready_sequence});
+                       e.remaining_work_seconds / weight, t.upward_rank_seconds, t.ready_sequence});
   }
   return keys;
 }

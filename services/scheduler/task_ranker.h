@@ -31,16 +31,24 @@ struct RankingConfig {
   // 2026-12-04: makespan within 1.05 x HEFT's on all four, against two of
   // four with 0.7, and mean flow no worse on any seed).
   double critical_path_fraction = 0.5;
-  // Fair-share weight per tenant (an execution's tenant, or the label the
-  // caller groups executions by); tenants not listed weigh
-  // `default_tenant_weight`.
+  // Fair-share weight per tenant (an execution's tenant); tenants not
+  // listed weigh `default_tenant_weight`.
   absl::flat_hash_map<std::string, double> tenant_weights;
   double default_tenant_weight = 1.0;
+  // Fair share by a task label instead (e.g. "team"): a task carrying this
+  // label weighs `label_weights[its value]` (`default_tenant_weight` when
+  // the value is not listed); a task without it, its execution's tenant
+  // weight. Empty: tenants only.
+  std::string fair_share_label;
+  absl::flat_hash_map<std::string, double> label_weights;
 
   // InvalidArgument naming the field that is out of range.
   absl::Status Validate() const;
   // The weight of `tenant` (default_tenant_weight when not listed).
   double WeightOf(absl::string_view tenant) const;
+  // The weight of the fair_share_label value `value` (default_tenant_weight
+  // when not listed).
+  double LabelWeightOf(absl::string_view value) const;
 };
 
 // What the ranker needs of one ready task.
@@ -50,6 +58,9 @@ struct RankTask {
   double upward_rank_seconds = 0;  // see UpwardRanks
   int execution = 0;               // index into the ExecutionShare span
   uint64_t ready_sequence = 0;     // order it became ready in: the last tie-break
+  // > 0: the task's own fair-share weight (its fair_share_label value's,
+  // RankingConfig::LabelWeightOf), used instead of its execution's.
+  double weight = 0;
 };
 
 // What the ranker needs of one execution with ready tasks.
@@ -63,10 +74,11 @@ struct ExecutionShare {
 //   2. critical tasks (see RankingConfig) before the others, longest
 //      upward rank first — this is what keeps the makespan near HEFT's;
 //   3. the others by their execution's remaining work divided by its
-//      weight, least first (weighted shortest-remaining-work: a small
-//      execution is never stuck behind a huge one, and a tenant of weight 2
-//      competes as if its work were half as large) — this is what keeps the
-//      mean flow time near SRPT's;
+//      weight (the task's own when it has one: its label's), least first
+//      (weighted shortest-remaining-work: a small execution is never stuck
+//      behind a huge one, and a tenant or label value of weight 2 competes
+//      as if its work were half as large) — this is what keeps the mean
+//      flow time near SRPT's;
 //   4. longer upward rank first, then the order they became ready in.
 // Stateless and thread-compatible; cost O(n log n) (O(n + k log k) for Top).
 class TaskRanker {

@@ -63,6 +63,48 @@ TEST(TaskRankerTest, TheExecutionWithLessRemainingWorkPerWeightGoesFirst) {
   EXPECT_EQ(ranker.Rank(tasks, weighted, 1), (std::vector<int>{0, 1}));
 }
 
+TEST(TaskRankerTest, AHeavyLabelValueDoesNotStarveALightOne) {
+  // fair_share_label: team. Team "ml" has a huge execution (20,000 s left,
+  // 40 ready tasks) and weight 10; team "etl" one small execution (500 s
+  // left, 1 ready task, the last to become ready) and the default weight.
+  RankingConfig config = NoAging();
+  config.fair_share_label = "team";
+  config.label_weights["ml"] = 10;
+  const TaskRanker ranker(config);
+  std::vector<RankTask> tasks;
+  for (int i = 0; i < 40; ++i) {
+    tasks.push_back({.upward_rank_seconds = 10,
+                     .execution = 0,
+                     .ready_sequence = uint64_t(i),
+                     .weight = config.LabelWeightOf("ml")});
+  }
+  tasks.push_back({.upward_rank_seconds = 10,
+                   .execution = 1,
+                   .ready_sequence = 40,
+                   .weight = config.LabelWeightOf("etl")});
+  // Both executions have the same tenant weight: only the labels differ.
+  const std::vector<ExecutionShare> shares = {{20000, 1}, {500, 1}};
+  // 4 slots: horizon 0.7 x 20,500 / 4 = 3,587.5 s, so no task is critical.
+  // ml competes as 20,000 / 10 = 2,000 s, etl as 500 / 1: etl's one task
+  // goes first, ahead of all 40 of ml's, although it became ready last.
+  std::vector<int> order = ranker.Rank(tasks, shares, 4);
+  ASSERT_EQ(order.size(), 41u);
+  EXPECT_EQ(order.front(), 40);
+  // The weight still counts: at 100, ml competes as 200 s < 500 s and goes
+  // first; etl's task is then behind them, until aging lifts it (below).
+  config.label_weights["ml"] = 100;
+  for (int i = 0; i < 40; ++i) tasks[i].weight = config.LabelWeightOf("ml");
+  order = TaskRanker(config).Rank(tasks, shares, 4);
+  EXPECT_EQ(order.back(), 40);
+  // Nothing starves: once etl's task has waited past the grace, aging
+  // raises its priority above every newer ml task.
+  config.aging_grace_seconds = 3600;
+  config.aging_seconds_per_point = 60;
+  tasks[40].waiting_seconds = 3600 + 60;
+  order = TaskRanker(config).Rank(tasks, shares, 4);
+  EXPECT_EQ(order.front(), 40);
+}
+
 TEST(TaskRankerTest, ACriticalTaskOvertakesTheFairShareOrder) {
   const TaskRanker ranker(NoAging());
   std::vector<RankTask> tasks = {{.upward_rank_seconds = 950, .execution = 0, .ready_sequence = 0},
@@ -91,6 +133,18 @@ TEST(RankingConfigTest, ValidateNamesTheBadField) {
   absl::Status status = config.Validate();
   ASSERT_FALSE(status.ok());
   EXPECT_NE(status.message().find("tenant_weights[\"t\"]"), std::string::npos) << status;
+
+  RankingConfig labels;
+  labels.label_weights["ml"] = 2;
+  status = labels.Validate();
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("fair_share_label is empty"), std::string::npos) << status;
+  labels.fair_share_label = "team";
+  EXPECT_TRUE(labels.Validate().ok());
+  labels.label_weights["etl"] = -1;
+  status = labels.Validate();
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find("label_weights[\"etl\"] is -1"), std::string::npos) << status;
 }
 
 }  // namespace
