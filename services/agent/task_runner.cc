@@ -721,8 +721,8 @@ void TaskRunner::OnEvent(Process& process, uint64_t which) {
   const int i = which == kStdoutTag ? 0 : 1;
   int& fd = process.pipes[i];
   if (fd < 0) return;
-  static thread_local char buffer[65536];
-  const ssize_t n = read(fd, buffer, sizeof(buffer));
+  char* const buffer = read_buffer_.get();
+  const ssize_t n = read(fd, buffer, kReadBufferBytes);
   if (n > 0) {
     TaskOutcome& outcome = process.outcome;
     if (i == 0) {

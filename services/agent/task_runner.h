@@ -163,6 +163,12 @@ class TaskRunner {
   TimerQueue timers_;
   const int epoll_fd_;
   const int wake_fd_;  // eventfd in epoll_fd_
+  // Where the poller reads task output; the poller's alone. On the heap: a
+  // thread_local array this size would be carved out of every thread's
+  // stack in the process (static TLS), and in gyre dev it overflowed the
+  // small stacks of the metrics server's threads.
+  static constexpr size_t kReadBufferBytes = 64 * 1024;
+  const std::unique_ptr<char[]> read_buffer_ = std::make_unique<char[]>(kReadBufferBytes);
   absl::Mutex mutex_;
   Handle next_handle_ ABSL_GUARDED_BY(mutex_) = 1;
   // Running subprocesses. A process is owned here from its spawn until its
