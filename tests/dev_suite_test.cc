@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -209,6 +210,14 @@ TEST(DevSuiteTest, AllSixComponentsServeInOneProcessAndCtrlCStopsCleanly) {
       absl::Seconds(20));
   ASSERT_TRUE(up.ok()) << up.status();
   EXPECT_EQ(testing::JsonIntField(*up, "healthy"), 6) << *up;
+  // The REST address it announces has the port it bound, not the ":0" asked.
+  const size_t http_at = up->find("\"http\":\"http://127.0.0.1:");
+  ASSERT_NE(http_at, std::string::npos) << *up;
+  const int http_port = std::atoi(up->c_str() + http_at + strlen("\"http\":\"http://127.0.0.1:"));
+  ASSERT_GT(http_port, 0) << *up;
+  auto rest = testing::HttpGet("127.0.0.1", http_port, "/healthz");
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->status, 200) << rest->body;
 
   auto health = grpc::health::v1::Health::NewStub(
       grpc::CreateChannel(absl::StrCat("127.0.0.1:", *testing::JsonIntField(*up, "grpc_port")),

@@ -175,6 +175,14 @@ absl::Status DevSuiteModule::OnServing(server::ServiceHost* host) {
   return absl::OkStatus();
 }
 
+std::string DevSuiteModule::BoundHttpAddress() const {
+  // The configured host with the port really bound (":0" asks for any).
+  const absl::string_view configured = config_.http_address;
+  const size_t colon = configured.rfind(':');
+  return absl::StrCat("http://", configured.substr(0, colon), ":",
+                      components_->gateway.http_port());
+}
+
 absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {
   // Asked over gRPC, as any client would, rather than trusting our own flags.
   auto health = grpc::health::v1::Health::NewStub(host->InProcessChannel());
@@ -194,7 +202,7 @@ absl::Status DevSuiteModule::ReportHealth(server::ServiceHost* host) {
   logging::Announce("gyre dev is up", {{"serving", absl::StrJoin(serving, ",")},
                                        {"healthy", static_cast<int>(serving.size())},
                                        {"grpc_port", host->grpc_port()},
-                                       {"http", absl::StrCat("http://", config_.http_address)},
+                                       {"http", BoundHttpAddress()},
                                        {"metrics_port", host->metrics_port()},
                                        {"data_dir", config_.data_dir}});
   return absl::OkStatus();

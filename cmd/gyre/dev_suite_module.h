@@ -53,6 +53,8 @@ class DevSuiteModule : public server::ServiceModule {
 
  private:
   absl::Status ReportHealth(server::ServiceHost* host);
+  // "http://HOST:PORT" of the gateway, with the port it bound.
+  std::string BoundHttpAddress() const;
   // Prints the REST API's address and an example curl.
   void PrintApiAccess();
 
