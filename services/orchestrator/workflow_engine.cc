@@ -871,6 +871,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
         return room;
       }
     }
+    // The submission and the leases dispatch gives its first tasks: one
+    // commit, before both the reply and the assignments.
+    EngineJournal::CommitHold together(journal_);
     ExecutionEntry& exec = machine_.CreateExecution(started, *selected, std::move(declared), out);
     if (options_.predictions != nullptr) {
       predict_definition = *selected;
@@ -1399,6 +1402,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
             !owned.ok()) {
           return owned;
         }
+        EngineJournal::CommitHold together(journal_);  // the result and the next leases
         results_.RecordResults(agent, {&result, 1}, absl::MakeSpan(parsed), out);
         dispatcher_.Dispatch(out);
         break;
@@ -1424,6 +1428,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
             }
           }
         }
+        EngineJournal::CommitHold together(journal_);  // the results and the next leases
         results_.RecordResults(agent, absl::MakeConstSpan(results.data(), results.size()),
                                absl::MakeSpan(parsed), out);
         dispatcher_.Dispatch(out);
