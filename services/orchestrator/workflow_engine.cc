@@ -960,6 +960,13 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
 
 absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
     const v1::ListTaskRunsRequest& req) {
+  v1::ListTaskRunsResponse response;
+  if (absl::Status status = ListTaskRuns(req, &response); !status.ok()) return status;
+  return response;
+}
+
+absl::Status WorkflowEngine::ListTaskRuns(const v1::ListTaskRunsRequest& req,
+                                          v1::ListTaskRunsResponse* response) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::StatusOr<size_t> limit = PageSize(req.page_size(), 1000, 10000);
   if (!limit.ok()) return limit.status();
@@ -970,10 +977,9 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
                    absl::NotFoundError(
                        absl::StrCat("execution ", QuoteClientText(req.parent()), " not found")));
   }
-  absl::StatusOr<v1::ListTaskRunsResponse> runs =
-      executions_.ListTaskRuns(*exec, req, *limit, queues_);
-  if (runs.ok()) ExplainWaiting(*exec, *runs->mutable_task_runs());
-  return runs;
+  absl::Status listed = executions_.ListTaskRuns(*exec, req, *limit, queues_, response);
+  if (listed.ok()) ExplainWaiting(*exec, *response->mutable_task_runs());
+  return listed;
 }
 
 void WorkflowEngine::ExplainWaiting(const ExecutionEntry& exec,
