@@ -49,6 +49,26 @@ class EngineJournal {
   }
   void Persist(absl::Span<gyre::v1::StateRecord> records, StateStore::Completion done);
 
+  // For one critical section that appends several times (a submission and
+  // the leases dispatch gives it; results and the next leases): the store
+  // commits none of them before the section ends, so they share one commit
+  // rather than the writer taking the first alone (StateStore::HoldCommits).
+  class CommitHold {
+   public:
+    explicit CommitHold(const EngineJournal& journal)
+        : store_(journal.replaying_ ? nullptr : journal.store_) {
+      if (store_ != nullptr) store_->HoldCommits();
+    }
+    ~CommitHold() {
+      if (store_ != nullptr) store_->ReleaseCommits();
+    }
+    CommitHold(const CommitHold&) = delete;
+    CommitHold& operator=(const CommitHold&) = delete;
+
+   private:
+    StateStore* const store_;
+  };
+
   // An append failed: the engine must stop (see WorkflowEngine::FailStop).
   void Fail(const absl::Status& status) const { on_failure_(status); }
 

@@ -130,10 +130,11 @@ class ExecutionTable {
   // A page of executions, newest first (see WorkflowEngine::ListExecutions).
   absl::StatusOr<gyre::v1::ListExecutionsResponse> List(const gyre::v1::ListExecutionsRequest& req,
                                                         size_t limit) const;
-  // A page of an execution's task runs, in workflow order.
-  absl::StatusOr<gyre::v1::ListTaskRunsResponse> ListTaskRuns(
-      const ExecutionEntry& exec, const gyre::v1::ListTaskRunsRequest& req, size_t limit,
-      const QueueTable& queues) const;
+  // A page of an execution's task runs, in workflow order, written into
+  // the empty `response` (which may live on an arena).
+  absl::Status ListTaskRuns(const ExecutionEntry& exec, const gyre::v1::ListTaskRunsRequest& req,
+                            size_t limit, const QueueTable& queues,
+                            gyre::v1::ListTaskRunsResponse* response) const;
 
  private:
   using Slots = absl::btree_set<uint32_t>;
@@ -167,6 +168,9 @@ inline constexpr char kSecretMask[] = "<secret>";
 gyre::v1::Execution ExecutionProto(const ExecutionEntry& exec, bool with_context = true);
 gyre::v1::TaskRun TaskRunProto(const ExecutionEntry& exec, uint32_t task, bool with_history,
                                const QueueTable& queues);
+// The same, written into `out` (a page's element, built in place).
+void FillTaskRun(const ExecutionEntry& exec, uint32_t task, bool with_history,
+                 const QueueTable& queues, gyre::v1::TaskRun* out);
 
 }  // namespace gyre::orchestrator
 

@@ -53,7 +53,7 @@ absl::Status CheckNames(absl::string_view field,
 
 // The tenant the gateway names for its caller ("x-gyre-tenant"); empty
 // when the call comes straight from a gRPC client, which may act for any.
-std::string CallerTenant(const grpc::ServerContext* context) {
+std::string CallerTenant(const grpc::ServerContextBase* context) {
   if (context == nullptr) return "";
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kTenantMetadata);
@@ -95,7 +95,7 @@ absl::Status CheckTenant(absl::string_view tenant, absl::string_view stored,
 
 // For a caller acting for a tenant: NotFound unless `name`, an execution
 // or something in it ("executions/{id}/tasks/{task}"), is that tenant's.
-absl::Status CheckExecutionTenant(WorkflowEngine& engine, const grpc::ServerContext* context,
+absl::Status CheckExecutionTenant(WorkflowEngine& engine, const grpc::ServerContextBase* context,
                                   absl::string_view name) {
   const std::string tenant = CallerTenant(context);
   if (tenant.empty()) return absl::OkStatus();
@@ -479,20 +479,29 @@ grpc::Status OrchestratorServiceImpl::GetTaskRun(grpc::ServerContext* context,
       [&] { return engine_->GetTaskRun(request->name()); }, response);
 }
 
-grpc::Status OrchestratorServiceImpl::ListTaskRuns(grpc::ServerContext* context,
-                                                   const v1::ListTaskRunsRequest* request,
-                                                   v1::ListTaskRunsResponse* response) {
-  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListTaskRuns");
-  if (!call.ok()) return ToGrpcStatus(call.status());
-  if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
-    return ToGrpcStatus(status);
-  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->parent());
-      !status.ok()) {
-    return ToGrpcStatus(status);
-  }
-  return AnswerOrForward<v1::ListTaskRunsRequest, v1::ListTaskRunsResponse>(
-      forwarding_.get(), context, &OwnerForwarding::Stub::ListTaskRuns, *request,
-      [&] { return engine_->ListTaskRuns(*request); }, response);
+grpc::ServerUnaryReactor* OrchestratorServiceImpl::ListTaskRuns(
+    grpc::CallbackServerContext* context, const v1::ListTaskRunsRequest* request,
+    v1::ListTaskRunsResponse* response) {
+  // Answered on gRPC's thread: the page is built under the engine lock,
+  // which no one holds across I/O (a forwarded call, rare, waits for the
+  // owner's answer here).
+  const auto answer = [&]() -> grpc::Status {
+    absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "ListTaskRuns");
+    if (!call.ok()) return ToGrpcStatus(call.status());
+    if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
+      return ToGrpcStatus(status);
+    if (absl::Status status = CheckExecutionTenant(*engine_, context, request->parent());
+        !status.ok()) {
+      return ToGrpcStatus(status);
+    }
+    return AnswerInPlaceOrForward<v1::ListTaskRunsRequest, v1::ListTaskRunsResponse>(
+        forwarding_.get(), *context, &OwnerForwarding::Stub::ListTaskRuns, *request,
+        [&](v1::ListTaskRunsResponse* page) { return engine_->ListTaskRuns(*request, page); },
+        response);
+  };
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(answer());
+  return reactor;
 }
 
 grpc::Status OrchestratorServiceImpl::GetTaskLogs(grpc::ServerContext* context,

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <google/protobuf/arena.h>
+#include <grpcpp/support/message_allocator.h>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/orchestrator_service.grpc.pb.h"
@@ -31,11 +34,37 @@ class EventStream {
 };
 
 // The service's base: the event streams (Watch, WatchBatches,
-// RunExecution) on gRPC's callback API, the unary RPCs synchronous.
-using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMethod_Watch<
-    gyre::v1::OrchestratorService::WithCallbackMethod_WatchBatches<
-        gyre::v1::OrchestratorService::WithCallbackMethod_RunExecution<
-            gyre::v1::OrchestratorService::Service>>>;
+// RunExecution) on gRPC's callback API, and ListTaskRuns, whose messages
+// live on an arena (ArenaMessageAllocator); the other unary RPCs
+// synchronous.
+using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMethod_ListTaskRuns<
+    gyre::v1::OrchestratorService::WithCallbackMethod_Watch<
+        gyre::v1::OrchestratorService::WithCallbackMethod_WatchBatches<
+            gyre::v1::OrchestratorService::WithCallbackMethod_RunExecution<
+                gyre::v1::OrchestratorService::Service>>>>;
+
+// A call's request and response on an arena of its own, freed whole when
+// gRPC is done with them: a page of ListTaskRuns is ~20,000 small messages
+// and strings (1,000 task runs with their attempts and times), whose
+// allocations and frees were half of the call's CPU (perf, 2026-12-04).
+template <typename Request, typename Response>
+class ArenaMessageAllocator final : public grpc::MessageAllocator<Request, Response> {
+ public:
+  grpc::MessageHolder<Request, Response>* AllocateMessages() override { return new Holder(); }
+
+ private:
+  class Holder final : public grpc::MessageHolder<Request, Response> {
+   public:
+    Holder() {
+      this->set_request(google::protobuf::Arena::CreateMessage<Request>(&arena_));
+      this->set_response(google::protobuf::Arena::CreateMessage<Response>(&arena_));
+    }
+    void Release() override { delete this; }
+
+   private:
+    google::protobuf::Arena arena_;
+  };
+};
 
 // gRPC handlers of gyre.v1.OrchestratorService. Thin: each validates the
 // request shape, calls the engine and maps its status once. RPCs not
@@ -53,7 +82,9 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   // `start_rate`: executions started per second per client (off by default).
   explicit OrchestratorServiceImpl(WorkflowEngine* engine,
                                    StartRateLimiter::Options start_rate = {})
-      : engine_(engine), start_limiter_(start_rate) {}
+      : engine_(engine), start_limiter_(start_rate) {
+    SetMessageAllocatorFor_ListTaskRuns(&task_runs_allocator_);
+  }
 
   // New work (CreateWorkflow, StartExecution, RunExecution) is refused
   // while `guard` says the data directory is nearly full (not owned; null:
@@ -113,8 +144,9 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
                               gyre::v1::Execution*) override;
   grpc::Status GetTaskRun(grpc::ServerContext*, const gyre::v1::GetTaskRunRequest*,
                           gyre::v1::TaskRun*) override;
-  grpc::Status ListTaskRuns(grpc::ServerContext*, const gyre::v1::ListTaskRunsRequest*,
-                            gyre::v1::ListTaskRunsResponse*) override;
+  grpc::ServerUnaryReactor* ListTaskRuns(grpc::CallbackServerContext* context,
+                                         const gyre::v1::ListTaskRunsRequest* request,
+                                         gyre::v1::ListTaskRunsResponse* response) override;
   grpc::Status GetTaskLogs(grpc::ServerContext*, const gyre::v1::GetTaskLogsRequest*,
                            gyre::v1::GetTaskLogsResponse*) override;
   grpc::ServerWriteReactor<gyre::v1::Event>* Watch(grpc::CallbackServerContext* context,
@@ -175,6 +207,8 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   }
 
   WorkflowEngine* engine_;
+  ArenaMessageAllocator<gyre::v1::ListTaskRunsRequest, gyre::v1::ListTaskRunsResponse>
+      task_runs_allocator_;
   StartRateLimiter start_limiter_;
   int max_event_streams_ = kMaxEventStreams;
   ClientLimits* client_limits_ = ClientLimits::Unlimited();

@@ -148,6 +148,41 @@ grpc::Status AnswerOrForward(OwnerForwarding* forwarding, grpc::ServerContext* c
   return grpc::Status::OK;
 }
 
+// The same with the local answer written into `response` in place (which
+// may live on an arena, where building it apart and moving it in would be
+// a copy): `local(response)` fills it or says why not; it may run twice,
+// each time on a cleared `response`.
+template <typename Request, typename Response>
+grpc::Status AnswerInPlaceOrForward(OwnerForwarding* forwarding,
+                                    const grpc::ServerContextBase& context,
+                                    UnaryStubMethod<Request, Response> method,
+                                    const Request& request,
+                                    absl::FunctionRef<absl::Status(Response*)> local,
+                                    Response* response) {
+  const auto answer = [&] {
+    response->Clear();
+    return local(response);
+  };
+  absl::Status result = answer();
+  if (!result.ok() && forwarding != nullptr) {
+    if (std::optional<uint32_t> shard = NotOwnedShard(result); shard.has_value()) {
+      absl::StatusOr<OwnerForwarding::Target> target = forwarding->Route(context, *shard);
+      if (!target.ok()) return ToGrpcStatus(target.status());
+      if (target->stub != nullptr) {
+        std::unique_ptr<grpc::ClientContext> client = forwarding->UnaryContext(context);
+        response->Clear();
+        return (target->stub.get()->*method)(client.get(), request, response);
+      }
+      result = answer();
+      if (!result.ok() && NotOwnedShard(result).has_value()) {
+        return ToGrpcStatus(OwnerForwarding::Moving(
+            *shard, "the directory names this orchestrator, which does not own it"));
+      }
+    }
+  }
+  return ToGrpcStatus(result);
+}
+
 }  // namespace gyre::orchestrator
 
 #endif  // GYRE_SERVICES_ORCHESTRATOR_OWNER_FORWARDING_H_

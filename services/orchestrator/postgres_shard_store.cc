@@ -146,7 +146,17 @@ class ShardStore final : public PostgresShardStore {
       }
     }
     queue_.push_back(std::move(pending));
-    work_.Signal();
+    if (holds_ == 0) work_.Signal();
+  }
+
+  void HoldCommits() override {
+    absl::MutexLock lock(&mutex_);
+    ++holds_;
+  }
+
+  void ReleaseCommits() override {
+    absl::MutexLock lock(&mutex_);
+    if (--holds_ == 0 && !queue_.empty()) work_.Signal();
   }
 
   uint64_t last_position() override {
@@ -584,7 +594,7 @@ class ShardStore final : public PostgresShardStore {
       std::vector<Pending> batch;
       {
         absl::MutexLock lock(&mutex_);
-        while (queue_.empty() && !stopping_) work_.Wait(&mutex_);
+        while ((queue_.empty() || holds_ > 0) && !stopping_) work_.Wait(&mutex_);
         if (queue_.empty()) return;
         size_t records = 0;
         size_t bytes = 0;
@@ -671,6 +681,7 @@ class ShardStore final : public PostgresShardStore {
   absl::Status first_failure_ ABSL_GUARDED_BY(mutex_);
   absl::Status failure_ ABSL_GUARDED_BY(mutex_);  // the store's (not a shard's)
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  int holds_ ABSL_GUARDED_BY(mutex_) = 0;  // HoldCommits not yet released
   std::thread writer_;
 };
 

@@ -444,7 +444,17 @@ class PostgresStateStore : public StateStore {
     pending.first_position = last_position_ + 1;
     last_position_ += records.size();
     queue_.push_back(std::move(pending));
-    work_.Signal();
+    if (holds_ == 0) work_.Signal();
+  }
+
+  void HoldCommits() override {
+    absl::MutexLock lock(&mutex_);
+    ++holds_;
+  }
+
+  void ReleaseCommits() override {
+    absl::MutexLock lock(&mutex_);
+    if (--holds_ == 0 && !queue_.empty()) work_.Signal();
   }
 
   uint64_t last_position() override {
@@ -741,7 +751,7 @@ class PostgresStateStore : public StateStore {
       absl::Status failure;
       {
         absl::MutexLock lock(&mutex_);
-        while (queue_.empty() && !stopping_) work_.Wait(&mutex_);
+        while ((queue_.empty() || holds_ > 0) && !stopping_) work_.Wait(&mutex_);
         if (queue_.empty()) return;
         size_t records = 0;
         size_t bytes = 0;
@@ -791,6 +801,7 @@ class PostgresStateStore : public StateStore {
   uint64_t durable_position_ ABSL_GUARDED_BY(mutex_) = 0;
   absl::Status failure_ ABSL_GUARDED_BY(mutex_);
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
+  int holds_ ABSL_GUARDED_BY(mutex_) = 0;  // HoldCommits not yet released
   // While the writer retries a lost connection: since when, and the last
   // error it got (already scrubbed of the password by Guard).
   bool reconnecting_ ABSL_GUARDED_BY(mutex_) = false;

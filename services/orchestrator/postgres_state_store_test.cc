@@ -164,6 +164,35 @@ TEST(PostgresStateStoreTest, AfterTheRetriesEveryLaterAppendFails) {
   EXPECT_THAT(store->Availability().message(), HasSubstr("state store failed"));
 }
 
+TEST(PostgresStateStoreTest, AppendsMadeWhileCommitsAreHeldShareOneTransaction) {
+  PostgresBackend backend;
+  auto store = backend.Open();
+  ASSERT_TRUE(LoadNothing(*store).ok());
+  store->HoldCommits();
+  absl::Notification first_durable;
+  v1::StateRecord record;
+  record.mutable_task_leased()->set_execution_id("e1");
+  record.mutable_task_leased()->set_task_id("submitted");
+  store->Append({&record, 1}, [&](const absl::Status&) { first_durable.Notify(); });
+  // Time enough for an idle writer to commit the first append alone, were
+  // it not held.
+  EXPECT_FALSE(first_durable.WaitForNotificationWithTimeout(absl::Milliseconds(200)))
+      << "an append was committed while commits were held";
+  record.mutable_task_leased()->set_task_id("leased");
+  store->Append({&record, 1}, [](const absl::Status&) {});
+  store->ReleaseCommits();
+  ASSERT_TRUE(store->AwaitDurable(2).ok());
+  EXPECT_TRUE(first_durable.HasBeenNotified());
+  pqxx::connection connection(Server().SocketDsn(backend.database()));
+  pqxx::nontransaction tx(connection);
+  // Rows written by one transaction carry its id (xmin).
+  EXPECT_EQ(tx.exec1("SELECT count(DISTINCT xmin::text) FROM state_records")[0].as<int>(), 1)
+      << "the held appends were committed in more than one transaction";
+  // With nothing held, the next append is committed at once, on its own.
+  ASSERT_TRUE(AppendOne(*store, "alone").ok());
+  EXPECT_EQ(tx.exec1("SELECT count(DISTINCT xmin::text) FROM state_records")[0].as<int>(), 2);
+}
+
 TEST(PostgresStateStoreTest, ASecondStoreOnTheSameDatabaseIsRefusedWhileTheFirstIsOpen) {
   PostgresBackend backend;
   auto first = backend.Open();

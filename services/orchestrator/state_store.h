@@ -60,6 +60,18 @@ class StateStore {
   virtual absl::Status WriteSnapshot(uint64_t position,
                                      const gyre::v1::EngineSnapshot& snapshot) = 0;
 
+  // Between HoldCommits() and the matching ReleaseCommits() the store does
+  // not start committing appends (one already under way finishes): the
+  // appends of one change of the engine (a submission and the leases it led
+  // to, a result and the next leases) then go to the store's writer
+  // together, in one commit, instead of two when the writer woke between
+  // them. Holds nest; one is taken and released within one critical section
+  // of the engine, with no I/O between. Not a wait: a writer with nothing
+  // held commits at once. The default (stores with no writer thread) does
+  // nothing.
+  virtual void HoldCommits() {}
+  virtual void ReleaseCommits() {}
+
   // Whether the store can make records durable now: OK, or UNAVAILABLE
   // saying why and since when (a lost database connection being retried,
   // appends waiting meanwhile). Cheap (no I/O): readiness and write paths

@@ -216,5 +216,28 @@ TEST_P(StateStoreConformanceTest, AwaitDurableReturnsOnceTheRecordsAreDurable) {
   EXPECT_EQ(failed.load(), 0);
 }
 
+TEST_P(StateStoreConformanceTest, AppendsMadeUnderNestedHoldsBecomeDurableOnceReleased) {
+  auto store = backend_->Open();
+  LoadAll(*store);
+  store->HoldCommits();
+  store->HoldCommits();
+  std::atomic<int> durable{0};
+  for (int i = 1; i <= 3; ++i) {
+    const v1::StateRecord record = Leased("a", i);
+    store->Append({&record, 1}, [&durable](const absl::Status& status) {
+      if (status.ok()) durable++;
+    });
+  }
+  store->ReleaseCommits();
+  store->ReleaseCommits();
+  ASSERT_TRUE(store->AwaitDurable(3).ok()) << "released holds must not keep appends back";
+  EXPECT_EQ(durable.load(), 3);
+  // And after the holds, appends are committed without one.
+  ASSERT_TRUE(AppendAndWait(*store, {Leased("b", 1)}).ok());
+  store.reset();
+  auto reopened = backend_->Open();
+  EXPECT_EQ(LoadAll(*reopened).size(), 4u);
+}
+
 }  // namespace
 }  // namespace gyre::orchestrator

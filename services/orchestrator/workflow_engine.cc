@@ -871,6 +871,9 @@ absl::StatusOr<v1::Execution> WorkflowEngine::StartExecution(
         return room;
       }
     }
+    // The submission and the leases dispatch gives its first tasks: one
+    // commit, before both the reply and the assignments.
+    EngineJournal::CommitHold together(journal_);
     ExecutionEntry& exec = machine_.CreateExecution(started, *selected, std::move(declared), out);
     if (options_.predictions != nullptr) {
       predict_definition = *selected;
@@ -957,6 +960,13 @@ absl::StatusOr<v1::ListExecutionsResponse> WorkflowEngine::ListExecutions(
 
 absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
     const v1::ListTaskRunsRequest& req) {
+  v1::ListTaskRunsResponse response;
+  if (absl::Status status = ListTaskRuns(req, &response); !status.ok()) return status;
+  return response;
+}
+
+absl::Status WorkflowEngine::ListTaskRuns(const v1::ListTaskRunsRequest& req,
+                                          v1::ListTaskRunsResponse* response) {
   if (absl::Status stopped = Stopped(); !stopped.ok()) return stopped;
   absl::StatusOr<size_t> limit = PageSize(req.page_size(), 1000, 10000);
   if (!limit.ok()) return limit.status();
@@ -967,10 +977,9 @@ absl::StatusOr<v1::ListTaskRunsResponse> WorkflowEngine::ListTaskRuns(
                    absl::NotFoundError(
                        absl::StrCat("execution ", QuoteClientText(req.parent()), " not found")));
   }
-  absl::StatusOr<v1::ListTaskRunsResponse> runs =
-      executions_.ListTaskRuns(*exec, req, *limit, queues_);
-  if (runs.ok()) ExplainWaiting(*exec, *runs->mutable_task_runs());
-  return runs;
+  absl::Status listed = executions_.ListTaskRuns(*exec, req, *limit, queues_, response);
+  if (listed.ok()) ExplainWaiting(*exec, *response->mutable_task_runs());
+  return listed;
 }
 
 void WorkflowEngine::ExplainWaiting(const ExecutionEntry& exec,
@@ -1399,6 +1408,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
             !owned.ok()) {
           return owned;
         }
+        EngineJournal::CommitHold together(journal_);  // the result and the next leases
         results_.RecordResults(agent, {&result, 1}, absl::MakeSpan(parsed), out);
         dispatcher_.Dispatch(out);
         break;
@@ -1424,6 +1434,7 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
             }
           }
         }
+        EngineJournal::CommitHold together(journal_);  // the results and the next leases
         results_.RecordResults(agent, absl::MakeConstSpan(results.data(), results.size()),
                                absl::MakeSpan(parsed), out);
         dispatcher_.Dispatch(out);
