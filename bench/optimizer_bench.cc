@@ -7,7 +7,7 @@
 // the thread's CPU time: wall time on this shared 2-core machine mostly
 // measures the other processes (both are printed).
 //
-//   optimizer_bench [--runs=50] [--trace=/work/shared/data/wfcommons/pegasus/montage/
+//   optimizer_bench [--runs=50] [--trace=../shared/data/wfcommons/pegasus/montage/
 //                                       montage-chameleon-dss-15d-001.json]
 #include <time.h>
 

@@ -20,7 +20,7 @@
 // for each policy, from the same arrivals.
 //
 //   build/bench/scaling_sim tests/data/wfcommons
-//   build/bench/scaling_sim /work/shared/data/wfcommons
+//   build/bench/scaling_sim ../shared/data/wfcommons
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -5,8 +5,8 @@
 // policy, and with --per_trace each trace alone, with ratios to FIFO and
 // HEFT and their geometric means.
 //
-//   build/bench/simulate --arrival_gap=5 /work/shared/data/wfcommons
-//   build/bench/simulate --per_trace /work/shared/data/wfcommons
+//   build/bench/simulate --arrival_gap=5 ../shared/data/wfcommons
+//   build/bench/simulate --per_trace ../shared/data/wfcommons
 //
 // Arguments are trace files or directories (searched recursively for
 // *.json, sorted by path, which is the arrival order).
