@@ -20,6 +20,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
 #include "services/orchestrator/postgres_connection.h"
+#include "services/orchestrator/shard_map.h"
 
 namespace gyre::orchestrator {
 
@@ -792,39 +793,8 @@ class Batch {
   }
 
   void AddEvent(const v1::StateRecord& record, absl::Time at) {
-    std::string execution;
-    switch (record.kind_case()) {
-      case v1::StateRecord::kExecutionStarted:
-        execution = record.execution_started().execution_id();
-        break;
-      case v1::StateRecord::kTaskLeased:
-        execution = record.task_leased().execution_id();
-        break;
-      case v1::StateRecord::kTaskResult:
-        execution = std::string(
-            absl::StripPrefix(record.task_result().result().ref().execution(), "executions/"));
-        break;
-      case v1::StateRecord::kExecutionControl:
-        execution = record.execution_control().execution_id();
-        break;
-      case v1::StateRecord::kAttemptStarted:
-        execution = record.attempt_started().execution_id();
-        break;
-      case v1::StateRecord::kAttemptLost:
-        execution = record.attempt_lost().execution_id();
-        break;
-      case v1::StateRecord::kTaskRetryDue:
-        execution = record.task_retry_due().execution_id();
-        break;
-      case v1::StateRecord::kAttemptNotStarted:
-        execution = record.attempt_not_started().execution_id();
-        break;
-      case v1::StateRecord::kPriorityChanged:
-        execution = record.priority_changed().execution_id();
-        break;
-      default:
-        return;
-    }
+    const std::string execution(ExecutionOfRecord(record));
+    if (execution.empty()) return;
     std::string json;
     if (record.has_task_result()) {
       // The captured output is the logs' (GetTaskLogs), not the event's.
@@ -868,36 +838,9 @@ class Batch {
 // The executions `record` changes (its events aside).
 void ReferencedExecution(const v1::StateRecord& record, absl::flat_hash_set<std::string>* ids,
                          const absl::flat_hash_set<std::string>& started) {
-  std::string id;
-  switch (record.kind_case()) {
-    case v1::StateRecord::kTaskLeased:
-      id = record.task_leased().execution_id();
-      break;
-    case v1::StateRecord::kTaskResult:
-      id = std::string(
-          absl::StripPrefix(record.task_result().result().ref().execution(), "executions/"));
-      break;
-    case v1::StateRecord::kExecutionControl:
-      id = record.execution_control().execution_id();
-      break;
-    case v1::StateRecord::kAttemptStarted:
-      id = record.attempt_started().execution_id();
-      break;
-    case v1::StateRecord::kAttemptLost:
-      id = record.attempt_lost().execution_id();
-      break;
-    case v1::StateRecord::kTaskRetryDue:
-      id = record.task_retry_due().execution_id();
-      break;
-    case v1::StateRecord::kAttemptNotStarted:
-      id = record.attempt_not_started().execution_id();
-      break;
-    case v1::StateRecord::kPriorityChanged:
-      id = record.priority_changed().execution_id();
-      break;
-    default:
-      return;
-  }
+  if (record.has_execution_started()) return;
+  std::string id(ExecutionOfRecord(record));
+  if (id.empty()) return;
   if (!started.contains(id)) ids->insert(std::move(id));
 }
 

@@ -16,42 +16,44 @@ uint32_t ShardOfExecution(absl::string_view execution, uint32_t shard_count) {
   return static_cast<uint32_t>(hash % shard_count);
 }
 
-std::optional<uint32_t> ShardOfRecord(const v1::StateRecord& record, uint32_t shard_count) {
-  auto of = [shard_count](absl::string_view execution) -> std::optional<uint32_t> {
-    return ShardOfExecution(execution, shard_count);
-  };
+absl::string_view ExecutionOfRecord(const v1::StateRecord& record) {
   switch (record.kind_case()) {
-    case v1::StateRecord::kWorkflowStored:
-    case v1::StateRecord::kWorkflowDeleted:
-    case v1::StateRecord::KIND_NOT_SET:
-      return std::nullopt;
     case v1::StateRecord::kExecutionStarted:
-      return of(record.execution_started().execution_id());
+      return record.execution_started().execution_id();
     case v1::StateRecord::kTaskLeased:
-      return of(record.task_leased().execution_id());
+      return record.task_leased().execution_id();
     case v1::StateRecord::kTaskResult:
-      return of(record.task_result().result().ref().execution());
+      return absl::StripPrefix(record.task_result().result().ref().execution(), "executions/");
     case v1::StateRecord::kExecutionControl:
-      return of(record.execution_control().execution_id());
+      return record.execution_control().execution_id();
     case v1::StateRecord::kAttemptStarted:
-      return of(record.attempt_started().execution_id());
+      return record.attempt_started().execution_id();
     case v1::StateRecord::kAttemptLost:
-      return of(record.attempt_lost().execution_id());
+      return record.attempt_lost().execution_id();
     case v1::StateRecord::kTaskRetryDue:
-      return of(record.task_retry_due().execution_id());
+      return record.task_retry_due().execution_id();
     case v1::StateRecord::kAttemptNotStarted:
-      return of(record.attempt_not_started().execution_id());
+      return record.attempt_not_started().execution_id();
     case v1::StateRecord::kPriorityChanged:
-      return of(record.priority_changed().execution_id());
-    // Retention splits its batches per shard: the first id names them all.
-    case v1::StateRecord::kExecutionsExpired:
-      if (record.executions_expired().execution_ids().empty()) return std::nullopt;
-      return of(record.executions_expired().execution_ids(0));
-    case v1::StateRecord::kTaskLogsExpired:
-      if (record.task_logs_expired().execution_ids().empty()) return std::nullopt;
-      return of(record.task_logs_expired().execution_ids(0));
+      return record.priority_changed().execution_id();
+    default:
+      return {};
   }
-  return std::nullopt;
+}
+
+std::optional<uint32_t> ShardOfRecord(const v1::StateRecord& record, uint32_t shard_count) {
+  // Retention splits its batches per shard: the first id names them all.
+  if (record.has_executions_expired()) {
+    if (record.executions_expired().execution_ids().empty()) return std::nullopt;
+    return ShardOfExecution(record.executions_expired().execution_ids(0), shard_count);
+  }
+  if (record.has_task_logs_expired()) {
+    if (record.task_logs_expired().execution_ids().empty()) return std::nullopt;
+    return ShardOfExecution(record.task_logs_expired().execution_ids(0), shard_count);
+  }
+  const absl::string_view execution = ExecutionOfRecord(record);
+  if (execution.empty()) return std::nullopt;
+  return ShardOfExecution(execution, shard_count);
 }
 
 }  // namespace gyre::orchestrator

@@ -22,6 +22,11 @@ inline constexpr uint32_t kDefaultShardCount = 256;
 // every version must agree. `shard_count` > 0.
 uint32_t ShardOfExecution(absl::string_view execution, uint32_t shard_count);
 
+// The one execution a record is about (its bare id, "e-…"), or empty for a
+// record about none (WorkflowStored, WorkflowDeleted) or several
+// (ExecutionsExpired, TaskLogsExpired). A view into `record`.
+absl::string_view ExecutionOfRecord(const gyre::v1::StateRecord& record);
+
 // The shard a record belongs to, or nullopt for a record every shard's owner
 // needs (workflow definitions: WorkflowStored, WorkflowDeleted). Every other
 // kind names executions of exactly one shard (ExecutionsExpired and

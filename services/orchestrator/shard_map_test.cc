@@ -49,6 +49,9 @@ TEST(ShardMapTest, EveryRecordKindButDefinitionsNamesItsExecutionsShard) {
   for (const v1::StateRecord& record : records) {
     kinds.insert(record.kind_case());
     EXPECT_EQ(ShardOfRecord(record, 256), shard) << record.ShortDebugString();
+    // One execution's records name it bare; the expiries name several.
+    const bool several = record.has_executions_expired() || record.has_task_logs_expired();
+    EXPECT_EQ(ExecutionOfRecord(record), several ? "" : "e-7") << record.ShortDebugString();
   }
   v1::StateRecord stored;
   stored.mutable_workflow_stored();
@@ -56,6 +59,8 @@ TEST(ShardMapTest, EveryRecordKindButDefinitionsNamesItsExecutionsShard) {
   deleted.mutable_workflow_deleted()->set_name("workflows/w");
   EXPECT_EQ(ShardOfRecord(stored, 256), std::nullopt);
   EXPECT_EQ(ShardOfRecord(deleted, 256), std::nullopt);
+  EXPECT_EQ(ExecutionOfRecord(stored), "");
+  EXPECT_EQ(ExecutionOfRecord(deleted), "");
   // A new record kind must be given a shard here (this fails until it is).
   EXPECT_EQ(kinds.size() + 2,
             static_cast<size_t>(

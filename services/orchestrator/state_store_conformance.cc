@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/notification.h"
 
 namespace gyre::orchestrator {
@@ -222,15 +223,20 @@ TEST_P(StateStoreConformanceTest, AppendsMadeUnderNestedHoldsBecomeDurableOnceRe
   store->HoldCommits();
   store->HoldCommits();
   std::atomic<int> durable{0};
+  // Each append's callback, counted down: AwaitDurable may return before the
+  // writer has run the callbacks of what it just made durable.
+  absl::BlockingCounter called(3);
   for (int i = 1; i <= 3; ++i) {
     const v1::StateRecord record = Leased("a", i);
-    store->Append({&record, 1}, [&durable](const absl::Status& status) {
+    store->Append({&record, 1}, [&durable, &called](const absl::Status& status) {
       if (status.ok()) durable++;
+      called.DecrementCount();
     });
   }
   store->ReleaseCommits();
   store->ReleaseCommits();
   ASSERT_TRUE(store->AwaitDurable(3).ok()) << "released holds must not keep appends back";
+  called.Wait();
   EXPECT_EQ(durable.load(), 3);
   // And after the holds, appends are committed without one.
   ASSERT_TRUE(AppendAndWait(*store, {Leased("b", 1)}).ok());
