@@ -5,7 +5,9 @@
 // one joins; PostgresShardStore's appends are fenced by the lease's token, so
 // a stalled member (its thread paused, or its process SIGSTOPped) writes
 // nothing once continued, and a shard's records written by two owners in
-// turn load back in order. A real PostgreSQL 15 per test process.
+// turn load back in order. Members' heartbeats carry their backlog, which
+// the others add up until they stop heartbeating. A real PostgreSQL 15 per
+// test process.
 #include <signal.h>
 
 #include <cstdlib>
@@ -15,6 +17,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -28,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "libs/testing/child_process.h"
 #include "libs/testing/postgres_server.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/postgres_shard_store.h"
 #include "services/orchestrator/shard_lease_manager.h"
 #include "tests/shard_test_records.h"
@@ -60,12 +64,15 @@ std::string FreshDatabase() {
 // nothing to flush), counting what it was told.
 class Member {
  public:
-  Member(const std::string& dsn, const std::string& id, absl::Duration ttl = kTtl) {
+  // `backlog`: what its heartbeats publish and where the others' go.
+  Member(const std::string& dsn, const std::string& id, absl::Duration ttl = kTtl,
+         ClusterBacklog* backlog = nullptr) {
     ShardLeaseOptions options;
     options.store.dsn = dsn;
     options.orchestrator_id = id;
     options.address = absl::StrCat(id, ":7070");
     options.ttl = ttl;
+    options.backlog = backlog;
     ShardLeaseCallbacks callbacks;
     callbacks.acquired = [this](uint32_t, int64_t) { Count(&acquired_); };
     callbacks.releasing = [this](uint32_t shard) {
@@ -153,6 +160,23 @@ bool Even(const std::vector<size_t>& sizes, size_t total) {
 }
 
 std::string Show(const std::vector<size_t>& sizes) { return absl::StrJoin(sizes, "/"); }
+
+// What the engine's dispatcher does at each of its passes: this member's
+// counts per queue into `backlog`.
+void PublishOwn(ClusterBacklog& backlog, const std::vector<ClusterBacklog::OwnQueue>& own) {
+  std::vector<QueueBacklog> cluster;
+  std::vector<std::pair<std::string, QueueBacklog>> elsewhere;
+  backlog.Publish(own, &cluster, &elsewhere);
+}
+
+std::string Show(const QueueBacklogs& backlogs) {
+  std::map<std::string, QueueBacklog> sorted(backlogs.begin(), backlogs.end());
+  std::string out;
+  for (const auto& [queue, backlog] : sorted) {
+    absl::StrAppend(&out, queue, "=", backlog.queued, "/", backlog.running, " ");
+  }
+  return out;
+}
 
 // What shard_leases says: shard -> (owner, token), for shards with an
 // unexpired lease.
@@ -301,6 +325,46 @@ TEST(ShardLeasesTest, APausedMembersShardsAreTakenOverAndItsAppendsAreFencedOut)
   }
 }
 
+// Each member's heartbeat carries its backlog per queue, and each round
+// reads the sums of the other live members' (desired workers with several
+// orchestrators); a member that stops heartbeating drops out of them after
+// the ttl, as it drops out of the membership.
+TEST(ShardLeasesTest, EachMembersBacklogReachesTheOthersUntilItStopsHeartbeating) {
+  const std::string dsn = FreshDatabase();
+  ClusterBacklog a_backlog, b_backlog, c_backlog;
+  PublishOwn(a_backlog, {{"gpu", {3, 1}}, {"cpu", {0, 0}}});
+  PublishOwn(b_backlog, {{"gpu", {2, 0}}, {"cpu", {5, 0}}});
+  PublishOwn(c_backlog, {{"gpu", {10, 0}}});
+  Member a(dsn, "orch-a", kTtl, &a_backlog);
+  Member b(dsn, "orch-b", kTtl, &b_backlog);
+  Member c(dsn, "orch-c", kTtl, &c_backlog);
+  std::vector<ShardLeaseManager*> managers = {&a.manager(), &b.manager(), &c.manager()};
+  const QueueBacklogs a_sees = {{"gpu", {12, 0}}, {"cpu", {5, 0}}};
+  const QueueBacklogs b_sees = {{"gpu", {13, 1}}};
+  EXPECT_TRUE(WaitUntil(
+      managers, [&] { return a_backlog.Others() == a_sees && b_backlog.Others() == b_sees; }))
+      << "orch-a sees " << Show(a_backlog.Others()) << "; orch-b sees " << Show(b_backlog.Others());
+
+  // The next heartbeats carry what the engine published since.
+  PublishOwn(b_backlog, {{"gpu", {1, 1}}});
+  EXPECT_TRUE(WaitUntil(managers,
+                        [&] {
+                          return a_backlog.Others() == QueueBacklogs{{"gpu", {11, 1}}};
+                        }))
+      << "orch-a sees " << Show(a_backlog.Others());
+
+  // orch-c stops (its thread does nothing, as if its process were stopped):
+  // gone from the others' sums once its heartbeat is older than the ttl.
+  c.manager().PauseForTesting(true);
+  EXPECT_TRUE(WaitUntil(managers,
+                        [&] {
+                          return a_backlog.Others() == QueueBacklogs{{"gpu", {1, 1}}} &&
+                                 b_backlog.Others() == QueueBacklogs{{"gpu", {3, 1}}};
+                        }))
+      << "orch-a sees " << Show(a_backlog.Others()) << "; orch-b sees " << Show(b_backlog.Others());
+  c.manager().PauseForTesting(false);
+}
+
 // Its own server: stopped and started again.
 TEST(ShardLeasesTest, WhilePostgresIsDownLeasesAreReportedLostThenRetakenWhenItReturns) {
   absl::StatusOr<std::unique_ptr<gyre::testing::PostgresServer>> server =
@@ -322,6 +386,35 @@ TEST(ShardLeasesTest, WhilePostgresIsDownLeasesAreReportedLostThenRetakenWhenItR
   ASSERT_TRUE(WaitUntil(managers, [&] { return member.manager().owned().size() == 256; }))
       << "the manager reconnects and takes the shards again";
   EXPECT_GE(member.acquired(), 512);
+}
+
+// Its own server, stopped: a member cut off from PostgreSQL for as long as a
+// lease cannot tell who is still live, so it stops adding the others'
+// backlog (its desired workers fall back to its own, never to a stale sum).
+TEST(ShardLeasesTest, AMemberCutOffFromPostgresStopsCountingTheOthersBacklog) {
+  absl::StatusOr<std::unique_ptr<gyre::testing::PostgresServer>> server =
+      gyre::testing::PostgresServer::Start();
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::string> database = (*server)->CreateDatabase();
+  ASSERT_TRUE(database.ok()) << database.status();
+  const std::string dsn = (*server)->SocketDsn(*database);
+  ClusterBacklog a_backlog, b_backlog;
+  PublishOwn(a_backlog, {{"gpu", {3, 0}}});
+  PublishOwn(b_backlog, {{"gpu", {4, 0}}});
+  Member a(dsn, "orch-a", kTtl, &a_backlog);
+  Member b(dsn, "orch-b", kTtl, &b_backlog);
+  std::vector<ShardLeaseManager*> managers = {&a.manager(), &b.manager()};
+  ASSERT_TRUE(WaitUntil(managers,
+                        [&] {
+                          return a_backlog.Others() == QueueBacklogs{{"gpu", {4, 0}}} &&
+                                 b_backlog.Others() == QueueBacklogs{{"gpu", {3, 0}}};
+                        }))
+      << "orch-a sees " << Show(a_backlog.Others()) << "; orch-b sees " << Show(b_backlog.Others());
+
+  ASSERT_TRUE((*server)->StopImmediately().ok());
+  EXPECT_TRUE(
+      WaitUntil(managers, [&] { return a_backlog.Others().empty() && b_backlog.Others().empty(); }))
+      << "orch-a sees " << Show(a_backlog.Others()) << "; orch-b sees " << Show(b_backlog.Others());
 }
 
 std::string HolderPath() {

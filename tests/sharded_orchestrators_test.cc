@@ -3,7 +3,8 @@
 // gyre-agent: executions spread over them complete, and each task's success
 // is recorded exactly once in the store, when one is killed (SIGKILL), when
 // one is stopped past its lease and continued (SIGSTOP/SIGCONT: fencing),
-// and when one joins mid-run (shards move).
+// and when one joins mid-run (shards move); every one exports the cluster's
+// desired workers, not those of its own part of the backlog.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
@@ -89,20 +90,29 @@ class ShardedOrchestratorsTest : public ::testing::Test {
   // adopted its first round of shards (readiness) and its agent registered.
   // `grpc_port`: 0 for any; `agent_addresses`: the orchestrators its agent
   // connects to (empty: this one only).
+  // `extra_env`: more settings ("GYRE_KEY=value") for the orchestrator.
   Orchestrator& StartOrchestrator(const std::string& id,
                                   const std::string& snapshot_every_records = "0",
-                                  int grpc_port = 0, const std::string& agent_addresses = "") {
+                                  int grpc_port = 0, const std::string& agent_addresses = "",
+                                  const std::vector<std::string>& extra_env = {}) {
     auto orchestrator = std::make_unique<Orchestrator>();
     orchestrator->id = id;
-    auto process = ChildProcess::Start(
-        {Binary("services/orchestrator/gyre-orchestrator"),
-         absl::StrCat("--grpc_address=127.0.0.1:", grpc_port), "--metrics_address=127.0.0.1:0",
-         "--shutdown_grace=2s"},
-        {"GYRE_STORE=postgres", "GYRE_POSTGRES_DSN=" + dsn_, "GYRE_POSTGRES_SHARDING=true",
-         "GYRE_POSTGRES_PROJECTION=false", "GYRE_ORCHESTRATOR_ID=" + id,
-         absl::StrCat("GYRE_SHARD_LEASE_TTL=", kTtl), "GYRE_LEASE_TIMEOUT=1500ms",
-         "GYRE_HEARTBEAT_INTERVAL=200ms", "GYRE_SNAPSHOT_EVERY_RECORDS=" + snapshot_every_records,
-         "GYRE_POSTGRES_RETRY_FOR=10s", "GYRE_RETENTION_INTERVAL=0s"});
+    std::vector<std::string> env = {"GYRE_STORE=postgres",
+                                    "GYRE_POSTGRES_DSN=" + dsn_,
+                                    "GYRE_POSTGRES_SHARDING=true",
+                                    "GYRE_POSTGRES_PROJECTION=false",
+                                    "GYRE_ORCHESTRATOR_ID=" + id,
+                                    absl::StrCat("GYRE_SHARD_LEASE_TTL=", kTtl),
+                                    "GYRE_LEASE_TIMEOUT=1500ms",
+                                    "GYRE_HEARTBEAT_INTERVAL=200ms",
+                                    "GYRE_SNAPSHOT_EVERY_RECORDS=" + snapshot_every_records,
+                                    "GYRE_POSTGRES_RETRY_FOR=10s",
+                                    "GYRE_RETENTION_INTERVAL=0s"};
+    env.insert(env.end(), extra_env.begin(), extra_env.end());
+    auto process = ChildProcess::Start({Binary("services/orchestrator/gyre-orchestrator"),
+                                        absl::StrCat("--grpc_address=127.0.0.1:", grpc_port),
+                                        "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s"},
+                                       env);
     EXPECT_TRUE(process.ok()) << process.status();
     if (!process.ok()) return *orchestrators_.emplace_back(std::move(orchestrator));
     orchestrator->process = *std::move(process);
@@ -184,6 +194,33 @@ class ShardedOrchestratorsTest : public ::testing::Test {
   // its one orchestrator's), or -1.
   static double Metric(const Orchestrator& orchestrator, const std::string& sample) {
     return testing::MetricSample(orchestrator.metrics_port, sample);
+  }
+
+  // Waits (generously: a few lease rounds) until `sample` of
+  // `orchestrator`'s /metrics reads `expected`; returns the last value read.
+  static double AwaitMetric(const Orchestrator& orchestrator, const std::string& sample,
+                            double expected) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    double value = Metric(orchestrator, sample);
+    while (value != expected && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(100));
+      value = Metric(orchestrator, sample);
+    }
+    return value;
+  }
+
+  // Queue `queue` as `orchestrator`'s ListQueues shows it (empty if absent).
+  static v1::QueueInfo ListedQueue(const Orchestrator& orchestrator, const std::string& queue) {
+    grpc::ClientContext call;
+    call.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    v1::ListQueuesResponse response;
+    const grpc::Status status =
+        orchestrator.stub->ListQueues(&call, v1::ListQueuesRequest(), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    for (const v1::QueueInfo& info : response.queues()) {
+      if (info.name() == "queues/" + queue) return info;
+    }
+    return v1::QueueInfo();
   }
 
   Orchestrator* Find(const std::string& id) {
@@ -427,6 +464,60 @@ TEST_F(ShardedOrchestratorsTest, TwoOrchestratorsShareAThousandExecutions) {
     if (page_token.empty()) break;
   }
   EXPECT_EQ(listed, std::set<std::string>(names.begin(), names.end()));
+}
+
+// Desired workers with several orchestrators (issue 21): executions whose one
+// task waits on a queue no agent serves, spread over two orchestrators that
+// each own part of them. Each exports the cluster's desired workers
+// (factor 1: one per task), not its own part's: its backlog plus the
+// other's, exchanged with the lease heartbeats; ListQueues shows the
+// cluster's depth. With one SIGKILLed, the survivor adopts its shards and
+// its tasks, and still exports the same figure.
+TEST_F(ShardedOrchestratorsTest, EveryOrchestratorExportsTheClustersDesiredWorkers) {
+  const std::vector<std::string> pools = {
+      "GYRE_WORKER_POOLS={batch: {min: 0, max: 1000, factor: 1}}"};
+  StartOrchestrator("orch-a", "0", 0, "", pools);
+  StartOrchestrator("orch-b", "0", 0, "", pools);
+  AwaitBalanced({"orch-a", "orch-b"});
+  constexpr int kExecutions = 40;
+  const std::vector<std::string> names =
+      StartExecutions(kExecutions, "    queue: batch\n    builtin: noop\n");
+  ASSERT_EQ(names.size(), static_cast<size_t>(kExecutions));
+  const std::map<uint32_t, std::string> owners = Owners();
+  std::map<std::string, int> owned;
+  for (const std::string& name : names) {
+    owned[owners.at(ShardOfExecution(name, kDefaultShardCount))]++;
+  }
+  ASSERT_GT(owned["orch-a"], 0) << "orch-a owns none of the executions";
+  ASSERT_GT(owned["orch-b"], 0) << "orch-b owns none of the executions";
+  std::cout << "executions owned: orch-a " << owned["orch-a"] << ", orch-b " << owned["orch-b"]
+            << "\n";
+
+  const std::string desired = "orchestrator_desired_workers{worker_type=\"batch\"}";
+  const std::string depth = "gyre_queue_depth{worker_type=\"batch\"}";
+  for (const char* id : {"orch-a", "orch-b"}) {
+    const Orchestrator& orchestrator = *Find(id);
+    // Its own tasks alone in its depth (dashboards sum it over replicas)...
+    EXPECT_EQ(AwaitMetric(orchestrator, depth, owned[id]), owned[id]) << id;
+    // ...the cluster's in its desired workers.
+    EXPECT_EQ(AwaitMetric(orchestrator, desired, kExecutions), kExecutions) << id;
+    const v1::QueueInfo listed = ListedQueue(orchestrator, "batch");
+    EXPECT_EQ(listed.depth(), kExecutions) << id;
+    EXPECT_EQ(listed.running(), 0) << id;
+    EXPECT_EQ(listed.desired_workers(), kExecutions) << id;
+  }
+
+  Orchestrator* victim = Find("orch-b");
+  victim->process->Signal(SIGKILL);
+  victim->alive = false;
+  EXPECT_TRUE(victim->process->WaitForExit(absl::Seconds(10)).has_value());
+  victim->agent->Signal(SIGKILL);
+  AwaitBalanced({"orch-a"});
+  const Orchestrator& survivor = *Find("orch-a");
+  EXPECT_EQ(AwaitMetric(survivor, depth, kExecutions), kExecutions)
+      << "orch-a adopted orch-b's queued tasks";
+  EXPECT_EQ(AwaitMetric(survivor, desired, kExecutions), kExecutions);
+  EXPECT_EQ(ListedQueue(survivor, "batch").desired_workers(), kExecutions);
 }
 
 // (b) Three orchestrators; one is SIGKILLed mid-run: the two others take its

@@ -320,11 +320,24 @@ void Dispatcher::RefreshMetrics(bool all_agents) {
     }
   }
   const auto& queues = queues_.all();
+  if (cluster_backlog_ != nullptr) {
+    // One short lock: this member's counts out, the cluster's totals back
+    // (in the order of the non-null queues, walked the same way below).
+    own_scratch_.clear();
+    for (const auto& queue : queues) {
+      if (queue != nullptr) own_scratch_.push_back({queue->name, {queue->queued, queue->running}});
+    }
+    cluster_backlog_->Publish(own_scratch_, &cluster_scratch_, &elsewhere_scratch_);
+  }
+  size_t published = 0;  // the next of cluster_scratch_
   for (uint32_t index = 0; index < queues.size(); ++index) {
     const auto& queue = queues[index];
     if (queue == nullptr) continue;
+    const QueueBacklog backlog = cluster_backlog_ != nullptr
+                                     ? cluster_scratch_[published++]
+                                     : QueueBacklog{queue->queued, queue->running};
     const bool pooled = pools_.pools.contains(queue->name);
-    if (queue->agents == 0 && queue->queued == 0 && queue->running == 0 && !pooled) {
+    if (queue->agents == 0 && backlog.empty() && !pooled) {
       // Nobody serves it and nothing waits in it: no series (absent reads
       // as zero) and no storage, until a task or an agent comes.
       if (queue->exported) {
@@ -337,29 +350,67 @@ void Dispatcher::RefreshMetrics(bool all_agents) {
     // (A queue made since the agents were last counted has none counted.)
     const int64_t connected = index < connected_by_queue_.size() ? connected_by_queue_[index] : 0;
     metrics_.SetQueue(queue->name, queue->queued, queue->running,
-                      DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)),
+                      DesiredWorkers(backlog.queued, backlog.running, pools_.For(queue->name)),
                       connected);
     queue->exported = true;
+    if (!exported_elsewhere_.empty()) exported_elsewhere_.erase(queue->name);
   }
+  if (cluster_backlog_ != nullptr) ExportElsewhere();
 }
 
-std::vector<v1::QueueInfo> Dispatcher::QueueInfos() const {
+void Dispatcher::ExportElsewhere() {
+  // A queue only the others have a backlog in is exported here too: every
+  // replica exports the cluster's figure, so the autoscaler's max() over
+  // replicas holds while any one of them is scraped.
+  absl::flat_hash_set<std::string> exported;
+  for (auto& [name, backlog] : elsewhere_scratch_) {
+    metrics_.SetQueue(name, 0, 0, DesiredWorkers(backlog.queued, backlog.running, pools_.For(name)),
+                      0);
+    exported_elsewhere_.erase(name);
+    exported.insert(std::move(name));
+  }
+  // Those whose backlog went (the walk above took out those it exported as
+  // this engine's queues).
+  for (const std::string& name : exported_elsewhere_) metrics_.RemoveQueue(name);
+  exported_elsewhere_ = std::move(exported);
+}
+
+std::vector<v1::QueueInfo> Dispatcher::QueueInfos(bool cluster_wide) const {
   std::vector<v1::QueueInfo> result;
+  QueueBacklogs others;
+  if (cluster_wide && cluster_backlog_ != nullptr) others = cluster_backlog_->Others();
   const auto& queues = queues_.all();
   for (uint32_t index = 0; index < queues.size(); ++index) {
     const Queue* queue = queues[index].get();
     if (queue == nullptr) continue;  // forgotten
+    QueueBacklog backlog{queue->queued, queue->running};
+    if (auto other = others.find(queue->name); other != others.end()) {
+      backlog.queued += other->second.queued;
+      backlog.running += other->second.running;
+      others.erase(other);
+    }
     v1::QueueInfo info;
     info.set_name("queues/" + queue->name);
-    info.set_depth(queue->queued);
-    info.set_running(queue->running);
+    info.set_depth(backlog.queued);
+    info.set_running(backlog.running);
     for (const auto& [id, agent] : agents_.all()) {
       if (agent->channel == nullptr || !agent->serves(index)) continue;
       info.set_agents(info.agents() + 1);
       info.set_free_slots(info.free_slots() + agent->free_slots());
     }
     info.set_desired_workers(
-        DesiredWorkers(queue->queued, queue->running, pools_.For(queue->name)));
+        DesiredWorkers(backlog.queued, backlog.running, pools_.For(queue->name)));
+    result.push_back(std::move(info));
+  }
+  // Queues this engine does not know, with a backlog at other members (no
+  // agent serving them is connected here, or they would be known).
+  std::map<std::string, QueueBacklog> elsewhere(others.begin(), others.end());
+  for (const auto& [name, backlog] : elsewhere) {
+    v1::QueueInfo info;
+    info.set_name("queues/" + name);
+    info.set_depth(backlog.queued);
+    info.set_running(backlog.running);
+    info.set_desired_workers(DesiredWorkers(backlog.queued, backlog.running, pools_.For(name)));
     result.push_back(std::move(info));
   }
   return result;

@@ -5,12 +5,15 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "gyre/v1/cluster.pb.h"
 #include "gyre/v1/state_record.pb.h"
 #include "services/orchestrator/agent_manager.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/engine_journal.h"
 #include "services/orchestrator/engine_metrics.h"
@@ -42,16 +45,21 @@ struct WorkerPools {
 // Not thread-safe: used under the engine lock.
 class Dispatcher {
  public:
+  // `cluster_backlog` (several orchestrators sharing the executions; null
+  // when alone): where this member's backlog per queue is published and the
+  // others' is read, so that desired workers follow the cluster's backlog.
+  // Not owned; must outlive the dispatcher.
   Dispatcher(ExecutionTable& executions, QueueTable& queues, AgentManager& agents,
              TaskStateMachine& machine, EngineJournal& journal, EngineMetrics& metrics,
-             WorkerPools pools)
+             WorkerPools pools, ClusterBacklog* cluster_backlog = nullptr)
       : executions_(executions),
         queues_(queues),
         agents_(agents),
         machine_(machine),
         journal_(journal),
         metrics_(metrics),
-        pools_(std::move(pools)) {}
+        pools_(std::move(pools)),
+        cluster_backlog_(cluster_backlog) {}
 
   // Gives every connected agent with credit what it can take now, then
   // refreshes the queue gauges. Every change that can move a backlog ends in
@@ -88,9 +96,19 @@ class Dispatcher {
 
   // The agents gauges and, per queue, depth, running and desired workers.
   // Past 1,000 agents the agents gauges are summed at most every 100 ms,
-  // unless `all_agents`.
+  // unless `all_agents`. With a ClusterBacklog it also publishes this
+  // member's backlog there, and desired workers are the cluster's: from this
+  // member's queued and running tasks plus the other members' (depth and
+  // running stay this member's, so that dashboards sum them over replicas);
+  // a queue only other members have a backlog in is exported too (its
+  // desired workers, nothing queued or running here).
   void RefreshMetrics(bool all_agents = false);
-  std::vector<gyre::v1::QueueInfo> QueueInfos() const;
+  // Every queue: depth, running and desired workers, and the agents
+  // connected here. With a ClusterBacklog and `cluster_wide`, depth and
+  // running are the cluster's (the other members' as of the last lease
+  // round) and queues only the others have a backlog in are listed too;
+  // otherwise this engine's own (what the load forecast takes).
+  std::vector<gyre::v1::QueueInfo> QueueInfos(bool cluster_wide) const;
 
  private:
   ExecutionTable& executions_;
@@ -101,6 +119,8 @@ class Dispatcher {
   EngineMetrics& metrics_;
   // Whether any queue holds a ready entry (perhaps stale).
   bool AnyReady() const;
+  // RefreshMetrics' part for the queues in elsewhere_scratch_.
+  void ExportElsewhere();
   // Whether `agent`'s walk should skip `task` because it is hinted to
   // another agent that can take it now (noted in deferred_to_).
   bool DeferToHintedAgent(const AgentEntry& agent, const ReadyTask& entry, const TaskEntry& task);
@@ -117,7 +137,14 @@ class Dispatcher {
   int hint_depth_ = 0;
 
   const WorkerPools pools_;
+  ClusterBacklog* const cluster_backlog_;
   std::function<void()> on_backlog_;
+  // RefreshMetrics' exchange with cluster_backlog_, kept for their capacity.
+  std::vector<ClusterBacklog::OwnQueue> own_scratch_;
+  std::vector<QueueBacklog> cluster_scratch_;
+  std::vector<std::pair<std::string, QueueBacklog>> elsewhere_scratch_;
+  // Queues exported for the other members' backlog alone (none here).
+  absl::flat_hash_set<std::string> exported_elsewhere_;
   // When the agents gauges were last summed, and the connected agents per
   // queue index then.
   absl::Time agent_gauges_time_ = absl::InfinitePast();

@@ -21,6 +21,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "services/orchestrator/agent_service.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/embedded_state_store.h"
 #include "services/orchestrator/load_forecaster.h"
 #include "services/orchestrator/orchestrator_service.h"
@@ -162,6 +163,10 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
       shard_store_ = shard_store.get();
       store_ = std::move(shard_store);
       options.owned_shards = std::vector<uint32_t>{};
+      // Each member owns about 1/N of the executions: desired workers add
+      // the others' backlog, which the lease rounds exchange.
+      cluster_backlog_ = std::make_unique<ClusterBacklog>();
+      options.cluster_backlog = cluster_backlog_.get();
     } else {
       store_ = NewPostgresStateStore(std::move(store_options));
     }
@@ -314,6 +319,7 @@ absl::Status OrchestratorModule::OnServing(server::ServiceHost* host) {
   coordination.leases.address =
       config_.AdvertisedAddress(host->config().grpc_address, host->grpc_port());
   coordination.leases.ttl = config_.shard_lease_ttl;
+  coordination.leases.backlog = cluster_backlog_.get();
   // The configured count over all shards, per shard.
   if (config_.snapshot_every_records > 0) {
     coordination.snapshot_every_records = std::max<uint64_t>(

@@ -27,6 +27,7 @@ class OrchestratorServiceImpl;
 class SchedulerLink;
 class PredictorLink;
 class AgentServiceImpl;
+class ClusterBacklog;
 class WorkflowEngine;
 class LoadForecaster;
 class PostgresProjector;
@@ -90,6 +91,9 @@ class OrchestratorModule : public server::ServiceModule {
   // store: postgres: the relational tables' projection (after store_: it
   // reads what the store wrote).
   std::unique_ptr<PostgresProjector> projector_;
+  // postgres_sharding: the backlog the engine and the lease rounds share
+  // (before engine_ and coordinator_, which hold it).
+  std::unique_ptr<ClusterBacklog> cluster_backlog_;
   std::string postgres_password_;            // resolved in ValidateConfig; never logged
   security::JoinTokenVerifier join_tokens_;  // from the config, in ValidateConfig
   std::unique_ptr<WorkflowEngine> engine_;

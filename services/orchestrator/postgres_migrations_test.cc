@@ -4,16 +4,22 @@
 // and migrators racing each other applying each version once.
 #include <functional>
 #include <map>
+#include <memory>
 #include <pqxx/pqxx>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/postgres_state_store.h"
+#include "services/orchestrator/shard_lease_manager.h"
 #include "services/orchestrator/testing/postgres_test_server.h"
 
 namespace gyre::orchestrator {
@@ -22,6 +28,9 @@ namespace {
 namespace v1 = ::gyre::v1;
 using ::gyre::orchestrator::testing::ScratchDatabase;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
 
 int NewestVersion(const ScratchDatabase& db) {
   absl::StatusOr<PostgresSchemaStatus> status = GetPostgresSchemaStatus(db.options());
@@ -100,8 +109,22 @@ const std::map<int, VersionFixture>& Fixtures() {
           EXPECT_EQ(tx.exec1("SELECT count(*) FROM shard_leases")[0].as<int>(), 256);
           EXPECT_EQ(tx.exec1("SELECT token FROM shard_leases WHERE shard = 17")[0].as<int>(), 4);
           EXPECT_EQ(tx.exec1("SELECT count(*) FROM shard_records")[0].as<int>(), 1);
-          EXPECT_EQ(tx.exec1("SELECT address FROM orchestrators")[0].as<std::string>(),
-                    "10.0.0.1:50051");
+          EXPECT_EQ(
+              tx.exec1("SELECT address FROM orchestrators WHERE id = 'o1'")[0].as<std::string>(),
+              "10.0.0.1:50051");
+        }}},
+      {4,
+       {[](pqxx::work& tx) {
+          tx.exec0(
+              "INSERT INTO orchestrators (id, address, heartbeat_at, backlog) "
+              "VALUES ('o2', '10.0.0.2:50051', now(), "
+              "'{\"gpu\": {\"queued\": 4, \"running\": 1}}')");
+        },
+        [](pqxx::work& tx) {
+          EXPECT_EQ(tx.exec1("SELECT (backlog->'gpu'->>'queued')::int FROM orchestrators "
+                             "WHERE id = 'o2'")[0]
+                        .as<int>(),
+                    4);
         }}},
   };
   return *fixtures;
@@ -185,6 +208,85 @@ TEST(PostgresMigrationsTest, EveryVersionMigratesFromThePreviousOneWithItsDataIn
     EXPECT_EQ(LoadedTasks(db, &started), (std::vector<std::string>{"t3", "t4", "t5"}));
     EXPECT_EQ(started, 7) << "the snapshot survived";
   }
+}
+
+// Migration 4 (orchestrators.backlog) under a member that was heartbeating
+// before it (a rolling upgrade): its row has no backlog and counts zero for
+// a new member, whose own heartbeat publishes its backlog; once the old
+// member publishes one (it was upgraded too), the new member adds it.
+TEST(PostgresMigrationsTest, AMemberFromBeforeMigration4CountsNoBacklogUntilItPublishesOne) {
+  ScratchDatabase db;
+  ASSERT_TRUE(MigratePostgresSchemaTo(db.options(), 3).ok());
+  {
+    pqxx::connection connection(db.dsn());
+    pqxx::work tx(connection);
+    Fixtures().at(3).insert(tx);  // o1, heartbeating at version 3
+    tx.commit();
+  }
+  absl::StatusOr<PostgresSchemaStatus> migrated = MigratePostgresSchemaTo(db.options(), 4);
+  ASSERT_TRUE(migrated.ok()) << migrated.status();
+  ASSERT_EQ(migrated->current_version, 4);
+  pqxx::connection connection(db.dsn());
+  auto query = [&](const std::string& sql) {
+    pqxx::work tx(connection);
+    const pqxx::result rows = tx.exec(sql);
+    tx.commit();
+    return rows;
+  };
+  EXPECT_TRUE(query("SELECT backlog FROM orchestrators WHERE id = 'o1'")[0][0].is_null());
+
+  // A new member (o2) next to it; o1 keeps heartbeating as a version-3
+  // member does (address and heartbeat_at only).
+  ClusterBacklog backlog;
+  std::vector<QueueBacklog> cluster;
+  std::vector<std::pair<std::string, QueueBacklog>> elsewhere;
+  const std::vector<ClusterBacklog::OwnQueue> own = {{"gpu", {2, 0}}};
+  backlog.Publish(own, &cluster, &elsewhere);
+  absl::Mutex mutex;
+  std::vector<std::string> members;  // as the last round read them
+  ShardLeaseOptions options;
+  options.store = db.options();
+  options.orchestrator_id = "o2";
+  options.address = "10.0.0.2:50051";
+  options.ttl = absl::Seconds(3);
+  options.backlog = &backlog;
+  ShardLeaseCallbacks callbacks;
+  callbacks.observed = [&](ShardMembership membership) {
+    absl::MutexLock lock(&mutex);
+    members.clear();
+    for (const OrchestratorMember& member : membership.members) members.push_back(member.id);
+  };
+  auto heartbeat_o1 = [&] {
+    query("UPDATE orchestrators SET heartbeat_at = now() WHERE id = 'o1'");
+  };
+  heartbeat_o1();
+  absl::StatusOr<std::unique_ptr<ShardLeaseManager>> manager =
+      ShardLeaseManager::Start(options, callbacks);
+  ASSERT_TRUE(manager.ok()) << manager.status();
+  const auto await = [&](const std::function<bool()>& done) {
+    for (const absl::Time give_up = absl::Now() + absl::Seconds(30); absl::Now() < give_up;) {
+      heartbeat_o1();
+      if (done()) return true;
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    return false;
+  };
+  ASSERT_TRUE(await([&] {
+    absl::MutexLock lock(&mutex);
+    return members == std::vector<std::string>{"o1", "o2"};
+  })) << "o2's rounds never saw o1 live";
+  EXPECT_THAT(backlog.Others(), IsEmpty()) << "o1 published no backlog: it counts zero";
+  ASSERT_TRUE(await([&] {
+    const pqxx::result rows =
+        query("SELECT (backlog->'gpu'->>'queued')::int FROM orchestrators WHERE id = 'o2'");
+    return !rows.empty() && !rows[0][0].is_null() && rows[0][0].as<int>() == 2;
+  })) << "o2's heartbeat never published its backlog";
+
+  query(
+      "UPDATE orchestrators SET backlog = '{\"gpu\": {\"queued\": 4, \"running\": 1}}' "
+      "WHERE id = 'o1'");
+  EXPECT_TRUE(await([&] { return !backlog.Others().empty(); }));
+  EXPECT_THAT(backlog.Others(), UnorderedElementsAre(Pair("gpu", QueueBacklog{4, 1})));
 }
 
 TEST(PostgresMigrationsTest, ADatabaseNewerThanThisGyreIsRefused) {

@@ -274,6 +274,14 @@ CREATE TABLE shard_snapshots (
   PRIMARY KEY (shard, position)
 );
 )sql"},
+    // Desired workers with several orchestrators: each publishes its backlog
+    // with its heartbeat and adds the other live members' (issue 21).
+    {4, "orchestrators publish their backlog per queue", R"sql(
+-- {"<queue>": {"queued": n, "running": m}, ...}, queues with no backlog
+-- left out; written with every heartbeat. NULL: a member older than this
+-- migration, whose backlog counts zero.
+ALTER TABLE orchestrators ADD COLUMN backlog jsonb;
+)sql"},
 };
 
 // Advisory lock keys ("gyre" in ASCII, then the purpose).

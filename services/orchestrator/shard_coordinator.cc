@@ -188,6 +188,9 @@ void ShardCoordinator::Handle(Event& event) {
       break;
     case Event::kObserved:
       directory_->Update(*std::move(event.membership));
+      // The round read the other members' backlog: desired workers move
+      // with it even when nothing changes here.
+      if (options_.leases.backlog != nullptr) engine_->RefreshQueueGauges();
       // The round's acquisitions were queued before it: adopted by now.
       if (!ready_) Ready();
       break;

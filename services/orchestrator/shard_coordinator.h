@@ -51,7 +51,8 @@ class LeaseShardDirectory final : public ShardDirectory {
 
 struct ShardCoordinatorOptions {
   // The database, this orchestrator's id and advertised address, the shard
-  // count (the engine's) and the lease ttl.
+  // count (the engine's), the lease ttl and the cluster backlog the engine
+  // publishes to (WorkflowEngine::Options::cluster_backlog).
   ShardLeaseOptions leases;
   // A shard's snapshot is written once this many records were appended to
   // it since its last one (so shard_records stay bounded and an adoption
@@ -90,7 +91,9 @@ struct ShardCoordinatorOptions {
 //    manager.Release, so the next owner reads everything.
 //  - lost(shard): engine.ReleaseShard (stop and drop; a write that raced it
 //    is refused by fencing) -> store.ForgetShard.
-//  - every round: the directory (who owns which shard, who is live).
+//  - every round: the directory (who owns which shard, who is live) and,
+//    with leases.backlog, the engine's queue gauges (the others' backlog
+//    the round read moves desired workers).
 // Between events, every poll_every: definitions other orchestrators stored
 // are applied to the engine (CatchUpDefinitions), and shards with more than
 // snapshot_every_records records since their last snapshot are snapshotted

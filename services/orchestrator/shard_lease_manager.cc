@@ -1,12 +1,17 @@
 #include "services/orchestrator/shard_lease_manager.h"
 
 #include <algorithm>
+#include <cmath>
+#include <map>
 #include <pqxx/pqxx>
+#include <string>
 #include <utility>
 
 #include "absl/random/distributions.h"
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "libs/logging/logger.h"
 #include "services/orchestrator/postgres_connection.h"
 
@@ -17,6 +22,41 @@ constexpr absl::string_view kComponent = "shard leases";
 // Bounds of the options (named in the errors).
 constexpr size_t kMaxOrchestratorIdBytes = 200;
 constexpr absl::Duration kMinTtl = absl::Milliseconds(300);
+
+namespace pb = ::google::protobuf;
+
+// `orchestrators.backlog`: {"<queue>": {"queued": n, "running": m}, ...},
+// queues with no backlog left out.
+std::string BacklogJson(const std::map<std::string, QueueBacklog>& own) {
+  pb::Struct document;
+  for (const auto& [queue, backlog] : own) {
+    pb::Struct& counts = *(*document.mutable_fields())[queue].mutable_struct_value();
+    (*counts.mutable_fields())["queued"].set_number_value(static_cast<double>(backlog.queued));
+    (*counts.mutable_fields())["running"].set_number_value(static_cast<double>(backlog.running));
+  }
+  std::string json;
+  if (!pb::util::MessageToJsonString(document, &json).ok()) return "{}";
+  return json;
+}
+
+// Adds one member's published backlog to `sums`. A document this version
+// cannot read (a later one's) counts zero, as a member that publishes none.
+void AddBacklog(const std::string& json, QueueBacklogs& sums) {
+  pb::Struct document;
+  if (json.empty() || !pb::util::JsonStringToMessage(json, &document).ok()) return;
+  for (const auto& [queue, value] : document.fields()) {
+    if (!value.has_struct_value()) continue;
+    const auto& counts = value.struct_value().fields();
+    auto count = [&](const char* key) -> int64_t {
+      auto it = counts.find(key);
+      if (it == counts.end() || !it->second.has_number_value()) return 0;
+      return std::max<int64_t>(0, std::llround(it->second.number_value()));
+    };
+    QueueBacklog& sum = sums[queue];
+    sum.queued += count("queued");
+    sum.running += count("running");
+  }
+}
 
 }  // namespace
 
@@ -199,6 +239,21 @@ void ShardLeaseManager::ReportLapsed() {
   }
 }
 
+void ShardLeaseManager::ForgetStaleBacklog() {
+  if (options_.backlog == nullptr || !others_deadline_.has_value() ||
+      Clock::now() < *others_deadline_) {
+    return;
+  }
+  // Cut off from PostgreSQL for as long as a lease lasts: who is still
+  // live, and with what, is unknown; only this member's own backlog counts.
+  others_deadline_.reset();
+  options_.backlog->SetOthers({});
+  logging::Warn(
+      "the other orchestrators' backlog is no longer known: desired workers count "
+      "this orchestrator's alone until a lease round succeeds",
+      {{"orchestrator_id", options_.orchestrator_id}});
+}
+
 void ShardLeaseManager::Run() {
   const absl::Duration renew_period = options_.ttl / 3;
   Clock::time_point next_round = Clock::now();
@@ -208,6 +263,7 @@ void ShardLeaseManager::Run() {
   bool healthy = true;  // the last round succeeded (else only backoff wakes it)
   for (;;) {
     ReportLapsed();
+    ForgetStaleBacklog();
     if (Clock::now() >= next_round || (release_due && healthy)) {
       const absl::Status status = Round();
       healthy = status.ok();
@@ -262,15 +318,20 @@ absl::Status ShardLeaseManager::Round() {
     }
     const int64_t ttl_ms = absl::ToInt64Milliseconds(options_.ttl);
     const std::string& me = options_.orchestrator_id;
+    // This member's backlog as the engine last published it (a moment
+    // older than the heartbeat, by the engine's last change at most).
+    const std::string backlog =
+        options_.backlog != nullptr ? BacklogJson(options_.backlog->Own()) : "{}";
     // Before the transaction: PostgreSQL's now() (its start) is later, so a
     // deadline counted from here passes before the server-side expiry.
     const Clock::time_point began = Clock::now();
     pqxx::work tx(*connection_);
     tx.exec_params0(
-        "INSERT INTO orchestrators (id, address, heartbeat_at) VALUES ($1, $2, now()) "
+        "INSERT INTO orchestrators (id, address, heartbeat_at, backlog) "
+        "VALUES ($1, $2, now(), $3::jsonb) "
         "ON CONFLICT (id) DO UPDATE SET address = excluded.address, "
-        "heartbeat_at = excluded.heartbeat_at",
-        me, options_.address);
+        "heartbeat_at = excluded.heartbeat_at, backlog = excluded.backlog",
+        me, options_.address, backlog);
     if (!release_shards.empty()) {
       tx.exec_params0(
           "UPDATE shard_leases l SET owner = NULL, expires_at = NULL "
@@ -289,16 +350,23 @@ absl::Status ShardLeaseManager::Round() {
           ttl_ms);
       for (const pqxx::row& row : rows) renewed.insert(row[0].as<uint32_t>());
     }
+    // The live members, and what each published with its heartbeat (a
+    // member that stopped heartbeating drops out of both after the ttl).
     const pqxx::result members = tx.exec_params(
-        "SELECT id, address FROM orchestrators "
+        "SELECT id, address, backlog::text FROM orchestrators "
         "WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY id",
         ttl_ms);
     ShardMembership membership;
+    QueueBacklogs others;
     uint32_t rank = 0;
     bool ranked = false;
     for (const pqxx::row& row : members) {
       membership.members.push_back({row[0].as<std::string>(), row[1].as<std::string>("")});
-      if (membership.members.back().id == me) ranked = true;
+      if (membership.members.back().id == me) {
+        ranked = true;
+      } else if (options_.backlog != nullptr) {
+        AddBacklog(row[2].as<std::string>(""), others);  // NULL: none published
+      }
       if (!ranked) ++rank;
     }
     const uint32_t live = std::max<uint32_t>(1, static_cast<uint32_t>(members.size()));
@@ -335,6 +403,10 @@ absl::Status ShardLeaseManager::Round() {
 
     const Clock::time_point deadline =
         began + absl::ToChronoMilliseconds(options_.ttl - options_.ttl / 5);
+    if (options_.backlog != nullptr) {
+      options_.backlog->SetOthers(std::move(others));
+      others_deadline_ = deadline;
+    }
     std::vector<uint32_t> lost, releasing;
     {
       absl::MutexLock lock(&mutex_);

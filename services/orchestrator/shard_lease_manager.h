@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/postgres_state_store.h"
 #include "services/orchestrator/shard_directory.h"
 #include "services/orchestrator/shard_map.h"
@@ -37,6 +39,11 @@ struct ShardLeaseOptions {
   // Renewed every ttl/3. A dead orchestrator's shards are taken over within
   // about ttl + ttl/3.
   absl::Duration ttl = absl::Seconds(10);
+  // Where this member's backlog per queue is read from for each heartbeat
+  // (`orchestrators.backlog`, migration 4) and the other live members'
+  // sums are stored; null: an empty backlog is published and the others'
+  // are not read. Not owned; must outlive the manager.
+  ClusterBacklog* backlog = nullptr;
 };
 
 // A shard this orchestrator holds, and the fencing token every write to it
@@ -82,15 +89,20 @@ struct ShardLeaseCallbacks {
 // `orchestrators` and `shard_leases`, migration 3), with no leader and no
 // consensus protocol of its own: PostgreSQL's row locks and clock decide.
 //
-// Its thread, every ttl/3, in one transaction: heartbeats `orchestrators`;
-// renews its leases (expires_at = now() + ttl where owner and token are
-// still its own); releases the shards handed over; computes its fair share
+// Its thread, every ttl/3, in one transaction: heartbeats `orchestrators`
+// with its backlog per queue (options.backlog); renews its leases
+// (expires_at = now() + ttl where owner and token are still its own);
+// releases the shards handed over; computes its fair share
 // from the live members (heartbeat within ttl; ranked by id, the first
 // shard_count % L members get ceil(shard_count / L), the others the floor,
 // so the shares sum to shard_count); acquires free or expired shards up to
 // that share (UPDATE ... token = token + 1 WHERE shard IN (SELECT ... FOR
 // UPDATE SKIP LOCKED LIMIT k)). Holding more than its share, it asks for
-// the extra ones back through `releasing`.
+// the extra ones back through `releasing`. The read of the live members also
+// reads their published backlogs: their sums go to options.backlog (a member
+// that published none, one older than migration 4, counts zero). When no
+// round succeeds for as long as a lease's local deadline, those sums are
+// dropped (this member is cut off: it cannot tell who is still live).
 //
 // Every renewal's local deadline is counted from before the transaction
 // began, minus a margin (ttl/5), on the steady clock: PostgreSQL's expiry is
@@ -139,6 +151,9 @@ class ShardLeaseManager {
   void Run();
   // Reports (and drops) the leases whose deadline has passed.
   void ReportLapsed();
+  // Drops the others' backlog from options.backlog once no round stored
+  // it for as long as a lease's local deadline.
+  void ForgetStaleBacklog();
   // One round with PostgreSQL; UNAVAILABLE when the connection is lost.
   absl::Status Round();
   absl::Status Connect();
@@ -158,6 +173,9 @@ class ShardLeaseManager {
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   bool paused_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopped_ = false;  // Stop() has run
+  // The manager's thread's: until when the others' backlog stored in
+  // options.backlog stands without a new round (as a lease's deadline).
+  std::optional<Clock::time_point> others_deadline_;
   std::thread thread_;
 };
 

@@ -51,7 +51,8 @@ WorkflowEngine::WorkflowEngine(Options options)
       agents_(queues_, options_.heartbeat_interval),
       machine_(executions_, queues_, agents_, globals_, publisher_, journal_, metrics_),
       dispatcher_(executions_, queues_, agents_, machine_, journal_, metrics_,
-                  WorkerPools{options_.worker_pools, options_.default_worker_pool}),
+                  WorkerPools{options_.worker_pools, options_.default_worker_pool},
+                  options_.cluster_backlog),
       evaluators_(executions_, workflows_, machine_, journal_),
       results_(executions_, machine_, evaluators_, journal_, metrics_, &cost_meter_),
       leases_(executions_, queues_, agents_, machine_, metrics_, options_.lease_timeout,
@@ -1251,12 +1252,19 @@ void WorkflowEngine::Unwatch(const std::shared_ptr<EventSubscription>& subscript
 
 std::vector<v1::QueueInfo> WorkflowEngine::ListQueues() {
   absl::MutexLock lock(&mu_);
-  return dispatcher_.QueueInfos();
+  return dispatcher_.QueueInfos(/*cluster_wide=*/true);
+}
+
+void WorkflowEngine::RefreshQueueGauges() {
+  absl::MutexLock lock(&mu_);
+  dispatcher_.RefreshMetrics();
 }
 
 LoadSnapshot WorkflowEngine::SnapshotLoad(const LoadSnapshotOptions& options) {
   absl::MutexLock lock(&mu_);
-  return TakeLoadSnapshot(executions_, dispatcher_.QueueInfos(), clock_->Now(), options);
+  // This engine's own queues: the forecast is of its own executions' tasks.
+  return TakeLoadSnapshot(executions_, dispatcher_.QueueInfos(/*cluster_wide=*/false),
+                          clock_->Now(), options);
 }
 
 std::vector<v1::AgentInfo> WorkflowEngine::ListAgents() {

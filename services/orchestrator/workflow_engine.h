@@ -23,6 +23,7 @@
 #include "services/orchestrator/agent_leases.h"
 #include "services/orchestrator/agent_manager.h"
 #include "services/orchestrator/attempt_observation.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/desired_workers.h"
 #include "services/orchestrator/dispatcher.h"
 #include "services/orchestrator/engine_journal.h"
@@ -147,6 +148,12 @@ class WorkflowEngine {
     // the store holds: an engine sharing a store with others starts with
     // none owned and adopts its shards one by one.
     std::optional<std::vector<uint32_t>> owned_shards;
+    // Several orchestrators sharing the executions (postgres_sharding): the
+    // backlog per queue this engine publishes and the other members' it
+    // adds, so that orchestrator_desired_workers and ListQueues follow the
+    // cluster's backlog (cluster_backlog.h). Null: this engine's own
+    // backlog is the cluster's. Not owned; must outlive the engine.
+    ClusterBacklog* cluster_backlog = nullptr;
   };
 
   explicit WorkflowEngine(Options options);
@@ -299,7 +306,14 @@ class WorkflowEngine {
                                                            bool include_logs = false);
   void Unwatch(const std::shared_ptr<EventSubscription>& subscription);
 
+  // Every queue's depth, running tasks, agents connected here and desired
+  // workers; with Options::cluster_backlog, depth and running are the
+  // cluster's (the other members' as of the last lease round).
   std::vector<gyre::v1::QueueInfo> ListQueues();
+  // Exports the queue gauges again: the lease manager read the other
+  // members' backlog (Options::cluster_backlog), which moves desired
+  // workers without any change here.
+  void RefreshQueueGauges() ABSL_LOCKS_EXCLUDED(mu_);
   // What the load forecast needs per worker type (LoadForecaster): taken
   // under the lock in O(executions + unfinished tasks), no I/O.
   LoadSnapshot SnapshotLoad(const LoadSnapshotOptions& options);

@@ -1,10 +1,12 @@
 // What the engine exports for the autoscaler and dashboards, read back from
 // its prometheus registry.
+#include <map>
 #include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/testing/engine_builders.h"
 #include "services/orchestrator/testing/fake_agent_channel.h"
 #include "services/orchestrator/workflow_engine.h"
@@ -80,6 +82,53 @@ TEST_F(WorkflowEngineMetricsTest, AnEndedExecutionsDurationIsObservedOnce) {
   ASSERT_EQ(tasks.size(), 1u);
   ASSERT_TRUE(engine_->HandleAgentMessage("a1", testing::ResultMessage(tasks[0].ref(), 1)).ok());
   EXPECT_EQ(Value(*registry_, "gyre_execution_duration_seconds"), 1);
+}
+
+// Several orchestrators (postgres_sharding): the engine publishes its own
+// backlog to the ClusterBacklog the lease rounds exchange, and its desired
+// workers and ListQueues add the other members' (its depth gauge stays its
+// own, since dashboards sum it over replicas).
+TEST(WorkflowEngineClusterBacklogTest, DesiredWorkersAndListedQueuesAddTheOtherMembersBacklog) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ClusterBacklog backlog;
+  backlog.SetOthers({{"gpu", {5, 1}}, {"arm", {2, 0}}});
+  WorkflowEngine::Options options;
+  options.metrics = registry.get();
+  options.cluster_backlog = &backlog;
+  options.worker_pools["gpu"] = WorkerPoolPolicy{0, 100, 1};
+  options.default_worker_pool = WorkerPoolPolicy{0, 100, 1};
+  WorkflowEngine engine(options);
+  v1::TaskSpec task = testing::Task("t");
+  task.set_queue("gpu");
+  // No agent serves "gpu": the task stays queued here.
+  ASSERT_TRUE(engine.StartExecution(testing::StartRequest(testing::Workflow({task}))).ok());
+  engine.RefreshQueueGauges();
+
+  EXPECT_EQ(Value(*registry, "orchestrator_desired_workers", "gpu"), 7) << "1 + 5 + 1 running";
+  EXPECT_EQ(Value(*registry, "gyre_queue_depth", "gpu"), 1) << "this engine's own";
+  EXPECT_EQ(Value(*registry, "orchestrator_desired_workers", "arm"), 2)
+      << "a queue only the others have a backlog in";
+  EXPECT_EQ(backlog.Own(), (std::map<std::string, QueueBacklog>{{"gpu", {1, 0}}}))
+      << "what the next heartbeat publishes";
+  std::map<std::string, v1::QueueInfo> listed;
+  for (const v1::QueueInfo& info : engine.ListQueues()) listed[info.name()] = info;
+  ASSERT_TRUE(listed.contains("queues/gpu"));
+  EXPECT_EQ(listed["queues/gpu"].depth(), 6);
+  EXPECT_EQ(listed["queues/gpu"].running(), 1);
+  EXPECT_EQ(listed["queues/gpu"].desired_workers(), 7);
+  ASSERT_TRUE(listed.contains("queues/arm"));
+  EXPECT_EQ(listed["queues/arm"].depth(), 2);
+  EXPECT_EQ(listed["queues/arm"].agents(), 0);
+  EXPECT_EQ(listed["queues/arm"].desired_workers(), 2);
+
+  // The next round found the others' backlog gone.
+  backlog.SetOthers({});
+  engine.RefreshQueueGauges();
+  EXPECT_EQ(Value(*registry, "orchestrator_desired_workers", "gpu"), 1);
+  EXPECT_EQ(Value(*registry, "orchestrator_desired_workers", "arm"), -1) << "series removed";
+  for (const v1::QueueInfo& info : engine.ListQueues()) {
+    EXPECT_NE(info.name(), "queues/arm") << "listed with no backlog anywhere";
+  }
 }
 
 }  // namespace

@@ -66,7 +66,11 @@ pool's worker type, so replicas = ceil(value / 1). With the forecast switch,
 the larger of that and the predictor's forecast of desired workers
 `autoscaling.forecast.horizon` ahead, clamped to the pool's min and max the
 way the orchestrator clamps its own signal. max() over the orchestrator
-replicas: every replica exports the same gauge.
+replicas: with several (PostgreSQL, sharded) each owns part of the
+executions but exports the cluster's figure (its own backlog plus the
+others' from their last lease heartbeat), so max() is that figure and rides
+over one replica that is stale or gone. Never sum(): each replica's value is
+already the whole.
 Call with (dict "root" $ "name" $poolName "pool" $pool).
 */}}
 {{- define "gyre.poolQuery" -}}
