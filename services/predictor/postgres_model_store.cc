@@ -118,15 +118,21 @@ absl::StatusOr<std::unique_ptr<PostgresModelStore>> PostgresModelStore::Open(
 
 template <typename Body>
 absl::Status PostgresModelStore::Run(absl::string_view what, Body&& body) {
-  std::unique_ptr<pqxx::connection>& connection = connection_;
-  absl::Status status =
-      postgres::GuardAs(kComponent, what, where_, secrets_, [&]() -> absl::Status {
-        if (connection == nullptr || !connection->is_open()) {
-          connection = std::make_unique<pqxx::connection>(conninfo_);
-        }
-        return body(*connection);
-      });
-  if (absl::IsUnavailable(status)) connection.reset();
+  if (connection_ == nullptr || !connection_->is_open()) {
+    std::unique_ptr<pqxx::connection> opened;
+    absl::Status status = postgres::GuardAs(kComponent, "connect", where_, secrets_, [&] {
+      opened = std::make_unique<pqxx::connection>(conninfo_);
+      return absl::OkStatus();
+    });
+    if (!status.ok()) return status;
+    connection_ = std::move(opened);
+  }
+  // The body runs with mu_ held (the caller's); the lambda sees only this
+  // pointer, never the guarded member.
+  pqxx::connection* connection = connection_.get();
+  absl::Status status = postgres::GuardAs(kComponent, what, where_, secrets_,
+                                          [&]() -> absl::Status { return body(*connection); });
+  if (absl::IsUnavailable(status)) connection_.reset();
   return status;
 }
 
