@@ -1,13 +1,16 @@
 // The real gyre-predictor process over gRPC on loopback: observations
-// recorded in one run shape the predictions, and survive a restart; gyre
+// recorded in one run shape the predictions, and survive a restart (in its
+// data_dir, or with store: postgres in a real PostgreSQL 15); gyre
 // plan prints them, and a real gyre-optimizer's summary of them.
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -15,11 +18,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/postgres_server.h"
 #include "libs/testing/scratch_dir.h"
 
 namespace gyre {
@@ -38,12 +43,16 @@ struct RunningPredictor {
   std::string address;  // host:port of its gRPC server
 };
 
-RunningPredictor StartPredictor(const std::string& data_dir) {
+// `extra_flags` and `extra_env` ("K=V") after the usual ones.
+RunningPredictor StartPredictor(const std::string& data_dir,
+                                const std::vector<std::string>& extra_flags = {},
+                                std::vector<std::string> extra_env = {}) {
   RunningPredictor running;
-  auto process =
-      ChildProcess::Start({BinaryPath("services/predictor/gyre-predictor"),
-                           "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
-                           "--shutdown_grace=2s", absl::StrCat("--data_dir=", data_dir)});
+  std::vector<std::string> argv = {BinaryPath("services/predictor/gyre-predictor"),
+                                   "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                                   "--shutdown_grace=2s", absl::StrCat("--data_dir=", data_dir)};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  auto process = ChildProcess::Start(std::move(argv), std::move(extra_env));
   EXPECT_TRUE(process.ok()) << process.status();
   if (!process.ok()) return running;
   running.process = *std::move(process);
@@ -130,6 +139,78 @@ TEST(PredictorProcessTest, LearnsFromObservationsAndKeepsTheModelAcrossARestart)
   ASSERT_NE(second.stub, nullptr);
   EXPECT_EQ(Predict(*second.stub).SerializeAsString(), learned.SerializeAsString());
   Stop(second);
+}
+
+// How many models predictor_models holds of `observations` observations
+// (-1 when the table cannot be read yet).
+int SavedModelsOf(const std::string& dsn, int64_t observations) {
+  try {
+    pqxx::connection connection(dsn);
+    pqxx::read_transaction tx(connection);
+    return tx
+        .exec_params1("SELECT count(*) FROM predictor_models WHERE observation_count = $1",
+                      observations)[0]
+        .as<int>();
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+// store: postgres: a replacement predictor with nothing in its data_dir (a
+// pod without a volume) answers from what the killed one learned, saved in
+// the database; the password, given apart, is never printed.
+TEST(PredictorProcessTest, WithStorePostgresAKilledPredictorsModelOutlivesItsDataDir) {
+  testing::PostgresServer& server = testing::PostgresServer::Shared();
+  absl::StatusOr<std::string> database = server.CreateDatabase();
+  ASSERT_TRUE(database.ok()) << database.status();
+  const std::vector<std::string> flags = {
+      "--store=postgres", "--postgres_dsn=" + server.TcpDsn(*database), "--save_interval=1s"};
+  const std::vector<std::string> env = {"GYRE_POSTGRES_PASSWORD=" + server.password()};
+  testing::ScratchDir first_dir("predictor_postgres_first");
+  testing::ScratchDir second_dir("predictor_postgres_second");
+  ASSERT_FALSE(first_dir.path().empty());
+  ASSERT_FALSE(second_dir.path().empty());
+
+  RunningPredictor first = StartPredictor(first_dir.path(), flags, env);
+  ASSERT_NE(first.stub, nullptr);
+  v1::RecordObservationsRequest batch;
+  for (int i = 0; i < 25; ++i) {
+    v1::ResourceObservation* o = batch.add_observations();
+    o->set_workflow("workflows/etl");
+    o->set_task_id(absl::StrCat("transform-", i));
+    o->set_program("transform");
+    o->set_queue("default");
+    o->mutable_duration()->set_seconds(300 + i % 3);
+    o->set_peak_memory_bytes(int64_t{5} << 30);
+    o->set_cpu_cores(4.0);
+    o->set_succeeded(true);
+  }
+  {
+    v1::RecordObservationsResponse response;
+    grpc::ClientContext context;
+    ASSERT_TRUE(first.stub->RecordObservations(&context, batch, &response).ok());
+    ASSERT_EQ(response.recorded(), 25);
+  }
+  const v1::PredictResourcesResponse learned = Predict(*first.stub);
+  ASSERT_EQ(learned.predictions(0).duration_seconds().level(), v1::PREDICTION_LEVEL_PROGRAM);
+  // Saved within a save_interval (1s); killed, it saves nothing more.
+  const std::string dsn = server.SocketDsn(*database);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (SavedModelsOf(dsn, 25) < 1 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_EQ(SavedModelsOf(dsn, 25), 1) << first.process->Output();
+  first.process->Signal(SIGKILL);
+  ASSERT_TRUE(first.process->WaitForExit(absl::Seconds(15)).has_value());
+  EXPECT_TRUE(std::filesystem::is_empty(first_dir.path())) << "no model file in data_dir";
+
+  RunningPredictor second = StartPredictor(second_dir.path(), flags, env);
+  ASSERT_NE(second.stub, nullptr);
+  EXPECT_EQ(Predict(*second.stub).SerializeAsString(), learned.SerializeAsString());
+  Stop(second);
+  const std::string output = first.process->Output() + second.process->Output();
+  EXPECT_FALSE(absl::StrContains(output, server.password())) << output;
+  EXPECT_TRUE(std::filesystem::is_empty(second_dir.path()));
+  EXPECT_TRUE(server.DropDatabase(*database).ok());
 }
 
 // A workflow of three tasks: prep, then crunch-small and crunch-big in

@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/common/nearest_match.h"
+#include "libs/postgres/postgres_password.h"
 
 namespace gyre::orchestrator {
 namespace {
@@ -280,37 +280,7 @@ std::string OrchestratorConfig::AdvertisedAddress(const std::string& listen_addr
 }
 
 absl::StatusOr<std::string> OrchestratorConfig::PostgresPassword() const {
-  const char* from_env = std::getenv("GYRE_POSTGRES_PASSWORD");
-  if (from_env != nullptr && !postgres_password_file.empty()) {
-    return absl::InvalidArgumentError(
-        "postgres password: both GYRE_POSTGRES_PASSWORD and postgres_password_file are set; "
-        "keep one");
-  }
-  if (from_env != nullptr) return std::string(from_env);
-  if (postgres_password_file.empty()) return std::string();
-  std::ifstream file(postgres_password_file, std::ios::binary);
-  if (!file) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("postgres_password_file: cannot read ", postgres_password_file));
-  }
-  // A password is short; a large file is the wrong file.
-  constexpr size_t kMaxPasswordBytes = 4096;
-  std::string password(kMaxPasswordBytes + 1, '\0');
-  file.read(password.data(), static_cast<std::streamsize>(password.size()));
-  password.resize(static_cast<size_t>(file.gcount()));
-  if (password.size() > kMaxPasswordBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("postgres_password_file: ", postgres_password_file, " is over ",
-                     kMaxPasswordBytes, " bytes: not a password"));
-  }
-  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
-    password.pop_back();
-  }
-  if (password.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("postgres_password_file: ", postgres_password_file, " is empty"));
-  }
-  return password;
+  return ::gyre::postgres::ReadPostgresPassword(postgres_password_file);
 }
 
 }  // namespace gyre::orchestrator

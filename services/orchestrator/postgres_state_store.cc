@@ -1,7 +1,5 @@
 #include "services/orchestrator/postgres_state_store.h"
 
-#include <libpq-fe.h>
-
 #include <algorithm>
 #include <deque>
 #include <exception>
@@ -308,7 +306,6 @@ constexpr int64_t kProjectionBacklog = 1'000'000;
 
 using postgres::ConnectionString;
 using postgres::Guard;
-using postgres::ParseDsn;
 using postgres::Secrets;
 
 // The schema's version and the migrations still to apply; `tx` sees a
@@ -821,17 +818,7 @@ class PostgresStateStore : public StateStore {
 
 }  // namespace
 
-std::string DescribeDsn(const std::string& dsn) {
-  std::optional<std::vector<std::pair<std::string, std::string>>> parsed = ParseDsn(dsn);
-  if (!parsed) return "(unparsable DSN)";
-  std::vector<std::string> parts;
-  for (const char* key : {"host", "hostaddr", "port", "dbname", "user", "target_session_attrs"}) {
-    for (const auto& [name, value] : *parsed) {
-      if (name == key && !value.empty()) parts.push_back(absl::StrCat(name, "=", value));
-    }
-  }
-  return parts.empty() ? "(libpq defaults)" : absl::StrJoin(parts, " ");
-}
+std::string DescribeDsn(const std::string& dsn) { return ::gyre::postgres::DescribeDsn(dsn); }
 
 std::unique_ptr<StateStore> NewPostgresStateStore(PostgresStoreOptions options) {
   return std::make_unique<PostgresStateStore>(std::move(options));

@@ -5,9 +5,11 @@
 #include <string>
 #include <thread>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/server/service_main.h"
+#include "services/predictor/model_store.h"
 #include "services/predictor/predictor_service.h"
 #include "services/predictor/resource_predictor.h"
 
@@ -15,8 +17,16 @@ namespace gyre::predictor {
 
 // gyre-predictor's settings (docs/configuration.md).
 struct PredictorConfig {
-  // Where the model is saved.
+  // Where the model is saved: "embedded" (snapshot files in data_dir) or
+  // "postgres" (table predictor_models in the database at postgres_dsn).
+  std::string store = "embedded";
+  // With store: embedded, the model's directory.
   std::string data_dir = "/var/lib/gyre/predictor";
+  // With store: postgres, the libpq connection string (key=value or URI;
+  // multi-host lists work), its password given apart as the
+  // orchestrator's is: GYRE_POSTGRES_PASSWORD or postgres_password_file.
+  std::string postgres_dsn;
+  std::string postgres_password_file;
   // How often a changed model is saved (and once more at shutdown).
   absl::Duration save_interval = absl::Seconds(30);
   // Model bounds (ResourceModelOptions).
@@ -24,7 +34,8 @@ struct PredictorConfig {
   absl::Duration model_max_age = absl::Hours(24 * 30);
 };
 
-// Process wiring of gyre-predictor: opens the model in data_dir, serves
+// Process wiring of gyre-predictor: opens the model's store (data_dir or
+// PostgreSQL, by `store`), serves
 // PredictorService, saves the model every save_interval from a background
 // thread and once more after the server drained.
 class PredictorModule : public server::ServiceModule {
@@ -43,8 +54,10 @@ class PredictorModule : public server::ServiceModule {
 
  private:
   void SaveLoop();
+  absl::StatusOr<std::unique_ptr<ModelStore>> OpenModelStore() const;
 
   PredictorConfig config_;
+  std::string postgres_password_;  // resolved in ValidateConfig; never logged
   std::unique_ptr<ResourcePredictor> predictor_;
   std::unique_ptr<PredictorServiceImpl> service_;
   absl::Mutex mu_;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -50,43 +49,40 @@ double InputBytesOf(const google::protobuf::Map<std::string, double>& values) {
 
 }  // namespace
 
-ResourcePredictor::ResourcePredictor(ResourcePredictorOptions options)
-    : options_(std::move(options)), model_(options_.model) {}
+ResourcePredictor::ResourcePredictor(ResourcePredictorOptions options,
+                                     std::unique_ptr<ModelStore> store)
+    : options_(std::move(options)), store_(std::move(store)), model_(options_.model) {}
 
 absl::StatusOr<std::unique_ptr<ResourcePredictor>> ResourcePredictor::Open(
-    ResourcePredictorOptions options) {
-  std::unique_ptr<ResourcePredictor> predictor(new ResourcePredictor(std::move(options)));
-  const std::string& dir = predictor->options_.state_dir;
-  if (dir.empty()) return predictor;
-  std::error_code error;
-  std::filesystem::create_directories(dir, error);
-  if (error) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("predictor state directory ", dir, " cannot be created: ", error.message()));
-  }
-  predictor->store_.emplace(dir, predictor->options_.sync);
-  durable_log::SnapshotStore& store = *predictor->store_;
-  if (absl::Status status = store.RemoveTemporaryFiles(nullptr); !status.ok()) return status;
-  absl::StatusOr<std::vector<uint64_t>> saved = store.List();
-  if (!saved.ok()) return saved.status();
-  if (saved->empty()) return predictor;
-  const uint64_t newest = saved->back();
+    ResourcePredictorOptions options, std::unique_ptr<ModelStore> store) {
+  std::unique_ptr<ResourcePredictor> predictor(
+      new ResourcePredictor(std::move(options), std::move(store)));
+  if (predictor->store_ == nullptr) return predictor;
+  ModelStore& models = *predictor->store_;
+  absl::StatusOr<SavedModel> saved = models.LoadNewest();
+  if (absl::IsNotFound(saved.status())) return predictor;
   absl::Status status;
-  absl::StatusOr<durable_log::Snapshot> snapshot = store.Load(newest);
-  if (snapshot.ok()) {
+  if (saved.ok()) {
     absl::MutexLock lock(&predictor->mu_);
-    status = predictor->model_.Parse(snapshot->state);
+    // Bytes as saved, yet not a model this binary reads (Parse then leaves
+    // the model empty): set aside below like a corrupt one.
+    status = predictor->model_.Parse(saved->model);
     predictor->saved_at_observation_ = predictor->model_.observation_count();
+  } else if (absl::IsDataLoss(saved.status())) {
+    status = saved.status();  // the store has set it aside
   } else {
-    status = snapshot.status();
+    return saved.status();
   }
-  if (!status.ok()) {
-    predictor->load_warning_ =
-        absl::StrCat("saved model ", store.PathFor(newest), " not loaded: ", status.message(),
-                     "; starting with an empty model");
-    logging::Warn("predictor model not loaded",
-                  {{"path", store.PathFor(newest)}, {"error", std::string(status.message())}});
-    if (absl::Status quarantined = store.Quarantine(newest); !quarantined.ok()) return quarantined;
+  if (status.ok()) return predictor;
+  predictor->load_warning_ =
+      absl::StrCat("saved model in ", models.Describe(), " not loaded: ", status.message(),
+                   "; starting with an empty model");
+  logging::Warn("predictor model not loaded",
+                {{"store", models.Describe()}, {"error", std::string(status.message())}});
+  if (saved.ok()) {
+    if (absl::Status set_aside = models.SetAside(saved->version); !set_aside.ok()) {
+      return set_aside;
+    }
   }
   return predictor;
 }
@@ -205,19 +201,9 @@ absl::Status ResourcePredictor::Save() {
     if (observations == saved_at_observation_) return absl::OkStatus();
     state = model_.Serialize();
   }
-  const uint64_t index = static_cast<uint64_t>(observations);
-  if (absl::Status status = store_->Write(index, state); !status.ok()) return status;
-  {
-    absl::MutexLock lock(&mu_);
-    saved_at_observation_ = observations;
-  }
-  absl::StatusOr<std::vector<uint64_t>> saved = store_->List();
-  if (!saved.ok()) return saved.status();
-  for (uint64_t old : *saved) {
-    if (old < index) {
-      if (absl::Status status = store_->Remove(old); !status.ok()) return status;
-    }
-  }
+  if (absl::Status status = store_->Save(state, observations); !status.ok()) return status;
+  absl::MutexLock lock(&mu_);
+  saved_at_observation_ = observations;
   return absl::OkStatus();
 }
 

@@ -3,7 +3,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -11,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/predictor_service.pb.h"
-#include "libs/durable_log/snapshot_store.h"
+#include "services/predictor/model_store.h"
 #include "services/predictor/resource_model.h"
 
 namespace gyre::predictor {
@@ -23,33 +22,32 @@ double PredictedCost(const gyre::v1::WorkerPrice& price, const gyre::v1::TaskSpe
                      const gyre::v1::ResourcePrediction& prediction);
 
 struct ResourcePredictorOptions {
-  // Where the model is saved ("<data_dir>/predictor"); empty = in memory only.
-  std::string state_dir;
-  // fdatasync each saved model (off only for tests and benchmarks).
-  bool sync = true;
   ResourceModelOptions model;
 };
 
 // The predictor's domain logic behind PredictorService: validates requests,
 // turns task specs and observations into the model's features, and keeps
-// the model on disk.
+// the model in a ModelStore (snapshot files or PostgreSQL; none: in memory
+// only).
 //
-// Persistence: Save() writes the whole model as one snapshot file in
-// state_dir (durable_log::SnapshotStore: version header, CRC, written to a
-// temporary file, synced and renamed, so a crash leaves the old or the new
-// model) and removes the older ones. Open() loads the newest; a corrupt or
-// unreadable one is renamed "*.corrupt", logged as a warning and the model
-// starts empty, so a bad file never keeps the service down.
+// Persistence: Save() hands the whole serialized model to the store when
+// it changed since the last save. Open() loads the newest saved model; a
+// corrupt one (the store's checksum) or one the model cannot parse is set
+// aside, logged as a warning and the model starts empty, so a bad saved
+// model never keeps the service down. A store that cannot be read at all
+// fails Open.
 //
 // Thread-safe: predictions share a reader lock, recording takes the writer
 // lock for the batch's model updates only; Save() serializes under the
-// reader lock and writes the file with no lock held.
+// reader lock and writes to the store with no lock held.
 class ResourcePredictor {
  public:
   // The most tasks or observations one request may carry.
   static constexpr int kMaxBatch = 10000;
 
-  static absl::StatusOr<std::unique_ptr<ResourcePredictor>> Open(ResourcePredictorOptions options);
+  // `store` may be null: the model is then kept in memory only.
+  static absl::StatusOr<std::unique_ptr<ResourcePredictor>> Open(
+      ResourcePredictorOptions options, std::unique_ptr<ModelStore> store = nullptr);
 
   absl::StatusOr<gyre::v1::PredictResourcesResponse> Predict(
       const gyre::v1::PredictResourcesRequest& request) const;
@@ -70,15 +68,15 @@ class ResourcePredictor {
   static Observation ObservationOf(const gyre::v1::ResourceObservation& observation);
 
  private:
-  explicit ResourcePredictor(ResourcePredictorOptions options);
+  ResourcePredictor(ResourcePredictorOptions options, std::unique_ptr<ModelStore> store);
 
   const ResourcePredictorOptions options_;
-  std::optional<durable_log::SnapshotStore> store_;
+  const std::unique_ptr<ModelStore> store_;
   std::string load_warning_;
   mutable absl::Mutex mu_;
   ResourceModel model_ ABSL_GUARDED_BY(mu_);
   int64_t saved_at_observation_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::Mutex save_mu_;  // one Save() at a time, so snapshot indexes only grow
+  absl::Mutex save_mu_;  // one Save() at a time, so saved observation counts only grow
 };
 
 }  // namespace gyre::predictor

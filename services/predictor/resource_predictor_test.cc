@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/testing/scratch_dir.h"
+#include "services/predictor/snapshot_model_store.h"
 
 namespace gyre::predictor {
 namespace {
@@ -40,11 +41,21 @@ gyre::v1::PredictResourcesRequest AskFor(const std::string& task_id, const std::
   return request;
 }
 
+// A predictor saving its model in `dir` (empty: in memory only).
 std::unique_ptr<ResourcePredictor> OpenIn(const std::string& dir) {
-  ResourcePredictorOptions options;
-  options.state_dir = dir;
-  options.sync = false;
-  absl::StatusOr<std::unique_ptr<ResourcePredictor>> predictor = ResourcePredictor::Open(options);
+  std::unique_ptr<ModelStore> store;
+  if (!dir.empty()) {
+    SnapshotModelStoreOptions options;
+    options.dir = dir;
+    options.sync = false;
+    absl::StatusOr<std::unique_ptr<SnapshotModelStore>> files =
+        SnapshotModelStore::Open(std::move(options));
+    EXPECT_TRUE(files.ok()) << files.status();
+    if (!files.ok()) return nullptr;
+    store = *std::move(files);
+  }
+  absl::StatusOr<std::unique_ptr<ResourcePredictor>> predictor =
+      ResourcePredictor::Open({}, std::move(store));
   EXPECT_TRUE(predictor.ok()) << predictor.status();
   return predictor.ok() ? *std::move(predictor) : nullptr;
 }

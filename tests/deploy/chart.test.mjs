@@ -176,8 +176,31 @@ test('every data_dir a rendered config names is a writable volume of the pod tha
         checked++;
       }
     }
-    assert.ok(checked >= 2, `orchestrator and predictor checked (${checked})`);
+    // With store: postgres (the production values) the predictor has no data_dir: its model is in the database.
+    const predictorInPostgres = configOf(objects, 'predictor.yaml').store === 'postgres';
+    assert.ok(checked >= (predictorInPostgres ? 1 : 2), `orchestrator and predictor checked (${checked})`);
   }
+});
+
+test('orchestrator.store postgres: the predictor keeps its model in the database, DSN from the same Secret, no volume', () => {
+  const pg = renderChart({ set: ['orchestrator.store=postgres', 'predictor.replicas=2', 'database.dsn=postgresql://u:p@db/gyre'] });
+  const config = configOf(pg, 'predictor.yaml');
+  assert.equal(config.store, 'postgres');
+  assert.equal(config.data_dir, undefined);
+  const spec = find(pg, 'Deployment', 'gyre-predictor').spec.template.spec;
+  const dsn = spec.containers[0].env.find((e) => e.name === 'GYRE_POSTGRES_DSN');
+  assert.deepEqual(dsn.valueFrom.secretKeyRef, { name: 'gyre-database', key: 'dsn' }, 'the orchestrator\'s Secret and key');
+  assert.ok(!spec.volumes.some((v) => v.name === 'data'), 'no model volume');
+  assert.ok(!spec.containers[0].volumeMounts.some((m) => m.name === 'data'));
+  const existing = renderChart({ set: ['orchestrator.store=postgres', 'database.existingSecret=corp-db', 'database.existingSecretKey=url'] });
+  assert.deepEqual(find(existing, 'Deployment', 'gyre-predictor').spec.template.spec.containers[0].env[0].valueFrom.secretKeyRef,
+    { name: 'corp-db', key: 'url' });
+  const embedded = renderChart({});
+  assert.equal(configOf(embedded, 'predictor.yaml').store, undefined);
+  assert.equal(configOf(embedded, 'predictor.yaml').data_dir, '/var/lib/gyre/predictor');
+  const embeddedSpec = find(embedded, 'Deployment', 'gyre-predictor').spec.template.spec;
+  assert.equal(embeddedSpec.containers[0].env, undefined, 'no database settings without store: postgres');
+  assert.ok(embeddedSpec.volumes.some((v) => v.name === 'data' && v.emptyDir));
 });
 
 test('every service container has native gRPC probes on its gRPC port, readiness on its component', () => {
