@@ -7,8 +7,10 @@
 // the thread's CPU time: wall time on this shared 2-core machine mostly
 // measures the other processes (both are printed).
 //
-//   optimizer_bench [--runs=50] [--trace=../shared/data/wfcommons/pegasus/montage/
-//                                       montage-chameleon-dss-15d-001.json]
+//   optimizer_bench [--runs=50]
+//       [--trace=tests/data/wfcommons/pegasus/montage/montage-chameleon-2mass-01d-001.json]
+// (any WfCommons trace; bench/README.md's figures used the development set's
+// largest Montage trace, which is not shipped with the repository)
 #include <time.h>
 
 #include <algorithm>

@@ -19,8 +19,7 @@
 // worker-seconds (workers asked for, starting or up, integrated over time)
 // for each policy, from the same arrivals.
 //
-//   build/bench/scaling_sim tests/data/wfcommons
-//   build/bench/scaling_sim ../shared/data/wfcommons
+//   build/bench/scaling_sim tests/data/wfcommons   (or any directory of WfCommons traces)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
