@@ -50,7 +50,11 @@ void AddBacklog(const std::string& json, QueueBacklogs& sums) {
     auto count = [&](const char* key) -> int64_t {
       auto it = counts.find(key);
       if (it == counts.end() || !it->second.has_number_value()) return 0;
-      return std::max<int64_t>(0, std::llround(it->second.number_value()));
+      // A count out of range (negative, NaN, beyond any real backlog) is not
+      // rounded: llround of it is undefined. It counts as zero or the bound.
+      const double n = it->second.number_value();
+      if (!(n > 0)) return 0;
+      return std::llround(std::min(n, 1e15));
     };
     QueueBacklog& sum = sums[queue];
     sum.queued += count("queued");
