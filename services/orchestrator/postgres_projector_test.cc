@@ -340,6 +340,31 @@ TEST(PostgresProjectorTest, RestartedMidWayItProjectsEachRecordOnce) {
   ExpectStoryRows(db);
 }
 
+// A caught-up projector polls every poll_interval: a poll that finds
+// nothing to do must not lock the cursor row (a writing transaction: a WAL
+// flush several times a second on an idle orchestrator, in the engine's
+// commits' way).
+TEST(PostgresProjectorTest, APollThatFindsNothingToDoWritesNothing) {
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = StoreWith(db, records.all());
+  PostgresProjector projector(ProjectorOptions(db));
+  CatchUp(projector);
+  const auto cursor_row_version = [&] {
+    pqxx::connection connection(db.dsn());
+    pqxx::work tx(connection);
+    return One(tx, "SELECT xmin::text || '/' || xmax::text FROM projection_cursor");
+  };
+  const std::string caught_up = cursor_row_version();
+  for (int i = 0; i < 3; ++i) {
+    const absl::StatusOr<int> projected = projector.ProjectBatch();
+    ASSERT_TRUE(projected.ok()) << projected.status();
+    EXPECT_EQ(*projected, 0);
+  }
+  EXPECT_EQ(cursor_row_version(), caught_up) << "an idle poll locked or rewrote the cursor row";
+  EXPECT_EQ(projector.progress().position, records.all().size());
+}
+
 TEST(PostgresProjectorTest, TwoProjectorsAtOnceProjectEachRecordOnce) {
   ScratchDatabase db;
   Records records = Story();
