@@ -520,6 +520,56 @@ TEST_F(ShardedOrchestratorsTest, EveryOrchestratorExportsTheClustersDesiredWorke
   EXPECT_EQ(ListedQueue(survivor, "batch").desired_workers(), kExecutions);
 }
 
+// With a predictor, each orchestrator forecasts its own executions' load and
+// exports the sum of the live members' forecasts: every replica's
+// orchestrator_forecast_workers covers the whole cluster's pending work, as
+// its orchestrator_desired_workers does. Alone, each would forecast about
+// its own share (the smaller share here: at most 20 sleeps, about 24 workers
+// with the recent arrivals), under the 40 pending.
+TEST_F(ShardedOrchestratorsTest, EveryOrchestratorForecastsTheClustersWorkers) {
+  auto predictor =
+      ChildProcess::Start({Binary("services/predictor/gyre-predictor"),
+                           "--grpc_address=127.0.0.1:0", "--metrics_address=127.0.0.1:0",
+                           "--shutdown_grace=2s", "--data_dir=" + root_ + "/predictor"});
+  ASSERT_TRUE(predictor.ok()) << predictor.status();
+  auto serving = (*predictor)->WaitForLine(IsServing, absl::Seconds(20));
+  ASSERT_TRUE(serving.ok()) << serving.status() << (*predictor)->Output();
+  const std::vector<std::string> env = {
+      "GYRE_WORKER_POOLS={batch: {min: 0, max: 1000, factor: 1}}",
+      absl::StrCat("GYRE_PREDICTOR_ADDRESS=127.0.0.1:",
+                   testing::JsonIntField(*serving, "grpc_port").value_or(0)),
+      "GYRE_FORECAST_INTERVAL=1s"};
+  StartOrchestrator("orch-a", "0", 0, "", env);
+  StartOrchestrator("orch-b", "0", 0, "", env);
+  AwaitBalanced({"orch-a", "orch-b"});
+  constexpr int kExecutions = 40;
+  // No agent serves "batch": every task stays pending.
+  const std::vector<std::string> names =
+      StartExecutions(kExecutions, "    queue: batch\n    builtin: sleep\n    duration: 120s\n");
+  ASSERT_EQ(names.size(), static_cast<size_t>(kExecutions));
+  const std::map<uint32_t, std::string> owners = Owners();
+  std::map<std::string, int> owned;
+  for (const std::string& name : names) {
+    owned[owners.at(ShardOfExecution(name, kDefaultShardCount))]++;
+  }
+  ASSERT_GT(owned["orch-a"], 0) << "orch-a owns none of the executions";
+  ASSERT_GT(owned["orch-b"], 0) << "orch-b owns none of the executions";
+
+  for (const char* horizon : {"60s", "300s"}) {
+    const std::string forecast = absl::StrCat("orchestrator_forecast_workers{horizon=\"", horizon,
+                                              "\",worker_type=\"batch\"}");
+    for (const char* id : {"orch-a", "orch-b"}) {
+      const absl::Time deadline = absl::Now() + absl::Seconds(20);
+      double value = Metric(*Find(id), forecast);
+      while (value < kExecutions && absl::Now() < deadline) {
+        absl::SleepFor(absl::Milliseconds(100));
+        value = Metric(*Find(id), forecast);
+      }
+      EXPECT_GE(value, kExecutions) << id << " (owns " << owned[id] << "), horizon " << horizon;
+    }
+  }
+}
+
 // (b) Three orchestrators; one is SIGKILLed mid-run: the two others take its
 // shards over within about the ttl, and every execution completes with its
 // success recorded once (its agent's leased attempts are lost and retried

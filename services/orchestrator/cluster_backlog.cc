@@ -29,7 +29,10 @@ void ClusterBacklog::Publish(absl::Span<const OwnQueue> own, std::vector<QueueBa
     }
   }
   for (const auto& [name, backlog] : others_) {
-    if (!backlog.empty() && !own_.contains(name)) elsewhere->emplace_back(name, backlog);
+    // Forecasts alone are the load forecaster's (Others()), not a backlog.
+    if ((backlog.queued != 0 || backlog.running != 0) && !own_.contains(name)) {
+      elsewhere->emplace_back(name, backlog);
+    }
   }
 }
 
@@ -44,7 +47,18 @@ std::map<std::string, QueueBacklog> ClusterBacklog::Own() const {
   for (const auto& [name, entry] : own_) {
     if (!entry.backlog.empty()) own.emplace(name, entry.backlog);
   }
+  for (const auto& [name, forecast] : own_forecasts_) {
+    if (forecast.workers_60s == 0 && forecast.workers_300s == 0) continue;
+    QueueBacklog& entry = own[name];
+    entry.forecast_workers_60s = forecast.workers_60s;
+    entry.forecast_workers_300s = forecast.workers_300s;
+  }
   return own;
+}
+
+void ClusterBacklog::SetOwnForecasts(std::map<std::string, OwnForecast> forecasts) {
+  absl::MutexLock lock(&mutex_);
+  own_forecasts_ = std::move(forecasts);
 }
 
 void ClusterBacklog::SetOthers(QueueBacklogs others) {

@@ -20,7 +20,14 @@ namespace gyre::orchestrator {
 struct QueueBacklog {
   int64_t queued = 0;
   int64_t running = 0;
-  bool empty() const { return queued == 0 && running == 0; }
+  // The member's own orchestrator_forecast_workers before clamping (the
+  // peak within 60 s and within 300 s), when it has a forecaster; summed
+  // over the members as the counts are.
+  double forecast_workers_60s = 0;
+  double forecast_workers_300s = 0;
+  bool empty() const {
+    return queued == 0 && running == 0 && forecast_workers_60s == 0 && forecast_workers_300s == 0;
+  }
   friend bool operator==(const QueueBacklog&, const QueueBacklog&) = default;
 };
 
@@ -69,6 +76,17 @@ class ClusterBacklog {
   // them (queues with no backlog left out).
   QueueBacklogs Others() const ABSL_LOCKS_EXCLUDED(mutex_);
 
+  // --- The load forecaster's side ---
+
+  // This member's own forecast per queue (peak workers within 60 s and
+  // 300 s, unclamped), replacing the previous round's: a queue left out
+  // forecasts zero. Published with the counts in the heartbeat.
+  struct OwnForecast {
+    double workers_60s = 0;
+    double workers_300s = 0;
+  };
+  void SetOwnForecasts(std::map<std::string, OwnForecast> forecasts) ABSL_LOCKS_EXCLUDED(mutex_);
+
   // --- The lease manager's side ---
 
   // This member's counts as last published, queues with no backlog left
@@ -87,6 +105,7 @@ class ClusterBacklog {
 
   mutable absl::Mutex mutex_;
   absl::flat_hash_map<std::string, OwnEntry> own_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, OwnForecast> own_forecasts_ ABSL_GUARDED_BY(mutex_);
   uint64_t pass_ ABSL_GUARDED_BY(mutex_) = 0;
   QueueBacklogs others_ ABSL_GUARDED_BY(mutex_);
 };

@@ -61,6 +61,25 @@ TEST(ClusterBacklogTest, TheHeartbeatCarriesTheLastPublishedCountsWithoutEmptyQu
               ElementsAre(Pair("arm", QueueBacklog{0, 2}), Pair("gpu", QueueBacklog{3, 1})));
 }
 
+TEST(ClusterBacklogTest, TheHeartbeatCarriesThisMembersForecastsBesideItsCounts) {
+  ClusterBacklog backlog;
+  (void)Publish(backlog, {{"gpu", {3, 1}}});
+  backlog.SetOwnForecasts({{"gpu", {2.5, 4}}, {"cpu", {1, 0}}, {"idle", {0, 0}}});
+  EXPECT_THAT(backlog.Own(), ElementsAre(Pair("cpu", QueueBacklog{0, 0, 1, 0}),
+                                         Pair("gpu", QueueBacklog{3, 1, 2.5, 4})));
+  // Each forecaster round replaces the last: a queue it left out forecasts 0.
+  backlog.SetOwnForecasts({});
+  EXPECT_THAT(backlog.Own(), ElementsAre(Pair("gpu", QueueBacklog{3, 1})));
+}
+
+TEST(ClusterBacklogTest, TheOthersForecastsAloneAreNoBacklogElsewhere) {
+  ClusterBacklog backlog;
+  backlog.SetOthers({{"gpu", QueueBacklog{0, 0, 3, 5}}, {"cpu", QueueBacklog{2, 0, 1, 1}}});
+  const Published published = Publish(backlog, {});
+  EXPECT_THAT(published.elsewhere, ElementsAre(Pair("cpu", QueueBacklog{2, 0, 1, 1})));
+  EXPECT_EQ(backlog.Others().at("gpu"), (QueueBacklog{0, 0, 3, 5}));
+}
+
 TEST(ClusterBacklogTest, AQueueLeftOutOfAPublishCountsZero) {
   ClusterBacklog backlog;
   Publish(backlog, {{"gpu", {3, 1}}, {"arm", {2, 0}}});

@@ -8,6 +8,7 @@
 #include "grpcpp/grpcpp.h"
 #include "libs/common/status_mapping.h"
 #include "prometheus/counter.h"
+#include "services/orchestrator/cluster_backlog.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -81,6 +82,10 @@ void LoadForecaster::Loop() {
 
 absl::Status LoadForecaster::RunOnce() {
   const LoadSnapshot snapshot = engine_->SnapshotLoad(options_.snapshot);
+  // The other members' forecasts as the last lease round read them.
+  const QueueBacklogs others =
+      options_.cluster != nullptr ? options_.cluster->Others() : QueueBacklogs();
+  std::map<std::string, ClusterBacklog::OwnForecast> own;
   absl::Status first_error;
   for (const auto& [worker_type, load] : snapshot) {
     v1::ForecastQueueLoadRequest request;
@@ -107,8 +112,22 @@ absl::Status LoadForecaster::RunOnce() {
       }
       continue;
     }
-    Export(worker_type, PeakWithin(forecast, kShortHorizon), PeakWithin(forecast, kLongHorizon));
+    ClusterBacklog::OwnForecast& mine = own[worker_type];
+    mine.workers_60s = PeakWithin(forecast, kShortHorizon);
+    mine.workers_300s = PeakWithin(forecast, kLongHorizon);
+    double short_workers = mine.workers_60s;
+    double long_workers = mine.workers_300s;
+    if (auto other = others.find(worker_type); other != others.end()) {
+      // Peaks summed: at least the peak of the sum (they may fall at
+      // different moments), so the pool errs on the side of capacity.
+      short_workers += other->second.forecast_workers_60s;
+      long_workers += other->second.forecast_workers_300s;
+    }
+    Export(worker_type, short_workers, long_workers);
   }
+  // A worker type whose call failed keeps no forecast of this member in the
+  // heartbeat (its gauge keeps its value, as before).
+  if (options_.cluster != nullptr) options_.cluster->SetOwnForecasts(std::move(own));
   return first_error;
 }
 

@@ -19,6 +19,7 @@
 
 namespace gyre::orchestrator {
 
+class ClusterBacklog;
 class WorkflowEngine;
 
 // Exports orchestrator_forecast_workers{worker_type, horizon="60s"|"300s"}:
@@ -43,6 +44,11 @@ class LoadForecaster {
     WorkerPoolPolicy default_pool;
     absl::Duration rpc_deadline = absl::Seconds(5);
     prometheus::Registry* metrics = nullptr;  // optional
+    // Several orchestrators (postgres_sharding): each forecasts its own
+    // executions' load, publishes it here for the heartbeat and exports the
+    // sum over the live members, so every replica exports the cluster's
+    // figure as orchestrator_desired_workers does. Not owned; optional.
+    ClusterBacklog* cluster = nullptr;
   };
 
   // The points' spacing and the two horizons exported.

@@ -290,6 +290,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
     forecast.pools = config_.worker_pools;
     forecast.default_pool = config_.default_worker_pool;
     forecast.metrics = &host->metrics_registry();
+    forecast.cluster = cluster_backlog_.get();  // null unless sharded
     // The predictor link's channel: one connection to gyre-predictor.
     load_forecaster_ = std::make_unique<LoadForecaster>(engine_.get(), predictor_link_->stub(),
                                                         std::move(forecast));

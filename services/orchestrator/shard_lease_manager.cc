@@ -25,14 +25,21 @@ constexpr absl::Duration kMinTtl = absl::Milliseconds(300);
 
 namespace pb = ::google::protobuf;
 
-// `orchestrators.backlog`: {"<queue>": {"queued": n, "running": m}, ...},
-// queues with no backlog left out.
+// `orchestrators.backlog`: {"<queue>": {"queued": n, "running": m,
+// "forecast_workers_60s": f, "forecast_workers_300s": g}, ...}, queues with
+// no backlog left out (the forecasts only from a member with a forecaster).
 std::string BacklogJson(const std::map<std::string, QueueBacklog>& own) {
   pb::Struct document;
   for (const auto& [queue, backlog] : own) {
     pb::Struct& counts = *(*document.mutable_fields())[queue].mutable_struct_value();
     (*counts.mutable_fields())["queued"].set_number_value(static_cast<double>(backlog.queued));
     (*counts.mutable_fields())["running"].set_number_value(static_cast<double>(backlog.running));
+    if (backlog.forecast_workers_60s != 0 || backlog.forecast_workers_300s != 0) {
+      (*counts.mutable_fields())["forecast_workers_60s"].set_number_value(
+          backlog.forecast_workers_60s);
+      (*counts.mutable_fields())["forecast_workers_300s"].set_number_value(
+          backlog.forecast_workers_300s);
+    }
   }
   std::string json;
   if (!pb::util::MessageToJsonString(document, &json).ok()) return "{}";
@@ -56,9 +63,18 @@ void AddBacklog(const std::string& json, QueueBacklogs& sums) {
       if (!(n > 0)) return 0;
       return std::llround(std::min(n, 1e15));
     };
+    // A forecast is a number of workers: bounded the same way, not rounded.
+    auto workers = [&](const char* key) -> double {
+      auto it = counts.find(key);
+      if (it == counts.end() || !it->second.has_number_value()) return 0;
+      const double n = it->second.number_value();
+      return n > 0 ? std::min(n, 1e15) : 0;
+    };
     QueueBacklog& sum = sums[queue];
     sum.queued += count("queued");
     sum.running += count("running");
+    sum.forecast_workers_60s += workers("forecast_workers_60s");
+    sum.forecast_workers_300s += workers("forecast_workers_300s");
   }
 }
 
