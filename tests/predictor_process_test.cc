@@ -24,6 +24,7 @@
 #include "gyre/v1/optimizer_service.grpc.pb.h"
 #include "gyre/v1/predictor_service.grpc.pb.h"
 #include "libs/testing/child_process.h"
+#include "libs/testing/free_port.h"
 #include "libs/testing/postgres_server.h"
 #include "libs/testing/scratch_dir.h"
 
@@ -243,6 +244,67 @@ CliRun RunGyre(std::vector<std::string> args) {
   run.output = (*process)->Output();
   if (status.has_value() && WIFEXITED(*status)) run.exit_code = WEXITSTATUS(*status);
   return run;
+}
+
+// The number of models saved in the database at `dsn` with at least
+// `observations` observations, or -1 if it cannot be read.
+int SavedModelsWithAtLeast(const std::string& dsn, int64_t observations) {
+  try {
+    pqxx::connection connection(dsn);
+    pqxx::read_transaction tx(connection);
+    return tx
+        .exec_params1("SELECT count(*) FROM predictor_models WHERE observation_count >= $1",
+                      observations)[0]
+        .as<int>();
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+// gyre dev with store: postgres keeps its in-process predictor's model in
+// that database too, not in <data_dir>/predictor: what it learned from a run
+// is a row of predictor_models once it stops.
+TEST(PredictorProcessTest, GyreDevOnPostgresKeepsThePredictorsModelInTheDatabase) {
+  testing::PostgresServer& server = testing::PostgresServer::Shared();
+  absl::StatusOr<std::string> database = server.CreateDatabase();
+  ASSERT_TRUE(database.ok()) << database.status();
+  testing::ScratchDir data_dir("gyre_dev_postgres_model");
+  ASSERT_FALSE(data_dir.path().empty());
+  // Its orchestrator sends what it observes to its own predictor.
+  const absl::StatusOr<int> port = testing::FreePort();
+  ASSERT_TRUE(port.ok()) << port.status();
+  const std::string address = absl::StrCat("127.0.0.1:", *port);
+  auto dev = ChildProcess::Start(
+      {BinaryPath("cmd/gyre/gyre"), "dev", "--grpc_address=" + address,
+       "--metrics_address=127.0.0.1:0", "--http_address=127.0.0.1:0",
+       absl::StrCat("--data_dir=", data_dir.path())},
+      {"GYRE_STORE=postgres", "GYRE_POSTGRES_DSN=" + server.TcpDsn(*database),
+       "GYRE_POSTGRES_PASSWORD=" + server.password(), "GYRE_PREDICTOR_ADDRESS=" + address});
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  auto up = (*dev)->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"gyre dev is up\""); },
+      absl::Seconds(30));
+  ASSERT_TRUE(up.ok()) << up.status() << (*dev)->Output();
+  const std::string orchestrator = "--orchestrator=" + address;
+  const std::string workflow = data_dir.path() + "/three.yaml";
+  {
+    std::ofstream file(workflow);
+    file << "name: three\ntasks:\n"
+            "  - {id: a, command: [/bin/true]}\n"
+            "  - {id: b, command: [/bin/true]}\n"
+            "  - {id: c, command: [/bin/true], depends_on: [a, b]}\n";
+  }
+  const CliRun run = RunGyre({"run", workflow, orchestrator});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  (*dev)->Signal(SIGTERM);  // the predictor saves its model as it stops
+  const std::optional<int> status = (*dev)->WaitForExit(absl::Seconds(30));
+  ASSERT_TRUE(status.has_value()) << (*dev)->Output();
+  EXPECT_EQ(SavedModelsWithAtLeast(server.SocketDsn(*database), 3), 1) << (*dev)->Output();
+  EXPECT_FALSE(std::filesystem::exists(data_dir.path() + "/predictor") &&
+               !std::filesystem::is_empty(data_dir.path() + "/predictor"))
+      << "a model file in <data_dir>/predictor";
+  EXPECT_FALSE(absl::StrContains((*dev)->Output(), server.password()));
+  EXPECT_TRUE(server.DropDatabase(*database).ok());
 }
 
 // The JSON object gyre plan --json printed (its one line starting with '{').

@@ -111,6 +111,14 @@ absl::Status DevSuiteModule::ValidateConfig() {
     return status;
   }
   components_->predictor.mutable_config().data_dir = absl::StrCat(config_.data_dir, "/predictor");
+  // On PostgreSQL the model is kept beside the state (table
+  // predictor_models), as a deployed gyre-predictor with that store does.
+  components_->predictor.mutable_config().store = config_.store;
+  components_->predictor.mutable_config().postgres_dsn = config_.postgres_dsn;
+  components_->predictor.mutable_config().postgres_password_file = config_.postgres_password_file;
+  // Reads the password (GYRE_POSTGRES_PASSWORD or the file) as a deployed
+  // gyre-predictor's start does.
+  if (absl::Status status = components_->predictor.ValidateConfig(); !status.ok()) return status;
   agent::AgentConfig& agent = components_->agent.mutable_config();
   agent.work_dir = absl::StrCat(config_.data_dir, "/work");
   // The same id at every start: tasks the last run left in flight are

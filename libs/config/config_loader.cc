@@ -143,7 +143,13 @@ constexpr absl::string_view kOtherGyreVariables[] = {
 std::vector<std::string> UnknownEnvironmentWarnings(
     const ConfigSchema& schema, const std::vector<std::string>& environment_names) {
   std::vector<std::string> valid;
-  for (const std::string& key : schema.Keys()) valid.push_back(ConfigSchema::EnvironmentName(key));
+  for (const std::string& key : schema.Keys()) {
+    valid.push_back(ConfigSchema::EnvironmentName(key));
+    // The PostgreSQL password is given by a file setting or, never as a
+    // setting of its own (it would be printed with the configuration), by
+    // this variable (libs/postgres/postgres_password.h).
+    if (key == "postgres_password_file") valid.emplace_back("GYRE_POSTGRES_PASSWORD");
+  }
   std::vector<std::string> warnings;
   for (const std::string& name : environment_names) {
     if (!absl::StartsWith(name, "GYRE_")) continue;

@@ -129,6 +129,17 @@ TEST_F(ConfigLoaderTest, AnUnknownGyreVariableIsWarnedAboutWithTheNearestName) {
                           "GYRE_NOTHING_LIKE_IT is not a setting of this service and is ignored"}));
 }
 
+TEST(UnknownEnvironmentWarningsTest, ThePostgresPasswordVariableGoesWithItsFileSetting) {
+  std::string file;
+  ConfigSchema with_password_file;
+  with_password_file.AddString("postgres_password_file", &file, "the password's file");
+  EXPECT_TRUE(UnknownEnvironmentWarnings(with_password_file, {"GYRE_POSTGRES_PASSWORD"}).empty());
+  ConfigSchema without;
+  without.AddString("data_dir", &file, "a directory");
+  EXPECT_EQ(UnknownEnvironmentWarnings(without, {"GYRE_POSTGRES_PASSWORD"}).size(), 1u)
+      << "a service that reads no password says the variable is ignored";
+}
+
 TEST_F(ConfigLoaderTest, EnvironmentNamesAreTheProcessVariables) {
   setenv("GYRE_CONFIG_TEST_VARIABLE", "x=y", 1);
   const std::vector<std::string> names = EnvironmentNames();
