@@ -4,10 +4,12 @@
 // is recorded exactly once in the store, when one is killed (SIGKILL), when
 // one is stopped past its lease and continued (SIGSTOP/SIGCONT: fencing),
 // and when one joins mid-run (shards move); every one exports the cluster's
-// desired workers, not those of its own part of the backlog.
+// desired workers, not those of its own part of the backlog; with the
+// relational projection on, each projects its shards into one set of tables.
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <optional>
@@ -100,7 +102,6 @@ class ShardedOrchestratorsTest : public ::testing::Test {
     std::vector<std::string> env = {"GYRE_STORE=postgres",
                                     "GYRE_POSTGRES_DSN=" + dsn_,
                                     "GYRE_POSTGRES_SHARDING=true",
-                                    "GYRE_POSTGRES_PROJECTION=false",
                                     "GYRE_ORCHESTRATOR_ID=" + id,
                                     absl::StrCat("GYRE_SHARD_LEASE_TTL=", kTtl),
                                     "GYRE_LEASE_TIMEOUT=1500ms",
@@ -109,6 +110,13 @@ class ShardedOrchestratorsTest : public ::testing::Test {
                                     "GYRE_POSTGRES_RETRY_FOR=10s",
                                     "GYRE_RETENTION_INTERVAL=0s"};
     env.insert(env.end(), extra_env.begin(), extra_env.end());
+    // The relational projection (on by default) only where a test asks
+    // for it: the others check the record stream.
+    if (std::none_of(extra_env.begin(), extra_env.end(), [](const std::string& setting) {
+          return absl::StartsWith(setting, "GYRE_POSTGRES_PROJECTION=");
+        })) {
+      env.push_back("GYRE_POSTGRES_PROJECTION=false");
+    }
     auto process = ChildProcess::Start({Binary("services/orchestrator/gyre-orchestrator"),
                                         absl::StrCat("--grpc_address=127.0.0.1:", grpc_port),
                                         "--metrics_address=127.0.0.1:0", "--shutdown_grace=2s"},
@@ -773,6 +781,83 @@ TEST_F(ShardedOrchestratorsTest, ShardsMovedWhileTheirExecutionsRunLoseAndDouble
             << " of " << names.size() << "\n";
   AwaitAllSucceeded(names);
   ExpectEachSuccessRecordedOnce(names);
+}
+
+// The relational projection sharded (issue 21): two orchestrators with it
+// on (and a shard snapshot every poll, which keeps the records the
+// projection has not read) each project the shards they own and the
+// definitions into one set of tables: every execution SUCCEEDED there, one
+// SUCCEEDED run and one result event per task, and both report no lag.
+TEST_F(ShardedOrchestratorsTest, EachProjectsItsShardsIntoTheRelationalTables) {
+  const std::vector<std::string> projection = {"GYRE_POSTGRES_PROJECTION=true"};
+  StartOrchestrator("orch-a", "256", 0, "", projection);
+  StartOrchestrator("orch-b", "256", 0, "", projection);
+  AwaitBalanced({"orch-a", "orch-b"});
+  std::map<std::string, int> started_on;
+  const std::vector<std::string> names = StartExecutions(40, "    builtin: noop\n", &started_on);
+  ASSERT_EQ(names.size(), 40u);
+  EXPECT_GT(started_on["orch-a"], 0);
+  EXPECT_GT(started_on["orch-b"], 0);
+  AwaitAllSucceeded(names);
+
+  std::string ids;  // a SQL array literal of the executions' bare ids
+  for (const std::string& name : names) {
+    absl::StrAppend(&ids, ids.empty() ? "{" : ",", name.substr(name.find('/') + 1));
+  }
+  ids += "}";
+  struct Tables {
+    int64_t succeeded = 0;  // executions SUCCEEDED
+    int64_t runs = 0;       // SUCCEEDED task runs
+    int64_t tasks = 0;      // tasks with exactly one SUCCEEDED run
+    int64_t results = 0;    // task_result events
+  };
+  auto read = [&] {
+    pqxx::connection connection(dsn_);
+    pqxx::read_transaction tx(connection);
+    Tables tables;
+    tables.succeeded = tx.exec_params1(
+                             "SELECT count(*) FROM executions "
+                             "WHERE state = 'SUCCEEDED' AND id = ANY($1::text[])",
+                             ids)[0]
+                           .as<int64_t>();
+    tables.runs = tx.exec_params1(
+                        "SELECT count(*) FROM task_runs "
+                        "WHERE state = 'SUCCEEDED' AND execution_id = ANY($1::text[])",
+                        ids)[0]
+                      .as<int64_t>();
+    tables.tasks = tx.exec_params1(
+                         "SELECT count(*) FROM (SELECT 1 FROM task_runs "
+                         "WHERE execution_id = ANY($1::text[]) GROUP BY execution_id, task_id "
+                         "HAVING count(*) FILTER (WHERE state = 'SUCCEEDED') = 1) t",
+                         ids)[0]
+                       .as<int64_t>();
+    tables.results = tx.exec_params1(
+                           "SELECT count(*) FROM events "
+                           "WHERE kind = 'task_result' AND execution_id = ANY($1::text[])",
+                           ids)[0]
+                         .as<int64_t>();
+    return tables;
+  };
+  // Eventually consistent: the projection follows within a few polls.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  Tables tables = read();
+  while (tables.succeeded < 40 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(200));
+    tables = read();
+  }
+  EXPECT_EQ(AwaitMetric(*Find("orch-a"), "gyre_projection_lag_records", 0), 0);
+  EXPECT_EQ(AwaitMetric(*Find("orch-b"), "gyre_projection_lag_records", 0), 0);
+  tables = read();
+  EXPECT_EQ(tables.succeeded, 40) << "executions SUCCEEDED in `executions`";
+  EXPECT_EQ(tables.runs, 40) << "SUCCEEDED rows in `task_runs`, one per task";
+  EXPECT_EQ(tables.tasks, 40) << "tasks with exactly one SUCCEEDED run";
+  EXPECT_EQ(tables.results, 40) << "task_result events: none lost to a snapshot, none doubled";
+  // A cursor per shard with records, not one for everything.
+  pqxx::connection connection(dsn_);
+  pqxx::read_transaction tx(connection);
+  EXPECT_GT(
+      tx.exec1("SELECT count(*) FROM projection_cursor WHERE name LIKE 'shard:%'")[0].as<int64_t>(),
+      1);
 }
 
 }  // namespace

@@ -217,11 +217,6 @@ absl::Status OrchestratorConfig::Validate() const {
       return absl::InvalidArgumentError(
           absl::StrCat("postgres_sharding: needs store: postgres (store is ", store, ")"));
     }
-    if (postgres_projection) {
-      return absl::InvalidArgumentError(
-          "postgres_projection is not implemented with postgres_sharding (the projector reads "
-          "the single-writer record stream, not shard_records): set postgres_projection: false");
-    }
     // The lease manager's floor (kMinTtl there); a ceiling keeps a typo
     // ("10m") from leaving a dead orchestrator's shards unserved for long.
     if (shard_lease_ttl < absl::Milliseconds(300) || shard_lease_ttl > absl::Minutes(5)) {

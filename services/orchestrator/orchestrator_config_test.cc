@@ -78,10 +78,10 @@ TEST_F(PostgresPasswordTest, TheStoreNeedsADsn) {
   EXPECT_THAT(config_.Validate().message(), HasSubstr("postgres_dsn"));
 }
 
-TEST_F(PostgresPasswordTest, ShardingNeedsPostgresAndNoProjection) {
+TEST_F(PostgresPasswordTest, ShardingNeedsPostgresAndTakesTheProjectionEitherWay) {
   config_.postgres_sharding = true;
-  EXPECT_THAT(config_.Validate().message(),
-              HasSubstr("postgres_projection is not implemented with postgres_sharding"));
+  EXPECT_TRUE(config_.postgres_projection) << "on by default, sharded or not";
+  EXPECT_TRUE(config_.Validate().ok()) << config_.Validate();
   config_.postgres_projection = false;
   EXPECT_TRUE(config_.Validate().ok()) << config_.Validate();
   config_.store = "embedded";

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -31,6 +33,7 @@
 #include "services/orchestrator/predictor_link.h"
 #include "services/orchestrator/scheduler_link.h"
 #include "services/orchestrator/shard_coordinator.h"
+#include "services/orchestrator/shard_directory.h"
 #include "services/orchestrator/workflow_engine.h"
 
 namespace gyre::orchestrator {
@@ -158,6 +161,7 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
       shard_options.store = std::move(store_options);
       shard_options.orchestrator_id = config_.OrchestratorId();
       shard_options.ttl = config_.shard_lease_ttl;
+      shard_options.keep_records_for_projection = config_.postgres_projection;
       std::unique_ptr<PostgresShardStore> shard_store =
           PostgresShardStore::Create(std::move(shard_options));
       shard_store_ = shard_store.get();
@@ -216,15 +220,6 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
   }
   // Everything acknowledged before the last stop is back before serving.
   if (absl::Status status = engine_->Recover(); !status.ok()) return status;
-  if (config_.store == "postgres" && config_.postgres_projection) {
-    // Created once the store migrated the schema (Recover loaded it);
-    // started with serving.
-    PostgresProjectorOptions projection;
-    projection.store.dsn = config_.postgres_dsn;
-    projection.store.password = postgres_password_;
-    projection.metrics = &host->metrics_registry();
-    projector_ = std::make_unique<PostgresProjector>(std::move(projection));
-  }
   api_service_ = std::make_unique<OrchestratorServiceImpl>(
       engine_.get(),
       StartRateLimiter::Options{static_cast<double>(config_.executions_per_second_per_client),
@@ -240,6 +235,27 @@ absl::Status OrchestratorModule::AddServices(server::ServiceHost* host) {
     shard_directory_ = std::make_unique<LeaseShardDirectory>(config_.OrchestratorId());
     api_service_->set_shard_directory(
         shard_directory_.get(), OwnerForwarding::Options{host->config().tls, kDefaultShardCount});
+  }
+  if (config_.store == "postgres" && config_.postgres_projection) {
+    // Created once the store migrated the schema (Recover loaded it);
+    // started with serving.
+    PostgresProjectorOptions projection;
+    projection.store.dsn = config_.postgres_dsn;
+    projection.store.password = postgres_password_;
+    projection.metrics = &host->metrics_registry();
+    if (shard_directory_ != nullptr) {
+      // Sharded: each orchestrator projects the shards the lease rounds
+      // say it owns (a shard that moved is continued by its new owner).
+      projection.held_shards = [directory = shard_directory_.get()] {
+        std::vector<uint32_t> held;
+        for (uint32_t shard = 0; shard < kDefaultShardCount; ++shard) {
+          const std::optional<OrchestratorMember> owner = directory->OwnerOf(shard);
+          if (owner && owner->id == directory->self_id()) held.push_back(shard);
+        }
+        return held;
+      };
+    }
+    projector_ = std::make_unique<PostgresProjector>(std::move(projection));
   }
   if (config_.store == "embedded") {
     disk_space_guard_ = std::make_unique<DiskSpaceGuard>(

@@ -29,8 +29,11 @@ namespace pb = ::google::protobuf;
 
 namespace {
 
-// The cursor row of this projection in projection_cursor.
+// The cursor row of the single-writer projection in projection_cursor
+// (sharded: "shard:<n>" per stream).
 constexpr char kCursorName[] = "relational";
+// The stream of workflow definitions in shard_records (every owner's).
+constexpr int kDefinitionsShard = -1;
 
 std::string Iso(absl::Time time) {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", time, absl::UTCTimeZone());
@@ -926,89 +929,197 @@ void PostgresProjector::Loop() {
 
 absl::StatusOr<int> PostgresProjector::ProjectBatch() {
   if (!conninfo_error_.ok()) return conninfo_error_;
-  int projected = 0;
-  absl::Status status =
-      postgres::GuardAs("postgres projection", "project records", DescribeDsn(options_.store.dsn),
-                        postgres::Secrets(options_.store), [&]() -> absl::Status {
-                          absl::StatusOr<int> done = ProjectBatchOnce();
-                          if (!done.ok()) return done.status();
-                          projected = *done;
-                          return absl::OkStatus();
-                        });
-  if (!status.ok() && status.code() == absl::StatusCode::kUnavailable) connection_.reset();
+  absl::StatusOr<int> projected = options_.held_shards ? ProjectShards() : ProjectSingleWriter();
   absl::MutexLock lock(&mutex_);
-  progress_.last_error = status;
-  if (!status.ok()) return status;
-  progress_.records_projected += static_cast<uint64_t>(projected);
+  progress_.last_error = projected.status();
   return projected;
 }
 
-absl::StatusOr<int> PostgresProjector::ProjectBatchOnce() {
+template <typename Body>
+absl::Status PostgresProjector::Guard(const std::string& what, Body&& body) {
+  absl::Status status =
+      postgres::GuardAs("postgres projection", what, where_, postgres::Secrets(options_.store),
+                        std::forward<Body>(body));
+  if (status.code() == absl::StatusCode::kUnavailable) connection_.reset();
+  return status;
+}
+
+absl::StatusOr<int> PostgresProjector::ProjectSingleWriter() {
+  const Stream stream{kCursorName, "state_records", "snapshots", "true", /*skip_locked=*/false};
+  StreamStep step;
+  absl::Status status = Guard("project records", [&]() -> absl::Status {
+    absl::StatusOr<StreamStep> done = ProjectStreamOnce(stream);
+    if (!done.ok()) return done.status();
+    step = *done;
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  Report(step.cursor, step.end, step.projected, /*sharded=*/false);
+  return step.projected;
+}
+
+absl::StatusOr<int> PostgresProjector::ProjectShards() {
+  std::vector<int> shards = {kDefinitionsShard};
+  for (uint32_t shard : options_.held_shards()) shards.push_back(static_cast<int>(shard));
+  // Where each stream is, in one statement: a projector holding many idle
+  // shards then costs one query per poll, not a transaction per shard.
+  struct Surveyed {
+    int shard;
+    int64_t cursor;
+    int64_t end;
+  };
+  std::vector<Surveyed> survey;
+  absl::Status status = Guard("survey the shards", [&]() -> absl::Status {
+    if (connection_ == nullptr) connection_ = std::make_unique<pqxx::connection>(conninfo_);
+    pqxx::read_transaction tx(*connection_);
+    const pqxx::result rows = tx.exec_params(
+        "SELECT s.shard, coalesce((SELECT position FROM projection_cursor "
+        "WHERE name = 'shard:' || s.shard), 0), "
+        "greatest((SELECT max(position) FROM shard_records r WHERE r.shard = s.shard), "
+        "(SELECT max(position) FROM shard_snapshots p WHERE p.shard = s.shard), 0) "
+        "FROM unnest($1::int[]) AS s(shard)",
+        postgres::IntArrayLiteral(shards));
+    for (const pqxx::row& row : rows) {
+      survey.push_back({row[0].as<int>(), row[1].as<int64_t>(), row[2].as<int64_t>()});
+    }
+    tx.commit();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  int projected = 0;
+  uint64_t position = 0;
+  uint64_t stream_position = 0;
+  absl::Status first_error;
+  for (Surveyed& stream : survey) {
+    // A stream that fails (an undecodable record) does not hold the others
+    // up; a lost connection ends the round.
+    if (stream.end > stream.cursor && first_error.code() != absl::StatusCode::kUnavailable) {
+      const Stream sharded{absl::StrCat("shard:", stream.shard), "shard_records", "shard_snapshots",
+                           absl::StrCat("shard = ", stream.shard),
+                           /*skip_locked=*/true};
+      status = Guard(absl::StrCat("project shard ", stream.shard), [&]() -> absl::Status {
+        absl::StatusOr<StreamStep> done = ProjectStreamOnce(sharded);
+        if (!done.ok()) return done.status();
+        if (done->skipped) return absl::OkStatus();  // the survey's figures stand
+        projected += done->projected;
+        stream.cursor = done->cursor;
+        stream.end = done->end;
+        return absl::OkStatus();
+      });
+      if (!status.ok() && first_error.ok()) first_error = status;
+    }
+    position += static_cast<uint64_t>(stream.cursor);
+    stream_position += static_cast<uint64_t>(std::max(stream.end, stream.cursor));
+  }
+  Report(position, stream_position, projected, /*sharded=*/true);
+  if (!first_error.ok()) return first_error;
+  return projected;
+}
+
+void PostgresProjector::Report(uint64_t position, uint64_t stream_position, int projected,
+                               bool sharded) {
+  stream_position = std::max(stream_position, position);
+  {
+    absl::MutexLock lock(&mutex_);
+    progress_.position = position;
+    progress_.stream_position = stream_position;
+    progress_.records_projected += static_cast<uint64_t>(projected);
+  }
+  if (lag_gauge_ != nullptr) lag_gauge_->Set(static_cast<double>(stream_position - position));
+  // Sharded, the positions of different shards do not add up to one: the
+  // gauge stays 0 (docs/metrics.md).
+  if (position_gauge_ != nullptr && !sharded) position_gauge_->Set(static_cast<double>(position));
+}
+
+absl::StatusOr<PostgresProjector::StreamStep> PostgresProjector::ProjectStreamOnce(
+    const Stream& stream) {
   if (connection_ == nullptr) connection_ = std::make_unique<pqxx::connection>(conninfo_);
+  constexpr char kMakeCursor[] =
+      "INSERT INTO projection_cursor (name, position) VALUES ($1, 0) ON CONFLICT DO NOTHING";
+  if (stream.skip_locked && !cursors_made_.contains(stream.cursor)) {
+    // Committed on its own: inserting a row another projector's open
+    // batch inserted would wait for that whole batch.
+    pqxx::work make(*connection_);
+    make.exec_params0(kMakeCursor, stream.cursor);
+    make.commit();
+    cursors_made_.insert(stream.cursor);
+  }
   pqxx::work tx(*connection_);
   // The rows are derived from the records and the cursor advances in the
   // same transaction: a commit lost in a crash is projected again, never
   // half. So the projection need not wait for its commits to reach the
   // disk, and does not queue its WAL flushes ahead of the engine's.
   tx.exec0("SET LOCAL synchronous_commit = off");
-  // Caught up (the common case, every poll_interval): answered without
-  // locking the cursor row, which would make this a writing transaction.
-  const pqxx::result seen = tx.exec_params(
-      "SELECT position, (SELECT greatest((SELECT max(position) FROM state_records), "
-      "(SELECT max(position) FROM snapshots), 0)) FROM projection_cursor WHERE name = $1",
-      std::string(kCursorName));
-  if (!seen.empty() && seen[0][0].as<int64_t>() >= seen[0][1].as<int64_t>()) {
-    tx.commit();
-    const int64_t position = seen[0][0].as<int64_t>();
-    {
-      absl::MutexLock lock(&mutex_);
-      progress_.position = static_cast<uint64_t>(position);
-      progress_.stream_position = static_cast<uint64_t>(position);
+  const std::string stream_end = absl::StrCat(
+      "SELECT greatest((SELECT max(position) FROM ", stream.records, " WHERE ", stream.where,
+      "), (SELECT max(position) FROM ", stream.snapshots, " WHERE ", stream.where, "), 0)");
+  if (!stream.skip_locked) {
+    // Caught up (the common case, every poll_interval): answered without
+    // locking the cursor row, which would make this a writing transaction.
+    // (Sharded, ProjectShards' survey already asked, read-only.)
+    const pqxx::result seen = tx.exec_params(
+        absl::StrCat("SELECT position, (", stream_end, ") FROM projection_cursor WHERE name = $1"),
+        stream.cursor);
+    if (!seen.empty() && seen[0][0].as<int64_t>() >= seen[0][1].as<int64_t>()) {
+      tx.commit();
+      StreamStep idle;
+      idle.cursor = seen[0][0].as<int64_t>();
+      idle.end = idle.cursor;
+      return idle;
     }
-    if (lag_gauge_ != nullptr) lag_gauge_->Set(0);
-    if (position_gauge_ != nullptr) position_gauge_->Set(static_cast<double>(position));
-    return 0;
   }
-  tx.exec_params0(
-      "INSERT INTO projection_cursor (name, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
-      std::string(kCursorName));
-  // Locked: a second projector on this database waits here, then starts
-  // after what this one projected.
-  const int64_t cursor =
-      tx.exec_params1("SELECT position FROM projection_cursor WHERE name = $1 FOR UPDATE",
-                      std::string(kCursorName))[0]
-          .as<int64_t>();
-  const int64_t stream = tx.exec1(
-                               "SELECT greatest((SELECT max(position) FROM state_records), "
-                               "(SELECT max(position) FROM snapshots), 0)")[0]
-                             .as<int64_t>();
-  const pqxx::result rows = tx.exec_params(
-      "SELECT position, record FROM state_records WHERE position > $1 ORDER BY position LIMIT $2",
-      cursor, options_.max_batch_records);
+  if (!stream.skip_locked) tx.exec_params0(kMakeCursor, stream.cursor);
+  // Locked. Single-writer, a second projector on this database waits here,
+  // then starts after what this one projected; sharded, it skips the stream
+  // (its owner, or its former owner, is projecting it).
+  const pqxx::result locked = tx.exec_params(
+      absl::StrCat("SELECT position FROM projection_cursor WHERE name = $1 FOR UPDATE",
+                   stream.skip_locked ? " SKIP LOCKED" : ""),
+      stream.cursor);
+  if (locked.empty()) {
+    // Locked by another projector, or deleted (made again next time).
+    if (tx.exec_params("SELECT 1 FROM projection_cursor WHERE name = $1", stream.cursor).empty()) {
+      cursors_made_.erase(stream.cursor);
+    }
+    tx.commit();
+    StreamStep skipped;
+    skipped.skipped = true;
+    return skipped;
+  }
+  const int64_t cursor = locked[0][0].as<int64_t>();
+  const int64_t end = tx.exec1(stream_end)[0].as<int64_t>();
+  const pqxx::result rows =
+      tx.exec_params(absl::StrCat("SELECT position, record FROM ", stream.records, " WHERE ",
+                                  stream.where, " AND position > $1 ORDER BY position LIMIT $2"),
+                     cursor, options_.max_batch_records);
+  // Messages name a shard's stream ("shard:17: record 9 ..."), not the
+  // single writer's.
+  const std::string prefix = stream.skip_locked ? absl::StrCat(stream.cursor, ": ") : "";
   Batch batch(tx);
   int64_t next = cursor;
-  const bool dropped = !rows.empty() ? rows[0][0].as<int64_t>() != cursor + 1 : stream > cursor;
+  const bool dropped = !rows.empty() ? rows[0][0].as<int64_t>() != cursor + 1 : end > cursor;
   if (dropped) {
     // A snapshot dropped records this projection had not read: it starts
     // again from that snapshot's state.
     const pqxx::result saved = tx.exec_params(
-        "SELECT position, snapshot FROM snapshots WHERE position > $1 "
-        "ORDER BY position DESC LIMIT 1",
+        absl::StrCat("SELECT position, snapshot FROM ", stream.snapshots, " WHERE ", stream.where,
+                     " AND position > $1 ORDER BY position DESC LIMIT 1"),
         cursor);
     if (saved.empty()) {
-      return absl::DataLossError(absl::StrCat(
-          "record ", cursor + 1, " is neither in state_records nor covered by a snapshot"));
+      return absl::DataLossError(absl::StrCat(prefix, "record ", cursor + 1, " is neither in ",
+                                              stream.records, " nor covered by a snapshot"));
     }
     const pqxx::binarystring bytes(saved[0][1]);
     v1::EngineSnapshot snapshot;
     if (!snapshot.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return absl::DataLossError(
-          absl::StrCat("undecodable snapshot at position ", saved[0][0].as<int64_t>()));
+          absl::StrCat(prefix, "undecodable snapshot at position ", saved[0][0].as<int64_t>()));
     }
     batch.ApplySnapshot(snapshot);
     next = saved[0][0].as<int64_t>();
-    logging::Info("projection caught up from a snapshot",
-                  {{"database", where_}, {"from", cursor}, {"to", next}});
+    logging::Info(
+        "projection caught up from a snapshot",
+        {{"database", where_}, {"stream", stream.cursor}, {"from", cursor}, {"to", next}});
   } else {
     std::vector<v1::StateRecord> records(rows.size());
     absl::flat_hash_set<std::string> started;
@@ -1016,7 +1127,8 @@ absl::StatusOr<int> PostgresProjector::ProjectBatchOnce() {
     for (size_t i = 0; i < rows.size(); ++i) {
       const pqxx::binarystring bytes(rows[i][1]);
       if (!records[i].ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
-        return absl::DataLossError(absl::StrCat("undecodable record ", rows[i][0].as<int64_t>()));
+        return absl::DataLossError(
+            absl::StrCat(prefix, "undecodable record ", rows[i][0].as<int64_t>()));
       }
       if (records[i].has_execution_started()) {
         started.insert(records[i].execution_started().execution_id());
@@ -1033,18 +1145,14 @@ absl::StatusOr<int> PostgresProjector::ProjectBatchOnce() {
     batch.Write();
     tx.exec_params0(
         "UPDATE projection_cursor SET position = $2, updated_at = now() WHERE name = $1",
-        std::string(kCursorName), next);
+        stream.cursor, next);
   }
   tx.commit();
-  {
-    absl::MutexLock lock(&mutex_);
-    progress_.position = static_cast<uint64_t>(next);
-    progress_.stream_position = static_cast<uint64_t>(std::max(stream, next));
-  }
-  if (lag_gauge_ != nullptr)
-    lag_gauge_->Set(static_cast<double>(std::max<int64_t>(0, stream - next)));
-  if (position_gauge_ != nullptr) position_gauge_->Set(static_cast<double>(next));
-  return static_cast<int>(next - cursor);
+  StreamStep step;
+  step.projected = static_cast<int>(next - cursor);
+  step.cursor = next;
+  step.end = std::max(end, next);
+  return step;
 }
 
 }  // namespace gyre::orchestrator

@@ -2,18 +2,24 @@
 // real PostgreSQL 15 through a real PostgreSQL state store: the rows say
 // what the records said; a projector restarted mid-way, or two at once,
 // project each record once; records a snapshot dropped are made up for
-// from the snapshot; the thread catches up and reports its lag.
+// from the snapshot; the thread catches up and reports its lag. Sharded
+// (postgres_sharding), the same through a real shard store: one stream and
+// cursor per shard plus the definitions, two projectors never projecting
+// one stream at once nor waiting for each other.
 #include "services/orchestrator/postgres_projector.h"
 
 #include <pqxx/pqxx>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/orchestrator/postgres_shard_store.h"
 #include "services/orchestrator/postgres_state_store.h"
+#include "services/orchestrator/shard_map.h"
 #include "services/orchestrator/testing/postgres_test_server.h"
 
 namespace gyre::orchestrator {
@@ -521,6 +527,246 @@ TEST(PostgresProjectorTest, AnUnreachableDatabaseIsAnErrorWithoutThePassword) {
   EXPECT_THAT(projected.status().message(), HasSubstr("port=1"));
   EXPECT_THAT(projected.status().message(), ::testing::Not(HasSubstr("pr0jector-secret")));
   EXPECT_FALSE(projector.progress().last_error.ok());
+}
+
+// Sharded: the story's executions live in two shards, its definition in
+// the definitions stream (shard -1).
+const uint32_t kShardOfE1 = ShardOfExecution("e1", kDefaultShardCount);
+const uint32_t kShardOfE2 = ShardOfExecution("e2", kDefaultShardCount);
+
+absl::Status AppendNow(StateStore& store, std::vector<v1::StateRecord>& records) {
+  absl::Notification done;
+  absl::Status appended;
+  store.Append(records, [&](absl::Status status) {
+    appended = std::move(status);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return appended;
+}
+
+// The shard store of orchestrator "orch-a" on `db` holding `shards` (their
+// leases granted in SQL, token 1, as a lease round would), with `records`
+// appended and durable.
+std::unique_ptr<PostgresShardStore> ShardStoreWith(const ScratchDatabase& db,
+                                                   const std::vector<uint32_t>& shards,
+                                                   std::vector<v1::StateRecord>& records,
+                                                   bool keep_records_for_projection = true) {
+  PostgresShardStoreOptions options;
+  options.store = db.options();
+  options.orchestrator_id = "orch-a";
+  options.keep_records_for_projection = keep_records_for_projection;
+  std::unique_ptr<PostgresShardStore> store = PostgresShardStore::Create(options);
+  auto no_snapshot = [](v1::EngineSnapshot) { return absl::OkStatus(); };
+  auto ignore = [](const v1::StateRecord&) { return absl::OkStatus(); };
+  const absl::Status loaded = store->Load(no_snapshot, ignore);  // migrates
+  EXPECT_TRUE(loaded.ok()) << loaded;
+  {
+    pqxx::connection connection(db.dsn());
+    pqxx::work tx(connection);
+    for (uint32_t shard : shards) {
+      tx.exec_params0(
+          "UPDATE shard_leases SET owner = 'orch-a', token = 1, "
+          "expires_at = now() + interval '1 hour' WHERE shard = $1",
+          static_cast<int>(shard));
+    }
+    tx.commit();
+  }
+  for (uint32_t shard : shards) {
+    const absl::Status status = store->LoadShard(shard, 1, no_snapshot, ignore);
+    EXPECT_TRUE(status.ok()) << status;
+  }
+  const absl::Status appended = AppendNow(*store, records);
+  EXPECT_TRUE(appended.ok()) << appended;
+  return store;
+}
+
+PostgresProjectorOptions ShardedProjectorOptions(const ScratchDatabase& db,
+                                                 std::vector<uint32_t> held, int batch = 2000) {
+  PostgresProjectorOptions options = ProjectorOptions(db, batch);
+  options.held_shards = [held] { return held; };
+  return options;
+}
+
+// Each cursor row: "name=position", sorted.
+std::string Cursors(const ScratchDatabase& db) {
+  pqxx::connection connection(db.dsn());
+  pqxx::work tx(connection);
+  return One(tx,
+             "SELECT string_agg(name || '=' || position, ' ' ORDER BY name) "
+             "FROM projection_cursor WHERE name LIKE 'shard:%'");
+}
+
+TEST(ShardedPostgresProjectorTest, EachOwnedShardAndTheDefinitionsAreProjectedOnce) {
+  ASSERT_NE(kShardOfE1, kShardOfE2) << "the story needs two shards";
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = ShardStoreWith(db, {kShardOfE1, kShardOfE2}, records.all());
+  PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE1, kShardOfE2}, 4));
+  EXPECT_GT(CatchUp(projector), 1) << "batches of 4 records per stream";
+  ExpectStoryRows(db);
+  EXPECT_EQ(Cursors(db),
+            absl::StrCat("shard:-1=1 shard:", kShardOfE1, "=11 shard:", kShardOfE2, "=4"))
+      << "one cursor per stream, at its last record";
+  EXPECT_EQ(projector.progress().position, records.all().size()) << "summed over the streams";
+  EXPECT_EQ(projector.progress().stream_position, records.all().size()) << "lag 0";
+  EXPECT_EQ(projector.progress().records_projected, records.all().size());
+
+  const absl::StatusOr<int> again = projector.ProjectBatch();
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, 0) << "caught up: nothing projected twice";
+  ExpectStoryRows(db);
+}
+
+TEST(ShardedPostgresProjectorTest, OnlyTheShardsHeldAreProjected) {
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = ShardStoreWith(db, {kShardOfE1, kShardOfE2}, records.all());
+  PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE2}));
+  CatchUp(projector);
+  pqxx::connection connection(db.dsn());
+  pqxx::work tx(connection);
+  EXPECT_EQ(One(tx, "SELECT string_agg(id || ':' || state, ' ') FROM executions"), "e2:CANCELLED")
+      << "e1's shard is another orchestrator's to project";
+  EXPECT_EQ(One(tx, "SELECT count(*) FROM workflow_definitions"), "1");
+}
+
+TEST(ShardedPostgresProjectorTest, AShardsRecordsItsSnapshotDroppedAreMadeUpForFromIt) {
+  ScratchDatabase db;
+  Records records;
+  records.Stored();
+  records.Started("e1");
+  records.Leased("e1", "a", 1);
+  // The projection off: the snapshot drops every record it covers.
+  auto store = ShardStoreWith(db, {kShardOfE1}, records.all(),
+                              /*keep_records_for_projection=*/false);
+  // The shard's state at its position 2 (e1 started, a leased), as a
+  // snapshot says it: a succeeded.
+  v1::EngineSnapshot snapshot;
+  v1::ExecutionSnapshot& saved = *snapshot.add_executions();
+  *saved.mutable_started() = records.all()[1].execution_started();
+  saved.set_state(v1::EXECUTION_RUNNING);
+  saved.mutable_start_time()->set_seconds(kT0 / 1'000'000'000 + 3);
+  for (v1::TaskState state : {v1::TASK_SUCCEEDED, v1::TASK_READY, v1::TASK_READY}) {
+    saved.add_tasks()->set_state(state);
+  }
+  v1::TaskAttempt& attempt = *saved.mutable_tasks(0)->add_attempts();
+  attempt.set_attempt(1);
+  attempt.set_agent("agent-1");
+  attempt.set_outcome(v1::ATTEMPT_SUCCEEDED);
+  attempt.mutable_cpu_time()->set_seconds(7);
+  saved.mutable_tasks(0)->set_attempt(1);
+  ASSERT_EQ(store->last_shard_position(kShardOfE1), 2u);
+  ASSERT_TRUE(store->WriteShardSnapshot(kShardOfE1, 2, snapshot).ok());
+  Records after;
+  after.Leased("e1", "b", 1);
+  ASSERT_TRUE(AppendNow(*store, after.all()).ok());
+
+  PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE1}));
+  EXPECT_EQ(CatchUp(projector), 2) << "the definition and the snapshot, then the record after it";
+  EXPECT_EQ(Cursors(db), absl::StrCat("shard:-1=1 shard:", kShardOfE1, "=3"));
+  pqxx::connection connection(db.dsn());
+  pqxx::work tx(connection);
+  EXPECT_EQ(One(tx, "SELECT state FROM executions WHERE id = 'e1'"), "RUNNING");
+  EXPECT_EQ(One(tx,
+                "SELECT string_agg(task_id || ':' || state, ' ' ORDER BY task_id) "
+                "FROM tasks WHERE execution_id = 'e1'"),
+            "a:SUCCEEDED b:LEASED c:READY");
+  EXPECT_EQ(One(tx, "SELECT state || ' ' || cpu_seconds FROM task_runs WHERE task_id = 'a'"),
+            "SUCCEEDED 7");
+  EXPECT_EQ(One(tx, "SELECT count(*) FROM workflow_definitions"), "1");
+}
+
+TEST(ShardedPostgresProjectorTest, AShardsSnapshotKeepsTheRecordsItsProjectionHasNotRead) {
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = ShardStoreWith(db, {kShardOfE1, kShardOfE2}, records.all());
+  PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE1, kShardOfE2}, 3));
+  ASSERT_TRUE(projector.ProjectBatch().ok());
+  // e1's shard's snapshot covers its 11 records; the 8 after the cursor stay
+  // for the projection.
+  v1::EngineSnapshot snapshot;
+  ASSERT_EQ(store->last_shard_position(kShardOfE1), 11u);
+  ASSERT_TRUE(store->WriteShardSnapshot(kShardOfE1, 11, snapshot).ok());
+  {
+    pqxx::connection connection(db.dsn());
+    pqxx::work tx(connection);
+    EXPECT_EQ(
+        One(tx, absl::StrCat("SELECT min(position) || '-' || max(position) FROM shard_records "
+                             "WHERE shard = ",
+                             kShardOfE1)),
+        "4-11");
+  }
+  EXPECT_GT(CatchUp(projector), 0);
+  SCOPED_TRACE("every event, none made up from the snapshot");
+  ExpectStoryRows(db);
+  // Once projected, the shard's next snapshot drops them.
+  ASSERT_TRUE(store->WriteShardSnapshot(kShardOfE1, 11, snapshot).ok());
+  pqxx::connection connection(db.dsn());
+  pqxx::work tx(connection);
+  EXPECT_EQ(One(tx, absl::StrCat("SELECT count(*) FROM shard_records WHERE shard = ", kShardOfE1)),
+            "0");
+}
+
+TEST(ShardedPostgresProjectorTest, AStreamAnotherProjectorHoldsIsSkippedNotWaitedFor) {
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = ShardStoreWith(db, {kShardOfE1, kShardOfE2}, records.all());
+  // Another projector in the middle of e1's shard's batch: its cursor row
+  // locked.
+  pqxx::connection holder(db.dsn());
+  {
+    pqxx::work made(holder);
+    made.exec_params0("INSERT INTO projection_cursor (name, position) VALUES ($1, 0)",
+                      absl::StrCat("shard:", kShardOfE1));
+    made.commit();
+  }
+  auto holding = std::make_unique<pqxx::work>(holder);
+  holding->exec_params1("SELECT 1 FROM projection_cursor WHERE name = $1 FOR UPDATE",
+                        absl::StrCat("shard:", kShardOfE1));
+
+  PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE1, kShardOfE2}));
+  absl::Notification returned;
+  absl::StatusOr<int> projected;
+  std::thread batch([&] {
+    projected = projector.ProjectBatch();
+    returned.Notify();
+  });
+  const bool in_time = returned.WaitForNotificationWithTimeout(absl::Seconds(30));
+  if (!in_time) holding->abort();  // lets it go, so the thread can be joined
+  batch.join();
+  ASSERT_TRUE(in_time) << "ProjectBatch waited for the stream another projector holds";
+  ASSERT_TRUE(projected.ok()) << projected.status();
+  EXPECT_EQ(*projected, 5) << "the definition and e2's 4 records";
+  // Its lag counts the stream it skipped (not yet projected by anyone).
+  EXPECT_EQ(projector.progress().stream_position - projector.progress().position, 11u);
+
+  holding->commit();
+  EXPECT_EQ(CatchUp(projector), 1) << "e1's shard, once free";
+  ExpectStoryRows(db);
+}
+
+TEST(ShardedPostgresProjectorTest, TwoProjectorsOnOneDatabaseProjectEachRecordOnce) {
+  ScratchDatabase db;
+  Records records = Story();
+  auto store = ShardStoreWith(db, {kShardOfE1, kShardOfE2}, records.all());
+  // Both think they hold both shards (one of them a former owner).
+  PostgresProjector one(ShardedProjectorOptions(db, {kShardOfE1, kShardOfE2}, 2));
+  PostgresProjector two(ShardedProjectorOptions(db, {kShardOfE2, kShardOfE1}, 3));
+  one.Start();
+  two.Start();
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < give_up && (one.progress().position < records.all().size() ||
+                                   two.progress().position < records.all().size())) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  one.Stop();
+  two.Stop();
+  EXPECT_TRUE(one.progress().last_error.ok()) << one.progress().last_error;
+  EXPECT_TRUE(two.progress().last_error.ok()) << two.progress().last_error;
+  EXPECT_EQ(one.progress().records_projected + two.progress().records_projected,
+            records.all().size());
+  ExpectStoryRows(db);
 }
 
 }  // namespace

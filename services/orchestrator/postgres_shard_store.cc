@@ -35,6 +35,10 @@ constexpr size_t kMaxBatchRecords = 4096;
 constexpr size_t kMaxBatchBytes = 16 << 20;
 constexpr size_t kRowsPerStatement = 1000;
 constexpr int kLoadPageRows = 1000;
+// Records of a shard a snapshot keeps for a projection behind it, at most;
+// one further behind catches up from the snapshot instead (without those
+// events). A tenth of the single-writer store's bound: it is per shard.
+constexpr int64_t kProjectionBacklogPerShard = 100'000;
 
 struct Row {
   int shard = 0;
@@ -306,7 +310,20 @@ class ShardStore final : public PostgresShardStore {
               "DO UPDATE SET snapshot = excluded.snapshot",
               s, at, blob);
           tx.exec_params0("DELETE FROM shard_snapshots WHERE shard = $1 AND position < $2", s, at);
-          tx.exec_params0("DELETE FROM shard_records WHERE shard = $1 AND position <= $2", s, at);
+          if (options_.keep_records_for_projection) {
+            // Except the records the shard's projection (postgres_projector.h,
+            // cursor "shard:<n>") has not read yet, up to
+            // kProjectionBacklogPerShard of them, so that its events have
+            // no gap; LoadShard reads only the records after the snapshot.
+            // No cursor yet: the projection has not started on the shard.
+            tx.exec_params0(
+                "DELETE FROM shard_records WHERE shard = $1 AND position <= "
+                "greatest($2::bigint - $3, least($2, coalesce((SELECT position FROM "
+                "projection_cursor WHERE name = 'shard:' || $1::int), 0)))",
+                s, at, kProjectionBacklogPerShard);
+          } else {
+            tx.exec_params0("DELETE FROM shard_records WHERE shard = $1 AND position <= $2", s, at);
+          }
           tx.commit();
           return absl::OkStatus();
         });

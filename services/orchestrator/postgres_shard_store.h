@@ -26,6 +26,11 @@ struct PostgresShardStoreOptions {
   // (idle_in_transaction_session_timeout), so that its lock on a
   // lease cannot hold a take-over off for ever.
   absl::Duration ttl = absl::Seconds(10);
+  // postgres_projection on: a shard's snapshot keeps the shard's records
+  // its projection cursor ("shard:<n>" in projection_cursor) has not passed
+  // (boundedly), as the single-writer store's snapshots do; off, it drops
+  // every record it covers.
+  bool keep_records_for_projection = false;
 };
 
 // The store of one orchestrator among several sharing a database: records
@@ -92,7 +97,9 @@ class PostgresShardStore : public StateStore {
   virtual absl::Status AwaitShardDurable(uint32_t shard, uint64_t position) = 0;
   // Stores `snapshot` of `shard` covering its records up to `position`
   // (waits for them to be durable), fenced like an append, then drops the
-  // records and older snapshots it covers. Does I/O on the calling thread.
+  // records (but those kept for the projection, Options::
+  // keep_records_for_projection) and older snapshots it covers. Does I/O on
+  // the calling thread.
   virtual absl::Status WriteShardSnapshot(uint32_t shard, uint64_t position,
                                           const gyre::v1::EngineSnapshot& snapshot) = 0;
 };

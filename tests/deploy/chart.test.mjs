@@ -128,7 +128,8 @@ test('database DSN: a chart Secret from database.dsn, or the operator\'s existin
   assert.equal(configOf(own, 'orchestrator.yaml').store, 'postgres');
   // Two replicas share the executions by shard leases, each advertising its pod address.
   assert.equal(configOf(own, 'orchestrator.yaml').postgres_sharding, true);
-  assert.equal(configOf(own, 'orchestrator.yaml').postgres_projection, false);
+  assert.notEqual(configOf(own, 'orchestrator.yaml').postgres_projection, false,
+    'sharded replicas keep the relational projection (on by default)');
   assert.equal(env.find((e) => e.name === 'GYRE_ADVERTISED_ADDRESS').value, '$(POD_IP):' + configOf(own, 'orchestrator.yaml').grpc_address.split(':')[1]);
   const existing = renderChart({ set: ['orchestrator.store=postgres', 'database.existingSecret=corp-db', 'database.existingSecretKey=url'] });
   assert.equal(configOf(existing, 'orchestrator.yaml').postgres_sharding, false, 'one replica keeps the single-writer store');
