@@ -1,9 +1,10 @@
 // Reaching an execution's owner (issue 21): two orchestrators' gRPC services
 // on loopback, each over its own engine owning half of the shards, with a
 // directory set by the test. A call about the other's execution is made on
-// the owner and answered as it answers; a forwarded call is never forwarded
-// again; ListExecutions lists both; the gateway (a real gyre-gateway) and
-// `gyre status` pointed at one reach the other's executions unchanged.
+// the owner and answered as it answers (StreamTaskRuns relayed page by
+// page); a forwarded call is never forwarded again; ListExecutions lists
+// both; the gateway (a real gyre-gateway) and `gyre status` pointed at one
+// reach the other's executions unchanged.
 
 #include <grpcpp/grpcpp.h>
 
@@ -240,6 +241,52 @@ TEST_F(OwnerForwardingTest, WatchOnTheWrongOrchestratorStreamsTheOwnersEvents) {
   stream->Finish().IgnoreError();
 }
 
+TEST_F(OwnerForwardingTest, StreamTaskRunsOnTheWrongOrchestratorStreamsTheOwnersPages) {
+  v1::StartExecutionRequest start = OneTask("five-on-a");
+  for (const char* id : {"b", "c", "d", "e"}) {
+    v1::TaskSpec* task = start.mutable_definition()->add_tasks();
+    task->set_id(id);
+    task->add_command("true");
+  }
+  v1::Execution started;
+  ASSERT_TRUE(a_.stub->StartExecution(Context().get(), start, &started).ok());
+  ASSERT_LT(ShardOfExecution(started.name(), kShards), kHalf);
+
+  v1::ListTaskRunsRequest request;
+  request.set_parent(started.name());
+  request.set_page_size(2);
+  std::vector<std::string> direct;  // the owner's pages, by ListTaskRuns
+  for (v1::ListTaskRunsRequest page_request = request;;) {
+    v1::ListTaskRunsResponse page;
+    ASSERT_TRUE(a_.stub->ListTaskRuns(Context().get(), page_request, &page).ok());
+    direct.push_back(page.SerializeAsString());
+    if (page.next_page_token().empty()) break;
+    page_request.set_page_token(page.next_page_token());
+  }
+  ASSERT_EQ(direct.size(), 3u);
+  std::unique_ptr<grpc::ClientContext> context = Context();
+  auto stream = b_.stub->StreamTaskRuns(context.get(), request);
+  std::vector<std::string> forwarded;
+  for (v1::ListTaskRunsResponse page; stream->Read(&page);) {
+    forwarded.push_back(page.SerializeAsString());
+  }
+  const grpc::Status status = stream->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(forwarded, direct);
+
+  // An error is the owner's too.
+  request.set_page_token("not a token");
+  v1::ListTaskRunsResponse page;
+  const grpc::Status direct_status = a_.stub->ListTaskRuns(Context().get(), request, &page);
+  context = Context();
+  stream = b_.stub->StreamTaskRuns(context.get(), request);
+  EXPECT_FALSE(stream->Read(&page));
+  const grpc::Status forwarded_status = stream->Finish();
+  EXPECT_EQ(direct_status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(forwarded_status.error_code(), direct_status.error_code());
+  EXPECT_EQ(forwarded_status.error_message(), direct_status.error_message());
+}
+
 TEST_F(OwnerForwardingTest, AForwardedCallIsNotForwardedAgain) {
   // c and d both own the first half; each believes the other owns the rest.
   Orchestrator c("orchestrator-c", 0, kHalf);
@@ -264,6 +311,15 @@ TEST_F(OwnerForwardingTest, AForwardedCallIsNotForwardedAgain) {
   v1::Event event;
   EXPECT_FALSE(stream->Read(&event));
   status = stream->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+
+  v1::ListTaskRunsRequest runs;
+  runs.set_parent(get.name());
+  context = Context();
+  auto pages = c.stub->StreamTaskRuns(context.get(), runs);
+  v1::ListTaskRunsResponse page;
+  EXPECT_FALSE(pages->Read(&page));
+  status = pages->Finish();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
 }
 

@@ -108,6 +108,50 @@ absl::Status CallInto(Stub& stub,
   return FromGrpcStatus((stub.*method)(&context, request, response));
 }
 
+// Every task run of `execution`, in workflow order, parsed onto `arena`
+// and read where they are: a 10,000-task execution is 10 pages of ~2,000
+// small messages each, whose allocations, frees and copies out of the page
+// cost more than their parsing. One StreamTaskRuns call, which has the
+// orchestrator build a page while this parses the last; ListTaskRuns pages
+// from an orchestrator without it (UNIMPLEMENTED), or from where a stream
+// cut short (a stopping orchestrator, the deadline) ended.
+absl::Status ReadTaskRuns(Stub& stub, const std::string& execution, google::protobuf::Arena* arena,
+                          std::vector<const v1::TaskRun*>* runs) {
+  v1::ListTaskRunsRequest list;
+  list.set_parent(execution);
+  bool received = false;
+  {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + kCallDeadline));
+    std::unique_ptr<grpc::ClientReader<v1::ListTaskRunsResponse>> pages =
+        stub.StreamTaskRuns(&context, list);
+    for (;;) {
+      auto* page = google::protobuf::Arena::CreateMessage<v1::ListTaskRunsResponse>(arena);
+      if (!pages->Read(page)) break;
+      for (const v1::TaskRun& run : page->task_runs()) runs->push_back(&run);
+      list.set_page_token(page->next_page_token());
+      received = true;
+    }
+    const grpc::Status status = pages->Finish();
+    if (status.ok() && received && list.page_token().empty()) return absl::OkStatus();
+    const bool older_orchestrator =
+        status.error_code() == grpc::StatusCode::UNIMPLEMENTED && !received;
+    // The deadline is the whole stream's: a huge execution on a busy
+    // orchestrator goes on page by page, each with a deadline of its own.
+    const bool out_of_time = status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && received;
+    if (!status.ok() && !older_orchestrator && !out_of_time) return FromGrpcStatus(status);
+  }
+  do {
+    auto* page = google::protobuf::Arena::CreateMessage<v1::ListTaskRunsResponse>(arena);
+    if (absl::Status status = CallInto(stub, &Stub::ListTaskRuns, list, page); !status.ok()) {
+      return status;
+    }
+    for (const v1::TaskRun& run : page->task_runs()) runs->push_back(&run);
+    list.set_page_token(page->next_page_token());
+  } while (!list.page_token().empty());
+  return absl::OkStatus();
+}
+
 std::unique_ptr<Stub> Connect(const CommandLine& line) {
   return v1::OrchestratorService::NewStub(line.channel);
 }
@@ -356,22 +400,11 @@ int StatusCommand(const Command& command, int argc, char** argv) {
   get.set_name(name);
   absl::StatusOr<v1::Execution> execution = Call(*stub, &Stub::GetExecution, get);
   if (!execution.ok()) return Failed(command, arguments->line, name, execution.status());
-  // The pages are parsed onto one arena and read where they are: a
-  // 10,000-task execution is 10 pages of ~2,000 small messages each, whose
-  // allocations, frees and copies out of the page cost more than their
-  // parsing.
   google::protobuf::Arena arena;
   std::vector<const v1::TaskRun*> runs;
-  v1::ListTaskRunsRequest list;
-  list.set_parent(name);
-  do {
-    auto* page = google::protobuf::Arena::CreateMessage<v1::ListTaskRunsResponse>(&arena);
-    if (absl::Status status = CallInto(*stub, &Stub::ListTaskRuns, list, page); !status.ok()) {
-      return Failed(command, arguments->line, absl::StrCat("tasks of ", name), status);
-    }
-    for (const v1::TaskRun& run : page->task_runs()) runs.push_back(&run);
-    list.set_page_token(page->next_page_token());
-  } while (!list.page_token().empty());
+  if (absl::Status status = ReadTaskRuns(*stub, name, &arena, &runs); !status.ok()) {
+    return Failed(command, arguments->line, absl::StrCat("tasks of ", name), status);
+  }
 
   std::printf("execution  %s\n", TerminalSafe(execution->name()).c_str());
   std::printf("state      %s%s\n", ExecutionStateWord(execution->state()).c_str(),

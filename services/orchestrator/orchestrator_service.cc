@@ -11,6 +11,7 @@
 #include "libs/common/tenant.h"
 #include "libs/logging/logger.h"
 #include "services/orchestrator/shard_map.h"
+#include "services/orchestrator/task_run_page_stream.h"
 
 namespace gyre::orchestrator {
 
@@ -1088,6 +1089,49 @@ grpc::ServerWriteReactor<v1::RunExecutionResponse>* OrchestratorServiceImpl::Run
     SplitIntoBatches(message, first.chunk, &first.messages);
     return first;
   });
+}
+
+grpc::ServerWriteReactor<v1::ListTaskRunsResponse>* OrchestratorServiceImpl::StreamTaskRuns(
+    grpc::CallbackServerContext* context, const v1::ListTaskRunsRequest* request) {
+  // The caller's calls in flight count it, as they count ListTaskRuns: it
+  // is a read that ends by itself.
+  absl::StatusOr<ClientLimits::Slot> call = AdmitCall(*context, "StreamTaskRuns");
+  auto stream = std::make_unique<TaskRunPageStream>(
+      *request,
+      [engine = engine_](const v1::ListTaskRunsRequest& page_request,
+                         v1::ListTaskRunsResponse* page) {
+        return engine->ListTaskRuns(page_request, page);
+      },
+      &workers_, call.ok() ? *std::move(call) : ClientLimits::Slot());
+  if (!call.ok()) return stream.release()->Refuse(ToGrpcStatus(call.status()));
+  if (absl::Status status = CheckName("parent", request->parent()); !status.ok())
+    return stream.release()->Refuse(ToGrpcStatus(status));
+  if (absl::Status status = CheckExecutionTenant(*engine_, context, request->parent());
+      !status.ok()) {
+    return stream.release()->Refuse(ToGrpcStatus(status));
+  }
+  // The first page here says whether the execution is here (as
+  // AnswerInPlaceOrForward does for ListTaskRuns).
+  absl::Status first = stream->FillFirst();
+  if (std::optional<uint32_t> shard = forwarding_ == nullptr ? std::nullopt : NotOwnedShard(first);
+      shard.has_value()) {
+    absl::StatusOr<OwnerForwarding::Target> owner = forwarding_->Route(*context, *shard);
+    if (!owner.ok()) return stream.release()->Refuse(ToGrpcStatus(owner.status()));
+    if (owner->stub != nullptr) {
+      stream.reset();  // never handed to gRPC
+      return ForwardedStream<v1::ListTaskRunsRequest, v1::ListTaskRunsResponse>::Start(
+          this, *forwarding_, context, *owner,
+          &OwnerForwarding::Stub::async_interface::StreamTaskRuns, *request, "stream task runs");
+    }
+    // The directory names this orchestrator: once more here.
+    first = stream->FillFirst();
+    if (NotOwnedShard(first).has_value()) {
+      first = OwnerForwarding::Moving(
+          *shard, "the directory names this orchestrator, which does not own it");
+    }
+  }
+  if (!first.ok()) return stream.release()->Refuse(ToGrpcStatus(first));
+  return stream.release()->Start();
 }
 
 grpc::Status OrchestratorServiceImpl::ListQueues(grpc::ServerContext* context,

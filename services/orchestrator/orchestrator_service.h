@@ -34,14 +34,15 @@ class EventStream {
 };
 
 // The service's base: the event streams (Watch, WatchBatches,
-// RunExecution) on gRPC's callback API, and ListTaskRuns, whose messages
-// live on an arena (ArenaMessageAllocator); the other unary RPCs
-// synchronous.
-using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMethod_ListTaskRuns<
-    gyre::v1::OrchestratorService::WithCallbackMethod_Watch<
-        gyre::v1::OrchestratorService::WithCallbackMethod_WatchBatches<
-            gyre::v1::OrchestratorService::WithCallbackMethod_RunExecution<
-                gyre::v1::OrchestratorService::Service>>>>;
+// RunExecution) and StreamTaskRuns on gRPC's callback API, and
+// ListTaskRuns, whose messages live on an arena (ArenaMessageAllocator);
+// the other unary RPCs synchronous.
+using OrchestratorServiceBase = gyre::v1::OrchestratorService::WithCallbackMethod_StreamTaskRuns<
+    gyre::v1::OrchestratorService::WithCallbackMethod_ListTaskRuns<
+        gyre::v1::OrchestratorService::WithCallbackMethod_Watch<
+            gyre::v1::OrchestratorService::WithCallbackMethod_WatchBatches<
+                gyre::v1::OrchestratorService::WithCallbackMethod_RunExecution<
+                    gyre::v1::OrchestratorService::Service>>>>>;
 
 // A call's request and response on an arena of its own, freed whole when
 // gRPC is done with them: a page of ListTaskRuns is ~20,000 small messages
@@ -147,6 +148,11 @@ class OrchestratorServiceImpl final : public OrchestratorServiceBase {
   grpc::ServerUnaryReactor* ListTaskRuns(grpc::CallbackServerContext* context,
                                          const gyre::v1::ListTaskRunsRequest* request,
                                          gyre::v1::ListTaskRunsResponse* response) override;
+  // Every page ListTaskRuns would return, the next built while the last is
+  // written (TaskRunPageStream); about an execution another orchestrator
+  // owns, the owner's stream, relayed (ForwardedStream).
+  grpc::ServerWriteReactor<gyre::v1::ListTaskRunsResponse>* StreamTaskRuns(
+      grpc::CallbackServerContext* context, const gyre::v1::ListTaskRunsRequest* request) override;
   grpc::Status GetTaskLogs(grpc::ServerContext*, const gyre::v1::GetTaskLogsRequest*,
                            gyre::v1::GetTaskLogsResponse*) override;
   grpc::ServerWriteReactor<gyre::v1::Event>* Watch(grpc::CallbackServerContext* context,
