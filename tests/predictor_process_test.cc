@@ -142,14 +142,16 @@ TEST(PredictorProcessTest, LearnsFromObservationsAndKeepsTheModelAcrossARestart)
   Stop(second);
 }
 
-// How many models predictor_models holds of `observations` observations
-// (-1 when the table cannot be read yet).
-int SavedModelsOf(const std::string& dsn, int64_t observations) {
+// How many models predictor_models holds whose observation count compares
+// to `observations` by `compare` ("=", ">=") (-1 when the table cannot be
+// read yet).
+int SavedModelsOf(const std::string& dsn, int64_t observations, const char* compare = "=") {
   try {
     pqxx::connection connection(dsn);
     pqxx::read_transaction tx(connection);
     return tx
-        .exec_params1("SELECT count(*) FROM predictor_models WHERE observation_count = $1",
+        .exec_params1(absl::StrCat("SELECT count(*) FROM predictor_models WHERE observation_count ",
+                                   compare, " $1"),
                       observations)[0]
         .as<int>();
   } catch (const std::exception&) {
@@ -246,21 +248,6 @@ CliRun RunGyre(std::vector<std::string> args) {
   return run;
 }
 
-// The number of models saved in the database at `dsn` with at least
-// `observations` observations, or -1 if it cannot be read.
-int SavedModelsWithAtLeast(const std::string& dsn, int64_t observations) {
-  try {
-    pqxx::connection connection(dsn);
-    pqxx::read_transaction tx(connection);
-    return tx
-        .exec_params1("SELECT count(*) FROM predictor_models WHERE observation_count >= $1",
-                      observations)[0]
-        .as<int>();
-  } catch (const std::exception&) {
-    return -1;
-  }
-}
-
 // gyre dev with store: postgres keeps its in-process predictor's model in
 // that database too, not in <data_dir>/predictor: what it learned from a run
 // is a row of predictor_models once it stops.
@@ -299,7 +286,7 @@ TEST(PredictorProcessTest, GyreDevOnPostgresKeepsThePredictorsModelInTheDatabase
   (*dev)->Signal(SIGTERM);  // the predictor saves its model as it stops
   const std::optional<int> status = (*dev)->WaitForExit(absl::Seconds(30));
   ASSERT_TRUE(status.has_value()) << (*dev)->Output();
-  EXPECT_EQ(SavedModelsWithAtLeast(server.SocketDsn(*database), 3), 1) << (*dev)->Output();
+  EXPECT_EQ(SavedModelsOf(server.SocketDsn(*database), 3, ">="), 1) << (*dev)->Output();
   EXPECT_FALSE(std::filesystem::exists(data_dir.path() + "/predictor") &&
                !std::filesystem::is_empty(data_dir.path() + "/predictor"))
       << "a model file in <data_dir>/predictor";

@@ -242,6 +242,18 @@ class ShardedOrchestratorsTest : public ::testing::Test {
   // task's body), spread round-robin over the live orchestrators; a start
   // refused by one (it owns no shard yet) is tried on the next. Returns
   // their names; `started_on` counts them per orchestrator.
+  // Starts `count` executions (StartExecutions) and counts them by the
+  // orchestrator that owns each one's shard now.
+  std::map<std::string, int> StartAndCountOwned(int count, const std::string& task_yaml) {
+    const std::vector<std::string> names = StartExecutions(count, task_yaml);
+    const std::map<uint32_t, std::string> owners = Owners();
+    std::map<std::string, int> owned;
+    for (const std::string& name : names) {
+      owned[owners.at(ShardOfExecution(name, kDefaultShardCount))]++;
+    }
+    return owned;
+  }
+
   std::vector<std::string> StartExecutions(int count, const std::string& task_yaml,
                                            std::map<std::string, int>* started_on = nullptr) {
     absl::StatusOr<v1::WorkflowDefinition> def = workflow::ParseWorkflowYaml(
@@ -488,14 +500,9 @@ TEST_F(ShardedOrchestratorsTest, EveryOrchestratorExportsTheClustersDesiredWorke
   StartOrchestrator("orch-b", "0", 0, "", pools);
   AwaitBalanced({"orch-a", "orch-b"});
   constexpr int kExecutions = 40;
-  const std::vector<std::string> names =
-      StartExecutions(kExecutions, "    queue: batch\n    builtin: noop\n");
-  ASSERT_EQ(names.size(), static_cast<size_t>(kExecutions));
-  const std::map<uint32_t, std::string> owners = Owners();
-  std::map<std::string, int> owned;
-  for (const std::string& name : names) {
-    owned[owners.at(ShardOfExecution(name, kDefaultShardCount))]++;
-  }
+  std::map<std::string, int> owned =
+      StartAndCountOwned(kExecutions, "    queue: batch\n    builtin: noop\n");
+  ASSERT_EQ(owned["orch-a"] + owned["orch-b"], kExecutions);
   ASSERT_GT(owned["orch-a"], 0) << "orch-a owns none of the executions";
   ASSERT_GT(owned["orch-b"], 0) << "orch-b owns none of the executions";
   std::cout << "executions owned: orch-a " << owned["orch-a"] << ", orch-b " << owned["orch-b"]
@@ -552,14 +559,9 @@ TEST_F(ShardedOrchestratorsTest, EveryOrchestratorForecastsTheClustersWorkers) {
   AwaitBalanced({"orch-a", "orch-b"});
   constexpr int kExecutions = 40;
   // No agent serves "batch": every task stays pending.
-  const std::vector<std::string> names =
-      StartExecutions(kExecutions, "    queue: batch\n    builtin: sleep\n    duration: 120s\n");
-  ASSERT_EQ(names.size(), static_cast<size_t>(kExecutions));
-  const std::map<uint32_t, std::string> owners = Owners();
-  std::map<std::string, int> owned;
-  for (const std::string& name : names) {
-    owned[owners.at(ShardOfExecution(name, kDefaultShardCount))]++;
-  }
+  std::map<std::string, int> owned =
+      StartAndCountOwned(kExecutions, "    queue: batch\n    builtin: sleep\n    duration: 120s\n");
+  ASSERT_EQ(owned["orch-a"] + owned["orch-b"], kExecutions);
   ASSERT_GT(owned["orch-a"], 0) << "orch-a owns none of the executions";
   ASSERT_GT(owned["orch-b"], 0) << "orch-b owns none of the executions";
 
