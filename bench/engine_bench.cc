@@ -178,6 +178,10 @@ class Suite {
       (void)agents_.back()->WaitForLine(
           [](const std::string& line) { return absl::StrContains(line, "registered"); },
           absl::Seconds(30));
+      auto agent_serving = agents_.back()->WaitForLine(IsServing, absl::Seconds(30));
+      agent_metrics_ports_.push_back(
+          agent_serving.ok() ? testing::JsonIntField(*agent_serving, "metrics_port").value_or(0)
+                             : 0);
     }
     stub_ = v1::OrchestratorService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
@@ -260,8 +264,20 @@ class Suite {
   double ServerCpuSeconds() const { return bench::CpuSeconds(server_->pid()); }
   // One sample of the server's /metrics (e.g. a counter with its labels),
   // or -1 when absent.
-  double Metric(const std::string& sample) const {
-    auto response = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  double Metric(const std::string& sample) const { return MetricAt(metrics_port_, sample); }
+  // The sum of one sample over the agents' /metrics, or -1 when one lacks
+  // it (an agent of an earlier commit).
+  double AgentsMetric(const std::string& sample) const {
+    double sum = 0;
+    for (int port : agent_metrics_ports_) {
+      const double value = MetricAt(port, sample);
+      if (value < 0) return -1;
+      sum += value;
+    }
+    return sum;
+  }
+  static double MetricAt(int port, const std::string& sample) {
+    auto response = testing::HttpGet("127.0.0.1", port, "/metrics");
     if (!response.ok()) return -1;
     const std::string prefix = "\n" + sample + " ";
     const size_t at = response->body.find(prefix);
@@ -410,6 +426,7 @@ class Suite {
   std::string root_;
   std::string address_;
   int metrics_port_ = 0;
+  std::vector<int> agent_metrics_ports_;
   std::unique_ptr<ChildProcess> server_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
   std::unique_ptr<v1::OrchestratorService::Stub> stub_;
@@ -591,7 +608,7 @@ int Main() {
     // a shared VM, so a share against another minute's ceiling means
     // little. Medians of the per-run figures.
     struct Subprocess {
-      std::vector<double> rates, shares, cpu, orchestrator_cpu;
+      std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent;
     };
     auto measure = [&](Subprocess* into, const v1::WorkflowDefinition& def, double ceiling_now) {
       Suite suite(false, 2, 64);
@@ -606,6 +623,9 @@ int Main() {
       into->cpu.push_back((suite.CpuSeconds() - cpu_before) * 1e6 / def.tasks_size());
       into->orchestrator_cpu.push_back((suite.ServerCpuSeconds() - server_before) * 1e6 /
                                        def.tasks_size());
+      // The rest of the starts travelled in their results (start_report_delay).
+      const double sent = suite.AgentsMetric("gyre_agent_task_starts_total{report=\"sent\"}");
+      into->starts_sent.push_back(sent < 0 ? -1 : sent / def.tasks_size());
     };
     // The same tasks declaring memory: each runs in a cgroup of its own
     // (memory.max) where the agents can make one. No CPU is declared: 64
@@ -650,6 +670,13 @@ int Main() {
                                       "(orchestrator %.0f us + agents)",
                                       build, Median(measured.orchestrator_cpu)),
                       absl::StrFormat("%.0f us", cpu), "<= 300 us", cpu <= 300});
+      if (Median(measured.starts_sent) >= 0) {
+        rows.push_back({absl::StrFormat("  %s: TaskStarted messages sent per task (the others' "
+                                        "results carried their start)",
+                                        build),
+                        absl::StrFormat("%.2f", Median(measured.starts_sent)), "(reference)",
+                        true});
+      }
     };
     if (!g_before_agent.empty()) true_rows("before (--before_agent)", before);
     true_rows("this build", plain);

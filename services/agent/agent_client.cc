@@ -583,6 +583,27 @@ void AgentClient::Send(Stream& stream, QueuedMessage message, int32_t credit) {
   stream.pending_credit += credit;
 }
 
+void AgentClient::HoldStart(Stream& stream, std::string attempt, const v1::AttemptRef& ref,
+                            pid_t pid) {
+  auto started = std::make_shared<v1::AgentMessage>();
+  *started->mutable_task_started()->mutable_ref() = ref;
+  started->mutable_task_started()->set_pid(pid);
+  if (config_.start_report_delay <= absl::ZeroDuration()) {
+    if (starts_sent_ != nullptr) starts_sent_->Increment();
+    Send(stream, QueuedMessage(std::move(started)));
+    return;
+  }
+  const absl::Time due = absl::Now() + config_.start_report_delay;
+  absl::MutexLock lock(&stream.out_mutex);
+  stream.starts.Hold(std::move(attempt), std::move(started), due);
+}
+
+void AgentClient::SendResult(Stream& stream, const std::string& attempt, QueuedMessage result) {
+  absl::MutexLock lock(&stream.out_mutex);
+  if (stream.starts.Drop(attempt) && starts_in_result_ != nullptr) starts_in_result_->Increment();
+  stream.outgoing.push_back(std::move(result));
+}
+
 void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
   while (true) {
     std::deque<QueuedMessage> batch;
@@ -592,11 +613,36 @@ void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
       auto ready = [stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->out_mutex) {
         return stream->writer_stop || !stream->outgoing.empty() || stream->pending_credit > 0;
       };
-      stream->out_mutex.Await(absl::Condition(&ready));
+      // Held starts fall due in real time: a delay to coalesce messages, as
+      // Nagle's, not a protocol timer (a test's clock need not move for it).
+      while (!ready()) {
+        const absl::Time due = stream->starts.next_due();
+        if (due <= absl::Now()) break;
+        auto ready_or_sooner = [stream, &ready, due]()
+                                   ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->out_mutex) {
+                                     return ready() || stream->starts.next_due() < due;
+                                   };
+        if (due == absl::InfiniteFuture()) {
+          stream->out_mutex.Await(absl::Condition(&ready_or_sooner));
+        } else {
+          stream->out_mutex.AwaitWithDeadline(absl::Condition(&ready_or_sooner), due);
+        }
+      }
       if (stream->writer_stop) return;
       batch.swap(stream->outgoing);
       std::swap(credit, stream->pending_credit);
+      // A task's output goes after its start: with output to send, every
+      // held start goes too (ResultBatches puts the starts first).
+      const bool output = std::any_of(batch.begin(), batch.end(), [](const QueuedMessage& message) {
+        return message->has_log_chunk();
+      });
+      const size_t queued = batch.size();
+      stream->starts.Release(output ? absl::InfiniteFuture() : absl::Now(), &batch);
+      if (starts_sent_ != nullptr && batch.size() > queued) {
+        starts_sent_->Increment(static_cast<double>(batch.size() - queued));
+      }
     }
+    if (batch.empty() && credit == 0) continue;  // only a start dropped since was due
     // Results finished together travel together.
     const ResultBatches batches(std::move(batch));
     for (const v1::AgentMessage* message : batches.messages()) {
@@ -710,9 +756,8 @@ void AgentClient::HandleAssignment(const StreamPtr& stream, const v1::TaskAssign
     running_[key] = Running{ref, 0, stream};
   }
   if (launch.builtin == TaskLaunch::Builtin::kNone) {
-    v1::AgentMessage started;
-    *started.mutable_task_started()->mutable_ref() = ref;
-    Send(*stream, std::move(started));
+    // Reported once the process runs, and only if it runs long enough.
+    launch.on_spawned = [this, stream, key, ref](pid_t pid) { HoldStart(*stream, key, ref, pid); };
   }
   const TaskRunner::Handle handle =
       runner_.Start(std::move(launch), [this, stream, ref, evaluator](TaskOutcome outcome) {
@@ -774,8 +819,9 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   }
   // Kept until acknowledged, and sent: the same message.
   auto queued = std::make_shared<v1::AgentMessage>(std::move(message));
+  const std::string key = Key(ref);
   absl::MutexLock lock(&mutex_);
-  if (tracked) running_.erase(Key(ref));
+  if (tracked) running_.erase(key);
   in_use_--;
   stream->assigned--;
   queued->mutable_task_result()->set_sequence(++last_result_sequence_);
@@ -787,8 +833,9 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   } else {
     stream->unacked.push_back(queued);
     // Queued under mutex_ too, so results go out in the order of their
-    // numbers; the slot it frees goes with it (GrantFreeSlotsLocked).
-    Send(*stream, QueuedMessage(std::move(queued)));
+    // numbers; the slot it frees goes with it (GrantFreeSlotsLocked). A
+    // task that ended before its start went out sends only this.
+    SendResult(*stream, key, QueuedMessage(std::move(queued)));
   }
   GrantFreeSlotsLocked(stream.get());
 }

@@ -1,6 +1,8 @@
 #ifndef GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
 #define GYRE_SERVICES_AGENT_AGENT_CLIENT_H_
 
+#include <sys/types.h>
+
 #include <deque>
 #include <memory>
 #include <string>
@@ -15,6 +17,7 @@
 #include "libs/common/clock.h"
 #include "prometheus/counter.h"
 #include "services/agent/agent_config.h"
+#include "services/agent/deferred_starts.h"
 #include "services/agent/gpu_assignment.h"
 #include "services/agent/orchestrator_link.h"
 #include "services/agent/result_batching.h"
@@ -88,6 +91,13 @@ class AgentClient {
     dropped_results_ = dropped;
   }
 
+  // Count the task starts sent, and those never sent because the task's
+  // result came first (start_report_delay) (set before Start).
+  void set_start_counters(prometheus::Counter* sent, prometheus::Counter* in_result) {
+    starts_sent_ = sent;
+    starts_in_result_ = in_result;
+  }
+
   // Refused results held at once at most (waiting for, or offered to,
   // another orchestrator); beyond it the oldest is dropped, logged and
   // counted (its attempt is then lost and run again by its orchestrator).
@@ -116,6 +126,9 @@ class AgentClient {
     // Outgoing messages of the current session, written by its writer.
     absl::Mutex out_mutex;
     std::deque<QueuedMessage> outgoing ABSL_GUARDED_BY(out_mutex);
+    // Its tasks' starts, held until each task has run start_report_delay
+    // (dropped if its result comes first); kept across sessions.
+    DeferredStarts starts ABSL_GUARDED_BY(out_mutex);
     int32_t pending_credit ABSL_GUARDED_BY(out_mutex) = 0;
     bool writer_stop ABSL_GUARDED_BY(out_mutex) = false;
   };
@@ -144,6 +157,12 @@ class AgentClient {
   // with them.
   void Send(Stream& stream, gyre::v1::AgentMessage message, int32_t credit = 0);
   void Send(Stream& stream, QueuedMessage message, int32_t credit = 0);
+  // The process of `attempt` was spawned: its start goes out once it has
+  // run start_report_delay, unless its result comes first.
+  void HoldStart(Stream& stream, std::string attempt, const gyre::v1::AttemptRef& ref, pid_t pid);
+  // Queues a result; the attempt's start, if still held, is dropped (the
+  // orchestrator records a result of a leased attempt as start and end).
+  void SendResult(Stream& stream, const std::string& attempt, QueuedMessage result);
   void WriterLoop(Stream* stream, OrchestratorSession* session);
   void HeartbeatLoop();
   // Cancels the attempts in `handles`; called without mutex_ held (a
@@ -180,6 +199,8 @@ class AgentClient {
   prometheus::Counter* oom_kills_ = nullptr;
   prometheus::Counter* refused_results_ = nullptr;
   prometheus::Counter* dropped_results_ = nullptr;
+  prometheus::Counter* starts_sent_ = nullptr;
+  prometheus::Counter* starts_in_result_ = nullptr;
   TaskRunner runner_;
 
   // Lock order: mutex_, then a stream's out_mutex.

@@ -1,11 +1,13 @@
 #include "services/agent/agent_client.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -177,6 +179,12 @@ class ScriptedLink : public OrchestratorLink {
     }
     return false;
   }
+  // Everything session `index` has received so far, in order.
+  std::vector<v1::AgentMessage> Written(size_t index) {
+    absl::MutexLock lock(&mutex_);
+    WaitForSession(index);
+    return sessions_.size() > index ? sessions_[index]->written_ : std::vector<v1::AgentMessage>();
+  }
   // The results session `index` has received once there are `count` (or
   // after `wait`).
   std::vector<v1::TaskResult> Results(size_t index, size_t count,
@@ -306,6 +314,93 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   ASSERT_EQ(third.size(), 1u);
   EXPECT_EQ(third[0].ref().task_id(), "e") << "nothing sent again before it";
   EXPECT_EQ(third[0].sequence(), 5u);
+}
+
+// Where the first message of session 0 that `is` picks sits in what it
+// received; -1 when there is none.
+int PositionOf(ScriptedLink& link, const std::function<bool(const v1::AgentMessage&)>& is) {
+  const std::vector<v1::AgentMessage> written = link.Written(0);
+  for (size_t i = 0; i < written.size(); ++i) {
+    if (is(written[i])) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool IsStart(const v1::AgentMessage& message) { return message.has_task_started(); }
+bool IsResult(const v1::AgentMessage& message) {
+  return message.has_task_result() || message.has_task_results();
+}
+
+// Waits (in real time, up to 10 s) for session 0 to receive what `is` picks.
+bool AwaitWritten(ScriptedLink& link, const std::function<bool(const v1::AgentMessage&)>& is) {
+  for (int i = 0; i < 1000; ++i) {
+    if (PositionOf(link, is) >= 0) return true;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return false;
+}
+
+TEST(AgentClientTest, ATaskThatEndsBeforeItsStartIsReportedSendsOnlyItsResult) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  config.start_report_delay = absl::Hours(1);
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  link->Deliver(0, AssignCommand("quick", "true"));
+  const std::vector<v1::TaskResult> results = link->Results(0, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_SUCCEEDED) << results[0].error();
+  EXPECT_EQ(PositionOf(*link, IsStart), -1)
+      << "the result alone: the orchestrator records it as the start and the end";
+}
+
+TEST(AgentClientTest, ATaskStillRunningAfterTheDelayIsReportedStartedWithItsPid) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  config.start_report_delay = absl::Milliseconds(20);
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  link->Deliver(0, AssignCommand("long", "exec sleep 300"));
+  ASSERT_TRUE(AwaitWritten(*link, IsStart)) << "a task running past the delay is reported";
+  const v1::TaskStarted started = link->Written(0)[PositionOf(*link, IsStart)].task_started();
+  EXPECT_EQ(started.ref().task_id(), "long");
+  ASSERT_GT(started.pid(), 0);
+  EXPECT_EQ(kill(started.pid(), 0), 0) << "the task's process, running";
+  link->Deliver(0, CancelTask("long"));
+  const std::vector<v1::TaskResult> results = link->Results(0, 1);
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome(), v1::ATTEMPT_CANCELLED);
+  EXPECT_LT(PositionOf(*link, IsStart), PositionOf(*link, IsResult));
+}
+
+TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
+  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+  AgentConfig config;
+  config.work_dir = scratch.path();
+  config.allow_root_tasks = true;  // the tests may run as root
+  config.start_report_delay = absl::Hours(1);
+  FakeClock clock;
+  auto link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent(config, link, &clock);
+  agent.Start();
+  link->Deliver(0, AssignCommand("talk", "echo hello; exec sleep 300"));
+  ASSERT_TRUE(AwaitWritten(*link, [](const v1::AgentMessage& message) {
+    return message.has_log_chunk() &&
+           message.log_chunk().chunk().data().find("hello") != std::string::npos;
+  }));
+  const int start = PositionOf(*link, IsStart);
+  ASSERT_GE(start, 0) << "output of a task never reported started";
+  EXPECT_LT(start, PositionOf(*link, [](const v1::AgentMessage& m) { return m.has_log_chunk(); }));
+  link->Deliver(0, CancelTask("talk"));
+  ASSERT_EQ(link->Results(0, 1).size(), 1u);
 }
 
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {

@@ -100,6 +100,9 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
   schema->AddInt("max_output_bytes", &max_output_bytes, 0, int64_t{1} << 30,
                  "stdout/stderr kept per task and stream, in bytes");
   schema->AddDuration("kill_grace", &kill_grace, "time between SIGTERM and SIGKILL");
+  schema->AddDuration("start_report_delay", &start_report_delay,
+                      "how long a task runs before it is reported started (a task that ends "
+                      "sooner sends only its result)");
   schema->AddString("run_as_user", &run_as_user,
                     "user tasks run as, a name or number (default: the agent's)");
   schema->AddString("run_as_group", &run_as_group,

@@ -54,6 +54,12 @@ struct AgentConfig {
   int64_t max_output_bytes = 1 << 20;
   // Time a task gets between SIGTERM and SIGKILL on timeout or cancel.
   absl::Duration kill_grace = absl::Seconds(10);
+  // How long a task's process runs before the agent reports it started
+  // (TaskStarted: the orchestrator shows it RUNNING). A task that ends
+  // sooner sends only its result, which the orchestrator records as start
+  // and end: most short tasks cost one message instead of two. 0 reports
+  // each start as soon as the process is spawned.
+  absl::Duration start_report_delay = absl::Milliseconds(50);
   // The user and group tasks run as (a name or a number; empty: the
   // agent's own). Switching needs the agent to run as root (or with
   // CAP_SETUID and CAP_SETGID, and CAP_CHOWN for the working directories).

@@ -126,6 +126,15 @@ absl::Status AgentModule::OnServing(server::ServiceHost* host) {
                       .Register(host->metrics_registry());
   client_->set_result_counters(&results.Add({{"event", "refused"}}),
                                &results.Add({{"event", "dropped"}}));
+  auto& starts = prometheus::BuildCounter()
+                     .Name("gyre_agent_task_starts_total")
+                     .Help(
+                         "Task processes started, by how the start reached the orchestrator: "
+                         "sent (a TaskStarted, once the task ran start_report_delay), in_result "
+                         "(the task ended sooner: its result alone)")
+                     .Register(host->metrics_registry());
+  client_->set_start_counters(&starts.Add({{"report", "sent"}}),
+                              &starts.Add({{"report", "in_result"}}));
   if (members) {
     const security::TlsConfig tls = host->config().tls;
     resolver_ = std::make_unique<OrchestratorResolver>(

@@ -628,6 +628,8 @@ void TaskRunner::Launch(Handle handle, TaskLaunch launch, Callback done) {
   }
   process->pid = spawned->pid;
   process->pidfd = spawned->pidfd;
+  // Before the poller can see it exit, so the report comes after.
+  if (process->launch.on_spawned) process->launch.on_spawned(spawned->pid);
   if (!process->launch.log_name.empty()) {
     logging::Debug("task process started", {{"attempt", process->launch.log_name},
                                             {"pid", static_cast<int64_t>(spawned->pid)},

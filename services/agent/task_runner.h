@@ -1,6 +1,8 @@
 #ifndef GYRE_SERVICES_AGENT_TASK_RUNNER_H_
 #define GYRE_SERVICES_AGENT_TASK_RUNNER_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -57,6 +59,10 @@ struct TaskLaunch {
   // bytes kept under max_output_bytes): stream 1 is stdout, 2 is stderr;
   // offset is the position of `data` within that stream. Optional.
   std::function<void(int stream, int64_t offset, absl::string_view data)> on_output;
+  // Called on the spawning thread once the process has been spawned (it
+  // has exec'd), before the poller watches it: the attempt's report always
+  // comes after. Not called when the spawn fails. Optional.
+  std::function<void(pid_t pid)> on_spawned;
 };
 
 // How one attempt ended.

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/common/clock.h"
@@ -317,6 +318,30 @@ TEST_F(TaskRunnerTest, ACancelledTaskThatIgnoresSigtermIsKilledAfterTheCancelGra
   EXPECT_GE(clock_.Now() - cancelled, absl::Minutes(5)) << "SIGKILL only after the grace";
   EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
   EXPECT_EQ(result.signal, SIGKILL);
+}
+
+TEST_F(TaskRunnerTest, OnSpawnedNamesTheProcessBeforeTheOutcomeIsReported) {
+  // The agent holds the task's start back from there, and drops it when the
+  // outcome comes first: the outcome must never overtake the spawn.
+  TaskLaunch launch = Launch({"echo $$"}, /*shell=*/true);
+  absl::Mutex mutex;
+  std::vector<std::string> calls;
+  launch.on_spawned = [&](pid_t pid) {
+    absl::MutexLock lock(&mutex);
+    calls.push_back(absl::StrCat("spawned ", pid, "\n"));
+  };
+  const TaskOutcome outcome = Run(launch);
+  ASSERT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.error;
+  absl::MutexLock lock(&mutex);
+  ASSERT_EQ(calls.size(), 1u) << "called once, before the outcome (Run returns after it)";
+  EXPECT_EQ(calls[0], "spawned " + outcome.stdout_head) << "with the task's own pid";
+
+  // A spawn that fails calls nothing: no process ever started.
+  TaskLaunch missing = Launch({"/nonexistent/program"});
+  bool spawned = false;
+  missing.on_spawned = [&](pid_t) { spawned = true; };
+  EXPECT_EQ(Run(missing).kind, TaskOutcome::Kind::kFailed);
+  EXPECT_FALSE(spawned);
 }
 
 TEST_F(TaskRunnerTest, MissingCommandIsAClearError) {

@@ -503,7 +503,9 @@ class Batch {
           "leased_at, started_at, ended_at, exit_code, signal, wall_seconds, cpu_seconds, "
           "peak_memory_bytes, error) "
           "SELECT execution_id, task_id, attempt, coalesce(agent_id, ''), "
-          "coalesce(state, 'LEASED'), coalesce(identity, ''), leased_at, started_at, ended_at, "
+          "coalesce(state, 'LEASED'), coalesce(identity, ''), leased_at, "
+          "CASE WHEN started_at IS NULL THEN NULL ELSE greatest(started_at, leased_at) END, "
+          "ended_at, "
           "exit_code, signal, wall_seconds, cpu_seconds, peak_memory_bytes, coalesce(error, '') "
           "FROM jsonb_to_recordset($1::jsonb) AS r(execution_id text, task_id text, "
           "attempt bigint, agent_id text, state text, identity text, leased_at timestamptz, "
@@ -515,7 +517,8 @@ class Batch {
           "identity = CASE WHEN EXCLUDED.identity = '' THEN task_runs.identity "
           "ELSE EXCLUDED.identity END, "
           "leased_at = coalesce(EXCLUDED.leased_at, task_runs.leased_at), "
-          "started_at = coalesce(EXCLUDED.started_at, task_runs.started_at), "
+          "started_at = CASE WHEN EXCLUDED.started_at IS NULL THEN task_runs.started_at "
+          "ELSE greatest(EXCLUDED.started_at, task_runs.leased_at) END, "
           "ended_at = coalesce(EXCLUDED.ended_at, task_runs.ended_at), "
           "exit_code = coalesce(EXCLUDED.exit_code, task_runs.exit_code), "
           "signal = coalesce(EXCLUDED.signal, task_runs.signal), "
@@ -671,11 +674,18 @@ class Batch {
     ExecutionRow* exec = Find(execution);
     TaskRow* task = exec == nullptr ? nullptr : exec->Task(result.ref().task_id());
     const std::string identity = task == nullptr ? "" : task->identity;
-    Run(execution, result.ref().task_id(), result.ref().attempt())
-        .Text("state",
-              succeeded ? "SUCCEEDED"
-                        : OutcomeName(result.outcome() == v1::ATTEMPT_SUCCEEDED ? v1::ATTEMPT_FAILED
-                                                                                : result.outcome()))
+    Row& run = Run(execution, result.ref().task_id(), result.ref().attempt());
+    if (task != nullptr && task->state == "LEASED") {
+      // No start was recorded (a builtin, or a process that ended within
+      // the agent's start_report_delay): it began its wall time before the
+      // result, and not before its lease (the upsert takes the later), as
+      // the engine records it.
+      run.Time("started_at", at - absl::Seconds(Seconds(result.wall_time())));
+    }
+    run.Text("state",
+             succeeded ? "SUCCEEDED"
+                       : OutcomeName(result.outcome() == v1::ATTEMPT_SUCCEEDED ? v1::ATTEMPT_FAILED
+                                                                               : result.outcome()))
         .Text("agent_id", recorded.agent_id())
         .Time("ended_at", at)
         .Int("exit_code", result.exit_code())

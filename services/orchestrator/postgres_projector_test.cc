@@ -238,6 +238,14 @@ void ExpectStoryRows(const ScratchDatabase& db) {
                 "' ' || extract(epoch FROM ended_at - started_at)::int || ' ' || error "
                 "FROM task_runs WHERE execution_id = 'e1' AND task_id = 'a'"),
             "2 5 3221225472 1 ");
+  EXPECT_EQ(One(tx,
+                "SELECT string_agg(task_id || '#' || attempt || ':' || "
+                "coalesce(extract(epoch FROM started_at - leased_at)::int::text, 'NULL'), ' ' "
+                "ORDER BY task_id, attempt) FROM task_runs WHERE execution_id = 'e1'"),
+            "a#1:1 b#1:0 c#1:0 c#2:0")
+      << "a started a second after its lease (attempt_started); the others reported no start "
+         "(a builtin, or a process that ended within the agent's start_report_delay): started "
+         "their 5 s wall time before the result, and not before the lease";
   EXPECT_EQ(One(tx, "SELECT count(*) FROM resource_observations"), "4");
 
   EXPECT_EQ(One(tx,

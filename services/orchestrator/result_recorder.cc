@@ -224,10 +224,18 @@ bool ResultRecorder::HandleResult(const std::string& agent_id, const v1::TaskRes
   attempt.stderr_bytes = result.stderr_bytes();
   attempt.end_time = absl::ToUnixNanos(journal_.now());
   if (attempt.start_time == 0) {
-    // A builtin task sends no TaskStarted: it began its wall time before
+    // A builtin task sends no TaskStarted, nor does a process that ended
+    // within the agent's start_report_delay: it began its wall time before
     // the result, and not before its lease (the same on replay: both come
     // from the record).
     attempt.start_time = std::max(attempt.lease_time, attempt.end_time - attempt.wall_time);
+    // Such a process started all the same (a builtin starts none, nor does
+    // an assignment refused before anything ran: no wall time).
+    if (!journal_.replaying() && attempt.wall_time > 0 &&
+        task.spec->builtin().kind() == v1::BuiltinExecutor::KIND_UNSPECIFIED) {
+      metrics_.ObserveSubmitToStart(
+          absl::ToDoubleSeconds(absl::FromUnixNanos(attempt.start_time) - task.ready_time));
+    }
   }
   if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {
     AttemptLogs& logs = task.mutable_details().logs[task.attempt];

@@ -131,5 +131,33 @@ TEST(WorkflowEngineClusterBacklogTest, DesiredWorkersAndListedQueuesAddTheOtherM
   }
 }
 
+TEST_F(WorkflowEngineMetricsTest, AProcessThatEndedBeforeReportingItsStartIsCountedOnce) {
+  const std::string metric = "gyre_task_submit_to_start_seconds";
+  auto channel = std::make_shared<RecordingChannel>();
+  ASSERT_TRUE(engine_->RegisterAgent(testing::Registration("a1", 2), channel).ok());
+  ASSERT_TRUE(engine_
+                  ->StartExecution(testing::StartRequest(
+                      testing::Workflow({testing::Task("quick"), testing::Task("slow")})))
+                  .ok());
+  auto tasks = channel->Take(2);
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(Value(*registry_, metric), 0);
+  // The agent's start_report_delay had not passed when "quick" ended: its
+  // result is the only message, and its start is counted from it.
+  v1::AgentMessage quick = testing::ResultMessage(tasks[0].ref(), 1);
+  quick.mutable_task_result()->mutable_wall_time()->set_nanos(5'000'000);
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", quick).ok());
+  EXPECT_EQ(Value(*registry_, metric), 1) << "a process started, reported or not";
+  // "slow" reported its start, then its result: counted at the start only.
+  v1::AgentMessage started;
+  *started.mutable_task_started()->mutable_ref() = tasks[1].ref();
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", started).ok());
+  EXPECT_EQ(Value(*registry_, metric), 2);
+  v1::AgentMessage slow = testing::ResultMessage(tasks[1].ref(), 2);
+  slow.mutable_task_result()->mutable_wall_time()->set_seconds(3);
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", slow).ok());
+  EXPECT_EQ(Value(*registry_, metric), 2) << "counted once";
+}
+
 }  // namespace
 }  // namespace gyre::orchestrator
