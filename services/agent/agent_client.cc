@@ -289,6 +289,8 @@ void AgentClient::RunSession(const StreamPtr& stream) {
     stream->outgoing.clear();  // the new registration carries the credit
     stream->pending_credit = 0;
     stream->writer_stop = false;
+    // Until this session's orchestrator says it takes them.
+    stream->credit_in_results.store(false, std::memory_order_release);
     // Results of the previous session that were never acknowledged.
     if (ok) {
       stream->outgoing.insert(stream->outgoing.end(), stream->unacked.begin(),
@@ -359,6 +361,8 @@ bool AgentClient::HandleMessage(const StreamPtr& stream, const v1::OrchestratorM
       if (interval > absl::ZeroDuration()) stream->heartbeat_interval = interval;
       const absl::Duration lease_timeout = FromProto(message.registered().lease_timeout());
       if (lease_timeout > absl::ZeroDuration()) stream->lease_timeout = lease_timeout;
+      stream->credit_in_results.store(message.registered().credit_in_results(),
+                                      std::memory_order_release);
       absl::Duration shortest = stream->heartbeat_interval;
       for (const StreamPtr& other : streams_) {
         shortest = std::min(shortest, other->heartbeat_interval);
@@ -465,11 +469,12 @@ int64_t AgentClient::CreditCapLocked() const {
   return std::max<int64_t>(1, config_.slots / (2 * members));
 }
 
-void AgentClient::GrantFreeSlotsLocked(const Stream* origin) {
-  if (draining_ || stopping_) return;
+AgentClient::SlotGrants AgentClient::FreeSlotGrantsLocked(const Stream* origin) {
+  SlotGrants grants;
+  if (draining_ || stopping_) return grants;
   int64_t free = config_.slots - in_use_;
   for (const StreamPtr& stream : streams_) free -= stream->credit;
-  if (free <= 0) return;
+  if (free <= 0) return grants;
   const int64_t cap = CreditCapLocked();
   const size_t count = streams_.size();
   while (free > 0) {
@@ -485,16 +490,33 @@ void AgentClient::GrantFreeSlotsLocked(const Stream* origin) {
         best = stream;
       }
     }
-    if (best == nullptr) return;
+    if (best == nullptr) break;
     // Alone below the cap: all it may take at once (one orchestrator: the
     // slot that freed goes straight back, as its result goes out).
     const int64_t grant = candidates == 1 ? std::min(free, cap - best->credit) : 1;
     best->credit += grant;
     free -= grant;
     next_turn_++;
-    absl::MutexLock lock(&best->out_mutex);
-    best->pending_credit += static_cast<int32_t>(grant);
+    auto same = [best](const std::pair<Stream*, int32_t>& g) { return g.first == best; };
+    if (auto it = std::find_if(grants.begin(), grants.end(), same); it != grants.end()) {
+      it->second += static_cast<int32_t>(grant);
+    } else {
+      grants.emplace_back(best, static_cast<int32_t>(grant));
+    }
   }
+  return grants;
+}
+
+void AgentClient::SendGrants(const SlotGrants& grants) {
+  for (const auto& [stream, grant] : grants) {
+    if (grant == 0) continue;
+    absl::MutexLock lock(&stream->out_mutex);
+    stream->pending_credit += grant;
+  }
+}
+
+void AgentClient::GrantFreeSlotsLocked(const Stream* origin) {
+  SendGrants(FreeSlotGrantsLocked(origin));
 }
 
 AgentClient::HeldResult AgentClient::Held(QueuedMessage result) {
@@ -598,10 +620,12 @@ void AgentClient::HoldStart(Stream& stream, std::string attempt, const v1::Attem
   stream.starts.Hold(std::move(attempt), std::move(started), due);
 }
 
-void AgentClient::SendResult(Stream& stream, const std::string& attempt, QueuedMessage result) {
+void AgentClient::SendResult(Stream& stream, const std::string& attempt, QueuedMessage result,
+                             int32_t credit) {
   absl::MutexLock lock(&stream.out_mutex);
   if (stream.starts.Drop(attempt) && starts_in_result_ != nullptr) starts_in_result_->Increment();
   stream.outgoing.push_back(std::move(result));
+  stream.pending_credit += credit;
 }
 
 void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
@@ -643,8 +667,13 @@ void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
       }
     }
     if (batch.empty() && credit == 0) continue;  // only a start dropped since was due
-    // Results finished together travel together.
-    const ResultBatches batches(std::move(batch));
+    // Results finished together travel together, with the slots they free
+    // when the orchestrator takes them so.
+    ResultBatches batches(std::move(batch));
+    if (credit > 0 && stream->credit_in_results.load(std::memory_order_acquire) &&
+        batches.AttachCredit(credit)) {
+      credit = 0;
+    }
     for (const v1::AgentMessage* message : batches.messages()) {
       if (!session->Write(*message)) return;  // the reader sees the break too
     }
@@ -825,6 +854,7 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   in_use_--;
   stream->assigned--;
   queued->mutable_task_result()->set_sequence(++last_result_sequence_);
+  SlotGrants grants = FreeSlotGrantsLocked(stream.get());
   if (stream->removed) {
     // Its orchestrator is no longer a member: another may own the
     // execution now.
@@ -833,11 +863,16 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   } else {
     stream->unacked.push_back(queued);
     // Queued under mutex_ too, so results go out in the order of their
-    // numbers; the slot it frees goes with it (GrantFreeSlotsLocked). A
+    // numbers. The slot it frees is queued in the same step, so the writer
+    // never takes one without the other (they may share one message). A
     // task that ended before its start went out sends only this.
-    SendResult(*stream, key, QueuedMessage(std::move(queued)));
+    int32_t own = 0;
+    for (auto& [granted_to, grant] : grants) {
+      if (granted_to == stream.get()) std::swap(own, grant);
+    }
+    SendResult(*stream, key, QueuedMessage(std::move(queued)), own);
   }
-  GrantFreeSlotsLocked(stream.get());
+  SendGrants(grants);
 }
 
 void AgentClient::HeartbeatLoop() {

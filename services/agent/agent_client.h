@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/synchronization/mutex.h"
 #include "gyre/v1/agent_service.pb.h"
 #include "libs/common/clock.h"
@@ -131,6 +133,9 @@ class AgentClient {
     DeferredStarts starts ABSL_GUARDED_BY(out_mutex);
     int32_t pending_credit ABSL_GUARDED_BY(out_mutex) = 0;
     bool writer_stop ABSL_GUARDED_BY(out_mutex) = false;
+    // The session's orchestrator takes credit inside TaskResults
+    // (Registered.credit_in_results); read by the writer.
+    std::atomic<bool> credit_in_results{false};
   };
   using StreamPtr = std::shared_ptr<Stream>;
 
@@ -161,8 +166,9 @@ class AgentClient {
   // run start_report_delay, unless its result comes first.
   void HoldStart(Stream& stream, std::string attempt, const gyre::v1::AttemptRef& ref, pid_t pid);
   // Queues a result; the attempt's start, if still held, is dropped (the
-  // orchestrator records a result of a leased attempt as start and end).
-  void SendResult(Stream& stream, const std::string& attempt, QueuedMessage result);
+  // orchestrator records a result of a leased attempt as start and end),
+  // and `credit` (the slot it frees) is queued with it.
+  void SendResult(Stream& stream, const std::string& attempt, QueuedMessage result, int32_t credit);
   void WriterLoop(Stream* stream, OrchestratorSession* session);
   void HeartbeatLoop();
   // Cancels the attempts in `handles`; called without mutex_ held (a
@@ -179,6 +185,11 @@ class AgentClient {
   // the stream whose attempt just ended or that was just assigned work,
   // then in turn).
   void GrantFreeSlotsLocked(const Stream* origin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // The same in two steps: what each stream gets (its credit counted), then
+  // the grants queued for the writers (a stream's may go with a result).
+  using SlotGrants = absl::InlinedVector<std::pair<Stream*, int32_t>, 2>;
+  SlotGrants FreeSlotGrantsLocked(const Stream* origin) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  static void SendGrants(const SlotGrants& grants);
   // Offers each held result due for a try to a connected stream that has
   // not refused it (renumbered: acknowledgements are cumulative per
   // session); once all refused, waits its backoff.

@@ -160,7 +160,8 @@ class ScriptedLink : public OrchestratorLink {
     auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
       granted = 0;
       for (const v1::AgentMessage& message : sessions_[index]->written_) {
-        granted += message.register_().initial_credit() + message.credit().tasks();
+        granted += message.register_().initial_credit() + message.credit().tasks() +
+                   message.task_results().credit();
       }
       return granted >= at_least;
     };
@@ -314,6 +315,45 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   ASSERT_EQ(third.size(), 1u);
   EXPECT_EQ(third[0].ref().task_id(), "e") << "nothing sent again before it";
   EXPECT_EQ(third[0].sequence(), 5u);
+}
+
+// Issue 22: to an orchestrator that takes them so, the slots results free
+// travel in the results' message (one write instead of two); to one that
+// does not say so, in a Credit message as before.
+TEST(AgentClientTest, FreedSlotsTravelWithTheResultsWhenTheOrchestratorTakesThem) {
+  for (const bool takes_them : {true, false}) {
+    SCOPED_TRACE(takes_them ? "credit_in_results" : "an older orchestrator");
+    gyre::testing::ScratchDir scratch("gyre_agent_client_test");
+    AgentConfig config;
+    config.slots = 2;
+    config.work_dir = scratch.path();
+    config.allow_root_tasks = true;  // the tests may run as root
+    FakeClock clock;
+    auto link = std::make_shared<ScriptedLink>(&clock);
+    AgentClient agent(config, link, &clock);
+    agent.Start();
+    v1::OrchestratorMessage registered;
+    registered.mutable_registered()->set_agent("agents/a");
+    registered.mutable_registered()->set_credit_in_results(takes_them);
+    link->Deliver(0, registered);
+    // The Registered reply is handled before the assignment behind it.
+    link->Deliver(0, Assign({"a", "b"}));
+    ASSERT_EQ(link->Results(0, 2).size(), 2u);
+    EXPECT_EQ(link->Granted(0, 4), 4) << "2 at registration, 2 freed";
+    int credit_messages = 0;
+    int credit_in_results = 0;
+    for (const v1::AgentMessage& message : link->Written(0)) {
+      credit_messages += message.has_credit() ? 1 : 0;
+      credit_in_results += message.task_results().credit();
+    }
+    if (takes_them) {
+      EXPECT_EQ(credit_messages, 0);
+      EXPECT_EQ(credit_in_results, 2);
+    } else {
+      EXPECT_GE(credit_messages, 1);
+      EXPECT_EQ(credit_in_results, 0);
+    }
+  }
 }
 
 // Where the first message of session 0 that `is` picks sits in what it

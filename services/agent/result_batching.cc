@@ -72,6 +72,28 @@ ResultBatches::ResultBatches(std::deque<QueuedMessage> queued, ResultBatchLimits
   flush();
 }
 
+bool ResultBatches::AttachCredit(int32_t credit) {
+  for (size_t i = messages_.size(); i-- > 0;) {
+    const v1::AgentMessage* message = messages_[i];
+    if (message->has_task_results()) {
+      // Every results message here is one of batches_: only read elsewhere.
+      const_cast<v1::AgentMessage*>(message)->mutable_task_results()->set_credit(credit);
+      return true;
+    }
+    if (message->has_task_result()) {
+      v1::AgentMessage& batch = batches_.emplace_back();
+      v1::TaskResults* results = batch.mutable_task_results();
+      // Lent as the batches' results are, and taken back in the destructor.
+      results->mutable_results()->UnsafeArenaAddAllocated(
+          const_cast<v1::TaskResult*>(&message->task_result()));
+      results->set_credit(credit);
+      messages_[i] = &batch;
+      return true;
+    }
+  }
+  return false;
+}
+
 ResultBatches::~ResultBatches() {
   for (v1::AgentMessage& batch : batches_) {
     auto* results = batch.mutable_task_results()->mutable_results();

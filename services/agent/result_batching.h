@@ -2,6 +2,7 @@
 #define GYRE_SERVICES_AGENT_RESULT_BATCHING_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <vector>
@@ -38,6 +39,13 @@ class ResultBatches {
 
   // In order; valid while this lives.
   const std::vector<const gyre::v1::AgentMessage*>& messages() const { return messages_; }
+
+  // Puts `credit` on the last results message (a lone result becomes a
+  // batch of one), for an orchestrator that takes TaskResults.credit: the
+  // slots those results freed travel with them instead of in a message of
+  // their own. False, and nothing changed, when there is no result to
+  // carry it.
+  bool AttachCredit(int32_t credit);
 
  private:
   const std::deque<QueuedMessage> queued_;

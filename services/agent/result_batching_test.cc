@@ -101,5 +101,32 @@ TEST(ResultBatchesTest, ResultsArriveWholeAndAreLentNotCopied) {
   EXPECT_EQ(a.use_count(), 1);
 }
 
+// Issue 22: the slots the results free travel in their message.
+TEST(ResultBatchesTest, CreditRidesOnTheLastResultsMessage) {
+  ResultBatches batch({Result("a"), Result("b"), Log("c"), Result("d"), Result("e")});
+  ASSERT_TRUE(batch.AttachCredit(4));
+  EXPECT_EQ(Shape(batch), "R(a,b)l(c)R(d,e)");
+  EXPECT_EQ(batch.messages()[0]->task_results().credit(), 0);
+  EXPECT_EQ(batch.messages()[2]->task_results().credit(), 4);
+
+  // A lone result becomes a batch of one, lent like the others.
+  const QueuedMessage lone = Result("a", "out-a");
+  {
+    ResultBatches one({Started("b"), lone, Log("a")});
+    ASSERT_TRUE(one.AttachCredit(1));
+    EXPECT_EQ(Shape(one), "s(b)R(a)l(a)");
+    EXPECT_EQ(one.messages()[1]->task_results().credit(), 1);
+    EXPECT_EQ(&one.messages()[1]->task_results().results(0), &lone->task_result());
+    EXPECT_FALSE(lone->has_task_results()) << "the queued message is not changed";
+  }
+  EXPECT_EQ(lone->task_result().stdout_tail(), "out-a") << "given back whole";
+  EXPECT_EQ(lone.use_count(), 1);
+
+  // Nothing to carry it: the caller sends a Credit message.
+  ResultBatches none({Started("a"), Log("a")});
+  EXPECT_FALSE(none.AttachCredit(2));
+  EXPECT_EQ(Shape(none), "s(a)l(a)");
+}
+
 }  // namespace
 }  // namespace gyre::agent

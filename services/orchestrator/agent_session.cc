@@ -138,6 +138,16 @@ absl::Status AgentSession::RefuseResults(const v1::AgentMessage& message,
     if (!NotOwnedShard(status).has_value()) return Fail(std::move(status), agent_id_);
     refuse(result, status);
   }
+  // The credit the batch carried is the agent's whatever became of its
+  // results: lost here, the agent's slots would idle.
+  if (const int32_t credit = message.task_results().credit(); credit > 0) {
+    v1::AgentMessage grant;
+    grant.mutable_credit()->set_tasks(credit);
+    if (absl::Status status = engine_->HandleAgentMessage(agent_id_, grant, outbox_.get());
+        !status.ok()) {
+      return Fail(std::move(status), agent_id_);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -96,6 +96,43 @@ TEST_F(AgentSessionTest, EndDisconnectsOnceAndNothingGoesOutAfter) {
   EXPECT_TRUE(assigned);
 }
 
+// Issue 22: the slots a batch of results frees travel in the batch
+// (TaskResults.credit), one message instead of two, and the orchestrator
+// says it takes them so.
+TEST_F(AgentSessionTest, CreditInAResultsBatchIsGrantedWithTheResults) {
+  AgentSession session(&engine_, [] {});
+  v1::AgentMessage hello = Registration("a1", /*slots=*/2);
+  hello.mutable_register_()->set_initial_credit(1);  // its other slot is another's
+  ASSERT_TRUE(session.Receive(hello).ok());
+  v1::OrchestratorMessage message;
+  ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
+  EXPECT_TRUE(message.registered().credit_in_results());
+  const std::string first = StartNoop();
+  const std::string second = StartNoop();
+  ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
+  ASSERT_EQ(message.assignment().tasks_size(), 1) << "one slot";
+  const v1::AttemptRef ref = message.assignment().tasks(0).ref();
+  EXPECT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kIdle);
+
+  v1::AgentMessage batch;
+  v1::TaskResult* result = batch.mutable_task_results()->add_results();
+  *result->mutable_ref() = ref;
+  result->set_outcome(v1::ATTEMPT_SUCCEEDED);
+  result->set_sequence(1);
+  batch.mutable_task_results()->set_credit(1);
+  ASSERT_TRUE(session.Receive(batch).ok());
+  bool assigned = false;
+  while (session.TakeOutgoing(&message) == AgentSession::Outgoing::kMessage) {
+    if (message.has_assignment()) {
+      assigned = true;
+      EXPECT_EQ(message.assignment().tasks(0).ref().execution(), second);
+    }
+  }
+  EXPECT_TRUE(assigned) << "the freed slot took the next task with no Credit message";
+  EXPECT_NE(ref.execution(), second);
+  EXPECT_EQ(ref.execution(), first);
+}
+
 TEST_F(AgentSessionTest, AProtocolErrorEndsTheSessionAndDisconnects) {
   AgentSession session(&engine_, [] {});
   ASSERT_TRUE(session.Receive(Registration("a1")).ok());
@@ -139,7 +176,9 @@ TEST(AgentSessionShardsTest, AResultOfAShardNotOwnedIsRefusedTypedAndTheSessionG
   options.owned_shards = low;
   WorkflowEngine engine(options);
   AgentSession session(&engine);
-  ASSERT_TRUE(session.Receive(Registration("a1")).ok());
+  v1::AgentMessage hello = Registration("a1", /*slots=*/2);
+  hello.mutable_register_()->set_initial_credit(1);  // its other slot is another's
+  ASSERT_TRUE(session.Receive(hello).ok());
   v1::OrchestratorMessage message;
   ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
   ASSERT_TRUE(message.has_registered());
@@ -176,13 +215,44 @@ TEST(AgentSessionShardsTest, AResultOfAShardNotOwnedIsRefusedTypedAndTheSessionG
   EXPECT_EQ(acked, 1u);
   EXPECT_TRUE(session.status().ok()) << session.status();
 
+  // The credit a refused batch carries is granted all the same (lost, the
+  // agent's slot would idle). The agent's one credit runs an execution of
+  // this orchestrator's; a second waits for the other slot's credit.
+  v1::StartExecutionRequest start;
+  start.mutable_definition()->set_name("workflows/waits");
+  v1::TaskSpec* task = start.mutable_definition()->add_tasks();
+  task->set_id("only");
+  task->mutable_builtin()->set_kind(v1::BuiltinExecutor::NOOP);
+  ASSERT_TRUE(engine.StartExecution(start).ok());
+  ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
+  ASSERT_TRUE(message.has_assignment());
+  absl::StatusOr<v1::Execution> waiting = engine.StartExecution(start);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kIdle) << "no credit yet";
+  v1::AgentMessage refused_batch;
+  *refused_batch.mutable_task_results()->add_results() = *foreign;
+  refused_batch.mutable_task_results()->mutable_results(0)->set_sequence(3);
+  refused_batch.mutable_task_results()->set_credit(1);
+  ASSERT_TRUE(session.Receive(refused_batch).ok());
+  bool assigned = false;
+  refused = false;
+  while (session.TakeOutgoing(&message) == AgentSession::Outgoing::kMessage) {
+    refused = refused || message.has_result_refused();
+    if (message.has_assignment()) {
+      assigned = true;
+      EXPECT_EQ(message.assignment().tasks(0).ref().execution(), waiting->name());
+    }
+  }
+  EXPECT_TRUE(refused);
+  EXPECT_TRUE(assigned) << "the refused batch's credit was granted";
+
   // A lone result too.
   v1::AgentMessage single;
   *single.mutable_task_result() = *foreign;
-  single.mutable_task_result()->set_sequence(3);
+  single.mutable_task_result()->set_sequence(4);
   ASSERT_TRUE(session.Receive(single).ok());
   ASSERT_EQ(session.TakeOutgoing(&message), AgentSession::Outgoing::kMessage);
-  EXPECT_EQ(message.result_refused().sequence(), 3u);
+  EXPECT_EQ(message.result_refused().sequence(), 4u);
 }
 
 }  // namespace

@@ -1310,6 +1310,7 @@ absl::StatusOr<v1::Registered> WorkflowEngine::RegisterAgent(
   registered.set_agent("agents/" + id);
   *registered.mutable_heartbeat_interval() = ToProto(options_.heartbeat_interval);
   *registered.mutable_lease_timeout() = ToProto(options_.lease_timeout);
+  registered.set_credit_in_results(true);
   return registered;
 }
 
@@ -1445,6 +1446,9 @@ absl::Status WorkflowEngine::HandleAgentMessage(const std::string& agent_id,
         EngineJournal::CommitHold together(journal_);  // the results and the next leases
         results_.RecordResults(agent, absl::MakeConstSpan(results.data(), results.size()),
                                absl::MakeSpan(parsed), out);
+        // The slots they freed, in the same pass: the next leases go with
+        // the results' commit.
+        agent.credit += std::max(0, message.task_results().credit());
         dispatcher_.Dispatch(out);
         break;
       }
