@@ -519,11 +519,14 @@ tasks:
                   "AND state = 'SUCCEEDED'",
                   ok),
             "2");
-  EXPECT_EQ(query("SELECT (min(sequence) = 1 AND max(sequence) = count(*) AND count(*) >= 7)::text "
+  EXPECT_EQ(query("SELECT (min(sequence) = 1 AND max(sequence) = count(*))::text "
                   "FROM events WHERE execution_id = $1",
                   ok),
             "true")
       << "sequences 1, 2, 3... one per record of the execution";
+  // Started, two leases and two results at least (a task that ends within
+  // the agent's start_report_delay has no start record of its own).
+  EXPECT_GE(std::stoi(query("SELECT count(*)::text FROM events WHERE execution_id = $1", ok)), 5);
   EXPECT_EQ(query("SELECT kind FROM events WHERE execution_id = $1 AND sequence = 1", ok),
             "execution_started");
   ExpectNoPasswordIn(orchestrator_->Output());

@@ -231,10 +231,16 @@ bool ResultRecorder::HandleResult(const std::string& agent_id, const v1::TaskRes
     attempt.start_time = std::max(attempt.lease_time, attempt.end_time - attempt.wall_time);
     // Such a process started all the same (a builtin starts none, nor does
     // an assignment refused before anything ran: no wall time).
-    if (!journal_.replaying() && attempt.wall_time > 0 &&
+    if (attempt.wall_time > 0 &&
         task.spec->builtin().kind() == v1::BuiltinExecutor::KIND_UNSPECIFIED) {
-      metrics_.ObserveSubmitToStart(
-          absl::ToDoubleSeconds(absl::FromUnixNanos(attempt.start_time) - task.ready_time));
+      if (!journal_.replaying()) {
+        metrics_.ObserveSubmitToStart(
+            absl::ToDoubleSeconds(absl::FromUnixNanos(attempt.start_time) - task.ready_time));
+      }
+      // Watchers see it start before its outcome, as for a start reported
+      // on its own: an event, but no record (a replay of this result makes
+      // the same event, so sequences survive a restart).
+      if (task.state == v1::TASK_LEASED) machine_.SetTaskState(exec, index, v1::TASK_RUNNING);
     }
   }
   if (!result.stdout_tail().empty() || !result.stderr_tail().empty()) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <sstream>
 #include <thread>
@@ -189,6 +190,38 @@ TEST_F(WorkflowEngineRecoveryTest, ReplayRebuildsTheHistoryWatchersSaw) {
   Restart();  // from the snapshot
   ExpectSameHistory(live, History(*engine_, exec_));
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(live_a, Run("a")));
+}
+
+// Issue 22: a process that ended within the agent's start_report_delay
+// sends its result only. Watchers still see it RUNNING before its outcome
+// (an event made from the result, with no record of its own), and a
+// replay makes the same event, so the sequences survive a restart.
+TEST_F(WorkflowEngineRecoveryTest, AResultWithoutAStartShowsTheTaskRunningFirstAcrossRestarts) {
+  auto a1 = Register("a1");
+  v1::StartExecutionRequest request;
+  *request.mutable_definition() = Workflow({Task("quick")});
+  exec_ = engine_->StartExecution(request)->name();
+  auto quick = a1->Take(1);
+  ASSERT_EQ(quick.size(), 1u);
+  v1::AgentMessage result = ResultMessage(quick[0].ref(), 1, v1::ATTEMPT_SUCCEEDED);
+  result.mutable_task_result()->mutable_wall_time()->set_nanos(3'000'000);
+  ASSERT_TRUE(engine_->HandleAgentMessage("a1", result).ok());
+  ASSERT_EQ(engine_->GetExecution(exec_)->state(), v1::EXECUTION_SUCCEEDED);
+  const std::vector<v1::Event> live = History(*engine_, exec_);
+  std::vector<v1::TaskState> states;
+  for (const v1::Event& event : live) {
+    if (event.type() == v1::Event::TASK_STATE_CHANGED) states.push_back(event.task_run().state());
+  }
+  const auto running = std::find(states.begin(), states.end(), v1::TASK_RUNNING);
+  ASSERT_NE(running, states.end()) << "no RUNNING event";
+  EXPECT_EQ(std::next(running), std::find(states.begin(), states.end(), v1::TASK_SUCCEEDED))
+      << "RUNNING right before its outcome";
+
+  Restart();  // from the log
+  ExpectSameHistory(live, History(*engine_, exec_));
+  ASSERT_TRUE(engine_->WriteSnapshot().ok());
+  Restart();  // from the snapshot
+  ExpectSameHistory(live, History(*engine_, exec_));
 }
 
 TEST_F(WorkflowEngineRecoveryTest, AnAttemptLostBeforeARestartStaysLostAndIsNotLeasedAgain) {
