@@ -221,6 +221,26 @@ class ScriptedLink : public OrchestratorLink {
   bool auto_ack_ ABSL_GUARDED_BY(mutex_) = false;
 };
 
+// An agent on a scripted link with a fake clock, started. Its working
+// directory is a scratch directory, and it may run tasks as root (the
+// tests may run as root). Tests take its parts by structured binding.
+struct ScriptedAgent {
+  explicit ScriptedAgent(AgentConfig config = {})
+      : agent(ForTests(std::move(config), scratch), link, &clock) {
+    agent.Start();
+  }
+  static AgentConfig ForTests(AgentConfig config, const gyre::testing::ScratchDir& dir) {
+    config.work_dir = dir.path();
+    config.allow_root_tasks = true;
+    return config;
+  }
+
+  gyre::testing::ScratchDir scratch{"gyre_agent_client_test"};
+  FakeClock clock;
+  std::shared_ptr<ScriptedLink> link = std::make_shared<ScriptedLink>(&clock);
+  AgentClient agent;
+};
+
 v1::OrchestratorMessage Assign(const std::vector<std::string>& tasks) {
   v1::OrchestratorMessage message;
   for (const std::string& task : tasks) {
@@ -267,15 +287,10 @@ v1::OrchestratorMessage AckThrough(uint64_t sequence) {
 }
 
 TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
   config.slots = 8;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
 
   link->Deliver(0, Assign({"a", "b", "c"}));
   const std::vector<v1::TaskResult> first = link->Results(0, 3);
@@ -323,15 +338,10 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
 TEST(AgentClientTest, FreedSlotsTravelWithTheResultsWhenTheOrchestratorTakesThem) {
   for (const bool takes_them : {true, false}) {
     SCOPED_TRACE(takes_them ? "credit_in_results" : "an older orchestrator");
-    gyre::testing::ScratchDir scratch("gyre_agent_client_test");
     AgentConfig config;
     config.slots = 2;
-    config.work_dir = scratch.path();
-    config.allow_root_tasks = true;  // the tests may run as root
-    FakeClock clock;
-    auto link = std::make_shared<ScriptedLink>(&clock);
-    AgentClient agent(config, link, &clock);
-    agent.Start();
+    ScriptedAgent scripted(config);
+    auto& link = scripted.link;
     v1::OrchestratorMessage registered;
     registered.mutable_registered()->set_agent("agents/a");
     registered.mutable_registered()->set_credit_in_results(takes_them);
@@ -381,15 +391,10 @@ bool AwaitWritten(ScriptedLink& link, const std::function<bool(const v1::AgentMe
 }
 
 TEST(AgentClientTest, ATaskThatEndsBeforeItsStartIsReportedSendsOnlyItsResult) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
   config.start_report_delay = absl::Hours(1);
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
   link->Deliver(0, AssignCommand("quick", "true"));
   const std::vector<v1::TaskResult> results = link->Results(0, 1);
   ASSERT_EQ(results.size(), 1u);
@@ -399,15 +404,10 @@ TEST(AgentClientTest, ATaskThatEndsBeforeItsStartIsReportedSendsOnlyItsResult) {
 }
 
 TEST(AgentClientTest, ATaskStillRunningAfterTheDelayIsReportedStartedWithItsPid) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
   config.start_report_delay = absl::Milliseconds(20);
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
   link->Deliver(0, AssignCommand("long", "exec sleep 300"));
   ASSERT_TRUE(AwaitWritten(*link, IsStart)) << "a task running past the delay is reported";
   const v1::TaskStarted started = link->Written(0)[PositionOf(*link, IsStart)].task_started();
@@ -422,15 +422,10 @@ TEST(AgentClientTest, ATaskStillRunningAfterTheDelayIsReportedStartedWithItsPid)
 }
 
 TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
   config.start_report_delay = absl::Hours(1);
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
   link->Deliver(0, AssignCommand("talk", "echo hello; exec sleep 300"));
   ASSERT_TRUE(AwaitWritten(*link, [](const v1::AgentMessage& message) {
     return message.has_log_chunk() &&
@@ -444,14 +439,8 @@ TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
 }
 
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   // Registered asks for a heartbeat every 50 ms; the agent starts out with
   // 5 s. Within 3 s of the clock, the old wait alone would have sent none.
   v1::OrchestratorMessage registered;
@@ -467,14 +456,8 @@ TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
 }
 
 TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   // Leases time out after 2 s: the agent must try again at least every
   // 500 ms, or a restarted orchestrator would give its leases up.
   v1::OrchestratorMessage registered;
@@ -502,14 +485,8 @@ TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
 }
 
 TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   // The clock never moves: only the cancel can end the sleep. A cancelled
   // built-in reports on the thread that cancels it, which must not hold
   // the agent's lock then (it deadlocked the stream's reader once).
@@ -522,14 +499,8 @@ TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
 }
 
 TEST(AgentClientTest, ACancelThatOvertakesItsAssignmentKeepsTheTaskFromRunning) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   // The orchestrator sends an assignment once its lease is durable but a
   // cancel at once: the cancel can arrive first. The task must not run.
   const std::string marker = scratch.path() + "/ran";
@@ -571,14 +542,8 @@ TEST(AgentClientTest, WorkDirNameIsOnePathComponentOrAnError) {
 }
 
 TEST(AgentClientTest, AnAssignmentWithoutAUsableWorkDirFailsAndTheAgentGoesOn) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   v1::OrchestratorMessage bad = AssignCommand("bad", "true");
   bad.mutable_assignment()->mutable_tasks(0)->mutable_ref()->set_execution("");
   link->Deliver(0, bad);
@@ -592,14 +557,8 @@ TEST(AgentClientTest, AnAssignmentWithoutAUsableWorkDirFailsAndTheAgentGoesOn) {
 }
 
 TEST(AgentClientTest, AHugeTimeoutIsNoTimeoutAtAll) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
-  AgentConfig config;
-  config.work_dir = scratch.path();
-  config.allow_root_tasks = true;  // the tests may run as root
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted;
+  auto& [scratch, clock, link, agent] = scripted;
   // int64 seconds overflowed when converted to nanoseconds: the task was
   // given a negative timeout and reported timed out at once.
   v1::OrchestratorMessage message = AssignCommand("long", "true");
@@ -653,15 +612,10 @@ TEST(AgentClientTest, DrainCancelsWhatOutlivesTheGraceAndReportsIt) {
 }
 
 TEST(AgentClientTest, TwoGpuTasksOnATwoGpuAgentSeeDifferentDevices) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
-  config.work_dir = scratch.path() + "/work";
-  config.allow_root_tasks = true;   // the tests may run as root
   config.gpu_devices = {"0", "1"};  // a simulated device list
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
   EXPECT_EQ(link->Registration(0).resources().gpus(), 2);
   // Each holds its device until the test lets both go, so they run at once.
   const std::string go = scratch.path() + "/go";
@@ -710,14 +664,10 @@ TEST(AgentClientTest, ARootAgentRefusesToRunTasksAsRootUnlessAllowed) {
 }
 
 TEST(AgentClientTest, TheRegistrationSaysWhetherLimitsAreEnforced) {
-  gyre::testing::ScratchDir scratch("gyre_agent_client_test");
   AgentConfig config;
-  config.work_dir = scratch.path();
   config.cgroups = false;
-  FakeClock clock;
-  auto link = std::make_shared<ScriptedLink>(&clock);
-  AgentClient agent(config, link, &clock);
-  agent.Start();
+  ScriptedAgent scripted(config);
+  auto& [scratch, clock, link, agent] = scripted;
   const v1::Register registration = link->Registration(0);
   EXPECT_FALSE(registration.limits_enforced());
   EXPECT_EQ(registration.limits_enforcement(),
