@@ -434,6 +434,21 @@ TEST(PostgresProjectorTest, TheThreadFollowsNewRecordsAndReportsItsLag) {
   EXPECT_EQ(One(tx, "SELECT position FROM projection_cursor WHERE name = 'relational'"), "3");
 }
 
+// The tables after a projection from e1's snapshot (a succeeded with 7 s
+// of CPU, b and c ready) and the record after it (b leased).
+void ExpectE1AsItsSnapshotLeftItAndBLeased(const ScratchDatabase& db) {
+  pqxx::connection connection(db.dsn());
+  pqxx::work tx(connection);
+  EXPECT_EQ(One(tx, "SELECT state FROM executions WHERE id = 'e1'"), "RUNNING");
+  EXPECT_EQ(One(tx,
+                "SELECT string_agg(task_id || ':' || state, ' ' ORDER BY task_id) "
+                "FROM tasks WHERE execution_id = 'e1'"),
+            "a:SUCCEEDED b:LEASED c:READY");
+  EXPECT_EQ(One(tx, "SELECT state || ' ' || cpu_seconds FROM task_runs WHERE task_id = 'a'"),
+            "SUCCEEDED 7");
+  EXPECT_EQ(One(tx, "SELECT count(*) FROM workflow_definitions"), "1");
+}
+
 TEST(PostgresProjectorTest, RecordsASnapshotDroppedAreMadeUpForFromIt) {
   ScratchDatabase db;
   Records records;
@@ -477,16 +492,7 @@ TEST(PostgresProjectorTest, RecordsASnapshotDroppedAreMadeUpForFromIt) {
   PostgresProjector projector(ProjectorOptions(db));
   EXPECT_EQ(CatchUp(projector), 2) << "the snapshot, then the record after it";
   EXPECT_EQ(projector.progress().position, 4u);
-  pqxx::connection connection(db.dsn());
-  pqxx::work tx(connection);
-  EXPECT_EQ(One(tx, "SELECT state FROM executions WHERE id = 'e1'"), "RUNNING");
-  EXPECT_EQ(One(tx,
-                "SELECT string_agg(task_id || ':' || state, ' ' ORDER BY task_id) "
-                "FROM tasks WHERE execution_id = 'e1'"),
-            "a:SUCCEEDED b:LEASED c:READY");
-  EXPECT_EQ(One(tx, "SELECT state || ' ' || cpu_seconds FROM task_runs WHERE task_id = 'a'"),
-            "SUCCEEDED 7");
-  EXPECT_EQ(One(tx, "SELECT count(*) FROM workflow_definitions"), "1");
+  ExpectE1AsItsSnapshotLeftItAndBLeased(db);
 }
 
 TEST(PostgresProjectorTest, ASnapshotKeepsTheRecordsTheProjectionHasNotRead) {
@@ -673,16 +679,7 @@ TEST(ShardedPostgresProjectorTest, AShardsRecordsItsSnapshotDroppedAreMadeUpForF
   PostgresProjector projector(ShardedProjectorOptions(db, {kShardOfE1}));
   EXPECT_EQ(CatchUp(projector), 2) << "the definition and the snapshot, then the record after it";
   EXPECT_EQ(Cursors(db), absl::StrCat("shard:-1=1 shard:", kShardOfE1, "=3"));
-  pqxx::connection connection(db.dsn());
-  pqxx::work tx(connection);
-  EXPECT_EQ(One(tx, "SELECT state FROM executions WHERE id = 'e1'"), "RUNNING");
-  EXPECT_EQ(One(tx,
-                "SELECT string_agg(task_id || ':' || state, ' ' ORDER BY task_id) "
-                "FROM tasks WHERE execution_id = 'e1'"),
-            "a:SUCCEEDED b:LEASED c:READY");
-  EXPECT_EQ(One(tx, "SELECT state || ' ' || cpu_seconds FROM task_runs WHERE task_id = 'a'"),
-            "SUCCEEDED 7");
-  EXPECT_EQ(One(tx, "SELECT count(*) FROM workflow_definitions"), "1");
+  ExpectE1AsItsSnapshotLeftItAndBLeased(db);
 }
 
 TEST(ShardedPostgresProjectorTest, AShardsSnapshotKeepsTheRecordsItsProjectionHasNotRead) {
