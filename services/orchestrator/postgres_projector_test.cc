@@ -9,6 +9,8 @@
 #include "services/orchestrator/postgres_projector.h"
 
 #include <pqxx/pqxx>
+#include <algorithm>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -270,6 +272,24 @@ void ExpectStoryRows(const ScratchDatabase& db) {
             "00:00:05 READY");
 }
 
+// Runs two projectors side by side until `done` (or 60 s), then checks
+// that together they projected each of the `records` once, without error,
+// into the story's rows.
+void ExpectTheRaceProjectsEachRecordOnce(const ScratchDatabase& db, PostgresProjector& one,
+                                         PostgresProjector& two, size_t records,
+                                         const std::function<bool()>& done) {
+  one.Start();
+  two.Start();
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < give_up && !done()) absl::SleepFor(absl::Milliseconds(20));
+  one.Stop();
+  two.Stop();
+  EXPECT_TRUE(one.progress().last_error.ok()) << one.progress().last_error;
+  EXPECT_TRUE(two.progress().last_error.ok()) << two.progress().last_error;
+  EXPECT_EQ(one.progress().records_projected + two.progress().records_projected, records);
+  ExpectStoryRows(db);
+}
+
 TEST(PostgresProjectorTest, TheRowsSayWhatTheRecordsSaid) {
   ScratchDatabase db;
   Records records = Story();
@@ -385,20 +405,9 @@ TEST(PostgresProjectorTest, TwoProjectorsAtOnceProjectEachRecordOnce) {
   auto store = StoreWith(db, records.all());
   PostgresProjector one(ProjectorOptions(db, /*batch=*/2));
   PostgresProjector two(ProjectorOptions(db, /*batch=*/3));
-  one.Start();
-  two.Start();
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up &&
-         std::max(one.progress().position, two.progress().position) < records.all().size()) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  one.Stop();
-  two.Stop();
-  EXPECT_TRUE(one.progress().last_error.ok()) << one.progress().last_error;
-  EXPECT_TRUE(two.progress().last_error.ok()) << two.progress().last_error;
-  EXPECT_EQ(one.progress().records_projected + two.progress().records_projected,
-            records.all().size());
-  ExpectStoryRows(db);
+  ExpectTheRaceProjectsEachRecordOnce(db, one, two, records.all().size(), [&] {
+    return std::max(one.progress().position, two.progress().position) >= records.all().size();
+  });
 }
 
 TEST(PostgresProjectorTest, TheThreadFollowsNewRecordsAndReportsItsLag) {
@@ -758,20 +767,9 @@ TEST(ShardedPostgresProjectorTest, TwoProjectorsOnOneDatabaseProjectEachRecordOn
   // Both think they hold both shards (one of them a former owner).
   PostgresProjector one(ShardedProjectorOptions(db, {kShardOfE1, kShardOfE2}, 2));
   PostgresProjector two(ShardedProjectorOptions(db, {kShardOfE2, kShardOfE1}, 3));
-  one.Start();
-  two.Start();
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up && (one.progress().position < records.all().size() ||
-                                   two.progress().position < records.all().size())) {
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  one.Stop();
-  two.Stop();
-  EXPECT_TRUE(one.progress().last_error.ok()) << one.progress().last_error;
-  EXPECT_TRUE(two.progress().last_error.ok()) << two.progress().last_error;
-  EXPECT_EQ(one.progress().records_projected + two.progress().records_projected,
-            records.all().size());
-  ExpectStoryRows(db);
+  ExpectTheRaceProjectsEachRecordOnce(db, one, two, records.all().size(), [&] {
+    return std::min(one.progress().position, two.progress().position) >= records.all().size();
+  });
 }
 
 }  // namespace
