@@ -223,7 +223,7 @@ class ScriptedLink : public OrchestratorLink {
 
 // An agent on a scripted link with a fake clock, started. Its working
 // directory is a scratch directory, and it may run tasks as root (the
-// tests may run as root). Tests take its parts by structured binding.
+// tests may run as root). Tests take references to the parts they use.
 struct ScriptedAgent {
   explicit ScriptedAgent(AgentConfig config = {})
       : agent(ForTests(std::move(config), scratch), link, &clock) {
@@ -290,7 +290,8 @@ TEST(AgentClientTest, ResultsAreNumberedAndOnlyUnacknowledgedOnesAreSentAgain) {
   AgentConfig config;
   config.slots = 8;
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  FakeClock& clock = scripted.clock;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
 
   link->Deliver(0, Assign({"a", "b", "c"}));
   const std::vector<v1::TaskResult> first = link->Results(0, 3);
@@ -394,7 +395,7 @@ TEST(AgentClientTest, ATaskThatEndsBeforeItsStartIsReportedSendsOnlyItsResult) {
   AgentConfig config;
   config.start_report_delay = absl::Hours(1);
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   link->Deliver(0, AssignCommand("quick", "true"));
   const std::vector<v1::TaskResult> results = link->Results(0, 1);
   ASSERT_EQ(results.size(), 1u);
@@ -407,7 +408,7 @@ TEST(AgentClientTest, ATaskStillRunningAfterTheDelayIsReportedStartedWithItsPid)
   AgentConfig config;
   config.start_report_delay = absl::Milliseconds(20);
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   link->Deliver(0, AssignCommand("long", "exec sleep 300"));
   ASSERT_TRUE(AwaitWritten(*link, IsStart)) << "a task running past the delay is reported";
   const v1::TaskStarted started = link->Written(0)[PositionOf(*link, IsStart)].task_started();
@@ -425,7 +426,7 @@ TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
   AgentConfig config;
   config.start_report_delay = absl::Hours(1);
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   link->Deliver(0, AssignCommand("talk", "echo hello; exec sleep 300"));
   ASSERT_TRUE(AwaitWritten(*link, [](const v1::AgentMessage& message) {
     return message.has_log_chunk() &&
@@ -440,7 +441,8 @@ TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
 
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  FakeClock& clock = scripted.clock;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   // Registered asks for a heartbeat every 50 ms; the agent starts out with
   // 5 s. Within 3 s of the clock, the old wait alone would have sent none.
   v1::OrchestratorMessage registered;
@@ -457,7 +459,9 @@ TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
 
 TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  FakeClock& clock = scripted.clock;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
+  AgentClient& agent = scripted.agent;
   // Leases time out after 2 s: the agent must try again at least every
   // 500 ms, or a restarted orchestrator would give its leases up.
   v1::OrchestratorMessage registered;
@@ -486,7 +490,7 @@ TEST(AgentClientTest, ReconnectBackoffDoublesUpToAQuarterOfTheLeaseTimeout) {
 
 TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   // The clock never moves: only the cancel can end the sleep. A cancelled
   // built-in reports on the thread that cancels it, which must not hold
   // the agent's lock then (it deadlocked the stream's reader once).
@@ -500,7 +504,8 @@ TEST(AgentClientTest, CancellingABuiltinSleepReportsItCancelled) {
 
 TEST(AgentClientTest, ACancelThatOvertakesItsAssignmentKeepsTheTaskFromRunning) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  gyre::testing::ScratchDir& scratch = scripted.scratch;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   // The orchestrator sends an assignment once its lease is durable but a
   // cancel at once: the cancel can arrive first. The task must not run.
   const std::string marker = scratch.path() + "/ran";
@@ -543,7 +548,7 @@ TEST(AgentClientTest, WorkDirNameIsOnePathComponentOrAnError) {
 
 TEST(AgentClientTest, AnAssignmentWithoutAUsableWorkDirFailsAndTheAgentGoesOn) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   v1::OrchestratorMessage bad = AssignCommand("bad", "true");
   bad.mutable_assignment()->mutable_tasks(0)->mutable_ref()->set_execution("");
   link->Deliver(0, bad);
@@ -558,7 +563,7 @@ TEST(AgentClientTest, AnAssignmentWithoutAUsableWorkDirFailsAndTheAgentGoesOn) {
 
 TEST(AgentClientTest, AHugeTimeoutIsNoTimeoutAtAll) {
   ScriptedAgent scripted;
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   // int64 seconds overflowed when converted to nanoseconds: the task was
   // given a negative timeout and reported timed out at once.
   v1::OrchestratorMessage message = AssignCommand("long", "true");
@@ -615,7 +620,8 @@ TEST(AgentClientTest, TwoGpuTasksOnATwoGpuAgentSeeDifferentDevices) {
   AgentConfig config;
   config.gpu_devices = {"0", "1"};  // a simulated device list
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  gyre::testing::ScratchDir& scratch = scripted.scratch;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   EXPECT_EQ(link->Registration(0).resources().gpus(), 2);
   // Each holds its device until the test lets both go, so they run at once.
   const std::string go = scratch.path() + "/go";
@@ -667,7 +673,7 @@ TEST(AgentClientTest, TheRegistrationSaysWhetherLimitsAreEnforced) {
   AgentConfig config;
   config.cgroups = false;
   ScriptedAgent scripted(config);
-  auto& [scratch, clock, link, agent] = scripted;
+  std::shared_ptr<ScriptedLink>& link = scripted.link;
   const v1::Register registration = link->Registration(0);
   EXPECT_FALSE(registration.limits_enforced());
   EXPECT_EQ(registration.limits_enforcement(),

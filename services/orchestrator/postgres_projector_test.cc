@@ -8,9 +8,9 @@
 // one stream at once nor waiting for each other.
 #include "services/orchestrator/postgres_projector.h"
 
-#include <pqxx/pqxx>
 #include <algorithm>
 #include <functional>
+#include <pqxx/pqxx>
 #include <string>
 #include <thread>
 #include <vector>
