@@ -10,8 +10,11 @@ namespace gyre::bench {
 
 // One such loop per core (std::thread::hardware_concurrency), all running
 // at once, `spawns_per_loop` each: what a spawner with every core can do.
-// Spawns per second.
-double ConcurrentSpawnRate(int spawns_per_loop);
+// Spawns per second. `task_cpu_us`, when given, gets the CPU each spawned
+// process used (from its clone to its exit, RUSAGE_CHILDREN), in us: what
+// a task costs with no Gyre around it. The caller must have no other child
+// ending meanwhile.
+double ConcurrentSpawnRate(int spawns_per_loop, double* task_cpu_us = nullptr);
 
 // One loop alone (one core), `spawns` spawns: the second reference.
 // Spawns per second.
