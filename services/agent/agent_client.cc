@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include <google/protobuf/util/time_util.h>
 
@@ -102,6 +103,9 @@ AgentClient::AgentClient(AgentConfig config, Clock* clock)
       task_user_(ResolveTaskUser(config_)),
       task_rlimits_(TaskRlimits(config_)),
       cgroups_(FindCgroups(config_, agent_id_)),
+      cpus_(config_.cpu > 0
+                ? static_cast<int64_t>(std::ceil(config_.cpu))
+                : static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()))),
       gpus_(GpuDeviceList(config_)),
       runner_(clock, cgroups_) {}
 
@@ -384,6 +388,7 @@ bool AgentClient::HandleMessage(const StreamPtr& stream, const v1::OrchestratorM
         stream->credit = std::max<int64_t>(0, stream->credit - tasks);
         stream->assigned += tasks;
         in_use_ += tasks;
+        in_use_now_.store(in_use_, std::memory_order_relaxed);
       }
       for (const v1::TaskAssignment& task : message.assignment().tasks()) {
         HandleAssignment(stream, task);
@@ -652,6 +657,16 @@ void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
           stream->out_mutex.AwaitWithDeadline(absl::Condition(&ready_or_sooner), due);
         }
       }
+      // More tasks run than there are CPUs: a slot freed a moment later
+      // leaves no CPU idle, so what finishes meanwhile joins this message.
+      if (config_.result_linger > absl::ZeroDuration() && !stream->outgoing.empty() &&
+          in_use_now_.load(std::memory_order_relaxed) > cpus_) {
+        auto full_or_stopping = [stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->out_mutex) {
+          return stream->writer_stop || stream->outgoing.size() >= kLingerMessages;
+        };
+        stream->out_mutex.AwaitWithTimeout(absl::Condition(&full_or_stopping),
+                                           config_.result_linger);
+      }
       if (stream->writer_stop) return;
       batch.swap(stream->outgoing);
       std::swap(credit, stream->pending_credit);
@@ -852,6 +867,7 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   absl::MutexLock lock(&mutex_);
   if (tracked) running_.erase(key);
   in_use_--;
+  in_use_now_.store(in_use_, std::memory_order_relaxed);
   stream->assigned--;
   queued->mutable_task_result()->set_sequence(++last_result_sequence_);
   SlotGrants grants = FreeSlotGrantsLocked(stream.get());

@@ -104,6 +104,8 @@ class AgentClient {
   // another orchestrator); beyond it the oldest is dropped, logged and
   // counted (its attempt is then lost and run again by its orchestrator).
   static constexpr size_t kMaxHeldResults = 4096;
+  // Messages queued that end a result's linger (result_linger) early.
+  static constexpr size_t kLingerMessages = 64;
 
  private:
   // One orchestrator's stream. The fields without annotation are guarded by
@@ -206,6 +208,9 @@ class AgentClient {
   const absl::StatusOr<std::optional<RunAs>> task_user_;
   const std::vector<ResourceLimit> task_rlimits_;
   const std::shared_ptr<const TaskCgroups> cgroups_;
+  // The CPUs the agent offers (`cpu`, else the machine's): results linger
+  // only while more tasks than these run.
+  const int64_t cpus_;
   GpuAssignment gpus_;
   prometheus::Counter* oom_kills_ = nullptr;
   prometheus::Counter* refused_results_ = nullptr;
@@ -234,6 +239,9 @@ class AgentClient {
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
   // Attempts assigned and not yet done (running_ plus those ending at once).
   int64_t in_use_ ABSL_GUARDED_BY(mutex_) = 0;
+  // in_use_ as of its last change, for the writers: they hold a stream's
+  // out_mutex, which comes after mutex_.
+  std::atomic<int64_t> in_use_now_{0};
   uint64_t last_result_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t next_turn_ ABSL_GUARDED_BY(mutex_) = 0;  // round robin among streams
   // Refused results waiting for a stream, and those offered to one (by

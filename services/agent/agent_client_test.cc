@@ -439,6 +439,43 @@ TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
   ASSERT_EQ(link->Results(0, 1).size(), 1u);
 }
 
+// How many of session 0's messages carry results.
+int ResultMessages(ScriptedLink& link) {
+  int messages = 0;
+  for (const v1::AgentMessage& message : link.Written(0)) messages += IsResult(message) ? 1 : 0;
+  return messages;
+}
+
+TEST(AgentClientTest, WhileMoreTasksRunThanCpusResultsWaitToShareAMessage) {
+  AgentConfig config;
+  config.cpu = 1;
+  config.slots = 8;
+  config.result_linger = absl::Seconds(3);
+  ScriptedAgent scripted(config);
+  ScriptedLink& link = *scripted.link;
+  // Two tasks that keep running (the fake clock never moves), and three
+  // that end 200 ms apart: five tasks on one CPU.
+  link.Deliver(0, AssignSleep("long-1", absl::Hours(1)));
+  link.Deliver(0, AssignSleep("long-2", absl::Hours(1)));
+  link.Deliver(0, AssignCommand("a", "sleep 0.1"));
+  link.Deliver(0, AssignCommand("b", "sleep 0.3"));
+  link.Deliver(0, AssignCommand("c", "sleep 0.5"));
+  ASSERT_EQ(link.Results(0, 3).size(), 3u);
+  EXPECT_EQ(ResultMessages(link), 1) << "the three results share one message";
+}
+
+TEST(AgentClientTest, AResultGoesAtOnceWhileACpuIsFree) {
+  AgentConfig config;
+  config.cpu = 8;
+  config.result_linger = absl::Hours(1);
+  ScriptedAgent scripted(config);
+  ScriptedLink& link = *scripted.link;
+  link.Deliver(0, AssignCommand("a", "sleep 0.1"));
+  link.Deliver(0, AssignCommand("b", "sleep 0.3"));
+  ASSERT_EQ(link.Results(0, 2).size(), 2u) << "not held for the linger: CPUs were free";
+  EXPECT_EQ(ResultMessages(link), 2);
+}
+
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
   ScriptedAgent scripted;
   FakeClock& clock = scripted.clock;
