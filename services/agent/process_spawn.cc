@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -29,6 +31,15 @@ struct ChildArgs {
   const SpawnRequest* request = nullptr;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
+  // The descriptors to use, as numbered in the child's table.
+  int stdin_fd = -1;  // -1: open /dev/null
+  int stdout_fd = -1;
+  int stderr_fd = -1;
+  const int* cgroup_fds = nullptr;
+  size_t cgroup_count = 0;
+  // Sharing the parent's table: keep a copy of the descriptors below this
+  // and nothing else. -1: the table is the child's own copy already.
+  int unshare_below = -1;
   int error = 0;
   const char* step = nullptr;
 };
@@ -45,6 +56,13 @@ int Fail(ChildArgs* args, const char* step) {
 int ChildMain(void* raw) {
   auto* args = static_cast<ChildArgs*>(raw);
   const SpawnRequest& request = *args->request;
+  // First of all: until then any change to a descriptor would be the
+  // agent's too.
+  if (args->unshare_below >= 0 &&
+      syscall(SYS_close_range, static_cast<unsigned>(args->unshare_below), ~0U,
+              CLOSE_RANGE_UNSHARE) != 0) {
+    return Fail(args, "copying the descriptor table");
+  }
   // A handler of the agent's must never run here (it would run on the
   // agent's memory), and the task gets no signal ignored.
   struct sigaction default_action {};
@@ -58,8 +76,8 @@ int ChildMain(void* raw) {
   // A session of its own: no controlling terminal, and a process group the
   // agent signals as a whole.
   if (setsid() < 0) return Fail(args, "setsid");
-  for (int fd : request.cgroup_procs_fds) {
-    if (write(fd, "0", 1) != 1) return Fail(args, "joining the task's cgroup");
+  for (size_t i = 0; i < args->cgroup_count; ++i) {
+    if (write(args->cgroup_fds[i], "0", 1) != 1) return Fail(args, "joining the task's cgroup");
   }
   for (const ResourceLimit& limit : request.rlimits) {
     const rlimit value{limit.value, limit.value};
@@ -75,13 +93,19 @@ int ChildMain(void* raw) {
   if (!request.work_dir.empty() && chdir(request.work_dir.c_str()) != 0) {
     return Fail(args, "entering the working directory");
   }
-  const int null_fd = open("/dev/null", O_RDONLY);
+  const int null_fd = args->stdin_fd >= 0 ? args->stdin_fd : open("/dev/null", O_RDONLY);
   if (null_fd < 0) return Fail(args, "opening /dev/null");
-  if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(request.stdout_fd, STDOUT_FILENO) < 0 ||
-      dup2(request.stderr_fd, STDERR_FILENO) < 0) {
+  if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(args->stdout_fd, STDOUT_FILENO) < 0 ||
+      dup2(args->stderr_fd, STDERR_FILENO) < 0) {
     return Fail(args, "redirecting stdio");
   }
-  if (null_fd > STDERR_FILENO) close(null_fd);
+  if (args->unshare_below >= 0) {
+    // The few copied: the task gets its stdio and nothing else, even a
+    // descriptor some library opened without O_CLOEXEC.
+    syscall(SYS_close_range, 3U, ~0U, 0U);
+  } else if (args->stdin_fd < 0 && null_fd > STDERR_FILENO) {
+    close(null_fd);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -101,7 +125,60 @@ char* ChildStackTop() {
 
 }  // namespace
 
-absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request) {
+SpawnDescriptors::SpawnDescriptors(int groups) {
+  null_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // Without close_range (Linux 5.9) every spawn copies the table.
+  if (null_fd_ < 0 || syscall(SYS_close_range, ~0U - 1, ~0U, 0U) != 0) return;
+  groups_.resize(static_cast<size_t>(std::max(groups, 0)));
+  limit_ = null_fd_ + 1;
+  for (Group& group : groups_) {
+    for (int& fd : group.fds) {
+      fd = fcntl(null_fd_, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) {
+        // Out of descriptors already: no short way for anyone.
+        for (Group& made : groups_) {
+          for (int& other : made.fds) {
+            if (other > 0) close(other);
+            other = -1;
+          }
+        }
+        free_.clear();
+        return;
+      }
+      limit_ = std::max(limit_, fd + 1);
+    }
+    absl::MutexLock lock(&mutex_);
+    free_.push_back(&group);
+  }
+}
+
+SpawnDescriptors::~SpawnDescriptors() {
+  for (Group& group : groups_) {
+    for (int fd : group.fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+  if (null_fd_ >= 0) close(null_fd_);
+}
+
+SpawnDescriptors::Group* SpawnDescriptors::Acquire() {
+  absl::MutexLock lock(&mutex_);
+  if (free_.empty()) return nullptr;
+  Group* group = free_.back();
+  free_.pop_back();
+  return group;
+}
+
+void SpawnDescriptors::Release(Group* group, int used) {
+  // dup3 replaces in one step: the number is never free for another
+  // thread's open to take.
+  for (int i = 0; i < used && i < kGroupFds; ++i) dup3(null_fd_, group->fds[i], O_CLOEXEC);
+  absl::MutexLock lock(&mutex_);
+  free_.push_back(group);
+}
+
+absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
+                                            SpawnDescriptors* descriptors) {
   if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
   std::vector<char*> argv;
   argv.reserve(request.argv.size() + 1);
@@ -115,6 +192,35 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request) {
   args.request = &request;
   args.argv = argv.data();
   args.envp = envp.data();
+  args.stdout_fd = request.stdout_fd;
+  args.stderr_fd = request.stderr_fd;
+  args.cgroup_fds = request.cgroup_procs_fds.data();
+  args.cgroup_count = request.cgroup_procs_fds.size();
+  SpawnDescriptors::Group* group = nullptr;
+  int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+  if (descriptors != nullptr) {
+    args.stdin_fd = descriptors->null_fd();
+    if (request.cgroup_procs_fds.size() <= SpawnDescriptors::kCgroupFds) {
+      group = descriptors->Acquire();
+    }
+  }
+  if (group != nullptr) {
+    bool placed = dup3(request.stdout_fd, group->fds[0], O_CLOEXEC) >= 0 &&
+                  dup3(request.stderr_fd, group->fds[1], O_CLOEXEC) >= 0;
+    for (size_t i = 0; placed && i < request.cgroup_procs_fds.size(); ++i) {
+      placed = dup3(request.cgroup_procs_fds[i], group->fds[2 + i], O_CLOEXEC) >= 0;
+    }
+    if (placed) {
+      args.stdout_fd = group->fds[0];
+      args.stderr_fd = group->fds[1];
+      args.cgroup_fds = &group->fds[2];
+      args.unshare_below = descriptors->limit();
+      flags |= CLONE_FILES;
+    } else {
+      descriptors->Release(group, SpawnDescriptors::kGroupFds);
+      group = nullptr;
+    }
+  }
 
   // No signal reaches the child before it has reset the handlers.
   sigset_t all;
@@ -122,10 +228,14 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   int pidfd = -1;
-  const pid_t pid = clone(ChildMain, ChildStackTop(),
-                          CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args, &pidfd);
+  const pid_t pid = clone(ChildMain, ChildStackTop(), flags, &args, &pidfd);
   const int clone_error = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  // The child has its copies (or is gone): the pipes must not stay open
+  // here as well, or they would never end.
+  if (group != nullptr) {
+    descriptors->Release(group, 2 + static_cast<int>(request.cgroup_procs_fds.size()));
+  }
   if (pid < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot start a process: clone: ", std::strerror(clone_error)));

@@ -2,6 +2,7 @@
 // a whole, another user, rlimits, the environment, the private working
 // directory, and the memory limit of a task's cgroup.
 #include <dirent.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -20,6 +22,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "libs/common/clock.h"
@@ -146,6 +150,46 @@ TEST_F(TaskIsolationTest, RlimitsFromTheConfigAreSetInTheTask) {
             "Max core file size 0 0 bytes \n"
             "Max processes 4321 4321 processes \n"
             "Max open files 123 123 files \n");
+}
+
+TEST_F(TaskIsolationTest, TheTaskHoldsNoDescriptorButItsStdio) {
+  // What a library of the agent's might leave open: one descriptor without
+  // O_CLOEXEC, and one with it.
+  const int leaky = open("/dev/null", O_RDONLY);
+  const int sealed = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(leaky, 0);
+  ASSERT_GE(sealed, 0);
+  const TaskOutcome outcome = Run(runner_, Launch({"/bin/ls", "/proc/self/fd"}));
+  close(leaky);
+  close(sealed);
+  ASSERT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_head;
+  // 3 is ls's own handle on the directory it lists.
+  EXPECT_EQ(outcome.stdout_head, "0\n1\n2\n3\n");
+}
+
+TEST_F(TaskIsolationTest, TasksSpawnedAtOnceEachWriteToTheirOwnOutput) {
+  // More at once than the agent keeps descriptor groups for (16 at most):
+  // some spawns take the short way, the others copy the table.
+  constexpr int kTasks = 48;
+  absl::Mutex mutex;
+  std::map<int, TaskOutcome> outcomes;
+  absl::BlockingCounter done(kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    TaskLaunch launch =
+        Launch({absl::StrCat("echo out-", i, "; echo err-", i, " >&2; sleep 0.2")}, true);
+    runner_.Start(std::move(launch), [&, i](TaskOutcome outcome) {
+      absl::MutexLock lock(&mutex);
+      outcomes[i] = std::move(outcome);
+      done.DecrementCount();
+    });
+  }
+  done.Wait();
+  absl::MutexLock lock(&mutex);
+  for (int i = 0; i < kTasks; ++i) {
+    EXPECT_EQ(outcomes[i].kind, TaskOutcome::Kind::kSucceeded) << i;
+    EXPECT_EQ(outcomes[i].stdout_head, absl::StrCat("out-", i, "\n")) << i;
+    EXPECT_EQ(outcomes[i].stderr_head, absl::StrCat("err-", i, "\n")) << i;
+  }
 }
 
 TEST_F(TaskIsolationTest, TheEnvironmentHoldsOnlyWhatTheTaskWasGiven) {

@@ -262,8 +262,9 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
 // with exactly `env`.
 absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
                                          const std::map<std::string, std::string>& env,
-                                         ExecutableCache* executables, int stdout_fd, int stderr_fd,
-                                         const std::vector<int>& cgroup_procs_fds) {
+                                         ExecutableCache* executables,
+                                         SpawnDescriptors* descriptors, int stdout_fd,
+                                         int stderr_fd, const std::vector<int>& cgroup_procs_fds) {
   SpawnRequest request;
   request.argv = launch.shell ? std::vector<std::string>{"/bin/sh", "-c",
                                                          launch.argv.empty() ? "" : launch.argv[0]}
@@ -281,7 +282,7 @@ absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
   request.run_as = launch.run_as;
   request.rlimits = launch.rlimits;
   request.cgroup_procs_fds = cgroup_procs_fds;
-  absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request);
+  absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, descriptors);
   // The executable went away since it was found: search again next time.
   if (!spawned.ok()) executables->Forget(request.argv[0], path_env);
   return spawned;
@@ -479,6 +480,7 @@ absl::Status OpenPipes(int (&read_ends)[2], int (&write_ends)[2]) {
 TaskRunner::TaskRunner(Clock* clock, std::shared_ptr<const TaskCgroups> cgroups)
     : clock_(clock),
       cgroups_(std::move(cgroups)),
+      spawn_descriptors_(std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 4, 16)),
       work_dirs_(std::make_unique<WorkDirPool>()),
       timers_(clock),
       epoll_fd_(NewEpoll()),
@@ -597,7 +599,7 @@ void TaskRunner::Launch(Handle handle, TaskLaunch launch, Callback done) {
   if (prepared.ok()) prepared = OpenPipes(process->pipes, write_ends);
   absl::StatusOr<SpawnedProcess> spawned =
       prepared.ok() ? SpawnTask(launch, BuildEnvironment(launch, process->work_dir.output_path),
-                                &executables_, write_ends[0], write_ends[1],
+                                &executables_, &spawn_descriptors_, write_ends[0], write_ends[1],
                                 process->cgroup != nullptr ? process->cgroup->procs_fds()
                                                            : std::vector<int>{})
                     : absl::StatusOr<SpawnedProcess>(prepared);

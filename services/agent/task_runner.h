@@ -164,6 +164,8 @@ class TaskRunner {
   Clock* const clock_;
   const std::shared_ptr<const TaskCgroups> cgroups_;
   ExecutableCache executables_;
+  // Made before the descriptors below: their numbers are higher.
+  SpawnDescriptors spawn_descriptors_;
   std::unique_ptr<WorkDirPool> work_dirs_;
   std::atomic<int64_t> oom_kills_{0};
   TimerQueue timers_;
