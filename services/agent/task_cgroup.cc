@@ -60,6 +60,27 @@ std::string ReadFile(const std::string& path) {
   return text;
 }
 
+// The whole of a small file open at `fd`, read from its start again (a
+// cgroup file is generated afresh for a read at offset 0).
+std::string ReadAt(int fd) {
+  std::string text;
+  char buffer[4096];
+  off_t offset = 0;
+  while (true) {
+    const ssize_t n = pread(fd, buffer, sizeof(buffer), offset);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    offset += n;
+  }
+  return text;
+}
+
+// `fd` open at `path` if it could be, else the file read by its path.
+std::string ReadEither(int fd, const std::string& path) {
+  return fd >= 0 ? ReadAt(fd) : ReadFile(path);
+}
+
 // The number after `key` in a "key value" per line file (memory.events,
 // memory.oom_control); 0 if absent.
 int64_t KeyedValue(const std::string& text, absl::string_view key) {
@@ -69,12 +90,6 @@ int64_t KeyedValue(const std::string& text, absl::string_view key) {
     if (kv.first == key && absl::SimpleAtoi(kv.second, &value)) return value;
   }
   return 0;
-}
-
-int64_t NumberIn(const std::string& path) {
-  int64_t value = 0;
-  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &value)) return 0;
-  return value;
 }
 
 // A mounted cgroup hierarchy and the agent's cgroup in it.
@@ -243,7 +258,9 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const TaskLimits
     // Reused: the peak starts again from what it holds now.
     const bool reset =
         cgroup->v2_ ? pwrite(cgroup->peak_fd_, "0", 1, 0) == 1
-                    : WriteFile(cgroup->memory_dir_ + "/memory.max_usage_in_bytes", "0").ok();
+        : cgroup->usage_fd_ >= 0
+            ? pwrite(cgroup->usage_fd_, "0", 1, 0) == 1
+            : WriteFile(cgroup->memory_dir_ + "/memory.max_usage_in_bytes", "0").ok();
     absl::Status applied =
         reset ? Apply(*cgroup, limits) : absl::FailedPreconditionError("the peak cannot be reset");
     if (applied.ok()) return cgroup;
@@ -278,7 +295,15 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const TaskLimits
     cgroup->peak_fd_ = open(peak.c_str(), O_RDWR | O_CLOEXEC);
     if (cgroup->peak_fd_ < 0) cgroup->peak_fd_ = open(peak.c_str(), O_RDONLY | O_CLOEXEC);
     (void)WriteFile(cgroup->memory_dir_ + "/memory.swap.max", "0");
+    cgroup->events_fd_ =
+        open((cgroup->memory_dir_ + "/memory.events").c_str(), O_RDONLY | O_CLOEXEC);
+  } else {
+    cgroup->usage_fd_ =
+        open((cgroup->memory_dir_ + "/memory.max_usage_in_bytes").c_str(), O_RDWR | O_CLOEXEC);
+    cgroup->events_fd_ =
+        open((cgroup->memory_dir_ + "/memory.oom_control").c_str(), O_RDONLY | O_CLOEXEC);
   }
+  cgroup->procs_read_fd_ = open(ProcsFile(cgroup->memory_dir_).c_str(), O_RDONLY | O_CLOEXEC);
   for (const std::string* path : {&cgroup->memory_dir_, &cgroup->cpu_dir_}) {
     if (path->empty()) continue;
     const int fd = open(ProcsFile(*path).c_str(), O_WRONLY | O_CLOEXEC);
@@ -357,6 +382,9 @@ bool TaskCgroups::Keep(TaskCgroup& cgroup) const {
   kept->cpu_dir_ = std::move(cgroup.cpu_dir_);
   kept->procs_fds_ = std::move(cgroup.procs_fds_);
   kept->peak_fd_ = std::exchange(cgroup.peak_fd_, -1);
+  kept->usage_fd_ = std::exchange(cgroup.usage_fd_, -1);
+  kept->events_fd_ = std::exchange(cgroup.events_fd_, -1);
+  kept->procs_read_fd_ = std::exchange(cgroup.procs_read_fd_, -1);
   kept->written_ = cgroup.written_;
   cgroup.memory_dir_.clear();
   cgroup.cpu_dir_.clear();
@@ -367,8 +395,9 @@ bool TaskCgroups::Keep(TaskCgroup& cgroup) const {
 }
 
 int64_t TaskCgroup::OomKills() const {
-  return v2_ ? KeyedValue(ReadFile(memory_dir_ + "/memory.events"), "oom_kill")
-             : KeyedValue(ReadFile(memory_dir_ + "/memory.oom_control"), "oom_kill");
+  return KeyedValue(
+      ReadEither(events_fd_, memory_dir_ + (v2_ ? "/memory.events" : "/memory.oom_control")),
+      "oom_kill");
 }
 
 TaskCgroup::Usage TaskCgroup::Read() const {
@@ -381,7 +410,12 @@ TaskCgroup::Usage TaskCgroup::Read() const {
       usage.peak_memory_bytes = peak;
     }
   } else {
-    usage.peak_memory_bytes = NumberIn(memory_dir_ + "/memory.max_usage_in_bytes");
+    int64_t peak = 0;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                             ReadEither(usage_fd_, memory_dir_ + "/memory.max_usage_in_bytes")),
+                         &peak)) {
+      usage.peak_memory_bytes = peak;
+    }
   }
   usage.oom_killed = OomKills() > oom_kills_before_;
   return usage;
@@ -390,7 +424,7 @@ TaskCgroup::Usage TaskCgroup::Read() const {
 void TaskCgroup::KillAll() const {
   if (v2_ && WriteFile(memory_dir_ + "/cgroup.kill", "1").ok()) return;
   for (int round = 0; round < 3; ++round) {
-    const std::string procs = ReadFile(ProcsFile(memory_dir_));
+    const std::string procs = Procs();
     if (procs.empty()) {
       // Nothing is left to fork into it: WaitEmpty need not look again.
       seen_empty_ = true;
@@ -403,8 +437,10 @@ void TaskCgroup::KillAll() const {
   }
 }
 
+std::string TaskCgroup::Procs() const { return ReadEither(procs_read_fd_, ProcsFile(memory_dir_)); }
+
 bool TaskCgroup::Empty() const {
-  if (!seen_empty_ && ReadFile(ProcsFile(memory_dir_)).empty()) seen_empty_ = true;
+  if (!seen_empty_ && Procs().empty()) seen_empty_ = true;
   return seen_empty_;
 }
 
@@ -412,7 +448,7 @@ bool TaskCgroup::WaitEmpty() const {
   if (seen_empty_) return true;
   // Killed processes leave the cgroup a moment after the signal.
   for (int attempt = 0; attempt < 200; ++attempt) {
-    const std::string procs = ReadFile(ProcsFile(memory_dir_));
+    const std::string procs = Procs();
     if (procs.empty()) return true;
     if (attempt % 20 == 19) KillAll();
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -424,7 +460,9 @@ TaskCgroup::~TaskCgroup() {
   if (memory_dir_.empty()) return;  // handed on to a kept one
   if (owner_ != nullptr && WaitEmpty() && owner_->Keep(*this)) return;
   for (int fd : procs_fds_) close(fd);
-  if (peak_fd_ >= 0) close(peak_fd_);
+  for (int fd : {peak_fd_, usage_fd_, events_fd_, procs_read_fd_}) {
+    if (fd >= 0) close(fd);
+  }
   for (const std::string* dir : {&memory_dir_, &cpu_dir_}) {
     if (dir->empty()) continue;
     for (int attempt = 0; attempt < 200; ++attempt) {

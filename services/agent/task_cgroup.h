@@ -46,6 +46,8 @@ class TaskCgroup {
   int64_t OomKills() const;
   // Whether no process is left in it (none has been for up to ~1 s).
   bool WaitEmpty() const;
+  // Its processes' ids, one per line, as cgroup.procs lists them.
+  std::string Procs() const;
 
   const TaskCgroups* owner_ = nullptr;
   bool v2_ = false;
@@ -53,6 +55,12 @@ class TaskCgroup {
   std::string cpu_dir_;     // v1 only; may be empty
   std::vector<int> procs_fds_;
   int peak_fd_ = -1;  // v2: memory.peak, reset and read through this fd
+  // Kept open with the cgroup, read (and written) again for every task it
+  // serves: opening a cgroup file walks its path each time. -1 when it
+  // could not be opened (the path is opened then).
+  int usage_fd_ = -1;       // v1: memory.max_usage_in_bytes, reset and read
+  int events_fd_ = -1;      // the OOM kill count: v2 memory.events, v1 memory.oom_control
+  int procs_read_fd_ = -1;  // cgroup.procs, read
   // The limits written in the files now (a reused cgroup is rewritten only
   // where the next task's differ).
   TaskLimits written_;
