@@ -388,7 +388,6 @@ bool AgentClient::HandleMessage(const StreamPtr& stream, const v1::OrchestratorM
         stream->credit = std::max<int64_t>(0, stream->credit - tasks);
         stream->assigned += tasks;
         in_use_ += tasks;
-        in_use_now_.store(in_use_, std::memory_order_relaxed);
       }
       for (const v1::TaskAssignment& task : message.assignment().tasks()) {
         HandleAssignment(stream, task);
@@ -657,15 +656,19 @@ void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
           stream->out_mutex.AwaitWithDeadline(absl::Condition(&ready_or_sooner), due);
         }
       }
-      // More tasks run than there are CPUs: a slot freed a moment later
-      // leaves no CPU idle, so what finishes meanwhile joins this message.
+      // More processes run than there are CPUs: a slot freed a moment
+      // later leaves no CPU idle, so what finishes meanwhile joins this
+      // message. The wait ends as soon as a CPU could be free: a layer of a
+      // DAG that drains sends its last results at once. (The count is
+      // re-read whenever out_mutex is released, which every result queued
+      // does, after the count fell.)
+      auto cpus_taken = [this] { return runner_.processes() > cpus_; };
       if (config_.result_linger > absl::ZeroDuration() && !stream->outgoing.empty() &&
-          in_use_now_.load(std::memory_order_relaxed) > cpus_) {
-        auto full_or_stopping = [stream]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->out_mutex) {
-          return stream->writer_stop || stream->outgoing.size() >= kLingerMessages;
+          cpus_taken()) {
+        auto send_now = [stream, &cpus_taken]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(stream->out_mutex) {
+          return stream->writer_stop || stream->outgoing.size() >= kLingerMessages || !cpus_taken();
         };
-        stream->out_mutex.AwaitWithTimeout(absl::Condition(&full_or_stopping),
-                                           config_.result_linger);
+        stream->out_mutex.AwaitWithTimeout(absl::Condition(&send_now), config_.result_linger);
       }
       if (stream->writer_stop) return;
       batch.swap(stream->outgoing);
@@ -867,7 +870,6 @@ void AgentClient::OnTaskDone(const StreamPtr& stream, const v1::AttemptRef& ref,
   absl::MutexLock lock(&mutex_);
   if (tracked) running_.erase(key);
   in_use_--;
-  in_use_now_.store(in_use_, std::memory_order_relaxed);
   stream->assigned--;
   queued->mutable_task_result()->set_sequence(++last_result_sequence_);
   SlotGrants grants = FreeSlotGrantsLocked(stream.get());

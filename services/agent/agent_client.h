@@ -209,7 +209,7 @@ class AgentClient {
   const std::vector<ResourceLimit> task_rlimits_;
   const std::shared_ptr<const TaskCgroups> cgroups_;
   // The CPUs the agent offers (`cpu`, else the machine's): results linger
-  // only while more tasks than these run.
+  // only while more processes than these run.
   const int64_t cpus_;
   GpuAssignment gpus_;
   prometheus::Counter* oom_kills_ = nullptr;
@@ -217,7 +217,6 @@ class AgentClient {
   prometheus::Counter* dropped_results_ = nullptr;
   prometheus::Counter* starts_sent_ = nullptr;
   prometheus::Counter* starts_in_result_ = nullptr;
-  TaskRunner runner_;
 
   // Lock order: mutex_, then a stream's out_mutex.
   mutable absl::Mutex mutex_;
@@ -239,9 +238,6 @@ class AgentClient {
   absl::flat_hash_map<std::string, Running> running_ ABSL_GUARDED_BY(mutex_);
   // Attempts assigned and not yet done (running_ plus those ending at once).
   int64_t in_use_ ABSL_GUARDED_BY(mutex_) = 0;
-  // in_use_ as of its last change, for the writers: they hold a stream's
-  // out_mutex, which comes after mutex_.
-  std::atomic<int64_t> in_use_now_{0};
   uint64_t last_result_sequence_ ABSL_GUARDED_BY(mutex_) = 0;
   size_t next_turn_ ABSL_GUARDED_BY(mutex_) = 0;  // round robin among streams
   // Refused results waiting for a stream, and those offered to one (by
@@ -259,6 +255,11 @@ class AgentClient {
   bool draining_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::thread heartbeat_thread_;
+  // Declared last, so destroyed first: its destructor kills the processes
+  // still running, and their results come back through OnTaskDone, which
+  // needs every member above alive (destroyed before it, a client torn
+  // down with processes running spun on its destroyed mutex).
+  TaskRunner runner_;
 };
 
 }  // namespace gyre::agent

@@ -446,22 +446,83 @@ int ResultMessages(ScriptedLink& link) {
   return messages;
 }
 
-TEST(AgentClientTest, WhileMoreTasksRunThanCpusResultsWaitToShareAMessage) {
+TEST(AgentClientTest, WhileMoreProcessesRunThanCpusResultsWaitToShareAMessage) {
   AgentConfig config;
   config.cpu = 1;
   config.slots = 8;
   config.result_linger = absl::Seconds(3);
   ScriptedAgent scripted(config);
   ScriptedLink& link = *scripted.link;
-  // Two tasks that keep running (the fake clock never moves), and three
-  // that end 200 ms apart: five tasks on one CPU.
-  link.Deliver(0, AssignSleep("long-1", absl::Hours(1)));
-  link.Deliver(0, AssignSleep("long-2", absl::Hours(1)));
+  // Two processes that keep running (killed with the agent), and three
+  // that end 200 ms apart: five processes on one CPU.
+  link.Deliver(0, AssignCommand("long-1", "sleep 60"));
+  link.Deliver(0, AssignCommand("long-2", "sleep 60"));
   link.Deliver(0, AssignCommand("a", "sleep 0.1"));
   link.Deliver(0, AssignCommand("b", "sleep 0.3"));
   link.Deliver(0, AssignCommand("c", "sleep 0.5"));
   ASSERT_EQ(link.Results(0, 3).size(), 3u);
   EXPECT_EQ(ResultMessages(link), 1) << "the three results share one message";
+}
+
+TEST(AgentClientTest, LingeringResultsGoAsSoonAsACpuIsFree) {
+  AgentConfig config;
+  config.cpu = 1;
+  config.result_linger = absl::Hours(1);
+  ScriptedAgent scripted(config);
+  ScriptedLink& link = *scripted.link;
+  // Three processes on one CPU: the first result waits while two still
+  // run; when the second ends, one process is left for the one CPU, so both
+  // results go at once (as the last tasks of a DAG's layer, whose results
+  // the next layer waits for), long before the hour.
+  link.Deliver(0, AssignCommand("a", "sleep 0.1"));
+  link.Deliver(0, AssignCommand("b", "sleep 0.3"));
+  link.Deliver(0, AssignCommand("c", "sleep 0.6"));
+  ASSERT_EQ(link.Results(0, 3).size(), 3u) << "not held for the hour";
+  std::vector<int> sizes;
+  for (const v1::AgentMessage& message : link.Written(0)) {
+    if (IsResult(message))
+      sizes.push_back(message.has_task_result() ? 1 : message.task_results().results_size());
+  }
+  EXPECT_EQ(sizes, (std::vector<int>{2, 1}));
+}
+
+TEST(AgentClientTest, BuiltinsUseNoCpuSoTheirResultsNeverLinger) {
+  AgentConfig config;
+  config.cpu = 1;
+  config.slots = 8;
+  config.result_linger = absl::Hours(1);
+  ScriptedAgent scripted(config);
+  ScriptedLink& link = *scripted.link;
+  link.Deliver(0, AssignSleep("long-1", absl::Hours(1)));
+  link.Deliver(0, AssignSleep("long-2", absl::Hours(1)));
+  link.Deliver(0, Assign({"a"}));
+  EXPECT_EQ(link.Results(0, 1).size(), 1u) << "sleeps take no CPU: nothing to wait for";
+}
+
+TEST(AgentClientTest, AnAgentDestroyedWithProcessesRunningKillsThem) {
+  std::vector<pid_t> pids;
+  {
+    AgentConfig config;
+    config.slots = 8;
+    config.start_report_delay = absl::ZeroDuration();  // each start, with its pid
+    ScriptedAgent scripted(config);
+    ScriptedLink& link = *scripted.link;
+    for (int i = 0; i < 6; ++i) {
+      link.Deliver(0, AssignCommand(absl::StrCat("long-", i), "sleep 60"));
+    }
+    for (int i = 0; i < 1000 && pids.size() < 6; ++i) {
+      pids.clear();
+      for (const v1::AgentMessage& message : link.Written(0)) {
+        if (message.has_task_started()) pids.push_back(message.task_started().pid());
+      }
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_EQ(pids.size(), 6u);
+    // Destroyed here, its tasks still running: their results come back
+    // while it is torn down (this once spun on the client's destroyed
+    // mutex).
+  }
+  for (pid_t pid : pids) EXPECT_NE(kill(pid, 0), 0) << pid << " outlived its agent";
 }
 
 TEST(AgentClientTest, AResultGoesAtOnceWhileACpuIsFree) {

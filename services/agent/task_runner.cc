@@ -565,6 +565,7 @@ TaskRunner::Handle TaskRunner::Start(TaskLaunch launch, Callback done) {
     });
     return handle;
   }
+  processes_running_.fetch_add(1, std::memory_order_relaxed);
   {
     absl::MutexLock lock(&mutex_);
     launching_[handle] = std::nullopt;
@@ -922,6 +923,8 @@ void TaskRunner::Finish(std::unique_ptr<Process> process, TaskOutcome outcome) {
   if (process->work_dir.fd >= 0) close(process->work_dir.fd);
   outcome.wall_time = clock_->Now() - process->started;
   const Handle handle = process->handle;
+  // Before the report: whoever it reaches sees this process gone.
+  processes_running_.fetch_sub(1, std::memory_order_relaxed);
   process->done(std::move(outcome));
   // Last: the destructor waits for this, so `done` never outlives the runner.
   process.reset();

@@ -136,6 +136,9 @@ class TaskRunner {
   void Cancel(Handle handle, absl::Duration grace);
   // Tasks started and not yet finished.
   int running();
+  // Process tasks started and not yet reported: what wants the CPUs (a
+  // builtin uses none). Lock-free, for the agent's writer.
+  int64_t processes() const { return processes_running_.load(std::memory_order_relaxed); }
   // Attempts ended by the OOM killer since the start.
   int64_t oom_kills() const { return oom_kills_.load(); }
 
@@ -168,6 +171,7 @@ class TaskRunner {
   SpawnDescriptors spawn_descriptors_;
   std::unique_ptr<WorkDirPool> work_dirs_;
   std::atomic<int64_t> oom_kills_{0};
+  std::atomic<int64_t> processes_running_{0};
   TimerQueue timers_;
   const int epoll_fd_;
   const int wake_fd_;  // eventfd in epoll_fd_
