@@ -439,19 +439,27 @@ TEST(AgentClientTest, ATasksOutputGoesAfterItsStartHowEverLongTheDelay) {
   ASSERT_EQ(link->Results(0, 1).size(), 1u);
 }
 
-// How many of session 0's messages carry results.
-int ResultMessages(ScriptedLink& link) {
-  int messages = 0;
-  for (const v1::AgentMessage& message : link.Written(0)) messages += IsResult(message) ? 1 : 0;
-  return messages;
+// How many results each of session 0's messages that carries some holds.
+std::vector<int> ResultBatchSizes(ScriptedLink& link) {
+  std::vector<int> sizes;
+  for (const v1::AgentMessage& message : link.Written(0)) {
+    if (message.has_task_result()) sizes.push_back(1);
+    if (message.has_task_results()) sizes.push_back(message.task_results().results_size());
+  }
+  return sizes;
+}
+
+// An agent of `cpus` CPUs whose results linger up to `linger`.
+AgentConfig Lingering(double cpus, absl::Duration linger, int64_t slots = 4) {
+  AgentConfig config;
+  config.cpu = cpus;
+  config.slots = slots;
+  config.result_linger = linger;
+  return config;
 }
 
 TEST(AgentClientTest, WhileMoreProcessesRunThanCpusResultsWaitToShareAMessage) {
-  AgentConfig config;
-  config.cpu = 1;
-  config.slots = 8;
-  config.result_linger = absl::Seconds(3);
-  ScriptedAgent scripted(config);
+  ScriptedAgent scripted(Lingering(1, absl::Seconds(3), 8));
   ScriptedLink& link = *scripted.link;
   // Two processes that keep running (killed with the agent), and three
   // that end 200 ms apart: five processes on one CPU.
@@ -461,14 +469,11 @@ TEST(AgentClientTest, WhileMoreProcessesRunThanCpusResultsWaitToShareAMessage) {
   link.Deliver(0, AssignCommand("b", "sleep 0.3"));
   link.Deliver(0, AssignCommand("c", "sleep 0.5"));
   ASSERT_EQ(link.Results(0, 3).size(), 3u);
-  EXPECT_EQ(ResultMessages(link), 1) << "the three results share one message";
+  EXPECT_EQ(ResultBatchSizes(link), std::vector<int>{3}) << "the three share one message";
 }
 
 TEST(AgentClientTest, LingeringResultsGoAsSoonAsACpuIsFree) {
-  AgentConfig config;
-  config.cpu = 1;
-  config.result_linger = absl::Hours(1);
-  ScriptedAgent scripted(config);
+  ScriptedAgent scripted(Lingering(1, absl::Hours(1)));
   ScriptedLink& link = *scripted.link;
   // Three processes on one CPU: the first result waits while two still
   // run; when the second ends, one process is left for the one CPU, so both
@@ -478,20 +483,11 @@ TEST(AgentClientTest, LingeringResultsGoAsSoonAsACpuIsFree) {
   link.Deliver(0, AssignCommand("b", "sleep 0.3"));
   link.Deliver(0, AssignCommand("c", "sleep 0.6"));
   ASSERT_EQ(link.Results(0, 3).size(), 3u) << "not held for the hour";
-  std::vector<int> sizes;
-  for (const v1::AgentMessage& message : link.Written(0)) {
-    if (IsResult(message))
-      sizes.push_back(message.has_task_result() ? 1 : message.task_results().results_size());
-  }
-  EXPECT_EQ(sizes, (std::vector<int>{2, 1}));
+  EXPECT_EQ(ResultBatchSizes(link), (std::vector<int>{2, 1}));
 }
 
 TEST(AgentClientTest, BuiltinsUseNoCpuSoTheirResultsNeverLinger) {
-  AgentConfig config;
-  config.cpu = 1;
-  config.slots = 8;
-  config.result_linger = absl::Hours(1);
-  ScriptedAgent scripted(config);
+  ScriptedAgent scripted(Lingering(1, absl::Hours(1), 8));
   ScriptedLink& link = *scripted.link;
   link.Deliver(0, AssignSleep("long-1", absl::Hours(1)));
   link.Deliver(0, AssignSleep("long-2", absl::Hours(1)));
@@ -526,15 +522,12 @@ TEST(AgentClientTest, AnAgentDestroyedWithProcessesRunningKillsThem) {
 }
 
 TEST(AgentClientTest, AResultGoesAtOnceWhileACpuIsFree) {
-  AgentConfig config;
-  config.cpu = 8;
-  config.result_linger = absl::Hours(1);
-  ScriptedAgent scripted(config);
+  ScriptedAgent scripted(Lingering(8, absl::Hours(1)));
   ScriptedLink& link = *scripted.link;
   link.Deliver(0, AssignCommand("a", "sleep 0.1"));
   link.Deliver(0, AssignCommand("b", "sleep 0.3"));
   ASSERT_EQ(link.Results(0, 2).size(), 2u) << "not held for the linger: CPUs were free";
-  EXPECT_EQ(ResultMessages(link), 2);
+  EXPECT_EQ(ResultBatchSizes(link), (std::vector<int>{1, 1}));
 }
 
 TEST(AgentClientTest, HeartbeatsFollowTheIntervalTheOrchestratorSets) {
