@@ -105,7 +105,7 @@ void AgentConfig::Register(config::ConfigSchema* schema) {
                       "sooner sends only its result)");
   schema->AddDuration("result_linger", &result_linger,
                       "how long a result waits for others to share its message while more "
-                      "tasks run than the agent has CPUs (0: at once)");
+                      "processes run than the agent has CPUs (0: at once)");
   schema->AddString("run_as_user", &run_as_user,
                     "user tasks run as, a name or number (default: the agent's)");
   schema->AddString("run_as_group", &run_as_group,

@@ -60,12 +60,13 @@ struct AgentConfig {
   // and end: most short tasks cost one message instead of two. 0 reports
   // each start as soon as the process is spawned.
   absl::Duration start_report_delay = absl::Milliseconds(50);
-  // While more tasks run on the agent than it has CPUs (`cpu`), a finished
-  // task's result waits up to this long for others to share its message
-  // (at most kLingerResults of them): the CPUs stay busy with the running
-  // tasks meanwhile, and each message, acknowledgement and commit then
-  // serves several tasks. With the CPUs not all taken, a result goes at
-  // once. 0 sends every result at once.
+  // While more processes run on the agent than it has CPUs (`cpu`; a
+  // builtin uses none), a finished task's result waits up to this long for
+  // others to share its message (AgentClient::kLingerMessages queued end
+  // the wait): the CPUs stay busy with the running processes meanwhile,
+  // and each message, acknowledgement and commit then serves several
+  // tasks. The wait ends once no more processes run than there are CPUs.
+  // 0 sends every result at once.
   absl::Duration result_linger = absl::Milliseconds(10);
   // The user and group tasks run as (a name or a number; empty: the
   // agent's own). Switching needs the agent to run as root (or with
