@@ -21,6 +21,7 @@
 #include <set>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "libs/common/limits.h"
@@ -142,6 +143,7 @@ class WorkDirPool {
  public:
   ~WorkDirPool() {
     for (const auto& [parent, dir] : free_) rmdir(dir.c_str());
+    for (const std::string& parent : aside_made_) rmdir(Aside(parent).c_str());
   }
   // Renames a kept directory (under the same parent) to `path`; false if
   // there is none.
@@ -169,13 +171,22 @@ class WorkDirPool {
     const std::string parent = ParentOf(path);
     if (parent.empty()) return false;
     uint64_t number;
+    bool aside_made;
     {
       absl::MutexLock lock(&mutex_);
       if (free_.size() >= kMaxKept) return false;
       number = next_++;
+      aside_made = aside_made_.contains(parent);
     }
-    // Hidden in the root (mode 0711: nobody else can list it).
-    std::string kept = absl::StrCat(parent, "/.recycled-", getpid(), "-", number);
+    // Out of the root, in a directory of the agent's own: each rename
+    // scans the entries of the directories it touches, and the root holds
+    // every running task's.
+    if (!aside_made) {
+      if (mkdir(Aside(parent).c_str(), 0700) != 0 && errno != EEXIST) return false;
+      absl::MutexLock lock(&mutex_);
+      aside_made_.insert(parent);
+    }
+    std::string kept = absl::StrCat(Aside(parent), "/", number);
     if (rename(path.c_str(), kept.c_str()) != 0) return false;
     absl::MutexLock lock(&mutex_);
     free_.emplace_back(parent, std::move(kept));
@@ -184,7 +195,12 @@ class WorkDirPool {
 
  private:
   static constexpr size_t kMaxKept = 256;
+  // Where the kept directories under `parent` wait (one per agent process).
+  static std::string Aside(const std::string& parent) {
+    return absl::StrCat(parent, "/.recycled-", getpid());
+  }
   absl::Mutex mutex_;
+  absl::flat_hash_set<std::string> aside_made_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::pair<std::string, std::string>> free_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
 };
