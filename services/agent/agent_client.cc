@@ -660,8 +660,10 @@ void AgentClient::WriterLoop(Stream* stream, OrchestratorSession* session) {
       // later leaves no CPU idle, so what finishes meanwhile joins this
       // message. The wait ends as soon as a CPU could be free: a layer of a
       // DAG that drains sends its last results at once. (The count is
-      // re-read whenever out_mutex is released, which every result queued
-      // does, after the count fell.)
+      // re-read whenever this stream's out_mutex is released, which every
+      // result queued on it does, after the count fell. A process ending
+      // for another orchestrator's stream does not wake this one: with
+      // several orchestrators a wait may run its full result_linger.)
       auto cpus_taken = [this] { return runner_.processes() > cpus_; };
       if (config_.result_linger > absl::ZeroDuration() && !stream->outgoing.empty() &&
           cpus_taken()) {
