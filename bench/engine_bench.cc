@@ -60,6 +60,8 @@ std::string g_bin_dir = "build";
 int g_runs = 3;
 bool g_quick = false;
 int g_noop_tasks = 0;             // --noop_tasks: longer no-op runs, for profiling
+int g_true_slots = 64;            // --true_slots: slots of each agent for the /bin/true tasks
+int g_true_tasks = 0;             // --true_tasks: /bin/true tasks per run; 0 for the default
 std::vector<std::string> g_only;  // sections to run; empty for all
 // --before_agent: a gyre-agent built from an earlier commit, measured in
 // the same run as this build's, with the same flags.
@@ -556,7 +558,7 @@ void Print(const std::vector<Row>& rows) {
 
 int Main() {
   const int noop_tasks = g_noop_tasks > 0 ? g_noop_tasks : g_quick ? 2000 : 20000;
-  const int true_tasks = g_quick ? 500 : 3000;
+  const int true_tasks = g_true_tasks > 0 ? g_true_tasks : g_quick ? 500 : 3000;
   std::vector<Row> rows;
 
   auto cpu_row = [](const Throughput& measured) {
@@ -620,7 +622,7 @@ int Main() {
       std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu;
     };
     auto measure = [&](Subprocess* into, const v1::WorkflowDefinition& def, double ceiling_now) {
-      Suite suite(false, 2, 64);
+      Suite suite(false, 2, g_true_slots);
       const double cpu_before = suite.CpuSeconds();
       const double server_before = suite.ServerCpuSeconds();
       const double tasks_before = suite.TaskCpuSeconds();
@@ -673,9 +675,9 @@ int Main() {
     }
     auto true_rows = [&](const std::string& build, const Subprocess& measured) {
       const double share = Median(measured.shares);
-      rows.push_back({absl::StrFormat("/bin/true subprocess tasks, 2 agents x 64 slots (%d tasks), "
+      rows.push_back({absl::StrFormat("/bin/true subprocess tasks, 2 agents x %d slots (%d tasks), "
                                       "%s: share of the per-core ceiling of the same run",
-                                      true_tasks, build),
+                                      g_true_slots, true_tasks, build),
                       absl::StrFormat("%.0f tasks/s = %.0f%%", Median(measured.rates), share * 100),
                       ">= 85%", share >= 0.85});
       const double cpu = Median(measured.cpu);
@@ -1195,6 +1197,10 @@ int main(int argc, char** argv) {
     if (absl::StartsWith(arg, "--before_agent=")) gyre::bench::g_before_agent = arg.substr(15);
     if (absl::StartsWith(arg, "--noop_tasks="))
       (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_noop_tasks);
+    if (absl::StartsWith(arg, "--true_slots="))
+      (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_true_slots);
+    if (absl::StartsWith(arg, "--true_tasks="))
+      (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_true_tasks);
     if (absl::StartsWith(arg, "--only=")) {
       gyre::bench::g_only = absl::StrSplit(arg.substr(7), ',', absl::SkipEmpty());
     }
