@@ -727,8 +727,9 @@ void AgentClient::HandleAssignment(const StreamPtr& stream, const v1::TaskAssign
     launch.argv.assign(task.command().begin(), task.command().end());
     launch.shell = task.shell();
     for (const auto& [key, value] : task.env()) launch.env[key] = value;
-    // One directory per attempt, directly under the root, so that removing
-    // it leaves nothing behind: {execution}.{task}.{attempt}.
+    // One directory per attempt, directly under the root:
+    // {execution}.{task}.{attempt}. Unless it is kept, the runner runs the
+    // task in one of its reused directories under the root instead.
     absl::StatusOr<std::string> dir_name = WorkDirName(task.ref());
     if (dir_name.ok()) {
       launch.work_dir = absl::StrCat(config_.work_dir, "/", *dir_name);

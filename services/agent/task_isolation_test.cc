@@ -213,22 +213,24 @@ TEST_F(TaskIsolationTest, TheEnvironmentHoldsOnlyWhatTheTaskWasGiven) {
 }
 
 TEST_F(TaskIsolationTest, TheWorkingDirectoryIsPrivateAndRemovedAfterwards) {
-  // The first task opens its directory up and leaves it empty (it may be
-  // reused, renamed, for the next); the next still gets a private one.
-  TaskLaunch opener = Launch({"stat -c %a .; chmod 777 ."}, true);
+  // The first task opens its directory up and leaves it empty: the next
+  // runs in it, private again; what that one leaves goes with its directory.
+  TaskLaunch opener = Launch({"stat -c %a .; pwd; chmod 777 ."}, true);
   opener.remove_work_dir = true;
-  const std::string first_dir = opener.work_dir;
   const TaskOutcome first = Run(runner_, opener);
   ASSERT_EQ(first.kind, TaskOutcome::Kind::kSucceeded) << first.stderr_head;
-  EXPECT_EQ(first.stdout_head, "700\n");
-  EXPECT_FALSE(std::filesystem::exists(first_dir));
-  TaskLaunch launch = Launch({"stat -c %a .; ls -A | wc -l; echo left > file"}, true);
+  const std::vector<std::string> first_lines = absl::StrSplit(first.stdout_head, '\n');
+  ASSERT_EQ(first_lines.size(), 3u) << first.stdout_head;
+  EXPECT_EQ(first_lines[0], "700");
+  const std::string first_dir = first_lines[1];
+  EXPECT_TRUE(absl::StartsWith(first_dir, root_ + "/.slots-")) << first_dir;
+  EXPECT_TRUE(std::filesystem::is_empty(first_dir)) << "kept, empty, for the next task";
+  TaskLaunch launch = Launch({"stat -c %a .; pwd; ls -A | wc -l; echo left > file"}, true);
   launch.remove_work_dir = true;
-  const std::string dir = launch.work_dir;
   const TaskOutcome outcome = Run(runner_, launch);
   ASSERT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.stderr_head;
-  EXPECT_EQ(outcome.stdout_head, "700\n0\n") << "private and empty";
-  EXPECT_FALSE(std::filesystem::exists(dir)) << "removed with what the task left";
+  EXPECT_EQ(outcome.stdout_head, "700\n" + first_dir + "\n0\n") << "private, empty, reused";
+  EXPECT_FALSE(std::filesystem::exists(first_dir)) << "removed with what the task left";
 }
 
 TEST_F(TaskIsolationTest, ATaskRunAsNobodyCannotWriteTheAgentsFiles) {
@@ -242,16 +244,22 @@ TEST_F(TaskIsolationTest, ATaskRunAsNobodyCannotWriteTheAgentsFiles) {
     out << "agent";
   }
   ASSERT_EQ(chmod(agent_file.c_str(), 0644), 0);
-  TaskLaunch launch =
-      Launch({absl::StrCat("id -u; echo task >> ", agent_file,
-                           "; echo '{\"mine\": 1}' > \"$GYRE_OUTPUT\"; echo $HOME")},
-             true);
-  launch.run_as = RunAs{nobody->pw_uid, nobody->pw_gid, nobody->pw_dir};
-  const TaskOutcome outcome = Run(runner_, launch);
-  EXPECT_EQ(outcome.stdout_head, absl::StrCat(nobody->pw_uid, "\n", nobody->pw_dir, "\n"));
-  EXPECT_TRUE(absl::StrContains(outcome.stderr_head, "Permission denied")) << outcome.stderr_head;
-  EXPECT_EQ(ReadText(agent_file), "agent") << "the agent's file is untouched";
-  EXPECT_EQ(outcome.output_json, "{\"mine\": 1}\n") << "its own directory is writable";
+  // In a directory named for the attempt, and in one of the agent's
+  // reused ones (under its own directory in the root).
+  for (const bool removed : {false, true}) {
+    SCOPED_TRACE(removed ? "a reused directory" : "a named directory");
+    TaskLaunch launch =
+        Launch({absl::StrCat("id -u; echo task >> ", agent_file,
+                             "; echo '{\"mine\": 1}' > \"$GYRE_OUTPUT\"; echo $HOME")},
+               true);
+    launch.run_as = RunAs{nobody->pw_uid, nobody->pw_gid, nobody->pw_dir};
+    launch.remove_work_dir = removed;
+    const TaskOutcome outcome = Run(runner_, launch);
+    EXPECT_EQ(outcome.stdout_head, absl::StrCat(nobody->pw_uid, "\n", nobody->pw_dir, "\n"));
+    EXPECT_TRUE(absl::StrContains(outcome.stderr_head, "Permission denied")) << outcome.stderr_head;
+    EXPECT_EQ(ReadText(agent_file), "agent") << "the agent's file is untouched";
+    EXPECT_EQ(outcome.output_json, "{\"mine\": 1}\n") << "its own directory is writable";
+  }
 }
 
 TEST_F(TaskIsolationTest, ATaskOverItsMemoryLimitIsOomKilledAndReportedAsSuch) {

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/common/limits.h"
 #include "libs/logging/logger.h"
+#include "services/agent/work_dirs.h"
 
 namespace gyre::agent {
 namespace {
@@ -114,161 +115,6 @@ std::vector<std::string> EnvironmentEntries(const std::map<std::string, std::str
   entries.reserve(env.size());
   for (const auto& [key, value] : env) entries.push_back(absl::StrCat(key, "=", value));
   return entries;
-}
-
-// The name of $GYRE_OUTPUT inside the task's working directory.
-constexpr char kOutputName[] = "gyre_output.json";
-
-// The task's working directory while the attempt runs.
-struct WorkDir {
-  std::string output_path;  // $GYRE_OUTPUT
-  int fd = -1;              // $GYRE_OUTPUT is read through it afterwards
-};
-
-// The parent directory of `path` ("" for none).
-std::string ParentOf(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos || slash == 0 ? "" : path.substr(0, slash);
-}
-
-}  // namespace
-
-// Emptied working directories kept for later tasks. On ext4 a new
-// directory takes a new inode, and finding a free one among the many just
-// freed (ext4's recently_deleted and find_get_block scans) was the
-// executor's largest cost per /bin/true task in the profile
-// (bench/README.md). A task that leaves nothing but its output hands its
-// directory on, renamed, instead of removing it. Thread-safe.
-class WorkDirPool {
- public:
-  ~WorkDirPool() {
-    for (const auto& [parent, dir] : free_) rmdir(dir.c_str());
-    for (const std::string& parent : aside_made_) rmdir(Aside(parent).c_str());
-  }
-  // Renames a kept directory (under the same parent) to `path`; false if
-  // there is none.
-  bool Take(const std::string& path) {
-    const std::string parent = ParentOf(path);
-    std::string dir;
-    {
-      absl::MutexLock lock(&mutex_);
-      for (size_t i = free_.size(); i-- > 0;) {
-        if (free_[i].first != parent) continue;
-        dir = std::move(free_[i].second);
-        free_.erase(free_.begin() + static_cast<ptrdiff_t>(i));
-        break;
-      }
-    }
-    if (dir.empty()) return false;
-    // The last task may have opened up its mode: private again.
-    if (rename(dir.c_str(), path.c_str()) == 0) return chmod(path.c_str(), 0700) == 0;
-    rmdir(dir.c_str());
-    return false;
-  }
-  // Keeps the (empty) directory `path` for a later task; false if the
-  // pool is full or it cannot be kept (the caller removes it then).
-  bool Give(const std::string& path) {
-    const std::string parent = ParentOf(path);
-    if (parent.empty()) return false;
-    uint64_t number;
-    bool aside_made;
-    {
-      absl::MutexLock lock(&mutex_);
-      if (free_.size() >= kMaxKept) return false;
-      number = next_++;
-      aside_made = aside_made_.contains(parent);
-    }
-    // Out of the root, in a directory of the agent's own: each rename
-    // scans the entries of the directories it touches, and the root holds
-    // every running task's.
-    if (!aside_made) {
-      if (mkdir(Aside(parent).c_str(), 0700) != 0 && errno != EEXIST) return false;
-      absl::MutexLock lock(&mutex_);
-      aside_made_.insert(parent);
-    }
-    std::string kept = absl::StrCat(Aside(parent), "/", number);
-    if (rename(path.c_str(), kept.c_str()) != 0) return false;
-    absl::MutexLock lock(&mutex_);
-    free_.emplace_back(parent, std::move(kept));
-    return true;
-  }
-
- private:
-  static constexpr size_t kMaxKept = 256;
-  // Where the kept directories under `parent` wait (one per agent process).
-  static std::string Aside(const std::string& parent) {
-    return absl::StrCat(parent, "/.recycled-", getpid());
-  }
-  absl::Mutex mutex_;
-  absl::flat_hash_set<std::string> aside_made_ ABSL_GUARDED_BY(mutex_);
-  std::vector<std::pair<std::string, std::string>> free_ ABSL_GUARDED_BY(mutex_);
-  uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
-};
-
-namespace {
-
-// Whether the directory open at `fd` holds nothing. Reads the entries
-// through `fd` itself (which nothing else reads them through).
-bool IsEmptyDirectory(int fd) {
-  alignas(8) char buffer[512];
-  bool empty = true;
-  while (empty) {
-    const long n = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
-    if (n <= 0) {
-      empty = n == 0;
-      break;
-    }
-    for (long offset = 0; offset < n;) {
-      auto* entry = reinterpret_cast<dirent64*>(buffer + offset);
-      const char* name = entry->d_name;
-      if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) empty = false;
-      offset += entry->d_reclen;
-    }
-  }
-  return empty;
-}
-
-// Makes `*work_dir` absolute (the child starts inside it, so no path it is
-// given may be relative to where the agent was started), creates it
-// private to the task (0700, owned by the user it runs as), removes a
-// previous attempt's output and opens it.
-WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
-                       WorkDirPool* pool) {
-  std::error_code error;  // a directory that cannot be made fails the spawn
-  if (!work_dir->empty() && (*work_dir)[0] != '/') {
-    *work_dir = std::filesystem::absolute(*work_dir, error).string();
-  }
-  // Made (or recycled) empty here: no earlier output to remove.
-  bool fresh = false;
-  if (!work_dir->empty()) {
-    if (pool != nullptr && pool->Take(*work_dir)) {
-      // A recycled one: empty and 0700; only its owner may need changing.
-      fresh = true;
-    } else if (mkdir(work_dir->c_str(), 0700) == 0) {
-      fresh = true;
-    } else {
-      if (errno == ENOENT) {
-        // The root of the working directories: others may pass through it
-        // (a task running as another user must reach its own) but not list.
-        const std::filesystem::path parent = std::filesystem::path(*work_dir).parent_path();
-        std::filesystem::create_directories(parent, error);
-        chmod(parent.c_str(), 0711);
-        fresh = mkdir(work_dir->c_str(), 0700) == 0;
-      } else if (errno == EEXIST) {
-        chmod(work_dir->c_str(), 0700);
-      }
-    }
-    if (run_as.has_value() && chown(work_dir->c_str(), run_as->uid, run_as->gid) != 0) {
-      logging::Warn("task working directory not handed to the task's user",
-                    {{"dir", *work_dir}, {"error", std::strerror(errno)}});
-    }
-  }
-  WorkDir dir;
-  dir.output_path = *work_dir + "/" + kOutputName;
-  if (!fresh) std::filesystem::remove(dir.output_path, error);
-  dir.fd = open(work_dir->empty() ? "/" : work_dir->c_str(),
-                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  return dir;
 }
 
 // Starts the task: in a session and process group of its own (so that it
@@ -402,15 +248,6 @@ bool CollectOutputJson(int work_dir_fd, TaskOutcome* outcome) {
   }
   outcome->output_json = *std::move(output);
   return found;
-}
-
-void RemoveWorkDir(const std::string& work_dir) {
-  std::error_code error;
-  std::filesystem::remove_all(work_dir, error);
-  if (error) {
-    logging::Warn("task working directory not removed",
-                  {{"dir", work_dir}, {"error", error.message()}});
-  }
 }
 
 }  // namespace
@@ -652,6 +489,7 @@ void TaskRunner::Launch(Handle handle, TaskLaunch launch, Callback done) {
   if (!process->launch.log_name.empty()) {
     logging::Debug("task process started", {{"attempt", process->launch.log_name},
                                             {"pid", static_cast<int64_t>(spawned->pid)},
+                                            {"dir", process->launch.work_dir},
                                             {"cgroup", process->cgroup != nullptr}});
   }
   const absl::Time deadline = process->launch.timeout == absl::InfiniteDuration()
@@ -932,9 +770,12 @@ void TaskRunner::Complete(std::unique_ptr<Process> process) {
 void TaskRunner::Finish(std::unique_ptr<Process> process, TaskOutcome outcome) {
   process->cgroup.reset();  // kept for the next task once its processes are gone
   const TaskLaunch& launch = process->launch;
-  if (launch.remove_work_dir && !launch.work_dir.empty() &&
-      (!process->work_dir_emptied || !work_dirs_->Give(launch.work_dir))) {
-    RemoveWorkDir(launch.work_dir);
+  if (launch.remove_work_dir && !launch.work_dir.empty()) {
+    if (process->work_dir_emptied && work_dirs_->Give(launch.work_dir, process->work_dir)) {
+      process->work_dir.fd = -1;  // the pool's now
+    } else {
+      RemoveWorkDir(launch.work_dir);
+    }
   }
   if (process->work_dir.fd >= 0) close(process->work_dir.fd);
   outcome.wall_time = clock_->Now() - process->started;

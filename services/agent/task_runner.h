@@ -44,8 +44,10 @@ struct TaskLaunch {
   // Enforced in a cgroup of the task's own when the runner has cgroups and
   // the task declares any; else advisory.
   TaskLimits limits;
-  // Remove work_dir and everything in it once the attempt has ended and its
-  // output is read (what the task wrote there is not kept).
+  // Nothing the task leaves is kept: it runs in one of the runner's reused
+  // directories instead of work_dir (which then only names its root), and
+  // that is removed once the attempt has ended and its output is read, or
+  // kept for a later task if the task left it empty.
   bool remove_work_dir = false;
   absl::Duration timeout = absl::InfiniteDuration();
   absl::Duration kill_grace = absl::Seconds(10);

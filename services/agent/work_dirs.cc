@@ -1,0 +1,182 @@
+#include "services/agent/work_dirs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "libs/logging/logger.h"
+
+namespace gyre::agent {
+namespace {
+
+// The parent directory of `path` ("" for none).
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos || slash == 0 ? "" : path.substr(0, slash);
+}
+
+// Makes the root of the working directories when it is missing: others may
+// pass through it (a task running as another user must reach its own) but
+// not list it.
+void MakeRoot(const std::string& root) {
+  std::error_code error;
+  std::filesystem::create_directories(root, error);
+  chmod(root.c_str(), 0711);
+}
+
+// Hands the directory open at `fd` to the task's user.
+void HandTo(int fd, const std::string& path, const std::optional<RunAs>& run_as) {
+  if (run_as.has_value() && fchown(fd, run_as->uid, run_as->gid) != 0) {
+    logging::Warn("task working directory not handed to the task's user",
+                  {{"dir", path}, {"error", std::strerror(errno)}});
+  }
+}
+
+}  // namespace
+
+WorkDirPool::~WorkDirPool() {
+  for (const Kept& kept : free_) {
+    close(kept.fd);
+    rmdir(kept.path.c_str());
+  }
+  // Empty unless a directory could not be removed (that was logged).
+  for (const std::string& root : slots_made_) rmdir(Slots(root).c_str());
+}
+
+std::string WorkDirPool::Slots(const std::string& root) {
+  return absl::StrCat(root, "/.slots-", getpid());
+}
+
+std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* path) {
+  uint64_t number;
+  bool slots_made;
+  {
+    absl::MutexLock lock(&mutex_);
+    for (size_t i = free_.size(); i-- > 0;) {
+      if (free_[i].root != root) continue;
+      WorkDir dir;
+      dir.fd = free_[i].fd;
+      dir.pooled = true;
+      *path = std::move(free_[i].path);
+      free_[i] = std::move(free_.back());
+      free_.pop_back();
+      return dir;
+    }
+    number = next_++;
+    slots_made = slots_made_.contains(root);
+  }
+  const std::string slots = Slots(root);
+  if (!slots_made) {
+    if (mkdir(slots.c_str(), 0711) != 0 && errno == ENOENT) {
+      MakeRoot(root);
+      mkdir(slots.c_str(), 0711);
+    }
+    // Made now, or left by an earlier agent of this pid: used only if it
+    // is a directory of this agent's user, and passable (not listable) for
+    // a task of another user.
+    struct stat info {};
+    if (lstat(slots.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) || info.st_uid != geteuid() ||
+        chmod(slots.c_str(), 0711) != 0) {
+      return std::nullopt;
+    }
+    absl::MutexLock lock(&mutex_);
+    slots_made_.insert(root);
+  }
+  std::string made = absl::StrCat(slots, "/", number);
+  if (mkdir(made.c_str(), 0700) != 0) return std::nullopt;
+  WorkDir dir;
+  dir.fd = open(made.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir.fd < 0) {
+    rmdir(made.c_str());
+    return std::nullopt;
+  }
+  dir.pooled = true;
+  *path = std::move(made);
+  return dir;
+}
+
+bool WorkDirPool::Give(const std::string& path, const WorkDir& dir) {
+  if (!dir.pooled || dir.fd < 0) return false;
+  absl::MutexLock lock(&mutex_);
+  if (free_.size() >= kMaxKept) return false;
+  free_.push_back({ParentOf(ParentOf(path)), path, dir.fd});
+  return true;
+}
+
+bool IsEmptyDirectory(int fd) {
+  // A kept directory's descriptor was read to its end by the last check.
+  if (lseek(fd, 0, SEEK_SET) != 0) return false;
+  alignas(8) char buffer[512];
+  bool empty = true;
+  while (empty) {
+    const long n = syscall(SYS_getdents64, fd, buffer, sizeof(buffer));
+    if (n <= 0) {
+      empty = n == 0;
+      break;
+    }
+    for (long offset = 0; offset < n;) {
+      auto* entry = reinterpret_cast<dirent64*>(buffer + offset);
+      const char* name = entry->d_name;
+      if (std::strcmp(name, ".") != 0 && std::strcmp(name, "..") != 0) empty = false;
+      offset += entry->d_reclen;
+    }
+  }
+  return empty;
+}
+
+WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
+                       WorkDirPool* pool) {
+  std::error_code error;  // a directory that cannot be made fails the spawn
+  if (!work_dir->empty() && (*work_dir)[0] != '/') {
+    *work_dir = std::filesystem::absolute(*work_dir, error).string();
+  }
+  if (!work_dir->empty() && pool != nullptr) {
+    std::string path;
+    if (std::optional<WorkDir> dir = pool->Take(ParentOf(*work_dir), &path)) {
+      // Empty; the last task may have opened up its mode.
+      fchmod(dir->fd, 0700);
+      HandTo(dir->fd, path, run_as);
+      *work_dir = std::move(path);
+      dir->output_path = *work_dir + "/" + kOutputName;
+      return *std::move(dir);
+    }
+  }
+  // Made here, empty: no earlier output to remove.
+  bool fresh = false;
+  if (!work_dir->empty()) {
+    if (mkdir(work_dir->c_str(), 0700) == 0) {
+      fresh = true;
+    } else if (errno == ENOENT) {
+      MakeRoot(ParentOf(*work_dir));
+      fresh = mkdir(work_dir->c_str(), 0700) == 0;
+    } else if (errno == EEXIST) {
+      chmod(work_dir->c_str(), 0700);
+    }
+  }
+  WorkDir dir;
+  dir.output_path = *work_dir + "/" + kOutputName;
+  if (!fresh) std::filesystem::remove(dir.output_path, error);
+  dir.fd = open(work_dir->empty() ? "/" : work_dir->c_str(),
+                O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (!work_dir->empty() && dir.fd >= 0) HandTo(dir.fd, *work_dir, run_as);
+  return dir;
+}
+
+void RemoveWorkDir(const std::string& work_dir) {
+  std::error_code error;
+  std::filesystem::remove_all(work_dir, error);
+  if (error) {
+    logging::Warn("task working directory not removed",
+                  {{"dir", work_dir}, {"error", error.message()}});
+  }
+}
+
+}  // namespace gyre::agent

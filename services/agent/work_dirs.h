@@ -1,0 +1,87 @@
+#ifndef GYRE_SERVICES_AGENT_WORK_DIRS_H_
+#define GYRE_SERVICES_AGENT_WORK_DIRS_H_
+
+// The tasks' working directories: made private to a task, read for its
+// $GYRE_OUTPUT, then removed, or kept open for a later task.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "services/agent/process_spawn.h"
+
+namespace gyre::agent {
+
+// The name of $GYRE_OUTPUT inside the task's working directory.
+inline constexpr char kOutputName[] = "gyre_output.json";
+
+// The task's working directory while the attempt runs.
+struct WorkDir {
+  std::string output_path;  // $GYRE_OUTPUT
+  int fd = -1;              // $GYRE_OUTPUT is read through it afterwards
+  // It came from a WorkDirPool: given back there (open) once emptied.
+  bool pooled = false;
+};
+
+// Working directories of the tasks whose directories are removed
+// afterwards (keep_work_dirs off), kept open for the next task once the
+// last has emptied them. A task then costs no directory made, renamed or
+// removed, and no path resolved: each of those was a journalled ext4
+// operation, and together the executor's largest kernel cost per /bin/true
+// task after the spawn itself (bench/README.md). They live in the agent's
+// own `{root}/.slots-{pid}/{n}`. Thread-safe.
+class WorkDirPool {
+ public:
+  WorkDirPool() = default;
+  ~WorkDirPool();
+  WorkDirPool(const WorkDirPool&) = delete;
+  WorkDirPool& operator=(const WorkDirPool&) = delete;
+
+  // An empty directory under `root` (absolute), private (0700) and open at
+  // `fd`: a kept one, else a new one. Sets `*path`. nullopt when none can
+  // be made (the caller makes one of its own).
+  std::optional<WorkDir> Take(const std::string& root, std::string* path);
+  // Keeps `dir` (taken here, empty, at `path`) for a later task; false if
+  // the pool is full (the caller removes it and closes its descriptor).
+  bool Give(const std::string& path, const WorkDir& dir);
+
+ private:
+  struct Kept {
+    std::string root;
+    std::string path;
+    int fd;
+  };
+  static constexpr size_t kMaxKept = 256;
+  // Where the directories under `root` live (one per agent process).
+  static std::string Slots(const std::string& root);
+
+  absl::Mutex mutex_;
+  absl::flat_hash_set<std::string> slots_made_ ABSL_GUARDED_BY(mutex_);
+  std::vector<Kept> free_ ABSL_GUARDED_BY(mutex_);
+  uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+// Makes `*work_dir` absolute (the child starts inside it, so no path it is
+// given may be relative to where the agent was started), makes it private
+// to the task (0700, owned by `run_as` when given) and opens it. With a
+// `pool`, the task runs in one of the pool's directories instead, and
+// `*work_dir` becomes its path. Without, a directory that existed keeps
+// what it holds but a previous attempt's $GYRE_OUTPUT.
+WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
+                       WorkDirPool* pool);
+
+// Whether the directory open at `fd` holds nothing. Reads the entries
+// through `fd` itself (which nothing else reads them through), from the
+// start.
+bool IsEmptyDirectory(int fd);
+
+// Removes `work_dir` and everything in it; a failure is logged.
+void RemoveWorkDir(const std::string& work_dir);
+
+}  // namespace gyre::agent
+
+#endif  // GYRE_SERVICES_AGENT_WORK_DIRS_H_

@@ -1,0 +1,129 @@
+#include "services/agent/work_dirs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "libs/testing/scratch_dir.h"
+
+namespace gyre::agent {
+namespace {
+
+// The permission bits of `path` (0 when it is missing).
+mode_t ModeOf(const std::string& path) {
+  struct stat info {};
+  if (lstat(path.c_str(), &info) != 0) return 0;
+  return info.st_mode & 07777;
+}
+
+class WorkDirsTest : public ::testing::Test {
+ protected:
+  testing::ScratchDir scratch_{"gyre_work_dirs"};
+  const std::string root_ = scratch_.path() + "/root";
+  const std::string slots_ = absl::StrCat(root_, "/.slots-", getpid());
+};
+
+TEST_F(WorkDirsTest, APooledDirectoryIsPrivateAndAnEmptiedOneServesTheNextTask) {
+  WorkDirPool pool;
+  std::string first = root_ + "/exec.task.1";
+  const WorkDir dir = PrepareWorkDir(&first, std::nullopt, &pool);
+  ASSERT_GE(dir.fd, 0);
+  EXPECT_TRUE(dir.pooled);
+  EXPECT_EQ(first.rfind(slots_ + "/", 0), 0u) << first;
+  EXPECT_EQ(dir.output_path, first + "/" + kOutputName);
+  EXPECT_EQ(ModeOf(first), 0700u);
+  EXPECT_EQ(ModeOf(slots_), 0711u) << "passable, not listable, for a task of another user";
+  EXPECT_EQ(ModeOf(root_), 0711u);
+
+  // The task opened its mode and left it empty: the next task gets it
+  // back, private again, through the same descriptor.
+  ASSERT_EQ(chmod(first.c_str(), 0777), 0);
+  ASSERT_TRUE(IsEmptyDirectory(dir.fd));
+  ASSERT_TRUE(pool.Give(first, dir));
+  std::string second = root_ + "/exec.task.2";
+  const WorkDir again = PrepareWorkDir(&second, std::nullopt, &pool);
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(again.fd, dir.fd);
+  EXPECT_EQ(ModeOf(second), 0700u);
+
+  // Another taken meanwhile is another directory.
+  std::string third = root_ + "/exec.task.3";
+  const WorkDir other = PrepareWorkDir(&third, std::nullopt, &pool);
+  EXPECT_NE(third, second);
+  close(other.fd);
+  RemoveWorkDir(third);
+}
+
+TEST_F(WorkDirsTest, AnEmptinessCheckReadsTheDirectoryFromTheStartEveryTime) {
+  WorkDirPool pool;
+  std::string path = root_ + "/exec.task.1";
+  const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+  ASSERT_GE(dir.fd, 0);
+  EXPECT_TRUE(IsEmptyDirectory(dir.fd));
+  std::ofstream(path + "/left") << "x";
+  EXPECT_FALSE(IsEmptyDirectory(dir.fd)) << "a second check through the same descriptor";
+  ASSERT_EQ(unlink((path + "/left").c_str()), 0);
+  EXPECT_TRUE(IsEmptyDirectory(dir.fd));
+  ASSERT_TRUE(pool.Give(path, dir));
+}
+
+TEST_F(WorkDirsTest, WithoutAPoolTheTaskRunsInTheNamedDirectoryWhichKeepsWhatItHolds) {
+  std::string path = root_ + "/exec.task.1";
+  const std::string named = path;
+  WorkDir dir = PrepareWorkDir(&path, std::nullopt, nullptr);
+  ASSERT_GE(dir.fd, 0);
+  EXPECT_FALSE(dir.pooled);
+  EXPECT_EQ(path, named);
+  EXPECT_EQ(ModeOf(path), 0700u);
+  close(dir.fd);
+  // A second attempt in the same directory: the earlier output goes, the
+  // rest stays.
+  std::ofstream(path + "/" + kOutputName) << "{}";
+  std::ofstream(path + "/kept") << "x";
+  ASSERT_EQ(chmod(path.c_str(), 0755), 0);
+  dir = PrepareWorkDir(&path, std::nullopt, nullptr);
+  EXPECT_EQ(ModeOf(path), 0700u);
+  EXPECT_FALSE(std::filesystem::exists(path + "/" + kOutputName));
+  EXPECT_TRUE(std::filesystem::exists(path + "/kept"));
+  close(dir.fd);
+}
+
+TEST_F(WorkDirsTest, ASlotsPathThatIsNotTheAgentsDirectoryIsNeverUsed) {
+  // Someone put a symbolic link where the agent's directories would go:
+  // the task gets its named directory instead, and nothing is made where
+  // the link points.
+  const std::string elsewhere = scratch_.path() + "/elsewhere";
+  ASSERT_TRUE(std::filesystem::create_directories(elsewhere));
+  ASSERT_TRUE(std::filesystem::create_directories(root_));
+  ASSERT_EQ(symlink(elsewhere.c_str(), slots_.c_str()), 0);
+  WorkDirPool pool;
+  std::string path = root_ + "/exec.task.1";
+  const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+  ASSERT_GE(dir.fd, 0);
+  EXPECT_FALSE(dir.pooled);
+  EXPECT_EQ(path, root_ + "/exec.task.1");
+  EXPECT_TRUE(std::filesystem::is_empty(elsewhere));
+  EXPECT_FALSE(pool.Give(path, dir)) << "only the pool's own directories are kept";
+  close(dir.fd);
+}
+
+TEST_F(WorkDirsTest, ThePoolRemovesTheDirectoriesItKeeps) {
+  {
+    WorkDirPool pool;
+    std::string path = root_ + "/exec.task.1";
+    const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+    ASSERT_GE(dir.fd, 0);
+    ASSERT_TRUE(pool.Give(path, dir));
+    EXPECT_TRUE(std::filesystem::exists(path));
+  }
+  EXPECT_FALSE(std::filesystem::exists(slots_));
+  EXPECT_TRUE(std::filesystem::is_empty(root_));
+}
+
+}  // namespace
+}  // namespace gyre::agent
