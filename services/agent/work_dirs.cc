@@ -141,9 +141,13 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
   if (!work_dir->empty() && pool != nullptr) {
     std::string path;
     if (std::optional<WorkDir> dir = pool->Take(ParentOf(*work_dir), &path)) {
-      // Empty; the last task may have opened up its mode.
-      fchmod(dir->fd, 0700);
-      HandTo(dir->fd, path, run_as);
+      // Empty; the last task may have opened up its mode. Changed only
+      // when it differs: a change is a journalled write, a look is not.
+      struct stat info {};
+      if (fstat(dir->fd, &info) != 0 || (info.st_mode & 07777) != 0700) fchmod(dir->fd, 0700);
+      if (run_as.has_value() && (info.st_uid != run_as->uid || info.st_gid != run_as->gid)) {
+        HandTo(dir->fd, path, run_as);
+      }
       *work_dir = std::move(path);
       dir->output_path = *work_dir + "/" + kOutputName;
       return *std::move(dir);
