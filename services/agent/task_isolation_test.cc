@@ -233,6 +233,30 @@ TEST_F(TaskIsolationTest, TheWorkingDirectoryIsPrivateAndRemovedAfterwards) {
   EXPECT_FALSE(std::filesystem::exists(first_dir)) << "removed with what the task left";
 }
 
+TEST_F(TaskIsolationTest, ATaskThatRemovesOrMovesItsDirectoryDoesNotBreakTheNext) {
+  // Running as the agent's user, a task may remove its directory, or move
+  // it away and leave something else at its path; the agent then holds a
+  // directory no later task can (or should) run in.
+  const std::string elsewhere = root_ + "/elsewhere";
+  for (const std::string& command : {std::string("rmdir \"$PWD\""),
+                                     absl::StrCat("mv \"$PWD\" ", elsewhere, "; mkdir \"$PWD\"")}) {
+    SCOPED_TRACE(command);
+    TaskLaunch breaker = Launch({command}, true);
+    breaker.remove_work_dir = true;
+    const TaskOutcome broke = Run(runner_, breaker);
+    ASSERT_EQ(broke.kind, TaskOutcome::Kind::kSucceeded) << broke.stderr_head;
+    for (int i = 0; i < 2; ++i) {
+      TaskLaunch next = Launch({"echo '{\"ok\": 1}' > \"$GYRE_OUTPUT\"; ls -A | wc -l"}, true);
+      next.remove_work_dir = true;
+      const TaskOutcome outcome = Run(runner_, next);
+      EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kSucceeded) << outcome.error;
+      EXPECT_EQ(outcome.stdout_head, "1\n") << "an empty directory of its own";
+      EXPECT_EQ(outcome.output_json, "{\"ok\": 1}\n");
+    }
+    std::filesystem::remove_all(elsewhere);
+  }
+}
+
 TEST_F(TaskIsolationTest, ATaskRunAsNobodyCannotWriteTheAgentsFiles) {
   if (geteuid() != 0) GTEST_SKIP() << "switching users needs the test to run as root";
   passwd* nobody = getpwnam("nobody");

@@ -55,21 +55,27 @@ std::string WorkDirPool::Slots(const std::string& root) {
   return absl::StrCat(root, "/.slots-", getpid());
 }
 
-std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* path) {
+std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* path,
+                                         struct stat* info) {
+  while (std::optional<Kept> kept = TakeKept(root)) {
+    // A task running as the agent's user may have moved its directory away
+    // (and left something else at its path): the task would run at the
+    // path, and its output be read from the directory held here.
+    struct stat at_path {};
+    if (fstat(kept->fd, info) == 0 && lstat(kept->path.c_str(), &at_path) == 0 &&
+        at_path.st_ino == info->st_ino && at_path.st_dev == info->st_dev) {
+      WorkDir dir;
+      dir.fd = kept->fd;
+      dir.pooled = true;
+      *path = std::move(kept->path);
+      return dir;
+    }
+    close(kept->fd);
+  }
   uint64_t number;
   bool slots_made;
   {
     absl::MutexLock lock(&mutex_);
-    for (size_t i = free_.size(); i-- > 0;) {
-      if (free_[i].root != root) continue;
-      WorkDir dir;
-      dir.fd = free_[i].fd;
-      dir.pooled = true;
-      *path = std::move(free_[i].path);
-      free_[i] = std::move(free_.back());
-      free_.pop_back();
-      return dir;
-    }
     number = next_++;
     slots_made = slots_made_.contains(root);
   }
@@ -94,13 +100,26 @@ std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* p
   if (mkdir(made.c_str(), 0700) != 0) return std::nullopt;
   WorkDir dir;
   dir.fd = open(made.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (dir.fd < 0) {
+  if (dir.fd < 0 || fstat(dir.fd, info) != 0) {
+    if (dir.fd >= 0) close(dir.fd);
     rmdir(made.c_str());
     return std::nullopt;
   }
   dir.pooled = true;
   *path = std::move(made);
   return dir;
+}
+
+std::optional<WorkDirPool::Kept> WorkDirPool::TakeKept(const std::string& root) {
+  absl::MutexLock lock(&mutex_);
+  for (size_t i = free_.size(); i-- > 0;) {
+    if (free_[i].root != root) continue;
+    Kept kept = std::move(free_[i]);
+    free_[i] = std::move(free_.back());
+    free_.pop_back();
+    return kept;
+  }
+  return std::nullopt;
 }
 
 bool WorkDirPool::Give(const std::string& path, const WorkDir& dir) {
@@ -140,11 +159,11 @@ WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as
   }
   if (!work_dir->empty() && pool != nullptr) {
     std::string path;
-    if (std::optional<WorkDir> dir = pool->Take(ParentOf(*work_dir), &path)) {
+    struct stat info {};
+    if (std::optional<WorkDir> dir = pool->Take(ParentOf(*work_dir), &path, &info)) {
       // Empty; the last task may have opened up its mode. Changed only
       // when it differs: a change is a journalled write, a look is not.
-      struct stat info {};
-      if (fstat(dir->fd, &info) != 0 || (info.st_mode & 07777) != 0700) fchmod(dir->fd, 0700);
+      if ((info.st_mode & 07777) != 0700) fchmod(dir->fd, 0700);
       if (run_as.has_value() && (info.st_uid != run_as->uid || info.st_gid != run_as->gid)) {
         HandTo(dir->fd, path, run_as);
       }

@@ -4,6 +4,8 @@
 // The tasks' working directories: made private to a task, read for its
 // $GYRE_OUTPUT, then removed, or kept open for a later task.
 
+#include <sys/stat.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,10 +43,11 @@ class WorkDirPool {
   WorkDirPool(const WorkDirPool&) = delete;
   WorkDirPool& operator=(const WorkDirPool&) = delete;
 
-  // An empty directory under `root` (absolute), private (0700) and open at
-  // `fd`: a kept one, else a new one. Sets `*path`. nullopt when none can
-  // be made (the caller makes one of its own).
-  std::optional<WorkDir> Take(const std::string& root, std::string* path);
+  // An empty directory under `root` (absolute), open at `fd`: a kept one
+  // (still at its path), else a new one (0700). Sets `*path`, and `*info`
+  // to what fstat says of it. nullopt when none can be made (the caller
+  // makes one of its own).
+  std::optional<WorkDir> Take(const std::string& root, std::string* path, struct stat* info);
   // Keeps `dir` (taken here, empty, at `path`) for a later task; false if
   // the pool is full (the caller removes it and closes its descriptor).
   bool Give(const std::string& path, const WorkDir& dir);
@@ -56,6 +59,8 @@ class WorkDirPool {
     int fd;
   };
   static constexpr size_t kMaxKept = 256;
+  // A kept directory under `root`, out of free_.
+  std::optional<Kept> TakeKept(const std::string& root);
   // Where the directories under `root` live (one per agent process).
   static std::string Slots(const std::string& root);
 
