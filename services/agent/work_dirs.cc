@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/logging/logger.h"
 
@@ -48,11 +50,72 @@ WorkDirPool::~WorkDirPool() {
     rmdir(kept.path.c_str());
   }
   // Empty unless a directory could not be removed (that was logged).
-  for (const std::string& root : slots_made_) rmdir(Slots(root).c_str());
+  for (const auto& [root, slots] : slots_) {
+    rmdir(slots.path.c_str());
+    close(slots.lock_fd);
+  }
 }
 
-std::string WorkDirPool::Slots(const std::string& root) {
-  return absl::StrCat(root, "/.slots-", getpid());
+std::string WorkDirPool::SlotsUnder(const std::string& root) {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = slots_.find(root); it != slots_.end()) return it->second.path;
+  }
+  absl::MutexLock setup(&setup_mutex_);
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto it = slots_.find(root); it != slots_.end()) return it->second.path;
+  }
+  struct stat info {};
+  if (stat(root.c_str(), &info) != 0) MakeRoot(root);
+  RemoveStaleSlots(root);
+  // Another agent's (alive: the sweep left it) may have this name already:
+  // an agent in another pid namespace sharing the root.
+  for (int suffix = 0; suffix < 16; ++suffix) {
+    std::string path = absl::StrCat(root, "/.slots-", getpid());
+    if (suffix > 0) absl::StrAppend(&path, "-", suffix);
+    if (mkdir(path.c_str(), 0711) != 0) continue;
+    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    // Held from here on, so no other agent's sweep takes it for stale; and
+    // still there, in case a sweep took it between the mkdir and the lock.
+    // Passable (not listable) for a task of another user.
+    struct stat held {};
+    struct stat at_path {};
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &held) != 0 ||
+        lstat(path.c_str(), &at_path) != 0 || held.st_ino != at_path.st_ino ||
+        held.st_dev != at_path.st_dev || fchmod(fd, 0711) != 0) {
+      close(fd);
+      continue;
+    }
+    absl::MutexLock lock(&mutex_);
+    slots_[root] = Slots{path, fd};
+    return path;
+  }
+  return "";
+}
+
+void WorkDirPool::RemoveStaleSlots(const std::string& root) {
+  DIR* dir = opendir(root.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> names;
+  while (const dirent* entry = readdir(dir)) {
+    if (absl::StartsWith(entry->d_name, ".slots-")) names.emplace_back(entry->d_name);
+  }
+  closedir(dir);
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(root, "/", name);
+    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    // A live agent holds its lock; another user's is not this agent's to
+    // remove.
+    struct stat info {};
+    if (fstat(fd, &info) == 0 && info.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      logging::Info("removing the working directories of an agent that is gone", {{"dir", path}});
+      RemoveWorkDir(path);
+    }
+    close(fd);
+  }
 }
 
 std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* path,
@@ -72,29 +135,12 @@ std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* p
     }
     close(kept->fd);
   }
+  const std::string slots = SlotsUnder(root);
+  if (slots.empty()) return std::nullopt;
   uint64_t number;
-  bool slots_made;
   {
     absl::MutexLock lock(&mutex_);
     number = next_++;
-    slots_made = slots_made_.contains(root);
-  }
-  const std::string slots = Slots(root);
-  if (!slots_made) {
-    if (mkdir(slots.c_str(), 0711) != 0 && errno == ENOENT) {
-      MakeRoot(root);
-      mkdir(slots.c_str(), 0711);
-    }
-    // Made now, or left by an earlier agent of this pid: used only if it
-    // is a directory of this agent's user, and passable (not listable) for
-    // a task of another user.
-    struct stat info {};
-    if (lstat(slots.c_str(), &info) != 0 || !S_ISDIR(info.st_mode) || info.st_uid != geteuid() ||
-        chmod(slots.c_str(), 0711) != 0) {
-      return std::nullopt;
-    }
-    absl::MutexLock lock(&mutex_);
-    slots_made_.insert(root);
   }
   std::string made = absl::StrCat(slots, "/", number);
   if (mkdir(made.c_str(), 0700) != 0) return std::nullopt;

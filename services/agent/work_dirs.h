@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "services/agent/process_spawn.h"
 
@@ -58,14 +58,25 @@ class WorkDirPool {
     std::string path;
     int fd;
   };
+  // This agent's directory under a root, holding the kept ones. Its lock
+  // (flock) says it is alive: the directories of an agent that died (kill
+  // -9, a restarted container on the same volume) are removed by the next
+  // agent to use the root.
+  struct Slots {
+    std::string path;
+    int lock_fd;
+  };
   static constexpr size_t kMaxKept = 256;
   // A kept directory under `root`, out of free_.
   std::optional<Kept> TakeKept(const std::string& root);
-  // Where the directories under `root` live (one per agent process).
-  static std::string Slots(const std::string& root);
+  // This agent's directory under `root`, made on first use (after removing
+  // the stale ones); "" if it cannot be made.
+  std::string SlotsUnder(const std::string& root);
+  static void RemoveStaleSlots(const std::string& root);
 
+  absl::Mutex setup_mutex_ ABSL_ACQUIRED_BEFORE(mutex_);  // one SlotsUnder setup at a time
   absl::Mutex mutex_;
-  absl::flat_hash_set<std::string> slots_made_ ABSL_GUARDED_BY(mutex_);
+  absl::flat_hash_map<std::string, Slots> slots_ ABSL_GUARDED_BY(mutex_);
   std::vector<Kept> free_ ABSL_GUARDED_BY(mutex_);
   uint64_t next_ ABSL_GUARDED_BY(mutex_) = 0;
 };

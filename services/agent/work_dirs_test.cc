@@ -1,11 +1,14 @@
 #include "services/agent/work_dirs.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -93,23 +96,68 @@ TEST_F(WorkDirsTest, WithoutAPoolTheTaskRunsInTheNamedDirectoryWhichKeepsWhatItH
   close(dir.fd);
 }
 
-TEST_F(WorkDirsTest, ASlotsPathThatIsNotTheAgentsDirectoryIsNeverUsed) {
+TEST_F(WorkDirsTest, ASlotsPathThatIsNotADirectoryOfTheAgentsIsNeverUsed) {
   // Someone put a symbolic link where the agent's directories would go:
-  // the task gets its named directory instead, and nothing is made where
-  // the link points.
+  // nothing is made (or removed) where it points, and the agent takes
+  // another name.
   const std::string elsewhere = scratch_.path() + "/elsewhere";
   ASSERT_TRUE(std::filesystem::create_directories(elsewhere));
+  std::ofstream(elsewhere + "/theirs") << "x";
   ASSERT_TRUE(std::filesystem::create_directories(root_));
   ASSERT_EQ(symlink(elsewhere.c_str(), slots_.c_str()), 0);
   WorkDirPool pool;
   std::string path = root_ + "/exec.task.1";
   const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
   ASSERT_GE(dir.fd, 0);
-  EXPECT_FALSE(dir.pooled);
-  EXPECT_EQ(path, root_ + "/exec.task.1");
-  EXPECT_TRUE(std::filesystem::is_empty(elsewhere));
-  EXPECT_FALSE(pool.Give(path, dir)) << "only the pool's own directories are kept";
-  close(dir.fd);
+  EXPECT_TRUE(dir.pooled);
+  EXPECT_EQ(path.rfind(slots_ + "-1/", 0), 0u) << path;
+  EXPECT_TRUE(std::filesystem::is_symlink(slots_));
+  EXPECT_TRUE(std::filesystem::exists(elsewhere + "/theirs"));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(elsewhere),
+                          std::filesystem::directory_iterator()),
+            1);
+  ASSERT_TRUE(pool.Give(path, dir));
+}
+
+TEST_F(WorkDirsTest, TheDirectoriesOfAnAgentThatIsGoneAreRemovedAndALiveOnesAreNot) {
+  // A dead agent's (its lock went with it), with what its tasks left; a
+  // live one's (held, here by the test); and one of another agent with
+  // this agent's pid (another pid namespace on the same volume).
+  const std::string dead = root_ + "/.slots-1";
+  const std::string live = root_ + "/.slots-2";
+  ASSERT_TRUE(std::filesystem::create_directories(dead + "/7/deep"));
+  std::ofstream(dead + "/7/deep/left") << "x";
+  ASSERT_TRUE(std::filesystem::create_directories(live + "/3"));
+  ASSERT_TRUE(std::filesystem::create_directories(slots_ + "/0"));
+  std::vector<int> held;
+  for (const std::string& path : {live, slots_}) {
+    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+    held.push_back(fd);
+  }
+  {
+    WorkDirPool pool;
+    std::string path = root_ + "/exec.task.1";
+    const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+    ASSERT_GE(dir.fd, 0);
+    EXPECT_TRUE(dir.pooled);
+    EXPECT_FALSE(std::filesystem::exists(dead)) << "removed with what its tasks left";
+    EXPECT_TRUE(std::filesystem::exists(live + "/3"));
+    EXPECT_TRUE(std::filesystem::exists(slots_ + "/0")) << "another agent's, alive";
+    EXPECT_EQ(path.rfind(slots_ + "-1/", 0), 0u) << path;
+    ASSERT_TRUE(pool.Give(path, dir));
+
+    // This pool's own, held while it lives: not stale to another pool.
+    WorkDirPool other;
+    std::string other_path = root_ + "/exec.task.2";
+    const WorkDir other_dir = PrepareWorkDir(&other_path, std::nullopt, &other);
+    EXPECT_TRUE(std::filesystem::exists(path));
+    EXPECT_EQ(other_path.rfind(slots_ + "-2/", 0), 0u) << other_path;
+    ASSERT_TRUE(other.Give(other_path, other_dir));
+  }
+  EXPECT_FALSE(std::filesystem::exists(slots_ + "-1")) << "removed by its pool";
+  for (int fd : held) close(fd);
 }
 
 TEST_F(WorkDirsTest, ThePoolRemovesTheDirectoriesItKeeps) {
