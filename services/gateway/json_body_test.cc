@@ -3,6 +3,7 @@
 // values in every field (scalars of each kind, enums known and unknown,
 // repeated fields, maps, nested messages, timestamps, durations, Struct),
 // must print JSON that parses to the same value.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -26,10 +27,12 @@ using google::protobuf::FieldDescriptor;
 using google::protobuf::Message;
 using google::protobuf::Reflection;
 
-// Random values for every field of `message`, `depth` levels deep.
+// Random values for every field of `message`, `depth` levels deep, the
+// same for a seed in every run (absl::BitGen salts its seed per process, so
+// a failure could not be replayed).
 class Filler {
  public:
-  explicit Filler(uint64_t seed) : random_(std::seed_seq{seed}) {}
+  explicit Filler(uint64_t seed) : random_(seed) {}
 
   void Fill(Message* message, int depth) {
     const Descriptor* descriptor = message->GetDescriptor();
@@ -172,8 +175,43 @@ class Filler {
     }
   }
 
-  absl::BitGen random_;
+  std::mt19937_64 random_;
 };
+
+// Whether two parsed JSON values are the same, doubles to within a few
+// ulps: Boost.JSON 1.74 parses some 17-digit numbers to a neighbouring
+// double depending on where they fall in its input (both printers printed
+// "975397.03245615051", and the two documents parsed to two values, 1 run
+// in ~20). The printed bytes are compared exactly where it matters
+// (EscapesStringsExactlyAsTheLibrary).
+bool SameJson(const boost::json::value& a, const boost::json::value& b) {
+  if (a.is_double() && b.is_double()) {
+    const double x = a.get_double();
+    const double y = b.get_double();
+    return x == y || std::fabs(x - y) <= 4 * std::numeric_limits<double>::epsilon() *
+                                             std::max(std::fabs(x), std::fabs(y));
+  }
+  if (a.is_object() && b.is_object()) {
+    const boost::json::object& left = a.get_object();
+    const boost::json::object& right = b.get_object();
+    if (left.size() != right.size()) return false;
+    for (const auto& [key, value] : left) {
+      const boost::json::value* other = right.if_contains(key);
+      if (other == nullptr || !SameJson(value, *other)) return false;
+    }
+    return true;
+  }
+  if (a.is_array() && b.is_array()) {
+    const boost::json::array& left = a.get_array();
+    const boost::json::array& right = b.get_array();
+    if (left.size() != right.size()) return false;
+    for (size_t i = 0; i < left.size(); ++i) {
+      if (!SameJson(left[i], right[i])) return false;
+    }
+    return true;
+  }
+  return a == b;
+}
 
 void ExpectSameJson(const Message& message) {
   const std::string fast = ToJson(message);
@@ -183,8 +221,9 @@ void ExpectSameJson(const Message& message) {
   ASSERT_FALSE(error) << "not JSON: " << fast;
   const boost::json::value library_value = boost::json::parse(library, error);
   ASSERT_FALSE(error) << library;
-  EXPECT_EQ(fast_value, library_value) << message.GetDescriptor()->full_name()
-                                       << "\n  fast:    " << fast << "\n  library: " << library;
+  EXPECT_TRUE(SameJson(fast_value, library_value))
+      << message.GetDescriptor()->full_name() << "\n  fast:    " << fast
+      << "\n  library: " << library;
 }
 
 TEST(JsonBodyTest, PrintsWhatTheLibraryPrintsForEveryMessageTheApiSends) {
@@ -201,7 +240,7 @@ TEST(JsonBodyTest, PrintsWhatTheLibraryPrintsForEveryMessageTheApiSends) {
   v1::PredictResourcesResponse predicted;
   Message* messages[] = {&execution, &task_runs, &workflow, &executions, &workflows, &queues,
                          &agents,    &event,     &analysis, &applied,    &predicted};
-  for (uint64_t seed = 1; seed <= 40; ++seed) {
+  for (uint64_t seed = 1; seed <= 200; ++seed) {
     for (Message* message : messages) {
       message->Clear();
       Filler(seed).Fill(message, 4);
