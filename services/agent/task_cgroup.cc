@@ -1,7 +1,9 @@
 #include "services/agent/task_cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/logging/logger.h"
 
 namespace gyre::agent {
 namespace {
@@ -168,6 +171,42 @@ std::unique_ptr<TaskCgroups> TaskCgroups::Disabled(std::string why) {
   return cgroups;
 }
 
+namespace {
+
+// Removes the task cgroups under `base` that agents which died left behind
+// (kill -9, OOM: a kept cgroup is removed only by a clean stop). A live
+// agent holds a lock (flock) on each of its cgroups' directories; one that
+// nobody holds, empty, is stale. Nothing is killed: a cgroup with processes
+// in it (a dead agent's orphaned task, an agent's own leaf) stays. Each
+// left one would pin a memory cgroup id, and the kernel has 65,535: on this
+// project's test machine, benchmark agents ended by SIGKILL had left 17,600
+// of them, and no cgroup could be made any more.
+void RemoveStaleCgroups(const std::string& base) {
+  DIR* dir = opendir(base.c_str());
+  if (dir == nullptr) return;
+  std::vector<std::string> names;
+  while (const dirent* entry = readdir(dir)) {
+    if (entry->d_type == DT_DIR && absl::StartsWith(entry->d_name, "gyre-")) {
+      names.emplace_back(entry->d_name);
+    }
+  }
+  closedir(dir);
+  int removed = 0;
+  for (const std::string& name : names) {
+    const std::string path = absl::StrCat(base, "/", name);
+    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) continue;
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && rmdir(path.c_str()) == 0) removed++;
+    close(fd);
+  }
+  if (removed > 0) {
+    logging::Info("removed the task cgroups of agents that are gone",
+                  {{"under", base}, {"cgroups", static_cast<int64_t>(removed)}});
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<TaskCgroups> TaskCgroups::Detect(const std::string& prefix) {
   auto cgroups = std::unique_ptr<TaskCgroups>(new TaskCgroups());
   cgroups->prefix_ = prefix;
@@ -194,6 +233,7 @@ std::unique_ptr<TaskCgroups> TaskCgroups::Detect(const std::string& prefix) {
         }
       }
       if (enabled.ok()) {
+        RemoveStaleCgroups(v2->own_dir);
         cgroups->mode_ = Mode::kV2;
         cgroups->memory_base_ = v2->own_dir;
         cgroups->description_ = absl::StrCat("cgroup v2 (", v2->own_dir, ")");
@@ -216,6 +256,8 @@ std::unique_ptr<TaskCgroups> TaskCgroups::Detect(const std::string& prefix) {
           cgroups->cpu_base_ = cpu->own_dir;
         }
       }
+      RemoveStaleCgroups(cgroups->memory_base_);
+      if (!cgroups->cpu_base_.empty()) RemoveStaleCgroups(cgroups->cpu_base_);
       cgroups->description_ =
           absl::StrCat("cgroup v1 memory", cgroups->cpu_base_.empty() ? "" : "+cpu", " (",
                        memory->own_dir, "); ", v2_why);
@@ -273,12 +315,29 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const TaskLimits
   cgroup = std::unique_ptr<TaskCgroup>(new TaskCgroup());
   cgroup->v2_ = mode_ == Mode::kV2;
   auto make = [&](const std::string& base) -> absl::StatusOr<std::string> {
-    const std::string dir = absl::StrCat(base, "/", prefix_, "-", id);
-    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot create the task's cgroup ", dir, ": ", std::strerror(errno)));
+    for (int attempt = 0;; ++attempt) {
+      const std::string dir = absl::StrCat(base, "/", prefix_, "-", id);
+      if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot create the task's cgroup ", dir, ": ", std::strerror(errno)));
+      }
+      // Held while it lives, so another agent's start does not take it for
+      // stale (RemoveStaleCgroups); and still there, in case one did
+      // between the mkdir and the lock (then another name).
+      const int lock_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      const bool held = lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0;
+      if (held && faccessat(lock_fd, "cgroup.procs", F_OK, 0) == 0) {
+        cgroup->lock_fds_.push_back(lock_fd);
+        return dir;
+      }
+      if (lock_fd >= 0) close(lock_fd);
+      if (attempt == 2) {
+        return absl::FailedPreconditionError(absl::StrCat("cannot create the task's cgroup ", dir,
+                                                          ": another agent holds or removed it"));
+      }
+      absl::MutexLock lock(&mutex_);
+      id = next_id_++;
     }
-    return dir;
   };
   absl::StatusOr<std::string> memory_dir = make(memory_base_);
   if (!memory_dir.ok()) return memory_dir.status();
@@ -381,6 +440,7 @@ bool TaskCgroups::Keep(TaskCgroup& cgroup) const {
   kept->memory_dir_ = std::move(cgroup.memory_dir_);
   kept->cpu_dir_ = std::move(cgroup.cpu_dir_);
   kept->procs_fds_ = std::move(cgroup.procs_fds_);
+  kept->lock_fds_ = std::move(cgroup.lock_fds_);
   kept->peak_fd_ = std::exchange(cgroup.peak_fd_, -1);
   kept->usage_fd_ = std::exchange(cgroup.usage_fd_, -1);
   kept->events_fd_ = std::exchange(cgroup.events_fd_, -1);
@@ -389,6 +449,7 @@ bool TaskCgroups::Keep(TaskCgroup& cgroup) const {
   cgroup.memory_dir_.clear();
   cgroup.cpu_dir_.clear();
   cgroup.procs_fds_.clear();
+  cgroup.lock_fds_.clear();
   absl::MutexLock lock(&mutex_);
   kept_.push_back(std::move(kept));
   return true;
@@ -457,7 +518,11 @@ bool TaskCgroup::WaitEmpty() const {
 }
 
 TaskCgroup::~TaskCgroup() {
-  if (memory_dir_.empty()) return;  // handed on to a kept one
+  if (memory_dir_.empty()) {
+    // Handed on to a kept one (nothing left here), or never made whole.
+    for (int fd : lock_fds_) close(fd);
+    return;
+  }
   if (owner_ != nullptr && WaitEmpty() && owner_->Keep(*this)) return;
   for (int fd : procs_fds_) close(fd);
   for (int fd : {peak_fd_, usage_fd_, events_fd_, procs_read_fd_}) {
@@ -472,6 +537,8 @@ TaskCgroup::~TaskCgroup() {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
+  // Last: until it is gone, no other agent may take it for stale.
+  for (int fd : lock_fds_) close(fd);
 }
 
 }  // namespace gyre::agent

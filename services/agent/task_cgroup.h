@@ -54,6 +54,9 @@ class TaskCgroup {
   std::string memory_dir_;  // v2: the one directory
   std::string cpu_dir_;     // v1 only; may be empty
   std::vector<int> procs_fds_;
+  // Its directories, open and locked (flock) while it lives: a cgroup no
+  // agent holds is one an agent that died left (TaskCgroups::Detect).
+  std::vector<int> lock_fds_;
   int peak_fd_ = -1;  // v2: memory.peak, reset and read through this fd
   // Kept open with the cgroup, read (and written) again for every task it
   // serves: opening a cgroup file walks its path each time. -1 when it
@@ -90,6 +93,8 @@ class TaskCgroups {
   // "cgroup v2 (/sys/fs/cgroup/...)", "cgroup v1 memory+cpu (...)" or
   // "none: <why>".
   const std::string& description() const { return description_; }
+  // Where the tasks' cgroups are made (v1: in the memory hierarchy).
+  const std::string& memory_base() const { return memory_base_; }
 
   // Removes the cgroups kept for reuse.
   ~TaskCgroups();

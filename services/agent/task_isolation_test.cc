@@ -5,12 +5,14 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -284,6 +286,39 @@ TEST_F(TaskIsolationTest, ATaskRunAsNobodyCannotWriteTheAgentsFiles) {
     EXPECT_EQ(ReadText(agent_file), "agent") << "the agent's file is untouched";
     EXPECT_EQ(outcome.output_json, "{\"mine\": 1}\n") << "its own directory is writable";
   }
+}
+
+TEST_F(TaskIsolationTest, AStartingAgentRemovesTheCgroupsOfAgentsThatDiedAndNoOthers) {
+  std::unique_ptr<TaskCgroups> probe = TaskCgroups::Detect(absl::StrCat("gyre-test-", getpid()));
+  if (!probe->enforced()) {
+    GTEST_SKIP() << "no cgroup can be written here: " << probe->description();
+  }
+  const std::string base = probe->memory_base();
+  // One an agent that died left (nobody holds it); one a live agent holds;
+  // one a live agent keeps for its next task.
+  const std::string dead = absl::StrCat(base, "/gyre-dead-", getpid(), "-0");
+  const std::string live = absl::StrCat(base, "/gyre-live-", getpid(), "-0");
+  ASSERT_EQ(mkdir(dead.c_str(), 0755), 0) << std::strerror(errno);
+  ASSERT_EQ(mkdir(live.c_str(), 0755), 0) << std::strerror(errno);
+  const int held = open(live.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_EQ(flock(held, LOCK_EX | LOCK_NB), 0);
+  std::unique_ptr<TaskCgroups> other = TaskCgroups::Detect(absl::StrCat("gyre-other-", getpid()));
+  const TaskLimits limits{int64_t{64} << 20, 0};
+  ASSERT_TRUE(other->Create(limits).ok());  // emptied at once: kept
+  ASSERT_EQ(other->kept(), 1u);
+  const std::string kept = absl::StrCat(base, "/gyre-other-", getpid(), "-0");
+  ASSERT_TRUE(std::filesystem::exists(kept));
+
+  std::unique_ptr<TaskCgroups> starting = TaskCgroups::Detect(absl::StrCat("gyre-new-", getpid()));
+  EXPECT_FALSE(std::filesystem::exists(dead)) << "left by an agent that is gone";
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_TRUE(std::filesystem::exists(kept));
+  absl::StatusOr<std::unique_ptr<TaskCgroup>> reused = other->Create(limits);
+  ASSERT_TRUE(reused.ok()) << reused.status();
+  EXPECT_EQ(other->kept(), 0u) << "the kept one served the next task";
+  reused->reset();
+  close(held);
+  rmdir(live.c_str());
 }
 
 TEST_F(TaskIsolationTest, ATaskOverItsMemoryLimitIsOomKilledAndReportedAsSuch) {
