@@ -29,15 +29,24 @@ class WorkDirsTest : public ::testing::Test {
   testing::ScratchDir scratch_{"gyre_work_dirs"};
   const std::string root_ = scratch_.path() + "/root";
   const std::string slots_ = absl::StrCat(root_, "/.slots-", getpid());
+
+  // A directory from `pool` for the attempt `name`, expected in `slots`.
+  WorkDir Pooled(WorkDirPool& pool, const std::string& name, const std::string& slots,
+                 std::string* path) {
+    *path = root_ + "/" + name;
+    WorkDir dir = PrepareWorkDir(path, std::nullopt, &pool);
+    EXPECT_GE(dir.fd, 0);
+    EXPECT_TRUE(dir.pooled);
+    EXPECT_EQ(path->rfind(slots + "/", 0), 0u) << *path;
+    return dir;
+  }
 };
 
 TEST_F(WorkDirsTest, APooledDirectoryIsPrivateAndAnEmptiedOneServesTheNextTask) {
   WorkDirPool pool;
-  std::string first = root_ + "/exec.task.1";
-  const WorkDir dir = PrepareWorkDir(&first, std::nullopt, &pool);
+  std::string first;
+  const WorkDir dir = Pooled(pool, "exec.task.1", slots_, &first);
   ASSERT_GE(dir.fd, 0);
-  EXPECT_TRUE(dir.pooled);
-  EXPECT_EQ(first.rfind(slots_ + "/", 0), 0u) << first;
   EXPECT_EQ(dir.output_path, first + "/" + kOutputName);
   EXPECT_EQ(ModeOf(first), 0700u);
   EXPECT_EQ(ModeOf(slots_), 0711u) << "passable, not listable, for a task of another user";
@@ -106,11 +115,9 @@ TEST_F(WorkDirsTest, ASlotsPathThatIsNotADirectoryOfTheAgentsIsNeverUsed) {
   ASSERT_TRUE(std::filesystem::create_directories(root_));
   ASSERT_EQ(symlink(elsewhere.c_str(), slots_.c_str()), 0);
   WorkDirPool pool;
-  std::string path = root_ + "/exec.task.1";
-  const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+  std::string path;
+  const WorkDir dir = Pooled(pool, "exec.task.1", slots_ + "-1", &path);
   ASSERT_GE(dir.fd, 0);
-  EXPECT_TRUE(dir.pooled);
-  EXPECT_EQ(path.rfind(slots_ + "-1/", 0), 0u) << path;
   EXPECT_TRUE(std::filesystem::is_symlink(slots_));
   EXPECT_TRUE(std::filesystem::exists(elsewhere + "/theirs"));
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(elsewhere),
@@ -138,22 +145,19 @@ TEST_F(WorkDirsTest, TheDirectoriesOfAnAgentThatIsGoneAreRemovedAndALiveOnesAreN
   }
   {
     WorkDirPool pool;
-    std::string path = root_ + "/exec.task.1";
-    const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+    std::string path;
+    const WorkDir dir = Pooled(pool, "exec.task.1", slots_ + "-1", &path);
     ASSERT_GE(dir.fd, 0);
-    EXPECT_TRUE(dir.pooled);
     EXPECT_FALSE(std::filesystem::exists(dead)) << "removed with what its tasks left";
     EXPECT_TRUE(std::filesystem::exists(live + "/3"));
     EXPECT_TRUE(std::filesystem::exists(slots_ + "/0")) << "another agent's, alive";
-    EXPECT_EQ(path.rfind(slots_ + "-1/", 0), 0u) << path;
     ASSERT_TRUE(pool.Give(path, dir));
 
     // This pool's own, held while it lives: not stale to another pool.
     WorkDirPool other;
-    std::string other_path = root_ + "/exec.task.2";
-    const WorkDir other_dir = PrepareWorkDir(&other_path, std::nullopt, &other);
+    std::string other_path;
+    const WorkDir other_dir = Pooled(other, "exec.task.2", slots_ + "-2", &other_path);
     EXPECT_TRUE(std::filesystem::exists(path));
-    EXPECT_EQ(other_path.rfind(slots_ + "-2/", 0), 0u) << other_path;
     ASSERT_TRUE(other.Give(other_path, other_dir));
   }
   EXPECT_FALSE(std::filesystem::exists(slots_ + "-1")) << "removed by its pool";
