@@ -100,7 +100,13 @@ void WorkDirPool::RemoveStaleSlots(const std::string& root) {
   if (dir == nullptr) return;
   std::vector<std::string> names;
   while (const dirent* entry = readdir(dir)) {
-    if (absl::StartsWith(entry->d_name, ".slots-")) names.emplace_back(entry->d_name);
+    // .recycled-{pid}: where agents before the slots kept emptied
+    // directories (never locked; an old agent still running makes a new
+    // directory when its is gone).
+    if (absl::StartsWith(entry->d_name, ".slots-") ||
+        absl::StartsWith(entry->d_name, ".recycled-")) {
+      names.emplace_back(entry->d_name);
+    }
   }
   closedir(dir);
   for (const std::string& name : names) {

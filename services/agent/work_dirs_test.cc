@@ -132,6 +132,8 @@ TEST_F(WorkDirsTest, TheDirectoriesOfAnAgentThatIsGoneAreRemovedAndALiveOnesAreN
   // this agent's pid (another pid namespace on the same volume).
   const std::string dead = root_ + "/.slots-1";
   const std::string live = root_ + "/.slots-2";
+  const std::string older = root_ + "/.recycled-3";  // an agent before the slots
+  ASSERT_TRUE(std::filesystem::create_directories(older + "/12"));
   ASSERT_TRUE(std::filesystem::create_directories(dead + "/7/deep"));
   std::ofstream(dead + "/7/deep/left") << "x";
   ASSERT_TRUE(std::filesystem::create_directories(live + "/3"));
@@ -149,6 +151,7 @@ TEST_F(WorkDirsTest, TheDirectoriesOfAnAgentThatIsGoneAreRemovedAndALiveOnesAreN
     const WorkDir dir = Pooled(pool, "exec.task.1", slots_ + "-1", &path);
     ASSERT_GE(dir.fd, 0);
     EXPECT_FALSE(std::filesystem::exists(dead)) << "removed with what its tasks left";
+    EXPECT_FALSE(std::filesystem::exists(older));
     EXPECT_TRUE(std::filesystem::exists(live + "/3"));
     EXPECT_TRUE(std::filesystem::exists(slots_ + "/0")) << "another agent's, alive";
     ASSERT_TRUE(pool.Give(path, dir));
