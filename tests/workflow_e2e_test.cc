@@ -6,9 +6,11 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +18,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
@@ -184,6 +187,46 @@ tasks:
   EXPECT_EQ(Task(exec, "second").state(), v1::TASK_READY) << "no lease while paused";
   ASSERT_TRUE(Resume(exec).ok());
   EXPECT_EQ(Wait(exec), v1::EXECUTION_SUCCEEDED);
+}
+
+// An agent killed (kill -9) again and again, at seeded moments while its
+// tasks run, leaves no working directory and no task cgroup behind: the
+// next agent to start removes what the dead ones left.
+TEST_F(Cluster, AnAgentKilledAgainAndAgainLeavesNoDirectoriesOrCgroupsBehind) {
+  agent_killed_ = true;
+  const std::string root = root_ + "/phoenix";  // StartAgent's work_dir
+  std::string yaml = "name: crashes\ntasks:\n";
+  for (int i = 0; i < 16; ++i) {
+    absl::StrAppend(&yaml, "  - {id: t", i,
+                    ", command: [sh, -c, \"sleep 0.3\"], resources: {memory: 64Mi}}\n");
+  }
+  std::mt19937 random(20261205);
+  for (int trial = 0; trial < 4; ++trial) {
+    const int delay_ms = std::uniform_int_distribution<int>(20, 250)(random);
+    SCOPED_TRACE(absl::StrCat("trial ", trial, ", killed after ", delay_ms, " ms"));
+    ChildProcess* agent = StartAgent("phoenix", 8);
+    const std::string exec = Start(yaml);
+    ASSERT_TRUE(AwaitTaskState(exec, "t0", v1::TASK_RUNNING));
+    absl::SleepFor(absl::Milliseconds(delay_ms));
+    agent->Signal(SIGKILL);
+    ASSERT_TRUE(agent->WaitForExit(absl::Seconds(10)).has_value());
+    (void)Cancel(exec);  // its lost tasks are not for the next agent
+  }
+  // The killed agents' tasks (their own sessions) end on their own.
+  absl::SleepFor(absl::Milliseconds(500));
+  ChildProcess* last = StartAgent("phoenix", 8);
+  EXPECT_EQ(Wait(Start(yaml)), v1::EXECUTION_SUCCEEDED);
+  std::vector<std::string> slots;
+  for (const auto& entry : std::filesystem::directory_iterator(root)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, ".slots-")) slots.push_back(name);
+  }
+  EXPECT_EQ(slots.size(), 1u) << absl::StrJoin(slots, ", ") << "\n" << last->Output();
+  if (absl::StrContains(last->Output(), "tasks' declared memory and CPU are enforced")) {
+    EXPECT_TRUE(
+        absl::StrContains(last->Output(), "removed the task cgroups of agents that are gone"))
+        << last->Output();
+  }
 }
 
 TEST_F(Cluster, TaskOfAKilledAgentRunsAgainElsewhere) {
