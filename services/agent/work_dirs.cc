@@ -51,6 +51,7 @@ WorkDirPool::~WorkDirPool() {
   }
   // Empty unless a directory could not be removed (that was logged).
   for (const auto& [root, slots] : slots_) {
+    if (slots.lock_fd < 0) continue;  // none could be made there
     rmdir(slots.path.c_str());
     close(slots.lock_fd);
   }
@@ -92,6 +93,11 @@ std::string WorkDirPool::SlotsUnder(const std::string& root) {
     slots_[root] = Slots{path, fd};
     return path;
   }
+  // Not tried again for every task: they get directories of their own.
+  logging::Warn("no reusable task directories under the work_dir; each task makes its own",
+                {{"dir", root}});
+  absl::MutexLock lock(&mutex_);
+  slots_[root] = Slots{"", -1};
   return "";
 }
 

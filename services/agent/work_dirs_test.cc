@@ -167,6 +167,30 @@ TEST_F(WorkDirsTest, TheDirectoriesOfAnAgentThatIsGoneAreRemovedAndALiveOnesAreN
   for (int fd : held) close(fd);
 }
 
+TEST_F(WorkDirsTest, WhereNoPooledDirectoryCanBeMadeTasksGetNamedOnes) {
+  // Sixteen live agents (locked, as a live agent holds its own) already
+  // hold every name this agent would take under the root.
+  std::vector<int> held;
+  for (int suffix = 0; suffix < 16; ++suffix) {
+    const std::string path = suffix == 0 ? slots_ : absl::StrCat(slots_, "-", suffix);
+    ASSERT_TRUE(std::filesystem::create_directories(path));
+    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+    held.push_back(fd);
+  }
+  WorkDirPool pool;
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    std::string path = absl::StrCat(root_, "/exec.task.", attempt);
+    const std::string named = path;
+    const WorkDir dir = PrepareWorkDir(&path, std::nullopt, &pool);
+    ASSERT_GE(dir.fd, 0);
+    EXPECT_FALSE(dir.pooled);
+    EXPECT_EQ(path, named);
+    close(dir.fd);
+  }
+  for (int fd : held) close(fd);
+}
+
 TEST_F(WorkDirsTest, ThePoolRemovesTheDirectoriesItKeeps) {
   {
     WorkDirPool pool;
