@@ -179,8 +179,8 @@ namespace {
 // nobody holds, empty, is stale. Nothing is killed: a cgroup with processes
 // in it (a dead agent's orphaned task, an agent's own leaf) stays. Each
 // left one would pin a memory cgroup id, and the kernel has 65,535: on this
-// project's test machine, benchmark agents ended by SIGKILL had left 17,600
-// of them, and no cgroup could be made any more.
+// project's test machine, test and benchmark agents ended by SIGKILL had
+// left ~65,000 of them, and no cgroup could be made any more.
 void RemoveStaleCgroups(const std::string& base) {
   DIR* dir = opendir(base.c_str());
   if (dir == nullptr) return;
