@@ -1,9 +1,7 @@
 #include "services/agent/task_cgroup.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "libs/logging/logger.h"
+#include "services/agent/agent_owned_dirs.h"
 
 namespace gyre::agent {
 namespace {
@@ -182,23 +181,10 @@ namespace {
 // project's test machine, test and benchmark agents ended by SIGKILL had
 // left ~65,000 of them, and no cgroup could be made any more.
 void RemoveStaleCgroups(const std::string& base) {
-  DIR* dir = opendir(base.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> names;
-  while (const dirent* entry = readdir(dir)) {
-    if (entry->d_type == DT_DIR && absl::StartsWith(entry->d_name, "gyre-")) {
-      names.emplace_back(entry->d_name);
-    }
-  }
-  closedir(dir);
   int removed = 0;
-  for (const std::string& name : names) {
-    const std::string path = absl::StrCat(base, "/", name);
-    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) continue;
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0 && rmdir(path.c_str()) == 0) removed++;
-    close(fd);
-  }
+  ForEachAbandonedDirectory(base, {"gyre-"}, [&](const std::string& path, int) {
+    if (rmdir(path.c_str()) == 0) removed++;
+  });
   if (removed > 0) {
     logging::Info("removed the task cgroups of agents that are gone",
                   {{"under", base}, {"cgroups", static_cast<int64_t>(removed)}});
@@ -317,23 +303,16 @@ absl::StatusOr<std::unique_ptr<TaskCgroup>> TaskCgroups::Create(const TaskLimits
   auto make = [&](const std::string& base) -> absl::StatusOr<std::string> {
     for (int attempt = 0;; ++attempt) {
       const std::string dir = absl::StrCat(base, "/", prefix_, "-", id);
-      if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("cannot create the task's cgroup ", dir, ": ", std::strerror(errno)));
-      }
       // Held while it lives, so another agent's start does not take it for
-      // stale (RemoveStaleCgroups); and still there, in case one did
-      // between the mkdir and the lock (then another name).
-      const int lock_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      const bool held = lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) == 0;
-      if (held && faccessat(lock_fd, "cgroup.procs", F_OK, 0) == 0) {
-        cgroup->lock_fds_.push_back(lock_fd);
+      // abandoned (RemoveStaleCgroups).
+      absl::StatusOr<int> lock_fd = MakeHeldDirectory(dir, 0755, /*existing_ok=*/true);
+      if (lock_fd.ok()) {
+        cgroup->lock_fds_.push_back(*lock_fd);
         return dir;
       }
-      if (lock_fd >= 0) close(lock_fd);
-      if (attempt == 2) {
-        return absl::FailedPreconditionError(absl::StrCat("cannot create the task's cgroup ", dir,
-                                                          ": another agent holds or removed it"));
+      if (!absl::IsAborted(lock_fd.status()) || attempt == 2) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot create the task's cgroup: ", lock_fd.status().message()));
       }
       absl::MutexLock lock(&mutex_);
       id = next_id_++;

@@ -2,7 +2,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/logging/logger.h"
+#include "services/agent/agent_owned_dirs.h"
 
 namespace gyre::agent {
 namespace {
@@ -75,22 +75,16 @@ std::string WorkDirPool::SlotsUnder(const std::string& root) {
   for (int suffix = 0; suffix < 16; ++suffix) {
     std::string path = absl::StrCat(root, "/.slots-", getpid());
     if (suffix > 0) absl::StrAppend(&path, "-", suffix);
-    if (mkdir(path.c_str(), 0711) != 0) continue;
-    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) continue;
-    // Held from here on, so no other agent's sweep takes it for stale; and
-    // still there, in case a sweep took it between the mkdir and the lock.
+    // Held from here on, so no other agent's start takes it for abandoned.
     // Passable (not listable) for a task of another user.
-    struct stat held {};
-    struct stat at_path {};
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || fstat(fd, &held) != 0 ||
-        lstat(path.c_str(), &at_path) != 0 || held.st_ino != at_path.st_ino ||
-        held.st_dev != at_path.st_dev || fchmod(fd, 0711) != 0) {
-      close(fd);
+    absl::StatusOr<int> fd = MakeHeldDirectory(path, 0711, /*existing_ok=*/false);
+    if (!fd.ok()) continue;
+    if (fchmod(*fd, 0711) != 0) {
+      close(*fd);
       continue;
     }
     absl::MutexLock lock(&mutex_);
-    slots_[root] = Slots{path, fd};
+    slots_[root] = Slots{path, *fd};
     return path;
   }
   // Not tried again for every task: they get directories of their own.
@@ -102,32 +96,16 @@ std::string WorkDirPool::SlotsUnder(const std::string& root) {
 }
 
 void WorkDirPool::RemoveStaleSlots(const std::string& root) {
-  DIR* dir = opendir(root.c_str());
-  if (dir == nullptr) return;
-  std::vector<std::string> names;
-  while (const dirent* entry = readdir(dir)) {
-    // .recycled-{pid}: where agents before the slots kept emptied
-    // directories (never locked; an old agent still running makes a new
-    // directory when its is gone).
-    if (absl::StartsWith(entry->d_name, ".slots-") ||
-        absl::StartsWith(entry->d_name, ".recycled-")) {
-      names.emplace_back(entry->d_name);
-    }
-  }
-  closedir(dir);
-  for (const std::string& name : names) {
-    const std::string path = absl::StrCat(root, "/", name);
-    const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) continue;
-    // A live agent holds its lock; another user's is not this agent's to
-    // remove.
+  // .recycled-{pid}: where agents before the slots kept emptied directories
+  // (never locked; an old agent still running makes a new directory when
+  // its is gone).
+  ForEachAbandonedDirectory(root, {".slots-", ".recycled-"}, [](const std::string& path, int fd) {
+    // Another user's is not this agent's to remove.
     struct stat info {};
-    if (fstat(fd, &info) == 0 && info.st_uid == geteuid() && flock(fd, LOCK_EX | LOCK_NB) == 0) {
-      logging::Info("removing the working directories of an agent that is gone", {{"dir", path}});
-      RemoveWorkDir(path);
-    }
-    close(fd);
-  }
+    if (fstat(fd, &info) != 0 || info.st_uid != geteuid()) return;
+    logging::Info("removing the working directories of an agent that is gone", {{"dir", path}});
+    RemoveWorkDir(path);
+  });
 }
 
 std::optional<WorkDir> WorkDirPool::Take(const std::string& root, std::string* path,
