@@ -1211,18 +1211,28 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (absl::StartsWith(arg, "--bin_dir=")) gyre::bench::g_bin_dir = arg.substr(10);
-    if (absl::StartsWith(arg, "--runs="))
-      (void)absl::SimpleAtoi(arg.substr(7), &gyre::bench::g_runs);
+    // A count flag: a positive number, or the run stops with the reason.
+    const auto count = [&](absl::string_view flag, int* into) {
+      if (!absl::StartsWith(arg, flag)) return true;
+      if (absl::SimpleAtoi(absl::string_view(arg).substr(flag.size()), into) && *into > 0) {
+        return true;
+      }
+      std::fprintf(stderr, "engine_bench: %s wants a positive number, not \"%s\"\n",
+                   std::string(flag.substr(0, flag.size() - 1)).c_str(),
+                   arg.substr(flag.size()).c_str());
+      return false;
+    };
+    if (!count("--runs=", &gyre::bench::g_runs) ||
+        !count("--true_slots=", &gyre::bench::g_true_slots) ||
+        !count("--true_tasks=", &gyre::bench::g_true_tasks)) {
+      return 2;
+    }
     if (arg == "--quick") gyre::bench::g_quick = true;
     if (arg == "--status_pages_on_heap") gyre::bench::g_status_pages_on_heap = true;
     if (arg == "--status_paged") gyre::bench::g_status_paged = true;
     if (absl::StartsWith(arg, "--before_agent=")) gyre::bench::g_before_agent = arg.substr(15);
     if (absl::StartsWith(arg, "--noop_tasks="))
       (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_noop_tasks);
-    if (absl::StartsWith(arg, "--true_slots="))
-      (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_true_slots);
-    if (absl::StartsWith(arg, "--true_tasks="))
-      (void)absl::SimpleAtoi(arg.substr(13), &gyre::bench::g_true_tasks);
     if (absl::StartsWith(arg, "--only=")) {
       gyre::bench::g_only = absl::StrSplit(arg.substr(7), ',', absl::SkipEmpty());
     }
