@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -40,6 +41,9 @@ struct ChildArgs {
   // Sharing the parent's table: keep a copy of the descriptors below this
   // and nothing else. -1: the table is the child's own copy already.
   int unshare_below = -1;
+  // Told once the child has its copy (the group may then serve another
+  // spawn); null when it copies nothing.
+  std::atomic<bool>* copied = nullptr;
   int error = 0;
   const char* step = nullptr;
 };
@@ -63,6 +67,7 @@ int ChildMain(void* raw) {
               CLOSE_RANGE_UNSHARE) != 0) {
     return Fail(args, "copying the descriptor table");
   }
+  if (args->copied != nullptr) args->copied->store(true, std::memory_order_release);
   // A handler of the agent's must never run here (it would run on the
   // agent's memory), and the task gets no signal ignored.
   struct sigaction default_action {};
@@ -129,52 +134,89 @@ SpawnDescriptors::SpawnDescriptors(int groups) {
   null_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   // Without close_range (Linux 5.9) every spawn copies the table.
   if (null_fd_ < 0 || syscall(SYS_close_range, ~0U - 1, ~0U, 0U) != 0) return;
-  groups_.resize(static_cast<size_t>(std::max(groups, 0)));
+  const int count = std::max(groups, 0);
+  groups_ = std::make_unique<Group[]>(static_cast<size_t>(count));
   limit_ = null_fd_ + 1;
-  for (Group& group : groups_) {
-    for (int& fd : group.fds) {
+  for (int i = 0; i < count; ++i) {
+    for (int& fd : groups_[i].fds) {
       fd = fcntl(null_fd_, F_DUPFD_CLOEXEC, 0);
       if (fd < 0) {
         // Out of descriptors already: no short way for anyone.
-        for (Group& made : groups_) {
-          for (int& other : made.fds) {
+        for (int made = 0; made <= i; ++made) {
+          for (int& other : groups_[made].fds) {
             if (other > 0) close(other);
             other = -1;
           }
         }
-        free_.clear();
         return;
       }
       limit_ = std::max(limit_, fd + 1);
     }
-    absl::MutexLock lock(&mutex_);
-    free_.push_back(&group);
+    group_count_ = i + 1;
   }
+  absl::MutexLock lock(&mutex_);
+  holders_.resize(static_cast<size_t>(group_count_));
 }
 
 SpawnDescriptors::~SpawnDescriptors() {
-  for (Group& group : groups_) {
-    for (int fd : group.fds) {
+  for (int i = 0; i < group_count_; ++i) {
+    for (int fd : groups_[i].fds) {
       if (fd >= 0) close(fd);
     }
   }
   if (null_fd_ >= 0) close(null_fd_);
 }
 
-SpawnDescriptors::Group* SpawnDescriptors::Acquire() {
-  absl::MutexLock lock(&mutex_);
-  if (free_.empty()) return nullptr;
-  Group* group = free_.back();
-  free_.pop_back();
-  return group;
-}
-
-void SpawnDescriptors::Release(Group* group, int used) {
+void SpawnDescriptors::Clear(Group& group, int from, int to) {
   // dup3 replaces in one step: the number is never free for another
   // thread's open to take.
-  for (int i = 0; i < used && i < kGroupFds; ++i) dup3(null_fd_, group->fds[i], O_CLOEXEC);
+  for (int i = std::max(from, 0); i < to && i < kGroupFds; ++i) {
+    dup3(null_fd_, group.fds[i], O_CLOEXEC);
+  }
+}
+
+SpawnDescriptors::Lease SpawnDescriptors::Acquire(int used) {
+  Lease lease;
+  int taken_over_used = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    // A free group first; else one whose child has its copy already.
+    int found = -1;
+    for (int i = 0; i < group_count_ && found < 0; ++i) {
+      if (holders_[i].lease == 0) found = i;
+    }
+    for (int i = 0; i < group_count_ && found < 0; ++i) {
+      if (groups_[i].copied.load(std::memory_order_acquire)) found = i;
+    }
+    if (found < 0) {
+      copying_spawns_.fetch_add(1, std::memory_order_relaxed);
+      return lease;
+    }
+    Holder& holder = holders_[found];
+    taken_over_used = holder.lease != 0 ? holder.used : 0;
+    holder.lease = next_lease_++;
+    holder.used = std::max(used, taken_over_used);
+    lease.group = &groups_[found];
+    lease.id = holder.lease;
+    lease.group->copied.store(false, std::memory_order_relaxed);
+  }
+  short_spawns_.fetch_add(1, std::memory_order_relaxed);
+  // Taken over: the slots this spawn will not fill still hold the last
+  // one's descriptors (its pipes, which must not stay open here).
+  Clear(*lease.group, used, taken_over_used);
+  return lease;
+}
+
+void SpawnDescriptors::Release(const Lease& lease) {
+  if (lease.group == nullptr) return;
+  const size_t index = static_cast<size_t>(lease.group - groups_.get());
   absl::MutexLock lock(&mutex_);
-  free_.push_back(group);
+  Holder& holder = holders_[index];
+  // Taken over: the spawn that took it replaced this one's descriptors.
+  if (holder.lease != lease.id) return;
+  Clear(*lease.group, 0, holder.used);
+  holder.lease = 0;
+  holder.used = 0;
 }
 
 absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
@@ -196,15 +238,16 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
   args.stderr_fd = request.stderr_fd;
   args.cgroup_fds = request.cgroup_procs_fds.data();
   args.cgroup_count = request.cgroup_procs_fds.size();
-  SpawnDescriptors::Group* group = nullptr;
+  SpawnDescriptors::Lease lease;
   int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
+  const int used = 2 + static_cast<int>(request.cgroup_procs_fds.size());
   if (descriptors != nullptr) {
     args.stdin_fd = descriptors->null_fd();
     if (request.cgroup_procs_fds.size() <= SpawnDescriptors::kCgroupFds) {
-      group = descriptors->Acquire();
+      lease = descriptors->Acquire(used);
     }
   }
-  if (group != nullptr) {
+  if (SpawnDescriptors::Group* group = lease.group; group != nullptr) {
     bool placed = dup3(request.stdout_fd, group->fds[0], O_CLOEXEC) >= 0 &&
                   dup3(request.stderr_fd, group->fds[1], O_CLOEXEC) >= 0;
     for (size_t i = 0; placed && i < request.cgroup_procs_fds.size(); ++i) {
@@ -215,10 +258,11 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
       args.stderr_fd = group->fds[1];
       args.cgroup_fds = &group->fds[2];
       args.unshare_below = descriptors->limit();
+      args.copied = &group->copied;
       flags |= CLONE_FILES;
     } else {
-      descriptors->Release(group, SpawnDescriptors::kGroupFds);
-      group = nullptr;
+      descriptors->Release(lease);
+      lease = {};
     }
   }
 
@@ -233,9 +277,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   // The child has its copies (or is gone): the pipes must not stay open
   // here as well, or they would never end.
-  if (group != nullptr) {
-    descriptors->Release(group, 2 + static_cast<int>(request.cgroup_procs_fds.size()));
-  }
+  if (descriptors != nullptr) descriptors->Release(lease);
   if (pid < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot start a process: clone: ", std::strerror(clone_error)));

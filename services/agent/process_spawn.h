@@ -4,6 +4,9 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include <atomic>
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -44,12 +47,17 @@ struct SpawnRequest {
 
 // Low file descriptors kept for spawning, so that a child need not copy
 // the agent's whole descriptor table. The agent holds three per running
-// task (its pipes and pidfd); a child made the usual way copies all of them
-// and closes them again at its exec, ~20 us per spawn with 200 open. With
-// a group of these, the child shares the agent's table (CLONE_FILES) and
+// task (its pipes and pidfd), a kept directory per slot and, with cgroups,
+// their files: ~300 with 64 running. A child made the usual way copies all
+// of them and its exec closes them again (`do_close_on_exec`: ~17 us per
+// task, the largest of the child's costs above the bare spawn's). With a
+// group of these, the child shares the agent's table (CLONE_FILES) and
 // takes a copy of the descriptors below limit() only (close_range's
 // CLOSE_RANGE_UNSHARE), where the parent has just placed what the child
-// needs. Reserved at construction, so make it early in the agent's life,
+// needs. A group is needed only until the child has its copy, its first
+// step, not until its exec: a spawn that finds no group free takes over
+// one whose child has copied it (the spawn that placed it then leaves it
+// alone). Reserved at construction, so make it early in the agent's life,
 // while the lowest numbers are free. Thread-safe.
 class SpawnDescriptors {
  public:
@@ -59,6 +67,14 @@ class SpawnDescriptors {
   static constexpr int kGroupFds = 2 + kCgroupFds;
   struct Group {
     int fds[kGroupFds];
+    // Set by the child once it holds its own copy: from then on the slots
+    // are the agent's alone again.
+    std::atomic<bool> copied{false};
+  };
+  // One spawn's hold on a group.
+  struct Lease {
+    Group* group = nullptr;
+    uint64_t id = 0;
   };
 
   // `groups` spawns at once may take the short way; more copy the table.
@@ -67,23 +83,38 @@ class SpawnDescriptors {
   SpawnDescriptors(const SpawnDescriptors&) = delete;
   SpawnDescriptors& operator=(const SpawnDescriptors&) = delete;
 
-  // A free group, or nullptr: none free, or the kernel has no close_range
-  // (before Linux 5.9).
-  Group* Acquire();
-  // Points the group's first `used` descriptors at /dev/null again (the
-  // spawned child holds its own copies) and frees it.
-  void Release(Group* group, int used);
+  // A group free or copied, its first `used` slots to be filled (the rest
+  // point at /dev/null); a lease without a group when none is (or the
+  // kernel has no close_range, before Linux 5.9).
+  Lease Acquire(int used);
+  // Points the group's slots at /dev/null again (the child holds its own
+  // copies) and frees it, unless another spawn has taken it over since.
+  void Release(const Lease& lease);
   // /dev/null, read-only: every task's stdin.
   int null_fd() const { return null_fd_; }
   // One past the highest descriptor reserved.
   int limit() const { return limit_; }
+  // Spawns that took the short way, and those that copied the whole table.
+  int64_t short_spawns() const { return short_spawns_.load(std::memory_order_relaxed); }
+  int64_t copying_spawns() const { return copying_spawns_.load(std::memory_order_relaxed); }
 
  private:
+  struct Holder {
+    uint64_t lease = 0;  // 0: free
+    int used = 0;        // slots not pointing at /dev/null
+  };
+  // Points slots [from, to) of `group` at /dev/null.
+  void Clear(Group& group, int from, int to);
+
   int null_fd_ = -1;
   int limit_ = 0;
-  std::vector<Group> groups_;
+  std::unique_ptr<Group[]> groups_;  // not movable: the children write `copied`
+  int group_count_ = 0;
+  std::atomic<int64_t> short_spawns_{0};
+  std::atomic<int64_t> copying_spawns_{0};
   absl::Mutex mutex_;
-  std::vector<Group*> free_ ABSL_GUARDED_BY(mutex_);
+  std::vector<Holder> holders_ ABSL_GUARDED_BY(mutex_);  // one per group
+  uint64_t next_lease_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
 struct SpawnedProcess {

@@ -1,0 +1,140 @@
+#include "services/agent/process_spawn.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace gyre::agent {
+namespace {
+
+// The inode a descriptor refers to, to tell a pipe from /dev/null.
+ino_t InodeOf(int fd) {
+  struct stat info {};
+  return fstat(fd, &info) == 0 ? info.st_ino : 0;
+}
+
+// Reads `fd` to its end.
+std::string ReadAll(int fd) {
+  std::string out;
+  char buffer[256];
+  for (;;) {
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return out;
+    out.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+TEST(SpawnDescriptorsTest, AGroupWhoseChildHasItsCopyServesTheNextSpawnAndIsNotClearedUnderIt) {
+  SpawnDescriptors descriptors(1);
+  const ino_t null_inode = InodeOf(descriptors.null_fd());
+  SpawnDescriptors::Lease first = descriptors.Acquire(2);
+  ASSERT_NE(first.group, nullptr) << "no close_range on this kernel";
+  // Its child has not copied the table yet: nobody else may use the group.
+  EXPECT_EQ(descriptors.Acquire(2).group, nullptr);
+  EXPECT_EQ(descriptors.copying_spawns(), 1);
+
+  first.group->copied.store(true);  // what the child does after its copy
+  SpawnDescriptors::Lease second = descriptors.Acquire(2);
+  ASSERT_EQ(second.group, first.group);
+  EXPECT_NE(second.id, first.id);
+  EXPECT_FALSE(second.group->copied.load()) << "the new child has not copied it yet";
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  ASSERT_GE(dup3(pipe_fds[1], second.group->fds[0], O_CLOEXEC), 0);
+
+  // The first spawn's parent returns from its clone: the group is no longer
+  // its own, and the second spawn's pipe stays where it was placed.
+  descriptors.Release(first);
+  EXPECT_EQ(InodeOf(second.group->fds[0]), InodeOf(pipe_fds[1]));
+  descriptors.Release(second);
+  EXPECT_EQ(InodeOf(second.group->fds[0]), null_inode);
+  EXPECT_NE(descriptors.Acquire(2).group, nullptr) << "released: free again";
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+}
+
+TEST(SpawnDescriptorsTest, TakingOverClearsTheSlotsTheLastSpawnFilledAndThisOneDoesNot) {
+  SpawnDescriptors descriptors(1);
+  const ino_t null_inode = InodeOf(descriptors.null_fd());
+  SpawnDescriptors::Lease first = descriptors.Acquire(4);  // stdio and two cgroup files
+  ASSERT_NE(first.group, nullptr) << "no close_range on this kernel";
+  int pipe_fds[2];
+  ASSERT_EQ(pipe2(pipe_fds, O_CLOEXEC), 0);
+  for (int fd : first.group->fds) ASSERT_GE(dup3(pipe_fds[1], fd, O_CLOEXEC), 0);
+  first.group->copied.store(true);
+
+  SpawnDescriptors::Lease second = descriptors.Acquire(2);
+  ASSERT_EQ(second.group, first.group);
+  // Left holding the write end, the pipe would never reach its end.
+  EXPECT_EQ(InodeOf(second.group->fds[2]), null_inode);
+  EXPECT_EQ(InodeOf(second.group->fds[3]), null_inode);
+  descriptors.Release(second);
+  for (int fd : second.group->fds) EXPECT_EQ(InodeOf(fd), null_inode);
+  close(pipe_fds[1]);
+  EXPECT_EQ(ReadAll(pipe_fds[0]), "") << "every copy of the write end is closed";
+  close(pipe_fds[0]);
+  descriptors.Release(first);  // taken over: does nothing
+}
+
+// Many threads spawn at once through 2 groups, most of them taking one over
+// from a spawn whose child is still on its way to exec: each child's output
+// must reach its own pipe, and every pipe its end.
+TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) {
+  SpawnDescriptors descriptors(2);
+  constexpr int kThreads = 16;
+  constexpr int kSpawnsPerThread = 20;
+  std::vector<std::string> failures(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kSpawnsPerThread; ++i) {
+        const std::string token = absl::StrCat(t, "-", i);
+        int out[2];
+        int err[2];
+        if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+          failures[t] = "pipe2";
+          return;
+        }
+        SpawnRequest request;
+        request.path = "/bin/echo";
+        request.argv = {"echo", token};
+        request.stdout_fd = out[1];
+        request.stderr_fd = err[1];
+        absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, &descriptors);
+        close(out[1]);
+        close(err[1]);
+        if (!spawned.ok()) {
+          failures[t] = std::string(spawned.status().message());
+          return;
+        }
+        const std::string got = ReadAll(out[0]);  // ends only if no copy is left open
+        int status = 0;
+        waitpid(spawned->pid, &status, 0);
+        close(spawned->pidfd);
+        close(out[0]);
+        close(err[0]);
+        if (got != token + "\n") {
+          failures[t] = absl::StrCat("spawn ", token, " printed \"", got, "\"");
+          return;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  for (const std::string& failure : failures) EXPECT_EQ(failure, "");
+  EXPECT_GT(descriptors.short_spawns(), 2) << "groups were taken over";
+  EXPECT_EQ(descriptors.short_spawns() + descriptors.copying_spawns(),
+            kThreads * kSpawnsPerThread);
+}
+
+}  // namespace
+}  // namespace gyre::agent
