@@ -126,6 +126,28 @@ double CpuSeconds(pid_t pid, bool children = false) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// The whole machine's CPU time so far, from /proc/stat, in seconds: what
+// every CPU spent idle (idle + iowait), and what it spent on anything.
+struct MachineCpu {
+  double idle = 0;
+  double busy = 0;
+};
+MachineCpu MachineCpuSeconds() {
+  std::ifstream stat("/proc/stat");
+  std::string line;
+  std::getline(stat, line);
+  std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+  MachineCpu cpu;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  // cpu user nice system idle iowait irq softirq steal (guest time is in user).
+  for (size_t i = 1; i < fields.size() && i <= 8; ++i) {
+    int64_t ticks = 0;
+    if (!absl::SimpleAtoi(fields[i], &ticks)) continue;
+    (i == 4 || i == 5 ? cpu.idle : cpu.busy) += static_cast<double>(ticks) / tick;
+  }
+  return cpu;
+}
+
 // CPU time the calling thread has used so far, in seconds.
 double ThreadCpuSeconds() {
   timespec now{};
@@ -619,7 +641,7 @@ int Main() {
     // a shared VM, so a share against another minute's ceiling means
     // little. Medians of the per-run figures.
     struct Subprocess {
-      std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu;
+      std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu, idle, rest, client;
     };
     // One run of `def` on `suite`, into `into`.
     auto run_once = [&](Suite& suite, Subprocess* into, const v1::WorkflowDefinition& def,
@@ -627,6 +649,8 @@ int Main() {
       const double cpu_before = suite.CpuSeconds();
       const double server_before = suite.ServerCpuSeconds();
       const double tasks_before = suite.TaskCpuSeconds();
+      const MachineCpu machine_before = MachineCpuSeconds();
+      const double client_before = bench::CpuSeconds(getpid());
       const double sent_before =
           suite.AgentsMetric("gyre_agent_task_starts_total{report=\"sent\"}");
       const absl::Time start = absl::Now();
@@ -639,6 +663,15 @@ int Main() {
       into->orchestrator_cpu.push_back((suite.ServerCpuSeconds() - server_before) * 1e6 /
                                        def.tasks_size());
       into->task_cpu.push_back((suite.TaskCpuSeconds() - tasks_before) * 1e6 / def.tasks_size());
+      // Where the rest of the machine's time went: idle CPUs (the pipeline
+      // ran dry), and busy time that is neither Gyre's nor its tasks' (the
+      // benchmark's own client, kernel threads, interrupts).
+      const MachineCpu machine_after = MachineCpuSeconds();
+      into->idle.push_back((machine_after.idle - machine_before.idle) * 1e6 / def.tasks_size());
+      into->client.push_back((bench::CpuSeconds(getpid()) - client_before) * 1e6 /
+                             def.tasks_size());
+      into->rest.push_back((machine_after.busy - machine_before.busy) * 1e6 / def.tasks_size() -
+                           into->cpu.back() - into->task_cpu.back() - into->client.back());
       // The rest of the starts travelled in their results (start_report_delay).
       const double sent = suite.AgentsMetric("gyre_agent_task_starts_total{report=\"sent\"}");
       into->starts_sent.push_back(sent < 0 ? -1 : (sent - sent_before) / def.tasks_size());
@@ -705,6 +738,12 @@ int Main() {
                                       "its exit; the ceiling's: %.0f us)",
                                       build, Median(ceiling_task_cpu)),
                       absl::StrFormat("%.0f us", Median(measured.task_cpu)), "(reference)", true});
+      rows.push_back({absl::StrFormat("  %s: per task, the machine's CPUs idle / the benchmark's "
+                                      "client / the rest (kernel threads, interrupts)",
+                                      build),
+                      absl::StrFormat("%.0f us / %.0f us / %.0f us", Median(measured.idle),
+                                      Median(measured.client), Median(measured.rest)),
+                      "(reference)", true});
       if (Median(measured.starts_sent) >= 0) {
         rows.push_back({absl::StrFormat("  %s: TaskStarted messages sent per task (the others' "
                                         "results carried their start)",
