@@ -136,7 +136,6 @@ SpawnDescriptors::SpawnDescriptors(int groups) {
   if (null_fd_ < 0 || syscall(SYS_close_range, ~0U - 1, ~0U, 0U) != 0) return;
   const int count = std::max(groups, 0);
   groups_ = std::make_unique<Group[]>(static_cast<size_t>(count));
-  limit_ = null_fd_ + 1;
   for (int i = 0; i < count; ++i) {
     for (int& fd : groups_[i].fds) {
       fd = fcntl(null_fd_, F_DUPFD_CLOEXEC, 0);
@@ -150,7 +149,7 @@ SpawnDescriptors::SpawnDescriptors(int groups) {
         }
         return;
       }
-      limit_ = std::max(limit_, fd + 1);
+      groups_[i].limit = std::max({groups_[i].limit, fd + 1, null_fd_ + 1});
     }
     group_count_ = i + 1;
   }
@@ -257,7 +256,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
       args.stdout_fd = group->fds[0];
       args.stderr_fd = group->fds[1];
       args.cgroup_fds = &group->fds[2];
-      args.unshare_below = descriptors->limit();
+      args.unshare_below = group->limit;
       args.copied = &group->copied;
       flags |= CLONE_FILES;
     } else {

@@ -67,6 +67,9 @@ class SpawnDescriptors {
   static constexpr int kGroupFds = 2 + kCgroupFds;
   struct Group {
     int fds[kGroupFds];
+    // One past its highest descriptor: a child copies those below only
+    // (stdin's /dev/null and the groups made before it are lower).
+    int limit = 0;
     // Set by the child once it holds its own copy: from then on the slots
     // are the agent's alone again.
     std::atomic<bool> copied{false};
@@ -92,8 +95,6 @@ class SpawnDescriptors {
   void Release(const Lease& lease);
   // /dev/null, read-only: every task's stdin.
   int null_fd() const { return null_fd_; }
-  // One past the highest descriptor reserved.
-  int limit() const { return limit_; }
   // Spawns that took the short way, and those that copied the whole table.
   int64_t short_spawns() const { return short_spawns_.load(std::memory_order_relaxed); }
   int64_t copying_spawns() const { return copying_spawns_.load(std::memory_order_relaxed); }
@@ -107,7 +108,6 @@ class SpawnDescriptors {
   void Clear(Group& group, int from, int to);
 
   int null_fd_ = -1;
-  int limit_ = 0;
   std::unique_ptr<Group[]> groups_;  // not movable: the children write `copied`
   int group_count_ = 0;
   std::atomic<int64_t> short_spawns_{0};

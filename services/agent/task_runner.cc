@@ -87,34 +87,45 @@ void Capture(const char* data, size_t size, const TaskLaunch& launch, int stream
   if (launch.on_output) launch.on_output(stream, offset, absl::string_view(data, keep));
 }
 
-// The task's environment: what the assignment gives (context, task env,
-// GYRE_*), the agent's PATH and LANG when it sets none, HOME (the run_as
-// user's, else the agent's) when it sets none, and GYRE_OUTPUT. Nothing
-// else of the agent's (its own GYRE_* configuration least of all).
-std::map<std::string, std::string> BuildEnvironment(const TaskLaunch& launch,
-                                                    const std::string& output) {
-  std::map<std::string, std::string> env = launch.env;
+// The task's environment, as execve takes it: what the assignment gives
+// (context, task env, GYRE_*), the agent's PATH and LANG when it sets none,
+// HOME (the run_as user's, else the agent's) when it sets none, and
+// GYRE_OUTPUT. Nothing else of the agent's (its own GYRE_* configuration
+// least of all). `path` is the PATH the executable is looked up in.
+struct TaskEnvironment {
+  std::vector<std::string> entries;  // "KEY=value"
+  std::string path;
+};
+TaskEnvironment BuildEnvironment(const TaskLaunch& launch, const std::string& output) {
+  TaskEnvironment env;
+  env.entries.reserve(launch.env.size() + 4);
+  for (const auto& [key, value] : launch.env) {
+    if (key != "GYRE_OUTPUT") env.entries.push_back(absl::StrCat(key, "=", value));
+  }
+  auto given = [&launch](const char* key) { return launch.env.find(key) != launch.env.end(); };
   for (const char* inherited : {"PATH", "LANG"}) {
-    if (env.count(inherited) == 0) {
-      if (const char* value = std::getenv(inherited)) env[inherited] = value;
+    if (given(inherited)) continue;
+    if (const char* value = std::getenv(inherited)) {
+      env.entries.push_back(absl::StrCat(inherited, "=", value));
     }
   }
-  if (env.count("HOME") == 0) {
+  if (!given("HOME")) {
     if (launch.run_as.has_value()) {
-      env["HOME"] = launch.run_as->home.empty() ? "/" : launch.run_as->home;
+      env.entries.push_back(
+          absl::StrCat("HOME=", launch.run_as->home.empty() ? "/" : launch.run_as->home));
     } else if (const char* home = std::getenv("HOME")) {
-      env["HOME"] = home;
+      env.entries.push_back(absl::StrCat("HOME=", home));
     }
   }
-  env["GYRE_OUTPUT"] = output;
+  env.entries.push_back(absl::StrCat("GYRE_OUTPUT=", output));
+  if (auto path = launch.env.find("PATH"); path != launch.env.end()) {
+    env.path = path->second;
+  } else if (const char* agent_path = std::getenv("PATH")) {
+    env.path = agent_path;
+  } else {
+    env.path = "/usr/bin:/bin";
+  }
   return env;
-}
-
-std::vector<std::string> EnvironmentEntries(const std::map<std::string, std::string>& env) {
-  std::vector<std::string> entries;
-  entries.reserve(env.size());
-  for (const auto& [key, value] : env) entries.push_back(absl::StrCat(key, "=", value));
-  return entries;
 }
 
 // Starts the task: in a session and process group of its own (so that it
@@ -122,8 +133,7 @@ std::vector<std::string> EnvironmentEntries(const std::map<std::string, std::str
 // in its cgroup, no signal blocked or ignored, stdin from /dev/null, stdout
 // and stderr on `stdout_fd` and `stderr_fd`, in its working directory,
 // with exactly `env`.
-absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
-                                         const std::map<std::string, std::string>& env,
+absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch, TaskEnvironment env,
                                          ExecutableCache* executables,
                                          SpawnDescriptors* descriptors, int stdout_fd,
                                          int stderr_fd, const std::vector<int>& cgroup_procs_fds) {
@@ -132,12 +142,10 @@ absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
                                                          launch.argv.empty() ? "" : launch.argv[0]}
                               : launch.argv;
   if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
-  auto path = env.find("PATH");
-  const std::string path_env = path == env.end() ? "/usr/bin:/bin" : path->second;
-  absl::StatusOr<std::string> executable = executables->Resolve(request.argv[0], path_env);
+  absl::StatusOr<std::string> executable = executables->Resolve(request.argv[0], env.path);
   if (!executable.ok()) return executable.status();
   request.path = *std::move(executable);
-  request.env = EnvironmentEntries(env);
+  request.env = std::move(env.entries);
   request.work_dir = launch.work_dir;
   request.stdout_fd = stdout_fd;
   request.stderr_fd = stderr_fd;
@@ -146,7 +154,7 @@ absl::StatusOr<SpawnedProcess> SpawnTask(const TaskLaunch& launch,
   request.cgroup_procs_fds = cgroup_procs_fds;
   absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, descriptors);
   // The executable went away since it was found: search again next time.
-  if (!spawned.ok()) executables->Forget(request.argv[0], path_env);
+  if (!spawned.ok()) executables->Forget(request.argv[0], env.path);
   return spawned;
 }
 
@@ -746,15 +754,23 @@ void TaskRunner::Complete(std::unique_ptr<Process> process) {
   }
   ClassifyEnd(status, process->escalation->stopped_as(), process->launch.timeout,
               process->launch.limits.memory_bytes, &outcome);
-  const bool had_output = CollectOutputJson(process->work_dir.fd, &outcome);
-  if (process->launch.remove_work_dir && !process->launch.work_dir.empty()) {
-    // What the task left is gone either way; an emptied directory is kept
-    // for the next task (Finish).
-    const int dir_fd = process->work_dir.fd;
-    if (dir_fd >= 0 && had_output) unlinkat(dir_fd, kOutputName, 0);
-    process->work_dir_emptied = dir_fd >= 0 && IsEmptyDirectory(dir_fd);
+  // What the task left in its own directory is gone either way; an emptied
+  // directory is kept for the next task (Finish). One left empty holds no
+  // output: a look at it instead of an open that fails.
+  const bool own_dir = process->launch.remove_work_dir && !process->launch.work_dir.empty();
+  const int dir_fd = process->work_dir.fd;
+  bool emptied = own_dir && dir_fd >= 0 && IsEmptyDirectory(dir_fd);
+  if (!emptied) {
+    const bool had_output = CollectOutputJson(dir_fd, &outcome);
+    if (own_dir && dir_fd >= 0) {
+      if (had_output) unlinkat(dir_fd, kOutputName, 0);
+      emptied = IsEmptyDirectory(dir_fd);
+    }
+  }
+  if (own_dir) {
+    process->work_dir_emptied = emptied;
     // Removing what it left may take long.
-    slow = slow || !process->work_dir_emptied;
+    slow = slow || !emptied;
   }
   TaskOutcome finished = std::move(outcome);
   if (!slow) {
