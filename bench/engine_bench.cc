@@ -641,7 +641,8 @@ int Main() {
     // a shared VM, so a share against another minute's ceiling means
     // little. Medians of the per-run figures.
     struct Subprocess {
-      std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu, idle, rest, client;
+      std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu, idle, rest,
+          client;
     };
     // One run of `def` on `suite`, into `into`.
     auto run_once = [&](Suite& suite, Subprocess* into, const v1::WorkflowDefinition& def,

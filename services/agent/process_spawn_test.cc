@@ -132,8 +132,7 @@ TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) 
   for (std::thread& thread : threads) thread.join();
   for (const std::string& failure : failures) EXPECT_EQ(failure, "");
   EXPECT_GT(descriptors.short_spawns(), 2) << "groups were taken over";
-  EXPECT_EQ(descriptors.short_spawns() + descriptors.copying_spawns(),
-            kThreads * kSpawnsPerThread);
+  EXPECT_EQ(descriptors.short_spawns() + descriptors.copying_spawns(), kThreads * kSpawnsPerThread);
 }
 
 }  // namespace
