@@ -642,7 +642,7 @@ int Main() {
     // little. Medians of the per-run figures.
     struct Subprocess {
       std::vector<double> rates, shares, cpu, orchestrator_cpu, starts_sent, task_cpu, idle, rest,
-          client;
+          copied_table, client;
     };
     // One run of `def` on `suite`, into `into`.
     auto run_once = [&](Suite& suite, Subprocess* into, const v1::WorkflowDefinition& def,
@@ -654,6 +654,10 @@ int Main() {
       const double client_before = bench::CpuSeconds(getpid());
       const double sent_before =
           suite.AgentsMetric("gyre_agent_task_starts_total{report=\"sent\"}");
+      const double copied_before =
+          suite.AgentsMetric("gyre_agent_task_spawns_total{descriptors=\"copied\"}");
+      const double shared_before =
+          suite.AgentsMetric("gyre_agent_task_spawns_total{descriptors=\"shared\"}");
       const absl::Time start = absl::Now();
       auto [latency, execution] = suite.Start(def);
       if (!suite.Wait(execution)) std::fprintf(stderr, "warning: execution did not succeed\n");
@@ -676,6 +680,15 @@ int Main() {
       // The rest of the starts travelled in their results (start_report_delay).
       const double sent = suite.AgentsMetric("gyre_agent_task_starts_total{report=\"sent\"}");
       into->starts_sent.push_back(sent < 0 ? -1 : (sent - sent_before) / def.tasks_size());
+      // How many children copied the agent's whole descriptor table (an
+      // older agent has no such metric: -1).
+      const double copied =
+          suite.AgentsMetric("gyre_agent_task_spawns_total{descriptors=\"copied\"}");
+      const double shared =
+          suite.AgentsMetric("gyre_agent_task_spawns_total{descriptors=\"shared\"}");
+      const double spawned = (copied - copied_before) + (shared - shared_before);
+      into->copied_table.push_back(
+          copied < 0 || shared < 0 || spawned <= 0 ? -1 : (copied - copied_before) / spawned);
     };
     // Fresh agents, then the same workflow again on the same ones. A fresh
     // agent's first tasks also pay for what it keeps afterwards (its
@@ -745,6 +758,13 @@ int Main() {
                       absl::StrFormat("%.0f us / %.0f us / %.0f us", Median(measured.idle),
                                       Median(measured.client), Median(measured.rest)),
                       "(reference)", true});
+      if (Median(measured.copied_table) >= 0) {
+        rows.push_back({absl::StrFormat("  %s: spawns whose child copied the agent's whole "
+                                        "descriptor table (the others copied a few)",
+                                        build),
+                        absl::StrFormat("%.0f%%", Median(measured.copied_table) * 100),
+                        "(reference)", true});
+      }
       if (Median(measured.starts_sent) >= 0) {
         rows.push_back({absl::StrFormat("  %s: TaskStarted messages sent per task (the others' "
                                         "results carried their start)",

@@ -93,6 +93,13 @@ class AgentClient {
     dropped_results_ = dropped;
   }
 
+  // Count the task processes spawned by how much of the agent's descriptor
+  // table their child copied (TaskRunner::set_spawn_counters; set before
+  // Start).
+  void set_spawn_counters(prometheus::Counter* shared, prometheus::Counter* copied) {
+    runner_.set_spawn_counters(shared, copied);
+  }
+
   // Count the task starts sent, and those never sent because the task's
   // result came first (start_report_delay) (set before Start).
   void set_start_counters(prometheus::Counter* sent, prometheus::Counter* in_result) {

@@ -135,6 +135,16 @@ absl::Status AgentModule::OnServing(server::ServiceHost* host) {
                      .Register(host->metrics_registry());
   client_->set_start_counters(&starts.Add({{"report", "sent"}}),
                               &starts.Add({{"report", "in_result"}}));
+  auto& spawns = prometheus::BuildCounter()
+                     .Name("gyre_agent_task_spawns_total")
+                     .Help(
+                         "Task processes spawned, by how much of the agent's descriptor table "
+                         "the child copied: shared (a few low descriptors, the usual way), "
+                         "copied (the whole table: more children were starting at once than "
+                         "the agent keeps descriptor groups for)")
+                     .Register(host->metrics_registry());
+  client_->set_spawn_counters(&spawns.Add({{"descriptors", "shared"}}),
+                              &spawns.Add({{"descriptors", "copied"}}));
   if (members) {
     const security::TlsConfig tls = host->config().tls;
     resolver_ = std::make_unique<OrchestratorResolver>(

@@ -187,10 +187,7 @@ SpawnDescriptors::Lease SpawnDescriptors::Acquire(int used) {
     for (int i = 0; i < group_count_ && found < 0; ++i) {
       if (groups_[i].copied.load(std::memory_order_acquire)) found = i;
     }
-    if (found < 0) {
-      copying_spawns_.fetch_add(1, std::memory_order_relaxed);
-      return lease;
-    }
+    if (found < 0) return lease;
     Holder& holder = holders_[found];
     taken_over_used = holder.lease != 0 ? holder.used : 0;
     holder.lease = next_lease_++;
@@ -199,7 +196,6 @@ SpawnDescriptors::Lease SpawnDescriptors::Acquire(int used) {
     lease.id = holder.lease;
     lease.group->copied.store(false, std::memory_order_relaxed);
   }
-  short_spawns_.fetch_add(1, std::memory_order_relaxed);
   // Taken over: the slots this spawn will not fill still hold the last
   // one's descriptors (its pipes, which must not stay open here).
   Clear(*lease.group, used, taken_over_used);
@@ -293,7 +289,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
         "cannot run \"", request.argv[0], "\": ", args.step, ": ", std::strerror(args.error)));
   }
   // CLONE_PIDFD made it close-on-exec already.
-  return SpawnedProcess{pid, pidfd};
+  return SpawnedProcess{pid, pidfd, (flags & CLONE_FILES) == 0};
 }
 
 absl::StatusOr<std::string> ExecutableCache::Resolve(const std::string& name,

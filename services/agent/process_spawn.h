@@ -95,9 +95,6 @@ class SpawnDescriptors {
   void Release(const Lease& lease);
   // /dev/null, read-only: every task's stdin.
   int null_fd() const { return null_fd_; }
-  // Spawns that took the short way, and those that copied the whole table.
-  int64_t short_spawns() const { return short_spawns_.load(std::memory_order_relaxed); }
-  int64_t copying_spawns() const { return copying_spawns_.load(std::memory_order_relaxed); }
 
  private:
   struct Holder {
@@ -110,8 +107,6 @@ class SpawnDescriptors {
   int null_fd_ = -1;
   std::unique_ptr<Group[]> groups_;  // not movable: the children write `copied`
   int group_count_ = 0;
-  std::atomic<int64_t> short_spawns_{0};
-  std::atomic<int64_t> copying_spawns_{0};
   absl::Mutex mutex_;
   std::vector<Holder> holders_ ABSL_GUARDED_BY(mutex_);  // one per group
   uint64_t next_lease_ ABSL_GUARDED_BY(mutex_) = 1;
@@ -120,6 +115,9 @@ class SpawnDescriptors {
 struct SpawnedProcess {
   pid_t pid = -1;
   int pidfd = -1;  // owned by the caller
+  // The child copied the agent's whole descriptor table (no group of
+  // SpawnDescriptors could serve it), rather than a few low descriptors.
+  bool copied_table = true;
 };
 
 // Starts a process as `request` says. It is a vfork-style clone (shared

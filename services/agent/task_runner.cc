@@ -492,6 +492,10 @@ void TaskRunner::Launch(Handle handle, TaskLaunch launch, Callback done) {
   }
   process->pid = spawned->pid;
   process->pidfd = spawned->pidfd;
+  if (prometheus::Counter* spawns =
+          spawned->copied_table ? spawns_copied_table_ : spawns_shared_table_) {
+    spawns->Increment();
+  }
   // Before the poller can see it exit, so the report comes after.
   if (process->launch.on_spawned) process->launch.on_spawned(spawned->pid);
   if (!process->launch.log_name.empty()) {

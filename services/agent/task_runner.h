@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "libs/common/clock.h"
 #include "libs/common/timer_queue.h"
+#include "prometheus/counter.h"
 #include "services/agent/process_spawn.h"
 #include "services/agent/supervisor_threads.h"
 #include "services/agent/task_cgroup.h"
@@ -143,6 +144,13 @@ class TaskRunner {
   int64_t processes() const { return processes_running_.load(std::memory_order_relaxed); }
   // Attempts ended by the OOM killer since the start.
   int64_t oom_kills() const { return oom_kills_.load(); }
+  // Count the processes whose child took a copy of a few low descriptors
+  // only (`shared`), and those that copied the whole table (`copied`, see
+  // SpawnDescriptors). Set before Start; either may be null.
+  void set_spawn_counters(prometheus::Counter* shared, prometheus::Counter* copied) {
+    spawns_shared_table_ = shared;
+    spawns_copied_table_ = copied;
+  }
 
  private:
   struct Process;
@@ -173,6 +181,8 @@ class TaskRunner {
   SpawnDescriptors spawn_descriptors_;
   std::unique_ptr<WorkDirPool> work_dirs_;
   std::atomic<int64_t> oom_kills_{0};
+  prometheus::Counter* spawns_shared_table_ = nullptr;
+  prometheus::Counter* spawns_copied_table_ = nullptr;
   std::atomic<int64_t> processes_running_{0};
   TimerQueue timers_;
   const int epoll_fd_;

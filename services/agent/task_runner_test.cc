@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "libs/common/clock.h"
 #include "libs/testing/scratch_dir.h"
+#include "prometheus/counter.h"
 
 namespace gyre::agent {
 namespace {
@@ -84,6 +85,21 @@ class TaskRunnerTest : public ::testing::Test {
   FakeClock clock_;
   TaskRunner runner_{&clock_};
 };
+
+TEST_F(TaskRunnerTest, EverySpawnIsCountedByHowMuchOfTheDescriptorTableItsChildCopied) {
+  prometheus::Counter shared;
+  prometheus::Counter copied;
+  runner_.set_spawn_counters(&shared, &copied);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(Run(Launch({"/bin/true"})).kind, TaskOutcome::Kind::kSucceeded);
+  }
+  // One at a time, each child finds a group free: the short way.
+  EXPECT_EQ(shared.Value(), 3);
+  EXPECT_EQ(copied.Value(), 0);
+  // A spawn that fails is not a process started.
+  EXPECT_EQ(Run(Launch({"/nonexistent/program"})).kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(shared.Value() + copied.Value(), 3);
+}
 
 TEST_F(TaskRunnerTest, ExitCodeAndOutputAreReported) {
   const TaskOutcome outcome = Run(Launch({"/bin/sh", "-c", "echo out; echo err >&2; exit 3"}));
