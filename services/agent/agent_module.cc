@@ -2,6 +2,8 @@
 
 #include <grpcpp/create_channel.h>
 
+#include <utility>
+
 #include "absl/strings/str_join.h"
 #include "libs/logging/logger.h"
 #include "libs/server/api_service_module.h"
@@ -9,6 +11,24 @@
 #include "services/agent/resource_detection.h"
 
 namespace gyre::agent {
+namespace {
+
+// A family of counters named `name`, registered on `registry`.
+prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& registry,
+                                                       const char* name, const char* help) {
+  return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+}
+
+// The two counters of family `name` whose label `label` is `first` and
+// `second`.
+std::pair<prometheus::Counter*, prometheus::Counter*> CounterPair(
+    prometheus::Registry& registry, const char* name, const char* help, const char* label,
+    const char* first, const char* second) {
+  prometheus::Family<prometheus::Counter>& family = CounterFamily(registry, name, help);
+  return {&family.Add({{label, first}}), &family.Add({{label, second}})};
+}
+
+}  // namespace
 
 absl::Status AgentModule::ValidateConfig() {
   absl::StatusOr<std::string> token = config_.JoinToken();
@@ -111,40 +131,32 @@ absl::Status AgentModule::OnServing(server::ServiceHost* host) {
   OfferResources();
   client_ = members ? std::make_unique<AgentClient>(config_, clock_)
                     : std::make_unique<AgentClient>(config_, link_, clock_);
-  client_->set_oom_kill_counter(&prometheus::BuildCounter()
-                                     .Name("gyre_agent_tasks_oom_killed_total")
-                                     .Help("Task attempts ended by the kernel's OOM killer "
-                                           "(their cgroup's memory limit was reached)")
-                                     .Register(host->metrics_registry())
+  prometheus::Registry& registry = host->metrics_registry();
+  client_->set_oom_kill_counter(&CounterFamily(registry, "gyre_agent_tasks_oom_killed_total",
+                                               "Task attempts ended by the kernel's OOM killer "
+                                               "(their cgroup's memory limit was reached)")
                                      .Add({}));
-  auto& results = prometheus::BuildCounter()
-                      .Name("gyre_agent_results_rerouted_total")
-                      .Help(
-                          "Task results an orchestrator refused (it does not own the "
-                          "execution's shard) and that were sent on to another, by what became "
-                          "of them: refused (each refusal), dropped (too many held at once)")
-                      .Register(host->metrics_registry());
-  client_->set_result_counters(&results.Add({{"event", "refused"}}),
-                               &results.Add({{"event", "dropped"}}));
-  auto& starts = prometheus::BuildCounter()
-                     .Name("gyre_agent_task_starts_total")
-                     .Help(
-                         "Task processes started, by how the start reached the orchestrator: "
-                         "sent (a TaskStarted, once the task ran start_report_delay), in_result "
-                         "(the task ended sooner: its result alone)")
-                     .Register(host->metrics_registry());
-  client_->set_start_counters(&starts.Add({{"report", "sent"}}),
-                              &starts.Add({{"report", "in_result"}}));
-  auto& spawns = prometheus::BuildCounter()
-                     .Name("gyre_agent_task_spawns_total")
-                     .Help(
-                         "Task processes spawned, by how much of the agent's descriptor table "
-                         "the child copied: shared (a few low descriptors, the usual way), "
-                         "copied (the whole table: more children were starting at once than "
-                         "the agent keeps descriptor groups for)")
-                     .Register(host->metrics_registry());
-  client_->set_spawn_counters(&spawns.Add({{"descriptors", "shared"}}),
-                              &spawns.Add({{"descriptors", "copied"}}));
+  auto [refused, dropped] = CounterPair(
+      registry, "gyre_agent_results_rerouted_total",
+      "Task results an orchestrator refused (it does not own the execution's shard) and that "
+      "were sent on to another, by what became of them: refused (each refusal), dropped (too "
+      "many held at once)",
+      "event", "refused", "dropped");
+  client_->set_result_counters(refused, dropped);
+  auto [sent, in_result] = CounterPair(
+      registry, "gyre_agent_task_starts_total",
+      "Task processes started, by how the start reached the orchestrator: sent (a TaskStarted, "
+      "once the task ran start_report_delay), in_result (the task ended sooner: its result "
+      "alone)",
+      "report", "sent", "in_result");
+  client_->set_start_counters(sent, in_result);
+  auto [shared, copied] = CounterPair(
+      registry, "gyre_agent_task_spawns_total",
+      "Task processes spawned, by how much of the agent's descriptor table the child copied: "
+      "shared (a few low descriptors, the usual way), copied (the whole table: more children "
+      "were starting at once than the agent keeps descriptor groups for)",
+      "descriptors", "shared", "copied");
+  client_->set_spawn_counters(shared, copied);
   if (members) {
     const security::TlsConfig tls = host->config().tls;
     resolver_ = std::make_unique<OrchestratorResolver>(
