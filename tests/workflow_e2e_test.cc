@@ -712,17 +712,14 @@ TEST_F(Cluster, DesiredWorkersFollowsTheBacklogOnMetrics) {
   EXPECT_EQ(Metric("gyre_executions{state=\"running\"}"), 0);
 }
 
-TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
-  StartAgent("a1", 2);
-  ASSERT_EQ(Wait(Start("name: one\ntasks:\n  - {id: a, builtin: noop}\n")),
-            v1::EXECUTION_SUCCEEDED);
-  auto metrics = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
-  ASSERT_TRUE(metrics.ok()) << metrics.status();
+// Every metric family in the /metrics `body`, checked against
+// docs/metrics.md; returns how many families there were.
+int ExpectEveryFamilyDocumented(const std::string& body) {
   std::ifstream file(Binary("docs/metrics.md"));  // beside the binaries (copied by the build)
-  ASSERT_TRUE(file.good()) << "docs/metrics.md not found";
+  EXPECT_TRUE(file.good()) << "docs/metrics.md not found";
   const std::string docs((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   int families = 0;
-  for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
     // "# TYPE <name> <type>"
     if (!absl::ConsumePrefix(&line, "# TYPE ")) continue;
     const std::string name(line.substr(0, line.find(' ')));
@@ -730,7 +727,32 @@ TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
     EXPECT_TRUE(absl::StrContains(docs, absl::StrCat("`", name, "`")))
         << name << " is exported but not described in docs/metrics.md";
   }
-  EXPECT_GE(families, 10);
+  return families;
+}
+
+TEST_F(Cluster, EverySeriesTheOrchestratorExportsIsDocumented) {
+  StartAgent("a1", 2);
+  ASSERT_EQ(Wait(Start("name: one\ntasks:\n  - {id: a, builtin: noop}\n")),
+            v1::EXECUTION_SUCCEEDED);
+  auto metrics = testing::HttpGet("127.0.0.1", metrics_port_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_GE(ExpectEveryFamilyDocumented(metrics->body), 10);
+}
+
+TEST_F(Cluster, EverySeriesAnAgentExportsIsDocumented) {
+  ChildProcess* agent = StartAgent("a1", 2);
+  ASSERT_EQ(Wait(Start("name: one\ntasks:\n  - {id: a, command: [/bin/true]}\n")),
+            v1::EXECUTION_SUCCEEDED);
+  absl::StatusOr<std::string> serving = agent->WaitForLine(
+      [](const std::string& line) { return absl::StrContains(line, "\"msg\":\"serving\""); },
+      absl::Seconds(20));
+  ASSERT_TRUE(serving.ok()) << serving.status();
+  const std::optional<int> port = testing::JsonIntField(*serving, "metrics_port");
+  ASSERT_TRUE(port.has_value()) << *serving;
+  auto metrics = testing::HttpGet("127.0.0.1", *port, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_TRUE(absl::StrContains(metrics->body, "gyre_agent_task_spawns_total{")) << metrics->body;
+  EXPECT_GE(ExpectEveryFamilyDocumented(metrics->body), 5);
 }
 
 TEST_F(Cluster, EvaluatorStartsAChildWorkflowThatInheritsTheContext) {
