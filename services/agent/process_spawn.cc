@@ -24,6 +24,9 @@ namespace {
 
 // Enough for what the child calls before exec (no allocation, no stdio).
 constexpr size_t kChildStackBytes = 64 * 1024;
+// The stack of a child whose spawn does not wait, one per such child until
+// it is reaped: ChildMain's frames and the kernel calls it makes.
+constexpr size_t kNoWaitStackBytes = 32 * 1024;
 
 // What the child needs, prepared by the parent (the child allocates
 // nothing: it shares the parent's memory while the parent waits), and the
@@ -48,74 +51,161 @@ struct ChildArgs {
   const char* step = nullptr;
 };
 
-int Fail(ChildArgs* args, const char* step) {
-  args->error = errno;
+// A system call made without glibc: returns the result, or -errno. The
+// child of a spawn that does not wait shares the parent's memory, thread
+// storage included, while the parent thread runs on: glibc's wrappers
+// would write that thread's errno.
+#if defined(__x86_64__)
+constexpr bool kRawSyscalls = true;
+long RawSyscall(long number, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0,
+                long f = 0) {
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  register long r9 __asm__("r9") = f;
+  long result;
+  __asm__ volatile("syscall"
+                   : "=a"(result)
+                   : "a"(number), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                   : "rcx", "r11", "memory");
+  return result;
+}
+#elif defined(__aarch64__)
+constexpr bool kRawSyscalls = true;
+long RawSyscall(long number, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0,
+                long f = 0) {
+  register long x8 __asm__("x8") = number;
+  register long x0 __asm__("x0") = a;
+  register long x1 __asm__("x1") = b;
+  register long x2 __asm__("x2") = c;
+  register long x3 __asm__("x3") = d;
+  register long x4 __asm__("x4") = e;
+  register long x5 __asm__("x5") = f;
+  __asm__ volatile("svc 0"
+                   : "+r"(x0)
+                   : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                   : "memory", "cc");
+  return x0;
+}
+#else
+// Elsewhere only the spawn that waits (the parent thread is suspended, so
+// glibc's errno is the child's to write) uses it.
+constexpr bool kRawSyscalls = false;
+long RawSyscall(long number, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0,
+                long f = 0) {
+  const long result = syscall(number, a, b, c, d, e, f);
+  return result < 0 ? -errno : result;
+}
+#endif
+
+// The kernel's struct sigaction (rt_sigaction), not glibc's.
+struct KernelSigaction {
+  void* handler = nullptr;  // SIG_DFL
+  unsigned long flags = 0;
+  void* restorer = nullptr;
+  uint64_t mask = 0;
+};
+
+[[noreturn]] void Fail(ChildArgs* args, const char* step, long result) {
+  args->error = static_cast<int>(-result);
   args->step = step;
-  _exit(127);
+  // It holds its copy of the table, or never will: the group is free.
+  if (args->copied != nullptr) args->copied->store(true, std::memory_order_release);
+  RawSyscall(SYS_exit_group, 127);
+  __builtin_unreachable();
 }
 
-// Runs in the child, on the spawn stack, sharing the parent's memory:
-// only system calls. setuid and friends go through syscall(): glibc's
-// wrappers would ask every thread of the (shared) process to switch too.
+// `from` onto `to` without close-on-exec (dup3 refuses equal numbers).
+long MoveTo(int from, int to) {
+  return from == to ? RawSyscall(SYS_fcntl, to, F_SETFD, 0) : RawSyscall(SYS_dup3, from, to, 0);
+}
+
+// Runs in the child, on the spawn stack, sharing the parent's memory until
+// its exec: only system calls, made directly (RawSyscall). setuid and
+// friends are the kernel's: glibc's would ask every thread of the
+// (shared) process to switch too.
 int ChildMain(void* raw) {
   auto* args = static_cast<ChildArgs*>(raw);
   const SpawnRequest& request = *args->request;
+  long result = 0;
   // First of all: until then any change to a descriptor would be the
   // agent's too.
   if (args->unshare_below >= 0 &&
-      syscall(SYS_close_range, static_cast<unsigned>(args->unshare_below), ~0U,
-              CLOSE_RANGE_UNSHARE) != 0) {
-    return Fail(args, "copying the descriptor table");
+      (result = RawSyscall(SYS_close_range, args->unshare_below, ~0U, CLOSE_RANGE_UNSHARE)) != 0) {
+    Fail(args, "copying the descriptor table", result);
   }
   if (args->copied != nullptr) args->copied->store(true, std::memory_order_release);
   // A handler of the agent's must never run here (it would run on the
   // agent's memory), and the task gets no signal ignored.
-  struct sigaction default_action {};
-  default_action.sa_handler = SIG_DFL;
+  const KernelSigaction default_action;
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    struct sigaction current {};
-    if (sigaction(sig, nullptr, &current) != 0) continue;  // glibc's own signals
-    if (current.sa_handler != SIG_DFL) sigaction(sig, &default_action, nullptr);
+    KernelSigaction current;
+    if (RawSyscall(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&current), 8) != 0) continue;
+    if (current.handler != nullptr) {
+      RawSyscall(SYS_rt_sigaction, sig, reinterpret_cast<long>(&default_action), 0, 8);
+    }
   }
   // A session of its own: no controlling terminal, and a process group the
   // agent signals as a whole.
-  if (setsid() < 0) return Fail(args, "setsid");
+  if ((result = RawSyscall(SYS_setsid)) < 0) Fail(args, "setsid", result);
   for (size_t i = 0; i < args->cgroup_count; ++i) {
-    if (write(args->cgroup_fds[i], "0", 1) != 1) return Fail(args, "joining the task's cgroup");
+    if ((result = RawSyscall(SYS_write, args->cgroup_fds[i], reinterpret_cast<long>("0"), 1)) !=
+        1) {
+      Fail(args, "joining the task's cgroup", result < 0 ? result : -EIO);
+    }
   }
   for (const ResourceLimit& limit : request.rlimits) {
     const rlimit value{limit.value, limit.value};
-    if (setrlimit(limit.resource, &value) != 0) return Fail(args, "setrlimit");
+    if ((result = RawSyscall(SYS_prlimit64, 0, limit.resource, reinterpret_cast<long>(&value),
+                             0)) != 0) {
+      Fail(args, "setrlimit", result);
+    }
   }
   if (request.run_as.has_value()) {
     const gid_t gid = request.run_as->gid;
-    if (syscall(SYS_setgroups, 1, &gid) != 0) return Fail(args, "setgroups");
-    if (syscall(SYS_setresgid, gid, gid, gid) != 0) return Fail(args, "setgid");
+    if ((result = RawSyscall(SYS_setgroups, 1, reinterpret_cast<long>(&gid))) != 0) {
+      Fail(args, "setgroups", result);
+    }
+    if ((result = RawSyscall(SYS_setresgid, gid, gid, gid)) != 0) Fail(args, "setgid", result);
     const uid_t uid = request.run_as->uid;
-    if (syscall(SYS_setresuid, uid, uid, uid) != 0) return Fail(args, "setuid");
+    if ((result = RawSyscall(SYS_setresuid, uid, uid, uid)) != 0) Fail(args, "setuid", result);
   }
-  if (!request.work_dir.empty() && chdir(request.work_dir.c_str()) != 0) {
-    return Fail(args, "entering the working directory");
+  if (!request.work_dir.empty() &&
+      (result = RawSyscall(SYS_chdir, reinterpret_cast<long>(request.work_dir.c_str()))) != 0) {
+    Fail(args, "entering the working directory", result);
   }
-  const int null_fd = args->stdin_fd >= 0 ? args->stdin_fd : open("/dev/null", O_RDONLY);
-  if (null_fd < 0) return Fail(args, "opening /dev/null");
-  if (dup2(null_fd, STDIN_FILENO) < 0 || dup2(args->stdout_fd, STDOUT_FILENO) < 0 ||
-      dup2(args->stderr_fd, STDERR_FILENO) < 0) {
-    return Fail(args, "redirecting stdio");
+  long null_fd = args->stdin_fd;
+  if (null_fd < 0 && (null_fd = RawSyscall(SYS_openat, AT_FDCWD,
+                                           reinterpret_cast<long>("/dev/null"), O_RDONLY)) < 0) {
+    Fail(args, "opening /dev/null", null_fd);
+  }
+  if ((result = MoveTo(static_cast<int>(null_fd), STDIN_FILENO)) < 0 ||
+      (result = MoveTo(args->stdout_fd, STDOUT_FILENO)) < 0 ||
+      (result = MoveTo(args->stderr_fd, STDERR_FILENO)) < 0) {
+    Fail(args, "redirecting stdio", result);
   }
   if (args->unshare_below >= 0) {
     // The few copied: the task gets its stdio and nothing else, even a
     // descriptor some library opened without O_CLOEXEC.
-    syscall(SYS_close_range, 3U, ~0U, 0U);
+    RawSyscall(SYS_close_range, 3, ~0U, 0);
   } else if (args->stdin_fd < 0 && null_fd > STDERR_FILENO) {
-    close(null_fd);
+    RawSyscall(SYS_close, null_fd);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  execve(request.path.c_str(), args->argv, args->envp);
-  return Fail(args, "exec");
+  const uint64_t no_signals = 0;
+  RawSyscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&no_signals), 0, 8);
+  result = RawSyscall(SYS_execve, reinterpret_cast<long>(request.path.c_str()),
+                      reinterpret_cast<long>(args->argv), reinterpret_cast<long>(args->envp));
+  Fail(args, "exec", result);
+}
+
+// What a child's failure before its exec is reported as.
+absl::Status ChildFailure(const ChildArgs& args, const std::string& command) {
+  if (std::strcmp(args.step, "exec") == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot run \"", command, "\": ", std::strerror(args.error)));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot run \"", command, "\": ", args.step, ": ", std::strerror(args.error)));
 }
 
 // The spawning thread's child stack: the child runs on it only while this
@@ -214,39 +304,78 @@ void SpawnDescriptors::Release(const Lease& lease) {
   holder.used = 0;
 }
 
-absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
-                                            SpawnDescriptors* descriptors) {
-  if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
+struct SpawnInFlight::State {
+  SpawnRequest request;  // the child's, until its exec
   std::vector<char*> argv;
-  argv.reserve(request.argv.size() + 1);
-  for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
   std::vector<char*> envp;
-  envp.reserve(request.env.size() + 1);
-  for (const std::string& entry : request.env) envp.push_back(const_cast<char*>(entry.c_str()));
-  envp.push_back(nullptr);
   ChildArgs args;
-  args.request = &request;
-  args.argv = argv.data();
-  args.envp = envp.data();
-  args.stdout_fd = request.stdout_fd;
-  args.stderr_fd = request.stderr_fd;
-  args.cgroup_fds = request.cgroup_procs_fds.data();
-  args.cgroup_count = request.cgroup_procs_fds.size();
+  std::unique_ptr<char[]> stack;
+  SpawnDescriptors* descriptors = nullptr;
   SpawnDescriptors::Lease lease;
-  int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD;
-  const int used = 2 + static_cast<int>(request.cgroup_procs_fds.size());
+};
+
+SpawnInFlight::SpawnInFlight() : state_(std::make_unique<State>()) {}
+
+SpawnInFlight::~SpawnInFlight() { Exited(); }
+
+void SpawnInFlight::Exited() {
+  if (state_->descriptors != nullptr) state_->descriptors->Release(state_->lease);
+  state_->descriptors = nullptr;
+  state_->lease = {};
+}
+
+absl::Status SpawnInFlight::Failure() const {
+  if (state_->args.step == nullptr) return absl::OkStatus();
+  return ChildFailure(state_->args, state_->request.argv[0]);
+}
+
+bool SpawnWithoutWaitingAvailable() { return kRawSyscalls; }
+
+absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request, SpawnDescriptors* descriptors,
+                                            SpawnMode mode) {
+  if (request.argv.empty()) return absl::InvalidArgumentError("empty command");
+  const bool wait = mode == SpawnMode::kWaitForExec || !SpawnWithoutWaitingAvailable();
+  // Without waiting, what the child reads lives until the process is reaped.
+  std::unique_ptr<SpawnInFlight> in_flight;
+  SpawnInFlight::State local;
+  SpawnInFlight::State* state = &local;
+  if (!wait) {
+    in_flight = std::make_unique<SpawnInFlight>();
+    state = in_flight->state_.get();
+    state->request = std::move(request);
+    state->stack = std::make_unique<char[]>(kNoWaitStackBytes);
+  }
+  const SpawnRequest& kept = wait ? request : state->request;
+  state->argv.reserve(kept.argv.size() + 1);
+  for (const std::string& arg : kept.argv) state->argv.push_back(const_cast<char*>(arg.c_str()));
+  state->argv.push_back(nullptr);
+  state->envp.reserve(kept.env.size() + 1);
+  for (const std::string& entry : kept.env) {
+    state->envp.push_back(const_cast<char*>(entry.c_str()));
+  }
+  state->envp.push_back(nullptr);
+  ChildArgs& args = state->args;
+  args.request = &kept;
+  args.argv = state->argv.data();
+  args.envp = state->envp.data();
+  args.stdout_fd = kept.stdout_fd;
+  args.stderr_fd = kept.stderr_fd;
+  args.cgroup_fds = kept.cgroup_procs_fds.data();
+  args.cgroup_count = kept.cgroup_procs_fds.size();
+  SpawnDescriptors::Lease lease;
+  int flags = CLONE_VM | CLONE_PIDFD | SIGCHLD | (wait ? CLONE_VFORK : 0);
+  const int used = 2 + static_cast<int>(kept.cgroup_procs_fds.size());
   if (descriptors != nullptr) {
     args.stdin_fd = descriptors->null_fd();
-    if (request.cgroup_procs_fds.size() <= SpawnDescriptors::kCgroupFds) {
+    if (kept.cgroup_procs_fds.size() <= SpawnDescriptors::kCgroupFds) {
       lease = descriptors->Acquire(used);
     }
   }
   if (SpawnDescriptors::Group* group = lease.group; group != nullptr) {
-    bool placed = dup3(request.stdout_fd, group->fds[0], O_CLOEXEC) >= 0 &&
-                  dup3(request.stderr_fd, group->fds[1], O_CLOEXEC) >= 0;
-    for (size_t i = 0; placed && i < request.cgroup_procs_fds.size(); ++i) {
-      placed = dup3(request.cgroup_procs_fds[i], group->fds[2 + i], O_CLOEXEC) >= 0;
+    bool placed = dup3(kept.stdout_fd, group->fds[0], O_CLOEXEC) >= 0 &&
+                  dup3(kept.stderr_fd, group->fds[1], O_CLOEXEC) >= 0;
+    for (size_t i = 0; placed && i < kept.cgroup_procs_fds.size(); ++i) {
+      placed = dup3(kept.cgroup_procs_fds[i], group->fds[2 + i], O_CLOEXEC) >= 0;
     }
     if (placed) {
       args.stdout_fd = group->fds[0];
@@ -260,6 +389,12 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
       lease = {};
     }
   }
+  char* stack_top = ChildStackTop();
+  if (!wait) {
+    // The stack grows down; 16-byte aligned.
+    const auto top = reinterpret_cast<uintptr_t>(state->stack.get() + kNoWaitStackBytes);
+    stack_top = reinterpret_cast<char*>(top & ~uintptr_t{15});
+  }
 
   // No signal reaches the child before it has reset the handlers.
   sigset_t all;
@@ -267,29 +402,31 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &previous);
   int pidfd = -1;
-  const pid_t pid = clone(ChildMain, ChildStackTop(), flags, &args, &pidfd);
+  const pid_t pid = clone(ChildMain, stack_top, flags, &args, &pidfd);
   const int clone_error = errno;
   pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  // The child has its copies (or is gone): the pipes must not stay open
-  // here as well, or they would never end.
-  if (descriptors != nullptr) descriptors->Release(lease);
+  if (wait || pid < 0) {
+    // The child has its copies (or is gone): the pipes must not stay open
+    // here as well, or they would never end.
+    if (descriptors != nullptr) descriptors->Release(lease);
+  } else {
+    // Until the process exits, or another spawn takes the group over once
+    // the child has its copy (SpawnInFlight::Exited).
+    state->descriptors = descriptors;
+    state->lease = lease;
+  }
   if (pid < 0) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot start a process: clone: ", std::strerror(clone_error)));
   }
-  if (args.step != nullptr) {
+  if (wait && args.step != nullptr) {
     // The child has exited: reap it here, nobody else knows of it.
     waitpid(pid, nullptr, 0);
     if (pidfd >= 0) close(pidfd);
-    if (std::strcmp(args.step, "exec") == 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("cannot run \"", request.argv[0], "\": ", std::strerror(args.error)));
-    }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot run \"", request.argv[0], "\": ", args.step, ": ", std::strerror(args.error)));
+    return ChildFailure(args, kept.argv[0]);
   }
   // CLONE_PIDFD made it close-on-exec already.
-  return SpawnedProcess{pid, pidfd, (flags & CLONE_FILES) == 0};
+  return SpawnedProcess{pid, pidfd, (flags & CLONE_FILES) == 0, std::move(in_flight)};
 }
 
 absl::StatusOr<std::string> ExecutableCache::Resolve(const std::string& name,

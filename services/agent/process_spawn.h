@@ -112,25 +112,74 @@ class SpawnDescriptors {
   uint64_t next_lease_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
+class SpawnInFlight;
+
 struct SpawnedProcess {
   pid_t pid = -1;
   int pidfd = -1;  // owned by the caller
   // The child copied the agent's whole descriptor table (no group of
   // SpawnDescriptors could serve it), rather than a few low descriptors.
   bool copied_table = true;
+  // Set when the spawn did not wait for the child's exec
+  // (SpawnMode::kNoWait): what the child reads until then. Keep it until
+  // the process has been reaped.
+  std::unique_ptr<SpawnInFlight> in_flight;
 };
 
-// Starts a process as `request` says. It is a vfork-style clone (shared
-// memory, the parent waits only until exec) on a stack kept per thread, so
-// no page table is copied and no stack mapped per spawn; unlike
+enum class SpawnMode {
+  // The parent thread waits until the child has exec'd (a vfork): a step
+  // that fails in the child is SpawnProcess's error.
+  kWaitForExec,
+  // The parent goes on at once; the child runs on a stack of its own and
+  // calls the kernel directly, never glibc, which would write the parent
+  // thread's errno (the child shares its memory until the exec). A step
+  // that fails in the child is known once the process has exited
+  // (SpawnInFlight::Failure). Where the kernel cannot be called directly
+  // (an architecture other than x86-64 and arm64) it is kWaitForExec.
+  kNoWait,
+};
+
+// A process started with SpawnMode::kNoWait, until it has been reaped: the
+// request, argv, environment and stack its child uses until its exec, and
+// the descriptor group it was placed in. Used by one thread at a time.
+class SpawnInFlight {
+ public:
+  SpawnInFlight();
+  ~SpawnInFlight();
+  SpawnInFlight(const SpawnInFlight&) = delete;
+  SpawnInFlight& operator=(const SpawnInFlight&) = delete;
+
+  // The process has exited: its descriptor group, if no other spawn took
+  // it over, points at /dev/null again (the task's pipes then end) and
+  // serves others.
+  void Exited();
+  // After the process has been reaped: the step that failed in the child
+  // before its exec, as SpawnProcess would have reported it
+  // (FailedPrecondition "cannot run ..."), or OK.
+  absl::Status Failure() const;
+
+ private:
+  friend absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest, SpawnDescriptors*, SpawnMode);
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// Starts a process as `request` says: a clone that shares the agent's
+// memory until the child's exec, so no page table is copied; unlike
 // posix_spawn it can set the user, the rlimits and the cgroup, and it
-// returns a pidfd made by the clone itself. A step that fails in the child
-// is reported here with its name ("setuid: Operation not permitted").
-// With `descriptors`, stdin is its /dev/null and, when a group is free,
-// the child copies only the low descriptors (SpawnDescriptors); the task
-// then holds no descriptor but its stdin, stdout and stderr.
-absl::StatusOr<SpawnedProcess> SpawnProcess(const SpawnRequest& request,
-                                            SpawnDescriptors* descriptors = nullptr);
+// returns a pidfd made by the clone itself. With kWaitForExec the parent
+// thread waits for the exec (on a stack kept per thread) and a step that
+// fails in the child is reported here with its name ("setuid: Operation
+// not permitted"); with kNoWait see SpawnMode. With `descriptors`, stdin
+// is its /dev/null and, when a group is free, the child copies only the
+// low descriptors (SpawnDescriptors); the task then holds no descriptor
+// but its stdin, stdout and stderr.
+absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request,
+                                            SpawnDescriptors* descriptors = nullptr,
+                                            SpawnMode mode = SpawnMode::kWaitForExec);
+
+// Whether SpawnMode::kNoWait is available here.
+bool SpawnWithoutWaitingAvailable();
 
 // Resolves a command name to the executable it runs, searching `path_env`
 // (the task's PATH) for a name without '/'. Results are cached per

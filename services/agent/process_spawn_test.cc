@@ -8,6 +8,7 @@
 #include <atomic>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -87,8 +88,9 @@ TEST(SpawnDescriptorsTest, TakingOverClearsTheSlotsTheLastSpawnFilledAndThisOneD
 
 // Many threads spawn at once through 2 groups, most of them taking one over
 // from a spawn whose child is still on its way to exec: each child's output
-// must reach its own pipe, and every pipe its end.
-TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) {
+// must reach its own pipe, and every pipe its end. Without waiting for the
+// exec, the group is released once the process has exited.
+void SpawnConcurrently(SpawnMode mode) {
   SpawnDescriptors descriptors(2);
   constexpr int kThreads = 16;
   constexpr int kSpawnsPerThread = 20;
@@ -110,7 +112,7 @@ TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) 
         request.argv = {"echo", token};
         request.stdout_fd = out[1];
         request.stderr_fd = err[1];
-        absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, &descriptors);
+        absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, &descriptors, mode);
         close(out[1]);
         close(err[1]);
         if (!spawned.ok()) {
@@ -118,9 +120,16 @@ TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) 
           return;
         }
         if (!spawned->copied_table) shared_table++;
-        const std::string got = ReadAll(out[0]);  // ends only if no copy is left open
         int status = 0;
         waitpid(spawned->pid, &status, 0);
+        if (spawned->in_flight != nullptr) {
+          if (absl::Status failed = spawned->in_flight->Failure(); !failed.ok()) {
+            failures[t] = std::string(failed.message());
+            return;
+          }
+          spawned->in_flight->Exited();
+        }
+        const std::string got = ReadAll(out[0]);  // ends only if no copy is left open
         close(spawned->pidfd);
         close(out[0]);
         close(err[0]);
@@ -137,6 +146,44 @@ TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) 
   // or without taking a group over: 50-95% here); none would mean the
   // groups never serve.
   EXPECT_GT(shared_table.load(), 0) << "no spawn took the short way";
+}
+
+TEST(SpawnProcessTest, ConcurrentSpawnsSharingFewGroupsEachWriteToTheirOwnPipe) {
+  SpawnConcurrently(SpawnMode::kWaitForExec);
+}
+
+TEST(SpawnProcessTest, ConcurrentSpawnsThatDoNotWaitEachWriteToTheirOwnPipe) {
+  if (!SpawnWithoutWaitingAvailable()) GTEST_SKIP() << "no direct system calls on this CPU";
+  SpawnConcurrently(SpawnMode::kNoWait);
+}
+
+// Without waiting for the exec, a step that fails in the child is known
+// once the process has exited, in the words a spawn that waits would use.
+TEST(SpawnProcessTest, AChildThatFailsBeforeItsExecSaysWhichStepOnceReaped) {
+  if (!SpawnWithoutWaitingAvailable()) GTEST_SKIP() << "no direct system calls on this CPU";
+  for (const auto& [work_dir, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"", "cannot run \"/nonexistent/program\": No such file or directory"},
+           {"/nonexistent/dir",
+            "cannot run \"/nonexistent/program\": entering the working "
+            "directory: No such file or directory"}}) {
+    SpawnRequest request;
+    request.path = "/nonexistent/program";
+    request.argv = {"/nonexistent/program"};
+    request.work_dir = work_dir;
+    request.stdout_fd = STDERR_FILENO;
+    request.stderr_fd = STDERR_FILENO;
+    absl::StatusOr<SpawnedProcess> spawned = SpawnProcess(request, nullptr, SpawnMode::kNoWait);
+    ASSERT_TRUE(spawned.ok()) << spawned.status() << ": it is known only at the exit";
+    ASSERT_NE(spawned->in_flight, nullptr);
+    int status = 0;
+    ASSERT_EQ(waitpid(spawned->pid, &status, 0), spawned->pid);
+    EXPECT_EQ(WEXITSTATUS(status), 127);
+    EXPECT_EQ(spawned->in_flight->Failure().message(), expected);
+    close(spawned->pidfd);
+    // And a spawn that waits says the same at once.
+    absl::StatusOr<SpawnedProcess> waited = SpawnProcess(request);
+    EXPECT_EQ(waited.status().message(), expected);
+  }
 }
 
 }  // namespace

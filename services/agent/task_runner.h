@@ -100,21 +100,23 @@ struct TaskOutcome {
 // directory, explicit environment, no shell unless asked) or as
 // built-in no-op / sleep executors.
 //
-// No thread per running task: a pooled thread prepares and spawns the
-// process (a spawn waits for the child's exec, so a burst of tasks is
-// spawned side by side), and one poller thread watches every running task (epoll
-// over each task's pidfd, which is how it is reaped, and its stdout and
-// stderr pipes), enforces timeouts and cancels (SIGTERM to the group, then
-// SIGKILL after the grace) and completes the attempt once the process has
-// exited and both pipes have ended. A thread per task, even pooled, cost a
-// wake-up and a hand-off per task (bench/README.md). Only a completion that
-// may take long (removing a directory the task left files in, waiting for a
-// cgroup's killed processes to leave it) finishes on a pooled thread, so
-// the poller never waits for it.
+// No thread per running task: Start prepares and spawns the process on
+// the caller's thread without waiting for the child's exec (SpawnMode::
+// kNoWait; where that is not available, a pooled thread spawns it and
+// waits, so a burst of tasks is spawned side by side), and one poller
+// thread watches every running task (epoll over each task's pidfd, which
+// is how it is reaped, and its stdout and stderr pipes), enforces timeouts
+// and cancels (SIGTERM to the group, then SIGKILL after the grace) and
+// completes the attempt once the process has exited and both pipes have
+// ended. A thread per task, even pooled, cost a wake-up and a hand-off per
+// task (bench/README.md). Only a completion that may take long (removing a
+// directory the task left files in, waiting for a cgroup's killed
+// processes to leave it) finishes on a pooled thread, so the poller never
+// waits for it.
 //
 // Callbacks (done, on_output) run on the poller thread, on a pooled thread
-// (a failed spawn, a slow completion), on the caller's thread
-// for a no-op and on the timer thread for a sleep; they must not block for
+// (a slow completion), on the caller's thread for a failed spawn and a
+// no-op, and on the timer thread for a sleep; they must not block for
 // long and may call Start and Cancel. Timeouts, kill graces, sleeps and
 // wall times are read from `clock` (a test advances a FakeClock past a
 // timeout instead of waiting for it; the process itself runs in real

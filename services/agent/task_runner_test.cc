@@ -96,9 +96,10 @@ TEST_F(TaskRunnerTest, EverySpawnIsCountedByHowMuchOfTheDescriptorTableItsChildC
   // One at a time, each child finds a group free: the short way.
   EXPECT_EQ(shared.Value(), 3);
   EXPECT_EQ(copied.Value(), 0);
-  // A spawn that fails is not a process started.
+  // A process whose exec fails was started where the spawn does not wait
+  // for the exec, and is counted then.
   EXPECT_EQ(Run(Launch({"/nonexistent/program"})).kind, TaskOutcome::Kind::kFailed);
-  EXPECT_EQ(shared.Value() + copied.Value(), 3);
+  EXPECT_EQ(shared.Value() + copied.Value(), SpawnWithoutWaitingAvailable() ? 4 : 3);
 }
 
 TEST_F(TaskRunnerTest, ExitCodeAndOutputAreReported) {
@@ -352,12 +353,24 @@ TEST_F(TaskRunnerTest, OnSpawnedNamesTheProcessBeforeTheOutcomeIsReported) {
   ASSERT_EQ(calls.size(), 1u) << "called once, before the outcome (Run returns after it)";
   EXPECT_EQ(calls[0], "spawned " + outcome.stdout_head) << "with the task's own pid";
 
-  // A spawn that fails calls nothing: no process ever started.
+  // A spawn whose exec fails: where the spawn does not wait for the exec,
+  // a process did start (and is named first); either way the outcome says
+  // why it failed.
   TaskLaunch missing = Launch({"/nonexistent/program"});
-  bool spawned = false;
-  missing.on_spawned = [&](pid_t) { spawned = true; };
-  EXPECT_EQ(Run(missing).kind, TaskOutcome::Kind::kFailed);
-  EXPECT_FALSE(spawned);
+  std::atomic<bool> spawned{false};
+  std::atomic<bool> spawned_after_outcome{false};
+  std::atomic<bool> reported{false};
+  missing.on_spawned = [&](pid_t) {
+    spawned = true;
+    spawned_after_outcome = reported.load();
+  };
+  const TaskOutcome failed = Run(missing);
+  reported = true;
+  EXPECT_EQ(failed.kind, TaskOutcome::Kind::kFailed);
+  EXPECT_EQ(failed.error, "cannot run \"/nonexistent/program\": No such file or directory");
+  EXPECT_EQ(failed.exit_code, 0) << "no program ran to exit";
+  EXPECT_EQ(spawned.load(), SpawnWithoutWaitingAvailable());
+  EXPECT_FALSE(spawned_after_outcome.load());
 }
 
 TEST_F(TaskRunnerTest, MissingCommandIsAClearError) {
