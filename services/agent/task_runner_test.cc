@@ -250,7 +250,8 @@ TEST_F(TaskRunnerTest, ATaskIsKilledWhenTheClockPassesItsTimeout) {
 
 TEST_F(TaskRunnerTest, TimeoutEscalatesFromSigtermToSigkillAfterTheGrace) {
   // The task notes SIGTERM and carries on; only SIGKILL ends it.
-  TaskLaunch launch = Launch({"trap 'echo term' TERM; while :; do sleep 1; done"}, true);
+  TaskLaunch launch =
+      Launch({"trap 'echo term' TERM; echo ready; while :; do sleep 1; done"}, true);
   launch.timeout = absl::Seconds(10);
   launch.kill_grace = absl::Hours(24);
   Output output;
@@ -261,6 +262,7 @@ TEST_F(TaskRunnerTest, TimeoutEscalatesFromSigtermToSigkillAfterTheGrace) {
     result = std::move(outcome);
     done.Notify();
   });
+  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
   ASSERT_TRUE(clock_.AdvanceUntil([&] { return output.Contains("term"); }, absl::Seconds(1)))
       << "SIGTERM at the timeout";
   EXPECT_FALSE(done.HasBeenNotified()) << "no SIGKILL before the grace has passed";
@@ -274,11 +276,21 @@ TEST_F(TaskRunnerTest, TimeoutEscalatesFromSigtermToSigkillAfterTheGrace) {
 
 TEST_F(TaskRunnerTest, TimeoutKillsTheProcessTreeEvenIfItIgnoresSigterm) {
   // The background sleep holds the pipes: the attempt ends only once the
-  // whole group is gone.
-  TaskLaunch launch = Launch({"trap '' TERM; sleep 100 & sleep 100; wait"}, true);
+  // whole group is gone. The clock moves once the trap is set (a spawn does
+  // not wait for the exec, let alone the shell's first line).
+  TaskLaunch launch = Launch({"trap '' TERM; sleep 100 & echo ready; sleep 100; wait"}, true);
   launch.timeout = absl::Milliseconds(200);
   launch.kill_grace = absl::Milliseconds(300);
-  const TaskOutcome outcome = RunAdvancing(launch, absl::Milliseconds(100));
+  Output output;
+  launch.on_output = output.Collector();
+  absl::Notification done;
+  TaskOutcome outcome;
+  runner_.Start(launch, [&](TaskOutcome result) {
+    outcome = std::move(result);
+    done.Notify();
+  });
+  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Milliseconds(100)));
   EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kTimedOut);
   EXPECT_EQ(outcome.signal, SIGKILL) << "the shell ignored SIGTERM";
   EXPECT_EQ(outcome.error, "timed out after 200ms");
