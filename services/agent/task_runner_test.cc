@@ -77,6 +77,25 @@ class TaskRunnerTest : public ::testing::Test {
     }
   };
 
+  // A task started with its stdout collected, and its outcome once reported.
+  struct Started {
+    Output output;
+    absl::Notification done;
+    TaskOutcome outcome;
+    TaskRunner::Handle handle = 0;
+  };
+  // Starts `launch` into `started`; returns once "ready" is on its stdout
+  // (the task has set itself up: a spawn does not wait for the exec, let
+  // alone the shell's first line), false if it never came.
+  bool StartUntilReady(TaskLaunch launch, Started* started) {
+    launch.on_output = started->output.Collector();
+    started->handle = runner_.Start(std::move(launch), [started](TaskOutcome outcome) {
+      started->outcome = std::move(outcome);
+      started->done.Notify();
+    });
+    return started->output.AwaitText("ready\n");
+  }
+
   gyre::testing::ScratchDir scratch_{"gyre_runner_test"};
   std::string root_ = scratch_.path();
   int count_ = 0;
@@ -254,24 +273,17 @@ TEST_F(TaskRunnerTest, TimeoutEscalatesFromSigtermToSigkillAfterTheGrace) {
       Launch({"trap 'echo term' TERM; echo ready; while :; do sleep 1; done"}, true);
   launch.timeout = absl::Seconds(10);
   launch.kill_grace = absl::Hours(24);
-  Output output;
-  launch.on_output = output.Collector();
-  absl::Notification done;
-  TaskOutcome result;
-  runner_.Start(launch, [&](TaskOutcome outcome) {
-    result = std::move(outcome);
-    done.Notify();
-  });
-  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
-  ASSERT_TRUE(clock_.AdvanceUntil([&] { return output.Contains("term"); }, absl::Seconds(1)))
+  Started task;
+  ASSERT_TRUE(StartUntilReady(launch, &task)) << "the trap is set";
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return task.output.Contains("term"); }, absl::Seconds(1)))
       << "SIGTERM at the timeout";
-  EXPECT_FALSE(done.HasBeenNotified()) << "no SIGKILL before the grace has passed";
+  EXPECT_FALSE(task.done.HasBeenNotified()) << "no SIGKILL before the grace has passed";
   const absl::Time terminated = clock_.Now();
-  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Hours(1)));
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return task.done.HasBeenNotified(); }, absl::Hours(1)));
   EXPECT_GE(clock_.Now() - terminated, absl::Hours(23)) << "SIGKILL after the grace";
-  EXPECT_EQ(result.kind, TaskOutcome::Kind::kTimedOut);
-  EXPECT_EQ(result.signal, SIGKILL);
-  EXPECT_EQ(result.error, "timed out after 10s");
+  EXPECT_EQ(task.outcome.kind, TaskOutcome::Kind::kTimedOut);
+  EXPECT_EQ(task.outcome.signal, SIGKILL);
+  EXPECT_EQ(task.outcome.error, "timed out after 10s");
 }
 
 TEST_F(TaskRunnerTest, TimeoutKillsTheProcessTreeEvenIfItIgnoresSigterm) {
@@ -281,19 +293,13 @@ TEST_F(TaskRunnerTest, TimeoutKillsTheProcessTreeEvenIfItIgnoresSigterm) {
   TaskLaunch launch = Launch({"trap '' TERM; sleep 100 & echo ready; sleep 100; wait"}, true);
   launch.timeout = absl::Milliseconds(200);
   launch.kill_grace = absl::Milliseconds(300);
-  Output output;
-  launch.on_output = output.Collector();
-  absl::Notification done;
-  TaskOutcome outcome;
-  runner_.Start(launch, [&](TaskOutcome result) {
-    outcome = std::move(result);
-    done.Notify();
-  });
-  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
-  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Milliseconds(100)));
-  EXPECT_EQ(outcome.kind, TaskOutcome::Kind::kTimedOut);
-  EXPECT_EQ(outcome.signal, SIGKILL) << "the shell ignored SIGTERM";
-  EXPECT_EQ(outcome.error, "timed out after 200ms");
+  Started task;
+  ASSERT_TRUE(StartUntilReady(launch, &task)) << "the trap is set";
+  ASSERT_TRUE(
+      clock_.AdvanceUntil([&] { return task.done.HasBeenNotified(); }, absl::Milliseconds(100)));
+  EXPECT_EQ(task.outcome.kind, TaskOutcome::Kind::kTimedOut);
+  EXPECT_EQ(task.outcome.signal, SIGKILL) << "the shell ignored SIGTERM";
+  EXPECT_EQ(task.outcome.error, "timed out after 200ms");
 }
 
 TEST_F(TaskRunnerTest, CancelStopsARunningTask) {
@@ -331,22 +337,15 @@ TEST_F(TaskRunnerTest, CancelWhileTheTaskFloodsItsOutputEndsIt) {
 }
 
 TEST_F(TaskRunnerTest, ACancelledTaskThatIgnoresSigtermIsKilledAfterTheCancelGrace) {
-  Output output;
-  TaskLaunch launch = Launch({"trap '' TERM; echo ready; sleep 100"}, true);
-  launch.on_output = output.Collector();
-  absl::Notification done;
-  TaskOutcome result;
-  const TaskRunner::Handle handle = runner_.Start(launch, [&](TaskOutcome outcome) {
-    result = std::move(outcome);
-    done.Notify();
-  });
-  ASSERT_TRUE(output.AwaitText("ready\n")) << "the trap is set";
+  Started task;
+  ASSERT_TRUE(StartUntilReady(Launch({"trap '' TERM; echo ready; sleep 100"}, true), &task))
+      << "the trap is set";
   const absl::Time cancelled = clock_.Now();
-  runner_.Cancel(handle, absl::Minutes(5));
-  ASSERT_TRUE(clock_.AdvanceUntil([&] { return done.HasBeenNotified(); }, absl::Seconds(30)));
+  runner_.Cancel(task.handle, absl::Minutes(5));
+  ASSERT_TRUE(clock_.AdvanceUntil([&] { return task.done.HasBeenNotified(); }, absl::Seconds(30)));
   EXPECT_GE(clock_.Now() - cancelled, absl::Minutes(5)) << "SIGKILL only after the grace";
-  EXPECT_EQ(result.kind, TaskOutcome::Kind::kCancelled);
-  EXPECT_EQ(result.signal, SIGKILL);
+  EXPECT_EQ(task.outcome.kind, TaskOutcome::Kind::kCancelled);
+  EXPECT_EQ(task.outcome.signal, SIGKILL);
 }
 
 TEST_F(TaskRunnerTest, OnSpawnedNamesTheProcessBeforeTheOutcomeIsReported) {
