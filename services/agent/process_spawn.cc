@@ -108,7 +108,7 @@ struct KernelSigaction {
 [[noreturn]] void Fail(ChildArgs* args, const char* step, long result) {
   args->error = static_cast<int>(-result);
   args->step = step;
-  // It holds its copy of the table, or never will: the group is free.
+  // It never took its copy of the table and never will: the group is free.
   if (args->copied != nullptr) args->copied->store(true, std::memory_order_release);
   RawSyscall(SYS_exit_group, 127);
   __builtin_unreachable();
@@ -133,7 +133,12 @@ int ChildMain(void* raw) {
       (result = RawSyscall(SYS_close_range, args->unshare_below, ~0U, CLOSE_RANGE_UNSHARE)) != 0) {
     Fail(args, "copying the descriptor table", result);
   }
-  if (args->copied != nullptr) args->copied->store(true, std::memory_order_release);
+  if (args->copied != nullptr) {
+    args->copied->store(true, std::memory_order_release);
+    // From here the group may serve another spawn, whose flag this is then:
+    // a later failure here must not set it again (Fail).
+    args->copied = nullptr;
+  }
   // A handler of the agent's must never run here (it would run on the
   // agent's memory), and the task gets no signal ignored.
   const KernelSigaction default_action;
@@ -343,7 +348,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request, SpawnDescripto
     in_flight = std::make_unique<SpawnInFlight>();
     state = in_flight->state_.get();
     state->request = std::move(request);
-    state->stack = std::make_unique<char[]>(kNoWaitStackBytes);
+    state->stack = std::make_unique_for_overwrite<char[]>(kNoWaitStackBytes);
   }
   const SpawnRequest& kept = wait ? request : state->request;
   state->argv.reserve(kept.argv.size() + 1);
