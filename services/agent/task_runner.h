@@ -62,9 +62,13 @@ struct TaskLaunch {
   // bytes kept under max_output_bytes): stream 1 is stdout, 2 is stderr;
   // offset is the position of `data` within that stream. Optional.
   std::function<void(int stream, int64_t offset, absl::string_view data)> on_output;
-  // Called on the spawning thread once the process has been spawned (it
-  // has exec'd), before the poller watches it: the attempt's report always
-  // comes after. Not called when the spawn fails. Optional.
+  // Called on the spawning thread once the process has been started,
+  // before the poller watches it: the attempt's report always comes after.
+  // Where the spawn does not wait for the child's exec
+  // (SpawnWithoutWaitingAvailable) that is before the exec, so a process
+  // whose exec then fails has been named here before its failed outcome;
+  // elsewhere it is after the exec, and not called when that fails.
+  // Optional.
   std::function<void(pid_t pid)> on_spawned;
 };
 
@@ -156,8 +160,9 @@ class TaskRunner {
 
  private:
   struct Process;
-  // Prepares the working directory and cgroup and spawns the process (on a
-  // pooled thread), then hands it to the poller (with the cancel that came
+  // Prepares the working directory and cgroup and spawns the process (on
+  // the caller's thread, or a pooled one where the spawn waits for the
+  // exec), then hands it to the poller (with the cancel that came
   // meanwhile, if one did); a failure is reported at once.
   void Launch(Handle handle, TaskLaunch launch, Callback done);
   // The poller thread.
@@ -215,8 +220,9 @@ class TaskRunner {
   // Attempts queued for a spawn and not yet handed to the poller, with the
   // grace of a cancel that came meanwhile.
   absl::flat_hash_map<Handle, std::optional<absl::Duration>> launching_ ABSL_GUARDED_BY(mutex_);
-  // Threads for what blocks: spawns (each waits for its child's exec) and
-  // slow completions (declared before poller_: destroyed after it).
+  // Threads for what blocks: spawns where they wait for the child's exec
+  // (SpawnWithoutWaitingAvailable false) and slow completions (declared before poller_: destroyed
+  // after it).
   SupervisorThreads blocking_work_;
   std::thread poller_;
 };
