@@ -225,14 +225,16 @@ char* ChildStackTop() {
 
 }  // namespace
 
-SpawnDescriptors::SpawnDescriptors(int groups) {
+SpawnDescriptors::SpawnDescriptors(int groups, int fds_per_group)
+    : fds_per_group_(std::clamp(fds_per_group, 2, kMaxGroupFds)) {
   null_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
   // Without close_range (Linux 5.9) every spawn copies the table.
   if (null_fd_ < 0 || syscall(SYS_close_range, ~0U - 1, ~0U, 0U) != 0) return;
   const int count = std::max(groups, 0);
   groups_ = std::make_unique<Group[]>(static_cast<size_t>(count));
   for (int i = 0; i < count; ++i) {
-    for (int& fd : groups_[i].fds) {
+    for (int slot = 0; slot < fds_per_group_; ++slot) {
+      int& fd = groups_[i].fds[slot];
       fd = fcntl(null_fd_, F_DUPFD_CLOEXEC, 0);
       if (fd < 0) {
         // Out of descriptors already: no short way for anyone.
@@ -264,23 +266,22 @@ SpawnDescriptors::~SpawnDescriptors() {
 void SpawnDescriptors::Clear(Group& group, int from, int to) {
   // dup3 replaces in one step: the number is never free for another
   // thread's open to take.
-  for (int i = std::max(from, 0); i < to && i < kGroupFds; ++i) {
+  for (int i = std::max(from, 0); i < to && i < fds_per_group_; ++i) {
     dup3(null_fd_, group.fds[i], O_CLOEXEC);
   }
 }
 
 SpawnDescriptors::Lease SpawnDescriptors::Acquire(int used) {
   Lease lease;
+  if (used > fds_per_group_) return lease;
   int taken_over_used = 0;
   {
     absl::MutexLock lock(&mutex_);
-    // A free group first; else one whose child has its copy already.
+    // The lowest group free, or whose child has its copy already: a child
+    // copies every descriptor below its group's, so low ones are cheaper.
     int found = -1;
     for (int i = 0; i < group_count_ && found < 0; ++i) {
-      if (holders_[i].lease == 0) found = i;
-    }
-    for (int i = 0; i < group_count_ && found < 0; ++i) {
-      if (groups_[i].copied.load(std::memory_order_acquire)) found = i;
+      if (holders_[i].lease == 0 || groups_[i].copied.load(std::memory_order_acquire)) found = i;
     }
     if (found < 0) return lease;
     Holder& holder = holders_[found];
@@ -372,9 +373,7 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request, SpawnDescripto
   const int used = 2 + static_cast<int>(kept.cgroup_procs_fds.size());
   if (descriptors != nullptr) {
     args.stdin_fd = descriptors->null_fd();
-    if (kept.cgroup_procs_fds.size() <= SpawnDescriptors::kCgroupFds) {
-      lease = descriptors->Acquire(used);
-    }
+    lease = descriptors->Acquire(used);
   }
   if (SpawnDescriptors::Group* group = lease.group; group != nullptr) {
     bool placed = dup3(kept.stdout_fd, group->fds[0], O_CLOEXEC) >= 0 &&

@@ -55,18 +55,19 @@ struct SpawnRequest {
 // takes a copy of the descriptors below limit() only (close_range's
 // CLOSE_RANGE_UNSHARE), where the parent has just placed what the child
 // needs. A group is needed only until the child has its copy, its first
-// step, not until its exec: a spawn that finds no group free takes over
-// one whose child has copied it (the spawn that placed it then leaves it
-// alone). Reserved at construction, so make it early in the agent's life,
-// while the lowest numbers are free. Thread-safe.
+// step, not until its exec: a spawn takes the lowest group that is free or
+// whose child has copied it (the spawn that placed it then leaves it
+// alone), so that children copy as few descriptors as they can. Reserved
+// at construction, so make it early in the agent's life, while the lowest
+// numbers are free. Thread-safe.
 class SpawnDescriptors {
  public:
   // What a group holds for one spawn: stdout, stderr, then the cgroup.procs
   // files of up to kCgroupFds cgroups (cgroup v1: memory and cpu).
   static constexpr int kCgroupFds = 2;
-  static constexpr int kGroupFds = 2 + kCgroupFds;
+  static constexpr int kMaxGroupFds = 2 + kCgroupFds;
   struct Group {
-    int fds[kGroupFds];
+    int fds[kMaxGroupFds] = {-1, -1, -1, -1};
     // One past its highest descriptor: a child copies those below only
     // (stdin's /dev/null and the groups made before it are lower).
     int limit = 0;
@@ -81,14 +82,18 @@ class SpawnDescriptors {
   };
 
   // `groups` spawns at once may take the short way; more copy the table.
-  explicit SpawnDescriptors(int groups);
+  // Each group has `fds_per_group` slots (2 to kMaxGroupFds): stdio's two
+  // plus the cgroup files a task joins here. Fewer slots, fewer
+  // descriptors for every child to copy.
+  explicit SpawnDescriptors(int groups, int fds_per_group = kMaxGroupFds);
   ~SpawnDescriptors();
   SpawnDescriptors(const SpawnDescriptors&) = delete;
   SpawnDescriptors& operator=(const SpawnDescriptors&) = delete;
 
-  // A group free or copied, its first `used` slots to be filled (the rest
-  // point at /dev/null); a lease without a group when none is (or the
-  // kernel has no close_range, before Linux 5.9).
+  // The lowest group free or copied, its first `used` slots to be filled
+  // (the rest point at /dev/null); a lease without a group when none is,
+  // when `used` exceeds the slots of a group, or when the kernel has no
+  // close_range (before Linux 5.9).
   Lease Acquire(int used);
   // Points the group's slots at /dev/null again (the child holds its own
   // copies) and frees it, unless another spawn has taken it over since.
@@ -107,6 +112,7 @@ class SpawnDescriptors {
   int null_fd_ = -1;
   std::unique_ptr<Group[]> groups_;  // not movable: the children write `copied`
   int group_count_ = 0;
+  int fds_per_group_ = kMaxGroupFds;
   absl::Mutex mutex_;
   std::vector<Holder> holders_ ABSL_GUARDED_BY(mutex_);  // one per group
   uint64_t next_lease_ ABSL_GUARDED_BY(mutex_) = 1;

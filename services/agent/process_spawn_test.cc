@@ -86,6 +86,34 @@ TEST(SpawnDescriptorsTest, TakingOverClearsTheSlotsTheLastSpawnFilledAndThisOneD
   descriptors.Release(first);  // taken over: does nothing
 }
 
+// A child copies every descriptor below its group's: a spawn takes the
+// lowest group it may, and a group has only the slots a task fills.
+TEST(SpawnDescriptorsTest, ASpawnTakesTheLowestGroupFreeOrCopiedWithTheSlotsItNeedsOnly) {
+  SpawnDescriptors descriptors(3, 2);
+  SpawnDescriptors::Lease first = descriptors.Acquire(2);
+  ASSERT_NE(first.group, nullptr) << "no close_range on this kernel";
+  EXPECT_EQ(first.group->fds[2], -1) << "no slot for cgroup files that no task joins";
+  EXPECT_EQ(descriptors.Acquire(3).group, nullptr) << "more than a group holds: the long way";
+  SpawnDescriptors::Lease second = descriptors.Acquire(2);
+  SpawnDescriptors::Lease third = descriptors.Acquire(2);
+  ASSERT_NE(second.group, nullptr);
+  ASSERT_NE(third.group, nullptr);
+  EXPECT_LT(first.group->limit, second.group->limit);
+  EXPECT_LT(second.group->limit, third.group->limit);
+
+  // The third's process has exited (its group is free); the first child
+  // has its copy, the second not yet.
+  descriptors.Release(third);
+  first.group->copied.store(true);
+  SpawnDescriptors::Lease fourth = descriptors.Acquire(2);
+  EXPECT_EQ(fourth.group, first.group) << "copied and lower than the free one";
+  SpawnDescriptors::Lease fifth = descriptors.Acquire(2);
+  EXPECT_EQ(fifth.group, third.group) << "the second's child has not copied its group yet";
+  for (const SpawnDescriptors::Lease& lease : {first, second, fourth, fifth}) {
+    descriptors.Release(lease);
+  }
+}
+
 // Many threads spawn at once through 2 groups, most of them taking one over
 // from a spawn whose child is still on its way to exec: each child's output
 // must reach its own pipe, and every pipe its end. Without waiting for the

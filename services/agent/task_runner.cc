@@ -34,6 +34,21 @@ namespace {
 // The most a task may pass downstream (the orchestrator keeps no more).
 constexpr size_t kMaxOutputJsonBytes = limits::kMaxOutputJsonBytes;
 
+// The cgroup.procs files a task joins (TaskCgroup): v1's memory and cpu
+// hierarchies, or v2's one; none without cgroups.
+int CgroupFilesPerTask(const TaskCgroups* cgroups) {
+  if (cgroups == nullptr) return 0;
+  switch (cgroups->mode()) {
+    case TaskCgroups::Mode::kV1:
+      return 2;
+    case TaskCgroups::Mode::kV2:
+      return 1;
+    case TaskCgroups::Mode::kNone:
+      return 0;
+  }
+  return 0;
+}
+
 // Reads what the task left at $GYRE_OUTPUT, at most `cap` bytes, from the
 // task's working directory `dir_fd` (opened before the task ran, so a task
 // that swaps its directory for a symlink cannot redirect the read). The
@@ -361,8 +376,9 @@ TaskRunner::TaskRunner(Clock* clock, std::shared_ptr<const TaskCgroups> cgroups)
       // task before its child has taken its copy: more groups.
       spawn_descriptors_(
           SpawnWithoutWaitingAvailable()
-              ? 16
-              : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 4, 16)),
+              ? 64
+              : std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 4, 16),
+          2 + CgroupFilesPerTask(cgroups_.get())),
       work_dirs_(std::make_unique<WorkDirPool>()),
       timers_(clock),
       epoll_fd_(NewEpoll()),
