@@ -137,6 +137,10 @@ void AgentClient::StartStreamLocked(const StreamPtr& stream) {
 }
 
 void AgentClient::Start() {
+  // Before the first assignment: its tasks then find their directories.
+  if (!config_.keep_work_dirs && !config_.work_dir.empty() && config_.slots > 0) {
+    runner_.PrepareWorkDirs(config_.work_dir, static_cast<size_t>(config_.slots));
+  }
   absl::MutexLock lock(&mutex_);
   started_ = true;
   for (const StreamPtr& stream : streams_) StartStreamLocked(stream);

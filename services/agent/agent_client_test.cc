@@ -618,6 +618,26 @@ TEST(AgentClientTest, ACancelThatOvertakesItsAssignmentKeepsTheTaskFromRunning) 
   EXPECT_FALSE(std::filesystem::exists(marker)) << "the cancelled task ran";
 }
 
+TEST(AgentClientTest, AStartedAgentHasMadeADirectoryForEachSlot) {
+  AgentConfig config;
+  config.slots = 5;
+  ScriptedAgent scripted(config);
+  const std::string slots = absl::StrCat(scripted.scratch.path(), "/.slots-", getpid());
+  std::error_code error;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(slots, error),
+                          std::filesystem::directory_iterator()),
+            5)
+      << error.message();
+}
+
+TEST(AgentClientTest, AnAgentThatKeepsWorkDirsMakesNoneAhead) {
+  AgentConfig config;
+  config.keep_work_dirs = true;
+  ScriptedAgent scripted(config);
+  EXPECT_FALSE(
+      std::filesystem::exists(absl::StrCat(scripted.scratch.path(), "/.slots-", getpid())));
+}
+
 TEST(AgentClientTest, WorkDirNameIsOnePathComponentOrAnError) {
   v1::AttemptRef ref;
   ref.set_execution("executions/e1");

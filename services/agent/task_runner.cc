@@ -851,6 +851,10 @@ void TaskRunner::Complete(std::unique_ptr<Process> process) {
       });
 }
 
+void TaskRunner::PrepareWorkDirs(const std::string& work_root, size_t count) {
+  agent::PrepareWorkDirs(work_root, count, work_dirs_.get());
+}
+
 void TaskRunner::Finish(std::unique_ptr<Process> process, TaskOutcome outcome) {
   process->cgroup.reset();  // kept for the next task once its processes are gone
   const TaskLaunch& launch = process->launch;

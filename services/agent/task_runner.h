@@ -140,6 +140,10 @@ class TaskRunner {
   ~TaskRunner();
 
   Handle Start(TaskLaunch launch, Callback done);
+  // Makes the reused working directories of `count` tasks whose
+  // TaskLaunch::work_dir will be {work_root}/{name} (remove_work_dir on),
+  // before they come (PrepareWorkDirs).
+  void PrepareWorkDirs(const std::string& work_root, size_t count);
   // Terminates the attempt (SIGTERM, SIGKILL after `grace`); its outcome is
   // kCancelled. Unknown or finished handles are ignored.
   void Cancel(Handle handle, absl::Duration grace);

@@ -187,6 +187,28 @@ bool IsEmptyDirectory(int fd) {
   return empty;
 }
 
+void PrepareWorkDirs(const std::string& work_root, size_t count, WorkDirPool* pool) {
+  if (work_root.empty() || pool == nullptr) return;
+  // The root a task's directory has once PrepareWorkDir made it absolute.
+  std::error_code error;
+  const std::string root = ParentOf(std::filesystem::absolute(work_root + "/task", error).string());
+  if (error || root.empty()) return;
+  std::vector<std::pair<std::string, WorkDir>> made;
+  for (size_t i = 0; i < count; ++i) {
+    std::string path;
+    struct stat info {};
+    std::optional<WorkDir> dir = pool->Take(root, &path, &info);
+    if (!dir.has_value()) break;
+    made.emplace_back(std::move(path), *std::move(dir));
+  }
+  for (auto& [path, dir] : made) {
+    if (!pool->Give(path, dir)) {
+      close(dir.fd);
+      RemoveWorkDir(path);
+    }
+  }
+}
+
 WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
                        WorkDirPool* pool) {
   std::error_code error;  // a directory that cannot be made fails the spawn

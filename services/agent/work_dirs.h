@@ -90,6 +90,13 @@ class WorkDirPool {
 WorkDir PrepareWorkDir(std::string* work_dir, const std::optional<RunAs>& run_as,
                        WorkDirPool* pool);
 
+// Makes up to `count` of `pool`'s directories for the tasks whose
+// directories go under `work_root` ({work_root}/{name}, as PrepareWorkDir
+// is given them), so that the first tasks find them made: on a slow disk a
+// mkdir costs a task's spawn several times over. Stops at the first that
+// cannot be made (those tasks make their own later).
+void PrepareWorkDirs(const std::string& work_root, size_t count, WorkDirPool* pool);
+
 // Whether the directory open at `fd` holds nothing. Reads the entries
 // through `fd` itself (which nothing else reads them through), from the
 // start.

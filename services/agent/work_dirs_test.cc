@@ -71,6 +71,45 @@ TEST_F(WorkDirsTest, APooledDirectoryIsPrivateAndAnEmptiedOneServesTheNextTask) 
   RemoveWorkDir(third);
 }
 
+// The entries of directory `path`.
+size_t EntriesIn(const std::string& path) {
+  std::error_code error;
+  return static_cast<size_t>(std::distance(std::filesystem::directory_iterator(path, error),
+                                           std::filesystem::directory_iterator()));
+}
+
+TEST_F(WorkDirsTest, PreparedDirectoriesServeTheFirstTasksWithoutMakingMore) {
+  WorkDirPool pool;
+  PrepareWorkDirs(root_, 3, &pool);
+  ASSERT_EQ(EntriesIn(slots_), 3u);
+  std::vector<std::string> paths(3);
+  std::vector<WorkDir> dirs;
+  for (int i = 0; i < 3; ++i) {
+    dirs.push_back(Pooled(pool, absl::StrCat("exec.task.", i), slots_, &paths[i]));
+    EXPECT_EQ(ModeOf(paths[i]), 0700u);
+  }
+  EXPECT_EQ(EntriesIn(slots_), 3u) << "the three tasks took the prepared ones";
+  std::string fourth;
+  const WorkDir made = Pooled(pool, "exec.task.3", slots_, &fourth);
+  EXPECT_EQ(EntriesIn(slots_), 4u) << "a fourth at once is made when needed";
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(pool.Give(paths[i], dirs[i]));
+  ASSERT_TRUE(pool.Give(fourth, made));
+}
+
+TEST_F(WorkDirsTest, DirectoriesPreparedUnderARelativeRootServeTasksGivenItsAbsolutePath) {
+  const std::filesystem::path was = std::filesystem::current_path();
+  std::filesystem::create_directories(root_);
+  std::filesystem::current_path(scratch_.path());
+  WorkDirPool pool;
+  PrepareWorkDirs("root", 2, &pool);
+  std::filesystem::current_path(was);
+  ASSERT_EQ(EntriesIn(slots_), 2u);
+  std::string path;
+  const WorkDir dir = Pooled(pool, "exec.task.1", slots_, &path);
+  EXPECT_EQ(EntriesIn(slots_), 2u);
+  ASSERT_TRUE(pool.Give(path, dir));
+}
+
 TEST_F(WorkDirsTest, AnEmptinessCheckReadsTheDirectoryFromTheStartEveryTime) {
   WorkDirPool pool;
   std::string path = root_ + "/exec.task.1";
