@@ -170,9 +170,9 @@ TEST_F(TaskIsolationTest, TheTaskHoldsNoDescriptorButItsStdio) {
 }
 
 TEST_F(TaskIsolationTest, TasksSpawnedAtOnceEachWriteToTheirOwnOutput) {
-  // More at once than the agent keeps descriptor groups for (16 at most):
+  // More at once than the agent keeps descriptor groups for (64 at most):
   // some spawns take the short way, the others copy the table.
-  constexpr int kTasks = 48;
+  constexpr int kTasks = 96;
   absl::Mutex mutex;
   std::map<int, TaskOutcome> outcomes;
   absl::BlockingCounter done(kTasks);

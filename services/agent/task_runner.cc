@@ -630,8 +630,7 @@ void TaskRunner::OnEvent(Process& process, uint64_t which) {
     // The descriptor group that held the task's pipes for its child, if no
     // other spawn took it over: released, or the pipes would never end.
     if (process.in_flight != nullptr) process.in_flight->Exited();
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, process.pidfd, nullptr);
-    close(process.pidfd);
+    spawn_descriptors_.CloseWatched(epoll_fd_, process.pidfd);
     process.pidfd = -1;
     // The leader is gone; whatever still holds the pipes is killed too. It
     // is not reaped yet, so its group id cannot have been reused.
@@ -654,10 +653,9 @@ void TaskRunner::OnEvent(Process& process, uint64_t which) {
               &outcome.stderr_bytes);
     }
   } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-    // Out of epoll before it is closed: a child being spawned meanwhile
-    // holds a copy until its exec, which would keep it registered.
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    close(fd);
+    // Out of epoll before it is closed if a child being spawned meanwhile
+    // may hold a copy, which would keep it registered.
+    spawn_descriptors_.CloseWatched(epoll_fd_, fd);
     fd = -1;
   }
 }
