@@ -737,9 +737,10 @@ int Main() {
         measure(&plain, &plain_again, Independent(true_tasks, true), ceiling_now);
         if (!cgroup_mode.empty()) measure(&cgroups, &cgroups_again, limited, ceiling_now);
       };
-      // The agent measured first in a run scored 1-3 points more in the
-      // share (12-05: the same two agents, in one order then the other):
-      // the order alternates run by run.
+      // Which agent goes first moved the share by 1-3 points, in either
+      // direction from one series to the next (12-05: the same two agents
+      // in one order, then the other): the order alternates run by run, so
+      // that neither is always first.
       if (run % 2 == 0) {
         measure_before();
         measure_this_build();
