@@ -5,7 +5,6 @@
 #include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -191,10 +190,9 @@ int ChildMain(void* raw) {
     Fail(args, "redirecting stdio", result);
   }
   // The task gets its stdio and nothing else, even a descriptor some
-  // library opened without O_CLOEXEC; and a child that copied the whole
-  // table holds none of the agent's once it execs (SpawnDescriptors::
-  // CloseWatched counts on it). Before Linux 5.9 (no close_range),
-  // close-on-exec does it.
+  // library opened without O_CLOEXEC, whether the child copied a few of
+  // the agent's or the whole table. Before Linux 5.9 (no close_range),
+  // close-on-exec does what it can.
   if (RawSyscall(SYS_close_range, 3, ~0U, 0) != 0 && args->stdin_fd < 0 &&
       null_fd > STDERR_FILENO) {
     RawSyscall(SYS_close, null_fd);
@@ -252,7 +250,6 @@ SpawnDescriptors::SpawnDescriptors(int groups, int fds_per_group)
       groups_[i].limit = std::max({groups_[i].limit, fd + 1, null_fd_ + 1});
     }
     group_count_ = i + 1;
-    top_ = std::max(top_, groups_[i].limit);
   }
   absl::MutexLock lock(&mutex_);
   holders_.resize(static_cast<size_t>(group_count_));
@@ -314,24 +311,6 @@ void SpawnDescriptors::Release(const Lease& lease) {
   holder.used = 0;
 }
 
-void SpawnDescriptors::CloseWatched(int epoll_fd, int fd) {
-  // Under the lock: a spawn that copies the whole table must either see
-  // `fd` closed already or have been counted before this looks.
-  absl::MutexLock lock(&mutex_);
-  if (whole_copies_ > 0 || fd < top_) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, nullptr);
-  close(fd);
-}
-
-void SpawnDescriptors::BeginWholeCopy() {
-  absl::MutexLock lock(&mutex_);
-  whole_copies_++;
-}
-
-void SpawnDescriptors::EndWholeCopy() {
-  absl::MutexLock lock(&mutex_);
-  whole_copies_--;
-}
-
 struct SpawnInFlight::State {
   SpawnRequest request;  // the child's, until its exec
   std::vector<char*> argv;
@@ -340,7 +319,6 @@ struct SpawnInFlight::State {
   std::unique_ptr<char[]> stack;
   SpawnDescriptors* descriptors = nullptr;
   SpawnDescriptors::Lease lease;
-  bool whole_copy = false;  // counted in descriptors' BeginWholeCopy
 };
 
 SpawnInFlight::SpawnInFlight() : state_(std::make_unique<State>()) {}
@@ -348,13 +326,9 @@ SpawnInFlight::SpawnInFlight() : state_(std::make_unique<State>()) {}
 SpawnInFlight::~SpawnInFlight() { Exited(); }
 
 void SpawnInFlight::Exited() {
-  if (state_->descriptors != nullptr) {
-    state_->descriptors->Release(state_->lease);
-    if (state_->whole_copy) state_->descriptors->EndWholeCopy();
-  }
+  if (state_->descriptors != nullptr) state_->descriptors->Release(state_->lease);
   state_->descriptors = nullptr;
   state_->lease = {};
-  state_->whole_copy = false;
 }
 
 absl::Status SpawnInFlight::Failure() const {
@@ -420,8 +394,6 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request, SpawnDescripto
       lease = {};
     }
   }
-  const bool whole_copy = descriptors != nullptr && lease.group == nullptr;
-  if (whole_copy) descriptors->BeginWholeCopy();
   char* stack_top = ChildStackTop();
   if (!wait) {
     // The stack grows down; 16-byte aligned.
@@ -447,23 +419,17 @@ absl::StatusOr<SpawnedProcess> SpawnProcess(SpawnRequest request, SpawnDescripto
     // the child has its copy (SpawnInFlight::Exited).
     state->descriptors = descriptors;
     state->lease = lease;
-    state->whole_copy = whole_copy;
   }
   if (pid < 0) {
-    if (whole_copy) descriptors->EndWholeCopy();
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot start a process: clone: ", std::strerror(clone_error)));
   }
   if (wait && args.step != nullptr) {
-    // The child has exited: reap it here, nobody else knows of it. Reaped,
-    // it holds no copies (it may still have while the clone returned).
+    // The child has exited: reap it here, nobody else knows of it.
     waitpid(pid, nullptr, 0);
-    if (whole_copy) descriptors->EndWholeCopy();
     if (pidfd >= 0) close(pidfd);
     return ChildFailure(args, kept.argv[0]);
   }
-  // Exec'd: it closed its copies first (ChildMain).
-  if (wait && whole_copy) descriptors->EndWholeCopy();
   // CLONE_PIDFD made it close-on-exec already.
   return SpawnedProcess{pid, pidfd, (flags & CLONE_FILES) == 0, std::move(in_flight)};
 }

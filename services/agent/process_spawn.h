@@ -101,20 +101,6 @@ class SpawnDescriptors {
   // /dev/null, read-only: every task's stdin.
   int null_fd() const { return null_fd_; }
 
-  // Closes `fd`, which `epoll_fd` watches, taking it out of the epoll set
-  // first only if a child may hold a copy of it. epoll forgets a file by
-  // itself once its last descriptor is closed, but not while a copy lives
-  // on; a removal is a system call per descriptor, three per task. A child
-  // may hold a copy when it copied the whole table and may not have closed
-  // it yet (BeginWholeCopy), or when `fd` is low enough for a group's
-  // child to copy it.
-  void CloseWatched(int epoll_fd, int fd);
-  // A spawn about to copy the whole table (no group served it), until its
-  // child is known to hold none of the agent's descriptors (it has closed
-  // them before its exec, or it has exited): EndWholeCopy. SpawnProcess's.
-  void BeginWholeCopy();
-  void EndWholeCopy();
-
  private:
   struct Holder {
     uint64_t lease = 0;  // 0: free
@@ -127,13 +113,9 @@ class SpawnDescriptors {
   std::unique_ptr<Group[]> groups_;  // not movable: the children write `copied`
   int group_count_ = 0;
   int fds_per_group_ = kMaxGroupFds;
-  // No group's child copies a descriptor at or above this.
-  int top_ = 0;
   absl::Mutex mutex_;
   std::vector<Holder> holders_ ABSL_GUARDED_BY(mutex_);  // one per group
   uint64_t next_lease_ ABSL_GUARDED_BY(mutex_) = 1;
-  // Spawns between BeginWholeCopy and EndWholeCopy.
-  int whole_copies_ ABSL_GUARDED_BY(mutex_) = 0;
 };
 
 class SpawnInFlight;

@@ -1,13 +1,11 @@
 #include "services/agent/process_spawn.h"
 
 #include <fcntl.h>
-#include <sys/epoll.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -35,71 +33,6 @@ std::string ReadAll(int fd) {
     if (n <= 0) return out;
     out.append(buffer, static_cast<size_t>(n));
   }
-}
-
-// Whether the epoll set `epoll_fd` has an entry for descriptor `fd`.
-bool Watches(int epoll_fd, int fd) {
-  std::ifstream info(absl::StrCat("/proc/self/fdinfo/", epoll_fd));
-  std::string word;
-  while (info >> word) {
-    int watched = -1;
-    if (word == "tfd:" && info >> watched && watched == fd) return true;
-  }
-  return false;
-}
-
-// A pipe's read end, watched by `epoll_fd` at descriptor `at` (or wherever
-// pipe2 puts it when `at` is -1); its write end is closed.
-int WatchedReadEnd(int epoll_fd, int at = -1) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
-  close(fds[1]);
-  int fd = fds[0];
-  if (at >= 0) {
-    fd = dup3(fds[0], at, O_CLOEXEC);
-    close(fds[0]);
-  }
-  epoll_event event{};
-  event.events = EPOLLIN;
-  return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event) == 0 ? fd : -1;
-}
-
-// epoll forgets a file once its last descriptor is closed, not while a
-// child holds a copy: then the descriptor must leave the set first, or the
-// set would report the copy's events for a task that is gone.
-TEST(SpawnDescriptorsTest, ADescriptorAChildMayHoldLeavesTheEpollSetBeforeItIsClosed) {
-  const int epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-  ASSERT_GE(epoll_fd, 0);
-  const int low = WatchedReadEnd(epoll_fd);  // made before the groups: below them
-  SpawnDescriptors descriptors(2, 2);
-  ASSERT_NE(descriptors.Acquire(2).group, nullptr) << "no close_range on this kernel";
-  ASSERT_GE(low, 0);
-  constexpr int kHigh = 900;  // above every group
-
-  // A group's child may copy a low one: removed, although a copy lives.
-  const int low_copy = dup(low);
-  descriptors.CloseWatched(epoll_fd, low);
-  EXPECT_FALSE(Watches(epoll_fd, low));
-
-  // A child copying the whole table may hold any.
-  descriptors.BeginWholeCopy();
-  const int high = WatchedReadEnd(epoll_fd, kHigh);
-  ASSERT_EQ(high, kHigh);
-  const int high_copy = dup(high);
-  descriptors.CloseWatched(epoll_fd, high);
-  EXPECT_FALSE(Watches(epoll_fd, high));
-  descriptors.EndWholeCopy();
-
-  // Otherwise nobody holds a high one: closing it is enough.
-  const int alone = WatchedReadEnd(epoll_fd, kHigh);
-  ASSERT_EQ(alone, kHigh);
-  ASSERT_TRUE(Watches(epoll_fd, alone));
-  descriptors.CloseWatched(epoll_fd, alone);
-  EXPECT_FALSE(Watches(epoll_fd, alone));
-  EXPECT_EQ(fcntl(alone, F_GETFD), -1) << "closed";
-  close(low_copy);
-  close(high_copy);
-  close(epoll_fd);
 }
 
 TEST(SpawnDescriptorsTest, AGroupWhoseChildHasItsCopyServesTheNextSpawnAndIsNotClearedUnderIt) {
@@ -283,8 +216,7 @@ TEST(SpawnProcessTest, AChildThatFailsBeforeItsExecSaysWhichStepOnceReaped) {
 
 // A child that copied the whole table closes every descriptor but its
 // stdio before its exec, even one opened without O_CLOEXEC: the task gets
-// none, and the agent may close its own without taking them out of epoll
-// first once the child has exec'd (SpawnDescriptors::CloseWatched).
+// none of the agent's.
 TEST(SpawnProcessTest, AChildThatCopiedTheWholeTableExecsWithItsStdioOnly) {
   const int leaky = open("/dev/null", O_RDONLY);
   ASSERT_GE(leaky, 0);

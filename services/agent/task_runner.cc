@@ -630,7 +630,8 @@ void TaskRunner::OnEvent(Process& process, uint64_t which) {
     // The descriptor group that held the task's pipes for its child, if no
     // other spawn took it over: released, or the pipes would never end.
     if (process.in_flight != nullptr) process.in_flight->Exited();
-    spawn_descriptors_.CloseWatched(epoll_fd_, process.pidfd);
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, process.pidfd, nullptr);
+    close(process.pidfd);
     process.pidfd = -1;
     // The leader is gone; whatever still holds the pipes is killed too. It
     // is not reaped yet, so its group id cannot have been reused.
@@ -653,9 +654,12 @@ void TaskRunner::OnEvent(Process& process, uint64_t which) {
               &outcome.stderr_bytes);
     }
   } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-    // Out of epoll before it is closed if a child being spawned meanwhile
-    // may hold a copy, which would keep it registered.
-    spawn_descriptors_.CloseWatched(epoll_fd_, fd);
+    // Out of epoll before it is closed: a child being spawned meanwhile
+    // (by this runner or by anything else in the process, posix_spawn
+    // included) holds a copy until its exec, which would keep it
+    // registered, its events naming a task that is gone.
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    close(fd);
     fd = -1;
   }
 }
