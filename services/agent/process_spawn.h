@@ -67,7 +67,9 @@ class SpawnDescriptors {
   static constexpr int kCgroupFds = 2;
   static constexpr int kMaxGroupFds = 2 + kCgroupFds;
   struct Group {
+    // -1: a slot this agent's groups do not use (fds_per_group).
     int fds[kMaxGroupFds] = {-1, -1, -1, -1};
+    static_assert(kMaxGroupFds == 4, "every slot starts at -1, never at stdin's 0");
     // One past its highest descriptor: a child copies those below only
     // (stdin's /dev/null and the groups made before it are lower).
     int limit = 0;
